@@ -1,0 +1,92 @@
+/**
+ * The compute worker: runs heavy functions (ONNX Runtime sessions, MSM, LNAMD) off the main
+ * thread, so the event loop stays free for progress bars, signals and I/O.
+ *
+ * `computeWorker().call(moduleUrl, exportName, args, transfer)` imports `moduleUrl` inside the
+ * worker and calls `exportName(...args, ctx)`; `ctx.progress(done, total, label)` reports back.
+ * The worker is long-lived (sessions cached in its module state) and unref'd while idle.
+ */
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+
+export interface WorkerContext {
+  progress(done: number, total: number, label?: string): void;
+}
+
+export type ProgressListener = (done: number, total: number, label?: string) => void;
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+  onProgress?: ProgressListener;
+}
+
+export class ComputeWorker {
+  private worker: Worker | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+
+  private ensure(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(fileURLToPath(new URL('./worker-main.js', import.meta.url)));
+    w.on('message', (m: { id: number; kind: 'ok' | 'err' | 'progress'; value?: unknown; error?: { name: string; message: string; stack?: string }; done?: number; total?: number; label?: string }) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      if (m.kind === 'progress') {
+        p.onProgress?.(m.done!, m.total!, m.label);
+        return;
+      }
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) w.unref();
+      if (m.kind === 'ok') p.resolve(m.value);
+      else {
+        const e = new Error(m.error!.message);
+        e.name = m.error!.name;
+        if (m.error!.stack) e.stack = m.error!.stack;
+        p.reject(e);
+      }
+    });
+    w.on('error', (e) => this.failAll(e));
+    w.on('exit', (code) => {
+      this.worker = null;
+      if (this.pending.size) this.failAll(new Error(`compute worker exited with code ${code}`));
+    });
+    w.unref();
+    this.worker = w;
+    return w;
+  }
+
+  private failAll(e: Error): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  call<T>(moduleUrl: string, exportName: string, args: unknown[], transfer: Transferable[] = [], onProgress?: ProgressListener): Promise<T> {
+    const w = this.ensure();
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onProgress });
+      w.ref();
+      w.postMessage({ id, moduleUrl, exportName, args }, transfer as never);
+    });
+  }
+
+  async terminate(): Promise<void> {
+    const w = this.worker;
+    this.worker = null;
+    if (w) await w.terminate();
+  }
+}
+
+let shared: ComputeWorker | null = null;
+
+/** The process-wide compute worker. */
+export function computeWorker(): ComputeWorker {
+  shared ??= new ComputeWorker();
+  return shared;
+}
+
+export async function shutdownCompute(): Promise<void> {
+  if (shared) await shared.terminate();
+  shared = null;
+}

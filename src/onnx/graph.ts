@@ -1,0 +1,160 @@
+/**
+ * A small ONNX graph builder: every compute graph of the project (backbones, MSM kernels) is
+ * written with it and serialised to an ONNX ModelProto for onnxruntime-node.
+ *
+ *   const g = new GraphBuilder('msm');
+ *   const a = g.input('a', 'float32', ['M', 64]);
+ *   const w = g.constF32(weights, [64, 32]);
+ *   g.output(g.op('MatMul', [a, w]), 'float32', ['M', 32]);
+ *   const bytes = g.toBytes();
+ *
+ * Names are made unique by the builder; `op` returns the output name(s).
+ */
+import onnxProto from 'onnx-proto';
+
+const { onnx } = onnxProto;
+
+export type ElemType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool';
+const ELEM: Record<ElemType, number> = { float32: 1, float16: 10, int64: 7, int32: 6, bool: 9 };
+
+export type Dim = number | string;
+export type AttrValue = number | number[] | string | { floats: number[] } | { float: number } | { tensor: onnxProto.onnx.ITensorProto };
+export type Attrs = Record<string, AttrValue | undefined>;
+
+export const DEFAULT_OPSET = 17;
+
+export class GraphBuilder {
+  private readonly nodes: onnxProto.onnx.INodeProto[] = [];
+  private readonly inits: onnxProto.onnx.ITensorProto[] = [];
+  private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly used = new Set<string>();
+  private counter = 0;
+
+  constructor(readonly name: string, readonly opset = DEFAULT_OPSET) {}
+
+  /** A fresh, unused value name with the given stem. */
+  fresh(stem: string): string {
+    let n = stem;
+    while (this.used.has(n)) n = `${stem}_${++this.counter}`;
+    this.used.add(n);
+    return n;
+  }
+
+  input(name: string, type: ElemType, dims: Dim[]): string {
+    if (this.used.has(name)) throw new Error(`graph ${this.name}: duplicate input name ${name}`);
+    this.used.add(name);
+    this.inputs.push(valueInfo(name, type, dims));
+    return name;
+  }
+
+  /** Declares `value` as a graph output, renamed to `name` via Identity if needed. */
+  output(value: string, type: ElemType, dims: Dim[], name?: string): string {
+    let out = value;
+    if (name && name !== value) {
+      if (this.used.has(name)) throw new Error(`graph ${this.name}: duplicate output name ${name}`);
+      this.used.add(name);
+      this.nodes.push({ opType: 'Identity', input: [value], output: [name], name: `identity_${name}` });
+      out = name;
+    }
+    this.outputs.push(valueInfo(out, type, dims));
+    return out;
+  }
+
+  /** A float32 initializer (weights). */
+  constF32(values: Float32Array | number[], dims: number[], stem = 'w'): string {
+    const data = values instanceof Float32Array ? values : Float32Array.from(values);
+    checkCount(data.length, dims, stem);
+    const name = this.fresh(stem);
+    this.inits.push({
+      name,
+      dataType: ELEM.float32,
+      dims,
+      rawData: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)),
+    });
+    return name;
+  }
+
+  /** An int64 initializer (shapes, axes, indices). */
+  constI64(values: number[], dims: number[] = [values.length], stem = 'i'): string {
+    checkCount(values.length, dims, stem);
+    const name = this.fresh(stem);
+    const b = new BigInt64Array(values.map((v) => BigInt(v)));
+    this.inits.push({ name, dataType: ELEM.int64, dims, rawData: new Uint8Array(b.buffer) });
+    return name;
+  }
+
+  /** A scalar float32 constant. */
+  scalar(v: number, stem = 'c'): string {
+    return this.constF32([v], [], stem);
+  }
+
+  /** Adds a node; returns its single output name. */
+  op(opType: string, inputs: string[], attrs: Attrs = {}, stem?: string): string {
+    return this.opN(opType, inputs, 1, attrs, stem)[0];
+  }
+
+  /** Adds a node with `nOut` outputs; returns their names. Empty input names mean "absent". */
+  opN(opType: string, inputs: string[], nOut: number, attrs: Attrs = {}, stem?: string): string[] {
+    const base = stem ?? opType.toLowerCase();
+    const outs = Array.from({ length: nOut }, (_, i) => this.fresh(nOut === 1 ? base : `${base}_o${i}`));
+    const attribute: onnxProto.onnx.IAttributeProto[] = [];
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === undefined) continue;
+      attribute.push(attr(k, v));
+    }
+    this.nodes.push({ opType, input: inputs, output: outs, name: this.fresh(`n_${base}`), attribute });
+    return outs;
+  }
+
+  /** Serialises the model (IR version 8, default domain at this.opset). */
+  toBytes(): Uint8Array {
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      producerName: 'musc',
+      opsetImport: [{ domain: '', version: this.opset }],
+      graph: {
+        name: this.name,
+        node: this.nodes,
+        initializer: this.inits,
+        input: this.inputs,
+        output: this.outputs,
+      },
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+
+  get nodeCount(): number {
+    return this.nodes.length;
+  }
+}
+
+function checkCount(n: number, dims: number[], what: string): void {
+  const expect = dims.reduce((a, b) => a * b, 1);
+  if (expect !== n) throw new Error(`initializer ${what}: dims [${dims}] need ${expect} values, got ${n}`);
+}
+
+function valueInfo(name: string, type: ElemType, dims: Dim[]): onnxProto.onnx.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: ELEM[type],
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+function attr(name: string, v: AttrValue): onnxProto.onnx.IAttributeProto {
+  const T = onnx.AttributeProto.AttributeType;
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v)) throw new Error(`attribute ${name}: use {float: x} for float attributes`);
+    return { name, type: T.INT, i: v };
+  }
+  if (typeof v === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(v) };
+  if (Array.isArray(v)) return { name, type: T.INTS, ints: v };
+  if ('floats' in v) return { name, type: T.FLOATS, floats: v.floats };
+  if ('float' in v) return { name, type: T.FLOAT, f: v.float };
+  return { name, type: T.TENSOR, t: v.tensor };
+}
