@@ -6,7 +6,7 @@
  * worker and calls `exportName(...args, ctx)`; `ctx.progress(done, total, label)` reports back.
  * The worker is long-lived (sessions cached in its module state) and unref'd while idle.
  */
-import { Worker } from 'node:worker_threads';
+import { Worker, type TransferListItem } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 
 export interface WorkerContext {
@@ -61,13 +61,13 @@ export class ComputeWorker {
     this.pending.clear();
   }
 
-  call<T>(moduleUrl: string, exportName: string, args: unknown[], transfer: Transferable[] = [], onProgress?: ProgressListener): Promise<T> {
+  call<T>(moduleUrl: string, exportName: string, args: unknown[], transfer: TransferListItem[] = [], onProgress?: ProgressListener): Promise<T> {
     const w = this.ensure();
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onProgress });
       w.ref();
-      w.postMessage({ id, moduleUrl, exportName, args }, transfer as never);
+      w.postMessage({ id, moduleUrl, exportName, args }, transfer);
     });
   }
 
