@@ -37,8 +37,25 @@ export interface Backbone {
   readonly weightsPath: string;
   readonly weightsSha256: string;
   /** decoded RGB image -> normalised input tensor [3, S, S] (the family's own preprocessing) */
-  preprocess(img: RgbImage): Float32Array;
+  preprocess(img: RgbImage): Promise<Float32Array>;
   /** runs a batch [B, 3, S, S] in the compute worker; stage features are channels-last, patches only */
   extract(batch: Float32Array, b: number): Promise<BackboneFeatures>;
   dispose(): Promise<void>;
 }
+
+/** Options when loading a backbone (all optional; the registry entry gives defaults). */
+export interface LoadOptions {
+  /** input size in pixels (square) */
+  imageSize?: number;
+  /** stages to output (see BackboneInfo.stages) */
+  stages?: number[];
+  /** a user-supplied weight file for a registered architecture */
+  weightsPath?: string;
+  /** where downloaded weights and built graphs are cached (default: MUSC_CACHE or ~/.cache/musc) */
+  cacheDir?: string;
+  device?: 'cpu' | 'cuda';
+  /** CLIP MLP activation: 'gelu' (erf, what the reference runs at non-native sizes; default) or 'quick_gelu' */
+  activation?: 'gelu' | 'quick_gelu';
+}
+
+export type BackboneLoader = (info: BackboneInfo, opts: LoadOptions) => Promise<Backbone>;
