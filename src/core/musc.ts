@@ -1,6 +1,16 @@
-/** PLACEHOLDER signatures of the MuSc core API (being implemented). */
+/**
+ * The MuSc core API: features in, scores out. Heavy parts run in the compute worker.
+ *
+ *   const { maps, imageScores, rscinScores } = await musc(features, { imageSize: 224 });
+ *
+ * `features` come from a backbone (or your own extractor): per stage [N, h, w, C] patch
+ * features (channels last) and image tokens [N, D] for RsCIN.
+ */
 import type { StageFeatures, ImageTokens, Interval, BackboneFeatures } from './types.js';
-import type { ProgressListener } from '../compute/worker.js';
+import { computeWorker, type ProgressListener } from '../compute/worker.js';
+import { upsampleAlignCorners, mapMaxima, gaussianSmooth } from './maps.js';
+import { rscin as rscinImpl, RSCIN_K_MVTEC } from './rscin.js';
+import { validateStages, type ScoreResult, type ScoreSettings } from './score.js';
 
 export interface ScoreOptions {
   /** LNAMD aggregation degrees (default [1, 3, 5]) */
@@ -10,6 +20,8 @@ export interface ScoreOptions {
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
   targetChannels?: number;
   device?: 'cpu' | 'cuda';
+  /** patch rows per block product in MSM (memory/speed trade-off; default 4096) */
+  maxRows?: number;
   onProgress?: ProgressListener;
 }
 
@@ -21,28 +33,30 @@ export interface PatchScores {
   data: Float64Array;
 }
 
-/** LNAMD + MSM over every stage and r (runs in the compute worker). */
+const SCORE_MODULE = new URL('./score.js', import.meta.url).href;
+
+/** LNAMD + MSM over every stage and r, averaged (runs in the compute worker). */
 export async function scorePatches(stages: StageFeatures[], opts: ScoreOptions = {}): Promise<PatchScores> {
-  void stages; void opts;
-  throw new Error('not implemented');
+  validateStages(stages);
+  const settings: ScoreSettings = { rList: opts.rList, interval: opts.interval, targetChannels: opts.targetChannels, device: opts.device, maxRows: opts.maxRows };
+  const r = await computeWorker().call<ScoreResult>(SCORE_MODULE, 'scoreStages', [stages, settings], [], opts.onProgress);
+  return { n: r.n, h: r.h, w: r.w, data: r.patch };
 }
 
 /** Bilinear (align_corners=true) upsampling of patch scores to [N, outH, outW]. */
-export function upsampleMaps(ps: PatchScores, outH: number, outW: number): Float32Array {
-  void ps; void outH; void outW;
-  throw new Error('not implemented');
+export function upsampleMaps(ps: PatchScores, outH: number, outW: number, smoothSigma = 0): Float32Array {
+  const maps = upsampleAlignCorners(ps.data, ps.n, ps.h, ps.w, outH, outW);
+  return smoothSigma > 0 ? gaussianSmooth(maps, ps.n, outH, outW, smoothSigma) : maps;
 }
 
 /** Image score = maximum of each map [N, H, W] -> [N]. */
 export function imageScoresFromMaps(maps: Float32Array | Float64Array, n: number): Float64Array {
-  void maps; void n;
-  throw new Error('not implemented');
+  return mapMaxima(maps, n);
 }
 
 /** RsCIN re-scoring; kList [] or containing 0 returns the scores unchanged. */
 export function rscin(scores: Float64Array, tokens: ImageTokens, kList: number[]): Float64Array {
-  void scores; void tokens; void kList;
-  throw new Error('not implemented');
+  return rscinImpl(scores, tokens, kList);
 }
 
 export interface MuscResult {
@@ -54,7 +68,10 @@ export interface MuscResult {
 }
 
 /** The whole zero-shot pipeline on features of one batch. */
-export async function musc(features: BackboneFeatures, opts: ScoreOptions & { imageSize: number; kList?: number[] }): Promise<MuscResult> {
-  void features; void opts;
-  throw new Error('not implemented');
+export async function musc(features: BackboneFeatures, opts: ScoreOptions & { imageSize: number; kList?: number[]; smoothSigma?: number }): Promise<MuscResult> {
+  const patchScores = await scorePatches(features.stages, opts);
+  const maps = upsampleMaps(patchScores, opts.imageSize, opts.imageSize, opts.smoothSigma);
+  const imageScores = imageScoresFromMaps(maps, patchScores.n);
+  const rscinScores = rscin(imageScores, features.imageTokens, opts.kList ?? RSCIN_K_MVTEC);
+  return { patchScores, maps, imageScores, rscinScores };
 }

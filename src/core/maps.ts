@@ -1,0 +1,75 @@
+/**
+ * Anomaly maps: patch scores [N, h, w] upsampled bilinearly with align_corners = true to the input
+ * size (the reference's F.interpolate(..., mode='bilinear', align_corners=True)), so
+ * src = dst * (in - 1) / (out - 1). The image score is the map's maximum.
+ */
+
+/** [N, h, w] -> [N, H, W] (float32 output, float64 arithmetic). */
+export function upsampleAlignCorners(src: Float64Array | Float32Array, n: number, h: number, w: number, H: number, W: number): Float32Array {
+  const out = new Float32Array(n * H * W);
+  const axis = (outSize: number, inSize: number) => {
+    const i0 = new Int32Array(outSize), i1 = new Int32Array(outSize), l = new Float64Array(outSize);
+    const scale = outSize > 1 ? (inSize - 1) / (outSize - 1) : 0;
+    for (let d = 0; d < outSize; d++) {
+      const s = d * scale;
+      const a = Math.min(Math.floor(s), inSize - 1);
+      i0[d] = a;
+      i1[d] = Math.min(a + 1, inSize - 1);
+      l[d] = s - a;
+    }
+    return { i0, i1, l };
+  };
+  const ya = axis(H, h), xa = axis(W, w);
+  for (let i = 0; i < n; i++) {
+    const so = i * h * w, oo = i * H * W;
+    for (let y = 0; y < H; y++) {
+      const r0 = so + ya.i0[y] * w, r1 = so + ya.i1[y] * w, ly = ya.l[y];
+      for (let x = 0; x < W; x++) {
+        const lx = xa.l[x], x0 = xa.i0[x], x1 = xa.i1[x];
+        const top = src[r0 + x0] + (src[r0 + x1] - src[r0 + x0]) * lx;
+        const bot = src[r1 + x0] + (src[r1 + x1] - src[r1 + x0]) * lx;
+        out[oo + y * W + x] = top + (bot - top) * ly;
+      }
+    }
+  }
+  return out;
+}
+
+/** Maximum of each of the N maps in [N, ...]. */
+export function mapMaxima(maps: Float32Array | Float64Array, n: number): Float64Array {
+  const per = maps.length / n;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let m = -Infinity;
+    for (let k = i * per; k < (i + 1) * per; k++) if (maps[k] > m) m = maps[k];
+    out[i] = m;
+  }
+  return out;
+}
+
+/** Optional Gaussian smoothing of each map (sigma in pixels; truncated at 4 sigma). */
+export function gaussianSmooth(maps: Float32Array, n: number, H: number, W: number, sigma: number): Float32Array {
+  if (!(sigma > 0)) return maps;
+  const rad = Math.max(1, Math.ceil(4 * sigma));
+  const k = new Float64Array(2 * rad + 1);
+  let sum = 0;
+  for (let i = -rad; i <= rad; i++) sum += k[i + rad] = Math.exp((-i * i) / (2 * sigma * sigma));
+  for (let i = 0; i < k.length; i++) k[i] /= sum;
+  const out = new Float32Array(maps.length);
+  const tmp = new Float64Array(H * W);
+  const refl = (i: number, m: number) => (i < 0 ? -i - 1 : i >= m ? 2 * m - i - 1 : i); // 'reflect' border
+  for (let im = 0; im < n; im++) {
+    const o = im * H * W;
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      let s = 0;
+      for (let t = -rad; t <= rad; t++) s += k[t + rad] * maps[o + y * W + refl(Math.min(Math.max(x + t, -W), 2 * W - 1), W)];
+      tmp[y * W + x] = s;
+    }
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      let s = 0;
+      for (let t = -rad; t <= rad; t++) s += k[t + rad] * tmp[refl(Math.min(Math.max(y + t, -H), 2 * H - 1), H) * W + x];
+      out[o + y * W + x] = s;
+    }
+  }
+  return out;
+}

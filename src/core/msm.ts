@@ -1,0 +1,139 @@
+/**
+ * MSM: Mutual Scoring Mechanism (paper §3.3), as the reference `MSM` / `compute_scores_fast`.
+ *
+ * For one stage and one r, Z [N, P, C] holds unit patch features. For image i, every other image
+ * j scores i's patch p by the distance to its nearest patch in j:
+ *   a(i, p, j) = min_q ||Z[i,p] - Z[j,q]||                          (eq. 5)
+ * and the patch score is the interval average of the N-1 values sorted ascending:
+ *   s(i, p) = mean of the sorted values at ranks [k_lo, k_hi)       (eq. 6)
+ * with k = floor((N-1) * fraction) (fractions < 1) or an absolute count (>= 1), as the reference.
+ * The reference's default interval [0, 0.3) gives k_hi = floor(0.3 (N-1)), which is 0 for N <= 4
+ * and makes its output NaN; here the interval always keeps at least one value (documented).
+ */
+import type { Interval } from './types.js';
+import type { PairKernel } from './msm-kernel.js';
+
+export const DEFAULT_INTERVAL: Interval = [0, 0.3];
+
+/** The rank range [kLo, kHi) used for M = N-1 scores (reference semantics + the k >= 1 guard). */
+export function intervalBounds(m: number, interval: Interval): [number, number] {
+  if (m < 1) throw new Error(`MSM needs at least 2 images, got ${m + 1}`);
+  let [lo, hi] = interval;
+  if (!(lo >= 0) || !(hi >= 0)) throw new Error(`MSM interval must be non-negative, got [${interval}]`);
+  let kHi = hi < 1 ? Math.floor(m * hi) : Math.floor(hi);
+  let kLo = lo < 1 ? Math.floor(m * lo) : Math.floor(lo);
+  if (kHi < kLo) [kHi, kLo] = [kLo, kHi];
+  kHi = Math.min(kHi, m);
+  kLo = Math.min(kLo, m);
+  if (kHi === kLo) {
+    // guard (not in the reference, which returns NaN): keep one value
+    if (kHi < m) kHi += 1;
+    else kLo -= 1;
+  }
+  return [kLo, kHi];
+}
+
+/**
+ * Interval means from a nearest-distance table dist [N, P, N] (dist[i, p, j], j != i; the
+ * diagonal is ignored). Returns [N, P] float64.
+ */
+export function intervalMeans(dist: Float32Array, n: number, p: number, interval: Interval): Float64Array {
+  const [kLo, kHi] = intervalBounds(n - 1, interval);
+  const out = new Float64Array(n * p);
+  const vals = new Float64Array(n - 1);
+  for (let i = 0; i < n; i++) {
+    for (let q = 0; q < p; q++) {
+      const row = (i * p + q) * n;
+      let m = 0;
+      for (let j = 0; j < n; j++) if (j !== i) vals[m++] = dist[row + j];
+      vals.sort();
+      let s = 0;
+      for (let k = kLo; k < kHi; k++) s += vals[k];
+      out[i * p + q] = s / (kHi - kLo);
+    }
+  }
+  return out;
+}
+
+/** Distance from a squared distance (never negative, but guard anyway). */
+function dist(d2: number): number {
+  return d2 > 0 ? Math.sqrt(d2) : 0;
+}
+
+export interface TableOptions {
+  /** images per block; default: blocks of about `maxRows` patch rows */
+  blockImages?: number;
+  maxRows?: number;
+  onBlock?: (done: number, total: number) => void;
+}
+
+/** Images per block so that a block holds about maxRows patches (at least 1 image). */
+export function blockSize(n: number, p: number, opts: TableOptions): number {
+  return Math.max(1, Math.min(n, opts.blockImages ?? Math.floor((opts.maxRows ?? 4096) / p)));
+}
+
+/**
+ * The nearest-distance table [N, P, N] using each block product for both directions:
+ * blocks I <= J; off-diagonal blocks give (i vs j) from the rows and (j vs i) from the columns.
+ */
+export async function nearestDistanceTable(z: Float32Array, n: number, p: number, c: number, kernel: PairKernel, opts: TableOptions = {}): Promise<Float32Array> {
+  if (!kernel.bothDirections) throw new Error('nearestDistanceTable needs a two-direction kernel');
+  const t = blockSize(n, p, opts);
+  const table = new Float32Array(n * p * n);
+  const blocks: [number, number][] = [];
+  for (let s = 0; s < n; s += t) blocks.push([s, Math.min(n, s + t)]);
+  const total = (blocks.length * (blocks.length + 1)) / 2;
+  let done = 0;
+  const rowLen = p * c;
+  for (let bi = 0; bi < blocks.length; bi++) {
+    const [i0, i1] = blocks[bi];
+    const a = i1 - i0;
+    const q = z.subarray(i0 * rowLen, i1 * rowLen);
+    for (let bj = bi; bj < blocks.length; bj++) {
+      const [j0, j1] = blocks[bj];
+      const b = j1 - j0;
+      const { rowd2, cold2 } = await kernel.run(q, a, z.subarray(j0 * rowLen, j1 * rowLen), b, p, c);
+      for (let ia = 0; ia < a; ia++) {
+        const i = i0 + ia;
+        for (let jb = 0; jb < b; jb++) {
+          const j = j0 + jb;
+          if (i === j) continue;
+          // i's patches against j
+          for (let pp = 0; pp < p; pp++) table[(i * p + pp) * n + j] = dist(rowd2[(ia * p + pp) * b + jb]);
+          // j's patches against i (off-diagonal blocks only; diagonal blocks get it from the rows)
+          if (bi !== bj) for (let pp = 0; pp < p; pp++) table[(j * p + pp) * n + i] = dist(cold2![(ia * b + jb) * p + pp]);
+        }
+      }
+      opts.onBlock?.(++done, total);
+    }
+  }
+  return table;
+}
+
+/**
+ * The straightforward form, as the reference does it: each image against all others, one
+ * direction per product ([P, C] x [C, (N-1) P]). Used as the benchmark baseline and in tests.
+ */
+export async function nearestDistanceTableStraightforward(z: Float32Array, n: number, p: number, c: number, kernel: PairKernel): Promise<Float32Array> {
+  const table = new Float32Array(n * p * n);
+  const rowLen = p * c;
+  const others = new Float32Array((n - 1) * rowLen);
+  for (let i = 0; i < n; i++) {
+    others.set(z.subarray(0, i * rowLen), 0);
+    others.set(z.subarray((i + 1) * rowLen), i * rowLen);
+    const { rowd2 } = await kernel.run(z.subarray(i * rowLen, (i + 1) * rowLen), 1, others, n - 1, p, c);
+    for (let pp = 0; pp < p; pp++) {
+      for (let jj = 0; jj < n - 1; jj++) {
+        const j = jj < i ? jj : jj + 1;
+        table[(i * p + pp) * n + j] = dist(rowd2[pp * (n - 1) + jj]);
+      }
+    }
+  }
+  return table;
+}
+
+/** MSM scores [N, P] of one feature bank Z [N, P, C]. */
+export async function msmScores(z: Float32Array, n: number, p: number, c: number, interval: Interval, kernel: PairKernel, opts: TableOptions = {}): Promise<Float64Array> {
+  if (n < 2) throw new Error(`MSM needs at least 2 images to score each other, got ${n}`);
+  return intervalMeans(await nearestDistanceTable(z, n, p, c, kernel, opts), n, p, interval);
+}

@@ -1,0 +1,90 @@
+/**
+ * Patch scoring for one batch (subset) of images: LNAMD + MSM over every stage and every r,
+ * averaged over stages, then over r (as musc.py: mean over layers per r, then mean over r).
+ *
+ * Streams one (stage, r) feature bank at a time: each stage is layer-normalised once, each r's
+ * aggregate is built from it on the fly and dropped after its MSM pass, so peak memory is one
+ * bank [N, P, C] plus one distance table [N, P, N]. Runs inside the compute worker.
+ */
+import type { StageFeatures, Interval } from './types.js';
+import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
+import { msmScores, DEFAULT_INTERVAL, type TableOptions } from './msm.js';
+import { PairKernel } from './msm-kernel.js';
+import type { WorkerContext } from '../compute/worker.js';
+import type { Device } from '../compute/session.js';
+
+export const DEFAULT_R_LIST = [1, 3, 5];
+
+export interface ScoreSettings {
+  rList?: number[];
+  interval?: Interval;
+  targetChannels?: number;
+  device?: Device;
+  /** rows per block product (see msm.ts) */
+  maxRows?: number;
+  /** also return every pass's MSM scores [R, L, N, P] (for tests and ablations) */
+  keepPasses?: boolean;
+}
+
+export interface ScoreResult {
+  n: number;
+  h: number;
+  w: number;
+  /** [N, H*W] mean over r of (mean over stages of MSM) */
+  patch: Float64Array;
+  /** [R, L, N, P] when keepPasses */
+  passes?: Float64Array;
+}
+
+const kernels = new Map<string, PairKernel>();
+
+async function kernelFor(device: Device): Promise<PairKernel> {
+  let k = kernels.get(device);
+  if (!k) {
+    k = await PairKernel.create(true, device);
+    kernels.set(device, k);
+  }
+  return k;
+}
+
+export function validateStages(stages: StageFeatures[]): void {
+  if (stages.length === 0) throw new Error('no stages given');
+  const n = stages[0].n;
+  for (const [l, s] of stages.entries()) {
+    if (s.n !== n) throw new Error(`stage ${l} has ${s.n} images, stage 0 has ${n}`);
+    if (s.data.length !== s.n * s.h * s.w * s.c) throw new Error(`stage ${l}: data length ${s.data.length} != N*h*w*C = ${s.n}*${s.h}*${s.w}*${s.c}`);
+  }
+  if (n < 2) throw new Error(`MuSc needs at least 2 images to score each other, got ${n}`);
+}
+
+/** (worker) LNAMD + MSM for one set of images. */
+export async function scoreStages(stages: StageFeatures[], settings: ScoreSettings, ctx?: WorkerContext): Promise<ScoreResult> {
+  validateStages(stages);
+  const rList = settings.rList ?? DEFAULT_R_LIST;
+  if (rList.length === 0) throw new Error('r list is empty');
+  const interval = settings.interval ?? DEFAULT_INTERVAL;
+  const target = lnamdTarget(stages, settings.targetChannels);
+  const n = stages[0].n, P = target.gridH * target.gridW, L = stages.length, R = rList.length;
+  const kernel = await kernelFor(settings.device ?? 'cpu');
+  const patch = new Float64Array(n * P);
+  const passes = settings.keepPasses ? new Float64Array(R * L * n * P) : undefined;
+  const total = R * L;
+  let done = 0;
+  // stage-major: each stage is layer-normalised once and reused for every r
+  for (let l = 0; l < L; l++) {
+    const normed = layerNormImages(stages[l]);
+    for (let ri = 0; ri < R; ri++) {
+      const z = aggregateStage(stages[l], normed, rList[ri], target);
+      const opts: TableOptions = {
+        maxRows: settings.maxRows,
+        onBlock: (d, t) => ctx?.progress(done + d / t, total, 'scoring'),
+      };
+      const s = await msmScores(z, n, P, target.channels, interval, kernel, opts);
+      const wgt = 1 / (L * R);
+      for (let k = 0; k < n * P; k++) patch[k] += s[k] * wgt;
+      passes?.set(s, (ri * L + l) * n * P);
+      ctx?.progress(++done, total, 'scoring');
+    }
+  }
+  return { n, h: target.gridH, w: target.gridW, patch, passes };
+}
