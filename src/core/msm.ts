@@ -34,14 +34,15 @@ export function intervalBounds(m: number, interval: Interval): [number, number] 
 }
 
 /**
- * Interval means from a nearest-distance table dist [N, P, N] (dist[i, p, j], j != i; the
- * diagonal is ignored). Returns [N, P] float64.
+ * Interval means from a nearest-distance table dist [S, P, N] (dist[i, p, j], j != i; the
+ * diagonal is ignored). S = n unless only the first `scored` images are scored (the rest being
+ * reference images that join the pool). Returns [S, P] float64.
  */
-export function intervalMeans(dist: Float32Array, n: number, p: number, interval: Interval): Float64Array {
+export function intervalMeans(dist: Float32Array, n: number, p: number, interval: Interval, scored = n): Float64Array {
   const [kLo, kHi] = intervalBounds(n - 1, interval);
-  const out = new Float64Array(n * p);
+  const out = new Float64Array(scored * p);
   const vals = new Float64Array(n - 1);
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < scored; i++) {
     for (let q = 0; q < p; q++) {
       const row = (i * p + q) * n;
       let m = 0;
@@ -60,6 +61,13 @@ function dist(d2: number): number {
   return d2 > 0 ? Math.sqrt(d2) : 0;
 }
 
+/**
+ * Default patch rows per block. Measured on the 2-core CI machine: the reductions after the
+ * product are memory-bound in ONNX Runtime, so products whose [A*P, B*P] result stays in cache
+ * (one image per block at P = 784) are fastest; small grids get several images per block.
+ */
+export const DEFAULT_MAX_ROWS = 1024;
+
 export interface TableOptions {
   /** images per block; default: blocks of about `maxRows` patch rows */
   blockImages?: number;
@@ -69,45 +77,76 @@ export interface TableOptions {
 
 /** Images per block so that a block holds about maxRows patches (at least 1 image). */
 export function blockSize(n: number, p: number, opts: TableOptions): number {
-  return Math.max(1, Math.min(n, opts.blockImages ?? Math.floor((opts.maxRows ?? 4096) / p)));
+  return Math.max(1, Math.min(n, opts.blockImages ?? Math.floor((opts.maxRows ?? DEFAULT_MAX_ROWS) / p)));
+}
+
+/** Which pairs a distance table holds. */
+export interface PoolOptions {
+  /** the first `scored` images get scores; the rest are reference (known-good) images */
+  scored?: number;
+  /** only test-vs-reference distances (MuSc+); otherwise every pair with a scored image */
+  referencesOnly?: boolean;
 }
 
 /**
- * The nearest-distance table [N, P, N] using each block product for both directions:
- * blocks I <= J; off-diagonal blocks give (i vs j) from the rows and (j vs i) from the columns.
+ * The nearest-distance table [S, P, N] (S = scored images, N = all images; column j of row
+ * (i, p) is the distance from patch p of image i to its nearest patch in image j).
+ * Each block product serves both directions: blocks I <= J; rows give (i vs j), columns (j vs i).
+ * Blocks made only of reference images are never computed; an image is never scored against itself.
  */
-export async function nearestDistanceTable(z: Float32Array, n: number, p: number, c: number, kernel: PairKernel, opts: TableOptions = {}): Promise<Float32Array> {
+export async function nearestDistanceTable(z: Float32Array, n: number, p: number, c: number, kernel: PairKernel, opts: TableOptions & PoolOptions = {}): Promise<Float32Array> {
   if (!kernel.bothDirections) throw new Error('nearestDistanceTable needs a two-direction kernel');
+  const scored = opts.scored ?? n;
+  const refOnly = opts.referencesOnly ?? false;
+  if (refOnly && scored === n) throw new Error('MuSc+ needs reference images');
   const t = blockSize(n, p, opts);
-  const table = new Float32Array(n * p * n);
+  const table = new Float32Array(scored * p * n);
   const blocks: [number, number][] = [];
   for (let s = 0; s < n; s += t) blocks.push([s, Math.min(n, s + t)]);
-  const total = (blocks.length * (blocks.length + 1)) / 2;
-  let done = 0;
-  const rowLen = p * c;
+  const work: [number, number][] = [];
   for (let bi = 0; bi < blocks.length; bi++) {
-    const [i0, i1] = blocks[bi];
-    const a = i1 - i0;
-    const q = z.subarray(i0 * rowLen, i1 * rowLen);
+    if (blocks[bi][0] >= scored) break; // only reference images from here on
     for (let bj = bi; bj < blocks.length; bj++) {
-      const [j0, j1] = blocks[bj];
-      const b = j1 - j0;
-      const { rowd2, cold2 } = await kernel.run(q, a, z.subarray(j0 * rowLen, j1 * rowLen), b, p, c);
-      for (let ia = 0; ia < a; ia++) {
-        const i = i0 + ia;
-        for (let jb = 0; jb < b; jb++) {
-          const j = j0 + jb;
-          if (i === j) continue;
-          // i's patches against j
-          for (let pp = 0; pp < p; pp++) table[(i * p + pp) * n + j] = dist(rowd2[(ia * p + pp) * b + jb]);
-          // j's patches against i (off-diagonal blocks only; diagonal blocks get it from the rows)
-          if (bi !== bj) for (let pp = 0; pp < p; pp++) table[(j * p + pp) * n + i] = dist(cold2![(ia * b + jb) * p + pp]);
-        }
-      }
-      opts.onBlock?.(++done, total);
+      if (bj === bi && blocks[bi][1] - blocks[bi][0] === 1) continue; // an image against itself
+      if (refOnly && blocks[bj][1] <= scored) continue; // no reference image in block J
+      work.push([bi, bj]);
     }
   }
+  const rowLen = p * c;
+  for (const [w, [bi, bj]] of work.entries()) {
+    const [i0, i1] = blocks[bi];
+    const [j0, j1] = blocks[bj];
+    const a = i1 - i0, b = j1 - j0;
+    const { rowd2, cold2 } = await kernel.run(z.subarray(i0 * rowLen, i1 * rowLen), a, z.subarray(j0 * rowLen, j1 * rowLen), b, p, c);
+    for (let ia = 0; ia < a; ia++) {
+      const i = i0 + ia;
+      for (let jb = 0; jb < b; jb++) {
+        const j = j0 + jb;
+        if (i === j) continue;
+        // i's patches against j
+        if (i < scored && (!refOnly || j >= scored)) {
+          for (let pp = 0; pp < p; pp++) table[(i * p + pp) * n + j] = dist(rowd2[(ia * p + pp) * b + jb]);
+        }
+        // j's patches against i (off-diagonal blocks only; diagonal blocks get it from the rows)
+        if (bi !== bj && j < scored && (!refOnly || i >= scored)) {
+          for (let pp = 0; pp < p; pp++) table[(j * p + pp) * n + i] = dist(cold2![(ia * b + jb) * p + pp]);
+        }
+      }
+    }
+    opts.onBlock?.(w + 1, work.length);
+  }
   return table;
+}
+
+/** MuSc+ scores [S, P]: the minimum over the reference images (columns S..N-1) of the table. */
+export function referenceMinima(table: Float32Array, scored: number, n: number, p: number): Float64Array {
+  const out = new Float64Array(scored * p);
+  for (let k = 0; k < scored * p; k++) {
+    let m = Infinity;
+    for (let j = scored; j < n; j++) m = Math.min(m, table[k * n + j]);
+    out[k] = m;
+  }
+  return out;
 }
 
 /**
@@ -132,8 +171,14 @@ export async function nearestDistanceTableStraightforward(z: Float32Array, n: nu
   return table;
 }
 
-/** MSM scores [N, P] of one feature bank Z [N, P, C]. */
-export async function msmScores(z: Float32Array, n: number, p: number, c: number, interval: Interval, kernel: PairKernel, opts: TableOptions = {}): Promise<Float64Array> {
+/**
+ * MSM scores [S, P] of one feature bank Z [N, P, C] (S = opts.scored, default N). With
+ * reference images (the last N - S), they join the pool (few-shot MuSc); with referencesOnly,
+ * each patch gets its minimum distance over the references alone (MuSc+).
+ */
+export async function msmScores(z: Float32Array, n: number, p: number, c: number, interval: Interval, kernel: PairKernel, opts: TableOptions & PoolOptions = {}): Promise<Float64Array> {
   if (n < 2) throw new Error(`MSM needs at least 2 images to score each other, got ${n}`);
-  return intervalMeans(await nearestDistanceTable(z, n, p, c, kernel, opts), n, p, interval);
+  const scored = opts.scored ?? n;
+  const table = await nearestDistanceTable(z, n, p, c, kernel, opts);
+  return opts.referencesOnly ? referenceMinima(table, scored, n, p) : intervalMeans(table, n, p, interval, scored);
 }

@@ -20,8 +20,12 @@ export interface ScoreOptions {
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
   targetChannels?: number;
   device?: 'cpu' | 'cuda';
-  /** patch rows per block product in MSM (memory/speed trade-off; default 4096) */
+  /** patch rows per block product in MSM (memory/speed trade-off; default 1024) */
   maxRows?: number;
+  /** the last `references` images of every stage are known-good references (few-shot) */
+  references?: number;
+  /** 'musc-plus': score by the references alone (needs references) */
+  mode?: 'musc' | 'musc-plus';
   onProgress?: ProgressListener;
 }
 
@@ -37,8 +41,11 @@ const SCORE_MODULE = new URL('./score.js', import.meta.url).href;
 
 /** LNAMD + MSM over every stage and r, averaged (runs in the compute worker). */
 export async function scorePatches(stages: StageFeatures[], opts: ScoreOptions = {}): Promise<PatchScores> {
-  validateStages(stages);
-  const settings: ScoreSettings = { rList: opts.rList, interval: opts.interval, targetChannels: opts.targetChannels, device: opts.device, maxRows: opts.maxRows };
+  validateStages(stages, opts.references ?? 0, opts.mode ?? 'musc');
+  const settings: ScoreSettings = {
+    rList: opts.rList, interval: opts.interval, targetChannels: opts.targetChannels, device: opts.device,
+    maxRows: opts.maxRows, references: opts.references, mode: opts.mode,
+  };
   const r = await computeWorker().call<ScoreResult>(SCORE_MODULE, 'scoreStages', [stages, settings], [], opts.onProgress);
   return { n: r.n, h: r.h, w: r.w, data: r.patch };
 }
@@ -67,11 +74,16 @@ export interface MuscResult {
   rscinScores: Float64Array;
 }
 
-/** The whole zero-shot pipeline on features of one batch. */
+/**
+ * The whole pipeline on features of one batch. With `references`, the last images of the batch
+ * are reference images: results cover only the first N - references (test) images.
+ */
 export async function musc(features: BackboneFeatures, opts: ScoreOptions & { imageSize: number; kList?: number[]; smoothSigma?: number }): Promise<MuscResult> {
   const patchScores = await scorePatches(features.stages, opts);
   const maps = upsampleMaps(patchScores, opts.imageSize, opts.imageSize, opts.smoothSigma);
   const imageScores = imageScoresFromMaps(maps, patchScores.n);
-  const rscinScores = rscin(imageScores, features.imageTokens, opts.kList ?? RSCIN_K_MVTEC);
+  const t = features.imageTokens;
+  const testTokens = { n: patchScores.n, d: t.d, data: t.data.subarray(0, patchScores.n * t.d) };
+  const rscinScores = rscin(imageScores, testTokens, opts.kList ?? RSCIN_K_MVTEC);
   return { patchScores, maps, imageScores, rscinScores };
 }

@@ -8,7 +8,7 @@
  */
 import type { StageFeatures, Interval } from './types.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
-import { msmScores, DEFAULT_INTERVAL, type TableOptions } from './msm.js';
+import { msmScores, DEFAULT_INTERVAL, type TableOptions, type PoolOptions } from './msm.js';
 import { PairKernel } from './msm-kernel.js';
 import type { WorkerContext } from '../compute/worker.js';
 import type { Device } from '../compute/session.js';
@@ -24,9 +24,17 @@ export interface ScoreSettings {
   maxRows?: number;
   /** also return every pass's MSM scores [R, L, N, P] (for tests and ablations) */
   keepPasses?: boolean;
+  /**
+   * the last `references` images of every stage are known-good reference images: they join the
+   * scoring pool but are not scored (few-shot MuSc, appendix A.6.1)
+   */
+  references?: number;
+  /** 'musc-plus': score test patches by the reference images alone (appendix A.6.2) */
+  mode?: 'musc' | 'musc-plus';
 }
 
 export interface ScoreResult {
+  /** scored images (the reference images are not scored) */
   n: number;
   h: number;
   w: number;
@@ -47,24 +55,29 @@ async function kernelFor(device: Device): Promise<PairKernel> {
   return k;
 }
 
-export function validateStages(stages: StageFeatures[]): void {
+export function validateStages(stages: StageFeatures[], references = 0, mode: 'musc' | 'musc-plus' = 'musc'): void {
   if (stages.length === 0) throw new Error('no stages given');
   const n = stages[0].n;
   for (const [l, s] of stages.entries()) {
     if (s.n !== n) throw new Error(`stage ${l} has ${s.n} images, stage 0 has ${n}`);
     if (s.data.length !== s.n * s.h * s.w * s.c) throw new Error(`stage ${l}: data length ${s.data.length} != N*h*w*C = ${s.n}*${s.h}*${s.w}*${s.c}`);
   }
+  if (!Number.isInteger(references) || references < 0 || references > n) throw new Error(`invalid reference image count ${references} for ${n} images`);
+  if (mode === 'musc-plus' && references === 0) throw new Error('MuSc+ needs reference (known-good) images');
+  if (n - references < 1) throw new Error('no test images to score');
   if (n < 2) throw new Error(`MuSc needs at least 2 images to score each other, got ${n}`);
 }
 
 /** (worker) LNAMD + MSM for one set of images. */
 export async function scoreStages(stages: StageFeatures[], settings: ScoreSettings, ctx?: WorkerContext): Promise<ScoreResult> {
-  validateStages(stages);
+  const references = settings.references ?? 0;
+  const mode = settings.mode ?? 'musc';
+  validateStages(stages, references, mode);
   const rList = settings.rList ?? DEFAULT_R_LIST;
   if (rList.length === 0) throw new Error('r list is empty');
   const interval = settings.interval ?? DEFAULT_INTERVAL;
   const target = lnamdTarget(stages, settings.targetChannels);
-  const n = stages[0].n, P = target.gridH * target.gridW, L = stages.length, R = rList.length;
+  const nAll = stages[0].n, n = nAll - references, P = target.gridH * target.gridW, L = stages.length, R = rList.length;
   const kernel = await kernelFor(settings.device ?? 'cpu');
   const patch = new Float64Array(n * P);
   const passes = settings.keepPasses ? new Float64Array(R * L * n * P) : undefined;
@@ -75,11 +88,13 @@ export async function scoreStages(stages: StageFeatures[], settings: ScoreSettin
     const normed = layerNormImages(stages[l]);
     for (let ri = 0; ri < R; ri++) {
       const z = aggregateStage(stages[l], normed, rList[ri], target);
-      const opts: TableOptions = {
+      const opts: TableOptions & PoolOptions = {
+        scored: n,
+        referencesOnly: mode === 'musc-plus',
         maxRows: settings.maxRows,
         onBlock: (d, t) => ctx?.progress(done + d / t, total, 'scoring'),
       };
-      const s = await msmScores(z, n, P, target.channels, interval, kernel, opts);
+      const s = await msmScores(z, nAll, P, target.channels, interval, kernel, opts);
       const wgt = 1 / (L * R);
       for (let k = 0; k < n * P; k++) patch[k] += s[k] * wgt;
       passes?.set(s, (ri * L + l) * n * P);
