@@ -1,25 +1,21 @@
-/** Access to ../shared/golden for the core's parity tests. */
-import { resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+/** Opened golden files and array comparison for the parity tests. */
 import { existsSync } from 'node:fs';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { goldenPath } from './golden.js';
 
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-export const sharedDir = process.env.MUSC_SHARED ?? resolve(repoRoot, '../shared');
-export const goldenDir = resolve(sharedDir, 'golden');
-export const hasGolden = existsSync(resolve(goldenDir, 'README.md'));
+export const hasGolden = existsSync(goldenPath('README.md'));
 
 const open = new Map<string, SafetensorsFile>();
 export function golden(file: string): SafetensorsFile {
   let f = open.get(file);
   if (!f) {
-    f = SafetensorsFile.open(resolve(goldenDir, file));
+    f = SafetensorsFile.open(goldenPath(file));
     open.set(file, f);
   }
   return f;
 }
 
-/** Max |a - b| over two arrays of equal length. */
+/** Max |a - b| over two arrays of equal length (NaN counts as infinitely far). */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
   let m = 0;
