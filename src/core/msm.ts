@@ -69,8 +69,10 @@ function dist(d2: number): number {
 export const DEFAULT_MAX_ROWS = 1024;
 
 export interface TableOptions {
-  /** images per block; default: blocks of about `maxRows` patch rows */
+  /** images per row block; default: blocks of about `maxRows` patch rows */
   blockImages?: number;
+  /** images per column chunk (>= blockImages; default equal) */
+  colImages?: number;
   maxRows?: number;
   onBlock?: (done: number, total: number) => void;
 }
@@ -91,31 +93,33 @@ export interface PoolOptions {
 /**
  * The nearest-distance table [S, P, N] (S = scored images, N = all images; column j of row
  * (i, p) is the distance from patch p of image i to its nearest patch in image j).
- * Each block product serves both directions: blocks I <= J; rows give (i vs j), columns (j vs i).
- * Blocks made only of reference images are never computed; an image is never scored against itself.
+ *
+ * Tiling: row blocks of A images; for row block [i0, i1) the column images [i0 + (A == 1), N)
+ * go in chunks of B. Each product serves both directions: rows give (i vs j) for every pair in the
+ * tile, columns give (j vs i) for the j beyond the row block (inside it, j's own rows cover it).
+ * So every unordered pair is multiplied once. Row blocks made only of reference images are never
+ * computed; an image is never scored against itself.
  */
 export async function nearestDistanceTable(z: Float32Array, n: number, p: number, c: number, kernel: PairKernel, opts: TableOptions & PoolOptions = {}): Promise<Float32Array> {
   if (!kernel.bothDirections) throw new Error('nearestDistanceTable needs a two-direction kernel');
   const scored = opts.scored ?? n;
   const refOnly = opts.referencesOnly ?? false;
   if (refOnly && scored === n) throw new Error('MuSc+ needs reference images');
-  const t = blockSize(n, p, opts);
+  const A = blockSize(n, p, opts);
+  const B = Math.max(A, opts.colImages ?? A);
   const table = new Float32Array(scored * p * n);
-  const blocks: [number, number][] = [];
-  for (let s = 0; s < n; s += t) blocks.push([s, Math.min(n, s + t)]);
-  const work: [number, number][] = [];
-  for (let bi = 0; bi < blocks.length; bi++) {
-    if (blocks[bi][0] >= scored) break; // only reference images from here on
-    for (let bj = bi; bj < blocks.length; bj++) {
-      if (bj === bi && blocks[bi][1] - blocks[bi][0] === 1) continue; // an image against itself
-      if (refOnly && blocks[bj][1] <= scored) continue; // no reference image in block J
-      work.push([bi, bj]);
+  const work: [number, number, number, number][] = [];
+  for (let i0 = 0; i0 < scored; i0 += A) {
+    const i1 = Math.min(n, i0 + A);
+    const jStart = A === 1 ? i0 + 1 : i0;
+    for (let j0 = jStart; j0 < n; j0 += B) {
+      const j1 = Math.min(n, j0 + B);
+      if (refOnly && j1 <= scored) continue; // no reference image in this chunk
+      work.push([i0, i1, j0, j1]);
     }
   }
   const rowLen = p * c;
-  for (const [w, [bi, bj]] of work.entries()) {
-    const [i0, i1] = blocks[bi];
-    const [j0, j1] = blocks[bj];
+  for (const [w, [i0, i1, j0, j1]] of work.entries()) {
     const a = i1 - i0, b = j1 - j0;
     const { rowd2, cold2 } = await kernel.run(z.subarray(i0 * rowLen, i1 * rowLen), a, z.subarray(j0 * rowLen, j1 * rowLen), b, p, c);
     for (let ia = 0; ia < a; ia++) {
@@ -127,8 +131,8 @@ export async function nearestDistanceTable(z: Float32Array, n: number, p: number
         if (i < scored && (!refOnly || j >= scored)) {
           for (let pp = 0; pp < p; pp++) table[(i * p + pp) * n + j] = dist(rowd2[(ia * p + pp) * b + jb]);
         }
-        // j's patches against i (off-diagonal blocks only; diagonal blocks get it from the rows)
-        if (bi !== bj && j < scored && (!refOnly || i >= scored)) {
+        // j's patches against i, for j beyond the row block (inside it, j's rows cover it)
+        if (j >= i1 && j < scored && (!refOnly || i >= scored)) {
           for (let pp = 0; pp < p; pp++) table[(j * p + pp) * n + i] = dist(cold2![(ia * b + jb) * p + pp]);
         }
       }
