@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readdirSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/io/safetensors.js';
@@ -123,6 +123,11 @@ test('graph cache: reused when intact, rebuilt when corrupt', async () => {
   assert.equal(onnx.length, 1);
   const p = join(dir, 'graphs', onnx[0]);
   const good = readFileSync(p);
+  // intact: reused, not rewritten
+  const before = statSync(p).mtimeMs;
+  await new Promise((r) => setTimeout(r, 20));
+  await (await loadVit(tinyInfo('dinov2'), opts)).dispose();
+  assert.equal(statSync(p).mtimeMs, before, 'intact graph reused');
   const bad = Buffer.from(good);
   bad[bad.length >> 1] ^= 0xff;
   writeFileSync(p, bad);

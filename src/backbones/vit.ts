@@ -140,7 +140,7 @@ export function buildVitGraph(w: VitWeights, s: VitGraphSettings): Uint8Array {
   const patchEnd = g.constI64([T]);
   const axis1 = g.constI64([1]);
   const gridShape = g.constI64([0, G, G, C]);
-  let finalNorm: NormW | null = w.family === 'clip' ? null : w.norm;
+  const finalNorm: NormW | null = w.family === 'clip' ? null : w.norm;
   s.stages.forEach((st, i) => {
     let y = stageOut.get(st)!;
     if (finalNorm) y = layerNorm(y, finalNorm, `stage${i}_norm`);
@@ -158,8 +158,7 @@ export function buildVitGraph(w: VitWeights, s: VitGraphSettings): Uint8Array {
     const nrm = g.op('ReduceL2', [feat], { axes: [1], keepdims: 1 });
     g.output(g.op('Div', [feat, g.op('Max', [nrm, g.scalar(1e-12, 'l2eps')])]), 'float32', ['B', w.projDim], 'image_token');
   } else {
-    finalNorm = w.norm;
-    const tok = layerNorm(g.op('Gather', [last, zero], { axis: 1 }), finalNorm, 'cls_norm');
+    const tok = layerNorm(g.op('Gather', [last, zero], { axis: 1 }), w.norm, 'cls_norm');
     g.output(tok, 'float32', ['B', C], 'image_token');
   }
   return g.toBytes();
