@@ -133,6 +133,8 @@ async function compareLoaded(path: string, name: string, tiny: TinyNet, forward:
   const S = 64;
   const bb = await loadResNetBackbone(tinyInfo(name), { weightsPath: path, stages: [1, 2, 3, 4] });
   try {
+    assert.equal(bb.weightsPath, path);
+    if (path.endsWith('.safetensors')) assert.equal(bb.weightsSha256, createHash('sha256').update(readFileSync(path)).digest('hex'));
     const r = new Rng(77);
     const B = 2;
     const batch = r.array(B * 3 * S * S, () => r.normal());

@@ -144,7 +144,7 @@ export async function readTfjsModel(modelJsonPath: string): Promise<TfjsModel> {
 function decodeWeight(buf: Buffer, off: number, count: number, w: ManifestEntry): Float32Array {
   const q = w.quantization;
   if (!q && w.dtype === 'float32') {
-    // little-endian float32: copy the bytes (a fresh, aligned buffer)
+    // little-endian float32 on a little-endian host (x86, arm): copy the bytes into a fresh, aligned buffer
     const bytes = new Uint8Array(count * 4);
     bytes.set(buf.subarray(off, off + count * 4));
     return new Float32Array(bytes.buffer);
