@@ -11,7 +11,7 @@ import {
   labelImages, labelRegions, numpyArange, proMusc, proMuscCurve, rocAucScore, rocCurve, type PixelInput,
 } from '../src/metrics/index.js';
 import { argsortAscending } from '../src/metrics/sort.js';
-import { goldenPath } from './helpers/golden.js';
+import { goldenPath } from './helpers/paths.js';
 
 const TOL = 1e-9;
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { resizePosEmbed, bicubicGrid } from '../src/backbones/posembed.js';
-import { GOLDEN } from './helpers/vit-paths.js';
+import { GOLDEN } from './helpers/paths.js';
 
 function maxAbs(a: Float32Array, b: Float32Array): number {
   assert.equal(a.length, b.length);

@@ -5,7 +5,7 @@ import { SafetensorsFile } from '../src/io/safetensors.js';
 import { decodeRgb } from '../src/image/decode.js';
 import { preprocessFor } from '../src/backbones/preprocess.js';
 import { resizePil, pilCoefficients } from '../src/image/resample.js';
-import { GOLDEN, DATA } from './helpers/vit-paths.js';
+import { GOLDEN, DATA } from './helpers/paths.js';
 
 test('PIL coefficients sum to 1 in fixed point (within rounding) and cover the support', () => {
   for (const [a, b] of [[900, 84], [84, 900], [10, 7], [7, 10]] as const) {

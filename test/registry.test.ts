@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { listBackbones, backboneInfo, loadBackbone, DEFAULT_BACKBONE, weightsCachePath, isCached } from '../src/backbones/registry.js';
 import { modelsCommand } from '../src/cli/models.js';
 import { shutdownCompute } from '../src/compute/worker.js';
-import { GOLDEN } from './helpers/vit-paths.js';
+import { GOLDEN } from './helpers/paths.js';
 
 const cacheDir = mkdtempSync(join(tmpdir(), 'musc-reg-test-'));
 after(async () => {

@@ -16,7 +16,7 @@ import { decodeRgb } from '../src/image/decode.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { kerasForward, maxRelErr, randomTinyNet, Rng, softmax, torchForward, torchTensors, writeKerasTiny, TINY, TINY_WIDE, type NaiveOut, type TinyNet } from './helpers/resnet-tiny.js';
-import { repoRoot } from './helpers/resnet-paths.js';
+import { repoRoot } from './helpers/paths.js';
 
 const root = repoRoot();
 const photos = join(root, 'test/fixtures/photos');

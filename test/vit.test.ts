@@ -8,7 +8,7 @@ import { shutdownCompute } from '../src/compute/worker.js';
 import { loadVit, type VitInfo, type VitLoadOptions } from '../src/backbones/vit.js';
 import { loadVitWeights, detectNaming, WeightFormatError } from '../src/backbones/vit-weights.js';
 import type { Backbone } from '../src/backbones/types.js';
-import { GOLDEN } from './helpers/vit-paths.js';
+import { GOLDEN } from './helpers/paths.js';
 import { refForward, type RefVit } from './helpers/vit-reference.js';
 
 const cacheDir = mkdtempSync(join(tmpdir(), 'musc-vit-test-'));

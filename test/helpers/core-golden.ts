@@ -1,7 +1,7 @@
 /** Opened golden files and array comparison for the parity tests. */
 import { existsSync } from 'node:fs';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { goldenPath } from './golden.js';
+import { goldenPath } from './paths.js';
 
 export const hasGolden = existsSync(goldenPath('README.md'));
 

@@ -25,3 +25,11 @@ export function sharedDir(): string {
 export function goldenPath(name: string): string {
   return join(sharedDir(), 'golden', name);
 }
+
+export function dataDir(): string {
+  return join(sharedDir(), 'data');
+}
+
+/** ../shared/golden and ../shared/data */
+export const GOLDEN = join(sharedDir(), 'golden');
+export const DATA = dataDir();
