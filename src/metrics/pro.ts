@@ -23,7 +23,7 @@
  */
 import { labelImages, type Regions } from './regions.js';
 import { numpySum, sklearnAuc } from './numpy-sum.js';
-import { CompensatedSum, sweepDescending, type RegionWeights, type Scores, type ThresholdSink } from './sweep.js';
+import { sweepDescending, type RegionWeights, type Scores, type ThresholdSink } from './sweep.js';
 import { assertFinite } from './sort.js';
 
 /** A stack of score maps with their masks. */
@@ -113,17 +113,18 @@ export function proMuscCurve(input: PixelInput, regions?: Regions, maxStep = 200
   // bin k = number of thresholds strictly below the score; the pixel is positive at th_i iff i < k
   const negHist = new Float64Array(bins);
   const R = reg.count;
-  const regHist = new Float64Array((R + 1) * bins);
+  const regHist = new Uint32Array((R + 1) * bins); // [R+1, bins] pixel counts per region and bin
   const labels = reg.labels;
+  const step = t > 1 ? th[t - 1] / (t - 1) - min / (t - 1) : 0; // ~ spacing, only used as a first guess
   for (let p = 0; p < maps.length; p++) {
     const v = maps[p];
-    let lo = 0;
-    let hi = t; // find first index with th >= v  => k = that index
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (th[mid] < v) lo = mid + 1;
-      else hi = mid;
-    }
+    // k = #{i : th_i < v}: guess from the (near-uniform) spacing, then correct exactly
+    let k = step > 0 ? Math.ceil((v - min) / step) : 0;
+    if (!(k >= 0)) k = 0;
+    else if (k > t) k = t;
+    while (k > 0 && th[k - 1] >= v) k--;
+    while (k < t && th[k] < v) k++;
+    const lo = k;
     if (masks[p] === 0) negHist[lo]++;
     else regHist[labels[p] * bins + lo]++;
   }
@@ -179,35 +180,41 @@ export function proMusc(input: PixelInput, regions?: Regions): number {
  * FPR = limit, with the linear interpolation at the limit, divided by the limit.
  */
 export class AuproSink implements ThresholdSink {
-  private readonly area = new CompensatedSum();
+  private s = 0; // Neumaier sum of the trapezoids
+  private c = 0;
   private x0 = 0; // the prepended (0,0)
   private y0 = 0;
   private done = false;
   private limitIsPoint = false;
   constructor(private readonly regionCount: number, private readonly negatives: number, private readonly limit = 0.3) {}
   point(_th: number, _tp: number, fp: number, proSum: number): void {
-    this.add(fp / this.negatives, proSum / this.regionCount);
+    if (!this.done) this.add(fp / this.negatives, proSum / this.regionCount);
+  }
+  private addArea(v: number): void {
+    const u = this.s + v;
+    this.c += Math.abs(this.s) >= Math.abs(v) ? this.s - u + v : v - u + this.s;
+    this.s = u;
   }
   private add(x: number, y: number): void {
     if (this.done) return;
     if (x <= this.limit) {
-      this.area.add(0.5 * (y + this.y0) * (x - this.x0));
+      this.addArea(0.5 * (y + this.y0) * (x - this.x0));
       if (x === this.limit) this.limitIsPoint = true;
       this.x0 = x;
       this.y0 = y;
     } else {
       if (!this.limitIsPoint) {
         const yAt = this.y0 + ((y - this.y0) * (this.limit - this.x0)) / (x - this.x0);
-        this.area.add(0.5 * (yAt + this.y0) * (this.limit - this.x0));
+        this.addArea(0.5 * (yAt + this.y0) * (this.limit - this.x0));
       }
       this.done = true;
     }
   }
-  /** normalised area in [0,1]; NaN without regions or normal pixels */
+  /** normalised area in [0,1]; NaN without regions or normal pixels. Call once, after the sweep. */
   result(): number {
     this.add(1, 1); // the appended (1,1)
     if (this.regionCount === 0 || this.negatives === 0) return NaN;
-    return this.area.value / this.limit;
+    return (this.s + this.c) / this.limit;
   }
 }
 

@@ -13,7 +13,7 @@
  *   (P = R = 0) dropped; the appended point (P=1, R=0) gives F1 = 0.
  * Labels: nonzero = positive. All three are undefined (NaN here) unless both classes occur.
  */
-import { CompensatedSum, countClasses, sweepDescending, type Labels, type Scores, type ThresholdSink } from './sweep.js';
+import { countClasses, sweepDescending, type Labels, type Scores, type ThresholdSink } from './sweep.js';
 
 /** Accepts typed arrays as they are; copies anything else into a Float64Array. */
 export function asScores(x: ArrayLike<number>): Scores {
@@ -49,44 +49,64 @@ class DropIntermediate implements ThresholdSink {
   }
 }
 
-/** Trapezoid area under the ROC curve, streamed. */
+/**
+ * Trapezoid area under the ROC curve, streamed (drop_intermediate inlined, compensated sum
+ * inlined: this runs once per distinct pixel score).
+ */
 export class RocAucSink implements ThresholdSink {
-  private readonly filter: DropIntermediate;
-  private readonly area = new CompensatedSum();
-  private x0 = 0; // the prepended (0,0) point
+  private k = 0;
+  private aF = 0; private aT = 0; // raw point k-2
+  private bF = 0; private bT = 0; // raw point k-1 (pending)
+  private x0 = 0; // last kept point, starting at the prepended (0,0)
   private y0 = 0;
-  constructor(private readonly positives: number, private readonly negatives: number) {
-    this.filter = new DropIntermediate((fp, tp) => {
-      const x = fp / this.negatives;
-      const y = tp / this.positives;
-      this.area.add(((x - this.x0) * (y + this.y0)) / 2);
-      this.x0 = x;
-      this.y0 = y;
-    });
+  private s = 0; // Neumaier sum
+  private c = 0;
+  constructor(private readonly positives: number, private readonly negatives: number) {}
+  private emit(fp: number, tp: number): void {
+    const x = fp / this.negatives;
+    const y = tp / this.positives;
+    const v = ((x - this.x0) * (y + this.y0)) / 2;
+    const u = this.s + v;
+    this.c += Math.abs(this.s) >= Math.abs(v) ? this.s - u + v : v - u + this.s;
+    this.s = u;
+    this.x0 = x;
+    this.y0 = y;
   }
-  point(th: number, tp: number, fp: number): void {
-    this.filter.point(th, tp, fp);
+  point(_th: number, tp: number, fp: number): void {
+    const k = this.k++;
+    if (k === 0) {
+      this.emit(fp, tp);
+    } else if (k >= 2 && (fp - 2 * this.bF + this.aF !== 0 || tp - 2 * this.bT + this.aT !== 0)) {
+      this.emit(this.bF, this.bT);
+    }
+    this.aF = this.bF; this.aT = this.bT;
+    this.bF = fp; this.bT = tp;
   }
-  /** AUROC; NaN if one class is missing */
+  /** AUROC; NaN if one class is missing. Call once, after the sweep. */
   result(): number {
-    this.filter.finish();
-    return this.positives > 0 && this.negatives > 0 ? this.area.value : NaN;
+    if (this.k >= 2) this.emit(this.bF, this.bT); // the last point is always kept
+    this.k = -Infinity;
+    return this.positives > 0 && this.negatives > 0 ? this.s + this.c : NaN;
   }
 }
 
 /** Uninterpolated average precision, streamed. */
 export class AveragePrecisionSink implements ThresholdSink {
-  private readonly sum = new CompensatedSum();
+  private s = 0; // Neumaier sum
+  private c = 0;
   private rPrev = 0;
   constructor(private readonly positives: number) {}
   point(_th: number, tp: number, fp: number): void {
     const r = tp / this.positives;
     const p = tp / (tp + fp);
-    this.sum.add((r - this.rPrev) * p);
+    const v = (r - this.rPrev) * p;
+    const u = this.s + v;
+    this.c += Math.abs(this.s) >= Math.abs(v) ? this.s - u + v : v - u + this.s;
+    this.s = u;
     this.rPrev = r;
   }
   result(): number {
-    return this.positives > 0 ? this.sum.value : NaN;
+    return this.positives > 0 ? this.s + this.c : NaN;
   }
 }
 

@@ -78,17 +78,3 @@ export function sweepDescending(scores: Scores, labels: Labels, sinks: Threshold
   }
   return distinct;
 }
-
-/** Neumaier-compensated running sum (used for trapezoid and AP sums). */
-export class CompensatedSum {
-  private s = 0;
-  private c = 0;
-  add(v: number): void {
-    const u = this.s + v;
-    this.c += Math.abs(this.s) >= Math.abs(v) ? this.s - u + v : v - u + this.s;
-    this.s = u;
-  }
-  get value(): number {
-    return this.s + this.c;
-  }
-}
