@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { GraphBuilder } from '../src/onnx/graph.js';
 import { createSession, ort } from '../src/compute/session.js';
 import { PairKernel } from '../src/core/msm-kernel.js';
-import { nearestDistanceTable, nearestDistanceTableStraightforward, intervalMeans, blockSize } from '../src/core/msm.js';
+import { nearestDistanceTable, nearestDistanceTableStraightforward, intervalMeans, blockSize, DEFAULT_CHUNK_ROWS } from '../src/core/msm.js';
 
 /** Random unit features [n, p, c] from a seeded generator. */
 export function randomUnitFeatures(n: number, p: number, c: number, seed = 1): Float32Array {
@@ -25,16 +25,16 @@ export function randomUnitFeatures(n: number, p: number, c: number, seed = 1): F
   return z;
 }
 
-/** Best-of-`reps` GFLOPS of a pure ONNX Runtime MatMul [m, c] x [c, m]. */
-export async function gemmPeak(m: number, c: number, reps = 5): Promise<number> {
+/** Best-of-`reps` GFLOPS of a pure ONNX Runtime MatMul [m, c] x [c, n] (n defaults to m). */
+export async function gemmPeak(m: number, c: number, n = m, reps = 5): Promise<number> {
   const g = new GraphBuilder('gemm_peak');
   const a = g.input('a', 'float32', ['M', c]);
-  const bt = g.input('bt', 'float32', [c, 'M']);
-  g.output(g.op('MatMul', [a, bt]), 'float32', ['M', 'M'], 'y');
+  const bt = g.input('bt', 'float32', [c, 'N']);
+  g.output(g.op('MatMul', [a, bt]), 'float32', ['M', 'N'], 'y');
   const s = await createSession(g.toBytes());
   const A = randomUnitFeatures(1, m, c, 3);
-  const B = randomUnitFeatures(1, c, m, 4);
-  const feeds = { a: new ort.Tensor('float32', A, [m, c]), bt: new ort.Tensor('float32', B, [c, m]) };
+  const B = randomUnitFeatures(1, c, n, 4);
+  const feeds = { a: new ort.Tensor('float32', A, [m, c]), bt: new ort.Tensor('float32', B, [c, n]) };
   await s.run(feeds);
   let best = Infinity;
   for (let i = 0; i < reps; i++) {
@@ -43,14 +43,15 @@ export async function gemmPeak(m: number, c: number, reps = 5): Promise<number> 
     best = Math.min(best, performance.now() - t0);
   }
   await s.release();
-  return (2 * m * m * c) / (best / 1000) / 1e9;
+  return (2 * m * n * c) / (best / 1000) / 1e9;
 }
 
 export interface MsmComparison {
   n: number;
   p: number;
   c: number;
-  blockImages: number;
+  /** images per row block x per column chunk of each product */
+  block: [number, number];
   gemm_peak_gflops: number;
   straightforward_s: number;
   project_s: number;
@@ -66,8 +67,9 @@ export async function compareMsm(n: number, p: number, c: number): Promise<MsmCo
   const z = randomUnitFeatures(n, p, c, 7);
   const both = await PairKernel.create(true);
   const rows = await PairKernel.create(false);
-  const b = blockSize(n, p, {});
-  const peak = await gemmPeak(b * p, c);
+  const a = blockSize(n, p, {});
+  const b = Math.max(a, Math.min(n - 1, Math.round(DEFAULT_CHUNK_ROWS / p)));
+  const peak = await gemmPeak(a * p, c, b * p);
   // warm up both kernels on a small slice
   await nearestDistanceTable(z.subarray(0, 2 * p * c), 2, p, c, both);
   await nearestDistanceTableStraightforward(z.subarray(0, 2 * p * c), 2, p, c, rows);
@@ -86,7 +88,7 @@ export async function compareMsm(n: number, p: number, c: number): Promise<MsmCo
   const flops = ((n * (n - 1)) / 2) * 2 * p * p * c;
   const gflops = flops / tOurs / 1e9;
   return {
-    n, p, c, blockImages: b,
+    n, p, c, block: [a, b],
     gemm_peak_gflops: peak,
     straightforward_s: tRef,
     project_s: tOurs,

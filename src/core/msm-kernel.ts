@@ -14,6 +14,9 @@
  * computed directly, sum_c (a_c - b_c)^2, which keeps float32's relative precision. That costs
  * O(A P B C), a 2/P fraction of the product.
  *
+ * The 'fast' precision skips that step and returns 2 - 2 max(a.b): the reference's own float32
+ * matmul-form cdist, about 1.3x (P >= 784) to 2x (P = 196) faster; see the benchmark.
+ *
  * Runs inside the compute worker: session.run blocks its thread.
  */
 import type { InferenceSession } from 'onnxruntime-node';
@@ -25,13 +28,23 @@ import { createSession, ort, type Device } from '../compute/session.js';
  *         qoff int64 [A, 1, 1] = a*P, roff int64 [1, 1, B] = b*P (row offsets of each image).
  * Outputs: rowd2 [A, P, B]; with bothDirections also cold2 [A, B, P] (squared distances).
  */
-export function buildPairGraph(bothDirections: boolean): Uint8Array {
+export type MsmPrecision = 'exact' | 'fast';
+
+export function buildPairGraph(bothDirections: boolean, precision: MsmPrecision = 'exact'): Uint8Array {
   const g = new GraphBuilder(bothDirections ? 'msm_pair' : 'msm_rows');
   const q = g.input('q', 'float32', ['AP', 'C']);
   const r = g.input('r', 'float32', ['BP', 'C']);
   const dims = g.input('dims', 'int64', [4]);
-  const roff = g.input('roff', 'int64', [1, 1, 'B']);
   const s4 = g.op('Reshape', [g.op('Gemm', [q, r], { transB: 1 }, 'sim'), dims], {}, 'sim4');
+  if (precision === 'fast') {
+    // d^2 = 2 - 2 max(a.b), as the reference's float32 cdist
+    const two = g.scalar(2);
+    const d2 = (m: string) => g.op('Sub', [two, g.op('Mul', [two, m])]);
+    g.output(d2(g.op('ReduceMax', [s4], { axes: [3], keepdims: 0 })), 'float32', ['A', 'P', 'B'], 'rowd2');
+    if (bothDirections) g.output(d2(g.op('ReduceMax', [s4], { axes: [1], keepdims: 0 })), 'float32', ['A', 'B', 'P'], 'cold2');
+    return g.toBytes();
+  }
+  const roff = g.input('roff', 'int64', [1, 1, 'B']);
   const c = g.op('Slice', [g.op('Shape', [q]), g.constI64([1]), g.constI64([2])], {}, 'c');
   // A, P, B from dims
   const dimA = g.op('Slice', [dims, g.constI64([0]), g.constI64([1])]);
@@ -67,10 +80,10 @@ export interface PairResult {
 }
 
 export class PairKernel {
-  private constructor(private readonly session: InferenceSession, readonly bothDirections: boolean) {}
+  private constructor(private readonly session: InferenceSession, readonly bothDirections: boolean, readonly precision: MsmPrecision) {}
 
-  static async create(bothDirections = true, device: Device = 'cpu', threads?: number): Promise<PairKernel> {
-    return new PairKernel(await createSession(buildPairGraph(bothDirections), { device, threads }), bothDirections);
+  static async create(bothDirections = true, device: Device = 'cpu', threads?: number, precision: MsmPrecision = 'exact'): Promise<PairKernel> {
+    return new PairKernel(await createSession(buildPairGraph(bothDirections, precision), { device, threads }), bothDirections, precision);
   }
 
   /** q: [a*p, c], r: [b*p, c] (float32 views; may be subarrays). */
@@ -80,8 +93,12 @@ export class PairKernel {
       q: new ort.Tensor('float32', q, [a * p, c]),
       r: new ort.Tensor('float32', r, [b * p, c]),
       dims: i64([a, p, b, p], [4]),
-      roff: i64(Array.from({ length: b }, (_, k) => k * p), [1, 1, b]),
     };
+    if (this.precision === 'fast') {
+      const out = await this.session.run(feeds);
+      return { rowd2: out.rowd2.data as Float32Array, cold2: this.bothDirections ? (out.cold2.data as Float32Array) : undefined };
+    }
+    feeds.roff = i64(Array.from({ length: b }, (_, k) => k * p), [1, 1, b]);
     if (this.bothDirections) feeds.qoff = i64(Array.from({ length: a }, (_, k) => k * p), [a, 1, 1]);
     const out = await this.session.run(feeds);
     return {

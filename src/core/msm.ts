@@ -62,16 +62,18 @@ function dist(d2: number): number {
 }
 
 /**
- * Default patch rows per block. Measured on the 2-core CI machine: the reductions after the
- * product are memory-bound in ONNX Runtime, so products whose [A*P, B*P] result stays in cache
- * (one image per block at P = 784) are fastest; small grids get several images per block.
+ * Default patch rows per row block and per column chunk. Measured on the 2-core machine (bench):
+ * one query image against a chunk of ~4096 reference rows is the fastest shape for P = 196..1369
+ * (the arg-max reductions over [A, P, B, P] are memory-bound, so A stays small while B makes
+ * the GEMM large); small grids get several images per row block.
  */
-export const DEFAULT_MAX_ROWS = 1024;
+export const DEFAULT_MAX_ROWS = 512;
+export const DEFAULT_CHUNK_ROWS = 4096;
 
 export interface TableOptions {
   /** images per row block; default: blocks of about `maxRows` patch rows */
   blockImages?: number;
-  /** images per column chunk (>= blockImages; default equal) */
+  /** images per column chunk (>= blockImages; default: about DEFAULT_CHUNK_ROWS rows) */
   colImages?: number;
   maxRows?: number;
   onBlock?: (done: number, total: number) => void;
@@ -106,7 +108,7 @@ export async function nearestDistanceTable(z: Float32Array, n: number, p: number
   const refOnly = opts.referencesOnly ?? false;
   if (refOnly && scored === n) throw new Error('MuSc+ needs reference images');
   const A = blockSize(n, p, opts);
-  const B = Math.max(A, opts.colImages ?? A);
+  const B = Math.max(A, opts.colImages ?? Math.round(DEFAULT_CHUNK_ROWS / p));
   const table = new Float32Array(scored * p * n);
   const work: [number, number, number, number][] = [];
   for (let i0 = 0; i0 < scored; i0 += A) {

@@ -20,12 +20,14 @@ export interface ScoreOptions {
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
   targetChannels?: number;
   device?: 'cpu' | 'cuda';
-  /** patch rows per block product in MSM (memory/speed trade-off; default 1024) */
+  /** patch rows per row block of the MSM products (default 512) */
   maxRows?: number;
   /** the last `references` images of every stage are known-good references (few-shot) */
   references?: number;
   /** 'musc-plus': score by the references alone (needs references) */
   mode?: 'musc' | 'musc-plus';
+  /** MSM distances: 'exact' (default) or 'fast' (float32 2 - 2 a.b, as the reference) */
+  precision?: 'exact' | 'fast';
   onProgress?: ProgressListener;
 }
 
@@ -44,7 +46,7 @@ export async function scorePatches(stages: StageFeatures[], opts: ScoreOptions =
   validateStages(stages, opts.references ?? 0, opts.mode ?? 'musc');
   const settings: ScoreSettings = {
     rList: opts.rList, interval: opts.interval, targetChannels: opts.targetChannels, device: opts.device,
-    maxRows: opts.maxRows, references: opts.references, mode: opts.mode,
+    maxRows: opts.maxRows, references: opts.references, mode: opts.mode, precision: opts.precision,
   };
   const r = await computeWorker().call<ScoreResult>(SCORE_MODULE, 'scoreStages', [stages, settings], [], opts.onProgress);
   return { n: r.n, h: r.h, w: r.w, data: r.patch };

@@ -9,7 +9,7 @@
 import type { StageFeatures, Interval } from './types.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { msmScores, DEFAULT_INTERVAL, type TableOptions, type PoolOptions } from './msm.js';
-import { PairKernel } from './msm-kernel.js';
+import { PairKernel, type MsmPrecision } from './msm-kernel.js';
 import type { WorkerContext } from '../compute/worker.js';
 import type { Device } from '../compute/session.js';
 
@@ -31,6 +31,8 @@ export interface ScoreSettings {
   references?: number;
   /** 'musc-plus': score test patches by the reference images alone (appendix A.6.2) */
   mode?: 'musc' | 'musc-plus';
+  /** nearest-patch distances: 'exact' (default) or 'fast' (the reference's float32 matmul form) */
+  precision?: MsmPrecision;
 }
 
 export interface ScoreResult {
@@ -46,11 +48,12 @@ export interface ScoreResult {
 
 const kernels = new Map<string, PairKernel>();
 
-async function kernelFor(device: Device): Promise<PairKernel> {
-  let k = kernels.get(device);
+async function kernelFor(device: Device, precision: MsmPrecision): Promise<PairKernel> {
+  const key = `${device}/${precision}`;
+  let k = kernels.get(key);
   if (!k) {
-    k = await PairKernel.create(true, device);
-    kernels.set(device, k);
+    k = await PairKernel.create(true, device, undefined, precision);
+    kernels.set(key, k);
   }
   return k;
 }
@@ -78,7 +81,7 @@ export async function scoreStages(stages: StageFeatures[], settings: ScoreSettin
   const interval = settings.interval ?? DEFAULT_INTERVAL;
   const target = lnamdTarget(stages, settings.targetChannels);
   const nAll = stages[0].n, n = nAll - references, P = target.gridH * target.gridW, L = stages.length, R = rList.length;
-  const kernel = await kernelFor(settings.device ?? 'cpu');
+  const kernel = await kernelFor(settings.device ?? 'cpu', settings.precision ?? 'exact');
   const patch = new Float64Array(n * P);
   const passes = settings.keepPasses ? new Float64Array(R * L * n * P) : undefined;
   const total = R * L;
