@@ -1,0 +1,255 @@
+#!/usr/bin/env node
+/**
+ * The `musc` command line:
+ *   musc run --data DIR --out DIR [options]   zero-shot anomaly detection on a dataset
+ *   musc demo [--out DIR]                     the same on a generated synthetic set
+ *   musc models ...                           backbone weights (src/cli/models.ts)
+ * Exit codes: see errors.ts (0 ok, 1 runtime, 2 usage/config, 3 data).
+ */
+import { mkdtemp } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings, parseIntList, parseNumberList, type Settings } from '../config.js';
+import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
+import { MASK_RULES } from '../datasets/masks.js';
+import { runDataset, type DatasetRunResult } from '../pipeline/run-dataset.js';
+import type { MetricsFn, Scorer } from '../pipeline/types.js';
+import { generateSynthetic } from '../demo/synthetic.js';
+import { createProgress } from './progress.js';
+import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from './errors.js';
+import * as core from '../core/musc.js';
+import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
+import { shutdownCompute } from '../compute/worker.js';
+
+// ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
+const wrap = <T>(f: (s: string) => T) => (s: string): T => {
+  try {
+    return f(s);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+};
+const posInt = wrap((s) => {
+  const v = Number(s);
+  if (!/^\s*\d+\s*$/.test(s) || !Number.isInteger(v) || v < 1) throw new Error(`expected a positive integer, got '${s}'`);
+  return v;
+});
+const posNumber = wrap((s) => {
+  const v = Number(s);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`expected a positive number, got '${s}'`);
+  return v;
+});
+const intList = (what: string) => wrap((s) => parseIntList(s, what));
+const interval = wrap((s) => {
+  const v = parseNumberList(s, '--interval');
+  if (v.length !== 2 || !(v[0]! >= 0 && v[0]! < v[1]!)) throw new Error(`expected lo,hi with 0 <= lo < hi, got '${s}'`);
+  return v as [number, number];
+});
+
+interface RunFlags {
+  data?: string;
+  out?: string;
+  dataset?: DatasetKind;
+  category?: string;
+  backbone?: string;
+  weights?: string;
+  imageSize?: number;
+  stages?: number[];
+  rList?: number[];
+  divide?: number;
+  maxMemory?: number;
+  kList?: number[];
+  interval?: [number, number];
+  batchSize?: number;
+  config?: string;
+  visNorm?: 'single' | 'whole';
+  heatmaps?: 'all' | 'anomalous' | 'none';
+  maskRule?: 'reference' | 'nonzero';
+  device?: 'cpu' | 'cuda';
+  strict?: boolean;
+  quiet?: boolean;
+}
+
+function flagsToSettings(f: RunFlags): Partial<Settings> {
+  const s: Partial<Settings> = {};
+  if (f.dataset !== undefined) s.dataset = f.dataset;
+  if (f.category !== undefined) s.category = f.category;
+  if (f.backbone !== undefined) s.backbone = f.backbone;
+  if (f.weights !== undefined) s.weights = resolve(f.weights);
+  if (f.imageSize !== undefined) s.image_size = f.imageSize;
+  if (f.stages !== undefined) s.stages = f.stages;
+  if (f.rList !== undefined) s.r_list = f.rList;
+  if (f.divide !== undefined) s.divide_num = f.divide;
+  if (f.maxMemory !== undefined) s.max_memory = f.maxMemory;
+  if (f.kList !== undefined) s.k_list = f.kList;
+  if (f.interval !== undefined) s.interval = f.interval;
+  if (f.batchSize !== undefined) s.batch_size = f.batchSize;
+  if (f.visNorm !== undefined) s.vis_norm = f.visNorm;
+  if (f.heatmaps !== undefined) s.heatmaps = f.heatmaps;
+  if (f.maskRule !== undefined) s.mask_rule = f.maskRule;
+  if (f.device !== undefined) s.device = f.device;
+  if (f.strict) s.strict = true;
+  return s;
+}
+
+/** The metrics module is written on another branch: loaded at run time, typed by our interface. */
+async function loadMetrics(): Promise<MetricsFn | undefined> {
+  const spec = '../metrics/index.js';
+  try {
+    const m = (await import(spec)) as { computeMetrics?: MetricsFn };
+    return m.computeMetrics;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return undefined;
+    throw e;
+  }
+}
+
+const scorer: Scorer = {
+  scorePatches: core.scorePatches,
+  upsampleMaps: core.upsampleMaps,
+  imageScoresFromMaps: core.imageScoresFromMaps,
+  rscin: core.rscin,
+};
+
+function checkBackboneName(name: string): void {
+  const known = listBackbones().map((b) => b.name);
+  if (known.length > 0 && !known.includes(name)) throw new ConfigError(`unknown backbone '${name}'; available: ${known.join(', ')}`);
+}
+
+async function execute(settings: Settings, data: string, out: string, quiet: boolean): Promise<DatasetRunResult> {
+  checkBackboneName(settings.backbone);
+  const metrics = await loadMetrics();
+  const res = await runDataset({
+    data, out, settings, loadBackbone, scorer, ...(metrics ? { metrics } : {}),
+    log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
+    warn: (l) => process.stderr.write(`warning: ${l}\n`),
+    progress: createProgress(!quiet),
+  });
+  if (!metrics) process.stderr.write('warning: metrics module not available: metrics.json holds counts only\n');
+  return res;
+}
+
+function addRunOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
+    .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)")
+    .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
+    .option('--weights <file>', 'weight file for the backbone (default: the registry/cache)')
+    .option('--image-size <px>', "input size (default: the backbone's)", posInt)
+    .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intList('--stages'))
+    .option('--r-list <list>', 'LNAMD aggregation degrees (default: 1,3,5)', intList('--r-list'))
+    .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posInt)
+    .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumber)
+    .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intList('--k-list'))
+    .option('--interval <lo,hi>', 'MSM interval of the sorted scores (default: 0,0.3)', interval)
+    .option('--batch-size <n>', `images per backbone batch (default: ${DEFAULT_SETTINGS.batch_size})`, posInt)
+    .option('--config <file>', 'YAML or JSON settings file (flags override it)')
+    .addOption(new Option('--vis-norm <mode>', 'heatmap normalisation: per image or over the category (default: single)').choices(['single', 'whole']))
+    .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
+    .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
+    .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
+    .option('--strict', 'fail on the first unreadable image instead of skipping it')
+    .option('--quiet', 'no progress bars or information lines');
+}
+
+function printResult(res: DatasetRunResult, quiet: boolean): void {
+  if (!quiet) process.stdout.write(`\n${res.markdown}\n`);
+  const n = res.entries.reduce((a, e) => a + e.metrics.n_images, 0);
+  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('musc')
+    .description('Zero-shot industrial anomaly classification and segmentation (MuSc, ICLR 2024) on ONNX Runtime')
+    .exitOverride()
+    .showSuggestionAfterError(true);
+
+  const run = addRunOptions(
+    program
+      .command('run')
+      .description('score every image of a dataset by mutual scoring; write scores, maps, heatmaps and metrics')
+      .requiredOption('--data <dir>', 'data folder (MVTec AD, BTAD, MPDD, VisA, MVTec LOCO, or a plain folder of images)')
+      .requiredOption('--out <dir>', 'output folder'),
+  );
+  run.action(async (f: RunFlags) => {
+    const file = f.config ? await loadConfigFile(f.config) : {};
+    const settings = mergeSettings(file, flagsToSettings(f));
+    const res = await execute(settings, resolve(f.data!), resolve(f.out!), !!f.quiet);
+    printResult(res, !!f.quiet);
+  });
+
+  const demo = program
+    .command('demo')
+    .description('generate a small synthetic inspection set (24 images) and run MuSc on it')
+    .option('--out <dir>', 'output folder (default: a new temporary folder); data goes to <out>/data, results to <out>/results')
+    .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
+    .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
+    .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
+    .option('--quiet', 'no progress bars or information lines');
+  demo.action(async (f: { out?: string; backbone?: string; heatmaps?: 'all' | 'anomalous' | 'none'; device?: 'cpu' | 'cuda'; quiet?: boolean }) => {
+    const out = f.out ? resolve(f.out) : await mkdtemp(join(tmpdir(), 'musc-demo-'));
+    const set = await generateSynthetic(join(out, 'data'));
+    if (!f.quiet) process.stderr.write(`demo: ${set.images} synthetic images (${set.defective} defective) in ${set.root}\n`);
+    const settings = mergeSettings({}, { dataset: 'mvtec', ...(f.backbone ? { backbone: f.backbone } : {}), ...(f.heatmaps ? { heatmaps: f.heatmaps } : {}), ...(f.device ? { device: f.device } : {}) });
+    const res = await execute(settings, set.root, join(out, 'results'), !!f.quiet);
+    process.stdout.write(`\n${res.markdown}\n`);
+    printResult(res, true);
+  });
+  return program;
+}
+
+/** `musc models` lives in src/cli/models.ts (another branch): added when present. */
+async function addModelsCommand(program: Command): Promise<void> {
+  const spec = './models.js';
+  try {
+    const m = (await import(spec)) as { modelsCommand?: () => Command };
+    if (m.modelsCommand) program.addCommand(m.modelsCommand());
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  await addModelsCommand(program);
+  for (const c of program.commands) c.exitOverride();
+  try {
+    if (argv.length <= 2) {
+      program.outputHelp();
+      return EXIT_USAGE;
+    }
+    await program.parseAsync(argv);
+    return EXIT_OK;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander already printed its message
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT_OK;
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`musc: error: ${formatError(e)}\n`);
+    return exitCodeFor(e);
+  } finally {
+    await shutdownCompute().catch(() => undefined);
+  }
+}
+
+// run when executed directly (not when imported by tests)
+function invokedDirectly(): boolean {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+if (invokedDirectly()) {
+  process.on('SIGINT', () => {
+    process.stderr.write('\nmusc: interrupted\n');
+    process.exit(EXIT_INTERRUPTED);
+  });
+  main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}

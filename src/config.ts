@@ -1,0 +1,203 @@
+/**
+ * Run settings, with the reference's names and defaults (configs/musc.yaml, models/musc.py):
+ *
+ *   backbone     'resnet50' (DEFAULT_BACKBONE)   reference: models.backbone_name
+ *   image_size   the backbone's default           reference: datasets.img_resize (518)
+ *   stages       the backbone's default           reference: models.feature_layers
+ *   r_list       [1, 3, 5]                        LNAMD aggregation degrees
+ *   divide_num   1                                subsets (datasets/*.py sub_datasets)
+ *   k_list       dataset default: visa [1,8,9], otherwise [1,2,3] (RsCIN windows)
+ *   interval     [0, 0.3]                         MSM topmin_min, topmin_max
+ *   batch_size   4                                (scripts/musc_*.sh)
+ *   vis_norm     'single'                         reference vis_type single_norm | whole_norm
+ *
+ * A config file (YAML or JSON) may set any of these keys (also the reference's own names:
+ * backbone_name, img_resize, feature_layers, dataset_name, class_name); command-line flags override
+ * the file. Everything is validated with ajv, and errors name the key.
+ */
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import YAML from 'yaml';
+import { Ajv } from 'ajv';
+import { DATASET_KINDS, type DatasetKind } from './datasets/types.js';
+import { MASK_RULES, type MaskRule } from './datasets/masks.js';
+
+export type VisNorm = 'single' | 'whole';
+export type HeatmapMode = 'all' | 'anomalous' | 'none';
+export type Device = 'cpu' | 'cuda';
+
+export interface Settings {
+  /** dataset layout; detected from the tree when absent */
+  dataset?: DatasetKind;
+  /** category name, comma-separated names, or 'all' */
+  category: string;
+  backbone: string;
+  /** user weight file for the backbone (else the registry's) */
+  weights?: string;
+  /** input size; the backbone's default when absent */
+  image_size?: number;
+  /** backbone stages; the backbone's default when absent */
+  stages?: number[];
+  r_list: number[];
+  divide_num: number;
+  /** automatic division when a subset's estimated memory would exceed this many MB */
+  max_memory?: number;
+  /** RsCIN windows; the dataset's default when absent */
+  k_list?: number[];
+  interval: [number, number];
+  batch_size: number;
+  vis_norm: VisNorm;
+  heatmaps: HeatmapMode;
+  mask_rule: MaskRule;
+  device: Device;
+  strict: boolean;
+  /** subset division seed (the reference's 42) */
+  seed: number;
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  category: 'all',
+  backbone: 'resnet50',
+  r_list: [1, 3, 5],
+  divide_num: 1,
+  interval: [0, 0.3],
+  batch_size: 4,
+  vis_norm: 'single',
+  heatmaps: 'anomalous',
+  mask_rule: 'reference',
+  device: 'cpu',
+  strict: false,
+  seed: 42,
+};
+
+/** A usage or configuration error: exit code 2. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const posInt = { type: 'integer', minimum: 1 } as const;
+const intList = { type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 } as const;
+
+/** JSON schema of a (partial) settings object. */
+export const SETTINGS_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    dataset: { enum: [...DATASET_KINDS] },
+    category: { type: 'string', minLength: 1 },
+    backbone: { type: 'string', minLength: 1 },
+    weights: { type: 'string', minLength: 1 },
+    image_size: { type: 'integer', minimum: 8, maximum: 4096 },
+    stages: intList,
+    r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
+    divide_num: posInt,
+    max_memory: { type: 'number', exclusiveMinimum: 0 },
+    k_list: { type: 'array', items: { type: 'integer', minimum: 0 } },
+    interval: { type: 'array', items: { type: 'number', minimum: 0 }, minItems: 2, maxItems: 2 },
+    batch_size: posInt,
+    vis_norm: { enum: ['single', 'whole'] },
+    heatmaps: { enum: ['all', 'anomalous', 'none'] },
+    mask_rule: { enum: [...MASK_RULES] },
+    device: { enum: ['cpu', 'cuda'] },
+    strict: { type: 'boolean' },
+    seed: { type: 'integer' },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true });
+const validateSchema = ajv.compile(SETTINGS_SCHEMA);
+
+/** The reference's key names, accepted in config files. */
+const ALIASES: Record<string, string> = {
+  backbone_name: 'backbone',
+  img_resize: 'image_size',
+  feature_layers: 'stages',
+  dataset_name: 'dataset',
+  class_name: 'category',
+  batch: 'batch_size',
+  vis_type: 'vis_norm',
+};
+
+function renameAliases(obj: Record<string, unknown>, source: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    const key = ALIASES[k] ?? k.replace(/-/g, '_');
+    if (key in out) throw new ConfigError(`${source}: '${k}' and '${key}' both given`);
+    let val = v;
+    if (key === 'vis_norm' && typeof v === 'string') val = v.replace(/_norm$/, '');
+    if (key === 'dataset' && v === 'mvtec_ad') val = 'mvtec';
+    if (key === 'category' && typeof v === 'string' && v.toLowerCase() === 'all') val = 'all';
+    out[key] = val;
+  }
+  return out;
+}
+
+/** Validates a partial settings object; `source` names where it came from in messages. */
+export function validateSettings(obj: unknown, source: string): Partial<Settings> {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new ConfigError(`${source}: expected a mapping of settings, got ${Array.isArray(obj) ? 'a list' : typeof obj}`);
+  const renamed = renameAliases(obj as Record<string, unknown>, source);
+  if (!validateSchema(renamed)) {
+    const msgs = (validateSchema.errors ?? []).map((e) => {
+      if (e.keyword === 'additionalProperties') {
+        const extra = (e.params as { additionalProperty: string }).additionalProperty;
+        return `unknown key '${extra}' (known: ${Object.keys(SETTINGS_SCHEMA.properties).join(', ')})`;
+      }
+      const key = e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)';
+      const allowed = e.keyword === 'enum' ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})` : '';
+      return `'${key}' ${e.message ?? 'is invalid'}${allowed}`;
+    });
+    throw new ConfigError(`${source}: ${[...new Set(msgs)].join('; ')}`);
+  }
+  const s = renamed as Partial<Settings>;
+  if (s.interval && !(s.interval[0] < s.interval[1])) throw new ConfigError(`${source}: 'interval' must be [lo, hi] with lo < hi, got [${s.interval.join(', ')}]`);
+  return s;
+}
+
+/** Reads a YAML (.yaml/.yml) or JSON config file. */
+export async function loadConfigFile(path: string): Promise<Partial<Settings>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError(`config file ${path}: cannot read (${code === 'ENOENT' ? 'file not found' : code ?? (e as Error).message})`);
+  }
+  let obj: unknown;
+  try {
+    obj = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : YAML.parse(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${path}: not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (obj === null || obj === undefined) return {};
+  return validateSettings(obj, `config file ${path}`);
+}
+
+/** defaults <- file <- flags (flags win); the result is validated again. */
+export function mergeSettings(file: Partial<Settings>, flags: Partial<Settings>): Settings {
+  const merged: Record<string, unknown> = { ...DEFAULT_SETTINGS };
+  for (const [src, name] of [[file, 'config file'], [flags, 'command line']] as const) {
+    const clean = Object.fromEntries(Object.entries(src).filter(([, v]) => v !== undefined));
+    for (const [k, v] of Object.entries(validateSettings(clean, name))) merged[k] = v;
+  }
+  validateSettings(merged, 'settings');
+  return merged as unknown as Settings;
+}
+
+/** Parses a comma or space separated integer list ('1,3,5'). */
+export function parseIntList(s: string, what: string): number[] {
+  const parts = s.split(/[\s,]+/).filter(Boolean);
+  const out = parts.map(Number);
+  if (parts.length === 0 || out.some((v) => !Number.isInteger(v) || v < 0)) throw new ConfigError(`${what}: expected a list of non-negative integers like 1,3,5; got '${s}'`);
+  return out;
+}
+
+/** Parses a number list ('0,0.3'). */
+export function parseNumberList(s: string, what: string): number[] {
+  const parts = s.split(/[\s,]+/).filter(Boolean);
+  const out = parts.map(Number);
+  if (parts.length === 0 || out.some((v) => !Number.isFinite(v))) throw new ConfigError(`${what}: expected a list of numbers like 0,0.3; got '${s}'`);
+  return out;
+}

@@ -1,0 +1,64 @@
+/**
+ * run.json of one category: what was run and how long it took. Not deterministic (timings,
+ * memory), unlike scores.csv and metrics.json.
+ */
+import { versions, type Versions } from './versions.js';
+import type { CategoryResult, StageTimings } from '../pipeline/types.js';
+
+export interface RunInfo {
+  settings: Record<string, unknown>;
+  backbone: { name: string; weights_path: string; weights_sha256: string; image_size: number; stages: number[] };
+  data_root: string;
+  /** peak resident set size of the process so far, MB */
+  peakRssMb: number;
+}
+
+export interface RunJson {
+  versions: Versions;
+  category: string;
+  dataset: string;
+  data_root: string;
+  settings: Record<string, unknown>;
+  backbone: RunInfo['backbone'];
+  divide_num_used: number;
+  subset_sizes: number[];
+  estimated_subset_mb: number;
+  n_images: number;
+  timings_ms: StageTimings & { total: number };
+  timings_ms_per_image: StageTimings & { total: number };
+  peak_rss_mb: number;
+  skipped: { path: string; reason: string }[];
+  warnings: string[];
+}
+
+/** Peak RSS of this process in MB (getrusage ru_maxrss). */
+export function peakRssMb(): number {
+  return Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10;
+}
+
+const round = (x: number): number => Math.round(x * 100) / 100;
+
+export function runJson(r: CategoryResult, info: RunInfo): RunJson {
+  const t = r.timings;
+  const total = t.decode + t.backbone + t.scoring + t.rscin + t.metrics + t.write;
+  const n = Math.max(1, r.items.length + r.skipped.length);
+  const each = Object.fromEntries(Object.entries({ ...t, total }).map(([k, v]) => [k, round(v)])) as unknown as StageTimings & { total: number };
+  const per = Object.fromEntries(Object.entries({ ...t, total }).map(([k, v]) => [k, round(v / n)])) as unknown as StageTimings & { total: number };
+  return {
+    versions: versions(),
+    category: r.name,
+    dataset: r.kind,
+    data_root: info.data_root,
+    settings: info.settings,
+    backbone: info.backbone,
+    divide_num_used: r.divideNum,
+    subset_sizes: r.subsets.map((s) => s.length),
+    estimated_subset_mb: round(r.estimatedBytes / 2 ** 20),
+    n_images: r.items.length,
+    timings_ms: each,
+    timings_ms_per_image: per,
+    peak_rss_mb: info.peakRssMb,
+    skipped: r.skipped,
+    warnings: r.warnings,
+  };
+}

@@ -1,0 +1,215 @@
+/**
+ * The end-to-end MuSc run for one category, following models/musc.py `make_category_data`:
+ *
+ *   for each subset (datasets/*.py sub_datasets, divide_num):
+ *     decode + preprocess + backbone in batches; keep the stage features and image tokens
+ *     scorePatches (LNAMD + MSM over stages and r) -> patch scores [n_s, h, w]
+ *     bilinear (align_corners) upsampling to the input size -> maps [n_s, S, S]
+ *   image score = max of each map (ac_score)
+ *   RsCIN over the whole category with the image tokens (k_list)
+ *   metrics (when labels exist): RsCIN scores vs labels, maps vs masks at S x S
+ *
+ * A bad image is recorded and skipped (or fails the run with strict). Results are put back in
+ * dataset order (the reference concatenates subsets; metrics do not depend on the order).
+ */
+import { performance } from 'node:perf_hooks';
+import { decodeRgb } from '../image/decode.js';
+import type { StageFeatures } from '../core/types.js';
+import { divideSubsets } from '../datasets/divide.js';
+import { loadMask } from '../datasets/masks.js';
+import { DatasetError, type Category, type DatasetItem } from '../datasets/types.js';
+import { autoDivideNum, estimateSubsetBytes, type StageDims } from './memory.js';
+import type { CategoryResult, PipelineDeps, PipelineOptions, SkippedImage, StageTimings } from './types.js';
+
+/** Thrown with strict when an image cannot be decoded. */
+export class ImageSkipError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ImageSkipError';
+  }
+}
+
+interface Extracted {
+  /** index into the category's items */
+  item: number;
+  /** per stage [H, W, C] */
+  stages: Float32Array[];
+  /** [D] */
+  token: Float32Array;
+}
+
+export async function runCategory(category: Category, deps: PipelineDeps, opts: PipelineOptions): Promise<CategoryResult> {
+  const all = category.items;
+  if (all.length === 0) throw new DatasetError(`category '${category.name}': no images found under ${category.root}`);
+  const decode = deps.decode ?? ((f: string) => decodeRgb(f));
+  const S = deps.backbone.imageSize;
+  const t: StageTimings = { decode: 0, backbone: 0, scoring: 0, rscin: 0, metrics: 0, write: 0 };
+  const warnings = [...category.warnings];
+  const skipped: SkippedImage[] = [];
+  let dims: StageDims[] | null = null;
+  let tokenDim = 0;
+
+  /** decode + preprocess one image; null when skipped */
+  const prepare = async (idx: number): Promise<Float32Array | null> => {
+    const it = all[idx]!;
+    let t0 = performance.now();
+    let img;
+    try {
+      img = await decode(it.path);
+    } catch (e) {
+      const reason = (e as Error).message.replace(`${it.path}: `, '');
+      if (opts.strict) throw new ImageSkipError(`${it.path}: ${reason} (--strict)`);
+      skipped.push({ path: it.rel, reason });
+      return null;
+    } finally {
+      t.decode += performance.now() - t0;
+    }
+    t0 = performance.now();
+    const x = await deps.backbone.preprocess(img);
+    t.backbone += performance.now() - t0;
+    return x;
+  };
+
+  /** extracts a list of item indices in batches; per image stage features + token */
+  let extractedCount = 0;
+  const extract = async (indices: number[]): Promise<Extracted[]> => {
+    const out: Extracted[] = [];
+    const bs = Math.max(1, opts.batchSize);
+    for (let b = 0; b < indices.length; b += bs) {
+      const chunk = indices.slice(b, b + bs);
+      const inputs: { idx: number; x: Float32Array }[] = [];
+      for (const idx of chunk) {
+        const x = await prepare(idx);
+        if (x) inputs.push({ idx, x });
+      }
+      extractedCount += chunk.length;
+      if (inputs.length) {
+        const per = 3 * S * S;
+        const batch = new Float32Array(inputs.length * per); // [B, 3, S, S]
+        inputs.forEach((v, i) => {
+          if (v.x.length !== per) throw new Error(`backbone preprocess returned ${v.x.length} values, expected 3x${S}x${S}`);
+          batch.set(v.x, i * per);
+        });
+        const t0 = performance.now();
+        const f = await deps.backbone.extract(batch, inputs.length);
+        t.backbone += performance.now() - t0;
+        if (!dims) {
+          dims = f.stages.map((s) => ({ h: s.h, w: s.w, c: s.c }));
+          tokenDim = f.imageTokens.d;
+        }
+        inputs.forEach((v, i) => {
+          out.push({
+            item: v.idx,
+            stages: f.stages.map((s) => s.data.slice(i * s.h * s.w * s.c, (i + 1) * s.h * s.w * s.c)),
+            token: f.imageTokens.data.slice(i * f.imageTokens.d, (i + 1) * f.imageTokens.d),
+          });
+        });
+      }
+      opts.onProgress?.('extract', Math.min(extractedCount, all.length), all.length);
+    }
+    return out;
+  };
+
+  // subset division (optionally automatic from --max-memory; a probe image gives the feature sizes)
+  const paths = all.map((it) => it.path);
+  let divideNum = opts.divideNum;
+  let estimatedBytes = 0;
+  if (opts.maxMemoryMb !== undefined) {
+    for (let i = 0; i < all.length && !dims; i++) {
+      const x = await prepare(i);
+      if (!x) continue;
+      const t0 = performance.now();
+      const f = await deps.backbone.extract(x, 1);
+      t.backbone += performance.now() - t0;
+      dims = f.stages.map((s) => ({ h: s.h, w: s.w, c: s.c }));
+      tokenDim = f.imageTokens.d;
+    }
+    skipped.length = 0; // the probe's skips are found again below
+    if (dims) {
+      try {
+        const a = autoDivideNum(paths, dims, S, opts.maxMemoryMb * 2 ** 20, opts.divideNum, opts.seed);
+        divideNum = a.divideNum;
+      } catch (e) {
+        throw new DatasetError(`category '${category.name}': ${(e as Error).message}`);
+      }
+    }
+  }
+  const subsetsAll = divideSubsets(paths, divideNum, opts.seed);
+
+  // per subset: features -> MSM scores -> maps
+  const mapOf = new Map<number, Float32Array>(); // item -> [S, S]
+  const tokenOf = new Map<number, Float32Array>(); // item -> [D]
+  const scoredSubsets: number[][] = [];
+  for (let si = 0; si < subsetsAll.length; si++) {
+    const ex = await extract(subsetsAll[si]!);
+    if (ex.length === 0) continue;
+    const n = ex.length;
+    const d = dims!;
+    estimatedBytes = Math.max(estimatedBytes, estimateSubsetBytes(n, d, S));
+    if (n < 5) warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 (k = int((N-1)*${opts.interval[1]}) = 0 gives NaN scores)`);
+    // StageFeatures [n, H, W, C] per stage
+    const stages: StageFeatures[] = d.map((s, k) => {
+      const per = s.h * s.w * s.c;
+      const data = new Float32Array(n * per);
+      ex.forEach((e, i) => data.set(e.stages[k]!, i * per));
+      return { n, h: s.h, w: s.w, c: s.c, data };
+    });
+    for (const e of ex) tokenOf.set(e.item, e.token);
+    const t0 = performance.now();
+    const ps = await deps.scorer.scorePatches(stages, { rList: opts.rList, interval: opts.interval, device: opts.device });
+    const maps = deps.scorer.upsampleMaps(ps, S, S); // [n, S, S]
+    t.scoring += performance.now() - t0;
+    ex.forEach((e, i) => mapOf.set(e.item, maps.subarray(i * S * S, (i + 1) * S * S)));
+    scoredSubsets.push(ex.map((e) => e.item));
+    opts.onProgress?.('score', si + 1, subsetsAll.length);
+  }
+
+  // back to dataset order
+  const keptIdx = all.map((_, i) => i).filter((i) => mapOf.has(i));
+  if (keptIdx.length === 0) throw new DatasetError(`category '${category.name}': none of the ${all.length} images could be read (first: ${skipped[0]?.path}: ${skipped[0]?.reason})`);
+  const pos = new Map(keptIdx.map((i, k) => [i, k]));
+  const items: DatasetItem[] = keptIdx.map((i) => all[i]!);
+  const N = items.length;
+  const maps = new Float32Array(N * S * S);
+  const tokens = new Float32Array(N * tokenDim);
+  keptIdx.forEach((i, k) => {
+    maps.set(mapOf.get(i)!, k * S * S);
+    tokens.set(tokenOf.get(i)!, k * tokenDim);
+  });
+  const subsets = scoredSubsets.map((s) => s.map((i) => pos.get(i)!));
+
+  let t0 = performance.now();
+  const imageScores = deps.scorer.imageScoresFromMaps(maps, N);
+  t.scoring += performance.now() - t0;
+
+  t0 = performance.now();
+  const rscinScores = deps.scorer.rscin(imageScores, { n: N, d: tokenDim, data: tokens }, opts.kList);
+  t.rscin += performance.now() - t0;
+
+  // metrics: only when every image has a label; pixel metrics when every defective image has a mask
+  let masks: Uint8Array | null = null;
+  let metrics: CategoryResult["metrics"] = null;
+  const labeled = items.every((it) => it.label !== null);
+  if (labeled && deps.metrics) {
+    t0 = performance.now();
+    const labels = Uint8Array.from(items, (it) => it.label ?? 0);
+    const missing = items.filter((it) => it.label === 1 && !it.masks).length;
+    if (missing === 0) {
+      masks = new Uint8Array(N * S * S);
+      for (let k = 0; k < N; k++) {
+        try {
+          masks.set(await loadMask(items[k]!.masks, S, opts.maskRule, opts.kind), k * S * S);
+        } catch (e) {
+          throw new DatasetError(`mask of ${items[k]!.rel}: ${(e as Error).message}`);
+        }
+      }
+    } else warnings.push(`${missing} defective images have no mask: pixel metrics not computed`);
+    metrics = await deps.metrics({ imageScores: rscinScores, imageLabels: labels, ...(masks ? { maps, masks, height: S, width: S } : {}) });
+    t.metrics += performance.now() - t0;
+  }
+
+  return {
+    name: category.name, kind: category.kind, root: category.root, items, skipped, size: S, maps, imageScores, rscinScores,
+    masks, metrics, subsets, divideNum, estimatedBytes, timings: t, warnings,
+  };
+}

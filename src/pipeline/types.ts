@@ -1,0 +1,118 @@
+/**
+ * What the end-to-end pipeline depends on, as interfaces, so that tests (and other backbones or
+ * scorers) can be injected: the backbone contract, the MuSc core functions, the metrics function.
+ */
+import type { StageFeatures, ImageTokens } from '../core/types.js';
+import type { PatchScores, ScoreOptions } from '../core/musc.js';
+import type { RgbImage } from '../image/decode.js';
+import type { Backbone } from '../backbones/types.js';
+import type { DatasetItem, DatasetKind } from '../datasets/types.js';
+import type { MaskRule } from '../datasets/masks.js';
+
+/** The MuSc core functions the pipeline calls (src/core/musc.ts). */
+export interface Scorer {
+  scorePatches(stages: StageFeatures[], opts: ScoreOptions): Promise<PatchScores>;
+  upsampleMaps(ps: PatchScores, outH: number, outW: number): Float32Array;
+  imageScoresFromMaps(maps: Float32Array | Float64Array, n: number): Float64Array;
+  rscin(scores: Float64Array, tokens: ImageTokens, kList: number[]): Float64Array;
+}
+
+/** Input of the metrics function (src/metrics/index.ts computeMetrics). */
+export interface MetricsInput {
+  /** [N] */
+  imageScores: ArrayLike<number>;
+  /** [N] 0/1 */
+  imageLabels: ArrayLike<number>;
+  /** [N, H, W] */
+  maps?: Float32Array | Float64Array;
+  /** [N, H, W] 0/1 */
+  masks?: ArrayLike<number>;
+  height?: number;
+  width?: number;
+}
+
+/** The eight numbers (fractions, null when undefined), as computeMetrics returns them. */
+export interface MetricsValues {
+  image_auroc: number | null;
+  image_f1max: number | null;
+  image_ap: number | null;
+  pixel_auroc: number | null;
+  pixel_f1max: number | null;
+  pixel_ap: number | null;
+  pixel_pro: number | null;
+  aupro: number | null;
+}
+
+export type MetricsFn = (input: MetricsInput) => MetricsValues | Promise<MetricsValues>;
+
+export const METRIC_KEYS: readonly (keyof MetricsValues)[] = ['image_auroc', 'image_f1max', 'image_ap', 'pixel_auroc', 'pixel_f1max', 'pixel_ap', 'pixel_pro', 'aupro'];
+
+export interface PipelineDeps {
+  backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>;
+  scorer: Scorer;
+  /** absent: no metrics */
+  metrics?: MetricsFn;
+  /** image decoder (default decodeRgb) */
+  decode?: (file: string) => Promise<RgbImage>;
+}
+
+/** Resolved per-category options. */
+export interface PipelineOptions {
+  kind: DatasetKind;
+  rList: number[];
+  interval: [number, number];
+  kList: number[];
+  batchSize: number;
+  divideNum: number;
+  /** MB; automatic division when the largest subset's estimate exceeds it */
+  maxMemoryMb?: number;
+  maskRule: MaskRule;
+  strict: boolean;
+  seed: number;
+  device: 'cpu' | 'cuda';
+  /** progress: stage name, done, total */
+  onProgress?: (stage: 'extract' | 'score', done: number, total: number) => void;
+}
+
+/** Milliseconds spent per stage over the whole category. */
+export interface StageTimings {
+  decode: number;
+  backbone: number;
+  scoring: number;
+  rscin: number;
+  metrics: number;
+  write: number;
+}
+
+export interface SkippedImage {
+  path: string;
+  reason: string;
+}
+
+export interface CategoryResult {
+  name: string;
+  kind: DatasetKind;
+  /** the data root `items[].rel` is relative to */
+  root: string;
+  /** scored images, in dataset order */
+  items: DatasetItem[];
+  skipped: SkippedImage[];
+  /** map side S (the backbone's input size) */
+  size: number;
+  /** [N, S, S] anomaly maps */
+  maps: Float32Array;
+  /** [N] per-image max of the maps */
+  imageScores: Float64Array;
+  /** [N] RsCIN scores (the classification score) */
+  rscinScores: Float64Array;
+  /** [N, S, S] 0/1 masks at size S, when every image has a label */
+  masks: Uint8Array | null;
+  metrics: MetricsValues | null;
+  /** subsets actually scored: indices into `items` */
+  subsets: number[][];
+  divideNum: number;
+  /** bytes estimated for the largest subset */
+  estimatedBytes: number;
+  timings: StageTimings;
+  warnings: string[];
+}

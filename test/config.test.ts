@@ -1,0 +1,67 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { DEFAULT_SETTINGS, ConfigError, loadConfigFile, mergeSettings, validateSettings, parseIntList } from '../src/config.js';
+import { tempDir } from './helpers/cli-env.js';
+
+test('defaults are the reference settings', () => {
+  const s = mergeSettings({}, {});
+  assert.deepEqual(s.r_list, [1, 3, 5]);
+  assert.deepEqual(s.interval, [0, 0.3]);
+  assert.equal(s.divide_num, 1);
+  assert.equal(s.backbone, 'resnet50');
+  assert.equal(s.k_list, undefined); // dataset default applied later
+  assert.equal(s.image_size, undefined); // the backbone's
+  assert.equal(s.category, 'all');
+  assert.deepEqual(s, { ...DEFAULT_SETTINGS });
+});
+
+test('YAML file with the reference key names; flags override the file', async () => {
+  const { dir, cleanup } = await tempDir('cfg');
+  try {
+    const f = join(dir, 'musc.yaml');
+    await writeFile(f, 'backbone_name: dinov2-vitb14\nimg_resize: 448\nfeature_layers: [2, 5, 8, 11]\nr_list: [1, 3]\ndivide_num: 2\nvis_type: whole_norm\nclass_name: ALL\ndataset_name: mvtec_ad\nbatch_size: 8\n');
+    const file = await loadConfigFile(f);
+    assert.deepEqual(file, { backbone: 'dinov2-vitb14', image_size: 448, stages: [2, 5, 8, 11], r_list: [1, 3], divide_num: 2, vis_norm: 'whole', category: 'all', dataset: 'mvtec', batch_size: 8 });
+    const s = mergeSettings(file, { batch_size: 2, r_list: [5] });
+    assert.equal(s.batch_size, 2);
+    assert.deepEqual(s.r_list, [5]);
+    assert.equal(s.image_size, 448);
+    assert.equal(s.divide_num, 2);
+    const j = join(dir, 'c.json');
+    await writeFile(j, JSON.stringify({ k_list: [1, 8, 9], interval: [0.1, 0.5], heatmaps: 'none' }));
+    const sj = mergeSettings(await loadConfigFile(j), {});
+    assert.deepEqual(sj.k_list, [1, 8, 9]);
+    assert.deepEqual(sj.interval, [0.1, 0.5]);
+    assert.equal(sj.heatmaps, 'none');
+  } finally {
+    await cleanup();
+  }
+});
+
+test('config errors name the file and the key', async () => {
+  const { dir, cleanup } = await tempDir('cfgerr');
+  try {
+    const f = join(dir, 'bad.yaml');
+    await writeFile(f, 'r_list: [1, x]\nbatch_size: 0\ncolour: red\n');
+    await assert.rejects(loadConfigFile(f), (e: Error) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, /bad\.yaml/);
+      assert.match(e.message, /'r_list\.1' must be integer/);
+      assert.match(e.message, /'batch_size' must be >= 1/);
+      assert.match(e.message, /unknown key 'colour'/);
+      return true;
+    });
+    await writeFile(f, 'a: [1, 2\n');
+    await assert.rejects(loadConfigFile(f), /not valid YAML/);
+    await assert.rejects(loadConfigFile(join(dir, 'none.yaml')), /file not found/);
+    assert.throws(() => validateSettings({ interval: [0.5, 0.2] }, 'x'), /'interval' must be \[lo, hi\] with lo < hi/);
+    assert.throws(() => validateSettings({ mask_rule: 'any' }, 'x'), /'mask_rule' must be equal to one of the allowed values \(reference, nonzero\)/);
+    assert.throws(() => validateSettings([1], 'x'), /expected a mapping/);
+    assert.throws(() => parseIntList('1,a', '--r-list'), /--r-list: expected a list/);
+    assert.deepEqual(parseIntList('1, 3 5', '--r-list'), [1, 3, 5]);
+  } finally {
+    await cleanup();
+  }
+});
