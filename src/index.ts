@@ -1,0 +1,30 @@
+/**
+ * musc: zero-shot industrial anomaly classification and segmentation (MuSc, ICLR 2024).
+ * The public library API. See README.md and docs/architecture.md.
+ */
+// the method
+export { musc, scorePatches, upsampleMaps, imageScoresFromMaps, rscin } from './core/musc.js';
+export type { ScoreOptions, PatchScores, MuscResult } from './core/musc.js';
+export type { StageFeatures, ImageTokens, BackboneFeatures, Interval } from './core/types.js';
+export { RSCIN_K_MVTEC, RSCIN_K_VISA } from './core/rscin.js';
+export { DEFAULT_INTERVAL, intervalBounds } from './core/msm.js';
+export { DEFAULT_R_LIST } from './core/score.js';
+// backbones
+export { loadBackbone, listBackbones, backboneInfo, DEFAULT_BACKBONE } from './backbones/registry.js';
+export type { Backbone, BackboneInfo, LoadOptions } from './backbones/types.js';
+export { downloadHubFile, defaultCacheDir } from './backbones/download.js';
+// images and data
+export { decodeRgb, decodeMask, ImageDecodeError } from './image/decode.js';
+export type { RgbImage, GrayImage } from './image/decode.js';
+export { openDataset, selectCategories, defaultKList, divideSubsets } from './datasets/index.js';
+export type { DatasetItem } from './datasets/types.js';
+// metrics
+export { computeMetrics, rocCurve, f1OptimalThreshold, aupro, proMusc } from './metrics/index.js';
+export type { MetricsInput, MetricsResult } from './metrics/index.js';
+// the whole pipeline
+export { runDataset } from './pipeline/run-dataset.js';
+export { runCategory } from './pipeline/run-category.js';
+// files
+export { SafetensorsFile, writeSafetensors, encodeSafetensors } from './io/safetensors.js';
+// threads
+export { shutdownCompute } from './compute/worker.js';
