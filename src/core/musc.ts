@@ -37,6 +37,8 @@ export interface PatchScores {
   h: number;
   w: number;
   data: Float64Array;
+  /** wall time spent in LNAMD and in MSM (when computed by scorePatches) */
+  timings?: { lnamdMs: number; msmMs: number };
 }
 
 const SCORE_MODULE = new URL('./score.js', import.meta.url).href;
@@ -49,7 +51,7 @@ export async function scorePatches(stages: StageFeatures[], opts: ScoreOptions =
     maxRows: opts.maxRows, references: opts.references, mode: opts.mode, precision: opts.precision,
   };
   const r = await computeWorker().call<ScoreResult>(SCORE_MODULE, 'scoreStages', [stages, settings], [], opts.onProgress);
-  return { n: r.n, h: r.h, w: r.w, data: r.patch };
+  return { n: r.n, h: r.h, w: r.w, data: r.patch, timings: r.timings };
 }
 
 /** Bilinear (align_corners=true) upsampling of patch scores to [N, outH, outW]. */

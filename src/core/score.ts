@@ -6,6 +6,7 @@
  * aggregate is built from it on the fly and dropped after its MSM pass, so peak memory is one
  * bank [N, P, C] plus one distance table [N, P, N]. Runs inside the compute worker.
  */
+import { performance } from 'node:perf_hooks';
 import type { StageFeatures, Interval } from './types.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { msmScores, DEFAULT_INTERVAL, type TableOptions, type PoolOptions } from './msm.js';
@@ -44,6 +45,8 @@ export interface ScoreResult {
   patch: Float64Array;
   /** [R, L, N, P] when keepPasses */
   passes?: Float64Array;
+  /** wall time of the LNAMD aggregation and of the MSM passes */
+  timings: { lnamdMs: number; msmMs: number };
 }
 
 const kernels = new Map<string, PairKernel>();
@@ -86,11 +89,17 @@ export async function scoreStages(stages: StageFeatures[], settings: ScoreSettin
   const passes = settings.keepPasses ? new Float64Array(R * L * n * P) : undefined;
   const total = R * L;
   let done = 0;
+  let lnamdMs = 0, msmMs = 0;
   // stage-major: each stage is layer-normalised once and reused for every r
   for (let l = 0; l < L; l++) {
+    let t0 = performance.now();
     const normed = layerNormImages(stages[l]);
+    lnamdMs += performance.now() - t0;
     for (let ri = 0; ri < R; ri++) {
+      t0 = performance.now();
       const z = aggregateStage(stages[l], normed, rList[ri], target);
+      lnamdMs += performance.now() - t0;
+      t0 = performance.now();
       const opts: TableOptions & PoolOptions = {
         scored: n,
         referencesOnly: mode === 'musc-plus',
@@ -98,11 +107,12 @@ export async function scoreStages(stages: StageFeatures[], settings: ScoreSettin
         onBlock: (d, t) => ctx?.progress(done + d / t, total, 'scoring'),
       };
       const s = await msmScores(z, nAll, P, target.channels, interval, kernel, opts);
+      msmMs += performance.now() - t0;
       const wgt = 1 / (L * R);
       for (let k = 0; k < n * P; k++) patch[k] += s[k] * wgt;
       passes?.set(s, (ri * L + l) * n * P);
       ctx?.progress(++done, total, 'scoring');
     }
   }
-  return { n, h: target.gridH, w: target.gridW, patch, passes };
+  return { n, h: target.gridH, w: target.gridW, patch, passes, timings: { lnamdMs, msmMs } };
 }
