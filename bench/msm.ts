@@ -62,9 +62,13 @@ export interface MsmComparison {
   max_abs_diff: number;
 }
 
-/** One MSM pass both ways on the same random features. */
-export async function compareMsm(n: number, p: number, c: number): Promise<MsmComparison> {
-  const z = randomUnitFeatures(n, p, c, 7);
+/** One MSM pass both ways on random unit features. */
+export function compareMsm(n: number, p: number, c: number): Promise<MsmComparison> {
+  return compareOnBank(randomUnitFeatures(n, p, c, 7), n, p, c);
+}
+
+/** One MSM pass both ways on the same feature bank Z [n, p, c] (unit vectors). */
+export async function compareOnBank(z: Float32Array, n: number, p: number, c: number): Promise<MsmComparison> {
   const both = await PairKernel.create(true);
   const rows = await PairKernel.create(false);
   const a = blockSize(n, p, {});

@@ -1,0 +1,142 @@
+/**
+ * One benchmark case, run in its own process (so that its peak RSS is its own):
+ *   node dist/bench/case.js '<json CaseSpec>'
+ * Prints one JSON line with the per-stage times, peak RSS and the MSM comparison.
+ */
+import { performance } from 'node:perf_hooks';
+import { readdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { loadBackbone } from '../src/backbones/registry.js';
+import { decodeRgb } from '../src/image/decode.js';
+import { scorePatches, upsampleMaps, imageScoresFromMaps, rscin } from '../src/core/musc.js';
+import { computeMetrics } from '../src/metrics/index.js';
+import { shutdownCompute, computeWorker } from '../src/compute/worker.js';
+import { layerNormImages, aggregateStage, lnamdTarget } from '../src/core/lnamd.js';
+import { generateSynthetic } from '../src/demo/synthetic.js';
+import { writeRandomClip, VIT_B_16, VIT_L_14 } from './random-vit.js';
+import type { StageFeatures } from '../src/core/types.js';
+import type { MsmComparison } from './msm.js';
+
+export interface CaseSpec {
+  name: string;
+  /** 'resnet50' or a random ViT: 'vit-b-16' | 'vit-l-14' */
+  backbone: string;
+  imageSize: number;
+  /** real images: a category folder in MVTec layout; else synthetic images are generated */
+  category?: string;
+  n: number;
+  batchSize: number;
+  /** also run the straightforward MSM on stage 0, r = 1, for the comparison */
+  compare: boolean;
+}
+
+export interface CaseResult {
+  name: string;
+  n: number;
+  image_size: number;
+  backbone: string;
+  grid: [number, number];
+  channels: number;
+  ms_per_image: Record<'decode' | 'backbone' | 'lnamd' | 'msm' | 'rscin' | 'metrics' | 'total', number>;
+  peak_rss_mb: number;
+  image_auroc: number | null;
+  msm?: MsmComparison;
+}
+
+function listImages(category: string, n: number): { files: string[]; labels: number[] } {
+  const root = join(category, 'test');
+  const files: string[] = [], labels: number[] = [];
+  for (const type of readdirSync(root).sort()) {
+    for (const f of readdirSync(join(root, type)).sort()) {
+      files.push(join(root, type, f));
+      labels.push(type === 'good' ? 0 : 1);
+    }
+  }
+  // an even spread when fewer are asked for
+  if (n >= files.length) return { files, labels };
+  const pick = Array.from({ length: n }, (_, i) => Math.floor((i * files.length) / n));
+  return { files: pick.map((i) => files[i]), labels: pick.map((i) => labels[i]) };
+}
+
+async function run(spec: CaseSpec): Promise<CaseResult> {
+  const tmp = mkdtempSync(join(tmpdir(), 'musc-bench-'));
+  try {
+    let category = spec.category;
+    if (!category || !existsSync(category)) {
+      const defective = Math.max(1, Math.round(spec.n / 5));
+      const set = await generateSynthetic(join(tmp, 'data'), { good: spec.n - defective, defective, size: Math.min(spec.imageSize, 256), seed: 3 });
+      category = join(set.root, set.category);
+    }
+    const { files, labels } = listImages(category, spec.n);
+    let weightsPath: string | undefined;
+    let name = spec.backbone;
+    if (spec.backbone.startsWith('vit-')) {
+      weightsPath = join(tmp, 'random.safetensors');
+      await writeRandomClip(weightsPath, spec.backbone === 'vit-l-14' ? VIT_L_14 : VIT_B_16);
+      name = spec.backbone === 'vit-l-14' ? 'clip-vit-l-14' : 'clip-vit-b-16';
+    }
+    const backbone = await loadBackbone(name, { imageSize: spec.imageSize, weightsPath, cacheDir: join(tmp, 'cache') });
+    const S = backbone.imageSize;
+    const N = files.length;
+    const t = { decode: 0, backbone: 0, lnamd: 0, msm: 0, rscin: 0, metrics: 0 };
+    // features of all images, stage by stage
+    let stages: StageFeatures[] = [];
+    let tokens = new Float32Array(0), d = 0;
+    for (let i0 = 0; i0 < N; i0 += spec.batchSize) {
+      const part = files.slice(i0, i0 + spec.batchSize);
+      let t0 = performance.now();
+      const imgs = await Promise.all(part.map((f) => decodeRgb(f)));
+      t.decode += performance.now() - t0;
+      t0 = performance.now();
+      const batch = new Float32Array(part.length * 3 * S * S);
+      for (const [k, img] of imgs.entries()) batch.set(await backbone.preprocess(img), k * 3 * S * S);
+      const f = await backbone.extract(batch, part.length);
+      t.backbone += performance.now() - t0;
+      if (i0 === 0) {
+        stages = f.stages.map((s) => ({ n: N, h: s.h, w: s.w, c: s.c, data: new Float32Array(N * s.h * s.w * s.c) }));
+        d = f.imageTokens.d;
+        tokens = new Float32Array(N * d);
+      }
+      for (const [l, s] of f.stages.entries()) stages[l].data.set(s.data, i0 * s.h * s.w * s.c);
+      tokens.set(f.imageTokens.data, i0 * d);
+    }
+    await backbone.dispose();
+    const ps = await scorePatches(stages);
+    t.lnamd = ps.timings!.lnamdMs;
+    t.msm = ps.timings!.msmMs;
+    let t0 = performance.now();
+    const maps = upsampleMaps(ps, S, S);
+    const scores = rscin(imageScoresFromMaps(maps, N), { n: N, d, data: tokens }, [1, 2, 3]);
+    t.rscin = performance.now() - t0;
+    t0 = performance.now();
+    const m = computeMetrics({ imageScores: scores, imageLabels: labels });
+    t.metrics = performance.now() - t0;
+
+    let msm: MsmComparison | undefined;
+    if (spec.compare) {
+      // the same stage-0, r = 1 bank both ways, in the compute worker
+      const target = lnamdTarget(stages);
+      const z = aggregateStage(stages[0], layerNormImages(stages[0]), 1, target);
+      msm = await computeWorker().call<MsmComparison>(new URL('./msm.js', import.meta.url).href, 'compareOnBank', [z, N, target.gridH * target.gridW, target.channels]);
+    }
+    const total = Object.values(t).reduce((a, b) => a + b, 0);
+    const per = (v: number) => Math.round((v / N) * 100) / 100;
+    return {
+      name: spec.name, n: N, image_size: S, backbone: name,
+      grid: [stages[0].h, stages[0].w], channels: stages[0].c,
+      ms_per_image: { decode: per(t.decode), backbone: per(t.backbone), lnamd: per(t.lnamd), msm: per(t.msm), rscin: per(t.rscin), metrics: per(t.metrics), total: per(total) },
+      peak_rss_mb: 0,
+      image_auroc: m.image_auroc,
+      msm,
+    };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const spec = JSON.parse(process.argv[2]) as CaseSpec;
+const result = await run(spec);
+await shutdownCompute();
+result.peak_rss_mb = Math.round(process.resourceUsage().maxRSS / 1024);
+process.stdout.write(JSON.stringify(result) + '\n');
