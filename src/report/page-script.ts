@@ -261,7 +261,7 @@ function thumbBox(c, it, kind, outline) {
   const box = el('div', { class: 'tw' });
   const have = kind === 'thumb' ? it.o : it.m;
   if (!have) { box.append(el('span', { class: 'missing', text: kind === 'thumb' ? 'no image' : 'no map' })); return box; }
-  box.append(el('img', { 'data-src': urlOf(c, kind, it, 'jpg'), alt: kind === 'thumb' ? 'image' : 'overlay', loading: 'lazy', decoding: 'async' }));
+  box.append(el('img', { 'data-src': urlOf(c, kind, it, 'jpg'), alt: '', loading: 'lazy', decoding: 'async' }));
   if (outline && it.g) box.append(el('img', { class: 'outline', 'data-src': urlOf(c, 'thumb-outline', it, 'png'), alt: '', loading: 'lazy' }));
   return box;
 }
