@@ -46,13 +46,16 @@ const cats = DATA.categories.map((c) => {
   const labels = c.items.map((it) => it.label);
   const hasLabels = labels.some((l) => l === 0) && labels.some((l) => l === 1);
   const anyDefective = labels.some((l) => l === 1);
+  const free = labelFreeThreshold(scores);
+  // the slider and histogram span the scores and the label-free suggestion (it may lie above every score)
+  const range = scoreRange(free ? scores.concat([free.threshold]) : scores);
   return {
     c, scores, labels, hasLabels,
     rank: rankByScore(scores),
-    range: scoreRange(scores),
+    range,
     roc: rocCurve(scores, labels),
     f1: anyDefective ? bestF1Threshold(scores, labels) : null,
-    free: labelFreeThreshold(scores),
+    free,
     thr: null,
   };
 });
@@ -106,7 +109,7 @@ function drawMetrics(s) {
   const ng = s.labels.filter((l) => l === 0).length;
   const counts = el('p', { class: 'note', text: n + ' images: ' + ng + ' good, ' + nd + ' defective' + (n - nd - ng ? ', ' + (n - nd - ng) + ' unlabelled' : '') + (s.c.skipped.length ? '; ' + s.c.skipped.length + ' skipped' : '') });
   if (!m || names.every((k) => m[k[0]] === null || m[k[0]] === undefined)) {
-    box.append(el('p', { text: 'No metrics: the images are not labelled (or a single class).' }), counts);
+    box.append(el('p', { text: nd && ng ? 'No metrics in metrics.json (not computed in this run).' : 'No metrics: the images are not labelled as both good and defective.' }), counts);
     return;
   }
   const t = el('table', { class: 'kv', id: 'metrics-table' });
@@ -127,7 +130,7 @@ function drawSettings(s) {
   box.append(el('h3', { text: 'Run' }));
   const head = {};
   if (c.dataset) head.dataset = c.dataset;
-  if (c.backbone) head.backbone = c.backbone.name + (c.backbone.image_size ? ' @ ' + c.backbone.image_size + ' px' : '') + (c.backbone.stages ? ', stages ' + c.backbone.stages.join(',') : '');
+  if (c.backbone) head.backbone = c.backbone.name + (c.backbone.image_size ? ' @ ' + c.backbone.image_size + ' px' : '') + (c.backbone.stages && c.backbone.stages.length ? ', stages ' + c.backbone.stages.join(',') : '');
   if (c.mapSize) head['map size'] = c.mapSize + ' x ' + c.mapSize;
   if (c.peakRssMb) head['peak RSS'] = c.peakRssMb + ' MB';
   box.append(kvTable(head));
@@ -204,6 +207,8 @@ function drawThresholdPanel(s) {
   const at = (t) => (100 * sliderPos(s, t) / STEPS) + '%';
   if (s.f1) marks.append(el('span', { class: 'mark f1', id: 'mark-f1', style: 'left:' + at(s.f1.threshold), title: 'F1-optimal ' + fmt(s.f1.threshold, 6) }));
   if (s.free) marks.append(el('span', { class: 'mark free', id: 'mark-free', style: 'left:' + at(s.free.threshold), title: 'label-free ' + fmt(s.free.threshold, 6) }));
+  $('thr-range').dataset.lo = String(lo);
+  $('thr-range').dataset.hi = String(hi);
   $('thr-value').min = String(lo);
   $('thr-value').max = String(hi);
   $('thr-value').step = 'any';
