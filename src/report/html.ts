@@ -1,0 +1,129 @@
+/**
+ * report.html: one self-contained page (inline CSS, inline script, inline JSON data; images are
+ * relative files under <cat>/report/). A Content-Security-Policy forbids any network access
+ * beyond the page's own folder.
+ */
+import { PAGE_CSS } from './page-style.js';
+import { PAGE_SCRIPT } from './page-script.js';
+import { pageStatsSource } from './stats.js';
+
+/** One image as the page sees it. */
+export interface PageItem {
+  /** row in scores.csv */
+  i: number;
+  /** asset id (file stem under <cat>/report/<kind>/) */
+  id: string;
+  path: string;
+  defect: string;
+  label: 0 | 1 | null;
+  /** the ranking score (score_rscin); null when not finite */
+  score: number | null;
+  /** raw image score (map max) */
+  raw: number | null;
+  /** 1 when the original (thumb/, orig/) exists */
+  o: 0 | 1;
+  /** 1 when the map (map/, thumb-overlay/, overlay/) exists */
+  m: 0 | 1;
+  /** 1 when the ground-truth outline exists */
+  g: 0 | 1;
+}
+
+export interface PageCategory {
+  name: string;
+  folder: string;
+  /** URL prefix of the assets relative to report.html, ending in '/' ('<folder>/report/', percent-encoded) */
+  base: string;
+  dataset: string | null;
+  backbone: { name: string; image_size?: number; stages?: number[] } | null;
+  mapSize: number;
+  metrics: Record<string, number | null> | null;
+  settings: Record<string, unknown> | null;
+  versions: Record<string, string> | null;
+  timings: Record<string, number> | null;
+  timingsPerImage: Record<string, number> | null;
+  peakRssMb: number | null;
+  warnings: string[];
+  skipped: { path: string; reason: string }[];
+  items: PageItem[];
+}
+
+export interface PageData {
+  title: string;
+  subtitle: string;
+  categories: PageCategory[];
+}
+
+const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/** JSON safe inside <script>: no '</script', no '<!--', no U+2028/2029 surprises. */
+export function scriptJson(v: unknown): string {
+  return JSON.stringify(v).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+}
+
+export const REPORT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
+
+export function renderReportHtml(data: PageData): string {
+  const script = `${pageStatsSource()}\n${PAGE_SCRIPT}`;
+  if (/<\/script/i.test(script)) throw new Error('report page script contains </script');
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="${REPORT_CSP}">
+<meta name="referrer" content="no-referrer">
+<title>${escapeHtml(data.title)}</title>
+<style>${PAGE_CSS}</style>
+</head>
+<body>
+<header><h1>${escapeHtml(data.title)}</h1><span class="sub">${escapeHtml(data.subtitle)}</span></header>
+<main>
+<div id="cat-tabs" class="tabs"></div>
+<div id="overview" class="panel overview" hidden></div>
+<h2 id="cat-title"></h2>
+<div class="panels">
+  <section id="metrics" class="panel"></section>
+  <section id="hist" class="panel"></section>
+  <section id="roc" class="panel"></section>
+  <section id="settings" class="panel"></section>
+</div>
+<section id="threshold" class="panel threshold">
+  <h3>Threshold</h3>
+  <div class="thr-row">
+    <div class="slider-wrap"><div id="slider-marks"></div><input id="thr-range" type="range" min="0" max="1000" step="1" value="0" aria-label="threshold"></div>
+    <label>score &ge; <input id="thr-value" type="number" step="any" aria-label="threshold value"></label>
+    <button id="thr-f1" type="button" title="the threshold with the highest F1 on the labelled images">F1-optimal</button>
+    <button id="thr-free" type="button" title="median + 3 x 1.4826 x MAD of the scores, no labels needed">label-free</button>
+  </div>
+  <div class="thr-row" style="margin-top:8px">
+    <div class="counts"><span><span class="pill ng">NG</span> <b id="count-ng">0</b></span><span><span class="pill ok">OK</span> <b id="count-ok">0</b></span></div>
+    <div id="pr" class="counts"><span>precision <b id="precision">-</b>%</span><span>recall <b id="recall">-</b>%</span><span>F1 <b id="f1">-</b>%</span></div>
+    <table id="cm" class="cm">
+      <tr><th></th><th>pred. NG</th><th>pred. OK</th></tr>
+      <tr><th>defective</th><td id="cm-tp" title="true positives">0</td><td id="cm-fn" title="false negatives">0</td></tr>
+      <tr><th>good</th><td id="cm-fp" title="false positives">0</td><td id="cm-tn" title="true negatives">0</td></tr>
+    </table>
+  </div>
+  <p id="thr-notes" class="note"></p>
+</section>
+<div class="controls">
+  <label>Type <select id="filter-defect"></select></label>
+  <label>Predicted <select id="filter-pred"><option value="">all</option><option value="NG">NG</option><option value="OK">OK</option></select></label>
+  <label><input id="show-outline" type="checkbox" checked> ground-truth outline</label>
+  <span id="gallery-count" class="note"></span>
+</div>
+<div id="gallery" class="gallery"></div>
+</main>
+<dialog id="viewer">
+  <div class="viewer-head"><span id="viewer-title" class="title"></span><span id="viewer-info" class="note grow"></span>
+  <button id="viewer-prev" type="button" title="previous (left arrow)">&larr;</button><button id="viewer-next" type="button" title="next (right arrow)">&rarr;</button><button id="viewer-close" type="button">Close</button></div>
+  <div id="viewer-imgs" class="viewer-imgs"></div>
+</dialog>
+<script type="application/json" id="musc-data">${scriptJson(data)}</script>
+<script>
+${script}
+</script>
+</body>
+</html>
+`;
+}

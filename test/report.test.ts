@@ -1,0 +1,274 @@
+/** The report without a browser: statistics, data model, images written, HTML content, CLI. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { Command } from 'commander';
+import { rankByScore, confusionAt, rocCurve, bestF1Threshold, labelFreeThreshold, median, scoreHistogram, pageStatsSource } from '../src/report/stats.js';
+import { buildReport } from '../src/report/build.js';
+import { maskOutline } from '../src/report/assets.js';
+import { scriptJson, type PageData } from '../src/report/html.js';
+import { ReportError } from '../src/report/model.js';
+import { parseScoresCsv } from '../src/outputs/scores.js';
+import { reportCommand } from '../src/cli/report.js';
+import { makeFixture, tempDir, type Fixture } from './helpers/report-fixture.js';
+
+/** deterministic pseudo-random scores with ties and labels */
+function sample(n: number, seed: number): { scores: number[]; labels: (0 | 1 | null)[] } {
+  let a = seed;
+  const rnd = (): number => ((a = (a * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const labels: (0 | 1 | null)[] = [];
+  const scores: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const l = rnd() < 0.35 ? 1 : 0;
+    labels.push(l);
+    scores.push(Math.round((rnd() + 0.6 * l) * 20) / 20); // rounded: many ties
+  }
+  return { scores, labels };
+}
+
+test('rankByScore: descending, ties in dataset order, NaN last', () => {
+  assert.deepEqual(rankByScore([0.2, 0.9, NaN, 0.9, 0.1]), [1, 3, 0, 4, 2]);
+});
+
+test('confusionAt matches a direct count; NaN is never NG; unlabelled images only in NG/OK', () => {
+  const { scores, labels } = sample(60, 3);
+  scores[5] = NaN;
+  labels[7] = null;
+  for (const t of [-1, 0.3, 0.55, 0.8, 2]) {
+    const c = confusionAt(scores, labels, t);
+    const pred = scores.map((s) => Number.isFinite(s) && s >= t);
+    assert.equal(c.ng, pred.filter(Boolean).length);
+    assert.equal(c.ok, scores.length - c.ng);
+    assert.equal(c.tp, pred.filter((p, i) => p && labels[i] === 1).length);
+    assert.equal(c.fp, pred.filter((p, i) => p && labels[i] === 0).length);
+    assert.equal(c.fn, pred.filter((p, i) => !p && labels[i] === 1).length);
+    assert.equal(c.tn, pred.filter((p, i) => !p && labels[i] === 0).length);
+    if (c.tp + c.fp > 0) assert.equal(c.precision, c.tp / (c.tp + c.fp));
+    else assert.equal(c.precision, null);
+  }
+});
+
+test('rocCurve: AUC equals the Mann-Whitney statistic (ties count half), curve is monotone from (0,0) to (1,1)', () => {
+  for (const seed of [1, 2, 3]) {
+    const { scores, labels } = sample(80, seed);
+    let pairs = 0;
+    let wins = 0;
+    for (let i = 0; i < scores.length; i++)
+      for (let j = 0; j < scores.length; j++) {
+        if (labels[i] !== 1 || labels[j] !== 0) continue;
+        pairs++;
+        wins += scores[i]! > scores[j]! ? 1 : scores[i] === scores[j] ? 0.5 : 0;
+      }
+    const r = rocCurve(scores, labels);
+    assert.ok(Math.abs(r.auc! - wins / pairs) < 1e-12, `seed ${seed}: ${r.auc} vs ${wins / pairs}`);
+    assert.deepEqual([r.fpr[0], r.tpr[0]], [0, 0]);
+    assert.deepEqual([r.fpr.at(-1), r.tpr.at(-1)], [1, 1]);
+    for (let k = 1; k < r.fpr.length; k++) assert.ok(r.fpr[k]! >= r.fpr[k - 1]! && r.tpr[k]! >= r.tpr[k - 1]!);
+  }
+  assert.equal(rocCurve([1, 2], [0, 0]).auc, null);
+});
+
+test('bestF1Threshold: the maximum F1 over every score used as threshold (brute force)', () => {
+  for (const seed of [4, 5, 6]) {
+    const { scores, labels } = sample(70, seed);
+    let best = -1;
+    let bestT = NaN;
+    for (const t of [...new Set(scores)].sort((a, b) => b - a)) {
+      const c = confusionAt(scores, labels, t);
+      const f1 = c.f1 ?? 0;
+      if (f1 > best) {
+        best = f1;
+        bestT = t;
+      }
+    }
+    const b = bestF1Threshold(scores, labels)!;
+    assert.ok(Math.abs(b.f1 - best) < 1e-12, `seed ${seed}: ${b.f1} vs ${best}`);
+    assert.equal(b.threshold, bestT);
+    const c = confusionAt(scores, labels, b.threshold);
+    assert.ok(Math.abs(c.f1! - b.f1) < 1e-12);
+  }
+  assert.equal(bestF1Threshold([1, 2], [0, null]), null);
+});
+
+test('labelFreeThreshold: median + 3 * 1.4826 * MAD', () => {
+  assert.equal(median([3, 1, 2, NaN]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  const r = labelFreeThreshold([1, 2, 3, 4, 100])!; // median 3, |dev| 2 1 0 1 97 -> MAD 1
+  assert.equal(r.median, 3);
+  assert.equal(r.mad, 1);
+  assert.ok(Math.abs(r.threshold - (3 + 3 * 1.4826)) < 1e-12);
+  assert.equal(labelFreeThreshold([NaN]), null);
+});
+
+test('scoreHistogram: every finite score in exactly one bin of its label', () => {
+  const { scores, labels } = sample(50, 9);
+  labels[0] = null;
+  const lo = Math.min(...scores);
+  const hi = Math.max(...scores);
+  const h = scoreHistogram(scores, labels, lo, hi, 7);
+  assert.equal(h.edges.length, 8);
+  const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0);
+  assert.equal(sum(h.good), labels.filter((l) => l === 0).length);
+  assert.equal(sum(h.defective), labels.filter((l) => l === 1).length);
+  assert.equal(sum(h.unknown), 1);
+});
+
+test('pageStatsSource: plain function declarations that run on their own', () => {
+  const src = pageStatsSource();
+  // evaluate in a fresh function scope, as the page does, and compare with the module
+  const fns = new Function(`${src}; return { confusionAt, bestF1Threshold, labelFreeThreshold };`)() as {
+    confusionAt: typeof confusionAt;
+    bestF1Threshold: typeof bestF1Threshold;
+    labelFreeThreshold: typeof labelFreeThreshold;
+  };
+  const { scores, labels } = sample(40, 11);
+  assert.deepEqual(fns.bestF1Threshold(scores, labels), bestF1Threshold(scores, labels));
+  assert.deepEqual(fns.confusionAt(scores, labels, 0.5), confusionAt(scores, labels, 0.5));
+  assert.deepEqual(fns.labelFreeThreshold(scores), labelFreeThreshold(scores));
+});
+
+test('maskOutline: the boundary pixels of the mask, nothing outside it', () => {
+  const S = 8;
+  const m = new Uint8Array(S * S);
+  for (let y = 2; y < 6; y++) for (let x = 2; x < 6; x++) m[y * S + x] = 1;
+  const o = maskOutline(m, S, 1);
+  const on = (x: number, y: number): boolean => o[(y * S + x) * 4 + 3] === 255;
+  assert.ok(on(2, 2) && on(5, 3) && on(3, 5));
+  assert.ok(!on(3, 3) && !on(4, 4), 'interior is not outline');
+  assert.ok(!on(1, 1) && !on(6, 6), 'outside is not outline');
+});
+
+test('scriptJson: nothing can close the script element', () => {
+  const s = scriptJson({ p: '</script><script>alert(1)</script><!--', q: '\u2028' });
+  assert.ok(!/<\/script|<!--/i.test(s));
+  assert.deepEqual(JSON.parse(s), { p: '</script><script>alert(1)</script><!--', q: '\u2028' });
+});
+
+let fx: Fixture;
+let tmp: { dir: string; cleanup: () => Promise<void> };
+before(async () => {
+  tmp = await tempDir('report');
+  fx = await makeFixture(tmp.dir, [
+    { name: 'surface', good: 8, defective: 6, seed: 5 },
+    { name: 'plate', good: 6, defective: 3, seed: 6 },
+  ], 64);
+});
+after(async () => tmp?.cleanup());
+
+/** The JSON data block of a report.html. */
+function pageData(html: string): PageData {
+  const m = /<script type="application\/json" id="musc-data">([\s\S]*?)<\/script>/.exec(html);
+  assert.ok(m, 'data block present');
+  return JSON.parse(m[1]!) as PageData;
+}
+
+test('buildReport: data model from the outputs, every referenced image written', async () => {
+  const r = await buildReport(fx.out, { thumbSize: 48 });
+  assert.equal(r.file, join(fx.out, 'report.html'));
+  const html = await readFile(r.file, 'utf8');
+  const data = pageData(html);
+  assert.deepEqual(data.categories.map((c) => c.name), ['surface', 'plate'], 'summary.json order');
+  for (const c of data.categories) {
+    const rows = parseScoresCsv(await readFile(join(fx.out, c.folder, 'scores.csv'), 'utf8'));
+    assert.equal(c.items.length, rows.length);
+    assert.equal(c.mapSize, 64);
+    assert.equal(c.backbone?.name, 'fake');
+    assert.ok(c.timings && c.timings.backbone === 200);
+    assert.ok(c.metrics && typeof c.metrics.image_auroc === 'number');
+    for (const [k, it] of c.items.entries()) {
+      assert.equal(it.path, rows[k]!.path);
+      assert.equal(it.label, rows[k]!.label);
+      assert.equal(it.score, rows[k]!.score_rscin);
+      assert.equal(it.raw, rows[k]!.score);
+      assert.equal(it.o, 1, `${it.path}: original found through run.json data_root`);
+      assert.equal(it.m, 1);
+      assert.equal(it.g, it.label === 1 ? 1 : 0, `${it.path}: outline exactly for the masked images`);
+      const files = ['thumb/ID.jpg', 'thumb-overlay/ID.jpg', 'orig/ID.jpg', 'map/ID.png', 'overlay/ID.jpg', ...(it.g ? ['thumb-outline/ID.png', 'outline/ID.png'] : [])];
+      for (const f of files) {
+        const rel = decodeURIComponent(c.base) + f.replace('ID', it.id);
+        assert.ok((await stat(join(fx.out, rel))).isFile(), rel);
+      }
+    }
+    // image sizes: thumbnails T x T, map S x S
+    const it0 = c.items[0]!;
+    const th = await sharp(join(fx.out, c.folder, 'report', 'thumb', `${it0.id}.jpg`)).metadata();
+    assert.deepEqual([th.width, th.height], [48, 48]);
+    const mp = await sharp(join(fx.out, c.folder, 'report', 'map', `${it0.id}.png`)).metadata();
+    assert.deepEqual([mp.width, mp.height], [64, 64]);
+  }
+  assert.deepEqual(r.warnings, []);
+});
+
+test('report.html: self-contained (no external URL, a CSP without network), escapes the data', async () => {
+  const html = await readFile(join(fx.out, 'report.html'), 'utf8');
+  assert.ok(!/<(script|link|img|iframe)[^>]+(src|href)=/i.test(html), 'no external script, stylesheet or image element');
+  assert.ok(!/url\(\s*['"]?(https?:)?\/\//i.test(html), 'no remote CSS url()');
+  assert.match(html, /http-equiv="Content-Security-Policy" content="default-src 'none'; img-src 'self' data:/);
+  assert.equal(html.match(/<\/script>/g)!.length, 2, 'only the data and code blocks end scripts');
+  for (const id of ['thr-range', 'thr-value', 'count-ng', 'count-ok', 'cm-tp', 'gallery', 'filter-defect', 'filter-pred', 'viewer', 'hist', 'roc', 'metrics']) assert.ok(html.includes(`id="${id}"`), id);
+});
+
+test('unlabelled run without maps or run.json: still a report, with warnings', async () => {
+  const t = await tempDir('report-unl');
+  try {
+    await mkdir(join(t.dir, 'parts'), { recursive: true });
+    const rows = ['path,defect,label,score,score_rscin', 'a/1.png,a,,0.5,0.5', 'a/2.png,a,,0.9,0.8', '"b/</script>.png",b,,nan,nan', 'b/3.png,b,,0.1,0.2'];
+    await writeFile(join(t.dir, 'parts', 'scores.csv'), rows.join('\n') + '\n');
+    const r = await buildReport(t.dir);
+    const html = await readFile(r.file, 'utf8');
+    const d = pageData(html);
+    assert.equal(html.match(/<\/script>/g)!.length, 2);
+    const c = d.categories[0]!;
+    assert.equal(c.name, 'parts');
+    assert.deepEqual(c.items.map((it) => it.label), [null, null, null, null]);
+    assert.deepEqual(c.items.map((it) => it.score), [0.5, 0.8, null, 0.2]);
+    assert.deepEqual(c.items.map((it) => it.o + it.m + it.g), [0, 0, 0, 0]);
+    assert.ok(r.warnings.some((w) => w.includes('maps.safetensors')));
+    assert.ok(r.warnings.some((w) => w.includes('data_root')));
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('data folder moved away: originals and outlines missing, maps still shown', async () => {
+  const moved = fx.data + '-moved';
+  await rename(fx.data, moved);
+  try {
+    const r = await buildReport(fx.out, { thumbSize: 32 });
+    for (const c of r.data.categories) for (const it of c.items) assert.deepEqual([it.o, it.m, it.g], [0, 1, 0]);
+    assert.ok(r.warnings.some((w) => /could not be read|cannot list/.test(w)), r.warnings.join('\n'));
+  } finally {
+    await rename(moved, fx.data);
+  }
+  await buildReport(fx.out, { thumbSize: 48 }); // restore for the other tests
+});
+
+test('errors name the folder or file', async () => {
+  const t = await tempDir('report-err');
+  try {
+    await assert.rejects(buildReport(t.dir), (e: Error) => e instanceof ReportError && e.message.includes(t.dir) && /scores\.csv/.test(e.message));
+    await mkdir(join(t.dir, 'x'));
+    await writeFile(join(t.dir, 'x', 'scores.csv'), 'file,score\na,1\n');
+    await assert.rejects(buildReport(t.dir), (e: Error) => e instanceof ReportError && e.message.includes(join(t.dir, 'x', 'scores.csv')) && /header/.test(e.message));
+    await assert.rejects(buildReport(join(t.dir, 'missing')), (e: Error) => e instanceof ReportError && /cannot read/.test(e.message));
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('musc report command: writes the report; bad options are usage errors', async () => {
+  const t = await tempDir('report-cli');
+  try {
+    await mkdir(join(t.dir, 'c'));
+    await writeFile(join(t.dir, 'c', 'scores.csv'), 'path,defect,label,score,score_rscin\nx.png,,,1,1\n');
+    const prog = new Command('musc').exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} }).addCommand(reportCommand().exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} }));
+    await prog.parseAsync(['node', 'musc', 'report', t.dir, '--quiet', '--thumb-size', '40']);
+    assert.ok((await stat(join(t.dir, 'report.html'))).isFile());
+    await assert.rejects(prog.parseAsync(['node', 'musc', 'report', t.dir, '--thumb-size', '3']), /thumb-size/);
+    await assert.rejects(prog.parseAsync(['node', 'musc', 'report', t.dir, '--norm', 'bogus']), /norm/);
+  } finally {
+    await t.cleanup();
+  }
+});
