@@ -4,6 +4,7 @@
  *   musc run --data DIR --out DIR [options]   zero-shot anomaly detection on a dataset
  *   musc demo [--out DIR]                     the same on a generated synthetic set
  *   musc models ...                           backbone weights (src/cli/models.ts)
+ *   musc report OUT / musc serve OUT          the HTML report (src/cli/report.ts)
  * Exit codes: see errors.ts (0 ok, 1 runtime, 2 usage/config, 3 data).
  */
 import { mkdtemp } from 'node:fs/promises';
@@ -23,6 +24,10 @@ import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from 
 import * as core from '../core/musc.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
 import { shutdownCompute } from '../compute/worker.js';
+import { computeMetrics } from '../metrics/index.js';
+import { modelsCommand } from './models.js';
+import { reportCommand, serveCommand } from './report.js';
+import { buildReport } from '../report/build.js';
 
 // ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
 const wrap = <T>(f: (s: string) => T) => (s: string): T => {
@@ -71,6 +76,7 @@ interface RunFlags {
   device?: 'cpu' | 'cuda';
   strict?: boolean;
   quiet?: boolean;
+  report?: boolean;
 }
 
 function flagsToSettings(f: RunFlags): Partial<Settings> {
@@ -95,18 +101,6 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   return s;
 }
 
-/** The metrics module is written on another branch: loaded at run time, typed by our interface. */
-async function loadMetrics(): Promise<MetricsFn | undefined> {
-  const spec = '../metrics/index.js';
-  try {
-    const m = (await import(spec)) as { computeMetrics?: MetricsFn };
-    return m.computeMetrics;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return undefined;
-    throw e;
-  }
-}
-
 const scorer: Scorer = {
   scorePatches: core.scorePatches,
   upsampleMaps: core.upsampleMaps,
@@ -121,14 +115,13 @@ function checkBackboneName(name: string): void {
 
 async function execute(settings: Settings, data: string, out: string, quiet: boolean): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
-  const metrics = await loadMetrics();
+  const metrics: MetricsFn = computeMetrics;
   const res = await runDataset({
-    data, out, settings, loadBackbone, scorer, ...(metrics ? { metrics } : {}),
+    data, out, settings, loadBackbone, scorer, metrics,
     log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
     warn: (l) => process.stderr.write(`warning: ${l}\n`),
     progress: createProgress(!quiet),
   });
-  if (!metrics) process.stderr.write('warning: metrics module not available: metrics.json holds counts only\n');
   return res;
 }
 
@@ -152,7 +145,19 @@ function addRunOptions(cmd: Command): Command {
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
+    .option('--no-report', 'do not write report.html')
     .option('--quiet', 'no progress bars or information lines');
+}
+
+/** The HTML report after a run; a failure only warns (the results are already written). */
+async function writeReport(out: string, enabled: boolean, quiet: boolean): Promise<void> {
+  if (!enabled) return;
+  try {
+    const r = await buildReport(out);
+    if (!quiet) process.stderr.write(`report: ${r.file}\n`);
+  } catch (e) {
+    process.stderr.write(`warning: report not written: ${(e as Error).message}\n`);
+  }
 }
 
 function printResult(res: DatasetRunResult, quiet: boolean): void {
@@ -178,6 +183,7 @@ export function buildProgram(): Command {
     const file = f.config ? await loadConfigFile(f.config) : {};
     const settings = mergeSettings(file, flagsToSettings(f));
     const res = await execute(settings, resolve(f.data!), resolve(f.out!), !!f.quiet);
+    await writeReport(res.out, f.report !== false, !!f.quiet);
     printResult(res, !!f.quiet);
   });
 
@@ -195,26 +201,18 @@ export function buildProgram(): Command {
     if (!f.quiet) process.stderr.write(`demo: ${set.images} synthetic images (${set.defective} defective) in ${set.root}\n`);
     const settings = mergeSettings({}, { dataset: 'mvtec', ...(f.backbone ? { backbone: f.backbone } : {}), ...(f.heatmaps ? { heatmaps: f.heatmaps } : {}), ...(f.device ? { device: f.device } : {}) });
     const res = await execute(settings, set.root, join(out, 'results'), !!f.quiet);
+    await writeReport(res.out, true, !!f.quiet);
     process.stdout.write(`\n${res.markdown}\n`);
     printResult(res, true);
   });
+  program.addCommand(modelsCommand());
+  program.addCommand(reportCommand());
+  program.addCommand(serveCommand());
   return program;
-}
-
-/** `musc models` lives in src/cli/models.ts (another branch): added when present. */
-async function addModelsCommand(program: Command): Promise<void> {
-  const spec = './models.js';
-  try {
-    const m = (await import(spec)) as { modelsCommand?: () => Command };
-    if (m.modelsCommand) program.addCommand(m.modelsCommand());
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
-  }
 }
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  await addModelsCommand(program);
   for (const c of program.commands) c.exitOverride();
   try {
     if (argv.length <= 2) {
