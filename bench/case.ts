@@ -29,6 +29,19 @@ export interface CaseSpec {
   batchSize: number;
   /** also run the straightforward MSM on stage 0, r = 1, for the comparison */
   compare: boolean;
+  /** only time the backbone graph on `n` random inputs (no data, no scoring) */
+  backboneOnly?: boolean;
+}
+
+export interface BackboneResult {
+  name: string;
+  backbone: string;
+  image_size: number;
+  n: number;
+  batch_size: number;
+  load_ms: number;
+  ms_per_image: number;
+  peak_rss_mb: number;
 }
 
 export interface CaseResult {
@@ -59,6 +72,35 @@ function listImages(category: string, n: number): { files: string[]; labels: num
   return { files: pick.map((i) => files[i]), labels: pick.map((i) => labels[i]) };
 }
 
+/** Writes random weights for the bench's ViTs; returns the registry name and weight file. */
+async function backboneFor(spec: CaseSpec, tmp: string): Promise<{ name: string; weightsPath?: string }> {
+  if (!spec.backbone.startsWith('vit-')) return { name: spec.backbone };
+  const weightsPath = join(tmp, 'random.safetensors');
+  await writeRandomClip(weightsPath, spec.backbone === 'vit-l-14' ? VIT_L_14 : VIT_B_16);
+  return { name: spec.backbone === 'vit-l-14' ? 'clip-vit-l-14' : 'clip-vit-b-16', weightsPath };
+}
+
+async function runBackbone(spec: CaseSpec): Promise<BackboneResult> {
+  const tmp = mkdtempSync(join(tmpdir(), 'musc-bench-'));
+  try {
+    const { name, weightsPath } = await backboneFor(spec, tmp);
+    let t0 = performance.now();
+    const backbone = await loadBackbone(name, { imageSize: spec.imageSize, weightsPath, cacheDir: join(tmp, 'cache') });
+    const S = backbone.imageSize;
+    const batch = new Float32Array(spec.batchSize * 3 * S * S).map((_, i) => Math.sin(i * 0.37));
+    await backbone.extract(batch, spec.batchSize); // warm-up
+    const loadMs = performance.now() - t0;
+    t0 = performance.now();
+    const rounds = Math.max(1, Math.round(spec.n / spec.batchSize));
+    for (let r = 0; r < rounds; r++) await backbone.extract(batch, spec.batchSize);
+    const ms = (performance.now() - t0) / (rounds * spec.batchSize);
+    await backbone.dispose();
+    return { name: spec.name, backbone: name, image_size: S, n: rounds * spec.batchSize, batch_size: spec.batchSize, load_ms: Math.round(loadMs), ms_per_image: Math.round(ms * 10) / 10, peak_rss_mb: 0 };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 async function run(spec: CaseSpec): Promise<CaseResult> {
   const tmp = mkdtempSync(join(tmpdir(), 'musc-bench-'));
   try {
@@ -69,13 +111,7 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
       category = join(set.root, set.category);
     }
     const { files, labels } = listImages(category, spec.n);
-    let weightsPath: string | undefined;
-    let name = spec.backbone;
-    if (spec.backbone.startsWith('vit-')) {
-      weightsPath = join(tmp, 'random.safetensors');
-      await writeRandomClip(weightsPath, spec.backbone === 'vit-l-14' ? VIT_L_14 : VIT_B_16);
-      name = spec.backbone === 'vit-l-14' ? 'clip-vit-l-14' : 'clip-vit-b-16';
-    }
+    const { name, weightsPath } = await backboneFor(spec, tmp);
     const backbone = await loadBackbone(name, { imageSize: spec.imageSize, weightsPath, cacheDir: join(tmp, 'cache') });
     const S = backbone.imageSize;
     const N = files.length;
@@ -136,7 +172,7 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
 }
 
 const spec = JSON.parse(process.argv[2]) as CaseSpec;
-const result = await run(spec);
+const result = spec.backboneOnly ? await runBackbone(spec) : await run(spec);
 await shutdownCompute();
 result.peak_rss_mb = Math.round(process.resourceUsage().maxRSS / 1024);
 process.stdout.write(JSON.stringify(result) + '\n');

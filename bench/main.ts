@@ -15,7 +15,7 @@ import { cpus } from 'node:os';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { scaling, compareMsm } from './msm.js';
 import { shutdownCompute } from '../src/compute/worker.js';
-import type { CaseSpec, CaseResult } from './case.js';
+import type { CaseSpec, CaseResult, BackboneResult } from './case.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
@@ -34,20 +34,36 @@ const cases: CaseSpec[] = quick
       { name: 'random ViT-L/14 @518, N=20', backbone: 'vit-l-14', imageSize: 518, n: 20, batchSize: 1, compare: true },
     ];
 
-function runCase(spec: CaseSpec): CaseResult | { name: string; error: string } {
+const backboneCases: CaseSpec[] = [
+  { name: 'resnet50 @224', backbone: 'resnet50', imageSize: 224, n: quick ? 8 : 32, batchSize: 8, compare: false, backboneOnly: true },
+  { name: 'resnet50 @320', backbone: 'resnet50', imageSize: 320, n: quick ? 8 : 32, batchSize: 8, compare: false, backboneOnly: true },
+  { name: 'random ViT-B/16 @224', backbone: 'vit-b-16', imageSize: 224, n: quick ? 4 : 16, batchSize: 4, compare: false, backboneOnly: true },
+  ...(quick ? [] : [{ name: 'random ViT-L/14 @518', backbone: 'vit-l-14', imageSize: 518, n: 4, batchSize: 1, compare: false, backboneOnly: true }]),
+];
+
+function runCase<T>(spec: CaseSpec): T | { name: string; error: string } {
   if (spec.category && !existsSync(spec.category)) return { name: spec.name, error: `data not found: ${spec.category}` };
   const r = spawnSync(process.execPath, [join(here, 'case.js'), JSON.stringify(spec)], { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) return { name: spec.name, error: (r.stderr || `exit ${r.status}`).trim().split('\n').slice(-3).join(' ') };
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as CaseResult;
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
 
 const f1 = (v: number) => v.toFixed(1);
 console.log(`musc benchmark${quick ? ' (quick)' : ''}: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 
+console.log('\nBackbone graphs (random input, batch as listed):');
+const backbones: (BackboneResult | { name: string; error: string })[] = [];
+for (const spec of backboneCases) {
+  const r = runCase<BackboneResult>(spec);
+  backbones.push(r);
+  if ('error' in r) console.log(`  ${spec.name.padEnd(24)} failed: ${r.error}`);
+  else console.log(`  ${spec.name.padEnd(24)} ${String(r.ms_per_image).padStart(8)} ms/image  (batch ${r.batch_size}, load ${r.load_ms} ms, peak RSS ${r.peak_rss_mb} MB)`);
+}
+
 const results: (CaseResult | { name: string; error: string })[] = [];
 for (const spec of cases) {
   process.stdout.write(`\n${spec.name} ...\n`);
-  const r = runCase(spec);
+  const r = runCase<CaseResult>(spec);
   results.push(r);
   if ('error' in r) {
     console.log(`  failed: ${r.error}`);
@@ -87,6 +103,7 @@ const json = {
     speedup_vs_straightforward: r.msm?.speedup_vs_straightforward, max_abs_diff: r.msm?.max_abs_diff,
     ms_per_image: r.ms_per_image, peak_rss_mb: r.peak_rss_mb, image_auroc: r.image_auroc,
   })),
+  backbones,
   random_features: exactCmp,
   scaling: { p: sp, c: 1024, ...sc },
 };
