@@ -24,6 +24,7 @@ import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from 
 import * as core from '../core/musc.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
 import { shutdownCompute } from '../compute/worker.js';
+import { checkDevice } from '../compute/session.js';
 import { computeMetrics } from '../metrics/index.js';
 import { modelsCommand } from './models.js';
 import { reportCommand, serveCommand } from './report.js';
@@ -115,6 +116,7 @@ function checkBackboneName(name: string): void {
 
 async function execute(settings: Settings, data: string, out: string, quiet: boolean): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
+  await checkDevice(settings.device); // before any work
   const metrics: MetricsFn = computeMetrics;
   const res = await runDataset({
     data, out, settings, loadBackbone, scorer, metrics,
