@@ -7,7 +7,7 @@
  * Exit codes: see errors.ts (0 ok, 1 runtime, 2 usage/config, 3 data).
  */
 import { mkdtemp } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -23,6 +23,7 @@ import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from 
 import * as core from '../core/musc.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
 import { shutdownCompute } from '../compute/worker.js';
+import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
 
 // ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
 const wrap = <T>(f: (s: string) => T) => (s: string): T => {
@@ -71,6 +72,9 @@ interface RunFlags {
   device?: 'cpu' | 'cuda';
   strict?: boolean;
   quiet?: boolean;
+  cache?: boolean;
+  cacheDir?: string;
+  maxPixels?: number;
 }
 
 function flagsToSettings(f: RunFlags): Partial<Settings> {
@@ -92,6 +96,9 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.maskRule !== undefined) s.mask_rule = f.maskRule;
   if (f.device !== undefined) s.device = f.device;
   if (f.strict) s.strict = true;
+  if (f.cache === false) s.cache = false;
+  if (f.cacheDir !== undefined) s.cache_dir = resolve(f.cacheDir);
+  if (f.maxPixels !== undefined) s.max_pixels = f.maxPixels;
   return s;
 }
 
@@ -116,6 +123,11 @@ const scorer: Scorer = {
 
 function checkBackboneName(name: string): void {
   const known = listBackbones().map((b) => b.name);
+  if (name.endsWith('.safetensors') && !known.includes(name)) {
+    // a ViT weight file given directly (registry.loadBackbone detects its family)
+    if (!existsSync(name)) throw new ConfigError(`backbone weight file ${name} does not exist`);
+    return;
+  }
   if (known.length > 0 && !known.includes(name)) throw new ConfigError(`unknown backbone '${name}'; available: ${known.join(', ')}`);
 }
 
@@ -152,13 +164,17 @@ function addRunOptions(cmd: Command): Command {
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
+    .option('--no-cache', 'do not cache backbone features (default: cached, so that a re-run resumes)')
+    .option('--cache-dir <dir>', 'feature cache folder (default: <out>/.cache/features)')
+    .option('--max-pixels <n>', 'skip images with more pixels than this (decompression bombs; default 100000000)', posInt)
     .option('--quiet', 'no progress bars or information lines');
 }
 
 function printResult(res: DatasetRunResult, quiet: boolean): void {
   if (!quiet) process.stdout.write(`\n${res.markdown}\n`);
   const n = res.entries.reduce((a, e) => a + e.metrics.n_images, 0);
-  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
+  const sk = res.entries.reduce((a, e) => a + e.metrics.n_skipped, 0);
+  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
 }
 
 export function buildProgram(): Command {
@@ -245,10 +261,15 @@ function invokedDirectly(): boolean {
   }
 }
 if (invokedDirectly()) {
-  process.on('SIGINT', () => {
-    process.stderr.write('\nmusc: interrupted\n');
-    process.exit(EXIT_INTERRUPTED);
-  });
+  // Ctrl-C / SIGTERM: stop, delete this run's temporaries (finished files are complete: every
+  // write is atomic), exit 130 (143 for SIGTERM)
+  const stop = (code: number) => () => {
+    const n = removeOwnTemporariesSync();
+    process.stderr.write(`\nmusc: interrupted${n ? ` (removed ${n} temporary file${n > 1 ? 's' : ''})` : ''}; completed outputs and cached features are kept, run the same command again to resume\n`);
+    process.exit(code);
+  };
+  process.on('SIGINT', stop(EXIT_INTERRUPTED));
+  process.on('SIGTERM', stop(143));
   main(process.argv).then((code) => {
     process.exitCode = code;
   });

@@ -199,7 +199,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     }
     const d: StageDims[] = dims!;
     estimatedBytes = Math.max(estimatedBytes, estimateSubsetBytes(n, d, S));
-    if (n < 5) warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 (k = int((N-1)*${opts.interval[1]}) = 0 gives NaN scores)`);
+    if (n < 5) warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 for its interval (the reference gives NaN scores: int((N-1)*${opts.interval[1]}) = 0); here each patch is scored against its single nearest image, which is less reliable`);
     // StageFeatures [n, H, W, C] per stage
     const stages: StageFeatures[] = d.map((s, k) => {
       const per = s.h * s.w * s.c;
