@@ -19,6 +19,7 @@ export const EXIT_INTERRUPTED = 130;
 
 export function exitCodeFor(e: unknown): number {
   if (e instanceof ConfigError || isBackboneConfigError(e)) return EXIT_USAGE;
+  if ((e as Error | undefined)?.name === 'InterruptedError') return EXIT_INTERRUPTED;
   if (e instanceof DatasetError || e instanceof ImageSkipError) return EXIT_DATA;
   const name = (e as Error | undefined)?.name;
   if (name === 'ImageDecodeError') return EXIT_DATA;

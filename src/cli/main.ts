@@ -24,6 +24,7 @@ import * as core from '../core/musc.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
 import { shutdownCompute } from '../compute/worker.js';
 import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
+import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
 
 // ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
 const wrap = <T>(f: (s: string) => T) => (s: string): T => {
@@ -245,11 +246,28 @@ export async function main(argv: string[]): Promise<number> {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT_OK;
       return EXIT_USAGE;
     }
+    if (e instanceof InterruptedError) {
+      const n = removeOwnTemporariesSync();
+      process.stderr.write(interruptedMessage(n));
+      return e.signal === 'SIGTERM' ? EXIT_TERMINATED : EXIT_INTERRUPTED;
+    }
     process.stderr.write(`musc: error: ${formatError(e)}\n`);
     return exitCodeFor(e);
   } finally {
     await shutdownCompute().catch(() => undefined);
   }
+}
+
+const EXIT_TERMINATED = 143;
+
+function interruptedMessage(removed: number): string {
+  return `musc: interrupted${removed ? ` (removed ${removed} temporary file${removed > 1 ? 's' : ''})` : ''}; completed outputs and cached features are kept: run the same command again to resume\n`;
+}
+
+/** Immediate exit on a second signal: temporaries removed, exit 130 (143 for SIGTERM). */
+function exitInterrupted(sig: NodeJS.Signals): never {
+  process.stderr.write(interruptedMessage(removeOwnTemporariesSync()));
+  process.exit(sig === 'SIGTERM' ? EXIT_TERMINATED : EXIT_INTERRUPTED);
 }
 
 // run when executed directly (not when imported by tests)
@@ -261,15 +279,16 @@ function invokedDirectly(): boolean {
   }
 }
 if (invokedDirectly()) {
-  // Ctrl-C / SIGTERM: stop, delete this run's temporaries (finished files are complete: every
-  // write is atomic), exit 130 (143 for SIGTERM)
-  const stop = (code: number) => () => {
-    const n = removeOwnTemporariesSync();
-    process.stderr.write(`\nmusc: interrupted${n ? ` (removed ${n} temporary file${n > 1 ? 's' : ''})` : ''}; completed outputs and cached features are kept, run the same command again to resume\n`);
-    process.exit(code);
+  // Ctrl-C / SIGTERM: the pipeline stops at its next step (InterruptedError, see main()); a
+  // second signal, or a step still running after 20 s, exits at once
+  const onSignal = (sig: NodeJS.Signals) => () => {
+    if (interruptRequested()) exitInterrupted(sig);
+    requestInterrupt(sig);
+    process.stderr.write(`\nmusc: stopping after the current step (${sig}; again to stop at once)\n`);
+    setTimeout(() => exitInterrupted(sig), 20_000).unref();
   };
-  process.on('SIGINT', stop(EXIT_INTERRUPTED));
-  process.on('SIGTERM', stop(143));
+  process.on('SIGINT', onSignal('SIGINT'));
+  process.on('SIGTERM', onSignal('SIGTERM'));
   main(process.argv).then((code) => {
     process.exitCode = code;
   });

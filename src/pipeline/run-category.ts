@@ -20,6 +20,7 @@ import { loadMask } from '../datasets/masks.js';
 import { DatasetError, type Category, type DatasetItem } from '../datasets/types.js';
 import { autoDivideNum, estimateSubsetBytes, type StageDims } from './memory.js';
 import type { ImageFeatures } from './feature-cache.js';
+import { checkInterrupted } from './interrupt.js';
 import type { CategoryResult, PipelineDeps, PipelineOptions, SkippedImage, StageTimings } from './types.js';
 
 /** Thrown with strict when an image cannot be decoded. */
@@ -144,6 +145,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     const out: Extracted[] = [];
     const bs = Math.max(1, opts.batchSize);
     for (let b = 0; b < indices.length; b += bs) {
+      checkInterrupted();
       const chunk = indices.slice(b, b + bs);
       const loaded: Loaded[] = [];
       for (const idx of chunk) {
@@ -208,6 +210,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
       return { n, h: s.h, w: s.w, c: s.c, data };
     });
     for (const e of ex) tokenOf.set(e.item, e.token);
+    checkInterrupted();
     const t0 = performance.now();
     const ps = await deps.scorer.scorePatches(stages, { rList: opts.rList, interval: opts.interval, device: opts.device });
     const maps = deps.scorer.upsampleMaps(ps, S, S); // [n, S, S]

@@ -20,6 +20,7 @@ import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summ
 import { ConfigError, type Settings } from '../config.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, cacheIdentity } from './feature-cache.js';
+import { checkInterrupted } from './interrupt.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
 import type { Backbone, LoadOptions } from '../backbones/types.js';
 import type { MetricsFn, Scorer, CategoryResult } from './types.js';
@@ -127,6 +128,7 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
         o.log?.(`${c.name}: divided into ${r.divideNum} subsets (largest ${Math.max(...r.subsets.map((x) => x.length))} images, about ${Math.ceil(r.estimatedBytes / 2 ** 20)} MB) to fit --max-memory ${s.max_memory} MB`);
       }
       if (cache) o.log?.(`${c.name}: features of ${cache.hits - hits0} images from the cache, ${cache.writes - writes0} computed and cached (${cache.dir})`);
+      checkInterrupted();
       const settingsOut: Record<string, unknown> = { ...s, dataset: ds.kind, image_size: backbone.imageSize, stages: backbone.stages, k_list: kList };
       const w = await writeCategoryOutputs(o.out, r, {
         heatmaps: s.heatmaps, visNorm: s.vis_norm,
@@ -144,6 +146,7 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
   } finally {
     await backbone.dispose();
   }
+  checkInterrupted();
   const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, entries);
   const markdown = metricsMarkdown(`MuSc: ${ds.kind} with ${s.backbone} at ${backbone.imageSize} px`, entries);
   await writeFileAtomic(join(o.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
