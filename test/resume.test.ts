@@ -15,7 +15,7 @@ import { cacheFiles, musc, noStack, runAndSignal, walkFiles } from './helpers/ro
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { TEMP_MARKER } from '../src/io/atomic.js';
 
-const N_GOOD = 90;
+const N_GOOD = 50;
 const N_BAD = 10;
 let dir = '';
 let data = '';
@@ -32,7 +32,7 @@ before(async () => {
 after(() => cleanup());
 
 // batch size 1: one cache file per backbone call, so the kill lands early in a long extraction
-const args = (out: string, extra: string[] = []) => ['run', '--data', data, '--out', out, '--image-size', '64', '--batch-size', '1', '--heatmaps', 'none', ...extra];
+const args = (out: string, extra: string[] = []) => ['run', '--data', data, '--out', out, '--image-size', '64', '--batch-size', '1', '--heatmaps', 'none', '--r-list', '1', ...extra];
 const OUTPUTS = ['summary.json', 'metrics.md', 'part/scores.csv', 'part/metrics.json', 'part/maps.safetensors', 'part/run.json'];
 
 test('SIGKILL mid-way: no partial output; the re-run resumes from the cache and matches an uninterrupted run', async (t) => {
