@@ -53,6 +53,12 @@ export interface Settings {
   strict: boolean;
   /** subset division seed (the reference's 42) */
   seed: number;
+  /** feature cache on (default) or off (--no-cache) */
+  cache: boolean;
+  /** feature cache folder (default <out>/.cache/features) */
+  cache_dir?: string;
+  /** images with more pixels are skipped (decompression bombs); default 100000000 */
+  max_pixels?: number;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -68,6 +74,7 @@ export const DEFAULT_SETTINGS: Settings = {
   device: 'cpu',
   strict: false,
   seed: 42,
+  cache: true,
 };
 
 /** A usage or configuration error: exit code 2. */
@@ -104,6 +111,9 @@ export const SETTINGS_SCHEMA = {
     device: { enum: ['cpu', 'cuda'] },
     strict: { type: 'boolean' },
     seed: { type: 'integer' },
+    cache: { type: 'boolean' },
+    cache_dir: { type: 'string', minLength: 1 },
+    max_pixels: posInt,
   },
 } as const;
 

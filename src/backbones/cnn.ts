@@ -23,6 +23,7 @@
  * requested layers as channels-last [B, H, W, C], `tokens` = global average pool of layer4 [B, C],
  * and with a classifier `logits` [B, K] and `probs` = softmax(logits) [B, K].
  */
+import { BackboneConfigError } from './errors.js';
 import { GraphBuilder } from '../onnx/graph.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import type { TfjsLayer, TfjsModel } from './tfjs.js';
@@ -228,11 +229,11 @@ function addConv(g: GraphBuilder, x: string, c: ConvBn, relu: boolean): string {
 /** Builds the ONNX graph of a net (see the file comment for inputs and outputs). */
 export function buildResNetGraph(net: ResNetNet, opts: ResNetGraphOptions): ResNetGraph {
   const S = opts.imageSize;
-  for (const k of opts.stages) if (!Number.isInteger(k) || k < 1 || k > 4) throw new Error(`ResNet stages are layer numbers 1..4, got ${k}`);
+  for (const k of opts.stages) if (!Number.isInteger(k) || k < 1 || k > 4) throw new BackboneConfigError(`ResNet stages are layer numbers 1..4, got ${k}`);
   if (opts.head && !net.fc) throw new Error('this ResNet has no classifier (fc) weights');
   describeResNet(net); // validates the channel chain
   const shapes = resnetStageShapes(net, S);
-  if (shapes.some(([h, w]) => h < 1 || w < 1)) throw new Error(`image size ${S} is too small for this ResNet`);
+  if (shapes.some(([h, w]) => h < 1 || w < 1)) throw new BackboneConfigError(`image size ${S} is too small for this ResNet`);
   const g = new GraphBuilder(opts.name ?? 'resnet');
   const B = 'batch';
   let x = g.input('pixels', 'float32', [B, 3, S, S]);

@@ -8,6 +8,7 @@
  * directly; its family and naming are detected from the tensor names.
  * No sha256 is listed where it is not known for certain (the download then reports the hash).
  */
+import { BackboneConfigError } from './errors.js';
 import { existsSync } from 'node:fs';
 import type { Backbone, BackboneInfo, LoadOptions } from './types.js';
 import { loadResNet } from './resnet.js';
@@ -85,7 +86,7 @@ export function listBackbones(): BackboneInfo[] {
 /** Looks up a registered backbone by name (throws a clear error listing the names). */
 export function backboneInfo(name: string): BackboneInfo {
   const e = ENTRIES.find((x) => x.name === name);
-  if (!e) throw new Error(`unknown backbone '${name}'; known backbones: ${ENTRIES.map((x) => x.name).join(', ')} (or a path to a ViT .safetensors file)`);
+  if (!e) throw new BackboneConfigError(`unknown backbone '${name}'; known backbones: ${ENTRIES.map((x) => x.name).join(', ')} (or a path to a ViT .safetensors file)`);
   return copy(e);
 }
 
@@ -114,7 +115,7 @@ export class MissingWeightsError extends Error {
 /** The weight file to use for a hub entry (user file, else cache); throws MissingWeightsError before any work. */
 export function resolveWeightsPath(info: BackboneInfo, opts: LoadOptions = {}): string {
   if (opts.weightsPath) {
-    if (!existsSync(opts.weightsPath)) throw new Error(`weight file ${opts.weightsPath} (given for backbone '${info.name}') does not exist`);
+    if (!existsSync(opts.weightsPath)) throw new BackboneConfigError(`weight file ${opts.weightsPath} (given for backbone '${info.name}') does not exist`);
     return opts.weightsPath;
   }
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
@@ -129,7 +130,7 @@ export function resolveWeightsPath(info: BackboneInfo, opts: LoadOptions = {}): 
  */
 export async function loadBackbone(name: string, opts: LoadOptions & VitLoadOptions = {}): Promise<Backbone> {
   if (!ENTRIES.some((x) => x.name === name) && name.endsWith('.safetensors')) {
-    if (!existsSync(name)) throw new Error(`weight file ${name} does not exist`);
+    if (!existsSync(name)) throw new BackboneConfigError(`weight file ${name} does not exist`);
     const h = inspectVitWeights(name);
     const q = Math.max(1, Math.floor(h.depth / 4));
     const info: VitInfo = {

@@ -15,6 +15,7 @@
  * `extract` returns the requested layers (1..4; default [2, 3] like PatchCore) as channels-last
  * [B, H, W, C] and the global-average-pooled layer4 output as the image token [B, 2048].
  */
+import { BackboneConfigError } from './errors.js';
 import { createHash } from 'node:crypto';
 import { l2NormalizeRows } from '../core/rscin.js';
 import { createReadStream } from 'node:fs';
@@ -159,7 +160,7 @@ function resolveWeightsPath(info: BackboneInfo, opts: LoadOptions): string {
   if (opts.weightsPath) return resolve(opts.weightsPath);
   const repo = info.weights.repo;
   if (repo.startsWith('npm:')) return npmWeightsPath(repo.slice(4), info.weights.file);
-  throw new Error(`backbone ${info.name}: no weights file given (LoadOptions.weightsPath); ${repo}/${info.weights.file} must be downloaded first`);
+  throw new BackboneConfigError(`backbone ${info.name}: no weights file given (LoadOptions.weightsPath); ${repo}/${info.weights.file} must be downloaded first`);
 }
 
 async function prepare(path: string, info: BackboneInfo, imageSize: number, stages: number[]): Promise<Prepared> {
@@ -181,7 +182,7 @@ async function prepare(path: string, info: BackboneInfo, imageSize: number, stag
     }
     convention = 'torchvision';
   } else {
-    throw new Error(`${path}: ResNet weights must be a tfjs model.json (Keras) or a .safetensors file (torchvision/timm)`);
+    throw new BackboneConfigError(`${path}: ResNet weights must be a tfjs model.json (Keras) or a .safetensors file (torchvision/timm)`);
   }
   const arch = describeResNet(net, info.name);
   const graph = buildResNetGraph(net, { imageSize, stages, head: !!net.fc, name: info.name });
@@ -192,18 +193,18 @@ async function prepare(path: string, info: BackboneInfo, imageSize: number, stag
 export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions = {}): Promise<ResNetBackbone> {
   const imageSize = opts.imageSize ?? info.imageSize ?? 224;
   if (!Number.isInteger(imageSize) || imageSize < 32 || imageSize % 32 !== 0) {
-    throw new Error(`backbone ${info.name}: image size must be a multiple of 32 (>= 32), got ${imageSize}`);
+    throw new BackboneConfigError(`backbone ${info.name}: image size must be a multiple of 32 (>= 32), got ${imageSize}`);
   }
   const stages = [...new Set(opts.stages ?? info.stages ?? DEFAULT_RESNET_STAGES)].sort((a, b) => a - b);
   if (!stages.length || stages.some((k) => !Number.isInteger(k) || k < 1 || k > 4)) {
-    throw new Error(`backbone ${info.name}: stages are ResNet layer numbers 1..4, got [${stages}]`);
+    throw new BackboneConfigError(`backbone ${info.name}: stages are ResNet layer numbers 1..4, got [${stages}]`);
   }
   const path = resolveWeightsPath(info, opts);
   let st;
   try {
     st = await stat(path);
   } catch {
-    throw new Error(`backbone ${info.name}: weights file ${path} does not exist`);
+    throw new BackboneConfigError(`backbone ${info.name}: weights file ${path} does not exist`);
   }
   const key = `${path}|${st.size}|${st.mtimeMs}|${info.name}|${imageSize}|${stages.join(',')}`;
   let pending = graphCache.get(key);
@@ -215,7 +216,7 @@ export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions =
   const prep = await pending;
   const expected = info.weights.sha256;
   if (expected && !opts.weightsPath && expected.toLowerCase() !== prep.sha256) {
-    throw new Error(`backbone ${info.name}: weights ${path} have sha256 ${prep.sha256}, expected ${expected}`);
+    throw new BackboneConfigError(`backbone ${info.name}: weights ${path} have sha256 ${prep.sha256}, expected ${expected}`);
   }
   const modelKey = `resnet:${info.name}:${prep.sha256.slice(0, 12)}:${imageSize}:${stages.join('')}:${++modelCounter}`;
   const model = await RemoteModel.load(modelKey, prep.graph.bytes, { device: opts.device });

@@ -15,6 +15,7 @@
  *                          DINO/DINOv2: the final `norm` applied, as get_intermediate_layers(norm=True))
  *   image_token [B, D]     CLIP: normalize(ln_post(x_last[:, 0]) @ proj); DINO: norm(x_last)[:, 0]
  */
+import { BackboneConfigError } from './errors.js';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -52,10 +53,10 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
 /** Grid side for an image size: conv with stride p floors (CLIP); DINO/DINOv2 need divisibility. */
 export function vitGrid(family: VitFamily, imageSize: number, patch: number): number {
   if (family !== 'clip' && imageSize % patch !== 0) {
-    throw new Error(`image size ${imageSize} is not a multiple of the patch size ${patch} (required by ${family === 'dino' ? 'DINO' : 'DINOv2'})`);
+    throw new BackboneConfigError(`image size ${imageSize} is not a multiple of the patch size ${patch} (required by ${family === 'dino' ? 'DINO' : 'DINOv2'})`);
   }
   const g = Math.floor(imageSize / patch);
-  if (g < 1) throw new Error(`image size ${imageSize} is smaller than the patch size ${patch}`);
+  if (g < 1) throw new BackboneConfigError(`image size ${imageSize} is smaller than the patch size ${patch}`);
   return g;
 }
 
@@ -66,7 +67,7 @@ export function buildVitGraph(w: VitWeights, s: VitGraphSettings): Uint8Array {
   const G = vitGrid(w.family, s.imageSize, p);
   const T = 1 + G * G;
   for (const st of s.stages) {
-    if (!Number.isInteger(st) || st < 0 || st >= w.depth) throw new Error(`stage ${st} is out of range: this model has blocks 0..${w.depth - 1}`);
+    if (!Number.isInteger(st) || st < 0 || st >= w.depth) throw new BackboneConfigError(`stage ${st} is out of range: this model has blocks 0..${w.depth - 1}`);
   }
   const g = new GraphBuilder(`vit_${w.family}`);
   const eps = w.eps;
@@ -196,10 +197,10 @@ export function resolveVitSettings(info: VitInfo, opts: VitLoadOptions, weightsP
   const imageSize = opts.imageSize ?? info.imageSize;
   const grid = vitGrid(h.family, imageSize, h.patch);
   const stages = opts.stages ?? info.stages;
-  if (stages.length === 0) throw new Error('at least one stage is needed');
+  if (stages.length === 0) throw new BackboneConfigError('at least one stage is needed');
   for (const st of stages) {
     if (!Number.isInteger(st) || st < 0 || st >= h.depth) {
-      throw new Error(`backbone ${info.name}: stage ${st} is out of range; ${weightsPath} has blocks 0..${h.depth - 1}`);
+      throw new BackboneConfigError(`backbone ${info.name}: stage ${st} is out of range; ${weightsPath} has blocks 0..${h.depth - 1}`);
     }
   }
   const native = info.nativeSize ?? h.nativeGrid * h.patch;
@@ -210,7 +211,7 @@ export function resolveVitSettings(info: VitInfo, opts: VitLoadOptions, weightsP
 /** Loads a ViT backbone from a local weight file (opts.weightsPath, required). */
 export async function loadVit(info: VitInfo, opts: VitLoadOptions): Promise<Backbone> {
   const weightsPath = opts.weightsPath;
-  if (!weightsPath) throw new Error(`backbone ${info.name}: no weight file given`);
+  if (!weightsPath) throw new BackboneConfigError(`backbone ${info.name}: no weight file given`);
   const settings = resolveVitSettings(info, opts, weightsPath);
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   const config = typeof opts.config === 'string' ? (JSON.parse(await readFile(opts.config, 'utf8')) as Record<string, unknown>) : opts.config;

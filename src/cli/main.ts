@@ -8,7 +8,7 @@
  * Exit codes: see errors.ts (0 ok, 1 runtime, 2 usage/config, 3 data).
  */
 import { mkdtemp } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -29,6 +29,8 @@ import { computeMetrics } from '../metrics/index.js';
 import { modelsCommand } from './models.js';
 import { reportCommand, serveCommand } from './report.js';
 import { buildReport } from '../report/build.js';
+import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
+import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
 
 // ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
 const wrap = <T>(f: (s: string) => T) => (s: string): T => {
@@ -78,6 +80,9 @@ interface RunFlags {
   strict?: boolean;
   quiet?: boolean;
   report?: boolean;
+  cache?: boolean;
+  cacheDir?: string;
+  maxPixels?: number;
 }
 
 function flagsToSettings(f: RunFlags): Partial<Settings> {
@@ -99,6 +104,9 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.maskRule !== undefined) s.mask_rule = f.maskRule;
   if (f.device !== undefined) s.device = f.device;
   if (f.strict) s.strict = true;
+  if (f.cache === false) s.cache = false;
+  if (f.cacheDir !== undefined) s.cache_dir = resolve(f.cacheDir);
+  if (f.maxPixels !== undefined) s.max_pixels = f.maxPixels;
   return s;
 }
 
@@ -111,6 +119,11 @@ const scorer: Scorer = {
 
 function checkBackboneName(name: string): void {
   const known = listBackbones().map((b) => b.name);
+  if (name.endsWith('.safetensors') && !known.includes(name)) {
+    // a ViT weight file given directly (registry.loadBackbone detects its family)
+    if (!existsSync(name)) throw new ConfigError(`backbone weight file ${name} does not exist`);
+    return;
+  }
   if (known.length > 0 && !known.includes(name)) throw new ConfigError(`unknown backbone '${name}'; available: ${known.join(', ')}`);
 }
 
@@ -148,6 +161,9 @@ function addRunOptions(cmd: Command): Command {
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
     .option('--no-report', 'do not write report.html')
+    .option('--no-cache', 'do not cache backbone features (default: cached, so that a re-run resumes)')
+    .option('--cache-dir <dir>', 'feature cache folder (default: <out>/.cache/features)')
+    .option('--max-pixels <n>', 'skip images with more pixels than this (decompression bombs; default 100000000)', posInt)
     .option('--quiet', 'no progress bars or information lines');
 }
 
@@ -165,7 +181,8 @@ async function writeReport(out: string, enabled: boolean, quiet: boolean): Promi
 function printResult(res: DatasetRunResult, quiet: boolean): void {
   if (!quiet) process.stdout.write(`\n${res.markdown}\n`);
   const n = res.entries.reduce((a, e) => a + e.metrics.n_images, 0);
-  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
+  const sk = res.entries.reduce((a, e) => a + e.metrics.n_skipped, 0);
+  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
 }
 
 export function buildProgram(): Command {
@@ -229,11 +246,28 @@ export async function main(argv: string[]): Promise<number> {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT_OK;
       return EXIT_USAGE;
     }
+    if (e instanceof InterruptedError) {
+      const n = removeOwnTemporariesSync();
+      process.stderr.write(interruptedMessage(n));
+      return e.signal === 'SIGTERM' ? EXIT_TERMINATED : EXIT_INTERRUPTED;
+    }
     process.stderr.write(`musc: error: ${formatError(e)}\n`);
     return exitCodeFor(e);
   } finally {
     await shutdownCompute().catch(() => undefined);
   }
+}
+
+const EXIT_TERMINATED = 143;
+
+function interruptedMessage(removed: number): string {
+  return `musc: interrupted${removed ? ` (removed ${removed} temporary file${removed > 1 ? 's' : ''})` : ''}; completed outputs and cached features are kept: run the same command again to resume\n`;
+}
+
+/** Immediate exit on a second signal: temporaries removed, exit 130 (143 for SIGTERM). */
+function exitInterrupted(sig: NodeJS.Signals): never {
+  process.stderr.write(interruptedMessage(removeOwnTemporariesSync()));
+  process.exit(sig === 'SIGTERM' ? EXIT_TERMINATED : EXIT_INTERRUPTED);
 }
 
 // run when executed directly (not when imported by tests)
@@ -245,10 +279,16 @@ function invokedDirectly(): boolean {
   }
 }
 if (invokedDirectly()) {
-  process.on('SIGINT', () => {
-    process.stderr.write('\nmusc: interrupted\n');
-    process.exit(EXIT_INTERRUPTED);
-  });
+  // Ctrl-C / SIGTERM: the pipeline stops at its next step (InterruptedError, see main()); a
+  // second signal, or a step still running after 20 s, exits at once
+  const onSignal = (sig: NodeJS.Signals) => () => {
+    if (interruptRequested()) exitInterrupted(sig);
+    requestInterrupt(sig);
+    process.stderr.write(`\nmusc: stopping after the current step (${sig}; again to stop at once)\n`);
+    setTimeout(() => exitInterrupted(sig), 20_000).unref();
+  };
+  process.on('SIGINT', onSignal('SIGINT'));
+  process.on('SIGTERM', onSignal('SIGTERM'));
   main(process.argv).then((code) => {
     process.exitCode = code;
   });

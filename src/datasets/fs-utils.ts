@@ -41,15 +41,56 @@ export async function listDirs(dir: string): Promise<string[]> {
   return out.sort(byName);
 }
 
+/** An image-named directory entry that cannot be used, and why. */
+export interface ListingProblem {
+  /** the entry's name as shown (invalid UTF-8 bytes become U+FFFD) */
+  name: string;
+  reason: string;
+}
+
+/** Why a symbolic link cannot be followed (null when it leads to a file). */
+async function linkProblem(path: string): Promise<string | null> {
+  try {
+    return (await stat(path)).isFile() ? null : 'symbolic link to a non-file';
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') return 'symbolic link loop';
+    if (code === 'ENOENT') return 'broken symbolic link (its target does not exist)';
+    if (code === 'EACCES') return 'symbolic link target: permission denied';
+    return `symbolic link: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * Sorted names of the image files in `dir` (not recursive), and the image-named entries that
+ * cannot be read: names that are not valid UTF-8 (Node cannot open them by a string path),
+ * symbolic link loops and broken links.
+ */
+export async function listImageEntries(dir: string): Promise<{ names: string[]; problems: ListingProblem[] }> {
+  const ents = await readdir(dir, { withFileTypes: true, encoding: 'buffer' });
+  const names: string[] = [];
+  const problems: ListingProblem[] = [];
+  for (const e of ents) {
+    const bytes = e.name as unknown as Buffer;
+    const name = bytes.toString('utf8');
+    if (!isImageName(name)) continue;
+    if (!Buffer.from(name, 'utf8').equals(bytes)) {
+      problems.push({ name, reason: 'file name is not valid UTF-8 (rename the file)' });
+      continue;
+    }
+    if (e.isFile()) names.push(name);
+    else if (e.isSymbolicLink()) {
+      const why = await linkProblem(`${dir}/${name}`);
+      if (why) problems.push({ name, reason: why });
+      else names.push(name);
+    }
+  }
+  return { names: names.sort(byName), problems: problems.sort((a, b) => byName(a.name, b.name)) };
+}
+
 /** Sorted names of the image files in `dir` (not recursive). */
 export async function listImages(dir: string): Promise<string[]> {
-  const ents = await readdir(dir, { withFileTypes: true });
-  const out: string[] = [];
-  for (const e of ents) {
-    if (!isImageName(e.name)) continue;
-    if (e.isFile() || (e.isSymbolicLink() && (await isFile(`${dir}/${e.name}`)))) out.push(e.name);
-  }
-  return out.sort(byName);
+  return (await listImageEntries(dir)).names;
 }
 
 /** The file name without its last extension. */

@@ -6,7 +6,7 @@
  * Order: sorted types, then sorted files (as the MVTec layout).
  */
 import { join } from 'node:path';
-import { listDirs, listImages, isDir, stemOf } from './fs-utils.js';
+import { listDirs, listImages, listImageEntries, isDir, stemOf } from './fs-utils.js';
 import { DatasetError, type Category, type DatasetItem } from './types.js';
 import { relPosix } from './paths.js';
 import { GOOD_TYPES } from './mvtec.js';
@@ -16,8 +16,13 @@ export async function loadLocoCategory(dataRoot: string, catDir: string, name: s
   if (!(await isDir(testDir))) throw new DatasetError(`${catDir}: no 'test' folder (expected the loco layout <category>/test/<type>/<image>)`);
   const warnings: string[] = [];
   const items: DatasetItem[] = [];
+  const unreadable: NonNullable<Category['unreadable']> = [];
   for (const type of await listDirs(testDir)) {
-    const images = await listImages(join(testDir, type));
+    const { names: images, problems } = await listImageEntries(join(testDir, type));
+    for (const p of problems) {
+      const path = join(testDir, type, p.name);
+      unreadable.push({ path, rel: relPosix(dataRoot, path), reason: p.reason });
+    }
     const good = GOOD_TYPES.has(type);
     let missing = 0;
     for (const img of images) {
@@ -33,5 +38,5 @@ export async function loadLocoCategory(dataRoot: string, catDir: string, name: s
     }
     if (missing) warnings.push(`${name}/${type}: ${missing} of ${images.length} images have no mask folder under ${join(catDir, 'ground_truth', type)}`);
   }
-  return { name, kind: 'loco', root: dataRoot, items, warnings };
+  return { name, kind: 'loco', root: dataRoot, items, warnings, unreadable };
 }

@@ -30,11 +30,12 @@ export function binariseMask(gray: Uint8Array, w: number, h: number, size: numbe
   return r;
 }
 
-/** Loads and binarises the union of `files` -> [size, size] 0/1 (all zero when files is null/empty). */
-export async function loadMask(files: string[] | null, size: number, rule: MaskRule, kind: DatasetKind = 'mvtec'): Promise<Uint8Array> {
+/** Loads and binarises the union of `files` -> [size, size] 0/1 (all zero when files is null/empty); `onDecoded` sees each file's size. */
+export async function loadMask(files: string[] | null, size: number, rule: MaskRule, kind: DatasetKind = 'mvtec', onDecoded?: (file: string, width: number, height: number) => void): Promise<Uint8Array> {
   const out = new Uint8Array(size * size);
   for (const f of files ?? []) {
     const m = await decodeMask(f);
+    onDecoded?.(f, m.width, m.height);
     const b = binariseMask(m.data, m.width, m.height, size, rule, kind);
     for (let i = 0; i < out.length; i++) out[i] = out[i]! | b[i]!;
   }

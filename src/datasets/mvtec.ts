@@ -11,7 +11,7 @@
  * names do not match but the counts do.
  */
 import { join } from 'node:path';
-import { listDirs, listImages, isDir, stemOf } from './fs-utils.js';
+import { listDirs, listImages, listImageEntries, isDir, stemOf } from './fs-utils.js';
 import { DatasetError, type Category, type DatasetItem, type DatasetKind } from './types.js';
 import { relPosix } from './paths.js';
 
@@ -51,9 +51,13 @@ async function pairMasks(images: string[], maskDir: string, warnings: string[], 
   }
   if (missing > 0 && masks.length === images.length) {
     // the reference's rule: i-th sorted mask belongs to the i-th sorted image
+    warnings.push(`${typeLabel}: mask names do not match the image names; paired by position (the reference's rule)`);
     return masks.map((m) => [join(maskDir, m)]);
   }
   if (missing > 0) warnings.push(`${typeLabel}: ${missing} of ${images.length} images have no mask in ${maskDir}`);
+  const used = new Set(out.flatMap((m) => m ?? []));
+  const extra = masks.filter((m) => !used.has(join(maskDir, m)));
+  if (extra.length > 0) warnings.push(`${typeLabel}: ${extra.length} mask${extra.length > 1 ? 's' : ''} without an image, ignored: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`);
   return out;
 }
 
@@ -63,8 +67,13 @@ export async function loadMvtecCategory(dataRoot: string, catDir: string, name: 
   if (!(await isDir(testDir))) throw new DatasetError(`${catDir}: no 'test' folder (expected the ${kind} layout <category>/test/<type>/<image>)`);
   const warnings: string[] = [];
   const items: DatasetItem[] = [];
+  const unreadable: NonNullable<Category['unreadable']> = [];
   for (const type of await listDirs(testDir)) {
-    const images = await listImages(join(testDir, type));
+    const { names: images, problems } = await listImageEntries(join(testDir, type));
+    for (const p of problems) {
+      const path = join(testDir, type, p.name);
+      unreadable.push({ path, rel: relPosix(dataRoot, path), reason: p.reason });
+    }
     if (images.length === 0) continue;
     const good = GOOD_TYPES.has(type);
     const masks = good ? images.map(() => null) : await pairMasks(images, join(catDir, 'ground_truth', type), warnings, `${name}/${type}`);
@@ -73,5 +82,5 @@ export async function loadMvtecCategory(dataRoot: string, catDir: string, name: 
       items.push({ path, rel: relPosix(dataRoot, path), defect: type, label: good ? 0 : 1, masks: masks[i] });
     });
   }
-  return { name, kind, root: dataRoot, items, warnings };
+  return { name, kind, root: dataRoot, items, warnings, unreadable };
 }

@@ -30,6 +30,8 @@ export interface Category {
   items: DatasetItem[];
   /** non-fatal problems found while listing (missing masks, ...) */
   warnings: string[];
+  /** image files found but unusable before decoding (non-UTF-8 names, link loops): skipped with the reason */
+  unreadable?: { path: string; rel: string; reason: string }[];
 }
 
 /** A user-facing data problem (missing folder, unknown category, no images): exit code 3. */

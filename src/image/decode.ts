@@ -6,7 +6,7 @@
  * `Image.open(p).convert('RGB')`: grayscale is replicated, palette expanded, CMYK converted,
  * 16-bit scaled to 8 bits, alpha dropped (not composited, as PIL's convert does).
  */
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import bmp from 'bmp-js';
 
@@ -51,15 +51,32 @@ export function sniffFormat(b: Uint8Array): SniffedFormat {
   return 'unknown';
 }
 
-async function readBytes(file: string): Promise<Buffer> {
+/** Why a file cannot be read, in words (errno code -> reason). */
+async function readFailure(file: string, e: unknown): Promise<string> {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'ELOOP') return 'symbolic link loop';
+  if (code === 'EISDIR') return 'is a directory';
+  if (code === 'ENOENT') {
+    try {
+      if ((await lstat(file)).isSymbolicLink()) return 'broken symbolic link (its target does not exist)';
+    } catch {
+      // not there at all
+    }
+    return 'file not found';
+  }
+  return (e as Error).message;
+}
+
+/** Reads an image file's bytes; errors are ImageDecodeError with the reason in words. */
+export async function readImageBytes(file: string): Promise<Buffer> {
   try {
     return await readFile(file);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'EACCES' ? 'permission denied' : code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
-    throw new ImageDecodeError(file, `cannot read: ${why}`);
+    throw new ImageDecodeError(file, `cannot read: ${await readFailure(file, e)}`);
   }
 }
+const readBytes = readImageBytes;
 
 /** Decodes to interleaved 8-bit pixels with `channels` channels (1 = max over colours, 3 = RGB). */
 async function decodePixels(file: string, bytes: Buffer, channels: 1 | 3, opts: DecodeOptions): Promise<{ width: number; height: number; data: Uint8Array }> {
@@ -69,12 +86,13 @@ async function decodePixels(file: string, bytes: Buffer, channels: 1 | 3, opts: 
   if (format === 'bmp') return decodeBmp(file, bytes, channels, maxPixels);
   if (format === 'unknown') throw new ImageDecodeError(file, 'not an image (unrecognised file signature)');
   try {
-    const img = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', sequentialRead: true });
-    const meta = await img.metadata();
+    // the header first (no pixel limit: it decodes nothing), so that a bomb is named with its size
+    const meta = await sharp(bytes, { limitInputPixels: false }).metadata();
     if (!meta.width || !meta.height) throw new ImageDecodeError(file, `cannot read the dimensions of this ${format} file`);
     if (meta.width * meta.height > maxPixels) {
-      throw new ImageDecodeError(file, `image is ${meta.width}x${meta.height} = ${meta.width * meta.height} pixels, over the limit of ${maxPixels}`);
+      throw new ImageDecodeError(file, `image is ${meta.width}x${meta.height} = ${meta.width * meta.height} pixels, over the limit of ${maxPixels} (decompression bomb? raise it with --max-pixels)`);
     }
+    const img = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', sequentialRead: true });
     const { data, info } = await img
       .rotate() // EXIF orientation
       .removeAlpha()
@@ -96,7 +114,7 @@ function decodeBmp(file: string, bytes: Buffer, channels: 1 | 3, maxPixels: numb
   const w = bytes.readInt32LE(18);
   const h = Math.abs(bytes.readInt32LE(22));
   if (w <= 0 || h <= 0) throw new ImageDecodeError(file, `bmp file declares invalid dimensions ${w}x${h}`);
-  if (w * h > maxPixels) throw new ImageDecodeError(file, `image is ${w}x${h} = ${w * h} pixels, over the limit of ${maxPixels}`);
+  if (w * h > maxPixels) throw new ImageDecodeError(file, `image is ${w}x${h} = ${w * h} pixels, over the limit of ${maxPixels} (decompression bomb? raise it with --max-pixels)`);
   let dec: { width: number; height: number; data: Buffer };
   try {
     dec = bmp.decode(bytes);

@@ -13,12 +13,14 @@
  * dataset order (the reference concatenates subsets; metrics do not depend on the order).
  */
 import { performance } from 'node:perf_hooks';
-import { decodeRgb } from '../image/decode.js';
+import { decodeRgb, decodeRgbBytes, readImageBytes, type RgbImage } from '../image/decode.js';
 import type { StageFeatures } from '../core/types.js';
 import { divideSubsets } from '../datasets/divide.js';
 import { loadMask } from '../datasets/masks.js';
 import { DatasetError, type Category, type DatasetItem } from '../datasets/types.js';
 import { autoDivideNum, estimateSubsetBytes, type StageDims } from './memory.js';
+import type { ImageFeatures } from './feature-cache.js';
+import { checkInterrupted } from './interrupt.js';
 import type { CategoryResult, PipelineDeps, PipelineOptions, SkippedImage, StageTimings } from './types.js';
 
 /** Thrown with strict when an image cannot be decoded. */
@@ -38,26 +40,55 @@ interface Extracted {
   token: Float32Array;
 }
 
+/** One image ready for the batch: features from the cache, or a preprocessed input [3, S, S]. */
+type Loaded =
+  | { idx: number; feat: ImageFeatures }
+  | { idx: number; x: Float32Array; key: string | null; width: number; height: number; feat?: ImageFeatures };
+
 export async function runCategory(category: Category, deps: PipelineDeps, opts: PipelineOptions): Promise<CategoryResult> {
   const all = category.items;
   if (all.length === 0) throw new DatasetError(`category '${category.name}': no images found under ${category.root}`);
-  const decode = deps.decode ?? ((f: string) => decodeRgb(f));
+  const cache = deps.cache;
   const S = deps.backbone.imageSize;
   const t: StageTimings = { decode: 0, backbone: 0, scoring: 0, rscin: 0, metrics: 0, write: 0 };
   const warnings = [...category.warnings];
   const skipped: SkippedImage[] = [];
+  const unreadable = category.unreadable ?? [];
+  if (opts.strict && unreadable.length > 0) throw new ImageSkipError(`${unreadable[0]!.path}: ${unreadable[0]!.reason} (--strict)`);
   let dims: StageDims[] | null = null;
   let tokenDim = 0;
+  /** decoded image size per item (mask checks) */
+  const sizeOf = new Map<number, [number, number]>();
+  let cacheWritable = true;
 
-  /** decode + preprocess one image; null when skipped */
-  const prepare = async (idx: number): Promise<Float32Array | null> => {
+  const decodeOne = (path: string, bytes: Buffer | null): Promise<RgbImage> => {
+    if (deps.decode) return deps.decode(path);
+    const o = opts.maxPixels !== undefined ? { maxPixels: opts.maxPixels } : {};
+    return bytes ? decodeRgbBytes(path, bytes, o) : decodeRgb(path, o);
+  };
+
+  /** cache lookup, else decode + preprocess one image; null when skipped */
+  const load = async (idx: number): Promise<Loaded | null> => {
     const it = all[idx]!;
     let t0 = performance.now();
-    let img;
+    let img: RgbImage;
+    let key: string | null = null;
     try {
-      img = await decode(it.path);
+      const bytes = cache ? await readImageBytes(it.path) : null;
+      if (cache && bytes) {
+        key = cache.key(bytes);
+        const hit = cache.get(key, dims ? { dims, tokenDim } : null);
+        if (hit) {
+          if (!dims) {
+            dims = hit.dims;
+            tokenDim = hit.token.length;
+          }
+          return { idx, feat: hit };
+        }
+      }
+      img = await decodeOne(it.path, bytes);
     } catch (e) {
-      const reason = (e as Error).message.replace(`${it.path}: `, '');
+      const reason = (e as { reason?: string }).reason ?? (e as Error).message.replace(`${it.path}: `, '');
       if (opts.strict) throw new ImageSkipError(`${it.path}: ${reason} (--strict)`);
       skipped.push({ path: it.rel, reason });
       return null;
@@ -67,44 +98,67 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     t0 = performance.now();
     const x = await deps.backbone.preprocess(img);
     t.backbone += performance.now() - t0;
-    return x;
+    return { idx, x, key, width: img.width, height: img.height };
   };
 
-  /** extracts a list of item indices in batches; per image stage features + token */
+  /** runs the backbone on the loaded inputs that are not cached (one batch) and caches them */
+  const runBatch = async (loaded: Loaded[]): Promise<void> => {
+    const inputs = loaded.filter((l): l is Extract<Loaded, { x: Float32Array }> => 'x' in l);
+    if (inputs.length === 0) return;
+    const per = 3 * S * S;
+    const batch = new Float32Array(inputs.length * per); // [B, 3, S, S]
+    inputs.forEach((v, i) => {
+      if (v.x.length !== per) throw new Error(`backbone preprocess returned ${v.x.length} values, expected 3x${S}x${S}`);
+      batch.set(v.x, i * per);
+    });
+    const t0 = performance.now();
+    const f = await deps.backbone.extract(batch, inputs.length);
+    t.backbone += performance.now() - t0;
+    const got = f.stages.map((s) => ({ h: s.h, w: s.w, c: s.c }));
+    if (!dims) {
+      dims = got;
+      tokenDim = f.imageTokens.d;
+    } else if (got.length !== dims.length || got.some((d, k) => d.h !== dims![k]!.h || d.w !== dims![k]!.w || d.c !== dims![k]!.c) || f.imageTokens.d !== tokenDim) {
+      throw new Error(`backbone features have shapes ${JSON.stringify(got)}, the cached ones ${JSON.stringify(dims)}${cache ? `: delete the feature cache ${cache.dir} or run with --no-cache` : ''}`);
+    }
+    for (let i = 0; i < inputs.length; i++) {
+      const v = inputs[i]!;
+      v.feat = {
+        stages: f.stages.map((s) => s.data.slice(i * s.h * s.w * s.c, (i + 1) * s.h * s.w * s.c)),
+        token: f.imageTokens.data.slice(i * f.imageTokens.d, (i + 1) * f.imageTokens.d),
+        dims: got, width: v.width, height: v.height,
+      };
+      if (cache && v.key && cacheWritable) {
+        try {
+          await cache.put(v.key, v.feat);
+        } catch (e) {
+          cacheWritable = false;
+          warnings.push(`feature cache ${cache.dir} is not writable (${(e as Error).message}): features are not cached`);
+        }
+      }
+    }
+  };
+
+  /** extracts a list of item indices in batches (the same batches whatever is cached); per image stage features + token */
   let extractedCount = 0;
   const extract = async (indices: number[]): Promise<Extracted[]> => {
     const out: Extracted[] = [];
     const bs = Math.max(1, opts.batchSize);
     for (let b = 0; b < indices.length; b += bs) {
+      checkInterrupted();
       const chunk = indices.slice(b, b + bs);
-      const inputs: { idx: number; x: Float32Array }[] = [];
+      const loaded: Loaded[] = [];
       for (const idx of chunk) {
-        const x = await prepare(idx);
-        if (x) inputs.push({ idx, x });
+        const l = await load(idx);
+        if (l) loaded.push(l);
+      }
+      await runBatch(loaded);
+      for (const l of loaded) {
+        const feat = l.feat!;
+        sizeOf.set(l.idx, [feat.width, feat.height]);
+        out.push({ item: l.idx, stages: feat.stages, token: feat.token });
       }
       extractedCount += chunk.length;
-      if (inputs.length) {
-        const per = 3 * S * S;
-        const batch = new Float32Array(inputs.length * per); // [B, 3, S, S]
-        inputs.forEach((v, i) => {
-          if (v.x.length !== per) throw new Error(`backbone preprocess returned ${v.x.length} values, expected 3x${S}x${S}`);
-          batch.set(v.x, i * per);
-        });
-        const t0 = performance.now();
-        const f = await deps.backbone.extract(batch, inputs.length);
-        t.backbone += performance.now() - t0;
-        if (!dims) {
-          dims = f.stages.map((s) => ({ h: s.h, w: s.w, c: s.c }));
-          tokenDim = f.imageTokens.d;
-        }
-        inputs.forEach((v, i) => {
-          out.push({
-            item: v.idx,
-            stages: f.stages.map((s) => s.data.slice(i * s.h * s.w * s.c, (i + 1) * s.h * s.w * s.c)),
-            token: f.imageTokens.data.slice(i * f.imageTokens.d, (i + 1) * f.imageTokens.d),
-          });
-        });
-      }
       opts.onProgress?.('extract', Math.min(extractedCount, all.length), all.length);
     }
     return out;
@@ -115,14 +169,10 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
   let divideNum = opts.divideNum;
   let estimatedBytes = 0;
   if (opts.maxMemoryMb !== undefined) {
+    // one image (cached or extracted alone) gives the feature sizes
     for (let i = 0; i < all.length && !dims; i++) {
-      const x = await prepare(i);
-      if (!x) continue;
-      const t0 = performance.now();
-      const f = await deps.backbone.extract(x, 1);
-      t.backbone += performance.now() - t0;
-      dims = f.stages.map((s) => ({ h: s.h, w: s.w, c: s.c }));
-      tokenDim = f.imageTokens.d;
+      const l = await load(i);
+      if (l && 'x' in l) await runBatch([l]);
     }
     skipped.length = 0; // the probe's skips are found again below
     if (dims) {
@@ -135,6 +185,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     }
   }
   const subsetsAll = divideSubsets(paths, divideNum, opts.seed);
+  for (const u of unreadable) skipped.push({ path: u.rel, reason: u.reason });
 
   // per subset: features -> MSM scores -> maps
   const mapOf = new Map<number, Float32Array>(); // item -> [S, S]
@@ -144,9 +195,13 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     const ex = await extract(subsetsAll[si]!);
     if (ex.length === 0) continue;
     const n = ex.length;
-    const d = dims!;
+    if (n < 2) {
+      const what = subsetsAll.length > 1 ? `subset ${si + 1} of ${subsetsAll.length} of category '${category.name}'` : `category '${category.name}'`;
+      throw new DatasetError(`${what} has only ${n} readable image (${all[ex[0]!.item]!.rel}): mutual scoring needs at least 2${subsetsAll.length > 1 ? ' (use a smaller --divide)' : ''}`);
+    }
+    const d: StageDims[] = dims!;
     estimatedBytes = Math.max(estimatedBytes, estimateSubsetBytes(n, d, S));
-    if (n < 5) warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 (k = int((N-1)*${opts.interval[1]}) = 0 gives NaN scores)`);
+    if (n < 5) warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 for its interval (the reference gives NaN scores: int((N-1)*${opts.interval[1]}) = 0); here each patch is scored against its single nearest image, which is less reliable`);
     // StageFeatures [n, H, W, C] per stage
     const stages: StageFeatures[] = d.map((s, k) => {
       const per = s.h * s.w * s.c;
@@ -155,6 +210,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
       return { n, h: s.h, w: s.w, c: s.c, data };
     });
     for (const e of ex) tokenOf.set(e.item, e.token);
+    checkInterrupted();
     const t0 = performance.now();
     const ps = await deps.scorer.scorePatches(stages, { rList: opts.rList, interval: opts.interval, device: opts.device });
     const maps = deps.scorer.upsampleMaps(ps, S, S); // [n, S, S]
@@ -196,13 +252,26 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     const missing = items.filter((it) => it.label === 1 && !it.masks).length;
     if (missing === 0) {
       masks = new Uint8Array(N * S * S);
+      const wrongSize: string[] = [];
       for (let k = 0; k < N; k++) {
+        const it = items[k]!;
+        const img = sizeOf.get(keptIdx[k]!);
         try {
-          masks.set(await loadMask(items[k]!.masks, S, opts.maskRule, opts.kind), k * S * S);
+          masks.set(
+            await loadMask(it.masks, S, opts.maskRule, opts.kind, (file, w, h) => {
+              if (img && (img[0] !== w || img[1] !== h)) wrongSize.push(`${it.rel} is ${img[0]}x${img[1]}, its mask ${w}x${h}`);
+            }),
+            k * S * S,
+          );
         } catch (e) {
-          throw new DatasetError(`mask of ${items[k]!.rel}: ${(e as Error).message}`);
+          const msg = `mask of ${it.rel}: ${(e as Error).message}`;
+          if (opts.strict) throw new ImageSkipError(`${msg} (--strict)`);
+          warnings.push(`${msg}: pixel metrics not computed`);
+          masks = null;
+          break;
         }
       }
+      if (wrongSize.length > 0) warnings.push(`${wrongSize.length} mask${wrongSize.length > 1 ? 's do' : ' does'} not match the image size (both are resized to ${S}x${S}; check the pairing): ${wrongSize.slice(0, 3).join('; ')}${wrongSize.length > 3 ? '; ...' : ''}`);
     } else warnings.push(`${missing} defective images have no mask: pixel metrics not computed`);
     metrics = await deps.metrics({ imageScores: rscinScores, imageLabels: labels, ...(masks ? { maps, masks, height: S, width: S } : {}) });
     t.metrics += performance.now() - t0;

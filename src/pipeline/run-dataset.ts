@@ -2,16 +2,26 @@
  * A whole `musc run`: open the dataset, pick the categories, load the backbone once, run and
  * write every category, then summary.json and metrics.md at the top of the output folder.
  * Data problems (missing folder, unknown category, no images) are found before the backbone is
- * loaded.
+ * loaded, and a bad weight file fails (ConfigError) before any image is read.
+ *
+ * Robustness: leftover temporaries of killed runs are removed first; backbone features are
+ * cached per image (feature-cache.ts, default <out>/.cache/features) so that a re-run resumes;
+ * with several categories, one that cannot be scored (too few readable images) is reported and
+ * the others are still written, then the run fails with a DatasetError naming it.
  */
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { writeFileAtomic } from '../io/atomic.js';
 import { openDataset, selectCategories, defaultKList } from '../datasets/index.js';
 import { DatasetError, type Category } from '../datasets/types.js';
 import { runCategory } from './run-category.js';
 import { writeCategoryOutputs } from '../outputs/category.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
-import type { Settings } from '../config.js';
+import { ConfigError, type Settings } from '../config.js';
+import { isBackboneConfigError } from '../backbones/errors.js';
+import { FeatureCache, cacheIdentity } from './feature-cache.js';
+import { checkInterrupted } from './interrupt.js';
+import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
 import type { Backbone, LoadOptions } from '../backbones/types.js';
 import type { MetricsFn, Scorer, CategoryResult } from './types.js';
 
@@ -63,28 +73,62 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
   if (cats.length === 0) throw new DatasetError(`no images found in ${ds.root} (layout ${ds.kind})`);
   const kList = s.k_list ?? defaultKList(ds.kind);
 
-  const backbone = await o.loadBackbone(s.backbone, {
-    ...(s.image_size !== undefined ? { imageSize: s.image_size } : {}),
-    ...(s.stages !== undefined ? { stages: s.stages } : {}),
-    ...(s.weights !== undefined ? { weightsPath: s.weights } : {}),
-    device: s.device,
-  });
+  registerOutputDir(o.out);
+  const removed = await removeStaleTemporaries(o.out);
+  if (removed > 0) o.log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} left by an interrupted run in ${o.out}`);
+
+  let backbone: Backbone;
+  try {
+    backbone = await o.loadBackbone(s.backbone, {
+      ...(s.image_size !== undefined ? { imageSize: s.image_size } : {}),
+      ...(s.stages !== undefined ? { stages: s.stages } : {}),
+      ...(s.weights !== undefined ? { weightsPath: s.weights } : {}),
+      device: s.device,
+    });
+  } catch (e) {
+    if (isBackboneConfigError(e)) throw new ConfigError(`cannot load backbone '${s.backbone}': ${(e as Error).message}`);
+    throw e;
+  }
+
+  let cache: FeatureCache | undefined;
+  if (s.cache !== false) {
+    const dir = s.cache_dir ?? join(o.out, '.cache', 'features');
+    registerOutputDir(dir);
+    if (s.cache_dir !== undefined) await removeStaleTemporaries(dir);
+    cache = new FeatureCache(dir, cacheIdentity({ backbone: backbone.info?.name ?? s.backbone, weightsSha256: backbone.weightsSha256, imageSize: backbone.imageSize, stages: backbone.stages, vips: sharp.versions.vips }));
+  }
   const entries: SummaryEntry[] = [];
   const results: CategoryResult[] = [];
+  const failed: { category: string; reason: string }[] = [];
   try {
     for (const c of cats) {
       o.progress?.start(c.name, c.items.length);
       let r: CategoryResult;
+      const hits0 = cache?.hits ?? 0;
+      const writes0 = cache?.writes ?? 0;
       try {
-        r = await runCategory(c, { backbone, scorer: o.scorer, ...(o.metrics ? { metrics: o.metrics } : {}) }, {
+        r = await runCategory(c, { backbone, scorer: o.scorer, ...(o.metrics ? { metrics: o.metrics } : {}), ...(cache ? { cache } : {}) }, {
           kind: ds.kind, rList: s.r_list, interval: s.interval, kList, batchSize: s.batch_size, divideNum: s.divide_num,
           ...(s.max_memory !== undefined ? { maxMemoryMb: s.max_memory } : {}),
+          ...(s.max_pixels !== undefined ? { maxPixels: s.max_pixels } : {}),
           maskRule: s.mask_rule, strict: s.strict, seed: s.seed, device: s.device,
           onProgress: (stage, done, total) => o.progress?.update(done, total, stage),
         });
+      } catch (e) {
+        // a category that cannot be scored does not stop the others (several categories only)
+        if (!(e instanceof DatasetError) || cats.length === 1) throw e;
+        o.progress?.stop();
+        o.warn?.(`category '${c.name}' not scored: ${e.message}`);
+        failed.push({ category: c.name, reason: e.message });
+        continue;
       } finally {
         o.progress?.stop();
       }
+      if (r.divideNum > s.divide_num) {
+        o.log?.(`${c.name}: divided into ${r.divideNum} subsets (largest ${Math.max(...r.subsets.map((x) => x.length))} images, about ${Math.ceil(r.estimatedBytes / 2 ** 20)} MB) to fit --max-memory ${s.max_memory} MB`);
+      }
+      if (cache) o.log?.(`${c.name}: features of ${cache.hits - hits0} images from the cache, ${cache.writes - writes0} computed and cached (${cache.dir})`);
+      checkInterrupted();
       const settingsOut: Record<string, unknown> = { ...s, dataset: ds.kind, image_size: backbone.imageSize, stages: backbone.stages, k_list: kList };
       const w = await writeCategoryOutputs(o.out, r, {
         heatmaps: s.heatmaps, visNorm: s.vis_norm,
@@ -102,9 +146,13 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
   } finally {
     await backbone.dispose();
   }
+  checkInterrupted();
   const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, entries);
   const markdown = metricsMarkdown(`MuSc: ${ds.kind} with ${s.backbone} at ${backbone.imageSize} px`, entries);
   await writeFileAtomic(join(o.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   await writeFileAtomic(join(o.out, 'metrics.md'), markdown);
+  if (failed.length > 0) {
+    throw new DatasetError(`${failed.length} of ${cats.length} categories could not be scored (${failed.map((f) => f.category).join(', ')}); the other categories' results are in ${o.out}. First: ${failed[0]!.reason}`);
+  }
   return { out: o.out, dataset: ds.kind, entries, results, markdown };
 }

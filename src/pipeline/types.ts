@@ -8,6 +8,7 @@ import type { RgbImage } from '../image/decode.js';
 import type { Backbone } from '../backbones/types.js';
 import type { DatasetItem, DatasetKind } from '../datasets/types.js';
 import type { MaskRule } from '../datasets/masks.js';
+import type { FeatureCache } from './feature-cache.js';
 
 /** The MuSc core functions the pipeline calls (src/core/musc.ts). */
 export interface Scorer {
@@ -54,6 +55,8 @@ export interface PipelineDeps {
   metrics?: MetricsFn;
   /** image decoder (default decodeRgb) */
   decode?: (file: string) => Promise<RgbImage>;
+  /** feature cache (absent: none) */
+  cache?: FeatureCache;
 }
 
 /** Resolved per-category options. */
@@ -68,6 +71,8 @@ export interface PipelineOptions {
   maxMemoryMb?: number;
   maskRule: MaskRule;
   strict: boolean;
+  /** decoding refuses images with more pixels (default: decode.ts DEFAULT_MAX_PIXELS) */
+  maxPixels?: number;
   seed: number;
   device: 'cpu' | 'cuda';
   /** progress: stage name, done, total */
