@@ -18,13 +18,13 @@ async function cudaWorks(): Promise<boolean> {
   }
 }
 
-test('musc run --device cuda without the CUDA build: exit 1, a message naming the install flag, no output', async (t) => {
+test('musc run --device cuda without the CUDA build: exit 2 (configuration), a message naming the install flag, no output', async (t) => {
   if (await cudaWorks()) return t.skip('this machine has a working CUDA build of onnxruntime-node');
   assert.ok(ort.listSupportedBackends().some((b) => b.name === 'cpu'));
   const out = join(mkdtempSync(join(tmpdir(), 'musc-dev-')), 'out');
   try {
     const r = spawnSync(process.execPath, [resolve(repoRoot(), 'dist/src/cli/main.js'), 'run', '--data', join(out, '..', 'data'), '--out', out, '--device', 'cuda'], { encoding: 'utf8' });
-    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, /--device cuda is not available/);
     assert.match(r.stderr, /onnxruntime-node-install=cuda12/);
     assert.doesNotMatch(r.stderr, /\n\s+at /); // no stack trace
