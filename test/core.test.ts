@@ -249,3 +249,16 @@ test('scorePatches rejects fewer than 2 images and inconsistent stages with clea
   const bad: StageFeatures = { n: 2, h: 2, w: 2, c: 3, data: new Float32Array(5) };
   await assert.rejects(scorePatches([bad]), /data length/);
 });
+
+test('scoring in the compute worker stops at the next block when cancelled (Ctrl-C)', async () => {
+  const { ComputeWorker } = await import('../src/compute/worker.js');
+  const w = new ComputeWorker(); // its own worker: cancellation is sticky
+  const n = 40, h = 14, c = 256;
+  const stage: StageFeatures = { n, h, w: h, c, data: new Float32Array(n * h * h * c).map((_, k) => Math.sin(k * 0.61)) };
+  const started = Date.now();
+  const p = w.call(new URL('../src/core/score.js', import.meta.url).href, 'scoreStages', [[stage], { rList: [1, 3, 5], maxRows: 196 }]);
+  setTimeout(() => w.cancel(), 300);
+  await assert.rejects(p, (e: Error) => e.name === 'InterruptedError');
+  assert.ok(Date.now() - started < 20_000);
+  await w.terminate();
+});

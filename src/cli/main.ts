@@ -246,10 +246,12 @@ export async function main(argv: string[]): Promise<number> {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT_OK;
       return EXIT_USAGE;
     }
-    if (e instanceof InterruptedError) {
+    if (e instanceof InterruptedError || (e as Error | undefined)?.name === 'InterruptedError') {
+      // (from the pipeline, or from scoring cancelled inside the compute worker)
       const n = removeOwnTemporariesSync();
       process.stderr.write(interruptedMessage(n));
-      return e.signal === 'SIGTERM' ? EXIT_TERMINATED : EXIT_INTERRUPTED;
+      const sig = e instanceof InterruptedError ? e.signal : interruptRequested();
+      return sig === 'SIGTERM' ? EXIT_TERMINATED : EXIT_INTERRUPTED;
     }
     process.stderr.write(`musc: error: ${formatError(e)}\n`);
     return exitCodeFor(e);

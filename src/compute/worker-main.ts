@@ -1,8 +1,9 @@
 /** Entry point of the compute worker thread (see worker.ts). */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import type { WorkerContext } from './worker.js';
 
 const port = parentPort!;
+const cancelFlag = (workerData as { cancelFlag: Int32Array }).cancelFlag;
 const modules = new Map<string, Promise<Record<string, unknown>>>();
 
 // Calls run one at a time: ONNX Runtime already uses every core inside a call.
@@ -17,6 +18,7 @@ async function handle(m: { id: number; moduleUrl: string; exportName: string; ar
     progress(done, total, label) {
       port.postMessage({ id: m.id, kind: 'progress', done, total, label });
     },
+    cancelled: () => Atomics.load(cancelFlag, 0) === 1,
   };
   try {
     let mod = modules.get(m.moduleUrl);

@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 
 export interface WorkerContext {
   progress(done: number, total: number, label?: string): void;
+  /** true once the main thread asked the running work to stop (Ctrl-C); long loops poll it */
+  cancelled(): boolean;
 }
 
 export type ProgressListener = (done: number, total: number, label?: string) => void;
@@ -25,10 +27,17 @@ export class ComputeWorker {
   private worker: Worker | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /** [0] = 1 when cancellation was requested; shared with the worker */
+  private readonly cancelFlag = new Int32Array(new SharedArrayBuffer(4));
+
+  /** Asks running and later calls to stop at their next check (they reject with InterruptedError). */
+  cancel(): void {
+    Atomics.store(this.cancelFlag, 0, 1);
+  }
 
   private ensure(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(fileURLToPath(new URL('./worker-main.js', import.meta.url)));
+    const w = new Worker(fileURLToPath(new URL('./worker-main.js', import.meta.url)), { workerData: { cancelFlag: this.cancelFlag } });
     w.on('message', (m: { id: number; kind: 'ok' | 'err' | 'progress'; value?: unknown; error?: { name: string; message: string; stack?: string }; done?: number; total?: number; label?: string }) => {
       const p = this.pending.get(m.id);
       if (!p) return;

@@ -61,6 +61,13 @@ async function kernelFor(device: Device, precision: MsmPrecision): Promise<PairK
   return k;
 }
 
+/** What a cancelled call rejects with (the CLI maps the name to exit 130). */
+function cancelledError(): Error {
+  const e = new Error('interrupted');
+  e.name = 'InterruptedError';
+  return e;
+}
+
 export function validateStages(stages: StageFeatures[], references = 0, mode: 'musc' | 'musc-plus' = 'musc'): void {
   if (stages.length === 0) throw new Error('no stages given');
   const n = stages[0].n;
@@ -104,7 +111,10 @@ export async function scoreStages(stages: StageFeatures[], settings: ScoreSettin
         scored: n,
         referencesOnly: mode === 'musc-plus',
         maxRows: settings.maxRows,
-        onBlock: (d, t) => ctx?.progress(done + d / t, total, 'scoring'),
+        onBlock: (d, t) => {
+          if (ctx?.cancelled()) throw cancelledError();
+          ctx?.progress(done + d / t, total, 'scoring');
+        },
       };
       const s = await msmScores(z, nAll, P, target.channels, interval, kernel, opts);
       msmMs += performance.now() - t0;

@@ -4,6 +4,8 @@
  * writes) and stops there with an InterruptedError. Stopping between steps, not inside one,
  * matters: exiting while ONNX Runtime is inside a call in the compute worker aborts the process.
  */
+import { computeWorker } from '../compute/worker.js';
+
 export class InterruptedError extends Error {
   constructor(readonly signal: NodeJS.Signals = 'SIGINT') {
     super(`interrupted (${signal})`);
@@ -15,6 +17,8 @@ let requested: NodeJS.Signals | null = null;
 
 export function requestInterrupt(signal: NodeJS.Signals = 'SIGINT'): void {
   requested ??= signal;
+  // scoring in the compute worker polls this between block products, so a long subset stops too
+  computeWorker().cancel();
 }
 
 export function interruptRequested(): NodeJS.Signals | null {
