@@ -16,6 +16,7 @@
  * the file. Everything is validated with ajv, and errors name the key.
  */
 import { readFile } from 'node:fs/promises';
+import { DEFAULT_MSM_PRECISION } from './core/msm-kernel.js';
 import { extname } from 'node:path';
 import YAML from 'yaml';
 import { Ajv } from 'ajv';
@@ -50,6 +51,8 @@ export interface Settings {
   heatmaps: HeatmapMode;
   mask_rule: MaskRule;
   device: Device;
+  /** MSM nearest-patch distances: 'exact' or 'fast' */
+  msm_precision: 'exact' | 'fast';
   strict: boolean;
   /** subset division seed (the reference's 42) */
   seed: number;
@@ -72,6 +75,7 @@ export const DEFAULT_SETTINGS: Settings = {
   heatmaps: 'anomalous',
   mask_rule: 'reference',
   device: 'cpu',
+  msm_precision: DEFAULT_MSM_PRECISION,
   strict: false,
   seed: 42,
   cache: true,
@@ -109,6 +113,7 @@ export const SETTINGS_SCHEMA = {
     heatmaps: { enum: ['all', 'anomalous', 'none'] },
     mask_rule: { enum: [...MASK_RULES] },
     device: { enum: ['cpu', 'cuda'] },
+    msm_precision: { enum: ['exact', 'fast'] },
     strict: { type: 'boolean' },
     seed: { type: 'integer' },
     cache: { type: 'boolean' },

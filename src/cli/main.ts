@@ -77,6 +77,7 @@ interface RunFlags {
   heatmaps?: 'all' | 'anomalous' | 'none';
   maskRule?: 'reference' | 'nonzero';
   device?: 'cpu' | 'cuda';
+  msmPrecision?: 'exact' | 'fast';
   strict?: boolean;
   quiet?: boolean;
   report?: boolean;
@@ -103,6 +104,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.heatmaps !== undefined) s.heatmaps = f.heatmaps;
   if (f.maskRule !== undefined) s.mask_rule = f.maskRule;
   if (f.device !== undefined) s.device = f.device;
+  if (f.msmPrecision !== undefined) s.msm_precision = f.msmPrecision;
   if (f.strict) s.strict = true;
   if (f.cache === false) s.cache = false;
   if (f.cacheDir !== undefined) s.cache_dir = resolve(f.cacheDir);
@@ -159,6 +161,7 @@ function addRunOptions(cmd: Command): Command {
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
+    .addOption(new Option('--msm-precision <mode>', `MSM nearest-patch distances: exact, or fast (float32 2-2a.b, as the reference) (default: ${DEFAULT_SETTINGS.msm_precision})`).choices(['exact', 'fast']))
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
     .option('--no-report', 'do not write report.html')
     .option('--no-cache', 'do not cache backbone features (default: cached, so that a re-run resumes)')

@@ -30,7 +30,10 @@ import { createSession, ort, type Device } from '../compute/session.js';
  */
 export type MsmPrecision = 'exact' | 'fast';
 
-export function buildPairGraph(bothDirections: boolean, precision: MsmPrecision = 'exact'): Uint8Array {
+/** The default everywhere (library and CLI); see README "Performance" for the measurements. */
+export const DEFAULT_MSM_PRECISION: MsmPrecision = 'exact';
+
+export function buildPairGraph(bothDirections: boolean, precision: MsmPrecision = DEFAULT_MSM_PRECISION): Uint8Array {
   const g = new GraphBuilder(bothDirections ? 'msm_pair' : 'msm_rows');
   const q = g.input('q', 'float32', ['AP', 'C']);
   const r = g.input('r', 'float32', ['BP', 'C']);
@@ -82,7 +85,7 @@ export interface PairResult {
 export class PairKernel {
   private constructor(private readonly session: InferenceSession, readonly bothDirections: boolean, readonly precision: MsmPrecision) {}
 
-  static async create(bothDirections = true, device: Device = 'cpu', threads?: number, precision: MsmPrecision = 'exact'): Promise<PairKernel> {
+  static async create(bothDirections = true, device: Device = 'cpu', threads?: number, precision: MsmPrecision = DEFAULT_MSM_PRECISION): Promise<PairKernel> {
     return new PairKernel(await createSession(buildPairGraph(bothDirections, precision), { device, threads }), bothDirections, precision);
   }
 

@@ -26,7 +26,7 @@ export interface ScoreOptions {
   references?: number;
   /** 'musc-plus': score by the references alone (needs references) */
   mode?: 'musc' | 'musc-plus';
-  /** MSM distances: 'exact' (default) or 'fast' (float32 2 - 2 a.b, as the reference) */
+  /** MSM distances: 'exact' or 'fast' (float32 2 - 2 a.b, as the reference); default DEFAULT_MSM_PRECISION */
   precision?: 'exact' | 'fast';
   onProgress?: ProgressListener;
 }

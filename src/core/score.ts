@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { StageFeatures, Interval } from './types.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { msmScores, DEFAULT_INTERVAL, type TableOptions, type PoolOptions } from './msm.js';
-import { PairKernel, type MsmPrecision } from './msm-kernel.js';
+import { PairKernel, DEFAULT_MSM_PRECISION, type MsmPrecision } from './msm-kernel.js';
 import type { WorkerContext } from '../compute/worker.js';
 import type { Device } from '../compute/session.js';
 
@@ -91,7 +91,7 @@ export async function scoreStages(stages: StageFeatures[], settings: ScoreSettin
   const interval = settings.interval ?? DEFAULT_INTERVAL;
   const target = lnamdTarget(stages, settings.targetChannels);
   const nAll = stages[0].n, n = nAll - references, P = target.gridH * target.gridW, L = stages.length, R = rList.length;
-  const kernel = await kernelFor(settings.device ?? 'cpu', settings.precision ?? 'exact');
+  const kernel = await kernelFor(settings.device ?? 'cpu', settings.precision ?? DEFAULT_MSM_PRECISION);
   const patch = new Float64Array(n * P);
   const passes = settings.keepPasses ? new Float64Array(R * L * n * P) : undefined;
   const total = R * L;

@@ -50,7 +50,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
   if (all.length === 0) throw new DatasetError(`category '${category.name}': no images found under ${category.root}`);
   const cache = deps.cache;
   const S = deps.backbone.imageSize;
-  const t: StageTimings = { decode: 0, backbone: 0, scoring: 0, rscin: 0, metrics: 0, write: 0 };
+  const t: StageTimings = { decode: 0, backbone: 0, scoring: 0, lnamd: 0, msm: 0, rscin: 0, metrics: 0, write: 0 };
   const warnings = [...category.warnings];
   const skipped: SkippedImage[] = [];
   const unreadable = category.unreadable ?? [];
@@ -212,7 +212,9 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     for (const e of ex) tokenOf.set(e.item, e.token);
     checkInterrupted();
     const t0 = performance.now();
-    const ps = await deps.scorer.scorePatches(stages, { rList: opts.rList, interval: opts.interval, device: opts.device });
+    const ps = await deps.scorer.scorePatches(stages, { rList: opts.rList, interval: opts.interval, device: opts.device, precision: opts.precision });
+    t.lnamd += ps.timings?.lnamdMs ?? 0;
+    t.msm += ps.timings?.msmMs ?? 0;
     const maps = deps.scorer.upsampleMaps(ps, S, S); // [n, S, S]
     t.scoring += performance.now() - t0;
     ex.forEach((e, i) => mapOf.set(e.item, maps.subarray(i * S * S, (i + 1) * S * S)));

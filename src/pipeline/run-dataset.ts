@@ -111,7 +111,7 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
           kind: ds.kind, rList: s.r_list, interval: s.interval, kList, batchSize: s.batch_size, divideNum: s.divide_num,
           ...(s.max_memory !== undefined ? { maxMemoryMb: s.max_memory } : {}),
           ...(s.max_pixels !== undefined ? { maxPixels: s.max_pixels } : {}),
-          maskRule: s.mask_rule, strict: s.strict, seed: s.seed, device: s.device,
+          maskRule: s.mask_rule, strict: s.strict, seed: s.seed, device: s.device, precision: s.msm_precision,
           onProgress: (stage, done, total) => o.progress?.update(done, total, stage),
         });
       } catch (e) {

@@ -75,6 +75,8 @@ export interface PipelineOptions {
   maxPixels?: number;
   seed: number;
   device: 'cpu' | 'cuda';
+  /** MSM nearest distances: 'exact' or 'fast' (see src/core/msm-kernel.ts) */
+  precision?: 'exact' | 'fast';
   /** progress: stage name, done, total */
   onProgress?: (stage: 'extract' | 'score', done: number, total: number) => void;
 }
@@ -83,7 +85,12 @@ export interface PipelineOptions {
 export interface StageTimings {
   decode: number;
   backbone: number;
+  /** LNAMD + MSM + map upsampling */
   scoring: number;
+  /** the LNAMD part of scoring */
+  lnamd: number;
+  /** the MSM part of scoring */
+  msm: number;
   rscin: number;
   metrics: number;
   write: number;

@@ -108,7 +108,7 @@ export async function makeFixture(dir: string, cats: FixtureCategory[], size = 9
       name: cat.name, kind: 'mvtec', root: cat.root, items: cat.items, skipped: [], size: S, maps, imageScores, rscinScores, masks: null,
       metrics: { image_auroc: auc, image_f1max: 0.9, image_ap: 0.91, pixel_auroc: 0.95, pixel_f1max: 0.6, pixel_ap: 0.55, pixel_pro: 0.8, aupro: 0.7 },
       subsets: [cat.items.map((_, i) => i)], divideNum: 1, estimatedBytes: 1e6,
-      timings: { decode: 10, backbone: 200, scoring: 50, rscin: 1, metrics: 5, write: 0 }, warnings: [],
+      timings: { decode: 10, backbone: 200, scoring: 50, lnamd: 10, msm: 35, rscin: 1, metrics: 5, write: 0 }, warnings: [],
     };
     const info: WriteOptions['info'] = {
       settings: { category: c.name, backbone: 'fake', r_list: [1, 3, 5], dataset: 'mvtec' },
