@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { openDataset, selectCategories, detectLayout, defaultKList, DatasetError } from '../src/datasets/index.js';
 import { loadMask, binariseMask } from '../src/datasets/masks.js';
-import { resizeGrayBilinear } from '../src/datasets/mask-resize.js';
+import { resizePilGray } from '../src/image/resample.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { tempDir, writePng, writeMask, sharedDir } from './helpers/cli-env.js';
 
@@ -160,7 +160,7 @@ test('mask rule reference: PIL bilinear then exactly 255; nonzero: nearest, any 
   // 4x4 -> 2x2 is antialiased: output pixel 0 reads source columns/rows 0..2 (weights 3/7, 3/7, 1/7)
   const src = new Uint8Array(16);
   for (let y = 0; y < 3; y++) for (let x = 0; x < 3; x++) src[y * 4 + x] = 255;
-  const bil = resizeGrayBilinear(src, 4, 4, 2, 2);
+  const bil = resizePilGray(src, 4, 4, 2, 2);
   assert.equal(bil[0], 255);
   // output pixel 1 reads columns 1..3 with weights 1/7, 3/7, 3/7: 255 * 4/7 = 145.7 -> 146
   assert.equal(bil[1], 146);
@@ -186,7 +186,7 @@ test('mask binarisation matches the official masks_int and masks_float of the go
   }
   const { decodeMask } = await import('../src/image/decode.js');
   const g = await decodeMask(join(sharedDir, 'data', 'bottle', 'ground_truth', 'broken_large', '000_mask.png'));
-  const r = resizeGrayBilinear(g.data, g.width, g.height, 84, 84);
+  const r = resizePilGray(g.data, g.width, g.height, 84, 84);
   for (let i = 0; i < 84 * 84; i++) assert.ok(Math.abs(r[i]! / 255 - floats.data[i]!) < 1e-6, `pixel ${i}`);
   f.close();
 });

@@ -11,7 +11,7 @@
  * Several files (MVTec LOCO: one per defect region) are combined by union, after binarisation.
  */
 import { decodeMask } from '../image/decode.js';
-import { resizeGrayBilinear, resizeGrayNearest } from './mask-resize.js';
+import { resizePilGray, resizeNearestGray } from '../image/resample.js';
 import type { DatasetKind } from './types.js';
 
 export type MaskRule = 'reference' | 'nonzero';
@@ -20,11 +20,11 @@ export const MASK_RULES: readonly MaskRule[] = ['reference', 'nonzero'];
 /** Binarises one decoded mask [h, w] to [size, size] 0/1 with the rule. */
 export function binariseMask(gray: Uint8Array, w: number, h: number, size: number, rule: MaskRule, kind: DatasetKind = 'mvtec'): Uint8Array {
   if (rule === 'nonzero') {
-    const r = resizeGrayNearest(gray, w, h, size, size);
+    const r = resizeNearestGray(gray, w, h, size, size);
     for (let i = 0; i < r.length; i++) r[i] = r[i]! > 0 ? 1 : 0;
     return r;
   }
-  const r = resizeGrayBilinear(gray, w, h, size, size);
+  const r = resizePilGray(gray, w, h, size, size);
   const anyNonzero = kind === 'visa';
   for (let i = 0; i < r.length; i++) r[i] = anyNonzero ? (r[i]! > 0 ? 1 : 0) : r[i] === 255 ? 1 : 0;
   return r;

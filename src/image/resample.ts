@@ -101,22 +101,48 @@ function clip8(v: number): number {
  * reducing_gap). Returns a new 8-bit RGB image [h, w, 3].
  */
 export function resizePil(img: RgbImage, width: number, height: number, filter: PilFilter): RgbImage {
+  if (img.data.length !== img.width * img.height * 3) throw new Error(`resizePil: image data has ${img.data.length} bytes, expected ${img.width}x${img.height}x3`);
+  return { width, height, data: resizePilChannels(img.data, img.width, img.height, 3, width, height, filter) };
+}
+
+/** The same for a one-channel 8-bit image [h, w] (Pillow mode 'L', e.g. masks). */
+export function resizePilGray(src: Uint8Array, w: number, h: number, outW: number, outH: number, filter: PilFilter = 'bilinear'): Uint8Array {
+  return resizePilChannels(src, w, h, 1, outW, outH, filter);
+}
+
+/** Pillow's NEAREST resize of a one-channel 8-bit image: src = floor((x + 0.5) * in / out). */
+export function resizeNearestGray(src: Uint8Array, w: number, h: number, outW: number, outH: number): Uint8Array {
+  const out = new Uint8Array(outW * outH);
+  const sx = w / outW, sy = h / outH;
+  for (let y = 0; y < outH; y++) {
+    const iy = Math.min(h - 1, Math.floor((y + 0.5) * sy));
+    for (let x = 0; x < outW; x++) out[y * outW + x] = src[iy * w + Math.min(w - 1, Math.floor((x + 0.5) * sx))];
+  }
+  return out;
+}
+
+/**
+ * Pillow's separable resampling of an 8-bit image with `c` interleaved channels [h, w, c]:
+ * horizontal pass (only the source rows the vertical pass reads), rounded to 8 bits, then the
+ * vertical pass, in Pillow's fixed point.
+ */
+export function resizePilChannels(src: Uint8Array, inW: number, inH: number, c: number, width: number, height: number, filter: PilFilter): Uint8Array {
   if (!(width > 0 && height > 0 && Number.isInteger(width) && Number.isInteger(height))) {
     throw new Error(`resizePil: invalid output size ${width}x${height}`);
   }
-  const inW = img.width;
-  const inH = img.height;
-  if (img.data.length !== inW * inH * 3) throw new Error(`resizePil: image data has ${img.data.length} bytes, expected ${inW}x${inH}x3`);
+  if (src.length !== inW * inH * c) throw new Error(`resizePil: image data has ${src.length} bytes, expected ${inW}x${inH}x${c}`);
   const needH = width !== inW;
   const needV = height !== inH;
-  if (!needH && !needV) return { width, height, data: img.data.slice() };
+  if (!needH && !needV) return src.slice();
+  const half = 1 << (PRECISION_BITS - 1);
+  const sums = new Float64Array(c);
 
   const cv = pilCoefficients(inH, height, filter);
   // rows of the source image the vertical pass reads
   const yFirst = cv.start[0];
   const yLast = cv.start[height - 1] + cv.count[height - 1];
 
-  // horizontal pass: source rows [yFirst, yLast) -> temp [rows, width, 3] (8-bit, clipped)
+  // horizontal pass: source rows [yFirst, yLast) -> temp [rows, width, c] (8-bit, clipped)
   let tmp: Uint8Array;
   let tmpW: number;
   let rowOffset: number;
@@ -124,63 +150,48 @@ export function resizePil(img: RgbImage, width: number, height: number, filter: 
     const ch = pilCoefficients(inW, width, filter);
     const rows = needV ? yLast - yFirst : inH;
     const y0 = needV ? yFirst : 0;
-    tmp = new Uint8Array(rows * width * 3);
+    tmp = new Uint8Array(rows * width * c);
     tmpW = width;
     rowOffset = y0;
-    const src = img.data;
-    const half = 1 << (PRECISION_BITS - 1);
     for (let y = 0; y < rows; y++) {
-      const srow = (y + y0) * inW * 3;
-      const drow = y * width * 3;
+      const srow = (y + y0) * inW * c;
+      const drow = y * width * c;
       for (let xx = 0; xx < width; xx++) {
         const xmin = ch.start[xx];
         const n = ch.count[xx];
         const kb = xx * ch.ksize;
-        let s0 = half;
-        let s1 = half;
-        let s2 = half;
+        sums.fill(half);
         for (let x = 0; x < n; x++) {
           const kk = ch.k[kb + x];
-          const p = srow + (x + xmin) * 3;
-          s0 += src[p] * kk;
-          s1 += src[p + 1] * kk;
-          s2 += src[p + 2] * kk;
+          const p = srow + (x + xmin) * c;
+          for (let q = 0; q < c; q++) sums[q] += src[p + q] * kk;
         }
-        tmp[drow + xx * 3] = clip8(s0);
-        tmp[drow + xx * 3 + 1] = clip8(s1);
-        tmp[drow + xx * 3 + 2] = clip8(s2);
+        for (let q = 0; q < c; q++) tmp[drow + xx * c + q] = clip8(sums[q]);
       }
     }
-    if (!needV) return { width, height, data: tmp };
+    if (!needV) return tmp;
   } else {
-    tmp = img.data;
+    tmp = src;
     tmpW = inW;
     rowOffset = 0;
   }
 
   // vertical pass
-  const out = new Uint8Array(height * tmpW * 3);
-  const half = 1 << (PRECISION_BITS - 1);
+  const out = new Uint8Array(height * tmpW * c);
   for (let yy = 0; yy < height; yy++) {
     const ymin = cv.start[yy] - rowOffset;
     const n = cv.count[yy];
     const kb = yy * cv.ksize;
-    const drow = yy * tmpW * 3;
+    const drow = yy * tmpW * c;
     for (let xx = 0; xx < tmpW; xx++) {
-      let s0 = half;
-      let s1 = half;
-      let s2 = half;
+      sums.fill(half);
       for (let y = 0; y < n; y++) {
         const kk = cv.k[kb + y];
-        const p = ((y + ymin) * tmpW + xx) * 3;
-        s0 += tmp[p] * kk;
-        s1 += tmp[p + 1] * kk;
-        s2 += tmp[p + 2] * kk;
+        const p = ((y + ymin) * tmpW + xx) * c;
+        for (let q = 0; q < c; q++) sums[q] += tmp[p + q] * kk;
       }
-      out[drow + xx * 3] = clip8(s0);
-      out[drow + xx * 3 + 1] = clip8(s1);
-      out[drow + xx * 3 + 2] = clip8(s2);
+      for (let q = 0; q < c; q++) out[drow + xx * c + q] = clip8(sums[q]);
     }
   }
-  return { width: tmpW, height, data: out };
+  return out;
 }
