@@ -15,6 +15,7 @@
  *   4. L2 normalisation of every patch vector (musc.py's `features /= features.norm(dim=-1)`).
  * r = 1 is the identity in step 2.
  */
+import { linearAxis } from './interp.js';
 import type { StageFeatures } from './types.js';
 
 export const LAYER_NORM_EPS = 1e-5;
@@ -122,19 +123,7 @@ function unfoldPool(src: Float32Array, srcOff: number, h: number, w: number, c: 
  */
 export function resizeBilinearHWC(src: Float64Array, h: number, w: number, c: number, H: number, W: number): Float64Array {
   const out = new Float64Array(H * W * c);
-  const axis = (outSize: number, inSize: number) => {
-    const i0 = new Int32Array(outSize), i1 = new Int32Array(outSize), l = new Float64Array(outSize);
-    const scale = inSize / outSize;
-    for (let d = 0; d < outSize; d++) {
-      const s = Math.max((d + 0.5) * scale - 0.5, 0);
-      const a = Math.min(Math.floor(s), inSize - 1);
-      i0[d] = a;
-      i1[d] = Math.min(a + 1, inSize - 1);
-      l[d] = s - a;
-    }
-    return { i0, i1, l };
-  };
-  const ya = axis(H, h), xa = axis(W, w);
+  const ya = linearAxis(H, h, false), xa = linearAxis(W, w, false);
   for (let y = 0; y < H; y++) {
     const wy1 = ya.l[y], wy0 = 1 - wy1;
     for (let x = 0; x < W; x++) {

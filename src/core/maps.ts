@@ -5,21 +5,10 @@
  */
 
 /** [N, h, w] -> [N, H, W] (float32 output, float64 arithmetic). */
+import { linearAxis } from './interp.js';
 export function upsampleAlignCorners(src: Float64Array | Float32Array, n: number, h: number, w: number, H: number, W: number): Float32Array {
   const out = new Float32Array(n * H * W);
-  const axis = (outSize: number, inSize: number) => {
-    const i0 = new Int32Array(outSize), i1 = new Int32Array(outSize), l = new Float64Array(outSize);
-    const scale = outSize > 1 ? (inSize - 1) / (outSize - 1) : 0;
-    for (let d = 0; d < outSize; d++) {
-      const s = d * scale;
-      const a = Math.min(Math.floor(s), inSize - 1);
-      i0[d] = a;
-      i1[d] = Math.min(a + 1, inSize - 1);
-      l[d] = s - a;
-    }
-    return { i0, i1, l };
-  };
-  const ya = axis(H, h), xa = axis(W, w);
+  const ya = linearAxis(H, h, true), xa = linearAxis(W, w, true);
   for (let i = 0; i < n; i++) {
     const so = i * h * w, oo = i * H * W;
     for (let y = 0; y < H; y++) {
