@@ -43,7 +43,8 @@ export function colourMap(map: Float32Array, lo: number, hi: number, base?: Uint
   return out;
 }
 
-function minMax(a: Float32Array): [number, number] {
+/** Finite min and max of a map ([0, 0] when nothing is finite). */
+export function minMax(a: Float32Array): [number, number] {
   let lo = Infinity;
   let hi = -Infinity;
   for (const v of a) {
@@ -51,7 +52,7 @@ function minMax(a: Float32Array): [number, number] {
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
-  return [lo, hi];
+  return lo <= hi ? [lo, hi] : [0, 0];
 }
 
 /** The image resized to S x S RGB (sharp, linear), or undefined when it cannot be read. */

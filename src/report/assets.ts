@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { decodeMask, decodeRgb, type RgbImage } from '../image/decode.js';
 import { binariseMask } from '../datasets/masks.js';
-import { colourMap } from '../outputs/heatmaps.js';
+import { colourMap, minMax } from '../outputs/heatmaps.js';
 import type { CategoryOutputs } from './model.js';
 
 export type MapNorm = 'category' | 'image';
@@ -81,18 +81,6 @@ export function maskOutline(mask: Uint8Array, size: number, width: number): Uint
     }
   }
   return out;
-}
-
-/** Finite min and max of a map slice. */
-function minMax(a: Float32Array): [number, number] {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of a) {
-    if (!Number.isFinite(v)) continue;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  return lo <= hi ? [lo, hi] : [0, 0];
 }
 
 async function resizeRgb(data: Uint8Array, w: number, h: number, side: number): Promise<Uint8Array> {
