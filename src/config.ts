@@ -53,6 +53,12 @@ export interface Settings {
   strict: boolean;
   /** subset division seed (the reference's 42) */
   seed: number;
+  /** few-shot: folder of known-good reference images (appendix A.6; src/pipeline/references.ts) */
+  reference_dir?: string;
+  /** 'musc' (zero-shot, or references join the pool) or 'musc-plus' (score by the references alone) */
+  mode?: 'musc' | 'musc-plus';
+  /** label-free OK/NG column in scores.csv: 'mad', 'mad:K' or 'otsu' (src/threshold.ts) */
+  decision?: string;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -104,6 +110,9 @@ export const SETTINGS_SCHEMA = {
     device: { enum: ['cpu', 'cuda'] },
     strict: { type: 'boolean' },
     seed: { type: 'integer' },
+    reference_dir: { type: 'string', minLength: 1 },
+    mode: { enum: ['musc', 'musc-plus'] },
+    decision: { type: 'string', pattern: '^(mad(:[0-9.eE+]+)?|otsu)$' },
   },
 } as const;
 

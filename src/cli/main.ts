@@ -23,6 +23,8 @@ import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from 
 import * as core from '../core/musc.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
 import { shutdownCompute } from '../compute/worker.js';
+import { parseDecisionRule } from '../threshold.js';
+import { addPaperCommands } from './paper-commands.js';
 
 // ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
 const wrap = <T>(f: (s: string) => T) => (s: string): T => {
@@ -49,6 +51,11 @@ const interval = wrap((s) => {
   return v as [number, number];
 });
 
+const decisionRule = wrap((s) => {
+  parseDecisionRule(s);
+  return s.trim();
+});
+
 interface RunFlags {
   data?: string;
   out?: string;
@@ -71,6 +78,9 @@ interface RunFlags {
   device?: 'cpu' | 'cuda';
   strict?: boolean;
   quiet?: boolean;
+  referenceDir?: string;
+  mode?: 'musc' | 'musc-plus';
+  decision?: string | true;
 }
 
 function flagsToSettings(f: RunFlags): Partial<Settings> {
@@ -92,6 +102,9 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.maskRule !== undefined) s.mask_rule = f.maskRule;
   if (f.device !== undefined) s.device = f.device;
   if (f.strict) s.strict = true;
+  if (f.referenceDir !== undefined) s.reference_dir = resolve(f.referenceDir);
+  if (f.mode !== undefined) s.mode = f.mode;
+  if (f.decision !== undefined) s.decision = f.decision === true ? 'mad' : f.decision;
   return s;
 }
 
@@ -152,7 +165,10 @@ function addRunOptions(cmd: Command): Command {
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
-    .option('--quiet', 'no progress bars or information lines');
+    .option('--quiet', 'no progress bars or information lines')
+    .option('--reference-dir <dir>', 'few-shot: known-good reference images (DIR/<category>/train/good, DIR/<category> or DIR)')
+    .addOption(new Option('--mode <mode>', 'musc: references join the pool; musc-plus: score by the references alone (default: musc)').choices(['musc', 'musc-plus']))
+    .option('--decision [rule]', "label-free OK/NG column in scores.csv: mad (median + 3 MAD), mad:K or otsu (default rule: mad)", decisionRule);
 }
 
 function printResult(res: DatasetRunResult, quiet: boolean): void {
@@ -215,6 +231,7 @@ async function addModelsCommand(program: Command): Promise<void> {
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   await addModelsCommand(program);
+  addPaperCommands(program);
   for (const c of program.commands) c.exitOverride();
   try {
     if (argv.length <= 2) {

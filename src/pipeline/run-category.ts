@@ -18,6 +18,9 @@ import type { StageFeatures } from '../core/types.js';
 import { divideSubsets } from '../datasets/divide.js';
 import { loadMask } from '../datasets/masks.js';
 import { DatasetError, type Category, type DatasetItem } from '../datasets/types.js';
+import { appendReferences } from './references.js';
+import { f1OptimalThreshold } from '../metrics/roc.js';
+import { decide } from '../threshold.js';
 import { autoDivideNum, estimateSubsetBytes, type StageDims } from './memory.js';
 import type { CategoryResult, PipelineDeps, PipelineOptions, SkippedImage, StageTimings } from './types.js';
 
@@ -41,6 +44,7 @@ interface Extracted {
 export async function runCategory(category: Category, deps: PipelineDeps, opts: PipelineOptions): Promise<CategoryResult> {
   const all = category.items;
   if (all.length === 0) throw new DatasetError(`category '${category.name}': no images found under ${category.root}`);
+  if (opts.mode === 'musc-plus' && !opts.references) throw new Error('MuSc+ (mode musc-plus) needs reference images');
   const decode = deps.decode ?? ((f: string) => decodeRgb(f));
   const S = deps.backbone.imageSize;
   const t: StageTimings = { decode: 0, backbone: 0, scoring: 0, rscin: 0, metrics: 0, write: 0 };
@@ -145,8 +149,9 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     if (ex.length === 0) continue;
     const n = ex.length;
     const d = dims!;
-    estimatedBytes = Math.max(estimatedBytes, estimateSubsetBytes(n, d, S));
-    if (n < 5) warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 (k = int((N-1)*${opts.interval[1]}) = 0 gives NaN scores)`);
+    const nRef = opts.references?.files.length ?? 0;
+    estimatedBytes = Math.max(estimatedBytes, estimateSubsetBytes(n + nRef, d, S));
+    if (n + nRef < 5 && opts.mode !== 'musc-plus') warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 (k = int((N-1)*${opts.interval[1]}) = 0 gives NaN scores)`);
     // StageFeatures [n, H, W, C] per stage
     const stages: StageFeatures[] = d.map((s, k) => {
       const per = s.h * s.w * s.c;
@@ -156,7 +161,11 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     });
     for (const e of ex) tokenOf.set(e.item, e.token);
     const t0 = performance.now();
-    const ps = await deps.scorer.scorePatches(stages, { rList: opts.rList, interval: opts.interval, device: opts.device });
+    const pool = opts.references ? appendReferences(stages, opts.references) : stages; // references last
+    const ps = await deps.scorer.scorePatches(pool, {
+      rList: opts.rList, interval: opts.interval, device: opts.device,
+      ...(opts.references ? { references: nRef, mode: opts.mode ?? 'musc' } : {}),
+    });
     const maps = deps.scorer.upsampleMaps(ps, S, S); // [n, S, S]
     t.scoring += performance.now() - t0;
     ex.forEach((e, i) => mapOf.set(e.item, maps.subarray(i * S * S, (i + 1) * S * S)));
@@ -207,9 +216,16 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     metrics = await deps.metrics({ imageScores: rscinScores, imageLabels: labels, ...(masks ? { maps, masks, height: S, width: S } : {}) });
     t.metrics += performance.now() - t0;
   }
+  let f1Threshold: number | null = null;
+  if (labeled && items.some((it) => it.label === 1) && items.some((it) => it.label === 0)) {
+    const th = f1OptimalThreshold(rscinScores, Uint8Array.from(items, (it) => it.label ?? 0)).threshold;
+    f1Threshold = Number.isFinite(th) ? th : null;
+  }
+  const decisions = opts.decision ? decide(rscinScores, opts.decision) : undefined;
 
   return {
     name: category.name, kind: category.kind, root: category.root, items, skipped, size: S, maps, imageScores, rscinScores,
-    masks, metrics, subsets, divideNum, estimatedBytes, timings: t, warnings,
+    masks, metrics, subsets, divideNum, estimatedBytes, timings: t, warnings, f1Threshold,
+    ...(decisions ? { decisions } : {}), ...(opts.references ? { referenceFiles: opts.references.files } : {}),
   };
 }

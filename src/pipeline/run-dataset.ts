@@ -14,6 +14,9 @@ import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summ
 import type { Settings } from '../config.js';
 import type { Backbone, LoadOptions } from '../backbones/types.js';
 import type { MetricsFn, Scorer, CategoryResult } from './types.js';
+import { ConfigError } from '../config.js';
+import { excludeTestImages, extractReferences, listReferenceImages, referenceFolder } from './references.js';
+import { parseDecisionRule } from '../threshold.js';
 
 export type BackboneLoaderFn = (name: string, opts: LoadOptions) => Promise<Backbone>;
 
@@ -62,6 +65,19 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
   }
   if (cats.length === 0) throw new DatasetError(`no images found in ${ds.root} (layout ${ds.kind})`);
   const kList = s.k_list ?? defaultKList(ds.kind);
+  // few-shot references and the decision rule: checked before the backbone is loaded
+  if (s.mode === 'musc-plus' && !s.reference_dir) throw new ConfigError('mode musc-plus (MuSc+) needs reference images: give --reference-dir');
+  const decision = s.decision !== undefined ? parseDecisionRule(s.decision) : undefined;
+  const refFiles = new Map<string, string[]>();
+  if (s.reference_dir) {
+    for (const c of cats) {
+      const listed = await listReferenceImages(await referenceFolder(s.reference_dir, c.name));
+      const { files, dropped } = await excludeTestImages(listed, c.items);
+      for (const f of dropped) o.warn?.(`reference image ${f} is also a test image of '${c.name}': not used as a reference`);
+      if (files.length === 0) throw new DatasetError(`category '${c.name}': every reference image is also a test image`);
+      refFiles.set(c.name, files);
+    }
+  }
 
   const backbone = await o.loadBackbone(s.backbone, {
     ...(s.image_size !== undefined ? { imageSize: s.image_size } : {}),
@@ -75,17 +91,21 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
     for (const c of cats) {
       o.progress?.start(c.name, c.items.length);
       let r: CategoryResult;
+      const rf = refFiles.get(c.name);
+      const references = rf ? await extractReferences(rf, backbone, { batchSize: s.batch_size }) : undefined;
+      if (rf) o.log?.(`${c.name}: ${rf.length} reference images (${s.mode ?? 'musc'})`);
       try {
         r = await runCategory(c, { backbone, scorer: o.scorer, ...(o.metrics ? { metrics: o.metrics } : {}) }, {
           kind: ds.kind, rList: s.r_list, interval: s.interval, kList, batchSize: s.batch_size, divideNum: s.divide_num,
           ...(s.max_memory !== undefined ? { maxMemoryMb: s.max_memory } : {}),
           maskRule: s.mask_rule, strict: s.strict, seed: s.seed, device: s.device,
+          ...(references ? { references, mode: s.mode ?? 'musc' } : {}), ...(decision ? { decision } : {}),
           onProgress: (stage, done, total) => o.progress?.update(done, total, stage),
         });
       } finally {
         o.progress?.stop();
       }
-      const settingsOut: Record<string, unknown> = { ...s, dataset: ds.kind, image_size: backbone.imageSize, stages: backbone.stages, k_list: kList };
+      const settingsOut: Record<string, unknown> = { ...s, dataset: ds.kind, image_size: backbone.imageSize, stages: backbone.stages, k_list: kList, ...(rf ? { reference_images: rf } : {}) };
       const w = await writeCategoryOutputs(o.out, r, {
         heatmaps: s.heatmaps, visNorm: s.vis_norm,
         info: {
