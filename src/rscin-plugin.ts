@@ -72,6 +72,19 @@ export async function computeImageTokens(
   return { n: files.length, d, data };
 }
 
+/** Each row of [N, D] scaled to unit L2 norm (zero rows stay zero); a new array. */
+export function l2NormalizeRows(t: ImageTokens): ImageTokens {
+  const data = t.data.slice();
+  for (let i = 0; i < t.n; i++) {
+    const r = data.subarray(i * t.d, (i + 1) * t.d);
+    let s = 0;
+    for (let k = 0; k < t.d; k++) s += r[k]! * r[k]!;
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let k = 0; k < t.d; k++) r[k] = r[k]! * inv;
+  }
+  return { n: t.n, d: t.d, data };
+}
+
 export function encodeTokens(t: TokenSet): Buffer {
   if (t.paths.length !== t.tokens.n) throw new Error(`${t.paths.length} paths for ${t.tokens.n} token rows`);
   const meta: Record<string, string> = { paths: JSON.stringify(t.paths), root: t.root };

@@ -7,7 +7,7 @@ import { Command, Option } from 'commander';
 import { openDataset, selectCategories } from '../datasets/index.js';
 import { DATASET_KINDS, DatasetError, type DatasetKind, type DatasetItem } from '../datasets/types.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
-import { computeImageTokens, writeTokens } from '../rscin-plugin.js';
+import { computeImageTokens, l2NormalizeRows, writeTokens } from '../rscin-plugin.js';
 import { ConfigError } from '../config.js';
 import { createProgress } from './progress.js';
 import { posIntArg } from './args.js';
@@ -22,6 +22,7 @@ interface TokensFlags {
   imageSize?: number;
   batchSize?: number;
   device?: 'cpu' | 'cuda';
+  normalize?: boolean;
   quiet?: boolean;
 }
 
@@ -51,6 +52,7 @@ export function tokensCommand(): Command {
     .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
     .option('--batch-size <n>', 'images per backbone batch (default: 4)', posIntArg)
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
+    .option('--normalize', 'scale every token to unit length (recommended for ResNet tokens, see docs/fewshot.md)')
     .option('--quiet', 'no progress bar or information lines');
   cmd.action(async (f: TokensFlags) => {
     const name = f.backbone ?? DEFAULT_BACKBONE;
@@ -62,10 +64,11 @@ export function tokensCommand(): Command {
     const progress = createProgress(!f.quiet);
     try {
       progress?.start('tokens', items.length);
-      const tokens = await computeImageTokens(items.map((it) => it.path), bb, {
+      const raw = await computeImageTokens(items.map((it) => it.path), bb, {
         batchSize: f.batchSize ?? 4, onProgress: (d, t) => progress?.update(d, t, 'extract'),
       });
       progress?.stop();
+      const tokens = f.normalize ? l2NormalizeRows(raw) : raw;
       await writeTokens(resolve(f.out), { paths: items.map((it) => it.rel), root, backbone: name, imageSize: bb.imageSize, tokens });
       process.stdout.write(`musc: ${tokens.n} image tokens of dimension ${tokens.d} (${name} at ${bb.imageSize} px) written to ${resolve(f.out)}\n`);
     } finally {
