@@ -62,6 +62,12 @@ export interface Settings {
   cache_dir?: string;
   /** images with more pixels are skipped (decompression bombs); default 100000000 */
   max_pixels?: number;
+  /** few-shot: folder of known-good reference images (appendix A.6; src/pipeline/references.ts) */
+  reference_dir?: string;
+  /** 'musc' (zero-shot, or references join the pool) or 'musc-plus' (score by the references alone) */
+  mode?: 'musc' | 'musc-plus';
+  /** label-free OK/NG column in scores.csv: 'mad', 'mad:K' or 'otsu' (src/threshold.ts) */
+  decision?: string;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -119,6 +125,9 @@ export const SETTINGS_SCHEMA = {
     cache: { type: 'boolean' },
     cache_dir: { type: 'string', minLength: 1 },
     max_pixels: posInt,
+    reference_dir: { type: 'string', minLength: 1 },
+    mode: { enum: ['musc', 'musc-plus'] },
+    decision: { type: 'string', pattern: '^(mad(:[0-9.eE+]+)?|otsu)$' },
   },
 } as const;
 

@@ -31,6 +31,8 @@ import { reportCommand, serveCommand } from './report.js';
 import { buildReport } from '../report/build.js';
 import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
+import { parseDecisionRule } from '../threshold.js';
+import { addPaperCommands } from './paper-commands.js';
 
 // ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
 const wrap = <T>(f: (s: string) => T) => (s: string): T => {
@@ -55,6 +57,11 @@ const interval = wrap((s) => {
   const v = parseNumberList(s, '--interval');
   if (v.length !== 2 || !(v[0]! >= 0 && v[0]! < v[1]!)) throw new Error(`expected lo,hi with 0 <= lo < hi, got '${s}'`);
   return v as [number, number];
+});
+
+const decisionRule = wrap((s) => {
+  parseDecisionRule(s);
+  return s.trim();
 });
 
 interface RunFlags {
@@ -84,6 +91,9 @@ interface RunFlags {
   cache?: boolean;
   cacheDir?: string;
   maxPixels?: number;
+  referenceDir?: string;
+  mode?: 'musc' | 'musc-plus';
+  decision?: string | true;
 }
 
 function flagsToSettings(f: RunFlags): Partial<Settings> {
@@ -109,6 +119,9 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.cache === false) s.cache = false;
   if (f.cacheDir !== undefined) s.cache_dir = resolve(f.cacheDir);
   if (f.maxPixels !== undefined) s.max_pixels = f.maxPixels;
+  if (f.referenceDir !== undefined) s.reference_dir = resolve(f.referenceDir);
+  if (f.mode !== undefined) s.mode = f.mode;
+  if (f.decision !== undefined) s.decision = f.decision === true ? 'mad' : f.decision;
   return s;
 }
 
@@ -167,7 +180,10 @@ function addRunOptions(cmd: Command): Command {
     .option('--no-cache', 'do not cache backbone features (default: cached, so that a re-run resumes)')
     .option('--cache-dir <dir>', 'feature cache folder (default: <out>/.cache/features)')
     .option('--max-pixels <n>', 'skip images with more pixels than this (decompression bombs; default 100000000)', posInt)
-    .option('--quiet', 'no progress bars or information lines');
+    .option('--quiet', 'no progress bars or information lines')
+    .option('--reference-dir <dir>', 'few-shot: known-good reference images (DIR/<category>/train/good, DIR/<category> or DIR)')
+    .addOption(new Option('--mode <mode>', 'musc: references join the pool; musc-plus: score by the references alone (default: musc)').choices(['musc', 'musc-plus']))
+    .option('--decision [rule]', "label-free OK/NG column in scores.csv: mad (median + 3 MAD), mad:K or otsu (default rule: mad)", decisionRule);
 }
 
 /** The HTML report after a run; a failure only warns (the results are already written). */
@@ -235,6 +251,7 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  addPaperCommands(program);
   for (const c of program.commands) c.exitOverride();
   try {
     if (argv.length <= 2) {

@@ -3,6 +3,7 @@
  *   path,defect,label,score,score_rscin
  * path is relative to the data root; label is 0/1 or empty when unknown; score is the raw image
  * score (max of the map), score_rscin the RsCIN score (the one the image metrics use).
+ * With a label-free decision (--decision), a last column `decision` holds OK or NG.
  * Deterministic: no timestamps, shortest round-trip number formatting.
  */
 import { formatCsv, parseCsv } from './csv.js';
@@ -10,9 +11,10 @@ import type { CategoryResult } from '../pipeline/types.js';
 
 export const SCORES_HEADER = ['path', 'defect', 'label', 'score', 'score_rscin'];
 
-export function formatScoresCsv(r: Pick<CategoryResult, 'items' | 'imageScores' | 'rscinScores'>): string {
-  const rows = r.items.map((it, i) => [it.rel, it.defect, it.label === null ? '' : it.label, r.imageScores[i]!, r.rscinScores[i]!]);
-  return formatCsv(SCORES_HEADER, rows);
+export function formatScoresCsv(r: Pick<CategoryResult, 'items' | 'imageScores' | 'rscinScores'> & Pick<Partial<CategoryResult>, 'decisions'>): string {
+  const dec = r.decisions?.decisions;
+  const rows = r.items.map((it, i) => [it.rel, it.defect, it.label === null ? '' : it.label, r.imageScores[i]!, r.rscinScores[i]!, ...(dec ? [dec[i]!] : [])]);
+  return formatCsv(dec ? [...SCORES_HEADER, 'decision'] : SCORES_HEADER, rows);
 }
 
 export interface ScoreRow {
@@ -21,6 +23,8 @@ export interface ScoreRow {
   label: 0 | 1 | null;
   score: number;
   score_rscin: number;
+  /** present when the file has a decision column */
+  decision?: 'OK' | 'NG';
 }
 
 const num = (s: string): number => (s === 'nan' ? NaN : s === 'inf' ? Infinity : s === '-inf' ? -Infinity : Number(s));
@@ -29,12 +33,14 @@ const num = (s: string): number => (s === 'nan' ? NaN : s === 'inf' ? Infinity :
 export function parseScoresCsv(text: string): ScoreRow[] {
   const rows = parseCsv(text);
   const header = rows[0]?.join(',');
-  if (header !== SCORES_HEADER.join(',')) throw new Error(`scores.csv: unexpected header '${header}'`);
+  const withDecision = header === [...SCORES_HEADER, 'decision'].join(',');
+  if (header !== SCORES_HEADER.join(',') && !withDecision) throw new Error(`scores.csv: unexpected header '${header}'`);
   return rows.slice(1).map((r) => ({
     path: r[0] ?? '',
     defect: r[1] ?? '',
     label: r[2] === '' ? null : r[2] === '1' ? 1 : 0,
     score: num(r[3] ?? ''),
     score_rscin: num(r[4] ?? ''),
+    ...(withDecision ? { decision: r[5] === 'NG' ? 'NG' : 'OK' } : {}),
   }));
 }

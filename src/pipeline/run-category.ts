@@ -18,6 +18,9 @@ import type { StageFeatures } from '../core/types.js';
 import { divideSubsets } from '../datasets/divide.js';
 import { loadMask } from '../datasets/masks.js';
 import { DatasetError, type Category, type DatasetItem } from '../datasets/types.js';
+import { appendReferences } from './references.js';
+import { f1OptimalThreshold } from '../metrics/roc.js';
+import { decide } from '../threshold.js';
 import { autoDivideNum, estimateSubsetBytes, type StageDims } from './memory.js';
 import type { ImageFeatures } from './feature-cache.js';
 import { checkInterrupted } from './interrupt.js';
@@ -49,6 +52,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
   const all = category.items;
   if (all.length === 0) throw new DatasetError(`category '${category.name}': no images found under ${category.root}`);
   const cache = deps.cache;
+  if (opts.mode === 'musc-plus' && !opts.references) throw new Error('MuSc+ (mode musc-plus) needs reference images');
   const S = deps.backbone.imageSize;
   const t: StageTimings = { decode: 0, backbone: 0, scoring: 0, lnamd: 0, msm: 0, rscin: 0, metrics: 0, write: 0 };
   const warnings = [...category.warnings];
@@ -200,8 +204,9 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
       throw new DatasetError(`${what} has only ${n} readable image (${all[ex[0]!.item]!.rel}): mutual scoring needs at least 2${subsetsAll.length > 1 ? ' (use a smaller --divide)' : ''}`);
     }
     const d: StageDims[] = dims!;
-    estimatedBytes = Math.max(estimatedBytes, estimateSubsetBytes(n, d, S));
-    if (n < 5) warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 for its interval (the reference gives NaN scores: int((N-1)*${opts.interval[1]}) = 0); here each patch is scored against its single nearest image, which is less reliable`);
+    const nRef = opts.references?.files.length ?? 0;
+    estimatedBytes = Math.max(estimatedBytes, estimateSubsetBytes(n + nRef, d, S));
+    if (n + nRef < 5 && opts.mode !== 'musc-plus') warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 for its interval (the reference gives NaN scores: int((N-1)*${opts.interval[1]}) = 0); here each patch is scored against its single nearest image, which is less reliable`);
     // StageFeatures [n, H, W, C] per stage
     const stages: StageFeatures[] = d.map((s, k) => {
       const per = s.h * s.w * s.c;
@@ -212,7 +217,11 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     for (const e of ex) tokenOf.set(e.item, e.token);
     checkInterrupted();
     const t0 = performance.now();
-    const ps = await deps.scorer.scorePatches(stages, { rList: opts.rList, interval: opts.interval, device: opts.device, precision: opts.precision });
+    const pool = opts.references ? appendReferences(stages, opts.references) : stages; // references last
+    const ps = await deps.scorer.scorePatches(pool, {
+      rList: opts.rList, interval: opts.interval, device: opts.device, precision: opts.precision,
+      ...(opts.references ? { references: nRef, mode: opts.mode ?? 'musc' } : {}),
+    });
     t.lnamd += ps.timings?.lnamdMs ?? 0;
     t.msm += ps.timings?.msmMs ?? 0;
     const maps = deps.scorer.upsampleMaps(ps, S, S); // [n, S, S]
@@ -278,9 +287,16 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     metrics = await deps.metrics({ imageScores: rscinScores, imageLabels: labels, ...(masks ? { maps, masks, height: S, width: S } : {}) });
     t.metrics += performance.now() - t0;
   }
+  let f1Threshold: number | null = null;
+  if (labeled && items.some((it) => it.label === 1) && items.some((it) => it.label === 0)) {
+    const th = f1OptimalThreshold(rscinScores, Uint8Array.from(items, (it) => it.label ?? 0)).threshold;
+    f1Threshold = Number.isFinite(th) ? th : null;
+  }
+  const decisions = opts.decision ? decide(rscinScores, opts.decision) : undefined;
 
   return {
     name: category.name, kind: category.kind, root: category.root, items, skipped, size: S, maps, imageScores, rscinScores,
-    masks, metrics, subsets, divideNum, estimatedBytes, timings: t, warnings,
+    masks, metrics, subsets, divideNum, estimatedBytes, timings: t, warnings, f1Threshold,
+    ...(decisions ? { decisions } : {}), ...(opts.references ? { referenceFiles: opts.references.files } : {}),
   };
 }

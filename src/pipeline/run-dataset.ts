@@ -24,6 +24,8 @@ import { checkInterrupted } from './interrupt.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
 import type { Backbone, LoadOptions } from '../backbones/types.js';
 import type { MetricsFn, Scorer, CategoryResult } from './types.js';
+import { excludeTestImages, extractReferences, listReferenceImages, referenceFolder } from './references.js';
+import { parseDecisionRule } from '../threshold.js';
 
 export type BackboneLoaderFn = (name: string, opts: LoadOptions) => Promise<Backbone>;
 
@@ -72,6 +74,19 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
   }
   if (cats.length === 0) throw new DatasetError(`no images found in ${ds.root} (layout ${ds.kind})`);
   const kList = s.k_list ?? defaultKList(ds.kind);
+  // few-shot references and the decision rule: checked before the backbone is loaded
+  if (s.mode === 'musc-plus' && !s.reference_dir) throw new ConfigError('mode musc-plus (MuSc+) needs reference images: give --reference-dir');
+  const decision = s.decision !== undefined ? parseDecisionRule(s.decision) : undefined;
+  const refFiles = new Map<string, string[]>();
+  if (s.reference_dir) {
+    for (const c of cats) {
+      const listed = await listReferenceImages(await referenceFolder(s.reference_dir, c.name));
+      const { files, dropped } = await excludeTestImages(listed, c.items);
+      for (const f of dropped) o.warn?.(`reference image ${f} is also a test image of '${c.name}': not used as a reference`);
+      if (files.length === 0) throw new DatasetError(`category '${c.name}': every reference image is also a test image`);
+      refFiles.set(c.name, files);
+    }
+  }
 
   registerOutputDir(o.out);
   const removed = await removeStaleTemporaries(o.out);
@@ -106,12 +121,16 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
       let r: CategoryResult;
       const hits0 = cache?.hits ?? 0;
       const writes0 = cache?.writes ?? 0;
+      const rf = refFiles.get(c.name);
+      const references = rf ? await extractReferences(rf, backbone, { batchSize: s.batch_size }) : undefined;
+      if (rf) o.log?.(`${c.name}: ${rf.length} reference images (${s.mode ?? 'musc'})`);
       try {
         r = await runCategory(c, { backbone, scorer: o.scorer, ...(o.metrics ? { metrics: o.metrics } : {}), ...(cache ? { cache } : {}) }, {
           kind: ds.kind, rList: s.r_list, interval: s.interval, kList, batchSize: s.batch_size, divideNum: s.divide_num,
           ...(s.max_memory !== undefined ? { maxMemoryMb: s.max_memory } : {}),
           ...(s.max_pixels !== undefined ? { maxPixels: s.max_pixels } : {}),
           maskRule: s.mask_rule, strict: s.strict, seed: s.seed, device: s.device, precision: s.msm_precision,
+          ...(references ? { references, mode: s.mode ?? 'musc' } : {}), ...(decision ? { decision } : {}),
           onProgress: (stage, done, total) => o.progress?.update(done, total, stage),
         });
       } catch (e) {
@@ -129,7 +148,7 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
       }
       if (cache) o.log?.(`${c.name}: features of ${cache.hits - hits0} images from the cache, ${cache.writes - writes0} computed and cached (${cache.dir})`);
       checkInterrupted();
-      const settingsOut: Record<string, unknown> = { ...s, dataset: ds.kind, image_size: backbone.imageSize, stages: backbone.stages, k_list: kList };
+      const settingsOut: Record<string, unknown> = { ...s, dataset: ds.kind, image_size: backbone.imageSize, stages: backbone.stages, k_list: kList, ...(rf ? { reference_images: rf } : {}) };
       const w = await writeCategoryOutputs(o.out, r, {
         heatmaps: s.heatmaps, visNorm: s.vis_norm,
         info: {

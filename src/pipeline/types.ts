@@ -9,6 +9,8 @@ import type { Backbone } from '../backbones/types.js';
 import type { DatasetItem, DatasetKind } from '../datasets/types.js';
 import type { MaskRule } from '../datasets/masks.js';
 import type { FeatureCache } from './feature-cache.js';
+import type { ReferenceFeatures } from './references.js';
+import type { DecisionRule, Decisions } from '../threshold.js';
 
 /** The MuSc core functions the pipeline calls (src/core/musc.ts). */
 export interface Scorer {
@@ -77,6 +79,12 @@ export interface PipelineOptions {
   device: 'cpu' | 'cuda';
   /** MSM nearest distances: 'exact' or 'fast' (see src/core/msm-kernel.ts) */
   precision?: 'exact' | 'fast';
+  /** few-shot: known-good reference images appended to every subset's scoring pool (appendix A.6) */
+  references?: ReferenceFeatures;
+  /** 'musc-plus': score by the references alone (needs references) */
+  mode?: 'musc' | 'musc-plus';
+  /** label-free OK/NG decision on the RsCIN scores (src/threshold.ts) */
+  decision?: DecisionRule;
   /** progress: stage name, done, total */
   onProgress?: (stage: 'extract' | 'score', done: number, total: number) => void;
 }
@@ -120,6 +128,12 @@ export interface CategoryResult {
   /** [N, S, S] 0/1 masks at size S, when every image has a label */
   masks: Uint8Array | null;
   metrics: MetricsValues | null;
+  /** F1-optimal threshold of the RsCIN scores when every image has a label (score >= t is defective) */
+  f1Threshold?: number | null;
+  /** label-free OK/NG decisions, when requested */
+  decisions?: Decisions;
+  /** reference images used (few-shot), absolute paths */
+  referenceFiles?: string[];
   /** subsets actually scored: indices into `items` */
   subsets: number[][];
   divideNum: number;

@@ -1,0 +1,143 @@
+/**
+ * `musc ablate --data DIR [--category NAME] [--study r|msm|rscin|divide|shots|all] [--quick]`:
+ * the paper's ablation tables on one category. Backbone features are extracted once; one set of
+ * MSM distance tables (per stage and r) serves every row (src/ablate/passes.ts), and each row
+ * gets its own reduction, maps, RsCIN and metrics. Prints a markdown table; with --out also writes
+ * ablate.md and ablate.json there.
+ */
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Command, Option } from 'commander';
+import { writeFileAtomic } from '../io/atomic.js';
+import { openDataset, selectCategories, defaultKList } from '../datasets/index.js';
+import { DATASET_KINDS, DatasetError, type DatasetKind, type DatasetItem } from '../datasets/types.js';
+import { loadMask, MASK_RULES, type MaskRule } from '../datasets/masks.js';
+import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
+import { computeMetrics } from '../metrics/index.js';
+import { extractReferences, listReferenceImages, referenceFolder, excludeTestImages } from '../pipeline/references.js';
+import { ablationMarkdown, runAblation } from '../ablate/run.js';
+import { parseStudies, studyRows, SHOT_COUNTS, type StudyName } from '../ablate/studies.js';
+import type { MetricsFn } from '../pipeline/types.js';
+import { checkBackbone } from './tokens.js';
+import { intListArg, posIntArg, wrapArg } from './args.js';
+
+/** --quick keeps at most this many test images */
+export const QUICK_IMAGES = 32;
+
+interface AblateFlags {
+  data: string;
+  category?: string;
+  dataset?: DatasetKind;
+  study: StudyName[];
+  quick?: boolean;
+  referenceDir?: string;
+  shots?: number[];
+  kList?: number[];
+  backbone?: string;
+  weights?: string;
+  imageSize?: number;
+  batchSize?: number;
+  maskRule?: MaskRule;
+  imageOnly?: boolean;
+  device?: 'cpu' | 'cuda';
+  out?: string;
+  quiet?: boolean;
+}
+
+/** `count` items evenly spaced over the dataset order (which groups the defect types), order kept. */
+export function evenlySpaced<T>(items: T[], count: number): T[] {
+  if (items.length <= count) return items;
+  return Array.from({ length: count }, (_, k) => items[Math.floor((k * items.length) / count)]!);
+}
+
+export function ablateCommand(): Command {
+  const cmd = new Command('ablate')
+    .description("the paper's ablation studies on one category (features extracted once), printed as a table")
+    .requiredOption('--data <dir>', 'data folder (labelled layouts: mvtec, btad, mpdd, visa, loco)')
+    .option('--category <name>', 'the category (required when the data holds several)')
+    .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
+    .option('--study <names>', 'r, msm, rscin, divide, shots, all, or a comma list (default: all)', wrapArg(parseStudies), parseStudies('all'))
+    .option('--quick', `at most ${QUICK_IMAGES} test images (evenly spaced) and image metrics only`)
+    .option('--reference-dir <dir>', 'shots study: reference images (default: the last good test images, held out)')
+    .option('--shots <list>', `shots study: reference counts (default: ${SHOT_COUNTS.join(',')})`, intListArg('--shots'))
+    .option('--k-list <list>', 'RsCIN windows of the baseline (default: visa 1,8,9, others 1,2,3)', intListArg('--k-list'))
+    .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
+    .option('--weights <file>', 'weight file for the backbone')
+    .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
+    .option('--batch-size <n>', 'images per backbone batch (default: 4)', posIntArg)
+    .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
+    .option('--image-only', 'image metrics only (no pixel metrics)')
+    .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
+    .option('--out <dir>', 'also write ablate.md and ablate.json here')
+    .option('--quiet', 'no information lines');
+  cmd.action(async (f: AblateFlags) => {
+    const log = (s: string): void => {
+      if (!f.quiet) process.stderr.write(`${s}\n`);
+    };
+    const name = f.backbone ?? DEFAULT_BACKBONE;
+    checkBackbone(name);
+    const ds = await openDataset(resolve(f.data), f.dataset);
+    if (ds.kind === 'folder') throw new DatasetError(`${ds.root}: ablations need labels (a layout like MVTec AD), not a plain folder`);
+    const cats = selectCategories(ds, f.category);
+    if (cats.length !== 1) throw new DatasetError(`${ds.root} holds ${cats.length} categories: choose one with --category (${cats.join(', ')})`);
+    const cat = await ds.load(cats[0]!);
+    let items: DatasetItem[] = cat.items;
+    if (items.length < 3) throw new DatasetError(`category '${cat.name}': ${items.length} images, an ablation needs at least 3`);
+    if (f.quick) items = evenlySpaced(items, QUICK_IMAGES);
+    const kList = f.kList ?? defaultKList(ds.kind);
+    const rows = studyRows(f.study, kList, f.shots ?? SHOT_COUNTS);
+    let refFiles: string[] = [];
+    if (f.referenceDir && f.study.includes('shots')) {
+      const listed = await listReferenceImages(await referenceFolder(resolve(f.referenceDir), cat.name));
+      refFiles = (await excludeTestImages(listed, items)).files;
+      if (refFiles.length === 0) throw new DatasetError('every reference image is also a test image');
+    }
+    const bb = await loadBackbone(name, {
+      ...(f.imageSize ? { imageSize: f.imageSize } : {}), ...(f.weights ? { weightsPath: resolve(f.weights) } : {}), device: f.device ?? 'cpu',
+    });
+    const S = bb.imageSize;
+    let t0 = performance.now();
+    let feats;
+    try {
+      log(`ablate: ${cat.name}, ${items.length} images${refFiles.length ? ` + ${refFiles.length} references` : ''}, ${name} at ${S} px: extracting features once`);
+      feats = await extractReferences([...items.map((it) => it.path), ...refFiles], bb, { batchSize: f.batchSize ?? 4 });
+    } finally {
+      await bb.dispose();
+    }
+    const tExtract = performance.now() - t0;
+    // masks [N, S, S] when every defective image has one
+    let masks: Uint8Array | null = null;
+    const pixel = !f.quick && !f.imageOnly && items.every((it) => it.label !== null) && items.every((it) => it.label === 0 || it.masks);
+    if (pixel) {
+      masks = new Uint8Array(items.length * S * S);
+      for (const [k, it] of items.entries()) masks.set(await loadMask(it.masks, S, f.maskRule ?? 'reference', ds.kind), k * S * S);
+    }
+    if (items.some((it) => it.label === null)) throw new DatasetError(`category '${cat.name}': images without labels; ablations need labels`);
+    t0 = performance.now();
+    const metrics: MetricsFn = (m) => computeMetrics(m);
+    const res = await runAblation({
+      items, stages: feats.stages, tokens: feats.tokens, external: refFiles.length, masks, size: S, rows, metrics, device: f.device ?? 'cpu',
+    });
+    const tRows = performance.now() - t0;
+    for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
+    const refNote = res.references.length
+      ? refFiles.length ? `references from ${f.referenceDir}` : `references: the last ${res.references.length} good test images, held out in the shots rows`
+      : '';
+    const title = `MuSc ablations: ${ds.kind}/${cat.name}, ${name} at ${S} px${f.quick ? ' (quick)' : ''}`;
+    const md = ablationMarkdown(title, res.rows) + (refNote ? `\n${refNote}\n` : '');
+    process.stdout.write(`\n${md}\n`);
+    log(`features ${(tExtract / 1000).toFixed(1)} s (once), MSM tables + ${res.rows.length} rows ${(tRows / 1000).toFixed(1)} s`);
+    if (f.out) {
+      const out = resolve(f.out);
+      await writeFileAtomic(join(out, 'ablate.md'), md);
+      const json = {
+        dataset: ds.kind, category: cat.name, backbone: name, image_size: S, quick: !!f.quick, n_images: items.length,
+        references: res.references.map((i) => (i < items.length ? items[i]!.rel : refFiles[i - items.length]!)),
+        rows: res.rows.map((r) => ({ study: r.study, setting: r.setting, r_list: r.rList, reduce: r.reduce, k_list: r.kList, divide: r.divide, shots: r.shots, mode: r.mode, n_test: r.nTest, n_ref: r.nRef, ...r.metrics })),
+      };
+      await writeFileAtomic(join(out, 'ablate.json'), JSON.stringify(json, null, 2) + '\n');
+      log(`ablate: written to ${out}`);
+    }
+  });
+  return cmd;
+}

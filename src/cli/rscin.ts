@@ -1,0 +1,38 @@
+/**
+ * `musc rscin --scores scores.csv --features tokens.safetensors [--k 1,2,3] [--column score]
+ * [--out FILE]`: RsCIN re-scoring of another method's image scores (src/rscin-plugin.ts has the
+ * formats). Writes the CSV with a `score_rscin` column atomically (default: in place). With a
+ * complete 0/1 `label` column it prints the image AUROC before and after.
+ */
+import { resolve } from 'node:path';
+import { Command } from 'commander';
+import { writeFileAtomic } from '../io/atomic.js';
+import { formatRscinCsv, rscinCsv } from '../rscin-plugin.js';
+import { binaryMetrics } from '../metrics/roc.js';
+import { intListArg } from './args.js';
+
+export function rscinCommand(): Command {
+  const cmd = new Command('rscin')
+    .description("RsCIN plug-in: re-score any method's image scores with image-level tokens (from `musc tokens`)")
+    .requiredOption('--scores <csv>', 'CSV with a header, a path column and a score column (one category)')
+    .requiredOption('--features <file>', 'tokens.safetensors written by `musc tokens`')
+    .option('--k <list>', 'RsCIN window sizes (default: 1,2,3; VisA 1,8,9); 0 copies the scores', intListArg('--k'))
+    .option('--column <name>', 'the score column (default: score)')
+    .option('--out <csv>', 'output CSV (default: the --scores file, replaced atomically)')
+    .option('--quiet', 'no information lines');
+  cmd.action(async (f: { scores: string; features: string; k?: number[]; column?: string; out?: string; quiet?: boolean }) => {
+    const kList = f.k ?? [1, 2, 3];
+    const r = await rscinCsv({ scoresFile: resolve(f.scores), tokensFile: resolve(f.features), kList, ...(f.column ? { column: f.column } : {}) });
+    const out = resolve(f.out ?? f.scores);
+    await writeFileAtomic(out, formatRscinCsv(r));
+    if (!f.quiet && r.labels) {
+      const pos = r.labels.reduce((a, b) => a + b, 0);
+      if (pos > 0 && pos < r.labels.length) {
+        const a0 = binaryMetrics(r.scores, r.labels).auroc, a1 = binaryMetrics(r.rscin, r.labels).auroc;
+        process.stderr.write(`image AUROC: ${(100 * a0).toFixed(1)} (${f.column ?? 'score'}) -> ${(100 * a1).toFixed(1)} (score_rscin, k=${kList.join(',')})\n`);
+      }
+    }
+    process.stdout.write(`musc: ${r.rows.length} rows re-scored; score_rscin written to ${out}\n`);
+  });
+  return cmd;
+}

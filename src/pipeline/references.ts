@@ -1,0 +1,139 @@
+/**
+ * Few-shot reference images (paper appendix A.6): known-good images whose patches join the
+ * scoring pool (MuSc with references) or score the test patches alone (MuSc+). They are never
+ * scored themselves and never appear in the outputs or the metrics.
+ *
+ * `--reference-dir DIR`: per category, `DIR/<category>/train/good` when it exists (an MVTec AD
+ * tree), else `DIR/<category>` when it exists, else DIR itself; every image below that folder,
+ * recursively (symbolic links followed), sorted by relative path.
+ *
+ * Their features are appended after each subset's test images, so that the last R images of every
+ * stage are the references (the contract of scorePatches({ references: R })).
+ */
+import { readdir, realpath } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeRgb, type RgbImage } from '../image/decode.js';
+import type { StageFeatures, ImageTokens } from '../core/types.js';
+import type { Backbone } from '../backbones/types.js';
+import { byName, isDir, isFile, isImageName } from '../datasets/fs-utils.js';
+import { relPosix } from '../datasets/paths.js';
+import { DatasetError, type DatasetItem } from '../datasets/types.js';
+
+/** Backbone features of R reference images. */
+export interface ReferenceFeatures {
+  /** absolute image paths [R] */
+  files: string[];
+  /** per stage [R, h, w, C] */
+  stages: StageFeatures[];
+  /** [R, D] */
+  tokens: ImageTokens;
+}
+
+async function walk(dir: string, out: string[]): Promise<void> {
+  const ents = await readdir(dir, { withFileTypes: true });
+  for (const e of ents) {
+    if (e.name.startsWith('.')) continue;
+    const p = join(dir, e.name);
+    if (e.isDirectory() || (e.isSymbolicLink() && (await isDir(p)))) await walk(p, out);
+    else if (isImageName(e.name) && (e.isFile() || (e.isSymbolicLink() && (await isFile(p))))) out.push(p);
+  }
+}
+
+/** The folder used for one category (see the module comment). */
+export async function referenceFolder(dir: string, category?: string): Promise<string> {
+  if (!(await isDir(dir))) throw new DatasetError(`reference folder not found: ${dir}`);
+  if (category !== undefined) {
+    const train = join(dir, category, 'train', 'good');
+    if (await isDir(train)) return train;
+    if (await isDir(join(dir, category))) return join(dir, category);
+  }
+  return dir;
+}
+
+/** Every image below `folder` (recursive, sorted by relative path); a data error when there is none. */
+export async function listReferenceImages(folder: string): Promise<string[]> {
+  const files: string[] = [];
+  await walk(folder, files);
+  if (files.length === 0) throw new DatasetError(`reference folder ${folder}: no images found (png, jpg, bmp, tif, webp, gif)`);
+  return files.sort((a, b) => byName(relPosix(folder, a), relPosix(folder, b)));
+}
+
+/**
+ * Drops reference files that are also test images (same file after resolving links): a test image
+ * in its own pool would score itself 0. Returns the kept files and one warning per dropped file.
+ */
+export async function excludeTestImages(files: string[], items: DatasetItem[]): Promise<{ files: string[]; dropped: string[] }> {
+  const real = async (p: string): Promise<string> => realpath(p).catch(() => p);
+  const test = new Set(await Promise.all(items.map((it) => real(it.path))));
+  const kept: string[] = [];
+  const dropped: string[] = [];
+  for (const f of files) ((test.has(await real(f))) ? dropped : kept).push(f);
+  return { files: kept, dropped };
+}
+
+/**
+ * Decodes, preprocesses and runs the backbone on the reference images (in batches). An unreadable
+ * reference is an error naming the file (references are few and chosen by hand).
+ */
+export async function extractReferences(
+  files: string[],
+  backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>,
+  opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage> } = {},
+): Promise<ReferenceFeatures> {
+  if (files.length === 0) throw new DatasetError('no reference images');
+  const decode = opts.decode ?? ((f: string) => decodeRgb(f));
+  const S = backbone.imageSize;
+  const per = 3 * S * S;
+  const bs = Math.max(1, opts.batchSize ?? 4);
+  let stages: { h: number; w: number; c: number; parts: Float32Array[] }[] | null = null;
+  const tokParts: Float32Array[] = [];
+  let d = 0;
+  for (let b = 0; b < files.length; b += bs) {
+    const chunk = files.slice(b, b + bs);
+    const batch = new Float32Array(chunk.length * per); // [B, 3, S, S]
+    for (const [i, f] of chunk.entries()) {
+      let img: RgbImage;
+      try {
+        img = await decode(f);
+      } catch (e) {
+        throw new DatasetError(`reference image ${f}: ${(e as Error).message.replace(`${f}: `, '')}`);
+      }
+      const x = await backbone.preprocess(img);
+      if (x.length !== per) throw new Error(`backbone preprocess returned ${x.length} values, expected 3x${S}x${S}`);
+      batch.set(x, i * per);
+    }
+    const feats = await backbone.extract(batch, chunk.length);
+    if (!stages) stages = feats.stages.map((s) => ({ h: s.h, w: s.w, c: s.c, parts: [] }));
+    feats.stages.forEach((s, l) => stages![l]!.parts.push(s.data.slice(0, chunk.length * s.h * s.w * s.c)));
+    d = feats.imageTokens.d;
+    tokParts.push(feats.imageTokens.data.slice(0, chunk.length * d));
+  }
+  const R = files.length;
+  const concat = (parts: Float32Array[], len: number): Float32Array => {
+    const out = new Float32Array(len);
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  };
+  return {
+    files,
+    stages: stages!.map((s) => ({ n: R, h: s.h, w: s.w, c: s.c, data: concat(s.parts, R * s.h * s.w * s.c) })),
+    tokens: { n: R, d, data: concat(tokParts, R * d) },
+  };
+}
+
+/** Test stages [n, h, w, C] followed by the references [R, h, w, C] -> [n + R, h, w, C] per stage. */
+export function appendReferences(test: StageFeatures[], refs: ReferenceFeatures): StageFeatures[] {
+  if (test.length !== refs.stages.length) throw new Error(`reference features have ${refs.stages.length} stages, test features ${test.length}`);
+  return test.map((s, l) => {
+    const r = refs.stages[l]!;
+    if (r.h !== s.h || r.w !== s.w || r.c !== s.c) throw new Error(`stage ${l}: reference features ${r.h}x${r.w}x${r.c} differ from test features ${s.h}x${s.w}x${s.c}`);
+    const data = new Float32Array((s.n + r.n) * s.h * s.w * s.c);
+    data.set(s.data.subarray(0, s.n * s.h * s.w * s.c), 0);
+    data.set(r.data, s.n * s.h * s.w * s.c);
+    return { n: s.n + r.n, h: s.h, w: s.w, c: s.c, data };
+  });
+}
