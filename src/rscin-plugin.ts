@@ -15,6 +15,7 @@
  * over the matched rows only, so use one CSV per category (RsCIN's neighbourhood is the category).
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { l2NormalizeRows } from './core/rscin.js';
 import { readFile } from 'node:fs/promises';
 import { SafetensorsFile, encodeSafetensors } from './io/safetensors.js';
 import { writeFileAtomic } from './io/atomic.js';
@@ -73,16 +74,8 @@ export async function computeImageTokens(
 }
 
 /** Each row of [N, D] scaled to unit L2 norm (zero rows stay zero); a new array. */
-export function l2NormalizeRows(t: ImageTokens): ImageTokens {
-  const data = t.data.slice();
-  for (let i = 0; i < t.n; i++) {
-    const r = data.subarray(i * t.d, (i + 1) * t.d);
-    let s = 0;
-    for (let k = 0; k < t.d; k++) s += r[k]! * r[k]!;
-    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
-    for (let k = 0; k < t.d; k++) r[k] = r[k]! * inv;
-  }
-  return { n: t.n, d: t.d, data };
+export function normalizeTokens(t: ImageTokens): ImageTokens {
+  return { n: t.n, d: t.d, data: l2NormalizeRows(t.data.slice(), t.n, t.d) };
 }
 
 export function encodeTokens(t: TokenSet): Buffer {

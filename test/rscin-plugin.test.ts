@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFile, writeFile, readdir } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
-import { writeTokens, readTokens, rscinByPath, rscinCsv, matchPaths, encodeTokens, l2NormalizeRows } from '../src/rscin-plugin.js';
+import { writeTokens, readTokens, rscinByPath, rscinCsv, matchPaths, encodeTokens, normalizeTokens } from '../src/rscin-plugin.js';
 import { rscin } from '../src/core/rscin.js';
 import { rocAucScore } from '../src/metrics/index.js';
 import { parseCsv } from '../src/outputs/csv.js';
@@ -60,7 +60,7 @@ test('noisy baseline re-scored where neighbours agree: AUROC rises to 1 (library
   assert.throws(() => matchPaths(['good/0.png', 'good/99.png'], set), /1 of 2 scores rows have no image token: good\/99\.png/);
   assert.throws(() => matchPaths(['good/0.png', './good/0.png'], set), /several rows name the same image/);
   // musc tokens --normalize: unit rows (a zero row stays zero)
-  const u = l2NormalizeRows({ n: 2, d: 2, data: Float32Array.from([3, 4, 0, 0]) });
+  const u = normalizeTokens({ n: 2, d: 2, data: Float32Array.from([3, 4, 0, 0]) });
   assert.deepEqual(Array.from(u.data), [0.6000000238418579, 0.800000011920929, 0, 0]);
 });
 

@@ -7,7 +7,7 @@ import { Command, Option } from 'commander';
 import { openDataset, selectCategories } from '../datasets/index.js';
 import { DATASET_KINDS, DatasetError, type DatasetKind, type DatasetItem } from '../datasets/types.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
-import { computeImageTokens, l2NormalizeRows, writeTokens } from '../rscin-plugin.js';
+import { computeImageTokens, normalizeTokens, writeTokens } from '../rscin-plugin.js';
 import { ConfigError } from '../config.js';
 import { createProgress } from './progress.js';
 import { posIntArg } from './args.js';
@@ -68,7 +68,7 @@ export function tokensCommand(): Command {
         batchSize: f.batchSize ?? 4, onProgress: (d, t) => progress?.update(d, t, 'extract'),
       });
       progress?.stop();
-      const tokens = f.normalize ? l2NormalizeRows(raw) : raw;
+      const tokens = f.normalize ? normalizeTokens(raw) : raw;
       await writeTokens(resolve(f.out), { paths: items.map((it) => it.rel), root, backbone: name, imageSize: bb.imageSize, tokens });
       process.stdout.write(`musc: ${tokens.n} image tokens of dimension ${tokens.d} (${name} at ${bb.imageSize} px) written to ${resolve(f.out)}\n`);
     } finally {
