@@ -71,7 +71,7 @@ for (const bb of BACKBONES) {
   });
 
   test(`${bb}: MSM on the reference's Z matches msm_scores_f64input (1e-6) and msm_scores (5e-5)`, { skip: !hasGolden }, async () => {
-    kernel ??= await PairKernel.create(true);
+    kernel ??= await PairKernel.create(true, 'cpu', undefined, 'exact');
     const f = golden(`${bb}.outputs.safetensors`);
     const exact = f.float64('msm_scores_f64input'); // [3, 4, 10, 36]
     const ref32 = f.float64('msm_scores');
@@ -88,7 +88,7 @@ for (const bb of BACKBONES) {
 
   test(`${bb}: full scoring from patch tokens matches layer means, patch scores, maps and image scores`, { skip: !hasGolden }, async () => {
     const f = golden(`${bb}.outputs.safetensors`);
-    const res = await scoreStages(stagesOf(bb), { keepPasses: true, maxRows: 100 });
+    const res = await scoreStages(stagesOf(bb), { keepPasses: true, maxRows: 100, precision: 'exact' });
     assert.equal(res.h, G);
     assert.equal(res.w, G);
     assert.ok(maxAbsDiff(res.passes!, f.float64('msm_scores_f64input').data) < 1e-6);
@@ -102,6 +102,13 @@ for (const bb of BACKBONES) {
     const maps = upsampleAlignCorners(res.patch, N, G, G, 84, 84);
     assert.ok(maxAbsDiff(maps, f.float64('anomaly_maps').data) < 5e-5);
     assert.ok(maxAbsDiff(mapMaxima(maps, N), f.float64('image_scores').data) < 5e-5);
+  });
+
+  test(`${bb}: the fast precision (the reference's float32 matmul form) matches msm_scores and patch_scores (5e-5)`, { skip: !hasGolden }, async () => {
+    const f = golden(`${bb}.outputs.safetensors`);
+    const res = await scoreStages(stagesOf(bb), { keepPasses: true, precision: 'fast' });
+    assert.ok(maxAbsDiff(res.passes!, f.float64('msm_scores').data) < 5e-5);
+    assert.ok(maxAbsDiff(res.patch, f.float64('patch_scores').data) < 5e-5);
   });
 
   test(`${bb}: maps upsampled from the reference's patch scores match anomaly_maps (1e-6) and image scores`, { skip: !hasGolden }, () => {
@@ -129,7 +136,7 @@ for (const bb of BACKBONES) {
   test(`${bb}: the public API (compute worker) gives the reference's maps, image scores and RsCIN scores`, { skip: !hasGolden }, async () => {
     const f = golden(`${bb}.outputs.safetensors`);
     const ct = f.float32('class_tokens');
-    const res = await musc({ stages: stagesOf(bb), imageTokens: { n: N, d: ct.shape[1], data: ct.data } }, { imageSize: 84, kList: [1, 2, 3] });
+    const res = await musc({ stages: stagesOf(bb), imageTokens: { n: N, d: ct.shape[1], data: ct.data } }, { imageSize: 84, kList: [1, 2, 3], precision: 'exact' });
     assert.ok(maxAbsDiff(res.maps, f.float64('anomaly_maps').data) < 5e-5);
     assert.ok(maxAbsDiff(res.imageScores, f.float64('image_scores').data) < 5e-5);
     assert.ok(maxAbsDiff(res.rscinScores, f.float64('rscin_k123').data) < 1e-5);
@@ -137,7 +144,7 @@ for (const bb of BACKBONES) {
 }
 
 test('msm_edge: N = 5 matches the reference; N = 4 is finite (k >= 1 guard) and equals the nearest image distance', { skip: !hasGolden }, async () => {
-  kernel ??= await PairKernel.create(true);
+  kernel ??= await PairKernel.create(true, 'cpu', undefined, 'exact');
   const f = golden('msm_edge.safetensors');
   const z5 = f.float32('N5.Z');
   const s5 = await msmScores(z5.data, 5, 36, 64, [0, 0.3], kernel);
@@ -180,8 +187,8 @@ test('interval means: hand-checkable table', () => {
 });
 
 test('both-directions block scoring equals the straightforward per-image scoring (random features, uneven blocks)', async () => {
-  kernel ??= await PairKernel.create(true);
-  const rows = await PairKernel.create(false);
+  kernel ??= await PairKernel.create(true, 'cpu', undefined, 'exact');
+  const rows = await PairKernel.create(false, 'cpu', undefined, 'exact');
   const n = 11, p = 7, c = 16;
   let seed = 7;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;

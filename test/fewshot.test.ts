@@ -47,7 +47,7 @@ function nn(z: Float64Array[][], i: number, p: number, j: number): number {
 test('few-shot MuSc: references join the pool, are not scored, and the interval uses N_test - 1 + N_ref values', async () => {
   const nTest = 5, nRef = 3, c = 6;
   const s = stage(nTest + nRef, c, 11);
-  const res = await scoreStages([s], { rList: [1], references: nRef, interval: [0, 0.3] });
+  const res = await scoreStages([s], { rList: [1], references: nRef, interval: [0, 0.3], precision: 'exact' });
   assert.equal(res.n, nTest);
   assert.equal(res.patch.length, nTest * 4);
   const z = zOf(s);
@@ -65,7 +65,7 @@ test('few-shot MuSc: references join the pool, are not scored, and the interval 
 test('MuSc+: each test patch is scored by its minimum distance over the references alone', async () => {
   const nTest = 4, nRef = 2, c = 6;
   const s = stage(nTest + nRef, c, 5);
-  const res = await scoreStages([s], { rList: [1], references: nRef, mode: 'musc-plus' });
+  const res = await scoreStages([s], { rList: [1], references: nRef, mode: 'musc-plus', precision: 'exact' });
   const z = zOf(s);
   for (let i = 0; i < nTest; i++) for (let p = 0; p < 4; p++) {
     const expect = Math.min(nn(z, i, p, 4), nn(z, i, p, 5));
