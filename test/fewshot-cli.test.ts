@@ -66,7 +66,7 @@ test('MuSc+ in the pipeline: a reference copy of a test image scores it 0; refer
   const { dir, cleanup } = await tempDir('fs-plus');
   try {
     const { root, x, refs } = await setup(dir);
-    const { rows, scorer } = await run(root, join(dir, 'o'), { reference_dir: refs, mode: 'musc-plus' });
+    const { rows, scorer } = await run(root, join(dir, 'o'), { reference_dir: refs, mode: 'musc-plus', msm_precision: 'exact' }); // exact: a copy's distance is 0
     assert.equal(rows.length, 9);
     assert.ok(!rows.some((r) => r.path.includes('copy-of')));
     // the scorer got the 9 test images + 1 reference, last
@@ -92,8 +92,8 @@ test('few-shot MuSc: references join the pool (nearest-image interval [0,1] drop
   const { dir, cleanup } = await tempDir('fs-pool');
   try {
     const { root, x, refs } = await setup(dir);
-    const zero = await run(root, join(dir, 'z'), { interval: [0, 1] });
-    const shot = await run(root, join(dir, 's'), { interval: [0, 1], reference_dir: refs });
+    const zero = await run(root, join(dir, 'z'), { interval: [0, 1], msm_precision: 'exact' });
+    const shot = await run(root, join(dir, 's'), { interval: [0, 1], reference_dir: refs, msm_precision: 'exact' });
     assert.equal(shot.scorer.calls[0]!.opts.references, 1);
     assert.equal(shot.scorer.calls[0]!.opts.mode, 'musc');
     const z = new Map(zero.rows.map((r) => [r.path, r.score]));
