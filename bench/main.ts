@@ -80,7 +80,7 @@ for (const spec of cases) {
   }
 }
 
-console.log('\nMSM precision on random unit features (P = 784, C = 1024, N = 12): exact vs straightforward');
+console.log(`\nMSM on random unit features (P = 784, C = 1024, N = ${quick ? 8 : 12}), default precision: project vs straightforward`);
 const exactCmp = await compareMsm(quick ? 8 : 12, 784, 1024);
 console.log(`  peak ${f1(exactCmp.gemm_peak_gflops)} GFLOPS, MSM ${f1(exactCmp.msm_gflops)} (${f1(100 * exactCmp.msm_fraction_of_peak)}%), ${exactCmp.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${exactCmp.max_abs_diff.toExponential(2)}`);
 

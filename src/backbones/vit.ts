@@ -17,8 +17,10 @@
  */
 import { BackboneConfigError } from './errors.js';
 import { createHash } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GraphBuilder } from '../onnx/graph.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -43,12 +45,6 @@ export interface VitGraphSettings {
   activation: Activation;
 }
 
-/** Transposes a row-major [rows, cols] matrix to [cols, rows]. */
-function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
-  const t = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = m[r * cols + c];
-  return t;
-}
 
 /** Grid side for an image size: conv with stride p floors (CLIP); DINO/DINOv2 need divisibility. */
 export function vitGrid(family: VitFamily, imageSize: number, patch: number): number {
@@ -62,6 +58,11 @@ export function vitGrid(family: VitFamily, imageSize: number, patch: number): nu
 
 /** Builds the ONNX graph (serialised ModelProto) for the given weights and settings. */
 export function buildVitGraph(w: VitWeights, s: VitGraphSettings): Uint8Array {
+  return vitGraph(w, s).toBytes();
+}
+
+/** The ONNX graph for the given weights and settings, before serialisation. */
+export function vitGraph(w: VitWeights, s: VitGraphSettings): GraphBuilder {
   const { dim: C, heads: H, patch: p } = w;
   const Dh = C / H;
   const G = vitGrid(w.family, s.imageSize, p);
@@ -73,8 +74,12 @@ export function buildVitGraph(w: VitWeights, s: VitGraphSettings): Uint8Array {
   const eps = w.eps;
   const x0 = g.input('pixel_values', 'float32', ['B', 3, s.imageSize, s.imageSize]);
 
-  const linear = (x: string, l: LinearW, out: number, inp: number, stem: string): string =>
-    g.op('Add', [g.op('MatMul', [x, g.constF32(transpose(l.w, out, inp), [inp, out], `${stem}_w`)]), g.constF32(l.b, [out], `${stem}_b`)]);
+  // y = x W^T + b. The weight is stored as given ([out, in]) behind a Transpose node, which ONNX
+  // Runtime folds at load: no transposed copy of every matrix is held here (1.2 GB for a ViT-L).
+  const linear = (x: string, l: LinearW, out: number, inp: number, stem: string): string => {
+    const wT = g.op('Transpose', [g.constF32(l.w, [out, inp], `${stem}_w`)], { perm: [1, 0] }, `${stem}_wt`);
+    return g.op('Add', [g.op('MatMul', [x, wT]), g.constF32(l.b, [out], `${stem}_b`)]);
+  };
   const layerNorm = (x: string, n: NormW, stem: string): string =>
     g.op('LayerNormalization', [x, g.constF32(n.w, [C], `${stem}_g`), g.constF32(n.b, [C], `${stem}_b`)], { axis: -1, epsilon: { float: eps } }, stem);
 
@@ -162,7 +167,7 @@ export function buildVitGraph(w: VitWeights, s: VitGraphSettings): Uint8Array {
     const tok = layerNorm(g.op('Gather', [last, zero], { axis: 1 }), w.norm, 'cls_norm');
     g.output(tok, 'float32', ['B', C], 'image_token');
   }
-  return g.toBytes();
+  return g;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -224,12 +229,12 @@ export async function loadVit(info: VitInfo, opts: VitLoadOptions): Promise<Back
   let outDim = 0;
   let dim = 0;
   if (model === null) {
-    const w = loadVitWeights(weightsPath, hints);
-    const bytes = buildVitGraph(w, settings);
-    model = bytes;
-    if (!opts.noGraphCache) await storeGraph(cacheDir, key, bytes, { dim: w.dim, outDim: w.family === 'clip' ? w.projDim! : w.dim });
-    dim = w.dim;
-    outDim = w.family === 'clip' ? w.projDim! : w.dim;
+    // the stored file is loaded by path rather than sending the bytes to the worker (a copy of
+    // the whole model); the weights and the bytes are garbage once buildAndStore returns
+    const built = await buildAndStore(weightsPath, hints, settings, opts.noGraphCache ? null : { cacheDir, key });
+    ({ dim, outDim } = built);
+    model = built.model;
+    collectGarbage(); // the weight arrays, before ONNX Runtime loads its own copy
   } else {
     const meta = JSON.parse(await readFile(join(cacheDir, 'graphs', `${key}.json`), 'utf8')) as { dim: number; outDim: number };
     dim = meta.dim;
@@ -239,9 +244,34 @@ export async function loadVit(info: VitInfo, opts: VitLoadOptions): Promise<Back
   return new VitBackbone({ ...info, imageSize: settings.imageSize, stages: settings.stages }, settings, settings.grid, dim, outDim, weightsPath, sha, remote);
 }
 
+/**
+ * A full garbage collection, so that large unreachable typed arrays (model weights) are freed
+ * before native code allocates as much again: V8 does not see ONNX Runtime's allocations and
+ * may otherwise keep them around. (The flag is set at run time; `gc` is taken from a new context.)
+ */
+function collectGarbage(): void {
+  try {
+    setFlagsFromString('--expose-gc');
+    (runInNewContext('gc') as () => void)();
+  } catch {
+    // not essential
+  }
+}
+
+/** Builds the graph from the weight file and stores it in the graph cache (bytes kept only when not stored). */
+async function buildAndStore(weightsPath: string, hints: VitHints, settings: VitGraphSettings, store: { cacheDir: string; key: string } | null): Promise<{ dim: number; outDim: number; model: Uint8Array | string }> {
+  const w = loadVitWeights(weightsPath, hints);
+  const dims = { dim: w.dim, outDim: w.family === 'clip' ? w.projDim! : w.dim };
+  const g = vitGraph(w, settings);
+  if (store && (await storeGraph(store.cacheDir, store.key, g, dims))) return { ...dims, model: join(store.cacheDir, 'graphs', `${store.key}.onnx`) };
+  return { ...dims, model: g.toBytes() };
+}
+
 interface GraphMeta {
+  /** sha256 of the .onnx file and of its external data file (.onnx.data) */
   sha256: string;
-  bytes: number;
+  dataSha256: string;
+  dataBytes: number;
   dim: number;
   outDim: number;
 }
@@ -254,20 +284,25 @@ async function cachedGraph(cacheDir: string, key: string): Promise<string | null
   try {
     const meta = JSON.parse(await readFile(metaPath, 'utf8')) as GraphMeta;
     if ((await sha256OfFile(onnx)) !== meta.sha256) return null;
+    if (!meta.dataSha256 || (await sha256OfFile(`${onnx}.data`)) !== meta.dataSha256) return null;
     return onnx;
   } catch {
     return null;
   }
 }
 
-async function storeGraph(cacheDir: string, key: string, bytes: Uint8Array, dims: { dim: number; outDim: number }): Promise<void> {
+/** Stores a built graph; false when the cache cannot be written (the graph is then rebuilt next time). */
+async function storeGraph(cacheDir: string, key: string, g: GraphBuilder, dims: { dim: number; outDim: number }): Promise<boolean> {
   try {
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    await writeFileAtomic(join(cacheDir, 'graphs', `${key}.onnx`), bytes);
-    const meta: GraphMeta = { sha256, bytes: bytes.length, ...dims };
+    await mkdir(join(cacheDir, 'graphs'), { recursive: true });
+    // weights go to an external data file, written straight from the weight arrays: the model is
+    // never serialised into one buffer (a ViT-L would need 1.2 GB more at its peak)
+    const w = g.writeExternal(join(cacheDir, 'graphs', `${key}.onnx`));
+    const meta: GraphMeta = { sha256: w.onnxSha256, dataSha256: w.dataSha256, dataBytes: w.dataBytes, ...dims };
     await writeFileAtomic(join(cacheDir, 'graphs', `${key}.json`), JSON.stringify(meta));
+    return true;
   } catch {
-    // an unwritable cache only means the graph is rebuilt next time
+    return false;
   }
 }
 

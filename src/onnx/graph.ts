@@ -10,7 +10,11 @@
  *
  * Names are made unique by the builder; `op` returns the output name(s).
  */
+import { openSync, writeSync, closeSync, renameSync, rmSync } from 'node:fs';
+import { basename } from 'node:path';
+import { createHash } from 'node:crypto';
 import onnxProto from 'onnx-proto';
+import { tempPathFor } from '../io/atomic.js';
 
 const { onnx } = onnxProto;
 
@@ -70,7 +74,8 @@ export class GraphBuilder {
       name,
       dataType: ELEM.float32,
       dims,
-      rawData: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)),
+      // a view, not a copy: large models (ViT-L: 1.2 GB of weights) must not be held twice
+      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     });
     return name;
   }
@@ -109,6 +114,10 @@ export class GraphBuilder {
 
   /** Serialises the model (IR version 8, default domain at this.opset). */
   toBytes(): Uint8Array {
+    return this.encode(this.inits);
+  }
+
+  private encode(inits: onnxProto.onnx.ITensorProto[]): Uint8Array {
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'musc',
@@ -116,12 +125,79 @@ export class GraphBuilder {
       graph: {
         name: this.name,
         node: this.nodes,
-        initializer: this.inits,
+        initializer: inits,
         input: this.inputs,
         output: this.outputs,
       },
     });
     return onnx.ModelProto.encode(model).finish();
+  }
+
+  /**
+   * Writes the model as `onnxPath` plus `onnxPath.data` holding every initializer of at least
+   * `minBytes` (ONNX external data, 4096-aligned offsets), so that a large model is never
+   * serialised into one buffer: a ViT-L's 1.2 GB of weights are written straight from the weight
+   * arrays. Both files are written under temporary names and renamed. Load it by path.
+   * Returns the sha256 of each file.
+   */
+  writeExternal(onnxPath: string, minBytes = 1024): { onnxSha256: string; dataSha256: string; dataBytes: number } {
+    const dataPath = `${onnxPath}.data`;
+    const tmpData = tempPathFor(dataPath);
+    const tmpOnnx = tempPathFor(onnxPath);
+    const dataHash = createHash('sha256');
+    const ALIGN = 4096;
+    const pad = new Uint8Array(ALIGN);
+    let offset = 0;
+    const inits: onnxProto.onnx.ITensorProto[] = [];
+    try {
+      const fd = openSync(tmpData, 'w');
+      try {
+        for (const t of this.inits) {
+          const raw = t.rawData as Uint8Array;
+          if (!raw || raw.length < minBytes) {
+            inits.push(t);
+            continue;
+          }
+          const gap = (ALIGN - (offset % ALIGN)) % ALIGN;
+          if (gap) {
+            writeSync(fd, pad, 0, gap);
+            dataHash.update(pad.subarray(0, gap));
+            offset += gap;
+          }
+          for (let o = 0; o < raw.length; o += 1 << 26) {
+            const part = raw.subarray(o, Math.min(raw.length, o + (1 << 26)));
+            writeSync(fd, part);
+            dataHash.update(part);
+          }
+          inits.push({
+            name: t.name, dataType: t.dataType, dims: t.dims,
+            dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+            externalData: [
+              { key: 'location', value: basename(dataPath) },
+              { key: 'offset', value: String(offset) },
+              { key: 'length', value: String(raw.length) },
+            ],
+          });
+          offset += raw.length;
+        }
+      } finally {
+        closeSync(fd);
+      }
+      const bytes = this.encode(inits);
+      const fo = openSync(tmpOnnx, 'w');
+      try {
+        writeSync(fo, bytes);
+      } finally {
+        closeSync(fo);
+      }
+      renameSync(tmpData, dataPath);
+      renameSync(tmpOnnx, onnxPath);
+      return { onnxSha256: createHash('sha256').update(bytes).digest('hex'), dataSha256: dataHash.digest('hex'), dataBytes: offset };
+    } catch (e) {
+      rmSync(tmpData, { force: true });
+      rmSync(tmpOnnx, { force: true });
+      throw e;
+    }
   }
 
   get nodeCount(): number {
