@@ -11,7 +11,7 @@ import { loadBackbone } from '../src/backbones/registry.js';
 import { decodeRgb } from '../src/image/decode.js';
 import { scorePatches, upsampleMaps, imageScoresFromMaps, rscin } from '../src/core/musc.js';
 import { computeMetrics } from '../src/metrics/index.js';
-import { shutdownCompute, computeWorker } from '../src/compute/worker.js';
+import { shutdownCompute, computeWorker, sharedFloat32 } from '../src/compute/worker.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from '../src/core/lnamd.js';
 import { generateSynthetic } from '../src/demo/synthetic.js';
 import { writeRandomClip, VIT_B_16, VIT_L_14 } from './random-vit.js';
@@ -130,7 +130,7 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
       const f = await backbone.extract(batch, part.length);
       t.backbone += performance.now() - t0;
       if (i0 === 0) {
-        stages = f.stages.map((s) => ({ n: N, h: s.h, w: s.w, c: s.c, data: new Float32Array(N * s.h * s.w * s.c) }));
+        stages = f.stages.map((s) => ({ n: N, h: s.h, w: s.w, c: s.c, data: sharedFloat32(N * s.h * s.w * s.c) }));
         d = f.imageTokens.d;
         tokens = new Float32Array(N * d);
       }

@@ -27,4 +27,4 @@ export { runCategory } from './pipeline/run-category.js';
 // files
 export { SafetensorsFile, writeSafetensors, encodeSafetensors } from './io/safetensors.js';
 // threads
-export { shutdownCompute } from './compute/worker.js';
+export { shutdownCompute, sharedFloat32 } from './compute/worker.js';

@@ -87,6 +87,14 @@ export class ComputeWorker {
   }
 }
 
+/**
+ * A float32 array on a SharedArrayBuffer: passed to the compute worker, it is shared, not copied
+ * (stage features of a large batch are hundreds of MB).
+ */
+export function sharedFloat32(length: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(length * 4));
+}
+
 let shared: ComputeWorker | null = null;
 
 /** The process-wide compute worker. */

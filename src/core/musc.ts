@@ -43,7 +43,10 @@ export interface PatchScores {
 
 const SCORE_MODULE = new URL('./score.js', import.meta.url).href;
 
-/** LNAMD + MSM over every stage and r, averaged (runs in the compute worker). */
+/**
+ * LNAMD + MSM over every stage and r, averaged (runs in the compute worker). Stage data on a
+ * SharedArrayBuffer (`sharedFloat32`) is shared with the worker; other arrays are copied.
+ */
 export async function scorePatches(stages: StageFeatures[], opts: ScoreOptions = {}): Promise<PatchScores> {
   validateStages(stages, opts.references ?? 0, opts.mode ?? 'musc');
   const settings: ScoreSettings = {

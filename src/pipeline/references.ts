@@ -11,6 +11,7 @@
  * stage are the references (the contract of scorePatches({ references: R })).
  */
 import { readdir, realpath } from 'node:fs/promises';
+import { sharedFloat32 } from '../compute/worker.js';
 import { join } from 'node:path';
 import { decodeRgb, type RgbImage } from '../image/decode.js';
 import type { StageFeatures, ImageTokens } from '../core/types.js';
@@ -131,7 +132,7 @@ export function appendReferences(test: StageFeatures[], refs: ReferenceFeatures)
   return test.map((s, l) => {
     const r = refs.stages[l]!;
     if (r.h !== s.h || r.w !== s.w || r.c !== s.c) throw new Error(`stage ${l}: reference features ${r.h}x${r.w}x${r.c} differ from test features ${s.h}x${s.w}x${s.c}`);
-    const data = new Float32Array((s.n + r.n) * s.h * s.w * s.c);
+    const data = sharedFloat32((s.n + r.n) * s.h * s.w * s.c); // shared with the compute worker
     data.set(s.data.subarray(0, s.n * s.h * s.w * s.c), 0);
     data.set(r.data, s.n * s.h * s.w * s.c);
     return { n: s.n + r.n, h: s.h, w: s.w, c: s.c, data };

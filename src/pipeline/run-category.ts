@@ -13,6 +13,7 @@
  * dataset order (the reference concatenates subsets; metrics do not depend on the order).
  */
 import { performance } from 'node:perf_hooks';
+import { sharedFloat32 } from '../compute/worker.js';
 import { decodeRgb, decodeRgbBytes, readImageBytes, type RgbImage } from '../image/decode.js';
 import type { StageFeatures } from '../core/types.js';
 import { divideSubsets } from '../datasets/divide.js';
@@ -210,7 +211,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     // StageFeatures [n, H, W, C] per stage
     const stages: StageFeatures[] = d.map((s, k) => {
       const per = s.h * s.w * s.c;
-      const data = new Float32Array(n * per);
+      const data = sharedFloat32(n * per); // shared with the compute worker, not copied
       ex.forEach((e, i) => data.set(e.stages[k]!, i * per));
       return { n, h: s.h, w: s.w, c: s.c, data };
     });
