@@ -25,6 +25,7 @@ import * as core from '../core/musc.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
 import { shutdownCompute } from '../compute/worker.js';
 import { checkDevice } from '../compute/session.js';
+import { versions } from '../outputs/versions.js';
 import { computeMetrics } from '../metrics/index.js';
 import { modelsCommand } from './models.js';
 import { reportCommand, serveCommand } from './report.js';
@@ -207,6 +208,7 @@ function printResult(res: DatasetRunResult, quiet: boolean): void {
 export function buildProgram(): Command {
   const program = new Command('musc')
     .description('Zero-shot industrial anomaly classification and segmentation (MuSc, ICLR 2024) on ONNX Runtime')
+    .version(versions().musc, '-V, --version')
     .exitOverride()
     .showSuggestionAfterError(true);
 
