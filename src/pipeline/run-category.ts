@@ -206,6 +206,11 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     }
     const d: StageDims[] = dims!;
     const nRef = opts.references?.files.length ?? 0;
+    if (si === 0) {
+      // before the expensive part: what scoring will need (the largest subset)
+      const largest = subsetsAll.reduce((a, s) => Math.max(a, s.length), 0) + nRef;
+      opts.log?.(`${category.name}: scoring ${all.length} images in ${subsetsAll.length} subset${subsetsAll.length > 1 ? 's' : ''}; estimated memory for scoring about ${Math.ceil(estimateSubsetBytes(largest, d, S) / 2 ** 20)} MB (largest subset ${largest} images)`);
+    }
     estimatedBytes = Math.max(estimatedBytes, estimateSubsetBytes(n + nRef, d, S));
     if (n + nRef < 5 && opts.mode !== 'musc-plus') warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 for its interval (the reference gives NaN scores: int((N-1)*${opts.interval[1]}) = 0); here each patch is scored against its single nearest image, which is less reliable`);
     // StageFeatures [n, H, W, C] per stage

@@ -132,6 +132,7 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
           maskRule: s.mask_rule, strict: s.strict, seed: s.seed, device: s.device, precision: s.msm_precision,
           ...(references ? { references, mode: s.mode ?? 'musc' } : {}), ...(decision ? { decision } : {}),
           onProgress: (stage, done, total) => o.progress?.update(done, total, stage),
+          ...(o.log ? { log: o.log } : {}),
         });
       } catch (e) {
         // a category that cannot be scored does not stop the others (several categories only)

@@ -85,6 +85,8 @@ export interface PipelineOptions {
   mode?: 'musc' | 'musc-plus';
   /** label-free OK/NG decision on the RsCIN scores (src/threshold.ts) */
   decision?: DecisionRule;
+  /** information lines (the memory estimate before scoring) */
+  log?: (line: string) => void;
   /** progress: stage name, done, total */
   onProgress?: (stage: 'extract' | 'score', done: number, total: number) => void;
 }
