@@ -15,13 +15,13 @@
  * over the matched rows only, so use one CSV per category (RsCIN's neighbourhood is the category).
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { l2NormalizeRows } from './core/rscin.js';
+import { extractFiles } from './pipeline/extract-files.js';
+import { l2NormalizeRows, rscin } from './core/rscin.js';
 import { readFile } from 'node:fs/promises';
 import { SafetensorsFile, encodeSafetensors } from './io/safetensors.js';
 import { writeFileAtomic } from './io/atomic.js';
 import { formatCsv, parseCsv, formatNumber } from './outputs/csv.js';
-import { rscin } from './core/rscin.js';
-import { decodeRgb, type RgbImage } from './image/decode.js';
+import type { RgbImage } from './image/decode.js';
 import type { ImageTokens } from './core/types.js';
 import type { Backbone } from './backbones/types.js';
 import { DatasetError } from './datasets/types.js';
@@ -46,30 +46,17 @@ export async function computeImageTokens(
   backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>,
   opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage>; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<ImageTokens> {
-  const decode = opts.decode ?? ((f: string) => decodeRgb(f));
-  const S = backbone.imageSize, per = 3 * S * S, bs = Math.max(1, opts.batchSize ?? 4);
   let d = 0;
   let data = new Float32Array(0);
-  for (let b = 0; b < files.length; b += bs) {
-    const chunk = files.slice(b, b + bs);
-    const batch = new Float32Array(chunk.length * per); // [B, 3, S, S]
-    for (const [i, f] of chunk.entries()) {
-      let img: RgbImage;
-      try {
-        img = await decode(f);
-      } catch (e) {
-        throw new DatasetError(`${f}: ${(e as Error).message.replace(`${f}: `, '')}`);
-      }
-      batch.set(await backbone.preprocess(img), i * per);
-    }
-    const t = (await backbone.extract(batch, chunk.length)).imageTokens;
-    if (b === 0) {
+  await extractFiles(files, backbone, opts, (feats, offset, count) => {
+    const t = feats.imageTokens;
+    if (offset === 0) {
       d = t.d;
       data = new Float32Array(files.length * d);
     }
-    data.set(t.data.subarray(0, chunk.length * d), b * d);
-    opts.onProgress?.(b + chunk.length, files.length);
-  }
+    data.set(t.data.subarray(0, count * d), offset * d);
+    opts.onProgress?.(offset + count, files.length);
+  });
   return { n: files.length, d, data };
 }
 

@@ -11,9 +11,10 @@
  * stage are the references (the contract of scorePatches({ references: R })).
  */
 import { readdir, realpath } from 'node:fs/promises';
+import { extractFiles } from './extract-files.js';
 import { sharedFloat32 } from '../compute/worker.js';
 import { join } from 'node:path';
-import { decodeRgb, type RgbImage } from '../image/decode.js';
+import type { RgbImage } from '../image/decode.js';
 import type { StageFeatures, ImageTokens } from '../core/types.js';
 import type { Backbone } from '../backbones/types.js';
 import { byName, isDir, isFile, isImageName } from '../datasets/fs-utils.js';
@@ -82,33 +83,15 @@ export async function extractReferences(
   opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage> } = {},
 ): Promise<ReferenceFeatures> {
   if (files.length === 0) throw new DatasetError('no reference images');
-  const decode = opts.decode ?? ((f: string) => decodeRgb(f));
-  const S = backbone.imageSize;
-  const per = 3 * S * S;
-  const bs = Math.max(1, opts.batchSize ?? 4);
   let stages: { h: number; w: number; c: number; parts: Float32Array[] }[] | null = null;
   const tokParts: Float32Array[] = [];
   let d = 0;
-  for (let b = 0; b < files.length; b += bs) {
-    const chunk = files.slice(b, b + bs);
-    const batch = new Float32Array(chunk.length * per); // [B, 3, S, S]
-    for (const [i, f] of chunk.entries()) {
-      let img: RgbImage;
-      try {
-        img = await decode(f);
-      } catch (e) {
-        throw new DatasetError(`reference image ${f}: ${(e as Error).message.replace(`${f}: `, '')}`);
-      }
-      const x = await backbone.preprocess(img);
-      if (x.length !== per) throw new Error(`backbone preprocess returned ${x.length} values, expected 3x${S}x${S}`);
-      batch.set(x, i * per);
-    }
-    const feats = await backbone.extract(batch, chunk.length);
+  await extractFiles(files, backbone, { ...opts, what: 'reference image' }, (feats, _offset, count) => {
     if (!stages) stages = feats.stages.map((s) => ({ h: s.h, w: s.w, c: s.c, parts: [] }));
-    feats.stages.forEach((s, l) => stages![l]!.parts.push(s.data.slice(0, chunk.length * s.h * s.w * s.c)));
+    feats.stages.forEach((s, l) => stages![l]!.parts.push(s.data.slice(0, count * s.h * s.w * s.c)));
     d = feats.imageTokens.d;
-    tokParts.push(feats.imageTokens.data.slice(0, chunk.length * d));
-  }
+    tokParts.push(feats.imageTokens.data.slice(0, count * d));
+  });
   const R = files.length;
   const concat = (parts: Float32Array[], len: number): Float32Array => {
     const out = new Float32Array(len);

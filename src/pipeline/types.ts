@@ -3,6 +3,7 @@
  * scorers) can be injected: the backbone contract, the MuSc core functions, the metrics function.
  */
 import type { StageFeatures, ImageTokens } from '../core/types.js';
+import type { MetricsInput, MetricsResult } from '../metrics/index.js';
 import type { PatchScores, ScoreOptions } from '../core/musc.js';
 import type { RgbImage } from '../image/decode.js';
 import type { Backbone } from '../backbones/types.js';
@@ -20,31 +21,9 @@ export interface Scorer {
   rscin(scores: Float64Array, tokens: ImageTokens, kList: number[]): Float64Array;
 }
 
-/** Input of the metrics function (src/metrics/index.ts computeMetrics). */
-export interface MetricsInput {
-  /** [N] */
-  imageScores: ArrayLike<number>;
-  /** [N] 0/1 */
-  imageLabels: ArrayLike<number>;
-  /** [N, H, W] */
-  maps?: Float32Array | Float64Array;
-  /** [N, H, W] 0/1 */
-  masks?: ArrayLike<number>;
-  height?: number;
-  width?: number;
-}
-
-/** The eight numbers (fractions, null when undefined), as computeMetrics returns them. */
-export interface MetricsValues {
-  image_auroc: number | null;
-  image_f1max: number | null;
-  image_ap: number | null;
-  pixel_auroc: number | null;
-  pixel_f1max: number | null;
-  pixel_ap: number | null;
-  pixel_pro: number | null;
-  aupro: number | null;
-}
+/** The metrics the pipeline reports: computeMetrics's numbers without its counts. */
+export type MetricsValues = Omit<MetricsResult, 'counts'>;
+export type { MetricsInput };
 
 export type MetricsFn = (input: MetricsInput) => MetricsValues | Promise<MetricsValues>;
 
