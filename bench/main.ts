@@ -5,7 +5,7 @@
  * GFLOPS the MSM reaches; the straightforward per-image scoring (the reference's form) against
  * the project's block scoring on the same features, with their time ratio and max abs
  * difference; ms/image per stage and peak RSS for each case; the MSM scaling line in N.
- * Writes bench/results.json.
+ * Writes bench/results.json (bench/results-quick.json with --quick).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -92,7 +92,7 @@ for (const [i, n] of sc.n.entries()) console.log(`  N = ${String(n).padStart(3)}
 console.log(`  fitted exponent: ${sc.exponent.toFixed(2)} (expected 2)`);
 await shutdownCompute();
 
-const out = resolve(root, 'bench', 'results.json');
+const out = resolve(root, 'bench', quick ? 'results-quick.json' : 'results.json'); // a quick run never overwrites the full results
 mkdirSync(dirname(out), { recursive: true });
 const json = {
   quick,
