@@ -29,6 +29,8 @@ export interface CaseSpec {
   batchSize: number;
   /** also run the straightforward MSM on stage 0, r = 1, for the comparison */
   compare: boolean;
+  /** repeats of the MSM comparison (best of) */
+  reps?: number;
   /** only time the backbone graph on `n` random inputs (no data, no scoring) */
   backboneOnly?: boolean;
 }
@@ -154,7 +156,7 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
       // the same stage-0, r = 1 bank both ways, in the compute worker
       const target = lnamdTarget(stages);
       const z = aggregateStage(stages[0], layerNormImages(stages[0]), 1, target);
-      msm = await computeWorker().call<MsmComparison>(new URL('./msm.js', import.meta.url).href, 'compareOnBank', [z, N, target.gridH * target.gridW, target.channels]);
+      msm = await computeWorker().call<MsmComparison>(new URL('./msm.js', import.meta.url).href, 'compareOnBank', [z, N, target.gridH * target.gridW, target.channels, spec.reps ?? 3]);
     }
     const total = Object.values(t).reduce((a, b) => a + b, 0);
     const per = (v: number) => Math.round((v / N) * 100) / 100;
