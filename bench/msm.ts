@@ -80,7 +80,7 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
   await nearestDistanceTableStraightforward(z.subarray(0, 2 * p * c), 2, p, c, rows);
   // best of `reps` alternating runs of each form: single runs on a shared machine vary by 10-20 %
   let tRef = Infinity, tOurs = Infinity;
-  let ref = new Float32Array(0), ours = new Float32Array(0);
+  let ref: Float32Array = new Float32Array(0), ours: Float32Array = new Float32Array(0);
   for (let k = 0; k < reps; k++) {
     let t0 = performance.now();
     ref = await nearestDistanceTableStraightforward(z, n, p, c, rows);
