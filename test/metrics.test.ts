@@ -3,6 +3,7 @@
  * absolute), hand-checkable unit cases, a brute-force cross-check and a ~20M-pixel scaling run.
  */
 import { test } from 'node:test';
+import { mulberry32 } from '../src/demo/synthetic.js';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { SafetensorsFile } from '../src/io/safetensors.js';
@@ -255,16 +256,7 @@ test('argsortAscending orders float64 exactly (shared upper halves, negatives, t
 
 // ------------------------------------------------------------------ brute force cross-check
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 /** union-find labelling, independent of regions.ts */
 function bruteRegions(masks: ArrayLike<number>, n: number, h: number, w: number, conn: 4 | 8): Int32Array {
