@@ -6,10 +6,10 @@
  * Order: sorted types, then sorted files (as the MVTec layout).
  */
 import { join } from 'node:path';
-import { listDirs, listImages, listImageEntries, isDir, stemOf } from './fs-utils.js';
+import { listDirs, listImages, isDir, stemOf } from './fs-utils.js';
 import { DatasetError, type Category, type DatasetItem } from './types.js';
 import { relPosix } from './paths.js';
-import { GOOD_TYPES } from './mvtec.js';
+import { GOOD_TYPES, listTestType } from './mvtec.js';
 
 export async function loadLocoCategory(dataRoot: string, catDir: string, name: string): Promise<Category> {
   const testDir = join(catDir, 'test');
@@ -18,11 +18,7 @@ export async function loadLocoCategory(dataRoot: string, catDir: string, name: s
   const items: DatasetItem[] = [];
   const unreadable: NonNullable<Category['unreadable']> = [];
   for (const type of await listDirs(testDir)) {
-    const { names: images, problems } = await listImageEntries(join(testDir, type));
-    for (const p of problems) {
-      const path = join(testDir, type, p.name);
-      unreadable.push({ path, rel: relPosix(dataRoot, path), reason: p.reason });
-    }
+    const images = await listTestType(dataRoot, testDir, type, unreadable);
     const good = GOOD_TYPES.has(type);
     let missing = 0;
     for (const img of images) {

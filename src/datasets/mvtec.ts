@@ -61,6 +61,16 @@ async function pairMasks(images: string[], maskDir: string, warnings: string[], 
   return out;
 }
 
+/** The images of one `<test>/<type>` folder; entries that cannot be read go to `unreadable`. */
+export async function listTestType(dataRoot: string, testDir: string, type: string, unreadable: NonNullable<Category['unreadable']>): Promise<string[]> {
+  const { names, problems } = await listImageEntries(join(testDir, type));
+  for (const p of problems) {
+    const path = join(testDir, type, p.name);
+    unreadable.push({ path, rel: relPosix(dataRoot, path), reason: p.reason });
+  }
+  return names;
+}
+
 /** Lists one category of an MVTec-like dataset (mvtec, mpdd, btad). */
 export async function loadMvtecCategory(dataRoot: string, catDir: string, name: string, kind: DatasetKind): Promise<Category> {
   const testDir = join(catDir, 'test');
@@ -69,11 +79,7 @@ export async function loadMvtecCategory(dataRoot: string, catDir: string, name: 
   const items: DatasetItem[] = [];
   const unreadable: NonNullable<Category['unreadable']> = [];
   for (const type of await listDirs(testDir)) {
-    const { names: images, problems } = await listImageEntries(join(testDir, type));
-    for (const p of problems) {
-      const path = join(testDir, type, p.name);
-      unreadable.push({ path, rel: relPosix(dataRoot, path), reason: p.reason });
-    }
+    const images = await listTestType(dataRoot, testDir, type, unreadable);
     if (images.length === 0) continue;
     const good = GOOD_TYPES.has(type);
     const masks = good ? images.map(() => null) : await pairMasks(images, join(catDir, 'ground_truth', type), warnings, `${name}/${type}`);
