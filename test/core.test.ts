@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { golden, maxAbsDiff, hasGolden } from './helpers/core-golden.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from '../src/core/lnamd.js';
 import { msmScores, intervalBounds, intervalMeans, nearestDistanceTable, nearestDistanceTableStraightforward } from '../src/core/msm.js';
-import { PairKernel } from '../src/core/msm-kernel.js';
+import { PairKernel, columnSplit } from '../src/core/msm-kernel.js';
 import { scoreStages } from '../src/core/score.js';
 import { upsampleAlignCorners, mapMaxima } from '../src/core/maps.js';
 import { rscin, minMaxNormalise, tokenSimilarity } from '../src/core/rscin.js';
@@ -186,34 +186,45 @@ test('interval means: hand-checkable table', () => {
   assert.deepEqual(Array.from(intervalMeans(d, 4, 1, [1, 3])), [2.5, 7, 1, 4.5]);
 });
 
-test('both-directions block scoring equals the straightforward per-image scoring (random features, uneven blocks)', async () => {
-  kernel ??= await PairKernel.create(true, 'cpu', undefined, 'exact');
-  const rows = await PairKernel.create(false, 'cpu', undefined, 'exact');
-  const n = 11, p = 7, c = 16;
-  let seed = 7;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
-  const z = new Float32Array(n * p * c).map(rnd);
-  for (let k = 0; k < n * p; k++) {
-    let s = 0;
-    for (let t = 0; t < c; t++) s += z[k * c + t] ** 2;
-    for (let t = 0; t < c; t++) z[k * c + t] /= Math.sqrt(s);
-  }
-  const a = await nearestDistanceTable(z, n, p, c, kernel, { blockImages: 4 });
-  const b = await nearestDistanceTableStraightforward(z, n, p, c, rows);
-  await rows.release();
-  for (let i = 0; i < n; i++) for (let q = 0; q < p; q++) for (let j = 0; j < n; j++) {
-    if (i === j) continue;
-    // exact distance by brute force in float64
-    let best = Infinity;
-    for (let u = 0; u < p; u++) {
+for (const [precision, p] of [['exact', 7], ['exact', 12], ['fast', 12], ['fast', 15]] as const) {
+  test(`both-directions block scoring equals the straightforward per-image scoring (${precision}, P = ${p}: column split ${columnSplit(p)}, uneven blocks)`, async () => {
+    const both = await PairKernel.create(true, 'cpu', undefined, precision);
+    const rows = await PairKernel.create(false, 'cpu', undefined, precision);
+    const n = 11, c = 16;
+    let seed = 7 + p;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+    const z = new Float32Array(n * p * c).map(rnd);
+    for (let k = 0; k < n * p; k++) {
       let s = 0;
-      for (let t = 0; t < c; t++) s += (z[(i * p + q) * c + t] - z[(j * p + u) * c + t]) ** 2;
-      best = Math.min(best, Math.sqrt(s));
+      for (let t = 0; t < c; t++) s += z[k * c + t] ** 2;
+      for (let t = 0; t < c; t++) z[k * c + t] /= Math.sqrt(s);
     }
-    const k = (i * p + q) * n + j;
-    assert.ok(Math.abs(a[k] - b[k]) < 1e-5, `block vs straightforward at ${i},${q},${j}`);
-    assert.ok(Math.abs(a[k] - best) < 1e-4, `block vs brute force at ${i},${q},${j}: ${a[k]} vs ${best}`);
-  }
+    const a = await nearestDistanceTable(z, n, p, c, both, { blockImages: 4 });
+    const a1 = await nearestDistanceTable(z, n, p, c, both, { blockImages: 1, colImages: 3 });
+    const b = await nearestDistanceTableStraightforward(z, n, p, c, rows);
+    await rows.release();
+    await both.release();
+    // the fast form's float32 cancellation (2 - 2 a.b) bounds its agreement with float64
+    const tolBrute = precision === 'exact' ? 1e-4 : 2e-3;
+    for (let i = 0; i < n; i++) for (let q = 0; q < p; q++) for (let j = 0; j < n; j++) {
+      if (i === j) continue;
+      // exact distance by brute force in float64
+      let best = Infinity;
+      for (let u = 0; u < p; u++) {
+        let s = 0;
+        for (let t = 0; t < c; t++) s += (z[(i * p + q) * c + t] - z[(j * p + u) * c + t]) ** 2;
+        best = Math.min(best, Math.sqrt(s));
+      }
+      const k = (i * p + q) * n + j;
+      assert.ok(Math.abs(a[k] - b[k]) < 1e-5, `block vs straightforward at ${i},${q},${j}`);
+      assert.ok(Math.abs(a1[k] - b[k]) < 1e-5, `one-image blocks vs straightforward at ${i},${q},${j}`);
+      assert.ok(Math.abs(a[k] - best) < tolBrute, `block vs brute force at ${i},${q},${j}: ${a[k]} vs ${best}`);
+    }
+  });
+}
+
+test('column split: the divisor of P nearest sqrt(P)', () => {
+  assert.deepEqual([196, 784, 1369, 7, 12, 15, 1, 2, 1024 * 3].map(columnSplit), [14, 28, 37, 1, 3, 3, 1, 1, 48]);
 });
 
 test('LNAMD with stages of different grids and channels (CNN case) equals unfold -> resize -> adaptive pool', () => {
