@@ -6,6 +6,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { scoreStages } from '../src/core/score.js';
 import { musc } from '../src/core/musc.js';
+import { msmScores } from '../src/core/msm.js';
+import { PairKernel } from '../src/core/msm-kernel.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import type { StageFeatures } from '../src/core/types.js';
 
@@ -71,6 +73,30 @@ test('MuSc+: each test patch is scored by its minimum distance over the referenc
     const expect = Math.min(nn(z, i, p, 4), nn(z, i, p, 5));
     assert.ok(Math.abs(res.patch[i * 4 + p] - expect) < 1e-5);
   }
+});
+
+test('few-shot and MuSc+ tables are the same under every tiling (row blocks straddling the references)', async () => {
+  const n = 8, scored = 5, c = 6;
+  const z = zOf(stage(n, c, 21));
+  const flat = new Float32Array(n * 4 * c);
+  z.forEach((img, i) => img.forEach((f, p) => flat.set(f, (i * 4 + p) * c)));
+  const kernel = await PairKernel.create(true, 'cpu', undefined, 'exact');
+  for (const referencesOnly of [false, true]) {
+    const base = await msmScores(flat, n, 4, c, [0, 0.3], kernel, { scored, referencesOnly, blockImages: n });
+    for (const [blockImages, colImages] of [[1, 1], [2, 3], [3, 2], [4, 1]]) {
+      const s = await msmScores(flat, n, 4, c, [0, 0.3], kernel, { scored, referencesOnly, blockImages, colImages });
+      for (let k = 0; k < base.length; k++) assert.ok(Math.abs(s[k] - base[k]) < 1e-6, `referencesOnly ${referencesOnly}, tiling ${blockImages}x${colImages}, value ${k}`);
+    }
+    // and the one-block table against brute force
+    for (let i = 0; i < scored; i++) for (let p = 0; p < 4; p++) {
+      const d: number[] = [];
+      for (let j = referencesOnly ? scored : 0; j < n; j++) if (j !== i) d.push(nn(z, i, p, j));
+      d.sort((a, b) => a - b);
+      const expect = referencesOnly ? d[0] : (d[0] + d[1]) / 2; // 7 values: int(7 * 0.3) = 2
+      assert.ok(Math.abs(base[i * 4 + p] - expect) < 1e-5);
+    }
+  }
+  await kernel.release();
 });
 
 test('MuSc+: a reference identical to a test image drives that image\'s patch scores to zero', async () => {

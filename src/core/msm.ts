@@ -73,7 +73,7 @@ export const DEFAULT_CHUNK_ROWS = 4096;
 export interface TableOptions {
   /** images per row block; default: blocks of about `maxRows` patch rows */
   blockImages?: number;
-  /** images per column chunk (>= blockImages; default: about DEFAULT_CHUNK_ROWS rows) */
+  /** images per column chunk (at most; default: about DEFAULT_CHUNK_ROWS rows, at least blockImages) */
   colImages?: number;
   maxRows?: number;
   onBlock?: (done: number, total: number) => void;
@@ -96,11 +96,13 @@ export interface PoolOptions {
  * The nearest-distance table [S, P, N] (S = scored images, N = all images; column j of row
  * (i, p) is the distance from patch p of image i to its nearest patch in image j).
  *
- * Tiling: row blocks of A images; for row block [i0, i1) the column images [i0 + (A == 1), N)
- * go in chunks of B. Each product serves both directions: rows give (i vs j) for every pair in the
- * tile, columns give (j vs i) for the j beyond the row block (inside it, j's own rows cover it).
- * So every unordered pair is multiplied once. Row blocks made only of reference images are never
- * computed; an image is never scored against itself.
+ * Tiling: row blocks of A images; for row block [i0, i1) the column images [i0 + 1, N) go in
+ * about equal chunks of at most B. Each product serves both directions of a pair i < j (i a row
+ * image, j a column image): its rows give (i vs j), its columns (j vs i). Every unordered pair
+ * {i, j} is taken from exactly one product (the row block of i, the chunk of j), so each is
+ * multiplied once; the image pairs with i >= j inside a row block (A(A-1)/2 per block) are the
+ * only products computed and not used. Row blocks
+ * made only of reference images are never computed; an image is never scored against itself.
  */
 export async function nearestDistanceTable(z: Float32Array, n: number, p: number, c: number, kernel: PairKernel, opts: TableOptions & PoolOptions = {}): Promise<Float32Array> {
   if (!kernel.bothDirections) throw new Error('nearestDistanceTable needs a two-direction kernel');
@@ -113,9 +115,12 @@ export async function nearestDistanceTable(z: Float32Array, n: number, p: number
   const work: [number, number, number, number][] = [];
   for (let i0 = 0; i0 < scored; i0 += A) {
     const i1 = Math.min(n, i0 + A);
-    const jStart = A === 1 ? i0 + 1 : i0;
-    for (let j0 = jStart; j0 < n; j0 += B) {
-      const j1 = Math.min(n, j0 + B);
+    // columns [i0 + 1, n) in ceil(len / B) chunks of nearly equal size
+    const len = n - (i0 + 1);
+    const chunks = Math.ceil(len / B);
+    for (let k = 0; k < chunks; k++) {
+      const j0 = i0 + 1 + Math.floor((k * len) / chunks);
+      const j1 = i0 + 1 + Math.floor(((k + 1) * len) / chunks);
       if (refOnly && j1 <= scored) continue; // no reference image in this chunk
       work.push([i0, i1, j0, j1]);
     }
@@ -126,15 +131,14 @@ export async function nearestDistanceTable(z: Float32Array, n: number, p: number
     const { rowd2, cold2 } = await kernel.run(z.subarray(i0 * rowLen, i1 * rowLen), a, z.subarray(j0 * rowLen, j1 * rowLen), b, p, c);
     for (let ia = 0; ia < a; ia++) {
       const i = i0 + ia;
-      for (let jb = 0; jb < b; jb++) {
-        const j = j0 + jb;
-        if (i === j) continue;
+      for (let jb = Math.max(0, i + 1 - j0); jb < b; jb++) {
+        const j = j0 + jb; // i < j
         // i's patches against j
         if (i < scored && (!refOnly || j >= scored)) {
           for (let pp = 0; pp < p; pp++) table[(i * p + pp) * n + j] = dist(rowd2[(ia * p + pp) * b + jb]);
         }
-        // j's patches against i, for j beyond the row block (inside it, j's rows cover it)
-        if (j >= i1 && j < scored && (!refOnly || i >= scored)) {
+        // j's patches against i (with references only, i < j makes i a test image: never needed)
+        if (j < scored && !refOnly) {
           for (let pp = 0; pp < p; pp++) table[(j * p + pp) * n + i] = dist(cold2![(ia * b + jb) * p + pp]);
         }
       }
