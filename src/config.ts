@@ -15,6 +15,8 @@
  * backbone_name, img_resize, feature_layers, dataset_name, class_name); command-line flags override
  * the file. Everything is validated with ajv, and errors name the key.
  */
+import { DEFAULT_FEATURE_STORAGE } from './pipeline/types.js';
+import type { FeatureStorage } from './core/types.js';
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_MSM_PRECISION } from './core/msm-kernel.js';
 import { extname } from 'node:path';
@@ -53,6 +55,8 @@ export interface Settings {
   device: Device;
   /** MSM nearest-patch distances: 'exact' or 'fast' */
   msm_precision: 'exact' | 'fast';
+  /** stage features kept (and cached) as float16 or float32; computation is float32 */
+  feature_storage: FeatureStorage;
   strict: boolean;
   /** subset division seed (the reference's 42) */
   seed: number;
@@ -82,6 +86,7 @@ export const DEFAULT_SETTINGS: Settings = {
   mask_rule: 'reference',
   device: 'cpu',
   msm_precision: DEFAULT_MSM_PRECISION,
+  feature_storage: DEFAULT_FEATURE_STORAGE,
   strict: false,
   seed: 42,
   cache: true,
@@ -120,6 +125,7 @@ export const SETTINGS_SCHEMA = {
     mask_rule: { enum: [...MASK_RULES] },
     device: { enum: ['cpu', 'cuda'] },
     msm_precision: { enum: ['exact', 'fast'] },
+    feature_storage: { enum: ['float16', 'float32'] },
     strict: { type: 'boolean' },
     seed: { type: 'integer' },
     cache: { type: 'boolean' },

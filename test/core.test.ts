@@ -27,7 +27,7 @@ after(async () => {
 });
 
 /** golden patch_tokens [4, 10, 37, C] -> 4 stages of [10, 6, 6, C] (class token dropped). */
-function stagesOf(bb: string): StageFeatures[] {
+function stagesOf(bb: string): StageFeatures<Float32Array>[] {
   const t = golden(`${bb}.outputs.safetensors`).float32('patch_tokens');
   assert.deepEqual(t.shape, [L, N, 37, C]);
   return Array.from({ length: L }, (_, l) => {

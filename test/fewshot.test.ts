@@ -18,13 +18,13 @@ function rng(seed: number): () => number {
 }
 
 /** One stage of n images on a 2x2 grid with c channels. */
-function stage(n: number, c: number, seed: number): StageFeatures {
+function stage(n: number, c: number, seed: number): StageFeatures<Float32Array> {
   const r = rng(seed);
   return { n, h: 2, w: 2, c, data: new Float32Array(n * 4 * c).map(r) };
 }
 
 /** Z as LNAMD r=1 makes it (layer norm per image, then L2 per patch), computed naively. */
-function zOf(s: StageFeatures): Float64Array[][] {
+function zOf(s: StageFeatures<Float32Array>): Float64Array[][] {
   const out: Float64Array[][] = [];
   const per = s.h * s.w * s.c;
   for (let i = 0; i < s.n; i++) {

@@ -13,6 +13,7 @@ import { tempDir } from './helpers/cli-env.js';
 import { pngOf } from './helpers/corpus.js';
 import { musc, noStack } from './helpers/robust-cli.js';
 import { estimateSubsetBytes } from '../src/pipeline/memory.js';
+import { DEFAULT_FEATURE_STORAGE } from '../src/pipeline/types.js';
 
 let cleanup: () => Promise<void> = async () => {};
 after(() => cleanup());
@@ -44,8 +45,8 @@ test('500 images within --max-memory: divided automatically, all scored', async 
   assert.ok(run.estimated_subset_mb <= MB, `estimate ${run.estimated_subset_mb} MB`);
   // resnet50 layers 2 and 3 at 64 px: [8, 8, 512] and [4, 4, 1024]; undivided it would not fit
   const dims = [{ h: 8, w: 8, c: 512 }, { h: 4, w: 4, c: 1024 }];
-  assert.ok(estimateSubsetBytes(N_GOOD + N_BAD, dims, 64) > MB * 2 ** 20);
-  assert.ok(estimateSubsetBytes(Math.max(...sizes), dims, 64) <= MB * 2 ** 20);
+  assert.ok(estimateSubsetBytes(N_GOOD + N_BAD, dims, 64, DEFAULT_FEATURE_STORAGE) > MB * 2 ** 20);
+  assert.ok(estimateSubsetBytes(Math.max(...sizes), dims, 64, DEFAULT_FEATURE_STORAGE) <= MB * 2 ** 20);
   // every image scored, finite; the spots are found
   const rows = readFileSync(join(out, 'big', 'scores.csv'), 'utf8').trimEnd().split('\n').slice(1);
   assert.equal(rows.length, N_GOOD + N_BAD);

@@ -243,7 +243,7 @@ export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions =
       checkBatch(batch, b);
       const names = graph.stageShapes.map((s) => s.name);
       const out = await model.run(feeds(batch, b), [...names, 'tokens']);
-      const stagesOut: StageFeatures[] = graph.stageShapes.map((s) => ({ n: b, h: s.h, w: s.w, c: s.c, data: out[s.name].data as Float32Array }));
+      const stagesOut: StageFeatures<Float32Array>[] = graph.stageShapes.map((s) => ({ n: b, h: s.h, w: s.w, c: s.c, data: out[s.name].data as Float32Array }));
       // image token: global-average-pooled last block, L2-normalised so that RsCIN's similarity
       // is a cosine (as CLIP's tokens). Unnormalised pooled ReLU features make every image's
       // nearest neighbours the images of largest norm: on bottle RsCIN then costs 16 AUROC points.

@@ -334,7 +334,7 @@ class VitBackbone implements Backbone {
     if (batch.length !== b * 3 * S * S) throw new Error(`extract: batch has ${batch.length} values, expected ${b}x3x${S}x${S}`);
     const out = await this.model.run({ pixel_values: { type: 'float32', dims: [b, 3, S, S], data: batch } });
     const G = this.grid;
-    const stages: StageFeatures[] = this.settings.stages.map((_, i) => ({ n: b, h: G, w: G, c: this.dim, data: out[`stage_${i}`].data as Float32Array }));
+    const stages: StageFeatures<Float32Array>[] = this.settings.stages.map((_, i) => ({ n: b, h: G, w: G, c: this.dim, data: out[`stage_${i}`].data as Float32Array }));
     const tok = out.image_token;
     return { stages, imageTokens: { n: b, d: this.outDim, data: tok.data as Float32Array } };
   }

@@ -86,6 +86,7 @@ interface RunFlags {
   maskRule?: 'reference' | 'nonzero';
   device?: 'cpu' | 'cuda';
   msmPrecision?: 'exact' | 'fast';
+  featureStorage?: 'float16' | 'float32';
   strict?: boolean;
   quiet?: boolean;
   report?: boolean;
@@ -116,6 +117,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.maskRule !== undefined) s.mask_rule = f.maskRule;
   if (f.device !== undefined) s.device = f.device;
   if (f.msmPrecision !== undefined) s.msm_precision = f.msmPrecision;
+  if (f.featureStorage !== undefined) s.feature_storage = f.featureStorage;
   if (f.strict) s.strict = true;
   if (f.cache === false) s.cache = false;
   if (f.cacheDir !== undefined) s.cache_dir = resolve(f.cacheDir);
@@ -176,6 +178,7 @@ function addRunOptions(cmd: Command): Command {
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
     .addOption(new Option('--msm-precision <mode>', `MSM nearest-patch distances: exact, or fast (float32 2-2a.b, as the reference) (default: ${DEFAULT_SETTINGS.msm_precision})`).choices(['exact', 'fast']))
+    .addOption(new Option('--feature-storage <type>', `stage features kept until scoring and cached as float16 (half the memory) or float32; computation is float32 (default: ${DEFAULT_SETTINGS.feature_storage})`).choices(['float16', 'float32']))
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
     .option('--no-report', 'do not write report.html')
     .option('--no-cache', 'do not cache backbone features (default: cached, so that a re-run resumes)')

@@ -8,6 +8,7 @@
  */
 import { Worker, type TransferListItem } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
+import type { FeatureData, FeatureStorage } from '../core/types.js';
 
 export interface WorkerContext {
   progress(done: number, total: number, label?: string): void;
@@ -93,6 +94,11 @@ export class ComputeWorker {
  */
 export function sharedFloat32(length: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(length * 4));
+}
+
+/** A shared feature array of `length` values in the given storage (float16: half bit patterns). */
+export function sharedFeatures(storage: FeatureStorage, length: number): FeatureData {
+  return storage === 'float16' ? new Uint16Array(new SharedArrayBuffer(length * 2)) : sharedFloat32(length);
 }
 
 let shared: ComputeWorker | null = null;

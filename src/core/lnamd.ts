@@ -17,27 +17,33 @@
  */
 import { linearAxis } from './interp.js';
 import type { StageFeatures } from './types.js';
+import { fromFloat16 } from '../io/float16.js';
 
 export const LAYER_NORM_EPS = 1e-5;
 
-/** Step 1: each image standardised over all of its h*w*C values. Returns [N, h, w, C]. */
+/**
+ * Step 1: each image standardised over all of its h*w*C values. Returns [N, h, w, C] float32.
+ * float16 storage (FeatureData) is widened here, one image at a time.
+ */
 export function layerNormImages(stage: StageFeatures): Float32Array {
   const { n, h, w, c, data } = stage;
   const per = h * w * c;
   if (data.length !== n * per) throw new Error(`stage features: data has ${data.length} values, expected N*h*w*C = ${n}*${h}*${w}*${c}`);
   const out = new Float32Array(data.length);
+  const wide = data instanceof Uint16Array ? new Float32Array(per) : null;
   for (let i = 0; i < n; i++) {
     const off = i * per;
+    const x = wide ? fromFloat16(data.subarray(off, off + per) as Uint16Array, wide) : (data as Float32Array).subarray(off, off + per);
     let sum = 0;
-    for (let k = 0; k < per; k++) sum += data[off + k];
+    for (let k = 0; k < per; k++) sum += x[k]!;
     const mean = sum / per;
     let ss = 0;
     for (let k = 0; k < per; k++) {
-      const d = data[off + k] - mean;
+      const d = x[k]! - mean;
       ss += d * d;
     }
     const inv = 1 / Math.sqrt(ss / per + LAYER_NORM_EPS);
-    for (let k = 0; k < per; k++) out[off + k] = (data[off + k] - mean) * inv;
+    for (let k = 0; k < per; k++) out[off + k] = (x[k]! - mean) * inv;
   }
   return out;
 }

@@ -85,7 +85,7 @@ export interface MuscResult {
  * The whole pipeline on features of one batch. With `references`, the last images of the batch
  * are reference images: results cover only the first N - references (test) images.
  */
-export async function musc(features: BackboneFeatures, opts: ScoreOptions & { imageSize: number; kList?: number[]; smoothSigma?: number }): Promise<MuscResult> {
+export async function musc(features: { stages: StageFeatures[]; imageTokens: ImageTokens }, opts: ScoreOptions & { imageSize: number; kList?: number[]; smoothSigma?: number }): Promise<MuscResult> {
   const patchScores = await scorePatches(features.stages, opts);
   const maps = upsampleMaps(patchScores, opts.imageSize, opts.imageSize, opts.smoothSigma);
   const imageScores = imageScoresFromMaps(maps, patchScores.n);

@@ -10,6 +10,7 @@
  */
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { writeFileAtomic } from './atomic.js';
+import { fromFloat16 } from './float16.js';
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -132,6 +133,21 @@ export class SafetensorsFile {
     return buf;
   }
 
+  /** Little-endian uint16 values of a raw buffer (copied: the buffer may be unaligned). */
+  private float16Bits(raw: Buffer, n: number): Uint16Array {
+    const bits = new Uint16Array(n);
+    for (let i = 0; i < n; i++) bits[i] = raw.readUInt16LE(i * 2);
+    return bits;
+  }
+
+  /** Reads an F16 tensor as its half-precision bit patterns (see io/float16.ts), not widened. */
+  float16(name: string): { data: Uint16Array; shape: number[] } {
+    const t = this.info(name);
+    if (t.dtype !== 'F16') throw new SafetensorsError(this.path, `tensor '${name}' has dtype ${t.dtype}, expected F16`);
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    return { data: this.float16Bits(this.raw(name), n), shape: t.shape.slice() };
+  }
+
   /** Reads a floating-point tensor as float32 (F64 is rounded, F16/BF16 widened). */
   float32(name: string): FloatTensor {
     const t = this.info(name);
@@ -146,7 +162,7 @@ export class SafetensorsFile {
         for (let i = 0; i < n; i++) out[i] = raw.readDoubleLE(i * 8);
         break;
       case 'F16':
-        for (let i = 0; i < n; i++) out[i] = halfToFloat(raw.readUInt16LE(i * 2));
+        fromFloat16(this.float16Bits(raw, n), out);
         break;
       case 'BF16': {
         const u = new Uint32Array(1);
@@ -197,20 +213,11 @@ export class SafetensorsFile {
   }
 }
 
-/** IEEE 754 half to float. */
-export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
 export interface TensorToWrite {
-  dtype: 'F32' | 'F64' | 'I32' | 'I64' | 'U8';
+  /** F16 data are half-precision bit patterns (io/float16.ts) */
+  dtype: 'F32' | 'F64' | 'F16' | 'I32' | 'I64' | 'U8';
   shape: number[];
-  data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array;
+  data: Float32Array | Float64Array | Uint16Array | Int32Array | BigInt64Array | Uint8Array;
 }
 
 /** Encodes tensors as a safetensors buffer (names sorted, header padded to 8 bytes). */

@@ -7,24 +7,29 @@
  *   identity = everything else the features depend on: backbone name, weights sha256, image
  *              size, stages, libvips version (decoding and resizing) — see `cacheIdentity`.
  * File = <dir>/<key[0..2]>/<key>.safetensors, written atomically, with tensors
- *   stage<k>  F32 [H_k, W_k, C_k]   channels-last patch features of stage k
- *   token     F32 [D]               the image token
+ *   stage<k>  F16 or F32 [H_k, W_k, C_k]   channels-last patch features of stage k
+ *   token     F32 [D]                      the image token
  * and __metadata__ {width, height} (the decoded image's size, for mask checks).
  * A file that cannot be read back (truncated, wrong shapes) is a miss and is overwritten.
- * Features are stored exactly (float32), so results from the cache are bit-identical.
+ * Stage features are stored in the run's feature storage (float16 by default: half the disk).
+ * A float32 file serves a float16 run (rounded exactly as fresh features are); a float16 file
+ * is a miss for a float32 run (and is overwritten). So results from the cache are bit-identical
+ * to a fresh run with the same storage.
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { SafetensorsFile, encodeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { StageDims } from './memory.js';
+import { toFloat16 } from '../io/float16.js';
+import type { FeatureData, FeatureStorage } from '../core/types.js';
 
 export const FEATURE_CACHE_VERSION = 1;
 
 /** One image's backbone output. */
 export interface ImageFeatures {
-  /** per stage [H, W, C] channels-last */
-  stages: Float32Array[];
+  /** per stage [H, W, C] channels-last, in the run's feature storage */
+  stages: FeatureData[];
   /** [D] */
   token: Float32Array;
   dims: StageDims[];
@@ -49,7 +54,8 @@ export class FeatureCache {
   /** files that existed but could not be read back (rewritten) */
   corrupt = 0;
 
-  constructor(readonly dir: string, readonly identity: string) {}
+  /** float16 files are written and read as such; float32 runs miss on them */
+  constructor(readonly dir: string, readonly identity: string, readonly storage: FeatureStorage = 'float32') {}
 
   key(bytes: Uint8Array): string {
     return createHash('sha256').update(JSON.stringify({ v: FEATURE_CACHE_VERSION, identity: this.identity, content: contentHash(bytes) })).digest('hex');
@@ -73,12 +79,19 @@ export class FeatureCache {
       return null;
     }
     try {
-      const stages: Float32Array[] = [];
+      const stages: FeatureData[] = [];
       const dims: StageDims[] = [];
       for (let k = 0; f.names().includes(`stage${k}`); k++) {
-        const t = f.float32(`stage${k}`);
+        const name = `stage${k}`;
+        const half = f.info(name).dtype === 'F16';
+        if (half && this.storage === 'float32') {
+          // stored at lower precision than this run keeps: a miss, not corruption
+          this.misses++;
+          return null;
+        }
+        const t = half ? f.float16(name) : f.float32(name);
         if (t.shape.length !== 3) throw new Error('bad stage shape');
-        stages.push(t.data);
+        stages.push(this.storage === 'float16' && !half ? toFloat16(t.data as Float32Array) : t.data);
         dims.push({ h: t.shape[0]!, w: t.shape[1]!, c: t.shape[2]! });
       }
       const token = f.float32('token').data;
@@ -106,7 +119,7 @@ export class FeatureCache {
     const tensors: Record<string, TensorToWrite> = {};
     feat.stages.forEach((data, k) => {
       const d = feat.dims[k]!;
-      tensors[`stage${k}`] = { dtype: 'F32', shape: [d.h, d.w, d.c], data };
+      tensors[`stage${k}`] = { dtype: data instanceof Uint16Array ? 'F16' : 'F32', shape: [d.h, d.w, d.c], data };
     });
     tensors.token = { dtype: 'F32', shape: [feat.token.length], data: feat.token };
     await writeFileAtomic(this.pathOf(key), encodeSafetensors(tensors, { width: String(feat.width), height: String(feat.height) }));

@@ -1,12 +1,14 @@
 /**
  * Memory estimate for scoring one subset of n images, and the automatic subset count for
- * `--max-memory`. Bytes counted (float32 everywhere):
- *   features   n * sum_s(H_s W_s C_s) * 4         the kept backbone stages
+ * `--max-memory`. Bytes counted (float32 except the stored features):
+ *   features   n * sum_s(H_s W_s C_s) * b        the kept backbone stages (b = 2 for float16 storage, 4 for float32)
+ *   layernorm  n * max_s(H_s W_s C_s) * 4         one stage layer-normalised (float32)
  *   aggregated n * sum_s(L C_s) * 4               LNAMD output for one r (L = patches of the grid)
  *   distances  n * (n - 1) * L * 4               MSM: each patch's nearest distance to every other image, one stage
  *   maps       n * S * S * 4                     upsampled maps
  */
 import { divideSubsets } from '../datasets/divide.js';
+import type { FeatureStorage } from '../core/types.js';
 
 export interface StageDims {
   h: number;
@@ -14,22 +16,23 @@ export interface StageDims {
   c: number;
 }
 
-export function estimateSubsetBytes(n: number, stages: readonly StageDims[], size: number): number {
+export function estimateSubsetBytes(n: number, stages: readonly StageDims[], size: number, storage: FeatureStorage = 'float32'): number {
   const hwc = stages.reduce((a, s) => a + s.h * s.w * s.c, 0);
+  const hwcMax = stages.reduce((a, s) => Math.max(a, s.h * s.w * s.c), 0);
   const l = stages.reduce((a, s) => Math.max(a, s.h * s.w), 0);
   const lc = stages.reduce((a, s) => a + l * s.c, 0);
-  return 4 * (n * hwc + n * lc + n * Math.max(0, n - 1) * l + n * size * size);
+  return (storage === 'float16' ? 2 : 4) * n * hwc + 4 * (n * hwcMax + n * lc + n * Math.max(0, n - 1) * l + n * size * size);
 }
 
 /** Fewest subsets >= `minDivide` whose largest subset fits `maxBytes` (MSM needs >= 5 images each). */
-export function autoDivideNum(paths: readonly string[], stages: readonly StageDims[], size: number, maxBytes: number, minDivide: number, seed: number): { divideNum: number; bytes: number } {
+export function autoDivideNum(paths: readonly string[], stages: readonly StageDims[], size: number, maxBytes: number, minDivide: number, seed: number, storage: FeatureStorage = 'float32'): { divideNum: number; bytes: number } {
   const n = paths.length;
   const maxDivide = Math.max(minDivide, Math.floor(n / 5));
   for (let d = Math.max(1, minDivide); d <= maxDivide; d++) {
     const largest = divideSubsets(paths, d, seed).reduce((a, s) => Math.max(a, s.length), 0);
-    const bytes = estimateSubsetBytes(largest, stages, size);
+    const bytes = estimateSubsetBytes(largest, stages, size, storage);
     if (bytes <= maxBytes) return { divideNum: d, bytes };
   }
-  const need = estimateSubsetBytes(Math.min(n, 5), stages, size);
+  const need = estimateSubsetBytes(Math.min(n, 5), stages, size, storage);
   throw new RangeError(`--max-memory ${Math.round(maxBytes / 2 ** 20)} MB is too small: even subsets of ${Math.min(n, 5)} images need about ${Math.ceil(need / 2 ** 20)} MB`);
 }

@@ -12,10 +12,11 @@
  */
 import { readdir, realpath } from 'node:fs/promises';
 import { extractFiles } from './extract-files.js';
-import { sharedFloat32 } from '../compute/worker.js';
+import { sharedFeatures } from '../compute/worker.js';
+import { toFloat16 } from '../io/float16.js';
 import { join } from 'node:path';
 import type { RgbImage } from '../image/decode.js';
-import type { StageFeatures, ImageTokens } from '../core/types.js';
+import type { StageFeatures, ImageTokens, FeatureData, FeatureStorage } from '../core/types.js';
 import type { Backbone } from '../backbones/types.js';
 import { byName, isDir, isFile, isImageName } from '../datasets/fs-utils.js';
 import { relPosix } from '../datasets/paths.js';
@@ -80,7 +81,7 @@ export async function excludeTestImages(files: string[], items: DatasetItem[]): 
 export async function extractReferences(
   files: string[],
   backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>,
-  opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage> } = {},
+  opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage>; storage?: FeatureStorage } = {},
 ): Promise<ReferenceFeatures> {
   if (files.length === 0) throw new DatasetError('no reference images');
   let stages: { h: number; w: number; c: number; parts: Float32Array[] }[] | null = null;
@@ -102,9 +103,10 @@ export async function extractReferences(
     }
     return out;
   };
+  const store = (x: Float32Array): FeatureData => (opts.storage === 'float16' ? toFloat16(x) : x);
   return {
     files,
-    stages: stages!.map((s) => ({ n: R, h: s.h, w: s.w, c: s.c, data: concat(s.parts, R * s.h * s.w * s.c) })),
+    stages: stages!.map((s) => ({ n: R, h: s.h, w: s.w, c: s.c, data: store(concat(s.parts, R * s.h * s.w * s.c)) })),
     tokens: { n: R, d, data: concat(tokParts, R * d) },
   };
 }
@@ -115,9 +117,12 @@ export function appendReferences(test: StageFeatures[], refs: ReferenceFeatures)
   return test.map((s, l) => {
     const r = refs.stages[l]!;
     if (r.h !== s.h || r.w !== s.w || r.c !== s.c) throw new Error(`stage ${l}: reference features ${r.h}x${r.w}x${r.c} differ from test features ${s.h}x${s.w}x${s.c}`);
-    const data = sharedFloat32((s.n + r.n) * s.h * s.w * s.c); // shared with the compute worker
-    data.set(s.data.subarray(0, s.n * s.h * s.w * s.c), 0);
-    data.set(r.data, s.n * s.h * s.w * s.c);
+    const half = s.data instanceof Uint16Array;
+    if ((r.data instanceof Uint16Array) !== half) throw new Error(`stage ${l}: reference features are stored as ${r.data instanceof Uint16Array ? 'float16' : 'float32'}, test features as ${half ? 'float16' : 'float32'}`);
+    const data = sharedFeatures(half ? 'float16' : 'float32', (s.n + r.n) * s.h * s.w * s.c); // shared with the compute worker
+    // same storage on both sides (checked above)
+    (data as Float32Array).set(s.data.subarray(0, s.n * s.h * s.w * s.c) as Float32Array, 0);
+    (data as Float32Array).set(r.data as Float32Array, s.n * s.h * s.w * s.c);
     return { n: s.n + r.n, h: s.h, w: s.w, c: s.c, data };
   });
 }

@@ -13,9 +13,10 @@
  * dataset order (the reference concatenates subsets; metrics do not depend on the order).
  */
 import { performance } from 'node:perf_hooks';
-import { sharedFloat32 } from '../compute/worker.js';
+import { sharedFeatures } from '../compute/worker.js';
+import { toFloat16 } from '../io/float16.js';
 import { decodeRgb, decodeRgbBytes, readImageBytes, type RgbImage } from '../image/decode.js';
-import type { StageFeatures } from '../core/types.js';
+import type { FeatureData, StageFeatures } from '../core/types.js';
 import { divideSubsets } from '../datasets/divide.js';
 import { loadMask } from '../datasets/masks.js';
 import { DatasetError, type Category, type DatasetItem } from '../datasets/types.js';
@@ -25,7 +26,7 @@ import { decide } from '../threshold.js';
 import { autoDivideNum, estimateSubsetBytes, type StageDims } from './memory.js';
 import type { ImageFeatures } from './feature-cache.js';
 import { checkInterrupted } from './interrupt.js';
-import type { CategoryResult, PipelineDeps, PipelineOptions, SkippedImage, StageTimings } from './types.js';
+import { DEFAULT_FEATURE_STORAGE, type CategoryResult, type PipelineDeps, type PipelineOptions, type SkippedImage, type StageTimings } from './types.js';
 
 /** Thrown with strict when an image cannot be decoded. */
 export class ImageSkipError extends Error {
@@ -38,8 +39,8 @@ export class ImageSkipError extends Error {
 interface Extracted {
   /** index into the category's items */
   item: number;
-  /** per stage [H, W, C] */
-  stages: Float32Array[];
+  /** per stage [H, W, C], in the run's feature storage */
+  stages: FeatureData[];
   /** [D] */
   token: Float32Array;
 }
@@ -55,6 +56,8 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
   const cache = deps.cache;
   if (opts.mode === 'musc-plus' && !opts.references) throw new Error('MuSc+ (mode musc-plus) needs reference images');
   const S = deps.backbone.imageSize;
+  const storage = opts.featureStorage ?? DEFAULT_FEATURE_STORAGE;
+  if (cache && cache.storage !== storage) throw new Error(`feature cache keeps ${cache.storage}, the run ${storage}`);
   const t: StageTimings = { decode: 0, backbone: 0, scoring: 0, lnamd: 0, msm: 0, rscin: 0, metrics: 0, write: 0 };
   const warnings = [...category.warnings];
   const skipped: SkippedImage[] = [];
@@ -129,7 +132,10 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     for (let i = 0; i < inputs.length; i++) {
       const v = inputs[i]!;
       v.feat = {
-        stages: f.stages.map((s) => s.data.slice(i * s.h * s.w * s.c, (i + 1) * s.h * s.w * s.c)),
+        stages: f.stages.map((s) => {
+          const one = s.data.subarray(i * s.h * s.w * s.c, (i + 1) * s.h * s.w * s.c);
+          return storage === 'float16' ? toFloat16(one) : one.slice();
+        }),
         token: f.imageTokens.data.slice(i * f.imageTokens.d, (i + 1) * f.imageTokens.d),
         dims: got, width: v.width, height: v.height,
       };
@@ -182,7 +188,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     skipped.length = 0; // the probe's skips are found again below
     if (dims) {
       try {
-        const a = autoDivideNum(paths, dims, S, opts.maxMemoryMb * 2 ** 20, opts.divideNum, opts.seed);
+        const a = autoDivideNum(paths, dims, S, opts.maxMemoryMb * 2 ** 20, opts.divideNum, opts.seed, storage);
         divideNum = a.divideNum;
       } catch (e) {
         throw new DatasetError(`category '${category.name}': ${(e as Error).message}`);
@@ -209,15 +215,15 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     if (si === 0) {
       // before the expensive part: what scoring will need (the largest subset)
       const largest = subsetsAll.reduce((a, s) => Math.max(a, s.length), 0) + nRef;
-      opts.log?.(`${category.name}: scoring ${all.length} images in ${subsetsAll.length} subset${subsetsAll.length > 1 ? 's' : ''}; estimated memory for scoring about ${Math.ceil(estimateSubsetBytes(largest, d, S) / 2 ** 20)} MB (largest subset ${largest} images)`);
+      opts.log?.(`${category.name}: scoring ${all.length} images in ${subsetsAll.length} subset${subsetsAll.length > 1 ? 's' : ''}; estimated memory for scoring about ${Math.ceil(estimateSubsetBytes(largest, d, S, storage) / 2 ** 20)} MB (largest subset ${largest} images)`);
     }
-    estimatedBytes = Math.max(estimatedBytes, estimateSubsetBytes(n + nRef, d, S));
+    estimatedBytes = Math.max(estimatedBytes, estimateSubsetBytes(n + nRef, d, S, storage));
     if (n + nRef < 5 && opts.mode !== 'musc-plus') warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 for its interval (the reference gives NaN scores: int((N-1)*${opts.interval[1]}) = 0); here each patch is scored against its single nearest image, which is less reliable`);
     // StageFeatures [n, H, W, C] per stage
     const stages: StageFeatures[] = d.map((s, k) => {
       const per = s.h * s.w * s.c;
-      const data = sharedFloat32(n * per); // shared with the compute worker, not copied
-      ex.forEach((e, i) => data.set(e.stages[k]!, i * per));
+      const data = sharedFeatures(storage, n * per); // shared with the compute worker, not copied
+      ex.forEach((e, i) => (data as Float32Array).set(e.stages[k] as Float32Array, i * per)); // same storage for every image
       return { n, h: s.h, w: s.w, c: s.c, data };
     });
     for (const e of ex) tokenOf.set(e.item, e.token);

@@ -110,7 +110,7 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
     const dir = s.cache_dir ?? join(o.out, '.cache', 'features');
     registerOutputDir(dir);
     if (s.cache_dir !== undefined) await removeStaleTemporaries(dir);
-    cache = new FeatureCache(dir, cacheIdentity({ backbone: backbone.info?.name ?? s.backbone, weightsSha256: backbone.weightsSha256, imageSize: backbone.imageSize, stages: backbone.stages, vips: sharp.versions.vips }));
+    cache = new FeatureCache(dir, cacheIdentity({ backbone: backbone.info?.name ?? s.backbone, weightsSha256: backbone.weightsSha256, imageSize: backbone.imageSize, stages: backbone.stages, vips: sharp.versions.vips }), s.feature_storage);
   }
   const entries: SummaryEntry[] = [];
   const results: CategoryResult[] = [];
@@ -122,14 +122,14 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
       const hits0 = cache?.hits ?? 0;
       const writes0 = cache?.writes ?? 0;
       const rf = refFiles.get(c.name);
-      const references = rf ? await extractReferences(rf, backbone, { batchSize: s.batch_size }) : undefined;
+      const references = rf ? await extractReferences(rf, backbone, { batchSize: s.batch_size, storage: s.feature_storage }) : undefined;
       if (rf) o.log?.(`${c.name}: ${rf.length} reference images (${s.mode ?? 'musc'})`);
       try {
         r = await runCategory(c, { backbone, scorer: o.scorer, ...(o.metrics ? { metrics: o.metrics } : {}), ...(cache ? { cache } : {}) }, {
           kind: ds.kind, rList: s.r_list, interval: s.interval, kList, batchSize: s.batch_size, divideNum: s.divide_num,
           ...(s.max_memory !== undefined ? { maxMemoryMb: s.max_memory } : {}),
           ...(s.max_pixels !== undefined ? { maxPixels: s.max_pixels } : {}),
-          maskRule: s.mask_rule, strict: s.strict, seed: s.seed, device: s.device, precision: s.msm_precision,
+          maskRule: s.mask_rule, strict: s.strict, seed: s.seed, device: s.device, precision: s.msm_precision, featureStorage: s.feature_storage,
           ...(references ? { references, mode: s.mode ?? 'musc' } : {}), ...(decision ? { decision } : {}),
           onProgress: (stage, done, total) => o.progress?.update(done, total, stage),
           ...(o.log ? { log: o.log } : {}),

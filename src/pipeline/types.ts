@@ -2,7 +2,7 @@
  * What the end-to-end pipeline depends on, as interfaces, so that tests (and other backbones or
  * scorers) can be injected: the backbone contract, the MuSc core functions, the metrics function.
  */
-import type { StageFeatures, ImageTokens } from '../core/types.js';
+import type { StageFeatures, ImageTokens, FeatureStorage } from '../core/types.js';
 import type { MetricsInput, MetricsResult } from '../metrics/index.js';
 import type { PatchScores, ScoreOptions } from '../core/musc.js';
 import type { RgbImage } from '../image/decode.js';
@@ -40,6 +40,13 @@ export interface PipelineDeps {
   cache?: FeatureCache;
 }
 
+/**
+ * Stage features are kept as float16 between the backbone and scoring (and in the feature cache):
+ * half the memory and disk; LNAMD and MSM compute in float32. Measured on bottle, glass and
+ * magnetic_tile against float32 storage: see README, Performance.
+ */
+export const DEFAULT_FEATURE_STORAGE: FeatureStorage = 'float16';
+
 /** Resolved per-category options. */
 export interface PipelineOptions {
   kind: DatasetKind;
@@ -58,6 +65,8 @@ export interface PipelineOptions {
   device: 'cpu' | 'cuda';
   /** MSM nearest distances: 'exact' or 'fast' (see src/core/msm-kernel.ts) */
   precision?: 'exact' | 'fast';
+  /** how stage features are kept until scoring and in the cache (default DEFAULT_FEATURE_STORAGE) */
+  featureStorage?: FeatureStorage;
   /** few-shot: known-good reference images appended to every subset's scoring pool (appendix A.6) */
   references?: ReferenceFeatures;
   /** 'musc-plus': score by the references alone (needs references) */

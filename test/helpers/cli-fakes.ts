@@ -42,7 +42,7 @@ export function fakeBackbone(size = 32, grid = 4): Backbone & { calls: number[] 
             }
           tok[i * 3 + c] = tot / (size * size);
         }
-      const stage: StageFeatures = { n: b, h: grid, w: grid, c: 3, data };
+      const stage: StageFeatures<Float32Array> = { n: b, h: grid, w: grid, c: 3, data };
       const imageTokens: ImageTokens = { n: b, d: 3, data: tok };
       return { stages: [stage], imageTokens };
     },
