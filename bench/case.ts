@@ -11,7 +11,9 @@ import { loadBackbone } from '../src/backbones/registry.js';
 import { decodeRgb } from '../src/image/decode.js';
 import { scorePatches, upsampleMaps, imageScoresFromMaps, rscin } from '../src/core/musc.js';
 import { computeMetrics } from '../src/metrics/index.js';
-import { shutdownCompute, computeWorker, sharedFloat32 } from '../src/compute/worker.js';
+import { shutdownCompute, computeWorker, sharedFeatures } from '../src/compute/worker.js';
+import { toFloat16 } from '../src/io/float16.js';
+import { DEFAULT_FEATURE_STORAGE } from '../src/pipeline/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from '../src/core/lnamd.js';
 import { generateSynthetic } from '../src/demo/synthetic.js';
 import { writeRandomClip, VIT_B_16, VIT_L_14 } from './random-vit.js';
@@ -56,6 +58,7 @@ export interface CaseResult {
   ms_per_image: Record<'decode' | 'backbone' | 'lnamd' | 'msm' | 'rscin' | 'metrics' | 'total', number>;
   peak_rss_mb: number;
   image_auroc: number | null;
+  feature_storage: string;
   msm?: MsmComparison;
 }
 
@@ -118,7 +121,8 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
     const S = backbone.imageSize;
     const N = files.length;
     const t = { decode: 0, backbone: 0, lnamd: 0, msm: 0, rscin: 0, metrics: 0 };
-    // features of all images, stage by stage
+    // features of all images, stage by stage, stored as the pipeline stores them
+    const storage = DEFAULT_FEATURE_STORAGE;
     let stages: StageFeatures[] = [];
     let tokens = new Float32Array(0), d = 0;
     for (let i0 = 0; i0 < N; i0 += spec.batchSize) {
@@ -132,11 +136,15 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
       const f = await backbone.extract(batch, part.length);
       t.backbone += performance.now() - t0;
       if (i0 === 0) {
-        stages = f.stages.map((s) => ({ n: N, h: s.h, w: s.w, c: s.c, data: sharedFloat32(N * s.h * s.w * s.c) }));
+        stages = f.stages.map((s) => ({ n: N, h: s.h, w: s.w, c: s.c, data: sharedFeatures(storage, N * s.h * s.w * s.c) }));
         d = f.imageTokens.d;
         tokens = new Float32Array(N * d);
       }
-      for (const [l, s] of f.stages.entries()) stages[l].data.set(s.data, i0 * s.h * s.w * s.c);
+      for (const [l, s] of f.stages.entries()) {
+        const dst = stages[l]!.data, off = i0 * s.h * s.w * s.c;
+        if (dst instanceof Uint16Array) toFloat16(s.data, dst.subarray(off, off + s.data.length));
+        else dst.set(s.data, off);
+      }
       tokens.set(f.imageTokens.data, i0 * d);
     }
     await backbone.dispose();
@@ -166,6 +174,7 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
       ms_per_image: { decode: per(t.decode), backbone: per(t.backbone), lnamd: per(t.lnamd), msm: per(t.msm), rscin: per(t.rscin), metrics: per(t.metrics), total: per(total) },
       peak_rss_mb: 0,
       image_auroc: m.image_auroc,
+      feature_storage: storage,
       msm,
     };
   } finally {

@@ -70,7 +70,7 @@ for (const spec of cases) {
     continue;
   }
   const m = r.ms_per_image;
-  console.log(`  grid ${r.grid.join('x')}, C ${r.channels}, N ${r.n}; image AUROC ${r.image_auroc === null ? '-' : f1(100 * r.image_auroc)}`);
+  console.log(`  grid ${r.grid.join('x')}, C ${r.channels}, N ${r.n}, features stored as ${r.feature_storage}; image AUROC ${r.image_auroc === null ? '-' : f1(100 * r.image_auroc)}`);
   console.log(`  ms/image: decode ${m.decode}  backbone ${m.backbone}  lnamd ${m.lnamd}  msm ${m.msm}  rscin ${m.rscin}  metrics ${m.metrics}  total ${m.total}`);
   console.log(`  peak RSS ${r.peak_rss_mb} MB`);
   if (r.msm) {
@@ -101,7 +101,7 @@ const json = {
     name: r.name, n: r.n, image_size: r.image_size, backbone: r.backbone, grid: r.grid, channels: r.channels,
     gemm_peak_gflops: r.msm?.gemm_peak_gflops, msm_gflops: r.msm?.msm_gflops, msm_fraction_of_peak: r.msm?.msm_fraction_of_peak,
     speedup_vs_straightforward: r.msm?.speedup_vs_straightforward, max_abs_diff: r.msm?.max_abs_diff,
-    ms_per_image: r.ms_per_image, peak_rss_mb: r.peak_rss_mb, image_auroc: r.image_auroc,
+    ms_per_image: r.ms_per_image, peak_rss_mb: r.peak_rss_mb, image_auroc: r.image_auroc, feature_storage: r.feature_storage,
   })),
   backbones,
   random_features: exactCmp,

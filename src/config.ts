@@ -18,7 +18,7 @@
 import { DEFAULT_FEATURE_STORAGE } from './pipeline/types.js';
 import type { FeatureStorage } from './core/types.js';
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_MSM_PRECISION } from './core/msm-kernel.js';
+import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/msm-kernel.js';
 import { extname } from 'node:path';
 import YAML from 'yaml';
 import { Ajv } from 'ajv';
@@ -54,7 +54,7 @@ export interface Settings {
   mask_rule: MaskRule;
   device: Device;
   /** MSM nearest-patch distances: 'exact' or 'fast' */
-  msm_precision: 'exact' | 'fast';
+  msm_precision: MsmPrecision;
   /** stage features kept (and cached) as float16 or float32; computation is float32 */
   feature_storage: FeatureStorage;
   strict: boolean;
@@ -124,7 +124,7 @@ export const SETTINGS_SCHEMA = {
     heatmaps: { enum: ['all', 'anomalous', 'none'] },
     mask_rule: { enum: [...MASK_RULES] },
     device: { enum: ['cpu', 'cuda'] },
-    msm_precision: { enum: ['exact', 'fast'] },
+    msm_precision: { enum: ['exact', 'fast', 'int8'] },
     feature_storage: { enum: ['float16', 'float32'] },
     strict: { type: 'boolean' },
     seed: { type: 'integer' },

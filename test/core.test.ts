@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { golden, maxAbsDiff, hasGolden } from './helpers/core-golden.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from '../src/core/lnamd.js';
 import { msmScores, intervalBounds, intervalMeans, nearestDistanceTable, nearestDistanceTableStraightforward } from '../src/core/msm.js';
-import { PairKernel, columnSplit } from '../src/core/msm-kernel.js';
+import { PairKernel, columnSplit, quantizeBank } from '../src/core/msm-kernel.js';
 import { scoreStages } from '../src/core/score.js';
 import { upsampleAlignCorners, mapMaxima } from '../src/core/maps.js';
 import { rscin, minMaxNormalise, tokenSimilarity } from '../src/core/rscin.js';
@@ -222,6 +222,46 @@ for (const [precision, p] of [['exact', 7], ['exact', 12], ['fast', 12], ['fast'
     }
   });
 }
+
+test('int8 precision: the block table is the integer arithmetic on the quantized bank, within the quantization bound of float64', async () => {
+  const n = 7, p = 12, c = 20;
+  let seed = 3;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  const z = new Float32Array(n * p * c).map(rnd);
+  for (let k = 0; k < n * p; k++) {
+    let s = 0;
+    for (let t = 0; t < c; t++) s += z[k * c + t] ** 2;
+    for (let t = 0; t < c; t++) z[k * c + t] /= Math.sqrt(s);
+  }
+  const k8 = await PairKernel.create(true, 'cpu', undefined, 'int8');
+  const tables = [await nearestDistanceTable(z, n, p, c, k8, { blockImages: 2, colImages: 3 }), await nearestDistanceTable(z, n, p, c, k8, { blockImages: 1, colImages: 6 })];
+  await k8.release();
+  const bank = quantizeBank(z, n, p, c);
+  assert.ok(bank.step > 0 && bank.step <= 1 / 127);
+  const twoSS = Math.fround(2 * bank.step * bank.step);
+  // |d^2 error| <= 2 (step sqrt(C) + C step^2 / 4) for unit vectors; |d error| <= sqrt of that
+  const bound = Math.sqrt(2 * (bank.step * Math.sqrt(c) + (c * bank.step ** 2) / 4));
+  for (let i = 0; i < n; i++) for (let q = 0; q < p; q++) for (let j = 0; j < n; j++) {
+    if (i === j) continue;
+    let bestInt = -Infinity, best = Infinity;
+    for (let u = 0; u < p; u++) {
+      let dot = 0, d2 = 0;
+      for (let t = 0; t < c; t++) {
+        dot += (bank.q8[(i * p + q) * c + t]! - 128) * bank.r8[(j * c + t) * p + u]!;
+        d2 += (z[(i * p + q) * c + t] - z[(j * p + u) * c + t]) ** 2;
+      }
+      bestInt = Math.max(bestInt, dot);
+      best = Math.min(best, Math.sqrt(d2));
+    }
+    const d2f = Math.fround(2 - Math.fround(twoSS * Math.fround(bestInt)));
+    const expect = Math.fround(d2f > 0 ? Math.sqrt(d2f) : 0);
+    for (const t of tables) {
+      const got = t[(i * p + q) * n + j];
+      assert.equal(got, expect, `int8 table at ${i},${q},${j}: ${got} vs integer arithmetic ${expect}`);
+      assert.ok(Math.abs(got - best) <= bound, `int8 vs float64 at ${i},${q},${j}: ${got} vs ${best} (bound ${bound})`);
+    }
+  }
+});
 
 test('column split: the divisor of P nearest sqrt(P)', () => {
   assert.deepEqual([196, 784, 1369, 7, 12, 15, 1, 2, 1024 * 3].map(columnSplit), [14, 28, 37, 1, 3, 3, 1, 1, 48]);

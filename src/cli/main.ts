@@ -85,7 +85,7 @@ interface RunFlags {
   heatmaps?: 'all' | 'anomalous' | 'none';
   maskRule?: 'reference' | 'nonzero';
   device?: 'cpu' | 'cuda';
-  msmPrecision?: 'exact' | 'fast';
+  msmPrecision?: 'exact' | 'fast' | 'int8';
   featureStorage?: 'float16' | 'float32';
   strict?: boolean;
   quiet?: boolean;
@@ -177,7 +177,7 @@ function addRunOptions(cmd: Command): Command {
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
-    .addOption(new Option('--msm-precision <mode>', `MSM nearest-patch distances: exact, or fast (float32 2-2a.b, as the reference) (default: ${DEFAULT_SETTINGS.msm_precision})`).choices(['exact', 'fast']))
+    .addOption(new Option('--msm-precision <mode>', `MSM nearest-patch distances: exact, fast (float32 2-2a.b, as the reference) or int8 (8-bit products, faster) (default: ${DEFAULT_SETTINGS.msm_precision})`).choices(['exact', 'fast', 'int8']))
     .addOption(new Option('--feature-storage <type>', `stage features kept until scoring and cached as float16 (half the memory) or float32; computation is float32 (default: ${DEFAULT_SETTINGS.feature_storage})`).choices(['float16', 'float32']))
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
     .option('--no-report', 'do not write report.html')

@@ -35,17 +35,18 @@ import { createSession, ort, type Device } from '../compute/session.js';
  * square grids); see columnSplit.
  * Outputs: rowd2 [A, P, B]; with bothDirections also cold2 [A, B, P] (squared distances).
  */
-export type MsmPrecision = 'exact' | 'fast';
+export type MsmPrecision = 'exact' | 'fast' | 'int8';
 
 /**
  * The default everywhere (library and CLI). 'fast' gave identical metrics to 'exact' on bottle,
- * glass and magnetic_tile (largest difference 0.0003 points, bench/precision.json) at 1.5-2.9x
+ * glass and magnetic_tile (largest difference 0.0003 points, bench/precision.json from `node dist/bench/accuracy.js precision`) at 1.5-2.9x
  * less scoring time; 'exact' is the choice for parity with a float64 reference.
  */
 export const DEFAULT_MSM_PRECISION: MsmPrecision = 'fast';
 
 export function buildPairGraph(bothDirections: boolean, precision: MsmPrecision = DEFAULT_MSM_PRECISION): Uint8Array {
   const g = new GraphBuilder(bothDirections ? 'msm_pair' : 'msm_rows');
+  if (precision === 'int8') return buildInt8Graph(g, bothDirections);
   const q = g.input('q', 'float32', ['AP', 'C']);
   const r = g.input('r', 'float32', ['BP', 'C']);
   const dims = g.input('dims', 'int64', [4]);
@@ -110,6 +111,65 @@ export function columnSplit(p: number): number {
   return other - Math.sqrt(p) < Math.sqrt(p) - best ? other : best;
 }
 
+/**
+ * The 'int8' precision. The bank Z [N, P, C] is quantized once (quantizeBank) with one step
+ * s = max|Z| / 127 for the whole bank, so that integer products compare like the float ones:
+ * query images as u8 (zero point 128) [N, P, C], reference images as s8 transposed per image
+ * [N, C, P]. One call multiplies q [A*P, C] by the B images r [B, C, P] (MatMulInteger, batched:
+ * [B, A*P, P] int32, VNNI), takes both maxima on the integers (the column one in two stages, as
+ * above), and returns d^2 = 2 - 2 s^2 max, laid out as the float graphs' outputs.
+ */
+function buildInt8Graph(g: GraphBuilder, bothDirections: boolean): Uint8Array {
+  const q = g.input('q8', 'uint8', ['AP', 'C']);
+  const r = g.input('r8', 'int8', ['B', 'C', 'P']);
+  const rdims = g.input('rdims', 'int64', [3]); // [A, P, B]
+  const twoSS = g.input('twoss', 'float32', []); // 2 s^2
+  const prod = g.op('MatMulInteger', [q, r, g.constI8([128], 'uint8', [])], {}, 'prod'); // [B, AP, P]
+  const two = g.scalar(2);
+  const d2 = (m: string) => g.op('Sub', [two, g.op('Mul', [twoSS, g.op('Cast', [m], { to: 1 })])]);
+  const rowMax = g.op('Transpose', [g.op('ReduceMax', [prod], { axes: [2], keepdims: 0 })], { perm: [1, 0] }); // [AP, B]
+  g.output(d2(g.op('Reshape', [rowMax, rdims])), 'float32', ['A', 'P', 'B'], 'rowd2');
+  if (bothDirections) {
+    const cdims = g.input('cdims', 'int64', [3]); // [B*A*F, P/F, P]
+    const fdims = g.input('fdims', 'int64', [4]); // [B, A, F, P]
+    const groupMax = g.op('Reshape', [g.op('ReduceMax', [g.op('Reshape', [prod, cdims])], { axes: [1], keepdims: 0 }), fdims]);
+    const colMax = g.op('Transpose', [g.op('ReduceMax', [groupMax], { axes: [2], keepdims: 0 })], { perm: [1, 0, 2] }); // [A, B, P]
+    g.output(d2(colMax), 'float32', ['A', 'B', 'P'], 'cold2');
+  }
+  return g.toBytes();
+}
+
+/** A feature bank quantized for the 'int8' precision (see buildInt8Graph). */
+export interface Int8Bank {
+  /** [N, P, C] round(z / s) + 128 */
+  q8: Uint8Array;
+  /** [N, C, P] round(z / s), each image transposed */
+  r8: Int8Array;
+  /** quantization step */
+  step: number;
+}
+
+/** Quantizes Z [N, P, C] with one step for the whole bank. */
+export function quantizeBank(z: Float32Array, n: number, p: number, c: number): Int8Bank {
+  let m = 0;
+  for (let k = 0; k < z.length; k++) m = Math.max(m, Math.abs(z[k]!));
+  const step = m > 0 ? m / 127 : 1;
+  const inv = 1 / step;
+  const q8 = new Uint8Array(n * p * c);
+  const r8 = new Int8Array(n * p * c);
+  for (let i = 0; i < n; i++) {
+    for (let pp = 0; pp < p; pp++) {
+      const o = (i * p + pp) * c;
+      for (let k = 0; k < c; k++) {
+        const v = Math.round(z[o + k]! * inv);
+        q8[o + k] = v + 128;
+        r8[(i * c + k) * p + pp] = v;
+      }
+    }
+  }
+  return { q8, r8, step };
+}
+
 export interface PairResult {
   /** [A, P, B] squared distance from query patch (a, p) to its nearest patch in reference image b */
   rowd2: Float32Array;
@@ -137,6 +197,7 @@ export class PairKernel {
       feeds.cdims = i64([a * f, p / f, b, p], [4]);
       feeds.fdims = i64([a, f, b, p], [4]);
     }
+    if (this.precision === 'int8') throw new Error('the int8 kernel takes a quantized bank: runInt8');
     if (this.precision === 'fast') {
       const out = await this.session.run(feeds);
       return { rowd2: out.rowd2.data as Float32Array, cold2: this.bothDirections ? (out.cold2.data as Float32Array) : undefined };
@@ -148,6 +209,26 @@ export class PairKernel {
       rowd2: out.rowd2.data as Float32Array,
       cold2: this.bothDirections ? (out.cold2.data as Float32Array) : undefined,
     };
+  }
+
+  /** 'int8': query images [i0, i1) against reference images [j0, j1) of a quantized bank. */
+  async runInt8(bank: Int8Bank, i0: number, i1: number, j0: number, j1: number, p: number, c: number): Promise<PairResult> {
+    if (this.precision !== 'int8') throw new Error(`runInt8 on a ${this.precision} kernel`);
+    const a = i1 - i0, b = j1 - j0;
+    const i64 = (v: number[]) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), [v.length]);
+    const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {
+      q8: new ort.Tensor('uint8', bank.q8.subarray(i0 * p * c, i1 * p * c), [a * p, c]),
+      r8: new ort.Tensor('int8', bank.r8.subarray(j0 * p * c, j1 * p * c), [b, c, p]),
+      rdims: i64([a, p, b]),
+      twoss: new ort.Tensor('float32', Float32Array.of(2 * bank.step * bank.step), []),
+    };
+    if (this.bothDirections) {
+      const f = columnSplit(p);
+      feeds.cdims = i64([b * a * f, p / f, p]);
+      feeds.fdims = i64([b, a, f, p]);
+    }
+    const out = await this.session.run(feeds);
+    return { rowd2: out.rowd2.data as Float32Array, cold2: this.bothDirections ? (out.cold2.data as Float32Array) : undefined };
   }
 
   release(): Promise<void> {

@@ -11,7 +11,7 @@
  * and makes its output NaN; here the interval always keeps at least one value (documented).
  */
 import type { Interval } from './types.js';
-import type { PairKernel } from './msm-kernel.js';
+import { quantizeBank, type PairKernel } from './msm-kernel.js';
 
 export const DEFAULT_INTERVAL: Interval = [0, 0.3];
 
@@ -126,9 +126,12 @@ export async function nearestDistanceTable(z: Float32Array, n: number, p: number
     }
   }
   const rowLen = p * c;
+  const bank8 = kernel.precision === 'int8' ? quantizeBank(z, n, p, c) : null;
   for (const [w, [i0, i1, j0, j1]] of work.entries()) {
     const a = i1 - i0, b = j1 - j0;
-    const { rowd2, cold2 } = await kernel.run(z.subarray(i0 * rowLen, i1 * rowLen), a, z.subarray(j0 * rowLen, j1 * rowLen), b, p, c);
+    const { rowd2, cold2 } = bank8
+      ? await kernel.runInt8(bank8, i0, i1, j0, j1, p, c)
+      : await kernel.run(z.subarray(i0 * rowLen, i1 * rowLen), a, z.subarray(j0 * rowLen, j1 * rowLen), b, p, c);
     for (let ia = 0; ia < a; ia++) {
       const i = i0 + ia;
       for (let jb = Math.max(0, i + 1 - j0); jb < b; jb++) {

@@ -6,6 +6,7 @@
  * `features` come from a backbone (or your own extractor): per stage [N, h, w, C] patch
  * features (channels last) and image tokens [N, D] for RsCIN.
  */
+import type { MsmPrecision } from './msm-kernel.js';
 import type { StageFeatures, ImageTokens, Interval, BackboneFeatures } from './types.js';
 import { computeWorker, type ProgressListener } from '../compute/worker.js';
 import { upsampleAlignCorners, mapMaxima, gaussianSmooth } from './maps.js';
@@ -27,7 +28,7 @@ export interface ScoreOptions {
   /** 'musc-plus': score by the references alone (needs references) */
   mode?: 'musc' | 'musc-plus';
   /** MSM distances: 'exact' or 'fast' (float32 2 - 2 a.b, as the reference); default DEFAULT_MSM_PRECISION */
-  precision?: 'exact' | 'fast';
+  precision?: MsmPrecision;
   onProgress?: ProgressListener;
 }
 

@@ -18,8 +18,8 @@ import { tempPathFor } from '../io/atomic.js';
 
 const { onnx } = onnxProto;
 
-export type ElemType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool';
-const ELEM: Record<ElemType, number> = { float32: 1, float16: 10, int64: 7, int32: 6, bool: 9 };
+export type ElemType = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8' | 'int8' | 'bool';
+const ELEM: Record<ElemType, number> = { float32: 1, float16: 10, int64: 7, int32: 6, uint8: 2, int8: 3, bool: 9 };
 
 export type Dim = number | string;
 export type AttrValue = number | number[] | string | { floats: number[] } | { float: number } | { tensor: onnxProto.onnx.ITensorProto };
@@ -86,6 +86,15 @@ export class GraphBuilder {
     const name = this.fresh(stem);
     const b = new BigInt64Array(values.map((v) => BigInt(v)));
     this.inits.push({ name, dataType: ELEM.int64, dims, rawData: new Uint8Array(b.buffer) });
+    return name;
+  }
+
+  /** An 8-bit integer initializer (quantization zero points). */
+  constI8(values: number[], type: 'uint8' | 'int8', dims: number[] = [values.length], stem = 'z'): string {
+    checkCount(values.length, dims, stem);
+    const name = this.fresh(stem);
+    const b = type === 'uint8' ? Uint8Array.from(values) : new Uint8Array(Int8Array.from(values).buffer);
+    this.inits.push({ name, dataType: ELEM[type], dims, rawData: b });
     return name;
   }
 

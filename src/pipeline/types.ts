@@ -2,6 +2,7 @@
  * What the end-to-end pipeline depends on, as interfaces, so that tests (and other backbones or
  * scorers) can be injected: the backbone contract, the MuSc core functions, the metrics function.
  */
+import type { MsmPrecision } from '../core/msm-kernel.js';
 import type { StageFeatures, ImageTokens, FeatureStorage } from '../core/types.js';
 import type { MetricsInput, MetricsResult } from '../metrics/index.js';
 import type { PatchScores, ScoreOptions } from '../core/musc.js';
@@ -64,7 +65,7 @@ export interface PipelineOptions {
   seed: number;
   device: 'cpu' | 'cuda';
   /** MSM nearest distances: 'exact' or 'fast' (see src/core/msm-kernel.ts) */
-  precision?: 'exact' | 'fast';
+  precision?: MsmPrecision;
   /** how stage features are kept until scoring and in the cache (default DEFAULT_FEATURE_STORAGE) */
   featureStorage?: FeatureStorage;
   /** few-shot: known-good reference images appended to every subset's scoring pool (appendix A.6) */
