@@ -77,12 +77,13 @@ for (const spec of cases) {
     const s = r.msm;
     console.log(`  MSM (stage 0, r=1): GEMM peak ${f1(s.gemm_peak_gflops)} GFLOPS for [${s.block[0] * s.p} x ${s.c}] x [${s.c} x ${s.block[1] * s.p}]; MSM ${f1(s.msm_gflops)} GFLOPS = ${f1(100 * s.msm_fraction_of_peak)}% of peak`);
     console.log(`  straightforward ${s.straightforward_s.toFixed(2)} s vs project ${s.project_s.toFixed(2)} s (best of ${spec.reps ?? 3} alternating runs): ${s.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${s.max_abs_diff.toExponential(2)}`);
+    console.log(`  optional int8 precision: ${s.int8_s.toFixed(2)} s (${(s.project_s / s.int8_s).toFixed(2)}x the default), max abs score diff to the default ${s.int8_max_abs_diff.toExponential(2)}`);
   }
 }
 
 console.log(`\nMSM on random unit features (P = 784, C = 1024, N = ${quick ? 8 : 12}), default precision: project vs straightforward`);
 const exactCmp = await compareMsm(quick ? 8 : 12, 784, 1024, quick ? 1 : 3);
-console.log(`  peak ${f1(exactCmp.gemm_peak_gflops)} GFLOPS, MSM ${f1(exactCmp.msm_gflops)} (${f1(100 * exactCmp.msm_fraction_of_peak)}%), ${exactCmp.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${exactCmp.max_abs_diff.toExponential(2)}`);
+console.log(`  peak ${f1(exactCmp.gemm_peak_gflops)} GFLOPS, MSM ${f1(exactCmp.msm_gflops)} (${f1(100 * exactCmp.msm_fraction_of_peak)}%), ${exactCmp.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${exactCmp.max_abs_diff.toExponential(2)}; int8 ${(exactCmp.project_s / exactCmp.int8_s).toFixed(2)}x faster again`);
 
 const ns = quick ? [10, 20, 40] : [25, 50, 100, 200];
 const sp = quick ? 196 : 784;
@@ -101,6 +102,7 @@ const json = {
     name: r.name, n: r.n, image_size: r.image_size, backbone: r.backbone, grid: r.grid, channels: r.channels,
     gemm_peak_gflops: r.msm?.gemm_peak_gflops, msm_gflops: r.msm?.msm_gflops, msm_fraction_of_peak: r.msm?.msm_fraction_of_peak,
     speedup_vs_straightforward: r.msm?.speedup_vs_straightforward, max_abs_diff: r.msm?.max_abs_diff,
+    int8_s: r.msm?.int8_s, int8_max_abs_diff: r.msm?.int8_max_abs_diff,
     ms_per_image: r.ms_per_image, peak_rss_mb: r.peak_rss_mb, image_auroc: r.image_auroc, feature_storage: r.feature_storage,
   })),
   backbones,

@@ -80,6 +80,9 @@ export interface MsmComparison {
   msm_gflops: number;
   msm_fraction_of_peak: number;
   max_abs_diff: number;
+  /** the optional int8 precision on the same bank: best time, and its largest score difference to the project's */
+  int8_s: number;
+  int8_max_abs_diff: number;
 }
 
 /** One MSM pass both ways on random unit features. */
@@ -91,15 +94,17 @@ export function compareMsm(n: number, p: number, c: number, reps = 3): Promise<M
 export async function compareOnBank(z: Float32Array, n: number, p: number, c: number, reps = 3): Promise<MsmComparison> {
   const both = await PairKernel.create(true);
   const rows = await PairKernel.create(false);
+  const int8 = await PairKernel.create(true, 'cpu', undefined, 'int8');
   const a = blockSize(n, p, {});
   const b = Math.max(a, Math.min(n - 1, Math.round(DEFAULT_CHUNK_ROWS / p)));
   const peak = await GemmPeak.create(a * p, c, b * p);
   // warm up both kernels on a small slice
   await nearestDistanceTable(z.subarray(0, 2 * p * c), 2, p, c, both);
   await nearestDistanceTableStraightforward(z.subarray(0, 2 * p * c), 2, p, c, rows);
+  await nearestDistanceTable(z.subarray(0, 2 * p * c), 2, p, c, int8);
   // best of `reps` alternating runs of each form: single runs on a shared machine vary by 10-20 %
-  let tRef = Infinity, tOurs = Infinity;
-  let ref: Float32Array = new Float32Array(0), ours: Float32Array = new Float32Array(0);
+  let tRef = Infinity, tOurs = Infinity, tInt8 = Infinity;
+  let ref: Float32Array = new Float32Array(0), ours: Float32Array = new Float32Array(0), ours8: Float32Array = new Float32Array(0);
   for (let k = 0; k < reps; k++) {
     await peak.sample();
     let t0 = performance.now();
@@ -108,15 +113,22 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
     t0 = performance.now();
     ours = await nearestDistanceTable(z, n, p, c, both);
     tOurs = Math.min(tOurs, (performance.now() - t0) / 1000);
+    t0 = performance.now();
+    ours8 = await nearestDistanceTable(z, n, p, c, int8);
+    tInt8 = Math.min(tInt8, (performance.now() - t0) / 1000);
   }
   const sRef = intervalMeans(ref, n, p, [0, 0.3]);
   const sOurs = intervalMeans(ours, n, p, [0, 0.3]);
   let diff = 0;
   for (let k = 0; k < sRef.length; k++) diff = Math.max(diff, Math.abs(sRef[k] - sOurs[k]));
+  const s8 = intervalMeans(ours8, n, p, [0, 0.3]);
+  let diff8 = 0;
+  for (let k = 0; k < s8.length; k++) diff8 = Math.max(diff8, Math.abs(s8[k] - sOurs[k]));
   const peakGflops = await peak.sample();
   await peak.release();
   await both.release();
   await rows.release();
+  await int8.release();
   const flops = ((n * (n - 1)) / 2) * 2 * p * p * c;
   const gflops = flops / tOurs / 1e9;
   return {
@@ -128,6 +140,8 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
     msm_gflops: gflops,
     msm_fraction_of_peak: gflops / peakGflops,
     max_abs_diff: diff,
+    int8_s: tInt8,
+    int8_max_abs_diff: diff8,
   };
 }
 

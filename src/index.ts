@@ -5,7 +5,8 @@
 // the method
 export { musc, scorePatches, upsampleMaps, imageScoresFromMaps, rscin } from './core/musc.js';
 export type { ScoreOptions, PatchScores, MuscResult } from './core/musc.js';
-export type { StageFeatures, ImageTokens, BackboneFeatures, Interval } from './core/types.js';
+export type { StageFeatures, ImageTokens, BackboneFeatures, Interval, FeatureData, FeatureStorage } from './core/types.js';
+export type { MsmPrecision } from './core/msm-kernel.js';
 export { RSCIN_K_MVTEC, RSCIN_K_VISA } from './core/rscin.js';
 export { DEFAULT_INTERVAL, intervalBounds } from './core/msm.js';
 export { DEFAULT_R_LIST } from './core/score.js';
@@ -26,5 +27,6 @@ export { runDataset } from './pipeline/run-dataset.js';
 export { runCategory } from './pipeline/run-category.js';
 // files
 export { SafetensorsFile, writeSafetensors, encodeSafetensors } from './io/safetensors.js';
+export { toFloat16, fromFloat16 } from './io/float16.js';
 // threads
-export { shutdownCompute, sharedFloat32 } from './compute/worker.js';
+export { shutdownCompute, sharedFloat32, sharedFeatures } from './compute/worker.js';

@@ -40,6 +40,10 @@ test('README flow: resnet50 + musc separates injected defects from good surfaces
     assert.deepEqual(Array.from(res.imageScores), Array.from(api.imageScoresFromMaps(res.maps, 10)));
     const m = api.computeMetrics({ imageScores: res.imageScores, imageLabels: labels });
     assert.ok(m.image_auroc !== null && m.image_auroc > 0.9, `image AUROC ${m.image_auroc}`);
+
+    // the same features stored as float16 (half the memory): image scores within half precision
+    const half = await api.musc({ stages: features.stages.map((s) => ({ ...s, data: api.toFloat16(s.data) })), imageTokens: features.imageTokens }, { imageSize: S });
+    for (let i = 0; i < 10; i++) assert.ok(Math.abs(half.imageScores[i]! - res.imageScores[i]!) <= 2e-3 * res.imageScores[i]!, `image ${i}: ${half.imageScores[i]} vs ${res.imageScores[i]}`);
     await backbone.dispose();
   } finally {
     await rm(dir, { recursive: true, force: true });

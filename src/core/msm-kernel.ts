@@ -17,6 +17,11 @@
  * The 'fast' precision skips that step and returns 2 - 2 max(a.b): the reference's own float32
  * matmul-form cdist, about 1.3x (P >= 784) to 2x (P = 196) faster; see the benchmark.
  *
+ * The 'int8' precision (optional, off by default) multiplies 8-bit quantized features in
+ * integers (see buildInt8Graph): about 2x faster again, at an accuracy cost measured in
+ * bench/int8.json. Its one quantization step per bank is coarse when a few channels carry
+ * outsized values (as ViT features often do), so it is not the default.
+ *
  * Runs inside the compute worker: session.run blocks its thread.
  */
 import type { InferenceSession } from 'onnxruntime-node';
@@ -39,8 +44,9 @@ export type MsmPrecision = 'exact' | 'fast' | 'int8';
 
 /**
  * The default everywhere (library and CLI). 'fast' gave identical metrics to 'exact' on bottle,
- * glass and magnetic_tile (largest difference 0.0003 points, bench/precision.json from `node dist/bench/accuracy.js precision`) at 1.5-2.9x
- * less scoring time; 'exact' is the choice for parity with a float64 reference.
+ * glass and magnetic_tile (largest difference 0.0003 points, bench/precision.json, from
+ * `node dist/bench/accuracy.js precision`) at 1.5-2.9x less scoring time; 'exact' is the choice
+ * for parity with a float64 reference.
  */
 export const DEFAULT_MSM_PRECISION: MsmPrecision = 'fast';
 
