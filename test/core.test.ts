@@ -186,19 +186,24 @@ test('interval means: hand-checkable table', () => {
   assert.deepEqual(Array.from(intervalMeans(d, 4, 1, [1, 3])), [2.5, 7, 1, 4.5]);
 });
 
+/** rows [m, c] of seeded random unit vectors */
+function unitRows(m: number, c: number, seed: number): Float32Array {
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  const z = new Float32Array(m * c).map(rnd);
+  for (let k = 0; k < m; k++) {
+    let s = 0;
+    for (let t = 0; t < c; t++) s += z[k * c + t] ** 2;
+    for (let t = 0; t < c; t++) z[k * c + t] /= Math.sqrt(s);
+  }
+  return z;
+}
+
 for (const [precision, p] of [['exact', 7], ['exact', 12], ['fast', 12], ['fast', 15]] as const) {
   test(`both-directions block scoring equals the straightforward per-image scoring (${precision}, P = ${p}: column split ${columnSplit(p)}, uneven blocks)`, async () => {
     const both = await PairKernel.create(true, 'cpu', undefined, precision);
     const rows = await PairKernel.create(false, 'cpu', undefined, precision);
     const n = 11, c = 16;
-    let seed = 7 + p;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
-    const z = new Float32Array(n * p * c).map(rnd);
-    for (let k = 0; k < n * p; k++) {
-      let s = 0;
-      for (let t = 0; t < c; t++) s += z[k * c + t] ** 2;
-      for (let t = 0; t < c; t++) z[k * c + t] /= Math.sqrt(s);
-    }
+    const z = unitRows(n * p, c, 7 + p);
     const a = await nearestDistanceTable(z, n, p, c, both, { blockImages: 4 });
     const a1 = await nearestDistanceTable(z, n, p, c, both, { blockImages: 1, colImages: 3 });
     const b = await nearestDistanceTableStraightforward(z, n, p, c, rows);
@@ -225,14 +230,7 @@ for (const [precision, p] of [['exact', 7], ['exact', 12], ['fast', 12], ['fast'
 
 test('int8 precision: the block table is the integer arithmetic on the quantized bank, within the quantization bound of float64', async () => {
   const n = 7, p = 12, c = 20;
-  let seed = 3;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
-  const z = new Float32Array(n * p * c).map(rnd);
-  for (let k = 0; k < n * p; k++) {
-    let s = 0;
-    for (let t = 0; t < c; t++) s += z[k * c + t] ** 2;
-    for (let t = 0; t < c; t++) z[k * c + t] /= Math.sqrt(s);
-  }
+  const z = unitRows(n * p, c, 3);
   const k8 = await PairKernel.create(true, 'cpu', undefined, 'int8');
   const tables = [await nearestDistanceTable(z, n, p, c, k8, { blockImages: 2, colImages: 3 }), await nearestDistanceTable(z, n, p, c, k8, { blockImages: 1, colImages: 6 })];
   await k8.release();

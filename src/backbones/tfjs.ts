@@ -19,6 +19,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { halfBitsToFloat } from '../io/float16.js';
 
 /** One Keras layer of the functional topology. */
 export interface TfjsLayer {
@@ -156,7 +157,7 @@ function decodeWeight(buf: Buffer, off: number, count: number, w: ManifestEntry)
     return out;
   }
   if (q.dtype === 'float16') {
-    for (let i = 0; i < count; i++) out[i] = half(dv.getUint16(2 * i, true));
+    for (let i = 0; i < count; i++) out[i] = halfBitsToFloat(dv.getUint16(2 * i, true));
     return out;
   }
   // affine quantization: value = q * scale + min
@@ -165,15 +166,6 @@ function decodeWeight(buf: Buffer, off: number, count: number, w: ManifestEntry)
   if (q.dtype === 'uint8') for (let i = 0; i < count; i++) out[i] = dv.getUint8(i) * scale + min;
   else for (let i = 0; i < count; i++) out[i] = dv.getUint16(2 * i, true) * scale + min;
   return out;
-}
-
-function half(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
 function parseTopology(path: string, topo: unknown): { layers: TfjsLayer[]; inputLayers: string[]; outputLayers: string[] } {
