@@ -23,6 +23,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import type { StageDims } from './memory.js';
 import { toFloat16 } from '../io/float16.js';
 import type { FeatureData, FeatureStorage } from '../core/types.js';
+import { DEFAULT_FEATURE_STORAGE } from './types.js';
 
 export const FEATURE_CACHE_VERSION = 1;
 
@@ -55,7 +56,7 @@ export class FeatureCache {
   corrupt = 0;
 
   /** float16 files are written and read as such; float32 runs miss on them */
-  constructor(readonly dir: string, readonly identity: string, readonly storage: FeatureStorage = 'float32') {}
+  constructor(readonly dir: string, readonly identity: string, readonly storage: FeatureStorage = DEFAULT_FEATURE_STORAGE) {}
 
   key(bytes: Uint8Array): string {
     return createHash('sha256').update(JSON.stringify({ v: FEATURE_CACHE_VERSION, identity: this.identity, content: contentHash(bytes) })).digest('hex');
