@@ -9,6 +9,7 @@
  */
 import { divideSubsets } from '../datasets/divide.js';
 import type { FeatureStorage } from '../core/types.js';
+import { DEFAULT_FEATURE_STORAGE } from './types.js';
 
 export interface StageDims {
   h: number;
@@ -16,7 +17,7 @@ export interface StageDims {
   c: number;
 }
 
-export function estimateSubsetBytes(n: number, stages: readonly StageDims[], size: number, storage: FeatureStorage = 'float32'): number {
+export function estimateSubsetBytes(n: number, stages: readonly StageDims[], size: number, storage: FeatureStorage = DEFAULT_FEATURE_STORAGE): number {
   const hwc = stages.reduce((a, s) => a + s.h * s.w * s.c, 0);
   const hwcMax = stages.reduce((a, s) => Math.max(a, s.h * s.w * s.c), 0);
   const l = stages.reduce((a, s) => Math.max(a, s.h * s.w), 0);
@@ -25,7 +26,7 @@ export function estimateSubsetBytes(n: number, stages: readonly StageDims[], siz
 }
 
 /** Fewest subsets >= `minDivide` whose largest subset fits `maxBytes` (MSM needs >= 5 images each). */
-export function autoDivideNum(paths: readonly string[], stages: readonly StageDims[], size: number, maxBytes: number, minDivide: number, seed: number, storage: FeatureStorage = 'float32'): { divideNum: number; bytes: number } {
+export function autoDivideNum(paths: readonly string[], stages: readonly StageDims[], size: number, maxBytes: number, minDivide: number, seed: number, storage: FeatureStorage = DEFAULT_FEATURE_STORAGE): { divideNum: number; bytes: number } {
   const n = paths.length;
   const maxDivide = Math.max(minDivide, Math.floor(n / 5));
   for (let d = Math.max(1, minDivide); d <= maxDivide; d++) {

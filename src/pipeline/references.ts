@@ -12,6 +12,7 @@
  */
 import { readdir, realpath } from 'node:fs/promises';
 import { extractFiles } from './extract-files.js';
+import { DEFAULT_FEATURE_STORAGE } from './types.js';
 import { sharedFeatures } from '../compute/worker.js';
 import { toFloat16 } from '../io/float16.js';
 import { join } from 'node:path';
@@ -103,7 +104,7 @@ export async function extractReferences(
     }
     return out;
   };
-  const store = (x: Float32Array): FeatureData => (opts.storage === 'float16' ? toFloat16(x) : x);
+  const store = (x: Float32Array): FeatureData => ((opts.storage ?? DEFAULT_FEATURE_STORAGE) === 'float16' ? toFloat16(x) : x);
   return {
     files,
     stages: stages!.map((s) => ({ n: R, h: s.h, w: s.w, c: s.c, data: store(concat(s.parts, R * s.h * s.w * s.c)) })),
