@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { runDataset } from '../src/pipeline/run-dataset.js';
 import { DEFAULT_SETTINGS, type Settings } from '../src/config.js';
 import { loadBackbone } from '../src/backbones/registry.js';
-import * as core from '../src/core/musc.js';
+import * as core from '../src/scoring/musc.js';
 import { computeMetrics } from '../src/metrics/index.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import type { Scorer } from '../src/pipeline/types.js';

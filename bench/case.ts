@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { loadBackbone } from '../src/backbones/registry.js';
 import { decodeRgb } from '../src/image/decode.js';
-import { scorePatches, upsampleMaps, imageScoresFromMaps, rscin } from '../src/core/musc.js';
+import { scorePatches, upsampleMaps, imageScoresFromMaps, rscin } from '../src/scoring/musc.js';
 import { computeMetrics } from '../src/metrics/index.js';
 import { shutdownCompute, computeWorker, sharedFeatures } from '../src/compute/worker.js';
 import { toFloat16 } from '../src/io/float16.js';

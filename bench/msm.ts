@@ -5,8 +5,14 @@
 import { performance } from 'node:perf_hooks';
 import { GraphBuilder } from '../src/onnx/graph.js';
 import { createSession, ort } from '../src/compute/session.js';
-import { PairKernel } from '../src/core/msm-kernel.js';
-import { nearestDistanceTable, nearestDistanceTableStraightforward, intervalMeans, blockSize, DEFAULT_CHUNK_ROWS } from '../src/core/msm.js';
+import { OnnxPairKernel as PairKernel } from '../src/compute/msm-kernel.js';
+import { reduceTable } from '../src/core/score.js';
+import { zeroShotVariant } from '../src/core/plan.js';
+import type { Interval } from '../src/core/types.js';
+import { nearestDistanceTable, nearestDistanceTableStraightforward, blockSize, DEFAULT_CHUNK_ROWS } from '../src/core/msm.js';
+
+/** zero-shot interval means of a full table [N, P, N] */
+const intervalMeans = (t: Float32Array, n: number, p: number, iv: Interval): Float64Array => reduceTable(t, n, p, [zeroShotVariant(n, iv)])[0]!;
 
 /** Random unit features [n, p, c] from a seeded generator. */
 export function randomUnitFeatures(n: number, p: number, c: number, seed = 1): Float32Array {

@@ -18,7 +18,7 @@
 import { DEFAULT_FEATURE_STORAGE } from './pipeline/types.js';
 import type { FeatureStorage } from './core/types.js';
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/msm-kernel.js';
+import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/kernel.js';
 import { extname } from 'node:path';
 import YAML from 'yaml';
 import { Ajv } from 'ajv';

@@ -3,13 +3,17 @@
  * The public library API. See README.md and docs/architecture.md.
  */
 // the method
-export { musc, scorePatches, upsampleMaps, imageScoresFromMaps, rscin } from './core/musc.js';
-export type { ScoreOptions, PatchScores, MuscResult } from './core/musc.js';
+export { musc, scorePatches, scorePlan, upsampleMaps, imageScoresFromMaps, rscin } from './scoring/musc.js';
+export type { ScoreOptions, PatchScores, MuscResult } from './scoring/musc.js';
+export { zeroShotVariant, subsetsVariant, referenceVariant, batchPlan } from './core/plan.js';
+export type { ScoringPlan, PoolVariant, Reduction } from './core/plan.js';
+export type { PlanScores } from './core/score.js';
 export type { StageFeatures, ImageTokens, BackboneFeatures, Interval, FeatureData, FeatureStorage } from './core/types.js';
-export type { MsmPrecision } from './core/msm-kernel.js';
+export type { MsmPrecision } from './core/kernel.js';
+export { DEFAULT_MSM_PRECISION } from './core/kernel.js';
 export { RSCIN_K_MVTEC, RSCIN_K_VISA } from './core/rscin.js';
-export { DEFAULT_INTERVAL, intervalBounds } from './core/msm.js';
-export { DEFAULT_R_LIST } from './core/score.js';
+export { intervalBounds } from './core/msm.js';
+export { DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
 // backbones
 export { loadBackbone, listBackbones, backboneInfo, DEFAULT_BACKBONE } from './backbones/registry.js';
 export type { Backbone, BackboneInfo, LoadOptions } from './backbones/types.js';

@@ -5,8 +5,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { scoreStages } from '../src/core/score.js';
-import { ablatePasses, composeR, reductionBounds, type PoolVariant } from '../src/ablate/passes.js';
+import { scoreStages, scorePlanTask } from '../src/scoring/tasks.js';
+import { composeR } from '../src/core/score.js';
+import { reductionBounds, type PoolVariant } from '../src/core/plan.js';
 import { studyRows, parseStudies, R_COMBOS, MSM_VARIANTS } from '../src/ablate/studies.js';
 import { runAblation, shotSplit, ablationMarkdown } from '../src/ablate/run.js';
 import { evenlySpaced } from '../src/cli/ablate.js';
@@ -57,28 +58,28 @@ test('one table set, many variants: equal to separate scoreStages runs (pools, r
     { scored: test7, pools: [all], poolOf: test7.map(() => 0), reduce: { kind: 'interval', interval: [0, 0.3] } },
     { scored: test7, pools: [[7, 8]], poolOf: test7.map(() => 0), reduce: { kind: 'min' } },
   ];
-  const res = await ablatePasses(st, variants, { rList: [1, 3, 5] });
+  const res = await scorePlanTask(st, { n: N, rList: [1, 3, 5], variants }, { keepPasses: true });
   assert.deepEqual([res.h, res.w, res.L, res.R], [4, 4, 2, 3]);
   const P = 16;
   // whole pool, every r subset
   for (const combo of [[1], [3, 5], [1, 3, 5]]) {
     const direct = await scoreStages(st, { rList: combo, interval: [0, 0.3] });
-    const composed = composeR(res, 0, N, combo.map((r) => [1, 3, 5].indexOf(r)));
+    const composed = composeR(res, 0, combo.map((r) => [1, 3, 5].indexOf(r)));
     assert.ok(maxDiff(composed, direct.patch) < 1e-6, `r=${combo}: ${maxDiff(composed, direct.patch)}`);
   }
   // two subsets scored separately (like --divide)
   for (const sub of [[0, 2, 4, 6, 8], [1, 3, 5, 7]]) {
     const direct = await scoreStages(pick(st, sub), { rList: [1, 3, 5], interval: [0, 0.5] });
-    const composed = composeR(res, 1, N, [0, 1, 2]);
+    const composed = composeR(res, 1, [0, 1, 2]);
     const mine = new Float64Array(sub.length * P);
     sub.forEach((i, k) => mine.set(composed.subarray(i * P, (i + 1) * P), k * P));
     assert.ok(maxDiff(mine, direct.patch) < 1e-6);
   }
   // references in the pool; MuSc+
   const withRefs = await scoreStages(st, { rList: [1, 3, 5], references: 2 });
-  assert.ok(maxDiff(composeR(res, 2, 7, [0, 1, 2]), withRefs.patch) < 1e-6);
+  assert.ok(maxDiff(composeR(res, 2, [0, 1, 2]), withRefs.patch) < 1e-6);
   const plus = await scoreStages(st, { rList: [1, 3, 5], references: 2, mode: 'musc-plus' });
-  assert.ok(maxDiff(composeR(res, 3, 7, [0, 1, 2]), plus.patch) < 1e-6);
+  assert.ok(maxDiff(composeR(res, 3, [0, 1, 2]), plus.patch) < 1e-6);
 });
 
 test('min / max / mean reductions: brute force over the per-pass scores', async () => {
@@ -86,16 +87,16 @@ test('min / max / mean reductions: brute force over the per-pass scores', async 
   const st = [stages(N, 8)[0]!];
   const all = range(0, N);
   const mk = (kind: 'min' | 'max' | 'mean'): PoolVariant => ({ scored: all, pools: [all], poolOf: all.map(() => 0), reduce: { kind } });
-  const res = await ablatePasses(st, [mk('min'), mk('max'), mk('mean')], { rList: [1] });
+  const res = await scorePlanTask(st, { n: N, rList: [1], variants: [mk('min'), mk('max'), mk('mean')] });
   // per-image nearest distances from scoreStages with absolute-count intervals:
   // rank k alone = interval [k, k+1] (counts >= 1), so min = [0,1]; the mean over all = average of ranks
   const byRank: Float64Array[] = [];
   for (let k = 0; k < N - 1; k++) byRank.push((await scoreStages(st, { rList: [1], interval: k === 0 ? [0, 1] : [k, k + 1] })).patch);
   for (let q = 0; q < N * 16; q++) {
     const vals = byRank.map((a) => a[q]!);
-    assert.ok(Math.abs(res.scores[0]![q]! - vals[0]!) < 1e-6);
-    assert.ok(Math.abs(res.scores[1]![q]! - vals[N - 2]!) < 1e-6);
-    assert.ok(Math.abs(res.scores[2]![q]! - vals.reduce((a, b) => a + b, 0) / (N - 1)) < 1e-6);
+    assert.ok(Math.abs(res.variants[0]!.patch[q]! - vals[0]!) < 1e-6);
+    assert.ok(Math.abs(res.variants[1]!.patch[q]! - vals[N - 2]!) < 1e-6);
+    assert.ok(Math.abs(res.variants[2]!.patch[q]! - vals.reduce((a, b) => a + b, 0) / (N - 1)) < 1e-6);
     for (let k = 1; k < vals.length; k++) assert.ok(vals[k]! >= vals[k - 1]! - 1e-7, 'ranks ascend');
   }
   assert.deepEqual(reductionBounds(10, { kind: 'max' }), [9, 10]);

@@ -7,12 +7,14 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { golden, maxAbsDiff, hasGolden } from './helpers/core-golden.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from '../src/core/lnamd.js';
-import { msmScores, intervalBounds, intervalMeans, nearestDistanceTable, nearestDistanceTableStraightforward } from '../src/core/msm.js';
-import { PairKernel, columnSplit, quantizeBank } from '../src/core/msm-kernel.js';
-import { scoreStages } from '../src/core/score.js';
+import { intervalBounds, nearestDistanceTable, nearestDistanceTableStraightforward } from '../src/core/msm.js';
+import { msmScores, intervalMeans } from './helpers/msm.js';
+import { OnnxPairKernel as PairKernel, columnSplit } from '../src/compute/msm-kernel.js';
+import { quantizeBank } from '../src/core/kernel.js';
+import { scoreStages } from '../src/scoring/tasks.js';
 import { upsampleAlignCorners, mapMaxima } from '../src/core/maps.js';
 import { rscin, minMaxNormalise, tokenSimilarity } from '../src/core/rscin.js';
-import { musc, scorePatches } from '../src/core/musc.js';
+import { musc, scorePatches } from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import type { StageFeatures } from '../src/core/types.js';
 
@@ -245,7 +247,7 @@ test('int8 precision: the block table is the integer arithmetic on the quantized
     for (let u = 0; u < p; u++) {
       let dot = 0, d2 = 0;
       for (let t = 0; t < c; t++) {
-        dot += (bank.q8[(i * p + q) * c + t]! - 128) * bank.r8[(j * c + t) * p + u]!;
+        dot += (bank.q8[(i * p + q) * c + t]! - 128) * (bank.r8[(j * c + t) * p + u]! - 128);
         d2 += (z[(i * p + q) * c + t] - z[(j * p + u) * c + t]) ** 2;
       }
       bestInt = Math.max(bestInt, dot);
@@ -312,7 +314,7 @@ test('scoring in the compute worker stops at the next block when cancelled (Ctrl
   const n = 40, h = 14, c = 256;
   const stage: StageFeatures = { n, h, w: h, c, data: new Float32Array(n * h * h * c).map((_, k) => Math.sin(k * 0.61)) };
   const started = Date.now();
-  const p = w.call(new URL('../src/core/score.js', import.meta.url).href, 'scoreStages', [[stage], { rList: [1, 3, 5], maxRows: 196 }]);
+  const p = w.call(new URL('../src/scoring/tasks.js', import.meta.url).href, 'scoreStages', [[stage], { rList: [1, 3, 5], maxRows: 196 }]);
   setTimeout(() => w.cancel(), 300);
   await assert.rejects(p, (e: Error) => e.name === 'InterruptedError');
   assert.ok(Date.now() - started < 20_000);

@@ -18,11 +18,11 @@ import { mergeSettings, ConfigError, type Settings } from '../src/config.js';
 import { parseScoresCsv } from '../src/outputs/scores.js';
 import { readMaps } from '../src/outputs/maps.js';
 import { referenceFolder, listReferenceImages } from '../src/pipeline/references.js';
-import * as core from '../src/core/musc.js';
+import * as core from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { DatasetError } from '../src/datasets/types.js';
 import type { Scorer } from '../src/pipeline/types.js';
-import type { ScoreOptions } from '../src/core/musc.js';
+import type { ScoreOptions } from '../src/scoring/musc.js';
 import { tempDir, cliMain, writePng } from './helpers/cli-env.js';
 import { fakeBackbone, fakeLoader, fakeMetrics } from './helpers/cli-fakes.js';
 

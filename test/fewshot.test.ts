@@ -4,10 +4,10 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { scoreStages } from '../src/core/score.js';
-import { musc } from '../src/core/musc.js';
-import { msmScores } from '../src/core/msm.js';
-import { PairKernel } from '../src/core/msm-kernel.js';
+import { scoreStages } from '../src/scoring/tasks.js';
+import { musc } from '../src/scoring/musc.js';
+import { msmScores } from './helpers/msm.js';
+import { OnnxPairKernel as PairKernel } from '../src/compute/msm-kernel.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import type { StageFeatures } from '../src/core/types.js';
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { toFloat16, fromFloat16, float32ToHalfBits } from '../src/io/float16.js';
 import { GraphBuilder } from '../src/onnx/graph.js';
 import { createSession, ort } from '../src/compute/session.js';
-import { scorePatches } from '../src/core/musc.js';
+import { scorePatches } from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { FeatureCache } from '../src/pipeline/feature-cache.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';

@@ -7,7 +7,11 @@
  * (from --reference-dir), else the last max(shots) good test images in dataset order, held out
  * of the test set in every shots row (so 0- to 4-shot rows score the same images).
  */
-import { computeWorker, type ProgressListener } from '../compute/worker.js';
+import type { ProgressListener } from '../compute/worker.js';
+import type { MsmPrecision } from '../core/kernel.js';
+import { composeR } from '../core/score.js';
+import type { PoolVariant, Reduction } from '../core/plan.js';
+import { scorePlan } from '../scoring/musc.js';
 import { upsampleAlignCorners, mapMaxima } from '../core/maps.js';
 import { rscin } from '../core/rscin.js';
 import { divideSubsets } from '../datasets/divide.js';
@@ -15,7 +19,6 @@ import type { StageFeatures, ImageTokens } from '../core/types.js';
 import type { DatasetItem } from '../datasets/types.js';
 import type { MetricsFn, MetricsValues } from '../pipeline/types.js';
 import { selectTokens } from '../rscin-plugin.js';
-import { composeR, type PassResult, type PoolVariant, type Reduction } from './passes.js';
 import type { RowConfig } from './studies.js';
 
 export interface AblationInput {
@@ -33,6 +36,8 @@ export interface AblationInput {
   metrics: MetricsFn;
   seed?: number;
   device?: 'cpu' | 'cuda';
+  /** MSM precision (default DEFAULT_MSM_PRECISION, as musc run) */
+  precision?: MsmPrecision;
   onProgress?: ProgressListener;
 }
 
@@ -51,7 +56,6 @@ export interface AblationResult {
   warnings: string[];
 }
 
-const PASSES = new URL('./passes.js', import.meta.url).href;
 const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
 
 /** Reference candidates and the shots rows' test set. */
@@ -105,21 +109,17 @@ export async function runAblation(inp: AblationInput): Promise<AblationResult> {
     }
     return addVariant({ scored: all, pools: [all], poolOf: all.map(() => 0), reduce });
   });
-  for (const [vi, v] of variants.entries()) {
-    v.scored.forEach((i, s) => {
-      const pool = v.pools[v.poolOf[s]!]!;
-      if (pool.filter((j) => j !== i).length < 1) throw new Error(`variant ${vi}: image ${i} has an empty pool`);
-    });
-  }
   const rUnion = [...new Set(rows.flatMap((r) => r.rList))].sort((a, b) => a - b);
-  const res = await computeWorker().call<PassResult>(PASSES, 'ablatePasses', [inp.stages, variants, { rList: rUnion, device: inp.device }], [], inp.onProgress);
+  const plan = { n: inp.stages[0]!.n, rList: rUnion, variants };
+  const settings = { keepPasses: true, device: inp.device, precision: inp.precision };
+  const res = await scorePlan(inp.stages, plan, settings, inp.onProgress);
 
   const S = inp.size;
   const out: AblationRow[] = [];
   for (const [ri, row] of rows.entries()) {
     const v = variants[rowVariant[ri]!]!;
     const n = v.scored.length;
-    const patch = composeR(res, rowVariant[ri]!, n, row.rList.map((r) => rUnion.indexOf(r)));
+    const patch = composeR(res, rowVariant[ri]!, row.rList.map((r) => rUnion.indexOf(r)));
     const maps = upsampleAlignCorners(patch, n, res.h, res.w, S, S); // [n, S, S]
     const scores = mapMaxima(maps, n);
     const final = rscin(scores, selectTokens(inp.tokens, v.scored), row.kList);

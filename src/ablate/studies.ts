@@ -11,7 +11,8 @@
  * Every row differs from the baseline (r {1,3,5}, interval [0,0.3], the dataset's RsCIN windows,
  * 1 subset, zero-shot) in its study's setting only.
  */
-import type { Reduction } from './passes.js';
+import type { Reduction } from '../core/plan.js';
+import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 
 export type StudyName = 'r' | 'msm' | 'rscin' | 'divide' | 'shots';
 export const STUDIES: readonly StudyName[] = ['r', 'msm', 'rscin', 'divide', 'shots'];
@@ -29,8 +30,8 @@ export const MSM_VARIANTS: { label: string; reduce: Reduction }[] = [
 export const DIVIDE_COUNTS = [1, 2, 3];
 export const SHOT_COUNTS = [0, 1, 2, 4];
 
-export const BASE_R = [1, 3, 5];
-export const BASE_REDUCE: Reduction = { kind: 'interval', interval: [0, 0.3] };
+export const BASE_R = DEFAULT_R_LIST;
+export const BASE_REDUCE: Reduction = { kind: 'interval', interval: DEFAULT_INTERVAL };
 
 /** One table row: a full configuration. */
 export interface RowConfig {

@@ -21,7 +21,7 @@ import type { MetricsFn, Scorer } from '../pipeline/types.js';
 import { generateSynthetic } from '../demo/synthetic.js';
 import { createProgress } from './progress.js';
 import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from './errors.js';
-import * as core from '../core/musc.js';
+import * as core from '../scoring/musc.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
 import { shutdownCompute } from '../compute/worker.js';
 import { checkDevice } from '../compute/session.js';

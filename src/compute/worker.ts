@@ -31,7 +31,7 @@ export class ComputeWorker {
   /** [0] = 1 when cancellation was requested; shared with the worker */
   private readonly cancelFlag = new Int32Array(new SharedArrayBuffer(4));
 
-  /** Asks running and later calls to stop at their next check (they reject with InterruptedError). */
+  /** Asks the running calls to stop at their next check (they reject with InterruptedError). */
   cancel(): void {
     Atomics.store(this.cancelFlag, 0, 1);
   }
@@ -47,7 +47,11 @@ export class ComputeWorker {
         return;
       }
       this.pending.delete(m.id);
-      if (this.pending.size === 0) w.unref();
+      if (this.pending.size === 0) {
+        w.unref();
+        // a cancel ends the calls it found running; later calls start afresh
+        Atomics.store(this.cancelFlag, 0, 0);
+      }
       if (m.kind === 'ok') p.resolve(m.value);
       else {
         const e = new Error(m.error!.message);

@@ -7,13 +7,14 @@
  * and the patch score is the interval average of the N-1 values sorted ascending:
  *   s(i, p) = mean of the sorted values at ranks [k_lo, k_hi)       (eq. 6)
  * with k = floor((N-1) * fraction) (fractions < 1) or an absolute count (>= 1), as the reference.
+ * This file builds the table of a(i, p, j); score.ts reduces it per pool (plan.ts).
  * The reference's default interval [0, 0.3) gives k_hi = floor(0.3 (N-1)), which is 0 for N <= 4
  * and makes its output NaN; here the interval always keeps at least one value (documented).
  */
 import type { Interval } from './types.js';
-import { quantizeBank, type PairKernel } from './msm-kernel.js';
+import { quantizeBank, type Int8Bank, type PairKernel, type PairResult } from './kernel.js';
 
-export const DEFAULT_INTERVAL: Interval = [0, 0.3];
+export { DEFAULT_INTERVAL } from './defaults.js';
 
 /** The rank range [kLo, kHi) used for M = N-1 scores (reference semantics + the k >= 1 guard). */
 export function intervalBounds(m: number, interval: Interval): [number, number] {
@@ -31,29 +32,6 @@ export function intervalBounds(m: number, interval: Interval): [number, number] 
     else kLo -= 1;
   }
   return [kLo, kHi];
-}
-
-/**
- * Interval means from a nearest-distance table dist [S, P, N] (dist[i, p, j], j != i; the
- * diagonal is ignored). S = n unless only the first `scored` images are scored (the rest being
- * reference images that join the pool). Returns [S, P] float64.
- */
-export function intervalMeans(dist: Float32Array, n: number, p: number, interval: Interval, scored = n): Float64Array {
-  const [kLo, kHi] = intervalBounds(n - 1, interval);
-  const out = new Float64Array(scored * p);
-  const vals = new Float64Array(n - 1);
-  for (let i = 0; i < scored; i++) {
-    for (let q = 0; q < p; q++) {
-      const row = (i * p + q) * n;
-      let m = 0;
-      for (let j = 0; j < n; j++) if (j !== i) vals[m++] = dist[row + j];
-      vals.sort();
-      let s = 0;
-      for (let k = kLo; k < kHi; k++) s += vals[k];
-      out[i * p + q] = s / (kHi - kLo);
-    }
-  }
-  return out;
 }
 
 /** Distance from a squared distance (never negative, but guard anyway). */
@@ -84,36 +62,30 @@ export function blockSize(n: number, p: number, opts: TableOptions): number {
   return Math.max(1, Math.min(n, opts.blockImages ?? Math.floor((opts.maxRows ?? DEFAULT_MAX_ROWS) / p)));
 }
 
-/** Which pairs a distance table holds. */
-export interface PoolOptions {
-  /** the first `scored` images get scores; the rest are reference (known-good) images */
-  scored?: number;
-  /** only test-vs-reference distances (MuSc+); otherwise every pair with a scored image */
-  referencesOnly?: boolean;
+/** One piece of a distance table: query images [i0, i1) against reference images [j0, j1), j0 > i0. */
+export interface TableBlock {
+  i0: number;
+  i1: number;
+  j0: number;
+  j1: number;
 }
 
 /**
- * The nearest-distance table [S, P, N] (S = scored images, N = all images; column j of row
- * (i, p) is the distance from patch p of image i to its nearest patch in image j).
+ * The products that fill every needed entry of the table (need: [N * N], see plan.ts neededPairs).
  *
  * Tiling: row blocks of A images; for row block [i0, i1) the column images [i0 + 1, N) go in
  * about equal chunks of at most B. Each product serves both directions of a pair i < j (i a row
  * image, j a column image): its rows give (i vs j), its columns (j vs i). Every unordered pair
  * {i, j} is taken from exactly one product (the row block of i, the chunk of j), so each is
  * multiplied once; the image pairs with i >= j inside a row block (A(A-1)/2 per block) are the
- * only products computed and not used. Row blocks
- * made only of reference images are never computed; an image is never scored against itself.
+ * only products computed and not used. A block holding no needed pair is left out (reference-only
+ * row blocks, MuSc+ chunks without references, other subsets' pairs).
  */
-export async function nearestDistanceTable(z: Float32Array, n: number, p: number, c: number, kernel: PairKernel, opts: TableOptions & PoolOptions = {}): Promise<Float32Array> {
-  if (!kernel.bothDirections) throw new Error('nearestDistanceTable needs a two-direction kernel');
-  const scored = opts.scored ?? n;
-  const refOnly = opts.referencesOnly ?? false;
-  if (refOnly && scored === n) throw new Error('MuSc+ needs reference images');
+export function tableBlocks(n: number, p: number, need: Uint8Array, opts: TableOptions = {}): TableBlock[] {
   const A = blockSize(n, p, opts);
   const B = Math.max(A, opts.colImages ?? Math.round(DEFAULT_CHUNK_ROWS / p));
-  const table = new Float32Array(scored * p * n);
-  const work: [number, number, number, number][] = [];
-  for (let i0 = 0; i0 < scored; i0 += A) {
+  const blocks: TableBlock[] = [];
+  for (let i0 = 0; i0 < n; i0 += A) {
     const i1 = Math.min(n, i0 + A);
     // columns [i0 + 1, n) in ceil(len / B) chunks of nearly equal size
     const len = n - (i0 + 1);
@@ -121,45 +93,77 @@ export async function nearestDistanceTable(z: Float32Array, n: number, p: number
     for (let k = 0; k < chunks; k++) {
       const j0 = i0 + 1 + Math.floor((k * len) / chunks);
       const j1 = i0 + 1 + Math.floor(((k + 1) * len) / chunks);
-      if (refOnly && j1 <= scored) continue; // no reference image in this chunk
-      work.push([i0, i1, j0, j1]);
+      const block = { i0, i1, j0, j1 };
+      if (blockNeeded(block, n, need)) blocks.push(block);
     }
   }
+  return blocks;
+}
+
+function blockNeeded(b: TableBlock, n: number, need: Uint8Array): boolean {
+  for (let i = b.i0; i < b.i1; i++) {
+    for (let j = Math.max(b.j0, i + 1); j < b.j1; j++) if (need[i * n + j] || need[j * n + i]) return true;
+  }
+  return false;
+}
+
+/** The kernel's squared distances for one block of a bank Z [N, P, C] (or its int8 form). */
+export function computeBlock(z: Float32Array, bank8: Int8Bank | null, b: TableBlock, p: number, c: number, kernel: PairKernel): Promise<PairResult> {
+  if (!kernel.bothDirections) throw new Error('distance tables need a two-direction kernel');
+  if (bank8) return kernel.runInt8(bank8, b.i0, b.i1, b.j0, b.j1, p, c);
   const rowLen = p * c;
-  const bank8 = kernel.precision === 'int8' ? quantizeBank(z, n, p, c) : null;
-  for (const [w, [i0, i1, j0, j1]] of work.entries()) {
-    const a = i1 - i0, b = j1 - j0;
-    const { rowd2, cold2 } = bank8
-      ? await kernel.runInt8(bank8, i0, i1, j0, j1, p, c)
-      : await kernel.run(z.subarray(i0 * rowLen, i1 * rowLen), a, z.subarray(j0 * rowLen, j1 * rowLen), b, p, c);
-    for (let ia = 0; ia < a; ia++) {
-      const i = i0 + ia;
-      for (let jb = Math.max(0, i + 1 - j0); jb < b; jb++) {
-        const j = j0 + jb; // i < j
-        // i's patches against j
-        if (i < scored && (!refOnly || j >= scored)) {
-          for (let pp = 0; pp < p; pp++) table[(i * p + pp) * n + j] = dist(rowd2[(ia * p + pp) * b + jb]);
-        }
-        // j's patches against i (with references only, i < j makes i a test image: never needed)
-        if (j < scored && !refOnly) {
-          for (let pp = 0; pp < p; pp++) table[(j * p + pp) * n + i] = dist(cold2![(ia * b + jb) * p + pp]);
-        }
+  return kernel.run(z.subarray(b.i0 * rowLen, b.i1 * rowLen), b.i1 - b.i0, z.subarray(b.j0 * rowLen, b.j1 * rowLen), b.j1 - b.j0, p, c);
+}
+
+/**
+ * Writes one block's needed distances into the table [M, P, N] (rows: images 0..M-1). Each entry
+ * comes from exactly one block, so blocks merge in any order into the same table.
+ */
+export function mergeBlock(table: Float32Array, m: number, n: number, p: number, need: Uint8Array, b: TableBlock, r: PairResult): void {
+  const a = b.i1 - b.i0, nb = b.j1 - b.j0;
+  for (let ia = 0; ia < a; ia++) {
+    const i = b.i0 + ia;
+    for (let jb = Math.max(0, i + 1 - b.j0); jb < nb; jb++) {
+      const j = b.j0 + jb; // i < j
+      if (need[i * n + j] && i < m) {
+        for (let pp = 0; pp < p; pp++) table[(i * p + pp) * n + j] = dist(r.rowd2[(ia * p + pp) * nb + jb]!);
+      }
+      if (need[j * n + i] && j < m) {
+        for (let pp = 0; pp < p; pp++) table[(j * p + pp) * n + i] = dist(r.cold2![(ia * nb + jb) * p + pp]!);
       }
     }
-    opts.onBlock?.(w + 1, work.length);
+  }
+}
+
+/** Rows a table needs: images 0..M-1, M = 1 + the last image with a needed pair. */
+export function tableRows(n: number, need: Uint8Array): number {
+  for (let i = n - 1; i >= 0; i--) if (need.subarray(i * n, (i + 1) * n).some((v) => v)) return i + 1;
+  return 0;
+}
+
+/**
+ * The nearest-distance table [M, P, N] of a bank Z [N, P, C]: entry (i, p, j) is the distance from
+ * patch p of image i to its nearest patch in image j, for every needed pair (others stay 0).
+ * `need` defaults to every pair (zero-shot).
+ */
+export async function nearestDistanceTable(z: Float32Array, n: number, p: number, c: number, kernel: PairKernel, opts: TableOptions & { need?: Uint8Array } = {}): Promise<Float32Array> {
+  const need = opts.need ?? allPairs(n);
+  const m = tableRows(n, need);
+  const table = new Float32Array(m * p * n);
+  const blocks = tableBlocks(n, p, need, opts);
+  const bank8 = kernel.precision === 'int8' ? quantizeBank(z, n, p, c) : null;
+  for (const [k, b] of blocks.entries()) {
+    mergeBlock(table, m, n, p, need, b, await computeBlock(z, bank8, b, p, c, kernel));
+    opts.onBlock?.(k + 1, blocks.length);
   }
   return table;
 }
 
-/** MuSc+ scores [S, P]: the minimum over the reference images (columns S..N-1) of the table. */
-export function referenceMinima(table: Float32Array, scored: number, n: number, p: number): Float64Array {
-  const out = new Float64Array(scored * p);
-  for (let k = 0; k < scored * p; k++) {
-    let m = Infinity;
-    for (let j = scored; j < n; j++) m = Math.min(m, table[k * n + j]);
-    out[k] = m;
-  }
-  return out;
+/** need for zero-shot: every ordered pair i != j. */
+export function allPairs(n: number): Uint8Array {
+  const need = new Uint8Array(n * n).fill(1);
+  for (let i = 0; i < n; i++) need[i * n + i] = 0;
+  return need;
 }
 
 /**
@@ -177,21 +181,9 @@ export async function nearestDistanceTableStraightforward(z: Float32Array, n: nu
     for (let pp = 0; pp < p; pp++) {
       for (let jj = 0; jj < n - 1; jj++) {
         const j = jj < i ? jj : jj + 1;
-        table[(i * p + pp) * n + j] = dist(rowd2[pp * (n - 1) + jj]);
+        table[(i * p + pp) * n + j] = dist(rowd2[pp * (n - 1) + jj]!);
       }
     }
   }
   return table;
-}
-
-/**
- * MSM scores [S, P] of one feature bank Z [N, P, C] (S = opts.scored, default N). With
- * reference images (the last N - S), they join the pool (few-shot MuSc); with referencesOnly,
- * each patch gets its minimum distance over the references alone (MuSc+).
- */
-export async function msmScores(z: Float32Array, n: number, p: number, c: number, interval: Interval, kernel: PairKernel, opts: TableOptions & PoolOptions = {}): Promise<Float64Array> {
-  if (n < 2) throw new Error(`MSM needs at least 2 images to score each other, got ${n}`);
-  const scored = opts.scored ?? n;
-  const table = await nearestDistanceTable(z, n, p, c, kernel, opts);
-  return opts.referencesOnly ? referenceMinima(table, scored, n, p) : intervalMeans(table, n, p, interval, scored);
 }

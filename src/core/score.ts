@@ -1,128 +1,218 @@
 /**
- * Patch scoring for one batch (subset) of images: LNAMD + MSM over every stage and every r,
- * averaged over stages, then over r (as musc.py: mean over layers per r, then mean over r).
+ * The scoring engine: LNAMD + MSM for a pool plan (plan.ts) over one feature batch, averaged over
+ * stages, then over r (as musc.py: mean over layers per r, then mean over r).
  *
- * Streams one (stage, r) feature bank at a time: each stage is layer-normalised once, each r's
- * aggregate is built from it on the fly and dropped after its MSM pass, so peak memory is one
- * bank [N, P, C] plus one distance table [N, P, N]. Runs inside the compute worker.
+ * Per (stage, r): one aggregated bank Z [N, P, C'] (lnamd.ts), one nearest-distance table holding
+ * every pair some variant needs (msm.ts; each pair's product computed once), then each variant's
+ * pool reduction (eq. 6). Streams one (stage, r) bank at a time: each stage is layer-normalised
+ * once, peak memory is one bank plus one table [M, P, N].
+ *
+ * Pure: the kernel (GEMM + reductions) is passed in; progress and cancellation are hooks. The
+ * runtime (src/scoring/) runs this in the compute worker with an ONNX Runtime kernel.
  */
-import { performance } from 'node:perf_hooks';
-import type { StageFeatures, Interval } from './types.js';
+import type { StageFeatures } from './types.js';
+import type { PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
-import { msmScores, DEFAULT_INTERVAL, type TableOptions, type PoolOptions } from './msm.js';
-import { PairKernel, DEFAULT_MSM_PRECISION, type MsmPrecision } from './msm-kernel.js';
-import type { WorkerContext } from '../compute/worker.js';
-import type { Device } from '../compute/session.js';
+import { nearestDistanceTable, type TableOptions } from './msm.js';
+import { neededPairs, reductionBounds, validatePlan, type PoolVariant, type ScoringPlan } from './plan.js';
 
-export const DEFAULT_R_LIST = [1, 3, 5];
-
-export interface ScoreSettings {
-  rList?: number[];
-  interval?: Interval;
+export interface EngineOptions {
+  /** LNAMD common channel count when stages differ (default: the first stage's C) */
   targetChannels?: number;
-  device?: Device;
   /** rows per block product (see msm.ts) */
   maxRows?: number;
-  /** also return every pass's MSM scores [R, L, N, P] (for tests and ablations) */
+  /** images per column chunk (see msm.ts) */
+  colImages?: number;
+  /** also return every pass's MSM scores [R, L, S, P] per variant (ablations, tests) */
   keepPasses?: boolean;
-  /**
-   * the last `references` images of every stage are known-good reference images: they join the
-   * scoring pool but are not scored (few-shot MuSc, appendix A.6.1)
-   */
-  references?: number;
-  /** 'musc-plus': score test patches by the reference images alone (appendix A.6.2) */
-  mode?: 'musc' | 'musc-plus';
-  /** nearest-patch distances: 'exact' (default) or 'fast' (the reference's float32 matmul form) */
-  precision?: MsmPrecision;
 }
 
-export interface ScoreResult {
-  /** scored images (the reference images are not scored) */
-  n: number;
+export interface EngineHooks {
+  progress?(done: number, total: number, label?: string): void;
+  /** polled between block products: true stops the run with an InterruptedError */
+  cancelled?(): boolean;
+}
+
+export interface VariantScores {
+  /** [S, P] mean over r of (mean over stages of MSM) */
+  patch: Float64Array;
+  /** [R, L, S, P] when keepPasses */
+  passes?: Float64Array;
+}
+
+export interface PlanScores {
   h: number;
   w: number;
-  /** [N, H*W] mean over r of (mean over stages of MSM) */
-  patch: Float64Array;
-  /** [R, L, N, P] when keepPasses */
-  passes?: Float64Array;
+  L: number;
+  R: number;
+  variants: VariantScores[];
   /** wall time of the LNAMD aggregation and of the MSM passes */
   timings: { lnamdMs: number; msmMs: number };
 }
 
-const kernels = new Map<string, PairKernel>();
-
-async function kernelFor(device: Device, precision: MsmPrecision): Promise<PairKernel> {
-  const key = `${device}/${precision}`;
-  let k = kernels.get(key);
-  if (!k) {
-    k = await PairKernel.create(true, device, undefined, precision);
-    kernels.set(key, k);
-  }
-  return k;
-}
-
-/** What a cancelled call rejects with (the CLI maps the name to exit 130). */
-function cancelledError(): Error {
+/** What a cancelled run rejects with (the CLI maps the name to exit 130). */
+export function cancelledError(): Error {
   const e = new Error('interrupted');
   e.name = 'InterruptedError';
   return e;
 }
 
-export function validateStages(stages: StageFeatures[], references = 0, mode: 'musc' | 'musc-plus' = 'musc'): void {
+export function validateStages(stages: StageFeatures[]): void {
   if (stages.length === 0) throw new Error('no stages given');
-  const n = stages[0].n;
+  const n = stages[0]!.n;
   for (const [l, s] of stages.entries()) {
     if (s.n !== n) throw new Error(`stage ${l} has ${s.n} images, stage 0 has ${n}`);
     if (s.data.length !== s.n * s.h * s.w * s.c) throw new Error(`stage ${l}: data length ${s.data.length} != N*h*w*C = ${s.n}*${s.h}*${s.w}*${s.c}`);
   }
-  if (!Number.isInteger(references) || references < 0 || references > n) throw new Error(`invalid reference image count ${references} for ${n} images`);
-  if (mode === 'musc-plus' && references === 0) throw new Error('MuSc+ needs reference (known-good) images');
-  if (n - references < 1) throw new Error('no test images to score');
   if (n < 2) throw new Error(`MuSc needs at least 2 images to score each other, got ${n}`);
 }
 
-/** (worker) LNAMD + MSM for one set of images. */
-export async function scoreStages(stages: StageFeatures[], settings: ScoreSettings, ctx?: WorkerContext): Promise<ScoreResult> {
-  const references = settings.references ?? 0;
-  const mode = settings.mode ?? 'musc';
-  validateStages(stages, references, mode);
-  const rList = settings.rList ?? DEFAULT_R_LIST;
-  if (rList.length === 0) throw new Error('r list is empty');
-  const interval = settings.interval ?? DEFAULT_INTERVAL;
-  const target = lnamdTarget(stages, settings.targetChannels);
-  const nAll = stages[0].n, n = nAll - references, P = target.gridH * target.gridW, L = stages.length, R = rList.length;
-  const kernel = await kernelFor(settings.device ?? 'cpu', settings.precision ?? DEFAULT_MSM_PRECISION);
-  const patch = new Float64Array(n * P);
-  const passes = settings.keepPasses ? new Float64Array(R * L * n * P) : undefined;
-  const total = R * L;
-  let done = 0;
-  let lnamdMs = 0, msmMs = 0;
+/** Scores every variant of the plan (see the module comment). */
+export async function scorePlan(stages: StageFeatures[], plan: ScoringPlan, kernel: PairKernel, opts: EngineOptions = {}, hooks: EngineHooks = {}): Promise<PlanScores> {
+  validateStages(stages);
+  if (plan.n !== stages[0]!.n) throw new Error(`the plan is for ${plan.n} images, the features hold ${stages[0]!.n}`);
+  validatePlan(plan);
+  const target = lnamdTarget(stages, opts.targetChannels);
+  const n = plan.n, P = target.gridH * target.gridW, L = stages.length, R = plan.rList.length;
+  const need = neededPairs(plan);
+  const variants = plan.variants.map((v) => ({
+    patch: new Float64Array(v.scored.length * P),
+    passes: opts.keepPasses ? new Float64Array(R * L * v.scored.length * P) : undefined,
+  }));
+  const total = L * R;
+  let done = 0, lnamdMs = 0, msmMs = 0;
+  const table: TableOptions & { need: Uint8Array } = {
+    need, maxRows: opts.maxRows, colImages: opts.colImages,
+    onBlock: (d, t) => {
+      if (hooks.cancelled?.()) throw cancelledError();
+      hooks.progress?.(done + d / t, total, 'scoring');
+    },
+  };
   // stage-major: each stage is layer-normalised once and reused for every r
   for (let l = 0; l < L; l++) {
     let t0 = performance.now();
-    const normed = layerNormImages(stages[l]);
+    const normed = layerNormImages(stages[l]!);
     lnamdMs += performance.now() - t0;
     for (let ri = 0; ri < R; ri++) {
       t0 = performance.now();
-      const z = aggregateStage(stages[l], normed, rList[ri], target);
+      const z = aggregateStage(stages[l]!, normed, plan.rList[ri]!, target);
       lnamdMs += performance.now() - t0;
       t0 = performance.now();
-      const opts: TableOptions & PoolOptions = {
-        scored: n,
-        referencesOnly: mode === 'musc-plus',
-        maxRows: settings.maxRows,
-        onBlock: (d, t) => {
-          if (ctx?.cancelled()) throw cancelledError();
-          ctx?.progress(done + d / t, total, 'scoring');
-        },
-      };
-      const s = await msmScores(z, nAll, P, target.channels, interval, kernel, opts);
+      const scores = await scoreBank(z, n, P, target.channels, plan.variants, kernel, table);
       msmMs += performance.now() - t0;
       const wgt = 1 / (L * R);
-      for (let k = 0; k < n * P; k++) patch[k] += s[k] * wgt;
-      passes?.set(s, (ri * L + l) * n * P);
-      ctx?.progress(++done, total, 'scoring');
+      scores.forEach((s, vi) => {
+        const v = variants[vi]!;
+        for (let k = 0; k < s.length; k++) v.patch[k] += s[k]! * wgt;
+        v.passes?.set(s, (ri * L + l) * s.length);
+      });
+      hooks.progress?.(++done, total, 'scoring');
     }
   }
-  return { n, h: target.gridH, w: target.gridW, patch, passes, timings: { lnamdMs, msmMs } };
+  return { h: target.gridH, w: target.gridW, L, R, variants, timings: { lnamdMs, msmMs } };
 }
+
+/** MSM scores [S_v, P] of every variant for one bank Z [N, P, C] (one stage, one r). */
+export async function scoreBank(
+  z: Float32Array, n: number, p: number, c: number, variants: PoolVariant[], kernel: PairKernel, opts: TableOptions & { need?: Uint8Array } = {},
+): Promise<Float64Array[]> {
+  const need = opts.need ?? neededPairs({ n, rList: [1], variants });
+  return reduceTable(await nearestDistanceTable(z, n, p, c, kernel, { ...opts, need }), n, p, variants);
+}
+
+/**
+ * Each variant's MSM scores [S_v, P] from one table [M, P, N] (eq. 6). Per table row (i, p) the
+ * distances to i's pool members are sorted ascending once (keys = float32 bits * 2^b + j, so ties
+ * keep image order) and every variant scoring i walks them, counting only its own pool's members.
+ */
+export function reduceTable(table: Float32Array, n: number, p: number, variants: PoolVariant[]): Float64Array[] {
+  const m = table.length / (p * n);
+  const out = variants.map((v) => new Float64Array(v.scored.length * p));
+  const users = rowUsers(variants, n, m);
+  let bits = 1;
+  while (2 ** bits < n) bits++;
+  const mult = 2 ** bits;
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const keys = new Float64Array(n);
+  for (let i = 0; i < m; i++) {
+    const us = users[i]!;
+    if (us.length === 0) continue;
+    const any = poolUnion(us, n, i);
+    for (let q = 0; q < p; q++) {
+      const row = (i * p + q) * n;
+      let cnt = 0;
+      for (let j = 0; j < n; j++) {
+        if (!any[j]) continue;
+        f32[0] = table[row + j]!;
+        keys[cnt++] = u32[0]! * mult + j;
+      }
+      const sorted = keys.subarray(0, cnt).sort();
+      for (const u of us) {
+        let rank = 0, sum = 0;
+        for (let t = 0; t < cnt && rank < u.kHi; t++) {
+          const k = sorted[t]!;
+          const j = k - Math.floor(k / mult) * mult;
+          if (!u.member[j]) continue;
+          if (rank >= u.kLo) sum += table[row + j]!;
+          rank++;
+        }
+        out[u.variant]![u.pos * p + q] = sum / (u.kHi - u.kLo);
+      }
+    }
+  }
+  return out;
+}
+
+interface RowUser {
+  variant: number;
+  /** position of the image in the variant's scored list */
+  pos: number;
+  /** [N] 1 for pool members other than the image itself */
+  member: Uint8Array;
+  kLo: number;
+  kHi: number;
+}
+
+/** For every table row i: the variants that score image i, with their pool mask and rank range. */
+function rowUsers(variants: PoolVariant[], n: number, m: number): RowUser[][] {
+  const users: RowUser[][] = Array.from({ length: m }, () => []);
+  variants.forEach((v, variant) => {
+    v.scored.forEach((i, pos) => {
+      const member = new Uint8Array(n);
+      for (const j of v.pools[v.poolOf[pos]!]!) if (j !== i) member[j] = 1;
+      const size = member.reduce((a, b) => a + b, 0);
+      const [kLo, kHi] = reductionBounds(size, v.reduce);
+      users[i]!.push({ variant, pos, member, kLo, kHi });
+    });
+  });
+  return users;
+}
+
+function poolUnion(us: RowUser[], n: number, i: number): Uint8Array {
+  if (us.length === 1) return us[0]!.member;
+  const any = new Uint8Array(n);
+  for (const u of us) for (let j = 0; j < n; j++) any[j]! |= u.member[j]!;
+  any[i] = 0;
+  return any;
+}
+
+/**
+ * Patch scores [S, P] of a variant for an r subset (indices into the plan's rList), composed as
+ * scorePlan does: stage-major, patch += s(l, r) / (L * |subset|). Needs keepPasses.
+ */
+export function composeR(res: PlanScores, variant: number, rIdx: number[]): Float64Array {
+  const passes = res.variants[variant]?.passes;
+  if (!passes) throw new Error('composeR needs the passes (keepPasses)');
+  const sp = passes.length / (res.R * res.L);
+  const patch = new Float64Array(sp);
+  const wgt = 1 / (res.L * rIdx.length);
+  for (let l = 0; l < res.L; l++) {
+    for (const ri of rIdx) {
+      const o = (ri * res.L + l) * sp;
+      for (let k = 0; k < sp; k++) patch[k] += passes[o + k]! * wgt;
+    }
+  }
+  return patch;
+}
+

@@ -2,10 +2,10 @@
  * What the end-to-end pipeline depends on, as interfaces, so that tests (and other backbones or
  * scorers) can be injected: the backbone contract, the MuSc core functions, the metrics function.
  */
-import type { MsmPrecision } from '../core/msm-kernel.js';
+import type { MsmPrecision } from '../core/kernel.js';
 import type { StageFeatures, ImageTokens, FeatureStorage } from '../core/types.js';
 import type { MetricsInput, MetricsResult } from '../metrics/index.js';
-import type { PatchScores, ScoreOptions } from '../core/musc.js';
+import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
 import type { RgbImage } from '../image/decode.js';
 import type { Backbone } from '../backbones/types.js';
 import type { DatasetItem, DatasetKind } from '../datasets/types.js';

@@ -4,7 +4,7 @@
  */
 import type { RgbImage } from '../../src/image/decode.js';
 import type { BackboneFeatures, StageFeatures, ImageTokens } from '../../src/core/types.js';
-import type { PatchScores, ScoreOptions } from '../../src/core/musc.js';
+import type { PatchScores, ScoreOptions } from '../../src/scoring/musc.js';
 import type { Backbone, BackboneInfo, LoadOptions } from '../../src/backbones/types.js';
 import type { Scorer, MetricsFn, MetricsInput, MetricsValues } from '../../src/pipeline/types.js';
 

@@ -26,7 +26,8 @@
  */
 import type { InferenceSession } from 'onnxruntime-node';
 import { GraphBuilder } from '../onnx/graph.js';
-import { createSession, ort, type Device } from '../compute/session.js';
+import { createSession, ort, type Device } from './session.js';
+import { DEFAULT_MSM_PRECISION, type Int8Bank, type MsmPrecision, type PairKernel, type PairResult } from '../core/kernel.js';
 
 /**
  * Inputs: q [A*P, C], r [B*P, C], dims int64 [4] = [A, P, B, P],
@@ -40,16 +41,6 @@ import { createSession, ort, type Device } from '../compute/session.js';
  * square grids); see columnSplit.
  * Outputs: rowd2 [A, P, B]; with bothDirections also cold2 [A, B, P] (squared distances).
  */
-export type MsmPrecision = 'exact' | 'fast' | 'int8';
-
-/**
- * The default everywhere (library and CLI). 'fast' gave identical metrics to 'exact' on bottle,
- * glass and magnetic_tile (largest difference 0.0003 points, bench/precision.json, from
- * `node dist/bench/accuracy.js precision`) at 1.5-2.9x less scoring time; 'exact' is the choice
- * for parity with a float64 reference.
- */
-export const DEFAULT_MSM_PRECISION: MsmPrecision = 'fast';
-
 export function buildPairGraph(bothDirections: boolean, precision: MsmPrecision = DEFAULT_MSM_PRECISION): Uint8Array {
   const g = new GraphBuilder(bothDirections ? 'msm_pair' : 'msm_rows');
   if (precision === 'int8') return buildInt8Graph(g, bothDirections);
@@ -120,17 +111,19 @@ export function columnSplit(p: number): number {
 /**
  * The 'int8' precision. The bank Z [N, P, C] is quantized once (quantizeBank) with one step
  * s = max|Z| / 127 for the whole bank, so that integer products compare like the float ones:
- * query images as u8 (zero point 128) [N, P, C], reference images as s8 transposed per image
- * [N, C, P]. One call multiplies q [A*P, C] by the B images r [B, C, P] (MatMulInteger, batched:
- * [B, A*P, P] int32, VNNI), takes both maxima on the integers (the column one in two stages, as
+ * query images as u8 [N, P, C] and reference images as u8 transposed per image [N, C, P], both
+ * with zero point 128 (u8 x u8: exact on CPUs without VNNI, see core/kernel.ts Int8Bank). One
+ * call multiplies q [A*P, C] by the B images r [B, C, P] (MatMulInteger, batched:
+ * [B, A*P, P] int32), takes both maxima on the integers (the column one in two stages, as
  * above), and returns d^2 = 2 - 2 s^2 max, laid out as the float graphs' outputs.
  */
 function buildInt8Graph(g: GraphBuilder, bothDirections: boolean): Uint8Array {
   const q = g.input('q8', 'uint8', ['AP', 'C']);
-  const r = g.input('r8', 'int8', ['B', 'C', 'P']);
+  const r = g.input('r8', 'uint8', ['B', 'C', 'P']);
   const rdims = g.input('rdims', 'int64', [3]); // [A, P, B]
   const twoSS = g.input('twoss', 'float32', []); // 2 s^2
-  const prod = g.op('MatMulInteger', [q, r, g.constI8([128], 'uint8', [])], {}, 'prod'); // [B, AP, P]
+  const zp = g.constI8([128], 'uint8', []);
+  const prod = g.op('MatMulInteger', [q, r, zp, zp], {}, 'prod'); // [B, AP, P]
   const two = g.scalar(2);
   const d2 = (m: string) => g.op('Sub', [two, g.op('Mul', [twoSS, g.op('Cast', [m], { to: 1 })])]);
   const rowMax = g.op('Transpose', [g.op('ReduceMax', [prod], { axes: [2], keepdims: 0 })], { perm: [1, 0] }); // [AP, B]
@@ -145,49 +138,12 @@ function buildInt8Graph(g: GraphBuilder, bothDirections: boolean): Uint8Array {
   return g.toBytes();
 }
 
-/** A feature bank quantized for the 'int8' precision (see buildInt8Graph). */
-export interface Int8Bank {
-  /** [N, P, C] round(z / s) + 128 */
-  q8: Uint8Array;
-  /** [N, C, P] round(z / s), each image transposed */
-  r8: Int8Array;
-  /** quantization step */
-  step: number;
-}
-
-/** Quantizes Z [N, P, C] with one step for the whole bank. */
-export function quantizeBank(z: Float32Array, n: number, p: number, c: number): Int8Bank {
-  let m = 0;
-  for (let k = 0; k < z.length; k++) m = Math.max(m, Math.abs(z[k]!));
-  const step = m > 0 ? m / 127 : 1;
-  const inv = 1 / step;
-  const q8 = new Uint8Array(n * p * c);
-  const r8 = new Int8Array(n * p * c);
-  for (let i = 0; i < n; i++) {
-    for (let pp = 0; pp < p; pp++) {
-      const o = (i * p + pp) * c;
-      for (let k = 0; k < c; k++) {
-        const v = Math.round(z[o + k]! * inv);
-        q8[o + k] = v + 128;
-        r8[(i * c + k) * p + pp] = v;
-      }
-    }
-  }
-  return { q8, r8, step };
-}
-
-export interface PairResult {
-  /** [A, P, B] squared distance from query patch (a, p) to its nearest patch in reference image b */
-  rowd2: Float32Array;
-  /** [A, B, P] squared distance from reference patch (b, p) to its nearest patch in query image a */
-  cold2?: Float32Array;
-}
-
-export class PairKernel {
+/** The MSM kernel on ONNX Runtime (runs in the compute worker). */
+export class OnnxPairKernel implements PairKernel {
   private constructor(private readonly session: InferenceSession, readonly bothDirections: boolean, readonly precision: MsmPrecision) {}
 
-  static async create(bothDirections = true, device: Device = 'cpu', threads?: number, precision: MsmPrecision = DEFAULT_MSM_PRECISION): Promise<PairKernel> {
-    return new PairKernel(await createSession(buildPairGraph(bothDirections, precision), { device, threads }), bothDirections, precision);
+  static async create(bothDirections = true, device: Device = 'cpu', threads?: number, precision: MsmPrecision = DEFAULT_MSM_PRECISION): Promise<OnnxPairKernel> {
+    return new OnnxPairKernel(await createSession(buildPairGraph(bothDirections, precision), { device, threads }), bothDirections, precision);
   }
 
   /** q: [a*p, c], r: [b*p, c] (float32 views; may be subarrays). */
@@ -224,7 +180,7 @@ export class PairKernel {
     const i64 = (v: number[]) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), [v.length]);
     const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {
       q8: new ort.Tensor('uint8', bank.q8.subarray(i0 * p * c, i1 * p * c), [a * p, c]),
-      r8: new ort.Tensor('int8', bank.r8.subarray(j0 * p * c, j1 * p * c), [b, c, p]),
+      r8: new ort.Tensor('uint8', bank.r8.subarray(j0 * p * c, j1 * p * c), [b, c, p]),
       rdims: i64([a, p, b]),
       twoss: new ort.Tensor('float32', Float32Array.of(2 * bank.step * bank.step), []),
     };

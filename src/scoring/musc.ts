@@ -1,33 +1,37 @@
 /**
- * The MuSc core API: features in, scores out. Heavy parts run in the compute worker.
+ * The MuSc library API: features in, scores out. Scoring runs in the compute worker.
  *
  *   const { maps, imageScores, rscinScores } = await musc(features, { imageSize: 224 });
  *
  * `features` come from a backbone (or your own extractor): per stage [N, h, w, C] patch
  * features (channels last) and image tokens [N, D] for RsCIN.
  */
-import type { MsmPrecision } from './msm-kernel.js';
-import type { StageFeatures, ImageTokens, Interval, BackboneFeatures } from './types.js';
+import type { MsmPrecision } from '../core/kernel.js';
+import type { StageFeatures, ImageTokens, Interval } from '../core/types.js';
+import type { PlanScores } from '../core/score.js';
+import type { ScoringPlan } from '../core/plan.js';
+import { validateStages } from '../core/score.js';
+import { upsampleAlignCorners, mapMaxima, gaussianSmooth } from '../core/maps.js';
+import { rscin as rscinImpl, RSCIN_K_MVTEC } from '../core/rscin.js';
 import { computeWorker, type ProgressListener } from '../compute/worker.js';
-import { upsampleAlignCorners, mapMaxima, gaussianSmooth } from './maps.js';
-import { rscin as rscinImpl, RSCIN_K_MVTEC } from './rscin.js';
-import { validateStages, type ScoreResult, type ScoreSettings } from './score.js';
+import type { Device } from '../compute/session.js';
+import { TASKS_MODULE, planOfBatch, type RuntimeSettings, type ScoreResult, type ScoreSettings } from './tasks.js';
 
 export interface ScoreOptions {
-  /** LNAMD aggregation degrees (default [1, 3, 5]) */
+  /** LNAMD aggregation degrees (default DEFAULT_R_LIST, [1, 3, 5]) */
   rList?: number[];
-  /** MSM interval [lo, hi) of the sorted per-image scores (default [0, 0.3]) */
+  /** MSM interval [lo, hi) of the sorted per-image scores (default DEFAULT_INTERVAL, [0, 0.3]) */
   interval?: Interval;
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
   targetChannels?: number;
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   /** patch rows per row block of the MSM products (default 512) */
   maxRows?: number;
   /** the last `references` images of every stage are known-good references (few-shot) */
   references?: number;
   /** 'musc-plus': score by the references alone (needs references) */
   mode?: 'musc' | 'musc-plus';
-  /** MSM distances: 'exact' or 'fast' (float32 2 - 2 a.b, as the reference); default DEFAULT_MSM_PRECISION */
+  /** MSM distances: 'exact', 'fast' (float32 2 - 2 a.b, as the reference) or 'int8'; default DEFAULT_MSM_PRECISION */
   precision?: MsmPrecision;
   onProgress?: ProgressListener;
 }
@@ -42,19 +46,22 @@ export interface PatchScores {
   timings?: { lnamdMs: number; msmMs: number };
 }
 
-const SCORE_MODULE = new URL('./score.js', import.meta.url).href;
-
 /**
- * LNAMD + MSM over every stage and r, averaged (runs in the compute worker). Stage data on a
- * SharedArrayBuffer (`sharedFloat32`) is shared with the worker; other arrays are copied.
+ * Scores every variant of a pool plan (src/core/plan.ts) in the compute worker. Stage data on a
+ * SharedArrayBuffer (`sharedFeatures`) is shared with the worker; other arrays are copied.
  */
+export function scorePlan(stages: StageFeatures[], plan: ScoringPlan, settings: RuntimeSettings = {}, onProgress?: ProgressListener): Promise<PlanScores> {
+  validateStages(stages);
+  return computeWorker().call<PlanScores>(TASKS_MODULE, 'scorePlanTask', [stages, plan, settings], [], onProgress);
+}
+
+/** LNAMD + MSM over every stage and r, averaged, for one batch (zero-shot, or with trailing references). */
 export async function scorePatches(stages: StageFeatures[], opts: ScoreOptions = {}): Promise<PatchScores> {
-  validateStages(stages, opts.references ?? 0, opts.mode ?? 'musc');
-  const settings: ScoreSettings = {
-    rList: opts.rList, interval: opts.interval, targetChannels: opts.targetChannels, device: opts.device,
-    maxRows: opts.maxRows, references: opts.references, mode: opts.mode, precision: opts.precision,
-  };
-  const r = await computeWorker().call<ScoreResult>(SCORE_MODULE, 'scoreStages', [stages, settings], [], opts.onProgress);
+  validateStages(stages);
+  const { onProgress, ...rest } = opts;
+  const settings: ScoreSettings = rest;
+  planOfBatch(stages[0]!.n, settings); // settings errors before the worker starts
+  const r = await computeWorker().call<ScoreResult>(TASKS_MODULE, 'scoreStages', [stages, settings], [], onProgress);
   return { n: r.n, h: r.h, w: r.w, data: r.patch, timings: r.timings };
 }
 
@@ -83,10 +90,13 @@ export interface MuscResult {
 }
 
 /**
- * The whole pipeline on features of one batch. With `references`, the last images of the batch
+ * The whole method on features of one batch. With `references`, the last images of the batch
  * are reference images: results cover only the first N - references (test) images.
  */
-export async function musc(features: { stages: StageFeatures[]; imageTokens: ImageTokens }, opts: ScoreOptions & { imageSize: number; kList?: number[]; smoothSigma?: number }): Promise<MuscResult> {
+export async function musc(
+  features: { stages: StageFeatures[]; imageTokens: ImageTokens },
+  opts: ScoreOptions & { imageSize: number; kList?: number[]; smoothSigma?: number },
+): Promise<MuscResult> {
   const patchScores = await scorePatches(features.stages, opts);
   const maps = upsampleMaps(patchScores, opts.imageSize, opts.imageSize, opts.smoothSigma);
   const imageScores = imageScoresFromMaps(maps, patchScores.n);
