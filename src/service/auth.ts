@@ -1,0 +1,21 @@
+/**
+ * Bearer-token check: both sides are hashed (SHA-256) first so that timingSafeEqual compares
+ * equal-length buffers and the time taken says nothing about the token, not even its length.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+export class TokenCheck {
+  private readonly expected: Buffer;
+  constructor(token: string) {
+    this.expected = digest(token);
+  }
+  /** true when the Authorization header is 'Bearer <the token>' */
+  accepts(authorization: string | undefined): boolean {
+    const m = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization ?? '');
+    // always hash and compare, also when the header is missing or malformed
+    const ok = timingSafeEqual(digest(m ? m[1]! : ''), this.expected);
+    return ok && m !== null;
+  }
+}

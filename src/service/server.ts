@@ -1,0 +1,156 @@
+/**
+ * `musc api`: the inspection service on fastify. Order of the request hooks: the Host check on
+ * loopback (no DNS rebinding), the bearer token, then a queue slot for prediction routes (429
+ * before the body is read when none is free). Security headers come from @fastify/helmet.
+ * close() drains: readiness goes 503, the listener stops, requests in flight complete (or are
+ * cut after drainTimeoutMs), build jobs end, then the compute worker stops.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import helmet from '@fastify/helmet';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import type { AddressInfo } from 'node:net';
+import { isLoopbackAddress } from '../report/serve.js';
+import { BankRegistry } from './banks.js';
+import type { ServiceConfig } from './config.js';
+import type { ServiceEngine } from './engine.js';
+import { errorReply, RequestError } from './errors.js';
+import { JobManager } from './jobs.js';
+import { createMetrics, type ServiceMetrics } from './metrics.js';
+import { swaggerOptions } from './openapi.js';
+import { WorkQueue, type Slot } from './queue.js';
+import { bankRoutes } from './routes-banks.js';
+import { jobRoutes } from './routes-jobs.js';
+import { opsRoutes, type Lifecycle } from './routes-ops.js';
+import { predictRoutes } from './routes-predict.js';
+import { SHARED_SCHEMAS } from './schemas.js';
+import { TokenCheck } from './auth.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** no token needed (page, health) */
+    public?: boolean;
+    /** takes a prediction queue slot on arrival */
+    queued?: boolean;
+  }
+  interface FastifyRequest {
+    slot?: Slot;
+    /** performance.now() at onRequest */
+    arrivedAt: number;
+  }
+}
+
+export interface Service {
+  app: FastifyInstance;
+  registry: BankRegistry;
+  queue: WorkQueue;
+  jobs: JobManager;
+  metrics: ServiceMetrics;
+  life: Lifecycle;
+  /** http://host:port after listen() */
+  url: string;
+  listen(): Promise<string>;
+  /** drain and stop (idempotent) */
+  close(): Promise<void>;
+}
+
+/** Host header without the port ('[::1]:8080' -> '[::1]'). */
+function hostName(h: string): string {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::\d+)?$/.exec(h.trim().toLowerCase());
+  return m ? m[1]! : '';
+}
+
+function addHooks(app: FastifyInstance, cfg: ServiceConfig, queue: WorkQueue, metrics: ServiceMetrics): void {
+  const check = cfg.token !== undefined ? new TokenCheck(cfg.token) : null;
+  const loopback = isLoopbackAddress(cfg.host);
+  app.decorateRequest('arrivedAt', 0);
+  app.addHook('onRequest', async (req, reply) => {
+    req.arrivedAt = performance.now();
+    if (loopback && !isLoopbackAddress(hostName(req.headers.host ?? ''))) throw new RequestError(403, 'forbidden', 'Host header does not name this machine');
+    if (check && !req.routeOptions.config.public && !check.accepts(req.headers.authorization)) {
+      void reply.header('WWW-Authenticate', 'Bearer');
+      throw new RequestError(401, 'unauthorized', 'missing or wrong bearer token (Authorization: Bearer TOKEN)');
+    }
+    if (req.routeOptions.config.queued) {
+      try {
+        req.slot = queue.acquire();
+      } catch (e) {
+        metrics.rejected.inc({ reason: 'queue_full' });
+        throw e;
+      }
+    }
+  });
+  const release = async (req: { slot?: Slot }) => req.slot?.release();
+  app.addHook('onResponse', async (req, reply) => {
+    req.slot?.release();
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    metrics.latency.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+  });
+  app.addHook('onRequestAbort', release);
+}
+
+export async function createService(cfg: ServiceConfig, engine: ServiceEngine, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<Service> {
+  const app = Fastify({ logger: false, bodyLimit: cfg.maxBodyBytes, return503OnClosing: true, forceCloseConnections: 'idle', ajv: { customOptions: { removeAdditional: false } } });
+  const queue = new WorkQueue(cfg.queueDepth);
+  const registry = new BankRegistry(cfg.banksDir, engine);
+  const metrics = createMetrics(() => queue.size, () => queue.busy, () => registry.size);
+  const jobs = new JobManager(engine, registry, cfg.maxPendingJobs, (state) => metrics.jobs.inc({ state }));
+  const life: Lifecycle = { ready: false, draining: false };
+
+  for (const s of SHARED_SCHEMAS) app.addSchema(s);
+  await app.register(swagger, swaggerOptions());
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'", 'data:', 'blob:'], connectSrc: ["'self'"],
+        objectSrc: ["'none'"], baseUri: ["'none'"], formAction: ["'self'"], frameAncestors: ["'none'"],
+      },
+    },
+    frameguard: { action: 'deny' },
+    referrerPolicy: { policy: 'no-referrer' },
+    strictTransportSecurity: false,
+    crossOriginEmbedderPolicy: false,
+  });
+  await app.register(multipart, { limits: { fileSize: cfg.maxBodyBytes, files: cfg.maxBatch, fields: 16, parts: 2000 } });
+  app.addContentTypeParser(/^(image\/[a-z0-9.+-]+|application\/octet-stream)$/i, { parseAs: 'buffer', bodyLimit: cfg.maxBodyBytes }, (_req, body, done) => done(null, body));
+  app.setErrorHandler(errorReply(log));
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` });
+  });
+  addHooks(app, cfg, queue, metrics);
+  opsRoutes(app, life, metrics, () => registry.size);
+  bankRoutes(app, registry);
+  predictRoutes(app, cfg, registry, engine, metrics);
+  jobRoutes(app, cfg, jobs);
+  await app.ready();
+
+  let closing: Promise<void> | null = null;
+  const svc: Service = {
+    app, registry, queue, jobs, metrics, life, url: '',
+    async listen() {
+      await app.listen({ host: cfg.host, port: cfg.port });
+      const a = app.server.address() as AddressInfo;
+      svc.url = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+      life.ready = true;
+      return svc.url;
+    },
+    close() {
+      closing ??= (async () => {
+        life.draining = true;
+        const cut = setTimeout(() => app.server.closeAllConnections(), cfg.drainTimeoutMs);
+        try {
+          await app.close();
+          if (jobs.active > 0) engine.cancelBuilds();
+          await jobs.idle();
+          registry.clear();
+        } finally {
+          clearTimeout(cut);
+        }
+      })();
+      return closing;
+    },
+  };
+  return svc;
+}
