@@ -1,0 +1,222 @@
+/**
+ * Banks: leave-one-out predict equals zero-shot MuSc on the bank (1e-6), the bank file format
+ * (atomic, verified: corrupt / edited / mismatched banks are refused with the reason), skipped
+ * inputs, regions at the original size, calibration and pictures.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { scorePatches } from '../src/scoring/musc.js';
+import { shutdownCompute } from '../src/compute/worker.js';
+import { toFloat16 } from '../src/io/float16.js';
+import type { StageFeatures } from '../src/core/types.js';
+import { scoreAgainstBank } from '../src/bank/scoring.js';
+import { buildBank, openBank, predict, closeBank, renderCompositePng, renderMaskPng, type ImageInput } from '../src/bank/index.js';
+import { falseAlarmThreshold, normalQuantile, normalizeScore, runVerdicts, readThresholdArg, writeThresholdFile } from '../src/bank/calibration.js';
+import { regionsOf } from '../src/bank/regions.js';
+import { l2NormalizeRows } from '../src/core/rscin.js';
+import type { Backbone } from '../src/backbones/types.js';
+import { tempDir } from './helpers/cli-env.js';
+import { fakeBackbone } from './helpers/cli-fakes.js';
+
+after(shutdownCompute);
+
+function rng(seed: number): () => number {
+  return () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+}
+
+/** float16 stage of n images (as banks and musc run keep features) */
+function stage(n: number, h: number, c: number, seed: number): StageFeatures<Uint16Array> {
+  return { n, h, w: h, c, data: toFloat16(new Float32Array(n * h * h * c).map(rng(seed))) };
+}
+
+function take(s: StageFeatures<Uint16Array>, idx: number[]): StageFeatures<Uint16Array> {
+  const per = s.h * s.w * s.c;
+  const data = new Uint16Array(idx.length * per);
+  idx.forEach((i, k) => data.set(s.data.subarray(i * per, (i + 1) * per), k * per));
+  return { ...s, n: idx.length, data };
+}
+
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+};
+
+test('predicting bank image i against the bank without i gives the zero-shot MuSc patch scores of image i (1e-6)', async () => {
+  const n = 7;
+  const stages = [stage(n, 4, 8, 3), stage(n, 2, 12, 4)];
+  const opts = { rList: [1, 3], interval: [0, 0.3] as [number, number] };
+  const zero = await scorePatches(stages, opts);
+  const P = zero.h * zero.w;
+  for (let i = 0; i < n; i++) {
+    const others = [...Array(n).keys()].filter((j) => j !== i);
+    const res = await scoreAgainstBank(stages.map((s) => take(s, [i])), stages.map((s) => take(s, others)), opts);
+    assert.equal(res.h * res.w, P);
+    const d = maxDiff(res.patch, zero.data.subarray(i * P, (i + 1) * P));
+    assert.ok(d <= 1e-6, `image ${i}: max difference ${d}`);
+  }
+  // and a new image is not scored against the other new images of the same call
+  const both = await scoreAgainstBank(stages.map((s) => take(s, [0, 1])), stages.map((s) => take(s, [2, 3, 4, 5, 6])), opts);
+  const alone = await scoreAgainstBank(stages.map((s) => take(s, [0])), stages.map((s) => take(s, [2, 3, 4, 5, 6])), opts);
+  assert.ok(maxDiff(both.patch.subarray(0, P), alone.patch) <= 1e-6);
+});
+
+/** a non-square noise PNG with a bright square at (x, y) when given */
+async function png(w: number, h: number, seed: number, spot?: [number, number]): Promise<Buffer> {
+  const r = rng(seed);
+  const px = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = 40 + 3 * x + 2 * y + 20 * c + Math.round(8 * r());
+  if (spot) for (let y = spot[1]; y < spot[1] + 8; y++) for (let x = spot[0]; x < spot[0] + 8; x++) px.set([250, 20, 20], (y * w + x) * 3);
+  return sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+}
+
+/** the fake backbone with unit image tokens (as the real backbones give) */
+const bb = ((): Backbone => {
+  const f = fakeBackbone(32, 4);
+  return { ...f, extract: async (x, b) => {
+    const r = await f.extract(x, b);
+    l2NormalizeRows(r.imageTokens.data, r.imageTokens.n, r.imageTokens.d);
+    return r;
+  } };
+})();
+const loader = async () => bb;
+
+async function inputs(count: number, seed0: number): Promise<ImageInput[]> {
+  return Promise.all(Array.from({ length: count }, async (_, i) => ({ name: `img${i}.png`, bytes: await png(48, 32, seed0 + i) })));
+}
+
+test('end to end: a bank without image 0 scores image 0 as the full bank\'s leave-one-out does; verdicts, regions at the original size', async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-');
+  try {
+    const imgs = await inputs(8, 10);
+    const full = await buildBank(imgs, { out: join(dir, 'full.bank'), backbone: bb });
+    const rest = await buildBank(imgs.slice(1), { out: join(dir, 'rest.bank'), backbone: bb });
+    assert.equal(full.manifest.images.length, 8);
+    const fb = await openBank(full.path), rb = await openBank(rest.path);
+    const out = await predict(rb, [imgs[0]!], { loadBackbone: loader, maps: true });
+    const p = out.predictions[0]!;
+    assert.ok(Math.abs(p.imageScore - fb.calibration.image_scores[0]!) <= 1e-6, `${p.imageScore} vs ${fb.calibration.image_scores[0]}`);
+    assert.equal(p.width, 48);
+    assert.equal(p.height, 32);
+    assert.equal(p.map!.data.length, 48 * 32);
+    assert.ok(p.verdict === 'OK' || p.verdict === 'NG');
+    assert.ok(p.normalized >= 0 && p.normalized <= 1);
+    // a defect: NG, with a region around the spot (original pixels)
+    const badBytes = await png(48, 32, 99, [30, 10]);
+    const bad = await predict(fb, [{ name: 'bad.png', bytes: badBytes }], { loadBackbone: loader, maps: true });
+    const q = bad.predictions[0]!;
+    assert.equal(q.verdict, 'NG', `score ${q.score}, threshold ${q.threshold}`);
+    assert.ok(q.normalized > 0.5);
+    assert.ok(q.regions.length >= 1);
+    const r = q.regions.find((g) => g.x <= 34 && g.x + g.width >= 34 && g.y <= 14 && g.y + g.height >= 14);
+    assert.ok(r, `a region covers the spot: ${JSON.stringify(q.regions)}`);
+    const meta = await sharp(await renderMaskPng(q)).metadata();
+    assert.deepEqual([meta.width, meta.height], [48, 32]);
+    const comp = await sharp(await renderCompositePng(badBytes, q)).metadata();
+    assert.equal(comp.height, 32);
+    assert.ok(comp.width! > 3 * 48);
+    await closeBank(fb);
+    await closeBank(rb);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('bad inputs are skipped with the reason; no images is an error; a duplicate in a bank is dropped', async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-');
+  try {
+    const imgs = await inputs(5, 40);
+    const built = await buildBank([...imgs, { name: 'copy.png', bytes: imgs[0]!.bytes }, { name: 'notes.png', bytes: Buffer.from('hello') }], { out: join(dir, 'a.bank'), backbone: bb });
+    assert.deepEqual(built.manifest.skipped.map((s) => s.name).sort(), ['copy.png', 'notes.png']);
+    assert.match(built.manifest.skipped.find((s) => s.name === 'notes.png')!.reason, /not an image/);
+    const bank = await openBank(built.path);
+    const out = await predict(bank, [{ name: 'empty.png', bytes: Buffer.alloc(0) }, { name: 'x.txt', bytes: Buffer.from('text') }, imgs[1]!], { loadBackbone: loader });
+    assert.deepEqual(out.skipped.map((s) => s.name), ['empty.png', 'x.txt']);
+    assert.match(out.skipped[0]!.reason, /empty/);
+    assert.equal(out.predictions.length, 1);
+    assert.match(out.predictions[0]!.warnings.join(), /is in the bank/);
+    await assert.rejects(predict(bank, [], { loadBackbone: loader }), /no images/);
+    await assert.rejects(buildBank([imgs[0]!], { out: join(dir, 'b.bank'), backbone: bb }), /at least 2 readable images/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('bank files: written atomically, refused when corrupt, edited, or built with other settings', async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-');
+  try {
+    const out = join(dir, 'p.bank');
+    await buildBank(await inputs(5, 60), { out, backbone: bb });
+    assert.deepEqual((await readdir(dir)).sort(), ['p.bank']); // no temporary left
+    assert.deepEqual((await readdir(out)).sort(), ['calibration.json', 'features.safetensors', 'manifest.json']);
+    await assert.rejects(buildBank(await inputs(5, 60), { out, backbone: bb }), /already exists/);
+    await buildBank(await inputs(5, 70), { out, backbone: bb, force: true });
+    assert.deepEqual((await readdir(dir)).sort(), ['p.bank']);
+    const bank = await openBank(out);
+    await assert.rejects(predict(bank, await inputs(1, 1), { loadBackbone: loader, expect: { backbone: 'resnet50' } }), /built with backbone 'fake'; this call asks for 'resnet50'/);
+    await assert.rejects(predict(bank, await inputs(1, 1), { loadBackbone: loader, expect: { imageSize: 224 } }), /image size 32; this call asks for 224/);
+    const other = { ...bb, weightsSha256: '1'.repeat(64) };
+    await assert.rejects(predict(await openBank(out), await inputs(1, 1), { loadBackbone: async () => other }), /weights sha256/);
+    // a flipped byte in the features
+    const feat = join(out, 'features.safetensors');
+    const b = await readFile(feat);
+    b[b.length - 5] ^= 0x10;
+    await writeFile(feat, b);
+    await assert.rejects(openBank(out), /features\.safetensors is corrupt/);
+    b[b.length - 5] ^= 0x10;
+    await writeFile(feat, b);
+    await openBank(out);
+    // an edited manifest
+    const man = join(out, 'manifest.json');
+    const text = await readFile(man, 'utf8');
+    await writeFile(man, text.replace('"r_list": [\n      1,', '"r_list": [\n      3,'));
+    await assert.rejects(openBank(out), /checksum/);
+    await writeFile(man, text);
+    await assert.rejects(openBank(join(dir, 'missing.bank')), /not found/);
+    await assert.rejects(openBank(feat), /not a bank directory/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('calibration: robust false-alarm threshold, normalised score, run verdicts, threshold files', async () => {
+  assert.ok(Math.abs(normalQuantile(0.99) - 2.3263478740408408) < 1e-8);
+  assert.ok(Math.abs(normalQuantile(0.5)) < 1e-12);
+  assert.ok(Math.abs(normalQuantile(0.001) + 3.090232306167813) < 1e-8);
+  const good = Array.from({ length: 20 }, (_, i) => 1 + 0.01 * i);
+  const t = falseAlarmThreshold(good, 0.01);
+  const withDefects = falseAlarmThreshold([...good.slice(2), 5, 9], 0.01); // two defects replace two goods
+  assert.ok(Math.abs(withDefects - t) < 0.02 * t, `${t} vs ${withDefects}`);
+  assert.equal(normalizeScore(t, t, 1.1), 0.5);
+  assert.equal(normalizeScore(1.1, t, 1.1), 0);
+  assert.equal(normalizeScore(100, t, 1.1), 1);
+  const lab = runVerdicts([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]);
+  assert.equal(lab.method, 'f1');
+  assert.deepEqual(lab.decisions, ['OK', 'OK', 'NG', 'NG']);
+  const free = runVerdicts([...good, 7], null);
+  assert.equal(free.method, 'calibrated');
+  assert.equal(free.ng, 1);
+  const { dir, cleanup } = await tempDir('musc-thr-');
+  try {
+    await writeThresholdFile(join(dir, 't.json'), { image_threshold: 1.25, pixel_threshold: 2 });
+    assert.deepEqual(await readThresholdArg(join(dir, 't.json')), { image: 1.25, pixel: 2 });
+    assert.deepEqual(await readThresholdArg('0.5'), { image: 0.5 });
+    await assert.rejects(readThresholdArg(join(dir, 'none.json')), /not a number/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('regions: 8-connected components of map > threshold with bbox, area, peak and mean', () => {
+  const W = 6, H = 4;
+  const data = new Float32Array(W * H);
+  data[1 * W + 1] = 2; data[2 * W + 2] = 4; // diagonal: one region
+  data[0 * W + 5] = 3; data[1 * W + 5] = 1; // second region
+  const { mask, regions } = regionsOf({ width: W, height: H, data }, 0.5);
+  assert.equal(mask.reduce((a, b) => a + b, 0), 4);
+  assert.deepEqual(regions.map((r) => [r.x, r.y, r.width, r.height, r.area, r.peak, r.mean]), [[5, 0, 1, 2, 2, 3, 2], [1, 1, 2, 2, 2, 4, 3]]);
+});
