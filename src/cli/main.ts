@@ -5,6 +5,7 @@
  *   musc demo [--out DIR]                     the same on a generated synthetic set
  *   musc models ...                           backbone weights (src/cli/models.ts)
  *   musc report OUT / musc serve OUT          the HTML report (src/cli/report.ts)
+ *   musc api --banks DIR                      the inspection service (src/cli/api.ts, src/service/)
  * Exit codes: see errors.ts (0 ok, 1 runtime, 2 usage/config, 3 data).
  */
 import { mkdtemp } from 'node:fs/promises';
@@ -34,6 +35,7 @@ import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
 import { parseDecisionRule } from '../threshold.js';
 import { addPaperCommands } from './paper-commands.js';
+import { apiCommand } from './api.js';
 
 // ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
 const wrap = <T>(f: (s: string) => T) => (s: string): T => {
@@ -251,6 +253,7 @@ export function buildProgram(): Command {
   program.addCommand(modelsCommand());
   program.addCommand(reportCommand());
   program.addCommand(serveCommand());
+  program.addCommand(apiCommand());
   return program;
 }
 
@@ -314,8 +317,11 @@ if (invokedDirectly()) {
     process.stderr.write(`\nmusc: stopping after the current step (${sig}; again to stop at once)\n`);
     setTimeout(() => exitInterrupted(sig), 20_000).unref();
   };
-  process.on('SIGINT', onSignal('SIGINT'));
-  process.on('SIGTERM', onSignal('SIGTERM'));
+  // (`musc api` drains on its own signal handlers: requests in flight complete)
+  if (process.argv[2] !== 'api') {
+    process.on('SIGINT', onSignal('SIGINT'));
+    process.on('SIGTERM', onSignal('SIGTERM'));
+  }
   main(process.argv).then((code) => {
     process.exitCode = code;
   });

@@ -18,6 +18,7 @@ const BY_NAME: Record<string, [number, string]> = {
   PathRefusedError: [400, 'bad_request'],
   BankNotFoundError: [404, 'not_found'],
   ImageDecodeError: [422, 'bad_image'],
+  BankError: [422, 'bad_bank'],
 };
 
 const KIND_BY_STATUS: Record<number, string> = { 400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed', 406: 'not_acceptable', 409: 'conflict', 413: 'too_large', 415: 'unsupported_media_type', 422: 'bad_image', 429: 'queue_full', 503: 'unavailable' };

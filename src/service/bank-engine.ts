@@ -1,0 +1,78 @@
+/**
+ * The ServiceEngine on the bank library (src/bank): banks opened with openBank, predictions with
+ * predict(..., { maps }) and the PNG renderers, builds with buildBank on the configured backbone.
+ * Heavy work runs in the project's one compute worker (the library's calls go there).
+ */
+import { buildBank, closeBank, imagesOfFolder, openBank, predict, renderCompositePng, renderHeatmapPng, renderMaskPng, thresholdsOf, type Bank } from '../bank/index.js';
+import type { ImagePrediction as BankPrediction } from '../bank/index.js';
+import { loadBackbone } from '../backbones/registry.js';
+import { computeWorker, shutdownCompute } from '../compute/worker.js';
+import { requestInterrupt } from '../pipeline/interrupt.js';
+import { RequestError } from './errors.js';
+import type { ImagePrediction, InputImage, OpenedBank, PredictOutcome, RenderKind, ServiceEngine } from './engine.js';
+
+export interface BankEngineOptions {
+  /** backbone of banks built by the service */
+  backbone: string;
+  device: 'cpu' | 'cuda';
+}
+
+const bankOf = (b: OpenedBank): Bank => b.handle as Bank;
+
+function infoOf(bank: Bank): Record<string, unknown> {
+  const m = bank.manifest;
+  const t = thresholdsOf(bank.calibration);
+  return {
+    images: m.images.length, created: m.created, musc: m.software.musc, backbone: m.backbone.name, imageSize: m.backbone.image_size, stages: m.backbone.stages,
+    rList: m.scoring.r_list, precision: m.scoring.msm_precision, imageThreshold: t.image, pixelThreshold: t.pixel, falseAlarm: bank.calibration.false_alarm,
+  };
+}
+
+function view(p: BankPrediction): ImagePrediction {
+  return {
+    name: p.name, score: p.score, imageScore: p.imageScore, normalized: p.normalized, verdict: p.verdict, threshold: p.threshold, pixelThreshold: p.pixelThreshold,
+    width: p.width, height: p.height, regions: p.regions, timings: { ...p.timings }, warnings: p.warnings,
+  };
+}
+
+async function renderAll(p: BankPrediction, bytes: Buffer, kinds: readonly RenderKind[]): Promise<Partial<Record<RenderKind, Buffer>>> {
+  const out: Partial<Record<RenderKind, Buffer>> = {};
+  for (const k of kinds) out[k] = k === 'mask' ? await renderMaskPng(p) : k === 'heatmap' ? await renderHeatmapPng(bytes, p) : await renderCompositePng(bytes, p);
+  return out;
+}
+
+export function createBankEngine(o: BankEngineOptions): ServiceEngine {
+  return {
+    async open(path) {
+      const bank = await openBank(path);
+      return { handle: bank, info: infoOf(bank) };
+    },
+    release: (b) => closeBank(bankOf(b)),
+    async predict(b, images: InputImage[], renders, opts): Promise<PredictOutcome[]> {
+      const res = await predict(bankOf(b), images, { maps: renders.length > 0, maxPixels: opts.maxPixels, device: o.device });
+      if (res.skipped.length) throw new RequestError(422, 'bad_image', res.skipped.map((s) => `${s.name}: ${s.reason}`).join('; '), res.skipped);
+      const bytes = new Map(images.map((i) => [i.name, i.bytes]));
+      const out: PredictOutcome[] = [];
+      for (const p of res.predictions) {
+        const t0 = performance.now();
+        const r = await renderAll(p, bytes.get(p.name)!, renders);
+        out.push({ prediction: { ...view(p), timings: { ...p.timings, ...(renders.length ? { renderMs: performance.now() - t0 } : {}) } }, renders: r });
+      }
+      return out;
+    },
+    async build(req) {
+      const inputs = await imagesOfFolder(req.images);
+      const backbone = await loadBackbone(o.backbone, { device: o.device });
+      try {
+        await buildBank(inputs, { out: req.out, backbone, device: o.device, onProgress: (step, done, total) => req.onProgress?.(done, total, step) });
+      } finally {
+        await backbone.dispose();
+      }
+    },
+    cancelBuilds() {
+      requestInterrupt('SIGTERM');
+      computeWorker().cancel();
+    },
+    close: () => shutdownCompute(),
+  };
+}
