@@ -103,7 +103,7 @@ export function apiCommand(): Command {
     .option('--max-pixels <n>', 'refuse images with more pixels (decompression bombs)', intArg('--max-pixels', 1, 2 ** 31), d.maxPixels)
     .option('--drain-timeout <s>', 'on SIGTERM, seconds requests in flight may take before connections are cut', intArg('--drain-timeout', 0, 3600), d.drainTimeoutMs / 1000)
     .option('--max-jobs <n>', 'build jobs waiting behind the running one; more get 429', intArg('--max-jobs', 0, 100), d.maxPendingJobs)
-    .option('--backbone <name>', `backbone of banks built by the service (default: ${DEFAULT_BACKBONE})`, DEFAULT_BACKBONE)
+    .option('--backbone <name>', 'backbone of banks built by the service', DEFAULT_BACKBONE)
     .addOption(new Option('--device <device>', 'compute device').choices(['cpu', 'cuda']).default('cpu'))
     .option('--print-openapi', 'print the OpenAPI document (docs/openapi.json) and exit')
     .option('-q, --quiet', 'print nothing but warnings and errors')
