@@ -50,7 +50,7 @@ main { padding: 1em 1.2em; max-width: 1100px; }
 #verdict { padding: 0.1em 0.5em; border-radius: 4px; color: #fff; }
 #verdict.OK { background: #2a7d3c; }
 #verdict.NG { background: #b3261e; }
-#pictures img { max-width: 100%; max-height: 360px; margin-right: 1em; border: 1px solid #ccc; }
+#pictures img { height: 240px; width: auto; max-width: 100%; margin-right: 1em; border: 1px solid #ccc; }
 #regions { border-collapse: collapse; margin-top: 1em; }
 #regions td, #regions th { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }
 #error { color: #b3261e; font-weight: bold; }

@@ -49,18 +49,25 @@ export class WorkQueue {
     if (this.admitted >= this.depth + 1) throw new QueueFullError(this.retryAfter());
     this.admitted++;
     let released = false;
-    let used = false;
+    let task: Promise<unknown> | null = null;
+    const free = (): void => {
+      this.admitted--;
+      if (this.admitted === 0) for (const w of this.idleWaiters.splice(0)) w();
+    };
     return {
-      run: <T>(task: () => Promise<T>): Promise<T> => {
-        if (used) throw new Error('a slot runs one task');
-        used = true;
-        return this.enqueue(task);
+      run: <T>(fn: () => Promise<T>): Promise<T> => {
+        if (task) throw new Error('a slot runs one task');
+        const p = this.enqueue(fn);
+        task = p;
+        return p;
       },
+      // a slot whose task is queued or running stays taken until the task ends (the bound holds
+      // even when clients give up waiting)
       release: () => {
         if (released) return;
         released = true;
-        this.admitted--;
-        if (this.admitted === 0) for (const w of this.idleWaiters.splice(0)) w();
+        if (task) void task.then(free, free);
+        else free();
       },
     };
   }

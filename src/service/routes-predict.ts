@@ -9,6 +9,7 @@ import type { ImagePrediction, PredictOutcome, RenderKind, ServiceEngine } from 
 import type { ServiceConfig } from './config.js';
 import type { ServiceMetrics } from './metrics.js';
 import { checkImages, requestImages } from './images.js';
+import { RequestError } from './errors.js';
 import { bankNameParam, batchResponse, commonErrors, predictQuery, predictResponse } from './schemas.js';
 
 interface PredictQuery {
@@ -37,6 +38,8 @@ export function predictRoutes(app: FastifyInstance, cfg: ServiceConfig, registry
       let queueMs = 0;
       const out = await req.slot!.run(() => {
         queueMs = performance.now() - t0;
+        // a client that gave up while waiting costs no computation
+        if (req.socket.destroyed) throw new RequestError(499, 'client_closed', 'the client closed the connection before its turn');
         return engine.predict(use.loaded.bank, images, renders, { maxPixels: cfg.maxPixels });
       });
       const totalMs = performance.now() - req.arrivedAt;

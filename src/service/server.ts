@@ -78,16 +78,16 @@ function addHooks(app: FastifyInstance, cfg: ServiceConfig, queue: WorkQueue, me
         metrics.rejected.inc({ reason: 'queue_full' });
         throw e;
       }
+      // answered or connection gone: the slot is freed (after its task, if one was queued)
+      const slot = req.slot;
+      reply.raw.once('close', () => slot.release());
     }
   });
-  const release = async (req: { slot?: Slot }) => req.slot?.release();
   app.addHook('onResponse', async (req, reply) => {
-    req.slot?.release();
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
     metrics.latency.observe({ method: req.method, route }, reply.elapsedTime / 1000);
   });
-  app.addHook('onRequestAbort', release);
 }
 
 export async function createService(cfg: ServiceConfig, engine: ServiceEngine, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<Service> {
