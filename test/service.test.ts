@@ -216,6 +216,33 @@ test('a full queue answers 429 with Retry-After (queue depth 1: one computing, o
   assert.match(m, /musc_process_resident_memory_bytes \d+/);
 });
 
+test('a client that gives up while queued: its slot is freed after its turn and nothing is computed for it', { timeout: 300_000 }, async () => {
+  const img = await png(55);
+  const scored = async (): Promise<number> => {
+    const m = (await call(url, 'GET', '/metrics')).body.toString();
+    return [...m.matchAll(/^musc_images_scored_total\{verdict="\w+"\} (\d+)$/gm)].reduce((a, x) => a + Number(x[1]), 0);
+  };
+  const before = await scored();
+  const first = postImage('/v1/banks/line/predict', img);
+  const gone = request(url + '/v1/banks/line/predict', { method: 'POST', headers: { 'content-type': 'image/png', 'content-length': String(img.length) } });
+  gone.on('error', () => undefined);
+  gone.end(img);
+  for (;;) {
+    const m = (await call(url, 'GET', '/metrics')).body.toString();
+    if (/musc_queue_depth 2/.test(m)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  gone.destroy();
+  assert.equal((await postImage('/v1/banks/line/predict', img)).status, 429, 'the slot stays taken while the first computes');
+  assert.equal((await first).status, 200);
+  for (;;) {
+    const m = (await call(url, 'GET', '/metrics')).body.toString();
+    if (/musc_queue_depth 0/.test(m)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(await scored(), before + 1, 'only the first image was scored');
+});
+
 test('hot swap: loading a new version under the same name drops no request', { timeout: 300_000 }, async () => {
   // the new version: the bank rebuilt elsewhere from 6 of the 8 images, moved into place
   const staging = join(dir, 'staging');

@@ -32,6 +32,7 @@ interface ApiFlags {
   maxJobs: number;
   backbone: string;
   device: 'cpu' | 'cuda';
+  load?: string;
   printOpenapi?: boolean;
   quiet?: boolean;
 }
@@ -83,6 +84,11 @@ async function serve(f: ApiFlags): Promise<void> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  const names = f.load === 'all' ? (await svc.registry.list()).map((b) => b.name) : (f.load ?? '').split(',').filter((n) => n);
+  for (const n of names) {
+    const l = await svc.registry.load(n);
+    say(`musc api: bank ${n} loaded (${String(l.bank.info.images)} images)`);
+  }
   const url = await svc.listen();
   say(`musc api: listening on ${url}/ (banks: ${cfg.banksDir}${cfg.dataRoot ? `, data root: ${cfg.dataRoot}` : ''}; queue depth ${cfg.queueDepth})`);
   await stopped;
@@ -105,6 +111,7 @@ export function apiCommand(): Command {
     .option('--max-jobs <n>', 'build jobs waiting behind the running one; more get 429', intArg('--max-jobs', 0, 100), d.maxPendingJobs)
     .option('--backbone <name>', 'backbone of banks built by the service', DEFAULT_BACKBONE)
     .addOption(new Option('--device <device>', 'compute device').choices(['cpu', 'cuda']).default('cpu'))
+    .option('--load <names>', "banks to load at start: comma-separated names, or 'all'")
     .option('--print-openapi', 'print the OpenAPI document (docs/openapi.json) and exit')
     .option('-q, --quiet', 'print nothing but warnings and errors')
     .action(async (f: ApiFlags) => {
