@@ -5,6 +5,7 @@
  *   musc demo [--out DIR]                     the same on a generated synthetic set
  *   musc models ...                           backbone weights (src/cli/models.ts)
  *   musc report OUT / musc serve OUT          the HTML report (src/cli/report.ts)
+ *   musc bank build|info / musc predict       banks and new images (src/cli/bank.ts, predict.ts)
  * Exit codes: see errors.ts (0 ok, 1 runtime, 2 usage/config, 3 data).
  */
 import { mkdtemp } from 'node:fs/promises';
@@ -34,6 +35,8 @@ import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
 import { parseDecisionRule } from '../threshold.js';
 import { addPaperCommands } from './paper-commands.js';
+import { bankCommand } from './bank.js';
+import { predictCommand } from './predict.js';
 
 // ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
 const wrap = <T>(f: (s: string) => T) => (s: string): T => {
@@ -251,6 +254,8 @@ export function buildProgram(): Command {
   program.addCommand(modelsCommand());
   program.addCommand(reportCommand());
   program.addCommand(serveCommand());
+  program.addCommand(bankCommand());
+  program.addCommand(predictCommand());
   return program;
 }
 
