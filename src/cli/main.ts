@@ -208,7 +208,9 @@ function printResult(res: DatasetRunResult, quiet: boolean): void {
   if (!quiet) process.stdout.write(`\n${res.markdown}\n`);
   const n = res.entries.reduce((a, e) => a + e.metrics.n_images, 0);
   const sk = res.entries.reduce((a, e) => a + e.metrics.n_skipped, 0);
-  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
+  const ng = res.results.reduce((a, r) => a + (r.decisions?.ng ?? 0), 0);
+  const how = [...new Set(res.results.map((r) => r.decisions?.method).filter((m) => m))].join('/');
+  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored, ${ng} NG (${how} threshold; decision column of scores.csv)${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
 }
 
 export function buildProgram(): Command {
