@@ -35,7 +35,8 @@ export interface DecisionRule {
 }
 
 export interface Decisions {
-  method: DecisionMethod;
+  /** a --decision rule, or musc run's default (src/bank/calibration.ts runDecisions): 'f1' (labels; NG iff score >= threshold) or 'false-alarm' */
+  method: DecisionMethod | 'f1' | 'false-alarm';
   /** mad only */
   k?: number;
   /** NG iff score > threshold */

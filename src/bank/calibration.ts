@@ -31,6 +31,7 @@ import { readFile } from 'node:fs/promises';
 import { madThreshold, median } from '../threshold.js';
 import { f1OptimalThreshold } from '../metrics/roc.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import type { Decisions } from '../threshold.js';
 import type { ColourScale } from './types.js';
 
 export const DEFAULT_FALSE_ALARM = 0.01;
@@ -132,6 +133,12 @@ export function runVerdicts(scores: ArrayLike<number>, labels: ArrayLike<number>
   const t = falseAlarmThreshold(scores, falseAlarm);
   const dec = Array.from(scores, (s) => verdictOf(s, t));
   return { method: 'calibrated', threshold: t, falseAlarm, decisions: dec, ng: dec.filter((d) => d === 'NG').length };
+}
+
+/** runVerdicts as the run's Decisions (scores.csv `decision` column, metrics.json decision_*, n_ng). */
+export function runDecisions(scores: ArrayLike<number>, labels: ArrayLike<number> | null, falseAlarm = DEFAULT_FALSE_ALARM): Decisions {
+  const v = runVerdicts(scores, labels, falseAlarm);
+  return { method: v.method === 'f1' ? 'f1' : 'false-alarm', threshold: v.threshold, decisions: v.decisions, ng: v.ng };
 }
 
 /** threshold.json: what `--threshold FILE` reads back. */

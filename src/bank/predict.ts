@@ -38,7 +38,7 @@ export async function bankBackbone(bank: Bank, opts: PredictOptions = {}): Promi
   if (bank.backbone) return bank.backbone;
   const b = bank.manifest.backbone;
   const load = opts.loadBackbone ?? ((name, o) => loadBackbone(name, o));
-  const backbone = await load(b.name, { imageSize: b.image_size, stages: b.stages, ...(opts.device ? { device: opts.device } : {}) });
+  const backbone = await load(b.name, { imageSize: b.image_size, stages: b.stages, ...(opts.device ? { device: opts.device } : {}), ...(opts.weightsPath ? { weightsPath: opts.weightsPath } : {}) });
   if (backbone.weightsSha256 !== b.weights_sha256) {
     await backbone.dispose();
     throw new ConfigError(`bank ${bank.path} was built with weights sha256 ${b.weights_sha256.slice(0, 12)}... for '${b.name}'; the weights loaded now have ${backbone.weightsSha256.slice(0, 12)}...`);

@@ -142,8 +142,10 @@ export interface PredictOptions {
   maxPixels?: number;
   /** progress: step, done, total */
   onProgress?: (step: 'extract' | 'score' | 'post', done: number, total: number) => void;
+  /** the weight file, when the bank was built with one (--weights) */
+  weightsPath?: string;
   /** backbone loader (default: the registry's loadBackbone) */
-  loadBackbone?: (name: string, opts: { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda' }) => Promise<Backbone>;
+  loadBackbone?: (name: string, opts: { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string }) => Promise<Backbone>;
 }
 
 export interface PredictOutput {

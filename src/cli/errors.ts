@@ -22,7 +22,7 @@ export function exitCodeFor(e: unknown): number {
   if ((e as Error | undefined)?.name === 'InterruptedError') return EXIT_INTERRUPTED;
   if (e instanceof DatasetError || e instanceof ImageSkipError) return EXIT_DATA;
   const name = (e as Error | undefined)?.name;
-  if (name === 'ImageDecodeError') return EXIT_DATA;
+  if (name === 'ImageDecodeError' || name === 'BankError') return EXIT_DATA;
   return EXIT_RUNTIME;
 }
 

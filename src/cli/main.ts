@@ -5,6 +5,7 @@
  *   musc demo [--out DIR]                     the same on a generated synthetic set
  *   musc models ...                           backbone weights (src/cli/models.ts)
  *   musc report OUT / musc serve OUT          the HTML report (src/cli/report.ts)
+ *   musc bank build|info / musc predict       banks and new images (src/cli/bank.ts, predict.ts)
  *   musc api --banks DIR                      the inspection service (src/cli/api.ts, src/service/)
  * Exit codes: see errors.ts (0 ok, 1 runtime, 2 usage/config, 3 data).
  */
@@ -35,6 +36,8 @@ import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
 import { parseDecisionRule } from '../threshold.js';
 import { addPaperCommands } from './paper-commands.js';
+import { bankCommand } from './bank.js';
+import { predictCommand } from './predict.js';
 import { apiCommand } from './api.js';
 
 // ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
@@ -207,7 +210,9 @@ function printResult(res: DatasetRunResult, quiet: boolean): void {
   if (!quiet) process.stdout.write(`\n${res.markdown}\n`);
   const n = res.entries.reduce((a, e) => a + e.metrics.n_images, 0);
   const sk = res.entries.reduce((a, e) => a + e.metrics.n_skipped, 0);
-  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
+  const ng = res.results.reduce((a, r) => a + (r.decisions?.ng ?? 0), 0);
+  const how = [...new Set(res.results.map((r) => r.decisions?.method).filter((m) => m))].join('/');
+  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored, ${ng} NG (${how} threshold; decision column of scores.csv)${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
 }
 
 export function buildProgram(): Command {
@@ -253,6 +258,8 @@ export function buildProgram(): Command {
   program.addCommand(modelsCommand());
   program.addCommand(reportCommand());
   program.addCommand(serveCommand());
+  program.addCommand(bankCommand());
+  program.addCommand(predictCommand());
   program.addCommand(apiCommand());
   return program;
 }

@@ -23,6 +23,7 @@ import { DatasetError, type Category, type DatasetItem } from '../datasets/types
 import { appendReferences } from './references.js';
 import { f1OptimalThreshold } from '../metrics/roc.js';
 import { decide } from '../threshold.js';
+import { runDecisions } from '../bank/calibration.js';
 import { autoDivideNum, estimateSubsetBytes, type StageDims } from './memory.js';
 import type { ImageFeatures } from './feature-cache.js';
 import { checkInterrupted } from './interrupt.js';
@@ -304,7 +305,8 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     const th = f1OptimalThreshold(rscinScores, Uint8Array.from(items, (it) => it.label ?? 0)).threshold;
     f1Threshold = Number.isFinite(th) ? th : null;
   }
-  const decisions = opts.decision ? decide(rscinScores, opts.decision) : undefined;
+  // OK / NG: the --decision rule, else F1-optimal with labels, else the false-alarm rule over the run's scores
+  const decisions = opts.decision ? decide(rscinScores, opts.decision) : runDecisions(rscinScores, labeled ? Uint8Array.from(items, (it) => it.label ?? 0) : null);
 
   return {
     name: category.name, kind: category.kind, root: category.root, items, skipped, size: S, maps, imageScores, rscinScores,
