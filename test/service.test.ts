@@ -139,6 +139,24 @@ test('build a bank from a server-side folder as a job (202, progress, loaded); p
   assert.equal(list.banks[0].info.images, 8);
 });
 
+test('build from uploaded images (multipart): unreadable files skipped with the reason, load=false leaves it unloaded', { timeout: 300_000 }, async () => {
+  const files = [{ name: 'a.png', bytes: await png(11) }, { name: 'a.png', bytes: await png(12) }, { name: '../../b.png', bytes: await png(13) }, { name: 'bad.png', bytes: Buffer.from('not an image') }];
+  const mp = multipart(files);
+  const withField = Buffer.concat([Buffer.from('------musc-test-boundary\r\nContent-Disposition: form-data; name="load"\r\n\r\nfalse\r\n'), mp.body]);
+  const r = await call(url, 'POST', '/v1/banks/up/upload', withField, { 'content-type': mp.type });
+  assert.equal(r.status, 202, String(r.body));
+  const job = await waitJob(url, String(r.headers.location));
+  assert.equal(job.state, 'done', job.error);
+  assert.ok(job.warnings.some((w: string) => /^skipped bad\.png: not an image/.test(w)), JSON.stringify(job.warnings));
+  assert.equal(job.version, undefined);
+  const up = (await call(url, 'GET', '/v1/banks')).json().banks.find((b: { name: string }) => b.name === 'up');
+  assert.deepEqual(up, { name: 'up', loaded: false });
+  const info = JSON.parse(await readFile(join(banks, 'up.bank', 'manifest.json'), 'utf8'));
+  assert.deepEqual(info.images.map((i: { name: string }) => i.name).sort(), ['a-2.png', 'a.png', 'b.png'], 'repeated names numbered, directories dropped');
+  assert.equal((await call(url, 'POST', '/v1/banks/up/upload', 'x', { 'content-type': 'text/plain' })).status, 415);
+  assert.equal((await call(url, 'POST', '/v1/banks/up/unload')).json().unloaded, false);
+});
+
 test('predict (raw body, multipart, PNGs) equals the library predict for the same bank and image', { timeout: 300_000 }, async () => {
   const img = await png(50, [40, 30]);
   const raw = await postImage('/v1/banks/line/predict?name=spot.png&include=heatmap', img);
@@ -248,7 +266,7 @@ test('hot swap: loading a new version under the same name drops no request', { t
   const staging = join(dir, 'staging');
   await mkdir(join(staging, 'imgs'), { recursive: true });
   for (let i = 0; i < 6; i++) await cp(join(dir, 'data', 'good', `g${i}.png`), join(staging, 'imgs', `g${i}.png`));
-  await engine.build({ images: join(staging, 'imgs'), out: join(staging, 'line.bank') });
+  await engine.build({ images: join(staging, 'imgs'), out: join(staging, 'line.bank'), maxPixels: 1_000_000 });
   const img = await png(52, [10, 10]);
   const first = postImage('/v1/banks/line/predict', img);
   const second = postImage('/v1/banks/line/predict', img);

@@ -64,7 +64,8 @@ export function createBankEngine(o: BankEngineOptions): ServiceEngine {
       const inputs = await imagesOfFolder(req.images);
       const backbone = await loadBackbone(o.backbone, { device: o.device });
       try {
-        await buildBank(inputs, { out: req.out, backbone, device: o.device, onProgress: (step, done, total) => req.onProgress?.(done, total, step) });
+        const res = await buildBank(inputs, { out: req.out, backbone, device: o.device, maxPixels: req.maxPixels, onProgress: (step, done, total) => req.onProgress?.(done, total, step) });
+        return { warnings: res.warnings };
       } finally {
         await backbone.dispose();
       }

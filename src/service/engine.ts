@@ -59,6 +59,8 @@ export interface BuildRequest {
   images: string;
   /** bank path to write */
   out: string;
+  /** images with more pixels are skipped */
+  maxPixels: number;
   onProgress?: (done: number, total: number, label?: string) => void;
 }
 
@@ -69,8 +71,8 @@ export interface ServiceEngine {
   release(bank: OpenedBank): Promise<void>;
   /** scores images against the bank, with the PNGs asked for */
   predict(bank: OpenedBank, images: InputImage[], renders: readonly RenderKind[], opts: { maxPixels: number }): Promise<PredictOutcome[]>;
-  /** writes a bank built from a folder of images */
-  build(req: BuildRequest): Promise<void>;
+  /** writes a bank built from a folder of images; the warnings (skipped images, small bank) */
+  build(req: BuildRequest): Promise<{ warnings: string[] }>;
   /** asks running builds to stop at their next step */
   cancelBuilds(): void;
   /** stops the compute worker (last) */

@@ -11,9 +11,9 @@ import { RequestError } from './errors.js';
 
 const SAFE_NAME = /[^A-Za-z0-9._ -]/g;
 
-/** a name for logs and JSON only (never a path): other characters become '_' */
+/** a name for logs, JSON and upload files (never a path): other characters become '_', no leading dot */
 export function imageName(raw: string | undefined, fallback: string): string {
-  const n = (raw ?? '').replace(SAFE_NAME, '_').slice(0, 200);
+  const n = (raw ?? '').replace(SAFE_NAME, '_').replace(/^[.\s]+/, '').slice(0, 200);
   return n || fallback;
 }
 

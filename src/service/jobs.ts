@@ -22,6 +22,8 @@ export interface JobView {
   createdAt: string;
   finishedAt?: string;
   error?: string;
+  /** images skipped with the reason, a small bank */
+  warnings?: string[];
   version?: number;
 }
 
@@ -41,7 +43,7 @@ export class JobManager {
   private tail: Promise<unknown> = Promise.resolve();
   private pending = 0;
 
-  constructor(private readonly engine: ServiceEngine, private readonly registry: BankRegistry, private readonly maxPending: number, private readonly onEnd?: (state: JobState) => void) {}
+  constructor(private readonly engine: ServiceEngine, private readonly registry: BankRegistry, private readonly maxPending: number, private readonly maxPixels: number, private readonly onEnd?: (state: JobState) => void) {}
 
   get(id: string): JobView | undefined {
     return this.jobs.get(id);
@@ -69,13 +71,15 @@ export class JobManager {
     const target = this.registry.pathOf(spec.bank);
     const tmp = tempPathFor(target);
     try {
-      await this.engine.build({
+      const built = await this.engine.build({
         images: spec.images,
         out: tmp,
+        maxPixels: this.maxPixels,
         onProgress: (done, total, label) => {
           job.progress = { done, total, label: label ?? '' };
         },
       });
+      job.warnings = built.warnings;
       await replace(tmp, target);
       if (spec.load) job.version = (await this.registry.load(spec.bank)).version;
       job.state = 'done';

@@ -21,6 +21,7 @@ async function uploadSpec(req: FastifyRequest, bank: string): Promise<JobSpec> {
   const dir = await mkdtemp(join(tmpdir(), 'musc-api-upload-'));
   let load = true;
   let n = 0;
+  const used = new Set<string>();
   try {
     for await (const part of req.parts({ limits: { files: MAX_UPLOAD_IMAGES } })) {
       if (part.type === 'field') {
@@ -28,8 +29,11 @@ async function uploadSpec(req: FastifyRequest, bank: string): Promise<JobSpec> {
         continue;
       }
       n++;
-      const ext = /\.(png|jpe?g|bmp|tiff?|webp)$/i.exec(part.filename ?? '')?.[0] ?? '.png';
-      const name = `${String(n).padStart(5, '0')}-${imageName(part.filename, 'image').replace(/\.[^.]*$/, '')}${ext}`;
+      // the file's own (sanitised) name, '-2', '-3' ... on a repeat; never a path
+      const base = imageName(part.filename, `image-${n}`);
+      let name = base;
+      for (let k = 2; used.has(name.toLowerCase()); k++) name = base.replace(/(\.[^.]*)?$/, `-${k}$1`);
+      used.add(name.toLowerCase());
       await pipeline(part.file, createWriteStream(join(dir, name)));
       if (part.file.truncated) throw new RequestError(413, 'too_large', `${part.filename}: over the file size limit`);
     }

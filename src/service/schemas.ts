@@ -108,6 +108,7 @@ export const jobSchema = {
     createdAt: { type: 'string', format: 'date-time' },
     finishedAt: { type: 'string', format: 'date-time' },
     error: { type: 'string' },
+    warnings: { type: 'array', items: { type: 'string' }, description: 'images skipped with the reason; a small bank' },
     version: { type: 'integer', description: 'bank version loaded at the end (load: true)' },
   },
 } as const;

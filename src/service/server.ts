@@ -95,7 +95,7 @@ export async function createService(cfg: ServiceConfig, engine: ServiceEngine, l
   const queue = new WorkQueue(cfg.queueDepth);
   const registry = new BankRegistry(cfg.banksDir, engine);
   const metrics = createMetrics(() => queue.size, () => queue.busy, () => registry.size);
-  const jobs = new JobManager(engine, registry, cfg.maxPendingJobs, (state) => metrics.jobs.inc({ state }));
+  const jobs = new JobManager(engine, registry, cfg.maxPendingJobs, cfg.maxPixels, (state) => metrics.jobs.inc({ state }));
   const life: Lifecycle = { ready: false, draining: false };
 
   for (const s of SHARED_SCHEMAS) app.addSchema(s);
