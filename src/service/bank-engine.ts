@@ -2,9 +2,13 @@
  * The ServiceEngine on the bank library (src/bank): banks opened with openBank, predictions with
  * predict(..., { maps }) and the PNG renderers, builds with buildBank on the configured backbone.
  * Heavy work runs in the project's one compute worker (the library's calls go there).
+ * Backbones for predictions are shared by every bank with the same (backbone, size, stages):
+ * loading a new version of a bank (hot swap) or a second bank reuses the loaded graph; they are
+ * disposed when the engine closes.
  */
-import { buildBank, closeBank, imagesOfFolder, openBank, predict, renderCompositePng, renderHeatmapPng, renderMaskPng, thresholdsOf, type Bank } from '../bank/index.js';
+import { buildBank, imagesOfFolder, openBank, predict, renderCompositePng, renderHeatmapPng, renderMaskPng, thresholdsOf, type Bank } from '../bank/index.js';
 import type { ImagePrediction as BankPrediction } from '../bank/index.js';
+import type { Backbone } from '../backbones/types.js';
 import { loadBackbone } from '../backbones/registry.js';
 import { computeWorker, shutdownCompute } from '../compute/worker.js';
 import { requestInterrupt } from '../pipeline/interrupt.js';
@@ -41,15 +45,43 @@ async function renderAll(p: BankPrediction, bytes: Buffer, kinds: readonly Rende
   return out;
 }
 
+type LoadOpts = { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string };
+
+/** loads each (name, size, stages, device) once; the banks get views whose dispose() does nothing */
+function sharedBackbones(): { load: (name: string, opts: LoadOpts) => Promise<Backbone>; disposeAll: () => Promise<void> } {
+  const cache = new Map<string, Promise<Backbone>>();
+  return {
+    load(name, opts) {
+      const key = JSON.stringify([name, opts.imageSize, opts.stages, opts.device ?? 'cpu', opts.weightsPath ?? '']);
+      let p = cache.get(key);
+      if (!p) {
+        p = loadBackbone(name, opts);
+        cache.set(key, p);
+        p.catch(() => cache.delete(key));
+      }
+      return p.then((b) => Object.create(b, { dispose: { value: async () => undefined } }) as Backbone);
+    },
+    async disposeAll() {
+      const all = [...cache.values()];
+      cache.clear();
+      for (const p of all) await (await p.catch(() => null))?.dispose();
+    },
+  };
+}
+
 export function createBankEngine(o: BankEngineOptions): ServiceEngine {
+  const backbones = sharedBackbones();
   return {
     async open(path) {
       const bank = await openBank(path);
       return { handle: bank, info: infoOf(bank) };
     },
-    release: (b) => closeBank(bankOf(b)),
+    // the backbone is shared (disposed by close()); the bank's features go with the last reference
+    release: async (b) => {
+      bankOf(b).backbone = undefined;
+    },
     async predict(b, images: InputImage[], renders, opts): Promise<PredictOutcome[]> {
-      const res = await predict(bankOf(b), images, { maps: renders.length > 0, maxPixels: opts.maxPixels, device: o.device });
+      const res = await predict(bankOf(b), images, { maps: renders.length > 0, maxPixels: opts.maxPixels, device: o.device, loadBackbone: backbones.load });
       if (res.skipped.length) throw new RequestError(422, 'bad_image', res.skipped.map((s) => `${s.name}: ${s.reason}`).join('; '), res.skipped);
       const bytes = new Map(images.map((i) => [i.name, i.bytes]));
       const out: PredictOutcome[] = [];
@@ -74,6 +106,9 @@ export function createBankEngine(o: BankEngineOptions): ServiceEngine {
       requestInterrupt('SIGTERM');
       computeWorker().cancel();
     },
-    close: () => shutdownCompute(),
+    async close() {
+      await backbones.disposeAll();
+      await shutdownCompute();
+    },
   };
 }
