@@ -75,7 +75,9 @@ interface Phase {
   imagesPerSecond: number;
   latencyP50ms: number;
   latencyP99ms: number;
+  /** service RSS sampled every 5 s during the phase and after it (MB) */
   rssMB: number;
+  rssMaxMB: number;
   swaps?: number;
 }
 
@@ -87,15 +89,26 @@ async function phase(base: string, name: string, seconds: number, connections: n
     timeout: 300,
     requests: bodies.map((body) => ({ method: 'POST' as const, body, headers: { 'content-type': 'image/png' } })),
   });
+  let rssMaxMB = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      rssMaxMB = Math.max(rssMaxMB, (await metric(base, 'musc_process_resident_memory_bytes')) / 2 ** 20);
+      await new Promise((r) => setTimeout(r, 5000));
+    }
+  })();
   const [r, swaps] = await Promise.all([ran, during ? during() : Promise.resolve(undefined)]);
   await queueIdle(base);
+  sampling = false;
+  await sampler;
+  const rssMB = (await metric(base, 'musc_process_resident_memory_bytes')) / 2 ** 20;
   const codes = (r as unknown as { statusCodeStats: Record<string, { count: number }> }).statusCodeStats;
   const count = (pred: (c: number) => boolean) => Object.entries(codes).filter(([c]) => pred(Number(c))).reduce((a, [, v]) => a + v.count, 0);
   const ok = count((c) => c === 200);
   return {
     phase: name, seconds, connections, ok, rejected429: count((c) => c === 429), server5xx: count((c) => c >= 500), otherNon2xx: count((c) => c !== 200 && c !== 429 && c < 500),
     errors: r.errors, timeouts: r.timeouts, imagesPerSecond: ok / seconds, latencyP50ms: r.latency.p50, latencyP99ms: r.latency.p99,
-    rssMB: (await metric(base, 'musc_process_resident_memory_bytes')) / 2 ** 20, ...(swaps !== undefined ? { swaps } : {}),
+    rssMB, rssMaxMB: Math.max(rssMaxMB, rssMB), ...(swaps !== undefined ? { swaps } : {}),
   };
 }
 
@@ -140,13 +153,17 @@ async function main(): Promise<void> {
       return n;
     };
     phases.push(await phase(base, 'swap', SWAP_SECONDS, 2, bodies, swapper));
-    const out = { date: new Date().toISOString(), queueDepth: QUEUE_DEPTH, buildSeconds, rssStartMB, phases };
+    // where the time of one prediction goes (the library's timings plus the service's)
+    const one = await fetch(`${base}/v1/banks/line/predict`, { method: 'POST', body: bodies[1], headers: { 'content-type': 'image/png' } });
+    const timings = ((await one.json()) as { prediction: { timings: Record<string, number> } }).prediction.timings;
+    const out = { date: new Date().toISOString(), queueDepth: QUEUE_DEPTH, buildSeconds, rssStartMB, phases, timings };
     await writeFileAtomic(join(root, 'bench', 'service-load.json'), JSON.stringify(out, null, 2) + '\n');
     console.log(`bank build (8 images, job): ${buildSeconds.toFixed(1)} s; RSS after warm-up ${rssStartMB.toFixed(0)} MB; queue depth ${QUEUE_DEPTH}`);
-    console.log('| phase | s | conn | 200 | 429 | 5xx | other | errors | images/s | p50 ms | p99 ms | RSS MB after | swaps |');
+    console.log(`one prediction (ms): ${Object.entries(timings).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}`);
+    console.log('| phase | s | conn | 200 | 429 | 5xx | other | errors | images/s | p50 ms | p99 ms | RSS MB max / after | swaps |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const p of phases) {
-      console.log(`| ${p.phase} | ${p.seconds} | ${p.connections} | ${p.ok} | ${p.rejected429} | ${p.server5xx} | ${p.otherNon2xx} | ${p.errors} | ${p.imagesPerSecond.toFixed(2)} | ${p.latencyP50ms} | ${p.latencyP99ms} | ${p.rssMB.toFixed(0)} | ${p.swaps ?? ''} |`);
+      console.log(`| ${p.phase} | ${p.seconds} | ${p.connections} | ${p.ok} | ${p.rejected429} | ${p.server5xx} | ${p.otherNon2xx} | ${p.errors} | ${p.imagesPerSecond.toFixed(2)} | ${p.latencyP50ms} | ${p.latencyP99ms} | ${p.rssMaxMB.toFixed(0)} / ${p.rssMB.toFixed(0)} | ${p.swaps ?? ''} |`);
     }
   } finally {
     if (child && child.exitCode === null) {
