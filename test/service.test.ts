@@ -368,13 +368,29 @@ test('the web page in headless Chromium: pick the bank, drop an image, see verdi
     const img = await png(53, [50, 20]);
     await page.setInputFiles('#file', { name: 'part.png', mimeType: 'image/png', buffer: img });
     await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 200_000 });
+    const shownScore = await page.locator('#score').textContent();
     assert.equal(await page.locator('body').getAttribute('data-state'), 'done', await page.locator('#error').textContent() ?? '');
     const api = (await postImage('/v1/banks/line/predict?name=part.png', img)).json().prediction;
     assert.equal(await page.locator('#verdict').textContent(), api.verdict);
+    assert.equal(shownScore, api.score.toFixed(4));
     assert.equal(await page.locator('#image-name').textContent(), 'part.png');
     assert.equal(await page.locator('#regions tbody tr').count(), api.regions.length);
     const loaded = await page.locator('#heatmap').evaluate((e) => (e as unknown as { complete: boolean; naturalWidth: number }).naturalWidth);
     assert.equal(loaded, api.width, 'heatmap at the original width');
+    // dropping a file on the drop zone does the same
+    const dropped = await png(56);
+    const dt = await page.evaluateHandle(`(() => {
+      const bytes = Uint8Array.from(atob('${dropped.toString('base64')}'), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
+      return dt;
+    })()`);
+    await page.dispatchEvent('#drop', 'drop', { dataTransfer: dt });
+    await page.locator('#image-name', { hasText: 'dropped.png' }).waitFor({ timeout: 200_000 });
+    await page.waitForSelector('body[data-state="done"]');
+    const droppedApi = (await postImage('/v1/banks/line/predict?name=dropped.png', dropped)).json().prediction;
+    assert.equal(await page.locator('#verdict').textContent(), droppedApi.verdict);
+    assert.equal(await page.locator('#score').textContent(), droppedApi.score.toFixed(4));
     await mkdir(artifactsDir, { recursive: true });
     await page.screenshot({ path: join(artifactsDir, 'service-page.png'), fullPage: true });
     assert.deepEqual(errors, [], 'no script errors or CSP violations');

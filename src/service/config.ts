@@ -5,6 +5,7 @@
  * binding a non-loopback address.
  */
 import { readFile } from 'node:fs/promises';
+import { ConfigError } from '../config.js';
 import { isLoopbackAddress } from '../report/serve.js';
 
 export const TOKEN_ENV = 'MUSC_API_TOKEN';
@@ -46,9 +47,8 @@ export const DEFAULT_SERVICE_CONFIG: Omit<ServiceConfig, 'banksDir'> = {
   maxPendingJobs: 4,
 };
 
-export class ServiceConfigError extends Error {
-  override name = 'ConfigError';
-}
+/** a usage error of `musc api` (exit code 2) */
+export class ServiceConfigError extends ConfigError {}
 
 /** Throws unless the address may be bound with this token; returns the warnings to print. */
 export function checkBinding(host: string, token: string | undefined): string[] {
