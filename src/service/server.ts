@@ -91,7 +91,11 @@ function addHooks(app: FastifyInstance, cfg: ServiceConfig, queue: WorkQueue, me
 }
 
 export async function createService(cfg: ServiceConfig, engine: ServiceEngine, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<Service> {
-  const app = Fastify({ logger: false, bodyLimit: cfg.maxBodyBytes, return503OnClosing: true, forceCloseConnections: 'idle', ajv: { customOptions: { removeAdditional: false } } });
+  // requestTimeout: a request must arrive whole within 60 s (a slow upload cannot hold a queue slot for long)
+  const app = Fastify({
+    logger: false, bodyLimit: cfg.maxBodyBytes, requestTimeout: 60_000, return503OnClosing: true, forceCloseConnections: 'idle',
+    ajv: { customOptions: { removeAdditional: false } },
+  });
   const queue = new WorkQueue(cfg.queueDepth);
   const registry = new BankRegistry(cfg.banksDir, engine);
   const metrics = createMetrics(() => queue.size, () => queue.busy, () => registry.size);
