@@ -110,6 +110,9 @@ before(async () => {
   await mkdir(join(dir, 'data', 'good'), { recursive: true });
   for (let i = 0; i < 8; i++) await writeFile(join(dir, 'data', 'good', `g${i}.png`), await png(i + 1));
   await writeFile(join(dir, 'secret.png'), await png(77));
+  // a half-built bank of a process that was killed
+  await mkdir(join(banks, '.musc-tmp-line.bank.999999.0badf00d'));
+  await writeFile(join(banks, '.musc-tmp-line.bank.999999.0badf00d', 'manifest.json'), '{');
   svc = await createService(config(), engine, () => undefined);
   url = await svc.listen();
 });
@@ -121,6 +124,7 @@ after(async () => {
 });
 
 test('build a bank from a server-side folder as a job (202, progress, loaded); paths outside the data root refused', { timeout: 300_000 }, async () => {
+  assert.ok(!existsSync(join(banks, '.musc-tmp-line.bank.999999.0badf00d')), 'stale half-built bank removed at start');
   for (const folder of ['../secret.png', '/etc', 'good/../../', 'missing', 'good\\..']) {
     const r = await call(url, 'POST', '/v1/banks/line/build', JSON.stringify({ folder }), { 'content-type': 'application/json' });
     assert.equal(r.status, 400, `${folder}: ${r.body}`);

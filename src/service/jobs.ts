@@ -5,9 +5,10 @@
  * hot swap when the name is already loaded). Finished jobs are kept for GET (the last 100).
  */
 import { randomUUID } from 'node:crypto';
-import { rename, rm } from 'node:fs/promises';
-import { dirname, join, basename } from 'node:path';
+import { readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { tempPathFor } from '../io/atomic.js';
+import { temporaryOwner } from '../outputs/temp-files.js';
 import { QueueFullError } from './queue.js';
 import type { BankRegistry } from './banks.js';
 import type { ServiceEngine } from './engine.js';
@@ -101,9 +102,27 @@ export class JobManager {
   }
 }
 
+/** Removes half-built or replaced banks left in the banks folder by a process that is gone (killed mid-build). */
+export async function removeStaleBuilds(banksDir: string): Promise<number> {
+  let n = 0;
+  for (const name of await readdir(banksDir).catch(() => [] as string[])) {
+    const pid = temporaryOwner(name);
+    if (pid === null || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+      continue; // its process still runs
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EPERM') continue;
+    }
+    await rm(join(banksDir, name), { recursive: true, force: true });
+    n++;
+  }
+  return n;
+}
+
 /** Moves `tmp` to `target`, replacing a file or folder there (the old one is removed after). */
 async function replace(tmp: string, target: string): Promise<void> {
-  const old = join(dirname(target), `.old-${basename(target)}.${randomUUID()}`);
+  const old = tempPathFor(target);
   const had = await rename(target, old).then(() => true, (e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return false;
     throw e;

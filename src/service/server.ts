@@ -3,7 +3,8 @@
  * loopback (no DNS rebinding), the bearer token, then a queue slot for prediction routes (429
  * before the body is read when none is free). Security headers come from @fastify/helmet.
  * close() drains: readiness goes 503, the listener stops, requests in flight complete (or are
- * cut after drainTimeoutMs), build jobs end, then the compute worker stops.
+ * cut after drainTimeoutMs), a running build job gets drainTimeoutMs to finish (then it is asked to
+ * stop); the caller then stops the compute worker (engine.close()).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import helmet from '@fastify/helmet';
@@ -15,7 +16,7 @@ import { BankRegistry } from './banks.js';
 import type { ServiceConfig } from './config.js';
 import type { ServiceEngine } from './engine.js';
 import { errorReply, RequestError } from './errors.js';
-import { JobManager } from './jobs.js';
+import { JobManager, removeStaleBuilds } from './jobs.js';
 import { createMetrics, type ServiceMetrics } from './metrics.js';
 import { swaggerOptions } from './openapi.js';
 import { WorkQueue, type Slot } from './queue.js';
@@ -129,6 +130,7 @@ export async function createService(cfg: ServiceConfig, engine: ServiceEngine, l
   predictRoutes(app, cfg, registry, engine, metrics);
   jobRoutes(app, cfg, jobs);
   await app.ready();
+  await removeStaleBuilds(cfg.banksDir);
 
   let closing: Promise<void> | null = null;
   const svc: Service = {
@@ -144,10 +146,14 @@ export async function createService(cfg: ServiceConfig, engine: ServiceEngine, l
       closing ??= (async () => {
         life.draining = true;
         const cut = setTimeout(() => app.server.closeAllConnections(), cfg.drainTimeoutMs);
+        const wait = (ms: number): Promise<boolean> => new Promise((ok) => setTimeout(() => ok(false), ms).unref());
         try {
           await app.close();
-          if (jobs.active > 0) engine.cancelBuilds();
-          await jobs.idle();
+          // a running build gets the drain time to finish, then is asked to stop
+          if (jobs.active > 0 && !(await Promise.race([jobs.idle().then(() => true), wait(cfg.drainTimeoutMs)]))) {
+            engine.cancelBuilds();
+            await Promise.race([jobs.idle(), wait(5000)]);
+          }
           registry.clear();
         } finally {
           clearTimeout(cut);
