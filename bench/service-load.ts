@@ -34,7 +34,11 @@ const SWAP_SECONDS = arg('--swap-seconds', 30);
 const QUEUE_DEPTH = arg('--queue-depth', 4);
 
 async function startService(banks: string, dataRoot: string): Promise<{ child: ChildProcess; base: string }> {
-  const child = spawn(process.execPath, [cli, 'api', '--banks', banks, '--data-root', dataRoot, '--port', '0', '--queue-depth', String(QUEUE_DEPTH)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [cli, 'api', '--banks', banks, '--data-root', dataRoot, '--port', '0', '--queue-depth', String(QUEUE_DEPTH)],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let err = '';
   child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
   for (let t = 0; t < 600; t++) {
@@ -47,7 +51,10 @@ async function startService(banks: string, dataRoot: string): Promise<{ child: C
 }
 
 async function json(base: string, method: string, path: string, body?: unknown): Promise<any> {
-  const r = await fetch(base + path, { method, ...(body ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
+  const r = await fetch(base + path, {
+    method,
+    ...(body ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
+  });
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
   return r.json();
 }
@@ -81,7 +88,14 @@ interface Phase {
   swaps?: number;
 }
 
-async function phase(base: string, name: string, seconds: number, connections: number, bodies: Buffer[], during?: () => Promise<number>): Promise<Phase> {
+async function phase(
+  base: string,
+  name: string,
+  seconds: number,
+  connections: number,
+  bodies: Buffer[],
+  during?: () => Promise<number>,
+): Promise<Phase> {
   const ran = autocannon({
     url: `${base}/v1/banks/line/predict`,
     connections,
@@ -103,12 +117,27 @@ async function phase(base: string, name: string, seconds: number, connections: n
   await sampler;
   const rssMB = (await metric(base, 'musc_process_resident_memory_bytes')) / 2 ** 20;
   const codes = (r as unknown as { statusCodeStats: Record<string, { count: number }> }).statusCodeStats;
-  const count = (pred: (c: number) => boolean) => Object.entries(codes).filter(([c]) => pred(Number(c))).reduce((a, [, v]) => a + v.count, 0);
+  const count = (pred: (c: number) => boolean) =>
+    Object.entries(codes)
+      .filter(([c]) => pred(Number(c)))
+      .reduce((a, [, v]) => a + v.count, 0);
   const ok = count((c) => c === 200);
   return {
-    phase: name, seconds, connections, ok, rejected429: count((c) => c === 429), server5xx: count((c) => c >= 500), otherNon2xx: count((c) => c !== 200 && c !== 429 && c < 500),
-    errors: r.errors, timeouts: r.timeouts, imagesPerSecond: ok / seconds, latencyP50ms: r.latency.p50, latencyP99ms: r.latency.p99,
-    rssMB, rssMaxMB: Math.max(rssMaxMB, rssMB), ...(swaps !== undefined ? { swaps } : {}),
+    phase: name,
+    seconds,
+    connections,
+    ok,
+    rejected429: count((c) => c === 429),
+    server5xx: count((c) => c >= 500),
+    otherNon2xx: count((c) => c !== 200 && c !== 429 && c < 500),
+    errors: r.errors,
+    timeouts: r.timeouts,
+    imagesPerSecond: ok / seconds,
+    latencyP50ms: r.latency.p50,
+    latencyP99ms: r.latency.p99,
+    rssMB,
+    rssMaxMB: Math.max(rssMaxMB, rssMB),
+    ...(swaps !== undefined ? { swaps } : {}),
   };
 }
 
@@ -158,12 +187,21 @@ async function main(): Promise<void> {
     const timings = ((await one.json()) as { prediction: { timings: Record<string, number> } }).prediction.timings;
     const out = { date: new Date().toISOString(), queueDepth: QUEUE_DEPTH, buildSeconds, rssStartMB, phases, timings };
     await writeFileAtomic(join(root, 'bench', 'service-load.json'), JSON.stringify(out, null, 2) + '\n');
-    console.log(`bank build (8 images, job): ${buildSeconds.toFixed(1)} s; RSS after warm-up ${rssStartMB.toFixed(0)} MB; queue depth ${QUEUE_DEPTH}`);
-    console.log(`one prediction (ms): ${Object.entries(timings).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}`);
+    console.log(
+      `bank build (8 images, job): ${buildSeconds.toFixed(1)} s; RSS after warm-up ${rssStartMB.toFixed(0)} MB; queue depth ${QUEUE_DEPTH}`,
+    );
+    console.log(
+      `one prediction (ms): ${Object.entries(timings)
+        .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+        .join(', ')}`,
+    );
     console.log('| phase | s | conn | 200 | 429 | 5xx | other | errors | images/s | p50 ms | p99 ms | RSS MB max / after | swaps |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const p of phases) {
-      console.log(`| ${p.phase} | ${p.seconds} | ${p.connections} | ${p.ok} | ${p.rejected429} | ${p.server5xx} | ${p.otherNon2xx} | ${p.errors} | ${p.imagesPerSecond.toFixed(2)} | ${p.latencyP50ms} | ${p.latencyP99ms} | ${p.rssMaxMB.toFixed(0)} / ${p.rssMB.toFixed(0)} | ${p.swaps ?? ''} |`);
+      console.log(
+        `| ${[p.phase, p.seconds, p.connections, p.ok, p.rejected429, p.server5xx, p.otherNon2xx, p.errors].join(' | ')} | ` +
+          `${[p.imagesPerSecond.toFixed(2), p.latencyP50ms, p.latencyP99ms, `${p.rssMaxMB.toFixed(0)} / ${p.rssMB.toFixed(0)}`, p.swaps ?? ''].join(' | ')} |`,
+      );
     }
   } finally {
     if (child && child.exitCode === null) {

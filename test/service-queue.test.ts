@@ -12,7 +12,10 @@ const gate = (): { p: Promise<void>; open: () => void } => {
 test('depth + 1 slots; the next gets QueueFullError with a Retry-After of at least 1 s', () => {
   const q = new WorkQueue(2);
   const slots = [q.acquire(), q.acquire(), q.acquire()];
-  assert.throws(() => q.acquire(), (e: unknown) => e instanceof QueueFullError && e.retryAfterSeconds >= 1);
+  assert.throws(
+    () => q.acquire(),
+    (e: unknown) => e instanceof QueueFullError && e.retryAfterSeconds >= 1,
+  );
   slots[0]!.release();
   slots[0]!.release(); // idempotent
   assert.equal(q.size, 2);
@@ -25,16 +28,18 @@ test('tasks run one at a time in slot order; a failing task does not stop the ne
   const q = new WorkQueue(3);
   const order: string[] = [];
   let running = 0;
-  const job = (name: string, g: Promise<void>, fail = false) => async () => {
-    running++;
-    assert.equal(running, 1, 'one at a time');
-    order.push(`start ${name}`);
-    await g;
-    running--;
-    order.push(`end ${name}`);
-    if (fail) throw new Error(name);
-    return name;
-  };
+  const job =
+    (name: string, g: Promise<void>, fail = false) =>
+    async () => {
+      running++;
+      assert.equal(running, 1, 'one at a time');
+      order.push(`start ${name}`);
+      await g;
+      running--;
+      order.push(`end ${name}`);
+      if (fail) throw new Error(name);
+      return name;
+    };
   const [ga, gb, gc] = [gate(), gate(), gate()];
   const a = q.acquire().run(job('a', ga.p, true));
   const b = q.acquire().run(job('b', gb.p));

@@ -39,15 +39,30 @@ function rng(seed: number): () => number {
 
 /** a 96 x 80 textured PNG; a red 12 px square at `spot` for a defect */
 async function png(seed: number, spot?: [number, number]): Promise<Buffer> {
-  const w = 96, h = 80, r = rng(seed);
+  const w = 96,
+    h = 80,
+    r = rng(seed);
   const px = new Uint8Array(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = 40 + x + y + 20 * c + Math.round(8 * r());
-  if (spot) for (let y = spot[1]; y < spot[1] + 12; y++) for (let x = spot[0]; x < spot[0] + 12; x++) px.set([250, 20, 20], (y * w + x) * 3);
-  return sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = 40 + x + y + 20 * c + Math.round(8 * r());
+  if (spot)
+    for (let y = spot[1]; y < spot[1] + 12; y++) for (let x = spot[0]; x < spot[0] + 12; x++) px.set([250, 20, 20], (y * w + x) * 3);
+  return sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 function config(over: Partial<ServiceConfig> = {}): ServiceConfig {
-  return { ...DEFAULT_SERVICE_CONFIG, port: 0, banksDir: banks, dataRoot: join(dir, 'data'), queueDepth: 1, maxBodyBytes: 2 * 1024 * 1024, maxPixels: 1_000_000, ...over };
+  return {
+    ...DEFAULT_SERVICE_CONFIG,
+    port: 0,
+    banksDir: banks,
+    dataRoot: join(dir, 'data'),
+    queueDepth: 1,
+    maxBodyBytes: 2 * 1024 * 1024,
+    maxPixels: 1_000_000,
+    ...over,
+  };
 }
 
 interface Res {
@@ -60,27 +75,36 @@ interface Res {
 /** one HTTP request with node:http (Host and Authorization headers as given) */
 function call(base: string, method: string, path: string, body?: Buffer | string, headers: Record<string, string> = {}): Promise<Res> {
   return new Promise((ok, fail) => {
-    const req = request(base + path, { method, headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const b = Buffer.concat(chunks);
-        ok({ status: res.statusCode!, headers: res.headers, body: b, json: () => JSON.parse(b.toString('utf8')) });
-      });
-    });
+    const req = request(
+      base + path,
+      { method, headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const b = Buffer.concat(chunks);
+          ok({ status: res.statusCode!, headers: res.headers, body: b, json: () => JSON.parse(b.toString('utf8')) });
+        });
+      },
+    );
     req.on('error', fail);
     req.end(body);
   });
 }
 
-const postImage = (path: string, bytes: Buffer, base = url, type = 'image/png'): Promise<Res> => call(base, 'POST', path, bytes, { 'content-type': type });
+const postImage = (path: string, bytes: Buffer, base = url, type = 'image/png'): Promise<Res> =>
+  call(base, 'POST', path, bytes, { 'content-type': type });
 
 /** multipart/form-data with file parts */
 function multipart(files: { name: string; bytes: Buffer }[]): { body: Buffer; type: string } {
   const b = '----musc-test-boundary';
   const parts: Buffer[] = [];
   for (const f of files) {
-    parts.push(Buffer.from(`--${b}\r\nContent-Disposition: form-data; name="image"; filename="${f.name}"\r\nContent-Type: image/png\r\n\r\n`), f.bytes, Buffer.from('\r\n'));
+    parts.push(
+      Buffer.from(`--${b}\r\nContent-Disposition: form-data; name="image"; filename="${f.name}"\r\nContent-Type: image/png\r\n\r\n`),
+      f.bytes,
+      Buffer.from('\r\n'),
+    );
   }
   parts.push(Buffer.from(`--${b}--\r\n`));
   return { body: Buffer.concat(parts), type: `multipart/form-data; boundary=${b}` };
@@ -123,43 +147,74 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-test('build a bank from a server-side folder as a job (202, progress, loaded); paths outside the data root refused', { timeout: 300_000 }, async () => {
-  assert.ok(!existsSync(join(banks, '.musc-tmp-line.bank.999999.0badf00d')), 'stale half-built bank removed at start');
-  for (const folder of ['../secret.png', '/etc', 'good/../../', 'missing', 'good\\..']) {
-    const r = await call(url, 'POST', '/v1/banks/line/build', JSON.stringify({ folder }), { 'content-type': 'application/json' });
-    assert.equal(r.status, 400, `${folder}: ${r.body}`);
-  }
-  for (const name of ['..', 'a.b', '%2e%2e%2fx', 'a%2Fb']) assert.equal((await call(url, 'POST', `/v1/banks/${name}/build`, '{"folder":"good"}', { 'content-type': 'application/json' })).status, name === '..' ? 404 : 400, name);
-  const r = await call(url, 'POST', '/v1/banks/line/build', JSON.stringify({ folder: 'good' }), { 'content-type': 'application/json' });
-  assert.equal(r.status, 202, String(r.body));
-  assert.match(String(r.headers.location), /^\/v1\/jobs\/[0-9a-f-]{36}$/);
-  const job = await waitJob(url, String(r.headers.location));
-  assert.equal(job.state, 'done', job.error);
-  assert.equal(job.version, 1);
-  assert.ok(job.seen.has('running') || job.seen.has('queued'));
-  assert.ok(job.progress.total > 0 && job.progress.done === job.progress.total, JSON.stringify(job.progress));
-  const list = (await call(url, 'GET', '/v1/banks')).json();
-  assert.deepEqual(list.banks.map((b: { name: string; loaded: boolean }) => [b.name, b.loaded]), [['line', true]]);
-  assert.equal(list.banks[0].info.images, 8);
-});
+test(
+  'build a bank from a server-side folder as a job (202, progress, loaded); paths outside the data root refused',
+  { timeout: 300_000 },
+  async () => {
+    assert.ok(!existsSync(join(banks, '.musc-tmp-line.bank.999999.0badf00d')), 'stale half-built bank removed at start');
+    for (const folder of ['../secret.png', '/etc', 'good/../../', 'missing', 'good\\..']) {
+      const r = await call(url, 'POST', '/v1/banks/line/build', JSON.stringify({ folder }), { 'content-type': 'application/json' });
+      assert.equal(r.status, 400, `${folder}: ${r.body}`);
+    }
+    for (const name of ['..', 'a.b', '%2e%2e%2fx', 'a%2Fb'])
+      assert.equal(
+        (await call(url, 'POST', `/v1/banks/${name}/build`, '{"folder":"good"}', { 'content-type': 'application/json' })).status,
+        name === '..' ? 404 : 400,
+        name,
+      );
+    const r = await call(url, 'POST', '/v1/banks/line/build', JSON.stringify({ folder: 'good' }), { 'content-type': 'application/json' });
+    assert.equal(r.status, 202, String(r.body));
+    assert.match(String(r.headers.location), /^\/v1\/jobs\/[0-9a-f-]{36}$/);
+    const job = await waitJob(url, String(r.headers.location));
+    assert.equal(job.state, 'done', job.error);
+    assert.equal(job.version, 1);
+    assert.ok(job.seen.has('running') || job.seen.has('queued'));
+    assert.ok(job.progress.total > 0 && job.progress.done === job.progress.total, JSON.stringify(job.progress));
+    const list = (await call(url, 'GET', '/v1/banks')).json();
+    assert.deepEqual(
+      list.banks.map((b: { name: string; loaded: boolean }) => [b.name, b.loaded]),
+      [['line', true]],
+    );
+    assert.equal(list.banks[0].info.images, 8);
+  },
+);
 
-test('build from uploaded images (multipart): unreadable files skipped with the reason, load=false leaves it unloaded', { timeout: 300_000 }, async () => {
-  const files = [{ name: 'a.png', bytes: await png(11) }, { name: 'a.png', bytes: await png(12) }, { name: '../../b.png', bytes: await png(13) }, { name: 'bad.png', bytes: Buffer.from('not an image') }];
-  const mp = multipart(files);
-  const withField = Buffer.concat([Buffer.from('------musc-test-boundary\r\nContent-Disposition: form-data; name="load"\r\n\r\nfalse\r\n'), mp.body]);
-  const r = await call(url, 'POST', '/v1/banks/up/upload', withField, { 'content-type': mp.type });
-  assert.equal(r.status, 202, String(r.body));
-  const job = await waitJob(url, String(r.headers.location));
-  assert.equal(job.state, 'done', job.error);
-  assert.ok(job.warnings.some((w: string) => /^skipped bad\.png: not an image/.test(w)), JSON.stringify(job.warnings));
-  assert.equal(job.version, undefined);
-  const up = (await call(url, 'GET', '/v1/banks')).json().banks.find((b: { name: string }) => b.name === 'up');
-  assert.deepEqual(up, { name: 'up', loaded: false });
-  const info = JSON.parse(await readFile(join(banks, 'up.bank', 'manifest.json'), 'utf8'));
-  assert.deepEqual(info.images.map((i: { name: string }) => i.name).sort(), ['a-2.png', 'a.png', 'b.png'], 'repeated names numbered, directories dropped');
-  assert.equal((await call(url, 'POST', '/v1/banks/up/upload', 'x', { 'content-type': 'text/plain' })).status, 415);
-  assert.equal((await call(url, 'POST', '/v1/banks/up/unload')).json().unloaded, false);
-});
+test(
+  'build from uploaded images (multipart): unreadable files skipped with the reason, load=false leaves it unloaded',
+  { timeout: 300_000 },
+  async () => {
+    const files = [
+      { name: 'a.png', bytes: await png(11) },
+      { name: 'a.png', bytes: await png(12) },
+      { name: '../../b.png', bytes: await png(13) },
+      { name: 'bad.png', bytes: Buffer.from('not an image') },
+    ];
+    const mp = multipart(files);
+    const withField = Buffer.concat([
+      Buffer.from('------musc-test-boundary\r\nContent-Disposition: form-data; name="load"\r\n\r\nfalse\r\n'),
+      mp.body,
+    ]);
+    const r = await call(url, 'POST', '/v1/banks/up/upload', withField, { 'content-type': mp.type });
+    assert.equal(r.status, 202, String(r.body));
+    const job = await waitJob(url, String(r.headers.location));
+    assert.equal(job.state, 'done', job.error);
+    assert.ok(
+      job.warnings.some((w: string) => /^skipped bad\.png: not an image/.test(w)),
+      JSON.stringify(job.warnings),
+    );
+    assert.equal(job.version, undefined);
+    const up = (await call(url, 'GET', '/v1/banks')).json().banks.find((b: { name: string }) => b.name === 'up');
+    assert.deepEqual(up, { name: 'up', loaded: false });
+    const info = JSON.parse(await readFile(join(banks, 'up.bank', 'manifest.json'), 'utf8'));
+    assert.deepEqual(
+      info.images.map((i: { name: string }) => i.name).sort(),
+      ['a-2.png', 'a.png', 'b.png'],
+      'repeated names numbered, directories dropped',
+    );
+    assert.equal((await call(url, 'POST', '/v1/banks/up/upload', 'x', { 'content-type': 'text/plain' })).status, 415);
+    assert.equal((await call(url, 'POST', '/v1/banks/up/unload')).json().unloaded, false);
+  },
+);
 
 test('predict (raw body, multipart, PNGs) equals the library predict for the same bank and image', { timeout: 300_000 }, async () => {
   const img = await png(50, [40, 30]);
@@ -172,7 +227,8 @@ test('predict (raw body, multipart, PNGs) equals the library predict for the sam
   try {
     const lib = (await predict(bank, [{ name: 'spot.png', bytes: img }], { maps: true })).predictions[0]!;
     assert.deepEqual(fields(got.prediction), fields(lib));
-    for (const k of ['decodeMs', 'backboneMs', 'scoringMs', 'postMs', 'queueMs', 'totalMs']) assert.equal(typeof got.prediction.timings[k], 'number', k);
+    for (const k of ['decodeMs', 'backboneMs', 'scoringMs', 'postMs', 'queueMs', 'totalMs'])
+      assert.equal(typeof got.prediction.timings[k], 'number', k);
     assert.ok(Buffer.from(got.prediction.images.heatmap, 'base64').equals(await renderHeatmapPng(img, lib)), 'heatmap PNG');
     const mp = multipart([{ name: 'spot.png', bytes: img }]);
     const viaMultipart = await call(url, 'POST', '/v1/banks/line/predict', mp.body, { 'content-type': mp.type });
@@ -186,17 +242,25 @@ test('predict (raw body, multipart, PNGs) equals the library predict for the sam
     await closeBank(bank);
   }
   const good = await png(60);
-  const mp = multipart([{ name: 'a.png', bytes: img }, { name: 'b.png', bytes: good }]);
+  const mp = multipart([
+    { name: 'a.png', bytes: img },
+    { name: 'b.png', bytes: good },
+  ]);
   const batch = await call(url, 'POST', '/v1/banks/line/predict-batch', mp.body, { 'content-type': mp.type });
   assert.equal(batch.status, 200, String(batch.body));
   const preds = batch.json().predictions;
-  assert.deepEqual(preds.map((p: ImagePrediction) => p.name), ['a.png', 'b.png']);
+  assert.deepEqual(
+    preds.map((p: ImagePrediction) => p.name),
+    ['a.png', 'b.png'],
+  );
   assert.equal(preds[0].score, got.prediction.score, 'batch scores each image against the bank alone');
   assert.ok(preds[0].score > preds[1].score, 'the defect scores above the good image');
 });
 
 test('bad images, bombs, oversized and mistyped bodies: a clear 4xx, and the service keeps running', { timeout: 120_000 }, async () => {
-  const bomb = await sharp({ create: { width: 2000, height: 1000, channels: 3, background: '#000' } }).png().toBuffer();
+  const bomb = await sharp({ create: { width: 2000, height: 1000, channels: 3, background: '#000' } })
+    .png()
+    .toBuffer();
   const full = await png(3);
   const cases: [string, Buffer, string, number, RegExp][] = [
     ['text', Buffer.from('this is not an image'), 'image/png', 422, /not an image/],
@@ -211,7 +275,10 @@ test('bad images, bombs, oversized and mistyped bodies: a clear 4xx, and the ser
     assert.equal(r.status, status, `${what}: ${r.body}`);
     assert.match(r.json().message, reason, what);
   }
-  const mp = multipart([{ name: 'ok.png', bytes: full }, { name: 'bad.png', bytes: Buffer.from('nope') }]);
+  const mp = multipart([
+    { name: 'ok.png', bytes: full },
+    { name: 'bad.png', bytes: Buffer.from('nope') },
+  ]);
   const b = await call(url, 'POST', '/v1/banks/line/predict-batch', mp.body, { 'content-type': mp.type });
   assert.equal(b.status, 422);
   assert.deepEqual(b.json().images, [{ name: 'bad.png', reason: 'not an image (unrecognised file signature)' }]);
@@ -238,32 +305,39 @@ test('a full queue answers 429 with Retry-After (queue depth 1: one computing, o
   assert.match(m, /musc_process_resident_memory_bytes \d+/);
 });
 
-test('a client that gives up while queued: its slot is freed after its turn and nothing is computed for it', { timeout: 300_000 }, async () => {
-  const img = await png(55);
-  const scored = async (): Promise<number> => {
-    const m = (await call(url, 'GET', '/metrics')).body.toString();
-    return [...m.matchAll(/^musc_images_scored_total\{verdict="\w+"\} (\d+)$/gm)].reduce((a, x) => a + Number(x[1]), 0);
-  };
-  const before = await scored();
-  const first = postImage('/v1/banks/line/predict', img);
-  const gone = request(url + '/v1/banks/line/predict', { method: 'POST', headers: { 'content-type': 'image/png', 'content-length': String(img.length) } });
-  gone.on('error', () => undefined);
-  gone.end(img);
-  for (;;) {
-    const m = (await call(url, 'GET', '/metrics')).body.toString();
-    if (/musc_queue_depth 2/.test(m)) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  gone.destroy();
-  assert.equal((await postImage('/v1/banks/line/predict', img)).status, 429, 'the slot stays taken while the first computes');
-  assert.equal((await first).status, 200);
-  for (;;) {
-    const m = (await call(url, 'GET', '/metrics')).body.toString();
-    if (/musc_queue_depth 0/.test(m)) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.equal(await scored(), before + 1, 'only the first image was scored');
-});
+test(
+  'a client that gives up while queued: its slot is freed after its turn and nothing is computed for it',
+  { timeout: 300_000 },
+  async () => {
+    const img = await png(55);
+    const scored = async (): Promise<number> => {
+      const m = (await call(url, 'GET', '/metrics')).body.toString();
+      return [...m.matchAll(/^musc_images_scored_total\{verdict="\w+"\} (\d+)$/gm)].reduce((a, x) => a + Number(x[1]), 0);
+    };
+    const before = await scored();
+    const first = postImage('/v1/banks/line/predict', img);
+    const gone = request(url + '/v1/banks/line/predict', {
+      method: 'POST',
+      headers: { 'content-type': 'image/png', 'content-length': String(img.length) },
+    });
+    gone.on('error', () => undefined);
+    gone.end(img);
+    for (;;) {
+      const m = (await call(url, 'GET', '/metrics')).body.toString();
+      if (/musc_queue_depth 2/.test(m)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    gone.destroy();
+    assert.equal((await postImage('/v1/banks/line/predict', img)).status, 429, 'the slot stays taken while the first computes');
+    assert.equal((await first).status, 200);
+    for (;;) {
+      const m = (await call(url, 'GET', '/metrics')).body.toString();
+      if (/musc_queue_depth 0/.test(m)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(await scored(), before + 1, 'only the first image was scored');
+  },
+);
 
 test('hot swap: loading a new version under the same name drops no request', { timeout: 300_000 }, async () => {
   // the new version: the bank rebuilt elsewhere from 6 of the 8 images, moved into place
@@ -309,7 +383,13 @@ test('binding rule and bearer token', { timeout: 60_000 }, async () => {
   const gurl = await guarded.listen();
   try {
     const bearer = { authorization: `Bearer ${TOKEN}` };
-    for (const h of [{} as Record<string, string>, { authorization: `Bearer ${TOKEN}x` }, { authorization: TOKEN }, { authorization: `Basic ${TOKEN}` }, { authorization: 'Bearer ' }]) {
+    for (const h of [
+      {} as Record<string, string>,
+      { authorization: `Bearer ${TOKEN}x` },
+      { authorization: TOKEN },
+      { authorization: `Basic ${TOKEN}` },
+      { authorization: 'Bearer ' },
+    ]) {
       const r = await call(gurl, 'GET', '/v1/banks', undefined, h);
       assert.equal(r.status, 401, JSON.stringify(h));
       assert.equal(r.headers['www-authenticate'], 'Bearer');
@@ -345,7 +425,19 @@ test('docs/openapi.json equals the document the service serves', async () => {
   const checkedIn = JSON.parse(await readFile(join(repoRoot, 'docs', 'openapi.json'), 'utf8'));
   assert.deepEqual(checkedIn, served, 'regenerate with: node dist/src/cli/main.js api --print-openapi > docs/openapi.json');
   assert.equal(await openapiText(), JSON.stringify(served, null, 2) + '\n');
-  for (const p of ['/v1/banks', '/v1/banks/{name}/load', '/v1/banks/{name}/unload', '/v1/banks/{name}/predict', '/v1/banks/{name}/predict-batch', '/v1/banks/{name}/build', '/v1/banks/{name}/upload', '/v1/jobs/{id}', '/healthz', '/readyz', '/metrics']) {
+  for (const p of [
+    '/v1/banks',
+    '/v1/banks/{name}/load',
+    '/v1/banks/{name}/unload',
+    '/v1/banks/{name}/predict',
+    '/v1/banks/{name}/predict-batch',
+    '/v1/banks/{name}/build',
+    '/v1/banks/{name}/upload',
+    '/v1/jobs/{id}',
+    '/healthz',
+    '/readyz',
+    '/metrics',
+  ]) {
     assert.ok(served.paths[p], p);
   }
   assert.ok(served.paths['/v1/banks/{name}/predict'].post.requestBody.content['image/*']);
@@ -354,55 +446,75 @@ test('docs/openapi.json equals the document the service serves', async () => {
 const CHROMIUM = process.env.MUSC_CHROMIUM ?? '/usr/bin/chromium';
 const noChromium = existsSync(CHROMIUM) ? false : `chromium not installed at ${CHROMIUM}: browser test skipped`;
 
-test('the web page in headless Chromium: pick the bank, drop an image, see verdict, heatmap and regions', { skip: noChromium, timeout: 240_000 }, async () => {
-  const { chromium } = await import('playwright-core');
-  const userDir = await mkdtemp(join(tmpdir(), 'musc-chromium-'));
-  const ctx = await chromium.launchPersistentContext(userDir, { executablePath: CHROMIUM, headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-extensions'], viewport: { width: 1200, height: 900 } });
-  try {
-    const page = await ctx.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(String(e)));
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
+test(
+  'the web page in headless Chromium: pick the bank, drop an image, see verdict, heatmap and regions',
+  { skip: noChromium, timeout: 240_000 },
+  async () => {
+    const { chromium } = await import('playwright-core');
+    const userDir = await mkdtemp(join(tmpdir(), 'musc-chromium-'));
+    const ctx = await chromium.launchPersistentContext(userDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-extensions',
+      ],
+      viewport: { width: 1200, height: 900 },
     });
-    await page.route('**/*', (route) => (route.request().url().startsWith(url) ? route.continue() : route.abort()));
-    await page.goto(url + '/');
-    await page.waitForSelector('body[data-state="ready"]');
-    assert.equal(await page.locator('#bank').inputValue(), 'line');
-    const img = await png(53, [50, 20]);
-    await page.setInputFiles('#file', { name: 'part.png', mimeType: 'image/png', buffer: img });
-    await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 200_000 });
-    const shownScore = await page.locator('#score').textContent();
-    assert.equal(await page.locator('body').getAttribute('data-state'), 'done', await page.locator('#error').textContent() ?? '');
-    const api = (await postImage('/v1/banks/line/predict?name=part.png', img)).json().prediction;
-    assert.equal(await page.locator('#verdict').textContent(), api.verdict);
-    assert.equal(shownScore, api.score.toFixed(4));
-    assert.equal(await page.locator('#image-name').textContent(), 'part.png');
-    assert.equal(await page.locator('#regions tbody tr').count(), api.regions.length);
-    const loaded = await page.locator('#heatmap').evaluate((e) => (e as unknown as { complete: boolean; naturalWidth: number }).naturalWidth);
-    assert.equal(loaded, api.width, 'heatmap at the original width');
-    // dropping a file on the drop zone does the same
-    const dropped = await png(56);
-    const dt = await page.evaluateHandle(`(() => {
+    try {
+      const page = await ctx.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      page.on('console', (m) => {
+        if (m.type() === 'error') errors.push(m.text());
+      });
+      await page.route('**/*', (route) => (route.request().url().startsWith(url) ? route.continue() : route.abort()));
+      await page.goto(url + '/');
+      await page.waitForSelector('body[data-state="ready"]');
+      assert.equal(await page.locator('#bank').inputValue(), 'line');
+      const img = await png(53, [50, 20]);
+      await page.setInputFiles('#file', { name: 'part.png', mimeType: 'image/png', buffer: img });
+      await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 200_000 });
+      const shownScore = await page.locator('#score').textContent();
+      assert.equal(await page.locator('body').getAttribute('data-state'), 'done', (await page.locator('#error').textContent()) ?? '');
+      const api = (await postImage('/v1/banks/line/predict?name=part.png', img)).json().prediction;
+      assert.equal(await page.locator('#verdict').textContent(), api.verdict);
+      assert.equal(shownScore, api.score.toFixed(4));
+      assert.equal(await page.locator('#image-name').textContent(), 'part.png');
+      assert.equal(await page.locator('#regions tbody tr').count(), api.regions.length);
+      const loaded = await page
+        .locator('#heatmap')
+        .evaluate((e) => (e as unknown as { complete: boolean; naturalWidth: number }).naturalWidth);
+      assert.equal(loaded, api.width, 'heatmap at the original width');
+      // dropping a file on the drop zone does the same
+      const dropped = await png(56);
+      const dt = await page.evaluateHandle(`(() => {
       const bytes = Uint8Array.from(atob('${dropped.toString('base64')}'), (c) => c.charCodeAt(0));
       const dt = new DataTransfer();
       dt.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
       return dt;
     })()`);
-    await page.dispatchEvent('#drop', 'drop', { dataTransfer: dt });
-    await page.locator('#image-name', { hasText: 'dropped.png' }).waitFor({ timeout: 200_000 });
-    await page.waitForSelector('body[data-state="done"]');
-    const droppedApi = (await postImage('/v1/banks/line/predict?name=dropped.png', dropped)).json().prediction;
-    assert.equal(await page.locator('#verdict').textContent(), droppedApi.verdict);
-    assert.equal(await page.locator('#score').textContent(), droppedApi.score.toFixed(4));
-    await mkdir(artifactsDir, { recursive: true });
-    await page.screenshot({ path: join(artifactsDir, 'service-page.png'), fullPage: true });
-    assert.deepEqual(errors, [], 'no script errors or CSP violations');
-  } finally {
-    await ctx.close();
-    await rm(userDir, { recursive: true, force: true });
-  }
-});
+      await page.dispatchEvent('#drop', 'drop', { dataTransfer: dt });
+      await page.locator('#image-name', { hasText: 'dropped.png' }).waitFor({ timeout: 200_000 });
+      await page.waitForSelector('body[data-state="done"]');
+      const droppedApi = (await postImage('/v1/banks/line/predict?name=dropped.png', dropped)).json().prediction;
+      assert.equal(await page.locator('#verdict').textContent(), droppedApi.verdict);
+      assert.equal(await page.locator('#score').textContent(), droppedApi.score.toFixed(4));
+      await mkdir(artifactsDir, { recursive: true });
+      await page.screenshot({ path: join(artifactsDir, 'service-page.png'), fullPage: true });
+      assert.deepEqual(errors, [], 'no script errors or CSP violations');
+    } finally {
+      await ctx.close();
+      await rm(userDir, { recursive: true, force: true });
+    }
+  },
+);
 
 test('SIGTERM to `musc api` drains: the request in flight completes, then the process exits 0', { timeout: 300_000 }, async () => {
   const child = spawn(process.execPath, [cliMain, 'api', '--banks', banks, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -13,7 +13,8 @@ import { DEFAULT_BACKBONE } from '../backbones/registry.js';
 function intArg(name: string, min: number, max: number): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
     return n;
   };
 }
@@ -39,7 +40,10 @@ interface ApiFlags {
 
 async function folder(flag: string, p: string): Promise<string> {
   const abs = resolve(p);
-  const ok = await stat(abs).then((s) => s.isDirectory(), () => false);
+  const ok = await stat(abs).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
   if (!ok) throw new ServiceConfigError(`${flag} ${p}: not a folder`);
   return abs;
 }
@@ -49,8 +53,15 @@ export async function configFromFlags(f: ApiFlags): Promise<{ cfg: ServiceConfig
   const token = await loadToken(f.tokenFile);
   const warnings = checkBinding(f.host, token);
   const cfg: ServiceConfig = {
-    host: f.host, port: f.port, banksDir: await folder('--banks', f.banks!), queueDepth: f.queueDepth, maxBodyBytes: f.maxBodyMb * 1024 * 1024,
-    maxBatch: f.maxBatch, maxPixels: f.maxPixels, drainTimeoutMs: f.drainTimeout * 1000, maxPendingJobs: f.maxJobs,
+    host: f.host,
+    port: f.port,
+    banksDir: await folder('--banks', f.banks!),
+    queueDepth: f.queueDepth,
+    maxBodyBytes: f.maxBodyMb * 1024 * 1024,
+    maxBatch: f.maxBatch,
+    maxPixels: f.maxPixels,
+    drainTimeoutMs: f.drainTimeout * 1000,
+    maxPendingJobs: f.maxJobs,
     ...(token !== undefined ? { token } : {}),
     ...(f.dataRoot !== undefined ? { dataRoot: await folder('--data-root', f.dataRoot) } : {}),
   };
@@ -90,7 +101,10 @@ async function serve(f: ApiFlags): Promise<void> {
     say(`musc api: bank ${n} loaded (${String(l.bank.info.images)} images)`);
   }
   const url = await svc.listen();
-  say(`musc api: listening on ${url}/ (banks: ${cfg.banksDir}${cfg.dataRoot ? `, data root: ${cfg.dataRoot}` : ''}; queue depth ${cfg.queueDepth})`);
+  say(
+    `musc api: listening on ${url}/ (banks: ${cfg.banksDir}${cfg.dataRoot ? `, data root: ${cfg.dataRoot}` : ''}; ` +
+      `queue depth ${cfg.queueDepth})`,
+  );
   await stopped;
 }
 
@@ -103,11 +117,26 @@ export function apiCommand(): Command {
     .option('--host <addr>', `address to listen on; other than loopback needs a token (--token-file or ${TOKEN_ENV})`, d.host)
     .option('-p, --port <n>', 'port (0 = any free port)', intArg('--port', 0, 65535), d.port)
     .option('--token-file <file>', `bearer token file (first line); default: the ${TOKEN_ENV} variable`)
-    .option('--queue-depth <n>', 'predictions waiting behind the one being computed; more get 429', intArg('--queue-depth', 0, 10000), d.queueDepth)
-    .option('--max-body-mb <n>', 'largest request body or uploaded file, MB', intArg('--max-body-mb', 1, 4096), d.maxBodyBytes / 1024 / 1024)
+    .option(
+      '--queue-depth <n>',
+      'predictions waiting behind the one being computed; more get 429',
+      intArg('--queue-depth', 0, 10000),
+      d.queueDepth,
+    )
+    .option(
+      '--max-body-mb <n>',
+      'largest request body or uploaded file, MB',
+      intArg('--max-body-mb', 1, 4096),
+      d.maxBodyBytes / 1024 / 1024,
+    )
     .option('--max-batch <n>', 'most images in one batch request', intArg('--max-batch', 1, 1000), d.maxBatch)
     .option('--max-pixels <n>', 'refuse images with more pixels (decompression bombs)', intArg('--max-pixels', 1, 2 ** 31), d.maxPixels)
-    .option('--drain-timeout <s>', 'on SIGTERM, seconds requests in flight may take before connections are cut', intArg('--drain-timeout', 0, 3600), d.drainTimeoutMs / 1000)
+    .option(
+      '--drain-timeout <s>',
+      'on SIGTERM, seconds requests in flight may take before connections are cut',
+      intArg('--drain-timeout', 0, 3600),
+      d.drainTimeoutMs / 1000,
+    )
     .option('--max-jobs <n>', 'build jobs waiting behind the running one; more get 429', intArg('--max-jobs', 0, 100), d.maxPendingJobs)
     .option('--backbone <name>', 'backbone of banks built by the service', DEFAULT_BACKBONE)
     .addOption(new Option('--device <device>', 'compute device').choices(['cpu', 'cuda']).default('cpu'))

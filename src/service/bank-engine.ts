@@ -6,7 +6,17 @@
  * loading a new version of a bank (hot swap) or a second bank reuses the loaded graph; they are
  * disposed when the engine closes.
  */
-import { buildBank, imagesOfFolder, openBank, predict, renderCompositePng, renderHeatmapPng, renderMaskPng, thresholdsOf, type Bank } from '../bank/index.js';
+import {
+  buildBank,
+  imagesOfFolder,
+  openBank,
+  predict,
+  renderCompositePng,
+  renderHeatmapPng,
+  renderMaskPng,
+  thresholdsOf,
+  type Bank,
+} from '../bank/index.js';
 import type { ImagePrediction as BankPrediction } from '../bank/index.js';
 import type { Backbone } from '../backbones/types.js';
 import { loadBackbone } from '../backbones/registry.js';
@@ -27,21 +37,42 @@ function infoOf(bank: Bank): Record<string, unknown> {
   const m = bank.manifest;
   const t = thresholdsOf(bank.calibration);
   return {
-    images: m.images.length, created: m.created, musc: m.software.musc, backbone: m.backbone.name, imageSize: m.backbone.image_size, stages: m.backbone.stages,
-    rList: m.scoring.r_list, precision: m.scoring.msm_precision, imageThreshold: t.image, pixelThreshold: t.pixel, falseAlarm: bank.calibration.false_alarm,
+    images: m.images.length,
+    created: m.created,
+    musc: m.software.musc,
+    backbone: m.backbone.name,
+    imageSize: m.backbone.image_size,
+    stages: m.backbone.stages,
+    rList: m.scoring.r_list,
+    precision: m.scoring.msm_precision,
+    imageThreshold: t.image,
+    pixelThreshold: t.pixel,
+    falseAlarm: bank.calibration.false_alarm,
   };
 }
 
 function view(p: BankPrediction): ImagePrediction {
   return {
-    name: p.name, score: p.score, imageScore: p.imageScore, normalized: p.normalized, verdict: p.verdict, threshold: p.threshold, pixelThreshold: p.pixelThreshold,
-    width: p.width, height: p.height, regions: p.regions, timings: { ...p.timings }, warnings: p.warnings,
+    name: p.name,
+    score: p.score,
+    imageScore: p.imageScore,
+    normalized: p.normalized,
+    verdict: p.verdict,
+    threshold: p.threshold,
+    pixelThreshold: p.pixelThreshold,
+    width: p.width,
+    height: p.height,
+    regions: p.regions,
+    timings: { ...p.timings },
+    warnings: p.warnings,
   };
 }
 
 async function renderAll(p: BankPrediction, bytes: Buffer, kinds: readonly RenderKind[]): Promise<Partial<Record<RenderKind, Buffer>>> {
   const out: Partial<Record<RenderKind, Buffer>> = {};
-  for (const k of kinds) out[k] = k === 'mask' ? await renderMaskPng(p) : k === 'heatmap' ? await renderHeatmapPng(bytes, p) : await renderCompositePng(bytes, p);
+  for (const k of kinds)
+    out[k] =
+      k === 'mask' ? await renderMaskPng(p) : k === 'heatmap' ? await renderHeatmapPng(bytes, p) : await renderCompositePng(bytes, p);
   return out;
 }
 
@@ -81,14 +112,23 @@ export function createBankEngine(o: BankEngineOptions): ServiceEngine {
       bankOf(b).backbone = undefined;
     },
     async predict(b, images: InputImage[], renders, opts): Promise<PredictOutcome[]> {
-      const res = await predict(bankOf(b), images, { maps: renders.length > 0, maxPixels: opts.maxPixels, device: o.device, loadBackbone: backbones.load });
-      if (res.skipped.length) throw new RequestError(422, 'bad_image', res.skipped.map((s) => `${s.name}: ${s.reason}`).join('; '), res.skipped);
+      const res = await predict(bankOf(b), images, {
+        maps: renders.length > 0,
+        maxPixels: opts.maxPixels,
+        device: o.device,
+        loadBackbone: backbones.load,
+      });
+      if (res.skipped.length)
+        throw new RequestError(422, 'bad_image', res.skipped.map((s) => `${s.name}: ${s.reason}`).join('; '), res.skipped);
       const bytes = new Map(images.map((i) => [i.name, i.bytes]));
       const out: PredictOutcome[] = [];
       for (const p of res.predictions) {
         const t0 = performance.now();
         const r = await renderAll(p, bytes.get(p.name)!, renders);
-        out.push({ prediction: { ...view(p), timings: { ...p.timings, ...(renders.length ? { renderMs: performance.now() - t0 } : {}) } }, renders: r });
+        out.push({
+          prediction: { ...view(p), timings: { ...p.timings, ...(renders.length ? { renderMs: performance.now() - t0 } : {}) } },
+          renders: r,
+        });
       }
       return out;
     },
@@ -96,7 +136,13 @@ export function createBankEngine(o: BankEngineOptions): ServiceEngine {
       const inputs = await imagesOfFolder(req.images);
       const backbone = await loadBackbone(o.backbone, { device: o.device });
       try {
-        const res = await buildBank(inputs, { out: req.out, backbone, device: o.device, maxPixels: req.maxPixels, onProgress: (step, done, total) => req.onProgress?.(done, total, step) });
+        const res = await buildBank(inputs, {
+          out: req.out,
+          backbone,
+          device: o.device,
+          maxPixels: req.maxPixels,
+          onProgress: (step, done, total) => req.onProgress?.(done, total, step),
+        });
         return { warnings: res.warnings };
       } finally {
         await backbone.dispose();

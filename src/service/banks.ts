@@ -47,7 +47,10 @@ export class BankRegistry {
   private readonly loaded = new Map<string, LoadedBank>();
   private readonly loading = new Map<string, Promise<LoadedBank>>();
 
-  constructor(private readonly dir: string, private readonly engine: ServiceEngine) {}
+  constructor(
+    private readonly dir: string,
+    private readonly engine: ServiceEngine,
+  ) {}
 
   pathOf(name: string): string {
     return join(this.dir, checkBankName(name) + BANK_SUFFIX);
@@ -56,7 +59,12 @@ export class BankRegistry {
   /** names on disk (valid names only) with their load state */
   async list(): Promise<BankListing[]> {
     const entries = await readdir(this.dir).catch(() => [] as string[]);
-    const names = new Set(entries.filter((e) => e.endsWith(BANK_SUFFIX)).map((e) => e.slice(0, -BANK_SUFFIX.length)).filter((n) => BANK_NAME.test(n)));
+    const names = new Set(
+      entries
+        .filter((e) => e.endsWith(BANK_SUFFIX))
+        .map((e) => e.slice(0, -BANK_SUFFIX.length))
+        .filter((n) => BANK_NAME.test(n)),
+    );
     for (const n of this.loaded.keys()) names.add(n);
     return [...names].sort().map((name) => {
       const l = this.loaded.get(name);
@@ -109,16 +117,28 @@ export class BankRegistry {
   async load(name: string): Promise<LoadedBank> {
     const path = this.pathOf(name);
     const before = this.loading.get(name) ?? Promise.resolve(null);
-    const next = before.catch(() => null).then(async () => {
-      const exists = await stat(path).then(() => true, () => false);
-      if (!exists) throw new BankNotFoundError(`no bank named '${name}' in the banks folder`);
-      const bank = await this.engine.open(path);
-      const prev = this.loaded.get(name);
-      const l: LoadedBank = { name, bank, version: (prev?.version ?? 0) + 1, loadedAt: new Date().toISOString(), users: 0, retired: false };
-      this.loaded.set(name, l);
-      this.retire(prev);
-      return l;
-    });
+    const next = before
+      .catch(() => null)
+      .then(async () => {
+        const exists = await stat(path).then(
+          () => true,
+          () => false,
+        );
+        if (!exists) throw new BankNotFoundError(`no bank named '${name}' in the banks folder`);
+        const bank = await this.engine.open(path);
+        const prev = this.loaded.get(name);
+        const l: LoadedBank = {
+          name,
+          bank,
+          version: (prev?.version ?? 0) + 1,
+          loadedAt: new Date().toISOString(),
+          users: 0,
+          retired: false,
+        };
+        this.loaded.set(name, l);
+        this.retire(prev);
+        return l;
+      });
     this.loading.set(name, next);
     try {
       return await next;

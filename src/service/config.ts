@@ -59,7 +59,10 @@ export function checkBinding(host: string, token: string | undefined): string[] 
   if (token === undefined) {
     throw new ServiceConfigError(`binding ${host} (not loopback) requires a bearer token: --token-file FILE or ${TOKEN_ENV}`);
   }
-  return [`listening on ${host}, reachable from other machines: every request except /, /healthz and /readyz needs the bearer token; use TLS in front (a reverse proxy) on untrusted networks`];
+  return [
+    `listening on ${host}, reachable from other machines: every request except /, /healthz and /readyz needs the bearer token; ` +
+      'use TLS in front (a reverse proxy) on untrusted networks',
+  ];
 }
 
 /** The token from --token-file (first line, trimmed) or else the environment variable. */

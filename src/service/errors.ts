@@ -8,7 +8,12 @@ import { QueueFullError } from './queue.js';
 /** a request the service refuses, with its status */
 export class RequestError extends Error {
   override name = 'RequestError';
-  constructor(public readonly status: number, public readonly kind: string, message: string, public readonly images?: { name: string; reason: string }[]) {
+  constructor(
+    public readonly status: number,
+    public readonly kind: string,
+    message: string,
+    public readonly images?: { name: string; reason: string }[],
+  ) {
     super(message);
   }
 }
@@ -21,7 +26,20 @@ const BY_NAME: Record<string, [number, string]> = {
   BankError: [422, 'bad_bank'],
 };
 
-const KIND_BY_STATUS: Record<number, string> = { 400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed', 406: 'not_acceptable', 409: 'conflict', 413: 'too_large', 415: 'unsupported_media_type', 422: 'bad_image', 429: 'queue_full', 503: 'unavailable' };
+const KIND_BY_STATUS: Record<number, string> = {
+  400: 'bad_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  406: 'not_acceptable',
+  409: 'conflict',
+  413: 'too_large',
+  415: 'unsupported_media_type',
+  422: 'bad_image',
+  429: 'queue_full',
+  503: 'unavailable',
+};
 
 export function errorReply(log: (line: string) => void) {
   return (e: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void => {

@@ -13,7 +13,10 @@ const SAFE_NAME = /[^A-Za-z0-9._ -]/g;
 
 /** a name for logs, JSON and upload files (never a path): other characters become '_', no leading dot */
 export function imageName(raw: string | undefined, fallback: string): string {
-  const n = (raw ?? '').replace(SAFE_NAME, '_').replace(/^[.\s]+/, '').slice(0, 200);
+  const n = (raw ?? '')
+    .replace(SAFE_NAME, '_')
+    .replace(/^[.\s]+/, '')
+    .slice(0, 200);
   return n || fallback;
 }
 
@@ -38,7 +41,12 @@ export async function requestImages(req: FastifyRequest, max: number, rawName?: 
     return uniqueNames(out);
   }
   const body = req.body;
-  if (!Buffer.isBuffer(body)) throw new RequestError(415, 'unsupported_media_type', 'send the image as the body (Content-Type image/* or application/octet-stream) or as multipart/form-data');
+  if (!Buffer.isBuffer(body))
+    throw new RequestError(
+      415,
+      'unsupported_media_type',
+      'send the image as the body (Content-Type image/* or application/octet-stream) or as multipart/form-data',
+    );
   return [{ name: imageName(rawName, 'image'), bytes: body }];
 }
 
@@ -55,6 +63,11 @@ export async function checkImages(images: InputImage[], maxPixels: number): Prom
   }
   if (bad.length) {
     const what = bad.map((b) => `${b.name}: ${b.reason}`).join('; ');
-    throw new RequestError(422, 'bad_image', `${bad.length === images.length && bad.length === 1 ? '' : `${bad.length} of ${images.length} images unusable: `}${what}`, bad);
+    throw new RequestError(
+      422,
+      'bad_image',
+      `${bad.length === images.length && bad.length === 1 ? '' : `${bad.length} of ${images.length} images unusable: `}${what}`,
+      bad,
+    );
   }
 }

@@ -44,7 +44,13 @@ export class JobManager {
   private tail: Promise<unknown> = Promise.resolve();
   private pending = 0;
 
-  constructor(private readonly engine: ServiceEngine, private readonly registry: BankRegistry, private readonly maxPending: number, private readonly maxPixels: number, private readonly onEnd?: (state: JobState) => void) {}
+  constructor(
+    private readonly engine: ServiceEngine,
+    private readonly registry: BankRegistry,
+    private readonly maxPending: number,
+    private readonly maxPixels: number,
+    private readonly onEnd?: (state: JobState) => void,
+  ) {}
 
   get(id: string): JobView | undefined {
     return this.jobs.get(id);
@@ -57,9 +63,16 @@ export class JobManager {
 
   submit(spec: JobSpec): JobView {
     if (this.pending >= this.maxPending + 1) throw new QueueFullError(60, 'build job queue');
-    const job: JobView = { id: randomUUID(), bank: spec.bank, state: 'queued', progress: { done: 0, total: 0, label: 'queued' }, createdAt: new Date().toISOString() };
+    const job: JobView = {
+      id: randomUUID(),
+      bank: spec.bank,
+      state: 'queued',
+      progress: { done: 0, total: 0, label: 'queued' },
+      createdAt: new Date().toISOString(),
+    };
     this.jobs.set(job.id, job);
-    for (const old of [...this.jobs.keys()].slice(0, Math.max(0, this.jobs.size - KEEP))) if (this.jobs.get(old)!.finishedAt) this.jobs.delete(old);
+    for (const old of [...this.jobs.keys()].slice(0, Math.max(0, this.jobs.size - KEEP)))
+      if (this.jobs.get(old)!.finishedAt) this.jobs.delete(old);
     this.pending++;
     const run = (): Promise<void> => this.run(job, spec);
     this.tail = this.tail.then(run, run);
@@ -123,10 +136,13 @@ export async function removeStaleBuilds(banksDir: string): Promise<number> {
 /** Moves `tmp` to `target`, replacing a file or folder there (the old one is removed after). */
 async function replace(tmp: string, target: string): Promise<void> {
   const old = tempPathFor(target);
-  const had = await rename(target, old).then(() => true, (e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') return false;
-    throw e;
-  });
+  const had = await rename(target, old).then(
+    () => true,
+    (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return false;
+      throw e;
+    },
+  );
   await rename(tmp, target);
   if (had) await rm(old, { recursive: true, force: true });
 }

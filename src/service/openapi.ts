@@ -21,7 +21,11 @@ const imageBody = {
 const filesBody = (what: string) => ({
   description: what,
   required: true,
-  content: { 'multipart/form-data': { schema: { type: 'object', properties: { images: { type: 'array', items: { type: 'string', format: 'binary' } } } } } },
+  content: {
+    'multipart/form-data': {
+      schema: { type: 'object', properties: { images: { type: 'array', items: { type: 'string', format: 'binary' } } } },
+    },
+  },
 });
 
 const BODIES: Record<string, unknown> = {
@@ -45,7 +49,8 @@ export function swaggerOptions(): SwaggerOptions {
       openapi: '3.0.3',
       info: {
         title: 'musc inspection service',
-        description: 'MuSc anomaly detection over saved banks: verdicts, scores and defect regions for new images. ' +
+        description:
+          'MuSc anomaly detection over saved banks: verdicts, scores and defect regions for new images. ' +
           'Bearer token required on every route except /, /healthz and /readyz when the service has one (always off loopback).',
         version: versions().musc,
       },

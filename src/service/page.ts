@@ -26,9 +26,13 @@ export const PAGE_HTML = `<!doctype html>
 </section>
 <section id="result" hidden>
   <h2><span id="verdict"></span> <span id="image-name"></span></h2>
-  <p>score <b id="score"></b> · normalised <b id="normalized"></b> (0.5 = threshold <span id="threshold"></span>) · <span id="time"></span></p>
+  <p>score <b id="score"></b> · normalised <b id="normalized"></b>
+    (0.5 = threshold <span id="threshold"></span>) · <span id="time"></span></p>
   <div id="pictures"><img id="heatmap" alt="heatmap"><img id="composite" alt="image, heatmap overlay and mask"></div>
-  <table id="regions"><thead><tr><th>#</th><th>box (x, y, w, h)</th><th>area</th><th>peak</th><th>mean</th></tr></thead><tbody></tbody></table>
+  <table id="regions">
+    <thead><tr><th>#</th><th>box (x, y, w, h)</th><th>area</th><th>peak</th><th>mean</th></tr></thead>
+    <tbody></tbody>
+  </table>
   <p id="no-regions" hidden>no defect regions</p>
 </section>
 <p id="error" role="alert" hidden></p>
@@ -86,7 +90,8 @@ async function refreshBanks(keep) {
   const firstLoaded = banks.find((b) => b.loaded);
   if (keep && banks.some((b) => b.name === keep)) sel.value = keep;
   else if (firstLoaded) sel.value = firstLoaded.name;
-  $('status').textContent = banks.length ? banks.filter((b) => b.loaded).length + ' of ' + banks.length + ' banks loaded' : 'no banks in the banks folder';
+  const loaded = banks.filter((b) => b.loaded).length;
+  $('status').textContent = banks.length ? loaded + ' of ' + banks.length + ' banks loaded' : 'no banks in the banks folder';
 }
 async function loadBank() {
   const name = selected();
@@ -110,7 +115,8 @@ function showPrediction(p) {
   $('composite').src = 'data:image/png;base64,' + p.images.composite;
   const rows = p.regions.map((r, i) => {
     const tr = document.createElement('tr');
-    tr.append(cell(String(i + 1)), cell([r.x, r.y, r.width, r.height].map(fmt).join(', ')), cell(fmt(r.area)), cell(fmt(r.peak)), cell(fmt(r.mean)));
+    const box = [r.x, r.y, r.width, r.height].map(fmt).join(', ');
+    tr.append(cell(String(i + 1)), cell(box), cell(fmt(r.area)), cell(fmt(r.peak)), cell(fmt(r.mean)));
     return tr;
   });
   $('regions').tBodies[0].replaceChildren(...rows);

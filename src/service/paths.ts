@@ -18,7 +18,8 @@ export async function folderUnder(root: string, rel: string): Promise<string> {
   const shown = rel.slice(0, 200);
   if (rel.includes('\0') || rel.includes('\\')) throw new PathRefusedError(`folder '${shown}': NUL or backslash`);
   if (rel.startsWith('/')) throw new PathRefusedError(`folder '${shown}': must be relative to the data root`);
-  if (rel.split('/').some((s) => s === '..' || s === '.')) throw new PathRefusedError(`folder '${shown}': '.' and '..' segments are not allowed`);
+  if (rel.split('/').some((s) => s === '..' || s === '.'))
+    throw new PathRefusedError(`folder '${shown}': '.' and '..' segments are not allowed`);
   const rootReal = await realpath(root);
   let real: string;
   try {

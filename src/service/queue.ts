@@ -6,7 +6,10 @@
  */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
-  constructor(public readonly retryAfterSeconds: number, what = 'prediction queue') {
+  constructor(
+    public readonly retryAfterSeconds: number,
+    what = 'prediction queue',
+  ) {
     super(`the ${what} is full; retry in ${retryAfterSeconds} s`);
   }
 }

@@ -58,43 +58,62 @@ export function jobRoutes(app: FastifyInstance, cfg: ServiceConfig, jobs: JobMan
     return reply.code(202).header('Location', `/v1/jobs/${job.id}`).send(job);
   }
 
-  app.post<{ Params: { name: string }; Body: { folder: string; load?: boolean } }>('/v1/banks/:name/build', {
-    schema: {
-      summary: 'build (or rebuild) bank NAME from a folder of images under the data root (--data-root); answers 202 with the job',
-      tags: ['banks'],
-      params: bankNameParam,
-      body: buildBody,
-      response: accepted,
+  app.post<{ Params: { name: string }; Body: { folder: string; load?: boolean } }>(
+    '/v1/banks/:name/build',
+    {
+      schema: {
+        summary: 'build (or rebuild) bank NAME from a folder of images under the data root (--data-root); answers 202 with the job',
+        tags: ['banks'],
+        params: bankNameParam,
+        body: buildBody,
+        response: accepted,
+      },
     },
-  }, async (req, reply) => {
-    const bank = checkBankName(req.params.name);
-    if (!cfg.dataRoot) throw new RequestError(400, 'bad_request', 'this service has no data root (--data-root): upload the images to /v1/banks/NAME/upload');
-    return submit({ bank, images: await folderUnder(cfg.dataRoot, req.body.folder), load: req.body.load ?? true }, reply);
-  });
+    async (req, reply) => {
+      const bank = checkBankName(req.params.name);
+      if (!cfg.dataRoot)
+        throw new RequestError(
+          400,
+          'bad_request',
+          'this service has no data root (--data-root): upload the images to /v1/banks/NAME/upload',
+        );
+      return submit({ bank, images: await folderUnder(cfg.dataRoot, req.body.folder), load: req.body.load ?? true }, reply);
+    },
+  );
 
-  app.post<{ Params: { name: string } }>('/v1/banks/:name/upload', {
-    schema: {
-      summary: 'build (or rebuild) bank NAME from uploaded images (multipart file parts; field load=false to skip loading); answers 202 with the job',
-      tags: ['banks'],
-      params: bankNameParam,
-      response: accepted,
+  app.post<{ Params: { name: string } }>(
+    '/v1/banks/:name/upload',
+    {
+      schema: {
+        summary:
+          'build (or rebuild) bank NAME from uploaded images (multipart file parts; field load=false to skip loading); ' +
+          'answers 202 with the job',
+        tags: ['banks'],
+        params: bankNameParam,
+        response: accepted,
+      },
     },
-  }, async (req, reply) => {
-    const bank = checkBankName(req.params.name);
-    if (!req.isMultipart()) throw new RequestError(415, 'unsupported_media_type', 'send the images as multipart/form-data file parts');
-    return submit(await uploadSpec(req, bank), reply);
-  });
+    async (req, reply) => {
+      const bank = checkBankName(req.params.name);
+      if (!req.isMultipart()) throw new RequestError(415, 'unsupported_media_type', 'send the images as multipart/form-data file parts');
+      return submit(await uploadSpec(req, bank), reply);
+    },
+  );
 
-  app.get<{ Params: { id: string } }>('/v1/jobs/:id', {
-    schema: {
-      summary: 'state and progress of a build job',
-      tags: ['banks'],
-      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } },
-      response: { 200: { $ref: 'Job#' }, ...commonErrors, 404: { $ref: 'Error#' } },
+  app.get<{ Params: { id: string } }>(
+    '/v1/jobs/:id',
+    {
+      schema: {
+        summary: 'state and progress of a build job',
+        tags: ['banks'],
+        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } },
+        response: { 200: { $ref: 'Job#' }, ...commonErrors, 404: { $ref: 'Error#' } },
+      },
     },
-  }, async (req) => {
-    const job = jobs.get(req.params.id);
-    if (!job) throw new RequestError(404, 'not_found', `no job ${req.params.id}`);
-    return job;
-  });
+    async (req) => {
+      const job = jobs.get(req.params.id);
+      if (!job) throw new RequestError(404, 'not_found', `no job ${req.params.id}`);
+      return job;
+    },
+  );
 }

@@ -16,7 +16,9 @@ export const errorSchema = {
 export const bankNameParam = {
   type: 'object',
   required: ['name'],
-  properties: { name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$', description: 'bank name (NAME.bank in the banks folder)' } },
+  properties: {
+    name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$', description: 'bank name (NAME.bank in the banks folder)' },
+  },
 } as const;
 
 export const bankSchema = {
@@ -52,7 +54,20 @@ export const regionSchema = {
 export const predictionSchema = {
   $id: 'Prediction',
   type: 'object',
-  required: ['name', 'score', 'imageScore', 'normalized', 'verdict', 'threshold', 'pixelThreshold', 'width', 'height', 'regions', 'timings', 'warnings'],
+  required: [
+    'name',
+    'score',
+    'imageScore',
+    'normalized',
+    'verdict',
+    'threshold',
+    'pixelThreshold',
+    'width',
+    'height',
+    'regions',
+    'timings',
+    'warnings',
+  ],
   properties: {
     name: { type: 'string' },
     score: { type: 'number', description: 'classification score (raw units): RsCIN of the image score within bank + image' },
@@ -65,7 +80,11 @@ export const predictionSchema = {
     height: { type: 'integer', description: 'original image height' },
     warnings: { type: 'array', items: { type: 'string' } },
     regions: { type: 'array', items: { $ref: 'Region#' } },
-    timings: { type: 'object', additionalProperties: { type: 'number' }, description: 'milliseconds: decodeMs, backboneMs, scoringMs, postMs (this image), renderMs, queueMs, totalMs' },
+    timings: {
+      type: 'object',
+      additionalProperties: { type: 'number' },
+      description: 'milliseconds: decodeMs, backboneMs, scoringMs, postMs (this image), renderMs, queueMs, totalMs',
+    },
     images: {
       type: 'object',
       description: 'PNGs asked for with include=, base64',
@@ -83,14 +102,26 @@ export const predictResponse = {
 export const batchResponse = {
   type: 'object',
   required: ['bank', 'bankVersion', 'predictions'],
-  properties: { bank: { type: 'string' }, bankVersion: { type: 'integer' }, predictions: { type: 'array', items: { $ref: 'Prediction#' } } },
+  properties: {
+    bank: { type: 'string' },
+    bankVersion: { type: 'integer' },
+    predictions: { type: 'array', items: { $ref: 'Prediction#' } },
+  },
 } as const;
 
 export const predictQuery = {
   type: 'object',
   properties: {
-    include: { type: 'string', pattern: '^((mask|heatmap|composite)(,(mask|heatmap|composite))*)?$', description: 'PNGs to add to the JSON (base64), comma-separated' },
-    render: { type: 'string', enum: ['mask', 'heatmap', 'composite'], description: 'answer with this PNG instead of JSON (verdict and scores in X-Musc-* headers)' },
+    include: {
+      type: 'string',
+      pattern: '^((mask|heatmap|composite)(,(mask|heatmap|composite))*)?$',
+      description: 'PNGs to add to the JSON (base64), comma-separated',
+    },
+    render: {
+      type: 'string',
+      enum: ['mask', 'heatmap', 'composite'],
+      description: 'answer with this PNG instead of JSON (verdict and scores in X-Musc-* headers)',
+    },
     name: { type: 'string', maxLength: 200, description: 'image name for a raw body (default: image)' },
   },
   additionalProperties: false,

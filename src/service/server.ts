@@ -67,7 +67,8 @@ function addHooks(app: FastifyInstance, cfg: ServiceConfig, queue: WorkQueue, me
   app.decorateRequest('arrivedAt', 0);
   app.addHook('onRequest', async (req, reply) => {
     req.arrivedAt = performance.now();
-    if (loopback && !isLoopbackAddress(hostName(req.headers.host ?? ''))) throw new RequestError(403, 'forbidden', 'Host header does not name this machine');
+    if (loopback && !isLoopbackAddress(hostName(req.headers.host ?? '')))
+      throw new RequestError(403, 'forbidden', 'Host header does not name this machine');
     if (check && !req.routeOptions.config.public && !check.accepts(req.headers.authorization)) {
       void reply.header('WWW-Authenticate', 'Bearer');
       throw new RequestError(401, 'unauthorized', 'missing or wrong bearer token (Authorization: Bearer TOKEN)');
@@ -91,15 +92,27 @@ function addHooks(app: FastifyInstance, cfg: ServiceConfig, queue: WorkQueue, me
   });
 }
 
-export async function createService(cfg: ServiceConfig, engine: ServiceEngine, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<Service> {
+export async function createService(
+  cfg: ServiceConfig,
+  engine: ServiceEngine,
+  log: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+): Promise<Service> {
   // requestTimeout: a request must arrive whole within 60 s (a slow upload cannot hold a queue slot for long)
   const app = Fastify({
-    logger: false, bodyLimit: cfg.maxBodyBytes, requestTimeout: 60_000, return503OnClosing: true, forceCloseConnections: 'idle',
+    logger: false,
+    bodyLimit: cfg.maxBodyBytes,
+    requestTimeout: 60_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
     ajv: { customOptions: { removeAdditional: false } },
   });
   const queue = new WorkQueue(cfg.queueDepth);
   const registry = new BankRegistry(cfg.banksDir, engine);
-  const metrics = createMetrics(() => queue.size, () => queue.busy, () => registry.size);
+  const metrics = createMetrics(
+    () => queue.size,
+    () => queue.busy,
+    () => registry.size,
+  );
   const jobs = new JobManager(engine, registry, cfg.maxPendingJobs, cfg.maxPixels, (state) => metrics.jobs.inc({ state }));
   const life: Lifecycle = { ready: false, draining: false };
 
@@ -109,8 +122,15 @@ export async function createService(cfg: ServiceConfig, engine: ServiceEngine, l
     contentSecurityPolicy: {
       useDefaults: false,
       directives: {
-        defaultSrc: ["'self'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'", 'data:', 'blob:'], connectSrc: ["'self'"],
-        objectSrc: ["'none'"], baseUri: ["'none'"], formAction: ["'self'"], frameAncestors: ["'none'"],
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:', 'blob:'],
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'none'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
       },
     },
     frameguard: { action: 'deny' },
@@ -119,7 +139,11 @@ export async function createService(cfg: ServiceConfig, engine: ServiceEngine, l
     crossOriginEmbedderPolicy: false,
   });
   await app.register(multipart, { limits: { fileSize: cfg.maxBodyBytes, files: cfg.maxBatch, fields: 16, parts: 2000 } });
-  app.addContentTypeParser(/^(image\/[a-z0-9.+-]+|application\/octet-stream)$/i, { parseAs: 'buffer', bodyLimit: cfg.maxBodyBytes }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(
+    /^(image\/[a-z0-9.+-]+|application\/octet-stream)$/i,
+    { parseAs: 'buffer', bodyLimit: cfg.maxBodyBytes },
+    (_req, body, done) => done(null, body),
+  );
   app.setErrorHandler(errorReply(log));
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` });
@@ -134,7 +158,13 @@ export async function createService(cfg: ServiceConfig, engine: ServiceEngine, l
 
   let closing: Promise<void> | null = null;
   const svc: Service = {
-    app, registry, queue, jobs, metrics, life, url: '',
+    app,
+    registry,
+    queue,
+    jobs,
+    metrics,
+    life,
+    url: '',
     async listen() {
       await app.listen({ host: cfg.host, port: cfg.port });
       const a = app.server.address() as AddressInfo;
