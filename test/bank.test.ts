@@ -16,6 +16,7 @@ import { scoreAgainstBank } from '../src/bank/scoring.js';
 import { buildBank, openBank, predict, closeBank, renderCompositePng, renderMaskPng, type ImageInput } from '../src/bank/index.js';
 import { falseAlarmThreshold, normalQuantile, normalizeScore, runVerdicts, readThresholdArg, writeThresholdFile } from '../src/bank/calibration.js';
 import { regionsOf } from '../src/bank/regions.js';
+import { runPixelScale, writeRunWhere } from '../src/bank/run-where.js';
 import { l2NormalizeRows } from '../src/core/rscin.js';
 import type { Backbone } from '../src/backbones/types.js';
 import { tempDir } from './helpers/cli-env.js';
@@ -219,4 +220,37 @@ test('regions: 8-connected components of map > threshold with bbox, area, peak a
   const { mask, regions } = regionsOf({ width: W, height: H, data }, 0.5);
   assert.equal(mask.reduce((a, b) => a + b, 0), 4);
   assert.deepEqual(regions.map((r) => [r.x, r.y, r.width, r.height, r.area, r.peak, r.mean]), [[5, 0, 1, 2, 2, 3, 2], [1, 1, 2, 2, 2, 4, 3]]);
+});
+
+test('musc run where: masks at the original size for every image, composites for NG images, regions.csv; pixel threshold from the OK images', async () => {
+  const { dir, cleanup } = await tempDir('musc-where-');
+  try {
+    const S = 8, n = 4;
+    const items = await Promise.all([...Array(n).keys()].map(async (i) => {
+      const path = join(dir, `img${i}.png`);
+      await sharp(await png(30, 20, i + 1)).toFile(path);
+      return { path, rel: `x/img${i}.png`, defect: 'x', label: null, masks: null };
+    }));
+    const maps = new Float32Array(n * S * S).fill(0.1);
+    for (let i = 0; i < 3; i++) maps[i * S * S + 9] = 0.2 + 0.01 * i; // normal images: a small bump
+    for (let y = 2; y < 5; y++) for (let x = 4; x < 7; x++) maps[3 * S * S + y * S + x] = 1; // image 3: a defect
+    const imageScores = Float64Array.from([0.2, 0.21, 0.22, 1]);
+    const decisions = { method: 'false-alarm' as const, threshold: 0.5, decisions: ['OK', 'OK', 'OK', 'NG'] as ('OK' | 'NG')[], ng: 1 };
+    const r = { name: 'x', items, maps, imageScores, rscinScores: imageScores, decisions, size: S } as unknown as import('../src/pipeline/types.js').CategoryResult;
+    const scale = runPixelScale(r);
+    assert.ok(Math.abs(scale.threshold - falseAlarmThreshold([0.2, 0.21, 0.22])) < 1e-12);
+    const w = await writeRunWhere(dir, r, true);
+    assert.equal(w.masks, 4);
+    assert.equal(w.composites, 1);
+    const meta = await sharp(join(dir, 'masks', 'x', 'img3.png')).metadata();
+    assert.deepEqual([meta.width, meta.height], [30, 20]);
+    const rows = (await readFile(join(dir, 'regions.csv'), 'utf8')).trim().split('\n');
+    assert.equal(rows[0], 'path,region,x,y,width,height,area,peak,mean');
+    const box = rows.find((l) => l.startsWith('x/img3.png'))!.split(',').map(Number);
+    // the defect covers grid cells x 4..6, y 2..4 of 8: about x 17..26 of 30, y 5..13 of 20
+    assert.ok(box[2]! >= 12 && box[2]! <= 18 && box[2]! + box[4]! >= 24 && box[3]! >= 3 && box[3]! + box[5]! >= 12, rows.join(' | '));
+    assert.deepEqual(await readdir(join(dir, 'composites', 'x')), ['img3.png']);
+  } finally {
+    await cleanup();
+  }
 });

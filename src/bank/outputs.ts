@@ -42,7 +42,7 @@ export function predictionsCsv(ps: WrittenPrediction[]): string {
   );
 }
 
-export function regionsCsv(ps: WrittenPrediction[]): string {
+export function regionsCsv(ps: Pick<WrittenPrediction, 'name' | 'regions'>[]): string {
   return formatCsv(
     ['name', 'region', 'x', 'y', 'width', 'height', 'area', 'peak', 'mean'],
     ps.flatMap((p) => p.regions.map((r) => [p.name, r.id, r.x, r.y, r.width, r.height, r.area, r.peak, r.mean])),

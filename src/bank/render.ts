@@ -111,7 +111,8 @@ export async function renderCompositePng(image: RgbImage | Buffer, p: Picture): 
   }
   const pic = sharp(out, { raw: { width: W, height: h, channels: 3 } });
   try {
-    return await pic.composite([{ input: labelSvg(p, h), left: W - LABELS, top: 0 }]).png().toBuffer();
+    const labelled = await pic.composite([{ input: labelSvg(p, h), left: W - LABELS, top: 0 }]).png().toBuffer();
+    return await sharp(labelled).removeAlpha().png().toBuffer(); // RGB like the other pictures
   } catch {
     return png(out, W, h, 3); // no SVG text support: the bar without labels
   }

@@ -1,6 +1,7 @@
 /**
  * Every output of one category, under <out>/<category>/ (all writes atomic):
- *   scores.csv, metrics.json, maps.safetensors, heatmaps/<defect>/<stem>.png, run.json (last,
+ *   scores.csv, metrics.json, maps.safetensors, heatmaps/<defect>/<stem>.png, regions.csv, masks/,
+ *   composites/ (src/bank/run-where.ts), run.json (last,
  *   so that it can report the time spent writing the others).
  */
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { formatScoresCsv } from './scores.js';
 import { formatMetricsJson, metricsJson, type MetricsJson } from './metrics-json.js';
 import { writeMaps } from './maps.js';
 import { writeHeatmaps } from './heatmaps.js';
+import { writeRunWhere } from '../bank/run-where.js';
 import { runJson, peakRssMb, type RunInfo } from './run-json.js';
 import type { CategoryResult } from '../pipeline/types.js';
 import type { HeatmapMode, VisNorm } from '../config.js';
@@ -33,6 +35,7 @@ export async function writeCategoryOutputs(outDir: string, r: CategoryResult, o:
   await writeFileAtomic(join(dir, 'metrics.json'), formatMetricsJson(r));
   await writeMaps(join(dir, 'maps.safetensors'), r.maps, r.items.length, r.size, r.items.map((it) => it.rel));
   const heatmaps = await writeHeatmaps(dir, r.items, r.maps, r.size, o.heatmaps, o.visNorm);
+  await writeRunWhere(dir, r, o.heatmaps !== 'none'); // regions.csv, masks/, composites/ of NG images
   r.timings.write += performance.now() - t0;
   await writeFileAtomic(join(dir, 'run.json'), JSON.stringify(runJson(r, { ...o.info, peakRssMb: peakRssMb() }), null, 2) + '\n');
   return { dir, metrics: metricsJson(r), heatmaps };

@@ -234,6 +234,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     const ps = await deps.scorer.scorePatches(pool, {
       rList: opts.rList, interval: opts.interval, device: opts.device, precision: opts.precision,
       ...(opts.references ? { references: nRef, mode: opts.mode ?? 'musc' } : {}),
+      onProgress: (d, tot) => opts.onProgress?.('score', si + d / tot, subsetsAll.length), // per stage and r, within the subset
     });
     t.lnamd += ps.timings?.lnamdMs ?? 0;
     t.msm += ps.timings?.msmMs ?? 0;
