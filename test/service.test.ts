@@ -516,8 +516,10 @@ test(
   },
 );
 
-test('SIGTERM to `musc api` drains: the request in flight completes, then the process exits 0', { timeout: 300_000 }, async () => {
-  const child = spawn(process.execPath, [cliMain, 'api', '--banks', banks, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+test('`musc api --load all`; SIGTERM drains: the request in flight completes, then the process exits 0', { timeout: 300_000 }, async () => {
+  const child = spawn(process.execPath, [cliMain, 'api', '--banks', banks, '--port', '0', '--load', 'all'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let err = '';
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
@@ -528,7 +530,15 @@ test('SIGTERM to `musc api` drains: the request in flight completes, then the pr
       await new Promise((r) => setTimeout(r, 100));
     }
     const base = /listening on (http:\/\/\S+?)\/ /.exec(err)![1]!;
-    assert.equal((await call(base, 'POST', '/v1/banks/line/load')).status, 200);
+    const listed = (await call(base, 'GET', '/v1/banks')).json().banks;
+    assert.deepEqual(
+      listed.map((b: { name: string; loaded: boolean }) => [b.name, b.loaded]),
+      [
+        ['line', true],
+        ['up', true],
+      ],
+      '--load all',
+    );
     const inflight = postImage('/v1/banks/line/predict', await png(54), base);
     for (;;) {
       const m = (await call(base, 'GET', '/metrics')).body.toString();
