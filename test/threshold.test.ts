@@ -78,11 +78,14 @@ test('pipeline: scores.csv decision column from the RsCIN scores; metrics.json f
     assert.equal(a.metrics.n_ng, a.rows.filter((r) => r.decision === 'NG').length);
     const f1 = f1OptimalThreshold(s, a.rows.map((r) => r.label ?? 0));
     assert.equal(a.metrics.f1_threshold, f1.threshold);
-    // without --decision: no column, no rule keys; f1_threshold still there
+    // without --decision: the default column, F1-optimal with labels (NG iff score >= f1_threshold)
     const b = await run(join(dir, 'b'), {});
-    assert.equal(b.header, 'path,defect,label,score,score_rscin');
-    assert.equal(b.metrics.decision_method, undefined);
+    assert.equal(b.header, 'path,defect,label,score,score_rscin,decision');
+    assert.equal(b.metrics.decision_method, 'f1');
     assert.equal(b.metrics.f1_threshold, f1.threshold);
+    assert.equal(b.metrics.decision_threshold, f1.threshold);
+    b.rows.forEach((r) => assert.equal(r.decision, r.score_rscin >= f1.threshold ? 'NG' : 'OK'));
+    assert.equal(b.metrics.n_ng, b.rows.filter((r) => r.score_rscin >= f1.threshold).length);
     const c = await run(join(dir, 'c'), { decision: 'mad:1' });
     assert.equal(c.metrics.decision_k, 1);
     assert.equal(c.metrics.decision_threshold, madThreshold(c.rows.map((r) => r.score_rscin), 1));
