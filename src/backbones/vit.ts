@@ -56,11 +56,6 @@ export function vitGrid(family: VitFamily, imageSize: number, patch: number): nu
   return g;
 }
 
-/** Builds the ONNX graph (serialised ModelProto) for the given weights and settings. */
-export function buildVitGraph(w: VitWeights, s: VitGraphSettings): Uint8Array {
-  return vitGraph(w, s).toBytes();
-}
-
 /** The ONNX graph for the given weights and settings, before serialisation. */
 export function vitGraph(w: VitWeights, s: VitGraphSettings): GraphBuilder {
   const { dim: C, heads: H, patch: p } = w;
