@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { writeFileAtomic } from '../io/atomic.js';
 import { formatRscinCsv, rscinCsv } from '../rscin-plugin.js';
-import { binaryMetrics } from '../metrics/roc.js';
+import { evaluateImages } from '../metrics/evaluator.js';
 import { intListArg } from './args.js';
 
 export function rscinCommand(): Command {
@@ -26,9 +26,8 @@ export function rscinCommand(): Command {
     const out = resolve(f.out ?? f.scores);
     await writeFileAtomic(out, formatRscinCsv(r));
     if (!f.quiet && r.labels) {
-      const pos = r.labels.reduce((a, b) => a + b, 0);
-      if (pos > 0 && pos < r.labels.length) {
-        const a0 = binaryMetrics(r.scores, r.labels).auroc, a1 = binaryMetrics(r.rscin, r.labels).auroc;
+      const a0 = evaluateImages(r.scores, r.labels).curves.roc?.auc, a1 = evaluateImages(r.rscin, r.labels).curves.roc?.auc;
+      if (a0 !== undefined && a1 !== undefined) {
         process.stderr.write(`image AUROC: ${(100 * a0).toFixed(1)} (${f.column ?? 'score'}) -> ${(100 * a1).toFixed(1)} (score_rscin, k=${kList.join(',')})\n`);
       }
     }
