@@ -21,7 +21,12 @@ export interface Confusion {
 
 /** Counts at threshold t over scores [N] and labels [N]. */
 export function confusionAt(scores: ArrayLike<number>, labels: ArrayLike<number | null>, t: number): Confusion {
-  let ng = 0, ok = 0, tp = 0, fp = 0, fn = 0, tn = 0;
+  let ng = 0;
+  let ok = 0;
+  let tp = 0;
+  let fp = 0;
+  let fn = 0;
+  let tn = 0;
   for (let i = 0; i < scores.length; i++) {
     const pos = isNg(scores[i]!, t);
     if (pos) ng++;

@@ -16,7 +16,14 @@
 import { binaryMetrics, rocCurve } from './roc.js';
 import { computeMetrics, type MetricsFn, type MetricsValues } from './index.js';
 import { confusionAt } from './confusion.js';
-import { decideAt, labelFreeThreshold, DEFAULT_DECISION_RULE, type DecisionRule, type Decisions, type LabelFreeThreshold } from '../threshold.js';
+import {
+  decideAt,
+  labelFreeThreshold,
+  DEFAULT_DECISION_RULE,
+  type DecisionRule,
+  type Decisions,
+  type LabelFreeThreshold,
+} from '../threshold.js';
 
 /** The image ROC curve: points from (0, 0) to (1, 1). */
 export interface RocPoints {
@@ -107,7 +114,11 @@ function supervised(s: Float64Array, l: Uint8Array): { roc: RocPoints; f1: F1Thr
  * Curves and thresholds of image scores [N] with labels [N] (0, 1, or null for unknown), or
  * without labels. Scores may hold NaN (left out of the curves; NG by the NG rule).
  */
-export function evaluateImages(scores: ArrayLike<number>, labels: ArrayLike<number | null> | null, rule: DecisionRule = DEFAULT_DECISION_RULE): ImageEvaluation {
+export function evaluateImages(
+  scores: ArrayLike<number>,
+  labels: ArrayLike<number | null> | null,
+  rule: DecisionRule = DEFAULT_DECISION_RULE,
+): ImageEvaluation {
   const labelFree = labelFreeThreshold(scores, rule);
   const idx = labels ? labelledIndices(scores, labels) : [];
   const s = Float64Array.from(idx, (i) => scores[i]!);
@@ -131,7 +142,11 @@ export async function evaluate(input: EvaluationInput): Promise<Evaluation> {
   if (labels && fn) {
     const pixel = input.maps && input.masks;
     if (pixel && input.size === undefined) throw new RangeError('evaluate: size is required with maps and masks');
-    metrics = await fn({ imageScores, imageLabels: labels, ...(pixel ? { maps: input.maps!, masks: input.masks!, height: input.size!, width: input.size! } : {}) });
+    metrics = await fn({
+      imageScores,
+      imageLabels: labels,
+      ...(pixel ? { maps: input.maps!, masks: input.masks!, height: input.size!, width: input.size! } : {}),
+    });
   }
   const lf = image.thresholds.labelFree;
   if (input.decision && !lf) throw new RangeError(`${input.decision.method} threshold: no finite scores`);

@@ -42,7 +42,8 @@ export function fmt(x: number | null | undefined, digits = 4): string {
 }
 
 /** A fraction in percent with one decimal ('-' when missing). */
-export const pct = (x: number | null | undefined): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : (100 * x).toFixed(1));
+export const pct = (x: number | null | undefined): string =>
+  x === null || x === undefined || !Number.isFinite(x) ? '-' : (100 * x).toFixed(1);
 
 export const labelText = (l: 0 | 1 | null, defect: string): string =>
   (l === 1 ? 'defective' : l === 0 ? 'good' : 'unlabelled') + (defect && defect !== 'good' && defect !== 'ok' ? ' · ' + defect : '');

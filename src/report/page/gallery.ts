@@ -14,15 +14,19 @@ function loadImages(root: Element): void {
 }
 
 // lazy loading of thumbnails: a card's images load when it comes within 600 px of the viewport
-const io = 'IntersectionObserver' in window
-  ? new IntersectionObserver((entries) => {
-    for (const e of entries) {
-      if (!e.isIntersecting) continue;
-      loadImages(e.target);
-      io!.unobserve(e.target);
-    }
-  }, { rootMargin: '600px 0px' })
-  : null;
+const io =
+  'IntersectionObserver' in window
+    ? new IntersectionObserver(
+        (entries) => {
+          for (const e of entries) {
+            if (!e.isIntersecting) continue;
+            loadImages(e.target);
+            io!.unobserve(e.target);
+          }
+        },
+        { rootMargin: '600px 0px' },
+      )
+    : null;
 
 function thumbBox(c: PageCategory, it: PageItem, kind: 'thumb' | 'thumb-overlay', outline: boolean): HTMLElement {
   const box = el('div', { class: 'tw' });
@@ -32,7 +36,8 @@ function thumbBox(c: PageCategory, it: PageItem, kind: 'thumb' | 'thumb-overlay'
     return box;
   }
   box.append(el('img', { 'data-src': urlOf(c, kind, it, 'jpg'), alt: '', loading: 'lazy', decoding: 'async' }));
-  if (outline && it.g) box.append(el('img', { class: 'outline', 'data-src': urlOf(c, 'thumb-outline', it, 'png'), alt: '', loading: 'lazy' }));
+  if (outline && it.g)
+    box.append(el('img', { class: 'outline', 'data-src': urlOf(c, 'thumb-outline', it, 'png'), alt: '', loading: 'lazy' }));
   return box;
 }
 
@@ -40,11 +45,29 @@ function card(s: CatState, idx: number, r: number, open: (idx: number) => void):
   const c = s.c;
   const it = c.items[idx]!;
   const pred = el('span', { class: 'pill pred' });
-  const e = el('div', { class: 'card', tabindex: 0, 'data-idx': idx, 'data-rank': r + 1, 'data-path': it.path, 'data-defect': it.defect, 'data-label': it.label === null ? '' : it.label, 'data-score': String(s.scores[idx]) },
+  const e = el(
+    'div',
+    {
+      class: 'card',
+      tabindex: 0,
+      'data-idx': idx,
+      'data-rank': r + 1,
+      'data-path': it.path,
+      'data-defect': it.defect,
+      'data-label': it.label === null ? '' : it.label,
+      'data-score': String(s.scores[idx]),
+    },
     el('div', { class: 'thumbs' }, thumbBox(c, it, 'thumb', true), thumbBox(c, it, 'thumb-overlay', true)),
-    el('div', { class: 'meta' }, el('span', { class: 'rank', text: '#' + (r + 1) }), el('span', { class: 'score', title: 'score (RsCIN); map max ' + fmt(it.raw, 6), text: fmt(s.scores[idx]) }),
-      el('span', { class: 'lab ' + (it.label === 1 ? 'l1' : it.label === 0 ? 'l0' : 'lu'), text: labelText(it.label, it.defect) }), pred),
-    el('div', { class: 'path', title: it.path }, el('bdi', { text: it.path })));
+    el(
+      'div',
+      { class: 'meta' },
+      el('span', { class: 'rank', text: '#' + (r + 1) }),
+      el('span', { class: 'score', title: 'score (RsCIN); map max ' + fmt(it.raw, 6), text: fmt(s.scores[idx]) }),
+      el('span', { class: 'lab ' + (it.label === 1 ? 'l1' : it.label === 0 ? 'l0' : 'lu'), text: labelText(it.label, it.defect) }),
+      pred,
+    ),
+    el('div', { class: 'path', title: it.path }, el('bdi', { text: it.path })),
+  );
   e.addEventListener('click', () => open(idx));
   e.addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter') open(idx);
@@ -58,7 +81,8 @@ function defectFilter(c: PageCategory): void {
   const fd = $<HTMLSelectElement>('filter-defect');
   fd.textContent = '';
   fd.append(el('option', { value: '', text: 'all types' }));
-  for (const d of defects) fd.append(el('option', { value: d, text: (d || '(none)') + ' (' + c.items.filter((it) => it.defect === d).length + ')' }));
+  for (const d of defects)
+    fd.append(el('option', { value: d, text: (d || '(none)') + ' (' + c.items.filter((it) => it.defect === d).length + ')' }));
   $<HTMLSelectElement>('filter-pred').value = '';
 }
 

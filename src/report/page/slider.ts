@@ -27,8 +27,19 @@ export function drawThresholdPanel(s: CatState): void {
   const marks = $('slider-marks');
   marks.textContent = '';
   const at = (t: number): string => (100 * sliderPos(s, t)) / STEPS + '%';
-  if (s.f1) marks.append(el('span', { class: 'mark f1', id: 'mark-f1', style: 'left:' + at(s.f1.threshold), title: 'F1-optimal ' + fmt(s.f1.threshold, 6) }));
-  if (s.free) marks.append(el('span', { class: 'mark free', id: 'mark-free', style: 'left:' + at(s.free.threshold), title: 'label-free ' + fmt(s.free.threshold, 6) }));
+  if (s.f1)
+    marks.append(
+      el('span', { class: 'mark f1', id: 'mark-f1', style: 'left:' + at(s.f1.threshold), title: 'F1-optimal ' + fmt(s.f1.threshold, 6) }),
+    );
+  if (s.free)
+    marks.append(
+      el('span', {
+        class: 'mark free',
+        id: 'mark-free',
+        style: 'left:' + at(s.free.threshold),
+        title: 'label-free ' + fmt(s.free.threshold, 6),
+      }),
+    );
   const range = $<HTMLInputElement>('thr-range');
   range.dataset.lo = String(lo);
   range.dataset.hi = String(hi);
@@ -39,7 +50,18 @@ export function drawThresholdPanel(s: CatState): void {
   $('thr-f1').hidden = !s.f1;
   $('thr-free').hidden = !s.free;
   const notes: string[] = [];
-  if (s.f1) notes.push('F1-optimal threshold ' + fmt(s.f1.threshold, 6) + ' (F1 ' + pct(s.f1.f1) + '%, precision ' + pct(s.f1.precision) + '%, recall ' + pct(s.f1.recall) + '%).');
+  if (s.f1)
+    notes.push(
+      'F1-optimal threshold ' +
+        fmt(s.f1.threshold, 6) +
+        ' (F1 ' +
+        pct(s.f1.f1) +
+        '%, precision ' +
+        pct(s.f1.precision) +
+        '%, recall ' +
+        pct(s.f1.recall) +
+        '%).',
+    );
   if (s.free) notes.push(freeNote(s.free));
   notes.push('An image is NG when its score >= threshold.');
   $('thr-notes').textContent = notes.join(' ');
@@ -55,8 +77,17 @@ export function setThreshold(t: number, fromSlider: boolean): void {
   if (!fromSlider) $<HTMLInputElement>('thr-range').value = String(sliderPos(s, t));
   if (document.activeElement !== $('thr-value')) $<HTMLInputElement>('thr-value').value = String(t);
   const c = confusionAt(s.scores, s.labels, t);
-  const show: [string, string][] = [['count-ng', String(c.ng)], ['count-ok', String(c.ok)], ['precision', pct(c.precision)], ['recall', pct(c.recall)], ['f1', pct(c.f1)],
-    ['cm-tp', String(c.tp)], ['cm-fp', String(c.fp)], ['cm-fn', String(c.fn)], ['cm-tn', String(c.tn)]];
+  const show: [string, string][] = [
+    ['count-ng', String(c.ng)],
+    ['count-ok', String(c.ok)],
+    ['precision', pct(c.precision)],
+    ['recall', pct(c.recall)],
+    ['f1', pct(c.f1)],
+    ['cm-tp', String(c.tp)],
+    ['cm-fp', String(c.fp)],
+    ['cm-fn', String(c.fn)],
+    ['cm-tn', String(c.tn)],
+  ];
   for (const [id, v] of show) $(id).textContent = v;
   const hx = String(xOf(s, Math.min(s.range[1], Math.max(s.range[0], t))));
   const hl = document.getElementById('hist-thr');
@@ -66,7 +97,8 @@ export function setThreshold(t: number, fromSlider: boolean): void {
   }
   const rp = document.getElementById('roc-point');
   if (rp) {
-    const P = c.tp + c.fn, N = c.fp + c.tn;
+    const P = c.tp + c.fn,
+      N = c.fp + c.tn;
     rp.setAttribute('cx', String(rocX(N ? c.fp / N : 0)));
     rp.setAttribute('cy', String(rocY(P ? c.tp / P : 0)));
   }

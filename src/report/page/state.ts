@@ -27,7 +27,12 @@ export interface Card {
 }
 
 /** The current category, its gallery cards, the visible (filtered) items and the viewer position. */
-export const ui: { cur: CatState | null; cards: Card[]; visible: number[]; viewerPos: number } = { cur: null, cards: [], visible: [], viewerPos: -1 };
+export const ui: { cur: CatState | null; cards: Card[]; visible: number[]; viewerPos: number } = {
+  cur: null,
+  cards: [],
+  visible: [],
+  viewerPos: -1,
+};
 
 export function catState(c: PageCategory): CatState {
   const scores = c.items.map((it) => (it.score === null ? NaN : it.score));

@@ -17,18 +17,36 @@ function bigBox(c: PageCategory, it: PageItem, kind: string, ext: string, have: 
 }
 
 export function openViewer(idx: number): void {
-  const s = current(), c = s.c, it = c.items[idx]!;
+  const s = current(),
+    c = s.c,
+    it = c.items[idx]!;
   ui.viewerPos = ui.visible.indexOf(idx);
   const sc = s.scores[idx]!;
   const ng = s.thr !== null && isNg(sc, s.thr);
   $('viewer-title').textContent = it.path;
-  $('viewer-info').textContent = 'rank ' + (s.rank.indexOf(idx) + 1) + ' · score ' + fmt(sc, 6) + ' (map max ' + fmt(it.raw, 6) + ') · ' + labelText(it.label, it.defect) + ' · predicted ' + (ng ? 'NG' : 'OK');
+  $('viewer-info').textContent =
+    'rank ' +
+    (s.rank.indexOf(idx) + 1) +
+    ' · score ' +
+    fmt(sc, 6) +
+    ' (map max ' +
+    fmt(it.raw, 6) +
+    ') · ' +
+    labelText(it.label, it.defect) +
+    ' · predicted ' +
+    (ng ? 'NG' : 'OK');
   const box = $('viewer-imgs');
   box.textContent = '';
   box.append(
-    el('figure', {}, bigBox(c, it, 'orig', 'jpg', !!it.o, true), el('figcaption', { text: 'original' + (it.g ? ' (ground truth outlined)' : '') })),
+    el(
+      'figure',
+      {},
+      bigBox(c, it, 'orig', 'jpg', !!it.o, true),
+      el('figcaption', { text: 'original' + (it.g ? ' (ground truth outlined)' : '') }),
+    ),
     el('figure', {}, bigBox(c, it, 'map', 'png', !!it.m, false), el('figcaption', { text: 'anomaly map' })),
-    el('figure', {}, bigBox(c, it, 'overlay', 'jpg', !!(it.m && it.o), true), el('figcaption', { text: 'overlay' })));
+    el('figure', {}, bigBox(c, it, 'overlay', 'jpg', !!(it.m && it.o), true), el('figcaption', { text: 'overlay' })),
+  );
   const v = $<HTMLDialogElement>('viewer');
   v.dataset.idx = String(idx);
   if (!v.open) v.showModal();
