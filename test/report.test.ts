@@ -243,7 +243,8 @@ test("the page's label-free threshold follows the run's rule (metrics.json decis
     const rows = ['path,defect,label,score,score_rscin', 'a/1.png,a,0,0.1,0.1', 'a/2.png,a,0,0.12,0.12', 'a/3.png,a,1,0.9,0.9', 'a/4.png,a,1,0.8,0.85'];
     await writeFileAtomic(join(t.dir, 'c', 'scores.csv'), rows.join('\n') + '\n');
     const scores = [0.1, 0.12, 0.9, 0.85];
-    for (const [extra, rule] of [[{ decision_method: 'otsu' }, { method: 'otsu' }], [{ decision_method: 'mad', decision_k: 1 }, { method: 'mad', k: 1 }], [{}, { method: 'mad', k: 3 }]] as const) {
+    for (const [extra, rule] of [[{ decision_method: 'otsu' }, { method: 'otsu' }], [{ decision_method: 'mad', decision_k: 1 }, { method: 'mad', k: 1 }], [{}, { method: 'mad', k: 3 }],
+      [{ decision_method: 'mad', decision_k: -1 }, { method: 'mad', k: 3 }]] as const) {
       await writeFileAtomic(join(t.dir, 'c', 'metrics.json'), JSON.stringify({ image_auroc: 1, ...extra }));
       const r = await buildReport(t.dir);
       assert.deepEqual(r.data.categories[0]!.evaluation.thresholds.labelFree, labelFreeThreshold(scores, rule));

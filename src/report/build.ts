@@ -8,8 +8,6 @@ import { listCategoryFolders, readCategoryOutputs, type CategoryOutputs } from '
 import { writeCategoryAssets, REPORT_ASSET_DIR, type AssetOptions, type ItemAssets } from './assets.js';
 import { renderReportHtml } from './html.js';
 import type { PageCategory, PageData } from './page-data.js';
-import { evaluateImages, type ImageEvaluation } from '../metrics/evaluator.js';
-import { DEFAULT_DECISION_RULE, type DecisionRule } from '../threshold.js';
 
 export const REPORT_FILE = 'report.html';
 
@@ -34,19 +32,6 @@ export function assetBase(folder: string): string {
   return `${encodeURIComponent(folder)}/${REPORT_ASSET_DIR}/`;
 }
 
-/** The label-free rule of the run (metrics.json decision_method, decision_k), else the default (mad, k = 3). */
-export function runDecisionRule(cat: CategoryOutputs): DecisionRule {
-  const m = cat.metrics;
-  if (m?.decision_method === 'otsu') return { method: 'otsu' };
-  if (m?.decision_method === 'mad' && typeof m.decision_k === 'number') return { method: 'mad', k: m.decision_k };
-  return DEFAULT_DECISION_RULE;
-}
-
-/** Curves and thresholds of the ranking scores (score_rscin) for the page. */
-export function evaluateCategory(cat: CategoryOutputs): ImageEvaluation {
-  return evaluateImages(cat.rows.map((r) => r.score_rscin), cat.rows.map((r) => r.label), runDecisionRule(cat));
-}
-
 /** The page's view of one category. */
 export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warnings: string[]): PageCategory {
   const r = cat.run;
@@ -58,7 +43,7 @@ export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warning
     backbone: r?.backbone?.name ? { name: r.backbone.name, ...(r.backbone.image_size ? { image_size: r.backbone.image_size } : {}), ...(r.backbone.stages ? { stages: r.backbone.stages } : {}) } : null,
     mapSize: cat.size,
     metrics: cat.metrics ? (cat.metrics as unknown as Record<string, number | null>) : null,
-    evaluation: evaluateCategory(cat),
+    evaluation: cat.evaluation,
     settings: r?.settings ?? null,
     versions: r?.versions ?? null,
     timings: r?.timings_ms ?? null,
