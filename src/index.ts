@@ -26,6 +26,9 @@ export type { DatasetItem } from './datasets/types.js';
 // metrics
 export { computeMetrics, rocCurve, f1OptimalThreshold, aupro, proMusc } from './metrics/index.js';
 export type { MetricsInput, MetricsResult } from './metrics/index.js';
+export { evaluate, evaluateImages } from './metrics/evaluator.js';
+export type { Evaluation, EvaluationInput, ImageEvaluation } from './metrics/evaluator.js';
+export { isNg, decide, labelFreeThreshold } from './threshold.js';
 // the whole pipeline
 export { runDataset } from './pipeline/run-dataset.js';
 export { runCategory } from './pipeline/run-category.js';

@@ -173,8 +173,8 @@ export interface RscinCsvResult {
   rows: string[][];
   scores: Float64Array;
   rscin: Float64Array;
-  /** [N] 0/1 when the CSV has a complete `label` column */
-  labels: Uint8Array | null;
+  /** [N] 0, 1 or null (empty) when the CSV has a `label` column of such values */
+  labels: (0 | 1 | null)[] | null;
 }
 
 /**
@@ -225,7 +225,8 @@ export async function rscinCsv(o: { scoresFile: string; tokensFile: string; kLis
     return x;
   });
   const lc = header.indexOf('label');
-  const labels = lc >= 0 && rows.every((r) => r[lc] === '0' || r[lc] === '1') ? Uint8Array.from(rows, (r) => Number(r[lc])) : null;
+  const labelled = lc >= 0 && rows.every((r) => r[lc] === '0' || r[lc] === '1' || r[lc] === '');
+  const labels = labelled ? rows.map((r) => (r[lc] === '' ? null : r[lc] === '1' ? 1 : 0)) : null;
   return { header: h2, rows: rows2, scores, rscin: out, labels };
 }
 

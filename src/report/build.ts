@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { listCategoryFolders, readCategoryOutputs, type CategoryOutputs } from './model.js';
 import { writeCategoryAssets, REPORT_ASSET_DIR, type AssetOptions, type ItemAssets } from './assets.js';
-import { renderReportHtml, type PageCategory, type PageData } from './html.js';
+import { renderReportHtml } from './html.js';
+import type { PageCategory, PageData } from './page-data.js';
 
 export const REPORT_FILE = 'report.html';
 
@@ -42,6 +43,7 @@ export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warning
     backbone: r?.backbone?.name ? { name: r.backbone.name, ...(r.backbone.image_size ? { image_size: r.backbone.image_size } : {}), ...(r.backbone.stages ? { stages: r.backbone.stages } : {}) } : null,
     mapSize: cat.size,
     metrics: cat.metrics ? (cat.metrics as unknown as Record<string, number | null>) : null,
+    evaluation: cat.evaluation,
     settings: r?.settings ?? null,
     versions: r?.versions ?? null,
     timings: r?.timings_ms ?? null,
