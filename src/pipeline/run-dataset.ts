@@ -5,7 +5,7 @@
  * loaded, and a bad weight file fails (ConfigError) before any image is read.
  *
  * Robustness: leftover temporaries of killed runs are removed first; backbone features are
- * cached per image (feature-cache.ts, default <out>/.cache/features) so that a re-run resumes;
+ * cached per image (features/cache.ts, default <out>/.cache/features) so that a re-run resumes;
  * with several categories, one that cannot be scored (too few readable images) is reported and
  * the others are still written, then the run fails with a DatasetError naming it.
  */
@@ -19,7 +19,7 @@ import { writeCategoryOutputs } from '../outputs/category.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
 import { ConfigError, type Settings } from '../config.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
-import { FeatureCache, cacheIdentity } from './feature-cache.js';
+import { FeatureCache, cacheIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
 import type { Backbone, LoadOptions } from '../backbones/types.js';
