@@ -47,7 +47,9 @@ export async function computeImageTokens(
   backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>,
   opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage>; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<ImageTokens> {
-  const store = new FeatureStore({ backbone, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.decode ? { decode: opts.decode } : {}), badFiles: 'error', tokensOnly: true });
+  const store = new FeatureStore({
+    backbone, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.decode ? { decode: opts.decode } : {}), badFiles: 'error', tokensOnly: true,
+  });
   let done = 0;
   const { images } = await store.extract(files.map((path) => ({ path })), (count) => opts.onProgress?.((done += count), files.length));
   return stackTokens(images.map((im) => im.features), store.tokenDim);

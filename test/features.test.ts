@@ -23,7 +23,9 @@ import { fakeBackbone, fakeScorer, fakeMetrics, fakeLoader } from './helpers/cli
 
 const cacheFilesIn = async (dir: string): Promise<string[]> => {
   const out: string[] = [];
-  for (const sub of await readdir(dir)) for (const f of await readdir(join(dir, sub))) if (f.endsWith('.safetensors')) out.push(join(dir, sub, f));
+  for (const sub of await readdir(dir)) {
+    for (const f of await readdir(join(dir, sub))) if (f.endsWith('.safetensors')) out.push(join(dir, sub, f));
+  }
   return out.sort();
 };
 
@@ -78,9 +80,10 @@ test('cache: a damaged cache file is recomputed with a warning; scores equal the
     const again = await run(out);
     const cacheWarnings = again.warnings.filter((x) => x.startsWith('feature cache file'));
     assert.equal(cacheWarnings.length, 3, again.warnings.join('\n'));
-    assert.ok(cacheWarnings.some((x) => x.includes(flipped) && /checksum mismatch/.test(x) && /recomputed/.test(x)), cacheWarnings.join('\n'));
-    assert.ok(cacheWarnings.some((x) => x.includes(edited) && /checksum mismatch/.test(x)), cacheWarnings.join('\n'));
-    assert.ok(cacheWarnings.some((x) => x.includes(truncated) && /truncated|not a safetensors/.test(x)), cacheWarnings.join('\n'));
+    const about = (file: string, re: RegExp) => cacheWarnings.some((x) => x.includes(file) && re.test(x) && /recomputed/.test(x));
+    assert.ok(about(flipped, /checksum mismatch/), cacheWarnings.join('\n'));
+    assert.ok(about(edited, /checksum mismatch/), cacheWarnings.join('\n'));
+    assert.ok(about(truncated, /truncated|not a safetensors/), cacheWarnings.join('\n'));
     // in the category's warnings list (run.json) too
     assert.equal(again.res.results[0]!.warnings.filter((x) => x.startsWith('feature cache file')).length, 3);
     const runJson = JSON.parse(await readFile(join(out, 'surface', 'run.json'), 'utf8')) as { warnings: string[] };
@@ -88,7 +91,8 @@ test('cache: a damaged cache file is recomputed with a warning; scores equal the
     assert.ok(again.logs.some((l) => /surface: features of 9 images from the cache, 3 computed/.test(l)), again.logs.join('\n'));
     assert.deepEqual(again.bb.calls.reduce((a, b) => a + b, 0), 3);
     for (const f of ['scores.csv', 'maps.safetensors']) {
-      assert.deepEqual(await readFile(join(out, 'surface', f)), await readFile(join(dir, 'plain', 'surface', f)), `${f} differs from the uncached run`);
+      const [got, want] = [await readFile(join(out, 'surface', f)), await readFile(join(dir, 'plain', 'surface', f))];
+      assert.deepEqual(got, want, `${f} differs from the uncached run`);
     }
     assert.deepEqual(Array.from(again.res.results[0]!.rscinScores), Array.from(plain.res.results[0]!.rscinScores));
 
@@ -107,7 +111,8 @@ test('cache entries: verified on read; damaged, truncated and unchecksummed file
   try {
     const cache = new FeatureCache(dir, 'id', 'float16');
     const dims = [{ h: 2, w: 3, c: 4 }];
-    const feat: ImageFeatures = { stages: [toFloat16(Float32Array.from({ length: 24 }, (_, k) => k / 7))], token: Float32Array.of(0.5, -2), dims, width: 30, height: 20 };
+    const stage = toFloat16(Float32Array.from({ length: 24 }, (_, k) => k / 7)); // [2, 3, 4]
+    const feat: ImageFeatures = { stages: [stage], token: Float32Array.of(0.5, -2), dims, width: 30, height: 20 };
     const key = cache.key(Buffer.from('img'));
     assert.deepEqual(cache.read(key), { kind: 'miss' });
     await cache.put(key, feat);
@@ -131,7 +136,8 @@ test('cache entries: verified on read; damaged, truncated and unchecksummed file
     writeFileSync(cache.pathOf(key), good.subarray(0, good.length - 1));
     assert.equal(cache.read(key).kind, 'corrupt');
     // a valid safetensors file without a checksum
-    writeFileSync(cache.pathOf(key), encodeSafetensors({ stage0: { dtype: 'F16', shape: [2, 3, 4], data: feat.stages[0]! }, token: { dtype: 'F32', shape: [2], data: feat.token } }, { width: '30', height: '20' }));
+    const tensors = { stage0: { dtype: 'F16' as const, shape: [2, 3, 4], data: stage }, token: { dtype: 'F32' as const, shape: [2], data: feat.token } };
+    writeFileSync(cache.pathOf(key), encodeSafetensors(tensors, { width: '30', height: '20' }));
     const r2 = cache.read(key);
     assert.match(r2.kind === 'corrupt' ? r2.reason : '', /no checksum/);
     assert.equal(cache.corrupt, 4);
@@ -163,8 +169,14 @@ test('feature store: batches, bad-file policies, tokens only, cache hits skip th
     assert.match(r.skipped[0]!.reason, /not an image/);
     assert.deepEqual(store.dims, [{ h: 4, w: 4, c: 3 }]);
     assert.equal(r.images[3]!.features.width, 23);
-    await assert.rejects(new FeatureStore({ backbone: bb, badFiles: 'strict' }).extract(list), (e: Error) => e instanceof ImageSkipError && e.message.includes(`${broken}: `) && e.message.endsWith('(--strict)'));
-    await assert.rejects(new FeatureStore({ backbone: bb, badFiles: 'error', what: 'reference image' }).extract(list), (e: Error) => e instanceof DatasetError && e.message.startsWith(`reference image ${broken}: `));
+    await assert.rejects(
+      new FeatureStore({ backbone: bb, badFiles: 'strict' }).extract(list),
+      (e: Error) => e instanceof ImageSkipError && e.message.includes(`${broken}: `) && e.message.endsWith('(--strict)'),
+    );
+    await assert.rejects(
+      new FeatureStore({ backbone: bb, badFiles: 'error', what: 'reference image' }).extract(list),
+      (e: Error) => e instanceof DatasetError && e.message.startsWith(`reference image ${broken}: `),
+    );
 
     // tokens only: the same tokens, no stage features; computeImageTokens is that, stacked
     const tok = await new FeatureStore({ backbone: bb, badFiles: 'error', tokensOnly: true }).extract(files.map((path) => ({ path })));

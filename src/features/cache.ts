@@ -140,7 +140,9 @@ export class FeatureCache {
     const dims: StageDims[] = [];
     for (let k = 0; byName.has(`stage${k}`); k++) {
       const t = byName.get(`stage${k}`)!;
-      if (t.shape.length !== 3 || (t.dtype !== 'F16' && t.dtype !== 'F32')) throw new Error(`stage${k} is ${t.dtype}[${t.shape.join(',')}], expected F16 or F32 [H, W, C]`);
+      if (t.shape.length !== 3 || (t.dtype !== 'F16' && t.dtype !== 'F32')) {
+        throw new Error(`stage${k} is ${t.dtype}[${t.shape.join(',')}], expected F16 or F32 [H, W, C]`);
+      }
       const n = t.shape[0]! * t.shape[1]! * t.shape[2]!;
       if (t.dtype === 'F16') stages.push(copyInto(new Uint16Array(n), t.bytes));
       else {
@@ -153,7 +155,8 @@ export class FeatureCache {
     if (stages.length === 0 || !tok || tok.dtype !== 'F32' || tok.shape.length !== 1) throw new Error('no stage features or no F32 token');
     const token = copyInto(new Float32Array(tok.shape[0]!), tok.bytes);
     if (expect && !sameDims(expect, dims, token.length)) {
-      throw new Error(`shapes ${JSON.stringify(dims)} / token ${token.length} differ from the other images' ${JSON.stringify(expect.dims)} / ${expect.tokenDim}`);
+      const theirs = `${JSON.stringify(expect.dims)} / ${expect.tokenDim}`;
+      throw new Error(`shapes ${JSON.stringify(dims)} / token ${token.length} differ from the other images' ${theirs}`);
     }
     return { stages, token, dims, width: Number(width), height: Number(height) };
   }

@@ -8,17 +8,25 @@ import type { ImageFeatures, StageDims } from './types.js';
 /** Allocates `length` values in a storage (default: plain arrays; pipeline: shared with the compute worker). */
 export type FeatureAlloc = (storage: FeatureStorage, length: number) => FeatureData;
 
-export const plainFeatures: FeatureAlloc = (storage, length) => (storage === 'float16' ? new Uint16Array(length) : new Float32Array(length));
+export const plainFeatures: FeatureAlloc = (storage, length) =>
+  storage === 'float16' ? new Uint16Array(length) : new Float32Array(length);
 
 /** Stage k of every image, one after the other: [n, H_k, W_k, C_k] per stage. */
-export function stackStages(images: readonly ImageFeatures[], dims: readonly StageDims[], storage: FeatureStorage, alloc: FeatureAlloc = plainFeatures): StageFeatures[] {
+export function stackStages(
+  images: readonly ImageFeatures[],
+  dims: readonly StageDims[],
+  storage: FeatureStorage,
+  alloc: FeatureAlloc = plainFeatures,
+): StageFeatures[] {
   const n = images.length;
   return dims.map((s, k) => {
     const per = s.h * s.w * s.c;
     const data = alloc(storage, n * per);
     images.forEach((f, i) => {
       const x = f.stages[k]!;
-      if ((x instanceof Uint16Array) !== (storage === 'float16') || x.length !== per) throw new Error(`stage ${k} of image ${i}: ${x.length} values in another storage or shape than ${storage} [${s.h}, ${s.w}, ${s.c}]`);
+      if ((x instanceof Uint16Array) !== (storage === 'float16') || x.length !== per) {
+        throw new Error(`stage ${k} of image ${i}: ${x.length} values, not ${storage} [${s.h}, ${s.w}, ${s.c}]`);
+      }
       (data as Float32Array).set(x as Float32Array, i * per); // same storage (checked)
     });
     return { n, h: s.h, w: s.w, c: s.c, data };

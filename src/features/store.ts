@@ -127,8 +127,12 @@ export class FeatureStore {
     const r = cache.read(key, this.dims ? { dims: this.dims, tokenDim: this.tokenDim } : null);
     if (r.kind === 'corrupt') {
       this.damaged++;
-      if (this.damaged <= LISTED_DAMAGED) this.o.warn?.(`feature cache file ${cache.pathOf(key)} (${ref.rel ?? ref.path}): ${r.reason}; its features were recomputed`);
-      else if (this.damaged === LISTED_DAMAGED + 1) this.o.warn?.(`more feature cache files in ${cache.dir} failed verification; their features were recomputed`);
+      const file = cache.pathOf(key);
+      if (this.damaged <= LISTED_DAMAGED) {
+        this.o.warn?.(`feature cache file ${file} (${ref.rel ?? ref.path}): ${r.reason}; its features were recomputed`);
+      } else if (this.damaged === LISTED_DAMAGED + 1) {
+        this.o.warn?.(`more feature cache files in ${cache.dir} failed verification; their features were recomputed`);
+      }
     }
     if (r.kind !== 'hit') return null;
     const f = r.features;
@@ -185,7 +189,8 @@ export class FeatureStore {
       this.tokenDim = tokenDim;
     } else if (!sameDims({ dims: this.dims, tokenDim: this.tokenDim }, got, tokenDim)) {
       const c = this.o.cache;
-      throw new Error(`backbone features have shapes ${JSON.stringify(got)}, the cached ones ${JSON.stringify(this.dims)}${c ? `: delete the feature cache ${c.dir} or run with --no-cache` : ''}`);
+      const hint = c ? `: delete the feature cache ${c.dir} or run with --no-cache` : '';
+      throw new Error(`backbone features have shapes ${JSON.stringify(got)}, the cached ones ${JSON.stringify(this.dims)}${hint}`);
     }
   }
 

@@ -23,6 +23,12 @@ export interface EvaluateInput {
   rscinScores: Float64Array;
 }
 
+export interface EvaluateOptions {
+  maskRule: MaskRule;
+  kind: DatasetKind;
+  strict: boolean;
+}
+
 export interface Evaluation {
   /** [N, S, S] 0/1 masks, when pixel metrics were computed */
   masks: Uint8Array | null;
@@ -35,7 +41,7 @@ export interface Evaluation {
 export async function evaluateCategory(
   input: EvaluateInput,
   metricsFn: MetricsFn | undefined,
-  opts: { maskRule: MaskRule; kind: DatasetKind; strict: boolean },
+  opts: EvaluateOptions,
   warnings: string[],
 ): Promise<Evaluation> {
   const { items, rscinScores } = input;
@@ -50,7 +56,8 @@ export async function evaluateCategory(
     if (missing === 0) masks = await loadMasks(input, opts, warnings);
     else warnings.push(`${missing} defective images have no mask: pixel metrics not computed`);
     const S = input.size;
-    metrics = await metricsFn({ imageScores: rscinScores, imageLabels: labels, ...(masks ? { maps: input.maps, masks, height: S, width: S } : {}) });
+    const pixels = masks ? { maps: input.maps, masks, height: S, width: S } : {};
+    metrics = await metricsFn({ imageScores: rscinScores, imageLabels: labels, ...pixels });
     ms = performance.now() - t0;
   }
   let f1Threshold: number | null = null;
@@ -62,7 +69,7 @@ export async function evaluateCategory(
 }
 
 /** Every item's mask at S x S [N, S, S] (zeros for good images), or null after a warning. */
-async function loadMasks(input: EvaluateInput, opts: { maskRule: MaskRule; kind: DatasetKind; strict: boolean }, warnings: string[]): Promise<Uint8Array | null> {
+async function loadMasks(input: EvaluateInput, opts: EvaluateOptions, warnings: string[]): Promise<Uint8Array | null> {
   const { items, size: S } = input;
   const masks = new Uint8Array(items.length * S * S);
   const wrongSize: string[] = [];
@@ -85,7 +92,9 @@ async function loadMasks(input: EvaluateInput, opts: { maskRule: MaskRule; kind:
     }
   }
   if (wrongSize.length > 0) {
-    warnings.push(`${wrongSize.length} mask${wrongSize.length > 1 ? 's do' : ' does'} not match the image size (both are resized to ${S}x${S}; check the pairing): ${wrongSize.slice(0, 3).join('; ')}${wrongSize.length > 3 ? '; ...' : ''}`);
+    const listed = `${wrongSize.slice(0, 3).join('; ')}${wrongSize.length > 3 ? '; ...' : ''}`;
+    const verb = wrongSize.length > 1 ? 's do' : ' does';
+    warnings.push(`${wrongSize.length} mask${verb} not match the image size (both are resized to ${S}x${S}; check the pairing): ${listed}`);
   }
   return failed ? null : masks;
 }

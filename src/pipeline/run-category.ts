@@ -22,7 +22,9 @@ import { autoDivideNum } from './memory.js';
 import { checkInterrupted } from './interrupt.js';
 import { evaluateCategory } from './evaluate.js';
 import { scoreSubsets, type ScoredSubsets } from './score-subsets.js';
-import { DEFAULT_FEATURE_STORAGE, type CategoryResult, type PipelineDeps, type PipelineOptions, type SkippedImage, type StageTimings } from './types.js';
+import {
+  DEFAULT_FEATURE_STORAGE, type CategoryResult, type PipelineDeps, type PipelineOptions, type SkippedImage, type StageTimings,
+} from './types.js';
 
 export { ImageSkipError };
 
@@ -62,7 +64,8 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
   t0 = performance.now();
   const rscinScores = deps.scorer.rscin(imageScores, { n: N, d: run.store.tokenDim, data: ord.tokens }, opts.kList);
   t.rscin += performance.now() - t0;
-  const ev = await evaluateCategory({ items: ord.items, sizes: ord.sizes, maps: ord.maps, size: S, rscinScores }, deps.metrics, opts, run.warnings);
+  const evalInput = { items: ord.items, sizes: ord.sizes, maps: ord.maps, size: S, rscinScores };
+  const ev = await evaluateCategory(evalInput, deps.metrics, opts, run.warnings);
   t.metrics += ev.ms;
   const decisions = opts.decision ? decide(rscinScores, opts.decision) : undefined;
   t.decode = run.store.timings.decode;
@@ -122,7 +125,8 @@ function inDatasetOrder(run: CategoryRun, scored: ScoredSubsets): Ordered {
   const keptIdx = all.map((_, i) => i).filter((i) => scored.mapOf.has(i));
   if (keptIdx.length === 0) {
     const first = run.skipped[0];
-    throw new DatasetError(`category '${run.category.name}': none of the ${all.length} images could be read (first: ${first?.path}: ${first?.reason})`);
+    const name = run.category.name;
+    throw new DatasetError(`category '${name}': none of the ${all.length} images could be read (first: ${first?.path}: ${first?.reason})`);
   }
   const pos = new Map(keptIdx.map((i, k) => [i, k]));
   const maps = new Float32Array(keptIdx.length * S * S);

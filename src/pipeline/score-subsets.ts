@@ -65,17 +65,24 @@ function checkSubset(run: CategoryRun, items: number[], si: number, subsets: num
   const many = subsets.length > 1;
   if (n < 2) {
     const what = many ? `subset ${si + 1} of ${subsets.length} of category '${category.name}'` : `category '${category.name}'`;
-    throw new DatasetError(`${what} has only ${n} readable image (${category.items[items[0]!]!.rel}): mutual scoring needs at least 2${many ? ' (use a smaller --divide)' : ''}`);
+    const hint = many ? ' (use a smaller --divide)' : '';
+    const first = category.items[items[0]!]!.rel;
+    throw new DatasetError(`${what} has only ${n} readable image (${first}): mutual scoring needs at least 2${hint}`);
   }
   const nRef = opts.references?.files.length ?? 0;
   if (si === 0) {
     // before the expensive part: what scoring will need (the largest subset)
     const largest = subsets.reduce((a, s) => Math.max(a, s.length), 0) + nRef;
     const mb = Math.ceil(estimateSubsetBytes(largest, run.store.dims!, run.S, run.store.storage) / 2 ** 20);
-    opts.log?.(`${category.name}: scoring ${category.items.length} images in ${subsets.length} subset${many ? 's' : ''}; estimated memory for scoring about ${mb} MB (largest subset ${largest} images)`);
+    const what = `${category.items.length} images in ${subsets.length} subset${many ? 's' : ''}`;
+    opts.log?.(`${category.name}: scoring ${what}; estimated memory for scoring about ${mb} MB (largest subset ${largest} images)`);
   }
   if (n + nRef < 5 && opts.mode !== 'musc-plus') {
-    run.warnings.push(`subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 for its interval (the reference gives NaN scores: int((N-1)*${opts.interval[1]}) = 0); here each patch is scored against its single nearest image, which is less reliable`);
+    run.warnings.push(
+      `subset ${si + 1} of '${category.name}' has ${n} images: mutual scoring needs at least 5 for its interval ` +
+        `(the reference gives NaN scores: int((N-1)*${opts.interval[1]}) = 0); ` +
+        'here each patch is scored against its single nearest image, which is less reliable',
+    );
   }
 }
 
