@@ -12,7 +12,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { generateSynthetic } from '../src/demo/synthetic.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
 import { mergeSettings } from '../src/config.js';
-import { FeatureStore, ImageSkipError, FeatureCache, stackTokens, type ImageFeatures } from '../src/features/index.js';
+import { FeatureStore, ImageSkipError, FeatureCache, stackStages, stackTokens, type ImageFeatures } from '../src/features/index.js';
+import { extractReferences } from '../src/pipeline/references.js';
 import { SafetensorsFile, encodeSafetensors } from '../src/io/safetensors.js';
 import { sha256Hex } from '../src/io/sha256.js';
 import { toFloat16 } from '../src/io/float16.js';
@@ -195,6 +196,17 @@ test('feature store: batches, bad-file policies, tokens only, cache hits skip th
     assert.deepEqual(b.images, a.images);
     assert.deepEqual(b.images.map((im) => im.features.stages[0]), full.map((f) => toFloat16(f.stages[0] as Float32Array)));
     assert.throws(() => new FeatureStore({ backbone: bb, cache, storage: 'float32' }), /feature cache keeps float16, the run float32/);
+
+    // reference images go through the same store (and cache): stacked [R, h, w, C], unreadable ones are errors
+    const refs = await extractReferences(files.slice(0, 4), bb2, { batchSize: 3, cache });
+    assert.equal(bb2.calls.length, 0);
+    const half = full.slice(0, 4).map((f) => ({ ...f, stages: [toFloat16(f.stages[0] as Float32Array)] }));
+    assert.deepEqual(refs.stages, stackStages(half, [{ h: 4, w: 4, c: 3 }], 'float16'));
+    assert.deepEqual(refs.tokens, stackTokens(full.slice(0, 4), 3));
+    await assert.rejects(
+      extractReferences([files[0]!, broken], bb),
+      (e: Error) => e instanceof DatasetError && e.message.startsWith(`reference image ${broken}: `),
+    );
   } finally {
     await cleanup();
   }
