@@ -137,7 +137,10 @@ test('cache entries: verified on read; damaged, truncated and unchecksummed file
     writeFileSync(cache.pathOf(key), good.subarray(0, good.length - 1));
     assert.equal(cache.read(key).kind, 'corrupt');
     // a valid safetensors file without a checksum
-    const tensors = { stage0: { dtype: 'F16' as const, shape: [2, 3, 4], data: stage }, token: { dtype: 'F32' as const, shape: [2], data: feat.token } };
+    const tensors = {
+      stage0: { dtype: 'F16' as const, shape: [2, 3, 4], data: stage },
+      token: { dtype: 'F32' as const, shape: [2], data: feat.token },
+    };
     writeFileSync(cache.pathOf(key), encodeSafetensors(tensors, { width: '30', height: '20' }));
     const r2 = cache.read(key);
     assert.match(r2.kind === 'corrupt' ? r2.reason : '', /no checksum/);
