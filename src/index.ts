@@ -32,6 +32,9 @@ export { isNg, decide, labelFreeThreshold } from './threshold.js';
 // the whole pipeline
 export { runDataset } from './pipeline/run-dataset.js';
 export { runCategory } from './pipeline/run-category.js';
+// backbone features of image files (the one extraction loop) and their cache
+export { FeatureStore, FeatureCache, ImageSkipError, cacheIdentity, stackStages, stackTokens } from './features/index.js';
+export type { FeatureStoreOptions, ImageFeatures, ImageRef, ExtractResult, ExtractedImage, BadFilePolicy, StageDims } from './features/index.js';
 // files
 export { SafetensorsFile, writeSafetensors, encodeSafetensors } from './io/safetensors.js';
 export { toFloat16, fromFloat16 } from './io/float16.js';

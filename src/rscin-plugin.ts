@@ -15,7 +15,8 @@
  * over the matched rows only, so use one CSV per category (RsCIN's neighbourhood is the category).
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { extractFiles } from './pipeline/extract-files.js';
+import { FeatureStore } from './features/store.js';
+import { stackTokens } from './features/stack.js';
 import { l2NormalizeRows, rscin } from './core/rscin.js';
 import { readFile } from 'node:fs/promises';
 import { SafetensorsFile, encodeSafetensors } from './io/safetensors.js';
@@ -40,24 +41,18 @@ export interface TokenSet {
   tokens: ImageTokens;
 }
 
-/** Backbone image tokens [N, D] of image files (decoded, preprocessed and run in batches). */
+/** Backbone image tokens [N, D] of image files (the feature store, tokens only; an unreadable file is an error). */
 export async function computeImageTokens(
   files: string[],
   backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>,
   opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage>; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<ImageTokens> {
-  let d = 0;
-  let data = new Float32Array(0);
-  await extractFiles(files, backbone, opts, (feats, offset, count) => {
-    const t = feats.imageTokens;
-    if (offset === 0) {
-      d = t.d;
-      data = new Float32Array(files.length * d);
-    }
-    data.set(t.data.subarray(0, count * d), offset * d);
-    opts.onProgress?.(offset + count, files.length);
+  const store = new FeatureStore({
+    backbone, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.decode ? { decode: opts.decode } : {}), badFiles: 'error', tokensOnly: true,
   });
-  return { n: files.length, d, data };
+  let done = 0;
+  const { images } = await store.extract(files.map((path) => ({ path })), (count) => opts.onProgress?.((done += count), files.length));
+  return stackTokens(images.map((im) => im.features), store.tokenDim);
 }
 
 /** Each row of [N, D] scaled to unit L2 norm (zero rows stay zero); a new array. */

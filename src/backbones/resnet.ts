@@ -16,9 +16,8 @@
  * [B, H, W, C] and the global-average-pooled layer4 output as the image token [B, 2048].
  */
 import { BackboneConfigError } from './errors.js';
-import { createHash } from 'node:crypto';
+import { sha256OfFile } from '../io/sha256.js';
 import { l2NormalizeRows } from '../core/rscin.js';
-import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -137,12 +136,6 @@ interface Prepared {
 const graphCache = new Map<string, Promise<Prepared>>();
 let modelCounter = 0;
 
-async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
 /** torchvision/timm architectures by registry name ('-' and '_' alike) */
 const TORCH_ARCHS: Record<string, ResNetArch> = {
   resnet50: RESNET50,
@@ -168,7 +161,7 @@ async function prepare(path: string, info: BackboneInfo, imageSize: number, stag
     sha256 = model.sha256;
     convention = 'keras';
   } else if (path.toLowerCase().endsWith('.safetensors')) {
-    sha256 = await sha256File(path);
+    sha256 = await sha256OfFile(path);
     const f = SafetensorsFile.open(path);
     try {
       net = resnetFromTorch(safetensorsSource(f), TORCH_ARCHS[info.name.toLowerCase().replace(/-/g, '_')]);

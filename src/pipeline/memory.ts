@@ -9,13 +9,9 @@
  */
 import { divideSubsets } from '../datasets/divide.js';
 import type { FeatureStorage } from '../core/types.js';
-import { DEFAULT_FEATURE_STORAGE } from './types.js';
+import { DEFAULT_FEATURE_STORAGE, type StageDims } from '../features/types.js';
 
-export interface StageDims {
-  h: number;
-  w: number;
-  c: number;
-}
+export type { StageDims };
 
 export function estimateSubsetBytes(n: number, stages: readonly StageDims[], size: number, storage: FeatureStorage = DEFAULT_FEATURE_STORAGE): number {
   const hwc = stages.reduce((a, s) => a + s.h * s.w * s.c, 0);

@@ -10,7 +10,9 @@ import type { RgbImage } from '../image/decode.js';
 import type { Backbone } from '../backbones/types.js';
 import type { DatasetItem, DatasetKind } from '../datasets/types.js';
 import type { MaskRule } from '../datasets/masks.js';
-import type { FeatureCache } from './feature-cache.js';
+import type { FeatureCache } from '../features/cache.js';
+import { DEFAULT_FEATURE_STORAGE } from '../features/types.js';
+import type { SkippedImage } from '../features/types.js';
 import type { ReferenceFeatures } from './references.js';
 import type { DecisionRule, Decisions } from '../threshold.js';
 
@@ -41,12 +43,9 @@ export interface PipelineDeps {
   cache?: FeatureCache;
 }
 
-/**
- * Stage features are kept as float16 between the backbone and scoring (and in the feature cache):
- * half the memory and disk; LNAMD and MSM compute in float32. Measured on bottle, glass and
- * magnetic_tile against float32 storage: see README, Performance.
- */
-export const DEFAULT_FEATURE_STORAGE: FeatureStorage = 'float16';
+/** Stage features are kept as float16 by default (features/types.ts). */
+export { DEFAULT_FEATURE_STORAGE };
+export type { SkippedImage };
 
 /** Resolved per-category options. */
 export interface PipelineOptions {
@@ -93,11 +92,6 @@ export interface StageTimings {
   rscin: number;
   metrics: number;
   write: number;
-}
-
-export interface SkippedImage {
-  path: string;
-  reason: string;
 }
 
 export interface CategoryResult {
