@@ -1,12 +1,15 @@
 /**
- * The evaluation step of one category: masks at the map size, the metrics (only when every image
- * has a label; pixel metrics when every defective image has a mask) and the F1-optimal threshold
- * of the RsCIN scores. Problems with masks become warnings (or an ImageSkipError with --strict).
+ * The evaluation step of one category: masks at the map size, then the evaluator
+ * (src/metrics/evaluator.ts): the metrics (only when every image has a label; pixel metrics when
+ * every defective image has a mask), the F1-optimal threshold of the RsCIN scores and, with a
+ * decision rule, the label-free OK/NG decisions. Problems with masks become warnings (or an
+ * ImageSkipError with --strict).
  */
 import { performance } from 'node:perf_hooks';
 import { loadMask, type MaskRule } from '../datasets/masks.js';
 import type { DatasetItem, DatasetKind } from '../datasets/types.js';
-import { f1OptimalThreshold } from '../metrics/roc.js';
+import { evaluate } from '../metrics/evaluator.js';
+import type { DecisionRule, Decisions } from '../threshold.js';
 import { ImageSkipError } from '../features/store.js';
 import type { CategoryResult, MetricsFn } from './types.js';
 
@@ -27,6 +30,8 @@ export interface EvaluateOptions {
   maskRule: MaskRule;
   kind: DatasetKind;
   strict: boolean;
+  /** label-free OK/NG rule (--decision), when decisions are wanted */
+  decision?: DecisionRule;
 }
 
 export interface Evaluation {
@@ -34,6 +39,7 @@ export interface Evaluation {
   masks: Uint8Array | null;
   metrics: CategoryResult['metrics'];
   f1Threshold: number | null;
+  decisions?: Decisions;
   /** milliseconds for masks + metrics */
   ms: number;
 }
@@ -46,26 +52,21 @@ export async function evaluateCategory(
 ): Promise<Evaluation> {
   const { items, rscinScores } = input;
   const labeled = items.every((it) => it.label !== null);
-  const labels = Uint8Array.from(items, (it) => it.label ?? 0);
+  const labels = labeled ? Uint8Array.from(items, (it) => it.label ?? 0) : null;
+  const t0 = performance.now();
   let masks: Uint8Array | null = null;
-  let metrics: CategoryResult['metrics'] = null;
-  let ms = 0;
-  if (labeled && metricsFn) {
-    const t0 = performance.now();
+  if (labels && metricsFn) {
     const missing = items.filter((it) => it.label === 1 && !it.masks).length;
     if (missing === 0) masks = await loadMasks(input, opts, warnings);
     else warnings.push(`${missing} defective images have no mask: pixel metrics not computed`);
-    const S = input.size;
-    const pixels = masks ? { maps: input.maps, masks, height: S, width: S } : {};
-    metrics = await metricsFn({ imageScores: rscinScores, imageLabels: labels, ...pixels });
-    ms = performance.now() - t0;
   }
-  let f1Threshold: number | null = null;
-  if (labeled && items.some((it) => it.label === 1) && items.some((it) => it.label === 0)) {
-    const th = f1OptimalThreshold(rscinScores, labels).threshold;
-    f1Threshold = Number.isFinite(th) ? th : null;
-  }
-  return { masks, metrics, f1Threshold, ms };
+  const ev = await evaluate({
+    imageScores: rscinScores, labels, maps: input.maps, masks, size: input.size, metrics: metricsFn ?? null,
+    ...(opts.decision ? { decision: opts.decision } : {}),
+  });
+  const f1 = ev.thresholds.f1?.threshold;
+  const f1Threshold = f1 !== undefined && Number.isFinite(f1) ? f1 : null;
+  return { masks, metrics: ev.metrics, f1Threshold, decisions: ev.decisions, ms: performance.now() - t0 };
 }
 
 /** Every item's mask at S x S [N, S, S] (zeros for good images), or null after a warning. */

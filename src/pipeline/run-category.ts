@@ -16,7 +16,6 @@
 import { performance } from 'node:perf_hooks';
 import { divideSubsets } from '../datasets/divide.js';
 import { DatasetError, type Category, type DatasetItem } from '../datasets/types.js';
-import { decide } from '../threshold.js';
 import { FeatureStore, ImageSkipError } from '../features/store.js';
 import { autoDivideNum } from './memory.js';
 import { checkInterrupted } from './interrupt.js';
@@ -67,7 +66,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
   const evalInput = { items: ord.items, sizes: ord.sizes, maps: ord.maps, size: S, rscinScores };
   const ev = await evaluateCategory(evalInput, deps.metrics, opts, run.warnings);
   t.metrics += ev.ms;
-  const decisions = opts.decision ? decide(rscinScores, opts.decision) : undefined;
+  const decisions = ev.decisions;
   t.decode = run.store.timings.decode;
   t.backbone = run.store.timings.backbone;
   return {

@@ -4,7 +4,7 @@
  */
 import type { MsmPrecision } from '../core/kernel.js';
 import type { StageFeatures, ImageTokens, FeatureStorage } from '../core/types.js';
-import type { MetricsInput, MetricsResult } from '../metrics/index.js';
+import type { MetricsFn, MetricsInput, MetricsValues } from '../metrics/index.js';
 import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
 import type { RgbImage } from '../image/decode.js';
 import type { Backbone } from '../backbones/types.js';
@@ -24,11 +24,8 @@ export interface Scorer {
   rscin(scores: Float64Array, tokens: ImageTokens, kList: number[]): Float64Array;
 }
 
-/** The metrics the pipeline reports: computeMetrics's numbers without its counts. */
-export type MetricsValues = Omit<MetricsResult, 'counts'>;
-export type { MetricsInput };
-
-export type MetricsFn = (input: MetricsInput) => MetricsValues | Promise<MetricsValues>;
+/** The metrics the pipeline reports (src/metrics/index.ts: computeMetrics's numbers without its counts). */
+export type { MetricsFn, MetricsInput, MetricsValues };
 
 export const METRIC_KEYS: readonly (keyof MetricsValues)[] = ['image_auroc', 'image_f1max', 'image_ap', 'pixel_auroc', 'pixel_f1max', 'pixel_ap', 'pixel_pro', 'aupro'];
 
