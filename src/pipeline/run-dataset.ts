@@ -4,18 +4,26 @@
  * Data problems (missing folder, unknown category, no images) are found before the backbone is
  * loaded, and a bad weight file fails (ConfigError) before any image is read.
  *
- * Robustness: leftover temporaries of killed runs are removed first; backbone features are
- * cached per image (feature-cache.ts, default <out>/.cache/features) so that a re-run resumes;
- * with several categories, one that cannot be scored (too few readable images) is reported and
- * the others are still written, then the run fails with a DatasetError naming it.
+ * Robustness: the output folder is checked and created first (outputs/out-dir.ts) and locked
+ * (outputs/lock.ts: one process per folder); an interrupted switch of a previous run is finished
+ * and leftover temporaries of killed runs are removed. Every output of the run is written into a
+ * staging folder and switched in at the end as one transaction (outputs/transaction.ts): until
+ * then the previous results stay complete; a failure or kill leaves the old set or the new set.
+ * Backbone features are cached per image (feature-cache.ts, default <out>/.cache/features, not
+ * staged) so that a re-run resumes. With several categories, one that cannot be scored (too few
+ * readable images) is reported, the others are still written, then the run fails with a
+ * PartialRunError (a DatasetError: exit 3) that carries the result, so that a report can be built.
  */
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from '../io/atomic.js';
+import { prepareOutputFolder, unwritableOutput } from '../outputs/out-dir.js';
+import { acquireOutputLock } from '../outputs/lock.js';
+import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { openDataset, selectCategories, defaultKList } from '../datasets/index.js';
 import { DatasetError, type Category } from '../datasets/types.js';
 import { runCategory } from './run-category.js';
-import { writeCategoryOutputs } from '../outputs/category.js';
+import { categoryFolder, writeCategoryOutputs } from '../outputs/category.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
 import { ConfigError, type Settings } from '../config.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
@@ -57,7 +65,43 @@ export interface DatasetRunResult {
   markdown: string;
 }
 
+/** Some categories could not be scored; the others were written (`result`). Exit 3. */
+export class PartialRunError extends DatasetError {
+  constructor(message: string, readonly result: DatasetRunResult) {
+    super(message);
+    this.name = 'PartialRunError';
+  }
+}
+
+/** The output folder checked, created and locked; `o.out` replaced by its absolute path. Release after. */
+export async function openOutputFolder(out: string, data: string, log?: (line: string) => void): Promise<{ out: string; release: () => Promise<void> }> {
+  const abs = await prepareOutputFolder(out, data);
+  let release: () => Promise<void>;
+  try {
+    release = await acquireOutputLock(abs);
+  } catch (e) {
+    throw unwritableOutput(out, e);
+  }
+  try {
+    const rec = await recoverOutputs(abs);
+    if (rec) log?.(`${abs}: ${rec}`);
+  } catch (e) {
+    await release();
+    throw e;
+  }
+  return { out: abs, release };
+}
+
 export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult> {
+  const folder = await openOutputFolder(o.out, o.data, o.log);
+  try {
+    return await runLocked({ ...o, out: folder.out });
+  } finally {
+    await folder.release();
+  }
+}
+
+async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   const s = o.settings;
   const ds = await openDataset(o.data, s.dataset);
   const names = selectCategories(ds, s.category);
@@ -115,6 +159,16 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
   const entries: SummaryEntry[] = [];
   const results: CategoryResult[] = [];
   const failed: { category: string; reason: string }[] = [];
+  let disposed = false;
+  const dispose = async (): Promise<void> => {
+    if (!disposed) {
+      disposed = true;
+      await backbone.dispose();
+    }
+  };
+  const tx = await OutputTransaction.begin(o.out);
+  registerOutputDir(tx.dir);
+  const staged: string[] = [];
   try {
     for (const c of cats) {
       o.progress?.start(c.name, c.items.length);
@@ -150,7 +204,7 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
       if (cache) o.log?.(`${c.name}: features of ${cache.hits - hits0} images from the cache, ${cache.writes - writes0} computed and cached (${cache.dir})`);
       checkInterrupted();
       const settingsOut: Record<string, unknown> = { ...s, dataset: ds.kind, image_size: backbone.imageSize, stages: backbone.stages, k_list: kList, ...(rf ? { reference_images: rf } : {}) };
-      const w = await writeCategoryOutputs(o.out, r, {
+      const w = await writeCategoryOutputs(tx.dir, r, {
         heatmaps: s.heatmaps, visNorm: s.vis_norm,
         info: {
           settings: settingsOut, data_root: ds.root,
@@ -161,18 +215,24 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
       for (const wn of r.warnings) o.warn?.(wn);
       entries.push({ category: c.name, metrics: w.metrics });
       results.push(r);
-      o.log?.(`${c.name}: ${r.items.length} images${r.skipped.length ? `, ${r.skipped.length} skipped` : ''} -> ${w.dir}`);
+      staged.push(categoryFolder(r.name));
+      o.log?.(`${c.name}: ${r.items.length} images${r.skipped.length ? `, ${r.skipped.length} skipped` : ''} -> ${join(o.out, categoryFolder(r.name))}`);
     }
+    await dispose();
+    checkInterrupted();
+    const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, entries);
+    const markdown = metricsMarkdown(`MuSc: ${ds.kind} with ${s.backbone} at ${backbone.imageSize} px`, entries);
+    await writeFileAtomic(join(tx.dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    await writeFileAtomic(join(tx.dir, 'metrics.md'), markdown);
+    // the previous report shows the replaced categories' images: it goes with them (rebuilt after)
+    await tx.commit([...staged, 'summary.json', 'metrics.md'], ['report.html']);
+    const res: DatasetRunResult = { out: o.out, dataset: ds.kind, entries, results, markdown };
+    if (failed.length > 0) {
+      throw new PartialRunError(`${failed.length} of ${cats.length} categories could not be scored (${failed.map((f) => f.category).join(', ')}); the other categories' results are in ${o.out}. First: ${failed[0]!.reason}`, res);
+    }
+    return res;
   } finally {
-    await backbone.dispose();
+    await dispose();
+    await tx.abort();
   }
-  checkInterrupted();
-  const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, entries);
-  const markdown = metricsMarkdown(`MuSc: ${ds.kind} with ${s.backbone} at ${backbone.imageSize} px`, entries);
-  await writeFileAtomic(join(o.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-  await writeFileAtomic(join(o.out, 'metrics.md'), markdown);
-  if (failed.length > 0) {
-    throw new DatasetError(`${failed.length} of ${cats.length} categories could not be scored (${failed.map((f) => f.category).join(', ')}); the other categories' results are in ${o.out}. First: ${failed[0]!.reason}`);
-  }
-  return { out: o.out, dataset: ds.kind, entries, results, markdown };
 }
