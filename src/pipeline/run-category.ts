@@ -18,7 +18,7 @@ import { toFloat16 } from '../io/float16.js';
 import { decodeRgb, decodeRgbBytes, readImageBytes, type RgbImage } from '../image/decode.js';
 import type { FeatureData, StageFeatures } from '../core/types.js';
 import { divideSubsets } from '../datasets/divide.js';
-import { loadMask } from '../datasets/masks.js';
+import { loadMask, MaskNotes } from '../datasets/masks.js';
 import { DatasetError, type Category, type DatasetItem } from '../datasets/types.js';
 import { appendReferences } from './references.js';
 import { f1OptimalThreshold } from '../metrics/roc.js';
@@ -276,6 +276,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     if (missing === 0) {
       masks = new Uint8Array(N * S * S);
       const wrongSize: string[] = [];
+      const maskNotes = new MaskNotes();
       for (let k = 0; k < N; k++) {
         const it = items[k]!;
         const img = sizeOf.get(keptIdx[k]!);
@@ -283,7 +284,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
           masks.set(
             await loadMask(it.masks, S, opts.maskRule, opts.kind, (file, w, h) => {
               if (img && (img[0] !== w || img[1] !== h)) wrongSize.push(`${it.rel} is ${img[0]}x${img[1]}, its mask ${w}x${h}`);
-            }),
+            }, maskNotes),
             k * S * S,
           );
         } catch (e) {
@@ -294,6 +295,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
           break;
         }
       }
+      warnings.push(...maskNotes.warnings());
       if (wrongSize.length > 0) warnings.push(`${wrongSize.length} mask${wrongSize.length > 1 ? 's do' : ' does'} not match the image size (both are resized to ${S}x${S}; check the pairing): ${wrongSize.slice(0, 3).join('; ')}${wrongSize.length > 3 ? '; ...' : ''}`);
     } else warnings.push(`${missing} defective images have no mask: pixel metrics not computed`);
     metrics = await deps.metrics({ imageScores: rscinScores, imageLabels: labels, ...(masks ? { maps, masks, height: S, width: S } : {}) });
