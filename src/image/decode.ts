@@ -179,6 +179,21 @@ function toChannels(src: Uint8Array, width: number, height: number, cin: number,
   return { width, height, data: out };
 }
 
+/** Why an image would not be read (header checks only: readable, known format, dimensions within the limit), or null. */
+export async function probeImage(file: string, maxPixels = DEFAULT_MAX_PIXELS): Promise<string | null> {
+  try {
+    const bytes = await readBytes(file);
+    if (bytes.length === 0) return 'empty file (0 bytes)';
+    const format = sniffFormat(bytes);
+    if (format === 'unknown') return 'not an image (unrecognised file signature)';
+    const { width, height } = format === 'bmp' ? bmpHeader(file, bytes) : await sharp(bytes, { limitInputPixels: false }).metadata();
+    if (!width || !height) return `cannot read the dimensions of this ${format} file`;
+    return width * height > maxPixels ? `image is ${width}x${height} pixels, over the limit of ${maxPixels}` : null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 /** Decodes an image file to 8-bit RGB, whatever its extension says. */
 export async function decodeRgb(file: string, opts: DecodeOptions = {}): Promise<RgbImage> {
   return decodePixels(file, await readBytes(file), 3, opts);

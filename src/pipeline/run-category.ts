@@ -23,7 +23,7 @@ import { DatasetError, type Category, type DatasetItem } from '../datasets/types
 import { appendReferences } from './references.js';
 import { f1OptimalThreshold } from '../metrics/roc.js';
 import { decide } from '../threshold.js';
-import { autoDivideNum, estimateSubsetBytes, type StageDims } from './memory.js';
+import { autoDivideNum, estimateSubsetBytes, readablePaths, type StageDims } from './memory.js';
 import type { ImageFeatures } from './feature-cache.js';
 import { checkInterrupted } from './interrupt.js';
 import { DEFAULT_FEATURE_STORAGE, type CategoryResult, type PipelineDeps, type PipelineOptions, type SkippedImage, type StageTimings } from './types.js';
@@ -188,7 +188,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     skipped.length = 0; // the probe's skips are found again below
     if (dims) {
       try {
-        const a = autoDivideNum(paths, dims, S, opts.maxMemoryMb * 2 ** 20, opts.divideNum, opts.seed, storage);
+        const a = autoDivideNum(paths, dims, S, opts.maxMemoryMb * 2 ** 20, opts.divideNum, opts.seed, storage, await readablePaths(paths, opts.maxPixels));
         divideNum = a.divideNum;
       } catch (e) {
         throw new DatasetError(`category '${category.name}': ${(e as Error).message}`);
