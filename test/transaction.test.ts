@@ -146,6 +146,15 @@ test('output folder checked before any work: empty, a file, /dev/null, /proc, in
     assert.ok(Date.now() - t0 < 20_000, `--out '${out}' took ${Date.now() - t0} ms`);
   }
   assert.ok(!existsSync(join(data, 'results')));
+  // the same checks for the other commands that write: musc tokens --out FILE, musc ablate --out DIR
+  for (const [cmd, re] of [
+    [['tokens', '--data', data, '--out', dir, '--category', 'part'], /--out .* exists and is not a file \(a folder\)/],
+    [['ablate', '--data', data, '--category', 'part', '--study', 'r', '--out', file], /--out .*afile exists and is not a folder/],
+  ] as const) {
+    const r = musc([...cmd], {}, 30_000);
+    assert.equal(r.code, 2, `${cmd.join(' ')}: exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, re);
+  }
   assert.equal(await prepareOutputFolder(join(data, '.musc-out'), data), join(data, '.musc-out'), 'a hidden folder inside the data is not listed: allowed');
   await assert.rejects(prepareOutputFolder(join(file, 'sub')), (e: unknown) => e instanceof ConfigError && /cannot create the output folder .*afile\/sub: a part of the path is a file/.test(e.message));
   if (process.getuid?.() === 0) {

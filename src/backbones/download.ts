@@ -20,10 +20,11 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, openSync, readSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
+import { makeDirs } from '../io/dirs.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 
 export class DownloadError extends Error {
@@ -152,7 +153,7 @@ export async function downloadHubFile(repo: string, file: string, opts: Download
     opts.onNote?.(`the cached ${dest} is not accepted (${bad}): deleted, downloading again`);
     await rm(dest, { force: true });
   }
-  await mkdir(dirname(dest), { recursive: true });
+  await makeDirs(dirname(dest));
   const got = await fetchToPartial(url, dest, env, opts);
   const bad = await checkFile(got.partial, got.sha256, got.bytes, opts, file);
   if (bad !== null) {

@@ -54,6 +54,21 @@ function reason(e: unknown): string {
   return code ?? (e as Error).message;
 }
 
+/** An output file (`musc tokens --out`): checked and its folder created before any work; returns its absolute path. */
+export async function prepareOutputFile(file: string, flag = '--out'): Promise<string> {
+  if (file.trim() === '') throw new ConfigError(`${flag} is empty: give an output file`);
+  const abs = resolve(file);
+  for (const sys of SYSTEM_ROOTS) if (within(sys, abs)) throw new ConfigError(`${flag} ${file} is under ${sys}, a system folder: choose a normal file`);
+  const st = await stat(abs).catch(() => null);
+  if (st && !st.isFile()) throw new ConfigError(`${flag} ${file} exists and is not a file (${st.isDirectory() ? 'a folder' : 'a device or special file'})`);
+  try {
+    await makeDirs(dirname(abs));
+  } catch (e) {
+    throw new ConfigError(`cannot create the folder of ${flag} ${file}: ${reason(e)}`);
+  }
+  return abs;
+}
+
 /** Checks, then creates, the output folder; returns its absolute path. `data` enables the inside-data check. */
 export async function prepareOutputFolder(out: string, data?: string): Promise<string> {
   if (out.trim() === '') throw new ConfigError("--out is empty: give an output folder (use '.' for the working directory)");
