@@ -201,7 +201,9 @@ export function checkInterval(v: readonly number[], what: string): void {
 /** LNAMD degrees: odd integers 1..15 (an r x r neighbourhood centred on the patch). */
 export function checkRList(v: readonly number[], what: string): void {
   const bad = v.filter((r) => !Number.isInteger(r) || r < 1 || r > 15 || r % 2 === 0);
-  if (bad.length > 0) throw new ConfigError(`${what} must be odd integers from 1 to 15 (r x r neighbourhoods centred on a patch), got ${bad.join(',')}`);
+  if (bad.length > 0) {
+    throw new ConfigError(`${what} must be odd integers from 1 to 15 (r x r neighbourhoods centred on a patch), got ${bad.join(',')}`);
+  }
 }
 
 /** Reads a YAML (.yaml/.yml) or JSON config file. */

@@ -14,7 +14,10 @@ const fails = async (bytes: Buffer, re: RegExp): Promise<void> => {
 };
 
 test('a text file starting with "BM" is not a decompression bomb', async () => {
-  await fails(Buffer.from('BMW service history\n'.repeat(20)), /x\.bmp: not a valid bmp file \(starts with 'BM' but its header size field is \d+, not a BMP header\)/);
+  await fails(
+    Buffer.from('BMW service history\n'.repeat(20)),
+    /x\.bmp: not a valid bmp file \(starts with 'BM' but its header size field is \d+, not a BMP header\)/,
+  );
   await fails(Buffer.from('BM short'), /not a valid bmp file \(starts with 'BM' but is only 8 bytes\)/);
 });
 

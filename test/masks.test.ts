@@ -24,7 +24,13 @@ const count = (m: Uint8Array): number => m.reduce((a, v) => a + v, 0);
 test('non-binary masks use the any-nonzero rule, with a note; 0/255 masks keep the reference rule; empty masks are noted', async () => {
   const { dir, cleanup } = await tempDir('masks');
   try {
-    const cases: [string, number[], boolean][] = [['scaled127.png', [127], false], ['one.png', [1], false], ['blurred.png', [255], true], ['red-rgba.png', [200, 30, 30, 255], false], ['binary.png', [255], false]];
+    const cases: [string, number[], boolean][] = [
+      ['scaled127.png', [127], false],
+      ['one.png', [1], false],
+      ['blurred.png', [255], true],
+      ['red-rgba.png', [200, 30, 30, 255], false],
+      ['binary.png', [255], false],
+    ];
     const got: Record<string, number> = {};
     const notes = new MaskNotes();
     for (const [name, v, blur] of cases) {
@@ -35,7 +41,12 @@ test('non-binary masks use the any-nonzero rule, with a note; 0/255 masks keep t
     assert.equal(got['binary.png'], 256, 'a 0/255 mask: the reference rule');
     for (const n of ['scaled127.png', 'one.png', 'red-rgba.png']) assert.equal(got[n], 256, `${n}: the defect region, not empty`);
     assert.ok(got['blurred.png']! >= 256, 'blurred: at least the region');
-    assert.deepEqual(notes.nonBinary.map((f) => f.slice(dir.length + 1)).sort(), ['blurred.png', 'one.png', 'red-rgba.png', 'scaled127.png']);
+    assert.deepEqual(notes.nonBinary.map((f) => f.slice(dir.length + 1)).sort(), [
+      'blurred.png',
+      'one.png',
+      'red-rgba.png',
+      'scaled127.png',
+    ]);
     assert.deepEqual(notes.empty, []);
     // an all-zero mask of a defective image
     const empty = join(dir, 'empty.png');
@@ -68,7 +79,23 @@ test('a run with masks scaled to 127: pixel metrics computed, the note in run.js
       else await writeMask(join(cat, 'ground_truth', 'dent', `${i}_mask.png`), 32, 32, [0, 0, 0, 0]); // empty
     }
     const out = join(dir, 'out');
-    const r = musc(['run', '--data', data, '--out', out, '--dataset', 'mvtec', '--image-size', '64', '--r-list', '1', '--heatmaps', 'none', '--no-report', '--quiet']);
+    const r = musc([
+      'run',
+      '--data',
+      data,
+      '--out',
+      out,
+      '--dataset',
+      'mvtec',
+      '--image-size',
+      '64',
+      '--r-list',
+      '1',
+      '--heatmaps',
+      'none',
+      '--no-report',
+      '--quiet',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /2 ground-truth masks are not 0\/255/);
     assert.match(r.stderr, /1 ground-truth mask is empty after binarisation/);

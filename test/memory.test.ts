@@ -13,13 +13,19 @@ const paths = Array.from({ length: 13 }, (_, i) => `/d/test/good/${String(i).pad
 test('too small a budget: the message names the subset it could reach and a need above the budget', () => {
   const S = 64;
   const maxBytes = estimateSubsetBytes(5, dims, S) + 1; // enough for 5 images, but 13 images give subsets of 6 and 7 at most 2
-  assert.throws(() => autoDivideNum(paths, dims, S, maxBytes, 1, 42), (e: Error) => {
-    const m = /--max-memory (\d+) MB is too small: 13 readable images in at most 2 subsets .* largest subset of (\d+) images, which needs about (\d+) MB/.exec(e.message);
-    assert.ok(m, e.message);
-    assert.equal(Number(m[2]), 7);
-    assert.ok(Number(m[3]) * 2 ** 20 >= maxBytes, `the need (${m[3]} MB) must exceed the budget: ${e.message}`);
-    return true;
-  });
+  assert.throws(
+    () => autoDivideNum(paths, dims, S, maxBytes, 1, 42),
+    (e: Error) => {
+      const m =
+        /--max-memory (\d+) MB is too small: 13 readable images in at most 2 subsets .* largest subset of (\d+) images, which needs about (\d+) MB/.exec(
+          e.message,
+        );
+      assert.ok(m, e.message);
+      assert.equal(Number(m[2]), 7);
+      assert.ok(Number(m[3]) * 2 ** 20 >= maxBytes, `the need (${m[3]} MB) must exceed the budget: ${e.message}`);
+      return true;
+    },
+  );
 });
 
 test('unreadable images are not counted: the estimate is for the readable ones', async () => {

@@ -26,7 +26,10 @@ let cleanup: () => Promise<void> = async () => {};
 before(async () => {
   ({ dir, cleanup } = await tempDir('tx'));
   data = join(dir, 'data');
-  for (const [cat, n] of [['part', 14], ['tiny', 1]] as const) {
+  for (const [cat, n] of [
+    ['part', 14],
+    ['tiny', 1],
+  ] as const) {
     mkdirSync(join(data, cat, 'test', 'good'), { recursive: true });
     mkdirSync(join(data, cat, 'test', 'dent'), { recursive: true });
     for (let i = 0; i < n; i++) writeFileSync(join(data, cat, 'test', 'good', `${i}.png`), await pngOf(40, 40, 100 + i));
@@ -35,12 +38,32 @@ before(async () => {
 });
 after(() => cleanup());
 
-const args = (out: string, extra: string[] = []) => ['run', '--data', data, '--out', out, '--category', 'part', '--image-size', '64', '--batch-size', '1', '--r-list', '1', '--quiet', ...extra];
+const args = (out: string, extra: string[] = []) => [
+  'run',
+  '--data',
+  data,
+  '--out',
+  out,
+  '--category',
+  'part',
+  '--image-size',
+  '64',
+  '--batch-size',
+  '1',
+  '--r-list',
+  '1',
+  '--quiet',
+  ...extra,
+];
 
 /** sha256 of every file below `d` except the feature cache and hidden bookkeeping. */
 function snapshot(d: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const f of walkFiles(d)) if (!f.startsWith('.')) out[f] = createHash('sha256').update(readFileSync(join(d, f))).digest('hex');
+  for (const f of walkFiles(d))
+    if (!f.startsWith('.'))
+      out[f] = createHash('sha256')
+        .update(readFileSync(join(d, f)))
+        .digest('hex');
   return out;
 }
 
@@ -61,7 +84,10 @@ test('transaction: staged entries switch in; a commit killed midway is finished 
   mkdirSync(join(t2.dir, 'a'));
   writeFileSync(join(t2.dir, 'a', 'x.txt'), 'new a');
   writeFileSync(join(t2.dir, 'summary.json'), 'new summary');
-  writeFileSync(join(out, JOURNAL_FILE), JSON.stringify({ staging: t2.dir.slice(out.length + 1), entries: ['a', 'summary.json'], remove: ['report.html'] }));
+  writeFileSync(
+    join(out, JOURNAL_FILE),
+    JSON.stringify({ staging: t2.dir.slice(out.length + 1), entries: ['a', 'summary.json'], remove: ['report.html'] }),
+  );
   writeFileSync(join(out, 'report.html'), 'old report');
   // (simulate the kill after the old 'a' was moved aside)
   mkdirSync(join(t2.dir, '.replaced'));
@@ -85,7 +111,8 @@ test('SIGKILL of a second run into a full output folder: the previous results st
   assert.ok(existsSync(join(out, 'report.html')));
   const before1 = snapshot(out);
   // the second run differs (other --r-list): killed once its staging folder holds a category file
-  const staged = (): boolean => readdirSync(out).some((e) => e.startsWith('.musc-staging-') && existsSync(join(out, e, 'part', 'scores.csv')));
+  const staged = (): boolean =>
+    readdirSync(out).some((e) => e.startsWith('.musc-staging-') && existsSync(join(out, e, 'part', 'scores.csv')));
   const r = await runAndSignal(args(out, ['--heatmaps', 'all', '--r-list', '3', '--no-cache']), staged, 'SIGKILL', () => true);
   assert.equal(r.signal, 'SIGKILL', `the run ended before the kill (exit ${r.code}):\n${r.stderr}`);
   assert.deepEqual(snapshot(out), before1, 'the previous results changed');
@@ -95,7 +122,10 @@ test('SIGKILL of a second run into a full output folder: the previous results st
   assert.notEqual(after1['part/scores.csv'], before1['part/scores.csv']);
   assert.ok(after1['report.html'] && after1['part/run.json'] && after1['summary.json']);
   assert.match(readFileSync(join(out, 'part', 'run.json'), 'utf8'), /"r_list": \[\s*3\s*\]/);
-  assert.deepEqual(readdirSync(out).filter((e) => e.startsWith('.musc-')), []);
+  assert.deepEqual(
+    readdirSync(out).filter((e) => e.startsWith('.musc-')),
+    [],
+  );
 });
 
 test('lock: a second run into a locked folder exits with a clear error; stale locks (dead pid, reused pid) are taken over', async () => {
@@ -114,13 +144,19 @@ test('lock: a second run into a locked folder exits with a clear error; stale lo
   assert.ok(!existsSync(join(out, LOCK_FILE)));
   // a dead process's lock
   const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-  writeFileSync(join(out, LOCK_FILE), JSON.stringify({ pid: Number(dead.stdout), start: null, host: hostname(), command: 'musc run', since: '' }));
+  writeFileSync(
+    join(out, LOCK_FILE),
+    JSON.stringify({ pid: Number(dead.stdout), start: null, host: hostname(), command: 'musc run', since: '' }),
+  );
   const rel2 = await acquireOutputLock(out);
   await rel2();
   // a live pid whose start time differs: the pid was reused by another process
   const start = processStartTime(process.ppid);
   if (start !== null) {
-    writeFileSync(join(out, LOCK_FILE), JSON.stringify({ pid: process.ppid, start: `${start}1`, host: hostname(), command: 'musc run', since: '' }));
+    writeFileSync(
+      join(out, LOCK_FILE),
+      JSON.stringify({ pid: process.ppid, start: `${start}1`, host: hostname(), command: 'musc run', since: '' }),
+    );
     const rel3 = await acquireOutputLock(out);
     await rel3();
   }
@@ -155,8 +191,16 @@ test('output folder checked before any work: empty, a file, /dev/null, /proc, in
     assert.equal(r.code, 2, `${cmd.join(' ')}: exit ${r.code}\n${r.stderr}`);
     assert.match(r.stderr, re);
   }
-  assert.equal(await prepareOutputFolder(join(data, '.musc-out'), data), join(data, '.musc-out'), 'a hidden folder inside the data is not listed: allowed');
-  await assert.rejects(prepareOutputFolder(join(file, 'sub')), (e: unknown) => e instanceof ConfigError && /cannot create the output folder .*afile\/sub: a part of the path is a file/.test(e.message));
+  assert.equal(
+    await prepareOutputFolder(join(data, '.musc-out'), data),
+    join(data, '.musc-out'),
+    'a hidden folder inside the data is not listed: allowed',
+  );
+  await assert.rejects(
+    prepareOutputFolder(join(file, 'sub')),
+    (e: unknown) =>
+      e instanceof ConfigError && /cannot create the output folder .*afile\/sub: a part of the path is a file/.test(e.message),
+  );
   if (process.getuid?.() === 0) {
     t.diagnostic('unwritable --out not tested: running as root, which ignores folder permissions');
   } else {
@@ -190,7 +234,11 @@ test('ENOSPC on a small tmpfs: the error names the file and the byte count; noth
     const r = musc(args(join(mnt, 'out'), ['--heatmaps', 'all', '--no-cache']));
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /cannot write .*out\/\.musc-staging-[^ ]+ \(\d+ bytes\): no space left on the device/);
-    assert.deepEqual(walkFiles(join(mnt, 'out')).filter((f) => !f.startsWith('.musc-lock')), [], 'a failed run leaves no partial outputs');
+    assert.deepEqual(
+      walkFiles(join(mnt, 'out')).filter((f) => !f.startsWith('.musc-lock')),
+      [],
+      'a failed run leaves no partial outputs',
+    );
   } finally {
     spawnSync('umount', [mnt]);
   }
@@ -219,5 +267,8 @@ test('musc report killed while writing: the previous report and every image it s
   assert.ok(html.length > 0);
   const again = musc(['report', out, '--quiet']);
   assert.equal(again.code, 0, again.stderr);
-  assert.deepEqual(readdirSync(out).filter((e) => e.startsWith('.musc-staging-')), []);
+  assert.deepEqual(
+    readdirSync(out).filter((e) => e.startsWith('.musc-staging-')),
+    [],
+  );
 });

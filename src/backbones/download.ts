@@ -103,7 +103,8 @@ export function defaultVerify(file: string): ((path: string) => void) | undefine
       f = SafetensorsFile.open(path);
     } catch (e) {
       const head = readHead(path);
-      const html = /^\s*</.test(head) ? ` (it starts with '${head.slice(0, 40).replace(/\s+/g, ' ').trim()}': an HTML page, not weights)` : '';
+      const start = head.slice(0, 40).replace(/\s+/g, ' ').trim();
+      const html = /^\s*</.test(head) ? ` (it starts with '${start}': an HTML page, not weights)` : '';
       throw new Error(`${(e as Error).message.replace(`${path}: `, '')}${html}`);
     }
     f.close();
@@ -183,7 +184,12 @@ function watchdog(ctl: AbortController): { arm: (ms: number, why: string) => voi
 }
 
 /** Streams `url` into `<dest>.partial` (resuming it with a Range request); returns its sha256 and size. */
-async function fetchToPartial(url: string, dest: string, env: NodeJS.ProcessEnv, opts: DownloadOptions): Promise<{ partial: string; sha256: string; bytes: number }> {
+async function fetchToPartial(
+  url: string,
+  dest: string,
+  env: NodeJS.ProcessEnv,
+  opts: DownloadOptions,
+): Promise<{ partial: string; sha256: string; bytes: number }> {
   const partial = `${dest}.partial`;
   const cap = opts.bytes ?? opts.maxBytes;
   const headers: Record<string, string> = { 'user-agent': 'musc' };
@@ -228,7 +234,8 @@ async function fetchToPartial(url: string, dest: string, env: NodeJS.ProcessEnv,
   const total = Number.isFinite(len) && len > 0 ? have + len : undefined;
   if (cap !== undefined && total !== undefined && total > cap) {
     await res.body?.cancel();
-    throw new DownloadError(`refusing ${url}: the server announces ${total} bytes, over the ${opts.bytes !== undefined ? 'pinned size' : 'limit'} of ${cap} bytes`, url, dest);
+    const what = opts.bytes !== undefined ? 'pinned size' : 'limit';
+    throw new DownloadError(`refusing ${url}: the server announces ${total} bytes, over the ${what} of ${cap} bytes`, url, dest);
   }
   return streamBody(res, { url, dest, partial, have, total, cap, idleMs, dog, opts });
 }
@@ -275,12 +282,14 @@ async function streamBody(res: Response, st: StreamState): Promise<{ partial: st
     dog.stop();
     await fh.close();
     const why = dog.reason() ?? (e as Error).message;
-    throw new DownloadError(`download of ${url} was interrupted after ${received} bytes (${why}); run the command again to resume, or ${offlineHint(url, dest)}`, url, dest);
+    const hint = `run the command again to resume, or ${offlineHint(url, dest)}`;
+    throw new DownloadError(`download of ${url} was interrupted after ${received} bytes (${why}); ${hint}`, url, dest);
   }
   await fh.close();
   if (overCap) {
     await rm(partial, { force: true });
-    throw new DownloadError(`refusing ${url}: the response goes on past the ${opts.bytes !== undefined ? 'pinned size' : 'limit'} of ${cap} bytes; the partial file was deleted`, url, dest);
+    const what = opts.bytes !== undefined ? 'pinned size' : 'limit';
+    throw new DownloadError(`refusing ${url}: the response goes on past the ${what} of ${cap} bytes; the partial file was deleted`, url, dest);
   }
   if (total !== undefined && received !== total) {
     throw new DownloadError(`download of ${url} ended after ${received} of ${total} bytes; run the command again to resume`, url, dest);

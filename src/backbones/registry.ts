@@ -121,7 +121,7 @@ export const UNPINNED_WEIGHTS: readonly string[] = Object.entries(HUB_WEIGHTS)
 /** The pin and cap of a hub entry (throws for an entry without its required record). */
 export function hubWeights(info: BackboneInfo): HubWeights {
   const w = HUB_WEIGHTS[info.name];
-  if (!w) throw new BackboneConfigError(`backbone '${info.name}' has no pinned checksum or size cap in the registry: refusing to download it`);
+  if (!w) throw new BackboneConfigError(`backbone '${info.name}' has no checksum record or size cap in the registry: refusing to download it`);
   return { pin: w.pin ? { ...w.pin } : null, maxBytes: w.maxBytes };
 }
 

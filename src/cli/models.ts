@@ -93,7 +93,8 @@ export function modelsCommand(options: ModelsCommandOptions = {}): Command {
       out(
         res.pinned
           ? `${name}: sha256 and size match the registry's pinned values\n`
-          : `${name}: no pinned checksum exists for this file in the registry: checked only that it is a valid safetensors file of at most ${formatBytes(hub.maxBytes)}; compare the sha256 above with the hub's (Files tab, LFS)\n`,
+          : `${name}: no pinned checksum exists for this file in the registry: checked only that it is a valid safetensors file ` +
+              `of at most ${formatBytes(hub.maxBytes)}; compare the sha256 above with the hub's (Files tab, LFS)\n`,
       );
     });
   return cmd;

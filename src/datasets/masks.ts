@@ -50,11 +50,12 @@ export class MaskNotes {
   warnings(): string[] {
     const list = (a: string[]): string => `${a.slice(0, 3).join(', ')}${a.length > 3 ? `, ... (${a.length} in all)` : ''}`;
     const out: string[] = [];
+    const n = (a: string[]): string => `${a.length} ground-truth mask${a.length > 1 ? 's are' : ' is'}`;
     if (this.nonBinary.length) {
-      out.push(`${this.nonBinary.length} ground-truth mask${this.nonBinary.length > 1 ? 's are' : ' is'} not 0/255 (blurred, scaled or coloured): binarised with the any-nonzero rule instead of the reference rule: ${list(this.nonBinary)}`);
+      out.push(`${n(this.nonBinary)} not 0/255 (blurred, scaled or coloured): binarised with the any-nonzero rule instead of the reference rule: ` + list(this.nonBinary));
     }
     if (this.empty.length) {
-      out.push(`${this.empty.length} ground-truth mask${this.empty.length > 1 ? 's are' : ' is'} empty after binarisation (no defective pixel): pixel metrics count these images as defect-free: ${list(this.empty)}`);
+      out.push(`${n(this.empty)} empty after binarisation (no defective pixel): pixel metrics count these images as defect-free: ${list(this.empty)}`);
     }
     return out;
   }
@@ -64,7 +65,14 @@ export class MaskNotes {
  * Loads and binarises the union of `files` -> [size, size] 0/1 (all zero when files is null/empty);
  * `onDecoded` sees each file's size; `notes` collects non-binary and empty masks.
  */
-export async function loadMask(files: string[] | null, size: number, rule: MaskRule, kind: DatasetKind = 'mvtec', onDecoded?: (file: string, width: number, height: number) => void, notes?: MaskNotes): Promise<Uint8Array> {
+export async function loadMask(
+  files: string[] | null,
+  size: number,
+  rule: MaskRule,
+  kind: DatasetKind = 'mvtec',
+  onDecoded?: (file: string, width: number, height: number) => void,
+  notes?: MaskNotes,
+): Promise<Uint8Array> {
   const out = new Uint8Array(size * size);
   for (const f of files ?? []) {
     const m = await decodeMask(f);

@@ -120,14 +120,20 @@ export function bmpHeader(file: string, bytes: Uint8Array): { width: number; hei
   if (b.length < 26) throw new ImageDecodeError(file, `not a valid bmp file (starts with 'BM' but is only ${b.length} bytes)`);
   const dib = b.readUInt32LE(14);
   if (dib === 12) throw new ImageDecodeError(file, 'unsupported bmp variant (OS/2 1.x core header); convert it to PNG');
-  if (!BMP_INFO_SIZES.has(dib) || b.length < 14 + dib) throw new ImageDecodeError(file, `not a valid bmp file (starts with 'BM' but its header size field is ${dib}, not a BMP header)`);
+  if (!BMP_INFO_SIZES.has(dib) || b.length < 14 + dib) {
+    throw new ImageDecodeError(file, `not a valid bmp file (starts with 'BM' but its header size field is ${dib}, not a BMP header)`);
+  }
   const planes = b.readUInt16LE(26);
   const bits = b.readUInt16LE(28);
   const compression = b.readUInt32LE(30);
   const offset = b.readUInt32LE(10);
   if (planes !== 1) throw new ImageDecodeError(file, `not a valid bmp file (${planes} colour planes; BMP has 1)`);
-  if (!BMP_BITS.has(bits)) throw new ImageDecodeError(file, `unsupported or invalid bmp bit depth ${bits} (supported: 1, 4, 8, 16, 24, 32)`);
-  if (compression > 3) throw new ImageDecodeError(file, `unsupported bmp compression ${compression} (JPEG/PNG inside BMP); convert it to PNG`);
+  if (!BMP_BITS.has(bits)) {
+    throw new ImageDecodeError(file, `unsupported or invalid bmp bit depth ${bits} (supported: 1, 4, 8, 16, 24, 32)`);
+  }
+  if (compression > 3) {
+    throw new ImageDecodeError(file, `unsupported bmp compression ${compression} (JPEG/PNG inside BMP); convert it to PNG`);
+  }
   if (offset >= b.length) throw new ImageDecodeError(file, `truncated bmp file (pixel data would start at byte ${offset} of ${b.length})`);
   const width = b.readInt32LE(18);
   const height = Math.abs(b.readInt32LE(22));
@@ -144,7 +150,8 @@ function decodeBmp(file: string, bytes: Buffer, channels: 1 | 3, maxPixels: numb
   } catch (e) {
     const msg = (e as Error).message;
     // bmp-js's own errors are about its internals ('this[bitn] is not a function', 'out of range')
-    throw new ImageDecodeError(file, `corrupt or truncated bmp file${/is not a function|Cannot read|undefined/.test(msg) ? '' : ` (${msg})`}`);
+    const internal = /is not a function|Cannot read|undefined/.test(msg);
+    throw new ImageDecodeError(file, `corrupt or truncated bmp file${internal ? '' : ` (${msg})`}`);
   }
   if (dec.data.length < dec.width * dec.height * 4) throw new ImageDecodeError(file, 'truncated bmp file');
   // bmp-js gives ABGR bytes per pixel

@@ -59,7 +59,9 @@ export function lockOwnerAlive(info: LockInfo): boolean {
 function parseLock(text: string): LockInfo | null {
   try {
     const j = JSON.parse(text) as Partial<LockInfo>;
-    return typeof j.pid === 'number' && Number.isInteger(j.pid) && j.pid > 0 ? { pid: j.pid, start: j.start ?? null, host: j.host ?? '', command: j.command ?? '', since: j.since ?? '' } : null;
+    return typeof j.pid === 'number' && Number.isInteger(j.pid) && j.pid > 0
+      ? { pid: j.pid, start: j.start ?? null, host: j.host ?? '', command: j.command ?? '', since: j.since ?? '' }
+      : null;
   } catch {
     return null;
   }
@@ -127,7 +129,13 @@ export async function acquireOutputLock(dir: string): Promise<() => Promise<void
     return release;
   }
   const file = join(dir, LOCK_FILE);
-  const info: LockInfo = { pid: process.pid, start: processStartTime(process.pid), host: hostname(), command: process.argv.slice(1).join(' '), since: new Date().toISOString() };
+  const info: LockInfo = {
+    pid: process.pid,
+    start: processStartTime(process.pid),
+    host: hostname(),
+    command: process.argv.slice(1).join(' '),
+    since: new Date().toISOString(),
+  };
   const text = JSON.stringify(info) + '\n';
   for (let attempt = 0; attempt < 5; attempt++) {
     if (await tryCreate(file, text)) {
@@ -146,7 +154,11 @@ export async function acquireOutputLock(dir: string): Promise<() => Promise<void
       continue;
     }
     if (other && lockOwnerAlive(other)) {
-      throw new OutputLockError(`output folder ${dir} is in use by another musc process (pid ${other.pid}${other.host ? ` on ${other.host}` : ''}, since ${other.since}: ${other.command}); wait for it to finish or choose another --out (if no such process runs, delete ${file})`);
+      throw new OutputLockError(
+        `output folder ${dir} is in use by another musc process (pid ${other.pid}${other.host ? ` on ${other.host}` : ''}, ` +
+          `since ${other.since}: ${other.command}); wait for it to finish or choose another --out ` +
+          `(if no such process runs, delete ${file})`,
+      );
     }
     if (!(await removeStale(file, otherText))) continue;
   }

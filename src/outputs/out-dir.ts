@@ -42,7 +42,8 @@ export async function outInsideData(out: string, data: string): Promise<string |
   if (rel.split(sep).some((s) => s.startsWith('.'))) return null; // hidden: not listed as data
   return o === d
     ? `--out ${out} is the data folder itself: a second run would score its own heatmaps and report images as inputs; choose another folder`
-    : `--out ${out} is inside --data ${data}: a second run would score its own heatmaps and report images as inputs; choose a folder outside the data, or a hidden one (e.g. ${resolve(data, '.musc-out')}), which the dataset listing skips`;
+    : `--out ${out} is inside --data ${data}: a second run would score its own heatmaps and report images as inputs; ` +
+        `choose a folder outside the data, or a hidden one (e.g. ${resolve(data, '.musc-out')}), which the dataset listing skips`;
 }
 
 function reason(e: unknown): string {
@@ -58,9 +59,11 @@ function reason(e: unknown): string {
 export async function prepareOutputFile(file: string, flag = '--out'): Promise<string> {
   if (file.trim() === '') throw new ConfigError(`${flag} is empty: give an output file`);
   const abs = resolve(file);
-  for (const sys of SYSTEM_ROOTS) if (within(sys, abs)) throw new ConfigError(`${flag} ${file} is under ${sys}, a system folder: choose a normal file`);
+  for (const sys of SYSTEM_ROOTS)
+    if (within(sys, abs)) throw new ConfigError(`${flag} ${file} is under ${sys}, a system folder: choose a normal file`);
   const st = await stat(abs).catch(() => null);
-  if (st && !st.isFile()) throw new ConfigError(`${flag} ${file} exists and is not a file (${st.isDirectory() ? 'a folder' : 'a device or special file'})`);
+  if (st && !st.isFile())
+    throw new ConfigError(`${flag} ${file} exists and is not a file (${st.isDirectory() ? 'a folder' : 'a device or special file'})`);
   try {
     await makeDirs(dirname(abs));
   } catch (e) {
@@ -75,10 +78,12 @@ export async function prepareOutputFolder(out: string, data?: string): Promise<s
   const abs = resolve(out);
   const real = await realpathLoose(abs);
   for (const sys of SYSTEM_ROOTS) {
-    if (within(sys, abs) || within(sys, real)) throw new ConfigError(`--out ${out} is under ${sys}, a system folder: choose a normal folder`);
+    if (within(sys, abs) || within(sys, real))
+      throw new ConfigError(`--out ${out} is under ${sys}, a system folder: choose a normal folder`);
   }
   const st = await stat(abs).catch(() => null);
-  if (st && !st.isDirectory()) throw new ConfigError(`--out ${out} exists and is not a folder (${st.isFile() ? 'a file' : 'a device or special file'})`);
+  if (st && !st.isDirectory())
+    throw new ConfigError(`--out ${out} exists and is not a folder (${st.isFile() ? 'a file' : 'a device or special file'})`);
   if (data !== undefined) {
     const why = await outInsideData(abs, data);
     if (why) throw new ConfigError(why);

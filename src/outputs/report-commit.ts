@@ -12,7 +12,10 @@ import { OutputTransaction, recoverOutputs } from './transaction.js';
 
 export async function buildReportCommitted(outDir: string, o: Omit<ReportOptions, 'stageDir'> = {}): Promise<ReportResult> {
   const abs = resolve(outDir);
-  const isDir = await stat(abs).then((s) => s.isDirectory(), () => false);
+  const isDir = await stat(abs).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
   if (!isDir) return buildReport(abs, o); // its own clear error about the folder
   const release = await acquireOutputLock(abs);
   try {

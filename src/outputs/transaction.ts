@@ -27,7 +27,11 @@ interface Journal {
   remove: string[];
 }
 
-const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
+const exists = (p: string): Promise<boolean> =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 async function applyJournal(out: string, j: Journal): Promise<void> {
   const st = join(out, j.staging);
@@ -50,13 +54,17 @@ async function applyJournal(out: string, j: Journal): Promise<void> {
 }
 
 function checkRel(p: string): string {
-  if (!p || p.startsWith('/') || p.split('/').some((s) => s === '..' || s === '.' || s === '')) throw new Error(`output transaction: bad entry '${p}'`);
+  if (!p || p.startsWith('/') || p.split('/').some((s) => s === '..' || s === '.' || s === ''))
+    throw new Error(`output transaction: bad entry '${p}'`);
   return p;
 }
 
 export class OutputTransaction {
   private done = false;
-  private constructor(readonly out: string, readonly name: string) {}
+  private constructor(
+    readonly out: string,
+    readonly name: string,
+  ) {}
 
   /** A new, empty staging folder in `out`. */
   static async begin(out: string): Promise<OutputTransaction> {

@@ -35,14 +35,24 @@ export async function readablePaths(paths: readonly string[], maxPixels?: number
 
 /** Largest subset of a division, counting only `counted` paths (all when undefined). */
 function largestSubset(paths: readonly string[], d: number, seed: number, counted?: ReadonlySet<string>): number {
-  return divideSubsets(paths, d, seed).reduce((a, s) => Math.max(a, counted ? s.filter((i) => counted.has(paths[i]!)).length : s.length), 0);
+  const size = (s: number[]): number => (counted ? s.filter((i) => counted.has(paths[i]!)).length : s.length);
+  return divideSubsets(paths, d, seed).reduce((a, s) => Math.max(a, size(s)), 0);
 }
 
 /**
  * Fewest subsets >= `minDivide` whose largest subset fits `maxBytes` (MSM needs >= 5 images each).
  * `counted`: the readable images (unreadable ones are skipped later and take no memory).
  */
-export function autoDivideNum(paths: readonly string[], stages: readonly StageDims[], size: number, maxBytes: number, minDivide: number, seed: number, storage: FeatureStorage = DEFAULT_FEATURE_STORAGE, counted?: ReadonlySet<string>): { divideNum: number; bytes: number } {
+export function autoDivideNum(
+  paths: readonly string[],
+  stages: readonly StageDims[],
+  size: number,
+  maxBytes: number,
+  minDivide: number,
+  seed: number,
+  storage: FeatureStorage = DEFAULT_FEATURE_STORAGE,
+  counted?: ReadonlySet<string>,
+): { divideNum: number; bytes: number } {
   const n = counted ? paths.filter((p) => counted.has(p)).length : paths.length;
   const maxDivide = Math.max(1, minDivide, Math.floor(n / 5));
   for (let d = Math.max(1, minDivide); d <= maxDivide; d++) {
@@ -52,6 +62,8 @@ export function autoDivideNum(paths: readonly string[], stages: readonly StageDi
   const largest = largestSubset(paths, maxDivide, seed, counted);
   const need = estimateSubsetBytes(largest, stages, size, storage);
   throw new RangeError(
-    `--max-memory ${Math.round(maxBytes / 2 ** 20)} MB is too small: ${n} readable images in at most ${maxDivide} subset${maxDivide > 1 ? 's' : ''} (each needs at least 5 images) leave a largest subset of ${largest} images, which needs about ${Math.ceil(need / 2 ** 20)} MB`,
+    `--max-memory ${Math.round(maxBytes / 2 ** 20)} MB is too small: ${n} readable images in at most ${maxDivide} ` +
+      `subset${maxDivide > 1 ? 's' : ''} (each needs at least 5 images) leave a largest subset of ${largest} images, ` +
+      `which needs about ${Math.ceil(need / 2 ** 20)} MB`,
   );
 }

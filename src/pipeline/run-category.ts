@@ -188,7 +188,8 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     skipped.length = 0; // the probe's skips are found again below
     if (dims) {
       try {
-        const a = autoDivideNum(paths, dims, S, opts.maxMemoryMb * 2 ** 20, opts.divideNum, opts.seed, storage, await readablePaths(paths, opts.maxPixels));
+        const readable = await readablePaths(paths, opts.maxPixels); // unreadable images take no memory
+        const a = autoDivideNum(paths, dims, S, opts.maxMemoryMb * 2 ** 20, opts.divideNum, opts.seed, storage, readable);
         divideNum = a.divideNum;
       } catch (e) {
         throw new DatasetError(`category '${category.name}': ${(e as Error).message}`);

@@ -74,7 +74,11 @@ export class PartialRunError extends DatasetError {
 }
 
 /** The output folder checked, created and locked; `o.out` replaced by its absolute path. Release after. */
-export async function openOutputFolder(out: string, data: string, log?: (line: string) => void): Promise<{ out: string; release: () => Promise<void> }> {
+export async function openOutputFolder(
+  out: string,
+  data: string,
+  log?: (line: string) => void,
+): Promise<{ out: string; release: () => Promise<void> }> {
   const abs = await prepareOutputFolder(out, data);
   let release: () => Promise<void>;
   try {
@@ -216,7 +220,8 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
       entries.push({ category: c.name, metrics: w.metrics });
       results.push(r);
       staged.push(categoryFolder(r.name));
-      o.log?.(`${c.name}: ${r.items.length} images${r.skipped.length ? `, ${r.skipped.length} skipped` : ''} -> ${join(o.out, categoryFolder(r.name))}`);
+      const sk = r.skipped.length ? `, ${r.skipped.length} skipped` : '';
+      o.log?.(`${c.name}: ${r.items.length} images${sk} -> ${join(o.out, categoryFolder(r.name))}`);
     }
     await dispose();
     checkInterrupted();
@@ -228,7 +233,9 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     await tx.commit([...staged, 'summary.json', 'metrics.md'], ['report.html']);
     const res: DatasetRunResult = { out: o.out, dataset: ds.kind, entries, results, markdown };
     if (failed.length > 0) {
-      throw new PartialRunError(`${failed.length} of ${cats.length} categories could not be scored (${failed.map((f) => f.category).join(', ')}); the other categories' results are in ${o.out}. First: ${failed[0]!.reason}`, res);
+      const names = failed.map((f) => f.category).join(', ');
+      const msg = `${failed.length} of ${cats.length} categories could not be scored (${names}); the other categories' results are in ${o.out}`;
+      throw new PartialRunError(`${msg}. First: ${failed[0]!.reason}`, res);
     }
     return res;
   } finally {

@@ -125,7 +125,8 @@ export async function resolveRequest(rootReal: string, target: string): Promise<
 }
 
 function send(res: ServerResponse, status: number, text: string, head: boolean): void {
-  res.writeHead(status, { ...SECURITY_HEADERS, 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+  const type = 'text/plain; charset=utf-8';
+  res.writeHead(status, { ...SECURITY_HEADERS, 'Content-Type': type, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(head ? undefined : text);
 }
 
@@ -195,7 +196,8 @@ export async function serveReport(o: ServeOptions): Promise<ReportServer> {
   const shown = host.includes(':') ? `[${host}]` : host;
   if (!isLoopbackAddress(host)) {
     (o.warn ?? ((l: string) => void process.stderr.write(`${l}\n`)))(
-      `warning: serving ${o.root} on ${host}, not a loopback address: anyone who can reach this machine on port ${port} can read the report, its images and scores (the Host check is off); use --host 127.0.0.1 to keep it local`,
+      `warning: serving ${o.root} on ${host}, not a loopback address: anyone who can reach this machine on port ${port} ` +
+        'can read the report, its images and scores (the Host check is off); use --host 127.0.0.1 to keep it local',
     );
   }
   return {
