@@ -214,7 +214,7 @@ test('output folder checked before any work: empty, a file, /dev/null, /proc, in
   }
 });
 
-test('ENOSPC on a small tmpfs: the error names the file and the byte count; nothing half-written', async (t) => {
+test('ENOSPC on a small tmpfs: the error names the file and the byte count; nothing half-written; a read-only folder is refused', async (t) => {
   const mnt = join(dir, 'tmpfs');
   mkdirSync(mnt);
   const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt], { encoding: 'utf8' });
@@ -239,6 +239,17 @@ test('ENOSPC on a small tmpfs: the error names the file and the byte count; noth
       [],
       'a failed run leaves no partial outputs',
     );
+  } finally {
+    spawnSync('umount', [mnt]);
+  }
+  // an unwritable output folder (a read-only mount: also for root), refused before any work
+  const ro = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,ro', 'tmpfs', mnt], { encoding: 'utf8' });
+  if (ro.status !== 0) return t.diagnostic(`read-only mount not possible: ${ro.stderr.trim()}`);
+  try {
+    const r = musc(args(join(mnt, 'out')));
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /cannot create the output folder .*tmpfs\/out: read-only file system/);
+    noStack(r.stderr);
   } finally {
     spawnSync('umount', [mnt]);
   }
