@@ -158,9 +158,9 @@ function checkBackboneName(name: string): void {
 async function execute(settings: Settings, data: string, out: string, quiet: boolean, report: boolean): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
   const log = quiet ? undefined : (l: string) => void process.stderr.write(`${l}\n`);
+  await checkDevice(settings.device); // before any work (and before the output folder is created)
   const folder = await openOutputFolder(out, data, log);
   try {
-    await checkDevice(settings.device); // before any work
     const metrics: MetricsFn = computeMetrics;
     let res: DatasetRunResult;
     try {
