@@ -151,9 +151,13 @@ const ALIASES: Record<string, string> = {
   vis_type: 'vis_norm',
 };
 
+/** Keys that would change an object's prototype instead of setting a value. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
 function renameAliases(obj: Record<string, unknown>, source: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(obj)) {
+    if (FORBIDDEN_KEYS.has(k)) throw new ConfigError(`${source}: key '${k}' is not a setting and is not allowed`);
     const key = ALIASES[k] ?? k.replace(/-/g, '_');
     if (key in out) throw new ConfigError(`${source}: '${k}' and '${key}' both given`);
     let val = v;
@@ -182,8 +186,24 @@ export function validateSettings(obj: unknown, source: string): Partial<Settings
     throw new ConfigError(`${source}: ${[...new Set(msgs)].join('; ')}`);
   }
   const s = renamed as Partial<Settings>;
-  if (s.interval && !(s.interval[0] < s.interval[1])) throw new ConfigError(`${source}: 'interval' must be [lo, hi] with lo < hi, got [${s.interval.join(', ')}]`);
+  if (s.interval) checkInterval(s.interval, `${source}: 'interval'`);
+  if (s.r_list) checkRList(s.r_list, `${source}: 'r_list'`);
   return s;
+}
+
+/** MSM interval: fractions of the sorted distances, 0 <= lo < hi <= 1. */
+export function checkInterval(v: readonly number[], what: string): void {
+  if (v.length !== 2 || !(v[0]! >= 0 && v[0]! < v[1]! && v[1]! <= 1)) {
+    throw new ConfigError(`${what} must be lo,hi with 0 <= lo < hi <= 1 (fractions of the sorted distances), got ${v.join(',')}`);
+  }
+}
+
+/** LNAMD degrees: odd integers 1..15 (an r x r neighbourhood centred on the patch). */
+export function checkRList(v: readonly number[], what: string): void {
+  const bad = v.filter((r) => !Number.isInteger(r) || r < 1 || r > 15 || r % 2 === 0);
+  if (bad.length > 0) {
+    throw new ConfigError(`${what} must be odd integers from 1 to 15 (r x r neighbourhoods centred on a patch), got ${bad.join(',')}`);
+  }
 }
 
 /** Reads a YAML (.yaml/.yml) or JSON config file. */

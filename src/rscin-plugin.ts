@@ -21,7 +21,7 @@ import { l2NormalizeRows, rscin } from './core/rscin.js';
 import { readFile } from 'node:fs/promises';
 import { SafetensorsFile, encodeSafetensors } from './io/safetensors.js';
 import { writeFileAtomic } from './io/atomic.js';
-import { formatCsv, parseCsv, formatNumber } from './outputs/csv.js';
+import { formatCsv, parseCsv, formatNumber, restoreCell } from './outputs/csv.js';
 import type { RgbImage } from './image/decode.js';
 import type { ImageTokens } from './core/types.js';
 import type { Backbone } from './backbones/types.js';
@@ -203,7 +203,7 @@ export async function rscinCsv(o: { scoresFile: string; tokensFile: string; kLis
   const tokens = await readTokens(o.tokensFile);
   let idx: Int32Array;
   try {
-    idx = matchPaths(rows.map((r) => r[pc]!), tokens, dirname(resolve(o.scoresFile)), `${o.scoresFile}:`);
+    idx = matchPaths(rows.map((r) => restoreCell(r[pc]!)), tokens, dirname(resolve(o.scoresFile)), `${o.scoresFile}:`);
   } catch (e) {
     throw new DatasetError(`${(e as Error).message} (tokens file ${o.tokensFile})`);
   }

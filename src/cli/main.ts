@@ -13,10 +13,11 @@ import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings, parseIntList, parseNumberList, type Settings } from '../config.js';
+import { checkInterval, checkRList, ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings } from '../config.js';
+import { parseIntList, parseNumberList, type Settings } from '../config.js';
 import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
 import { MASK_RULES } from '../datasets/masks.js';
-import { runDataset, type DatasetRunResult } from '../pipeline/run-dataset.js';
+import { openOutputFolder, PartialRunError, runDataset, type DatasetRunResult } from '../pipeline/run-dataset.js';
 import type { MetricsFn, Scorer } from '../pipeline/types.js';
 import { generateSynthetic } from '../demo/synthetic.js';
 import { createProgress } from './progress.js';
@@ -29,7 +30,7 @@ import { versions } from '../outputs/versions.js';
 import { computeMetrics } from '../metrics/index.js';
 import { modelsCommand } from './models.js';
 import { reportCommand, serveCommand } from './report.js';
-import { buildReport } from '../report/build.js';
+import { buildReportCommitted } from '../outputs/report-commit.js';
 import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
 import { parseDecisionRule } from '../threshold.js';
@@ -56,8 +57,13 @@ const posNumber = wrap((s) => {
 const intList = (what: string) => wrap((s) => parseIntList(s, what));
 const interval = wrap((s) => {
   const v = parseNumberList(s, '--interval');
-  if (v.length !== 2 || !(v[0]! >= 0 && v[0]! < v[1]!)) throw new Error(`expected lo,hi with 0 <= lo < hi, got '${s}'`);
+  checkInterval(v, '--interval');
   return v as [number, number];
+});
+const rList = wrap((s) => {
+  const v = parseIntList(s, '--r-list');
+  checkRList(v, '--r-list');
+  return v;
 });
 
 const decisionRule = wrap((s) => {
@@ -145,17 +151,34 @@ function checkBackboneName(name: string): void {
   if (known.length > 0 && !known.includes(name)) throw new ConfigError(`unknown backbone '${name}'; available: ${known.join(', ')}`);
 }
 
-async function execute(settings: Settings, data: string, out: string, quiet: boolean): Promise<DatasetRunResult> {
+/**
+ * A run and its report under one lock of the output folder (checked and created first, before
+ * the backbone). A run that ends with exit 3 (some categories not scored) still gets its report.
+ */
+async function execute(settings: Settings, data: string, out: string, quiet: boolean, report: boolean): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
-  await checkDevice(settings.device); // before any work
-  const metrics: MetricsFn = computeMetrics;
-  const res = await runDataset({
-    data, out, settings, loadBackbone, scorer, metrics,
-    log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
-    warn: (l) => process.stderr.write(`warning: ${l}\n`),
-    progress: createProgress(!quiet),
-  });
-  return res;
+  const log = quiet ? undefined : (l: string) => void process.stderr.write(`${l}\n`);
+  await checkDevice(settings.device); // before any work (and before the output folder is created)
+  const folder = await openOutputFolder(out, data, log);
+  try {
+    const metrics: MetricsFn = computeMetrics;
+    let res: DatasetRunResult;
+    try {
+      res = await runDataset({
+        data, out: folder.out, settings, loadBackbone, scorer, metrics,
+        ...(log ? { log } : {}),
+        warn: (l) => process.stderr.write(`warning: ${l}\n`),
+        progress: createProgress(!quiet),
+      });
+    } catch (e) {
+      if (e instanceof PartialRunError) await writeReport(e.result.out, report, quiet);
+      throw e;
+    }
+    await writeReport(res.out, report, quiet);
+    return res;
+  } finally {
+    await folder.release();
+  }
 }
 
 function addRunOptions(cmd: Command): Command {
@@ -166,7 +189,7 @@ function addRunOptions(cmd: Command): Command {
     .option('--weights <file>', 'weight file for the backbone (default: the registry/cache)')
     .option('--image-size <px>', "input size (default: the backbone's)", posInt)
     .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intList('--stages'))
-    .option('--r-list <list>', 'LNAMD aggregation degrees (default: 1,3,5)', intList('--r-list'))
+    .option('--r-list <list>', 'LNAMD aggregation degrees, odd (default: 1,3,5)', rList)
     .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posInt)
     .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumber)
     .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intList('--k-list'))
@@ -194,7 +217,7 @@ function addRunOptions(cmd: Command): Command {
 async function writeReport(out: string, enabled: boolean, quiet: boolean): Promise<void> {
   if (!enabled) return;
   try {
-    const r = await buildReport(out);
+    const r = await buildReportCommitted(out);
     if (!quiet) process.stderr.write(`report: ${r.file}\n`);
   } catch (e) {
     process.stderr.write(`warning: report not written: ${(e as Error).message}\n`);
@@ -225,8 +248,7 @@ export function buildProgram(): Command {
   run.action(async (f: RunFlags) => {
     const file = f.config ? await loadConfigFile(f.config) : {};
     const settings = mergeSettings(file, flagsToSettings(f));
-    const res = await execute(settings, resolve(f.data!), resolve(f.out!), !!f.quiet);
-    await writeReport(res.out, f.report !== false, !!f.quiet);
+    const res = await execute(settings, resolve(f.data!), f.out!, !!f.quiet, f.report !== false);
     printResult(res, !!f.quiet);
   });
 
@@ -243,8 +265,7 @@ export function buildProgram(): Command {
     const set = await generateSynthetic(join(out, 'data'));
     if (!f.quiet) process.stderr.write(`demo: ${set.images} synthetic images (${set.defective} defective) in ${set.root}\n`);
     const settings = mergeSettings({}, { dataset: 'mvtec', ...(f.backbone ? { backbone: f.backbone } : {}), ...(f.heatmaps ? { heatmaps: f.heatmaps } : {}), ...(f.device ? { device: f.device } : {}) });
-    const res = await execute(settings, set.root, join(out, 'results'), !!f.quiet);
-    await writeReport(res.out, true, !!f.quiet);
+    const res = await execute(settings, set.root, join(out, 'results'), !!f.quiet, true);
     process.stdout.write(`\n${res.markdown}\n`);
     printResult(res, true);
   });

@@ -11,7 +11,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildReport, REPORT_FILE } from '../report/build.js';
+import { REPORT_FILE } from '../report/build.js';
+import { buildReportCommitted } from '../outputs/report-commit.js';
 import { ReportError } from '../report/model.js';
 import { serveReport, type ReportServer } from '../report/serve.js';
 
@@ -33,7 +34,7 @@ interface ReportCliOptions {
 /** Builds the report; prints where it is. Errors from the folder's files exit with code 3. */
 export async function runReport(outDir: string, o: ReportCliOptions, print: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<string> {
   try {
-    const r = await buildReport(outDir, {
+    const r = await buildReportCommitted(outDir, {
       ...(o.thumbSize !== undefined ? { thumbSize: o.thumbSize } : {}),
       ...(o.norm !== undefined ? { norm: o.norm } : {}),
       ...(o.title !== undefined ? { title: o.title } : {}),

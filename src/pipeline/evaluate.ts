@@ -6,7 +6,7 @@
  * ImageSkipError with --strict).
  */
 import { performance } from 'node:perf_hooks';
-import { loadMask, type MaskRule } from '../datasets/masks.js';
+import { loadMask, MaskNotes, type MaskRule } from '../datasets/masks.js';
 import type { DatasetItem, DatasetKind } from '../datasets/types.js';
 import { evaluate } from '../metrics/evaluator.js';
 import type { DecisionRule, Decisions } from '../threshold.js';
@@ -74,6 +74,7 @@ async function loadMasks(input: EvaluateInput, opts: EvaluateOptions, warnings: 
   const { items, size: S } = input;
   const masks = new Uint8Array(items.length * S * S);
   const wrongSize: string[] = [];
+  const notes = new MaskNotes();
   let failed = false;
   for (let k = 0; k < items.length && !failed; k++) {
     const it = items[k]!;
@@ -82,7 +83,7 @@ async function loadMasks(input: EvaluateInput, opts: EvaluateOptions, warnings: 
       masks.set(
         await loadMask(it.masks, S, opts.maskRule, opts.kind, (_file, w, h) => {
           if (img && (img[0] !== w || img[1] !== h)) wrongSize.push(`${it.rel} is ${img[0]}x${img[1]}, its mask ${w}x${h}`);
-        }),
+        }, notes),
         k * S * S,
       );
     } catch (e) {
@@ -92,6 +93,7 @@ async function loadMasks(input: EvaluateInput, opts: EvaluateOptions, warnings: 
       failed = true;
     }
   }
+  warnings.push(...notes.warnings());
   if (wrongSize.length > 0) {
     const listed = `${wrongSize.slice(0, 3).join('; ')}${wrongSize.length > 3 ? '; ...' : ''}`;
     const verb = wrongSize.length > 1 ? 's do' : ' does';

@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { divideSubsets } from '../datasets/divide.js';
 import { DatasetError, type Category, type DatasetItem } from '../datasets/types.js';
 import { FeatureStore, ImageSkipError } from '../features/store.js';
-import { autoDivideNum } from './memory.js';
+import { autoDivideNum, readablePaths } from './memory.js';
 import { checkInterrupted } from './interrupt.js';
 import { evaluateCategory } from './evaluate.js';
 import { scoreSubsets, type ScoredSubsets } from './score-subsets.js';
@@ -107,7 +107,9 @@ async function planSubsets(run: CategoryRun): Promise<{ subsets: number[][]; div
     const dims = await run.store.probe(all);
     if (dims) {
       try {
-        divideNum = autoDivideNum(paths, dims, run.S, opts.maxMemoryMb * 2 ** 20, opts.divideNum, opts.seed, run.store.storage).divideNum;
+        const readable = await readablePaths(paths, opts.maxPixels); // unreadable images take no memory
+        const budget = opts.maxMemoryMb * 2 ** 20;
+        divideNum = autoDivideNum(paths, dims, run.S, budget, opts.divideNum, opts.seed, run.store.storage, readable).divideNum;
       } catch (e) {
         throw new DatasetError(`category '${category.name}': ${(e as Error).message}`);
       }

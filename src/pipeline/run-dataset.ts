@@ -4,10 +4,15 @@
  * Data problems (missing folder, unknown category, no images) are found before the backbone is
  * loaded, and a bad weight file fails (ConfigError) before any image is read.
  *
- * Robustness: leftover temporaries of killed runs are removed first; backbone features are
- * cached per image (features/cache.ts, default <out>/.cache/features) so that a re-run resumes;
- * with several categories, one that cannot be scored (too few readable images) is reported and
- * the others are still written, then the run fails with a DatasetError naming it.
+ * Robustness: the output folder is checked and created first (outputs/out-dir.ts) and locked
+ * (outputs/lock.ts: one process per folder); an interrupted switch of a previous run is finished
+ * and leftover temporaries of killed runs are removed. Every output of the run is written into a
+ * staging folder and switched in at the end as one transaction (outputs/transaction.ts): until
+ * then the previous results stay complete; a failure or kill leaves the old set or the new set.
+ * Backbone features are cached per image (features/cache.ts, default <out>/.cache/features, not
+ * staged) so that a re-run resumes. With several categories, one that cannot be scored (too few
+ * readable images) is reported, the others are still written, then the run fails with a
+ * PartialRunError (a DatasetError: exit 3) that carries the result, so that a report can be built.
  */
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -15,7 +20,10 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { openDataset, selectCategories, defaultKList, type OpenedDataset as Dataset } from '../datasets/index.js';
 import { DatasetError, type Category } from '../datasets/types.js';
 import { runCategory } from './run-category.js';
-import { writeCategoryOutputs } from '../outputs/category.js';
+import { categoryFolder, writeCategoryOutputs } from '../outputs/category.js';
+import { prepareOutputFolder, unwritableOutput } from '../outputs/out-dir.js';
+import { acquireOutputLock } from '../outputs/lock.js';
+import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
 import { ConfigError, type Settings } from '../config.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
@@ -57,7 +65,50 @@ export interface DatasetRunResult {
   markdown: string;
 }
 
+/** Some categories could not be scored; the others were written (`result`). Exit 3. */
+export class PartialRunError extends DatasetError {
+  constructor(
+    message: string,
+    readonly result: DatasetRunResult,
+  ) {
+    super(message);
+    this.name = 'PartialRunError';
+  }
+}
+
+/** The output folder checked, created and locked, by its absolute path. Release after. */
+export async function openOutputFolder(
+  out: string,
+  data: string,
+  log?: (line: string) => void,
+): Promise<{ out: string; release: () => Promise<void> }> {
+  const abs = await prepareOutputFolder(out, data);
+  let release: () => Promise<void>;
+  try {
+    release = await acquireOutputLock(abs);
+  } catch (e) {
+    throw unwritableOutput(out, e);
+  }
+  try {
+    const rec = await recoverOutputs(abs);
+    if (rec) log?.(`${abs}: ${rec}`);
+  } catch (e) {
+    await release();
+    throw e;
+  }
+  return { out: abs, release };
+}
+
 export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult> {
+  const folder = await openOutputFolder(o.out, o.data, o.log);
+  try {
+    return await runLocked({ ...o, out: folder.out });
+  } finally {
+    await folder.release();
+  }
+}
+
+async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   const s = o.settings;
   const ds = await openDataset(o.data, s.dataset);
   const cats = await loadCategories(o, ds);
@@ -73,36 +124,55 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
   const removed = await removeStaleTemporaries(o.out);
   if (removed > 0) o.log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} left by an interrupted run in ${o.out}`);
   const backbone = await loadRunBackbone(o);
-  const cache = await openFeatureCache(o, backbone);
-  const run: DatasetRun = { o, ds, backbone, kList, ...(cache ? { cache } : {}), ...(decision ? { decision } : {}), refFiles };
+  let disposed = false;
+  const dispose = async (): Promise<void> => {
+    if (!disposed) {
+      disposed = true;
+      await backbone.dispose();
+    }
+  };
+  const tx = await OutputTransaction.begin(o.out);
+  registerOutputDir(tx.dir);
+  try {
+    const cache = await openFeatureCache(o, backbone);
+    const run: DatasetRun = { o, ds, backbone, kList, staging: tx.dir, refFiles, ...(cache ? { cache } : {}), ...(decision ? { decision } : {}) };
+    const done = await runCategories(run, cats);
+    await dispose();
+    checkInterrupted();
+    const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, done.entries);
+    const markdown = metricsMarkdown(`MuSc: ${ds.kind} with ${s.backbone} at ${backbone.imageSize} px`, done.entries);
+    await writeFileAtomic(join(tx.dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    await writeFileAtomic(join(tx.dir, 'metrics.md'), markdown);
+    // the previous report shows the replaced categories' images: it goes with them (rebuilt after)
+    const staged = done.results.map((r) => categoryFolder(r.name));
+    await tx.commit([...staged, 'summary.json', 'metrics.md'], ['report.html']);
+    const res: DatasetRunResult = { out: o.out, dataset: ds.kind, entries: done.entries, results: done.results, markdown };
+    if (done.failed.length > 0) {
+      const names = done.failed.map((f) => f.category).join(', ');
+      const msg = `${done.failed.length} of ${cats.length} categories could not be scored (${names}); the other categories' results are in ${o.out}`;
+      throw new PartialRunError(`${msg}. First: ${done.failed[0]!.reason}`, res);
+    }
+    return res;
+  } finally {
+    await dispose();
+    await tx.abort();
+  }
+}
+
+/** Every category in turn (written into the staging folder). */
+async function runCategories(run: DatasetRun, cats: Category[]) {
   const entries: SummaryEntry[] = [];
   const results: CategoryResult[] = [];
   const failed: { category: string; reason: string }[] = [];
-  try {
-    for (const c of cats) {
-      const done = await runOneCategory(run, c, cats.length);
-      if ('failed' in done) failed.push({ category: c.name, reason: done.failed });
-      else {
-        entries.push(done.entry);
-        results.push(done.result);
-      }
+  for (const c of cats) {
+    const done = await runOneCategory(run, c, cats.length);
+    if ('failed' in done) failed.push({ category: c.name, reason: done.failed });
+    else {
+      entries.push(done.entry);
+      results.push(done.result);
     }
-  } finally {
-    await backbone.dispose();
   }
-  checkInterrupted();
-  const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, entries);
-  const markdown = metricsMarkdown(`MuSc: ${ds.kind} with ${s.backbone} at ${backbone.imageSize} px`, entries);
-  await writeFileAtomic(join(o.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-  await writeFileAtomic(join(o.out, 'metrics.md'), markdown);
-  if (failed.length > 0) {
-    const names = failed.map((f) => f.category).join(', ');
-    throw new DatasetError(
-      `${failed.length} of ${cats.length} categories could not be scored (${names}); ` +
-        `the other categories' results are in ${o.out}. First: ${failed[0]!.reason}`,
-    );
-  }
-  return { out: o.out, dataset: ds.kind, entries, results, markdown };
+  return { entries, results, failed };
 }
 
 interface CategoryDone {
@@ -116,6 +186,8 @@ interface DatasetRun {
   ds: Dataset;
   backbone: Backbone;
   kList: number[];
+  /** the transaction's staging folder: every output file is written here, then switched in */
+  staging: string;
   cache?: FeatureCache;
   decision?: DecisionRule;
   /** category -> reference images (few-shot) */
@@ -234,7 +306,8 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
   const w = await writeOutputs(run, r, rf);
   for (const sk of r.skipped) o.warn?.(`skipped ${sk.path}: ${sk.reason}`);
   for (const wn of r.warnings) o.warn?.(wn);
-  o.log?.(`${c.name}: ${r.items.length} images${r.skipped.length ? `, ${r.skipped.length} skipped` : ''} -> ${w.dir}`);
+  const sk = r.skipped.length ? `, ${r.skipped.length} skipped` : '';
+  o.log?.(`${c.name}: ${r.items.length} images${sk} -> ${join(o.out, categoryFolder(r.name))}`);
   return { entry: { category: c.name, metrics: w.metrics }, result: r };
 }
 
@@ -246,7 +319,7 @@ function writeOutputs(run: DatasetRun, r: CategoryResult, rf: string[] | undefin
     ...s, dataset: ds.kind, image_size: backbone.imageSize, stages: backbone.stages, k_list: run.kList,
     ...(rf ? { reference_images: rf } : {}),
   };
-  return writeCategoryOutputs(o.out, r, {
+  return writeCategoryOutputs(run.staging, r, {
     heatmaps: s.heatmaps, visNorm: s.vis_norm,
     info: {
       settings: settingsOut, data_root: ds.root,

@@ -12,6 +12,8 @@ import type { PageCategory, PageData } from './page-data.js';
 export const REPORT_FILE = 'report.html';
 
 export interface ReportOptions extends Omit<AssetOptions, 'onProgress'> {
+  /** write the assets and report.html under this folder instead of outDir (outputs/report-commit.ts switches them in) */
+  stageDir?: string;
   /** page title (default 'MuSc report') */
   title?: string;
   /** progress per category: name, images done, total */
@@ -74,7 +76,7 @@ export async function buildReport(outDir: string, o: ReportOptions = {}): Promis
   const warnings: string[] = [];
   for (const folder of folders) {
     const cat = await readCategoryOutputs(outDir, folder);
-    const { assets, warnings: w } = await writeCategoryAssets(outDir, cat, {
+    const { assets, warnings: w } = await writeCategoryAssets(o.stageDir ?? outDir, cat, {
       ...(o.thumbSize !== undefined ? { thumbSize: o.thumbSize } : {}),
       ...(o.maxLargeSize !== undefined ? { maxLargeSize: o.maxLargeSize } : {}),
       ...(o.norm !== undefined ? { norm: o.norm } : {}),
@@ -87,7 +89,7 @@ export async function buildReport(outDir: string, o: ReportOptions = {}): Promis
     pages.push(pageCategory(cat, assets, all));
   }
   const data: PageData = { title: o.title ?? 'MuSc report', subtitle: subtitleOf(cats), categories: pages };
-  const file = join(outDir, REPORT_FILE);
+  const file = join(o.stageDir ?? outDir, REPORT_FILE);
   await writeFileAtomic(file, renderReportHtml(data));
   return { file, data, warnings };
 }
