@@ -27,7 +27,8 @@ import { MASK_RULES, type MaskRule } from './datasets/masks.js';
 
 export type VisNorm = 'single' | 'whole';
 export type HeatmapMode = 'all' | 'anomalous' | 'none';
-export type Device = 'cpu' | 'cuda';
+import type { Device } from './compute/session.js';
+export type { Device };
 
 export interface Settings {
   /** dataset layout; detected from the tree when absent */

@@ -49,7 +49,9 @@ test('cache: a damaged cache file is recomputed with a warning; scores equal the
         data: set.root, out, settings, loadBackbone: fakeLoader(bb), scorer: fakeScorer(), metrics: fakeMetrics(),
         warn: (w) => warnings.push(w), log: (l) => logs.push(l),
       });
-      return { res, warnings, logs, bb };
+      // the 48 px synthetic masks resized to 32 px may lose a thin defect (a mask warning, not the cache's)
+      const other = warnings.filter((w) => !w.includes('ground-truth mask'));
+      return { res, warnings: other, logs, bb };
     };
     const plain = await run(join(dir, 'plain'), { cache: false });
     const out = join(dir, 'cached');

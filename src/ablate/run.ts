@@ -7,6 +7,7 @@
  * (from --reference-dir), else the last max(shots) good test images in dataset order, held out
  * of the test set in every shots row (so 0- to 4-shot rows score the same images).
  */
+import type { Device } from '../compute/session.js';
 import type { ProgressListener } from '../compute/worker.js';
 import type { MsmPrecision } from '../core/kernel.js';
 import { composeR } from '../core/score.js';
@@ -37,7 +38,7 @@ export interface AblationInput {
   /** the metrics function (default computeMetrics, through the evaluator) */
   metrics?: MetricsFn;
   seed?: number;
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   /** MSM precision (default DEFAULT_MSM_PRECISION, as musc run) */
   precision?: MsmPrecision;
   onProgress?: ProgressListener;

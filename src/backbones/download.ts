@@ -18,6 +18,7 @@
  *     remembered per path, size and mtime); one that fails is deleted and downloaded again.
  * Then the file is renamed into place atomically.
  */
+import { sha256OfFile } from '../io/sha256.js';
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, openSync, readSync } from 'node:fs';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
@@ -329,13 +330,6 @@ async function rememberSha256(path: string, sha: string, cacheDir: string): Prom
   } catch {
     // a read-only cache only costs a re-hash next time
   }
-}
-
-/** Streams a file through sha256. */
-export async function sha256OfFile(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 /** sha256 of a file, remembered in the cache folder keyed by path, size and mtime. */

