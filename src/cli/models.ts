@@ -7,6 +7,7 @@
  *         against the registry's pinned sha256 and size, or (UNPINNED_WEIGHTS) its format and
  *         size cap only, which it says
  */
+import { stageLayerNames } from '../backbones/types.js';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { backboneInfo, hubWeights, isCached, isHubBackbone, listBackbones, weightsCachePath } from '../backbones/registry.js';
@@ -33,7 +34,7 @@ export function modelsTable(cacheDir = defaultCacheDir()): string {
       b.name,
       b.family,
       String(b.imageSize),
-      b.stages.join(','),
+      `${b.stages.join(',')} (${stageLayerNames(b.family, b.stages).join(',')})`,
       hub ? `hf:${b.weights.repo}/${b.weights.file}` : `${b.weights.repo} (${b.weights.file})`,
       hub ? (isCached(b, cacheDir) ? 'cached' : 'not downloaded') : 'bundled',
     ]);

@@ -5,6 +5,7 @@
  * `label` column (0, 1 or empty) it prints the image AUROC of the labelled rows before and after
  * (src/metrics/evaluator.ts).
  */
+import { RSCIN_K_MVTEC } from '../core/rscin.js';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -22,7 +23,7 @@ export function rscinCommand(): Command {
     .option('--out <csv>', 'output CSV (default: the --scores file, replaced atomically)')
     .option('--quiet', 'no information lines');
   cmd.action(async (f: { scores: string; features: string; k?: number[]; column?: string; out?: string; quiet?: boolean }) => {
-    const kList = f.k ?? [1, 2, 3];
+    const kList = f.k ?? [...RSCIN_K_MVTEC];
     const r = await rscinCsv({ scoresFile: resolve(f.scores), tokensFile: resolve(f.features), kList, ...(f.column ? { column: f.column } : {}) });
     const out = resolve(f.out ?? f.scores);
     await writeFileAtomic(out, formatRscinCsv(r));

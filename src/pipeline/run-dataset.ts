@@ -30,7 +30,7 @@ import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, cacheIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
-import type { Backbone, LoadOptions } from '../backbones/types.js';
+import { stageLayerNames, type Backbone, type LoadOptions } from '../backbones/types.js';
 import type { MetricsFn, Scorer, CategoryResult } from './types.js';
 import { excludeTestImages, extractReferences, listReferenceImages, referenceFolder } from './references.js';
 import { parseDecisionRule, type DecisionRule } from '../threshold.js';
@@ -326,6 +326,7 @@ function writeOutputs(run: DatasetRun, r: CategoryResult, rf: string[] | undefin
       backbone: {
         name: backbone.info?.name ?? s.backbone, weights_path: backbone.weightsPath, weights_sha256: backbone.weightsSha256,
         image_size: backbone.imageSize, stages: backbone.stages,
+        ...(backbone.info ? { layers: stageLayerNames(backbone.info.family, backbone.stages) } : {}),
       },
     },
   });
