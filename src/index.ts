@@ -35,6 +35,9 @@ export { runCategory } from './pipeline/run-category.js';
 // backbone features of image files (the one extraction loop) and their cache
 export { FeatureStore, FeatureCache, ImageSkipError, cacheIdentity, stackStages, stackTokens } from './features/index.js';
 export type { FeatureStoreOptions, ImageFeatures, ImageRef, ExtractResult, ExtractedImage, BadFilePolicy, StageDims } from './features/index.js';
+// banks: saved reference sets of one product, predict with label-free verdicts and regions
+export { buildBank, openBank, predict, closeBank, renderMaskPng, renderHeatmapPng, renderCompositePng, BankError } from './bank/index.js';
+export type { Bank, BankManifest, ImageInput, ImagePrediction, PredictOptions, PredictOutput, Region } from './bank/index.js';
 // files
 export { SafetensorsFile, writeSafetensors, encodeSafetensors } from './io/safetensors.js';
 export { toFloat16, fromFloat16 } from './io/float16.js';
