@@ -26,9 +26,18 @@ export type { DatasetItem } from './datasets/types.js';
 // metrics
 export { computeMetrics, rocCurve, f1OptimalThreshold, aupro, proMusc } from './metrics/index.js';
 export type { MetricsInput, MetricsResult } from './metrics/index.js';
+export { evaluate, evaluateImages } from './metrics/evaluator.js';
+export type { Evaluation, EvaluationInput, ImageEvaluation } from './metrics/evaluator.js';
+export { isNg, decide, labelFreeThreshold } from './threshold.js';
 // the whole pipeline
 export { runDataset } from './pipeline/run-dataset.js';
 export { runCategory } from './pipeline/run-category.js';
+// backbone features of image files (the one extraction loop) and their cache
+export { FeatureStore, FeatureCache, ImageSkipError, cacheIdentity, stackStages, stackTokens } from './features/index.js';
+export type { FeatureStoreOptions, ImageFeatures, ImageRef, ExtractResult, ExtractedImage, BadFilePolicy, StageDims } from './features/index.js';
+// banks: saved reference sets of one product, predict with label-free verdicts and regions
+export { buildBank, openBank, predict, closeBank, renderMaskPng, renderHeatmapPng, renderCompositePng, BankError } from './bank/index.js';
+export type { Bank, BankManifest, ImageInput, ImagePrediction, PredictOptions, PredictOutput, Region } from './bank/index.js';
 // files
 export { SafetensorsFile, writeSafetensors, encodeSafetensors } from './io/safetensors.js';
 export { toFloat16, fromFloat16 } from './io/float16.js';

@@ -5,7 +5,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { scorePatches } from '../src/scoring/musc.js';
@@ -13,7 +13,7 @@ import { shutdownCompute } from '../src/compute/worker.js';
 import { toFloat16 } from '../src/io/float16.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { scoreAgainstBank } from '../src/bank/scoring.js';
-import { buildBank, openBank, predict, closeBank, renderCompositePng, renderMaskPng, type ImageInput } from '../src/bank/index.js';
+import { buildBank, imagesOfFolder, openBank, predict, closeBank, renderCompositePng, renderMaskPng, type ImageInput } from '../src/bank/index.js';
 import { falseAlarmThreshold, normalQuantile, normalizeScore, runVerdicts, readThresholdArg, writeThresholdFile } from '../src/bank/calibration.js';
 import { regionsOf } from '../src/bank/regions.js';
 import { runPixelScale, writeRunWhere } from '../src/bank/run-where.js';
@@ -141,7 +141,31 @@ test('bad inputs are skipped with the reason; no images is an error; a duplicate
     assert.equal(out.predictions.length, 1);
     assert.match(out.predictions[0]!.warnings.join(), /is in the bank/);
     await assert.rejects(predict(bank, [], { loadBackbone: loader }), /no images/);
+    // other formats are decoded (JPEG, grayscale); another aspect ratio is scored with a warning
+    const jpeg = await sharp(imgs[2]!.bytes).jpeg().toBuffer();
+    const gray = await sharp(imgs[3]!.bytes).grayscale().png().toBuffer();
+    const tall = await sharp(imgs[4]!.bytes).resize(32, 64, { fit: 'fill' }).png().toBuffer();
+    const other = await predict(bank, [{ name: 'a.jpg', bytes: jpeg }, { name: 'g.png', bytes: gray }, { name: 't.png', bytes: tall }], { loadBackbone: loader, maps: true });
+    assert.deepEqual(other.predictions.map((p) => [p.name, p.width, p.height]), [['a.jpg', 48, 32], ['g.png', 48, 32], ['t.png', 32, 64]]);
+    assert.equal(other.predictions[0]!.warnings.length, 0);
+    assert.match(other.predictions[2]!.warnings.join(), /32x64; no bank image has this aspect ratio/);
+    assert.equal(other.predictions[2]!.mask!.length, 32 * 64);
     await assert.rejects(buildBank([imgs[0]!], { out: join(dir, 'b.bank'), backbone: bb }), /at least 2 readable images/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a bank folder leaves out mask folders (ground_truth/, masks/)', async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-');
+  try {
+    for (const [i, rel] of ['good/a.png', 'good/b.png', 'ground_truth/x/a_mask.png'].entries()) {
+      await mkdir(join(dir, rel, '..'), { recursive: true });
+      await writeFile(join(dir, rel), await png(16, 16, i));
+    }
+    const { inputs, excluded } = await imagesOfFolder(dir);
+    assert.deepEqual(inputs.map((x) => x.name), ['good/a.png', 'good/b.png']);
+    assert.deepEqual(excluded.map((x) => x.name), ['ground_truth/x/a_mask.png']);
   } finally {
     await cleanup();
   }

@@ -13,7 +13,7 @@ import { GraphBuilder } from '../src/onnx/graph.js';
 import { createSession, ort } from '../src/compute/session.js';
 import { scorePatches } from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
-import { FeatureCache } from '../src/pipeline/feature-cache.js';
+import { FeatureCache } from '../src/features/cache.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { estimateSubsetBytes } from '../src/pipeline/memory.js';
 import type { StageFeatures } from '../src/core/types.js';

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildReport } from '../src/report/build.js';
 import { parseScoresCsv, type ScoreRow } from '../src/outputs/scores.js';
-import { bestF1Threshold } from '../src/report/stats.js';
+import { f1OptimalThreshold } from '../src/metrics/index.js';
 import { artifactsDir, makeFixture, tempDir, type Fixture } from './helpers/report-fixture.js';
 
 const CHROMIUM = process.env.MUSC_CHROMIUM ?? '/usr/bin/chromium';
@@ -108,9 +108,9 @@ test('report in headless Chromium: order, slider, filters, viewer, screenshots',
 
   // starts at the F1-optimal threshold, counts agree with scores.csv
   const scores = rows.map((r) => r.score_rscin);
-  const labels = rows.map((r) => r.label);
+  const labels = rows.map((r) => r.label ?? 0);
   let s = await shown(page);
-  assert.equal(s.t, bestF1Threshold(scores, labels)!.threshold);
+  assert.equal(s.t, f1OptimalThreshold(scores, labels).threshold, 'the F1-optimal threshold of the metrics (f1_threshold of metrics.json)');
   assert.deepEqual({ ...s, t: 0, cardsNg: 0 }, { ...counts(s.t), t: 0, cardsNg: 0 });
   assert.equal(s.cardsNg, s.ng);
   assert.equal(await page.locator('#mark-f1').count(), 1, 'F1-optimal threshold marked on the slider');

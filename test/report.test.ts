@@ -5,10 +5,14 @@ import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { Command } from 'commander';
-import { rankByScore, confusionAt, rocCurve, bestF1Threshold, labelFreeThreshold, median, scoreHistogram, pageStatsSource } from '../src/report/stats.js';
+import { rankByScore, scoreHistogram } from '../src/report/stats.js';
+import { confusionAt } from '../src/metrics/confusion.js';
+import { evaluateImages } from '../src/metrics/evaluator.js';
+import { labelFreeThreshold } from '../src/threshold.js';
 import { buildReport } from '../src/report/build.js';
 import { maskOutline } from '../src/report/assets.js';
-import { scriptJson, type PageData } from '../src/report/html.js';
+import { scriptJson, pageScriptSource, type PageData } from '../src/report/html.js';
+import { writeFileAtomic } from '../src/io/atomic.js';
 import { ReportError } from '../src/report/model.js';
 import { parseScoresCsv } from '../src/outputs/scores.js';
 import { reportCommand } from '../src/cli/report.js';
@@ -32,13 +36,14 @@ test('rankByScore: descending, ties in dataset order, NaN last', () => {
   assert.deepEqual(rankByScore([0.2, 0.9, NaN, 0.9, 0.1]), [1, 3, 0, 4, 2]);
 });
 
-test('confusionAt matches a direct count; NaN is never NG; unlabelled images only in NG/OK', () => {
+test('confusionAt matches a direct count with the NG rule (score >= t; NaN is NG); unlabelled images only in NG/OK', () => {
   const { scores, labels } = sample(60, 3);
   scores[5] = NaN;
   labels[7] = null;
   for (const t of [-1, 0.3, 0.55, 0.8, 2]) {
     const c = confusionAt(scores, labels, t);
-    const pred = scores.map((s) => Number.isFinite(s) && s >= t);
+    const pred = scores.map((s) => Number.isNaN(s) || s >= t);
+    assert.equal(pred[5], true, 'NaN is NG');
     assert.equal(c.ng, pred.filter(Boolean).length);
     assert.equal(c.ok, scores.length - c.ng);
     assert.equal(c.tp, pred.filter((p, i) => p && labels[i] === 1).length);
@@ -50,56 +55,60 @@ test('confusionAt matches a direct count; NaN is never NG; unlabelled images onl
   }
 });
 
-test('rocCurve: AUC equals the Mann-Whitney statistic (ties count half), curve is monotone from (0,0) to (1,1)', () => {
+test('evaluateImages ROC: AUC equals the Mann-Whitney statistic (ties count half), curve monotone from (0,0) to (1,1)', () => {
   for (const seed of [1, 2, 3]) {
     const { scores, labels } = sample(80, seed);
+    scores[3] = NaN; // left out of the curve, as unlabelled images are
+    labels[4] = null;
     let pairs = 0;
     let wins = 0;
     for (let i = 0; i < scores.length; i++)
       for (let j = 0; j < scores.length; j++) {
-        if (labels[i] !== 1 || labels[j] !== 0) continue;
+        if (labels[i] !== 1 || labels[j] !== 0 || Number.isNaN(scores[i]!) || Number.isNaN(scores[j]!)) continue;
         pairs++;
         wins += scores[i]! > scores[j]! ? 1 : scores[i] === scores[j] ? 0.5 : 0;
       }
-    const r = rocCurve(scores, labels);
-    assert.ok(Math.abs(r.auc! - wins / pairs) < 1e-12, `seed ${seed}: ${r.auc} vs ${wins / pairs}`);
+    const e = evaluateImages(scores, labels);
+    assert.equal(e.labelled, 78);
+    const r = e.curves.roc!;
+    assert.ok(Math.abs(r.auc - wins / pairs) < 1e-12, `seed ${seed}: ${r.auc} vs ${wins / pairs}`);
     assert.deepEqual([r.fpr[0], r.tpr[0]], [0, 0]);
     assert.deepEqual([r.fpr.at(-1), r.tpr.at(-1)], [1, 1]);
     for (let k = 1; k < r.fpr.length; k++) assert.ok(r.fpr[k]! >= r.fpr[k - 1]! && r.tpr[k]! >= r.tpr[k - 1]!);
   }
-  assert.equal(rocCurve([1, 2], [0, 0]).auc, null);
+  assert.equal(evaluateImages([1, 2], [0, 0]).curves.roc, null);
+  assert.equal(evaluateImages([1, 2], null).curves.roc, null);
+  assert.throws(() => evaluateImages([1, 2], [0, 2]), /labels must be 0, 1 or null/);
 });
 
-test('bestF1Threshold: the maximum F1 over every score used as threshold (brute force)', () => {
+test('evaluateImages F1 threshold: the maximum F1 over every score used as threshold (brute force), lowest on ties', () => {
   for (const seed of [4, 5, 6]) {
     const { scores, labels } = sample(70, seed);
     let best = -1;
     let bestT = NaN;
     for (const t of [...new Set(scores)].sort((a, b) => b - a)) {
-      const c = confusionAt(scores, labels, t);
-      const f1 = c.f1 ?? 0;
-      if (f1 > best) {
-        best = f1;
+      const f1 = confusionAt(scores, labels, t).f1 ?? 0;
+      if (f1 >= best - 1e-15) {
+        if (f1 > best + 1e-15) best = f1;
         bestT = t;
       }
     }
-    const b = bestF1Threshold(scores, labels)!;
+    const b = evaluateImages(scores, labels).thresholds.f1!;
     assert.ok(Math.abs(b.f1 - best) < 1e-12, `seed ${seed}: ${b.f1} vs ${best}`);
     assert.equal(b.threshold, bestT);
     const c = confusionAt(scores, labels, b.threshold);
     assert.ok(Math.abs(c.f1! - b.f1) < 1e-12);
+    assert.deepEqual([b.precision, b.recall], [c.precision, c.recall]);
   }
-  assert.equal(bestF1Threshold([1, 2], [0, null]), null);
+  assert.equal(evaluateImages([1, 2], [0, null]).thresholds.f1, null);
 });
 
-test('labelFreeThreshold: median + 3 * 1.4826 * MAD', () => {
-  assert.equal(median([3, 1, 2, NaN]), 2);
-  assert.equal(median([4, 1, 3, 2]), 2.5);
-  const r = labelFreeThreshold([1, 2, 3, 4, 100])!; // median 3, |dev| 2 1 0 1 97 -> MAD 1
-  assert.equal(r.median, 3);
-  assert.equal(r.mad, 1);
-  assert.ok(Math.abs(r.threshold - (3 + 3 * 1.4826)) < 1e-12);
-  assert.equal(labelFreeThreshold([NaN]), null);
+test('evaluateImages label-free threshold: the rule of src/threshold.ts over every finite score', () => {
+  const { scores, labels } = sample(30, 8);
+  scores[2] = NaN;
+  assert.deepEqual(evaluateImages(scores, labels).thresholds.labelFree, labelFreeThreshold(scores, { method: 'mad', k: 3 }));
+  assert.deepEqual(evaluateImages(scores, null, { method: 'otsu' }).thresholds.labelFree, labelFreeThreshold(scores, { method: 'otsu' }));
+  assert.equal(evaluateImages([NaN], null).thresholds.labelFree, null);
 });
 
 test('scoreHistogram: every finite score in exactly one bin of its label', () => {
@@ -115,18 +124,10 @@ test('scoreHistogram: every finite score in exactly one bin of its label', () =>
   assert.equal(sum(h.unknown), 1);
 });
 
-test('pageStatsSource: plain function declarations that run on their own', () => {
-  const src = pageStatsSource();
-  // evaluate in a fresh function scope, as the page does, and compare with the module
-  const fns = new Function(`${src}; return { confusionAt, bestF1Threshold, labelFreeThreshold };`)() as {
-    confusionAt: typeof confusionAt;
-    bestF1Threshold: typeof bestF1Threshold;
-    labelFreeThreshold: typeof labelFreeThreshold;
-  };
-  const { scores, labels } = sample(40, 11);
-  assert.deepEqual(fns.bestF1Threshold(scores, labels), bestF1Threshold(scores, labels));
-  assert.deepEqual(fns.confusionAt(scores, labels, 0.5), confusionAt(scores, labels, 0.5));
-  assert.deepEqual(fns.labelFreeThreshold(scores), labelFreeThreshold(scores));
+test('page script: the esbuild bundle of src/report/page, inlined once, safe inside <script>', async () => {
+  const src = pageScriptSource();
+  assert.ok(src.length > 1000 && !/<\/script|<!--/i.test(src));
+  assert.match(src, /function isNg\(/, 'the NG rule of src/threshold.ts is bundled, not copied');
 });
 
 test('maskOutline: the boundary pixels of the mask, nothing outside it', () => {
@@ -177,6 +178,9 @@ test('buildReport: data model from the outputs, every referenced image written',
     assert.equal(c.backbone?.name, 'fake');
     assert.ok(c.timings && c.timings.backbone === 200);
     assert.ok(c.metrics && typeof c.metrics.image_auroc === 'number');
+    const ev = evaluateImages(rows.map((r) => r.score_rscin), rows.map((r) => r.label));
+    assert.deepEqual(c.evaluation, JSON.parse(JSON.stringify(ev)), 'curves and thresholds of the ranking scores, precomputed');
+    assert.ok(c.evaluation.curves.roc && c.evaluation.thresholds.f1 && c.evaluation.thresholds.labelFree?.method === 'mad');
     for (const [k, it] of c.items.entries()) {
       assert.equal(it.path, rows[k]!.path);
       assert.equal(it.label, rows[k]!.label);
@@ -207,6 +211,7 @@ test('report.html: self-contained (no external URL, a CSP without network), esca
   assert.ok(!/url\(\s*['"]?(https?:)?\/\//i.test(html), 'no remote CSS url()');
   assert.match(html, /http-equiv="Content-Security-Policy" content="default-src 'none'; img-src 'self' data:/);
   assert.equal(html.match(/<\/script>/g)!.length, 2, 'only the data and code blocks end scripts');
+  assert.equal(html.split(pageScriptSource()).length, 2, 'the page bundle inlined exactly once');
   for (const id of ['thr-range', 'thr-value', 'count-ng', 'count-ok', 'cm-tp', 'gallery', 'filter-defect', 'filter-pred', 'viewer', 'hist', 'roc', 'metrics']) assert.ok(html.includes(`id="${id}"`), id);
 });
 
@@ -227,6 +232,23 @@ test('unlabelled run without maps or run.json: still a report, with warnings', a
     assert.deepEqual(c.items.map((it) => it.o + it.m + it.g), [0, 0, 0, 0]);
     assert.ok(r.warnings.some((w) => w.includes('maps.safetensors')));
     assert.ok(r.warnings.some((w) => w.includes('data_root')));
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("the page's label-free threshold follows the run's rule (metrics.json decision_method, decision_k)", async () => {
+  const t = await tempDir('report-rule');
+  try {
+    const rows = ['path,defect,label,score,score_rscin', 'a/1.png,a,0,0.1,0.1', 'a/2.png,a,0,0.12,0.12', 'a/3.png,a,1,0.9,0.9', 'a/4.png,a,1,0.8,0.85'];
+    await writeFileAtomic(join(t.dir, 'c', 'scores.csv'), rows.join('\n') + '\n');
+    const scores = [0.1, 0.12, 0.9, 0.85];
+    for (const [extra, rule] of [[{ decision_method: 'otsu' }, { method: 'otsu' }], [{ decision_method: 'mad', decision_k: 1 }, { method: 'mad', k: 1 }], [{}, { method: 'mad', k: 3 }],
+      [{ decision_method: 'mad', decision_k: -1 }, { method: 'mad', k: 3 }]] as const) {
+      await writeFileAtomic(join(t.dir, 'c', 'metrics.json'), JSON.stringify({ image_auroc: 1, ...extra }));
+      const r = await buildReport(t.dir);
+      assert.deepEqual(r.data.categories[0]!.evaluation.thresholds.labelFree, labelFreeThreshold(scores, rule));
+    }
   } finally {
     await t.cleanup();
   }

@@ -92,7 +92,6 @@ const STANDARD_PLANES = [64, 128, 256, 512];
 
 export const RESNET50: ResNetArch = { name: 'resnet50', blocks: [3, 4, 6, 3], stemWidth: 64, planes: STANDARD_PLANES, widthFactor: 1, expansion: 4, strideOn: 'conv2' };
 export const WIDE_RESNET50_2: ResNetArch = { ...RESNET50, name: 'wide_resnet50_2', widthFactor: 2 };
-export const RESNET50_KERAS: ResNetArch = { ...RESNET50, name: 'resnet50 (keras v1)', strideOn: 'conv1' };
 
 export class ResNetWeightsError extends Error {
   constructor(readonly file: string, message: string) {

@@ -53,10 +53,19 @@ export interface BuildBankResult {
   warnings: string[];
 }
 
-/** Every image below `dir` (recursive, sorted), named by its path relative to `dir`. */
-export async function imagesOfFolder(dir: string): Promise<ImageInput[]> {
-  const files = await listReferenceImages(dir);
-  return Promise.all(files.map(async (f) => ({ name: relative(dir, f).split(sep).join('/'), bytes: await readFile(f) })));
+/** Folders holding masks, not product images (MVTec-style trees): left out of banks. */
+const MASK_FOLDERS = new Set(['ground_truth', 'masks']);
+
+/**
+ * Every image below `dir` (recursive, sorted), named by its path relative to `dir`; images in a
+ * `ground_truth` or `masks` folder are left out (listed in `excluded`).
+ */
+export async function imagesOfFolder(dir: string): Promise<{ inputs: ImageInput[]; excluded: { name: string; reason: string }[] }> {
+  const names = (await listReferenceImages(dir)).map((f) => ({ f, name: relative(dir, f).split(sep).join('/') }));
+  const isMask = (name: string): boolean => name.split('/').slice(0, -1).some((d) => MASK_FOLDERS.has(d));
+  const excluded = names.filter((x) => isMask(x.name)).map((x) => ({ name: x.name, reason: 'in a mask folder (ground_truth/ or masks/), not a product image' }));
+  const inputs = await Promise.all(names.filter((x) => !isMask(x.name)).map(async (x) => ({ name: x.name, bytes: await readFile(x.f) })));
+  return { inputs, excluded };
 }
 
 /** Keeps the first of images with identical bytes; the others are skipped with the reason. */

@@ -3,6 +3,8 @@
  * normalised score. Used by banks (the bank's leave-one-out scores) and by `musc run` (a run's
  * own scores when it has no labels).
  *
+ * Verdicts follow the project's one NG rule (src/threshold.ts isNg): NG iff score >= threshold.
+ *
  * Image threshold for a target false-alarm rate a (default DEFAULT_FALSE_ALARM = 1%):
  *
  *   t = median(s) + z(1 - a) * 1.4826 * MAD(s)        (src/threshold.ts madThreshold with k = z)
@@ -28,7 +30,7 @@
  * With labels, `musc run` uses the F1-optimal threshold (src/metrics f1OptimalThreshold) instead.
  */
 import { readFile } from 'node:fs/promises';
-import { madThreshold, median } from '../threshold.js';
+import { isNg, madThreshold, median } from '../threshold.js';
 import { f1OptimalThreshold } from '../metrics/roc.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { Decisions } from '../threshold.js';
@@ -53,9 +55,9 @@ export interface Calibration {
 /** Thresholds and scales derived from a calibration at one false-alarm rate. */
 export interface Thresholds {
   falseAlarm: number;
-  /** NG iff score > image */
+  /** NG iff score >= image */
   image: number;
-  /** mask iff pixel > pixel */
+  /** mask iff pixel >= pixel */
   pixel: number;
   /** the median of the normal scores (normalisation) */
   imageMedian: number;
@@ -106,9 +108,9 @@ export function normalizeScore(s: number, threshold: number, normalMedian: numbe
   return Math.min(1, Math.max(0, v));
 }
 
-/** The verdict of a score: NG iff above the threshold (NaN cannot be shown good: NG). */
+/** The verdict of a score: the one NG rule (src/threshold.ts isNg: NG iff score >= threshold; NaN is NG). */
 export function verdictOf(s: number, threshold: number): 'OK' | 'NG' {
-  return s > threshold || Number.isNaN(s) ? 'NG' : 'OK';
+  return isNg(s, threshold) ? 'NG' : 'OK';
 }
 
 export interface RunVerdicts {
@@ -122,17 +124,15 @@ export interface RunVerdicts {
 
 /**
  * OK / NG for a run's classification scores: the F1-optimal threshold when labels of both kinds
- * exist (NG iff score >= t, as f1OptimalThreshold defines it), else the false-alarm rule over
- * the run's own scores (assumes most images are good).
+ * exist, else the false-alarm rule over the run's own scores (assumes most images are good).
  */
 export function runVerdicts(scores: ArrayLike<number>, labels: ArrayLike<number> | null, falseAlarm = DEFAULT_FALSE_ALARM): RunVerdicts {
   const both = labels !== null && Array.from(labels).includes(1) && Array.from(labels).includes(0);
   const f1 = both ? f1OptimalThreshold(scores, labels).threshold : NaN;
-  const decisions = Array.from(scores, (s): 'OK' | 'NG' => (Number.isFinite(f1) ? (s >= f1 || Number.isNaN(s) ? 'NG' : 'OK') : 'OK'));
-  if (Number.isFinite(f1)) return { method: 'f1', threshold: f1, decisions, ng: decisions.filter((d) => d === 'NG').length };
-  const t = falseAlarmThreshold(scores, falseAlarm);
-  const dec = Array.from(scores, (s) => verdictOf(s, t));
-  return { method: 'calibrated', threshold: t, falseAlarm, decisions: dec, ng: dec.filter((d) => d === 'NG').length };
+  const t = Number.isFinite(f1) ? f1 : falseAlarmThreshold(scores, falseAlarm);
+  const decisions = Array.from(scores, (s) => verdictOf(s, t));
+  const ng = decisions.filter((d) => d === 'NG').length;
+  return Number.isFinite(f1) ? { method: 'f1', threshold: t, decisions, ng } : { method: 'calibrated', threshold: t, falseAlarm, decisions, ng };
 }
 
 /** runVerdicts as the run's Decisions (scores.csv `decision` column, metrics.json decision_*, n_ng). */

@@ -33,9 +33,21 @@ export function checkBankSettings(bank: Bank, expect: PredictOptions['expect'] =
   if (expect.stages !== undefined && expect.stages.join() !== b.stages.join()) differ('stages', `${expect.stages.join(',')}`, `${b.stages.join(',')}`);
 }
 
+/** Backbones being loaded, so that concurrent first predicts load one. */
+const loading = new WeakMap<Bank, Promise<Backbone>>();
+
 /** The bank's backbone, loaded on first use; its weights must be the ones the bank was built with. */
 export async function bankBackbone(bank: Bank, opts: PredictOptions = {}): Promise<Backbone> {
   if (bank.backbone) return bank.backbone;
+  let p = loading.get(bank);
+  if (!p) {
+    p = loadChecked(bank, opts).finally(() => loading.delete(bank));
+    loading.set(bank, p);
+  }
+  return p;
+}
+
+async function loadChecked(bank: Bank, opts: PredictOptions): Promise<Backbone> {
   const b = bank.manifest.backbone;
   const load = opts.loadBackbone ?? ((name, o) => loadBackbone(name, o));
   const backbone = await load(b.name, { imageSize: b.image_size, stages: b.stages, ...(opts.device ? { device: opts.device } : {}), ...(opts.weightsPath ? { weightsPath: opts.weightsPath } : {}) });

@@ -6,6 +6,7 @@
  */
 import { upsampleAlignCorners } from '../core/maps.js';
 import { labelRegions } from '../metrics/regions.js';
+import { isNg } from '../threshold.js';
 import type { AnomalyMap, Region } from './types.js';
 
 /** Patch scores [h, w] -> map [height, width] (raw score units). */
@@ -13,11 +14,11 @@ export function mapAtSize(patch: Float64Array, h: number, w: number, width: numb
   return { width, height, data: upsampleAlignCorners(patch, 1, h, w, height, width) };
 }
 
-/** Mask (map > threshold) and its regions, in raster order of their first pixel. */
+/** Mask (map >= threshold) and its regions, in raster order of their first pixel. */
 export function regionsOf(map: AnomalyMap, threshold: number): { mask: Uint8Array; regions: Region[] } {
   const { width: W, height: H, data } = map;
   const mask = new Uint8Array(W * H);
-  for (let k = 0; k < mask.length; k++) mask[k] = data[k]! > threshold ? 1 : 0;
+  for (let k = 0; k < mask.length; k++) mask[k] = isNg(data[k]!, threshold) ? 1 : 0; // the one NG rule, per pixel
   const lab = labelRegions(mask, H, W, 8);
   const regions: Region[] = Array.from({ length: lab.count }, (_, i) => ({ id: i + 1, x: W, y: H, width: 0, height: 0, area: 0, peak: -Infinity, mean: 0 }));
   const x1 = new Int32Array(lab.count), y1 = new Int32Array(lab.count);

@@ -98,7 +98,7 @@ export interface ImagePrediction {
   /** anomalib convention: 0.5 at the threshold, clipped to [0, 1] (calibration.ts normalizeScore) */
   normalized: number;
   verdict: 'OK' | 'NG';
-  /** the image threshold used (NG iff score > threshold) */
+  /** the image threshold used (NG iff score >= threshold) */
   threshold: number;
   /** pixels above it form the mask */
   pixelThreshold: number;

@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { ConfigError, parseNumberList } from '../config.js';
+import { DatasetError } from '../datasets/types.js';
 import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { buildBank, imagesOfFolder } from '../bank/build.js';
@@ -87,7 +88,9 @@ function buildCommand(): Command {
   cmd.action(async (f: BuildFlags) => {
     const name = f.backbone ?? DEFAULT_BACKBONE;
     if (!name.endsWith('.safetensors')) checkBackbone(name);
-    const inputs = await imagesOfFolder(resolve(f.data));
+    const { inputs, excluded } = await imagesOfFolder(resolve(f.data));
+    if (excluded.length > 0) process.stderr.write(`warning: ${excluded.length} images in mask folders left out of the bank (first: ${excluded[0]!.name})\n`);
+    if (inputs.length === 0) throw new DatasetError(`${f.data}: no product images (only masks)`);
     let backbone;
     try {
       backbone = await loadBackbone(name, {

@@ -6,11 +6,14 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { listCategoryFolders, readCategoryOutputs, type CategoryOutputs } from './model.js';
 import { writeCategoryAssets, REPORT_ASSET_DIR, type AssetOptions, type ItemAssets } from './assets.js';
-import { renderReportHtml, type PageCategory, type PageData } from './html.js';
+import { renderReportHtml } from './html.js';
+import type { PageCategory, PageData } from './page-data.js';
 
 export const REPORT_FILE = 'report.html';
 
 export interface ReportOptions extends Omit<AssetOptions, 'onProgress'> {
+  /** write the assets and report.html under this folder instead of outDir (outputs/report-commit.ts switches them in) */
+  stageDir?: string;
   /** page title (default 'MuSc report') */
   title?: string;
   /** progress per category: name, images done, total */
@@ -42,6 +45,7 @@ export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warning
     backbone: r?.backbone?.name ? { name: r.backbone.name, ...(r.backbone.image_size ? { image_size: r.backbone.image_size } : {}), ...(r.backbone.stages ? { stages: r.backbone.stages } : {}) } : null,
     mapSize: cat.size,
     metrics: cat.metrics ? (cat.metrics as unknown as Record<string, number | null>) : null,
+    evaluation: cat.evaluation,
     settings: r?.settings ?? null,
     versions: r?.versions ?? null,
     timings: r?.timings_ms ?? null,
@@ -72,7 +76,7 @@ export async function buildReport(outDir: string, o: ReportOptions = {}): Promis
   const warnings: string[] = [];
   for (const folder of folders) {
     const cat = await readCategoryOutputs(outDir, folder);
-    const { assets, warnings: w } = await writeCategoryAssets(outDir, cat, {
+    const { assets, warnings: w } = await writeCategoryAssets(o.stageDir ?? outDir, cat, {
       ...(o.thumbSize !== undefined ? { thumbSize: o.thumbSize } : {}),
       ...(o.maxLargeSize !== undefined ? { maxLargeSize: o.maxLargeSize } : {}),
       ...(o.norm !== undefined ? { norm: o.norm } : {}),
@@ -85,7 +89,7 @@ export async function buildReport(outDir: string, o: ReportOptions = {}): Promis
     pages.push(pageCategory(cat, assets, all));
   }
   const data: PageData = { title: o.title ?? 'MuSc report', subtitle: subtitleOf(cats), categories: pages };
-  const file = join(outDir, REPORT_FILE);
+  const file = join(o.stageDir ?? outDir, REPORT_FILE);
   await writeFileAtomic(file, renderReportHtml(data));
   return { file, data, warnings };
 }

@@ -133,7 +133,7 @@ export function createBankEngine(o: BankEngineOptions): ServiceEngine {
       return out;
     },
     async build(req) {
-      const inputs = await imagesOfFolder(req.images);
+      const { inputs, excluded } = await imagesOfFolder(req.images);
       const backbone = await loadBackbone(o.backbone, { device: o.device });
       try {
         const res = await buildBank(inputs, {
@@ -143,7 +143,7 @@ export function createBankEngine(o: BankEngineOptions): ServiceEngine {
           maxPixels: req.maxPixels,
           onProgress: (step, done, total) => req.onProgress?.(done, total, step),
         });
-        return { warnings: res.warnings };
+        return { warnings: [...excluded.map((e) => `left out ${e.name}: ${e.reason}`), ...res.warnings] };
       } finally {
         await backbone.dispose();
       }
