@@ -4,20 +4,13 @@
  * SIGTERM / Ctrl-C drain: requests in flight complete, then the process exits (a second signal
  * exits at once). `--print-openapi` writes the OpenAPI document to stdout and exits.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { intRangeArg } from './args.js';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { checkBinding, DEFAULT_SERVICE_CONFIG, loadToken, ServiceConfigError, TOKEN_ENV, type ServiceConfig } from '../service/config.js';
+import type { Device } from '../compute/session.js';
 import { DEFAULT_BACKBONE } from '../backbones/registry.js';
-
-function intArg(name: string, min: number, max: number): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max)
-      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
-    return n;
-  };
-}
 
 interface ApiFlags {
   banks?: string;
@@ -32,7 +25,7 @@ interface ApiFlags {
   drainTimeout: number;
   maxJobs: number;
   backbone: string;
-  device: 'cpu' | 'cuda';
+  device: Device;
   load?: string;
   printOpenapi?: boolean;
   quiet?: boolean;
@@ -115,29 +108,39 @@ export function apiCommand(): Command {
     .option('--banks <dir>', 'folder of banks (NAME.bank); the only place banks are read from and built into')
     .option('--data-root <dir>', 'folder under which build jobs may read server-side image folders (default: uploads only)')
     .option('--host <addr>', `address to listen on; other than loopback needs a token (--token-file or ${TOKEN_ENV})`, d.host)
-    .option('-p, --port <n>', 'port (0 = any free port)', intArg('--port', 0, 65535), d.port)
+    .option('-p, --port <n>', 'port (0 = any free port)', intRangeArg('--port', 0, 65535), d.port)
     .option('--token-file <file>', `bearer token file (first line); default: the ${TOKEN_ENV} variable`)
     .option(
       '--queue-depth <n>',
       'predictions waiting behind the one being computed; more get 429',
-      intArg('--queue-depth', 0, 10000),
+      intRangeArg('--queue-depth', 0, 10000),
       d.queueDepth,
     )
     .option(
       '--max-body-mb <n>',
       'largest request body or uploaded file, MB',
-      intArg('--max-body-mb', 1, 4096),
+      intRangeArg('--max-body-mb', 1, 4096),
       d.maxBodyBytes / 1024 / 1024,
     )
-    .option('--max-batch <n>', 'most images in one batch request', intArg('--max-batch', 1, 1000), d.maxBatch)
-    .option('--max-pixels <n>', 'refuse images with more pixels (decompression bombs)', intArg('--max-pixels', 1, 2 ** 31), d.maxPixels)
+    .option('--max-batch <n>', 'most images in one batch request', intRangeArg('--max-batch', 1, 1000), d.maxBatch)
+    .option(
+      '--max-pixels <n>',
+      'refuse images with more pixels (decompression bombs)',
+      intRangeArg('--max-pixels', 1, 2 ** 31),
+      d.maxPixels,
+    )
     .option(
       '--drain-timeout <s>',
       'on SIGTERM, seconds requests in flight may take before connections are cut',
-      intArg('--drain-timeout', 0, 3600),
+      intRangeArg('--drain-timeout', 0, 3600),
       d.drainTimeoutMs / 1000,
     )
-    .option('--max-jobs <n>', 'build jobs waiting behind the running one; more get 429', intArg('--max-jobs', 0, 100), d.maxPendingJobs)
+    .option(
+      '--max-jobs <n>',
+      'build jobs waiting behind the running one; more get 429',
+      intRangeArg('--max-jobs', 0, 100),
+      d.maxPendingJobs,
+    )
     .option('--backbone <name>', 'backbone of banks built by the service', DEFAULT_BACKBONE)
     .addOption(new Option('--device <device>', 'compute device').choices(['cpu', 'cuda']).default('cpu'))
     .option('--load <names>', "banks to load at start: comma-separated names, or 'all'")

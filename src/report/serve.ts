@@ -85,7 +85,7 @@ export function isLoopbackAddress(host: string): boolean {
 }
 
 /** Host header without the port ('[::1]:8080' -> '[::1]', 'localhost:80' -> 'localhost'). */
-function hostName(h: string): string {
+export function hostName(h: string): string {
   const m = /^(\[[^\]]*\]|[^:]*)(?::\d+)?$/.exec(h.trim().toLowerCase());
   return m ? m[1]! : '';
 }

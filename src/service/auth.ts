@@ -2,9 +2,10 @@
  * Bearer-token check: both sides are hashed (SHA-256) first so that timingSafeEqual compares
  * equal-length buffers and the time taken says nothing about the token, not even its length.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { sha256Hex } from '../io/sha256.js';
 
-const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+const digest = (s: string): Buffer => Buffer.from(sha256Hex(s), 'hex');
 
 export class TokenCheck {
   private readonly expected: Buffer;

@@ -19,6 +19,7 @@ import {
 } from '../bank/index.js';
 import type { ImagePrediction as BankPrediction } from '../bank/index.js';
 import type { Backbone } from '../backbones/types.js';
+import type { Device } from '../compute/session.js';
 import { loadBackbone } from '../backbones/registry.js';
 import { computeWorker, shutdownCompute } from '../compute/worker.js';
 import { requestInterrupt } from '../pipeline/interrupt.js';
@@ -28,7 +29,7 @@ import type { ImagePrediction, InputImage, OpenedBank, PredictOutcome, RenderKin
 export interface BankEngineOptions {
   /** backbone of banks built by the service */
   backbone: string;
-  device: 'cpu' | 'cuda';
+  device: Device;
 }
 
 const bankOf = (b: OpenedBank): Bank => b.handle as Bank;

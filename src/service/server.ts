@@ -11,7 +11,7 @@ import helmet from '@fastify/helmet';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import type { AddressInfo } from 'node:net';
-import { isLoopbackAddress } from '../report/serve.js';
+import { hostName, isLoopbackAddress } from '../report/serve.js';
 import { BankRegistry } from './banks.js';
 import type { ServiceConfig } from './config.js';
 import type { ServiceEngine } from './engine.js';
@@ -53,12 +53,6 @@ export interface Service {
   listen(): Promise<string>;
   /** drain and stop (idempotent) */
   close(): Promise<void>;
-}
-
-/** Host header without the port ('[::1]:8080' -> '[::1]'). */
-function hostName(h: string): string {
-  const m = /^(\[[^\]]*\]|[^:]*)(?::\d+)?$/.exec(h.trim().toLowerCase());
-  return m ? m[1]! : '';
 }
 
 function addHooks(app: FastifyInstance, cfg: ServiceConfig, queue: WorkQueue, metrics: ServiceMetrics): void {
