@@ -11,8 +11,8 @@
  * Predict bodies alternate a good and a defective image. RSS of the service (from its /metrics)
  * at the start and after each phase. Writes bench/service-load.json and prints a table.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,13 +50,19 @@ async function startService(banks: string, dataRoot: string): Promise<{ child: C
   throw new Error(`musc api did not start: ${err}`);
 }
 
-async function json(base: string, method: string, path: string, body?: unknown): Promise<any> {
+interface JobJson {
+  id: string;
+  state: string;
+  error?: string;
+}
+
+async function json<T = unknown>(base: string, method: string, path: string, body?: unknown): Promise<T> {
   const r = await fetch(base + path, {
     method,
     ...(body ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
   });
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
-  return r.json();
+  return (await r.json()) as T;
 }
 
 async function metric(base: string, name: string): Promise<number> {
@@ -155,11 +161,11 @@ async function main(): Promise<void> {
     await mkdir(join(dir, 'bank-src'));
     for (const f of files.slice(0, 8)) await cp(join(good, f), join(dir, 'bank-src', f));
     const t0 = performance.now();
-    const job = await json(base, 'POST', '/v1/banks/line/build', { folder: 'bank-src' });
+    const job = await json<JobJson>(base, 'POST', '/v1/banks/line/build', { folder: 'bank-src' });
     let state = job;
     while (state.state !== 'done' && state.state !== 'failed') {
       await new Promise((r) => setTimeout(r, 500));
-      state = await json(base, 'GET', `/v1/jobs/${job.id}`);
+      state = await json<JobJson>(base, 'GET', `/v1/jobs/${job.id}`);
     }
     if (state.state !== 'done') throw new Error(`bank build failed: ${state.error}`);
     const buildSeconds = (performance.now() - t0) / 1000;

@@ -1,6 +1,7 @@
 /** The service's bounded queue (src/service/queue.ts) on its own: bound, order, slots held until their task ends. */
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { QueueFullError, WorkQueue } from '../src/service/queue.js';
 
 const gate = (): { p: Promise<void>; open: () => void } => {

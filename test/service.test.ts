@@ -8,7 +8,7 @@
  * headers; metrics; the checked-in docs/openapi.json equals the served document; the web page
  * in headless Chromium; SIGTERM to a `musc api` child drains a request in flight.
  */
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -16,13 +16,14 @@ import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/pro
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before, test } from 'node:test';
 import sharp from 'sharp';
-import { closeBank, openBank, predict, renderHeatmapPng, renderMaskPng, type ImagePrediction } from '../src/bank/index.js';
-import { shutdownCompute } from '../src/compute/worker.js';
-import { createService, type Service } from '../src/service/server.js';
-import { createBankEngine } from '../src/service/bank-engine.js';
-import { checkBinding, loadToken, DEFAULT_SERVICE_CONFIG, type ServiceConfig } from '../src/service/config.js';
+import { closeBank, type ImagePrediction, openBank, predict, renderHeatmapPng, renderMaskPng } from '../src/bank/index.js';
 import { openapiText } from '../src/cli/api.js';
+import { shutdownCompute } from '../src/compute/worker.js';
+import { createBankEngine } from '../src/service/bank-engine.js';
+import { checkBinding, DEFAULT_SERVICE_CONFIG, loadToken, type ServiceConfig } from '../src/service/config.js';
+import { createService, type Service } from '../src/service/server.js';
 import { cliMain, repoRoot } from './helpers/cli-env.js';
 import { artifactsDir } from './helpers/report-fixture.js';
 
@@ -34,7 +35,10 @@ let url = '';
 const engine = createBankEngine({ backbone: 'resnet50', device: 'cpu' });
 
 function rng(seed: number): () => number {
-  return () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  return () => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return (seed / 2 ** 32) * 2 - 1;
+  };
 }
 
 /** a 96 x 80 textured PNG; a red 12 px square at `spot` for a defect */
@@ -69,6 +73,7 @@ interface Res {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
+  // biome-ignore lint/suspicious/noExplicitAny: response bodies are read field by field and every field is asserted
   json(): any;
 }
 
@@ -110,6 +115,7 @@ function multipart(files: { name: string; bytes: Buffer }[]): { body: Buffer; ty
   return { body: Buffer.concat(parts), type: `multipart/form-data; boundary=${b}` };
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the job view as served (fields asserted by the callers)
 async function waitJob(base: string, location: string, headers: Record<string, string> = {}): Promise<any> {
   const deadline = Date.now() + 240_000;
   const seen = new Set<string>();
@@ -147,74 +153,70 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-test(
-  'build a bank from a server-side folder as a job (202, progress, loaded); paths outside the data root refused',
-  { timeout: 300_000 },
-  async () => {
-    assert.ok(!existsSync(join(banks, '.musc-tmp-line.bank.999999.0badf00d')), 'stale half-built bank removed at start');
-    for (const folder of ['../secret.png', '/etc', 'good/../../', 'missing', 'good\\..']) {
-      const r = await call(url, 'POST', '/v1/banks/line/build', JSON.stringify({ folder }), { 'content-type': 'application/json' });
-      assert.equal(r.status, 400, `${folder}: ${r.body}`);
-    }
-    for (const name of ['..', 'a.b', '%2e%2e%2fx', 'a%2Fb'])
-      assert.equal(
-        (await call(url, 'POST', `/v1/banks/${name}/build`, '{"folder":"good"}', { 'content-type': 'application/json' })).status,
-        name === '..' ? 404 : 400,
-        name,
-      );
-    const r = await call(url, 'POST', '/v1/banks/line/build', JSON.stringify({ folder: 'good' }), { 'content-type': 'application/json' });
-    assert.equal(r.status, 202, String(r.body));
-    assert.match(String(r.headers.location), /^\/v1\/jobs\/[0-9a-f-]{36}$/);
-    const job = await waitJob(url, String(r.headers.location));
-    assert.equal(job.state, 'done', job.error);
-    assert.equal(job.version, 1);
-    assert.ok(job.seen.has('running') || job.seen.has('queued'));
-    assert.ok(job.progress.total > 0 && job.progress.done === job.progress.total, JSON.stringify(job.progress));
-    const list = (await call(url, 'GET', '/v1/banks')).json();
-    assert.deepEqual(
-      list.banks.map((b: { name: string; loaded: boolean }) => [b.name, b.loaded]),
-      [['line', true]],
+test('build a bank from a server-side folder as a job (202, progress, loaded); paths outside the data root refused', {
+  timeout: 300_000,
+}, async () => {
+  assert.ok(!existsSync(join(banks, '.musc-tmp-line.bank.999999.0badf00d')), 'stale half-built bank removed at start');
+  for (const folder of ['../secret.png', '/etc', 'good/../../', 'missing', 'good\\..']) {
+    const r = await call(url, 'POST', '/v1/banks/line/build', JSON.stringify({ folder }), { 'content-type': 'application/json' });
+    assert.equal(r.status, 400, `${folder}: ${r.body}`);
+  }
+  for (const name of ['..', 'a.b', '%2e%2e%2fx', 'a%2Fb'])
+    assert.equal(
+      (await call(url, 'POST', `/v1/banks/${name}/build`, '{"folder":"good"}', { 'content-type': 'application/json' })).status,
+      name === '..' ? 404 : 400,
+      name,
     );
-    assert.equal(list.banks[0].info.images, 8);
-  },
-);
+  const r = await call(url, 'POST', '/v1/banks/line/build', JSON.stringify({ folder: 'good' }), { 'content-type': 'application/json' });
+  assert.equal(r.status, 202, String(r.body));
+  assert.match(String(r.headers.location), /^\/v1\/jobs\/[0-9a-f-]{36}$/);
+  const job = await waitJob(url, String(r.headers.location));
+  assert.equal(job.state, 'done', job.error);
+  assert.equal(job.version, 1);
+  assert.ok(job.seen.has('running') || job.seen.has('queued'));
+  assert.ok(job.progress.total > 0 && job.progress.done === job.progress.total, JSON.stringify(job.progress));
+  const list = (await call(url, 'GET', '/v1/banks')).json();
+  assert.deepEqual(
+    list.banks.map((b: { name: string; loaded: boolean }) => [b.name, b.loaded]),
+    [['line', true]],
+  );
+  assert.equal(list.banks[0].info.images, 8);
+});
 
-test(
-  'build from uploaded images (multipart): unreadable files skipped with the reason, load=false leaves it unloaded',
-  { timeout: 300_000 },
-  async () => {
-    const files = [
-      { name: 'a.png', bytes: await png(11) },
-      { name: 'a.png', bytes: await png(12) },
-      { name: '../../b.png', bytes: await png(13) },
-      { name: 'bad.png', bytes: Buffer.from('not an image') },
-    ];
-    const mp = multipart(files);
-    const withField = Buffer.concat([
-      Buffer.from('------musc-test-boundary\r\nContent-Disposition: form-data; name="load"\r\n\r\nfalse\r\n'),
-      mp.body,
-    ]);
-    const r = await call(url, 'POST', '/v1/banks/up/upload', withField, { 'content-type': mp.type });
-    assert.equal(r.status, 202, String(r.body));
-    const job = await waitJob(url, String(r.headers.location));
-    assert.equal(job.state, 'done', job.error);
-    assert.ok(
-      job.warnings.some((w: string) => /^skipped bad\.png: not an image/.test(w)),
-      JSON.stringify(job.warnings),
-    );
-    assert.equal(job.version, undefined);
-    const up = (await call(url, 'GET', '/v1/banks')).json().banks.find((b: { name: string }) => b.name === 'up');
-    assert.deepEqual(up, { name: 'up', loaded: false });
-    const info = JSON.parse(await readFile(join(banks, 'up.bank', 'manifest.json'), 'utf8'));
-    assert.deepEqual(
-      info.images.map((i: { name: string }) => i.name).sort(),
-      ['a-2.png', 'a.png', 'b.png'],
-      'repeated names numbered, directories dropped',
-    );
-    assert.equal((await call(url, 'POST', '/v1/banks/up/upload', 'x', { 'content-type': 'text/plain' })).status, 415);
-    assert.equal((await call(url, 'POST', '/v1/banks/up/unload')).json().unloaded, false);
-  },
-);
+test('build from uploaded images (multipart): unreadable files skipped with the reason, load=false leaves it unloaded', {
+  timeout: 300_000,
+}, async () => {
+  const files = [
+    { name: 'a.png', bytes: await png(11) },
+    { name: 'a.png', bytes: await png(12) },
+    { name: '../../b.png', bytes: await png(13) },
+    { name: 'bad.png', bytes: Buffer.from('not an image') },
+  ];
+  const mp = multipart(files);
+  const withField = Buffer.concat([
+    Buffer.from('------musc-test-boundary\r\nContent-Disposition: form-data; name="load"\r\n\r\nfalse\r\n'),
+    mp.body,
+  ]);
+  const r = await call(url, 'POST', '/v1/banks/up/upload', withField, { 'content-type': mp.type });
+  assert.equal(r.status, 202, String(r.body));
+  const job = await waitJob(url, String(r.headers.location));
+  assert.equal(job.state, 'done', job.error);
+  assert.ok(
+    job.warnings.some((w: string) => /^skipped bad\.png: not an image/.test(w)),
+    JSON.stringify(job.warnings),
+  );
+  assert.equal(job.version, undefined);
+  const up = (await call(url, 'GET', '/v1/banks')).json().banks.find((b: { name: string }) => b.name === 'up');
+  assert.deepEqual(up, { name: 'up', loaded: false });
+  const info = JSON.parse(await readFile(join(banks, 'up.bank', 'manifest.json'), 'utf8'));
+  assert.deepEqual(
+    info.images.map((i: { name: string }) => i.name).sort(),
+    ['a-2.png', 'a.png', 'b.png'],
+    'repeated names numbered, directories dropped',
+  );
+  assert.equal((await call(url, 'POST', '/v1/banks/up/upload', 'x', { 'content-type': 'text/plain' })).status, 415);
+  assert.equal((await call(url, 'POST', '/v1/banks/up/unload')).json().unloaded, false);
+});
 
 test('predict (raw body, multipart, PNGs) equals the library predict for the same bank and image', { timeout: 300_000 }, async () => {
   const img = await png(50, [40, 30]);
@@ -305,39 +307,37 @@ test('a full queue answers 429 with Retry-After (queue depth 1: one computing, o
   assert.match(m, /musc_process_resident_memory_bytes \d+/);
 });
 
-test(
-  'a client that gives up while queued: its slot is freed after its turn and nothing is computed for it',
-  { timeout: 300_000 },
-  async () => {
-    const img = await png(55);
-    const scored = async (): Promise<number> => {
-      const m = (await call(url, 'GET', '/metrics')).body.toString();
-      return [...m.matchAll(/^musc_images_scored_total\{verdict="\w+"\} (\d+)$/gm)].reduce((a, x) => a + Number(x[1]), 0);
-    };
-    const before = await scored();
-    const first = postImage('/v1/banks/line/predict', img);
-    const gone = request(url + '/v1/banks/line/predict', {
-      method: 'POST',
-      headers: { 'content-type': 'image/png', 'content-length': String(img.length) },
-    });
-    gone.on('error', () => undefined);
-    gone.end(img);
-    for (;;) {
-      const m = (await call(url, 'GET', '/metrics')).body.toString();
-      if (/musc_queue_depth 2/.test(m)) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    gone.destroy();
-    assert.equal((await postImage('/v1/banks/line/predict', img)).status, 429, 'the slot stays taken while the first computes');
-    assert.equal((await first).status, 200);
-    for (;;) {
-      const m = (await call(url, 'GET', '/metrics')).body.toString();
-      if (/musc_queue_depth 0/.test(m)) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    assert.equal(await scored(), before + 1, 'only the first image was scored');
-  },
-);
+test('a client that gives up while queued: its slot is freed after its turn and nothing is computed for it', {
+  timeout: 300_000,
+}, async () => {
+  const img = await png(55);
+  const scored = async (): Promise<number> => {
+    const m = (await call(url, 'GET', '/metrics')).body.toString();
+    return [...m.matchAll(/^musc_images_scored_total\{verdict="\w+"\} (\d+)$/gm)].reduce((a, x) => a + Number(x[1]), 0);
+  };
+  const before = await scored();
+  const first = postImage('/v1/banks/line/predict', img);
+  const gone = request(url + '/v1/banks/line/predict', {
+    method: 'POST',
+    headers: { 'content-type': 'image/png', 'content-length': String(img.length) },
+  });
+  gone.on('error', () => undefined);
+  gone.end(img);
+  for (;;) {
+    const m = (await call(url, 'GET', '/metrics')).body.toString();
+    if (/musc_queue_depth 2/.test(m)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  gone.destroy();
+  assert.equal((await postImage('/v1/banks/line/predict', img)).status, 429, 'the slot stays taken while the first computes');
+  assert.equal((await first).status, 200);
+  for (;;) {
+    const m = (await call(url, 'GET', '/metrics')).body.toString();
+    if (/musc_queue_depth 0/.test(m)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(await scored(), before + 1, 'only the first image was scored');
+});
 
 test('hot swap: loading a new version under the same name drops no request', { timeout: 300_000 }, async () => {
   // the new version: the bank rebuilt elsewhere from 6 of the 8 images, moved into place
@@ -446,75 +446,74 @@ test('docs/openapi.json equals the document the service serves', async () => {
 const CHROMIUM = process.env.MUSC_CHROMIUM ?? '/usr/bin/chromium';
 const noChromium = existsSync(CHROMIUM) ? false : `chromium not installed at ${CHROMIUM}: browser test skipped`;
 
-test(
-  'the web page in headless Chromium: pick the bank, drop an image, see verdict, heatmap and regions',
-  { skip: noChromium, timeout: 240_000 },
-  async () => {
-    const { chromium } = await import('playwright-core');
-    const userDir = await mkdtemp(join(tmpdir(), 'musc-chromium-'));
-    const ctx = await chromium.launchPersistentContext(userDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-extensions',
-      ],
-      viewport: { width: 1200, height: 900 },
+test('the web page in headless Chromium: pick the bank, drop an image, see verdict, heatmap and regions', {
+  skip: noChromium,
+  timeout: 240_000,
+}, async () => {
+  const { chromium } = await import('playwright-core');
+  const userDir = await mkdtemp(join(tmpdir(), 'musc-chromium-'));
+  const ctx = await chromium.launchPersistentContext(userDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-extensions',
+    ],
+    viewport: { width: 1200, height: 900 },
+  });
+  try {
+    const page = await ctx.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
     });
-    try {
-      const page = await ctx.newPage();
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(String(e)));
-      page.on('console', (m) => {
-        if (m.type() === 'error') errors.push(m.text());
-      });
-      await page.route('**/*', (route) => (route.request().url().startsWith(url) ? route.continue() : route.abort()));
-      await page.goto(url + '/');
-      await page.waitForSelector('body[data-state="ready"]');
-      assert.equal(await page.locator('#bank').inputValue(), 'line');
-      const img = await png(53, [50, 20]);
-      await page.setInputFiles('#file', { name: 'part.png', mimeType: 'image/png', buffer: img });
-      await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 200_000 });
-      const shownScore = await page.locator('#score').textContent();
-      assert.equal(await page.locator('body').getAttribute('data-state'), 'done', (await page.locator('#error').textContent()) ?? '');
-      const api = (await postImage('/v1/banks/line/predict?name=part.png', img)).json().prediction;
-      assert.equal(await page.locator('#verdict').textContent(), api.verdict);
-      assert.equal(shownScore, api.score.toFixed(4));
-      assert.equal(await page.locator('#image-name').textContent(), 'part.png');
-      assert.equal(await page.locator('#regions tbody tr').count(), api.regions.length);
-      const loaded = await page
-        .locator('#heatmap')
-        .evaluate((e) => (e as unknown as { complete: boolean; naturalWidth: number }).naturalWidth);
-      assert.equal(loaded, api.width, 'heatmap at the original width');
-      // dropping a file on the drop zone does the same
-      const dropped = await png(56);
-      const dt = await page.evaluateHandle(`(() => {
+    await page.route('**/*', (route) => (route.request().url().startsWith(url) ? route.continue() : route.abort()));
+    await page.goto(url + '/');
+    await page.waitForSelector('body[data-state="ready"]');
+    assert.equal(await page.locator('#bank').inputValue(), 'line');
+    const img = await png(53, [50, 20]);
+    await page.setInputFiles('#file', { name: 'part.png', mimeType: 'image/png', buffer: img });
+    await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 200_000 });
+    const shownScore = await page.locator('#score').textContent();
+    assert.equal(await page.locator('body').getAttribute('data-state'), 'done', (await page.locator('#error').textContent()) ?? '');
+    const api = (await postImage('/v1/banks/line/predict?name=part.png', img)).json().prediction;
+    assert.equal(await page.locator('#verdict').textContent(), api.verdict);
+    assert.equal(shownScore, api.score.toFixed(4));
+    assert.equal(await page.locator('#image-name').textContent(), 'part.png');
+    assert.equal(await page.locator('#regions tbody tr').count(), api.regions.length);
+    const loaded = await page
+      .locator('#heatmap')
+      .evaluate((e) => (e as unknown as { complete: boolean; naturalWidth: number }).naturalWidth);
+    assert.equal(loaded, api.width, 'heatmap at the original width');
+    // dropping a file on the drop zone does the same
+    const dropped = await png(56);
+    const dt = await page.evaluateHandle(`(() => {
       const bytes = Uint8Array.from(atob('${dropped.toString('base64')}'), (c) => c.charCodeAt(0));
       const dt = new DataTransfer();
       dt.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
       return dt;
     })()`);
-      await page.dispatchEvent('#drop', 'drop', { dataTransfer: dt });
-      await page.locator('#image-name', { hasText: 'dropped.png' }).waitFor({ timeout: 200_000 });
-      await page.waitForSelector('body[data-state="done"]');
-      const droppedApi = (await postImage('/v1/banks/line/predict?name=dropped.png', dropped)).json().prediction;
-      assert.equal(await page.locator('#verdict').textContent(), droppedApi.verdict);
-      assert.equal(await page.locator('#score').textContent(), droppedApi.score.toFixed(4));
-      await mkdir(artifactsDir, { recursive: true });
-      await page.screenshot({ path: join(artifactsDir, 'service-page.png'), fullPage: true });
-      assert.deepEqual(errors, [], 'no script errors or CSP violations');
-    } finally {
-      await ctx.close();
-      await rm(userDir, { recursive: true, force: true });
-    }
-  },
-);
+    await page.dispatchEvent('#drop', 'drop', { dataTransfer: dt });
+    await page.locator('#image-name', { hasText: 'dropped.png' }).waitFor({ timeout: 200_000 });
+    await page.waitForSelector('body[data-state="done"]');
+    const droppedApi = (await postImage('/v1/banks/line/predict?name=dropped.png', dropped)).json().prediction;
+    assert.equal(await page.locator('#verdict').textContent(), droppedApi.verdict);
+    assert.equal(await page.locator('#score').textContent(), droppedApi.score.toFixed(4));
+    await mkdir(artifactsDir, { recursive: true });
+    await page.screenshot({ path: join(artifactsDir, 'service-page.png'), fullPage: true });
+    assert.deepEqual(errors, [], 'no script errors or CSP violations');
+  } finally {
+    await ctx.close();
+    await rm(userDir, { recursive: true, force: true });
+  }
+});
 
 test('`musc api --load all`; SIGTERM drains: the request in flight completes, then the process exits 0', { timeout: 300_000 }, async () => {
   const child = spawn(process.execPath, [cliMain, 'api', '--banks', banks, '--port', '0', '--load', 'all'], {

@@ -4,13 +4,14 @@
  * SIGTERM / Ctrl-C drain: requests in flight complete, then the process exits (a second signal
  * exits at once). `--print-openapi` writes the OpenAPI document to stdout and exits.
  */
-import { Command, Option } from 'commander';
-import { intRangeArg } from './args.js';
+
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { checkBinding, DEFAULT_SERVICE_CONFIG, loadToken, ServiceConfigError, TOKEN_ENV, type ServiceConfig } from '../service/config.js';
-import type { Device } from '../compute/session.js';
+import { Command, Option } from 'commander';
 import { DEFAULT_BACKBONE } from '../backbones/registry.js';
+import type { Device } from '../compute/session.js';
+import { checkBinding, DEFAULT_SERVICE_CONFIG, loadToken, type ServiceConfig, ServiceConfigError, TOKEN_ENV } from '../service/config.js';
+import { intRangeArg } from './args.js';
 
 interface ApiFlags {
   banks?: string;

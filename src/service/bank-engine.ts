@@ -6,7 +6,12 @@
  * loading a new version of a bank (hot swap) or a second bank reuses the loaded graph; they are
  * disposed when the engine closes.
  */
+
+import { loadBackbone } from '../backbones/registry.js';
+import type { Backbone } from '../backbones/types.js';
+import type { ImagePrediction as BankPrediction } from '../bank/index.js';
 import {
+  type Bank,
   buildBank,
   imagesOfFolder,
   openBank,
@@ -15,16 +20,12 @@ import {
   renderHeatmapPng,
   renderMaskPng,
   thresholdsOf,
-  type Bank,
 } from '../bank/index.js';
-import type { ImagePrediction as BankPrediction } from '../bank/index.js';
-import type { Backbone } from '../backbones/types.js';
 import type { Device } from '../compute/session.js';
-import { loadBackbone } from '../backbones/registry.js';
 import { computeWorker, shutdownCompute } from '../compute/worker.js';
 import { requestInterrupt } from '../pipeline/interrupt.js';
-import { RequestError } from './errors.js';
 import type { ImagePrediction, InputImage, OpenedBank, PredictOutcome, RenderKind, ServiceEngine } from './engine.js';
+import { RequestError } from './errors.js';
 
 export interface BankEngineOptions {
   /** backbone of banks built by the service */

@@ -9,9 +9,9 @@ import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempPathFor } from '../io/atomic.js';
 import { temporaryOwner } from '../outputs/temp-files.js';
-import { QueueFullError } from './queue.js';
 import type { BankRegistry } from './banks.js';
 import type { ServiceEngine } from './engine.js';
+import { QueueFullError } from './queue.js';
 
 export type JobState = 'queued' | 'running' | 'done' | 'failed';
 

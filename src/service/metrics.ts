@@ -3,7 +3,7 @@
  * requests by route and status, request latency, queue depth, images scored by verdict, build
  * jobs, and the process metrics prom-client collects (RSS, heap, event-loop lag, ...).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface ServiceMetrics {
   registry: Registry;

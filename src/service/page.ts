@@ -60,7 +60,7 @@ main { padding: 1em 1.2em; max-width: 1100px; }
 #error { color: #b3261e; font-weight: bold; }
 `;
 
-export const PAGE_SCRIPT = String.raw`
+export const PAGE_SCRIPT = `
 'use strict';
 const $ = (id) => document.getElementById(id);
 const state = (s) => { document.body.dataset.state = s; };

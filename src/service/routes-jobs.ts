@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ServiceConfig } from './config.js';
 import { checkBankName } from './banks.js';
-import type { JobManager, JobSpec } from './jobs.js';
-import { folderUnder } from './paths.js';
+import type { ServiceConfig } from './config.js';
 import { RequestError } from './errors.js';
 import { imageName } from './images.js';
+import type { JobManager, JobSpec, JobView } from './jobs.js';
+import { folderUnder } from './paths.js';
 import { bankNameParam, buildBody, commonErrors } from './schemas.js';
 
 /** most images in one uploaded build */
@@ -48,7 +48,7 @@ async function uploadSpec(req: FastifyRequest, bank: string): Promise<JobSpec> {
 export function jobRoutes(app: FastifyInstance, cfg: ServiceConfig, jobs: JobManager): void {
   const accepted = { 202: { $ref: 'Job#' }, ...commonErrors, 413: { $ref: 'Error#' }, 415: { $ref: 'Error#' }, 429: { $ref: 'Error#' } };
   async function submit(spec: JobSpec, reply: FastifyReply): Promise<FastifyReply> {
-    let job;
+    let job: JobView;
     try {
       job = jobs.submit(spec);
     } catch (e) {

@@ -5,11 +5,11 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { BankRegistry, LoadedBank } from './banks.js';
-import type { ImagePrediction, PredictOutcome, RenderKind, ServiceEngine } from './engine.js';
 import type { ServiceConfig } from './config.js';
-import type { ServiceMetrics } from './metrics.js';
-import { checkImages, requestImages } from './images.js';
+import type { ImagePrediction, PredictOutcome, RenderKind, ServiceEngine } from './engine.js';
 import { RequestError } from './errors.js';
+import { checkImages, requestImages } from './images.js';
+import type { ServiceMetrics } from './metrics.js';
 import { bankNameParam, batchResponse, commonErrors, predictQuery, predictResponse } from './schemas.js';
 
 interface PredictQuery {

@@ -6,12 +6,14 @@
  * cut after drainTimeoutMs), a running build job gets drainTimeoutMs to finish (then it is asked to
  * stop); the caller then stops the compute worker (engine.close()).
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+
+import type { AddressInfo } from 'node:net';
 import helmet from '@fastify/helmet';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
-import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { hostName, isLoopbackAddress } from '../report/serve.js';
+import { TokenCheck } from './auth.js';
 import { BankRegistry } from './banks.js';
 import type { ServiceConfig } from './config.js';
 import type { ServiceEngine } from './engine.js';
@@ -19,13 +21,12 @@ import { errorReply, RequestError } from './errors.js';
 import { JobManager, removeStaleBuilds } from './jobs.js';
 import { createMetrics, type ServiceMetrics } from './metrics.js';
 import { swaggerOptions } from './openapi.js';
-import { WorkQueue, type Slot } from './queue.js';
+import { type Slot, WorkQueue } from './queue.js';
 import { bankRoutes } from './routes-banks.js';
 import { jobRoutes } from './routes-jobs.js';
-import { opsRoutes, type Lifecycle } from './routes-ops.js';
+import { type Lifecycle, opsRoutes } from './routes-ops.js';
 import { predictRoutes } from './routes-predict.js';
 import { SHARED_SCHEMAS } from './schemas.js';
-import { TokenCheck } from './auth.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
