@@ -284,6 +284,13 @@ test('bad images, bombs, oversized and mistyped bodies: a clear 4xx, and the ser
   const b = await call(url, 'POST', '/v1/banks/line/predict-batch', mp.body, { 'content-type': mp.type });
   assert.equal(b.status, 422);
   assert.deepEqual(b.json().images, [{ name: 'bad.png', reason: 'not an image (unrecognised file signature)' }]);
+  const big = multipart([
+    { name: 'x.png', bytes: Buffer.alloc(1200 * 1024, 1) },
+    { name: 'y.png', bytes: Buffer.alloc(1200 * 1024, 2) },
+  ]);
+  const tooMuch = await call(url, 'POST', '/v1/banks/line/predict-batch', big.body, { 'content-type': big.type });
+  assert.equal(tooMuch.status, 413, 'a multipart body over --max-body-mb in all');
+  assert.match(tooMuch.json().message, /over 2097152 bytes in all/);
   assert.equal((await postImage('/v1/banks/nobank/predict', full)).status, 404);
   assert.equal((await call(url, 'GET', '/healthz')).status, 200);
   assert.equal((await call(url, 'GET', '/readyz')).json().status, 'ready');

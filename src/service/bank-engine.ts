@@ -120,8 +120,11 @@ export function createBankEngine(o: BankEngineOptions): ServiceEngine {
         device: o.device,
         loadBackbone: backbones.load,
       });
-      if (res.skipped.length)
-        throw new RequestError(422, 'bad_image', res.skipped.map((s) => `${s.name}: ${s.reason}`).join('; '), res.skipped);
+      if (res.skipped.length) {
+        const what = res.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ');
+        const n = images.length === 1 ? '' : `${res.skipped.length} of ${images.length} images unusable: `;
+        throw new RequestError(422, 'bad_image', n + what, res.skipped);
+      }
       const bytes = new Map(images.map((i) => [i.name, i.bytes]));
       const out: PredictOutcome[] = [];
       for (const p of res.predictions) {

@@ -1,11 +1,11 @@
 /**
  * Images from a request: a raw body (Content-Type image/* or application/octet-stream) or the
- * file parts of a multipart/form-data body, each then decoded once by the project's decoder
- * (src/image/decode.ts), so that a bad image or a decompression bomb is refused with the same
- * reason `musc run` gives, before it takes the compute worker.
+ * file parts of a multipart/form-data body, at most --max-body-mb in all (a multipart body stops
+ * at the part that crosses it). They are decoded once, by the bank library in the request's turn
+ * (so at most one request's images are decoded at a time); an image that cannot be decoded, or a
+ * decompression bomb, is refused with the decoder's reason (bank-engine.ts: 422).
  */
 import type { FastifyRequest } from 'fastify';
-import { decodeRgbBytes, ImageDecodeError } from '../image/decode.js';
 import type { InputImage } from './engine.js';
 import { RequestError } from './errors.js';
 
@@ -31,11 +31,14 @@ function uniqueNames(images: InputImage[]): InputImage[] {
 }
 
 /** the images of a predict request (at most `max`) */
-export async function requestImages(req: FastifyRequest, max: number, rawName?: string): Promise<InputImage[]> {
+export async function requestImages(req: FastifyRequest, max: number, maxBytes: number, rawName?: string): Promise<InputImage[]> {
   if (req.isMultipart()) {
     const out: InputImage[] = [];
+    let total = 0;
     for await (const part of req.files({ limits: { files: max } })) {
       out.push({ name: imageName(part.filename, `image-${out.length + 1}`), bytes: await part.toBuffer() });
+      total += out[out.length - 1]!.bytes.length;
+      if (total > maxBytes) throw new RequestError(413, 'too_large', `the images are over ${maxBytes} bytes in all (--max-body-mb)`);
     }
     if (out.length === 0) throw new RequestError(400, 'bad_request', 'the multipart body has no file part');
     return uniqueNames(out);
@@ -48,26 +51,4 @@ export async function requestImages(req: FastifyRequest, max: number, rawName?: 
       'send the image as the body (Content-Type image/* or application/octet-stream) or as multipart/form-data',
     );
   return [{ name: imageName(rawName, 'image'), bytes: body }];
-}
-
-/** decodes every image; refuses the request (422) listing each bad one with its reason */
-export async function checkImages(images: InputImage[], maxPixels: number): Promise<void> {
-  const bad: { name: string; reason: string }[] = [];
-  for (const im of images) {
-    try {
-      await decodeRgbBytes(im.name, im.bytes, { maxPixels });
-    } catch (e) {
-      if (!(e instanceof ImageDecodeError)) throw e;
-      bad.push({ name: im.name, reason: e.reason.replace('raise it with --max-pixels', 'the service limit is --max-pixels') });
-    }
-  }
-  if (bad.length) {
-    const what = bad.map((b) => `${b.name}: ${b.reason}`).join('; ');
-    throw new RequestError(
-      422,
-      'bad_image',
-      `${bad.length === images.length && bad.length === 1 ? '' : `${bad.length} of ${images.length} images unusable: `}${what}`,
-      bad,
-    );
-  }
 }

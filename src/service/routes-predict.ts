@@ -8,7 +8,7 @@ import type { BankRegistry, LoadedBank } from './banks.js';
 import type { ServiceConfig } from './config.js';
 import type { ImagePrediction, PredictOutcome, RenderKind, ServiceEngine } from './engine.js';
 import { RequestError } from './errors.js';
-import { checkImages, requestImages } from './images.js';
+import { requestImages } from './images.js';
 import type { ServiceMetrics } from './metrics.js';
 import { bankNameParam, batchResponse, commonErrors, predictQuery, predictResponse } from './schemas.js';
 
@@ -44,8 +44,7 @@ export function predictRoutes(
   async function score(req: PredictReq, max: number): Promise<{ bank: LoadedBank; out: PredictOutcome[] }> {
     const use = registry.use(req.params.name);
     try {
-      const images = await requestImages(req, max, req.query.name);
-      await checkImages(images, cfg.maxPixels);
+      const images = await requestImages(req, max, cfg.maxBodyBytes, req.query.name);
       const renders = [
         ...new Set([
           ...(req.query.include ? (req.query.include.split(',') as RenderKind[]) : []),
