@@ -424,6 +424,14 @@ test('security headers; unknown routes and jobs', async () => {
   assert.equal((await call(url, 'GET', '/v1/banks/line.bank')).status, 404);
   assert.equal((await call(url, 'GET', '/etc/passwd')).status, 404);
   assert.equal((await call(url, 'GET', '/v1/jobs/00000000-0000-0000-0000-000000000000')).status, 404);
+  await mkdir(join(banks, 'broken.bank'));
+  await writeFile(join(banks, 'broken.bank', 'manifest.json'), '{"format": "musc-bank"');
+  const broken = await call(url, 'POST', '/v1/banks/broken/load');
+  assert.equal(broken.status, 422, String(broken.body));
+  assert.equal(broken.json().error, 'bad_bank');
+  assert.match(broken.json().message, /broken\.bank/);
+  await rm(join(banks, 'broken.bank'), { recursive: true });
+  assert.equal((await call(url, 'POST', '/v1/banks/nothere/load')).status, 404);
   assert.equal((await call(url, 'GET', '/v1/jobs/..%2f..%2fx')).status, 400);
 });
 

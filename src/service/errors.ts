@@ -24,6 +24,9 @@ const BY_NAME: Record<string, [number, string]> = {
   BankNotFoundError: [404, 'not_found'],
   ImageDecodeError: [422, 'bad_image'],
   BankError: [422, 'bad_bank'],
+  // a bank this service cannot use: built with other weights or settings, weights not on this machine
+  ConfigError: [422, 'bad_bank'],
+  MissingWeightsError: [422, 'bad_bank'],
 };
 
 const KIND_BY_STATUS: Record<number, string> = {
