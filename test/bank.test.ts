@@ -12,7 +12,7 @@ import { scorePatches } from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { toFloat16 } from '../src/io/float16.js';
 import type { StageFeatures } from '../src/core/types.js';
-import { scoreAgainstBank } from '../src/bank/scoring.js';
+import { scoreAgainstBank, scoreAgainstBankCached } from '../src/bank/scoring.js';
 import { buildBank, imagesOfFolder, openBank, predict, closeBank, renderCompositePng, renderMaskPng, type ImageInput } from '../src/bank/index.js';
 import { falseAlarmThreshold, normalQuantile, normalizeScore, runVerdicts, readThresholdArg, writeThresholdFile } from '../src/bank/calibration.js';
 import { regionsOf } from '../src/bank/regions.js';
@@ -59,6 +59,12 @@ test('predicting bank image i against the bank without i gives the zero-shot MuS
     assert.equal(res.h * res.w, P);
     const d = maxDiff(res.patch, zero.data.subarray(i * P, (i + 1) * P));
     assert.ok(d <= 1e-6, `image ${i}: max difference ${d}`);
+    // predict's path: the bank's LNAMD kept in the worker (twice: computed, then from the cache)
+    for (let k = 0; k < 2; k++) {
+      const cached = await scoreAgainstBankCached(`loo-${i}`, stages.map((s) => take(s, [i])), stages.map((s) => take(s, others)), opts);
+      const dc = maxDiff(cached.patch, zero.data.subarray(i * P, (i + 1) * P));
+      assert.ok(dc <= 1e-6, `image ${i} (bank LNAMD cached, call ${k + 1}): max difference ${dc}`);
+    }
   }
   // and a new image is not scored against the other new images of the same call
   const both = await scoreAgainstBank(stages.map((s) => take(s, [0, 1])), stages.map((s) => take(s, [2, 3, 4, 5, 6])), opts);

@@ -16,7 +16,7 @@ import { loadBackbone } from '../backbones/registry.js';
 import type { Backbone } from '../backbones/types.js';
 import { normalizeScore, thresholdsOf, verdictOf, type Thresholds } from './calibration.js';
 import { extractImages, stackStages, type ExtractedImage } from './extract.js';
-import { predictRscin, scoreAgainstBank } from './scoring.js';
+import { dropCachedBank, predictRscin, scoreAgainstBankCached } from './scoring.js';
 import { mapAtSize, regionsOf } from './regions.js';
 import type { Bank, ImageInput, ImagePrediction, PredictOptions, PredictOutput } from './types.js';
 
@@ -59,10 +59,11 @@ async function loadChecked(bank: Bank, opts: PredictOptions): Promise<Backbone> 
   return backbone;
 }
 
-/** Disposes the bank's backbone (if loaded). */
+/** Disposes the bank's backbone and forgets its aggregated features in the compute worker (if predict ran). */
 export async function closeBank(bank: Bank): Promise<void> {
   const b = bank.backbone;
   bank.backbone = undefined;
+  if (b) await dropCachedBank(bank.manifest.checksum);
   await b?.dispose();
 }
 
@@ -81,7 +82,7 @@ export async function predict(bank: Bank, images: ImageInput[], opts: PredictOpt
     const chunk = ex.images.slice(b, b + bs);
     const done = b;
     const t1 = performance.now();
-    const res = await scoreAgainstBank(stackStages(chunk, dims), bank.stages, scoreSettings(bank, opts), (d, t) =>
+    const res = await scoreAgainstBankCached(bank.manifest.checksum, stackStages(chunk, dims), bank.stages, scoreSettings(bank, opts), (d, t) =>
       opts.onProgress?.('score', done + (chunk.length * d) / t, ex.images.length));
     const scoringMs = (performance.now() - t1) / chunk.length;
     chunk.forEach((im, i) => {

@@ -26,7 +26,7 @@ import type { PoolVariant } from '../core/plan.js';
 import { zeroShotVariant } from '../core/plan.js';
 import type { Interval } from '../core/types.js';
 import type { MsmPrecision } from '../core/kernel.js';
-import type { ProgressListener } from '../compute/worker.js';
+import { computeWorker, type ProgressListener } from '../compute/worker.js';
 import { scorePlan, rscin } from '../scoring/musc.js';
 import { appendReferences } from '../pipeline/references.js';
 
@@ -63,6 +63,24 @@ export async function scoreAgainstBank(
   const plan = { n: m + n, rList: s.rList, variants: [predictVariant(m, n, s.interval)] };
   const res = await scorePlan(batch, plan, { precision: s.precision, device: s.device }, onProgress);
   return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings };
+}
+
+/** The worker module holding banks' aggregated features (worker-tasks.ts). */
+const BANK_TASKS_MODULE = new URL('./worker-tasks.js', import.meta.url).href;
+
+/**
+ * The same scores as scoreAgainstBank, with the bank's LNAMD kept in the compute worker under
+ * `key` (the bank's identity, e.g. its manifest checksum): what predict uses (worker-tasks.ts).
+ */
+export function scoreAgainstBankCached(key: string, fresh: StageFeatures[], bank: StageFeatures[], s: BankScoreSettings, onProgress?: ProgressListener): Promise<PatchResult> {
+  if (fresh.length !== bank.length) throw new Error(`new images have ${fresh.length} stages, the bank ${bank.length}`);
+  const settings = { rList: s.rList, interval: s.interval, precision: s.precision, device: s.device };
+  return computeWorker().call<PatchResult>(BANK_TASKS_MODULE, 'predictTask', [key, fresh, bank, settings], [], onProgress);
+}
+
+/** Forgets the bank's aggregated features in the compute worker. */
+export async function dropCachedBank(key: string): Promise<void> {
+  await computeWorker().call(BANK_TASKS_MODULE, 'dropBankZ', [key]);
 }
 
 /** Leave-one-out patch scores [n, P] of the bank: zero-shot MuSc over the bank. */
