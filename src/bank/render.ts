@@ -109,11 +109,23 @@ export async function renderCompositePng(image: RgbImage | Buffer, p: Picture): 
     panels.forEach((pan, i) => out.set(pan.subarray(y * w * 3, (y + 1) * w * 3), (y * W + i * (w + GAP)) * 3));
     out.set(bar.subarray(y * BAR * 3, (y + 1) * BAR * 3), (y * W + 3 * (w + GAP)) * 3);
   }
-  const pic = sharp(out, { raw: { width: W, height: h, channels: 3 } });
+  await drawLabels(out, W, h, p);
+  return png(out, W, h, 3);
+}
+
+/** Blends the colour bar's value labels (SVG text, rendered by sharp) into the right margin. */
+async function drawLabels(out: Uint8Array, W: number, h: number, p: Picture): Promise<void> {
+  let lab: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    const labelled = await pic.composite([{ input: labelSvg(p, h), left: W - LABELS, top: 0 }]).png().toBuffer();
-    return await sharp(labelled).removeAlpha().png().toBuffer(); // RGB like the other pictures
+    lab = await sharp(labelSvg(p, h)).raw().toBuffer({ resolveWithObject: true });
   } catch {
-    return png(out, W, h, 3); // no SVG text support: the bar without labels
+    return; // no SVG text support: the bar without labels
+  }
+  const { width: lw, height: lh, channels: ch } = lab.info;
+  for (let y = 0; y < Math.min(h, lh); y++) {
+    for (let x = 0; x < Math.min(LABELS, lw); x++) {
+      const s = (y * lw + x) * ch, a = ch === 4 ? lab.data[s + 3]! / 255 : 1, o = (y * W + W - LABELS + x) * 3;
+      for (let c = 0; c < 3; c++) out[o + c] = Math.round(lab.data[s + c]! * a + out[o + c]! * (1 - a));
+    }
   }
 }
