@@ -15,9 +15,27 @@ export { predict, closeBank, checkBankSettings, bankBackbone, DEFAULT_PREDICT_BA
 export { readBank as openBank, readManifest, BankError } from './store.js';
 export { renderMaskPng, renderHeatmapPng, renderCompositePng } from './render.js';
 export {
-  DEFAULT_FALSE_ALARM, thresholdsOf, falseAlarmThreshold, normalizeScore, runVerdicts, readThresholdArg, writeThresholdFile,
-  type Calibration, type Thresholds, type ThresholdFile, type RunVerdicts,
+  DEFAULT_FALSE_ALARM,
+  thresholdsOf,
+  falseAlarmThreshold,
+  normalizeScore,
+  runVerdicts,
+  readThresholdArg,
+  writeThresholdFile,
+  type Calibration,
+  type Thresholds,
+  type ThresholdFile,
+  type RunVerdicts,
 } from './calibration.js';
 export type {
-  Bank, BankManifest, BankImage, ImageInput, ImagePrediction, PredictOptions, PredictOutput, Region, AnomalyMap, ColourScale,
+  Bank,
+  BankManifest,
+  BankImage,
+  ImageInput,
+  ImagePrediction,
+  PredictOptions,
+  PredictOutput,
+  Region,
+  AnomalyMap,
+  ColourScale,
 } from './types.js';

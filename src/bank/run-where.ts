@@ -32,19 +32,30 @@ export interface RunWhere {
 }
 
 /** The pixel threshold and colour scale of a run (see the module comment). */
-export function runPixelScale(r: Pick<CategoryResult, 'maps' | 'imageScores' | 'decisions' | 'size'>, falseAlarm = DEFAULT_FALSE_ALARM): ColourScale {
-  const n = r.imageScores.length, plane = r.size * r.size;
+export function runPixelScale(
+  r: Pick<CategoryResult, 'maps' | 'imageScores' | 'decisions' | 'size'>,
+  falseAlarm = DEFAULT_FALSE_ALARM,
+): ColourScale {
+  const n = r.imageScores.length,
+    plane = r.size * r.size;
   const ok = [...Array(n).keys()].filter((i) => r.decisions?.decisions[i] === 'OK');
   const base = ok.length >= 2 ? ok : [...Array(n).keys()];
-  const pixel = falseAlarmThreshold(base.map((i) => r.imageScores[i]!), falseAlarm);
+  const pixel = falseAlarmThreshold(
+    base.map((i) => r.imageScores[i]!),
+    falseAlarm,
+  );
   const lo = Math.min(pixel, median(base.map((i) => median(r.maps.subarray(i * plane, (i + 1) * plane)))));
   return { lo, hi: pixel > lo ? 2 * pixel - lo : lo + 1e-12, threshold: pixel };
 }
 
 export async function writeRunWhere(dir: string, r: CategoryResult, composites: boolean): Promise<RunWhere> {
   const scale = runPixelScale(r);
-  const S = r.size, plane = S * S;
-  const paths = heatmapPaths(r.items, r.items.map((_, i) => i));
+  const S = r.size,
+    plane = S * S;
+  const paths = heatmapPaths(
+    r.items,
+    r.items.map((_, i) => i),
+  );
   const rows: { name: string; regions: Region[] }[] = [];
   const out: RunWhere = { pixelThreshold: scale.threshold, masks: 0, composites: 0, regions: 0 };
   for (const [i, it] of r.items.entries()) {
@@ -54,7 +65,11 @@ export async function writeRunWhere(dir: string, r: CategoryResult, composites: 
     } catch {
       continue; // it was read for scoring; changed since: no picture
     }
-    const map = { width: img.width, height: img.height, data: upsampleAlignCorners(r.maps.subarray(i * plane, (i + 1) * plane), 1, S, S, img.height, img.width) };
+    const map = {
+      width: img.width,
+      height: img.height,
+      data: upsampleAlignCorners(r.maps.subarray(i * plane, (i + 1) * plane), 1, S, S, img.height, img.width),
+    };
     const { mask, regions } = regionsOf(map, scale.threshold);
     const rel = paths.get(i)!.replace(/^heatmaps\//, '');
     const p = { name: it.rel, width: img.width, height: img.height, colourScale: scale, map, mask };

@@ -145,7 +145,10 @@ export interface PredictOptions {
   /** the weight file, when the bank was built with one (--weights) */
   weightsPath?: string;
   /** backbone loader (default: the registry's loadBackbone) */
-  loadBackbone?: (name: string, opts: { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string }) => Promise<Backbone>;
+  loadBackbone?: (
+    name: string,
+    opts: { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string },
+  ) => Promise<Backbone>;
 }
 
 export interface PredictOutput {

@@ -46,13 +46,25 @@ export function dropBankZ(key: string): void {
 }
 
 /** (worker) Patch scores [m, P] of new images against the bank; `key` names the bank's content. */
-export async function predictTask(key: string, fresh: StageFeatures[], bank: StageFeatures[], s: BankScoreSettings, ctx?: WorkerContext): Promise<PatchResult> {
+export async function predictTask(
+  key: string,
+  fresh: StageFeatures[],
+  bank: StageFeatures[],
+  s: BankScoreSettings,
+  ctx?: WorkerContext,
+): Promise<PatchResult> {
   const kernel = await kernelFor(s.device, s.precision);
   let t0 = performance.now();
   const bz = bankZ(`${key}/${s.rList.join(',')}`, bank, s.rList);
-  let lnamdMs = performance.now() - t0, msmMs = 0;
+  let lnamdMs = performance.now() - t0,
+    msmMs = 0;
   const target = lnamdTarget(bank);
-  const m = fresh[0]!.n, n = bank[0]!.n, P = target.gridH * target.gridW, C = target.channels, L = bank.length, R = s.rList.length;
+  const m = fresh[0]!.n,
+    n = bank[0]!.n,
+    P = target.gridH * target.gridW,
+    C = target.channels,
+    L = bank.length,
+    R = s.rList.length;
   const variant = predictVariant(m, n, s.interval);
   const need = neededPairs({ n: m + n, rList: s.rList, variants: [variant] });
   const patch = new Float64Array(m * P);
