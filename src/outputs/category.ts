@@ -18,6 +18,7 @@ import type { HeatmapMode, VisNorm } from '../config.js';
 
 /** A category name usable as a folder name. */
 export function categoryFolder(name: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces (unsafe in folder names)
   const s = name.replace(/[\\/:*?"<>|\x00-\x1f]/g, '_').replace(/^\.+$/, '_');
   return s || '_';
 }
