@@ -11,9 +11,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { parseCsv } from '../src/outputs/csv.js';
-import { rocAucScore } from '../src/metrics/roc.js';
 import { decodeMask } from '../src/image/decode.js';
+import { rocAucScore } from '../src/metrics/roc.js';
+import { parseCsv } from '../src/outputs/csv.js';
 
 async function maskCounts(out: string, gt: string, rows: Record<string, string>[]): Promise<{ tp: number; fp: number; fn: number }> {
   const c = { tp: 0, fp: 0, fn: 0 };

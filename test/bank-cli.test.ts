@@ -3,21 +3,22 @@
  * at 64 px to stay fast): outputs at the original size, settings and corrupt banks refused with
  * the documented exit codes, threshold files read back, clean stderr without a TTY.
  */
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import sharp from 'sharp';
 import { cliMain, tempDir } from './helpers/cli-env.js';
+import { lcg } from './helpers/lcg.js';
 
 const musc = (args: string[]) => spawnSync(process.execPath, [cliMain, ...args], { encoding: 'utf8', timeout: 300_000 });
 
 async function png(file: string, seed: number, spot = false): Promise<void> {
   const w = 80,
     h = 48;
-  let s = seed;
-  const r = (): number => (s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  const r = lcg(seed);
   const px = new Uint8Array(w * h * 3);
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++)

@@ -3,50 +3,48 @@
  * (atomic, verified: corrupt / edited / mismatched banks are refused with the reason), skipped
  * inputs, regions at the original size, calibration and pictures.
  */
-import { test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { after, test } from 'node:test';
 import sharp from 'sharp';
-import { scorePatches } from '../src/scoring/musc.js';
-import { shutdownCompute } from '../src/compute/worker.js';
-import { toFloat16 } from '../src/io/float16.js';
-import type { StageFeatures } from '../src/core/types.js';
-import { scoreAgainstBank, scoreAgainstBankCached } from '../src/bank/scoring.js';
+import type { Backbone } from '../src/backbones/types.js';
+import {
+  falseAlarmThreshold,
+  normalizeScore,
+  normalQuantile,
+  readThresholdArg,
+  runVerdicts,
+  writeThresholdFile,
+} from '../src/bank/calibration.js';
 import {
   buildBank,
+  closeBank,
+  type ImageInput,
   imagesOfFolder,
   openBank,
   predict,
-  closeBank,
   renderCompositePng,
   renderMaskPng,
-  type ImageInput,
 } from '../src/bank/index.js';
-import {
-  falseAlarmThreshold,
-  normalQuantile,
-  normalizeScore,
-  runVerdicts,
-  readThresholdArg,
-  writeThresholdFile,
-} from '../src/bank/calibration.js';
 import { regionsOf } from '../src/bank/regions.js';
 import { runPixelScale, writeRunWhere } from '../src/bank/run-where.js';
+import { scoreAgainstBank, scoreAgainstBankCached } from '../src/bank/scoring.js';
+import { shutdownCompute } from '../src/compute/worker.js';
 import { l2NormalizeRows } from '../src/core/rscin.js';
-import type { Backbone } from '../src/backbones/types.js';
+import type { StageFeatures } from '../src/core/types.js';
+import { toFloat16 } from '../src/io/float16.js';
+import { scorePatches } from '../src/scoring/musc.js';
 import { tempDir } from './helpers/cli-env.js';
 import { fakeBackbone } from './helpers/cli-fakes.js';
+import { lcgSigned } from './helpers/lcg.js';
 
 after(shutdownCompute);
 
-function rng(seed: number): () => number {
-  return () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
-}
-
 /** float16 stage of n images (as banks and musc run keep features) */
 function stage(n: number, h: number, c: number, seed: number): StageFeatures<Uint16Array> {
-  return { n, h, w: h, c, data: toFloat16(new Float32Array(n * h * h * c).map(rng(seed))) };
+  return { n, h, w: h, c, data: toFloat16(new Float32Array(n * h * h * c).map(lcgSigned(seed))) };
 }
 
 function take(s: StageFeatures<Uint16Array>, idx: number[]): StageFeatures<Uint16Array> {
@@ -107,7 +105,7 @@ test('predicting bank image i against the bank without i gives the zero-shot MuS
 
 /** a non-square noise PNG with a bright square at (x, y) when given */
 async function png(w: number, h: number, seed: number, spot?: [number, number]): Promise<Buffer> {
-  const r = rng(seed);
+  const r = lcgSigned(seed);
   const px = new Uint8Array(w * h * 3);
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = 40 + 3 * x + 2 * y + 20 * c + Math.round(8 * r());

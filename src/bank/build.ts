@@ -9,18 +9,18 @@
  */
 import { readFile } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
-import { listReferenceImages } from '../pipeline/references.js';
-import { upsampleAlignCorners, mapMaxima } from '../core/maps.js';
+import type { Backbone } from '../backbones/types.js';
 import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
+import { mapMaxima, upsampleAlignCorners } from '../core/maps.js';
 import { RSCIN_K_MVTEC } from '../core/rscin.js';
-import { DatasetError } from '../datasets/types.js';
-import { median } from '../threshold.js';
-import { versions } from '../outputs/versions.js';
-import type { Backbone } from '../backbones/types.js';
 import type { Interval } from '../core/types.js';
-import { checkFalseAlarm, DEFAULT_FALSE_ALARM, type Calibration } from './calibration.js';
-import { extractImages, stackStages, type ExtractedImage } from './extract.js';
+import { DatasetError } from '../datasets/types.js';
+import { versions } from '../outputs/versions.js';
+import { listReferenceImages } from '../pipeline/references.js';
+import { median } from '../threshold.js';
+import { type Calibration, checkFalseAlarm, DEFAULT_FALSE_ALARM } from './calibration.js';
+import { type ExtractedImage, extractImages, stackStages } from './extract.js';
 import { leaveOneOut, rscinRaw } from './scoring.js';
 import { writeBank } from './store.js';
 import { BANK_FORMAT, BANK_FORMAT_VERSION, type BankManifest, type ImageInput } from './types.js';

@@ -30,10 +30,10 @@
  * With labels, `musc run` uses the F1-optimal threshold (src/metrics f1OptimalThreshold) instead.
  */
 import { readFile } from 'node:fs/promises';
-import { isNg, madThreshold, median } from '../threshold.js';
-import { f1OptimalThreshold } from '../metrics/roc.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { f1OptimalThreshold } from '../metrics/roc.js';
 import type { Decisions } from '../threshold.js';
+import { isNg, madThreshold, median } from '../threshold.js';
 import type { ColourScale } from './types.js';
 
 export const DEFAULT_FALSE_ALARM = 0.01;

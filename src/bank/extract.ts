@@ -4,14 +4,15 @@
  * backbone, in batches; no cache: a bank or a prediction reads each image once). An input that
  * cannot be decoded is skipped with its reason.
  */
+
+import type { Backbone } from '../backbones/types.js';
+import { sharedFeatures } from '../compute/worker.js';
+import type { StageFeatures } from '../core/types.js';
+import { stackStages as stackFeatures } from '../features/stack.js';
+import { FeatureStore } from '../features/store.js';
+import type { ImageFeatures, StageDims } from '../features/types.js';
 import { decodeRgbBytes } from '../image/decode.js';
 import { sha256Hex } from '../io/sha256.js';
-import { sharedFeatures } from '../compute/worker.js';
-import { FeatureStore } from '../features/store.js';
-import { stackStages as stackFeatures } from '../features/stack.js';
-import type { ImageFeatures, StageDims } from '../features/types.js';
-import type { Backbone } from '../backbones/types.js';
-import type { StageFeatures } from '../core/types.js';
 import type { ImageInput } from './types.js';
 
 export interface ExtractedImage {
@@ -57,7 +58,10 @@ export async function extractImages(
   let done = 0;
   const res = await store.extract(
     inputs.map((im, i) => ({ path: String(i), rel: im.name })),
-    (n) => opts.onProgress?.((done += n), inputs.length),
+    (n) => {
+      done += n;
+      opts.onProgress?.(done, inputs.length);
+    },
   );
   const count = Math.max(1, res.images.length);
   const per = { decode: store.timings.decode / count, backbone: store.timings.backbone / count };

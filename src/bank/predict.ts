@@ -10,14 +10,14 @@
  *   normalised score; map at the original size -> mask (> pixel threshold) -> regions
  */
 import { performance } from 'node:perf_hooks';
-import { upsampleAlignCorners } from '../core/maps.js';
-import { ConfigError } from '../config.js';
 import { loadBackbone } from '../backbones/registry.js';
 import type { Backbone } from '../backbones/types.js';
-import { normalizeScore, thresholdsOf, verdictOf, type Thresholds } from './calibration.js';
-import { extractImages, stackStages, type ExtractedImage } from './extract.js';
-import { dropCachedBank, predictRscin, scoreAgainstBankCached } from './scoring.js';
+import { ConfigError } from '../config.js';
+import { upsampleAlignCorners } from '../core/maps.js';
+import { normalizeScore, type Thresholds, thresholdsOf, verdictOf } from './calibration.js';
+import { type ExtractedImage, extractImages, stackStages } from './extract.js';
 import { mapAtSize, regionsOf } from './regions.js';
+import { dropCachedBank, predictRscin, scoreAgainstBankCached } from './scoring.js';
 import type { Bank, ImageInput, ImagePrediction, PredictOptions, PredictOutput } from './types.js';
 
 export const DEFAULT_PREDICT_BATCH = 16;

@@ -12,16 +12,16 @@
  * map at the original size is the S x S map resized (bilinear, align corners, as the maps are).
  */
 import { join } from 'node:path';
-import { writeFileAtomic } from '../io/atomic.js';
-import { decodeRgb } from '../image/decode.js';
 import { upsampleAlignCorners } from '../core/maps.js';
-import { median } from '../threshold.js';
+import { decodeRgb, type RgbImage } from '../image/decode.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { heatmapPaths } from '../outputs/heatmaps.js';
 import type { CategoryResult } from '../pipeline/types.js';
-import { falseAlarmThreshold, DEFAULT_FALSE_ALARM } from './calibration.js';
+import { median } from '../threshold.js';
+import { DEFAULT_FALSE_ALARM, falseAlarmThreshold } from './calibration.js';
+import { regionsCsv } from './outputs.js';
 import { regionsOf } from './regions.js';
 import { renderCompositePng, renderMaskPng } from './render.js';
-import { regionsCsv } from './outputs.js';
 import type { ColourScale, Region } from './types.js';
 
 export interface RunWhere {
@@ -59,7 +59,7 @@ export async function writeRunWhere(dir: string, r: CategoryResult, composites: 
   const rows: { name: string; regions: Region[] }[] = [];
   const out: RunWhere = { pixelThreshold: scale.threshold, masks: 0, composites: 0, regions: 0 };
   for (const [i, it] of r.items.entries()) {
-    let img;
+    let img: RgbImage;
     try {
       img = await decodeRgb(it.path);
     } catch {

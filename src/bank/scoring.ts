@@ -21,14 +21,14 @@
  * its own, the same k windows. It does not depend on the min and max of a batch, so thresholds
  * hold across calls.
  */
-import type { ImageTokens, StageFeatures } from '../core/types.js';
+
+import { computeWorker, type ProgressListener } from '../compute/worker.js';
+import type { MsmPrecision } from '../core/kernel.js';
 import type { PoolVariant } from '../core/plan.js';
 import { zeroShotVariant } from '../core/plan.js';
-import type { Interval } from '../core/types.js';
-import type { MsmPrecision } from '../core/kernel.js';
-import { computeWorker, type ProgressListener } from '../compute/worker.js';
-import { scorePlan, rscin } from '../scoring/musc.js';
+import type { ImageTokens, Interval, StageFeatures } from '../core/types.js';
 import { appendReferences } from '../pipeline/references.js';
+import { rscin, scorePlan } from '../scoring/musc.js';
 
 export interface BankScoreSettings {
   rList: number[];

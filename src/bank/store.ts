@@ -14,11 +14,11 @@
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { sharedFeatures } from '../compute/worker.js';
+import type { ImageTokens, StageFeatures } from '../core/types.js';
 import { tempPathFor } from '../io/atomic.js';
 import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../io/safetensors.js';
 import { temporaryOwner } from '../outputs/temp-files.js';
-import { sharedFeatures } from '../compute/worker.js';
-import type { ImageTokens, StageFeatures } from '../core/types.js';
 import type { Calibration } from './calibration.js';
 import { sha256 } from './extract.js';
 import { BANK_FORMAT, BANK_FORMAT_VERSION, type Bank, type BankFile, type BankManifest } from './types.js';

@@ -2,9 +2,10 @@
  * The shapes of a bank (a saved, self-calibrated set of reference features of one product) and of
  * its predictions. See src/bank/index.ts for the public API and docs/architecture.md "Bank".
  */
-import type { ImageTokens, Interval, StageFeatures } from '../core/types.js';
-import type { MsmPrecision } from '../core/kernel.js';
+
 import type { Backbone } from '../backbones/types.js';
+import type { MsmPrecision } from '../core/kernel.js';
+import type { ImageTokens, Interval, StageFeatures } from '../core/types.js';
 import type { Calibration } from './calibration.js';
 
 export const BANK_FORMAT = 'musc-bank';

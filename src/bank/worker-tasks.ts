@@ -8,13 +8,13 @@
  * re-aggregating the bank (README, Inspect new images).
  */
 import { performance } from 'node:perf_hooks';
-import { aggregateStage, layerNormImages, lnamdTarget } from '../core/lnamd.js';
-import { cancelledError, scoreBank } from '../core/score.js';
-import { neededPairs } from '../core/plan.js';
-import type { StageFeatures } from '../core/types.js';
 import type { WorkerContext } from '../compute/worker.js';
+import { aggregateStage, layerNormImages, lnamdTarget } from '../core/lnamd.js';
+import { neededPairs } from '../core/plan.js';
+import { cancelledError, scoreBank } from '../core/score.js';
+import type { StageFeatures } from '../core/types.js';
 import { kernelFor } from '../scoring/tasks.js';
-import { predictVariant, type BankScoreSettings, type PatchResult } from './scoring.js';
+import { type BankScoreSettings, type PatchResult, predictVariant } from './scoring.js';
 
 /** Banks whose Z are kept, and the most bytes one bank's Z may take to be kept. */
 export const BANK_Z_CACHE_BANKS = 2;

@@ -5,20 +5,21 @@
  */
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
+import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
+import type { Backbone } from '../backbones/types.js';
+import { buildBank, imagesOfFolder } from '../bank/build.js';
+import { checkFalseAlarm, DEFAULT_FALSE_ALARM, thresholdsOf } from '../bank/calibration.js';
+import { readBank } from '../bank/store.js';
+import type { Bank } from '../bank/types.js';
 import { ConfigError, parseNumberList } from '../config.js';
-import { DatasetError } from '../datasets/types.js';
 import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
-import { buildBank, imagesOfFolder } from '../bank/build.js';
-import { readBank } from '../bank/store.js';
-import { checkFalseAlarm, DEFAULT_FALSE_ALARM, thresholdsOf } from '../bank/calibration.js';
-import type { Bank } from '../bank/types.js';
+import { DatasetError } from '../datasets/types.js';
 import type { ProgressSink } from '../pipeline/run-dataset.js';
-import { checkBackbone } from './tokens.js';
-import { createProgress } from './progress.js';
 import { intListArg, posIntArg, wrapArg } from './args.js';
+import { createProgress } from './progress.js';
+import { checkBackbone } from './tokens.js';
 
 export const falseAlarmArg = wrapArg((s) => checkFalseAlarm(Number(s)));
 const intervalArg = wrapArg((s) => {
@@ -58,7 +59,8 @@ const pct = (a: number): string => `${+(a * 100).toPrecision(3)}%`;
 export function describeBank(bank: Bank, sizeBytes?: number): string[] {
   const m = bank.manifest;
   const th = thresholdsOf(bank.calibration);
-  const b = m.backbone, sc = m.scoring;
+  const b = m.backbone,
+    sc = m.scoring;
   const bytes = sizeBytes ?? m.files.reduce((a, f) => a + f.bytes, 0);
   return [
     `bank ${bank.path}: ${m.images.length} images${m.skipped.length ? ` (${m.skipped.length} inputs skipped)` : ''}, ` +
@@ -101,7 +103,7 @@ function buildCommand(): Command {
     if (excluded.length > 0)
       process.stderr.write(`warning: ${excluded.length} images in mask folders left out of the bank (first: ${excluded[0]!.name})\n`);
     if (inputs.length === 0) throw new DatasetError(`${f.data}: no product images (only masks)`);
-    let backbone;
+    let backbone: Backbone;
     try {
       backbone = await loadBackbone(name, {
         ...(f.imageSize ? { imageSize: f.imageSize } : {}),

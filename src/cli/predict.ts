@@ -7,21 +7,20 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { listReferenceImages } from '../pipeline/references.js';
-import { relPosix } from '../datasets/paths.js';
-import { DatasetError } from '../datasets/types.js';
-import { readBank } from '../bank/store.js';
-import { closeBank, predict } from '../bank/predict.js';
-import { DEFAULT_PREDICT_BATCH } from '../bank/predict.js';
 import { readThresholdArg, thresholdsOf } from '../bank/calibration.js';
-import { writePictures, writePredictTables, type WrittenPrediction } from '../bank/outputs.js';
-import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
-import { checkInterrupted } from '../pipeline/interrupt.js';
+import { type WrittenPrediction, writePictures, writePredictTables } from '../bank/outputs.js';
+import { closeBank, DEFAULT_PREDICT_BATCH, predict } from '../bank/predict.js';
+import { readBank } from '../bank/store.js';
 import type { ImageInput, PredictOptions } from '../bank/types.js';
 import type { MsmPrecision } from '../core/kernel.js';
-import { createProgress } from './progress.js';
+import { relPosix } from '../datasets/paths.js';
+import { DatasetError } from '../datasets/types.js';
+import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
+import { checkInterrupted } from '../pipeline/interrupt.js';
+import { listReferenceImages } from '../pipeline/references.js';
 import { intListArg, posIntArg } from './args.js';
 import { describeBank, falseAlarmArg } from './bank.js';
+import { createProgress } from './progress.js';
 
 interface PredictFlags {
   bank: string;
@@ -107,14 +106,7 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
       const res = await predict(bank, inputs, { ...opts, onProgress: (step, d) => bar?.update(b + d, files.length, step) });
       skipped.push(...res.skipped);
       for (const p of res.predictions) {
-        written.push(
-          await writePictures(
-            out,
-            inputs.find((i) => i.name === p.name)!,
-            p,
-            opts.maps!,
-          ),
-        );
+        written.push(await writePictures(out, inputs.find((i) => i.name === p.name)!, p, opts.maps!));
         bar?.update(written.length + skipped.length, files.length, 'write');
       }
     }
