@@ -11,9 +11,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { parseCsv } from '../src/outputs/csv.js';
-import { rocAucScore } from '../src/metrics/roc.js';
 import { decodeMask } from '../src/image/decode.js';
+import { rocAucScore } from '../src/metrics/roc.js';
+import { parseCsv } from '../src/outputs/csv.js';
 
 async function maskCounts(out: string, gt: string, rows: Record<string, string>[]): Promise<{ tp: number; fp: number; fn: number }> {
   const c = { tp: 0, fp: 0, fn: 0 };
@@ -23,7 +23,8 @@ async function maskCounts(out: string, gt: string, rows: Record<string, string>[
     const pred = await decodeMask(join(out, r.mask));
     const truth = defect === 'good' ? null : await decodeMask(join(gt, defect, file.replace(/\.[^.]+$/, '_mask.png')));
     for (let k = 0; k < pred.data.length; k++) {
-      const p = pred.data[k]! > 127, t = truth ? truth.data[k]! > 127 : false;
+      const p = pred.data[k]! > 127,
+        t = truth ? truth.data[k]! > 127 : false;
       if (p && t) c.tp++;
       else if (p) c.fp++;
       else if (t) c.fn++;
@@ -39,15 +40,34 @@ async function main(): Promise<void> {
   const rows = body.map((r) => Object.fromEntries(header!.map((h, i) => [h, r[i] ?? ''])));
   const labels = Uint8Array.from(rows, (r) => (r.name!.split('/')[0] === 'good' ? 0 : 1));
   const ng = rows.map((r) => r.verdict === 'NG');
-  const nDef = labels.reduce((a, b) => a + b, 0), nGood = rows.length - nDef;
+  const nDef = labels.reduce((a, b) => a + b, 0),
+    nGood = rows.length - nDef;
   const recall = ng.filter((v, i) => v && labels[i]).length / nDef;
   const fa = ng.filter((v, i) => v && !labels[i]).length / nGood;
-  const auc = rocAucScore(rows.map((r) => Number(r.score)), labels);
-  const aucRaw = rocAucScore(rows.map((r) => Number(r.image_score)), labels);
-  const res: Record<string, number> = { images: rows.length, defective: nDef, good: nGood, recall, false_alarm: fa, image_auroc: auc, image_auroc_image_score: aucRaw };
+  const auc = rocAucScore(
+    rows.map((r) => Number(r.score)),
+    labels,
+  );
+  const aucRaw = rocAucScore(
+    rows.map((r) => Number(r.image_score)),
+    labels,
+  );
+  const res: Record<string, number> = {
+    images: rows.length,
+    defective: nDef,
+    good: nGood,
+    recall,
+    false_alarm: fa,
+    image_auroc: auc,
+    image_auroc_image_score: aucRaw,
+  };
   if (gt) {
     const c = await maskCounts(dirname(csv), gt, rows);
-    Object.assign(res, { pixel_precision: c.tp / (c.tp + c.fp), pixel_recall: c.tp / (c.tp + c.fn), pixel_iou: c.tp / (c.tp + c.fp + c.fn) });
+    Object.assign(res, {
+      pixel_precision: c.tp / (c.tp + c.fp),
+      pixel_recall: c.tp / (c.tp + c.fn),
+      pixel_iou: c.tp / (c.tp + c.fp + c.fn),
+    });
   }
   process.stdout.write(JSON.stringify(res, null, 2) + '\n');
 }

@@ -51,7 +51,10 @@ export async function computeImageTokens(
     backbone, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.decode ? { decode: opts.decode } : {}), badFiles: 'error', tokensOnly: true,
   });
   let done = 0;
-  const { images } = await store.extract(files.map((path) => ({ path })), (count) => opts.onProgress?.((done += count), files.length));
+  const { images } = await store.extract(files.map((path) => ({ path })), (count) => {
+    done += count;
+    opts.onProgress?.(done, files.length);
+  });
   return stackTokens(images.map((im) => im.features), store.tokenDim);
 }
 

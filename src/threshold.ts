@@ -86,7 +86,8 @@ export function nextUp(x: number): number {
   return f[0]!;
 }
 
-const finiteSorted = (values: ArrayLike<number>): Float64Array => Float64Array.from(Array.from(values).filter((x) => Number.isFinite(x))).sort();
+const finiteSorted = (values: ArrayLike<number>): Float64Array =>
+  Float64Array.from(Array.from(values).filter((x) => Number.isFinite(x))).sort();
 
 /** Median of finite values (mean of the middle two for an even count); NaN when none. */
 export function median(values: ArrayLike<number>): number {
@@ -101,7 +102,9 @@ export function madStatistics(scores: ArrayLike<number>, k = DEFAULT_MAD_K): Req
   if (!(k >= 0)) throw new RangeError(`MAD threshold: k must be >= 0, got ${k}`);
   const med = median(scores);
   if (Number.isNaN(med)) throw new RangeError('MAD threshold: no finite scores');
-  const dev = Array.from(scores).filter((x) => Number.isFinite(x)).map((x) => Math.abs(x - med));
+  const dev = Array.from(scores)
+    .filter((x) => Number.isFinite(x))
+    .map((x) => Math.abs(x - med));
   const mad = median(dev);
   // sigma estimate: 1.4826 MAD, or sqrt(pi/2) * mean absolute deviation when MAD = 0
   const sigma = mad > 0 ? MAD_SCALE * mad : Math.sqrt(Math.PI / 2) * (dev.reduce((a, b) => a + b, 0) / dev.length);
@@ -122,19 +125,24 @@ export function otsuThreshold(scores: ArrayLike<number>): number {
   let total = 0;
   for (const x of v) total += x;
   // split after index i (low = v[0..i], high = v[i+1..n-1]) only between distinct values
-  let best = -Infinity, bestI = -1, low = 0;
+  let best = -Infinity,
+    bestI = -1,
+    low = 0;
   for (let i = 0; i < n - 1; i++) {
     low += v[i]!;
     if (v[i] === v[i + 1]) continue;
-    const n0 = i + 1, n1 = n - n0;
-    const m0 = low / n0, m1 = (total - low) / n1;
+    const n0 = i + 1,
+      n1 = n - n0;
+    const m0 = low / n0,
+      m1 = (total - low) / n1;
     const between = n0 * n1 * (m0 - m1) ** 2; // proportional to the between-class variance
     if (between > best) {
       best = between;
       bestI = i;
     }
   }
-  const lo = v[bestI]!, hi = v[bestI + 1]!;
+  const lo = v[bestI]!,
+    hi = v[bestI + 1]!;
   const mid = (lo + hi) / 2;
   return mid > lo ? mid : hi; // adjacent doubles: the low cluster stays OK
 }

@@ -3,34 +3,48 @@
  * (atomic, verified: corrupt / edited / mismatched banks are refused with the reason), skipped
  * inputs, regions at the original size, calibration and pictures.
  */
-import { test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { after, test } from 'node:test';
 import sharp from 'sharp';
-import { scorePatches } from '../src/scoring/musc.js';
-import { shutdownCompute } from '../src/compute/worker.js';
-import { toFloat16 } from '../src/io/float16.js';
-import type { StageFeatures } from '../src/core/types.js';
-import { scoreAgainstBank } from '../src/bank/scoring.js';
-import { buildBank, imagesOfFolder, openBank, predict, closeBank, renderCompositePng, renderMaskPng, type ImageInput } from '../src/bank/index.js';
-import { falseAlarmThreshold, normalQuantile, normalizeScore, runVerdicts, readThresholdArg, writeThresholdFile } from '../src/bank/calibration.js';
+import type { Backbone } from '../src/backbones/types.js';
+import {
+  falseAlarmThreshold,
+  normalizeScore,
+  normalQuantile,
+  readThresholdArg,
+  runVerdicts,
+  writeThresholdFile,
+} from '../src/bank/calibration.js';
+import {
+  buildBank,
+  closeBank,
+  type ImageInput,
+  imagesOfFolder,
+  openBank,
+  predict,
+  renderCompositePng,
+  renderMaskPng,
+} from '../src/bank/index.js';
 import { regionsOf } from '../src/bank/regions.js';
 import { runPixelScale, writeRunWhere } from '../src/bank/run-where.js';
+import { scoreAgainstBank, scoreAgainstBankCached } from '../src/bank/scoring.js';
+import { shutdownCompute } from '../src/compute/worker.js';
 import { l2NormalizeRows } from '../src/core/rscin.js';
-import type { Backbone } from '../src/backbones/types.js';
+import type { StageFeatures } from '../src/core/types.js';
+import { toFloat16 } from '../src/io/float16.js';
+import { scorePatches } from '../src/scoring/musc.js';
 import { tempDir } from './helpers/cli-env.js';
 import { fakeBackbone } from './helpers/cli-fakes.js';
+import { lcgSigned } from './helpers/lcg.js';
 
 after(shutdownCompute);
 
-function rng(seed: number): () => number {
-  return () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
-}
-
 /** float16 stage of n images (as banks and musc run keep features) */
 function stage(n: number, h: number, c: number, seed: number): StageFeatures<Uint16Array> {
-  return { n, h, w: h, c, data: toFloat16(new Float32Array(n * h * h * c).map(rng(seed))) };
+  return { n, h, w: h, c, data: toFloat16(new Float32Array(n * h * h * c).map(lcgSigned(seed))) };
 }
 
 function take(s: StageFeatures<Uint16Array>, idx: number[]): StageFeatures<Uint16Array> {
@@ -55,34 +69,63 @@ test('predicting bank image i against the bank without i gives the zero-shot MuS
   const P = zero.h * zero.w;
   for (let i = 0; i < n; i++) {
     const others = [...Array(n).keys()].filter((j) => j !== i);
-    const res = await scoreAgainstBank(stages.map((s) => take(s, [i])), stages.map((s) => take(s, others)), opts);
+    const res = await scoreAgainstBank(
+      stages.map((s) => take(s, [i])),
+      stages.map((s) => take(s, others)),
+      opts,
+    );
     assert.equal(res.h * res.w, P);
     const d = maxDiff(res.patch, zero.data.subarray(i * P, (i + 1) * P));
     assert.ok(d <= 1e-6, `image ${i}: max difference ${d}`);
+    // predict's path: the bank's LNAMD kept in the worker (twice: computed, then from the cache)
+    for (let k = 0; k < 2; k++) {
+      const cached = await scoreAgainstBankCached(
+        `loo-${i}`,
+        stages.map((s) => take(s, [i])),
+        stages.map((s) => take(s, others)),
+        opts,
+      );
+      const dc = maxDiff(cached.patch, zero.data.subarray(i * P, (i + 1) * P));
+      assert.ok(dc <= 1e-6, `image ${i} (bank LNAMD cached, call ${k + 1}): max difference ${dc}`);
+    }
   }
   // and a new image is not scored against the other new images of the same call
-  const both = await scoreAgainstBank(stages.map((s) => take(s, [0, 1])), stages.map((s) => take(s, [2, 3, 4, 5, 6])), opts);
-  const alone = await scoreAgainstBank(stages.map((s) => take(s, [0])), stages.map((s) => take(s, [2, 3, 4, 5, 6])), opts);
+  const both = await scoreAgainstBank(
+    stages.map((s) => take(s, [0, 1])),
+    stages.map((s) => take(s, [2, 3, 4, 5, 6])),
+    opts,
+  );
+  const alone = await scoreAgainstBank(
+    stages.map((s) => take(s, [0])),
+    stages.map((s) => take(s, [2, 3, 4, 5, 6])),
+    opts,
+  );
   assert.ok(maxDiff(both.patch.subarray(0, P), alone.patch) <= 1e-6);
 });
 
 /** a non-square noise PNG with a bright square at (x, y) when given */
 async function png(w: number, h: number, seed: number, spot?: [number, number]): Promise<Buffer> {
-  const r = rng(seed);
+  const r = lcgSigned(seed);
   const px = new Uint8Array(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = 40 + 3 * x + 2 * y + 20 * c + Math.round(8 * r());
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = 40 + 3 * x + 2 * y + 20 * c + Math.round(8 * r());
   if (spot) for (let y = spot[1]; y < spot[1] + 8; y++) for (let x = spot[0]; x < spot[0] + 8; x++) px.set([250, 20, 20], (y * w + x) * 3);
-  return sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+  return sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 /** the fake backbone with unit image tokens (as the real backbones give) */
 const bb = ((): Backbone => {
   const f = fakeBackbone(32, 4);
-  return { ...f, extract: async (x, b) => {
-    const r = await f.extract(x, b);
-    l2NormalizeRows(r.imageTokens.data, r.imageTokens.n, r.imageTokens.d);
-    return r;
-  } };
+  return {
+    ...f,
+    extract: async (x, b) => {
+      const r = await f.extract(x, b);
+      l2NormalizeRows(r.imageTokens.data, r.imageTokens.n, r.imageTokens.d);
+      return r;
+    },
+  };
 })();
 const loader = async () => bb;
 
@@ -90,14 +133,15 @@ async function inputs(count: number, seed0: number): Promise<ImageInput[]> {
   return Promise.all(Array.from({ length: count }, async (_, i) => ({ name: `img${i}.png`, bytes: await png(48, 32, seed0 + i) })));
 }
 
-test('end to end: a bank without image 0 scores image 0 as the full bank\'s leave-one-out does; verdicts, regions at the original size', async () => {
+test("end to end: a bank without image 0 scores image 0 as the full bank's leave-one-out; verdicts, regions at original size", async () => {
   const { dir, cleanup } = await tempDir('musc-bank-');
   try {
     const imgs = await inputs(8, 10);
     const full = await buildBank(imgs, { out: join(dir, 'full.bank'), backbone: bb });
     const rest = await buildBank(imgs.slice(1), { out: join(dir, 'rest.bank'), backbone: bb });
     assert.equal(full.manifest.images.length, 8);
-    const fb = await openBank(full.path), rb = await openBank(rest.path);
+    const fb = await openBank(full.path),
+      rb = await openBank(rest.path);
     const out = await predict(rb, [imgs[0]!], { loadBackbone: loader, maps: true });
     const p = out.predictions[0]!;
     assert.ok(Math.abs(p.imageScore - fb.calibration.image_scores[0]!) <= 1e-6, `${p.imageScore} vs ${fb.calibration.image_scores[0]}`);
@@ -131,12 +175,22 @@ test('bad inputs are skipped with the reason; no images is an error; a duplicate
   const { dir, cleanup } = await tempDir('musc-bank-');
   try {
     const imgs = await inputs(5, 40);
-    const built = await buildBank([...imgs, { name: 'copy.png', bytes: imgs[0]!.bytes }, { name: 'notes.png', bytes: Buffer.from('hello') }], { out: join(dir, 'a.bank'), backbone: bb });
+    const built = await buildBank(
+      [...imgs, { name: 'copy.png', bytes: imgs[0]!.bytes }, { name: 'notes.png', bytes: Buffer.from('hello') }],
+      { out: join(dir, 'a.bank'), backbone: bb },
+    );
     assert.deepEqual(built.manifest.skipped.map((s) => s.name).sort(), ['copy.png', 'notes.png']);
     assert.match(built.manifest.skipped.find((s) => s.name === 'notes.png')!.reason, /not an image/);
     const bank = await openBank(built.path);
-    const out = await predict(bank, [{ name: 'empty.png', bytes: Buffer.alloc(0) }, { name: 'x.txt', bytes: Buffer.from('text') }, imgs[1]!], { loadBackbone: loader });
-    assert.deepEqual(out.skipped.map((s) => s.name), ['empty.png', 'x.txt']);
+    const out = await predict(
+      bank,
+      [{ name: 'empty.png', bytes: Buffer.alloc(0) }, { name: 'x.txt', bytes: Buffer.from('text') }, imgs[1]!],
+      { loadBackbone: loader },
+    );
+    assert.deepEqual(
+      out.skipped.map((s) => s.name),
+      ['empty.png', 'x.txt'],
+    );
     assert.match(out.skipped[0]!.reason, /empty/);
     assert.equal(out.predictions.length, 1);
     assert.match(out.predictions[0]!.warnings.join(), /is in the bank/);
@@ -145,8 +199,23 @@ test('bad inputs are skipped with the reason; no images is an error; a duplicate
     const jpeg = await sharp(imgs[2]!.bytes).jpeg().toBuffer();
     const gray = await sharp(imgs[3]!.bytes).grayscale().png().toBuffer();
     const tall = await sharp(imgs[4]!.bytes).resize(32, 64, { fit: 'fill' }).png().toBuffer();
-    const other = await predict(bank, [{ name: 'a.jpg', bytes: jpeg }, { name: 'g.png', bytes: gray }, { name: 't.png', bytes: tall }], { loadBackbone: loader, maps: true });
-    assert.deepEqual(other.predictions.map((p) => [p.name, p.width, p.height]), [['a.jpg', 48, 32], ['g.png', 48, 32], ['t.png', 32, 64]]);
+    const other = await predict(
+      bank,
+      [
+        { name: 'a.jpg', bytes: jpeg },
+        { name: 'g.png', bytes: gray },
+        { name: 't.png', bytes: tall },
+      ],
+      { loadBackbone: loader, maps: true },
+    );
+    assert.deepEqual(
+      other.predictions.map((p) => [p.name, p.width, p.height]),
+      [
+        ['a.jpg', 48, 32],
+        ['g.png', 48, 32],
+        ['t.png', 32, 64],
+      ],
+    );
     assert.equal(other.predictions[0]!.warnings.length, 0);
     assert.match(other.predictions[2]!.warnings.join(), /32x64; no bank image has this aspect ratio/);
     assert.equal(other.predictions[2]!.mask!.length, 32 * 64);
@@ -164,8 +233,14 @@ test('a bank folder leaves out mask folders (ground_truth/, masks/)', async () =
       await writeFile(join(dir, rel), await png(16, 16, i));
     }
     const { inputs, excluded } = await imagesOfFolder(dir);
-    assert.deepEqual(inputs.map((x) => x.name), ['good/a.png', 'good/b.png']);
-    assert.deepEqual(excluded.map((x) => x.name), ['ground_truth/x/a_mask.png']);
+    assert.deepEqual(
+      inputs.map((x) => x.name),
+      ['good/a.png', 'good/b.png'],
+    );
+    assert.deepEqual(
+      excluded.map((x) => x.name),
+      ['ground_truth/x/a_mask.png'],
+    );
   } finally {
     await cleanup();
   }
@@ -182,8 +257,14 @@ test('bank files: written atomically, refused when corrupt, edited, or built wit
     await buildBank(await inputs(5, 70), { out, backbone: bb, force: true });
     assert.deepEqual((await readdir(dir)).sort(), ['p.bank']);
     const bank = await openBank(out);
-    await assert.rejects(predict(bank, await inputs(1, 1), { loadBackbone: loader, expect: { backbone: 'resnet50' } }), /built with backbone 'fake'; this call asks for 'resnet50'/);
-    await assert.rejects(predict(bank, await inputs(1, 1), { loadBackbone: loader, expect: { imageSize: 224 } }), /image size 32; this call asks for 224/);
+    await assert.rejects(
+      predict(bank, await inputs(1, 1), { loadBackbone: loader, expect: { backbone: 'resnet50' } }),
+      /built with backbone 'fake'; this call asks for 'resnet50'/,
+    );
+    await assert.rejects(
+      predict(bank, await inputs(1, 1), { loadBackbone: loader, expect: { imageSize: 224 } }),
+      /image size 32; this call asks for 224/,
+    );
     const other = { ...bb, weightsSha256: '1'.repeat(64) };
     await assert.rejects(predict(await openBank(out), await inputs(1, 1), { loadBackbone: async () => other }), /weights sha256/);
     // a flipped byte in the features
@@ -237,30 +318,53 @@ test('calibration: robust false-alarm threshold, normalised score, run verdicts,
 });
 
 test('regions: 8-connected components of map > threshold with bbox, area, peak and mean', () => {
-  const W = 6, H = 4;
+  const W = 6,
+    H = 4;
   const data = new Float32Array(W * H);
-  data[1 * W + 1] = 2; data[2 * W + 2] = 4; // diagonal: one region
-  data[0 * W + 5] = 3; data[1 * W + 5] = 1; // second region
+  data[1 * W + 1] = 2;
+  data[2 * W + 2] = 4; // diagonal: one region
+  data[0 * W + 5] = 3;
+  data[1 * W + 5] = 1; // second region
   const { mask, regions } = regionsOf({ width: W, height: H, data }, 0.5);
-  assert.equal(mask.reduce((a, b) => a + b, 0), 4);
-  assert.deepEqual(regions.map((r) => [r.x, r.y, r.width, r.height, r.area, r.peak, r.mean]), [[5, 0, 1, 2, 2, 3, 2], [1, 1, 2, 2, 2, 4, 3]]);
+  assert.equal(
+    mask.reduce((a, b) => a + b, 0),
+    4,
+  );
+  assert.deepEqual(
+    regions.map((r) => [r.x, r.y, r.width, r.height, r.area, r.peak, r.mean]),
+    [
+      [5, 0, 1, 2, 2, 3, 2],
+      [1, 1, 2, 2, 2, 4, 3],
+    ],
+  );
 });
 
-test('musc run where: masks at the original size for every image, composites for NG images, regions.csv; pixel threshold from the OK images', async () => {
+test('musc run where: masks at original size, composites of NG images, regions.csv; pixel threshold from OK images', async () => {
   const { dir, cleanup } = await tempDir('musc-where-');
   try {
-    const S = 8, n = 4;
-    const items = await Promise.all([...Array(n).keys()].map(async (i) => {
-      const path = join(dir, `img${i}.png`);
-      await sharp(await png(30, 20, i + 1)).toFile(path);
-      return { path, rel: `x/img${i}.png`, defect: 'x', label: null, masks: null };
-    }));
+    const S = 8,
+      n = 4;
+    const items = await Promise.all(
+      [...Array(n).keys()].map(async (i) => {
+        const path = join(dir, `img${i}.png`);
+        await sharp(await png(30, 20, i + 1)).toFile(path);
+        return { path, rel: `x/img${i}.png`, defect: 'x', label: null, masks: null };
+      }),
+    );
     const maps = new Float32Array(n * S * S).fill(0.1);
     for (let i = 0; i < 3; i++) maps[i * S * S + 9] = 0.2 + 0.01 * i; // normal images: a small bump
     for (let y = 2; y < 5; y++) for (let x = 4; x < 7; x++) maps[3 * S * S + y * S + x] = 1; // image 3: a defect
     const imageScores = Float64Array.from([0.2, 0.21, 0.22, 1]);
     const decisions = { method: 'false-alarm' as const, threshold: 0.5, decisions: ['OK', 'OK', 'OK', 'NG'] as ('OK' | 'NG')[], ng: 1 };
-    const r = { name: 'x', items, maps, imageScores, rscinScores: imageScores, decisions, size: S } as unknown as import('../src/pipeline/types.js').CategoryResult;
+    const r = {
+      name: 'x',
+      items,
+      maps,
+      imageScores,
+      rscinScores: imageScores,
+      decisions,
+      size: S,
+    } as unknown as import('../src/pipeline/types.js').CategoryResult;
     const scale = runPixelScale(r);
     assert.ok(Math.abs(scale.threshold - falseAlarmThreshold([0.2, 0.21, 0.22])) < 1e-12);
     const w = await writeRunWhere(dir, r, true);
@@ -270,7 +374,10 @@ test('musc run where: masks at the original size for every image, composites for
     assert.deepEqual([meta.width, meta.height], [30, 20]);
     const rows = (await readFile(join(dir, 'regions.csv'), 'utf8')).trim().split('\n');
     assert.equal(rows[0], 'path,region,x,y,width,height,area,peak,mean');
-    const box = rows.find((l) => l.startsWith('x/img3.png'))!.split(',').map(Number);
+    const box = rows
+      .find((l) => l.startsWith('x/img3.png'))!
+      .split(',')
+      .map(Number);
     // the defect covers grid cells x 4..6, y 2..4 of 8: about x 17..26 of 30, y 5..13 of 20
     assert.ok(box[2]! >= 12 && box[2]! <= 18 && box[2]! + box[4]! >= 24 && box[3]! >= 3 && box[3]! + box[5]! >= 12, rows.join(' | '));
     assert.deepEqual(await readdir(join(dir, 'composites', 'x')), ['img3.png']);

@@ -292,7 +292,10 @@ const rng = mulberry32;
 /** union-find labelling, independent of regions.ts */
 function bruteRegions(masks: ArrayLike<number>, n: number, h: number, w: number, conn: 4 | 8): Int32Array {
   const parent = Int32Array.from({ length: masks.length }, (_, i) => i);
-  const find = (i: number): number => (parent[i] === i ? i : (parent[i] = find(parent[i])));
+  const find = (i: number): number => {
+    if (parent[i] !== i) parent[i] = find(parent[i]);
+    return parent[i];
+  };
   for (let im = 0; im < n; im++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
     const p = im * h * w + y * w + x;
     if (masks[p] === 0) continue;

@@ -88,24 +88,8 @@ async function shown(page: Page): Promise<{ ng: number; ok: number; tp: number; 
   });
 }
 
-test('report in headless Chromium: order, slider, filters, viewer, screenshots', { skip, timeout: 90_000 }, async () => {
-  const page = await ctx!.newPage();
-  const requests: string[] = [];
-  const errors: string[] = [];
-  await page.route('**/*', (route) => (route.request().url().startsWith('file:') ? route.continue() : route.abort()));
-  page.on('request', (r) => requests.push(r.url()));
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-  });
-  await page.goto(pathToFileURL(join(fx.out, 'report.html')).href);
-  await page.waitForSelector('body[data-ready="1"]');
-
-  // gallery order: score_rscin descending, ties in scores.csv order
-  const expected = rows.map((r, i) => ({ r, i })).sort((a, b) => b.r.score_rscin - a.r.score_rscin || a.i - b.i).map((x) => x.r.path);
-  const order = await page.$$eval('#gallery .card', (els) => els.map((e) => (e as unknown as BrowserEl).dataset.path));
-  assert.deepEqual(order, expected);
-
+/** Starts at the F1-optimal threshold; slider and typed thresholds move counts, matrix and badges. Returns the typed one. */
+async function checkThresholdSlider(page: Page): Promise<number> {
   // starts at the F1-optimal threshold, counts agree with scores.csv
   const scores = rows.map((r) => r.score_rscin);
   const labels = rows.map((r) => r.label ?? 0);
@@ -137,7 +121,12 @@ test('report in headless Chromium: order, slider, filters, viewer, screenshots',
   assert.equal(s.t, mid);
   assert.equal(s.ng, counts(mid).ng);
   await page.screenshot({ path: join(artifactsDir, 'report-threshold.png') });
+  return mid;
 
+}
+
+/** Filters by prediction and defect type; thumbnails load when scrolled near. */
+async function checkFiltersAndLazyLoading(page: Page, mid: number): Promise<void> {
   // filters: predicted NG, then a defect type
   await page.selectOption('#filter-pred', 'NG');
   assert.equal(await page.locator('#gallery .card:visible').count(), counts(mid).ng);
@@ -158,6 +147,10 @@ test('report in headless Chromium: order, slider, filters, viewer, screenshots',
     return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
   });
 
+}
+
+/** The large viewer: original, map and overlay; arrow keys and Escape. */
+async function checkViewer(page: Page, expected: string[]): Promise<void> {
   // open the top image large: original, map and overlay side by side
   await page.locator('#gallery .card').first().click();
   await page.waitForSelector('#viewer[open]');
@@ -173,6 +166,30 @@ test('report in headless Chromium: order, slider, filters, viewer, screenshots',
   assert.equal(await page.locator('#viewer-title').textContent(), expected[1]);
   await page.keyboard.press('Escape');
   await page.waitForSelector('#viewer:not([open])', { state: 'attached' });
+
+}
+
+test('report in headless Chromium: order, slider, filters, viewer, screenshots', { skip, timeout: 90_000 }, async () => {
+  const page = await ctx!.newPage();
+  const requests: string[] = [];
+  const errors: string[] = [];
+  await page.route('**/*', (route) => (route.request().url().startsWith('file:') ? route.continue() : route.abort()));
+  page.on('request', (r) => requests.push(r.url()));
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  await page.goto(pathToFileURL(join(fx.out, 'report.html')).href);
+  await page.waitForSelector('body[data-ready="1"]');
+
+  // gallery order: score_rscin descending, ties in scores.csv order
+  const expected = rows.map((r, i) => ({ r, i })).sort((a, b) => b.r.score_rscin - a.r.score_rscin || a.i - b.i).map((x) => x.r.path);
+  const order = await page.$$eval('#gallery .card', (els) => els.map((e) => (e as unknown as BrowserEl).dataset.path));
+  assert.deepEqual(order, expected);
+
+  const mid = await checkThresholdSlider(page);
+  await checkFiltersAndLazyLoading(page, mid);
+  await checkViewer(page, expected);
 
   // the other category
   await page.locator('.cat-tab[data-cat="1"]').click();

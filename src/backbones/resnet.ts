@@ -20,8 +20,6 @@ import { BackboneConfigError } from './errors.js';
 import { sha256OfFile } from '../io/sha256.js';
 import { l2NormalizeRows } from '../core/rscin.js';
 import { readFile, stat } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { RemoteModel } from '../compute/models.js';
@@ -176,7 +174,7 @@ export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions =
     throw new BackboneConfigError(`backbone ${info.name}: stages are ResNet layer numbers 1..4, got [${stages}]`);
   }
   const path = resolveWeightsPath(info, opts);
-  let st;
+  let st: Awaited<ReturnType<typeof stat>>;
   try {
     st = await stat(path);
   } catch {

@@ -30,10 +30,10 @@
  * With labels, `musc run` uses the F1-optimal threshold (src/metrics f1OptimalThreshold) instead.
  */
 import { readFile } from 'node:fs/promises';
-import { isNg, madThreshold, median } from '../threshold.js';
-import { f1OptimalThreshold } from '../metrics/roc.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { f1OptimalThreshold } from '../metrics/roc.js';
 import type { Decisions } from '../threshold.js';
+import { isNg, madThreshold, median } from '../threshold.js';
 import type { ColourScale } from './types.js';
 
 export const DEFAULT_FALSE_ALARM = 0.01;
@@ -74,11 +74,16 @@ export function normalQuantile(p: number): number {
   const b = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
   const c = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
   const d = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
-  const tail = (q: number): number => (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
+  const tail = (q: number): number =>
+    (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
   if (p < 0.02425) return tail(Math.sqrt(-2 * Math.log(p)));
   if (p > 1 - 0.02425) return -tail(Math.sqrt(-2 * Math.log(1 - p)));
-  const q = p - 0.5, r = q * q;
-  return ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) / (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1);
+  const q = p - 0.5,
+    r = q * q;
+  return (
+    ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) /
+    (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1)
+  );
 }
 
 export function checkFalseAlarm(a: number): number {
@@ -92,7 +97,11 @@ export function falseAlarmThreshold(scores: ArrayLike<number>, falseAlarm = DEFA
 }
 
 /** The thresholds and scales of a calibration at a false-alarm rate (default: the bank's). */
-export function thresholdsOf(cal: Calibration, falseAlarm = cal.false_alarm, override: { image?: number; pixel?: number } = {}): Thresholds {
+export function thresholdsOf(
+  cal: Calibration,
+  falseAlarm = cal.false_alarm,
+  override: { image?: number; pixel?: number } = {},
+): Thresholds {
   const image = override.image ?? falseAlarmThreshold(cal.scores, falseAlarm);
   const pixel = override.pixel ?? falseAlarmThreshold(cal.image_scores, falseAlarm);
   const lo = Math.min(median(cal.map_medians), pixel);
@@ -132,7 +141,9 @@ export function runVerdicts(scores: ArrayLike<number>, labels: ArrayLike<number>
   const t = Number.isFinite(f1) ? f1 : falseAlarmThreshold(scores, falseAlarm);
   const decisions = Array.from(scores, (s) => verdictOf(s, t));
   const ng = decisions.filter((d) => d === 'NG').length;
-  return Number.isFinite(f1) ? { method: 'f1', threshold: t, decisions, ng } : { method: 'calibrated', threshold: t, falseAlarm, decisions, ng };
+  return Number.isFinite(f1)
+    ? { method: 'f1', threshold: t, decisions, ng }
+    : { method: 'calibrated', threshold: t, falseAlarm, decisions, ng };
 }
 
 /** runVerdicts as the run's Decisions (scores.csv `decision` column, metrics.json decision_*, n_ng). */

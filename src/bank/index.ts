@@ -10,14 +10,32 @@
  * buildBank(inputs, { out, backbone }) writes a bank (CLI: musc bank build). See
  * docs/architecture.md "Banks" and README "Inspect new images (bank + predict)".
  */
-export { buildBank, imagesOfFolder, RECOMMENDED_BANK_IMAGES, type BuildBankOptions, type BuildBankResult } from './build.js';
-export { predict, closeBank, checkBankSettings, bankBackbone, DEFAULT_PREDICT_BATCH } from './predict.js';
-export { readBank as openBank, readManifest, BankError } from './store.js';
-export { renderMaskPng, renderHeatmapPng, renderCompositePng } from './render.js';
+export { type BuildBankOptions, type BuildBankResult, buildBank, imagesOfFolder, RECOMMENDED_BANK_IMAGES } from './build.js';
 export {
-  DEFAULT_FALSE_ALARM, thresholdsOf, falseAlarmThreshold, normalizeScore, runVerdicts, readThresholdArg, writeThresholdFile,
-  type Calibration, type Thresholds, type ThresholdFile, type RunVerdicts,
+  type Calibration,
+  DEFAULT_FALSE_ALARM,
+  falseAlarmThreshold,
+  normalizeScore,
+  type RunVerdicts,
+  readThresholdArg,
+  runVerdicts,
+  type ThresholdFile,
+  type Thresholds,
+  thresholdsOf,
+  writeThresholdFile,
 } from './calibration.js';
+export { bankBackbone, checkBankSettings, closeBank, DEFAULT_PREDICT_BATCH, predict } from './predict.js';
+export { renderCompositePng, renderHeatmapPng, renderMaskPng } from './render.js';
+export { BankError, readBank as openBank, readManifest } from './store.js';
 export type {
-  Bank, BankManifest, BankImage, ImageInput, ImagePrediction, PredictOptions, PredictOutput, Region, AnomalyMap, ColourScale,
+  AnomalyMap,
+  Bank,
+  BankImage,
+  BankManifest,
+  ColourScale,
+  ImageInput,
+  ImagePrediction,
+  PredictOptions,
+  PredictOutput,
+  Region,
 } from './types.js';

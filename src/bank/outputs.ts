@@ -38,7 +38,19 @@ export async function writePictures(out: string, input: ImageInput, p: ImagePred
 export function predictionsCsv(ps: WrittenPrediction[]): string {
   return formatCsv(
     ['name', 'verdict', 'score', 'normalized', 'image_score', 'threshold', 'regions', 'width', 'height', 'mask', 'composite'],
-    ps.map((p) => [p.name, p.verdict, p.score, p.normalized, p.imageScore, p.threshold, p.regions.length, p.width, p.height, p.mask_png ?? '', p.composite_png ?? '']),
+    ps.map((p) => [
+      p.name,
+      p.verdict,
+      p.score,
+      p.normalized,
+      p.imageScore,
+      p.threshold,
+      p.regions.length,
+      p.width,
+      p.height,
+      p.mask_png ?? '',
+      p.composite_png ?? '',
+    ]),
   );
 }
 
@@ -70,5 +82,9 @@ export async function writePredictTables(out: string, s: PredictSummary): Promis
   await writeFileAtomic(join(out, 'predictions.json'), JSON.stringify(json, null, 2) + '\n');
   await writeFileAtomic(join(out, 'predictions.csv'), predictionsCsv(s.predictions));
   await writeFileAtomic(join(out, 'regions.csv'), regionsCsv(s.predictions));
-  await writeThresholdFile(join(out, 'threshold.json'), { image_threshold: s.thresholds.image, pixel_threshold: s.thresholds.pixel, source: s.thresholds.source });
+  await writeThresholdFile(join(out, 'threshold.json'), {
+    image_threshold: s.thresholds.image,
+    pixel_threshold: s.thresholds.pixel,
+    source: s.thresholds.source,
+  });
 }

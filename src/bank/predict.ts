@@ -10,14 +10,14 @@
  *   normalised score; map at the original size -> mask (> pixel threshold) -> regions
  */
 import { performance } from 'node:perf_hooks';
-import { upsampleAlignCorners } from '../core/maps.js';
-import { ConfigError } from '../config.js';
 import { loadBackbone } from '../backbones/registry.js';
 import type { Backbone } from '../backbones/types.js';
-import { normalizeScore, thresholdsOf, verdictOf, type Thresholds } from './calibration.js';
-import { extractImages, stackStages, type ExtractedImage } from './extract.js';
-import { predictRscin, scoreAgainstBank } from './scoring.js';
+import { ConfigError } from '../config.js';
+import { upsampleAlignCorners } from '../core/maps.js';
+import { normalizeScore, type Thresholds, thresholdsOf, verdictOf } from './calibration.js';
+import { type ExtractedImage, extractImages, stackStages } from './extract.js';
 import { mapAtSize, regionsOf } from './regions.js';
+import { dropCachedBank, predictRscin, scoreAgainstBankCached } from './scoring.js';
 import type { Bank, ImageInput, ImagePrediction, PredictOptions, PredictOutput } from './types.js';
 
 export const DEFAULT_PREDICT_BATCH = 16;
@@ -26,11 +26,15 @@ export const DEFAULT_PREDICT_BATCH = 16;
 export function checkBankSettings(bank: Bank, expect: PredictOptions['expect'] = {}): void {
   const b = bank.manifest.backbone;
   const differ = (what: string, mine: string, theirs: string): never => {
-    throw new ConfigError(`bank ${bank.path} was built with ${what} ${theirs}; this call asks for ${mine}. A bank is only comparable with its own settings: build a new bank with ${mine}, or leave the setting out`);
+    throw new ConfigError(
+      `bank ${bank.path} was built with ${what} ${theirs}; this call asks for ${mine}. ` +
+        `A bank is only comparable with its own settings: build a new bank with ${mine}, or leave the setting out`,
+    );
   };
   if (expect.backbone !== undefined && expect.backbone !== b.name) differ('backbone', `'${expect.backbone}'`, `'${b.name}'`);
   if (expect.imageSize !== undefined && expect.imageSize !== b.image_size) differ('image size', `${expect.imageSize}`, `${b.image_size}`);
-  if (expect.stages !== undefined && expect.stages.join() !== b.stages.join()) differ('stages', `${expect.stages.join(',')}`, `${b.stages.join(',')}`);
+  if (expect.stages !== undefined && expect.stages.join() !== b.stages.join())
+    differ('stages', `${expect.stages.join(',')}`, `${b.stages.join(',')}`);
 }
 
 /** Backbones being loaded, so that concurrent first predicts load one. */
@@ -50,19 +54,28 @@ export async function bankBackbone(bank: Bank, opts: PredictOptions = {}): Promi
 async function loadChecked(bank: Bank, opts: PredictOptions): Promise<Backbone> {
   const b = bank.manifest.backbone;
   const load = opts.loadBackbone ?? ((name, o) => loadBackbone(name, o));
-  const backbone = await load(b.name, { imageSize: b.image_size, stages: b.stages, ...(opts.device ? { device: opts.device } : {}), ...(opts.weightsPath ? { weightsPath: opts.weightsPath } : {}) });
+  const backbone = await load(b.name, {
+    imageSize: b.image_size,
+    stages: b.stages,
+    ...(opts.device ? { device: opts.device } : {}),
+    ...(opts.weightsPath ? { weightsPath: opts.weightsPath } : {}),
+  });
   if (backbone.weightsSha256 !== b.weights_sha256) {
     await backbone.dispose();
-    throw new ConfigError(`bank ${bank.path} was built with weights sha256 ${b.weights_sha256.slice(0, 12)}... for '${b.name}'; the weights loaded now have ${backbone.weightsSha256.slice(0, 12)}...`);
+    throw new ConfigError(
+      `bank ${bank.path} was built with weights sha256 ${b.weights_sha256.slice(0, 12)}... for '${b.name}'; ` +
+        `the weights loaded now have ${backbone.weightsSha256.slice(0, 12)}...`,
+    );
   }
   bank.backbone = backbone;
   return backbone;
 }
 
-/** Disposes the bank's backbone (if loaded). */
+/** Disposes the bank's backbone and forgets its aggregated features in the compute worker (if predict ran). */
 export async function closeBank(bank: Bank): Promise<void> {
   const b = bank.backbone;
   bank.backbone = undefined;
+  if (b) await dropCachedBank(bank.manifest.checksum);
   await b?.dispose();
 }
 
@@ -72,20 +85,32 @@ export async function predict(bank: Bank, images: ImageInput[], opts: PredictOpt
   if (images.length === 0) throw new ConfigError('no images to predict');
   const th = thresholdsOf(bank.calibration, opts.falseAlarm, { image: opts.threshold, pixel: opts.pixelThreshold });
   const backbone = await bankBackbone(bank, opts);
-  const ex = await extractImages(images, backbone, { batchSize: 4, maxPixels: opts.maxPixels, onProgress: (d, t) => opts.onProgress?.('extract', d, t) });
+  const ex = await extractImages(images, backbone, {
+    batchSize: 4,
+    maxPixels: opts.maxPixels,
+    onProgress: (d, t) => opts.onProgress?.('extract', d, t),
+  });
   const dims = bank.manifest.features.stages;
-  if (ex.dims && JSON.stringify(ex.dims) !== JSON.stringify(dims)) throw new ConfigError(`backbone features have shapes ${JSON.stringify(ex.dims)}, the bank's ${JSON.stringify(dims)}`);
+  if (ex.dims && JSON.stringify(ex.dims) !== JSON.stringify(dims))
+    throw new ConfigError(`backbone features have shapes ${JSON.stringify(ex.dims)}, the bank's ${JSON.stringify(dims)}`);
   const predictions: ImagePrediction[] = [];
   const bs = Math.max(1, opts.batchSize ?? DEFAULT_PREDICT_BATCH);
   for (let b = 0; b < ex.images.length; b += bs) {
     const chunk = ex.images.slice(b, b + bs);
     const done = b;
     const t1 = performance.now();
-    const res = await scoreAgainstBank(stackStages(chunk, dims), bank.stages, scoreSettings(bank, opts), (d, t) =>
-      opts.onProgress?.('score', done + (chunk.length * d) / t, ex.images.length));
+    const res = await scoreAgainstBankCached(
+      bank.manifest.checksum,
+      stackStages(chunk, dims),
+      bank.stages,
+      scoreSettings(bank, opts),
+      (d, t) => opts.onProgress?.('score', done + (chunk.length * d) / t, ex.images.length),
+    );
     const scoringMs = (performance.now() - t1) / chunk.length;
     chunk.forEach((im, i) => {
-      predictions.push(postProcess(bank, im, res.patch.subarray(i * res.h * res.w, (i + 1) * res.h * res.w), res.h, res.w, th, opts, scoringMs));
+      predictions.push(
+        postProcess(bank, im, res.patch.subarray(i * res.h * res.w, (i + 1) * res.h * res.w), res.h, res.w, th, opts, scoringMs),
+      );
       opts.onProgress?.('post', predictions.length, ex.images.length);
     });
   }
@@ -97,7 +122,16 @@ function scoreSettings(bank: Bank, opts: PredictOptions) {
   return { rList: s.r_list, interval: s.interval, precision: opts.precision ?? s.msm_precision, device: opts.device };
 }
 
-function postProcess(bank: Bank, im: ExtractedImage, patch: Float64Array, h: number, w: number, th: Thresholds, opts: PredictOptions, scoringMs: number): ImagePrediction {
+function postProcess(
+  bank: Bank,
+  im: ExtractedImage,
+  patch: Float64Array,
+  h: number,
+  w: number,
+  th: Thresholds,
+  opts: PredictOptions,
+  scoringMs: number,
+): ImagePrediction {
   const t0 = performance.now();
   const S = bank.manifest.backbone.image_size;
   const square = upsampleAlignCorners(patch, 1, h, w, S, S);
@@ -111,13 +145,27 @@ function postProcess(bank: Bank, im: ExtractedImage, patch: Float64Array, h: num
   const same = bank.manifest.images.find((b) => b.sha256 === im.sha256);
   if (same) warnings.push(`${im.name} is in the bank (same content as ${same.name}): it matches itself, so its score is too low`);
   const aspect = im.width / im.height;
+  const first = bank.manifest.images[0]!;
   if (!bank.manifest.images.some((b) => Math.abs(b.width / b.height - aspect) < 0.01)) {
-    warnings.push(`${im.name} is ${im.width}x${im.height}; no bank image has this aspect ratio (the bank's first is ${bank.manifest.images[0]!.width}x${bank.manifest.images[0]!.height}): the comparison may be unreliable`);
+    warnings.push(
+      `${im.name} is ${im.width}x${im.height}; no bank image has this aspect ratio ` +
+        `(the bank's first is ${first.width}x${first.height}): the comparison may be unreliable`,
+    );
   }
   return {
-    name: im.name, score, imageScore, normalized: normalizeScore(score, th.image, th.imageMedian), verdict: verdictOf(score, th.image),
-    threshold: th.image, pixelThreshold: th.pixel, width: im.width, height: im.height, regions, colourScale: th.colour,
-    timings: { decodeMs: im.decodeMs, backboneMs: im.backboneMs, scoringMs, postMs: performance.now() - t0 }, warnings,
+    name: im.name,
+    score,
+    imageScore,
+    normalized: normalizeScore(score, th.image, th.imageMedian),
+    verdict: verdictOf(score, th.image),
+    threshold: th.image,
+    pixelThreshold: th.pixel,
+    width: im.width,
+    height: im.height,
+    regions,
+    colourScale: th.colour,
+    timings: { decodeMs: im.decodeMs, backboneMs: im.backboneMs, scoringMs, postMs: performance.now() - t0 },
+    warnings,
     ...(opts.maps ? { map, mask } : {}),
     ...(opts.patches ? { patch: { h, w, data: Float64Array.from(patch) } } : {}),
   };

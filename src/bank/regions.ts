@@ -20,13 +20,24 @@ export function regionsOf(map: AnomalyMap, threshold: number): { mask: Uint8Arra
   const mask = new Uint8Array(W * H);
   for (let k = 0; k < mask.length; k++) mask[k] = isNg(data[k]!, threshold) ? 1 : 0; // the one NG rule, per pixel
   const lab = labelRegions(mask, H, W, 8);
-  const regions: Region[] = Array.from({ length: lab.count }, (_, i) => ({ id: i + 1, x: W, y: H, width: 0, height: 0, area: 0, peak: -Infinity, mean: 0 }));
-  const x1 = new Int32Array(lab.count), y1 = new Int32Array(lab.count);
+  const regions: Region[] = Array.from({ length: lab.count }, (_, i) => ({
+    id: i + 1,
+    x: W,
+    y: H,
+    width: 0,
+    height: 0,
+    area: 0,
+    peak: -Infinity,
+    mean: 0,
+  }));
+  const x1 = new Int32Array(lab.count),
+    y1 = new Int32Array(lab.count);
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
       const id = lab.labels[y * W + x]!;
       if (id === 0) continue;
-      const r = regions[id - 1]!, v = data[y * W + x]!;
+      const r = regions[id - 1]!,
+        v = data[y * W + x]!;
       r.x = Math.min(r.x, x);
       r.y = Math.min(r.y, y);
       x1[id - 1] = Math.max(x1[id - 1]!, x);

@@ -14,7 +14,9 @@ import { colourMap, jet } from '../outputs/heatmaps.js';
 import type { AnomalyMap, ImagePrediction } from './types.js';
 
 export const COMPOSITE_SIDE = 512;
-const GAP = 4, BAR = 18, LABELS = 64;
+const GAP = 4,
+  BAR = 18,
+  LABELS = 64;
 
 type Picture = Pick<ImagePrediction, 'name' | 'width' | 'height' | 'colourScale' | 'map' | 'mask'>;
 
@@ -33,7 +35,10 @@ function png(data: Uint8Array, width: number, height: number, channels: 1 | 3): 
 
 async function resized(img: RgbImage, w: number, h: number): Promise<Uint8Array> {
   if (img.width === w && img.height === h) return img.data;
-  const { data } = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).resize(w, h, { fit: 'fill', kernel: 'linear' }).raw().toBuffer({ resolveWithObject: true });
+  const { data } = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .resize(w, h, { fit: 'fill', kernel: 'linear' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   return new Uint8Array(data.buffer, data.byteOffset, data.length);
 }
 
@@ -51,7 +56,12 @@ function sample<T extends Float32Array | Uint8Array>(src: T, W: number, H: numbe
 /** The defect mask PNG (8-bit gray, 255 = defect) at the original size. */
 export function renderMaskPng(p: Picture): Promise<Buffer> {
   const mask = need(p.mask, 'mask', p.name);
-  return png(mask.map((v) => (v ? 255 : 0)), p.width, p.height, 1);
+  return png(
+    mask.map((v) => (v ? 255 : 0)),
+    p.width,
+    p.height,
+    1,
+  );
 }
 
 /** The heatmap overlay PNG at the original size. */
@@ -89,15 +99,20 @@ function labelSvg(p: Picture, h: number): Buffer {
   const f = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
   const { lo, hi, threshold } = p.colourScale;
   const t = (y: number, s: string): string => `<text x="2" y="${y}" font-family="sans-serif" font-size="12" fill="white">${s}</text>`;
-  return Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${LABELS}" height="${h}">${t(12, f(hi))}${t(h / 2 + 4, `${f(threshold)} thr`)}${t(h - 3, f(lo))}</svg>`);
+  return Buffer.from(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${LABELS}" height="${h}">` +
+      `${t(12, f(hi))}${t(h / 2 + 4, `${f(threshold)} thr`)}${t(h - 3, f(lo))}</svg>`,
+  );
 }
 
 /** image | heatmap overlay | mask outline, with the colour bar (raw values; threshold marked). */
 export async function renderCompositePng(image: RgbImage | Buffer, p: Picture): Promise<Buffer> {
-  const map = need(p.map, 'map', p.name), mask = need(p.mask, 'mask', p.name);
+  const map = need(p.map, 'map', p.name),
+    mask = need(p.mask, 'mask', p.name);
   const img = await rgbOf(image, p.name);
   const scale = Math.min(1, COMPOSITE_SIDE / Math.max(p.width, p.height));
-  const w = Math.max(1, Math.round(p.width * scale)), h = Math.max(1, Math.round(p.height * scale));
+  const w = Math.max(1, Math.round(p.width * scale)),
+    h = Math.max(1, Math.round(p.height * scale));
   const base = await resized(img, w, h);
   const m = sample(map.data, map.width, map.height, w, h, (n) => new Float32Array(n));
   const k = sample(mask, p.width, p.height, w, h, (n) => new Uint8Array(n));
@@ -109,11 +124,25 @@ export async function renderCompositePng(image: RgbImage | Buffer, p: Picture): 
     panels.forEach((pan, i) => out.set(pan.subarray(y * w * 3, (y + 1) * w * 3), (y * W + i * (w + GAP)) * 3));
     out.set(bar.subarray(y * BAR * 3, (y + 1) * BAR * 3), (y * W + 3 * (w + GAP)) * 3);
   }
-  const pic = sharp(out, { raw: { width: W, height: h, channels: 3 } });
+  await drawLabels(out, W, h, p);
+  return png(out, W, h, 3);
+}
+
+/** Blends the colour bar's value labels (SVG text, rendered by sharp) into the right margin. */
+async function drawLabels(out: Uint8Array, W: number, h: number, p: Picture): Promise<void> {
+  let lab: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    const labelled = await pic.composite([{ input: labelSvg(p, h), left: W - LABELS, top: 0 }]).png().toBuffer();
-    return await sharp(labelled).removeAlpha().png().toBuffer(); // RGB like the other pictures
+    lab = await sharp(labelSvg(p, h)).raw().toBuffer({ resolveWithObject: true });
   } catch {
-    return png(out, W, h, 3); // no SVG text support: the bar without labels
+    return; // no SVG text support: the bar without labels
+  }
+  const { width: lw, height: lh, channels: ch } = lab.info;
+  for (let y = 0; y < Math.min(h, lh); y++) {
+    for (let x = 0; x < Math.min(LABELS, lw); x++) {
+      const s = (y * lw + x) * ch,
+        a = ch === 4 ? lab.data[s + 3]! / 255 : 1,
+        o = (y * W + W - LABELS + x) * 3;
+      for (let c = 0; c < 3; c++) out[o + c] = Math.round(lab.data[s + c]! * a + out[o + c]! * (1 - a));
+    }
   }
 }

@@ -21,14 +21,14 @@
  * its own, the same k windows. It does not depend on the min and max of a batch, so thresholds
  * hold across calls.
  */
-import type { ImageTokens, StageFeatures } from '../core/types.js';
+
+import { computeWorker, type ProgressListener } from '../compute/worker.js';
+import type { MsmPrecision } from '../core/kernel.js';
 import type { PoolVariant } from '../core/plan.js';
 import { zeroShotVariant } from '../core/plan.js';
-import type { Interval } from '../core/types.js';
-import type { MsmPrecision } from '../core/kernel.js';
-import type { ProgressListener } from '../compute/worker.js';
-import { scorePlan, rscin } from '../scoring/musc.js';
+import type { ImageTokens, Interval, StageFeatures } from '../core/types.js';
 import { appendReferences } from '../pipeline/references.js';
+import { rscin, scorePlan } from '../scoring/musc.js';
 
 export interface BankScoreSettings {
   rList: number[];
@@ -55,14 +55,42 @@ export function predictVariant(m: number, n: number, interval: Interval): PoolVa
 
 /** Patch scores [m, P] of new images (stages [m, h, w, C]) against the bank (stages [n, h, w, C]). */
 export async function scoreAgainstBank(
-  fresh: StageFeatures[], bank: StageFeatures[], s: BankScoreSettings, onProgress?: ProgressListener,
+  fresh: StageFeatures[],
+  bank: StageFeatures[],
+  s: BankScoreSettings,
+  onProgress?: ProgressListener,
 ): Promise<PatchResult> {
-  const m = fresh[0]!.n, n = bank[0]!.n;
+  const m = fresh[0]!.n,
+    n = bank[0]!.n;
   const empty: ImageTokens = { n: 0, d: 0, data: new Float32Array(0) };
   const batch = appendReferences(fresh, { files: [], stages: bank, tokens: empty });
   const plan = { n: m + n, rList: s.rList, variants: [predictVariant(m, n, s.interval)] };
   const res = await scorePlan(batch, plan, { precision: s.precision, device: s.device }, onProgress);
   return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings };
+}
+
+/** The worker module holding banks' aggregated features (worker-tasks.ts). */
+const BANK_TASKS_MODULE = new URL('./worker-tasks.js', import.meta.url).href;
+
+/**
+ * The same scores as scoreAgainstBank, with the bank's LNAMD kept in the compute worker under
+ * `key` (the bank's identity, e.g. its manifest checksum): what predict uses (worker-tasks.ts).
+ */
+export function scoreAgainstBankCached(
+  key: string,
+  fresh: StageFeatures[],
+  bank: StageFeatures[],
+  s: BankScoreSettings,
+  onProgress?: ProgressListener,
+): Promise<PatchResult> {
+  if (fresh.length !== bank.length) throw new Error(`new images have ${fresh.length} stages, the bank ${bank.length}`);
+  const settings = { rList: s.rList, interval: s.interval, precision: s.precision, device: s.device };
+  return computeWorker().call<PatchResult>(BANK_TASKS_MODULE, 'predictTask', [key, fresh, bank, settings], [], onProgress);
+}
+
+/** Forgets the bank's aggregated features in the compute worker. */
+export async function dropCachedBank(key: string): Promise<void> {
+  await computeWorker().call(BANK_TASKS_MODULE, 'dropBankZ', [key]);
 }
 
 /** Leave-one-out patch scores [n, P] of the bank: zero-shot MuSc over the bank. */
@@ -75,7 +103,8 @@ export async function leaveOneOut(bank: StageFeatures[], s: BankScoreSettings, o
 
 /** RsCIN in raw score units (see the module comment): min + span * rscin(scores). */
 export function rscinRaw(scores: Float64Array, tokens: ImageTokens, kList: number[]): Float64Array {
-  let lo = Infinity, hi = -Infinity;
+  let lo = Infinity,
+    hi = -Infinity;
   for (const v of scores) {
     lo = Math.min(lo, v);
     hi = Math.max(hi, v);
@@ -87,8 +116,15 @@ export function rscinRaw(scores: Float64Array, tokens: ImageTokens, kList: numbe
 }
 
 /** A new image's classification score: RsCIN (raw units) within bank + image, the image last. */
-export function predictRscin(imageScore: number, token: Float32Array, bankImageScores: ArrayLike<number>, bankTokens: ImageTokens, kList: number[]): number {
-  const n = bankTokens.n, d = bankTokens.d;
+export function predictRscin(
+  imageScore: number,
+  token: Float32Array,
+  bankImageScores: ArrayLike<number>,
+  bankTokens: ImageTokens,
+  kList: number[],
+): number {
+  const n = bankTokens.n,
+    d = bankTokens.d;
   if (token.length !== d) throw new Error(`image token has ${token.length} values, the bank's ${d}`);
   const scores = new Float64Array(n + 1);
   scores.set(Array.from(bankImageScores));

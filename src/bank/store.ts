@@ -14,11 +14,11 @@
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { sharedFeatures } from '../compute/worker.js';
+import type { ImageTokens, StageFeatures } from '../core/types.js';
 import { tempPathFor } from '../io/atomic.js';
 import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../io/safetensors.js';
 import { temporaryOwner } from '../outputs/temp-files.js';
-import { sharedFeatures } from '../compute/worker.js';
-import type { ImageTokens, StageFeatures } from '../core/types.js';
 import type { Calibration } from './calibration.js';
 import { sha256 } from './extract.js';
 import { BANK_FORMAT, BANK_FORMAT_VERSION, type Bank, type BankFile, type BankManifest } from './types.js';
@@ -29,7 +29,10 @@ export const CALIBRATION = 'calibration.json';
 
 /** A bank that cannot be used (missing, corrupt, other format): names the bank and the problem. */
 export class BankError extends Error {
-  constructor(readonly bank: string, message: string) {
+  constructor(
+    readonly bank: string,
+    message: string,
+  ) {
     super(`bank ${bank}: ${message}`);
     this.name = 'BankError';
   }
@@ -52,12 +55,16 @@ async function writeSynced(path: string, data: Uint8Array | string): Promise<voi
 }
 
 async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Removes temporary bank directories of dead processes for this target. */
 async function removeStaleBankTemps(out: string): Promise<void> {
-  const parent = dirname(out), prefix = basename(tempPathFor(out)).replace(/\.\d+\.[0-9a-f]{8}$/, '');
+  const parent = dirname(out),
+    prefix = basename(tempPathFor(out)).replace(/\.\d+\.[0-9a-f]{8}$/, '');
   const ents = await readdir(parent, { withFileTypes: true }).catch(() => []);
   for (const e of ents) {
     if (!e.isDirectory() || !e.name.startsWith(`${prefix}.`)) continue;
@@ -91,7 +98,10 @@ export async function writeBank(out: string, c: BankContents, opts: { force?: bo
     const tensors: Record<string, TensorToWrite> = { tokens: { dtype: 'F32', shape: [c.tokens.n, c.tokens.d], data: c.tokens.data } };
     c.stages.forEach((s, l) => (tensors[`stage_${l}`] = { dtype: 'F16', shape: [s.n, s.h, s.w, s.c], data: s.data }));
     const files: BankFile[] = [];
-    for (const [name, data] of [[FEATURES, encodeSafetensors(tensors, { format: BANK_FORMAT })], [CALIBRATION, JSON.stringify(c.calibration, null, 1) + '\n']] as const) {
+    for (const [name, data] of [
+      [FEATURES, encodeSafetensors(tensors, { format: BANK_FORMAT })],
+      [CALIBRATION, JSON.stringify(c.calibration, null, 1) + '\n'],
+    ] as const) {
       const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
       await writeSynced(join(tmp, name), bytes);
       files.push({ name, sha256: sha256(bytes), bytes: bytes.length });
@@ -129,8 +139,10 @@ export async function readManifest(path: string): Promise<BankManifest> {
   if (text === null) throw new BankError(path, `${MANIFEST} is missing: not a bank, or an incomplete copy`);
   const m = parseJson<BankManifest>(path, MANIFEST, text);
   if (m.format !== BANK_FORMAT) throw new BankError(path, `${MANIFEST} is not a musc bank manifest (format '${String(m.format)}')`);
-  if (m.format_version !== BANK_FORMAT_VERSION) throw new BankError(path, `bank format version ${m.format_version}; this musc reads version ${BANK_FORMAT_VERSION}`);
-  if (m.checksum !== manifestChecksum(m)) throw new BankError(path, `${MANIFEST} is corrupt or was edited (its checksum does not match its content)`);
+  if (m.format_version !== BANK_FORMAT_VERSION)
+    throw new BankError(path, `bank format version ${m.format_version}; this musc reads version ${BANK_FORMAT_VERSION}`);
+  if (m.checksum !== manifestChecksum(m))
+    throw new BankError(path, `${MANIFEST} is corrupt or was edited (its checksum does not match its content)`);
   return m;
 }
 
@@ -141,16 +153,23 @@ export async function readBank(path: string): Promise<Bank> {
   for (const f of manifest.files) {
     const b = await readFile(join(path, f.name)).catch(() => null);
     if (!b) throw new BankError(path, `${f.name} is missing`);
-    if (b.length !== f.bytes) throw new BankError(path, `${f.name} has ${b.length} bytes, the manifest says ${f.bytes} (truncated or replaced?)`);
-    if (sha256(b) !== f.sha256) throw new BankError(path, `${f.name} is corrupt (sha256 ${sha256(b).slice(0, 12)}..., the manifest says ${f.sha256.slice(0, 12)}...)`);
+    if (b.length !== f.bytes)
+      throw new BankError(path, `${f.name} has ${b.length} bytes, the manifest says ${f.bytes} (truncated or replaced?)`);
+    if (sha256(b) !== f.sha256)
+      throw new BankError(
+        path,
+        `${f.name} is corrupt (sha256 ${sha256(b).slice(0, 12)}..., the manifest says ${f.sha256.slice(0, 12)}...)`,
+      );
     bytes.set(f.name, b);
   }
-  if (!bytes.has(FEATURES) || !bytes.has(CALIBRATION)) throw new BankError(path, `the manifest does not list ${FEATURES} and ${CALIBRATION}`);
+  if (!bytes.has(FEATURES) || !bytes.has(CALIBRATION))
+    throw new BankError(path, `the manifest does not list ${FEATURES} and ${CALIBRATION}`);
   const { stages, tokens } = readFeatures(path, manifest);
   const calibration = parseJson<Bank['calibration']>(path, CALIBRATION, bytes.get(CALIBRATION)!.toString('utf8'));
   const n = manifest.images.length;
   for (const k of ['scores', 'image_scores', 'map_medians'] as const) {
-    if (!Array.isArray(calibration[k]) || calibration[k].length !== n) throw new BankError(path, `${CALIBRATION}: '${k}' must hold ${n} values`);
+    if (!Array.isArray(calibration[k]) || calibration[k].length !== n)
+      throw new BankError(path, `${CALIBRATION}: '${k}' must hold ${n} values`);
   }
   return { path, manifest, stages, tokens, calibration };
 }
@@ -168,7 +187,8 @@ function readFeatures(path: string, m: BankManifest): { stages: StageFeatures<Ui
       return { n, h: d.h, w: d.w, c: d.c, data };
     });
     const tk = f.float32('tokens');
-    if (tk.shape.join() !== [n, m.features.token_dim].join()) throw new BankError(path, `tokens have shape [${tk.shape}], expected [${n},${m.features.token_dim}]`);
+    if (tk.shape.join() !== [n, m.features.token_dim].join())
+      throw new BankError(path, `tokens have shape [${tk.shape}], expected [${n},${m.features.token_dim}]`);
     return { stages, tokens: { n, d: m.features.token_dim, data: tk.data } };
   } finally {
     f.close();

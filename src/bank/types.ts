@@ -2,9 +2,10 @@
  * The shapes of a bank (a saved, self-calibrated set of reference features of one product) and of
  * its predictions. See src/bank/index.ts for the public API and docs/architecture.md "Bank".
  */
-import type { ImageTokens, Interval, StageFeatures } from '../core/types.js';
-import type { MsmPrecision } from '../core/kernel.js';
+
 import type { Backbone } from '../backbones/types.js';
+import type { MsmPrecision } from '../core/kernel.js';
+import type { ImageTokens, Interval, StageFeatures } from '../core/types.js';
 import type { Calibration } from './calibration.js';
 
 export const BANK_FORMAT = 'musc-bank';
@@ -145,7 +146,10 @@ export interface PredictOptions {
   /** the weight file, when the bank was built with one (--weights) */
   weightsPath?: string;
   /** backbone loader (default: the registry's loadBackbone) */
-  loadBackbone?: (name: string, opts: { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string }) => Promise<Backbone>;
+  loadBackbone?: (
+    name: string,
+    opts: { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string },
+  ) => Promise<Backbone>;
 }
 
 export interface PredictOutput {

@@ -100,7 +100,7 @@ export function ablateCommand(): Command {
     });
     const S = bb.imageSize;
     let t0 = performance.now();
-    let feats;
+    let feats: Awaited<ReturnType<typeof extractReferences>>;
     try {
       log(`ablate: ${cat.name}, ${items.length} images${refFiles.length ? ` + ${refFiles.length} references` : ''}, ${name} at ${S} px: extracting features once`);
       feats = await extractReferences([...items.map((it) => it.path), ...refFiles], bb, { batchSize: f.batchSize ?? 4 });

@@ -5,20 +5,21 @@
  */
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
+import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
+import type { Backbone } from '../backbones/types.js';
+import { buildBank, imagesOfFolder } from '../bank/build.js';
+import { checkFalseAlarm, DEFAULT_FALSE_ALARM, thresholdsOf } from '../bank/calibration.js';
+import { readBank } from '../bank/store.js';
+import type { Bank } from '../bank/types.js';
 import { ConfigError, parseNumberList } from '../config.js';
-import { DatasetError } from '../datasets/types.js';
 import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
-import { buildBank, imagesOfFolder } from '../bank/build.js';
-import { readBank } from '../bank/store.js';
-import { checkFalseAlarm, DEFAULT_FALSE_ALARM, thresholdsOf } from '../bank/calibration.js';
-import type { Bank } from '../bank/types.js';
+import { DatasetError } from '../datasets/types.js';
 import type { ProgressSink } from '../pipeline/run-dataset.js';
-import { checkBackbone } from './tokens.js';
-import { createProgress } from './progress.js';
 import { intListArg, posIntArg, wrapArg } from './args.js';
+import { createProgress } from './progress.js';
+import { checkBackbone } from './tokens.js';
 
 export const falseAlarmArg = wrapArg((s) => checkFalseAlarm(Number(s)));
 const intervalArg = wrapArg((s) => {
@@ -51,17 +52,24 @@ interface BuildFlags {
   quiet?: boolean;
 }
 
+const mb = (bytes: number): number => bytes / 2 ** 20;
 const pct = (a: number): string => `${+(a * 100).toPrecision(3)}%`;
 
 /** A few lines describing a bank (info and build). */
 export function describeBank(bank: Bank, sizeBytes?: number): string[] {
-  const m = bank.manifest, th = thresholdsOf(bank.calibration);
+  const m = bank.manifest;
+  const th = thresholdsOf(bank.calibration);
+  const b = m.backbone,
+    sc = m.scoring;
   const bytes = sizeBytes ?? m.files.reduce((a, f) => a + f.bytes, 0);
   return [
-    `bank ${bank.path}: ${m.images.length} images${m.skipped.length ? ` (${m.skipped.length} inputs skipped)` : ''}, ${(bytes / 2 ** 20).toFixed(1)} MB (${(bytes / m.images.length / 2 ** 20).toFixed(2)} MB per image)`,
-    `  backbone ${m.backbone.name} at ${m.backbone.image_size} px, stages ${m.backbone.stages.join(',')}, weights sha256 ${m.backbone.weights_sha256.slice(0, 12)}...`,
-    `  scoring: r ${m.scoring.r_list.join(',')}, interval ${m.scoring.interval.join(',')}, RsCIN k ${m.scoring.k_list.join(',')}, ${m.scoring.msm_precision}, features ${m.scoring.feature_storage}; musc ${m.software.musc}, built ${m.created}`,
-    `  calibration (leave-one-out, false-alarm ${pct(th.falseAlarm)}): image threshold ${th.image.toPrecision(6)}, pixel threshold ${th.pixel.toPrecision(6)}`,
+    `bank ${bank.path}: ${m.images.length} images${m.skipped.length ? ` (${m.skipped.length} inputs skipped)` : ''}, ` +
+      `${mb(bytes).toFixed(1)} MB (${mb(bytes / m.images.length).toFixed(2)} MB per image)`,
+    `  backbone ${b.name} at ${b.image_size} px, stages ${b.stages.join(',')}, weights sha256 ${b.weights_sha256.slice(0, 12)}...`,
+    `  scoring: r ${sc.r_list.join(',')}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
+      `features ${sc.feature_storage}; musc ${m.software.musc}, built ${m.created}`,
+    `  calibration (leave-one-out, false-alarm ${pct(th.falseAlarm)}): ` +
+      `image threshold ${th.image.toPrecision(6)}, pixel threshold ${th.pixel.toPrecision(6)}`,
   ];
 }
 
@@ -84,18 +92,24 @@ function buildCommand(): Command {
     .option('--max-pixels <n>', 'skip images with more pixels than this (default 100000000)', posIntArg)
     .option('--force', 'replace an existing bank')
     .option('-q, --quiet', 'no progress bar or information lines')
-    .addHelpText('after', '\nExample:\n  musc bank build --data line7/recent-good --out bottle.bank\n  musc predict --bank bottle.bank new/*.png --out results');
+    .addHelpText(
+      'after',
+      '\nExample:\n  musc bank build --data line7/recent-good --out bottle.bank\n  musc predict --bank bottle.bank new/*.png --out results',
+    );
   cmd.action(async (f: BuildFlags) => {
     const name = f.backbone ?? DEFAULT_BACKBONE;
     if (!name.endsWith('.safetensors')) checkBackbone(name);
     const { inputs, excluded } = await imagesOfFolder(resolve(f.data));
-    if (excluded.length > 0) process.stderr.write(`warning: ${excluded.length} images in mask folders left out of the bank (first: ${excluded[0]!.name})\n`);
+    if (excluded.length > 0)
+      process.stderr.write(`warning: ${excluded.length} images in mask folders left out of the bank (first: ${excluded[0]!.name})\n`);
     if (inputs.length === 0) throw new DatasetError(`${f.data}: no product images (only masks)`);
-    let backbone;
+    let backbone: Backbone;
     try {
       backbone = await loadBackbone(name, {
-        ...(f.imageSize ? { imageSize: f.imageSize } : {}), ...(f.stages ? { stages: f.stages } : {}),
-        ...(f.weights ? { weightsPath: resolve(f.weights) } : {}), device: f.device ?? 'cpu',
+        ...(f.imageSize ? { imageSize: f.imageSize } : {}),
+        ...(f.stages ? { stages: f.stages } : {}),
+        ...(f.weights ? { weightsPath: resolve(f.weights) } : {}),
+        device: f.device ?? 'cpu',
       });
     } catch (e) {
       if (isBackboneConfigError(e)) throw new ConfigError(`cannot load backbone '${name}': ${(e as Error).message}`);
@@ -105,8 +119,18 @@ function buildCommand(): Command {
     try {
       bar?.start('bank', inputs.length);
       const res = await buildBank(inputs, {
-        out: resolve(f.out), backbone, rList: f.rList, interval: f.interval, kList: f.kList, precision: f.msmPrecision, device: f.device,
-        falseAlarm: f.falseAlarm, batchSize: f.batchSize, maxPixels: f.maxPixels, force: f.force, onProgress: stepProgress(bar),
+        out: resolve(f.out),
+        backbone,
+        rList: f.rList,
+        interval: f.interval,
+        kList: f.kList,
+        precision: f.msmPrecision,
+        device: f.device,
+        falseAlarm: f.falseAlarm,
+        batchSize: f.batchSize,
+        maxPixels: f.maxPixels,
+        force: f.force,
+        onProgress: stepProgress(bar),
       });
       bar?.stop();
       for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
@@ -128,7 +152,10 @@ function infoCommand(): Command {
     .action(async (path: string, f: { json?: boolean }) => {
       const bank = await readBank(resolve(path));
       if (f.json) process.stdout.write(JSON.stringify({ manifest: bank.manifest, calibration: bank.calibration }, null, 2) + '\n');
-      else process.stdout.write(`${describeBank(bank).join('\n')}\n  verified: manifest checksum and the sha256 of ${bank.manifest.files.length} files\n`);
+      else
+        process.stdout.write(
+          `${describeBank(bank).join('\n')}\n  verified: manifest checksum and the sha256 of ${bank.manifest.files.length} files\n`,
+        );
     });
 }
 

@@ -6,10 +6,11 @@
  *   3  data error (data folder missing, unknown category, no images, unreadable image with --strict)
  *   130 interrupted (Ctrl-C)
  */
+
+import { isBackboneConfigError } from '../backbones/errors.js';
 import { ConfigError } from '../config.js';
 import { DatasetError } from '../datasets/types.js';
 import { ImageSkipError } from '../pipeline/run-category.js';
-import { isBackboneConfigError } from '../backbones/errors.js';
 
 export const EXIT_OK = 0;
 export const EXIT_RUNTIME = 1;

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { existsSync, realpathSync } from 'node:fs';
 /**
  * The `musc` command line:
  *   musc run --data DIR --out DIR [options]   zero-shot anomaly detection on a dataset
@@ -10,36 +11,35 @@
  * Exit codes: see errors.ts (0 ok, 1 runtime, 2 usage/config, 3 data).
  */
 import { mkdtemp } from 'node:fs/promises';
-import { existsSync, realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings } from '../config.js';
-import type { Settings } from '../config.js';
-import { decisionRuleArg, intervalArg, intListArg, posIntArg, posNumberArg, rListArg } from './args.js';
-import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
-import { MASK_RULES } from '../datasets/masks.js';
-import { openOutputFolder, PartialRunError, runDataset, type DatasetRunResult } from '../pipeline/run-dataset.js';
-import type { MetricsFn, Scorer } from '../pipeline/types.js';
-import { generateSynthetic } from '../demo/synthetic.js';
-import { createProgress } from './progress.js';
-import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from './errors.js';
-import * as core from '../scoring/musc.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
-import { shutdownCompute } from '../compute/worker.js';
 import { checkDevice, type Device } from '../compute/session.js';
-import { versions } from '../outputs/versions.js';
+import { shutdownCompute } from '../compute/worker.js';
+import type { Settings } from '../config.js';
+import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings } from '../config.js';
+import { MASK_RULES } from '../datasets/masks.js';
+import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
+import { generateSynthetic } from '../demo/synthetic.js';
 import { computeMetrics } from '../metrics/index.js';
-import { modelsCommand } from './models.js';
-import { reportCommand, serveCommand } from './report.js';
 import { buildReportCommitted } from '../outputs/report-commit.js';
 import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
+import { versions } from '../outputs/versions.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
-import { addPaperCommands } from './paper-commands.js';
-import { bankCommand } from './bank.js';
-import { predictCommand } from './predict.js';
+import { type DatasetRunResult, openOutputFolder, PartialRunError, runDataset } from '../pipeline/run-dataset.js';
+import type { MetricsFn, Scorer } from '../pipeline/types.js';
+import * as core from '../scoring/musc.js';
 import { apiCommand } from './api.js';
+import { decisionRuleArg, intervalArg, intListArg, posIntArg, posNumberArg, rListArg } from './args.js';
+import { bankCommand } from './bank.js';
+import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from './errors.js';
+import { modelsCommand } from './models.js';
+import { addPaperCommands } from './paper-commands.js';
+import { predictCommand } from './predict.js';
+import { createProgress } from './progress.js';
+import { reportCommand, serveCommand } from './report.js';
 
 interface RunFlags {
   data?: string;
@@ -135,7 +135,12 @@ async function execute(settings: Settings, data: string, out: string, quiet: boo
     let res: DatasetRunResult;
     try {
       res = await runDataset({
-        data, out: folder.out, settings, loadBackbone, scorer, metrics,
+        data,
+        out: folder.out,
+        settings,
+        loadBackbone,
+        scorer,
+        metrics,
         ...(log ? { log } : {}),
         warn: (l) => process.stderr.write(`warning: ${l}\n`),
         progress: createProgress(!quiet),
@@ -166,12 +171,27 @@ function addRunOptions(cmd: Command): Command {
     .option('--interval <lo,hi>', 'MSM interval of the sorted scores (default: 0,0.3)', intervalArg)
     .option('--batch-size <n>', `images per backbone batch (default: ${DEFAULT_SETTINGS.batch_size})`, posIntArg)
     .option('--config <file>', 'YAML or JSON settings file (flags override it)')
-    .addOption(new Option('--vis-norm <mode>', 'heatmap normalisation: per image or over the category (default: single)').choices(['single', 'whole']))
+    .addOption(
+      new Option('--vis-norm <mode>', 'heatmap normalisation: per image or over the category (default: single)').choices([
+        'single',
+        'whole',
+      ]),
+    )
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
-    .addOption(new Option('--msm-precision <mode>', `MSM nearest-patch distances: exact, fast (float32 2-2a.b, as the reference) or int8 (8-bit products, faster) (default: ${DEFAULT_SETTINGS.msm_precision})`).choices(['exact', 'fast', 'int8']))
-    .addOption(new Option('--feature-storage <type>', `stage features kept until scoring and cached as float16 (half the memory) or float32; computation is float32 (default: ${DEFAULT_SETTINGS.feature_storage})`).choices(['float16', 'float32']))
+    .addOption(
+      new Option(
+        '--msm-precision <mode>',
+        `MSM nearest-patch distances: exact, fast (float32 2-2a.b, as the reference) or int8 (8-bit products, faster) (default: ${DEFAULT_SETTINGS.msm_precision})`,
+      ).choices(['exact', 'fast', 'int8']),
+    )
+    .addOption(
+      new Option(
+        '--feature-storage <type>',
+        `stage features kept until scoring and cached as float16 (half the memory) or float32; computation is float32 (default: ${DEFAULT_SETTINGS.feature_storage})`,
+      ).choices(['float16', 'float32']),
+    )
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
     .option('--no-report', 'do not write report.html')
     .option('--no-cache', 'do not cache backbone features (default: cached, so that a re-run resumes)')
@@ -179,8 +199,17 @@ function addRunOptions(cmd: Command): Command {
     .option('--max-pixels <n>', 'skip images with more pixels than this (decompression bombs; default 100000000)', posIntArg)
     .option('--quiet', 'no progress bars or information lines')
     .option('--reference-dir <dir>', 'few-shot: known-good reference images (DIR/<category>/train/good, DIR/<category> or DIR)')
-    .addOption(new Option('--mode <mode>', 'musc: references join the pool; musc-plus: score by the references alone (default: musc)').choices(['musc', 'musc-plus']))
-    .option('--decision [rule]', "label-free OK/NG column in scores.csv: mad (median + 3 MAD), mad:K or otsu (default rule: mad)", decisionRuleArg);
+    .addOption(
+      new Option('--mode <mode>', 'musc: references join the pool; musc-plus: score by the references alone (default: musc)').choices([
+        'musc',
+        'musc-plus',
+      ]),
+    )
+    .option(
+      '--decision [rule]',
+      'label-free OK/NG column in scores.csv: mad (median + 3 MAD), mad:K or otsu (default rule: mad)',
+      decisionRuleArg,
+    );
 }
 
 /** The HTML report after a run; a failure only warns (the results are already written). */
@@ -200,7 +229,9 @@ function printResult(res: DatasetRunResult, quiet: boolean): void {
   const sk = res.entries.reduce((a, e) => a + e.metrics.n_skipped, 0);
   const ng = res.results.reduce((a, r) => a + (r.decisions?.ng ?? 0), 0);
   const how = [...new Set(res.results.map((r) => r.decisions?.method).filter((m) => m))].join('/');
-  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored, ${ng} NG (${how} threshold; decision column of scores.csv)${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
+  process.stdout.write(
+    `musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored, ${ng} NG (${how} threshold; decision column of scores.csv)${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`,
+  );
 }
 
 export function buildProgram(): Command {
@@ -236,7 +267,15 @@ export function buildProgram(): Command {
     const out = f.out ? resolve(f.out) : await mkdtemp(join(tmpdir(), 'musc-demo-'));
     const set = await generateSynthetic(join(out, 'data'));
     if (!f.quiet) process.stderr.write(`demo: ${set.images} synthetic images (${set.defective} defective) in ${set.root}\n`);
-    const settings = mergeSettings({}, { dataset: 'mvtec', ...(f.backbone ? { backbone: f.backbone } : {}), ...(f.heatmaps ? { heatmaps: f.heatmaps } : {}), ...(f.device ? { device: f.device } : {}) });
+    const settings = mergeSettings(
+      {},
+      {
+        dataset: 'mvtec',
+        ...(f.backbone ? { backbone: f.backbone } : {}),
+        ...(f.heatmaps ? { heatmaps: f.heatmaps } : {}),
+        ...(f.device ? { device: f.device } : {}),
+      },
+    );
     const res = await execute(settings, set.root, join(out, 'results'), !!f.quiet, true);
     process.stdout.write(`\n${res.markdown}\n`);
     printResult(res, true);

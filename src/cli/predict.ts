@@ -7,21 +7,20 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { listReferenceImages } from '../pipeline/references.js';
-import { relPosix } from '../datasets/paths.js';
-import { DatasetError } from '../datasets/types.js';
-import { readBank } from '../bank/store.js';
-import { closeBank, predict } from '../bank/predict.js';
-import { DEFAULT_PREDICT_BATCH } from '../bank/predict.js';
 import { readThresholdArg, thresholdsOf } from '../bank/calibration.js';
-import { writePictures, writePredictTables, type WrittenPrediction } from '../bank/outputs.js';
-import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
-import { checkInterrupted } from '../pipeline/interrupt.js';
+import { type WrittenPrediction, writePictures, writePredictTables } from '../bank/outputs.js';
+import { closeBank, DEFAULT_PREDICT_BATCH, predict } from '../bank/predict.js';
+import { readBank } from '../bank/store.js';
 import type { ImageInput, PredictOptions } from '../bank/types.js';
 import type { MsmPrecision } from '../core/kernel.js';
-import { createProgress } from './progress.js';
+import { relPosix } from '../datasets/paths.js';
+import { DatasetError } from '../datasets/types.js';
+import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
+import { checkInterrupted } from '../pipeline/interrupt.js';
+import { listReferenceImages } from '../pipeline/references.js';
 import { intListArg, posIntArg } from './args.js';
 import { describeBank, falseAlarmArg } from './bank.js';
+import { createProgress } from './progress.js';
 
 interface PredictFlags {
   bank: string;
@@ -79,9 +78,16 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
   if (files.length === 0) throw new DatasetError(`no images found in ${images.join(', ')}`);
   const thr = f.threshold !== undefined ? await readThresholdArg(f.threshold) : undefined;
   const opts: PredictOptions = {
-    maps: f.pictures !== false, falseAlarm: f.falseAlarm, threshold: thr?.image, pixelThreshold: thr?.pixel,
-    expect: { backbone: f.backbone, imageSize: f.imageSize, stages: f.stages }, weightsPath: f.weights ? resolve(f.weights) : undefined,
-    kList: f.kList, precision: f.msmPrecision, device: f.device, maxPixels: f.maxPixels,
+    maps: f.pictures !== false,
+    falseAlarm: f.falseAlarm,
+    threshold: thr?.image,
+    pixelThreshold: thr?.pixel,
+    expect: { backbone: f.backbone, imageSize: f.imageSize, stages: f.stages },
+    weightsPath: f.weights ? resolve(f.weights) : undefined,
+    kList: f.kList,
+    precision: f.msmPrecision,
+    device: f.device,
+    maxPixels: f.maxPixels,
   };
   const th = thresholdsOf(bank.calibration, f.falseAlarm, { image: thr?.image, pixel: thr?.pixel });
   log(describeBank(bank).join('\n'));
@@ -110,11 +116,21 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
   }
   for (const s of skipped) process.stderr.write(`warning: skipped ${s.name}: ${s.reason}\n`);
   for (const p of written) for (const w of p.warnings) process.stderr.write(`warning: ${w}\n`);
-  if (written.length === 0) throw new DatasetError(`none of the ${files.length} inputs could be read (first: ${skipped[0]?.name}: ${skipped[0]?.reason})`);
+  if (written.length === 0)
+    throw new DatasetError(`none of the ${files.length} inputs could be read (first: ${skipped[0]?.name}: ${skipped[0]?.reason})`);
   const source = f.threshold !== undefined ? `--threshold ${f.threshold}` : `bank ${bank.path} calibration, false-alarm ${th.falseAlarm}`;
-  await writePredictTables(out, { bank, thresholds: { image: th.image, pixel: th.pixel, falseAlarm: f.threshold !== undefined ? null : th.falseAlarm, source }, predictions: written, skipped });
+  await writePredictTables(out, {
+    bank,
+    thresholds: { image: th.image, pixel: th.pixel, falseAlarm: f.threshold !== undefined ? null : th.falseAlarm, source },
+    predictions: written,
+    skipped,
+  });
   const ng = written.filter((p) => p.verdict === 'NG').length;
-  process.stdout.write(`musc predict: ${written.length} images: ${ng} NG, ${written.length - ng} OK${skipped.length ? `, ${skipped.length} skipped` : ''} (image threshold ${th.image.toPrecision(6)}, ${source}); outputs in ${out} (predictions.csv, regions.csv${opts.maps ? ', masks/, composites/' : ''})\n`);
+  process.stdout.write(
+    `musc predict: ${written.length} images: ${ng} NG, ${written.length - ng} OK${skipped.length ? `, ${skipped.length} skipped` : ''} ` +
+      `(image threshold ${th.image.toPrecision(6)}, ${source}); ` +
+      `outputs in ${out} (predictions.csv, regions.csv${opts.maps ? ', masks/, composites/' : ''})\n`,
+  );
 }
 
 export function predictCommand(): Command {
@@ -123,12 +139,15 @@ export function predictCommand(): Command {
     .argument('<images...>', 'image files and/or folders (searched recursively)')
     .requiredOption('--bank <bank>', 'bank directory (musc bank build)')
     .requiredOption('--out <dir>', 'output folder')
-    .option('--threshold <value|file>', 'image threshold on the score: a number, or a threshold.json written by predict (default: the bank calibration)')
+    .option(
+      '--threshold <value|file>',
+      'image threshold on the score: a number, or a threshold.json written by predict (default: the bank calibration)',
+    )
     .option('--false-alarm <rate>', "target false-alarm rate of the calibrated thresholds (default: the bank's, 0.01)", falseAlarmArg)
-    .option('--backbone <name>', 'must be the bank\'s (checked; default: the bank\'s)')
-    .option('--image-size <px>', 'must be the bank\'s (checked)', posIntArg)
-    .option('--stages <list>', 'must be the bank\'s (checked)', intListArg('--stages'))
-    .option('--weights <file>', 'the weight file the bank was built with, if not the registry\'s')
+    .option('--backbone <name>', "must be the bank's (checked; default: the bank's)")
+    .option('--image-size <px>', "must be the bank's (checked)", posIntArg)
+    .option('--stages <list>', "must be the bank's (checked)", intListArg('--stages'))
+    .option('--weights <file>', "the weight file the bank was built with, if not the registry's")
     .option('--k-list <list>', "RsCIN window sizes (default: the bank's); 0 disables", intListArg('--k-list'))
     .addOption(new Option('--msm-precision <mode>', "MSM distances (default: the bank's)").choices(['exact', 'fast', 'int8']))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
@@ -136,7 +155,12 @@ export function predictCommand(): Command {
     .option('--max-pixels <n>', 'skip images with more pixels than this (default 100000000)', posIntArg)
     .option('--no-pictures', 'no masks/ and composites/ (tables only)')
     .option('-q, --quiet', 'no progress bar or information lines')
-    .addHelpText('after', '\nExamples:\n  musc predict --bank bottle.bank new/ --out results\n  musc predict --bank bottle.bank a.png b.png --out results --false-alarm 0.001\n  musc predict --bank bottle.bank new/ --out results --threshold results/threshold.json');
+    .addHelpText(
+      'after',
+      '\nExamples:\n  musc predict --bank bottle.bank new/ --out results\n' +
+        '  musc predict --bank bottle.bank a.png b.png --out results --false-alarm 0.001\n' +
+        '  musc predict --bank bottle.bank new/ --out results --threshold results/threshold.json',
+    );
   cmd.action(async (images: string[], f: PredictFlags) => run(images, f));
   return cmd;
 }

@@ -11,9 +11,13 @@ export function createProgress(enabled: boolean): ProgressSink | undefined {
       label = l;
       bar = new cliProgress.SingleBar(
         {
-          format: '{label} {stage} [{bar}] {value}/{total} ETA {eta_formatted}', stream: process.stderr, hideCursor: true, clearOnComplete: true,
+          format: '{label} {stage} [{bar}] {value}/{total} ETA {eta_formatted}',
+          stream: process.stderr,
+          hideCursor: true,
+          clearOnComplete: true,
           // scoring reports fractions (per stage and r, within a batch): one decimal
-          formatValue: (v: number | string, _o: unknown, type: string) => (type === 'value' && typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(1) : String(v)),
+          formatValue: (v: number | string, _o: unknown, type: string) =>
+            type === 'value' && typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(1) : String(v),
         },
         cliProgress.Presets.shades_classic,
       );

@@ -6,12 +6,12 @@
  * ImageSkipError with --strict).
  */
 import { performance } from 'node:perf_hooks';
+import { runDecisions } from '../bank/calibration.js';
 import { loadMask, MaskNotes, type MaskRule } from '../datasets/masks.js';
 import type { DatasetItem, DatasetKind } from '../datasets/types.js';
+import { ImageSkipError } from '../features/store.js';
 import { evaluate } from '../metrics/evaluator.js';
 import type { DecisionRule, Decisions } from '../threshold.js';
-import { ImageSkipError } from '../features/store.js';
-import { runDecisions } from '../bank/calibration.js';
 import type { CategoryResult, MetricsFn } from './types.js';
 
 export interface EvaluateInput {
@@ -62,7 +62,12 @@ export async function evaluateCategory(
     else warnings.push(`${missing} defective images have no mask: pixel metrics not computed`);
   }
   const ev = await evaluate({
-    imageScores: rscinScores, labels, maps: input.maps, masks, size: input.size, metrics: metricsFn ?? null,
+    imageScores: rscinScores,
+    labels,
+    maps: input.maps,
+    masks,
+    size: input.size,
+    metrics: metricsFn ?? null,
     ...(opts.decision ? { decision: opts.decision } : {}),
   });
   const f1 = ev.thresholds.f1?.threshold;
@@ -84,9 +89,16 @@ async function loadMasks(input: EvaluateInput, opts: EvaluateOptions, warnings: 
     const img = input.sizes[k];
     try {
       masks.set(
-        await loadMask(it.masks, S, opts.maskRule, opts.kind, (_file, w, h) => {
-          if (img && (img[0] !== w || img[1] !== h)) wrongSize.push(`${it.rel} is ${img[0]}x${img[1]}, its mask ${w}x${h}`);
-        }, notes),
+        await loadMask(
+          it.masks,
+          S,
+          opts.maskRule,
+          opts.kind,
+          (_file, w, h) => {
+            if (img && (img[0] !== w || img[1] !== h)) wrongSize.push(`${it.rel} is ${img[0]}x${img[1]}, its mask ${w}x${h}`);
+          },
+          notes,
+        ),
         k * S * S,
       );
     } catch (e) {

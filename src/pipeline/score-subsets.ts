@@ -4,13 +4,13 @@
  */
 import { performance } from 'node:perf_hooks';
 import { sharedFeatures } from '../compute/worker.js';
-import { stackStages } from '../features/stack.js';
-import type { ExtractedImage } from '../features/types.js';
 import type { StageFeatures } from '../core/types.js';
 import { DatasetError } from '../datasets/types.js';
-import { appendReferences } from './references.js';
-import { estimateSubsetBytes } from './memory.js';
+import { stackStages } from '../features/stack.js';
+import type { ExtractedImage } from '../features/types.js';
 import { checkInterrupted } from './interrupt.js';
+import { estimateSubsetBytes } from './memory.js';
+import { appendReferences } from './references.js';
 import type { CategoryRun } from './run-category.js';
 
 /** What scoring the subsets gave, per item index of the category. */
@@ -34,10 +34,13 @@ export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promi
   let extracted = 0;
   for (let si = 0; si < subsets.length; si++) {
     const subset = subsets[si]!;
-    const ex = await run.store.extract(subset.map((i) => all[i]!), (count) => {
-      extracted += count;
-      opts.onProgress?.('extract', Math.min(extracted, all.length), all.length);
-    });
+    const ex = await run.store.extract(
+      subset.map((i) => all[i]!),
+      (count) => {
+        extracted += count;
+        opts.onProgress?.('extract', Math.min(extracted, all.length), all.length);
+      },
+    );
     run.skipped.push(...ex.skipped);
     if (ex.images.length === 0) continue;
     const items = ex.images.map((im) => subset[im.index]!);
@@ -87,16 +90,28 @@ function checkSubset(run: CategoryRun, items: number[], si: number, subsets: num
 }
 
 /** Mutual scoring of one subset's images (references last in the pool) -> maps [n, S, S]. */
-async function scoreOne(run: CategoryRun, images: ExtractedImage[], onProgress: (done: number, total: number) => void): Promise<Float32Array> {
+async function scoreOne(
+  run: CategoryRun,
+  images: ExtractedImage[],
+  onProgress: (done: number, total: number) => void,
+): Promise<Float32Array> {
   const { deps, opts, t, S } = run;
   // StageFeatures [n, H, W, C] per stage, shared with the compute worker (not copied)
-  const stages: StageFeatures[] = stackStages(images.map((im) => im.features), run.store.dims!, run.store.storage, sharedFeatures);
+  const stages: StageFeatures[] = stackStages(
+    images.map((im) => im.features),
+    run.store.dims!,
+    run.store.storage,
+    sharedFeatures,
+  );
   checkInterrupted();
   const t0 = performance.now();
   const nRef = opts.references?.files.length ?? 0;
   const pool = opts.references ? appendReferences(stages, opts.references) : stages; // references last
   const ps = await deps.scorer.scorePatches(pool, {
-    rList: opts.rList, interval: opts.interval, device: opts.device, precision: opts.precision,
+    rList: opts.rList,
+    interval: opts.interval,
+    device: opts.device,
+    precision: opts.precision,
     ...(opts.references ? { references: nRef, mode: opts.mode ?? 'musc' } : {}),
     onProgress, // per stage and r, within the subset
   });

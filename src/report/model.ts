@@ -139,7 +139,7 @@ async function locateFiles(run: RunInfoForReport | null, rows: ScoreRow[], warni
     let found = 0;
     rows.forEach((r, i) => {
       const m = byRel.get(r.path);
-      if (m && m.length) {
+      if (m?.length) {
         masks[i] = m;
         found++;
       }

@@ -1,5 +1,5 @@
 /** The report page's stylesheet (inlined into report.html). */
-export const PAGE_CSS = String.raw`
+export const PAGE_CSS = `
 :root { --bg: #f6f7f9; --fg: #1c2330; --muted: #667085; --card: #fff; --line: #d8dde6; --good: #1f9d55; --bad: #d64545; --unk: #8a94a6; --accent: #2f6fde; --f1: #2f6fde; --free: #9a6bd1; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; background: var(--bg); color: var(--fg); }

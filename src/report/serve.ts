@@ -120,7 +120,7 @@ export async function resolveRequest(rootReal: string, target: string): Promise<
   if (!inside(rootReal, real)) return { status: 404, reason: 'link out of the folder' };
   if (real.slice(rootReal.length).split(sep).some((x) => x.startsWith('.'))) return { status: 404, reason: 'link to a hidden file' };
   const st = await stat(real).catch(() => null);
-  if (!st || !st.isFile()) return { status: 404, reason: st?.isDirectory() ? 'directory' : 'not a file' };
+  if (!st?.isFile()) return { status: 404, reason: st?.isDirectory() ? 'directory' : 'not a file' };
   return { status: 200, file: real, size: st.size };
 }
 

@@ -125,7 +125,7 @@ function runSummary(s: CatState): Record<string, string> {
     head.backbone =
       c.backbone.name +
       (c.backbone.image_size ? ' @ ' + c.backbone.image_size + ' px' : '') +
-      (c.backbone.stages && c.backbone.stages.length ? ', stages ' + c.backbone.stages.join(',') : '');
+      (c.backbone.stages?.length ? ', stages ' + c.backbone.stages.join(',') : '');
   if (c.mapSize) head['map size'] = c.mapSize + ' x ' + c.mapSize;
   if (c.peakRssMb) head['peak RSS'] = c.peakRssMb + ' MB';
   return head;
@@ -155,7 +155,7 @@ export function drawSettings(s: CatState): void {
           {},
           el('td', { text: k }),
           el('td', { class: 'num', text: fmt(v, 6) }),
-          el('td', { class: 'num', text: fmt((c.timingsPerImage ?? {})[k], 4) }),
+          el('td', { class: 'num', text: fmt(c.timingsPerImage?.[k], 4) }),
         ),
       );
     box.append(el('h3', { text: 'Timings' }), t);
