@@ -4,7 +4,8 @@
  * Heavy work runs in the project's one compute worker (the library's calls go there).
  * Backbones for predictions are shared by every bank with the same (backbone, size, stages):
  * loading a new version of a bank (hot swap) or a second bank reuses the loaded graph; they are
- * disposed when the engine closes.
+ * disposed when the engine closes. A released bank is closed (its aggregated features dropped from
+ * the compute worker) once no other open bank has the same content (manifest checksum).
  */
 
 import { loadBackbone } from '../backbones/registry.js';
@@ -13,6 +14,7 @@ import type { ImagePrediction as BankPrediction } from '../bank/index.js';
 import {
   type Bank,
   buildBank,
+  closeBank,
   imagesOfFolder,
   openBank,
   predict,
@@ -104,14 +106,27 @@ function sharedBackbones(): { load: (name: string, opts: LoadOpts) => Promise<Ba
 
 export function createBankEngine(o: BankEngineOptions): ServiceEngine {
   const backbones = sharedBackbones();
+  /** open banks per content checksum: the worker's cache of a bank's features is keyed by it */
+  const openCount = new Map<string, number>();
   return {
     async open(path) {
       const bank = await openBank(path);
+      const key = bank.manifest.checksum;
+      openCount.set(key, (openCount.get(key) ?? 0) + 1);
       return { handle: bank, info: infoOf(bank) };
     },
-    // the backbone is shared (disposed by close()); the bank's features go with the last reference
+    // the backbone is shared (a view whose dispose() does nothing; disposed by close())
     release: async (b) => {
-      bankOf(b).backbone = undefined;
+      const bank = bankOf(b);
+      const key = bank.manifest.checksum;
+      const left = (openCount.get(key) ?? 1) - 1;
+      if (left > 0) {
+        openCount.set(key, left);
+        bank.backbone = undefined;
+        return;
+      }
+      openCount.delete(key);
+      await closeBank(bank);
     },
     async predict(b, images: InputImage[], renders, opts): Promise<PredictOutcome[]> {
       const res = await predict(bankOf(b), images, {
