@@ -9,7 +9,7 @@ import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { readThresholdArg, thresholdsOf } from '../bank/calibration.js';
 import { type WrittenPrediction, writePictures, writePredictTables } from '../bank/outputs.js';
-import { closeBank, DEFAULT_PREDICT_BATCH, predict } from '../bank/predict.js';
+import { calibrationFor, closeBank, DEFAULT_PREDICT_BATCH, predict } from '../bank/predict.js';
 import { readBank } from '../bank/store.js';
 import type { ImageInput, PredictOptions } from '../bank/types.js';
 import type { MsmPrecision } from '../core/kernel.js';
@@ -89,7 +89,7 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
     device: f.device,
     maxPixels: f.maxPixels,
   };
-  const th = thresholdsOf(bank.calibration, f.falseAlarm, { image: thr?.image, pixel: thr?.pixel });
+  const th = thresholdsOf(calibrationFor(bank, f.kList), f.falseAlarm, { image: thr?.image, pixel: thr?.pixel });
   log(describeBank(bank).join('\n'));
   registerOutputDir(out);
   await removeStaleTemporaries(out);
