@@ -137,8 +137,8 @@ export function predictCommand(): Command {
   const cmd = new Command('predict')
     .description('OK / NG, scores and defect regions for new images, scored against a bank (musc bank build)')
     .argument('<images...>', 'image files and/or folders (searched recursively)')
-    .requiredOption('--bank <bank>', 'bank directory (musc bank build)')
-    .requiredOption('--out <dir>', 'output folder')
+    .requiredOption('--bank <bank>', '(required) bank directory (musc bank build)')
+    .requiredOption('--out <dir>', '(required) output folder')
     .option(
       '--threshold <value|file>',
       'image threshold on the score: a number, or a threshold.json written by predict (default: the bank calibration)',
