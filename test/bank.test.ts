@@ -164,6 +164,10 @@ test("end to end: a bank without image 0 scores image 0 as the full bank's leave
     const comp = await sharp(await renderCompositePng(badBytes, q)).metadata();
     assert.equal(comp.height, 32);
     assert.ok(comp.width! > 3 * 48);
+    // RsCIN off: the score is the image score, the threshold on the bank's image scores
+    const raw = (await predict(fb, [imgs[0]!], { loadBackbone: loader, kList: [0] })).predictions[0]!;
+    assert.equal(raw.score, raw.imageScore);
+    assert.equal(raw.threshold, falseAlarmThreshold(fb.calibration.image_scores));
     await closeBank(fb);
     await closeBank(rb);
   } finally {

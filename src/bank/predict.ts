@@ -14,10 +14,10 @@ import { loadBackbone } from '../backbones/registry.js';
 import type { Backbone } from '../backbones/types.js';
 import { ConfigError } from '../config.js';
 import { upsampleAlignCorners } from '../core/maps.js';
-import { normalizeScore, type Thresholds, thresholdsOf, verdictOf } from './calibration.js';
+import { type Calibration, normalizeScore, type Thresholds, thresholdsOf, verdictOf } from './calibration.js';
 import { type ExtractedImage, extractImages, stackStages } from './extract.js';
 import { mapAtSize, regionsOf } from './regions.js';
-import { dropCachedBank, predictRscin, scoreAgainstBankCached } from './scoring.js';
+import { dropCachedBank, predictRscin, rscinRaw, scoreAgainstBankCached } from './scoring.js';
 import type { Bank, ImageInput, ImagePrediction, PredictOptions, PredictOutput } from './types.js';
 
 export const DEFAULT_PREDICT_BATCH = 16;
@@ -71,6 +71,16 @@ async function loadChecked(bank: Bank, opts: PredictOptions): Promise<Backbone> 
   return backbone;
 }
 
+/**
+ * The bank's calibration for RsCIN windows kList: as stored for the bank's own k_list, else its
+ * leave-one-out scores re-scored with kList (so the threshold is on the same scale as the score).
+ */
+export function calibrationFor(bank: Bank, kList?: number[]): Calibration {
+  const cal = bank.calibration;
+  if (!kList || kList.join() === bank.manifest.scoring.k_list.join()) return cal;
+  return { ...cal, scores: Array.from(rscinRaw(Float64Array.from(cal.image_scores), bank.tokens, kList)) };
+}
+
 /** Disposes the bank's backbone and forgets its aggregated features in the compute worker (if predict ran). */
 export async function closeBank(bank: Bank): Promise<void> {
   const b = bank.backbone;
@@ -83,7 +93,7 @@ export async function predict(bank: Bank, images: ImageInput[], opts: PredictOpt
   const t0 = performance.now();
   checkBankSettings(bank, opts.expect);
   if (images.length === 0) throw new ConfigError('no images to predict');
-  const th = thresholdsOf(bank.calibration, opts.falseAlarm, { image: opts.threshold, pixel: opts.pixelThreshold });
+  const th = thresholdsOf(calibrationFor(bank, opts.kList), opts.falseAlarm, { image: opts.threshold, pixel: opts.pixelThreshold });
   const backbone = await bankBackbone(bank, opts);
   const ex = await extractImages(images, backbone, {
     batchSize: 4,

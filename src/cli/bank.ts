@@ -76,8 +76,8 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
 function buildCommand(): Command {
   const cmd = new Command('build')
     .description('extract and store the features of an unlabeled folder of images of one product, and calibrate label-free thresholds')
-    .requiredOption('--data <dir>', 'folder of images (searched recursively; mostly good images of one product)')
-    .requiredOption('--out <bank>', 'bank directory to write, e.g. bottle.bank')
+    .requiredOption('--data <dir>', '(required) folder of images (searched recursively; mostly good images of one product)')
+    .requiredOption('--out <bank>', '(required) bank directory to write, e.g. bottle.bank')
     .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
     .option('--weights <file>', 'weight file for the backbone')
     .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)

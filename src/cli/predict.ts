@@ -9,7 +9,7 @@ import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { readThresholdArg, thresholdsOf } from '../bank/calibration.js';
 import { type WrittenPrediction, writePictures, writePredictTables } from '../bank/outputs.js';
-import { closeBank, DEFAULT_PREDICT_BATCH, predict } from '../bank/predict.js';
+import { calibrationFor, closeBank, DEFAULT_PREDICT_BATCH, predict } from '../bank/predict.js';
 import { readBank } from '../bank/store.js';
 import type { ImageInput, PredictOptions } from '../bank/types.js';
 import type { MsmPrecision } from '../core/kernel.js';
@@ -89,7 +89,7 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
     device: f.device,
     maxPixels: f.maxPixels,
   };
-  const th = thresholdsOf(bank.calibration, f.falseAlarm, { image: thr?.image, pixel: thr?.pixel });
+  const th = thresholdsOf(calibrationFor(bank, f.kList), f.falseAlarm, { image: thr?.image, pixel: thr?.pixel });
   log(describeBank(bank).join('\n'));
   registerOutputDir(out);
   await removeStaleTemporaries(out);
@@ -137,8 +137,8 @@ export function predictCommand(): Command {
   const cmd = new Command('predict')
     .description('OK / NG, scores and defect regions for new images, scored against a bank (musc bank build)')
     .argument('<images...>', 'image files and/or folders (searched recursively)')
-    .requiredOption('--bank <bank>', 'bank directory (musc bank build)')
-    .requiredOption('--out <dir>', 'output folder')
+    .requiredOption('--bank <bank>', '(required) bank directory (musc bank build)')
+    .requiredOption('--out <dir>', '(required) output folder')
     .option(
       '--threshold <value|file>',
       'image threshold on the score: a number, or a threshold.json written by predict (default: the bank calibration)',
