@@ -27,14 +27,15 @@ function table(rows: string[][]): string {
 
 /** The `list` table as text. */
 export function modelsTable(cacheDir = defaultCacheDir()): string {
-  const rows = [['NAME', 'FAMILY', 'SIZE', 'STAGES', 'WEIGHTS', 'STATUS']];
+  const rows = [['NAME', 'FAMILY', 'SIZE', 'STAGES', 'LAYERS', 'WEIGHTS', 'STATUS']];
   for (const b of listBackbones()) {
     const hub = isHubBackbone(b);
     rows.push([
       b.name,
       b.family,
       String(b.imageSize),
-      `${b.stages.join(',')} (${stageLayerNames(b.family, b.stages).join(',')})`,
+      b.stages.join(','),
+      stageLayerNames(b.family, b.stages).join(','),
       hub ? `hf:${b.weights.repo}/${b.weights.file}` : `${b.weights.repo} (${b.weights.file})`,
       hub ? (isCached(b, cacheDir) ? 'cached' : 'not downloaded') : 'bundled',
     ]);
