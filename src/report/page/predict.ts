@@ -6,9 +6,9 @@
  * the current threshold; "save threshold" downloads a threshold.json in the format predict writes
  * and `musc predict --threshold FILE` reads (src/bank/calibration.ts). Both are client-side.
  */
-import { formatCsv } from '../../outputs/csv.js';
 import { isNg } from '../../threshold.js';
 import type { PagePredict, PredictItem } from '../page-data.js';
+import { ngListCsv, thresholdFileText } from '../predict-export.js';
 import { rankByScore, scoreRange } from '../stats.js';
 import { $, el, fmt } from './dom.js';
 
@@ -21,20 +21,6 @@ interface PredictView {
   range: [number, number];
   cards: { el: HTMLElement; badge: HTMLElement; idx: number }[];
   thr: number;
-}
-
-/** The NG list at threshold t (ranked as the page): what "export NG list as CSV" downloads. */
-export function ngListCsv(items: PredictItem[], t: number): string {
-  const ng = items.filter((it) => isNg(it.score ?? Number.NaN, t));
-  return formatCsv(
-    ['name', 'score', 'normalized', 'regions'],
-    ng.map((it) => [it.name, it.score ?? Number.NaN, it.normalized ?? Number.NaN, it.regions.length]),
-  );
-}
-
-/** threshold.json text, byte for byte as src/bank/calibration.ts writeThresholdFile writes it. */
-export function thresholdFileText(image: number, pixel: number, source: string): string {
-  return `${JSON.stringify({ format: 'musc-threshold', image_threshold: image, pixel_threshold: pixel, source }, null, 2)}\n`;
 }
 
 function download(name: string, text: string, type: string): void {
