@@ -1,6 +1,7 @@
 /** The report without a browser: statistics, data model, images written, HTML content, CLI. */
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -21,6 +22,7 @@ import { ReportError } from '../src/report/model.js';
 import { ngListCsv, thresholdFileText } from '../src/report/predict-export.js';
 import { rankByScore, scoreHistogram } from '../src/report/stats.js';
 import { labelFreeThreshold } from '../src/threshold.js';
+import { cliMain } from './helpers/cli-env.js';
 import { makePredictFixture, type PredictFixture } from './helpers/predict-fixture.js';
 import { type Fixture, makeFixture, tempDir } from './helpers/report-fixture.js';
 
@@ -486,4 +488,27 @@ test('predict folder errors name predictions.json', async () => {
   } finally {
     await t.cleanup();
   }
+});
+
+test('musc predict writes report.html (the predict page) unless --no-report', async () => {
+  const musc = (args: string[]) => spawnSync(process.execPath, [cliMain, ...args], { encoding: 'utf8', timeout: 300_000 });
+  const images = join(ptmp.dir, 'data', 'surface', 'test');
+  const bank = join(ptmp.dir, 'cli.bank');
+  let r = musc(['bank', 'build', '--data', join(images, 'good'), '--out', bank, '--image-size', '64', '-q']);
+  assert.equal(r.status, 0, r.stderr);
+  const out = join(ptmp.dir, 'cli-out');
+  r = musc(['predict', '--bank', bank, join(images, 'crack'), '--out', out, '-q']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /report\.html/);
+  const data = pageData(await readFile(join(out, 'report.html'), 'utf8'));
+  const preds = JSON.parse(await readFile(join(out, 'predictions.json'), 'utf8')) as { predictions: { name: string; verdict: string }[] };
+  assert.deepEqual(
+    data.predict!.items.map((i) => [i.name, i.verdict]),
+    preds.predictions.map((p) => [p.name, p.verdict]),
+  );
+  const quiet = join(ptmp.dir, 'cli-no-report');
+  r = musc(['predict', '--bank', bank, join(images, 'crack'), '--out', quiet, '-q', '--no-report']);
+  assert.equal(r.status, 0, r.stderr);
+  await assert.rejects(stat(join(quiet, 'report.html')), /ENOENT/);
+  assert.ok((await stat(join(quiet, 'predictions.json'))).isFile());
 });
