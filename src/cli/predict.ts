@@ -131,7 +131,8 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
   process.stdout.write(
     `musc predict: ${written.length} images: ${ng} NG, ${written.length - ng} OK${skipped.length ? `, ${skipped.length} skipped` : ''} ` +
       `(image threshold ${th.image.toPrecision(6)}, ${source}); ` +
-      `outputs in ${out} (predictions.csv, regions.csv${opts.maps ? ', masks/, composites/' : ''}${f.report !== false ? ', report.html' : ''})\n`,
+      `outputs in ${out} (predictions.csv, regions.csv${opts.maps ? ', masks/, composites/' : ''}` +
+      `${f.report !== false ? ', report.html' : ''})\n`,
   );
   if (f.report !== false) await writeReport(out, log);
 }
