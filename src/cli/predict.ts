@@ -15,6 +15,7 @@ import type { ImageInput, PredictOptions } from '../bank/types.js';
 import type { MsmPrecision } from '../core/kernel.js';
 import { relPosix } from '../datasets/paths.js';
 import { DatasetError } from '../datasets/types.js';
+import { buildReportCommitted } from '../outputs/report-commit.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
 import { checkInterrupted } from '../pipeline/interrupt.js';
 import { listReferenceImages } from '../pipeline/references.js';
@@ -37,6 +38,7 @@ interface PredictFlags {
   batchSize?: number;
   maxPixels?: number;
   pictures?: boolean;
+  report?: boolean;
   quiet?: boolean;
 }
 
@@ -129,8 +131,20 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
   process.stdout.write(
     `musc predict: ${written.length} images: ${ng} NG, ${written.length - ng} OK${skipped.length ? `, ${skipped.length} skipped` : ''} ` +
       `(image threshold ${th.image.toPrecision(6)}, ${source}); ` +
-      `outputs in ${out} (predictions.csv, regions.csv${opts.maps ? ', masks/, composites/' : ''})\n`,
+      `outputs in ${out} (predictions.csv, regions.csv${opts.maps ? ', masks/, composites/' : ''}` +
+      `${f.report !== false ? ', report.html' : ''})\n`,
   );
+  if (f.report !== false) await writeReport(out, log);
+}
+
+/** report.html of the predict folder (src/report/): a failure is a warning, the predictions stay. */
+async function writeReport(out: string, log: (l: string) => void): Promise<void> {
+  try {
+    const r = await buildReportCommitted(out);
+    log(`report: ${r.file}`);
+  } catch (e) {
+    process.stderr.write(`warning: report.html not written: ${(e as Error).message}\n`);
+  }
 }
 
 export function predictCommand(): Command {
@@ -154,6 +168,7 @@ export function predictCommand(): Command {
     .option('--batch-size <n>', `images scored per batch (default: ${DEFAULT_PREDICT_BATCH})`, posIntArg)
     .option('--max-pixels <n>', 'skip images with more pixels than this (default 100000000)', posIntArg)
     .option('--no-pictures', 'no masks/ and composites/ (tables only)')
+    .option('--no-report', 'do not write report.html (musc report OUT writes it later)')
     .option('-q, --quiet', 'no progress bar or information lines')
     .addHelpText(
       'after',

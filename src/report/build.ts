@@ -4,10 +4,11 @@
  */
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { listCategoryFolders, readCategoryOutputs, type CategoryOutputs } from './model.js';
-import { writeCategoryAssets, REPORT_ASSET_DIR, type AssetOptions, type ItemAssets } from './assets.js';
+import { type AssetOptions, type ItemAssets, REPORT_ASSET_DIR, writeCategoryAssets } from './assets.js';
 import { renderReportHtml } from './html.js';
+import { type CategoryOutputs, listCategoryFolders, readCategoryOutputs } from './model.js';
 import type { PageCategory, PageData } from './page-data.js';
+import { isPredictFolder, readPredictOutputs } from './predict-model.js';
 
 export const REPORT_FILE = 'report.html';
 
@@ -42,7 +43,13 @@ export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warning
     folder: cat.folder,
     base: assetBase(cat.folder),
     dataset: r?.dataset ?? null,
-    backbone: r?.backbone?.name ? { name: r.backbone.name, ...(r.backbone.image_size ? { image_size: r.backbone.image_size } : {}), ...(r.backbone.stages ? { stages: r.backbone.stages } : {}) } : null,
+    backbone: r?.backbone?.name
+      ? {
+          name: r.backbone.name,
+          ...(r.backbone.image_size ? { image_size: r.backbone.image_size } : {}),
+          ...(r.backbone.stages ? { stages: r.backbone.stages } : {}),
+        }
+      : null,
     mapSize: cat.size,
     metrics: cat.metrics ? (cat.metrics as unknown as Record<string, number | null>) : null,
     evaluation: cat.evaluation,
@@ -55,7 +62,18 @@ export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warning
     skipped: r?.skipped ?? [],
     items: cat.rows.map((row, i) => {
       const a = assets[i]!;
-      return { i, id: a.id, path: row.path, defect: row.defect, label: row.label, score: finite(row.score_rscin), raw: finite(row.score), o: a.original ? 1 : 0, m: a.map ? 1 : 0, g: a.outline ? 1 : 0 };
+      return {
+        i,
+        id: a.id,
+        path: row.path,
+        defect: row.defect,
+        label: row.label,
+        score: finite(row.score_rscin),
+        raw: finite(row.score),
+        o: a.original ? 1 : 0,
+        m: a.map ? 1 : 0,
+        g: a.outline ? 1 : 0,
+      };
     }),
   };
 }
@@ -69,7 +87,24 @@ function subtitleOf(cats: CategoryOutputs[]): string {
   return parts.join(' · ');
 }
 
+/** The report of a `musc predict` folder: no assets to write (the composites are predict's own files). */
+async function buildPredictReport(outDir: string, o: ReportOptions): Promise<ReportResult> {
+  const predict = await readPredictOutputs(outDir);
+  const ng = predict.items.filter((p) => p.verdict === 'NG').length;
+  const subtitle = [
+    `predict: ${predict.items.length} images, ${ng} NG`,
+    `bank ${predict.bank.path}${predict.bank.backbone ? ` (${predict.bank.backbone})` : ''}`,
+  ].join(' · ');
+  const data: PageData = { title: o.title ?? 'MuSc report', subtitle, categories: [], predict };
+  const file = join(o.stageDir ?? outDir, REPORT_FILE);
+  await writeFileAtomic(file, renderReportHtml(data));
+  const warnings = predict.skipped.map((s) => `skipped ${s.name}: ${s.reason}`);
+  return { file, data, warnings };
+}
+
+/** Builds report.html of a `musc run` folder (categories) or of a `musc predict` folder (predictions.json). */
 export async function buildReport(outDir: string, o: ReportOptions = {}): Promise<ReportResult> {
+  if (await isPredictFolder(outDir)) return buildPredictReport(outDir, o);
   const folders = await listCategoryFolders(outDir);
   const cats: CategoryOutputs[] = [];
   const pages: PageCategory[] = [];

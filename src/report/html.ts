@@ -9,10 +9,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PAGE_CSS } from './page-style.js';
 import type { PageData } from './page-data.js';
+import { PAGE_CSS } from './page-style.js';
+import { PREDICT_BODY } from './predict-html.js';
 
-export type { PageItem, PageCategory, PageData } from './page-data.js';
+export type { PageCategory, PageData, PageItem } from './page-data.js';
 
 /** Where the build puts the page bundle, relative to the package root. */
 export const PAGE_BUNDLE = join('dist', 'report', 'page.js');
@@ -34,37 +35,32 @@ export function pageScriptSource(): string {
   try {
     src = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`report page script ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found (run npm run build)' : (e as Error).message}`);
+    throw new Error(
+      `report page script ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found (run npm run build)' : (e as Error).message}`,
+    );
   }
   if (/<\/script|<!--/i.test(src)) throw new Error(`report page script ${file} contains </script or <!--`);
   pageScript = src;
   return src;
 }
 
-const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const escapeHtml = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /** JSON safe inside <script>: no '</script', no '<!--', no U+2028/2029 surprises. */
 export function scriptJson(v: unknown): string {
-  return JSON.stringify(v).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return JSON.stringify(v)
+    .replace(/</g, '\\u003c')
+    .replace(/>/g, '\\u003e')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 }
 
-export const REPORT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
+export const REPORT_CSP =
+  "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
 
-export function renderReportHtml(data: PageData): string {
-  const script = pageScriptSource();
-  return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="${REPORT_CSP}">
-<meta name="referrer" content="no-referrer">
-<title>${escapeHtml(data.title)}</title>
-<style>${PAGE_CSS}</style>
-</head>
-<body>
-<header><h1>${escapeHtml(data.title)}</h1><span class="sub">${escapeHtml(data.subtitle)}</span></header>
-<main>
+/** The page body of a `musc run` folder: category tabs, charts, threshold panel, gallery, viewer. */
+const RUN_BODY = `<main>
 <div id="cat-tabs" class="tabs"></div>
 <div id="overview" class="panel overview" hidden></div>
 <h2 id="cat-title"></h2>
@@ -106,7 +102,24 @@ export function renderReportHtml(data: PageData): string {
   <button id="viewer-prev" type="button" title="previous (left arrow)">&larr;</button><button id="viewer-next" type="button" title="next (right arrow)">&rarr;</button><button id="viewer-close" type="button">Close</button></div>
   <div id="viewer-imgs" class="viewer-imgs"></div>
 </dialog>
-<script type="application/json" id="musc-data">${scriptJson(data)}</script>
+`;
+
+/** report.html of a `musc run` folder (data.categories) or of a `musc predict` folder (data.predict). */
+export function renderReportHtml(data: PageData): string {
+  const script = pageScriptSource();
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="${REPORT_CSP}">
+<meta name="referrer" content="no-referrer">
+<title>${escapeHtml(data.title)}</title>
+<style>${PAGE_CSS}</style>
+</head>
+<body>
+<header><h1>${escapeHtml(data.title)}</h1><span class="sub">${escapeHtml(data.subtitle)}</span></header>
+${data.predict ? PREDICT_BODY : RUN_BODY}<script type="application/json" id="musc-data">${scriptJson(data)}</script>
 <script>
 ${script}
 </script>

@@ -46,8 +46,49 @@ export interface PageCategory {
   items: PageItem[];
 }
 
+/** One region of a predicted defect mask (bounding box in original pixels; raw anomaly scores). */
+export interface PredictRegion {
+  id: number;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  area: number;
+  peak: number;
+  mean: number;
+}
+
+/** One image of a `musc predict` folder, as predictions.json has it. */
+export interface PredictItem {
+  name: string;
+  verdict: 'OK' | 'NG';
+  /** classification score (NG iff score >= threshold); null when not finite */
+  score: number | null;
+  /** normalised score at the threshold predict used (0.5 = that threshold) */
+  normalized: number | null;
+  imageScore: number | null;
+  width: number;
+  height: number;
+  regions: PredictRegion[];
+  /** the composite picture relative to report.html (percent-encoded), or null (--no-pictures) */
+  composite: string | null;
+}
+
+/** The page of a `musc predict` output folder (predictions.json). */
+export interface PagePredict {
+  bank: { path: string; images: number; backbone: string | null };
+  /** the thresholds predict used (raw score units), where they came from */
+  thresholds: { image: number; pixel: number; falseAlarm: number | null; source: string };
+  /** the heatmaps' colour scale (raw pixel values; the pixel threshold in the middle), null without images */
+  colourScale: { lo: number; hi: number; threshold: number /** CSS gradient of the colours, lo to hi */; gradient: string } | null;
+  items: PredictItem[];
+  skipped: { name: string; reason: string }[];
+}
+
 export interface PageData {
   title: string;
   subtitle: string;
   categories: PageCategory[];
+  /** set for a `musc predict` folder (then categories is empty) */
+  predict?: PagePredict;
 }

@@ -2,19 +2,23 @@
  * The report page's script, bundled by esbuild (npm run build -> dist/report/page.js) and inlined
  * into report.html by html.ts. It reads the JSON data block #musc-data (PageData), then per
  * category draws the metrics, histogram, ROC curve, threshold panel and the ranked gallery, and
- * the large viewer. Curves and thresholds come precomputed (src/metrics/evaluator.ts); the page
+ * the large viewer; for a `musc predict` folder (data.predict) the predict page (predict.ts).
+ * Curves and thresholds come precomputed (src/metrics/evaluator.ts); the page
  * counts NG / OK at the chosen threshold with the one NG rule (src/threshold.ts isNg). No network:
  * images are relative files, lazy-loaded when a card comes near the viewport.
  */
-import { $ } from './dom.js';
-import { catState, readData, ui } from './state.js';
-import { drawMetrics, drawOverview, drawSettings, drawTabs } from './panels.js';
+
+import type { PageData } from '../page-data.js';
 import { drawHistogram, drawRoc } from './charts.js';
-import { drawThresholdPanel, setThreshold, STEPS } from './slider.js';
+import { $ } from './dom.js';
 import { applyFilters, drawGallery } from './gallery.js';
+import { drawMetrics, drawOverview, drawSettings, drawTabs } from './panels.js';
+import { startPredictPage } from './predict.js';
+import { drawThresholdPanel, STEPS, setThreshold } from './slider.js';
+import { type CatState, catState, readData, ui } from './state.js';
 import { openViewer, step } from './viewer.js';
 
-const cats = readData().categories.map(catState);
+let cats: CatState[] = [];
 
 function select(k: number): void {
   const cur = cats[k]!;
@@ -64,7 +68,15 @@ function wire(): void {
   });
 }
 
-wire();
-if (cats.length) select(0);
-else $('cat-title').textContent = 'No categories';
+/** The page of a `musc run` folder: categories. */
+function startRunPage(data: PageData): void {
+  cats = data.categories.map(catState);
+  wire();
+  if (cats.length) select(0);
+  else $('cat-title').textContent = 'No categories';
+}
+
+const data = readData();
+if (data.predict) startPredictPage(data.predict);
+else startRunPage(data);
 document.body.dataset.ready = '1';
