@@ -1,47 +1,26 @@
 /**
- * Heatmap PNGs, after models/musc.py `visualization`: each map is min-max normalised (vis_type
- * 'single_norm': per image; 'whole_norm': over all maps of the category), scaled to 0..255,
- * coloured with the jet colormap (cv2.COLORMAP_JET), and here blended 50/50 over the image
- * resized to S x S (the reference writes the bare colour map). Files go to
- * heatmaps/<defect>/<stem>.png.
+ * Heatmap PNGs, after models/musc.py `visualization`: each map is scaled to 0..255, coloured with
+ * the jet colormap (cv2.COLORMAP_JET), and here blended 50/50 over the image resized to S x S
+ * (the reference writes the bare colour map), with a colour bar on the right. Files go to
+ * heatmaps/<defect>/<stem>.png. The scale (settings.norm):
+ *   'category' (default) one fixed scale per category, as the bank's (bank/calibration.ts): the
+ *              label-free threshold t = median + 3 MAD of the images' map maxima is the bar's middle
+ *              (marked), the median of the maps' medians is blue, twice as far from it as t is red;
+ *              so a good image (maximum near the typical one) stays blue-green, a defect turns red
+ *   'image'    each map's own min-max (the reference's single_norm; every map has a red hotspot)
  * Which images: 'anomalous' = the labelled-defective ones (the reference's single_norm choice;
  * every image when labels are unknown), 'all', or 'none'.
  */
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { writeFileAtomic } from '../io/atomic.js';
-import { decodeRgb } from '../image/decode.js';
-import type { DatasetItem } from '../datasets/types.js';
 import type { HeatmapMode, VisNorm } from '../config.js';
+import type { DatasetItem } from '../datasets/types.js';
+import { decodeRgb } from '../image/decode.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { madThreshold, median } from '../threshold.js';
+import { type ColourScale, colourMap, withColourBar } from './colour.js';
 
-/** Jet colormap of v in [0,1] -> [r, g, b] 0..255 (piecewise linear, like OpenCV's COLORMAP_JET). */
-export function jet(v: number): [number, number, number] {
-  const c = (x: number): number => Math.round(255 * Math.min(1, Math.max(0, x)));
-  return [c(Math.min(4 * v - 1.5, -4 * v + 4.5)), c(Math.min(4 * v - 0.5, -4 * v + 3.5)), c(Math.min(4 * v + 0.5, -4 * v + 2.5))];
-}
-
-/** 256-entry jet lookup table [256, 3]. */
-const JET_LUT: Uint8Array = (() => {
-  const t = new Uint8Array(256 * 3);
-  for (let i = 0; i < 256; i++) t.set(jet(i / 255), i * 3);
-  return t;
-})();
-
-/** Colours one map [S, S] with min/max given -> RGB [S, S, 3]; optional image [S, S, 3] blended 50/50. */
-export function colourMap(map: Float32Array, lo: number, hi: number, base?: Uint8Array): Uint8Array {
-  const out = new Uint8Array(map.length * 3);
-  const span = hi - lo;
-  for (let i = 0; i < map.length; i++) {
-    const v = span > 0 && Number.isFinite(map[i]!) ? (map[i]! - lo) / span : 0;
-    // the reference: (normalised * 255).astype(np.uint8), a truncation
-    const q = Math.min(255, Math.max(0, Math.trunc(v * 255)));
-    for (let ch = 0; ch < 3; ch++) {
-      const h = JET_LUT[q * 3 + ch]!;
-      out[i * 3 + ch] = base ? Math.round(0.5 * h + 0.5 * base[i * 3 + ch]!) : h;
-    }
-  }
-  return out;
-}
+export { colourMap, jet } from './colour.js';
 
 /** Finite min and max of a map ([0, 0] when nothing is finite). */
 export function minMax(a: Float32Array): [number, number] {
@@ -53,6 +32,27 @@ export function minMax(a: Float32Array): [number, number] {
     if (v > hi) hi = v;
   }
   return lo <= hi ? [lo, hi] : [0, 0];
+}
+
+/** Every STEP-th value of a map is enough for its median. */
+const MEDIAN_STEP = 7;
+
+/** The fixed colour scale of a category's maps [N, plane] (see the module comment). */
+export function categoryScale(maps: Float32Array, plane: number): ColourScale {
+  const n = Math.floor(maps.length / plane);
+  const maxima = new Float64Array(n);
+  const medians = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const m = maps.subarray(i * plane, (i + 1) * plane);
+    maxima[i] = minMax(m)[1];
+    const sampled = new Float32Array(Math.ceil(plane / MEDIAN_STEP));
+    for (let j = 0, k = 0; j < plane; j += MEDIAN_STEP) sampled[k++] = m[j]!;
+    medians[i] = median(sampled);
+  }
+  const threshold = madThreshold(maxima);
+  const lo = Math.min(median(medians), threshold);
+  const hi = threshold + (threshold - lo);
+  return { lo, hi: hi > lo ? hi : lo + 1e-12, threshold };
 }
 
 /** The image resized to S x S RGB (sharp, linear), or undefined when it cannot be read. */
@@ -100,21 +100,37 @@ export function selectHeatmaps(items: DatasetItem[], mode: HeatmapMode): number[
   return items.map((_, i) => i).filter((i) => mode === 'all' || !labeled || items[i]!.label === 1);
 }
 
-/** Writes the heatmaps; returns the relative paths written. */
-export async function writeHeatmaps(outDir: string, items: DatasetItem[], maps: Float32Array, size: number, mode: HeatmapMode, norm: VisNorm): Promise<string[]> {
+/** Writes the heatmaps (with a colour bar); returns the relative paths written. */
+export async function writeHeatmaps(
+  outDir: string,
+  items: DatasetItem[],
+  maps: Float32Array,
+  size: number,
+  mode: HeatmapMode,
+  norm: VisNorm,
+): Promise<string[]> {
   const sel = selectHeatmaps(items, mode);
   const paths = heatmapPaths(items, sel);
   const plane = size * size;
-  const whole = norm === 'whole' ? minMax(maps) : null;
+  const fixed = norm === 'category' && sel.length > 0 ? categoryScale(maps, plane) : null;
   const written: string[] = [];
   for (const i of sel) {
     const m = maps.subarray(i * plane, (i + 1) * plane);
-    const [lo, hi] = whole ?? minMax(m);
-    const rgb = colourMap(m, lo, hi, await baseImage(items[i]!.path, size));
-    const png = await sharp(rgb, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+    const scale = fixed ?? imageScale(m);
+    const rgb = colourMap(m, scale.lo, scale.hi, await baseImage(items[i]!.path, size));
+    const pic = await withColourBar(rgb, size, size, scale);
+    const png = await sharp(pic.data, { raw: { width: pic.width, height: size, channels: 3 } })
+      .png()
+      .toBuffer();
     const rel = paths.get(i)!;
     await writeFileAtomic(join(outDir, rel), png);
     written.push(rel);
   }
   return written;
+}
+
+/** A map's own min-max scale (no threshold: NaN, not marked). */
+function imageScale(m: Float32Array): ColourScale {
+  const [lo, hi] = minMax(m);
+  return { lo, hi, threshold: Number.NaN };
 }
