@@ -153,7 +153,7 @@ test('-q: report, serve --help, models list and rscin print no information lines
 test('musc run -q on a plain folder: only the result line; without -q information lines too', async () => {
   const { dir, cleanup } = await tempDir('quiet-run');
   try {
-    for (let i = 0; i < 4; i++) await writePng(join(dir, 'imgs', `${i}.png`), 32, 32, i + 1);
+    for (let i = 0; i < 6; i++) await writePng(join(dir, 'imgs', `${i}.png`), 32, 32, i + 1);
     const args = ['run', '--data', join(dir, 'imgs'), '--image-size', '32', '--no-cache', '--heatmaps', 'none'];
     const loud = musc([...args, '--out', join(dir, 'o1')]);
     assert.equal(loud.code, 0, loud.stderr);
@@ -162,7 +162,7 @@ test('musc run -q on a plain folder: only the result line; without -q informatio
     const quiet = musc([...args, '--out', join(dir, 'o2'), '-q']);
     assert.equal(quiet.code, 0, quiet.stderr);
     assert.equal(quiet.stderr, '');
-    assert.match(quiet.stdout, /^musc: 1 category, 4 images scored, .*\n$/);
+    assert.match(quiet.stdout, /^musc: 1 category, 6 images scored, .*\n$/);
   } finally {
     await cleanup();
   }
