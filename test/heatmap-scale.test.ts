@@ -2,15 +2,18 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { runPixelScale } from '../src/bank/run-where.js';
 import { mergeSettings } from '../src/config.js';
 import { generateSynthetic } from '../src/demo/synthetic.js';
 import { decodeRgb } from '../src/image/decode.js';
 import { BAR, colourIndex, jet, LABELS } from '../src/outputs/colour.js';
-import { categoryScale, minMax } from '../src/outputs/heatmaps.js';
+import { minMax } from '../src/outputs/heatmaps.js';
 import { readMaps } from '../src/outputs/maps.js';
+import { parseScoresCsv } from '../src/outputs/scores.js';
+import type { Decisions } from '../src/threshold.js';
 import { cliMain, tempDir } from './helpers/cli-env.js';
 
 test('heatmaps on the synthetic demo data: the default category scale keeps good images cool, defects hot; a colour bar', async () => {
@@ -26,7 +29,11 @@ test('heatmaps on the synthetic demo data: the default category scale keeps good
     const cat = join(out, 'surface');
     const { maps, n, size, paths } = await readMaps(join(cat, 'maps.safetensors'));
     const plane = size * size;
-    const scale = categoryScale(maps, plane);
+    // the run's pixel threshold and scale (the masks' too), from its outputs: maps and the decision column
+    const rows = parseScoresCsv(await readFile(join(cat, 'scores.csv'), 'utf8'));
+    const imageScores = Float64Array.from(rows, (row) => row.score);
+    const decisions = { decisions: rows.map((row) => row.decision) } as Decisions;
+    const scale = runPixelScale({ maps, imageScores, decisions, size });
     assert.ok(scale.lo < scale.threshold && scale.threshold < scale.hi);
     const HOT = 192; // jet from 0.75 up: orange to red
     const hottest = (i: number, lo: number, hi: number): number => {

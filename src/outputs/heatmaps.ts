@@ -3,21 +3,21 @@
  * the jet colormap (cv2.COLORMAP_JET), and here blended 50/50 over the image resized to S x S
  * (the reference writes the bare colour map), with a colour bar on the right. Files go to
  * heatmaps/<defect>/<stem>.png. The scale (settings.norm):
- *   'category' (default) one fixed scale per category, as the bank's (bank/calibration.ts): the
- *              label-free threshold t = median + 3 MAD of the images' map maxima is the bar's middle
- *              (marked), the median of the maps' medians is blue, twice as far from it as t is red;
- *              so a good image (maximum near the typical one) stays blue-green, a defect turns red
+ *   'category' (default) one fixed scale per category: the run's pixel threshold and colour scale
+ *              (bank/run-where.ts runPixelScale, the masks' threshold, the bank rule over the map
+ *              maxima of the images judged OK) is the bar's middle (marked), the median of the maps'
+ *              medians is blue, twice as far from it as the threshold is red; so a good image
+ *              (maximum near the typical one) stays blue-green, a defect turns red
  *   'image'    each map's own min-max (the reference's single_norm; every map has a red hotspot)
  * Which images: 'anomalous' = the labelled-defective ones (the reference's single_norm choice;
  * every image when labels are unknown), 'all', or 'none'.
  */
 import { join } from 'node:path';
 import sharp from 'sharp';
-import type { HeatmapMode, VisNorm } from '../config.js';
+import type { HeatmapMode } from '../config.js';
 import type { DatasetItem } from '../datasets/types.js';
 import { decodeRgb } from '../image/decode.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { madThreshold, median } from '../threshold.js';
 import { type ColourScale, colourMap, withColourBar } from './colour.js';
 
 export { colourMap, jet } from './colour.js';
@@ -32,27 +32,6 @@ export function minMax(a: Float32Array): [number, number] {
     if (v > hi) hi = v;
   }
   return lo <= hi ? [lo, hi] : [0, 0];
-}
-
-/** Every STEP-th value of a map is enough for its median. */
-const MEDIAN_STEP = 7;
-
-/** The fixed colour scale of a category's maps [N, plane] (see the module comment). */
-export function categoryScale(maps: Float32Array, plane: number): ColourScale {
-  const n = Math.floor(maps.length / plane);
-  const maxima = new Float64Array(n);
-  const medians = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const m = maps.subarray(i * plane, (i + 1) * plane);
-    maxima[i] = minMax(m)[1];
-    const sampled = new Float32Array(Math.ceil(plane / MEDIAN_STEP));
-    for (let j = 0, k = 0; j < plane; j += MEDIAN_STEP) sampled[k++] = m[j]!;
-    medians[i] = median(sampled);
-  }
-  const threshold = madThreshold(maxima);
-  const lo = Math.min(median(medians), threshold);
-  const hi = threshold + (threshold - lo);
-  return { lo, hi: hi > lo ? hi : lo + 1e-12, threshold };
 }
 
 /** The image resized to S x S RGB (sharp, linear), or undefined when it cannot be read. */
@@ -107,18 +86,17 @@ export async function writeHeatmaps(
   maps: Float32Array,
   size: number,
   mode: HeatmapMode,
-  norm: VisNorm,
+  scale: ColourScale | 'image',
 ): Promise<string[]> {
   const sel = selectHeatmaps(items, mode);
   const paths = heatmapPaths(items, sel);
   const plane = size * size;
-  const fixed = norm === 'category' && sel.length > 0 ? categoryScale(maps, plane) : null;
   const written: string[] = [];
   for (const i of sel) {
     const m = maps.subarray(i * plane, (i + 1) * plane);
-    const scale = fixed ?? imageScale(m);
-    const rgb = colourMap(m, scale.lo, scale.hi, await baseImage(items[i]!.path, size));
-    const pic = await withColourBar(rgb, size, size, scale);
+    const sc = scale === 'image' ? imageScale(m) : scale;
+    const rgb = colourMap(m, sc.lo, sc.hi, await baseImage(items[i]!.path, size));
+    const pic = await withColourBar(rgb, size, size, sc);
     const png = await sharp(pic.data, { raw: { width: pic.width, height: size, channels: 3 } })
       .png()
       .toBuffer();
