@@ -196,7 +196,7 @@ const noted = new Set<string>();
 export function deprecationNote(message: string): void {
   if (noted.has(message)) return;
   noted.add(message);
-  process.stderr.write(`musc: deprecated: ${message}\n`);
+  process.stderr.write(`musc: note: ${message}\n`);
 }
 
 /** Validates a partial settings object; `source` names where it came from in messages. */

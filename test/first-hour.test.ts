@@ -93,7 +93,7 @@ test('--norm category|image on run and report; --vis-norm single|whole still wor
     f = await runFlags(['--vis-norm', 'whole']);
   });
   assert.equal(f.visNorm, 'category');
-  assert.equal(note, 'musc: deprecated: --vis-norm whole is deprecated; use --norm category\n');
+  assert.equal(note, 'musc: note: --vis-norm whole is deprecated; use --norm category\n');
   assert.equal((await runFlags(['--vis-norm', 'single'])).visNorm, 'image');
   for (const bad of [
     ['--norm', 'single'],
@@ -115,7 +115,7 @@ test('--norm category|image on run and report; --vis-norm single|whole still wor
       cfg = await loadConfigFile(join(dir, 'old.yaml'));
     });
     assert.deepEqual(cfg, { norm: 'category' });
-    assert.match(msg, /^musc: deprecated: config file .*old\.yaml: 'vis_norm' is deprecated; use 'norm: category\|image'.*\n$/);
+    assert.match(msg, /^musc: note: config file .*old\.yaml: 'vis_norm' is deprecated; use 'norm: category\|image'.*\n$/);
     await writeFile(join(dir, 'bad.yaml'), 'norm: whole\n');
     await assert.rejects(loadConfigFile(join(dir, 'bad.yaml')), /'norm' must be equal to one of the allowed values \(category, image\)/);
   } finally {
