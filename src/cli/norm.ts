@@ -9,10 +9,8 @@ import { wrapArg } from './args.js';
 
 /** --norm category|image; with a default for commands without settings files (musc report). */
 export function normOption(withDefault = false): Option {
-  const o = new Option(
-    '--norm <scale>',
-    'heatmap colour scale: category = one fixed scale per category (a good image stays blue), image = each image its own min-max (default: category)',
-  ).choices([...VIS_NORMS]);
+  const what = 'heatmap colour scale: category = one fixed scale for all images of a category, image = each image its own min-max';
+  const o = new Option('--norm <scale>', withDefault ? what : `${what} (default: category)`).choices([...VIS_NORMS]);
   return withDefault ? o.default('category') : o;
 }
 
