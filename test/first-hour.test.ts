@@ -176,3 +176,24 @@ test('the demo ends with how to open its report and what to try next', () => {
   assert.match(s, /musc bank build --data \S+ --out \S+/);
   assert.match(s, /musc predict --bank \S+ \S+ --out \S+/);
 });
+
+test('musc bank build / predict -q: no information lines (the bank description), the result line stays', async () => {
+  const { dir, cleanup } = await tempDir('quiet-bank');
+  try {
+    for (let i = 0; i < 8; i++) await writePng(join(dir, 'good', `${i}.png`), 32, 32, 10 * i + 1);
+    await writePng(join(dir, 'new', 'a.png'), 32, 32, 7);
+    const bank = join(dir, 'b.bank');
+    const b = musc(['bank', 'build', '--data', join(dir, 'good'), '--out', bank, '--image-size', '32', '-q']);
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(b.stderr, '');
+    const loud = musc(['predict', '--bank', bank, join(dir, 'new'), '--out', join(dir, 'p1')]);
+    assert.equal(loud.code, 0, loud.stderr);
+    assert.match(loud.stderr, /8 images/, 'the bank description');
+    const quiet = musc(['predict', '--bank', bank, join(dir, 'new'), '--out', join(dir, 'p2'), '-q']);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stderr, '');
+    assert.match(quiet.stdout, /^musc predict: 1 images: .*\n$/);
+  } finally {
+    await cleanup();
+  }
+});
