@@ -13,6 +13,7 @@ import type { Command } from 'commander';
 import { nextSteps } from '../src/cli/help.js';
 import { buildProgram } from '../src/cli/main.js';
 import { modelsCommand } from '../src/cli/models.js';
+import { startServe } from '../src/cli/report.js';
 import { loadConfigFile } from '../src/config.js';
 import { cliMain, tempDir, writePng } from './helpers/cli-env.js';
 
@@ -123,7 +124,7 @@ test('--norm category|image on run and report; --vis-norm single|whole still wor
   }
 });
 
-test('-q: report, serve --help, models list and rscin print no information lines; without -q they do', async () => {
+test('-q: report, serve, models list and rscin print no information lines; without -q they do', async () => {
   const { dir, cleanup } = await tempDir('quiet');
   try {
     await mkdir(join(dir, 'c'));
@@ -135,6 +136,13 @@ test('-q: report, serve --help, models list and rscin print no information lines
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout + r.stderr, '');
     assert.match(musc(['serve', '--help']).stdout, /-q, --quiet/);
+    const said: string[] = [];
+    for (const quiet of [true, false]) {
+      const srv = await startServe(dir, { port: 0, host: '127.0.0.1', build: true, quiet }, (l) => said.push(l));
+      await srv.close();
+      assert.equal(said.length === 0, quiet, `serve ${quiet ? '-q' : ''}: ${said.join(' | ')}`);
+    }
+    assert.match(said.join('\n'), /serving /);
     const lines: string[] = [];
     const models = modelsCommand({ out: (t) => lines.push(t) }).exitOverride();
     await models.parseAsync(['node', 'models', 'list', '--cache-dir', dir]);
