@@ -9,28 +9,42 @@
  *   k_list       dataset default: visa [1,8,9], otherwise [1,2,3] (RsCIN windows)
  *   interval     [0, 0.3]                         MSM topmin_min, topmin_max
  *   batch_size   4                                (scripts/musc_*.sh)
- *   vis_norm     'single'                         reference vis_type single_norm | whole_norm
+ *   norm         'category'                       heatmap colour scale: 'category' = one fixed scale per
+ *                                                 category (a good image stays cool), 'image' = per-image
+ *                                                 min-max (reference vis_type single_norm)
  *
  * A config file (YAML or JSON) may set any of these keys (also the reference's own names:
- * backbone_name, img_resize, feature_layers, dataset_name, class_name); command-line flags override
- * the file. Everything is validated with ajv, and errors name the key.
+ * backbone_name, img_resize, feature_layers, dataset_name, class_name, vis_type); command-line flags override
+ * the file. The old key vis_norm (single | whole) still works, with a one-line deprecation note. Everything is validated with ajv, and errors name the key.
  */
+
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { Ajv } from 'ajv';
+import YAML from 'yaml';
 import { DEFAULT_BACKBONE } from './backbones/registry.js';
 import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
-import { DIVIDE_SEED } from './datasets/divide.js';
-import { DEFAULT_FEATURE_STORAGE } from './pipeline/types.js';
-import type { FeatureStorage } from './core/types.js';
-import { readFile } from 'node:fs/promises';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/kernel.js';
-import { extname } from 'node:path';
-import YAML from 'yaml';
-import { Ajv } from 'ajv';
-import { DATASET_KINDS, type DatasetKind } from './datasets/types.js';
+import type { FeatureStorage } from './core/types.js';
+import { DIVIDE_SEED } from './datasets/divide.js';
 import { MASK_RULES, type MaskRule } from './datasets/masks.js';
+import { DATASET_KINDS, type DatasetKind } from './datasets/types.js';
+import { DEFAULT_FEATURE_STORAGE } from './pipeline/types.js';
 
-export type VisNorm = 'single' | 'whole';
+/** Heatmap colour scale: one fixed scale per category, or each image's own min-max. */
+export type VisNorm = 'category' | 'image';
+export const VIS_NORMS: readonly VisNorm[] = ['category', 'image'];
+/** The old names of the heatmap scale (musc run --vis-norm, config vis_norm / vis_type). */
+export const OLD_VIS_NORM: Readonly<Record<string, VisNorm>> = {
+  single: 'image',
+  whole: 'category',
+  single_norm: 'image',
+  whole_norm: 'category',
+};
 export type HeatmapMode = 'all' | 'anomalous' | 'none';
+
 import type { Device } from './compute/session.js';
+
 export type { Device };
 
 export interface Settings {
@@ -53,7 +67,8 @@ export interface Settings {
   k_list?: number[];
   interval: [number, number];
   batch_size: number;
-  vis_norm: VisNorm;
+  /** heatmap colour scale (config key norm; formerly vis_norm single | whole) */
+  norm: VisNorm;
   heatmaps: HeatmapMode;
   mask_rule: MaskRule;
   device: Device;
@@ -85,7 +100,7 @@ export const DEFAULT_SETTINGS: Settings = {
   divide_num: 1,
   interval: [...DEFAULT_INTERVAL],
   batch_size: 4,
-  vis_norm: 'single',
+  norm: 'category',
   heatmaps: 'anomalous',
   mask_rule: 'reference',
   device: 'cpu',
@@ -124,7 +139,7 @@ export const SETTINGS_SCHEMA = {
     k_list: { type: 'array', items: { type: 'integer', minimum: 0 } },
     interval: { type: 'array', items: { type: 'number', minimum: 0 }, minItems: 2, maxItems: 2 },
     batch_size: posInt,
-    vis_norm: { enum: ['single', 'whole'] },
+    norm: { enum: [...VIS_NORMS] },
     heatmaps: { enum: ['all', 'anomalous', 'none'] },
     mask_rule: { enum: [...MASK_RULES] },
     device: { enum: ['cpu', 'cuda'] },
@@ -152,7 +167,8 @@ const ALIASES: Record<string, string> = {
   dataset_name: 'dataset',
   class_name: 'category',
   batch: 'batch_size',
-  vis_type: 'vis_norm',
+  vis_type: 'norm',
+  vis_norm: 'norm',
 };
 
 /** Keys that would change an object's prototype instead of setting a value. */
@@ -165,7 +181,9 @@ function renameAliases(obj: Record<string, unknown>, source: string): Record<str
     const key = ALIASES[k] ?? k.replace(/-/g, '_');
     if (key in out) throw new ConfigError(`${source}: '${k}' and '${key}' both given`);
     let val = v;
-    if (key === 'vis_norm' && typeof v === 'string') val = v.replace(/_norm$/, '');
+    if (k === 'vis_norm')
+      deprecationNote(`${source}: 'vis_norm' is deprecated; use 'norm: category|image' (single = image, whole = category)`);
+    if ((k === 'vis_norm' || k === 'vis_type') && typeof v === 'string') val = OLD_VIS_NORM[v] ?? v;
     if (key === 'dataset' && v === 'mvtec_ad') val = 'mvtec';
     if (key === 'category' && typeof v === 'string' && v.toLowerCase() === 'all') val = 'all';
     out[key] = val;
@@ -173,9 +191,18 @@ function renameAliases(obj: Record<string, unknown>, source: string): Record<str
   return out;
 }
 
+const noted = new Set<string>();
+/** A one-line note on stderr for an old spelling that still works (once per message). */
+export function deprecationNote(message: string): void {
+  if (noted.has(message)) return;
+  noted.add(message);
+  process.stderr.write(`musc: note: ${message}\n`);
+}
+
 /** Validates a partial settings object; `source` names where it came from in messages. */
 export function validateSettings(obj: unknown, source: string): Partial<Settings> {
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new ConfigError(`${source}: expected a mapping of settings, got ${Array.isArray(obj) ? 'a list' : typeof obj}`);
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+    throw new ConfigError(`${source}: expected a mapping of settings, got ${Array.isArray(obj) ? 'a list' : typeof obj}`);
   const renamed = renameAliases(obj as Record<string, unknown>, source);
   if (!validateSchema(renamed)) {
     const msgs = (validateSchema.errors ?? []).map((e) => {
@@ -217,13 +244,15 @@ export async function loadConfigFile(path: string): Promise<Partial<Settings>> {
     text = await readFile(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ConfigError(`config file ${path}: cannot read (${code === 'ENOENT' ? 'file not found' : code ?? (e as Error).message})`);
+    throw new ConfigError(`config file ${path}: cannot read (${code === 'ENOENT' ? 'file not found' : (code ?? (e as Error).message)})`);
   }
   let obj: unknown;
   try {
     obj = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : YAML.parse(text);
   } catch (e) {
-    throw new ConfigError(`config file ${path}: not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`);
+    throw new ConfigError(
+      `config file ${path}: not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`,
+    );
   }
   if (obj === null || obj === undefined) return {};
   return validateSettings(obj, `config file ${path}`);
@@ -232,7 +261,10 @@ export async function loadConfigFile(path: string): Promise<Partial<Settings>> {
 /** defaults <- file <- flags (flags win); the result is validated again. */
 export function mergeSettings(file: Partial<Settings>, flags: Partial<Settings>): Settings {
   const merged: Record<string, unknown> = { ...DEFAULT_SETTINGS };
-  for (const [src, name] of [[file, 'config file'], [flags, 'command line']] as const) {
+  for (const [src, name] of [
+    [file, 'config file'],
+    [flags, 'command line'],
+  ] as const) {
     const clean = Object.fromEntries(Object.entries(src).filter(([, v]) => v !== undefined));
     for (const [k, v] of Object.entries(validateSettings(clean, name))) merged[k] = v;
   }
@@ -244,7 +276,8 @@ export function mergeSettings(file: Partial<Settings>, flags: Partial<Settings>)
 export function parseIntList(s: string, what: string): number[] {
   const parts = s.split(/[\s,]+/).filter(Boolean);
   const out = parts.map(Number);
-  if (parts.length === 0 || out.some((v) => !Number.isInteger(v) || v < 0)) throw new ConfigError(`${what}: expected a list of non-negative integers like 1,3,5; got '${s}'`);
+  if (parts.length === 0 || out.some((v) => !Number.isInteger(v) || v < 0))
+    throw new ConfigError(`${what}: expected a list of non-negative integers like 1,3,5; got '${s}'`);
   return out;
 }
 
@@ -252,6 +285,7 @@ export function parseIntList(s: string, what: string): number[] {
 export function parseNumberList(s: string, what: string): number[] {
   const parts = s.split(/[\s,]+/).filter(Boolean);
   const out = parts.map(Number);
-  if (parts.length === 0 || out.some((v) => !Number.isFinite(v))) throw new ConfigError(`${what}: expected a list of numbers like 0,0.3; got '${s}'`);
+  if (parts.length === 0 || out.some((v) => !Number.isFinite(v)))
+    throw new ConfigError(`${what}: expected a list of numbers like 0,0.3; got '${s}'`);
   return out;
 }

@@ -23,7 +23,7 @@ test('YAML file with the reference key names; flags override the file', async ()
     const f = join(dir, 'musc.yaml');
     await writeFile(f, 'backbone_name: dinov2-vitb14\nimg_resize: 448\nfeature_layers: [2, 5, 8, 11]\nr_list: [1, 3]\ndivide_num: 2\nvis_type: whole_norm\nclass_name: ALL\ndataset_name: mvtec_ad\nbatch_size: 8\n');
     const file = await loadConfigFile(f);
-    assert.deepEqual(file, { backbone: 'dinov2-vitb14', image_size: 448, stages: [2, 5, 8, 11], r_list: [1, 3], divide_num: 2, vis_norm: 'whole', category: 'all', dataset: 'mvtec', batch_size: 8 });
+    assert.deepEqual(file, { backbone: 'dinov2-vitb14', image_size: 448, stages: [2, 5, 8, 11], r_list: [1, 3], divide_num: 2, norm: 'category', category: 'all', dataset: 'mvtec', batch_size: 8 });
     const s = mergeSettings(file, { batch_size: 2, r_list: [5] });
     assert.equal(s.batch_size, 2);
     assert.deepEqual(s.r_list, [5]);

@@ -6,17 +6,15 @@
  * Heatmaps use the bank's fixed colour scale (ImagePrediction.colourScale: the normal maps'
  * median is blue, the pixel threshold the bar's middle, twice as far red), not a per-image
  * min-max, so a good image looks good. The composite is scaled to at most COMPOSITE_SIDE pixels
- * per panel side.
+ * per panel side. The colour bar is outputs/colour.ts's (musc run's heatmaps draw the same one).
  */
 import sharp from 'sharp';
 import { decodeRgbBytes, type RgbImage } from '../image/decode.js';
-import { colourMap, jet } from '../outputs/heatmaps.js';
+import { colourMap, withColourBar } from '../outputs/colour.js';
 import type { AnomalyMap, ImagePrediction } from './types.js';
 
 export const COMPOSITE_SIDE = 512;
-const GAP = 4,
-  BAR = 18,
-  LABELS = 64;
+const GAP = 4;
 
 type Picture = Pick<ImagePrediction, 'name' | 'width' | 'height' | 'colourScale' | 'map' | 'mask'>;
 
@@ -85,26 +83,6 @@ function outline(base: Uint8Array, mask: Uint8Array, w: number, h: number): Uint
   return out;
 }
 
-/** A vertical jet bar [h, BAR] from 0 (bottom) to 1 (top), a white tick at the threshold (middle). */
-function colourBar(h: number): Uint8Array {
-  const out = new Uint8Array(h * BAR * 3);
-  for (let y = 0; y < h; y++) {
-    const c = Math.abs(y - (h - 1) / 2) < 1 ? [255, 255, 255] : jet(1 - y / Math.max(1, h - 1));
-    for (let x = 0; x < BAR; x++) out.set(c, (y * BAR + x) * 3);
-  }
-  return out;
-}
-
-function labelSvg(p: Picture, h: number): Buffer {
-  const f = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
-  const { lo, hi, threshold } = p.colourScale;
-  const t = (y: number, s: string): string => `<text x="2" y="${y}" font-family="sans-serif" font-size="12" fill="white">${s}</text>`;
-  return Buffer.from(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${LABELS}" height="${h}">` +
-      `${t(12, f(hi))}${t(h / 2 + 4, `${f(threshold)} thr`)}${t(h - 3, f(lo))}</svg>`,
-  );
-}
-
 /** image | heatmap overlay | mask outline, with the colour bar (raw values; threshold marked). */
 export async function renderCompositePng(image: RgbImage | Buffer, p: Picture): Promise<Buffer> {
   const map = need(p.map, 'map', p.name),
@@ -117,32 +95,9 @@ export async function renderCompositePng(image: RgbImage | Buffer, p: Picture): 
   const m = sample(map.data, map.width, map.height, w, h, (n) => new Float32Array(n));
   const k = sample(mask, p.width, p.height, w, h, (n) => new Uint8Array(n));
   const panels = [base, colourMap(m, p.colourScale.lo, p.colourScale.hi, base), outline(base, k, w, h)];
-  const W = 3 * w + 3 * GAP + BAR + LABELS;
-  const out = new Uint8Array(W * h * 3); // black background
-  const bar = colourBar(h);
-  for (let y = 0; y < h; y++) {
-    panels.forEach((pan, i) => out.set(pan.subarray(y * w * 3, (y + 1) * w * 3), (y * W + i * (w + GAP)) * 3));
-    out.set(bar.subarray(y * BAR * 3, (y + 1) * BAR * 3), (y * W + 3 * (w + GAP)) * 3);
-  }
-  await drawLabels(out, W, h, p);
+  const sw = 3 * w + 2 * GAP;
+  const strip = new Uint8Array(sw * h * 3); // black gaps
+  for (let y = 0; y < h; y++) panels.forEach((pan, i) => strip.set(pan.subarray(y * w * 3, (y + 1) * w * 3), (y * sw + i * (w + GAP)) * 3));
+  const { data: out, width: W } = await withColourBar(strip, sw, h, p.colourScale, GAP);
   return png(out, W, h, 3);
-}
-
-/** Blends the colour bar's value labels (SVG text, rendered by sharp) into the right margin. */
-async function drawLabels(out: Uint8Array, W: number, h: number, p: Picture): Promise<void> {
-  let lab: { data: Buffer; info: { width: number; height: number; channels: number } };
-  try {
-    lab = await sharp(labelSvg(p, h)).raw().toBuffer({ resolveWithObject: true });
-  } catch {
-    return; // no SVG text support: the bar without labels
-  }
-  const { width: lw, height: lh, channels: ch } = lab.info;
-  for (let y = 0; y < Math.min(h, lh); y++) {
-    for (let x = 0; x < Math.min(LABELS, lw); x++) {
-      const s = (y * lw + x) * ch,
-        a = ch === 4 ? lab.data[s + 3]! / 255 : 1,
-        o = (y * W + W - LABELS + x) * 3;
-      for (let c = 0; c < 3; c++) out[o + c] = Math.round(lab.data[s + c]! * a + out[o + c]! * (1 - a));
-    }
-  }
 }

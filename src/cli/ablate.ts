@@ -22,6 +22,7 @@ import { parseStudies, studyRows, SHOT_COUNTS, type StudyName } from '../ablate/
 import type { MetricsFn } from '../pipeline/types.js';
 import { checkBackbone } from './tokens.js';
 import { intListArg, posIntArg, wrapArg } from './args.js';
+import { ABLATE_HELP, REQUIRED } from './help.js';
 
 /** --quick keeps at most this many test images */
 export const QUICK_IMAGES = 32;
@@ -55,7 +56,7 @@ export function evenlySpaced<T>(items: T[], count: number): T[] {
 export function ablateCommand(): Command {
   const cmd = new Command('ablate')
     .description("the paper's ablation studies on one category (features extracted once), printed as a table")
-    .requiredOption('--data <dir>', 'data folder (labelled layouts: mvtec, btad, mpdd, visa, loco)')
+    .requiredOption('--data <dir>', REQUIRED + 'data folder (labelled layouts: mvtec, btad, mpdd, visa, loco)')
     .option('--category <name>', 'the category (required when the data holds several)')
     .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
     .option('--study <names>', 'r, msm, rscin, divide, shots, all, or a comma list (default: all)', wrapArg(parseStudies), parseStudies('all'))
@@ -71,7 +72,8 @@ export function ablateCommand(): Command {
     .option('--image-only', 'image metrics only (no pixel metrics)')
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
     .option('--out <dir>', 'also write ablate.md and ablate.json here')
-    .option('--quiet', 'no information lines');
+    .option('-q, --quiet', 'no information lines')
+    .addHelpText('after', ABLATE_HELP);
   cmd.action(async (f: AblateFlags) => {
     const log = (s: string): void => {
       if (!f.quiet) process.stderr.write(`${s}\n`);

@@ -18,7 +18,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
 import { checkDevice, type Device } from '../compute/session.js';
 import { shutdownCompute } from '../compute/worker.js';
-import type { Settings } from '../config.js';
+import type { Settings, VisNorm } from '../config.js';
 import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings } from '../config.js';
 import { MASK_RULES } from '../datasets/masks.js';
 import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
@@ -35,7 +35,9 @@ import { apiCommand } from './api.js';
 import { decisionRuleArg, intervalArg, intListArg, posIntArg, posNumberArg, rListArg } from './args.js';
 import { bankCommand } from './bank.js';
 import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from './errors.js';
+import { DEMO_HELP, nextSteps, REQUIRED, RUN_HELP } from './help.js';
 import { modelsCommand } from './models.js';
+import { normOption, oldVisNormOption } from './norm.js';
 import { addPaperCommands } from './paper-commands.js';
 import { predictCommand } from './predict.js';
 import { createProgress } from './progress.js';
@@ -57,7 +59,8 @@ interface RunFlags {
   interval?: [number, number];
   batchSize?: number;
   config?: string;
-  visNorm?: 'single' | 'whole';
+  norm?: VisNorm;
+  visNorm?: VisNorm;
   heatmaps?: 'all' | 'anomalous' | 'none';
   maskRule?: 'reference' | 'nonzero';
   device?: Device;
@@ -88,7 +91,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.kList !== undefined) s.k_list = f.kList;
   if (f.interval !== undefined) s.interval = f.interval;
   if (f.batchSize !== undefined) s.batch_size = f.batchSize;
-  if (f.visNorm !== undefined) s.vis_norm = f.visNorm;
+  if (f.norm !== undefined || f.visNorm !== undefined) s.norm = f.norm ?? f.visNorm!;
   if (f.heatmaps !== undefined) s.heatmaps = f.heatmaps;
   if (f.maskRule !== undefined) s.mask_rule = f.maskRule;
   if (f.device !== undefined) s.device = f.device;
@@ -171,12 +174,8 @@ function addRunOptions(cmd: Command): Command {
     .option('--interval <lo,hi>', 'MSM interval of the sorted scores (default: 0,0.3)', intervalArg)
     .option('--batch-size <n>', `images per backbone batch (default: ${DEFAULT_SETTINGS.batch_size})`, posIntArg)
     .option('--config <file>', 'YAML or JSON settings file (flags override it)')
-    .addOption(
-      new Option('--vis-norm <mode>', 'heatmap normalisation: per image or over the category (default: single)').choices([
-        'single',
-        'whole',
-      ]),
-    )
+    .addOption(normOption())
+    .addOption(oldVisNormOption())
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
@@ -197,7 +196,7 @@ function addRunOptions(cmd: Command): Command {
     .option('--no-cache', 'do not cache backbone features (default: cached, so that a re-run resumes)')
     .option('--cache-dir <dir>', 'feature cache folder (default: <out>/.cache/features)')
     .option('--max-pixels <n>', 'skip images with more pixels than this (decompression bombs; default 100000000)', posIntArg)
-    .option('--quiet', 'no progress bars or information lines')
+    .option('-q, --quiet', 'no progress bars or information lines')
     .option('--reference-dir <dir>', 'few-shot: known-good reference images (DIR/<category>/train/good, DIR/<category> or DIR)')
     .addOption(
       new Option('--mode <mode>', 'musc: references join the pool; musc-plus: score by the references alone (default: musc)').choices([
@@ -245,9 +244,9 @@ export function buildProgram(): Command {
     program
       .command('run')
       .description('score every image of a dataset by mutual scoring; write scores, maps, heatmaps and metrics')
-      .requiredOption('--data <dir>', 'data folder (MVTec AD, BTAD, MPDD, VisA, MVTec LOCO, or a plain folder of images)')
-      .requiredOption('--out <dir>', 'output folder'),
-  );
+      .requiredOption('--data <dir>', `${REQUIRED}data folder (MVTec AD, BTAD, MPDD, VisA, MVTec LOCO, or a plain folder of images)`)
+      .requiredOption('--out <dir>', `${REQUIRED}output folder`),
+  ).addHelpText('after', RUN_HELP);
   run.action(async (f: RunFlags) => {
     const file = f.config ? await loadConfigFile(f.config) : {};
     const settings = mergeSettings(file, flagsToSettings(f));
@@ -262,7 +261,8 @@ export function buildProgram(): Command {
     .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
-    .option('--quiet', 'no progress bars or information lines');
+    .option('-q, --quiet', 'no progress bars or information lines')
+    .addHelpText('after', DEMO_HELP);
   demo.action(async (f: { out?: string; backbone?: string; heatmaps?: 'all' | 'anomalous' | 'none'; device?: Device; quiet?: boolean }) => {
     const out = f.out ? resolve(f.out) : await mkdtemp(join(tmpdir(), 'musc-demo-'));
     const set = await generateSynthetic(join(out, 'data'));
@@ -279,6 +279,7 @@ export function buildProgram(): Command {
     const res = await execute(settings, set.root, join(out, 'results'), !!f.quiet, true);
     process.stdout.write(`\n${res.markdown}\n`);
     printResult(res, true);
+    if (!f.quiet) process.stdout.write(nextSteps(res.out));
   });
   program.addCommand(modelsCommand());
   program.addCommand(reportCommand());

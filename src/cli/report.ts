@@ -2,20 +2,24 @@
  * `musc report OUT_DIR` and `musc serve OUT_DIR` (commander commands; main.ts adds them).
  *
  *   musc report OUT_DIR [--thumb-size PX] [--norm category|image] [--title TEXT] [--quiet]
+ *   (--norm: the same flag as musc run's, src/cli/norm.ts)
  *   musc serve OUT_DIR [--port N] [--host ADDR] [--no-build] [--quiet]
  *
  * serve builds report.html first when it is missing (unless --no-build), then serves OUT_DIR
  * on http://127.0.0.1:PORT/ until interrupted. Exit codes: 0 ok, 2 usage, 3 output-folder
  * problems (like musc run's data problems).
  */
-import { Command, Option } from 'commander';
-import { intRangeArg } from './args.js';
+
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { REPORT_FILE } from '../report/build.js';
+import { Command } from 'commander';
 import { buildReportCommitted } from '../outputs/report-commit.js';
+import { REPORT_FILE } from '../report/build.js';
 import { ReportError } from '../report/model.js';
-import { serveReport, type ReportServer } from '../report/serve.js';
+import { type ReportServer, serveReport } from '../report/serve.js';
+import { intRangeArg } from './args.js';
+import { REPORT_HELP, SERVE_HELP } from './help.js';
+import { normOption } from './norm.js';
 
 interface ReportCliOptions {
   thumbSize?: number;
@@ -25,7 +29,11 @@ interface ReportCliOptions {
 }
 
 /** Builds the report; prints where it is. Errors from the folder's files exit with code 3. */
-export async function runReport(outDir: string, o: ReportCliOptions, print: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<string> {
+export async function runReport(
+  outDir: string,
+  o: ReportCliOptions,
+  print: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+): Promise<string> {
   try {
     const r = await buildReportCommitted(outDir, {
       ...(o.thumbSize !== undefined ? { thumbSize: o.thumbSize } : {}),
@@ -48,9 +56,10 @@ export function reportCommand(): Command {
     .description('write OUT_DIR/report.html from the outputs of musc run (self-contained, opens from file://)')
     .argument('<out_dir>', 'output folder of musc run')
     .option('--thumb-size <px>', 'gallery thumbnail side in pixels', intRangeArg('--thumb-size', 32, 1024), 160)
-    .addOption(new Option('--norm <mode>', 'heatmap colour scale: category = one scale for all images, image = per image').choices(['category', 'image']).default('category'))
+    .addOption(normOption(true))
     .option('--title <text>', 'page title', 'MuSc report')
     .option('-q, --quiet', 'print nothing but errors')
+    .addHelpText('after', REPORT_HELP)
     .action(async (outDir: string, opts: ReportCliOptions) => {
       await runReport(outDir, opts);
     });
@@ -64,7 +73,11 @@ interface ServeCliOptions {
 }
 
 /** Starts `musc serve`; returns the server (the command keeps it open until SIGINT/SIGTERM). */
-export async function startServe(outDir: string, o: ServeCliOptions, print: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<ReportServer> {
+export async function startServe(
+  outDir: string,
+  o: ServeCliOptions,
+  print: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+): Promise<ReportServer> {
   const hasReport = await stat(join(outDir, REPORT_FILE)).then(
     (s) => s.isFile(),
     () => false,
@@ -83,6 +96,7 @@ export function serveCommand(): Command {
     .option('--host <addr>', 'address to listen on (127.0.0.1 = this machine only)', '127.0.0.1')
     .option('--no-build', 'do not build report.html when it is missing')
     .option('-q, --quiet', 'print nothing but errors')
+    .addHelpText('after', SERVE_HELP)
     .action(async (outDir: string, opts: ServeCliOptions) => {
       const srv = await startServe(outDir, opts);
       await new Promise<void>((ok) => {

@@ -2,17 +2,19 @@
  * `musc tokens --data DIR --out tokens.safetensors [--backbone NAME]`: the image-level tokens of
  * every image of a dataset or folder (same layouts and paths as `musc run`), for `musc rscin`.
  */
-import type { Device } from '../compute/session.js';
+
 import { resolve } from 'node:path';
-import { prepareOutputFile } from '../outputs/out-dir.js';
 import { Command, Option } from 'commander';
-import { openDataset, selectCategories } from '../datasets/index.js';
-import { DATASET_KINDS, DatasetError, type DatasetKind, type DatasetItem } from '../datasets/types.js';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
-import { computeImageTokens, normalizeTokens, writeTokens } from '../rscin-plugin.js';
+import type { Device } from '../compute/session.js';
 import { ConfigError } from '../config.js';
-import { createProgress } from './progress.js';
+import { openDataset, selectCategories } from '../datasets/index.js';
+import { DATASET_KINDS, DatasetError, type DatasetItem, type DatasetKind } from '../datasets/types.js';
+import { prepareOutputFile } from '../outputs/out-dir.js';
+import { computeImageTokens, normalizeTokens, writeTokens } from '../rscin-plugin.js';
 import { posIntArg } from './args.js';
+import { REQUIRED, TOKENS_HELP } from './help.js';
+import { createProgress } from './progress.js';
 
 interface TokensFlags {
   data: string;
@@ -29,7 +31,11 @@ interface TokensFlags {
 }
 
 /** Every item of the selected categories, in dataset order. */
-export async function datasetItems(data: string, kind?: DatasetKind, category?: string): Promise<{ root: string; kind: DatasetKind; items: DatasetItem[] }> {
+export async function datasetItems(
+  data: string,
+  kind?: DatasetKind,
+  category?: string,
+): Promise<{ root: string; kind: DatasetKind; items: DatasetItem[] }> {
   const ds = await openDataset(data, kind);
   const items: DatasetItem[] = [];
   for (const name of selectCategories(ds, category)) items.push(...(await ds.load(name)).items);
@@ -45,8 +51,8 @@ export function checkBackbone(name: string): void {
 export function tokensCommand(): Command {
   const cmd = new Command('tokens')
     .description('image-level tokens of every image (for `musc rscin`): F32 [N, D] "tokens", paths in __metadata__')
-    .requiredOption('--data <dir>', 'data folder (any layout `musc run` reads, or a plain folder of images)')
-    .requiredOption('--out <file>', 'output file, e.g. tokens.safetensors')
+    .requiredOption('--data <dir>', REQUIRED + 'data folder (any layout `musc run` reads, or a plain folder of images)')
+    .requiredOption('--out <file>', REQUIRED + 'output file, e.g. tokens.safetensors')
     .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
     .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)")
     .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
@@ -55,25 +61,35 @@ export function tokensCommand(): Command {
     .option('--batch-size <n>', 'images per backbone batch (default: 4)', posIntArg)
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
     .option('--normalize', 'scale every token to unit length (recommended for ResNet tokens, see docs/fewshot.md)')
-    .option('--quiet', 'no progress bar or information lines');
+    .option('-q, --quiet', 'no progress bar or information lines')
+    .addHelpText('after', TOKENS_HELP);
   cmd.action(async (f: TokensFlags) => {
     const name = f.backbone ?? DEFAULT_BACKBONE;
     checkBackbone(name);
     const { root, items } = await datasetItems(resolve(f.data), f.dataset, f.category);
     await prepareOutputFile(f.out); // before the backbone
     const bb = await loadBackbone(name, {
-      ...(f.imageSize ? { imageSize: f.imageSize } : {}), ...(f.weights ? { weightsPath: resolve(f.weights) } : {}), device: f.device ?? 'cpu',
+      ...(f.imageSize ? { imageSize: f.imageSize } : {}),
+      ...(f.weights ? { weightsPath: resolve(f.weights) } : {}),
+      device: f.device ?? 'cpu',
     });
     const progress = createProgress(!f.quiet);
     try {
       progress?.start('tokens', items.length);
-      const raw = await computeImageTokens(items.map((it) => it.path), bb, {
-        batchSize: f.batchSize ?? 4, onProgress: (d, t) => progress?.update(d, t, 'extract'),
-      });
+      const raw = await computeImageTokens(
+        items.map((it) => it.path),
+        bb,
+        {
+          batchSize: f.batchSize ?? 4,
+          onProgress: (d, t) => progress?.update(d, t, 'extract'),
+        },
+      );
       progress?.stop();
       const tokens = f.normalize ? normalizeTokens(raw) : raw;
       await writeTokens(resolve(f.out), { paths: items.map((it) => it.rel), root, backbone: name, imageSize: bb.imageSize, tokens });
-      process.stdout.write(`musc: ${tokens.n} image tokens of dimension ${tokens.d} (${name} at ${bb.imageSize} px) written to ${resolve(f.out)}\n`);
+      process.stdout.write(
+        `musc: ${tokens.n} image tokens of dimension ${tokens.d} (${name} at ${bb.imageSize} px) written to ${resolve(f.out)}\n`,
+      );
     } finally {
       progress?.stop();
       await bb.dispose();

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { writeRunWhere } from '../bank/run-where.js';
+import { runPixelScale, writeRunWhere } from '../bank/run-where.js';
 import type { HeatmapMode, VisNorm } from '../config.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { CategoryResult } from '../pipeline/types.js';
@@ -45,7 +45,8 @@ export async function writeCategoryOutputs(
     r.size,
     r.items.map((it) => it.rel),
   );
-  const heatmaps = await writeHeatmaps(dir, r.items, r.maps, r.size, o.heatmaps, o.visNorm);
+  // heatmaps on the category's fixed scale: the pixel threshold of the masks (or each map's own min-max)
+  const heatmaps = await writeHeatmaps(dir, r.items, r.maps, r.size, o.heatmaps, o.visNorm === 'image' ? 'image' : runPixelScale(r));
   await writeRunWhere(dir, r, o.heatmaps !== 'none'); // regions.csv, masks/, composites/ of NG images
   r.timings.write += performance.now() - t0;
   await writeFileAtomic(join(dir, 'run.json'), JSON.stringify(runJson(r, { ...o.info, peakRssMb: peakRssMb() }), null, 2) + '\n');

@@ -320,7 +320,7 @@ function writeOutputs(run: DatasetRun, r: CategoryResult, rf: string[] | undefin
     ...(rf ? { reference_images: rf } : {}),
   };
   return writeCategoryOutputs(run.staging, r, {
-    heatmaps: s.heatmaps, visNorm: s.vis_norm,
+    heatmaps: s.heatmaps, visNorm: s.norm,
     info: {
       settings: settingsOut, data_root: ds.root,
       backbone: {

@@ -115,7 +115,7 @@ export async function makeFixture(dir: string, cats: FixtureCategory[], size = 9
       data_root: ds.root,
       backbone: { name: 'fake', weights_path: '', weights_sha256: '', image_size: S, stages: [1, 2] },
     };
-    const w = await writeCategoryOutputs(out, r, { heatmaps: 'none', visNorm: 'single', info });
+    const w = await writeCategoryOutputs(out, r, { heatmaps: 'none', visNorm: 'image', info });
     entries.push({ category: c.name, metrics: w.metrics });
   }
   await writeFileAtomic(join(out, 'summary.json'), JSON.stringify(summaryJson('mvtec', 'fake', size, entries), null, 2) + '\n');
