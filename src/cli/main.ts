@@ -24,7 +24,7 @@ import { MASK_RULES } from '../datasets/masks.js';
 import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
 import { generateSynthetic } from '../demo/synthetic.js';
 import { computeMetrics } from '../metrics/index.js';
-import { buildReportCommitted } from '../outputs/report-commit.js';
+import { writeReportOrWarn } from '../outputs/report-commit.js';
 import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
 import { versions } from '../outputs/versions.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
@@ -212,14 +212,8 @@ function addRunOptions(cmd: Command): Command {
 }
 
 /** The HTML report after a run; a failure only warns (the results are already written). */
-async function writeReport(out: string, enabled: boolean, quiet: boolean): Promise<void> {
-  if (!enabled) return;
-  try {
-    const r = await buildReportCommitted(out);
-    if (!quiet) process.stderr.write(`report: ${r.file}\n`);
-  } catch (e) {
-    process.stderr.write(`warning: report not written: ${(e as Error).message}\n`);
-  }
+function writeReport(out: string, enabled: boolean, quiet: boolean): Promise<void> {
+  return enabled ? writeReportOrWarn(out, (l) => !quiet && process.stderr.write(`${l}\n`)) : Promise.resolve();
 }
 
 function printResult(res: DatasetRunResult, quiet: boolean): void {

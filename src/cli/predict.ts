@@ -15,7 +15,7 @@ import type { ImageInput, PredictOptions } from '../bank/types.js';
 import type { MsmPrecision } from '../core/kernel.js';
 import { relPosix } from '../datasets/paths.js';
 import { DatasetError } from '../datasets/types.js';
-import { buildReportCommitted } from '../outputs/report-commit.js';
+import { writeReportOrWarn } from '../outputs/report-commit.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
 import { checkInterrupted } from '../pipeline/interrupt.js';
 import { listReferenceImages } from '../pipeline/references.js';
@@ -134,17 +134,7 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
       `outputs in ${out} (predictions.csv, regions.csv${opts.maps ? ', masks/, composites/' : ''}` +
       `${f.report !== false ? ', report.html' : ''})\n`,
   );
-  if (f.report !== false) await writeReport(out, log);
-}
-
-/** report.html of the predict folder (src/report/): a failure is a warning, the predictions stay. */
-async function writeReport(out: string, log: (l: string) => void): Promise<void> {
-  try {
-    const r = await buildReportCommitted(out);
-    log(`report: ${r.file}`);
-  } catch (e) {
-    process.stderr.write(`warning: report.html not written: ${(e as Error).message}\n`);
-  }
+  if (f.report !== false) await writeReportOrWarn(out, log);
 }
 
 export function predictCommand(): Command {

@@ -32,3 +32,16 @@ export async function buildReportCommitted(outDir: string, o: Omit<ReportOptions
     await release();
   }
 }
+
+/**
+ * report.html after a run or a predict: the results are already complete, so a failure here is a
+ * warning (named), never an error that would hide them. `log` gets the report's path.
+ */
+export async function writeReportOrWarn(outDir: string, log: (line: string) => void): Promise<void> {
+  try {
+    const r = await buildReportCommitted(outDir);
+    log(`report: ${r.file}`);
+  } catch (e) {
+    process.stderr.write(`warning: report.html not written: ${(e as Error).message}\n`);
+  }
+}
