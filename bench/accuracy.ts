@@ -37,7 +37,12 @@ const data = join(process.env.MUSC_SHARED ?? resolve(root, '../shared'), 'data')
 const cats = process.argv.slice(3).length ? process.argv.slice(3) : ['bottle', 'glass', 'magnetic_tile'];
 const KEYS = ['image_auroc', 'image_f1max', 'image_ap', 'pixel_auroc', 'pixel_f1max', 'pixel_ap', 'pixel_pro', 'aupro'] as const;
 
-const scorer: Scorer = { scorePatches: core.scorePatches, upsampleMaps: core.upsampleMaps, imageScoresFromMaps: core.imageScoresFromMaps, rscin: core.rscin };
+const scorer: Scorer = {
+  scorePatches: core.scorePatches,
+  upsampleMaps: core.upsampleMaps,
+  imageScoresFromMaps: core.imageScoresFromMaps,
+  rscin: core.rscin,
+};
 
 const rows: Record<string, unknown>[] = [];
 for (const cat of cats) {
@@ -48,20 +53,30 @@ for (const cat of cats) {
       const settings: Settings = { ...DEFAULT_SETTINGS, category: cat, heatmaps: 'none', cache: false, [key]: value };
       const r = await runDataset({ data, out, settings, loadBackbone, scorer, metrics: computeMetrics });
       const c = r.results[0]!;
-      res[value] = { metrics: Object.fromEntries(KEYS.map((k) => [k, (c.metrics as unknown as Record<string, number | null>)?.[k] ?? null])), scoring_ms: c.timings.scoring };
+      res[value] = {
+        metrics: Object.fromEntries(KEYS.map((k) => [k, (c.metrics as unknown as Record<string, number | null>)?.[k] ?? null])),
+        scoring_ms: c.timings.scoring,
+      };
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
   }
-  const diff = Object.fromEntries(KEYS.map((k) => {
-    const a = res[exact]!.metrics[k], b = res[other]!.metrics[k];
-    return [k, a === null || b === null ? null : Math.round(100 * (b - a) * 1e4) / 1e4];
-  }));
+  const diff = Object.fromEntries(
+    KEYS.map((k) => {
+      const a = res[exact]!.metrics[k],
+        b = res[other]!.metrics[k];
+      return [k, a === null || b === null ? null : Math.round(100 * (b - a) * 1e4) / 1e4];
+    }),
+  );
   const line = (m: Record<string, number | null>) => KEYS.map((k) => (m[k] === null ? '-' : (100 * m[k]!).toFixed(2))).join(' | ');
   console.log(`${cat} (${KEYS.join(' | ')})`);
-  for (const v of [exact, other]) console.log(`  ${v.padEnd(7)} | ${line(res[v]!.metrics)} | scoring ${(res[v]!.scoring_ms / 1000).toFixed(1)} s`);
+  for (const v of [exact, other])
+    console.log(`  ${v.padEnd(7)} | ${line(res[v]!.metrics)} | scoring ${(res[v]!.scoring_ms / 1000).toFixed(1)} s`);
   console.log(`  diff (points): ${JSON.stringify(diff)}`);
   rows.push({ category: cat, ...res, diff_points: diff });
 }
 await shutdownCompute();
-await writeFileAtomic(resolve(root, 'bench', `${study}.json`), JSON.stringify({ study, setting: key, values: [exact, other], keys: KEYS, rows }, null, 2) + '\n');
+await writeFileAtomic(
+  resolve(root, 'bench', `${study}.json`),
+  JSON.stringify({ study, setting: key, values: [exact, other], keys: KEYS, rows }, null, 2) + '\n',
+);

@@ -64,7 +64,8 @@ export interface CaseResult {
 
 function listImages(category: string, n: number): { files: string[]; labels: number[] } {
   const root = join(category, 'test');
-  const files: string[] = [], labels: number[] = [];
+  const files: string[] = [],
+    labels: number[] = [];
   for (const type of readdirSync(root).sort()) {
     for (const f of readdirSync(join(root, type)).sort()) {
       files.push(join(root, type, f));
@@ -100,7 +101,16 @@ async function runBackbone(spec: CaseSpec): Promise<BackboneResult> {
     for (let r = 0; r < rounds; r++) await backbone.extract(batch, spec.batchSize);
     const ms = (performance.now() - t0) / (rounds * spec.batchSize);
     await backbone.dispose();
-    return { name: spec.name, backbone: name, image_size: S, n: rounds * spec.batchSize, batch_size: spec.batchSize, load_ms: Math.round(loadMs), ms_per_image: Math.round(ms * 10) / 10, peak_rss_mb: 0 };
+    return {
+      name: spec.name,
+      backbone: name,
+      image_size: S,
+      n: rounds * spec.batchSize,
+      batch_size: spec.batchSize,
+      load_ms: Math.round(loadMs),
+      ms_per_image: Math.round(ms * 10) / 10,
+      peak_rss_mb: 0,
+    };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -112,7 +122,12 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
     let category = spec.category;
     if (!category || !existsSync(category)) {
       const defective = Math.max(1, Math.round(spec.n / 5));
-      const set = await generateSynthetic(join(tmp, 'data'), { good: spec.n - defective, defective, size: Math.min(spec.imageSize, 256), seed: 3 });
+      const set = await generateSynthetic(join(tmp, 'data'), {
+        good: spec.n - defective,
+        defective,
+        size: Math.min(spec.imageSize, 256),
+        seed: 3,
+      });
       category = join(set.root, set.category);
     }
     const { files, labels } = listImages(category, spec.n);
@@ -124,7 +139,8 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
     // features of all images, stage by stage, stored as the pipeline stores them
     const storage = DEFAULT_FEATURE_STORAGE;
     let stages: StageFeatures[] = [];
-    let tokens = new Float32Array(0), d = 0;
+    let tokens = new Float32Array(0),
+      d = 0;
     for (let i0 = 0; i0 < N; i0 += spec.batchSize) {
       const part = files.slice(i0, i0 + spec.batchSize);
       let t0 = performance.now();
@@ -141,7 +157,8 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
         tokens = new Float32Array(N * d);
       }
       for (const [l, s] of f.stages.entries()) {
-        const dst = stages[l]!.data, off = i0 * s.h * s.w * s.c;
+        const dst = stages[l]!.data,
+          off = i0 * s.h * s.w * s.c;
         if (dst instanceof Uint16Array) toFloat16(s.data, dst.subarray(off, off + s.data.length));
         else dst.set(s.data, off);
       }
@@ -164,14 +181,32 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
       // the same stage-0, r = 1 bank both ways, in the compute worker
       const target = lnamdTarget(stages);
       const z = aggregateStage(stages[0], layerNormImages(stages[0]), 1, target);
-      msm = await computeWorker().call<MsmComparison>(new URL('./msm.js', import.meta.url).href, 'compareOnBank', [z, N, target.gridH * target.gridW, target.channels, spec.reps ?? 3]);
+      msm = await computeWorker().call<MsmComparison>(new URL('./msm.js', import.meta.url).href, 'compareOnBank', [
+        z,
+        N,
+        target.gridH * target.gridW,
+        target.channels,
+        spec.reps ?? 3,
+      ]);
     }
     const total = Object.values(t).reduce((a, b) => a + b, 0);
     const per = (v: number) => Math.round((v / N) * 100) / 100;
     return {
-      name: spec.name, n: N, image_size: S, backbone: name,
-      grid: [stages[0].h, stages[0].w], channels: stages[0].c,
-      ms_per_image: { decode: per(t.decode), backbone: per(t.backbone), lnamd: per(t.lnamd), msm: per(t.msm), rscin: per(t.rscin), metrics: per(t.metrics), total: per(total) },
+      name: spec.name,
+      n: N,
+      image_size: S,
+      backbone: name,
+      grid: [stages[0].h, stages[0].w],
+      channels: stages[0].c,
+      ms_per_image: {
+        decode: per(t.decode),
+        backbone: per(t.backbone),
+        lnamd: per(t.lnamd),
+        msm: per(t.msm),
+        rscin: per(t.rscin),
+        metrics: per(t.metrics),
+        total: per(total),
+      },
       peak_rss_mb: 0,
       image_auroc: m.image_auroc,
       feature_storage: storage,

@@ -25,7 +25,16 @@ const bottle = join(shared, 'data', 'bottle');
 
 const cases: CaseSpec[] = quick
   ? [
-      { name: 'resnet50 bottle (20 of 83)', backbone: 'resnet50', imageSize: 224, category: bottle, n: 20, batchSize: 8, compare: true, reps: 1 },
+      {
+        name: 'resnet50 bottle (20 of 83)',
+        backbone: 'resnet50',
+        imageSize: 224,
+        category: bottle,
+        n: 20,
+        batchSize: 8,
+        compare: true,
+        reps: 1,
+      },
       { name: 'random ViT-B/16 @224, N=20', backbone: 'vit-b-16', imageSize: 224, n: 20, batchSize: 4, compare: true, reps: 1 },
     ]
   : [
@@ -37,8 +46,18 @@ const cases: CaseSpec[] = quick
 const backboneCases: CaseSpec[] = [
   { name: 'resnet50 @224', backbone: 'resnet50', imageSize: 224, n: quick ? 8 : 32, batchSize: 8, compare: false, backboneOnly: true },
   { name: 'resnet50 @320', backbone: 'resnet50', imageSize: 320, n: quick ? 8 : 32, batchSize: 8, compare: false, backboneOnly: true },
-  { name: 'random ViT-B/16 @224', backbone: 'vit-b-16', imageSize: 224, n: quick ? 4 : 16, batchSize: 4, compare: false, backboneOnly: true },
-  ...(quick ? [] : [{ name: 'random ViT-L/14 @518', backbone: 'vit-l-14', imageSize: 518, n: 4, batchSize: 1, compare: false, backboneOnly: true }]),
+  {
+    name: 'random ViT-B/16 @224',
+    backbone: 'vit-b-16',
+    imageSize: 224,
+    n: quick ? 4 : 16,
+    batchSize: 4,
+    compare: false,
+    backboneOnly: true,
+  },
+  ...(quick
+    ? []
+    : [{ name: 'random ViT-L/14 @518', backbone: 'vit-l-14', imageSize: 518, n: 4, batchSize: 1, compare: false, backboneOnly: true }]),
 ];
 
 function runCase<T>(spec: CaseSpec): T | { name: string; error: string } {
@@ -57,7 +76,10 @@ for (const spec of backboneCases) {
   const r = runCase<BackboneResult>(spec);
   backbones.push(r);
   if ('error' in r) console.log(`  ${spec.name.padEnd(24)} failed: ${r.error}`);
-  else console.log(`  ${spec.name.padEnd(24)} ${String(r.ms_per_image).padStart(8)} ms/image  (batch ${r.batch_size}, load ${r.load_ms} ms, peak RSS ${r.peak_rss_mb} MB)`);
+  else
+    console.log(
+      `  ${spec.name.padEnd(24)} ${String(r.ms_per_image).padStart(8)} ms/image  (batch ${r.batch_size}, load ${r.load_ms} ms, peak RSS ${r.peak_rss_mb} MB)`,
+    );
 }
 
 const results: (CaseResult | { name: string; error: string })[] = [];
@@ -70,20 +92,32 @@ for (const spec of cases) {
     continue;
   }
   const m = r.ms_per_image;
-  console.log(`  grid ${r.grid.join('x')}, C ${r.channels}, N ${r.n}, features stored as ${r.feature_storage}; image AUROC ${r.image_auroc === null ? '-' : f1(100 * r.image_auroc)}`);
-  console.log(`  ms/image: decode ${m.decode}  backbone ${m.backbone}  lnamd ${m.lnamd}  msm ${m.msm}  rscin ${m.rscin}  metrics ${m.metrics}  total ${m.total}`);
+  console.log(
+    `  grid ${r.grid.join('x')}, C ${r.channels}, N ${r.n}, features stored as ${r.feature_storage}; image AUROC ${r.image_auroc === null ? '-' : f1(100 * r.image_auroc)}`,
+  );
+  console.log(
+    `  ms/image: decode ${m.decode}  backbone ${m.backbone}  lnamd ${m.lnamd}  msm ${m.msm}  rscin ${m.rscin}  metrics ${m.metrics}  total ${m.total}`,
+  );
   console.log(`  peak RSS ${r.peak_rss_mb} MB`);
   if (r.msm) {
     const s = r.msm;
-    console.log(`  MSM (stage 0, r=1): GEMM peak ${f1(s.gemm_peak_gflops)} GFLOPS for [${s.block[0] * s.p} x ${s.c}] x [${s.c} x ${s.block[1] * s.p}]; MSM ${f1(s.msm_gflops)} GFLOPS = ${f1(100 * s.msm_fraction_of_peak)}% of peak`);
-    console.log(`  straightforward ${s.straightforward_s.toFixed(2)} s vs project ${s.project_s.toFixed(2)} s (best of ${spec.reps ?? 3} alternating runs): ${s.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${s.max_abs_diff.toExponential(2)}`);
-    console.log(`  optional int8 precision: ${s.int8_s.toFixed(2)} s (${(s.project_s / s.int8_s).toFixed(2)}x the default), max abs score diff to the default ${s.int8_max_abs_diff.toExponential(2)}`);
+    console.log(
+      `  MSM (stage 0, r=1): GEMM peak ${f1(s.gemm_peak_gflops)} GFLOPS for [${s.block[0] * s.p} x ${s.c}] x [${s.c} x ${s.block[1] * s.p}]; MSM ${f1(s.msm_gflops)} GFLOPS = ${f1(100 * s.msm_fraction_of_peak)}% of peak`,
+    );
+    console.log(
+      `  straightforward ${s.straightforward_s.toFixed(2)} s vs project ${s.project_s.toFixed(2)} s (best of ${spec.reps ?? 3} alternating runs): ${s.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${s.max_abs_diff.toExponential(2)}`,
+    );
+    console.log(
+      `  optional int8 precision: ${s.int8_s.toFixed(2)} s (${(s.project_s / s.int8_s).toFixed(2)}x the default), max abs score diff to the default ${s.int8_max_abs_diff.toExponential(2)}`,
+    );
   }
 }
 
 console.log(`\nMSM on random unit features (P = 784, C = 1024, N = ${quick ? 8 : 12}), default precision: project vs straightforward`);
 const exactCmp = await compareMsm(quick ? 8 : 12, 784, 1024, quick ? 1 : 3);
-console.log(`  peak ${f1(exactCmp.gemm_peak_gflops)} GFLOPS, MSM ${f1(exactCmp.msm_gflops)} (${f1(100 * exactCmp.msm_fraction_of_peak)}%), ${exactCmp.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${exactCmp.max_abs_diff.toExponential(2)}; int8 ${(exactCmp.project_s / exactCmp.int8_s).toFixed(2)}x faster again`);
+console.log(
+  `  peak ${f1(exactCmp.gemm_peak_gflops)} GFLOPS, MSM ${f1(exactCmp.msm_gflops)} (${f1(100 * exactCmp.msm_fraction_of_peak)}%), ${exactCmp.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${exactCmp.max_abs_diff.toExponential(2)}; int8 ${(exactCmp.project_s / exactCmp.int8_s).toFixed(2)}x faster again`,
+);
 
 const ns = quick ? [10, 20, 40] : [25, 50, 100, 200];
 const sp = quick ? 196 : 784;
@@ -98,13 +132,29 @@ mkdirSync(dirname(out), { recursive: true });
 const json = {
   quick,
   machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-  cases: results.map((r) => ('error' in r ? r : {
-    name: r.name, n: r.n, image_size: r.image_size, backbone: r.backbone, grid: r.grid, channels: r.channels,
-    gemm_peak_gflops: r.msm?.gemm_peak_gflops, msm_gflops: r.msm?.msm_gflops, msm_fraction_of_peak: r.msm?.msm_fraction_of_peak,
-    speedup_vs_straightforward: r.msm?.speedup_vs_straightforward, max_abs_diff: r.msm?.max_abs_diff,
-    int8_s: r.msm?.int8_s, int8_max_abs_diff: r.msm?.int8_max_abs_diff,
-    ms_per_image: r.ms_per_image, peak_rss_mb: r.peak_rss_mb, image_auroc: r.image_auroc, feature_storage: r.feature_storage,
-  })),
+  cases: results.map((r) =>
+    'error' in r
+      ? r
+      : {
+          name: r.name,
+          n: r.n,
+          image_size: r.image_size,
+          backbone: r.backbone,
+          grid: r.grid,
+          channels: r.channels,
+          gemm_peak_gflops: r.msm?.gemm_peak_gflops,
+          msm_gflops: r.msm?.msm_gflops,
+          msm_fraction_of_peak: r.msm?.msm_fraction_of_peak,
+          speedup_vs_straightforward: r.msm?.speedup_vs_straightforward,
+          max_abs_diff: r.msm?.max_abs_diff,
+          int8_s: r.msm?.int8_s,
+          int8_max_abs_diff: r.msm?.int8_max_abs_diff,
+          ms_per_image: r.ms_per_image,
+          peak_rss_mb: r.peak_rss_mb,
+          image_auroc: r.image_auroc,
+          feature_storage: r.feature_storage,
+        },
+  ),
   backbones,
   random_features: exactCmp,
   scaling: { p: sp, c: 1024, ...sc },

@@ -12,7 +12,8 @@ import type { Interval } from '../src/core/types.js';
 import { nearestDistanceTable, nearestDistanceTableStraightforward, blockSize, DEFAULT_CHUNK_ROWS } from '../src/core/msm.js';
 
 /** zero-shot interval means of a full table [N, P, N] */
-const intervalMeans = (t: Float32Array, n: number, p: number, iv: Interval): Float64Array => reduceTable(t, n, p, [zeroShotVariant(n, iv)])[0]!;
+const intervalMeans = (t: Float32Array, n: number, p: number, iv: Interval): Float64Array =>
+  reduceTable(t, n, p, [zeroShotVariant(n, iv)])[0]!;
 
 /** Random unit features [n, p, c] from a seeded generator. */
 export function randomUnitFeatures(n: number, p: number, c: number, seed = 1): Float32Array {
@@ -40,7 +41,11 @@ export function randomUnitFeatures(n: number, p: number, c: number, seed = 1): F
  */
 export class GemmPeak {
   private best = 0;
-  private constructor(private readonly session: Awaited<ReturnType<typeof createSession>>, private readonly feeds: Record<string, InstanceType<typeof ort.Tensor>>, private readonly flops: number) {}
+  private constructor(
+    private readonly session: Awaited<ReturnType<typeof createSession>>,
+    private readonly feeds: Record<string, InstanceType<typeof ort.Tensor>>,
+    private readonly flops: number,
+  ) {}
 
   static async create(m: number, c: number, n = m): Promise<GemmPeak> {
     const g = new GraphBuilder('gemm_peak');
@@ -51,7 +56,10 @@ export class GemmPeak {
     const prod = g.op('Gemm', [a, b], { transB: 1 });
     g.output(g.op('Slice', [prod, g.constI64([0]), g.constI64([1])]), 'float32', [1, 'N'], 'y');
     const s = await createSession(g.toBytes());
-    const feeds = { a: new ort.Tensor('float32', randomUnitFeatures(1, m, c, 3), [m, c]), b: new ort.Tensor('float32', randomUnitFeatures(1, n, c, 4), [n, c]) };
+    const feeds = {
+      a: new ort.Tensor('float32', randomUnitFeatures(1, m, c, 3), [m, c]),
+      b: new ort.Tensor('float32', randomUnitFeatures(1, n, c, 4), [n, c]),
+    };
     await s.run(feeds);
     return new GemmPeak(s, feeds, 2 * m * n * c);
   }
@@ -109,8 +117,12 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
   await nearestDistanceTableStraightforward(z.subarray(0, 2 * p * c), 2, p, c, rows);
   await nearestDistanceTable(z.subarray(0, 2 * p * c), 2, p, c, int8);
   // best of `reps` alternating runs of each form: single runs on a shared machine vary by 10-20 %
-  let tRef = Infinity, tOurs = Infinity, tInt8 = Infinity;
-  let ref: Float32Array = new Float32Array(0), ours: Float32Array = new Float32Array(0), ours8: Float32Array = new Float32Array(0);
+  let tRef = Infinity,
+    tOurs = Infinity,
+    tInt8 = Infinity;
+  let ref: Float32Array = new Float32Array(0),
+    ours: Float32Array = new Float32Array(0),
+    ours8: Float32Array = new Float32Array(0);
   for (let k = 0; k < reps; k++) {
     await peak.sample();
     let t0 = performance.now();
@@ -138,7 +150,10 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
   const flops = ((n * (n - 1)) / 2) * 2 * p * p * c;
   const gflops = flops / tOurs / 1e9;
   return {
-    n, p, c, block: [a, b],
+    n,
+    p,
+    c,
+    block: [a, b],
     gemm_peak_gflops: peakGflops,
     straightforward_s: tRef,
     project_s: tOurs,
@@ -163,9 +178,12 @@ export async function scaling(ns: number[], p: number, c: number): Promise<{ n: 
   }
   await kernel.release();
   // least squares on log t = k log n + b
-  const xs = ns.map(Math.log), ys = seconds.map(Math.log);
-  const mx = xs.reduce((a, b) => a + b, 0) / xs.length, my = ys.reduce((a, b) => a + b, 0) / ys.length;
-  let sxy = 0, sxx = 0;
+  const xs = ns.map(Math.log),
+    ys = seconds.map(Math.log);
+  const mx = xs.reduce((a, b) => a + b, 0) / xs.length,
+    my = ys.reduce((a, b) => a + b, 0) / ys.length;
+  let sxy = 0,
+    sxx = 0;
   for (let i = 0; i < xs.length; i++) {
     sxy += (xs[i] - mx) * (ys[i] - my);
     sxx += (xs[i] - mx) ** 2;

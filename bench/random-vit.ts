@@ -27,10 +27,19 @@ export async function writeRandomClip(path: string, s: VitShape, seed = 1): Prom
     }
     return a;
   };
-  const C = s.width, g = s.native / s.patch;
+  const C = s.width,
+    g = s.native / s.patch;
   const t: Record<string, TensorToWrite> = {};
   const put = (name: string, shape: number[], scale: number, offset = 0) => {
-    t[name] = { dtype: 'F32', shape, data: rnd(shape.reduce((a, b) => a * b, 1), scale, offset) };
+    t[name] = {
+      dtype: 'F32',
+      shape,
+      data: rnd(
+        shape.reduce((a, b) => a * b, 1),
+        scale,
+        offset,
+      ),
+    };
   };
   const p = 'vision_model.';
   put(`${p}embeddings.class_embedding`, [C], 0.5);

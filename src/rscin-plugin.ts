@@ -48,14 +48,24 @@ export async function computeImageTokens(
   opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage>; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<ImageTokens> {
   const store = new FeatureStore({
-    backbone, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.decode ? { decode: opts.decode } : {}), badFiles: 'error', tokensOnly: true,
+    backbone,
+    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    ...(opts.decode ? { decode: opts.decode } : {}),
+    badFiles: 'error',
+    tokensOnly: true,
   });
   let done = 0;
-  const { images } = await store.extract(files.map((path) => ({ path })), (count) => {
-    done += count;
-    opts.onProgress?.(done, files.length);
-  });
-  return stackTokens(images.map((im) => im.features), store.tokenDim);
+  const { images } = await store.extract(
+    files.map((path) => ({ path })),
+    (count) => {
+      done += count;
+      opts.onProgress?.(done, files.length);
+    },
+  );
+  return stackTokens(
+    images.map((im) => im.features),
+    store.tokenDim,
+  );
 }
 
 /** Each row of [N, D] scaled to unit L2 norm (zero rows stay zero); a new array. */
@@ -86,7 +96,8 @@ export async function readTokens(file: string): Promise<TokenSet> {
     throw new DatasetError(`tokens file ${file}: ${code === 'ENOENT' ? 'file not found' : (e as Error).message}`);
   }
   try {
-    if (!f.names().includes(TOKENS_TENSOR)) throw new DatasetError(`tokens file ${file}: no tensor '${TOKENS_TENSOR}' (has: ${f.names().join(', ') || 'none'})`);
+    if (!f.names().includes(TOKENS_TENSOR))
+      throw new DatasetError(`tokens file ${file}: no tensor '${TOKENS_TENSOR}' (has: ${f.names().join(', ') || 'none'})`);
     const t = f.float32(TOKENS_TENSOR);
     if (t.shape.length !== 2) throw new DatasetError(`tokens file ${file}: '${TOKENS_TENSOR}' must be [N, D], got [${t.shape.join(', ')}]`);
     const raw = f.metadata?.paths;
@@ -97,11 +108,13 @@ export async function readTokens(file: string): Promise<TokenSet> {
     } catch {
       throw new DatasetError(`tokens file ${file}: __metadata__.paths is not JSON`);
     }
-    if (!Array.isArray(paths) || paths.some((p) => typeof p !== 'string')) throw new DatasetError(`tokens file ${file}: __metadata__.paths must be a JSON list of strings`);
+    if (!Array.isArray(paths) || paths.some((p) => typeof p !== 'string'))
+      throw new DatasetError(`tokens file ${file}: __metadata__.paths must be a JSON list of strings`);
     if (paths.length !== t.shape[0]) throw new DatasetError(`tokens file ${file}: ${paths.length} paths for ${t.shape[0]} token rows`);
     const size = f.metadata?.image_size;
     return {
-      paths: paths as string[], root: f.metadata?.root ?? '',
+      paths: paths as string[],
+      root: f.metadata?.root ?? '',
       ...(f.metadata?.backbone !== undefined ? { backbone: f.metadata.backbone } : {}),
       ...(size !== undefined ? { imageSize: Number(size) } : {}),
       tokens: { n: t.shape[0]!, d: t.shape[1]!, data: t.data },
@@ -147,7 +160,9 @@ export function matchPaths(csvPaths: string[], tokens: Pick<TokenSet, 'paths' | 
   });
   if (missing.length) {
     const ex = tokens.paths.slice(0, 3).join(', ');
-    throw new DatasetError(`${missing.length} of ${csvPaths.length} ${what} rows have no image token: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''} (token paths look like: ${ex}${tokens.root ? `; relative to ${tokens.root}` : ''})`);
+    throw new DatasetError(
+      `${missing.length} of ${csvPaths.length} ${what} rows have no image token: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''} (token paths look like: ${ex}${tokens.root ? `; relative to ${tokens.root}` : ''})`,
+    );
   }
   if (dup.length) throw new DatasetError(`${what}: several rows name the same image: ${dup.slice(0, 5).join('; ')}`);
   return out;
@@ -192,21 +207,29 @@ export async function rscinCsv(o: { scoresFile: string; tokensFile: string; kLis
   if (all.length < 2) throw new DatasetError(`scores file ${o.scoresFile}: needs a header and at least one row`);
   const header = all[0]!;
   const rows = all.slice(1);
-  const pc = header.indexOf('path'), sc = header.indexOf(column);
+  const pc = header.indexOf('path'),
+    sc = header.indexOf(column);
   if (pc < 0) throw new DatasetError(`scores file ${o.scoresFile}: no 'path' column (header: ${header.join(',')})`);
   if (sc < 0) throw new DatasetError(`scores file ${o.scoresFile}: no '${column}' column (header: ${header.join(',')})`);
   rows.forEach((r, i) => {
-    if (r.length !== header.length) throw new DatasetError(`scores file ${o.scoresFile}: row ${i + 2} has ${r.length} fields, the header ${header.length}`);
+    if (r.length !== header.length)
+      throw new DatasetError(`scores file ${o.scoresFile}: row ${i + 2} has ${r.length} fields, the header ${header.length}`);
   });
   const scores = Float64Array.from(rows, (r, i) => {
     const v = Number(r[sc]);
-    if (r[sc]!.trim() === '' || !Number.isFinite(v)) throw new DatasetError(`scores file ${o.scoresFile}: row ${i + 2}: '${column}' is not a finite number ('${r[sc]}')`);
+    if (r[sc]!.trim() === '' || !Number.isFinite(v))
+      throw new DatasetError(`scores file ${o.scoresFile}: row ${i + 2}: '${column}' is not a finite number ('${r[sc]}')`);
     return v;
   });
   const tokens = await readTokens(o.tokensFile);
   let idx: Int32Array;
   try {
-    idx = matchPaths(rows.map((r) => restoreCell(r[pc]!)), tokens, dirname(resolve(o.scoresFile)), `${o.scoresFile}:`);
+    idx = matchPaths(
+      rows.map((r) => restoreCell(r[pc]!)),
+      tokens,
+      dirname(resolve(o.scoresFile)),
+      `${o.scoresFile}:`,
+    );
   } catch (e) {
     throw new DatasetError(`${(e as Error).message} (tokens file ${o.tokensFile})`);
   }

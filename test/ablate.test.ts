@@ -53,7 +53,15 @@ test('one table set, many variants: equal to separate scoreStages runs (pools, r
   const test7 = range(0, 7); // images 7, 8 act as references
   const variants: PoolVariant[] = [
     { scored: all, pools: [all], poolOf: all.map(() => 0), reduce: { kind: 'interval', interval: [0, 0.3] } },
-    { scored: all, pools: [[0, 2, 4, 6, 8], [1, 3, 5, 7]], poolOf: all.map((i) => i % 2), reduce: { kind: 'interval', interval: [0, 0.5] } },
+    {
+      scored: all,
+      pools: [
+        [0, 2, 4, 6, 8],
+        [1, 3, 5, 7],
+      ],
+      poolOf: all.map((i) => i % 2),
+      reduce: { kind: 'interval', interval: [0, 0.5] },
+    },
     { scored: test7, pools: [all], poolOf: test7.map(() => 0), reduce: { kind: 'interval', interval: [0, 0.3] } },
     { scored: test7, pools: [[7, 8]], poolOf: test7.map(() => 0), reduce: { kind: 'min' } },
   ];
@@ -63,11 +71,18 @@ test('one table set, many variants: equal to separate scoreStages runs (pools, r
   // whole pool, every r subset
   for (const combo of [[1], [3, 5], [1, 3, 5]]) {
     const direct = await scoreStages(st, { rList: combo, interval: [0, 0.3] });
-    const composed = composeR(res, 0, combo.map((r) => [1, 3, 5].indexOf(r)));
+    const composed = composeR(
+      res,
+      0,
+      combo.map((r) => [1, 3, 5].indexOf(r)),
+    );
     assert.ok(maxDiff(composed, direct.patch) < 1e-6, `r=${combo}: ${maxDiff(composed, direct.patch)}`);
   }
   // two subsets scored separately (like --divide)
-  for (const sub of [[0, 2, 4, 6, 8], [1, 3, 5, 7]]) {
+  for (const sub of [
+    [0, 2, 4, 6, 8],
+    [1, 3, 5, 7],
+  ]) {
     const direct = await scoreStages(pick(st, sub), { rList: [1, 3, 5], interval: [0, 0.5] });
     const composed = composeR(res, 1, [0, 1, 2]);
     const mine = new Float64Array(sub.length * P);
@@ -102,16 +117,28 @@ test('min / max / mean reductions: brute force over the per-pass scores', async 
   assert.deepEqual(reductionBounds(10, { kind: 'interval', interval: [0.1, 0.3] }), [1, 3]);
 });
 
-const item = (i: number, label: 0 | 1): DatasetItem => ({ path: `/d/${label ? 'bad' : 'good'}/${i}.png`, rel: `${label ? 'bad' : 'good'}/${i}.png`, defect: label ? 'bad' : 'good', label, masks: null });
+const item = (i: number, label: 0 | 1): DatasetItem => ({
+  path: `/d/${label ? 'bad' : 'good'}/${i}.png`,
+  rel: `${label ? 'bad' : 'good'}/${i}.png`,
+  defect: label ? 'bad' : 'good',
+  label,
+  masks: null,
+});
 
 test('rows of the studies; --study parsing; held-out references; evenly spaced --quick subset', () => {
   const rows = studyRows(parseStudies('all'), [1, 2, 3]);
   const count = (s: string) => rows.filter((r) => r.study === s).length;
   assert.equal(count('r'), R_COMBOS.length);
   assert.equal(count('msm'), MSM_VARIANTS.length);
-  assert.deepEqual(rows.filter((r) => r.study === 'rscin').map((r) => r.setting), ['off', 'k={2}', 'k={3}', 'k={1,2,3}']);
+  assert.deepEqual(
+    rows.filter((r) => r.study === 'rscin').map((r) => r.setting),
+    ['off', 'k={2}', 'k={3}', 'k={1,2,3}'],
+  );
   assert.equal(count('divide'), 3);
-  assert.deepEqual(rows.filter((r) => r.study === 'shots').map((r) => r.setting), ['0-shot MuSc', '1-shot MuSc', '1-shot MuSc+', '2-shot MuSc', '2-shot MuSc+', '4-shot MuSc', '4-shot MuSc+']);
+  assert.deepEqual(
+    rows.filter((r) => r.study === 'shots').map((r) => r.setting),
+    ['0-shot MuSc', '1-shot MuSc', '1-shot MuSc+', '2-shot MuSc', '2-shot MuSc+', '4-shot MuSc', '4-shot MuSc+'],
+  );
   assert.deepEqual(parseStudies('r,msm,r'), ['r', 'msm']);
   assert.throws(() => parseStudies('foo'), /unknown study 'foo'/);
   const items = [item(0, 1), item(1, 0), item(2, 1), item(3, 0), item(4, 0)];
@@ -135,7 +162,10 @@ test('runAblation: every row scored, shots rows on the held-out test set, table 
     else assert.equal(r.nTest, 10);
     assert.equal(typeof r.metrics.image_auroc, 'number');
   }
-  assert.deepEqual(res.rows.filter((r) => r.study === 'shots').map((r) => r.nRef), [0, 2, 2]);
+  assert.deepEqual(
+    res.rows.filter((r) => r.study === 'shots').map((r) => r.nRef),
+    [0, 2, 2],
+  );
   // the r={1,3,5} row of the r study = the full pipeline: image scores are map maxima, then RsCIN
   assert.equal(rec.length, 9);
   const md = ablationMarkdown('t', res.rows);

@@ -32,7 +32,13 @@ test('README flow: resnet50 + musc separates injected defects from good surfaces
     const batch = new Float32Array(images.length * 3 * S * S);
     for (const [i, img] of images.entries()) batch.set(await backbone.preprocess(img), i * 3 * S * S);
     const features = await backbone.extract(batch, images.length);
-    assert.deepEqual(features.stages.map((s) => [s.n, s.h, s.w, s.c]), [[10, 28, 28, 512], [10, 14, 14, 1024]]);
+    assert.deepEqual(
+      features.stages.map((s) => [s.n, s.h, s.w, s.c]),
+      [
+        [10, 28, 28, 512],
+        [10, 14, 14, 1024],
+      ],
+    );
     assert.deepEqual([features.imageTokens.n, features.imageTokens.d], [10, 2048]);
 
     const res = await api.musc(features, { imageSize: S });
@@ -42,8 +48,15 @@ test('README flow: resnet50 + musc separates injected defects from good surfaces
     assert.ok(m.image_auroc !== null && m.image_auroc > 0.9, `image AUROC ${m.image_auroc}`);
 
     // the same features stored as float16 (half the memory): image scores within half precision
-    const half = await api.musc({ stages: features.stages.map((s) => ({ ...s, data: api.toFloat16(s.data) })), imageTokens: features.imageTokens }, { imageSize: S });
-    for (let i = 0; i < 10; i++) assert.ok(Math.abs(half.imageScores[i]! - res.imageScores[i]!) <= 2e-3 * res.imageScores[i]!, `image ${i}: ${half.imageScores[i]} vs ${res.imageScores[i]}`);
+    const half = await api.musc(
+      { stages: features.stages.map((s) => ({ ...s, data: api.toFloat16(s.data) })), imageTokens: features.imageTokens },
+      { imageSize: S },
+    );
+    for (let i = 0; i < 10; i++)
+      assert.ok(
+        Math.abs(half.imageScores[i]! - res.imageScores[i]!) <= 2e-3 * res.imageScores[i]!,
+        `image ${i}: ${half.imageScores[i]} vs ${res.imageScores[i]}`,
+      );
     await backbone.dispose();
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -18,7 +18,28 @@ test('no arguments: help on stdout, exit 2; --help exit 0', () => {
   assert.match(r.stdout + r.stderr, /Usage: musc/);
   const h = musc(['run', '--help']);
   assert.equal(h.code, 0);
-  for (const flag of ['--data', '--out', '--dataset', '--category', '--backbone', '--image-size', '--stages', '--r-list', '--divide', '--max-memory', '--k-list', '--interval', '--batch-size', '--config', '--norm', '--heatmaps', '--mask-rule', '--device', '--strict', '--quiet']) {
+  for (const flag of [
+    '--data',
+    '--out',
+    '--dataset',
+    '--category',
+    '--backbone',
+    '--image-size',
+    '--stages',
+    '--r-list',
+    '--divide',
+    '--max-memory',
+    '--k-list',
+    '--interval',
+    '--batch-size',
+    '--config',
+    '--norm',
+    '--heatmaps',
+    '--mask-rule',
+    '--device',
+    '--strict',
+    '--quiet',
+  ]) {
     assert.ok(h.stdout.includes(flag), `help lacks ${flag}`);
   }
 });

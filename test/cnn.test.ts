@@ -59,7 +59,13 @@ function randomBatch(b: number, S: number, seed: number): Float32Array {
 }
 
 /** Runs the built graph for `batch` [B, 3, S, S] and compares every output with the naive forward. */
-async function checkAgainstNaive(net: ResNetNet, tiny: TinyNet, forward: (n: TinyNet, img: Float32Array, S: number) => NaiveOut, S: number, B = 2): Promise<number> {
+async function checkAgainstNaive(
+  net: ResNetNet,
+  tiny: TinyNet,
+  forward: (n: TinyNet, img: Float32Array, S: number) => NaiveOut,
+  S: number,
+  B = 2,
+): Promise<number> {
   const g = buildResNetGraph(net, { imageSize: S, stages: [1, 2, 3, 4], head: true });
   const session = await createSession(g.bytes, { threads: 1 });
   const batch = randomBatch(B, S, 1000 + S);
@@ -125,7 +131,9 @@ test('the two layouts differ only where the stride sits: same weights give diffe
   const net = torchNet(tiny, 'tv-stride');
   const moved: ResNetNet = {
     ...net,
-    layers: net.layers.map((l) => l.map((b) => (b.conv2.stride === 2 ? { ...b, conv1: { ...b.conv1, stride: 2 }, conv2: { ...b.conv2, stride: 1 } } : b))),
+    layers: net.layers.map((l) =>
+      l.map((b) => (b.conv2.stride === 2 ? { ...b, conv1: { ...b.conv1, stride: 2 }, conv2: { ...b.conv2, stride: 1 } } : b)),
+    ),
   };
   const g = buildResNetGraph(moved, { imageSize: S, stages: [1, 2], head: false });
   const s = await createSession(g.bytes, { threads: 1 });
@@ -156,7 +164,10 @@ test('torchvision loader checks the file against a requested architecture and re
   const tensors = torchTensors(tiny);
   writeFileSync(path, encodeSafetensors(tensors));
   const f = SafetensorsFile.open(path);
-  assert.throws(() => resnetFromTorch(safetensorsSource(f), RESNET50), /arch\.safetensors: holds blocks \[2,1,1,1\].*resnet50 needs blocks \[3,4,6,3\]/);
+  assert.throws(
+    () => resnetFromTorch(safetensorsSource(f), RESNET50),
+    /arch\.safetensors: holds blocks \[2,1,1,1\].*resnet50 needs blocks \[3,4,6,3\]/,
+  );
   assert.throws(() => resnetFromTorch(safetensorsSource(f), WIDE_RESNET50_2), /width factor 2/);
   f.close();
 
@@ -182,7 +193,13 @@ test('batch-norm folding: W * gamma / sqrt(var + eps), (b - mean) * s + beta', (
     weight: w,
     shape: [2, 2, 1, 1],
     bias: Float32Array.from([0.5, -1]),
-    bn: { gamma: Float32Array.from([2, 3]), beta: Float32Array.from([0.1, 0.2]), mean: Float32Array.from([1, -1]), variance: Float32Array.from([3, 8]), eps: 1 },
+    bn: {
+      gamma: Float32Array.from([2, 3]),
+      beta: Float32Array.from([0.1, 0.2]),
+      mean: Float32Array.from([1, -1]),
+      variance: Float32Array.from([3, 8]),
+      eps: 1,
+    },
     stride: 1,
     padding: [0, 0, 0, 0],
   });
@@ -193,6 +210,17 @@ test('batch-norm folding: W * gamma / sqrt(var + eps), (b - mean) * s + beta', (
 
 test('stage shapes follow the ResNet50 strides: 224 -> 56, 28, 14, 7', () => {
   const net = torchNet(randomTinyNet(TINY, 41, false), 'shapes');
-  assert.deepEqual(resnetStageShapes(net, 224).map(([h, w]) => [h, w]), [[56, 56], [28, 28], [14, 14], [7, 7]]);
-  assert.deepEqual(resnetStageShapes(net, 320).map(([h]) => h), [80, 40, 20, 10]);
+  assert.deepEqual(
+    resnetStageShapes(net, 224).map(([h, w]) => [h, w]),
+    [
+      [56, 56],
+      [28, 28],
+      [14, 14],
+      [7, 7],
+    ],
+  );
+  assert.deepEqual(
+    resnetStageShapes(net, 320).map(([h]) => h),
+    [80, 40, 20, 10],
+  );
 });

@@ -21,9 +21,22 @@ test('YAML file with the reference key names; flags override the file', async ()
   const { dir, cleanup } = await tempDir('cfg');
   try {
     const f = join(dir, 'musc.yaml');
-    await writeFile(f, 'backbone_name: dinov2-vitb14\nimg_resize: 448\nfeature_layers: [2, 5, 8, 11]\nr_list: [1, 3]\ndivide_num: 2\nvis_type: whole_norm\nclass_name: ALL\ndataset_name: mvtec_ad\nbatch_size: 8\n');
+    await writeFile(
+      f,
+      'backbone_name: dinov2-vitb14\nimg_resize: 448\nfeature_layers: [2, 5, 8, 11]\nr_list: [1, 3]\ndivide_num: 2\nvis_type: whole_norm\nclass_name: ALL\ndataset_name: mvtec_ad\nbatch_size: 8\n',
+    );
     const file = await loadConfigFile(f);
-    assert.deepEqual(file, { backbone: 'dinov2-vitb14', image_size: 448, stages: [2, 5, 8, 11], r_list: [1, 3], divide_num: 2, norm: 'category', category: 'all', dataset: 'mvtec', batch_size: 8 });
+    assert.deepEqual(file, {
+      backbone: 'dinov2-vitb14',
+      image_size: 448,
+      stages: [2, 5, 8, 11],
+      r_list: [1, 3],
+      divide_num: 2,
+      norm: 'category',
+      category: 'all',
+      dataset: 'mvtec',
+      batch_size: 8,
+    });
     const s = mergeSettings(file, { batch_size: 2, r_list: [5] });
     assert.equal(s.batch_size, 2);
     assert.deepEqual(s.r_list, [5]);
@@ -57,7 +70,10 @@ test('config errors name the file and the key', async () => {
     await assert.rejects(loadConfigFile(f), /not valid YAML/);
     await assert.rejects(loadConfigFile(join(dir, 'none.yaml')), /file not found/);
     assert.throws(() => validateSettings({ interval: [0.5, 0.2] }, 'x'), /'interval' must be lo,hi with 0 <= lo < hi <= 1/);
-    assert.throws(() => validateSettings({ mask_rule: 'any' }, 'x'), /'mask_rule' must be equal to one of the allowed values \(reference, nonzero\)/);
+    assert.throws(
+      () => validateSettings({ mask_rule: 'any' }, 'x'),
+      /'mask_rule' must be equal to one of the allowed values \(reference, nonzero\)/,
+    );
     assert.throws(() => validateSettings([1], 'x'), /expected a mapping/);
     assert.throws(() => parseIntList('1,a', '--r-list'), /--r-list: expected a list/);
     assert.deepEqual(parseIntList('1, 3 5', '--r-list'), [1, 3, 5]);
@@ -67,13 +83,20 @@ test('config errors name the file and the key', async () => {
 });
 
 test('issue 16: every setting checked up front: even r, interval outside [0,1], __proto__ keys', async () => {
-  assert.throws(() => validateSettings({ r_list: [2] }, 'x'), (e: unknown) => e instanceof ConfigError && /'r_list' must be odd integers.*got 2/.test(e.message));
+  assert.throws(
+    () => validateSettings({ r_list: [2] }, 'x'),
+    (e: unknown) => e instanceof ConfigError && /'r_list' must be odd integers.*got 2/.test(e.message),
+  );
   assert.throws(() => mergeSettings({}, { r_list: [1, 4] }), /must be odd integers/);
   assert.throws(() => validateSettings({ interval: [0, 2] }, 'x'), /'interval' must be lo,hi with 0 <= lo < hi <= 1/);
   assert.deepEqual(validateSettings({ interval: [0, 1], r_list: [1, 3, 5, 7] }, 'x'), { interval: [0, 1], r_list: [1, 3, 5, 7] });
   const { dir, cleanup } = await tempDir('cfgproto');
   try {
-    for (const [name, text] of [['p.json', '{"__proto__": {"batch_size": 0}}'], ['p.yaml', '__proto__:\n  batch_size: 0\n'], ['c.json', '{"constructor": 1}']] as const) {
+    for (const [name, text] of [
+      ['p.json', '{"__proto__": {"batch_size": 0}}'],
+      ['p.yaml', '__proto__:\n  batch_size: 0\n'],
+      ['c.json', '{"constructor": 1}'],
+    ] as const) {
       const f = join(dir, name);
       await writeFile(f, text);
       await assert.rejects(loadConfigFile(f), (e: unknown) => {

@@ -21,7 +21,11 @@ import { lcgSigned } from './helpers/lcg.js';
 
 const BACKBONES = ['clip_tiny', 'dinov2_tiny'] as const;
 const R_LIST = [1, 3, 5];
-const N = 10, G = 6, P = 36, C = 64, L = 4;
+const N = 10,
+  G = 6,
+  P = 36,
+  C = 64,
+  L = 4;
 
 let kernel: PairKernel;
 after(async () => {
@@ -44,10 +48,11 @@ function stagesOf(bb: string): StageFeatures<Float32Array>[] {
 function goldenZ(bb: string, name: string, ri: number, l: number): Float32Array {
   const t = golden(`${bb}.outputs.safetensors`).float32(name);
   const z = new Float32Array(N * P * C);
-  for (let i = 0; i < N; i++) for (let p = 0; p < P; p++) {
-    const src = ((((ri * N + i) * P + p) * L + l) * C);
-    z.set(t.data.subarray(src, src + C), (i * P + p) * C);
-  }
+  for (let i = 0; i < N; i++)
+    for (let p = 0; p < P; p++) {
+      const src = (((ri * N + i) * P + p) * L + l) * C;
+      z.set(t.data.subarray(src, src + C), (i * P + p) * C);
+    }
   return z;
 }
 
@@ -59,7 +64,8 @@ for (const bb of BACKBONES) {
   test(`${bb}: LNAMD matches the reference for every stage and r (1e-6, before and after L2)`, { skip: !hasGolden }, () => {
     const stages = stagesOf(bb);
     const target = lnamdTarget(stages);
-    let worstPre = 0, worst = 0;
+    let worstPre = 0,
+      worst = 0;
     for (let l = 0; l < L; l++) {
       const normed = layerNormImages(stages[l]);
       for (const [ri, r] of R_LIST.entries()) {
@@ -78,13 +84,15 @@ for (const bb of BACKBONES) {
     const f = golden(`${bb}.outputs.safetensors`);
     const exact = f.float64('msm_scores_f64input'); // [3, 4, 10, 36]
     const ref32 = f.float64('msm_scores');
-    let worstExact = 0, worst32 = 0;
-    for (let ri = 0; ri < 3; ri++) for (let l = 0; l < L; l++) {
-      const s = await msmScores(goldenZ(bb, 'lnamd_features', ri, l), N, P, C, [0, 0.3], kernel, { blockImages: 3 });
-      const off = (ri * L + l) * N * P;
-      worstExact = Math.max(worstExact, maxAbsDiff(s, slice(exact, off, N * P)));
-      worst32 = Math.max(worst32, maxAbsDiff(s, slice(ref32, off, N * P)));
-    }
+    let worstExact = 0,
+      worst32 = 0;
+    for (let ri = 0; ri < 3; ri++)
+      for (let l = 0; l < L; l++) {
+        const s = await msmScores(goldenZ(bb, 'lnamd_features', ri, l), N, P, C, [0, 0.3], kernel, { blockImages: 3 });
+        const off = (ri * L + l) * N * P;
+        worstExact = Math.max(worstExact, maxAbsDiff(s, slice(exact, off, N * P)));
+        worst32 = Math.max(worst32, maxAbsDiff(s, slice(ref32, off, N * P)));
+      }
     assert.ok(worstExact < 1e-6, `vs f64 reference: ${worstExact}`);
     assert.ok(worst32 < 5e-5, `vs f32 reference: ${worst32}`);
   });
@@ -98,7 +106,8 @@ for (const bb of BACKBONES) {
     assert.ok(maxAbsDiff(res.passes!, f.float64('msm_scores').data) < 5e-5);
     // mean over stages per r
     const layerMean = new Float64Array(3 * N * P);
-    for (let ri = 0; ri < 3; ri++) for (let l = 0; l < L; l++) for (let k = 0; k < N * P; k++) layerMean[ri * N * P + k] += res.passes![(ri * L + l) * N * P + k] / L;
+    for (let ri = 0; ri < 3; ri++)
+      for (let l = 0; l < L; l++) for (let k = 0; k < N * P; k++) layerMean[ri * N * P + k] += res.passes![(ri * L + l) * N * P + k] / L;
     assert.ok(maxAbsDiff(layerMean, f.float64('msm_layer_mean').data) < 5e-5);
     assert.ok(maxAbsDiff(res.patch, f.float64('patch_scores_f64input').data) < 1e-6);
     assert.ok(maxAbsDiff(res.patch, f.float64('patch_scores').data) < 5e-5);
@@ -107,7 +116,9 @@ for (const bb of BACKBONES) {
     assert.ok(maxAbsDiff(mapMaxima(maps, N), f.float64('image_scores').data) < 5e-5);
   });
 
-  test(`${bb}: the fast precision (the reference's float32 matmul form) matches msm_scores and patch_scores (5e-5)`, { skip: !hasGolden }, async () => {
+  test(`${bb}: the fast precision (the reference's float32 matmul form) matches msm_scores and patch_scores (5e-5)`, {
+    skip: !hasGolden,
+  }, async () => {
     const f = golden(`${bb}.outputs.safetensors`);
     const res = await scoreStages(stagesOf(bb), { keepPasses: true, precision: 'fast' });
     assert.ok(maxAbsDiff(res.passes!, f.float64('msm_scores').data) < 5e-5);
@@ -128,7 +139,8 @@ for (const bb of BACKBONES) {
     const tokens = { n: ct.shape[0], d: ct.shape[1], data: ct.data };
     assert.ok(maxAbsDiff(minMaxNormalise(scores), f.float64('rscin_scores_norm').data) < 1e-12);
     // the reference's similarity is float32 (DINO's entries are ~67, where one float32 ulp is 7.6e-6): relative 1e-6
-    const sim = tokenSimilarity(tokens), simRef = f.float64('rscin_similarity').data;
+    const sim = tokenSimilarity(tokens),
+      simRef = f.float64('rscin_similarity').data;
     for (let k = 0; k < sim.length; k++) assert.ok(Math.abs(sim[k] - simRef[k]) <= 1e-6 * Math.max(1, Math.abs(simRef[k])));
     assert.ok(maxAbsDiff(rscin(scores, tokens, [1, 2, 3]), f.float64('rscin_k123').data) < 1e-6);
     assert.ok(maxAbsDiff(rscin(scores, tokens, [1, 8, 9]), f.float64('rscin_k189').data) < 1e-6);
@@ -136,33 +148,44 @@ for (const bb of BACKBONES) {
     assert.deepEqual(Array.from(rscin(scores, tokens, [0])), Array.from(scores));
   });
 
-  test(`${bb}: the public API (compute worker) gives the reference's maps, image scores and RsCIN scores`, { skip: !hasGolden }, async () => {
+  test(`${bb}: the public API (compute worker) gives the reference's maps, image scores and RsCIN scores`, {
+    skip: !hasGolden,
+  }, async () => {
     const f = golden(`${bb}.outputs.safetensors`);
     const ct = f.float32('class_tokens');
-    const res = await musc({ stages: stagesOf(bb), imageTokens: { n: N, d: ct.shape[1], data: ct.data } }, { imageSize: 84, kList: [1, 2, 3], precision: 'exact' });
+    const res = await musc(
+      { stages: stagesOf(bb), imageTokens: { n: N, d: ct.shape[1], data: ct.data } },
+      { imageSize: 84, kList: [1, 2, 3], precision: 'exact' },
+    );
     assert.ok(maxAbsDiff(res.maps, f.float64('anomaly_maps').data) < 5e-5);
     assert.ok(maxAbsDiff(res.imageScores, f.float64('image_scores').data) < 5e-5);
     assert.ok(maxAbsDiff(res.rscinScores, f.float64('rscin_k123').data) < 1e-5);
   });
 }
 
-test('msm_edge: N = 5 matches the reference; N = 4 is finite (k >= 1 guard) and equals the nearest image distance', { skip: !hasGolden }, async () => {
+test('msm_edge: N = 5 matches the reference; N = 4 is finite (k >= 1 guard) and equals the nearest image distance', {
+  skip: !hasGolden,
+}, async () => {
   kernel ??= await PairKernel.create(true, 'cpu', undefined, 'exact');
   const f = golden('msm_edge.safetensors');
   const z5 = f.float32('N5.Z');
   const s5 = await msmScores(z5.data, 5, 36, 64, [0, 0.3], kernel);
   assert.ok(maxAbsDiff(s5, f.float64('N5.msm').data) < 5e-5);
   const z4 = f.float32('N4.Z');
-  assert.ok(f.float64('N4.msm').data.every((v) => Number.isNaN(v)), 'the reference gives NaN for N = 4');
+  assert.ok(
+    f.float64('N4.msm').data.every((v) => Number.isNaN(v)),
+    'the reference gives NaN for N = 4',
+  );
   const s4 = await msmScores(z4.data, 4, 36, 64, [0, 0.3], kernel);
   assert.ok(s4.every((v) => Number.isFinite(v)));
   // with k = 1 the score is the smallest nearest-patch distance over the other images
   const dist = await nearestDistanceTable(z4.data, 4, 36, 64, kernel);
-  for (let i = 0; i < 4; i++) for (let p = 0; p < 36; p++) {
-    let m = Infinity;
-    for (let j = 0; j < 4; j++) if (j !== i) m = Math.min(m, dist[(i * 36 + p) * 4 + j]);
-    assert.equal(s4[i * 36 + p], m);
-  }
+  for (let i = 0; i < 4; i++)
+    for (let p = 0; p < 36; p++) {
+      let m = Infinity;
+      for (let j = 0; j < 4; j++) if (j !== i) m = Math.min(m, dist[(i * 36 + p) * 4 + j]);
+      assert.equal(s4[i * 36 + p], m);
+    }
 });
 
 test('interval bounds follow the reference (int truncation, swap, absolute counts) with the k >= 1 guard', () => {
@@ -179,12 +202,7 @@ test('interval bounds follow the reference (int truncation, swap, absolute count
 
 test('interval means: hand-checkable table', () => {
   // N = 4, P = 1: dist[i, 0, j]
-  const d = new Float32Array([
-    0, 1, 2, 3,
-    4, 0, 6, 8,
-    1, 1, 0, 1,
-    5, 3, 4, 0,
-  ]);
+  const d = new Float32Array([0, 1, 2, 3, 4, 0, 6, 8, 1, 1, 0, 1, 5, 3, 4, 0]);
   assert.deepEqual(Array.from(intervalMeans(d, 4, 1, [0, 2])), [1.5, 5, 1, 3.5]);
   assert.deepEqual(Array.from(intervalMeans(d, 4, 1, [1, 3])), [2.5, 7, 1, 4.5]);
 });
@@ -201,11 +219,17 @@ function unitRows(m: number, c: number, seed: number): Float32Array {
   return z;
 }
 
-for (const [precision, p] of [['exact', 7], ['exact', 12], ['fast', 12], ['fast', 15]] as const) {
+for (const [precision, p] of [
+  ['exact', 7],
+  ['exact', 12],
+  ['fast', 12],
+  ['fast', 15],
+] as const) {
   test(`both-directions block scoring equals the straightforward per-image scoring (${precision}, P = ${p}: column split ${columnSplit(p)}, uneven blocks)`, async () => {
     const both = await PairKernel.create(true, 'cpu', undefined, precision);
     const rows = await PairKernel.create(false, 'cpu', undefined, precision);
-    const n = 11, c = 16;
+    const n = 11,
+      c = 16;
     const z = unitRows(n * p, c, 7 + p);
     const a = await nearestDistanceTable(z, n, p, c, both, { blockImages: 4 });
     const a1 = await nearestDistanceTable(z, n, p, c, both, { blockImages: 1, colImages: 3 });
@@ -214,54 +238,65 @@ for (const [precision, p] of [['exact', 7], ['exact', 12], ['fast', 12], ['fast'
     await both.release();
     // the fast form's float32 cancellation (2 - 2 a.b) bounds its agreement with float64
     const tolBrute = precision === 'exact' ? 1e-4 : 2e-3;
-    for (let i = 0; i < n; i++) for (let q = 0; q < p; q++) for (let j = 0; j < n; j++) {
-      if (i === j) continue;
-      // exact distance by brute force in float64
-      let best = Infinity;
-      for (let u = 0; u < p; u++) {
-        let s = 0;
-        for (let t = 0; t < c; t++) s += (z[(i * p + q) * c + t] - z[(j * p + u) * c + t]) ** 2;
-        best = Math.min(best, Math.sqrt(s));
-      }
-      const k = (i * p + q) * n + j;
-      assert.ok(Math.abs(a[k] - b[k]) < 1e-5, `block vs straightforward at ${i},${q},${j}`);
-      assert.ok(Math.abs(a1[k] - b[k]) < 1e-5, `one-image blocks vs straightforward at ${i},${q},${j}`);
-      assert.ok(Math.abs(a[k] - best) < tolBrute, `block vs brute force at ${i},${q},${j}: ${a[k]} vs ${best}`);
-    }
+    for (let i = 0; i < n; i++)
+      for (let q = 0; q < p; q++)
+        for (let j = 0; j < n; j++) {
+          if (i === j) continue;
+          // exact distance by brute force in float64
+          let best = Infinity;
+          for (let u = 0; u < p; u++) {
+            let s = 0;
+            for (let t = 0; t < c; t++) s += (z[(i * p + q) * c + t] - z[(j * p + u) * c + t]) ** 2;
+            best = Math.min(best, Math.sqrt(s));
+          }
+          const k = (i * p + q) * n + j;
+          assert.ok(Math.abs(a[k] - b[k]) < 1e-5, `block vs straightforward at ${i},${q},${j}`);
+          assert.ok(Math.abs(a1[k] - b[k]) < 1e-5, `one-image blocks vs straightforward at ${i},${q},${j}`);
+          assert.ok(Math.abs(a[k] - best) < tolBrute, `block vs brute force at ${i},${q},${j}: ${a[k]} vs ${best}`);
+        }
   });
 }
 
 test('int8 precision: the block table is the integer arithmetic on the quantized bank, within the quantization bound of float64', async () => {
-  const n = 7, p = 12, c = 20;
+  const n = 7,
+    p = 12,
+    c = 20;
   const z = unitRows(n * p, c, 3);
   const k8 = await PairKernel.create(true, 'cpu', undefined, 'int8');
-  const tables = [await nearestDistanceTable(z, n, p, c, k8, { blockImages: 2, colImages: 3 }), await nearestDistanceTable(z, n, p, c, k8, { blockImages: 1, colImages: 6 })];
+  const tables = [
+    await nearestDistanceTable(z, n, p, c, k8, { blockImages: 2, colImages: 3 }),
+    await nearestDistanceTable(z, n, p, c, k8, { blockImages: 1, colImages: 6 }),
+  ];
   await k8.release();
   const bank = quantizeBank(z, n, p, c);
   assert.ok(bank.step > 0 && bank.step <= 1 / 127);
   const twoSS = Math.fround(2 * bank.step * bank.step);
   // |d^2 error| <= 2 (step sqrt(C) + C step^2 / 4) for unit vectors; |d error| <= sqrt of that
   const bound = Math.sqrt(2 * (bank.step * Math.sqrt(c) + (c * bank.step ** 2) / 4));
-  for (let i = 0; i < n; i++) for (let q = 0; q < p; q++) for (let j = 0; j < n; j++) {
-    if (i === j) continue;
-    let bestInt = -Infinity, best = Infinity;
-    for (let u = 0; u < p; u++) {
-      let dot = 0, d2 = 0;
-      for (let t = 0; t < c; t++) {
-        dot += (bank.q8[(i * p + q) * c + t]! - 128) * (bank.r8[(j * c + t) * p + u]! - 128);
-        d2 += (z[(i * p + q) * c + t] - z[(j * p + u) * c + t]) ** 2;
+  for (let i = 0; i < n; i++)
+    for (let q = 0; q < p; q++)
+      for (let j = 0; j < n; j++) {
+        if (i === j) continue;
+        let bestInt = -Infinity,
+          best = Infinity;
+        for (let u = 0; u < p; u++) {
+          let dot = 0,
+            d2 = 0;
+          for (let t = 0; t < c; t++) {
+            dot += (bank.q8[(i * p + q) * c + t]! - 128) * (bank.r8[(j * c + t) * p + u]! - 128);
+            d2 += (z[(i * p + q) * c + t] - z[(j * p + u) * c + t]) ** 2;
+          }
+          bestInt = Math.max(bestInt, dot);
+          best = Math.min(best, Math.sqrt(d2));
+        }
+        const d2f = Math.fround(2 - Math.fround(twoSS * Math.fround(bestInt)));
+        const expect = Math.fround(d2f > 0 ? Math.sqrt(d2f) : 0);
+        for (const t of tables) {
+          const got = t[(i * p + q) * n + j];
+          assert.equal(got, expect, `int8 table at ${i},${q},${j}: ${got} vs integer arithmetic ${expect}`);
+          assert.ok(Math.abs(got - best) <= bound, `int8 vs float64 at ${i},${q},${j}: ${got} vs ${best} (bound ${bound})`);
+        }
       }
-      bestInt = Math.max(bestInt, dot);
-      best = Math.min(best, Math.sqrt(d2));
-    }
-    const d2f = Math.fround(2 - Math.fround(twoSS * Math.fround(bestInt)));
-    const expect = Math.fround(d2f > 0 ? Math.sqrt(d2f) : 0);
-    for (const t of tables) {
-      const got = t[(i * p + q) * n + j];
-      assert.equal(got, expect, `int8 table at ${i},${q},${j}: ${got} vs integer arithmetic ${expect}`);
-      assert.ok(Math.abs(got - best) <= bound, `int8 vs float64 at ${i},${q},${j}: ${got} vs ${best} (bound ${bound})`);
-    }
-  }
 });
 
 test('column split: the divisor of P nearest sqrt(P)', () => {
@@ -277,29 +312,42 @@ test('LNAMD with stages of different grids and channels (CNN case) equals unfold
   // reference order, written naively: unfold on the 2x2 grid ([C*r*r] per position) ...
   const L = 5 * r * r;
   const unf = new Float64Array(4 * L);
-  for (let y = 0; y < 2; y++) for (let x = 0; x < 2; x++) for (let ch = 0; ch < 5; ch++) for (let ky = 0; ky < r; ky++) for (let kx = 0; kx < r; kx++) {
-    const yy = y + ky - 1, xx = x + kx - 1;
-    unf[(y * 2 + x) * L + ch * 9 + ky * 3 + kx] = yy < 0 || yy >= 2 || xx < 0 || xx >= 2 ? 0 : normed[(yy * 2 + xx) * 5 + ch];
-  }
+  for (let y = 0; y < 2; y++)
+    for (let x = 0; x < 2; x++)
+      for (let ch = 0; ch < 5; ch++)
+        for (let ky = 0; ky < r; ky++)
+          for (let kx = 0; kx < r; kx++) {
+            const yy = y + ky - 1,
+              xx = x + kx - 1;
+            unf[(y * 2 + x) * L + ch * 9 + ky * 3 + kx] = yy < 0 || yy >= 2 || xx < 0 || xx >= 2 ? 0 : normed[(yy * 2 + xx) * 5 + ch];
+          }
   // ... bilinear resize each of the L maps to 4x4 (align_corners=false) ...
   const src = (d: number) => Math.max((d + 0.5) * 0.5 - 0.5, 0);
   const res = new Float64Array(16 * L);
-  for (let y = 0; y < 4; y++) for (let x = 0; x < 4; x++) {
-    const sy = src(y), sx = src(x);
-    const y0 = Math.floor(sy), x0 = Math.floor(sx), y1 = Math.min(y0 + 1, 1), x1 = Math.min(x0 + 1, 1);
-    const ly = sy - y0, lx = sx - x0;
-    for (let k = 0; k < L; k++) {
-      const v = (yy: number, xx: number) => unf[(yy * 2 + xx) * L + k];
-      res[(y * 4 + x) * L + k] = (1 - ly) * ((1 - lx) * v(y0, x0) + lx * v(y0, x1)) + ly * ((1 - lx) * v(y1, x0) + lx * v(y1, x1));
+  for (let y = 0; y < 4; y++)
+    for (let x = 0; x < 4; x++) {
+      const sy = src(y),
+        sx = src(x);
+      const y0 = Math.floor(sy),
+        x0 = Math.floor(sx),
+        y1 = Math.min(y0 + 1, 1),
+        x1 = Math.min(x0 + 1, 1);
+      const ly = sy - y0,
+        lx = sx - x0;
+      for (let k = 0; k < L; k++) {
+        const v = (yy: number, xx: number) => unf[(yy * 2 + xx) * L + k];
+        res[(y * 4 + x) * L + k] = (1 - ly) * ((1 - lx) * v(y0, x0) + lx * v(y0, x1)) + ly * ((1 - lx) * v(y1, x0) + lx * v(y1, x1));
+      }
     }
-  }
   // ... then adaptive average pooling L -> 3
-  for (let q = 0; q < 16; q++) for (let t = 0; t < 3; t++) {
-    const s0 = Math.floor((t * L) / 3), e0 = Math.ceil(((t + 1) * L) / 3);
-    let s = 0;
-    for (let k = s0; k < e0; k++) s += res[q * L + k];
-    assert.ok(Math.abs(z[q * 3 + t] - s / (e0 - s0)) < 1e-6);
-  }
+  for (let q = 0; q < 16; q++)
+    for (let t = 0; t < 3; t++) {
+      const s0 = Math.floor((t * L) / 3),
+        e0 = Math.ceil(((t + 1) * L) / 3);
+      let s = 0;
+      for (let k = s0; k < e0; k++) s += res[q * L + k];
+      assert.ok(Math.abs(z[q * 3 + t] - s / (e0 - s0)) < 1e-6);
+    }
 });
 
 test('scorePatches rejects fewer than 2 images and inconsistent stages with clear errors', async () => {
@@ -312,7 +360,9 @@ test('scorePatches rejects fewer than 2 images and inconsistent stages with clea
 test('scoring in the compute worker stops at the next block when cancelled (Ctrl-C)', async () => {
   const { ComputeWorker } = await import('../src/compute/worker.js');
   const w = new ComputeWorker(); // its own worker: cancellation is sticky
-  const n = 40, h = 14, c = 256;
+  const n = 40,
+    h = 14,
+    c = 256;
   const stage: StageFeatures = { n, h, w: h, c, data: new Float32Array(n * h * h * c).map((_, k) => Math.sin(k * 0.61)) };
   const started = Date.now();
   const p = w.call(new URL('../src/scoring/tasks.js', import.meta.url).href, 'scoreStages', [[stage], { rList: [1, 3, 5], maxRows: 196 }]);

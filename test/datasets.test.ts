@@ -13,9 +13,14 @@ test('MVTec layout: sorted types and files, masks by stem, categories from the t
   const { dir, cleanup } = await tempDir('mvtec');
   try {
     for (const cat of ['zipper', 'bottle']) {
-      for (const [type, files] of [['good', ['001.png', '000.png']], ['scratch', ['000.png']], ['broken', ['002.png', '000.png']]] as const) {
+      for (const [type, files] of [
+        ['good', ['001.png', '000.png']],
+        ['scratch', ['000.png']],
+        ['broken', ['002.png', '000.png']],
+      ] as const) {
         for (const f of files) await writePng(join(dir, cat, 'test', type, f), 8, 8, 100);
-        if (type !== 'good') for (const f of files) await writeMask(join(dir, cat, 'ground_truth', type, f.replace('.png', '_mask.png')), 8, 8, [0, 0, 4, 4]);
+        if (type !== 'good')
+          for (const f of files) await writeMask(join(dir, cat, 'ground_truth', type, f.replace('.png', '_mask.png')), 8, 8, [0, 0, 4, 4]);
       }
     }
     await mkdir(join(dir, 'not_a_category'), { recursive: true });
@@ -24,14 +29,30 @@ test('MVTec layout: sorted types and files, masks by stem, categories from the t
     assert.deepEqual(ds.categories, ['bottle', 'zipper']);
     assert.deepEqual(selectCategories(ds, 'all'), ['bottle', 'zipper']);
     assert.deepEqual(selectCategories(ds, 'zipper'), ['zipper']);
-    assert.throws(() => selectCategories(ds, 'cable'), (e: Error) => e instanceof DatasetError && /unknown category 'cable'.*bottle, zipper/.test(e.message));
+    assert.throws(
+      () => selectCategories(ds, 'cable'),
+      (e: Error) => e instanceof DatasetError && /unknown category 'cable'.*bottle, zipper/.test(e.message),
+    );
     const c = await ds.load('bottle');
     // the reference: sorted(types) then sorted(files); 'good' is not moved
-    assert.deepEqual(c.items.map((it) => it.rel), [
-      'bottle/test/broken/000.png', 'bottle/test/broken/002.png', 'bottle/test/good/000.png', 'bottle/test/good/001.png', 'bottle/test/scratch/000.png',
-    ]);
-    assert.deepEqual(c.items.map((it) => it.label), [1, 1, 0, 0, 1]);
-    assert.deepEqual(c.items.map((it) => it.defect), ['broken', 'broken', 'good', 'good', 'scratch']);
+    assert.deepEqual(
+      c.items.map((it) => it.rel),
+      [
+        'bottle/test/broken/000.png',
+        'bottle/test/broken/002.png',
+        'bottle/test/good/000.png',
+        'bottle/test/good/001.png',
+        'bottle/test/scratch/000.png',
+      ],
+    );
+    assert.deepEqual(
+      c.items.map((it) => it.label),
+      [1, 1, 0, 0, 1],
+    );
+    assert.deepEqual(
+      c.items.map((it) => it.defect),
+      ['broken', 'broken', 'good', 'good', 'scratch'],
+    );
     assert.equal(c.items[1]!.masks![0], join(dir, 'bottle', 'ground_truth', 'broken', '002_mask.png'));
     assert.equal(c.items[2]!.masks, null);
     assert.deepEqual(defaultKList('mvtec'), [1, 2, 3]);
@@ -55,7 +76,14 @@ test('BTAD layout: ok = good, masks with the image stem (no _mask suffix); MPDD 
     assert.equal(await detectLayout(dir), 'btad');
     const ds = await openDataset(dir);
     const c = await ds.load('01');
-    assert.deepEqual(c.items.map((it) => [it.rel, it.label]), [['01/test/ko/0000.png', 1], ['01/test/ko/0001.png', 1], ['01/test/ok/0000.png', 0]]);
+    assert.deepEqual(
+      c.items.map((it) => [it.rel, it.label]),
+      [
+        ['01/test/ko/0000.png', 1],
+        ['01/test/ko/0001.png', 1],
+        ['01/test/ok/0000.png', 0],
+      ],
+    );
     assert.equal(c.items[1]!.masks![0], join(dir, '01', 'ground_truth', 'ko', '0001.png'));
     const mp = await openDataset(dir, 'mpdd');
     assert.equal(mp.kind, 'mpdd');
@@ -75,9 +103,15 @@ test('missing masks are reported, positional pairing when names differ but count
     await writePng(join(dir, 'c', 'test', 'cut', 'a.png'), 8, 8, 10);
     const c = await (await openDataset(dir)).load('c');
     const hole = c.items.filter((it) => it.defect === 'hole');
-    assert.deepEqual(hole.map((it) => it.masks![0]!.slice(-6)), ['m1.png', 'm2.png']);
+    assert.deepEqual(
+      hole.map((it) => it.masks![0]!.slice(-6)),
+      ['m1.png', 'm2.png'],
+    );
     assert.equal(c.items.find((it) => it.defect === 'cut')!.masks, null);
-    assert.ok(c.warnings.some((w) => w.includes('c/cut')), c.warnings.join('\n'));
+    assert.ok(
+      c.warnings.some((w) => w.includes('c/cut')),
+      c.warnings.join('\n'),
+    );
   } finally {
     await cleanup();
   }
@@ -99,10 +133,13 @@ test('VisA layout: 1cls.csv test rows in CSV order, Normal/Anomaly types, k_list
     const ds = await openDataset(dir);
     assert.deepEqual(ds.categories, ['candle', 'pcb1']);
     const c = await ds.load('candle');
-    assert.deepEqual(c.items.map((it) => [it.rel, it.defect, it.label]), [
-      ['candle/Data/Images/Anomaly/0005.JPG', 'Anomaly', 1],
-      ['candle/Data/Images/Normal/0001.JPG', 'Normal', 0],
-    ]);
+    assert.deepEqual(
+      c.items.map((it) => [it.rel, it.defect, it.label]),
+      [
+        ['candle/Data/Images/Anomaly/0005.JPG', 'Anomaly', 1],
+        ['candle/Data/Images/Normal/0001.JPG', 'Normal', 0],
+      ],
+    );
     assert.equal(c.items[0]!.masks![0], join(dir, 'candle/Data/Masks/Anomaly/0005.png'));
     assert.deepEqual(defaultKList('visa'), [1, 8, 9]);
     await writeFile(join(dir, 'split_csv', '1cls.csv'), 'object,split,image\nx,test,a.png\n');
@@ -121,7 +158,10 @@ test('MVTec LOCO layout: one mask folder per image, union of its files', async (
     await writeMask(join(dir, 'box', 'ground_truth', 'logical_anomalies', '000', '001.png'), 16, 16, [8, 8, 16, 16]);
     assert.equal(await detectLayout(dir), 'loco');
     const c = await (await openDataset(dir)).load('box');
-    assert.deepEqual(c.items.map((it) => it.defect), ['good', 'logical_anomalies']);
+    assert.deepEqual(
+      c.items.map((it) => it.defect),
+      ['good', 'logical_anomalies'],
+    );
     const m = await loadMask(c.items[1]!.masks, 16, 'reference', 'loco');
     let sum = 0;
     for (const v of m) sum += v;
@@ -144,16 +184,24 @@ test('plain folder: recursive, sorted by relative path, unlabeled', async () => 
     assert.equal(await detectLayout(dir), 'folder');
     const ds = await openDataset(dir);
     const c = await ds.load(ds.categories[0]!);
-    assert.deepEqual(c.items.map((it) => [it.rel, it.defect, it.label, it.masks]), [
-      ['a/c/x.png', 'a/c', null, null], ['a/z.jpg.png', 'a', null, null], ['b.png', '', null, null],
-    ]);
+    assert.deepEqual(
+      c.items.map((it) => [it.rel, it.defect, it.label, it.masks]),
+      [
+        ['a/c/x.png', 'a/c', null, null],
+        ['a/z.jpg.png', 'a', null, null],
+        ['b.png', '', null, null],
+      ],
+    );
   } finally {
     await cleanup();
   }
 });
 
 test('a missing data folder is a DatasetError naming it', async () => {
-  await assert.rejects(openDataset('/no/such/folder/x'), (e: Error) => e instanceof DatasetError && e.message.includes('/no/such/folder/x'));
+  await assert.rejects(
+    openDataset('/no/such/folder/x'),
+    (e: Error) => e instanceof DatasetError && e.message.includes('/no/such/folder/x'),
+  );
 });
 
 test('mask rule reference: PIL bilinear then exactly 255; nonzero: nearest, any > 0', () => {
@@ -172,7 +220,9 @@ test('mask rule reference: PIL bilinear then exactly 255; nonzero: nearest, any 
   assert.deepEqual([...binariseMask(near, 4, 4, 2, 'nonzero')], [1, 0, 0, 0]);
 });
 
-test('mask binarisation matches the official masks_int and masks_float of the golden set', { skip: !existsSync(join(sharedDir, 'golden', 'bottle10.inputs.safetensors')) && 'no shared golden data' }, async () => {
+test('mask binarisation matches the official masks_int and masks_float of the golden set', {
+  skip: !existsSync(join(sharedDir, 'golden', 'bottle10.inputs.safetensors')) && 'no shared golden data',
+}, async () => {
   const f = await SafetensorsFile.open(join(sharedDir, 'golden', 'bottle10.inputs.safetensors'));
   const ints = f.int32('masks_int'); // [10, 84, 84]
   const floats = f.float32('masks_float');

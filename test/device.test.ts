@@ -23,7 +23,11 @@ test('musc run --device cuda without the CUDA build: exit 2 (configuration), a m
   assert.ok(ort.listSupportedBackends().some((b) => b.name === 'cpu'));
   const out = join(mkdtempSync(join(tmpdir(), 'musc-dev-')), 'out');
   try {
-    const r = spawnSync(process.execPath, [resolve(repoRoot(), 'dist/src/cli/main.js'), 'run', '--data', join(out, '..', 'data'), '--out', out, '--device', 'cuda'], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [resolve(repoRoot(), 'dist/src/cli/main.js'), 'run', '--data', join(out, '..', 'data'), '--out', out, '--device', 'cuda'],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, /--device cuda is not available/);
     assert.match(r.stderr, /onnxruntime-node-install=cuda12/);

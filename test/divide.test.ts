@@ -17,16 +17,25 @@ test('PyRandom reproduces CPython 3.11 random.seed(42) + shuffle (recorded vecto
   assert.deepEqual(m, [1, 2, 5, 6, 0, 3, 4]);
 });
 
-test('PyRandom matches the local CPython for several seeds, big seeds and random()', { skip: !hasPython && 'python3 not available' }, () => {
+test('PyRandom matches the local CPython for several seeds, big seeds and random()', {
+  skip: !hasPython && 'python3 not available',
+}, () => {
   const seeds = [0, 1, 42, 12345, 2 ** 32 + 7, 2 ** 40 + 3];
-  const py = spawnSync('python3', ['-c', `
+  const py = spawnSync(
+    'python3',
+    [
+      '-c',
+      `
 import random, json
 out = []
 for s in ${JSON.stringify(seeds)}:
     random.seed(s)
     l = list(range(37)); random.shuffle(l)
     out.append([l, random.getrandbits(32), random.random()])
-print(json.dumps(out))`], { encoding: 'utf8' });
+print(json.dumps(out))`,
+    ],
+    { encoding: 'utf8' },
+  );
   assert.equal(py.status, 0, py.stderr);
   const expected = JSON.parse(py.stdout) as [number[], number, number][];
   seeds.forEach((s, k) => {
@@ -51,7 +60,10 @@ test('divide_num 1 keeps the dataset order; D > 1 partitions every type evenly',
   const subs = divideSubsets(p, 3);
   assert.equal(subs.length, 3);
   const all = subs.flat().sort((a, b) => a - b);
-  assert.deepEqual(all, p.map((_, i) => i));
+  assert.deepEqual(
+    all,
+    p.map((_, i) => i),
+  );
   for (const s of subs) {
     const counts: Record<string, number> = {};
     for (const i of s) counts[divideTypeOf(p[i]!)] = (counts[divideTypeOf(p[i]!)] ?? 0) + 1;
@@ -69,7 +81,11 @@ test('divide_num 1 keeps the dataset order; D > 1 partitions every type evenly',
 test('divide matches the reference sub_datasets semantics run in CPython', { skip: !hasPython && 'python3 not available' }, () => {
   const p = paths({ broken_large: 20, broken_small: 22, contamination: 21, good: 20 });
   for (const D of [2, 3, 5]) {
-    const py = spawnSync('python3', ['-c', `
+    const py = spawnSync(
+      'python3',
+      [
+        '-c',
+        `
 import random, json, sys
 paths = json.loads(sys.stdin.read())
 D = ${D}
@@ -85,7 +101,10 @@ for it in range(D):
         chunks = [l[i:i+D] for i in range(0, len(l), D)]
         sub.extend([c[it] for c in chunks if len(c) > it])
     res.append(sub)
-print(json.dumps(res))`], { encoding: 'utf8', input: JSON.stringify(p) });
+print(json.dumps(res))`,
+      ],
+      { encoding: 'utf8', input: JSON.stringify(p) },
+    );
     assert.equal(py.status, 0, py.stderr);
     assert.deepEqual(divideSubsets(p, D), JSON.parse(py.stdout), `divide_num ${D}`);
   }

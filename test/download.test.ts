@@ -12,7 +12,9 @@ import { backboneInfo, hubWeights, isHubBackbone, listBackbones, UNPINNED_WEIGHT
 import { modelsCommand } from '../src/cli/models.js';
 
 // a real (small) safetensors file: downloads are format-checked
-const body = encodeSafetensors({ w: { dtype: 'F32', shape: [75_000], data: Float32Array.from({ length: 75_000 }, (_, i) => Math.sin(i)) } });
+const body = encodeSafetensors({
+  w: { dtype: 'F32', shape: [75_000], data: Float32Array.from({ length: 75_000 }, (_, i) => Math.sin(i)) },
+});
 const sha = createHash('sha256').update(body).digest('hex');
 const requests: Array<{ url: string; range?: string; auth?: string }> = [];
 let server: Server;
@@ -105,7 +107,13 @@ test('full download with progress, sha256 checked, token header, then served fro
   requests.length = 0;
   const seen: number[] = [];
   const r = await downloadHubFile('org/model', 'model.safetensors', {
-    cacheDir, sha256: sha, env: { HF_ENDPOINT: endpoint, HF_TOKEN: 'sekret' }, onProgress: (got, total) => { seen.push(got); assert.equal(total, body.length); },
+    cacheDir,
+    sha256: sha,
+    env: { HF_ENDPOINT: endpoint, HF_TOKEN: 'sekret' },
+    onProgress: (got, total) => {
+      seen.push(got);
+      assert.equal(total, body.length);
+    },
   });
   assert.equal(r.path, cachedPath('org/model', 'model.safetensors', cacheDir));
   assert.equal(r.cached, false);
@@ -124,7 +132,10 @@ test('full download with progress, sha256 checked, token header, then served fro
 
 test('HUGGING_FACE_HUB_TOKEN is honoured for a gated repo; without a token the error says so', async () => {
   const cacheDir = join(root, 'gated');
-  const r = await downloadHubFile('org/gated', 'w.safetensors', { cacheDir, env: { HF_ENDPOINT: endpoint, HUGGING_FACE_HUB_TOKEN: 'sekret' } });
+  const r = await downloadHubFile('org/gated', 'w.safetensors', {
+    cacheDir,
+    env: { HF_ENDPOINT: endpoint, HUGGING_FACE_HUB_TOKEN: 'sekret' },
+  });
   assert.equal(r.sha256, sha);
   await assert.rejects(downloadHubFile('org/gated', 'w2.safetensors', { cacheDir, env: { HF_ENDPOINT: endpoint } }), /HTTP 401.*HF_TOKEN/);
   await assert.rejects(downloadHubFile('org/missing', 'w.safetensors', { cacheDir, env: { HF_ENDPOINT: endpoint } }), /HTTP 404/);
@@ -196,13 +207,25 @@ test('issue 16: an HTML page is not weights: refused, deleted, never "already ca
 test('issue 16: size caps: an endless body and a huge Content-Length are aborted at the cap', async () => {
   const cacheDir = join(root, 'cap');
   const t0 = Date.now();
-  await assert.rejects(downloadHubFile('org/endless', 'model.safetensors', { cacheDir, env: env(), maxBytes: 2_000_000 }), /goes on past the limit of 2000000 bytes; the partial file was deleted/);
+  await assert.rejects(
+    downloadHubFile('org/endless', 'model.safetensors', { cacheDir, env: env(), maxBytes: 2_000_000 }),
+    /goes on past the limit of 2000000 bytes; the partial file was deleted/,
+  );
   assert.ok(Date.now() - t0 < 10_000);
   assert.ok(!existsSync(cachedPath('org/endless', 'model.safetensors', cacheDir) + '.partial'));
-  await assert.rejects(downloadHubFile('org/huge', 'model.safetensors', { cacheDir, env: env(), maxBytes: 2_000_000 }), /announces 50000000000 bytes, over the limit of 2000000/);
+  await assert.rejects(
+    downloadHubFile('org/huge', 'model.safetensors', { cacheDir, env: env(), maxBytes: 2_000_000 }),
+    /announces 50000000000 bytes, over the limit of 2000000/,
+  );
   // a pinned size is a cap too, and must match exactly
-  await assert.rejects(downloadHubFile('org/model', 'model.safetensors', { cacheDir, env: env(), bytes: body.length - 1 }), /over the pinned size/);
-  await assert.rejects(downloadHubFile('org/model', 'model.safetensors', { cacheDir, env: env(), bytes: body.length + 1 }), /its size \d+ bytes differs from the pinned/);
+  await assert.rejects(
+    downloadHubFile('org/model', 'model.safetensors', { cacheDir, env: env(), bytes: body.length - 1 }),
+    /over the pinned size/,
+  );
+  await assert.rejects(
+    downloadHubFile('org/model', 'model.safetensors', { cacheDir, env: env(), bytes: body.length + 1 }),
+    /its size \d+ bytes differs from the pinned/,
+  );
   const ok = await downloadHubFile('org/model', 'model.safetensors', { cacheDir, env: env(), bytes: body.length, sha256: sha });
   assert.equal(ok.pinned, true);
 });
@@ -210,10 +233,16 @@ test('issue 16: size caps: an endless body and a huge Content-Length are aborted
 test('issue 16: own connect and idle timeouts with a clear message; the stalled partial file resumes', async () => {
   const cacheDir = join(root, 'timeouts');
   let t0 = Date.now();
-  await assert.rejects(downloadHubFile('org/silent', 'model.safetensors', { cacheDir, env: env(), connectTimeoutMs: 300 }), /no response from the server within 0.3 s/);
+  await assert.rejects(
+    downloadHubFile('org/silent', 'model.safetensors', { cacheDir, env: env(), connectTimeoutMs: 300 }),
+    /no response from the server within 0.3 s/,
+  );
   assert.ok(Date.now() - t0 < 5_000);
   t0 = Date.now();
-  await assert.rejects(downloadHubFile('org/stall', 'model.safetensors', { cacheDir, env: env(), idleTimeoutMs: 300 }), /interrupted after 50000 bytes \(no data for 0.3 s\); run the command again to resume/);
+  await assert.rejects(
+    downloadHubFile('org/stall', 'model.safetensors', { cacheDir, env: env(), idleTimeoutMs: 300 }),
+    /interrupted after 50000 bytes \(no data for 0.3 s\); run the command again to resume/,
+  );
   assert.ok(Date.now() - t0 < 5_000);
   const partial = cachedPath('org/stall', 'model.safetensors', cacheDir) + '.partial';
   assert.equal(readFileSync(partial).length, 50_000);

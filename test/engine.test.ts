@@ -24,7 +24,12 @@ import { fakeBackbone, fakeLoader, fakeMetrics } from './helpers/cli-fakes.js';
 
 after(shutdownCompute);
 
-const scorer: Scorer = { scorePatches: core.scorePatches, upsampleMaps: core.upsampleMaps, imageScoresFromMaps: core.imageScoresFromMaps, rscin: core.rscin };
+const scorer: Scorer = {
+  scorePatches: core.scorePatches,
+  upsampleMaps: core.upsampleMaps,
+  imageScoresFromMaps: core.imageScoresFromMaps,
+  rscin: core.rscin,
+};
 
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
   assert.equal(a.length, b.length);
@@ -55,19 +60,44 @@ test('an ablation row equals musc run with the same settings (zero-shot and --di
     const runOf = async (divide: number) => {
       const rec: MetricsInput[] = [];
       const settings = mergeSettings({}, { heatmaps: 'none', k_list: kList, divide_num: divide, seed: 7 });
-      await runDataset({ data: set.root, out: join(dir, `o${divide}`), settings, loadBackbone: fakeLoader(fakeBackbone(32, 4)), scorer, metrics: fakeMetrics(rec) });
+      await runDataset({
+        data: set.root,
+        out: join(dir, `o${divide}`),
+        settings,
+        loadBackbone: fakeLoader(fakeBackbone(32, 4)),
+        scorer,
+        metrics: fakeMetrics(rec),
+      });
       return rec[0]!;
     };
     const ds = await openDataset(set.root);
     const cat = await ds.load('surface');
-    const feats = await features(cat.items.map((it) => it.path), 32, 4);
+    const feats = await features(
+      cat.items.map((it) => it.path),
+      32,
+      4,
+    );
     const rows = studyRows(['r', 'divide'], kList).filter((r) => r.rList.length === 3 && r.divide <= 2);
     const masks = new Uint8Array(cat.items.length * 32 * 32);
     for (const [k, it] of cat.items.entries()) masks.set(await loadMask(it.masks, 32, 'reference', ds.kind), k * 32 * 32);
     const rec: MetricsInput[] = [];
-    const res = await runAblation({ items: cat.items, stages: feats.stages, tokens: feats.tokens, external: 0, masks, size: 32, rows, metrics: fakeMetrics(rec), seed: 7 });
+    const res = await runAblation({
+      items: cat.items,
+      stages: feats.stages,
+      tokens: feats.tokens,
+      external: 0,
+      masks,
+      size: 32,
+      rows,
+      metrics: fakeMetrics(rec),
+      seed: 7,
+    });
     assert.equal(res.rows.length, 3); // r={1,3,5}, 1 subset, 2 subsets
-    for (const [k, divide] of [[0, 1], [1, 1], [2, 2]] as const) {
+    for (const [k, divide] of [
+      [0, 1],
+      [1, 1],
+      [2, 2],
+    ] as const) {
       const run = await runOf(divide);
       const row = rec[k]!;
       const dScores = maxDiff(row.imageScores, run.imageScores);
@@ -82,7 +112,9 @@ test('an ablation row equals musc run with the same settings (zero-shot and --di
 test('a second scoring call after a cancelled one works (cancel is not sticky)', async () => {
   const w = new ComputeWorker();
   try {
-    const n = 40, h = 14, c = 256;
+    const n = 40,
+      h = 14,
+      c = 256;
     const stage: StageFeatures = { n, h, w: h, c, data: new Float32Array(n * h * h * c).map((_, k) => Math.sin(k * 0.61)) };
     const p = w.call(TASKS_MODULE, 'scoreStages', [[stage], { rList: [1, 3, 5], maxRows: 196 }]);
     setTimeout(() => w.cancel(), 300);

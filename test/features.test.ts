@@ -46,8 +46,14 @@ test('cache: a damaged cache file is recomputed with a warning; scores equal the
       const settings = mergeSettings({}, { heatmaps: 'none', batch_size: 3, ...extra });
       const bb = fakeBackbone(32, 4);
       const res = await runDataset({
-        data: set.root, out, settings, loadBackbone: fakeLoader(bb), scorer: fakeScorer(), metrics: fakeMetrics(),
-        warn: (w) => warnings.push(w), log: (l) => logs.push(l),
+        data: set.root,
+        out,
+        settings,
+        loadBackbone: fakeLoader(bb),
+        scorer: fakeScorer(),
+        metrics: fakeMetrics(),
+        warn: (w) => warnings.push(w),
+        log: (l) => logs.push(l),
       });
       // the 48 px synthetic masks resized to 32 px may lose a thin defect (a mask warning, not the cache's)
       const other = warnings.filter((w) => !w.includes('ground-truth mask'));
@@ -91,8 +97,14 @@ test('cache: a damaged cache file is recomputed with a warning; scores equal the
     assert.equal(again.res.results[0]!.warnings.filter((x) => x.startsWith('feature cache file')).length, 3);
     const runJson = JSON.parse(await readFile(join(out, 'surface', 'run.json'), 'utf8')) as { warnings: string[] };
     assert.equal(runJson.warnings.filter((x) => x.startsWith('feature cache file')).length, 3);
-    assert.ok(again.logs.some((l) => /surface: features of 9 images from the cache, 3 computed/.test(l)), again.logs.join('\n'));
-    assert.deepEqual(again.bb.calls.reduce((a, b) => a + b, 0), 3);
+    assert.ok(
+      again.logs.some((l) => /surface: features of 9 images from the cache, 3 computed/.test(l)),
+      again.logs.join('\n'),
+    );
+    assert.deepEqual(
+      again.bb.calls.reduce((a, b) => a + b, 0),
+      3,
+    );
     for (const f of ['scores.csv', 'maps.safetensors']) {
       const [got, want] = [await readFile(join(out, 'surface', f)), await readFile(join(dir, 'plain', 'surface', f))];
       assert.deepEqual(got, want, `${f} differs from the uncached run`);
@@ -102,7 +114,10 @@ test('cache: a damaged cache file is recomputed with a warning; scores equal the
     // the damaged files were rewritten: a third run takes everything from the cache, silently
     const third = await run(out);
     assert.deepEqual(third.warnings, []);
-    assert.ok(third.logs.some((l) => /features of 12 images from the cache, 0 computed/.test(l)), third.logs.join('\n'));
+    assert.ok(
+      third.logs.some((l) => /features of 12 images from the cache, 0 computed/.test(l)),
+      third.logs.join('\n'),
+    );
     assert.equal(third.bb.calls.length, 0);
   } finally {
     await cleanup();
@@ -170,8 +185,14 @@ test('feature store: batches, bad-file policies, tokens only, cache hits skip th
     const r = await store.extract(list, (n) => done.push(n));
     assert.deepEqual(done, [3, 3, 2]);
     assert.deepEqual(bb.calls, [3, 2, 2]); // the broken file leaves its batch one short
-    assert.deepEqual(r.images.map((im) => im.index), [0, 1, 2, 4, 5, 6, 7]);
-    assert.deepEqual(r.skipped.map((s) => s.path), ['broken.png']);
+    assert.deepEqual(
+      r.images.map((im) => im.index),
+      [0, 1, 2, 4, 5, 6, 7],
+    );
+    assert.deepEqual(
+      r.skipped.map((s) => s.path),
+      ['broken.png'],
+    );
     assert.match(r.skipped[0]!.reason, /not an image/);
     assert.deepEqual(store.dims, [{ h: 4, w: 4, c: 3 }]);
     assert.equal(r.images[3]!.features.width, 23);
@@ -188,7 +209,10 @@ test('feature store: batches, bad-file policies, tokens only, cache hits skip th
     const tok = await new FeatureStore({ backbone: bb, badFiles: 'error', tokensOnly: true }).extract(files.map((path) => ({ path })));
     assert.ok(tok.images.every((im) => im.features.stages.length === 0));
     const full = r.images.map((im) => im.features);
-    assert.deepEqual(tok.images.map((im) => Array.from(im.features.token)), full.map((f) => Array.from(f.token)));
+    assert.deepEqual(
+      tok.images.map((im) => Array.from(im.features.token)),
+      full.map((f) => Array.from(f.token)),
+    );
     assert.deepEqual(await computeImageTokens(files, bb, { batchSize: 2 }), stackTokens(full, 3));
 
     // with a cache: the second store finds every image and never calls the backbone
@@ -199,7 +223,10 @@ test('feature store: batches, bad-file policies, tokens only, cache hits skip th
     const b = await new FeatureStore({ backbone: bb2, cache, storage: 'float16' }).extract(list);
     assert.equal(bb2.calls.length, 0);
     assert.deepEqual(b.images, a.images);
-    assert.deepEqual(b.images.map((im) => im.features.stages[0]), full.map((f) => toFloat16(f.stages[0] as Float32Array)));
+    assert.deepEqual(
+      b.images.map((im) => im.features.stages[0]),
+      full.map((f) => toFloat16(f.stages[0] as Float32Array)),
+    );
     assert.throws(() => new FeatureStore({ backbone: bb, cache, storage: 'float32' }), /feature cache keeps float16, the run float32/);
 
     // reference images go through the same store (and cache): stacked [R, h, w, C], unreadable ones are errors

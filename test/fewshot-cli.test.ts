@@ -57,7 +57,15 @@ async function run(root: string, out: string, extra: Partial<Settings>) {
   const scorer = recordingScorer();
   const warnings: string[] = [];
   const settings = mergeSettings({}, { heatmaps: 'none', r_list: [1], k_list: [0], ...extra });
-  const res = await runDataset({ data: root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 4)), scorer, metrics: fakeMetrics(), warn: (w) => warnings.push(w) });
+  const res = await runDataset({
+    data: root,
+    out,
+    settings,
+    loadBackbone: fakeLoader(fakeBackbone(32, 4)),
+    scorer,
+    metrics: fakeMetrics(),
+    warn: (w) => warnings.push(w),
+  });
   const rows = parseScoresCsv(await readFile(join(out, 'surface', 'scores.csv'), 'utf8'));
   return { res, rows, scorer, warnings };
 }
@@ -80,7 +88,9 @@ test('MuSc+ in the pipeline: a reference copy of a test image scores it 0; refer
     }
     const maps = await readMaps(join(dir, 'o', 'surface', 'maps.safetensors'));
     assert.equal(maps.n, 9);
-    const runJson = JSON.parse(await readFile(join(dir, 'o', 'surface', 'run.json'), 'utf8')) as { settings: { reference_images: string[]; mode: string } };
+    const runJson = JSON.parse(await readFile(join(dir, 'o', 'surface', 'run.json'), 'utf8')) as {
+      settings: { reference_images: string[]; mode: string };
+    };
     assert.deepEqual(runJson.settings.reference_images, [join(refs, 'copy-of-002.png')]);
     assert.equal(runJson.settings.mode, 'musc-plus');
   } finally {
@@ -117,16 +127,32 @@ test('reference folders: per-category train/good, a test image given as referenc
     assert.equal(await referenceFolder(join(dir, 'mv'), 'surface'), join(dir, 'mv', 'surface', 'train', 'good'));
     assert.equal(await referenceFolder(join(dir, 'mv'), 'other'), join(dir, 'mv', 'other'));
     assert.equal(await referenceFolder(join(dir, 'mv'), 'none'), join(dir, 'mv'));
-    assert.deepEqual(await listReferenceImages(join(dir, 'mv')), [join(dir, 'mv', 'other', 'b.png'), join(dir, 'mv', 'surface', 'train', 'good', 'a.png')]);
+    assert.deepEqual(await listReferenceImages(join(dir, 'mv')), [
+      join(dir, 'mv', 'other', 'b.png'),
+      join(dir, 'mv', 'surface', 'train', 'good', 'a.png'),
+    ]);
     // a reference folder that is the test folder itself: every image dropped -> data error
-    await assert.rejects(run(root, join(dir, 'e1'), { reference_dir: join(root, 'surface', 'test', 'good') }), (e: unknown) => e instanceof DatasetError && /every reference image is also a test image/.test((e as Error).message));
+    await assert.rejects(
+      run(root, join(dir, 'e1'), { reference_dir: join(root, 'surface', 'test', 'good') }),
+      (e: unknown) => e instanceof DatasetError && /every reference image is also a test image/.test((e as Error).message),
+    );
     await copyFile(join(root, 'surface', 'test', 'good', '000.png'), join(refs, 'dup.png')); // a copy is fine (different file)
     await symlink(join(root, 'surface', 'test', 'good', '001.png'), join(refs, 'link.png')); // the test image itself
     const ok = await run(root, join(dir, 'e2'), { reference_dir: refs });
     assert.equal(ok.scorer.calls[0]!.opts.references, 2);
-    assert.equal(ok.warnings.filter((w) => /link\.png is also a test image of 'surface': not used/.test(w)).length, 1, ok.warnings.join('\n'));
-    await assert.rejects(run(root, join(dir, 'e3'), { mode: 'musc-plus' }), (e: unknown) => e instanceof ConfigError && /needs reference images/.test((e as Error).message));
-    await assert.rejects(run(root, join(dir, 'e4'), { reference_dir: join(dir, 'nope') }), (e: unknown) => e instanceof DatasetError && /reference folder not found/.test((e as Error).message));
+    assert.equal(
+      ok.warnings.filter((w) => /link\.png is also a test image of 'surface': not used/.test(w)).length,
+      1,
+      ok.warnings.join('\n'),
+    );
+    await assert.rejects(
+      run(root, join(dir, 'e3'), { mode: 'musc-plus' }),
+      (e: unknown) => e instanceof ConfigError && /needs reference images/.test((e as Error).message),
+    );
+    await assert.rejects(
+      run(root, join(dir, 'e4'), { reference_dir: join(dir, 'nope') }),
+      (e: unknown) => e instanceof DatasetError && /reference folder not found/.test((e as Error).message),
+    );
     await mkdir(join(dir, 'empty'));
     await assert.rejects(run(root, join(dir, 'e5'), { reference_dir: join(dir, 'empty') }), /no images found/);
   } finally {
@@ -138,7 +164,11 @@ test('CLI: --mode musc-plus without references exits 2, a missing --reference-di
   const { dir, cleanup } = await tempDir('fs-cli');
   try {
     await writePng(join(dir, 'ds', 'bottle', 'test', 'good', '000.png'), 8, 8, 1);
-    const musc = (args: string[]) => spawnSync(process.execPath, [cliMain, 'run', '--data', join(dir, 'ds'), '--out', join(dir, 'out'), ...args], { encoding: 'utf8', timeout: 60_000 });
+    const musc = (args: string[]) =>
+      spawnSync(process.execPath, [cliMain, 'run', '--data', join(dir, 'ds'), '--out', join(dir, 'out'), ...args], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
     let r = musc(['--mode', 'musc-plus']);
     assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, /musc-plus.*needs reference images.*--reference-dir/);

@@ -46,60 +46,76 @@ function nn(z: Float64Array[][], i: number, p: number, j: number): number {
 }
 
 test('few-shot MuSc: references join the pool, are not scored, and the interval uses N_test - 1 + N_ref values', async () => {
-  const nTest = 5, nRef = 3, c = 6;
+  const nTest = 5,
+    nRef = 3,
+    c = 6;
   const s = stage(nTest + nRef, c, 11);
   const res = await scoreStages([s], { rList: [1], references: nRef, interval: [0, 0.3], precision: 'exact' });
   assert.equal(res.n, nTest);
   assert.equal(res.patch.length, nTest * 4);
   const z = zOf(s);
   const m = nTest - 1 + nRef; // 7 values; int(7 * 0.3) = 2
-  for (let i = 0; i < nTest; i++) for (let p = 0; p < 4; p++) {
-    const d: number[] = [];
-    for (let j = 0; j < nTest + nRef; j++) if (j !== i) d.push(nn(z, i, p, j));
-    assert.equal(d.length, m);
-    d.sort((a, b) => a - b);
-    const expect = (d[0] + d[1]) / 2;
-    assert.ok(Math.abs(res.patch[i * 4 + p] - expect) < 1e-5, `image ${i} patch ${p}: ${res.patch[i * 4 + p]} vs ${expect}`);
-  }
+  for (let i = 0; i < nTest; i++)
+    for (let p = 0; p < 4; p++) {
+      const d: number[] = [];
+      for (let j = 0; j < nTest + nRef; j++) if (j !== i) d.push(nn(z, i, p, j));
+      assert.equal(d.length, m);
+      d.sort((a, b) => a - b);
+      const expect = (d[0] + d[1]) / 2;
+      assert.ok(Math.abs(res.patch[i * 4 + p] - expect) < 1e-5, `image ${i} patch ${p}: ${res.patch[i * 4 + p]} vs ${expect}`);
+    }
 });
 
 test('MuSc+: each test patch is scored by its minimum distance over the references alone', async () => {
-  const nTest = 4, nRef = 2, c = 6;
+  const nTest = 4,
+    nRef = 2,
+    c = 6;
   const s = stage(nTest + nRef, c, 5);
   const res = await scoreStages([s], { rList: [1], references: nRef, mode: 'musc-plus', precision: 'exact' });
   const z = zOf(s);
-  for (let i = 0; i < nTest; i++) for (let p = 0; p < 4; p++) {
-    const expect = Math.min(nn(z, i, p, 4), nn(z, i, p, 5));
-    assert.ok(Math.abs(res.patch[i * 4 + p] - expect) < 1e-5);
-  }
+  for (let i = 0; i < nTest; i++)
+    for (let p = 0; p < 4; p++) {
+      const expect = Math.min(nn(z, i, p, 4), nn(z, i, p, 5));
+      assert.ok(Math.abs(res.patch[i * 4 + p] - expect) < 1e-5);
+    }
 });
 
 test('few-shot and MuSc+ tables are the same under every tiling (row blocks straddling the references)', async () => {
-  const n = 8, scored = 5, c = 6;
+  const n = 8,
+    scored = 5,
+    c = 6;
   const z = zOf(stage(n, c, 21));
   const flat = new Float32Array(n * 4 * c);
   z.forEach((img, i) => img.forEach((f, p) => flat.set(f, (i * 4 + p) * c)));
   const kernel = await PairKernel.create(true, 'cpu', undefined, 'exact');
   for (const referencesOnly of [false, true]) {
     const base = await msmScores(flat, n, 4, c, [0, 0.3], kernel, { scored, referencesOnly, blockImages: n });
-    for (const [blockImages, colImages] of [[1, 1], [2, 3], [3, 2], [4, 1]]) {
+    for (const [blockImages, colImages] of [
+      [1, 1],
+      [2, 3],
+      [3, 2],
+      [4, 1],
+    ]) {
       const s = await msmScores(flat, n, 4, c, [0, 0.3], kernel, { scored, referencesOnly, blockImages, colImages });
-      for (let k = 0; k < base.length; k++) assert.ok(Math.abs(s[k] - base[k]) < 1e-6, `referencesOnly ${referencesOnly}, tiling ${blockImages}x${colImages}, value ${k}`);
+      for (let k = 0; k < base.length; k++)
+        assert.ok(Math.abs(s[k] - base[k]) < 1e-6, `referencesOnly ${referencesOnly}, tiling ${blockImages}x${colImages}, value ${k}`);
     }
     // and the one-block table against brute force
-    for (let i = 0; i < scored; i++) for (let p = 0; p < 4; p++) {
-      const d: number[] = [];
-      for (let j = referencesOnly ? scored : 0; j < n; j++) if (j !== i) d.push(nn(z, i, p, j));
-      d.sort((a, b) => a - b);
-      const expect = referencesOnly ? d[0] : (d[0] + d[1]) / 2; // 7 values: int(7 * 0.3) = 2
-      assert.ok(Math.abs(base[i * 4 + p] - expect) < 1e-5);
-    }
+    for (let i = 0; i < scored; i++)
+      for (let p = 0; p < 4; p++) {
+        const d: number[] = [];
+        for (let j = referencesOnly ? scored : 0; j < n; j++) if (j !== i) d.push(nn(z, i, p, j));
+        d.sort((a, b) => a - b);
+        const expect = referencesOnly ? d[0] : (d[0] + d[1]) / 2; // 7 values: int(7 * 0.3) = 2
+        assert.ok(Math.abs(base[i * 4 + p] - expect) < 1e-5);
+      }
   }
   await kernel.release();
 });
 
-test('MuSc+: a reference identical to a test image drives that image\'s patch scores to zero', async () => {
-  const nTest = 4, c = 8;
+test("MuSc+: a reference identical to a test image drives that image's patch scores to zero", async () => {
+  const nTest = 4,
+    c = 8;
   const s = stage(nTest + 1, c, 3);
   const per = 4 * c;
   s.data.copyWithin(nTest * per, 2 * per, 3 * per); // reference := test image 2

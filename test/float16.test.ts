@@ -33,7 +33,29 @@ async function ortCast(from: 'float32' | 'float16', data: Float32Array | Uint16A
 
 /** Values over the whole half range: random magnitudes, exact ties, subnormals, overflow, specials. */
 function probeValues(): Float32Array {
-  const v: number[] = [0, -0, 1, -1, 65504, -65504, 65519, 65520, 1e6, -1e6, Infinity, -Infinity, NaN, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -26, 2 ** -14, 2 ** -14 - 2 ** -25, 1e-8, -1e-8];
+  const v: number[] = [
+    0,
+    -0,
+    1,
+    -1,
+    65504,
+    -65504,
+    65519,
+    65520,
+    1e6,
+    -1e6,
+    Infinity,
+    -Infinity,
+    NaN,
+    2 ** -24,
+    2 ** -25,
+    3 * 2 ** -26,
+    2 ** -26,
+    2 ** -14,
+    2 ** -14 - 2 ** -25,
+    1e-8,
+    -1e-8,
+  ];
   // exact ties between neighbouring halves (odd and even lower neighbour), normal and subnormal
   for (const base of [1, 1 + 2 ** -10, 1024, 0.5 + 2 ** -11, 2 ** -20, 3 * 2 ** -24]) {
     const ulp = base >= 2 ** -14 ? 2 ** (Math.floor(Math.log2(base)) - 10) : 2 ** -24;
@@ -78,11 +100,17 @@ test('float16 -> float32 widens every one of the 65536 patterns as ONNX Runtime 
     else assert.ok(Object.is(ours[k], ref[k]), `pattern ${k.toString(16)}: ${ours[k]} vs ${ref[k]}`);
   }
   // a round trip through half is the identity on half values
-  assert.deepEqual(toFloat16(ours.filter((f) => !Number.isNaN(f))), all.filter((h) => (h & 0x7c00) !== 0x7c00 || (h & 0x3ff) === 0));
+  assert.deepEqual(
+    toFloat16(ours.filter((f) => !Number.isNaN(f))),
+    all.filter((h) => (h & 0x7c00) !== 0x7c00 || (h & 0x3ff) === 0),
+  );
 });
 
 test('scoring float16-stored stages equals scoring their float32 widening exactly, and is close to float32 storage', async () => {
-  const n = 9, h = 5, w = 5, c = 24;
+  const n = 9,
+    h = 5,
+    w = 5,
+    c = 24;
   const u = lcg(99);
   const rnd = () => u() * 4 - 2;
   const wide: StageFeatures<Float32Array>[] = [0, 1].map(() => ({ n, h, w, c, data: Float32Array.from({ length: n * h * w * c }, rnd) }));
@@ -129,8 +157,12 @@ test('feature cache: float16 files for float16 runs; a float32 run misses on the
 });
 
 test('memory estimate: float16 storage halves the stored features, nothing else', () => {
-  const dims = [{ h: 28, w: 28, c: 512 }, { h: 14, w: 14, c: 1024 }];
-  const n = 83, size = 224;
+  const dims = [
+    { h: 28, w: 28, c: 512 },
+    { h: 14, w: 14, c: 1024 },
+  ];
+  const n = 83,
+    size = 224;
   const features = n * (28 * 28 * 512 + 14 * 14 * 1024);
   assert.equal(estimateSubsetBytes(n, dims, size, 'float32') - estimateSubsetBytes(n, dims, size, 'float16'), 2 * features);
 });

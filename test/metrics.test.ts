@@ -8,8 +8,21 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import {
-  aupro, auproCurve, averagePrecisionScore, binaryMetrics, computeMetrics, f1Max, f1OptimalThreshold,
-  labelImages, labelRegions, numpyArange, proMusc, proMuscCurve, rocAucScore, rocCurve, type PixelInput,
+  aupro,
+  auproCurve,
+  averagePrecisionScore,
+  binaryMetrics,
+  computeMetrics,
+  f1Max,
+  f1OptimalThreshold,
+  labelImages,
+  labelRegions,
+  numpyArange,
+  proMusc,
+  proMuscCurve,
+  rocAucScore,
+  rocCurve,
+  type PixelInput,
 } from '../src/metrics/index.js';
 import { argsortAscending } from '../src/metrics/sort.js';
 import { evaluate } from '../src/metrics/evaluator.js';
@@ -32,7 +45,10 @@ function closeArrays(name: string, actual: ArrayLike<number>, expected: ArrayLik
   let at = -1;
   for (let i = 0; i < expected.length; i++) {
     const e = Math.abs(actual[i] - expected[i]);
-    if (!(e <= worst)) { worst = e; at = i; }
+    if (!(e <= worst)) {
+      worst = e;
+      at = i;
+    }
   }
   maxErr.set(name, Math.max(maxErr.get(name) ?? 0, worst));
   assert.ok(worst <= tol, `${name}: max |diff| ${worst} at ${at} (got ${actual[at]}, expected ${expected[at]})`);
@@ -81,8 +97,14 @@ function loadInt(file: string, name: string): Int32Array {
 }
 
 const mc = load('metrics_case.safetensors', [
-  'maps', 'image_labels', 'image_scores', 'musc_pro_curve_fpr_normalized', 'musc_pro_curve_pro',
-  'mvtec_pro_curve_fpr', 'mvtec_pro_curve_pro', 'mvtec_thresholds',
+  'maps',
+  'image_labels',
+  'image_scores',
+  'musc_pro_curve_fpr_normalized',
+  'musc_pro_curve_pro',
+  'mvtec_pro_curve_fpr',
+  'mvtec_pro_curve_pro',
+  'mvtec_thresholds',
 ]);
 const mcMasks = loadInt('metrics_case.safetensors', 'masks');
 const mcPixels: PixelInput = { maps: mc.maps, masks: mcMasks, n: 6, h: 64, w: 64 };
@@ -101,12 +123,24 @@ test('metrics_case: image metrics (ties, incl. a normal/anomalous tie)', () => {
 });
 
 const mcResult = computeMetrics({
-  imageScores: mc.image_scores, imageLabels: mc.image_labels, maps: mc.maps, masks: mcMasks, height: 64, width: 64,
+  imageScores: mc.image_scores,
+  imageLabels: mc.image_labels,
+  maps: mc.maps,
+  masks: mcMasks,
+  height: 64,
+  width: 64,
 });
 
 test('evaluate: the golden metrics through the evaluator; curve, F1-optimal and label-free thresholds, decisions', async () => {
   const g = golden.metrics_case.musc;
-  const e = await evaluate({ imageScores: mc.image_scores, labels: mc.image_labels, maps: mc.maps, masks: mcMasks, size: 64, decision: { method: 'mad', k: 2 } });
+  const e = await evaluate({
+    imageScores: mc.image_scores,
+    labels: mc.image_labels,
+    maps: mc.maps,
+    masks: mcMasks,
+    size: 64,
+    decision: { method: 'mad', k: 2 },
+  });
   const m = e.metrics!;
   close('metrics_case.image_auroc', m.image_auroc, g.image_auroc);
   close('metrics_case.image_f1', m.image_f1max, g.image_f1);
@@ -124,12 +158,18 @@ test('evaluate: the golden metrics through the evaluator; curve, F1-optimal and 
   close('metrics_case.image_f1', (2 * f1.precision * f1.recall) / (f1.precision + f1.recall), g.image_f1);
   const t = madThreshold(mc.image_scores, 2);
   assert.equal(e.thresholds.labelFree!.threshold, t);
-  assert.deepEqual(e.decisions!.decisions, Array.from(mc.image_scores, (s) => (isNg(s, t) ? 'NG' : 'OK')));
+  assert.deepEqual(
+    e.decisions!.decisions,
+    Array.from(mc.image_scores, (s) => (isNg(s, t) ? 'NG' : 'OK')),
+  );
   // without labels: no metrics, no curve, no F1 threshold; no decisions unless a rule is given
   const u = await evaluate({ imageScores: mc.image_scores, labels: null, maps: mc.maps, masks: mcMasks, size: 64 });
   assert.deepEqual([u.metrics, u.curves.roc, u.thresholds.f1, u.decisions], [null, null, null, undefined]);
   assert.equal(u.thresholds.labelFree!.threshold, madThreshold(mc.image_scores, 3));
-  await assert.rejects(evaluate({ imageScores: mc.image_scores, labels: mc.image_labels, maps: mc.maps, masks: mcMasks }), /size is required/);
+  await assert.rejects(
+    evaluate({ imageScores: mc.image_scores, labels: mc.image_labels, maps: mc.maps, masks: mcMasks }),
+    /size is required/,
+  );
   assert.equal((await evaluate({ imageScores: mc.image_scores, labels: mc.image_labels, metrics: null })).metrics, null);
 });
 
@@ -171,17 +211,30 @@ const bottleMasks = loadInt('bottle10.inputs.safetensors', 'masks_int');
 
 for (const backbone of ['clip_tiny', 'dinov2_tiny'] as const) {
   const o = load(`${backbone}.outputs.safetensors`, [
-    'anomaly_maps', 'rscin_k123', 'rscin_k189', 'image_scores', 'pro_curve_fpr_normalized', 'pro_curve_pro',
+    'anomaly_maps',
+    'rscin_k123',
+    'rscin_k189',
+    'image_scores',
+    'pro_curve_fpr_normalized',
+    'pro_curve_pro',
   ]);
   const g = golden[backbone];
   const px: PixelInput = { maps: o.anomaly_maps, masks: bottleMasks, n: 10, h: 84, w: 84 };
   const r = computeMetrics({
-    imageScores: o.rscin_k123, imageLabels: bottle.labels, maps: o.anomaly_maps, masks: bottleMasks, height: 84, width: 84,
+    imageScores: o.rscin_k123,
+    imageLabels: bottle.labels,
+    maps: o.anomaly_maps,
+    masks: bottleMasks,
+    height: 84,
+    width: 84,
   });
   test(`${backbone}: image AUROC (RsCIN k=[1,2,3])`, () => close(`${backbone}.image_auroc`, r.image_auroc, g.metrics.image_auroc));
   test(`${backbone}: image F1-max (RsCIN k=[1,2,3])`, () => close(`${backbone}.image_f1`, r.image_f1max, g.metrics.image_f1));
   test(`${backbone}: image AP (RsCIN k=[1,2,3])`, () => close(`${backbone}.image_ap`, r.image_ap, g.metrics.image_ap));
-  for (const [alt, scores] of [['rscin_k189', o.rscin_k189], ['no_rscin_max', o.image_scores]] as const) {
+  for (const [alt, scores] of [
+    ['rscin_k189', o.rscin_k189],
+    ['no_rscin_max', o.image_scores],
+  ] as const) {
     test(`${backbone}: image metrics (${alt})`, () => {
       const m = binaryMetrics(scores, bottle.labels);
       const e = g.metrics_image_alt[alt];
@@ -201,8 +254,7 @@ for (const backbone of ['clip_tiny', 'dinov2_tiny'] as const) {
     closeArrays(`${backbone}.musc_curve_fpr`, c.fpr, o.pro_curve_fpr_normalized);
     closeArrays(`${backbone}.musc_curve_pro`, c.pro, o.pro_curve_pro);
   });
-  test(`${backbone}: MVTec official AUPRO`, () =>
-    close(`${backbone}.aupro_mvtec`, r.aupro, g.metrics.pixel_aupro_mvtec_official_limit0p3));
+  test(`${backbone}: MVTec official AUPRO`, () => close(`${backbone}.aupro_mvtec`, r.aupro, g.metrics.pixel_aupro_mvtec_official_limit0p3));
 }
 
 // ------------------------------------------------------------------ hand-checkable cases
@@ -228,8 +280,12 @@ test('reversed scores give AUROC 0; all-tied scores give AUROC 0.5', () => {
 test('one class only: metrics are undefined (NaN / null)', () => {
   assert.ok(Number.isNaN(rocAucScore(new Float64Array([0.1, 0.2]), [1, 1])));
   const r = computeMetrics({
-    imageScores: new Float64Array([0.1, 0.2]), imageLabels: [0, 0],
-    maps: new Float32Array(8), masks: new Uint8Array(8), height: 2, width: 2,
+    imageScores: new Float64Array([0.1, 0.2]),
+    imageLabels: [0, 0],
+    maps: new Float32Array(8),
+    masks: new Uint8Array(8),
+    height: 2,
+    width: 2,
   });
   assert.equal(r.image_auroc, null);
   assert.equal(r.pixel_auroc, null); // no defect pixel
@@ -250,11 +306,7 @@ test('rocCurve matches sklearn 1.2.1 roc_curve (drop_intermediate, thresholds[0]
 });
 
 test('connected components: diagonal-touching pair is 1 region (8-conn), 2 (4-conn)', () => {
-  const m = new Uint8Array([
-    1, 0, 0,
-    0, 1, 0,
-    0, 0, 0,
-  ]);
+  const m = new Uint8Array([1, 0, 0, 0, 1, 0, 0, 0, 0]);
   assert.equal(labelRegions(m, 3, 3, 8).count, 1);
   assert.equal(labelRegions(m, 3, 3, 4).count, 2);
   const r = labelRegions(new Int32Array([0, 2, 0, 2, 0, 0, 0, 0, 1]), 3, 3);
@@ -277,12 +329,19 @@ test('argsortAscending orders float64 exactly (shared upper halves, negatives, t
   const rnd = rng(7);
   const base = [1, 1 + 2 ** -40, 1 + 2 ** -45, -1, -1 - 2 ** -40, 0, -0, 0.5, 0.5, -3e-300, 3e-300];
   const x = new Float64Array(5000);
-  for (let i = 0; i < x.length; i++) x[i] = i < base.length ? base[i] : base[Math.floor(rnd() * base.length)] + (rnd() < 0.5 ? 0 : (rnd() - 0.5) * 2 ** -30);
+  for (let i = 0; i < x.length; i++)
+    x[i] = i < base.length ? base[i] : base[Math.floor(rnd() * base.length)] + (rnd() < 0.5 ? 0 : (rnd() - 0.5) * 2 ** -30);
   const o = argsortAscending(x);
   for (let i = 1; i < x.length; i++) assert.ok(x[o[i - 1]] <= x[o[i]], `order broken at ${i}`);
-  assert.deepEqual([...o].sort((a, b) => a - b), Array.from({ length: x.length }, (_, i) => i));
+  assert.deepEqual(
+    [...o].sort((a, b) => a - b),
+    Array.from({ length: x.length }, (_, i) => i),
+  );
   const f = new Float32Array([3, -1, 2, -0, 0, -5.5, 2]);
-  assert.deepEqual([...argsortAscending(f)].map((i) => f[i]), [-5.5, -1, -0, 0, 2, 2, 3]);
+  assert.deepEqual(
+    [...argsortAscending(f)].map((i) => f[i]),
+    [-5.5, -1, -0, 0, 2, 2, 3],
+  );
 });
 
 // ------------------------------------------------------------------ brute force cross-check
@@ -296,17 +355,31 @@ function bruteRegions(masks: ArrayLike<number>, n: number, h: number, w: number,
     if (parent[i] !== i) parent[i] = find(parent[i]);
     return parent[i];
   };
-  for (let im = 0; im < n; im++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const p = im * h * w + y * w + x;
-    if (masks[p] === 0) continue;
-    const nb = conn === 8 ? [[0, 1], [1, -1], [1, 0], [1, 1]] : [[0, 1], [1, 0]];
-    for (const [dy, dx] of nb) {
-      const yy = y + dy, xx = x + dx;
-      if (yy >= h || xx < 0 || xx >= w) continue;
-      const q = im * h * w + yy * w + xx;
-      if (masks[q] !== 0) parent[find(p)] = find(q);
-    }
-  }
+  for (let im = 0; im < n; im++)
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) {
+        const p = im * h * w + y * w + x;
+        if (masks[p] === 0) continue;
+        const nb =
+          conn === 8
+            ? [
+                [0, 1],
+                [1, -1],
+                [1, 0],
+                [1, 1],
+              ]
+            : [
+                [0, 1],
+                [1, 0],
+              ];
+        for (const [dy, dx] of nb) {
+          const yy = y + dy,
+            xx = x + dx;
+          if (yy >= h || xx < 0 || xx >= w) continue;
+          const q = im * h * w + yy * w + xx;
+          if (masks[q] !== 0) parent[find(p)] = find(q);
+        }
+      }
   const ids = new Map<number, number>();
   const out = new Int32Array(masks.length);
   for (let p = 0; p < masks.length; p++) {
@@ -324,21 +397,35 @@ function bruteForce(scores: Float64Array, masks: Uint8Array, n: number, h: numbe
   const F = masks.length - P;
   // AUROC = Mann-Whitney U / (P*F)
   let u = 0;
-  for (let i = 0; i < scores.length; i++) if (masks[i]) for (let j = 0; j < scores.length; j++) if (!masks[j]) {
-    u += scores[i] > scores[j] ? 1 : scores[i] === scores[j] ? 0.5 : 0;
-  }
+  for (let i = 0; i < scores.length; i++)
+    if (masks[i])
+      for (let j = 0; j < scores.length; j++)
+        if (!masks[j]) {
+          u += scores[i] > scores[j] ? 1 : scores[i] === scores[j] ? 0.5 : 0;
+        }
   const distinct = [...new Set(scores)].sort((a, b) => b - a);
   const regions = bruteRegions(masks, n, h, w, 8);
   const R = Math.max(...regions);
   const area = new Array<number>(R + 1).fill(0);
   for (const r of regions) if (r) area[r]++;
-  let ap = 0, rPrev = 0, f1 = 0;
-  const fx = [0], fy = [0];
+  let ap = 0,
+    rPrev = 0,
+    f1 = 0;
+  const fx = [0],
+    fy = [0];
   for (const t of distinct) {
-    let tp = 0, fp = 0;
+    let tp = 0,
+      fp = 0;
     const tpR = new Array<number>(R + 1).fill(0);
-    for (let i = 0; i < scores.length; i++) if (scores[i] >= t) { if (masks[i]) { tp++; tpR[regions[i]]++; } else fp++; }
-    const prec = tp / (tp + fp), rec = tp / P;
+    for (let i = 0; i < scores.length; i++)
+      if (scores[i] >= t) {
+        if (masks[i]) {
+          tp++;
+          tpR[regions[i]]++;
+        } else fp++;
+      }
+    const prec = tp / (tp + fp),
+      rec = tp / P;
     ap += (rec - rPrev) * prec;
     rPrev = rec;
     if (tp > 0) f1 = Math.max(f1, (2 * prec * rec) / (prec + rec));
@@ -347,7 +434,8 @@ function bruteForce(scores: Float64Array, masks: Uint8Array, n: number, h: numbe
     for (let r = 1; r <= R; r++) s += tpR[r] / area[r];
     fy.push(s / R);
   }
-  fx.push(1); fy.push(1);
+  fx.push(1);
+  fy.push(1);
   // official AUPRO: trapezoid up to 0.3 with interpolation, / 0.3
   let auproArea = 0;
   for (let k = 1; k < fx.length; k++) {
@@ -361,22 +449,35 @@ function bruteForce(scores: Float64Array, masks: Uint8Array, n: number, h: numbe
     }
   }
   // MuSc cal_pro_score, literally
-  let mn = Infinity, mx = -Infinity;
-  for (const v of scores) { mn = Math.min(mn, v); mx = Math.max(mx, v); }
+  let mn = Infinity,
+    mx = -Infinity;
+  for (const v of scores) {
+    mn = Math.min(mn, v);
+    mx = Math.max(mx, v);
+  }
   const step = (mx - mn) / 200;
   const len = Math.ceil((mx - mn) / step);
   const d = mn + step - mn;
-  const mx_: number[] = [], my_: number[] = [];
+  const mx_: number[] = [],
+    my_: number[] = [];
   for (let i = 0; i < len; i++) {
     const th = i === 0 ? mn : i === 1 ? mn + step : mn + i * d;
     let fp = 0;
     const tpR = new Array<number>(R + 1).fill(0);
-    for (let p = 0; p < scores.length; p++) if (scores[p] > th) { if (masks[p]) tpR[regions[p]]++; else fp++; }
+    for (let p = 0; p < scores.length; p++)
+      if (scores[p] > th) {
+        if (masks[p]) tpR[regions[p]]++;
+        else fp++;
+      }
     let s = 0;
     for (let r = 1; r <= R; r++) s += tpR[r] / area[r];
-    if (fp / F < 0.3) { mx_.push(fp / F); my_.push(s / R); }
+    if (fp / F < 0.3) {
+      mx_.push(fp / F);
+      my_.push(s / R);
+    }
   }
-  const lo = Math.min(...mx_), hi = Math.max(...mx_);
+  const lo = Math.min(...mx_),
+    hi = Math.max(...mx_);
   const xs = mx_.map((v) => (v - lo) / (hi - lo));
   let musc = 0;
   for (let k = 1; k < xs.length; k++) musc += ((xs[k] - xs[k - 1]) * (my_[k] + my_[k - 1])) / 2;
@@ -386,15 +487,22 @@ function bruteForce(scores: Float64Array, masks: Uint8Array, n: number, h: numbe
 test('random small stacks agree with an O(T*P) brute force (ties, 8-conn regions)', () => {
   const rnd = rng(12345);
   for (let trial = 0; trial < 4; trial++) {
-    const n = 3, h = 13, w = 11;
+    const n = 3,
+      h = 13,
+      w = 11;
     const size = n * h * w;
     const masks = new Uint8Array(size);
-    for (let k = 0; k < 5; k++) { // random rectangles, some touching diagonally
-      const im = Math.floor(rnd() * n), y0 = Math.floor(rnd() * h), x0 = Math.floor(rnd() * w);
-      const hh = 1 + Math.floor(rnd() * 4), ww = 1 + Math.floor(rnd() * 4);
+    for (let k = 0; k < 5; k++) {
+      // random rectangles, some touching diagonally
+      const im = Math.floor(rnd() * n),
+        y0 = Math.floor(rnd() * h),
+        x0 = Math.floor(rnd() * w);
+      const hh = 1 + Math.floor(rnd() * 4),
+        ww = 1 + Math.floor(rnd() * 4);
       for (let y = y0; y < Math.min(h, y0 + hh); y++) for (let x = x0; x < Math.min(w, x0 + ww); x++) masks[im * h * w + y * w + x] = 1;
     }
-    masks[h * w + 2 * w + 2] = 1; masks[h * w + 3 * w + 3] = 1; // a diagonal pair
+    masks[h * w + 2 * w + 2] = 1;
+    masks[h * w + 3 * w + 3] = 1; // a diagonal pair
     const maps = new Float64Array(size);
     const quant = trial % 2 === 0 ? 40 : 0; // quantised scores -> many ties
     for (let i = 0; i < size; i++) {
@@ -413,7 +521,14 @@ test('random small stacks agree with an O(T*P) brute force (ties, 8-conn regions
     // the same masks with Float32 maps give the same answers as the float64 copy of them
     const m32 = Float32Array.from(maps);
     const r32 = computeMetrics({ imageScores: [1, 0, 0], imageLabels: [1, 0, 1], maps: m32, masks, height: h, width: w });
-    const r64 = computeMetrics({ imageScores: [1, 0, 0], imageLabels: [1, 0, 1], maps: Float64Array.from(m32), masks, height: h, width: w });
+    const r64 = computeMetrics({
+      imageScores: [1, 0, 0],
+      imageLabels: [1, 0, 1],
+      maps: Float64Array.from(m32),
+      masks,
+      height: h,
+      width: w,
+    });
     assert.deepEqual(r32, r64);
   }
 });
@@ -421,7 +536,10 @@ test('random small stacks agree with an O(T*P) brute force (ties, 8-conn regions
 // ------------------------------------------------------------------ scaling
 
 test('scaling: ~20M pixels (75 maps of 516x516), Float32 maps, one sort', () => {
-  const n = 75, h = 516, w = 516, hw = h * w;
+  const n = 75,
+    h = 516,
+    w = 516,
+    hw = h * w;
   const rnd = rng(99);
   const maps = new Float32Array(n * hw);
   const masks = new Uint8Array(n * hw);
@@ -431,7 +549,8 @@ test('scaling: ~20M pixels (75 maps of 516x516), Float32 maps, one sort', () => 
     if (im % 3 === 0) {
       labels[im] = 1;
       for (let k = 0; k < 3; k++) {
-        const y0 = Math.floor(rnd() * (h - 60)), x0 = Math.floor(rnd() * (w - 60));
+        const y0 = Math.floor(rnd() * (h - 60)),
+          x0 = Math.floor(rnd() * (w - 60));
         for (let y = y0; y < y0 + 10 + k * 15; y++) for (let x = x0; x < x0 + 40; x++) masks[im * hw + y * w + x] = 1;
       }
     }

@@ -15,13 +15,22 @@ const item = (rel: string, defect: string, label: 0 | 1 | null): DatasetItem => 
 
 test('CSV quoting (RFC 4180) round trips odd names', () => {
   const odd = ['plain.png', 'a,b.png', 'say "hi".png', 'line\nbreak.png', ' lead.png', 'naïve ünïcode.png', ''];
-  const text = formatCsv(['name', 'x'], odd.map((s, i) => [s, i]));
+  const text = formatCsv(
+    ['name', 'x'],
+    odd.map((s, i) => [s, i]),
+  );
   assert.equal(csvField('a,b'), '"a,b"');
   assert.equal(csvField('say "hi"'), '"say ""hi"""');
   const rows = parseCsv(text);
   assert.deepEqual(rows[0], ['name', 'x']);
-  assert.deepEqual(rows.slice(1).map((r) => r[0]), odd);
-  assert.deepEqual(parseCsv('a,b\r\n"x\r\ny",2\r\n'), [['a', 'b'], ['x\r\ny', '2']]);
+  assert.deepEqual(
+    rows.slice(1).map((r) => r[0]),
+    odd,
+  );
+  assert.deepEqual(parseCsv('a,b\r\n"x\r\ny",2\r\n'), [
+    ['a', 'b'],
+    ['x\r\ny', '2'],
+  ]);
 });
 
 test('scores.csv: header, empty label when unknown, exact numbers, round trip', () => {
@@ -32,7 +41,10 @@ test('scores.csv: header, empty label when unknown, exact numbers, round trip', 
   assert.equal(text.split('\n')[1], 'cat/test/good/000.png,good,0,0.1,0.2');
   assert.equal(text.split('\n')[3], 'u/1.png,u,,nan,1e-20');
   const back = parseScoresCsv(text);
-  assert.deepEqual(back.map((b) => [b.path, b.defect, b.label]), items.map((it) => [it.rel, it.defect, it.label]));
+  assert.deepEqual(
+    back.map((b) => [b.path, b.defect, b.label]),
+    items.map((it) => [it.rel, it.defect, it.label]),
+  );
   assert.equal(back[1]!.score, 1 / 3);
   assert.equal(back[1]!.score_rscin, 2 / 3);
   assert.ok(Number.isNaN(back[2]!.score));
@@ -41,10 +53,32 @@ test('scores.csv: header, empty label when unknown, exact numbers, round trip', 
 
 test('metrics.json: fixed key order, nulls, counts', () => {
   const items = [item('a', 'good', 0), item('b', 'good', 0), item('c', 'x', 1)];
-  const m = { image_auroc: 1, image_f1max: 0.5, image_ap: NaN, pixel_auroc: null, pixel_f1max: null, pixel_ap: null, pixel_pro: null, aupro: null };
+  const m = {
+    image_auroc: 1,
+    image_f1max: 0.5,
+    image_ap: NaN,
+    pixel_auroc: null,
+    pixel_f1max: null,
+    pixel_ap: null,
+    pixel_pro: null,
+    aupro: null,
+  };
   const text = formatMetricsJson({ items, skipped: [{ path: 'z', reason: 'bad' }], metrics: m });
   const obj = JSON.parse(text) as Record<string, unknown>;
-  assert.deepEqual(Object.keys(obj), ['image_auroc', 'image_f1max', 'image_ap', 'pixel_auroc', 'pixel_f1max', 'pixel_ap', 'pixel_pro', 'aupro', 'n_images', 'n_good', 'n_defective', 'n_skipped']);
+  assert.deepEqual(Object.keys(obj), [
+    'image_auroc',
+    'image_f1max',
+    'image_ap',
+    'pixel_auroc',
+    'pixel_f1max',
+    'pixel_ap',
+    'pixel_pro',
+    'aupro',
+    'n_images',
+    'n_good',
+    'n_defective',
+    'n_skipped',
+  ]);
   assert.equal(obj.image_ap, null);
   assert.deepEqual([obj.n_images, obj.n_good, obj.n_defective, obj.n_skipped], [3, 2, 1, 1]);
   const none = JSON.parse(formatMetricsJson({ items, skipped: [], metrics: null })) as Record<string, unknown>;
@@ -69,7 +103,18 @@ test('maps.safetensors round trip with the path list', async () => {
 });
 
 test('summary.json mean skips nulls; metrics.md has percentages with one decimal and a mean row', () => {
-  const base = { image_f1max: null, image_ap: null, pixel_auroc: null, pixel_f1max: null, pixel_ap: null, pixel_pro: null, aupro: null, n_good: 1, n_defective: 1, n_skipped: 0 };
+  const base = {
+    image_f1max: null,
+    image_ap: null,
+    pixel_auroc: null,
+    pixel_f1max: null,
+    pixel_ap: null,
+    pixel_pro: null,
+    aupro: null,
+    n_good: 1,
+    n_defective: 1,
+    n_skipped: 0,
+  };
   const entries = [
     { category: 'a|b', metrics: { ...base, image_auroc: 0.9994, n_images: 2 } },
     { category: 'c', metrics: { ...base, image_auroc: 0.5, pixel_auroc: 0.75, n_images: 3, n_skipped: 1 } },
@@ -86,7 +131,12 @@ test('summary.json mean skips nulls; metrics.md has percentages with one decimal
 });
 
 test('heatmap selection, paths and colours', () => {
-  const items = [item('c/test/good/000.png', 'good', 0), item('c/test/cut/000.png', 'cut', 1), item('c/test/cut/000.jpg', 'cut', 1), item('x/../../evil.png', '../..', 1)];
+  const items = [
+    item('c/test/good/000.png', 'good', 0),
+    item('c/test/cut/000.png', 'cut', 1),
+    item('c/test/cut/000.jpg', 'cut', 1),
+    item('x/../../evil.png', '../..', 1),
+  ];
   assert.deepEqual(selectHeatmaps(items, 'anomalous'), [1, 2, 3]);
   assert.deepEqual(selectHeatmaps(items, 'all'), [0, 1, 2, 3]);
   assert.deepEqual(selectHeatmaps(items, 'none'), []);
@@ -119,5 +169,8 @@ test('CSV formula injection (issue 16): text cells starting with = + - @ TAB CR 
   const items = [item('=HYPERLINK("http://evil")/1.png', '=HYPERLINK("http://evil")', 1), item('@x/2.png', '@x', 0)];
   const text = formatScoresCsv({ items, imageScores: Float64Array.from([0.5, -0.5]), rscinScores: Float64Array.from([1, 2]) });
   for (const line of text.split('\n').slice(1, 3)) assert.match(line, /^"?'[=@]/);
-  assert.deepEqual(parseScoresCsv(text).map((r) => [r.path, r.defect]), items.map((it) => [it.rel, it.defect]));
+  assert.deepEqual(
+    parseScoresCsv(text).map((r) => [r.path, r.defect]),
+    items.map((it) => [it.rel, it.defect]),
+  );
 });

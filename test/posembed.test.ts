@@ -53,7 +53,11 @@ test('same grid size is the identity; bad row counts are rejected', () => {
 test('bicubic reproduces a constant grid (weights sum to 1, borders clamped)', () => {
   const g0 = 5;
   const grid = new Float32Array(g0 * g0 * 2).fill(1.25);
-  for (const [g, scale] of [[7, 5 / 7], [3, 5 / 3], [6, 5 / 6.1]] as const) {
+  for (const [g, scale] of [
+    [7, 5 / 7],
+    [3, 5 / 3],
+    [6, 5 / 6.1],
+  ] as const) {
     const out = bicubicGrid(grid, g0, 2, g, scale);
     assert.equal(out.length, g * g * 2);
     for (const v of out) assert.ok(Math.abs(v - 1.25) < 1e-6);

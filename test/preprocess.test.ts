@@ -8,7 +8,12 @@ import { resizePil, pilCoefficients } from '../src/image/resample.js';
 import { GOLDEN, DATA } from './helpers/paths.js';
 
 test('PIL coefficients sum to 1 in fixed point (within rounding) and cover the support', () => {
-  for (const [a, b] of [[900, 84], [84, 900], [10, 7], [7, 10]] as const) {
+  for (const [a, b] of [
+    [900, 84],
+    [84, 900],
+    [10, 7],
+    [7, 10],
+  ] as const) {
     for (const f of ['bilinear', 'bicubic'] as const) {
       const c = pilCoefficients(a, b, f);
       for (let o = 0; o < b; o++) {
@@ -45,7 +50,10 @@ test('preprocessing of the 10 bottle images matches golden clip_input / dino_inp
   const stats = { clip: { max: 0, sum: 0, bad: 0 }, dino: { max: 0, sum: 0, bad: 0 } };
   for (let i = 0; i < images.length; i++) {
     const img = await decodeRgb(resolve(DATA, images[i]));
-    for (const [fam, ref] of [['clip', clip.data], ['dino', dino.data]] as const) {
+    for (const [fam, ref] of [
+      ['clip', clip.data],
+      ['dino', dino.data],
+    ] as const) {
       const x = preprocessFor(fam === 'clip' ? 'clip' : 'dinov2', img, S);
       assert.equal(x.length, per);
       const st = stats[fam];

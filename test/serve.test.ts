@@ -32,13 +32,26 @@ after(async () => {
 });
 
 /** A raw request: the path is sent exactly as given (no client-side normalisation of '..'). */
-function get(path: string, o: { method?: string; host?: string } = {}): Promise<{ status: number; body: string; type: string | undefined; headers: Record<string, unknown> }> {
+function get(
+  path: string,
+  o: { method?: string; host?: string } = {},
+): Promise<{ status: number; body: string; type: string | undefined; headers: Record<string, unknown> }> {
   return new Promise((ok, fail) => {
-    const req = request({ host: '127.0.0.1', port: srv.port, path, method: o.method ?? 'GET', headers: { host: o.host ?? `127.0.0.1:${srv.port}` } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => ok({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), type: res.headers['content-type'], headers: res.headers }));
-    });
+    const req = request(
+      { host: '127.0.0.1', port: srv.port, path, method: o.method ?? 'GET', headers: { host: o.host ?? `127.0.0.1:${srv.port}` } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          ok({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8'),
+            type: res.headers['content-type'],
+            headers: res.headers,
+          }),
+        );
+      },
+    );
     req.on('error', fail);
     req.end();
   });
@@ -121,14 +134,28 @@ test('startServe builds a missing report.html first; --no-build does not', async
     const lines: string[] = [];
     const s1 = await startServe(t.dir, { port: 0, host: '127.0.0.1', build: false }, (l) => lines.push(l));
     try {
-      const r = await new Promise<number>((ok, fail) => request(`${s1.url}`, (res) => { res.resume(); ok(res.statusCode ?? 0); }).on('error', fail).end());
+      const r = await new Promise<number>((ok, fail) =>
+        request(`${s1.url}`, (res) => {
+          res.resume();
+          ok(res.statusCode ?? 0);
+        })
+          .on('error', fail)
+          .end(),
+      );
       assert.equal(r, 404, 'no report.html yet');
     } finally {
       await s1.close();
     }
     const s2 = await startServe(t.dir, { port: 0, host: '127.0.0.1', build: true }, (l) => lines.push(l));
     try {
-      const r = await new Promise<number>((ok, fail) => request(`${s2.url}`, (res) => { res.resume(); ok(res.statusCode ?? 0); }).on('error', fail).end());
+      const r = await new Promise<number>((ok, fail) =>
+        request(`${s2.url}`, (res) => {
+          res.resume();
+          ok(res.statusCode ?? 0);
+        })
+          .on('error', fail)
+          .end(),
+      );
       assert.equal(r, 200);
       assert.ok(lines.some((l) => l.startsWith('serving ')));
     } finally {

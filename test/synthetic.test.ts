@@ -79,12 +79,21 @@ test('end to end with a fake backbone and scorer: outputs, order, skip, determin
     const rows = parseScoresCsv(await readFile(join(cat, 'scores.csv'), 'utf8'));
     const ds = await openDataset(set.root);
     const items = (await ds.load('surface')).items.filter((it) => !it.rel.endsWith('099.png'));
-    assert.deepEqual(rows.map((r) => r.path), items.map((it) => it.rel));
-    assert.deepEqual(rows.map((r) => r.label), items.map((it) => it.label));
+    assert.deepEqual(
+      rows.map((r) => r.path),
+      items.map((it) => it.rel),
+    );
+    assert.deepEqual(
+      rows.map((r) => r.label),
+      items.map((it) => it.label),
+    );
     // the fake rscin doubles the score; the metrics got the rscin scores and masks at S x S
     rows.forEach((r) => assert.equal(r.score_rscin, r.score * 2));
     assert.equal(rec.length, 1);
-    assert.deepEqual(Array.from(rec[0]!.imageScores), rows.map((r) => r.score_rscin));
+    assert.deepEqual(
+      Array.from(rec[0]!.imageScores),
+      rows.map((r) => r.score_rscin),
+    );
     assert.equal(rec[0]!.height, 32);
     assert.equal(rec[0]!.masks!.length, 16 * 32 * 32);
     let defectPx = 0;
@@ -95,18 +104,27 @@ test('end to end with a fake backbone and scorer: outputs, order, skip, determin
     assert.equal(metrics.n_skipped, 1);
     assert.equal(metrics.n_defective, 6);
     assert.equal(typeof metrics.image_auroc, 'number');
-    const runJson = JSON.parse(await readFile(join(cat, 'run.json'), 'utf8')) as { skipped: { path: string; reason: string }[]; timings_ms_per_image: Record<string, number>; peak_rss_mb: number; backbone: { name: string } };
+    const runJson = JSON.parse(await readFile(join(cat, 'run.json'), 'utf8')) as {
+      skipped: { path: string; reason: string }[];
+      timings_ms_per_image: Record<string, number>;
+      peak_rss_mb: number;
+      backbone: { name: string };
+    };
     assert.equal(runJson.skipped.length, 1);
     assert.match(runJson.skipped[0]!.path, /099\.png$/);
     assert.match(runJson.skipped[0]!.reason, /not an image/);
-    for (const k of ['decode', 'backbone', 'scoring', 'rscin', 'metrics', 'write', 'total']) assert.equal(typeof runJson.timings_ms_per_image[k], 'number', k);
+    for (const k of ['decode', 'backbone', 'scoring', 'rscin', 'metrics', 'write', 'total'])
+      assert.equal(typeof runJson.timings_ms_per_image[k], 'number', k);
     assert.ok(runJson.peak_rss_mb > 0);
     assert.equal(runJson.backbone.name, 'fake');
     // maps: [N, S, S], the score is the max of the map
     const maps = await readMaps(join(cat, 'maps.safetensors'));
     assert.equal(maps.n, 16);
     assert.equal(maps.size, 32);
-    assert.deepEqual(maps.paths, rows.map((r) => r.path));
+    assert.deepEqual(
+      maps.paths,
+      rows.map((r) => r.path),
+    );
     for (let i = 0; i < maps.n; i++) {
       let m = -Infinity;
       for (let k = 0; k < 32 * 32; k++) m = Math.max(m, maps.maps[i * 1024 + k]!);
@@ -120,13 +138,17 @@ test('end to end with a fake backbone and scorer: outputs, order, skip, determin
     // identical runs give byte-identical scores.csv and metrics.json
     const o2 = join(dir, 'out2');
     await run(o2);
-    for (const f of ['scores.csv', 'metrics.json']) assert.deepEqual(await readFile(join(o2, 'surface', f)), await readFile(join(cat, f)), f);
+    for (const f of ['scores.csv', 'metrics.json'])
+      assert.deepEqual(await readFile(join(o2, 'surface', f)), await readFile(join(cat, f)), f);
 
     // division: 2 subsets scored separately, together every image
     const o3 = join(dir, 'out3');
     const d = await run(o3, { divide_num: 2, heatmaps: 'none' });
     assert.equal(d.scorer.subsetSizes.length, 2);
-    assert.equal(d.scorer.subsetSizes.reduce((a, b) => a + b, 0), 16);
+    assert.equal(
+      d.scorer.subsetSizes.reduce((a, b) => a + b, 0),
+      16,
+    );
     const rj = JSON.parse(await readFile(join(o3, 'surface', 'run.json'), 'utf8')) as { divide_num_used: number; subset_sizes: number[] };
     assert.equal(rj.divide_num_used, 2);
     assert.deepEqual(rj.subset_sizes, d.scorer.subsetSizes);

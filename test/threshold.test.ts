@@ -6,7 +6,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { median, madThreshold, madStatistics, otsuThreshold, decide, parseDecisionRule, isNg, nextUp, labelFreeThreshold, MAD_SCALE } from '../src/threshold.js';
+import {
+  median,
+  madThreshold,
+  madStatistics,
+  otsuThreshold,
+  decide,
+  parseDecisionRule,
+  isNg,
+  nextUp,
+  labelFreeThreshold,
+  MAD_SCALE,
+} from '../src/threshold.js';
 import { f1OptimalThreshold } from '../src/metrics/index.js';
 import { generateSynthetic } from '../src/demo/synthetic.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
@@ -65,7 +76,14 @@ test('the NG rule: score >= threshold, NaN is NG; thresholds for equal scores li
   assert.equal(isNg(5.0001, madThreshold([5, 5, 5])), true);
   // k = 0 with spread: t = median, the median image is NG
   assert.equal(decide([1, 2, 3], { method: 'mad', k: 0 }).ng, 2);
-  assert.deepEqual(labelFreeThreshold([1, 2, 3, 4, 100]), { method: 'mad', k: 3, threshold: 3 + 3 * MAD_SCALE, median: 3, mad: 1, sigma: MAD_SCALE });
+  assert.deepEqual(labelFreeThreshold([1, 2, 3, 4, 100]), {
+    method: 'mad',
+    k: 3,
+    threshold: 3 + 3 * MAD_SCALE,
+    median: 3,
+    mad: 1,
+    sigma: MAD_SCALE,
+  });
   assert.equal(labelFreeThreshold([NaN, Infinity]), null);
   assert.throws(() => decide([NaN], { method: 'otsu' }), /no finite scores/);
 });
@@ -74,7 +92,8 @@ test('--decision values', () => {
   assert.deepEqual(parseDecisionRule('mad'), { method: 'mad', k: 3 });
   assert.deepEqual(parseDecisionRule('mad:2.5'), { method: 'mad', k: 2.5 });
   assert.deepEqual(parseDecisionRule('otsu'), { method: 'otsu' });
-  for (const bad of ['median', 'mad:', 'mad:-1', 'otsu:2', '']) assert.throws(() => parseDecisionRule(bad), /expected mad|mad:K|otsu takes/);
+  for (const bad of ['median', 'mad:', 'mad:-1', 'otsu:2', ''])
+    assert.throws(() => parseDecisionRule(bad), /expected mad|mad:K|otsu takes/);
 });
 
 test('pipeline: scores.csv decision column from the RsCIN scores; metrics.json f1_threshold and the rule', async () => {
@@ -83,7 +102,14 @@ test('pipeline: scores.csv decision column from the RsCIN scores; metrics.json f
     const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 8, defective: 4 });
     const run = async (out: string, extra: Record<string, unknown>) => {
       const settings = mergeSettings({}, { heatmaps: 'none', ...extra });
-      await runDataset({ data: set.root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 4)), scorer: fakeScorer(), metrics: fakeMetrics() });
+      await runDataset({
+        data: set.root,
+        out,
+        settings,
+        loadBackbone: fakeLoader(fakeBackbone(32, 4)),
+        scorer: fakeScorer(),
+        metrics: fakeMetrics(),
+      });
       return {
         rows: parseScoresCsv(await readFile(join(out, 'surface', 'scores.csv'), 'utf8')),
         metrics: JSON.parse(await readFile(join(out, 'surface', 'metrics.json'), 'utf8')) as Record<string, unknown>,
@@ -98,7 +124,10 @@ test('pipeline: scores.csv decision column from the RsCIN scores; metrics.json f
     assert.equal(a.metrics.decision_threshold, t);
     a.rows.forEach((r) => assert.equal(r.decision, r.score_rscin >= t ? 'NG' : 'OK'));
     assert.equal(a.metrics.n_ng, a.rows.filter((r) => r.decision === 'NG').length);
-    const f1 = f1OptimalThreshold(s, a.rows.map((r) => r.label ?? 0));
+    const f1 = f1OptimalThreshold(
+      s,
+      a.rows.map((r) => r.label ?? 0),
+    );
     assert.equal(a.metrics.f1_threshold, f1.threshold);
     // without --decision: the default column, F1-optimal with labels (NG iff score >= f1_threshold)
     const b = await run(join(dir, 'b'), {});
@@ -110,7 +139,13 @@ test('pipeline: scores.csv decision column from the RsCIN scores; metrics.json f
     assert.equal(b.metrics.n_ng, b.rows.filter((r) => r.score_rscin >= f1.threshold).length);
     const c = await run(join(dir, 'c'), { decision: 'mad:1' });
     assert.equal(c.metrics.decision_k, 1);
-    assert.equal(c.metrics.decision_threshold, madThreshold(c.rows.map((r) => r.score_rscin), 1));
+    assert.equal(
+      c.metrics.decision_threshold,
+      madThreshold(
+        c.rows.map((r) => r.score_rscin),
+        1,
+      ),
+    );
   } finally {
     await cleanup();
   }

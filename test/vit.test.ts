@@ -29,7 +29,12 @@ function readAll(file: string, names: string[]): Record<string, { data: Float32A
 const inputs = readAll('bottle10.inputs.safetensors', ['clip_input', 'dino_input']);
 
 const tinyInfo = (family: 'clip' | 'dinov2' | 'dino'): VitInfo => ({
-  name: `${family}-tiny`, family, description: 'golden tiny model', imageSize: 84, stages: [0, 1, 2, 3], patchSize: 14,
+  name: `${family}-tiny`,
+  family,
+  description: 'golden tiny model',
+  imageSize: 84,
+  stages: [0, 1, 2, 3],
+  patchSize: 14,
   weights: { repo: 'local', file: 'x' },
 });
 
@@ -47,7 +52,7 @@ async function checkGolden(bb: Backbone, input: Float32Array, outFile: string, l
     for (let n = 0; n < N; n++) {
       for (let p = 0; p < 36; p++) {
         for (let c = 0; c < C; c++) {
-          const a = s.data[((n * 36) + p) * C + c];
+          const a = s.data[(n * 36 + p) * C + c];
           const b = ref.patch_tokens.data[((l * N + n) * T + 1 + p) * C + c];
           maxStage = Math.max(maxStage, Math.abs(a - b));
         }
@@ -103,13 +108,26 @@ test('clear errors: wrong family, missing tensor, stage out of range', async () 
   // drop one tensor from the open_clip file
   const f = SafetensorsFile.open(resolve(GOLDEN, 'clip_tiny.openclip.safetensors'));
   const t: Record<string, TensorToWrite> = {};
-  for (const n of f.names()) if (n !== 'visual.transformer.resblocks.2.mlp.c_fc.bias') t[n] = { dtype: 'F32', shape: f.info(n).shape, data: f.float32(n).data };
+  for (const n of f.names())
+    if (n !== 'visual.transformer.resblocks.2.mlp.c_fc.bias') t[n] = { dtype: 'F32', shape: f.info(n).shape, data: f.float32(n).data };
   f.close();
   const broken = join(cacheDir, 'broken.safetensors');
   await writeSafetensors(broken, t);
-  assert.throws(() => loadVitWeights(broken, { heads: 4 }), (e: Error) => e instanceof WeightFormatError && /missing tensor visual\.transformer\.resblocks\.2\.mlp\.c_fc\.bias/.test(e.message) && e.message.includes(broken));
-  await assert.rejects(loadVit({ ...tinyInfo('clip'), stages: [4] }, { weightsPath: resolve(GOLDEN, 'clip_tiny.openclip.safetensors'), cacheDir }), /stage 4 is out of range/);
-  await assert.rejects(loadVit({ ...tinyInfo('dinov2'), imageSize: 80 }, { weightsPath: resolve(GOLDEN, 'dinov2_tiny.dinov2.safetensors'), cacheDir }), /not a multiple of the patch size 14/);
+  assert.throws(
+    () => loadVitWeights(broken, { heads: 4 }),
+    (e: Error) =>
+      e instanceof WeightFormatError &&
+      /missing tensor visual\.transformer\.resblocks\.2\.mlp\.c_fc\.bias/.test(e.message) &&
+      e.message.includes(broken),
+  );
+  await assert.rejects(
+    loadVit({ ...tinyInfo('clip'), stages: [4] }, { weightsPath: resolve(GOLDEN, 'clip_tiny.openclip.safetensors'), cacheDir }),
+    /stage 4 is out of range/,
+  );
+  await assert.rejects(
+    loadVit({ ...tinyInfo('dinov2'), imageSize: 80 }, { weightsPath: resolve(GOLDEN, 'dinov2_tiny.dinov2.safetensors'), cacheDir }),
+    /not a multiple of the patch size 14/,
+  );
 });
 
 test('graph cache: reused when intact, rebuilt when corrupt', async () => {
@@ -153,15 +171,38 @@ function tinyDino(seed: number): RefVit {
   const r = rng(seed);
   const gauss = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
   const mk = (n: number, sc: number, base = 0) => Float32Array.from({ length: n }, () => base + sc * gauss());
-  const C = 32, H = 4, M = 64, p = 7, g0 = 4;
+  const C = 32,
+    H = 4,
+    M = 64,
+    p = 7,
+    g0 = 4;
   const blocks = Array.from({ length: 3 }, () => ({
-    n1w: mk(C, 0.1, 1), n1b: mk(C, 0.1), qkvW: mk(3 * C * C, C ** -0.5), qkvB: mk(3 * C, 0.05),
-    projW: mk(C * C, C ** -0.5), projB: mk(C, 0.05), n2w: mk(C, 0.1, 1), n2b: mk(C, 0.1),
-    fc1W: mk(M * C, C ** -0.5), fc1B: mk(M, 0.05), fc2W: mk(C * M, M ** -0.5), fc2B: mk(C, 0.05),
+    n1w: mk(C, 0.1, 1),
+    n1b: mk(C, 0.1),
+    qkvW: mk(3 * C * C, C ** -0.5),
+    qkvB: mk(3 * C, 0.05),
+    projW: mk(C * C, C ** -0.5),
+    projB: mk(C, 0.05),
+    n2w: mk(C, 0.1, 1),
+    n2b: mk(C, 0.1),
+    fc1W: mk(M * C, C ** -0.5),
+    fc1B: mk(M, 0.05),
+    fc2W: mk(C * M, M ** -0.5),
+    fc2B: mk(C, 0.05),
   }));
   return {
-    C, H, M, p, eps: 1e-6, patchW: mk(C * 3 * p * p, (3 * p * p) ** -0.5), patchB: mk(C, 0.05),
-    cls: mk(C, 0.5), pos: mk((1 + g0 * g0) * C, 0.5), blocks, normW: mk(C, 0.1, 1), normB: mk(C, 0.1),
+    C,
+    H,
+    M,
+    p,
+    eps: 1e-6,
+    patchW: mk(C * 3 * p * p, (3 * p * p) ** -0.5),
+    patchB: mk(C, 0.05),
+    cls: mk(C, 0.5),
+    pos: mk((1 + g0 * g0) * C, 0.5),
+    blocks,
+    normW: mk(C, 0.1, 1),
+    normB: mk(C, 0.1),
   };
 }
 

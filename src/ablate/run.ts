@@ -81,7 +81,8 @@ export async function runAblation(inp: AblationInput): Promise<AblationResult> {
     warnings.push(`only ${split.refs.length} reference images available: rows with more shots are left out`);
     rows = rows.filter((r) => r.shots <= split.refs.length);
   }
-  if (rows.some((r) => r.shots > 0 || r.study === 'shots') && split.test.length < 2) throw new Error('shots study: fewer than 2 test images left');
+  if (rows.some((r) => r.shots > 0 || r.study === 'shots') && split.test.length < 2)
+    throw new Error('shots study: fewer than 2 test images left');
 
   // variants, deduplicated by their definition
   const variants: PoolVariant[] = [];
@@ -105,7 +106,11 @@ export async function runAblation(inp: AblationInput): Promise<AblationResult> {
       return addVariant({ scored: split.test, pools: [pool], poolOf: split.test.map(() => 0), reduce });
     }
     if (row.divide > 1) {
-      const subsets = divideSubsets(inp.items.map((it) => it.path), row.divide, inp.seed);
+      const subsets = divideSubsets(
+        inp.items.map((it) => it.path),
+        row.divide,
+        inp.seed,
+      );
       const poolOf = new Array<number>(N).fill(0);
       subsets.forEach((s, si) => s.forEach((i) => (poolOf[i] = si)));
       return addVariant({ scored: all, pools: subsets, poolOf, reduce });
@@ -122,7 +127,11 @@ export async function runAblation(inp: AblationInput): Promise<AblationResult> {
   for (const [ri, row] of rows.entries()) {
     const v = variants[rowVariant[ri]!]!;
     const n = v.scored.length;
-    const patch = composeR(res, rowVariant[ri]!, row.rList.map((r) => rUnion.indexOf(r)));
+    const patch = composeR(
+      res,
+      rowVariant[ri]!,
+      row.rList.map((r) => rUnion.indexOf(r)),
+    );
     const maps = upsampleAlignCorners(patch, n, res.h, res.w, S, S); // [n, S, S]
     const scores = mapMaxima(maps, n);
     const final = rscin(scores, selectTokens(inp.tokens, v.scored), row.kList);
@@ -148,7 +157,9 @@ export function ablationMarkdown(title: string, rows: AblationRow[]): string {
   const lines = [`### ${title}`, '', head, '|---|---|---|---|---|---|---|---|---|'];
   for (const r of rows) {
     const m = r.metrics;
-    lines.push(`| ${r.study} | ${r.setting} | ${r.nTest}${r.nRef ? ` + ${r.nRef} ref` : ''} | ${pct(m.image_auroc)} | ${pct(m.image_f1max)} | ${pct(m.image_ap)} | ${pct(m.pixel_auroc)} | ${pct(m.pixel_f1max)} | ${pct(m.pixel_pro)} |`);
+    lines.push(
+      `| ${r.study} | ${r.setting} | ${r.nTest}${r.nRef ? ` + ${r.nRef} ref` : ''} | ${pct(m.image_auroc)} | ${pct(m.image_f1max)} | ${pct(m.image_ap)} | ${pct(m.pixel_auroc)} | ${pct(m.pixel_f1max)} | ${pct(m.pixel_pro)} |`,
+    );
   }
   return lines.join('\n') + '\n';
 }

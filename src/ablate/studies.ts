@@ -63,7 +63,8 @@ export function studyRows(studies: StudyName[], kList: number[], shotCounts = SH
     if (st === 'r') for (const r of R_COMBOS) rows.push({ ...base, study: st, setting: `r={${r.join(',')}}`, rList: r });
     if (st === 'msm') for (const m of MSM_VARIANTS) rows.push({ ...base, study: st, setting: m.label, reduce: m.reduce });
     if (st === 'rscin') for (const w of rscinWindows(kList)) rows.push({ ...base, study: st, setting: w.label, kList: w.k });
-    if (st === 'divide') for (const d of DIVIDE_COUNTS) rows.push({ ...base, study: st, setting: `${d} subset${d > 1 ? 's' : ''}`, divide: d });
+    if (st === 'divide')
+      for (const d of DIVIDE_COUNTS) rows.push({ ...base, study: st, setting: `${d} subset${d > 1 ? 's' : ''}`, divide: d });
     if (st === 'shots') {
       for (const k of shotCounts) {
         rows.push({ ...base, study: st, setting: `${k}-shot MuSc`, shots: k });
@@ -76,7 +77,10 @@ export function studyRows(studies: StudyName[], kList: number[], shotCounts = SH
 
 /** Parses --study: one of r, msm, rscin, divide, shots, all, or a comma list. */
 export function parseStudies(s: string): StudyName[] {
-  const parts = s.split(',').map((x) => x.trim()).filter(Boolean);
+  const parts = s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
   if (parts.length === 0) throw new Error('expected a study name');
   const out: StudyName[] = [];
   for (const p of parts) {

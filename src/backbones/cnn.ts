@@ -90,11 +90,22 @@ export interface ResNetArch {
 
 const STANDARD_PLANES = [64, 128, 256, 512];
 
-export const RESNET50: ResNetArch = { name: 'resnet50', blocks: [3, 4, 6, 3], stemWidth: 64, planes: STANDARD_PLANES, widthFactor: 1, expansion: 4, strideOn: 'conv2' };
+export const RESNET50: ResNetArch = {
+  name: 'resnet50',
+  blocks: [3, 4, 6, 3],
+  stemWidth: 64,
+  planes: STANDARD_PLANES,
+  widthFactor: 1,
+  expansion: 4,
+  strideOn: 'conv2',
+};
 export const WIDE_RESNET50_2: ResNetArch = { ...RESNET50, name: 'wide_resnet50_2', widthFactor: 2 };
 
 export class ResNetWeightsError extends Error {
-  constructor(readonly file: string, message: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
     super(`${file}: ${message}`);
     this.name = 'ResNetWeightsError';
   }
@@ -147,13 +158,19 @@ export function describeResNet(net: ResNetNet, name = 'resnet'): ResNetArch {
       const inC = ch;
       ch = chain(blk.conv3, chain(blk.conv2, chain(blk.conv1, inC)));
       const sc = blk.downsample ? chain(blk.downsample, inC) : inC;
-      if (sc !== ch) throw new ResNetWeightsError(where, `layer${li + 1}.${bi}: shortcut gives ${sc} channels, the residual ${ch}${blk.downsample ? '' : ' (a downsample conv is missing)'}`);
+      if (sc !== ch)
+        throw new ResNetWeightsError(
+          where,
+          `layer${li + 1}.${bi}: shortcut gives ${sc} channels, the residual ${ch}${blk.downsample ? '' : ' (a downsample conv is missing)'}`,
+        );
       if (blk.conv1.stride > 1) strideOn.add('conv1');
       if (blk.conv2.stride > 1) strideOn.add('conv2');
       if (blk.conv3.stride > 1) throw new ResNetWeightsError(where, `${blk.conv3.name} has stride ${blk.conv3.stride}`);
       const stride = blk.conv1.stride * blk.conv2.stride;
-      if (blk.downsample && blk.downsample.stride !== stride) throw new ResNetWeightsError(where, `${blk.downsample.name} has stride ${blk.downsample.stride}, the residual ${stride}`);
-      if (!blk.downsample && stride !== 1) throw new ResNetWeightsError(where, `layer${li + 1}.${bi} has stride ${stride} without a downsample conv`);
+      if (blk.downsample && blk.downsample.stride !== stride)
+        throw new ResNetWeightsError(where, `${blk.downsample.name} has stride ${blk.downsample.stride}, the residual ${stride}`);
+      if (!blk.downsample && stride !== 1)
+        throw new ResNetWeightsError(where, `layer${li + 1}.${bi} has stride ${stride} without a downsample conv`);
     }
     // bottleneck: out = planes * 4, inner width = planes * widthFactor
     const out = layer[0].conv3.shape[0];
@@ -161,7 +178,8 @@ export function describeResNet(net: ResNetNet, name = 'resnet'): ResNetArch {
     planes.push(out / 4);
     factors.add(width / (out / 4));
   }
-  if (factors.size !== 1) throw new ResNetWeightsError(where, `inconsistent bottleneck widths across layers (width/planes = ${[...factors]})`);
+  if (factors.size !== 1)
+    throw new ResNetWeightsError(where, `inconsistent bottleneck widths across layers (width/planes = ${[...factors]})`);
   return {
     name,
     blocks: net.layers.map((l) => l.length),
@@ -220,7 +238,11 @@ function addConv(g: GraphBuilder, x: string, c: ConvBn, relu: boolean): string {
   const attrs =
     c.padding === 'same_upper'
       ? { kernel_shape: [c.shape[2], c.shape[3]], strides: [c.stride, c.stride], auto_pad: 'SAME_UPPER' }
-      : { kernel_shape: [c.shape[2], c.shape[3]], strides: [c.stride, c.stride], pads: [c.padding[0], c.padding[1], c.padding[2], c.padding[3]] };
+      : {
+          kernel_shape: [c.shape[2], c.shape[3]],
+          strides: [c.stride, c.stride],
+          pads: [c.padding[0], c.padding[1], c.padding[2], c.padding[3]],
+        };
   const y = g.op('Conv', [x, W, B], attrs, 'conv');
   return relu ? g.op('Relu', [y], {}, 'relu') : y;
 }
@@ -228,7 +250,8 @@ function addConv(g: GraphBuilder, x: string, c: ConvBn, relu: boolean): string {
 /** Builds the ONNX graph of a net (see the file comment for inputs and outputs). */
 export function buildResNetGraph(net: ResNetNet, opts: ResNetGraphOptions): ResNetGraph {
   const S = opts.imageSize;
-  for (const k of opts.stages) if (!Number.isInteger(k) || k < 1 || k > 4) throw new BackboneConfigError(`ResNet stages are layer numbers 1..4, got ${k}`);
+  for (const k of opts.stages)
+    if (!Number.isInteger(k) || k < 1 || k > 4) throw new BackboneConfigError(`ResNet stages are layer numbers 1..4, got ${k}`);
   if (opts.head && !net.fc) throw new Error('this ResNet has no classifier (fc) weights');
   describeResNet(net); // validates the channel chain
   const shapes = resnetStageShapes(net, S);
@@ -355,8 +378,10 @@ export function resnetFromKeras(model: TfjsModel): ResNetNet {
     const [dh, dw] = numPair(cfg.dilation_rate ?? 1, convName);
     if (dh !== 1 || dw !== 1) throw err(`${convName}: dilated convs are not supported`);
     if ((cfg.groups ?? 1) !== 1) throw err(`${convName}: grouped convs are not supported`);
-    if (cfg.data_format !== undefined && cfg.data_format !== 'channels_last') throw err(`${convName}: data_format ${String(cfg.data_format)}`);
-    if (cfg.activation !== undefined && cfg.activation !== 'linear') throw err(`${convName}: fused activation ${String(cfg.activation)} is not supported`);
+    if (cfg.data_format !== undefined && cfg.data_format !== 'channels_last')
+      throw err(`${convName}: data_format ${String(cfg.data_format)}`);
+    if (cfg.activation !== undefined && cfg.activation !== 'linear')
+      throw err(`${convName}: fused activation ${String(cfg.activation)} is not supported`);
     const [sh, sw] = numPair(cfg.strides ?? 1, convName);
     if (sh !== sw) throw err(`${convName}: unequal strides ${sh}x${sw}`);
     // HWIO [kh, kw, in, out] -> OIHW [out, in, kh, kw]
@@ -385,7 +410,8 @@ export function resnetFromKeras(model: TfjsModel): ResNetNet {
     }
     const bc = bnLayer.config;
     const axis = Array.isArray(bc.axis) ? bc.axis[0] : bc.axis;
-    if (axis !== undefined && axis !== 3 && axis !== -1) throw err(`${bnName}: batch norm over axis ${String(axis)}, expected the channel axis`);
+    if (axis !== undefined && axis !== 3 && axis !== -1)
+      throw err(`${bnName}: batch norm over axis ${String(axis)}, expected the channel axis`);
     const ones = new Float32Array(co).fill(1);
     const bn: BatchNorm = {
       gamma: bc.scale === false ? ones : weight(bnName, 'gamma'),
@@ -394,7 +420,8 @@ export function resnetFromKeras(model: TfjsModel): ResNetNet {
       variance: weight(bnName, 'moving_variance'),
       eps: typeof bc.epsilon === 'number' ? bc.epsilon : 1e-3,
     };
-    for (const [n, v] of Object.entries(bn)) if (v instanceof Float32Array && v.length !== co) throw err(`${bnName}/${n} has ${v.length} values for ${co} channels`);
+    for (const [n, v] of Object.entries(bn))
+      if (v instanceof Float32Array && v.length !== co) throw err(`${bnName}/${n} has ${v.length} values for ${co} channels`);
     return { name: convName, weight: oihw, shape: [co, ci, kh, kw], bias, bn, stride: sh, padding };
   };
 
@@ -423,7 +450,8 @@ export function resnetFromKeras(model: TfjsModel): ResNetNet {
   }
   const convs = model.layers.filter((l) => l.className === 'Conv2D').map((l) => l.name);
   const unused = convs.filter((n) => !used.has(n));
-  if (unused.length) throw err(`not a plain ResNet v1 layout: Conv2D layers ${unused.slice(0, 5).join(', ')} are not part of the bottleneck structure`);
+  if (unused.length)
+    throw err(`not a plain ResNet v1 layout: Conv2D layers ${unused.slice(0, 5).join(', ')} are not part of the bottleneck structure`);
 
   const dense = model.layers.filter((l) => l.className === 'Dense');
   let fc: ResNetNet['fc'];
@@ -495,7 +523,8 @@ export function resnetFromTorch(src: TensorSource, arch?: ResNetArch): ResNetNet
       eps: 1e-5,
     };
     if (all.has(`${prefix}${bn}.num_batches_tracked`)) used.add(`${prefix}${bn}.num_batches_tracked`);
-    for (const [n, v] of Object.entries(b)) if (v instanceof Float32Array && v.length !== o) throw err(`${bn}.${n} has ${v.length} values for ${o} channels`);
+    for (const [n, v] of Object.entries(b))
+      if (v instanceof Float32Array && v.length !== o) throw err(`${bn}.${n} has ${v.length} values for ${o} channels`);
     return { name: conv, weight: w, shape: [o, i, kh, kw], bn: b, stride, padding: [pad, pad, pad, pad] };
   };
 
@@ -526,13 +555,23 @@ export function resnetFromTorch(src: TensorSource, arch?: ResNetArch): ResNetNet
     const w = get('fc.weight', 2);
     fc = { weight: w, bias: all.has(`${prefix}fc.bias`) ? get('fc.bias', 1) : new Float32Array(w.shape[0]), classes: w.shape[0] };
   }
-  const net: ResNetNet = { convention: 'torchvision', stem, pool: { kernel: 3, stride: 2, pads: [1, 1, 1, 1], padValue: '-inf' }, layers, fc };
+  const net: ResNetNet = {
+    convention: 'torchvision',
+    stem,
+    pool: { kernel: 3, stride: 2, pads: [1, 1, 1, 1], padValue: '-inf' },
+    layers,
+    fc,
+  };
   const unused = [...all].filter((n) => n.startsWith(prefix) && !used.has(n));
-  if (unused.length) throw err(`unexpected tensors for a torchvision ResNet: ${unused.slice(0, 5).join(', ')}${unused.length > 5 ? ', ...' : ''}`);
+  if (unused.length)
+    throw err(`unexpected tensors for a torchvision ResNet: ${unused.slice(0, 5).join(', ')}${unused.length > 5 ? ', ...' : ''}`);
   if (arch) {
     const got = describeResNet(net, arch.name);
     const same =
-      got.blocks.join() === arch.blocks.join() && got.widthFactor === arch.widthFactor && got.stemWidth === arch.stemWidth && got.planes.join() === arch.planes.join();
+      got.blocks.join() === arch.blocks.join() &&
+      got.widthFactor === arch.widthFactor &&
+      got.stemWidth === arch.stemWidth &&
+      got.planes.join() === arch.planes.join();
     if (!same) {
       throw err(
         `holds blocks [${got.blocks}], planes [${got.planes}], width factor ${got.widthFactor}; ${arch.name} needs blocks [${arch.blocks}], planes [${arch.planes}], width factor ${arch.widthFactor}`,

@@ -29,7 +29,11 @@ import { makeDirs } from '../io/dirs.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 
 export class DownloadError extends Error {
-  constructor(message: string, readonly url: string, readonly dest: string) {
+  constructor(
+    message: string,
+    readonly url: string,
+    readonly dest: string,
+  ) {
     super(message);
     this.name = 'DownloadError';
   }
@@ -196,7 +200,10 @@ async function fetchToPartial(
   const headers: Record<string, string> = { 'user-agent': 'musc' };
   const token = env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN;
   if (token) headers.authorization = `Bearer ${token}`;
-  let have = await stat(partial).then((s) => s.size, () => 0);
+  let have = await stat(partial).then(
+    (s) => s.size,
+    () => 0,
+  );
   if (cap !== undefined && have > cap) {
     await rm(partial, { force: true });
     have = 0;
@@ -226,8 +233,13 @@ async function fetchToPartial(
   }
   if (!res.ok) {
     await res.body?.cancel();
-    const auth = res.status === 401 || res.status === 403 ? ' (a gated or private repo needs HF_TOKEN set to a Hugging Face access token)' : '';
-    throw new DownloadError(`cannot download ${url}: HTTP ${res.status} ${res.statusText}${auth}. Alternatively ${offlineHint(url, dest)}`, url, dest);
+    const auth =
+      res.status === 401 || res.status === 403 ? ' (a gated or private repo needs HF_TOKEN set to a Hugging Face access token)' : '';
+    throw new DownloadError(
+      `cannot download ${url}: HTTP ${res.status} ${res.statusText}${auth}. Alternatively ${offlineHint(url, dest)}`,
+      url,
+      dest,
+    );
   }
   const resumed = res.status === 206 && have > 0;
   if (!resumed) have = 0;
@@ -290,7 +302,11 @@ async function streamBody(res: Response, st: StreamState): Promise<{ partial: st
   if (overCap) {
     await rm(partial, { force: true });
     const what = opts.bytes !== undefined ? 'pinned size' : 'limit';
-    throw new DownloadError(`refusing ${url}: the response goes on past the ${what} of ${cap} bytes; the partial file was deleted`, url, dest);
+    throw new DownloadError(
+      `refusing ${url}: the response goes on past the ${what} of ${cap} bytes; the partial file was deleted`,
+      url,
+      dest,
+    );
   }
   if (total !== undefined && received !== total) {
     throw new DownloadError(`download of ${url} ended after ${received} of ${total} bytes; run the command again to resume`, url, dest);

@@ -10,7 +10,15 @@ export class BackboneConfigError extends Error {
 }
 
 /** Error classes (by name) raised for unreadable or unsuitable weight files and settings. */
-const CONFIG_ERROR_NAMES = new Set(['BackboneConfigError', 'SafetensorsError', 'ResNetWeightsError', 'WeightFormatError', 'TfjsModelError', 'MissingWeightsError', 'DeviceError']);
+const CONFIG_ERROR_NAMES = new Set([
+  'BackboneConfigError',
+  'SafetensorsError',
+  'ResNetWeightsError',
+  'WeightFormatError',
+  'TfjsModelError',
+  'MissingWeightsError',
+  'DeviceError',
+]);
 
 /** True for a weight-file or backbone-setting problem (as opposed to a runtime failure). */
 export function isBackboneConfigError(e: unknown): boolean {

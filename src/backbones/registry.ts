@@ -32,49 +32,103 @@ const VIT_L_STAGES = [5, 11, 17, 23];
 const ENTRIES: Array<BackboneInfo | VitInfo> = [
   RESNET50_NPM_INFO,
   {
-    name: 'wide-resnet50', family: 'resnet', description: 'Wide ResNet-50-2 (torchvision ImageNet weights via timm)',
-    imageSize: 224, stages: DEFAULT_RESNET_STAGES, weights: { repo: 'timm/wide_resnet50_2.tv_in1k', file: 'model.safetensors' },
+    name: 'wide-resnet50',
+    family: 'resnet',
+    description: 'Wide ResNet-50-2 (torchvision ImageNet weights via timm)',
+    imageSize: 224,
+    stages: DEFAULT_RESNET_STAGES,
+    weights: { repo: 'timm/wide_resnet50_2.tv_in1k', file: 'model.safetensors' },
   },
   {
-    name: 'clip-vit-l-14-336', family: 'clip', description: 'OpenAI CLIP ViT-L/14 @336 (the MuSc paper default, run at 518 px)',
-    imageSize: 518, stages: VIT_L_STAGES, patchSize: 14, nativeSize: 336, quickGeluAtNative: true,
+    name: 'clip-vit-l-14-336',
+    family: 'clip',
+    description: 'OpenAI CLIP ViT-L/14 @336 (the MuSc paper default, run at 518 px)',
+    imageSize: 518,
+    stages: VIT_L_STAGES,
+    patchSize: 14,
+    nativeSize: 336,
+    quickGeluAtNative: true,
     weights: { repo: 'openai/clip-vit-large-patch14-336', file: 'model.safetensors' },
   },
   {
-    name: 'clip-vit-l-14', family: 'clip', description: 'OpenAI CLIP ViT-L/14 @224',
-    imageSize: 518, stages: VIT_L_STAGES, patchSize: 14, nativeSize: 224, quickGeluAtNative: true,
+    name: 'clip-vit-l-14',
+    family: 'clip',
+    description: 'OpenAI CLIP ViT-L/14 @224',
+    imageSize: 518,
+    stages: VIT_L_STAGES,
+    patchSize: 14,
+    nativeSize: 224,
+    quickGeluAtNative: true,
     weights: { repo: 'openai/clip-vit-large-patch14', file: 'model.safetensors' },
   },
   {
-    name: 'clip-vit-b-16', family: 'clip', description: 'OpenAI CLIP ViT-B/16 @224',
-    imageSize: 512, stages: VIT_B_STAGES, patchSize: 16, nativeSize: 224, quickGeluAtNative: true,
+    name: 'clip-vit-b-16',
+    family: 'clip',
+    description: 'OpenAI CLIP ViT-B/16 @224',
+    imageSize: 512,
+    stages: VIT_B_STAGES,
+    patchSize: 16,
+    nativeSize: 224,
+    quickGeluAtNative: true,
     weights: { repo: 'openai/clip-vit-base-patch16', file: 'model.safetensors' },
   },
   {
-    name: 'clip-vit-b-32', family: 'clip', description: 'OpenAI CLIP ViT-B/32 @224',
-    imageSize: 512, stages: VIT_B_STAGES, patchSize: 32, nativeSize: 224, quickGeluAtNative: true,
+    name: 'clip-vit-b-32',
+    family: 'clip',
+    description: 'OpenAI CLIP ViT-B/32 @224',
+    imageSize: 512,
+    stages: VIT_B_STAGES,
+    patchSize: 32,
+    nativeSize: 224,
+    quickGeluAtNative: true,
     weights: { repo: 'openai/clip-vit-base-patch32', file: 'model.safetensors' },
   },
   {
-    name: 'clip-vit-b-16-plus-240', family: 'clip', description: 'open_clip ViT-B-16-plus-240 (LAION-400M, epoch 32), open_clip naming',
-    imageSize: 240, stages: VIT_B_STAGES, patchSize: 16, nativeSize: 240, heads: 14,
+    name: 'clip-vit-b-16-plus-240',
+    family: 'clip',
+    description: 'open_clip ViT-B-16-plus-240 (LAION-400M, epoch 32), open_clip naming',
+    imageSize: 240,
+    stages: VIT_B_STAGES,
+    patchSize: 16,
+    nativeSize: 240,
+    heads: 14,
     weights: { repo: 'timm/vit_base_patch16_plus_240.laion400m_e32', file: 'open_clip_model.safetensors' },
   },
   {
-    name: 'dino-vitb16', family: 'dino', description: 'DINO ViT-B/16 (facebook/dino-vitb16, HF ViTModel naming)',
-    imageSize: 512, stages: VIT_B_STAGES, patchSize: 16, weights: { repo: 'facebook/dino-vitb16', file: 'model.safetensors' },
+    name: 'dino-vitb16',
+    family: 'dino',
+    description: 'DINO ViT-B/16 (facebook/dino-vitb16, HF ViTModel naming)',
+    imageSize: 512,
+    stages: VIT_B_STAGES,
+    patchSize: 16,
+    weights: { repo: 'facebook/dino-vitb16', file: 'model.safetensors' },
   },
   {
-    name: 'dino-vitb8', family: 'dino', description: 'DINO ViT-B/8 (facebook/dino-vitb8, HF ViTModel naming)',
-    imageSize: 448, stages: VIT_B_STAGES, patchSize: 8, weights: { repo: 'facebook/dino-vitb8', file: 'model.safetensors' },
+    name: 'dino-vitb8',
+    family: 'dino',
+    description: 'DINO ViT-B/8 (facebook/dino-vitb8, HF ViTModel naming)',
+    imageSize: 448,
+    stages: VIT_B_STAGES,
+    patchSize: 8,
+    weights: { repo: 'facebook/dino-vitb8', file: 'model.safetensors' },
   },
   {
-    name: 'dinov2-vitb14', family: 'dinov2', description: 'DINOv2 ViT-B/14 (facebook/dinov2-base); 518 px is its native 37x37 grid',
-    imageSize: 518, stages: VIT_B_STAGES, patchSize: 14, weights: { repo: 'facebook/dinov2-base', file: 'model.safetensors' },
+    name: 'dinov2-vitb14',
+    family: 'dinov2',
+    description: 'DINOv2 ViT-B/14 (facebook/dinov2-base); 518 px is its native 37x37 grid',
+    imageSize: 518,
+    stages: VIT_B_STAGES,
+    patchSize: 14,
+    weights: { repo: 'facebook/dinov2-base', file: 'model.safetensors' },
   },
   {
-    name: 'dinov2-vitl14', family: 'dinov2', description: 'DINOv2 ViT-L/14 (facebook/dinov2-large); 518 px is its native 37x37 grid',
-    imageSize: 518, stages: VIT_L_STAGES, patchSize: 14, weights: { repo: 'facebook/dinov2-large', file: 'model.safetensors' },
+    name: 'dinov2-vitl14',
+    family: 'dinov2',
+    description: 'DINOv2 ViT-L/14 (facebook/dinov2-large); 518 px is its native 37x37 grid',
+    imageSize: 518,
+    stages: VIT_L_STAGES,
+    patchSize: 14,
+    weights: { repo: 'facebook/dinov2-large', file: 'model.safetensors' },
   },
 ];
 
@@ -119,7 +173,8 @@ export const UNPINNED_WEIGHTS: readonly string[] = Object.entries(HUB_WEIGHTS)
 /** The pin and cap of a hub entry (throws for an entry without its required record). */
 export function hubWeights(info: BackboneInfo): HubWeights {
   const w = HUB_WEIGHTS[info.name];
-  if (!w) throw new BackboneConfigError(`backbone '${info.name}' has no checksum record or size cap in the registry: refusing to download it`);
+  if (!w)
+    throw new BackboneConfigError(`backbone '${info.name}' has no checksum record or size cap in the registry: refusing to download it`);
   return { pin: w.pin ? { ...w.pin } : null, maxBytes: w.maxBytes };
 }
 
@@ -135,7 +190,10 @@ export function listBackbones(): BackboneInfo[] {
 /** Looks up a registered backbone by name (throws a clear error listing the names). */
 export function backboneInfo(name: string): BackboneInfo {
   const e = ENTRIES.find((x) => x.name === name);
-  if (!e) throw new BackboneConfigError(`unknown backbone '${name}'; known backbones: ${ENTRIES.map((x) => x.name).join(', ')} (or a path to a ViT .safetensors file)`);
+  if (!e)
+    throw new BackboneConfigError(
+      `unknown backbone '${name}'; known backbones: ${ENTRIES.map((x) => x.name).join(', ')} (or a path to a ViT .safetensors file)`,
+    );
   return copy(e);
 }
 
@@ -151,9 +209,13 @@ export async function loadBackbone(name: string, opts: LoadOptions & VitLoadOpti
     const h = inspectVitWeights(name);
     const q = Math.max(1, Math.floor(h.depth / 4));
     const info: VitInfo = {
-      name, family: h.family, description: `${h.family} ViT from ${name} (${h.naming} naming)`,
-      imageSize: h.nativeGrid * h.patch, stages: h.depth >= 4 ? [q - 1, 2 * q - 1, 3 * q - 1, h.depth - 1] : Array.from({ length: h.depth }, (_, i) => i),
-      patchSize: h.patch, weights: { repo: 'local', file: name },
+      name,
+      family: h.family,
+      description: `${h.family} ViT from ${name} (${h.naming} naming)`,
+      imageSize: h.nativeGrid * h.patch,
+      stages: h.depth >= 4 ? [q - 1, 2 * q - 1, 3 * q - 1, h.depth - 1] : Array.from({ length: h.depth }, (_, i) => i),
+      patchSize: h.patch,
+      weights: { repo: 'local', file: name },
     };
     return loadVit(info, { ...opts, weightsPath: name });
   }

@@ -75,7 +75,8 @@ export async function imagenetClassNames(): Promise<string[]> {
 
 /** Resizes to S x S (sharp cubic, fit 'fill') and normalises: [3, S, S] float32 (see the file comment). */
 export async function preprocessResNet(img: RgbImage, size: number, convention: ResNetConvention): Promise<Float32Array> {
-  if (img.data.length !== img.width * img.height * 3) throw new Error(`image data has ${img.data.length} bytes for ${img.width}x${img.height}x3`);
+  if (img.data.length !== img.width * img.height * 3)
+    throw new Error(`image data has ${img.data.length} bytes for ${img.width}x${img.height}x3`);
   const src = Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength);
   const px: Buffer = await sharp(src, { raw: { width: img.width, height: img.height, channels: 3 } })
     .resize(size, size, { fit: 'fill', kernel: 'cubic' })
@@ -135,7 +136,6 @@ const TORCH_ARCHS: Record<string, ResNetArch> = {
   wide_resnet50: WIDE_RESNET50_2,
   wideresnet50: WIDE_RESNET50_2,
 };
-
 
 async function prepare(path: string, info: BackboneInfo, imageSize: number, stages: number[]): Promise<Prepared> {
   let net: ResNetNet;
@@ -199,7 +199,8 @@ export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions =
 
   const checkBatch = (batch: Float32Array, b: number): void => {
     if (!Number.isInteger(b) || b < 1) throw new Error(`backbone ${info.name}: batch size must be a positive integer, got ${b}`);
-    if (batch.length !== b * 3 * S * S) throw new Error(`backbone ${info.name}: batch has ${batch.length} values, expected [${b}, 3, ${S}, ${S}] = ${b * 3 * S * S}`);
+    if (batch.length !== b * 3 * S * S)
+      throw new Error(`backbone ${info.name}: batch has ${batch.length} values, expected [${b}, 3, ${S}, ${S}] = ${b * 3 * S * S}`);
   };
   const feeds = (batch: Float32Array, b: number) => ({ pixels: { type: 'float32' as const, dims: [b, 3, S, S], data: batch } });
 
@@ -217,7 +218,13 @@ export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions =
       checkBatch(batch, b);
       const names = graph.stageShapes.map((s) => s.name);
       const out = await model.run(feeds(batch, b), [...names, 'tokens']);
-      const stagesOut: StageFeatures<Float32Array>[] = graph.stageShapes.map((s) => ({ n: b, h: s.h, w: s.w, c: s.c, data: out[s.name].data as Float32Array }));
+      const stagesOut: StageFeatures<Float32Array>[] = graph.stageShapes.map((s) => ({
+        n: b,
+        h: s.h,
+        w: s.w,
+        c: s.c,
+        data: out[s.name].data as Float32Array,
+      }));
       // image token: global-average-pooled last block, L2-normalised so that RsCIN's similarity
       // is a cosine (as CLIP's tokens). Unnormalised pooled ReLU features make every image's
       // nearest neighbours the images of largest norm: on bottle RsCIN then costs 16 AUROC points.

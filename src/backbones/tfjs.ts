@@ -55,7 +55,10 @@ export interface TfjsModel {
 }
 
 export class TfjsModelError extends Error {
-  constructor(readonly file: string, message: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
     super(`${file}: ${message}`);
     this.name = 'TfjsModelError';
   }
@@ -98,7 +101,8 @@ export async function readTfjsModel(modelJsonPath: string): Promise<TfjsModel> {
   const files = [path];
   const weights = new Map<string, TfjsTensor>();
   for (const [gi, g] of (manifest as ManifestGroup[]).entries()) {
-    if (!Array.isArray(g.paths) || !Array.isArray(g.weights)) throw new TfjsModelError(path, `weightsManifest[${gi}] needs 'paths' and 'weights'`);
+    if (!Array.isArray(g.paths) || !Array.isArray(g.weights))
+      throw new TfjsModelError(path, `weightsManifest[${gi}] needs 'paths' and 'weights'`);
     const parts: Buffer[] = [];
     for (const p of g.paths) {
       const f = resolve(dir, p);
@@ -120,14 +124,18 @@ export async function readTfjsModel(modelJsonPath: string): Promise<TfjsModel> {
       if (!bytesPer) throw new TfjsModelError(path, `weight ${w.name}: unsupported dtype ${q ? `quantized ${q.dtype}` : w.dtype}`);
       const nbytes = count * bytesPer;
       if (off + nbytes > buf.length) {
-        throw new TfjsModelError(path, `weight ${w.name} [${w.shape}] runs past the end of group ${gi} (${buf.length} bytes in ${g.paths.length} shards)`);
+        throw new TfjsModelError(
+          path,
+          `weight ${w.name} [${w.shape}] runs past the end of group ${gi} (${buf.length} bytes in ${g.paths.length} shards)`,
+        );
       }
       const data = decodeWeight(buf, off, count, w);
       if (weights.has(w.name)) throw new TfjsModelError(path, `duplicate weight name ${w.name}`);
       weights.set(w.name, { data, shape: [...w.shape] });
       off += nbytes;
     }
-    if (off !== buf.length) throw new TfjsModelError(path, `group ${gi}: ${buf.length - off} bytes left after the last weight (manifest and shards disagree)`);
+    if (off !== buf.length)
+      throw new TfjsModelError(path, `group ${gi}: ${buf.length - off} bytes left after the last weight (manifest and shards disagree)`);
   }
   return {
     path,
@@ -179,7 +187,8 @@ function parseTopology(path: string, topo: unknown): { layers: TfjsLayer[]; inpu
   if (!Array.isArray(raw)) throw new TfjsModelError(path, 'model_config.config.layers is missing');
   const layers: TfjsLayer[] = raw.map((l: Record<string, unknown>, i: number) => {
     const name = (l.name ?? (l.config as Record<string, unknown> | undefined)?.name) as string | undefined;
-    if (typeof name !== 'string' || typeof l.class_name !== 'string') throw new TfjsModelError(path, `layer #${i} has no name or class_name`);
+    if (typeof name !== 'string' || typeof l.class_name !== 'string')
+      throw new TfjsModelError(path, `layer #${i} has no name or class_name`);
     const nodes = (l.inbound_nodes ?? []) as unknown[];
     const inbound: string[] = [];
     if (nodes.length > 1) throw new TfjsModelError(path, `layer ${name} is shared (${nodes.length} inbound nodes); not supported`);

@@ -86,7 +86,10 @@ export interface VitHints {
 }
 
 export class WeightFormatError extends Error {
-  constructor(readonly file: string, message: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'WeightFormatError';
   }
@@ -105,7 +108,8 @@ export function detectNaming(names: string[]): { naming: VitNaming; prefix: stri
   const hfClip = find('vision_model.embeddings.patch_embedding.weight');
   if (hfClip !== null) return { naming: 'hf-clip', prefix: hfClip, family: 'clip' };
   const visual = find('conv1.weight');
-  if (visual !== null && names.some((n) => n.includes('transformer.resblocks.'))) return { naming: 'openclip', prefix: visual, family: 'clip' };
+  if (visual !== null && names.some((n) => n.includes('transformer.resblocks.')))
+    return { naming: 'openclip', prefix: visual, family: 'clip' };
   const hf = find('embeddings.patch_embeddings.projection.weight');
   if (hf !== null) {
     if (names.some((n) => n.startsWith(hf + 'encoder.layer.0.layer_scale1.'))) return { naming: 'hf-dinov2', prefix: hf, family: 'dinov2' };
@@ -135,27 +139,39 @@ function mapWeights(f: SafetensorsFile, hints: VitHints): VitWeights {
   const det = detectNaming(names);
   const what = hints.family ? FAMILY_TEXT[hints.family] : 'ViT (CLIP, DINO or DINOv2)';
   if (!det) {
-    throw new WeightFormatError(f.path, `weight file ${f.path} is not a ${what}: no known patch-embedding tensor (looked for open_clip 'visual.conv1.weight', HF 'vision_model.embeddings.patch_embedding.weight', 'embeddings.patch_embeddings.projection.weight' or dinov2 'patch_embed.proj.weight')`);
+    throw new WeightFormatError(
+      f.path,
+      `weight file ${f.path} is not a ${what}: no known patch-embedding tensor (looked for open_clip 'visual.conv1.weight', HF 'vision_model.embeddings.patch_embedding.weight', 'embeddings.patch_embeddings.projection.weight' or dinov2 'patch_embed.proj.weight')`,
+    );
   }
   if (hints.family && hints.family !== det.family) {
-    throw new WeightFormatError(f.path, `weight file ${f.path} is not a ${FAMILY_TEXT[hints.family]}: its tensors are ${det.naming} naming of a ${FAMILY_TEXT[det.family]}`);
+    throw new WeightFormatError(
+      f.path,
+      `weight file ${f.path} is not a ${FAMILY_TEXT[hints.family]}: its tensors are ${det.naming} naming of a ${FAMILY_TEXT[det.family]}`,
+    );
   }
   const fam = FAMILY_TEXT[det.family];
   const P = det.prefix;
   const get = (name: string, shape?: number[]): Float32Array => {
     const full = P + name;
-    if (!f.has(full)) throw new WeightFormatError(f.path, `weight file ${f.path} is not a ${fam} (${det.naming} naming): missing tensor ${full}`);
+    if (!f.has(full))
+      throw new WeightFormatError(f.path, `weight file ${f.path} is not a ${fam} (${det.naming} naming): missing tensor ${full}`);
     const info = f.info(full);
     if (shape) {
       const n = shape.reduce((a, b) => a * b, 1);
       const got = info.shape.reduce((a, b) => a * b, 1);
-      if (got !== n) throw new WeightFormatError(f.path, `weight file ${f.path}: tensor ${full} has shape [${info.shape}], expected [${shape}] (wrong architecture?)`);
+      if (got !== n)
+        throw new WeightFormatError(
+          f.path,
+          `weight file ${f.path}: tensor ${full} has shape [${info.shape}], expected [${shape}] (wrong architecture?)`,
+        );
     }
     return f.float32(full).data;
   };
   const shapeOf = (name: string): number[] => {
     const full = P + name;
-    if (!f.has(full)) throw new WeightFormatError(f.path, `weight file ${f.path} is not a ${fam} (${det.naming} naming): missing tensor ${full}`);
+    if (!f.has(full))
+      throw new WeightFormatError(f.path, `weight file ${f.path} is not a ${fam} (${det.naming} naming): missing tensor ${full}`);
     return f.info(full).shape;
   };
   const countBlocks = (re: RegExp): number => {
@@ -177,17 +193,36 @@ function mapWeights(f: SafetensorsFile, hints: VitHints): VitWeights {
   const splitLin = (wName: string, bName: string, c: number): [LinearW, LinearW, LinearW] => {
     const w = get(wName, [3 * c, c]);
     const b = get(bName, [3 * c]);
-    return [0, 1, 2].map((i) => ({ w: w.slice(i * c * c, (i + 1) * c * c), b: b.slice(i * c, (i + 1) * c) })) as [LinearW, LinearW, LinearW];
+    return [0, 1, 2].map((i) => ({ w: w.slice(i * c * c, (i + 1) * c * c), b: b.slice(i * c, (i + 1) * c) })) as [
+      LinearW,
+      LinearW,
+      LinearW,
+    ];
   };
 
   let patchName: string;
   let clsName: string;
   let posName: string;
   switch (det.naming) {
-    case 'openclip': patchName = 'conv1.weight'; clsName = 'class_embedding'; posName = 'positional_embedding'; break;
-    case 'hf-clip': patchName = 'vision_model.embeddings.patch_embedding.weight'; clsName = 'vision_model.embeddings.class_embedding'; posName = 'vision_model.embeddings.position_embedding.weight'; break;
-    case 'dinov2': patchName = 'patch_embed.proj.weight'; clsName = 'cls_token'; posName = 'pos_embed'; break;
-    default: patchName = 'embeddings.patch_embeddings.projection.weight'; clsName = 'embeddings.cls_token'; posName = 'embeddings.position_embeddings';
+    case 'openclip':
+      patchName = 'conv1.weight';
+      clsName = 'class_embedding';
+      posName = 'positional_embedding';
+      break;
+    case 'hf-clip':
+      patchName = 'vision_model.embeddings.patch_embedding.weight';
+      clsName = 'vision_model.embeddings.class_embedding';
+      posName = 'vision_model.embeddings.position_embedding.weight';
+      break;
+    case 'dinov2':
+      patchName = 'patch_embed.proj.weight';
+      clsName = 'cls_token';
+      posName = 'pos_embed';
+      break;
+    default:
+      patchName = 'embeddings.patch_embeddings.projection.weight';
+      clsName = 'embeddings.cls_token';
+      posName = 'embeddings.position_embeddings';
   }
   const ps = shapeOf(patchName);
   if (ps.length !== 4 || ps[1] !== 3 || ps[2] !== ps[3]) {
@@ -199,7 +234,10 @@ function mapWeights(f: SafetensorsFile, hints: VitHints): VitWeights {
   const posRows = posShape.reduce((a, b) => a * b, 1) / dim;
   const g0 = Math.round(Math.sqrt(posRows - 1));
   if (!Number.isInteger(posRows) || g0 * g0 !== posRows - 1) {
-    throw new WeightFormatError(f.path, `weight file ${f.path}: positional embedding ${P + posName} has shape [${posShape}], expected [1 + g², ${dim}]`);
+    throw new WeightFormatError(
+      f.path,
+      `weight file ${f.path}: positional embedding ${P + posName} has shape [${posShape}], expected [1 + g², ${dim}]`,
+    );
   }
 
   const blocks: VitBlockWeights[] = [];
@@ -213,8 +251,14 @@ function mapWeights(f: SafetensorsFile, hints: VitHints): VitWeights {
       const b = `transformer.resblocks.${i}`;
       const [q, k, v] = splitLin(`${b}.attn.in_proj_weight`, `${b}.attn.in_proj_bias`, dim);
       blocks.push({
-        norm1: norm(`${b}.ln_1`, dim), q, k, v, o: lin(`${b}.attn.out_proj`, dim, dim),
-        norm2: norm(`${b}.ln_2`, dim), fc1: lin(`${b}.mlp.c_fc`, mlpDim, dim), fc2: lin(`${b}.mlp.c_proj`, dim, mlpDim),
+        norm1: norm(`${b}.ln_1`, dim),
+        q,
+        k,
+        v,
+        o: lin(`${b}.attn.out_proj`, dim, dim),
+        norm2: norm(`${b}.ln_2`, dim),
+        fc1: lin(`${b}.mlp.c_fc`, mlpDim, dim),
+        fc2: lin(`${b}.mlp.c_proj`, dim, mlpDim),
       });
     }
   } else if (det.naming === 'hf-clip') {
@@ -224,9 +268,13 @@ function mapWeights(f: SafetensorsFile, hints: VitHints): VitWeights {
       const b = `vision_model.encoder.layers.${i}`;
       blocks.push({
         norm1: norm(`${b}.layer_norm1`, dim),
-        q: lin(`${b}.self_attn.q_proj`, dim, dim), k: lin(`${b}.self_attn.k_proj`, dim, dim), v: lin(`${b}.self_attn.v_proj`, dim, dim),
+        q: lin(`${b}.self_attn.q_proj`, dim, dim),
+        k: lin(`${b}.self_attn.k_proj`, dim, dim),
+        v: lin(`${b}.self_attn.v_proj`, dim, dim),
         o: lin(`${b}.self_attn.out_proj`, dim, dim),
-        norm2: norm(`${b}.layer_norm2`, dim), fc1: lin(`${b}.mlp.fc1`, mlpDim, dim), fc2: lin(`${b}.mlp.fc2`, dim, mlpDim),
+        norm2: norm(`${b}.layer_norm2`, dim),
+        fc1: lin(`${b}.mlp.fc1`, mlpDim, dim),
+        fc2: lin(`${b}.mlp.fc2`, dim, mlpDim),
       });
     }
   } else if (det.naming === 'dinov2') {
@@ -236,8 +284,14 @@ function mapWeights(f: SafetensorsFile, hints: VitHints): VitWeights {
       const b = `blocks.${i}`;
       const [q, k, v] = splitLin(`${b}.attn.qkv.weight`, `${b}.attn.qkv.bias`, dim);
       blocks.push({
-        norm1: norm(`${b}.norm1`, dim), q, k, v, o: lin(`${b}.attn.proj`, dim, dim),
-        norm2: norm(`${b}.norm2`, dim), fc1: lin(`${b}.mlp.fc1`, mlpDim, dim), fc2: lin(`${b}.mlp.fc2`, dim, mlpDim),
+        norm1: norm(`${b}.norm1`, dim),
+        q,
+        k,
+        v,
+        o: lin(`${b}.attn.proj`, dim, dim),
+        norm2: norm(`${b}.norm2`, dim),
+        fc1: lin(`${b}.mlp.fc1`, mlpDim, dim),
+        fc2: lin(`${b}.mlp.fc2`, dim, mlpDim),
         ...(family === 'dinov2' ? { ls1: get(`${b}.ls1.gamma`, [dim]), ls2: get(`${b}.ls2.gamma`, [dim]) } : {}),
       });
     }
@@ -248,10 +302,15 @@ function mapWeights(f: SafetensorsFile, hints: VitHints): VitWeights {
       const b = `encoder.layer.${i}`;
       blocks.push({
         norm1: norm(`${b}.norm1`, dim),
-        q: lin(`${b}.attention.attention.query`, dim, dim), k: lin(`${b}.attention.attention.key`, dim, dim), v: lin(`${b}.attention.attention.value`, dim, dim),
+        q: lin(`${b}.attention.attention.query`, dim, dim),
+        k: lin(`${b}.attention.attention.key`, dim, dim),
+        v: lin(`${b}.attention.attention.value`, dim, dim),
         o: lin(`${b}.attention.output.dense`, dim, dim),
-        norm2: norm(`${b}.norm2`, dim), fc1: lin(`${b}.mlp.fc1`, mlpDim, dim), fc2: lin(`${b}.mlp.fc2`, dim, mlpDim),
-        ls1: get(`${b}.layer_scale1.lambda1`, [dim]), ls2: get(`${b}.layer_scale2.lambda1`, [dim]),
+        norm2: norm(`${b}.norm2`, dim),
+        fc1: lin(`${b}.mlp.fc1`, mlpDim, dim),
+        fc2: lin(`${b}.mlp.fc2`, dim, mlpDim),
+        ls1: get(`${b}.layer_scale1.lambda1`, [dim]),
+        ls2: get(`${b}.layer_scale2.lambda1`, [dim]),
       });
     }
   } else {
@@ -261,21 +320,35 @@ function mapWeights(f: SafetensorsFile, hints: VitHints): VitWeights {
       const b = `encoder.layer.${i}`;
       blocks.push({
         norm1: norm(`${b}.layernorm_before`, dim),
-        q: lin(`${b}.attention.attention.query`, dim, dim), k: lin(`${b}.attention.attention.key`, dim, dim), v: lin(`${b}.attention.attention.value`, dim, dim),
+        q: lin(`${b}.attention.attention.query`, dim, dim),
+        k: lin(`${b}.attention.attention.key`, dim, dim),
+        v: lin(`${b}.attention.attention.value`, dim, dim),
         o: lin(`${b}.attention.output.dense`, dim, dim),
-        norm2: norm(`${b}.layernorm_after`, dim), fc1: lin(`${b}.intermediate.dense`, mlpDim, dim), fc2: lin(`${b}.output.dense`, dim, mlpDim),
+        norm2: norm(`${b}.layernorm_after`, dim),
+        fc1: lin(`${b}.intermediate.dense`, mlpDim, dim),
+        fc2: lin(`${b}.output.dense`, dim, mlpDim),
       });
     }
   }
-  if (depth === 0) throw new WeightFormatError(f.path, `weight file ${f.path} is not a ${fam} (${det.naming} naming): no transformer blocks found`);
+  if (depth === 0)
+    throw new WeightFormatError(f.path, `weight file ${f.path} is not a ${fam} (${det.naming} naming): no transformer blocks found`);
 
   const isClip = family === 'clip';
   const heads = hints.heads ?? cfgNum('num_attention_heads') ?? Math.max(1, Math.round(dim / 64));
-  if (dim % heads !== 0) throw new WeightFormatError(f.path, `weight file ${f.path}: width ${dim} is not divisible by ${heads} attention heads`);
+  if (dim % heads !== 0)
+    throw new WeightFormatError(f.path, `weight file ${f.path}: width ${dim} is not divisible by ${heads} attention heads`);
   const eps = hints.eps ?? cfgNum('layer_norm_eps') ?? (isClip ? 1e-5 : 1e-6);
 
   const w: VitWeights = {
-    family, naming: det.naming, dim, depth, heads, patch, mlpDim, nativeGrid: g0, eps,
+    family,
+    naming: det.naming,
+    dim,
+    depth,
+    heads,
+    patch,
+    mlpDim,
+    nativeGrid: g0,
+    eps,
     patchW: get(patchName, [dim, 3, patch, patch]),
     cls: get(clsName, [dim]),
     pos: get(posName, [posRows, dim]),
@@ -286,14 +359,16 @@ function mapWeights(f: SafetensorsFile, hints: VitHints): VitWeights {
     w.preNorm = norm('ln_pre', dim);
     w.norm = norm('ln_post', dim);
     const ps2 = shapeOf('proj');
-    if (ps2.length !== 2 || ps2[0] !== dim) throw new WeightFormatError(f.path, `weight file ${f.path}: ${P}proj has shape [${ps2}], expected [${dim}, D]`);
+    if (ps2.length !== 2 || ps2[0] !== dim)
+      throw new WeightFormatError(f.path, `weight file ${f.path}: ${P}proj has shape [${ps2}], expected [${dim}, D]`);
     w.proj = get('proj');
     w.projDim = ps2[1];
   } else if (det.naming === 'hf-clip') {
     w.preNorm = norm('vision_model.pre_layrnorm', dim);
     w.norm = norm('vision_model.post_layernorm', dim);
     const ps2 = shapeOf('visual_projection.weight');
-    if (ps2.length !== 2 || ps2[1] !== dim) throw new WeightFormatError(f.path, `weight file ${f.path}: ${P}visual_projection.weight has shape [${ps2}], expected [D, ${dim}]`);
+    if (ps2.length !== 2 || ps2[1] !== dim)
+      throw new WeightFormatError(f.path, `weight file ${f.path}: ${P}visual_projection.weight has shape [${ps2}], expected [D, ${dim}]`);
     // HF stores projᵀ [D, C]; transpose to [C, D]
     const t = get('visual_projection.weight');
     const D = ps2[0];
@@ -326,14 +401,39 @@ export function inspectVitWeights(path: string, family?: VitFamily): VitHeaderIn
     const what = family ? FAMILY_TEXT[family] : 'ViT (CLIP, DINO or DINOv2)';
     if (!det) throw new WeightFormatError(path, `weight file ${path} is not a ${what}: no known patch-embedding tensor`);
     if (family && family !== det.family) {
-      throw new WeightFormatError(path, `weight file ${path} is not a ${FAMILY_TEXT[family]}: its tensors are ${det.naming} naming of a ${FAMILY_TEXT[det.family]}`);
+      throw new WeightFormatError(
+        path,
+        `weight file ${path} is not a ${FAMILY_TEXT[family]}: its tensors are ${det.naming} naming of a ${FAMILY_TEXT[det.family]}`,
+      );
     }
     const P = det.prefix;
-    const patchName = { openclip: 'conv1.weight', 'hf-clip': 'vision_model.embeddings.patch_embedding.weight', dinov2: 'patch_embed.proj.weight', 'hf-dinov2': 'embeddings.patch_embeddings.projection.weight', 'hf-vit': 'embeddings.patch_embeddings.projection.weight' }[det.naming];
-    const posName = { openclip: 'positional_embedding', 'hf-clip': 'vision_model.embeddings.position_embedding.weight', dinov2: 'pos_embed', 'hf-dinov2': 'embeddings.position_embeddings', 'hf-vit': 'embeddings.position_embeddings' }[det.naming];
-    const blockRe = { openclip: /^transformer\.resblocks\.(\d+)\./, 'hf-clip': /^vision_model\.encoder\.layers\.(\d+)\./, dinov2: /^blocks\.(\d+)\./, 'hf-dinov2': /^encoder\.layer\.(\d+)\./, 'hf-vit': /^encoder\.layer\.(\d+)\./ }[det.naming];
+    const patchName = {
+      openclip: 'conv1.weight',
+      'hf-clip': 'vision_model.embeddings.patch_embedding.weight',
+      dinov2: 'patch_embed.proj.weight',
+      'hf-dinov2': 'embeddings.patch_embeddings.projection.weight',
+      'hf-vit': 'embeddings.patch_embeddings.projection.weight',
+    }[det.naming];
+    const posName = {
+      openclip: 'positional_embedding',
+      'hf-clip': 'vision_model.embeddings.position_embedding.weight',
+      dinov2: 'pos_embed',
+      'hf-dinov2': 'embeddings.position_embeddings',
+      'hf-vit': 'embeddings.position_embeddings',
+    }[det.naming];
+    const blockRe = {
+      openclip: /^transformer\.resblocks\.(\d+)\./,
+      'hf-clip': /^vision_model\.encoder\.layers\.(\d+)\./,
+      dinov2: /^blocks\.(\d+)\./,
+      'hf-dinov2': /^encoder\.layer\.(\d+)\./,
+      'hf-vit': /^encoder\.layer\.(\d+)\./,
+    }[det.naming];
     const ps = f.info(P + patchName).shape;
-    if (!f.has(P + posName)) throw new WeightFormatError(path, `weight file ${path} is not a ${FAMILY_TEXT[det.family]} (${det.naming} naming): missing tensor ${P + posName}`);
+    if (!f.has(P + posName))
+      throw new WeightFormatError(
+        path,
+        `weight file ${path} is not a ${FAMILY_TEXT[det.family]} (${det.naming} naming): missing tensor ${P + posName}`,
+      );
     const rows = f.info(P + posName).shape.reduce((a, b) => a * b, 1) / ps[0];
     let depth = 0;
     for (const n of names) {

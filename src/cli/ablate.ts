@@ -59,7 +59,12 @@ export function ablateCommand(): Command {
     .requiredOption('--data <dir>', REQUIRED + 'data folder (labelled layouts: mvtec, btad, mpdd, visa, loco)')
     .option('--category <name>', 'the category (required when the data holds several)')
     .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
-    .option('--study <names>', 'r, msm, rscin, divide, shots, all, or a comma list (default: all)', wrapArg(parseStudies), parseStudies('all'))
+    .option(
+      '--study <names>',
+      'r, msm, rscin, divide, shots, all, or a comma list (default: all)',
+      wrapArg(parseStudies),
+      parseStudies('all'),
+    )
     .option('--quick', `at most ${QUICK_IMAGES} test images (evenly spaced) and image metrics only`)
     .option('--reference-dir <dir>', 'shots study: reference images (default: the last good test images, held out)')
     .option('--shots <list>', `shots study: reference counts (default: ${SHOT_COUNTS.join(',')})`, intListArg('--shots'))
@@ -83,7 +88,8 @@ export function ablateCommand(): Command {
     const ds = await openDataset(resolve(f.data), f.dataset);
     if (ds.kind === 'folder') throw new DatasetError(`${ds.root}: ablations need labels (a layout like MVTec AD), not a plain folder`);
     const cats = selectCategories(ds, f.category);
-    if (cats.length !== 1) throw new DatasetError(`${ds.root} holds ${cats.length} categories: choose one with --category (${cats.join(', ')})`);
+    if (cats.length !== 1)
+      throw new DatasetError(`${ds.root} holds ${cats.length} categories: choose one with --category (${cats.join(', ')})`);
     const cat = await ds.load(cats[0]!);
     let items: DatasetItem[] = cat.items;
     if (items.length < 3) throw new DatasetError(`category '${cat.name}': ${items.length} images, an ablation needs at least 3`);
@@ -98,13 +104,17 @@ export function ablateCommand(): Command {
     }
     if (f.out) await prepareOutputFolder(f.out, f.data); // before the backbone
     const bb = await loadBackbone(name, {
-      ...(f.imageSize ? { imageSize: f.imageSize } : {}), ...(f.weights ? { weightsPath: resolve(f.weights) } : {}), device: f.device ?? 'cpu',
+      ...(f.imageSize ? { imageSize: f.imageSize } : {}),
+      ...(f.weights ? { weightsPath: resolve(f.weights) } : {}),
+      device: f.device ?? 'cpu',
     });
     const S = bb.imageSize;
     let t0 = performance.now();
     let feats: Awaited<ReturnType<typeof extractReferences>>;
     try {
-      log(`ablate: ${cat.name}, ${items.length} images${refFiles.length ? ` + ${refFiles.length} references` : ''}, ${name} at ${S} px: extracting features once`);
+      log(
+        `ablate: ${cat.name}, ${items.length} images${refFiles.length ? ` + ${refFiles.length} references` : ''}, ${name} at ${S} px: extracting features once`,
+      );
       feats = await extractReferences([...items.map((it) => it.path), ...refFiles], bb, { batchSize: f.batchSize ?? 4 });
     } finally {
       await bb.dispose();
@@ -117,16 +127,27 @@ export function ablateCommand(): Command {
       masks = new Uint8Array(items.length * S * S);
       for (const [k, it] of items.entries()) masks.set(await loadMask(it.masks, S, f.maskRule ?? 'reference', ds.kind), k * S * S);
     }
-    if (items.some((it) => it.label === null)) throw new DatasetError(`category '${cat.name}': images without labels; ablations need labels`);
+    if (items.some((it) => it.label === null))
+      throw new DatasetError(`category '${cat.name}': images without labels; ablations need labels`);
     t0 = performance.now();
     const metrics: MetricsFn = (m) => computeMetrics(m);
     const res = await runAblation({
-      items, stages: feats.stages, tokens: feats.tokens, external: refFiles.length, masks, size: S, rows, metrics, device: f.device ?? 'cpu',
+      items,
+      stages: feats.stages,
+      tokens: feats.tokens,
+      external: refFiles.length,
+      masks,
+      size: S,
+      rows,
+      metrics,
+      device: f.device ?? 'cpu',
     });
     const tRows = performance.now() - t0;
     for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
     const refNote = res.references.length
-      ? refFiles.length ? `references from ${f.referenceDir}` : `references: the last ${res.references.length} good test images, held out in the shots rows`
+      ? refFiles.length
+        ? `references from ${f.referenceDir}`
+        : `references: the last ${res.references.length} good test images, held out in the shots rows`
       : '';
     const title = `MuSc ablations: ${ds.kind}/${cat.name}, ${name} at ${S} px${f.quick ? ' (quick)' : ''}`;
     const md = ablationMarkdown(title, res.rows) + (refNote ? `\n${refNote}\n` : '');
@@ -136,9 +157,26 @@ export function ablateCommand(): Command {
       const out = resolve(f.out);
       await writeFileAtomic(join(out, 'ablate.md'), md);
       const json = {
-        dataset: ds.kind, category: cat.name, backbone: name, image_size: S, quick: !!f.quick, n_images: items.length,
+        dataset: ds.kind,
+        category: cat.name,
+        backbone: name,
+        image_size: S,
+        quick: !!f.quick,
+        n_images: items.length,
         references: res.references.map((i) => (i < items.length ? items[i]!.rel : refFiles[i - items.length]!)),
-        rows: res.rows.map((r) => ({ study: r.study, setting: r.setting, r_list: r.rList, reduce: r.reduce, k_list: r.kList, divide: r.divide, shots: r.shots, mode: r.mode, n_test: r.nTest, n_ref: r.nRef, ...r.metrics })),
+        rows: res.rows.map((r) => ({
+          study: r.study,
+          setting: r.setting,
+          r_list: r.rList,
+          reduce: r.reduce,
+          k_list: r.kList,
+          divide: r.divide,
+          shots: r.shots,
+          mode: r.mode,
+          n_test: r.nTest,
+          n_ref: r.nRef,
+          ...r.metrics,
+        })),
       };
       await writeFileAtomic(join(out, 'ablate.json'), JSON.stringify(json, null, 2) + '\n');
       log(`ablate: written to ${out}`);

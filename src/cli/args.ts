@@ -24,7 +24,8 @@ export const posIntArg = wrapArg((s) => {
 export const intRangeArg = (name: string, min: number, max: number) =>
   wrapArg((v) => {
     const n = Number(v);
-    if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max}`);
+    if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max)
+      throw new Error(`${name} must be an integer from ${min} to ${max}`);
     return n;
   });
 

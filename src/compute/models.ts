@@ -17,7 +17,11 @@ export interface PlainTensor {
 const sessions = new Map<string, InferenceSession>();
 
 /** (worker) Creates a session from ONNX bytes or a file path. */
-export async function workerLoad(key: string, model: Uint8Array | string, opts: SessionOptions): Promise<{ inputs: string[]; outputs: string[] }> {
+export async function workerLoad(
+  key: string,
+  model: Uint8Array | string,
+  opts: SessionOptions,
+): Promise<{ inputs: string[]; outputs: string[] }> {
   const { createSession } = await import('./session.js');
   const old = sessions.get(key);
   if (old) await old.release();
@@ -52,7 +56,11 @@ const SELF = import.meta.url;
 
 /** Main-thread handle of a model living in the compute worker. */
 export class RemoteModel {
-  private constructor(readonly key: string, readonly inputNames: string[], readonly outputNames: string[]) {}
+  private constructor(
+    readonly key: string,
+    readonly inputNames: string[],
+    readonly outputNames: string[],
+  ) {}
 
   static async load(key: string, model: Uint8Array | string, opts: SessionOptions = {}): Promise<RemoteModel> {
     const io = await computeWorker().call<{ inputs: string[]; outputs: string[] }>(SELF, 'workerLoad', [key, model, opts]);

@@ -140,10 +140,23 @@ function buildInt8Graph(g: GraphBuilder, bothDirections: boolean): Uint8Array {
 
 /** The MSM kernel on ONNX Runtime (runs in the compute worker). */
 export class OnnxPairKernel implements PairKernel {
-  private constructor(private readonly session: InferenceSession, readonly bothDirections: boolean, readonly precision: MsmPrecision) {}
+  private constructor(
+    private readonly session: InferenceSession,
+    readonly bothDirections: boolean,
+    readonly precision: MsmPrecision,
+  ) {}
 
-  static async create(bothDirections = true, device: Device = 'cpu', threads?: number, precision: MsmPrecision = DEFAULT_MSM_PRECISION): Promise<OnnxPairKernel> {
-    return new OnnxPairKernel(await createSession(buildPairGraph(bothDirections, precision), { device, threads }), bothDirections, precision);
+  static async create(
+    bothDirections = true,
+    device: Device = 'cpu',
+    threads?: number,
+    precision: MsmPrecision = DEFAULT_MSM_PRECISION,
+  ): Promise<OnnxPairKernel> {
+    return new OnnxPairKernel(
+      await createSession(buildPairGraph(bothDirections, precision), { device, threads }),
+      bothDirections,
+      precision,
+    );
   }
 
   /** q: [a*p, c], r: [b*p, c] (float32 views; may be subarrays). */
@@ -164,8 +177,15 @@ export class OnnxPairKernel implements PairKernel {
       const out = await this.session.run(feeds);
       return { rowd2: out.rowd2.data as Float32Array, cold2: this.bothDirections ? (out.cold2.data as Float32Array) : undefined };
     }
-    feeds.roff = i64(Array.from({ length: b }, (_, k) => k * p), [1, 1, b]);
-    if (this.bothDirections) feeds.qoff = i64(Array.from({ length: a }, (_, k) => k * p), [a, 1, 1]);
+    feeds.roff = i64(
+      Array.from({ length: b }, (_, k) => k * p),
+      [1, 1, b],
+    );
+    if (this.bothDirections)
+      feeds.qoff = i64(
+        Array.from({ length: a }, (_, k) => k * p),
+        [a, 1, 1],
+      );
     const out = await this.session.run(feeds);
     return {
       rowd2: out.rowd2.data as Float32Array,
@@ -176,7 +196,8 @@ export class OnnxPairKernel implements PairKernel {
   /** 'int8': query images [i0, i1) against reference images [j0, j1) of a quantized bank. */
   async runInt8(bank: Int8Bank, i0: number, i1: number, j0: number, j1: number, p: number, c: number): Promise<PairResult> {
     if (this.precision !== 'int8') throw new Error(`runInt8 on a ${this.precision} kernel`);
-    const a = i1 - i0, b = j1 - j0;
+    const a = i1 - i0,
+      b = j1 - j0;
     const i64 = (v: number[]) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), [v.length]);
     const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {
       q8: new ort.Tensor('uint8', bank.q8.subarray(i0 * p * c, i1 * p * c), [a * p, c]),

@@ -39,27 +39,38 @@ export class ComputeWorker {
   private ensure(): Worker {
     if (this.worker) return this.worker;
     const w = new Worker(fileURLToPath(new URL('./worker-main.js', import.meta.url)), { workerData: { cancelFlag: this.cancelFlag } });
-    w.on('message', (m: { id: number; kind: 'ok' | 'err' | 'progress'; value?: unknown; error?: { name: string; message: string; stack?: string }; done?: number; total?: number; label?: string }) => {
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      if (m.kind === 'progress') {
-        p.onProgress?.(m.done!, m.total!, m.label);
-        return;
-      }
-      this.pending.delete(m.id);
-      if (this.pending.size === 0) {
-        w.unref();
-        // a cancel ends the calls it found running; later calls start afresh
-        Atomics.store(this.cancelFlag, 0, 0);
-      }
-      if (m.kind === 'ok') p.resolve(m.value);
-      else {
-        const e = new Error(m.error!.message);
-        e.name = m.error!.name;
-        if (m.error!.stack) e.stack = m.error!.stack;
-        p.reject(e);
-      }
-    });
+    w.on(
+      'message',
+      (m: {
+        id: number;
+        kind: 'ok' | 'err' | 'progress';
+        value?: unknown;
+        error?: { name: string; message: string; stack?: string };
+        done?: number;
+        total?: number;
+        label?: string;
+      }) => {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        if (m.kind === 'progress') {
+          p.onProgress?.(m.done!, m.total!, m.label);
+          return;
+        }
+        this.pending.delete(m.id);
+        if (this.pending.size === 0) {
+          w.unref();
+          // a cancel ends the calls it found running; later calls start afresh
+          Atomics.store(this.cancelFlag, 0, 0);
+        }
+        if (m.kind === 'ok') p.resolve(m.value);
+        else {
+          const e = new Error(m.error!.message);
+          e.name = m.error!.name;
+          if (m.error!.stack) e.stack = m.error!.stack;
+          p.reject(e);
+        }
+      },
+    );
     w.on('error', (e) => this.failAll(e));
     w.on('exit', (code) => {
       this.worker = null;
@@ -75,7 +86,13 @@ export class ComputeWorker {
     this.pending.clear();
   }
 
-  call<T>(moduleUrl: string, exportName: string, args: unknown[], transfer: TransferListItem[] = [], onProgress?: ProgressListener): Promise<T> {
+  call<T>(
+    moduleUrl: string,
+    exportName: string,
+    args: unknown[],
+    transfer: TransferListItem[] = [],
+    onProgress?: ProgressListener,
+  ): Promise<T> {
     const w = this.ensure();
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {

@@ -11,7 +11,9 @@ export interface LinearAxis {
 }
 
 export function linearAxis(outSize: number, inSize: number, alignCorners: boolean): LinearAxis {
-  const i0 = new Int32Array(outSize), i1 = new Int32Array(outSize), l = new Float64Array(outSize);
+  const i0 = new Int32Array(outSize),
+    i1 = new Int32Array(outSize),
+    l = new Float64Array(outSize);
   const scale = alignCorners ? (outSize > 1 ? (inSize - 1) / (outSize - 1) : 0) : inSize / outSize;
   for (let d = 0; d < outSize; d++) {
     const s = alignCorners ? d * scale : Math.max((d + 0.5) * scale - 0.5, 0);

@@ -52,7 +52,16 @@ export function layerNormImages(stage: StageFeatures): Float32Array {
  * Step 2 for one image, C' = C: per-channel r x r box mean with zero padding, divided by r^2.
  * src, dst: [h, w, C]. Separable: row sums, then column sums.
  */
-function boxMean(src: Float32Array, srcOff: number, h: number, w: number, c: number, r: number, dst: Float64Array, tmp: Float64Array): void {
+function boxMean(
+  src: Float32Array,
+  srcOff: number,
+  h: number,
+  w: number,
+  c: number,
+  r: number,
+  dst: Float64Array,
+  tmp: Float64Array,
+): void {
   const rad = (r - 1) >> 1;
   // horizontal: tmp[y][x][c] = sum_{dx} src[y][x+dx][c]
   tmp.fill(0);
@@ -129,13 +138,18 @@ function unfoldPool(src: Float32Array, srcOff: number, h: number, w: number, c: 
  */
 export function resizeBilinearHWC(src: Float64Array, h: number, w: number, c: number, H: number, W: number): Float64Array {
   const out = new Float64Array(H * W * c);
-  const ya = linearAxis(H, h, false), xa = linearAxis(W, w, false);
+  const ya = linearAxis(H, h, false),
+    xa = linearAxis(W, w, false);
   for (let y = 0; y < H; y++) {
-    const wy1 = ya.l[y], wy0 = 1 - wy1;
+    const wy1 = ya.l[y],
+      wy0 = 1 - wy1;
     for (let x = 0; x < W; x++) {
-      const wx1 = xa.l[x], wx0 = 1 - wx1;
-      const p00 = (ya.i0[y] * w + xa.i0[x]) * c, p01 = (ya.i0[y] * w + xa.i1[x]) * c;
-      const p10 = (ya.i1[y] * w + xa.i0[x]) * c, p11 = (ya.i1[y] * w + xa.i1[x]) * c;
+      const wx1 = xa.l[x],
+        wx0 = 1 - wx1;
+      const p00 = (ya.i0[y] * w + xa.i0[x]) * c,
+        p01 = (ya.i0[y] * w + xa.i1[x]) * c;
+      const p10 = (ya.i1[y] * w + xa.i0[x]) * c,
+        p11 = (ya.i1[y] * w + xa.i1[x]) * c;
       const o = (y * W + x) * c;
       for (let k = 0; k < c; k++) {
         out[o + k] = wy0 * (wx0 * src[p00 + k] + wx1 * src[p01 + k]) + wy1 * (wx0 * src[p10 + k] + wx1 * src[p11 + k]);

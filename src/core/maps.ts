@@ -6,15 +6,28 @@
 
 /** [N, h, w] -> [N, H, W] (float32 output, float64 arithmetic). */
 import { linearAxis } from './interp.js';
-export function upsampleAlignCorners(src: Float64Array | Float32Array, n: number, h: number, w: number, H: number, W: number): Float32Array {
+export function upsampleAlignCorners(
+  src: Float64Array | Float32Array,
+  n: number,
+  h: number,
+  w: number,
+  H: number,
+  W: number,
+): Float32Array {
   const out = new Float32Array(n * H * W);
-  const ya = linearAxis(H, h, true), xa = linearAxis(W, w, true);
+  const ya = linearAxis(H, h, true),
+    xa = linearAxis(W, w, true);
   for (let i = 0; i < n; i++) {
-    const so = i * h * w, oo = i * H * W;
+    const so = i * h * w,
+      oo = i * H * W;
     for (let y = 0; y < H; y++) {
-      const r0 = so + ya.i0[y] * w, r1 = so + ya.i1[y] * w, ly = ya.l[y];
+      const r0 = so + ya.i0[y] * w,
+        r1 = so + ya.i1[y] * w,
+        ly = ya.l[y];
       for (let x = 0; x < W; x++) {
-        const lx = xa.l[x], x0 = xa.i0[x], x1 = xa.i1[x];
+        const lx = xa.l[x],
+          x0 = xa.i0[x],
+          x1 = xa.i1[x];
         const top = src[r0 + x0] + (src[r0 + x1] - src[r0 + x0]) * lx;
         const bot = src[r1 + x0] + (src[r1 + x1] - src[r1 + x0]) * lx;
         out[oo + y * W + x] = top + (bot - top) * ly;
@@ -49,16 +62,18 @@ export function gaussianSmooth(maps: Float32Array, n: number, H: number, W: numb
   const refl = (i: number, m: number) => (i < 0 ? -i - 1 : i >= m ? 2 * m - i - 1 : i); // 'reflect' border
   for (let im = 0; im < n; im++) {
     const o = im * H * W;
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
-      let s = 0;
-      for (let t = -rad; t <= rad; t++) s += k[t + rad] * maps[o + y * W + refl(Math.min(Math.max(x + t, -W), 2 * W - 1), W)];
-      tmp[y * W + x] = s;
-    }
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
-      let s = 0;
-      for (let t = -rad; t <= rad; t++) s += k[t + rad] * tmp[refl(Math.min(Math.max(y + t, -H), 2 * H - 1), H) * W + x];
-      out[o + y * W + x] = s;
-    }
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < W; x++) {
+        let s = 0;
+        for (let t = -rad; t <= rad; t++) s += k[t + rad] * maps[o + y * W + refl(Math.min(Math.max(x + t, -W), 2 * W - 1), W)];
+        tmp[y * W + x] = s;
+      }
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < W; x++) {
+        let s = 0;
+        for (let t = -rad; t <= rad; t++) s += k[t + rad] * tmp[refl(Math.min(Math.max(y + t, -H), 2 * H - 1), H) * W + x];
+        out[o + y * W + x] = s;
+      }
   }
   return out;
 }

@@ -108,7 +108,14 @@ function blockNeeded(b: TableBlock, n: number, need: Uint8Array): boolean {
 }
 
 /** The kernel's squared distances for one block of a bank Z [N, P, C] (or its int8 form). */
-export function computeBlock(z: Float32Array, bank8: Int8Bank | null, b: TableBlock, p: number, c: number, kernel: PairKernel): Promise<PairResult> {
+export function computeBlock(
+  z: Float32Array,
+  bank8: Int8Bank | null,
+  b: TableBlock,
+  p: number,
+  c: number,
+  kernel: PairKernel,
+): Promise<PairResult> {
   if (!kernel.bothDirections) throw new Error('distance tables need a two-direction kernel');
   if (bank8) return kernel.runInt8(bank8, b.i0, b.i1, b.j0, b.j1, p, c);
   const rowLen = p * c;
@@ -120,7 +127,8 @@ export function computeBlock(z: Float32Array, bank8: Int8Bank | null, b: TableBl
  * comes from exactly one block, so blocks merge in any order into the same table.
  */
 export function mergeBlock(table: Float32Array, m: number, n: number, p: number, need: Uint8Array, b: TableBlock, r: PairResult): void {
-  const a = b.i1 - b.i0, nb = b.j1 - b.j0;
+  const a = b.i1 - b.i0,
+    nb = b.j1 - b.j0;
   for (let ia = 0; ia < a; ia++) {
     const i = b.i0 + ia;
     for (let jb = Math.max(0, i + 1 - b.j0); jb < nb; jb++) {
@@ -146,7 +154,14 @@ export function tableRows(n: number, need: Uint8Array): number {
  * patch p of image i to its nearest patch in image j, for every needed pair (others stay 0).
  * `need` defaults to every pair (zero-shot).
  */
-export async function nearestDistanceTable(z: Float32Array, n: number, p: number, c: number, kernel: PairKernel, opts: TableOptions & { need?: Uint8Array } = {}): Promise<Float32Array> {
+export async function nearestDistanceTable(
+  z: Float32Array,
+  n: number,
+  p: number,
+  c: number,
+  kernel: PairKernel,
+  opts: TableOptions & { need?: Uint8Array } = {},
+): Promise<Float32Array> {
   const need = opts.need ?? allPairs(n);
   const m = tableRows(n, need);
   const table = new Float32Array(m * p * n);
@@ -170,7 +185,13 @@ export function allPairs(n: number): Uint8Array {
  * The straightforward form, as the reference does it: each image against all others, one
  * direction per product ([P, C] x [C, (N-1) P]). Used as the benchmark baseline and in tests.
  */
-export async function nearestDistanceTableStraightforward(z: Float32Array, n: number, p: number, c: number, kernel: PairKernel): Promise<Float32Array> {
+export async function nearestDistanceTableStraightforward(
+  z: Float32Array,
+  n: number,
+  p: number,
+  c: number,
+  kernel: PairKernel,
+): Promise<Float32Array> {
   const table = new Float32Array(n * p * n);
   const rowLen = p * c;
   const others = new Float32Array((n - 1) * rowLen);

@@ -69,8 +69,15 @@ export function referenceVariant(test: number[], refs: number[], mode: 'musc' | 
  * The plan of one scorePatches call: the first n - references images are scored; the last
  * `references` are known-good references (few-shot, or MuSc+ with mode 'musc-plus').
  */
-export function batchPlan(n: number, rList: number[], interval: Interval, references = 0, mode: 'musc' | 'musc-plus' = 'musc'): ScoringPlan {
-  const variant = references > 0 ? referenceVariant(range(0, n - references), range(n - references, n), mode, interval) : zeroShotVariant(n, interval);
+export function batchPlan(
+  n: number,
+  rList: number[],
+  interval: Interval,
+  references = 0,
+  mode: 'musc' | 'musc-plus' = 'musc',
+): ScoringPlan {
+  const variant =
+    references > 0 ? referenceVariant(range(0, n - references), range(n - references, n), mode, interval) : zeroShotVariant(n, interval);
   return { n, rList, variants: [variant] };
 }
 
@@ -93,7 +100,8 @@ export function reductionBounds(m: number, r: Reduction): [number, number] {
 export function validatePlan(plan: ScoringPlan): void {
   const { n } = plan;
   if (plan.rList.length === 0) throw new Error('r list is empty');
-  for (const r of plan.rList) if (!Number.isInteger(r) || r < 1 || r % 2 === 0) throw new Error(`r must be an odd positive integer, got ${r}`);
+  for (const r of plan.rList)
+    if (!Number.isInteger(r) || r < 1 || r % 2 === 0) throw new Error(`r must be an odd positive integer, got ${r}`);
   if (plan.variants.length === 0) throw new Error('the plan has no variant');
   const inBatch = (i: number): boolean => Number.isInteger(i) && i >= 0 && i < n;
   for (const [vi, v] of plan.variants.entries()) {

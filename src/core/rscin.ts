@@ -42,7 +42,8 @@ export function tokenSimilarity(tokens: ImageTokens): Float64Array {
 
 /** Min-max normalisation; constant scores normalise to zeros (the reference would divide by 0). */
 export function minMaxNormalise(scores: ArrayLike<number>): Float64Array {
-  let lo = Infinity, hi = -Infinity;
+  let lo = Infinity,
+    hi = -Infinity;
   for (let i = 0; i < scores.length; i++) {
     lo = Math.min(lo, scores[i]);
     hi = Math.max(hi, scores[i]);
@@ -70,7 +71,8 @@ export function rscin(scores: ArrayLike<number>, tokens: ImageTokens, kList: num
     const sorted = Array.from(order).sort((a, b) => row[b] - row[a] || a - b);
     for (const kRaw of kList) {
       const k = Math.min(kRaw, n);
-      let num = 0, den = 0;
+      let num = 0,
+        den = 0;
       for (let t = 0; t < k; t++) {
         const j = sorted[t];
         num += row[j] * s[j];

@@ -62,27 +62,41 @@ export function validateStages(stages: StageFeatures[]): void {
   const n = stages[0]!.n;
   for (const [l, s] of stages.entries()) {
     if (s.n !== n) throw new Error(`stage ${l} has ${s.n} images, stage 0 has ${n}`);
-    if (s.data.length !== s.n * s.h * s.w * s.c) throw new Error(`stage ${l}: data length ${s.data.length} != N*h*w*C = ${s.n}*${s.h}*${s.w}*${s.c}`);
+    if (s.data.length !== s.n * s.h * s.w * s.c)
+      throw new Error(`stage ${l}: data length ${s.data.length} != N*h*w*C = ${s.n}*${s.h}*${s.w}*${s.c}`);
   }
   if (n < 2) throw new Error(`MuSc needs at least 2 images to score each other, got ${n}`);
 }
 
 /** Scores every variant of the plan (see the module comment). */
-export async function scorePlan(stages: StageFeatures[], plan: ScoringPlan, kernel: PairKernel, opts: EngineOptions = {}, hooks: EngineHooks = {}): Promise<PlanScores> {
+export async function scorePlan(
+  stages: StageFeatures[],
+  plan: ScoringPlan,
+  kernel: PairKernel,
+  opts: EngineOptions = {},
+  hooks: EngineHooks = {},
+): Promise<PlanScores> {
   validateStages(stages);
   if (plan.n !== stages[0]!.n) throw new Error(`the plan is for ${plan.n} images, the features hold ${stages[0]!.n}`);
   validatePlan(plan);
   const target = lnamdTarget(stages, opts.targetChannels);
-  const n = plan.n, P = target.gridH * target.gridW, L = stages.length, R = plan.rList.length;
+  const n = plan.n,
+    P = target.gridH * target.gridW,
+    L = stages.length,
+    R = plan.rList.length;
   const need = neededPairs(plan);
   const variants = plan.variants.map((v) => ({
     patch: new Float64Array(v.scored.length * P),
     passes: opts.keepPasses ? new Float64Array(R * L * v.scored.length * P) : undefined,
   }));
   const total = L * R;
-  let done = 0, lnamdMs = 0, msmMs = 0;
+  let done = 0,
+    lnamdMs = 0,
+    msmMs = 0;
   const table: TableOptions & { need: Uint8Array } = {
-    need, maxRows: opts.maxRows, colImages: opts.colImages,
+    need,
+    maxRows: opts.maxRows,
+    colImages: opts.colImages,
     onBlock: (d, t) => {
       if (hooks.cancelled?.()) throw cancelledError();
       hooks.progress?.(done + d / t, total, 'scoring');
@@ -114,7 +128,13 @@ export async function scorePlan(stages: StageFeatures[], plan: ScoringPlan, kern
 
 /** MSM scores [S_v, P] of every variant for one bank Z [N, P, C] (one stage, one r). */
 export async function scoreBank(
-  z: Float32Array, n: number, p: number, c: number, variants: PoolVariant[], kernel: PairKernel, opts: TableOptions & { need?: Uint8Array } = {},
+  z: Float32Array,
+  n: number,
+  p: number,
+  c: number,
+  variants: PoolVariant[],
+  kernel: PairKernel,
+  opts: TableOptions & { need?: Uint8Array } = {},
 ): Promise<Float64Array[]> {
   const need = opts.need ?? neededPairs({ n, rList: [1], variants });
   return reduceTable(await nearestDistanceTable(z, n, p, c, kernel, { ...opts, need }), n, p, variants);
@@ -149,7 +169,8 @@ export function reduceTable(table: Float32Array, n: number, p: number, variants:
       }
       const sorted = keys.subarray(0, cnt).sort();
       for (const u of us) {
-        let rank = 0, sum = 0;
+        let rank = 0,
+          sum = 0;
         for (let t = 0; t < cnt && rank < u.kHi; t++) {
           const k = sorted[t]!;
           const j = k - Math.floor(k / mult) * mult;
@@ -215,4 +236,3 @@ export function composeR(res: PlanScores, variant: number, rIdx: number[]): Floa
   }
   return patch;
 }
-

@@ -57,7 +57,10 @@ export function selectCategories(ds: OpenedDataset, category: string | undefined
     throw new DatasetError(`no categories found in ${ds.root} (layout ${ds.kind}): expected <category>/test/<type>/<image> folders`);
   }
   if (!category || category.toLowerCase() === 'all') return ds.categories;
-  const wanted = category.split(',').map((s) => s.trim()).filter(Boolean);
+  const wanted = category
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const w of wanted) {
     if (!ds.categories.includes(w)) {
       throw new DatasetError(`unknown category '${w}' in ${ds.root} (layout ${ds.kind}); available: ${ds.categories.join(', ')}`);

@@ -13,7 +13,8 @@ import { GOOD_TYPES, listTestType } from './mvtec.js';
 
 export async function loadLocoCategory(dataRoot: string, catDir: string, name: string): Promise<Category> {
   const testDir = join(catDir, 'test');
-  if (!(await isDir(testDir))) throw new DatasetError(`${catDir}: no 'test' folder (expected the loco layout <category>/test/<type>/<image>)`);
+  if (!(await isDir(testDir)))
+    throw new DatasetError(`${catDir}: no 'test' folder (expected the loco layout <category>/test/<type>/<image>)`);
   const warnings: string[] = [];
   const items: DatasetItem[] = [];
   const unreadable: NonNullable<Category['unreadable']> = [];
@@ -32,7 +33,10 @@ export async function loadLocoCategory(dataRoot: string, catDir: string, name: s
       }
       items.push({ path, rel: relPosix(dataRoot, path), defect: type, label: good ? 0 : 1, masks });
     }
-    if (missing) warnings.push(`${name}/${type}: ${missing} of ${images.length} images have no mask folder under ${join(catDir, 'ground_truth', type)}`);
+    if (missing)
+      warnings.push(
+        `${name}/${type}: ${missing} of ${images.length} images have no mask folder under ${join(catDir, 'ground_truth', type)}`,
+      );
   }
   return { name, kind: 'loco', root: dataRoot, items, warnings, unreadable };
 }

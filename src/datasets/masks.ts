@@ -23,7 +23,14 @@ export type MaskRule = 'reference' | 'nonzero';
 export const MASK_RULES: readonly MaskRule[] = ['reference', 'nonzero'];
 
 /** Binarises one decoded mask [h, w] to [size, size] 0/1 with the rule. */
-export function binariseMask(gray: Uint8Array, w: number, h: number, size: number, rule: MaskRule, kind: DatasetKind = 'mvtec'): Uint8Array {
+export function binariseMask(
+  gray: Uint8Array,
+  w: number,
+  h: number,
+  size: number,
+  rule: MaskRule,
+  kind: DatasetKind = 'mvtec',
+): Uint8Array {
   if (rule === 'nonzero') {
     const r = resizeNearestGray(gray, w, h, size, size);
     for (let i = 0; i < r.length; i++) r[i] = r[i]! > 0 ? 1 : 0;
@@ -52,10 +59,15 @@ export class MaskNotes {
     const out: string[] = [];
     const n = (a: string[]): string => `${a.length} ground-truth mask${a.length > 1 ? 's are' : ' is'}`;
     if (this.nonBinary.length) {
-      out.push(`${n(this.nonBinary)} not 0/255 (blurred, scaled or coloured): binarised with the any-nonzero rule instead of the reference rule: ` + list(this.nonBinary));
+      out.push(
+        `${n(this.nonBinary)} not 0/255 (blurred, scaled or coloured): binarised with the any-nonzero rule instead of the reference rule: ` +
+          list(this.nonBinary),
+      );
     }
     if (this.empty.length) {
-      out.push(`${n(this.empty)} empty after binarisation (no defective pixel): pixel metrics count these images as defect-free: ${list(this.empty)}`);
+      out.push(
+        `${n(this.empty)} empty after binarisation (no defective pixel): pixel metrics count these images as defect-free: ${list(this.empty)}`,
+      );
     }
     return out;
   }

@@ -57,12 +57,20 @@ async function pairMasks(images: string[], maskDir: string, warnings: string[], 
   if (missing > 0) warnings.push(`${typeLabel}: ${missing} of ${images.length} images have no mask in ${maskDir}`);
   const used = new Set(out.flatMap((m) => m ?? []));
   const extra = masks.filter((m) => !used.has(join(maskDir, m)));
-  if (extra.length > 0) warnings.push(`${typeLabel}: ${extra.length} mask${extra.length > 1 ? 's' : ''} without an image, ignored: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`);
+  if (extra.length > 0)
+    warnings.push(
+      `${typeLabel}: ${extra.length} mask${extra.length > 1 ? 's' : ''} without an image, ignored: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`,
+    );
   return out;
 }
 
 /** The images of one `<test>/<type>` folder; entries that cannot be read go to `unreadable`. */
-export async function listTestType(dataRoot: string, testDir: string, type: string, unreadable: NonNullable<Category['unreadable']>): Promise<string[]> {
+export async function listTestType(
+  dataRoot: string,
+  testDir: string,
+  type: string,
+  unreadable: NonNullable<Category['unreadable']>,
+): Promise<string[]> {
   const { names, problems } = await listImageEntries(join(testDir, type));
   for (const p of problems) {
     const path = join(testDir, type, p.name);
@@ -74,7 +82,8 @@ export async function listTestType(dataRoot: string, testDir: string, type: stri
 /** Lists one category of an MVTec-like dataset (mvtec, mpdd, btad). */
 export async function loadMvtecCategory(dataRoot: string, catDir: string, name: string, kind: DatasetKind): Promise<Category> {
   const testDir = join(catDir, 'test');
-  if (!(await isDir(testDir))) throw new DatasetError(`${catDir}: no 'test' folder (expected the ${kind} layout <category>/test/<type>/<image>)`);
+  if (!(await isDir(testDir)))
+    throw new DatasetError(`${catDir}: no 'test' folder (expected the ${kind} layout <category>/test/<type>/<image>)`);
   const warnings: string[] = [];
   const items: DatasetItem[] = [];
   const unreadable: NonNullable<Category['unreadable']> = [];

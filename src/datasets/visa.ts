@@ -37,7 +37,8 @@ async function readRows(root: string): Promise<VisaRow[]> {
   const header = rows[0]!.map((h) => h.trim().toLowerCase());
   const col = (name: string): number => {
     const i = header.indexOf(name);
-    if (i < 0) throw new DatasetError(`${file}: no '${name}' column (expected columns object,split,label,image,mask; found ${header.join(',')})`);
+    if (i < 0)
+      throw new DatasetError(`${file}: no '${name}' column (expected columns object,split,label,image,mask; found ${header.join(',')})`);
     return i;
   };
   const [o, s, l, im, m] = [col('object'), col('split'), col('label'), col('image'), col('mask')];

@@ -56,7 +56,9 @@ function surface(size: number, rnd: () => number): Float32Array {
   const tint = [1.0, 0.98, 0.93];
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
-      const v = gain * (135 + 18 * Math.sin((2 * Math.PI * (x + 0.35 * y)) / 9 + ph1) + 10 * Math.sin((2 * Math.PI * y) / 23 + ph2)) + 5 * gauss(rnd);
+      const v =
+        gain * (135 + 18 * Math.sin((2 * Math.PI * (x + 0.35 * y)) / 9 + ph1) + 10 * Math.sin((2 * Math.PI * y) / 23 + ph2)) +
+        5 * gauss(rnd);
       for (let c = 0; c < 3; c++) img[(y * size + x) * 3 + c] = v * tint[c]!;
     }
   }
@@ -125,7 +127,9 @@ function toU8(img: Float32Array): Uint8Array {
 }
 
 async function png(data: Uint8Array, size: number, channels: 1 | 3): Promise<Buffer> {
-  return sharp(data, { raw: { width: size, height: size, channels } }).png({ compressionLevel: 6 }).toBuffer();
+  return sharp(data, { raw: { width: size, height: size, channels } })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
 }
 
 export interface SyntheticSet {

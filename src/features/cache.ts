@@ -79,7 +79,11 @@ export class FeatureCache {
   corrupt = 0;
 
   /** float16 files are written and read as such; float32 runs miss on them */
-  constructor(readonly dir: string, readonly identity: string, readonly storage: FeatureStorage = DEFAULT_FEATURE_STORAGE) {}
+  constructor(
+    readonly dir: string,
+    readonly identity: string,
+    readonly storage: FeatureStorage = DEFAULT_FEATURE_STORAGE,
+  ) {}
 
   key(bytes: Uint8Array): string {
     return sha256Hex(JSON.stringify({ v: FEATURE_CACHE_VERSION, identity: this.identity, content: contentHash(bytes) }));
@@ -174,7 +178,8 @@ export class FeatureCache {
       add(`stage${k}`, { dtype: data instanceof Uint16Array ? 'F16' : 'F32', shape: [d.h, d.w, d.c], data });
     });
     add('token', { dtype: 'F32', shape: [feat.token.length], data: feat.token });
-    const width = String(feat.width), height = String(feat.height);
+    const width = String(feat.width),
+      height = String(feat.height);
     const sha256 = entryChecksum(stored, width, height);
     await writeFileAtomic(this.pathOf(key), encodeSafetensors(tensors, { width, height, sha256 }));
     this.writes++;
@@ -183,6 +188,9 @@ export class FeatureCache {
 
 /** Whether stage dims and the token length agree with `expect`. */
 export function sameDims(expect: { dims: StageDims[]; tokenDim: number }, dims: StageDims[], tokenDim: number): boolean {
-  return expect.tokenDim === tokenDim && expect.dims.length === dims.length &&
-    expect.dims.every((d, k) => d.h === dims[k]!.h && d.w === dims[k]!.w && d.c === dims[k]!.c);
+  return (
+    expect.tokenDim === tokenDim &&
+    expect.dims.length === dims.length &&
+    expect.dims.every((d, k) => d.h === dims[k]!.h && d.w === dims[k]!.w && d.c === dims[k]!.c)
+  );
 }

@@ -24,7 +24,7 @@ export function stackStages(
     const data = alloc(storage, n * per);
     images.forEach((f, i) => {
       const x = f.stages[k]!;
-      if ((x instanceof Uint16Array) !== (storage === 'float16') || x.length !== per) {
+      if (x instanceof Uint16Array !== (storage === 'float16') || x.length !== per) {
         throw new Error(`stage ${k} of image ${i}: ${x.length} values, not ${storage} [${s.h}, ${s.w}, ${s.c}]`);
       }
       (data as Float32Array).set(x as Float32Array, i * per); // same storage (checked)

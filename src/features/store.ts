@@ -20,8 +20,14 @@ import { DatasetError } from '../datasets/types.js';
 import type { FeatureStorage } from '../core/types.js';
 import { sameDims } from './cache.js';
 import {
-  DEFAULT_FEATURE_STORAGE, type ExtractResult, type ExtractTimings, type FeatureStoreOptions, type ImageFeatures, type ImageRef,
-  type SkippedImage, type StageDims,
+  DEFAULT_FEATURE_STORAGE,
+  type ExtractResult,
+  type ExtractTimings,
+  type FeatureStoreOptions,
+  type ImageFeatures,
+  type ImageRef,
+  type SkippedImage,
+  type StageDims,
 } from './types.js';
 
 /** Thrown with the 'strict' policy when an image cannot be read or decoded. */
@@ -156,7 +162,8 @@ export class FeatureStore {
   private async runBatch(loaded: Loaded[]): Promise<void> {
     const inputs = loaded.filter((l): l is ToRun => 'x' in l);
     if (inputs.length === 0) return;
-    const S = this.o.backbone.imageSize, per = 3 * S * S;
+    const S = this.o.backbone.imageSize,
+      per = 3 * S * S;
     const batch = new Float32Array(inputs.length * per); // [B, 3, S, S]
     inputs.forEach((v, i) => {
       if (v.x.length !== per) throw new Error(`backbone preprocess returned ${v.x.length} values, expected 3x${S}x${S}`);
@@ -175,7 +182,9 @@ export class FeatureStore {
           return this.storage === 'float16' ? toFloat16(one) : one.slice();
         }),
         token: f.imageTokens.data.slice(i * f.imageTokens.d, (i + 1) * f.imageTokens.d),
-        dims: got, width: v.width, height: v.height,
+        dims: got,
+        width: v.width,
+        height: v.height,
       };
       if (v.key) await this.cachePut(v.key, full);
       v.feat = this.o.tokensOnly ? { ...full, stages: [] } : full;

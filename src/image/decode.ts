@@ -25,7 +25,10 @@ export interface GrayImage {
 }
 
 export class ImageDecodeError extends Error {
-  constructor(public readonly file: string, public readonly reason: string) {
+  constructor(
+    public readonly file: string,
+    public readonly reason: string,
+  ) {
     super(`${file}: ${reason}`);
     this.name = 'ImageDecodeError';
   }
@@ -45,7 +48,11 @@ export function sniffFormat(b: Uint8Array): SniffedFormat {
   if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47) return 'png';
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
   if (b.length >= 2 && b[0] === 0x42 && b[1] === 0x4d) return 'bmp';
-  if (b.length >= 4 && ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0) || (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && b[3] === 0x2a))) return 'tiff';
+  if (
+    b.length >= 4 &&
+    ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0) || (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && b[3] === 0x2a))
+  )
+    return 'tiff';
   if (b.length >= 6 && b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46) return 'gif';
   if (b.length >= 12 && b[0] === 0x52 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x46 && b[8] === 0x57 && b[9] === 0x45) return 'webp';
   return 'unknown';
@@ -79,7 +86,12 @@ export async function readImageBytes(file: string): Promise<Buffer> {
 const readBytes = readImageBytes;
 
 /** Decodes to interleaved 8-bit pixels with `channels` channels (1 = max over colours, 3 = RGB). */
-async function decodePixels(file: string, bytes: Buffer, channels: 1 | 3, opts: DecodeOptions): Promise<{ width: number; height: number; data: Uint8Array }> {
+async function decodePixels(
+  file: string,
+  bytes: Buffer,
+  channels: 1 | 3,
+  opts: DecodeOptions,
+): Promise<{ width: number; height: number; data: Uint8Array }> {
   if (bytes.length === 0) throw new ImageDecodeError(file, 'empty file (0 bytes)');
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   const format = sniffFormat(bytes);
@@ -90,7 +102,10 @@ async function decodePixels(file: string, bytes: Buffer, channels: 1 | 3, opts: 
     const meta = await sharp(bytes, { limitInputPixels: false }).metadata();
     if (!meta.width || !meta.height) throw new ImageDecodeError(file, `cannot read the dimensions of this ${format} file`);
     if (meta.width * meta.height > maxPixels) {
-      throw new ImageDecodeError(file, `image is ${meta.width}x${meta.height} = ${meta.width * meta.height} pixels, over the limit of ${maxPixels} (decompression bomb? raise it with --max-pixels)`);
+      throw new ImageDecodeError(
+        file,
+        `image is ${meta.width}x${meta.height} = ${meta.width * meta.height} pixels, over the limit of ${maxPixels} (decompression bomb? raise it with --max-pixels)`,
+      );
     }
     const img = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', sequentialRead: true });
     const { data, info } = await img
@@ -143,7 +158,11 @@ export function bmpHeader(file: string, bytes: Uint8Array): { width: number; hei
 
 function decodeBmp(file: string, bytes: Buffer, channels: 1 | 3, maxPixels: number): { width: number; height: number; data: Uint8Array } {
   const { width: w, height: h } = bmpHeader(file, bytes);
-  if (w * h > maxPixels) throw new ImageDecodeError(file, `image is ${w}x${h} = ${w * h} pixels, over the limit of ${maxPixels} (decompression bomb? raise it with --max-pixels)`);
+  if (w * h > maxPixels)
+    throw new ImageDecodeError(
+      file,
+      `image is ${w}x${h} = ${w * h} pixels, over the limit of ${maxPixels} (decompression bomb? raise it with --max-pixels)`,
+    );
   let dec: { width: number; height: number; data: Buffer };
   try {
     dec = bmp.decode(bytes);
@@ -165,7 +184,13 @@ function decodeBmp(file: string, bytes: Buffer, channels: 1 | 3, maxPixels: numb
   return toChannels(rgb, dec.width, dec.height, 3, channels);
 }
 
-function toChannels(src: Uint8Array, width: number, height: number, cin: number, cout: 1 | 3): { width: number; height: number; data: Uint8Array } {
+function toChannels(
+  src: Uint8Array,
+  width: number,
+  height: number,
+  cin: number,
+  cout: 1 | 3,
+): { width: number; height: number; data: Uint8Array } {
   const n = width * height;
   if (cin === cout) return { width, height, data: src };
   const out = new Uint8Array(n * cout);

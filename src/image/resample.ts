@@ -58,7 +58,7 @@ interface Coeffs {
 export function pilCoefficients(inSize: number, outSize: number, filter: PilFilter): Coeffs {
   const fd = FILTERS[filter];
   const scale = inSize / outSize;
-  const fscale = Math.max(scale , 1);
+  const fscale = Math.max(scale, 1);
   const support = fd.support * fscale;
   const ksize = Math.ceil(support) * 2 + 1;
   const start = new Int32Array(outSize);
@@ -93,7 +93,7 @@ export function pilCoefficients(inSize: number, outSize: number, filter: PilFilt
 function clip8(v: number): number {
   // v is an exact integer (|v| < 2^31); arithmetic shift like C's `in >> PRECISION_BITS`
   const s = Math.floor(v / (1 << PRECISION_BITS));
-  return s < 0 ? 0 : Math.min(s , 255);
+  return s < 0 ? 0 : Math.min(s, 255);
 }
 
 /**
@@ -101,19 +101,28 @@ function clip8(v: number): number {
  * reducing_gap). Returns a new 8-bit RGB image [h, w, 3].
  */
 export function resizePil(img: RgbImage, width: number, height: number, filter: PilFilter): RgbImage {
-  if (img.data.length !== img.width * img.height * 3) throw new Error(`resizePil: image data has ${img.data.length} bytes, expected ${img.width}x${img.height}x3`);
+  if (img.data.length !== img.width * img.height * 3)
+    throw new Error(`resizePil: image data has ${img.data.length} bytes, expected ${img.width}x${img.height}x3`);
   return { width, height, data: resizePilChannels(img.data, img.width, img.height, 3, width, height, filter) };
 }
 
 /** The same for a one-channel 8-bit image [h, w] (Pillow mode 'L', e.g. masks). */
-export function resizePilGray(src: Uint8Array, w: number, h: number, outW: number, outH: number, filter: PilFilter = 'bilinear'): Uint8Array {
+export function resizePilGray(
+  src: Uint8Array,
+  w: number,
+  h: number,
+  outW: number,
+  outH: number,
+  filter: PilFilter = 'bilinear',
+): Uint8Array {
   return resizePilChannels(src, w, h, 1, outW, outH, filter);
 }
 
 /** Pillow's NEAREST resize of a one-channel 8-bit image: src = floor((x + 0.5) * in / out). */
 export function resizeNearestGray(src: Uint8Array, w: number, h: number, outW: number, outH: number): Uint8Array {
   const out = new Uint8Array(outW * outH);
-  const sx = w / outW, sy = h / outH;
+  const sx = w / outW,
+    sy = h / outH;
   for (let y = 0; y < outH; y++) {
     const iy = Math.min(h - 1, Math.floor((y + 0.5) * sy));
     for (let x = 0; x < outW; x++) out[y * outW + x] = src[iy * w + Math.min(w - 1, Math.floor((x + 0.5) * sx))];
@@ -126,7 +135,15 @@ export function resizeNearestGray(src: Uint8Array, w: number, h: number, outW: n
  * horizontal pass (only the source rows the vertical pass reads), rounded to 8 bits, then the
  * vertical pass, in Pillow's fixed point.
  */
-export function resizePilChannels(src: Uint8Array, inW: number, inH: number, c: number, width: number, height: number, filter: PilFilter): Uint8Array {
+export function resizePilChannels(
+  src: Uint8Array,
+  inW: number,
+  inH: number,
+  c: number,
+  width: number,
+  height: number,
+  filter: PilFilter,
+): Uint8Array {
   if (!(width > 0 && height > 0 && Number.isInteger(width) && Number.isInteger(height))) {
     throw new Error(`resizePil: invalid output size ${width}x${height}`);
   }

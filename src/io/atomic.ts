@@ -30,7 +30,12 @@ const REASONS: Record<string, string> = {
 
 /** A file output that failed: `path`, `bytes` and the errno `code` are in the message. */
 export class OutputWriteError extends Error {
-  constructor(readonly path: string, readonly bytes: number, readonly code: string, detail: string) {
+  constructor(
+    readonly path: string,
+    readonly bytes: number,
+    readonly code: string,
+    detail: string,
+  ) {
     super(`cannot write ${path} (${bytes} bytes): ${REASONS[code] ?? detail}${REASONS[code] ? ` (${code})` : ''}`);
     this.name = 'OutputWriteError';
   }

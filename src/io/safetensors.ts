@@ -23,11 +23,23 @@ export interface TensorInfo {
 }
 
 const BYTES: Record<SafetensorsDType, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
 };
 
 export class SafetensorsError extends Error {
-  constructor(public readonly file: string, message: string) {
+  constructor(
+    public readonly file: string,
+    message: string,
+  ) {
     super(`${file}: ${message}`);
     this.name = 'SafetensorsError';
   }
@@ -43,7 +55,10 @@ export class SafetensorsFile {
   readonly tensors = new Map<string, TensorInfo>();
   readonly metadata: Record<string, string> = {};
   private fd: number | null;
-  private constructor(readonly path: string, fd: number) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+  ) {
     this.fd = fd;
   }
 
@@ -89,14 +104,23 @@ export class SafetensorsFile {
         continue;
       }
       const info = v as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-      if (!info || typeof info.dtype !== 'string' || !(info.dtype in BYTES) || !Array.isArray(info.shape) || !Array.isArray(info.data_offsets)) {
+      if (
+        !info ||
+        typeof info.dtype !== 'string' ||
+        !(info.dtype in BYTES) ||
+        !Array.isArray(info.shape) ||
+        !Array.isArray(info.data_offsets)
+      ) {
         throw new SafetensorsError(this.path, `tensor '${name}' has a malformed header entry (dtype ${String(info?.dtype)})`);
       }
       const dtype = info.dtype as SafetensorsDType;
       const count = info.shape.reduce((a, b) => a * b, 1);
       const [b, e] = info.data_offsets;
       if (e - b !== count * BYTES[dtype]) {
-        throw new SafetensorsError(this.path, `tensor '${name}' has ${e - b} bytes, expected ${count * BYTES[dtype]} for ${dtype}[${info.shape.join(',')}]`);
+        throw new SafetensorsError(
+          this.path,
+          `tensor '${name}' has ${e - b} bytes, expected ${count * BYTES[dtype]} for ${dtype}[${info.shape.join(',')}]`,
+        );
       }
       if (dataStart + e > size) {
         throw new SafetensorsError(this.path, `tensor '${name}' extends past the end of the file (file truncated?)`);
@@ -186,11 +210,22 @@ export class SafetensorsFile {
     const n = t.shape.reduce((a, b) => a * b, 1);
     const out = new Float64Array(n);
     switch (t.dtype) {
-      case 'F64': for (let i = 0; i < n; i++) out[i] = raw.readDoubleLE(i * 8); break;
-      case 'F32': for (let i = 0; i < n; i++) out[i] = raw.readFloatLE(i * 4); break;
-      case 'I64': for (let i = 0; i < n; i++) out[i] = Number(raw.readBigInt64LE(i * 8)); break;
-      case 'I32': for (let i = 0; i < n; i++) out[i] = raw.readInt32LE(i * 4); break;
-      case 'U8': case 'BOOL': for (let i = 0; i < n; i++) out[i] = raw[i]; break;
+      case 'F64':
+        for (let i = 0; i < n; i++) out[i] = raw.readDoubleLE(i * 8);
+        break;
+      case 'F32':
+        for (let i = 0; i < n; i++) out[i] = raw.readFloatLE(i * 4);
+        break;
+      case 'I64':
+        for (let i = 0; i < n; i++) out[i] = Number(raw.readBigInt64LE(i * 8));
+        break;
+      case 'I32':
+        for (let i = 0; i < n; i++) out[i] = raw.readInt32LE(i * 4);
+        break;
+      case 'U8':
+      case 'BOOL':
+        for (let i = 0; i < n; i++) out[i] = raw[i];
+        break;
       default: {
         const f = this.float32(name);
         out.set(f.data);
@@ -251,6 +286,10 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metada
 }
 
 /** Writes a safetensors file atomically (temporary name, then rename). */
-export async function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensors(
+  path: string,
+  tensors: Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): Promise<void> {
   await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
 }

@@ -97,8 +97,15 @@ export function computeMetrics(input: MetricsInput): MetricsResult {
     pixel_pro: null,
     aupro: null,
     counts: {
-      images: n, anomalous_images: img.positives, normal_images: img.negatives,
-      pixels: 0, defect_pixels: 0, normal_pixels: 0, regions: 0, distinct_pixel_scores: 0, musc_pro_thresholds: 0,
+      images: n,
+      anomalous_images: img.positives,
+      normal_images: img.negatives,
+      pixels: 0,
+      defect_pixels: 0,
+      normal_pixels: 0,
+      regions: 0,
+      distinct_pixel_scores: 0,
+      musc_pro_thresholds: 0,
     },
   };
   if (input.maps === undefined || input.masks === undefined) return result;

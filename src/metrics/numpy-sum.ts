@@ -16,7 +16,7 @@ export function numpySum(a: ArrayLike<number>, start = 0, n = a.length - start):
     for (; i < n - (n % 8); i += 8) {
       for (let j = 0; j < 8; j++) r[j] += a[start + i + j];
     }
-    let res = (r[0] + r[1] + (r[2] + r[3])) + (r[4] + r[5] + (r[6] + r[7]));
+    let res = r[0] + r[1] + (r[2] + r[3]) + (r[4] + r[5] + (r[6] + r[7]));
     for (; i < n; i++) res += a[start + i];
     return res;
   }
@@ -46,7 +46,8 @@ export function sklearnAuc(x: ArrayLike<number>, y: ArrayLike<number>): number {
   for (let i = 0; i + 1 < x.length; i++) {
     const dx = x[i + 1] - x[i];
     if (dx < 0) anyNeg = true;
-    if (dx > 0) allNonPos = false; // NaN counts as "not <= 0" in numpy too
+    if (dx > 0)
+      allNonPos = false; // NaN counts as "not <= 0" in numpy too
     else if (Number.isNaN(dx)) allNonPos = false;
   }
   let direction = 1;

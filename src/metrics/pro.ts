@@ -40,7 +40,8 @@ export interface PixelInput {
 function checkShape(input: PixelInput): void {
   const size = input.n * input.h * input.w;
   if (input.maps.length !== size) throw new RangeError(`maps hold ${input.maps.length} values, expected ${input.n}x${input.h}x${input.w}`);
-  if (input.masks.length !== size) throw new RangeError(`masks hold ${input.masks.length} values, expected ${input.n}x${input.h}x${input.w}`);
+  if (input.masks.length !== size)
+    throw new RangeError(`masks hold ${input.masks.length} values, expected ${input.n}x${input.h}x${input.w}`);
 }
 
 /** Default regions of a stack: per image, 8-connected. */
@@ -103,8 +104,12 @@ export function proMuscCurve(input: PixelInput, regions?: Regions, maxStep = 200
   }
   const delta = (max - min) / maxStep;
   const empty: ProMuscCurve = {
-    fpr: new Float64Array(0), pro: new Float64Array(0), fprRaw: new Float64Array(0), thresholds: new Float64Array(0),
-    numThresholds: 0, area: NaN,
+    fpr: new Float64Array(0),
+    pro: new Float64Array(0),
+    fprRaw: new Float64Array(0),
+    thresholds: new Float64Array(0),
+    numThresholds: 0,
+    area: NaN,
   };
   if (!(delta > 0)) return empty; // constant maps: numpy's arange would fail (step 0)
   const th = numpyArange(min, max, delta);
@@ -186,7 +191,11 @@ export class AuproSink implements ThresholdSink {
   private y0 = 0;
   private done = false;
   private limitIsPoint = false;
-  constructor(private readonly regionCount: number, private readonly negatives: number, private readonly limit = 0.3) {}
+  constructor(
+    private readonly regionCount: number,
+    private readonly negatives: number,
+    private readonly limit = 0.3,
+  ) {}
   point(_th: number, _tp: number, fp: number, proSum: number): void {
     if (!this.done) this.add(fp / this.negatives, proSum / this.regionCount);
   }
@@ -242,8 +251,17 @@ export function auproCurve(input: PixelInput, regions?: Regions): AuproCurve {
   const pro: number[] = [0];
   const ths: number[] = [];
   sweepDescending(
-    input.maps, input.masks,
-    [{ point: (th, _tp, fp, proSum) => { ths.push(th); fpr.push(fp / negatives); pro.push(proSum / reg.count); } }],
+    input.maps,
+    input.masks,
+    [
+      {
+        point: (th, _tp, fp, proSum) => {
+          ths.push(th);
+          fpr.push(fp / negatives);
+          pro.push(proSum / reg.count);
+        },
+      },
+    ],
     regionWeights(reg),
   );
   fpr.push(1);

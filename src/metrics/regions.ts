@@ -30,8 +30,16 @@ type MaskArray = ArrayLike<number>;
  * and returns the number of regions found plus their areas via `areaSink`.
  */
 function labelInto(
-  mask: MaskArray, offset: number, h: number, w: number, connectivity: Connectivity,
-  out: Int32Array, outOffset: number, firstId: number, stack: Int32Array, areaSink: number[],
+  mask: MaskArray,
+  offset: number,
+  h: number,
+  w: number,
+  connectivity: Connectivity,
+  out: Int32Array,
+  outOffset: number,
+  firstId: number,
+  stack: Int32Array,
+  areaSink: number[],
 ): number {
   let id = firstId;
   for (let start = 0; start < h * w; start++) {

@@ -26,20 +26,31 @@ export function asScores(x: ArrayLike<number>): Scores {
  */
 class DropIntermediate implements ThresholdSink {
   private k = 0;
-  private aF = 0; private aT = 0; // raw point k-2
-  private bF = 0; private bT = 0; private bTh = 0; // raw point k-1 (pending)
+  private aF = 0;
+  private aT = 0; // raw point k-2
+  private bF = 0;
+  private bT = 0;
+  private bTh = 0; // raw point k-1 (pending)
   constructor(private readonly emit: (fp: number, tp: number, th: number) => void) {}
   point(th: number, tp: number, fp: number): void {
     if (this.k === 0) {
       this.emit(fp, tp, th);
-      this.bF = fp; this.bT = tp; this.bTh = th;
+      this.bF = fp;
+      this.bT = tp;
+      this.bTh = th;
     } else if (this.k === 1) {
-      this.aF = this.bF; this.aT = this.bT;
-      this.bF = fp; this.bT = tp; this.bTh = th;
+      this.aF = this.bF;
+      this.aT = this.bT;
+      this.bF = fp;
+      this.bT = tp;
+      this.bTh = th;
     } else {
       if (fp - 2 * this.bF + this.aF !== 0 || tp - 2 * this.bT + this.aT !== 0) this.emit(this.bF, this.bT, this.bTh);
-      this.aF = this.bF; this.aT = this.bT;
-      this.bF = fp; this.bT = tp; this.bTh = th;
+      this.aF = this.bF;
+      this.aT = this.bT;
+      this.bF = fp;
+      this.bT = tp;
+      this.bTh = th;
     }
     this.k++;
   }
@@ -55,13 +66,18 @@ class DropIntermediate implements ThresholdSink {
  */
 export class RocAucSink implements ThresholdSink {
   private k = 0;
-  private aF = 0; private aT = 0; // raw point k-2
-  private bF = 0; private bT = 0; // raw point k-1 (pending)
+  private aF = 0;
+  private aT = 0; // raw point k-2
+  private bF = 0;
+  private bT = 0; // raw point k-1 (pending)
   private x0 = 0; // last kept point, starting at the prepended (0,0)
   private y0 = 0;
   private s = 0; // Neumaier sum
   private c = 0;
-  constructor(private readonly positives: number, private readonly negatives: number) {}
+  constructor(
+    private readonly positives: number,
+    private readonly negatives: number,
+  ) {}
   private emit(fp: number, tp: number): void {
     const x = fp / this.negatives;
     const y = tp / this.positives;
@@ -79,8 +95,10 @@ export class RocAucSink implements ThresholdSink {
     } else if (k >= 2 && (fp - 2 * this.bF + this.aF !== 0 || tp - 2 * this.bT + this.aT !== 0)) {
       this.emit(this.bF, this.bT);
     }
-    this.aF = this.bF; this.aT = this.bT;
-    this.bF = fp; this.bT = tp;
+    this.aF = this.bF;
+    this.aT = this.bT;
+    this.bF = fp;
+    this.bT = tp;
   }
   /** AUROC; NaN if one class is missing. Call once, after the sweep. */
   result(): number {

@@ -35,7 +35,10 @@ export class GraphBuilder {
   private readonly used = new Set<string>();
   private counter = 0;
 
-  constructor(readonly name: string, readonly opset = DEFAULT_OPSET) {}
+  constructor(
+    readonly name: string,
+    readonly opset = DEFAULT_OPSET,
+  ) {}
 
   /** A fresh, unused value name with the given stem. */
   fresh(stem: string): string {
@@ -179,7 +182,9 @@ export class GraphBuilder {
             dataHash.update(part);
           }
           inits.push({
-            name: t.name, dataType: t.dataType, dims: t.dims,
+            name: t.name,
+            dataType: t.dataType,
+            dims: t.dims,
             dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
             externalData: [
               { key: 'location', value: basename(dataPath) },

@@ -7,7 +7,10 @@ import { SafetensorsFile } from '../io/safetensors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 
 export function encodeMaps(maps: Float32Array, n: number, size: number, paths: string[]): Buffer {
-  return encodeSafetensors({ maps: { dtype: 'F32', shape: [n, size, size], data: maps } }, { paths: JSON.stringify(paths), size: String(size) });
+  return encodeSafetensors(
+    { maps: { dtype: 'F32', shape: [n, size, size], data: maps } },
+    { paths: JSON.stringify(paths), size: String(size) },
+  );
 }
 
 export async function writeMaps(file: string, maps: Float32Array, n: number, size: number, paths: string[]): Promise<void> {

@@ -42,8 +42,12 @@ export function runJson(r: CategoryResult, info: RunInfo): RunJson {
   const t = r.timings;
   const total = t.decode + t.backbone + t.scoring + t.rscin + t.metrics + t.write;
   const n = Math.max(1, r.items.length + r.skipped.length);
-  const each = Object.fromEntries(Object.entries({ ...t, total }).map(([k, v]) => [k, round(v)])) as unknown as StageTimings & { total: number };
-  const per = Object.fromEntries(Object.entries({ ...t, total }).map(([k, v]) => [k, round(v / n)])) as unknown as StageTimings & { total: number };
+  const each = Object.fromEntries(Object.entries({ ...t, total }).map(([k, v]) => [k, round(v)])) as unknown as StageTimings & {
+    total: number;
+  };
+  const per = Object.fromEntries(Object.entries({ ...t, total }).map(([k, v]) => [k, round(v / n)])) as unknown as StageTimings & {
+    total: number;
+  };
   return {
     versions: versions(),
     category: r.name,

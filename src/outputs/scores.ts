@@ -12,9 +12,18 @@ import type { CategoryResult } from '../pipeline/types.js';
 
 export const SCORES_HEADER = ['path', 'defect', 'label', 'score', 'score_rscin'];
 
-export function formatScoresCsv(r: Pick<CategoryResult, 'items' | 'imageScores' | 'rscinScores'> & Pick<Partial<CategoryResult>, 'decisions'>): string {
+export function formatScoresCsv(
+  r: Pick<CategoryResult, 'items' | 'imageScores' | 'rscinScores'> & Pick<Partial<CategoryResult>, 'decisions'>,
+): string {
   const dec = r.decisions?.decisions;
-  const rows = r.items.map((it, i) => [it.rel, it.defect, it.label === null ? '' : it.label, r.imageScores[i]!, r.rscinScores[i]!, ...(dec ? [dec[i]!] : [])]);
+  const rows = r.items.map((it, i) => [
+    it.rel,
+    it.defect,
+    it.label === null ? '' : it.label,
+    r.imageScores[i]!,
+    r.rscinScores[i]!,
+    ...(dec ? [dec[i]!] : []),
+  ]);
   return formatCsv(dec ? [...SCORES_HEADER, 'decision'] : SCORES_HEADER, rows);
 }
 

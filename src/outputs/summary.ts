@@ -29,7 +29,13 @@ export function meanMetrics(entries: SummaryEntry[]): Record<string, number | nu
 }
 
 export function summaryJson(dataset: string, backbone: string, imageSize: number, entries: SummaryEntry[]): SummaryJson {
-  return { dataset, backbone, image_size: imageSize, categories: entries.map((e) => ({ category: e.category, ...e.metrics })), mean: meanMetrics(entries) };
+  return {
+    dataset,
+    backbone,
+    image_size: imageSize,
+    categories: entries.map((e) => ({ category: e.category, ...e.metrics })),
+    mean: meanMetrics(entries),
+  };
 }
 
 const COLUMNS: [keyof MetricsJson, string][] = [
@@ -55,7 +61,9 @@ export function metricsMarkdown(title: string, entries: SummaryEntry[]): string 
   const head = ['Category', ...COLUMNS.map((c) => c[1]), 'Images', 'Skipped'];
   const lines = [`# ${cell(title)}`, '', `| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
   for (const e of entries) {
-    lines.push(`| ${cell(e.category)} | ${COLUMNS.map(([k]) => pct(e.metrics[k] as number | null)).join(' | ')} | ${e.metrics.n_images} | ${e.metrics.n_skipped} |`);
+    lines.push(
+      `| ${cell(e.category)} | ${COLUMNS.map(([k]) => pct(e.metrics[k] as number | null)).join(' | ')} | ${e.metrics.n_images} | ${e.metrics.n_skipped} |`,
+    );
   }
   if (entries.length > 0) {
     const mean = meanMetrics(entries);
@@ -63,6 +71,10 @@ export function metricsMarkdown(title: string, entries: SummaryEntry[]): string 
     const sk = entries.reduce((a, e) => a + e.metrics.n_skipped, 0);
     lines.push(`| **mean** | ${COLUMNS.map(([k]) => pct(mean[k])).join(' | ')} | ${n} | ${sk} |`);
   }
-  lines.push('', 'Metrics in percent. PRO is MuSc\'s cal_pro_score (the paper\'s PRO); AUPRO@0.3 the MVTec AD official definition. "-" = undefined (no labels, or a single class).', '');
+  lines.push(
+    '',
+    'Metrics in percent. PRO is MuSc\'s cal_pro_score (the paper\'s PRO); AUPRO@0.3 the MVTec AD official definition. "-" = undefined (no labels, or a single class).',
+    '',
+  );
   return lines.join('\n');
 }

@@ -45,7 +45,13 @@ let cached: Versions | null = null;
 export function versions(): Versions {
   if (!cached) {
     const sv = (sharp as unknown as { versions?: Record<string, string> }).versions ?? {};
-    cached = { musc: muscVersion(), node: process.versions.node, onnxruntime: ortVersion(), sharp: sv.sharp ?? 'unknown', libvips: sv.vips ?? 'unknown' };
+    cached = {
+      musc: muscVersion(),
+      node: process.versions.node,
+      onnxruntime: ortVersion(),
+      sharp: sv.sharp ?? 'unknown',
+      libvips: sv.vips ?? 'unknown',
+    };
   }
   return cached;
 }

@@ -14,7 +14,12 @@ import { DEFAULT_FEATURE_STORAGE, type StageDims } from '../features/types.js';
 
 export type { StageDims };
 
-export function estimateSubsetBytes(n: number, stages: readonly StageDims[], size: number, storage: FeatureStorage = DEFAULT_FEATURE_STORAGE): number {
+export function estimateSubsetBytes(
+  n: number,
+  stages: readonly StageDims[],
+  size: number,
+  storage: FeatureStorage = DEFAULT_FEATURE_STORAGE,
+): number {
   const hwc = stages.reduce((a, s) => a + s.h * s.w * s.c, 0);
   const hwcMax = stages.reduce((a, s) => Math.max(a, s.h * s.w * s.c), 0);
   const l = stages.reduce((a, s) => Math.max(a, s.h * s.w), 0);

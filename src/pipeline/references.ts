@@ -71,7 +71,7 @@ export async function excludeTestImages(files: string[], items: DatasetItem[]): 
   const test = new Set(await Promise.all(items.map((it) => real(it.path))));
   const kept: string[] = [];
   const dropped: string[] = [];
-  for (const f of files) ((test.has(await real(f))) ? dropped : kept).push(f);
+  for (const f of files) (test.has(await real(f)) ? dropped : kept).push(f);
   return { files: kept, dropped };
 }
 
@@ -94,12 +94,17 @@ export async function extractReferences(
 
 /** Test stages [n, h, w, C] followed by the references [R, h, w, C] -> [n + R, h, w, C] per stage. */
 export function appendReferences(test: StageFeatures[], refs: ReferenceFeatures): StageFeatures[] {
-  if (test.length !== refs.stages.length) throw new Error(`reference features have ${refs.stages.length} stages, test features ${test.length}`);
+  if (test.length !== refs.stages.length)
+    throw new Error(`reference features have ${refs.stages.length} stages, test features ${test.length}`);
   return test.map((s, l) => {
     const r = refs.stages[l]!;
-    if (r.h !== s.h || r.w !== s.w || r.c !== s.c) throw new Error(`stage ${l}: reference features ${r.h}x${r.w}x${r.c} differ from test features ${s.h}x${s.w}x${s.c}`);
+    if (r.h !== s.h || r.w !== s.w || r.c !== s.c)
+      throw new Error(`stage ${l}: reference features ${r.h}x${r.w}x${r.c} differ from test features ${s.h}x${s.w}x${s.c}`);
     const half = s.data instanceof Uint16Array;
-    if ((r.data instanceof Uint16Array) !== half) throw new Error(`stage ${l}: reference features are stored as ${r.data instanceof Uint16Array ? 'float16' : 'float32'}, test features as ${half ? 'float16' : 'float32'}`);
+    if (r.data instanceof Uint16Array !== half)
+      throw new Error(
+        `stage ${l}: reference features are stored as ${r.data instanceof Uint16Array ? 'float16' : 'float32'}, test features as ${half ? 'float16' : 'float32'}`,
+      );
     const data = sharedFeatures(half ? 'float16' : 'float32', (s.n + r.n) * s.h * s.w * s.c); // shared with the compute worker
     // same storage on both sides (checked above)
     (data as Float32Array).set(s.data.subarray(0, s.n * s.h * s.w * s.c) as Float32Array, 0);

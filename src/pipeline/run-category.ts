@@ -22,7 +22,12 @@ import { checkInterrupted } from './interrupt.js';
 import { evaluateCategory } from './evaluate.js';
 import { scoreSubsets, type ScoredSubsets } from './score-subsets.js';
 import {
-  DEFAULT_FEATURE_STORAGE, type CategoryResult, type PipelineDeps, type PipelineOptions, type SkippedImage, type StageTimings,
+  DEFAULT_FEATURE_STORAGE,
+  type CategoryResult,
+  type PipelineDeps,
+  type PipelineOptions,
+  type SkippedImage,
+  type StageTimings,
 } from './types.js';
 
 export { ImageSkipError };
@@ -70,10 +75,25 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
   t.decode = run.store.timings.decode;
   t.backbone = run.store.timings.backbone;
   return {
-    name: category.name, kind: category.kind, root: category.root, items: ord.items, skipped: run.skipped, size: S, maps: ord.maps,
-    imageScores, rscinScores, masks: ev.masks, metrics: ev.metrics, subsets: ord.subsets, divideNum, estimatedBytes: scored.estimatedBytes,
-    timings: t, warnings: run.warnings, f1Threshold: ev.f1Threshold,
-    ...(decisions ? { decisions } : {}), ...(opts.references ? { referenceFiles: opts.references.files } : {}),
+    name: category.name,
+    kind: category.kind,
+    root: category.root,
+    items: ord.items,
+    skipped: run.skipped,
+    size: S,
+    maps: ord.maps,
+    imageScores,
+    rscinScores,
+    masks: ev.masks,
+    metrics: ev.metrics,
+    subsets: ord.subsets,
+    divideNum,
+    estimatedBytes: scored.estimatedBytes,
+    timings: t,
+    warnings: run.warnings,
+    f1Threshold: ev.f1Threshold,
+    ...(decisions ? { decisions } : {}),
+    ...(opts.references ? { referenceFiles: opts.references.files } : {}),
   };
 }
 
@@ -84,10 +104,15 @@ function startRun(category: Category, deps: PipelineDeps, opts: PipelineOptions)
   const unreadable = category.unreadable ?? [];
   const warnings = [...category.warnings];
   const store = new FeatureStore({
-    backbone: deps.backbone, storage: opts.featureStorage ?? DEFAULT_FEATURE_STORAGE, batchSize: opts.batchSize,
-    ...(deps.cache ? { cache: deps.cache } : {}), ...(deps.decode ? { decode: deps.decode } : {}),
+    backbone: deps.backbone,
+    storage: opts.featureStorage ?? DEFAULT_FEATURE_STORAGE,
+    batchSize: opts.batchSize,
+    ...(deps.cache ? { cache: deps.cache } : {}),
+    ...(deps.decode ? { decode: deps.decode } : {}),
     ...(opts.maxPixels !== undefined ? { maxPixels: opts.maxPixels } : {}),
-    badFiles: opts.strict ? 'strict' : 'skip', warn: (w) => warnings.push(w), beforeBatch: checkInterrupted,
+    badFiles: opts.strict ? 'strict' : 'skip',
+    warn: (w) => warnings.push(w),
+    beforeBatch: checkInterrupted,
   });
   if (opts.strict && unreadable.length > 0) throw new ImageSkipError(`${unreadable[0]!.path}: ${unreadable[0]!.reason} (--strict)`);
   const t: StageTimings = { decode: 0, backbone: 0, scoring: 0, lnamd: 0, msm: 0, rscin: 0, metrics: 0, write: 0 };
@@ -122,7 +147,8 @@ async function planSubsets(run: CategoryRun): Promise<{ subsets: number[][]; div
 /** Scored images back in dataset order, with their maps and tokens. */
 function inDatasetOrder(run: CategoryRun, scored: ScoredSubsets): Ordered {
   const all = run.category.items;
-  const S = run.S, D = run.store.tokenDim;
+  const S = run.S,
+    D = run.store.tokenDim;
   const keptIdx = all.map((_, i) => i).filter((i) => scored.mapOf.has(i));
   if (keptIdx.length === 0) {
     const first = run.skipped[0];
@@ -137,7 +163,10 @@ function inDatasetOrder(run: CategoryRun, scored: ScoredSubsets): Ordered {
     tokens.set(scored.tokenOf.get(i)!, k * D);
   });
   return {
-    items: keptIdx.map((i) => all[i]!), sizes: keptIdx.map((i) => scored.sizeOf.get(i)), maps, tokens,
+    items: keptIdx.map((i) => all[i]!),
+    sizes: keptIdx.map((i) => scored.sizeOf.get(i)),
+    maps,
+    tokens,
     subsets: scored.subsets.map((s) => s.map((i) => pos.get(i)!)),
   };
 }

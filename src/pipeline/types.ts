@@ -28,7 +28,16 @@ export interface Scorer {
 /** The metrics the pipeline reports (src/metrics/index.ts: computeMetrics's numbers without its counts). */
 export type { MetricsFn, MetricsInput, MetricsValues };
 
-export const METRIC_KEYS: readonly (keyof MetricsValues)[] = ['image_auroc', 'image_f1max', 'image_ap', 'pixel_auroc', 'pixel_f1max', 'pixel_ap', 'pixel_pro', 'aupro'];
+export const METRIC_KEYS: readonly (keyof MetricsValues)[] = [
+  'image_auroc',
+  'image_f1max',
+  'image_ap',
+  'pixel_auroc',
+  'pixel_f1max',
+  'pixel_ap',
+  'pixel_pro',
+  'aupro',
+];
 
 export interface PipelineDeps {
   backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>;

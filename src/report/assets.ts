@@ -84,7 +84,10 @@ export function maskOutline(mask: Uint8Array, size: number, width: number): Uint
 }
 
 async function resizeRgb(data: Uint8Array, w: number, h: number, side: number): Promise<Uint8Array> {
-  const buf = await sharp(data, { raw: { width: w, height: h, channels: 3 } }).resize(side, side, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
+  const buf = await sharp(data, { raw: { width: w, height: h, channels: 3 } })
+    .resize(side, side, { fit: 'fill', kernel: 'linear' })
+    .raw()
+    .toBuffer();
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
 }
 
@@ -95,8 +98,14 @@ function blend(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-const jpeg = (data: Uint8Array, side: number): Promise<Buffer> => sharp(data, { raw: { width: side, height: side, channels: 3 } }).jpeg({ quality: 82 }).toBuffer();
-const png = (data: Uint8Array, side: number, channels: 3 | 4): Promise<Buffer> => sharp(data, { raw: { width: side, height: side, channels } }).png({ compressionLevel: 6 }).toBuffer();
+const jpeg = (data: Uint8Array, side: number): Promise<Buffer> =>
+  sharp(data, { raw: { width: side, height: side, channels: 3 } })
+    .jpeg({ quality: 82 })
+    .toBuffer();
+const png = (data: Uint8Array, side: number, channels: 3 | 4): Promise<Buffer> =>
+  sharp(data, { raw: { width: side, height: side, channels } })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
 
 /** Union of the masks in `files`, binarised at size x size (nonzero rule) -> [size, size] 0/1. */
 async function maskAt(decoded: { width: number; height: number; data: Uint8Array }[], size: number): Promise<Uint8Array> {
@@ -109,7 +118,11 @@ async function maskAt(decoded: { width: number; height: number; data: Uint8Array
 }
 
 /** Writes every row's images under <out>/<folder>/report/ (the folder is replaced); returns what exists per row and warnings. */
-export async function writeCategoryAssets(outDir: string, cat: CategoryOutputs, o: AssetOptions = {}): Promise<{ assets: ItemAssets[]; warnings: string[] }> {
+export async function writeCategoryAssets(
+  outDir: string,
+  cat: CategoryOutputs,
+  o: AssetOptions = {},
+): Promise<{ assets: ItemAssets[]; warnings: string[] }> {
   const T = o.thumbSize ?? 160;
   const maxB = o.maxLargeSize ?? 512;
   const S = cat.size;
@@ -117,7 +130,8 @@ export async function writeCategoryAssets(outDir: string, cat: CategoryOutputs, 
   const plane = S * S;
   const dir = join(outDir, cat.folder, REPORT_ASSET_DIR);
   await rm(dir, { recursive: true, force: true });
-  for (const sub of ['thumb', 'thumb-overlay', 'thumb-outline', 'orig', 'map', 'overlay', 'outline']) await mkdir(join(dir, sub), { recursive: true });
+  for (const sub of ['thumb', 'thumb-overlay', 'thumb-outline', 'orig', 'map', 'overlay', 'outline'])
+    await mkdir(join(dir, sub), { recursive: true });
   const whole = cat.maps && (o.norm ?? 'category') === 'category' ? minMax(cat.maps) : null;
   const unreadable: string[] = [];
   const badMasks: string[] = [];

@@ -115,12 +115,17 @@ export async function listCategoryFolders(outDir: string): Promise<string[]> {
     };
     withScores.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
   }
-  if (withScores.length === 0) throw new ReportError(`${outDir}: no category outputs found (expected <category>/scores.csv from 'musc run')`);
+  if (withScores.length === 0)
+    throw new ReportError(`${outDir}: no category outputs found (expected <category>/scores.csv from 'musc run')`);
   return withScores;
 }
 
 /** Mask files and absolute image paths for the rows, from the dataset layout recorded in run.json. */
-async function locateFiles(run: RunInfoForReport | null, rows: ScoreRow[], warnings: string[]): Promise<{ images: (string | null)[]; masks: (string[] | null)[] }> {
+async function locateFiles(
+  run: RunInfoForReport | null,
+  rows: ScoreRow[],
+  warnings: string[],
+): Promise<{ images: (string | null)[]; masks: (string[] | null)[] }> {
   const images: (string | null)[] = rows.map(() => null);
   const masks: (string[] | null)[] = rows.map(() => null);
   if (!run?.data_root) {
@@ -132,7 +137,8 @@ async function locateFiles(run: RunInfoForReport | null, rows: ScoreRow[], warni
   if (!rows.some((r) => r.label === 1)) return { images, masks };
   try {
     const ds = await openDataset(root, run.dataset as DatasetKind | undefined);
-    const name = run.category && ds.categories.includes(run.category) ? run.category : ds.categories.length === 1 ? ds.categories[0]! : run.category;
+    const name =
+      run.category && ds.categories.includes(run.category) ? run.category : ds.categories.length === 1 ? ds.categories[0]! : run.category;
     if (!name) throw new Error('category unknown');
     const cat = await ds.load(name);
     const byRel = new Map(cat.items.map((it) => [it.rel, it.masks]));
@@ -180,7 +186,8 @@ export async function readCategoryOutputs(outDir: string, folder: string): Promi
       const m = await readMaps(mapsFile);
       if (m.n !== rows.length) throw new Error(`${m.n} maps for ${rows.length} rows of scores.csv`);
       const bad = m.paths.findIndex((p, i) => p !== rows[i]!.path);
-      if (m.paths.length && bad >= 0) throw new Error(`map ${bad} is of '${m.paths[bad]}' but row ${bad} of scores.csv is '${rows[bad]!.path}'`);
+      if (m.paths.length && bad >= 0)
+        throw new Error(`map ${bad} is of '${m.paths[bad]}' but row ${bad} of scores.csv is '${rows[bad]!.path}'`);
       maps = m.maps;
       size = m.size;
     } catch (e) {
@@ -188,6 +195,10 @@ export async function readCategoryOutputs(outDir: string, folder: string): Promi
     }
   } else warnings.push('no maps.safetensors: heatmaps are not shown');
   const { images, masks } = await locateFiles(run, rows, warnings);
-  const evaluation = evaluateImages(rows.map((r) => r.score_rscin), rows.map((r) => r.label), runDecisionRule(metrics));
+  const evaluation = evaluateImages(
+    rows.map((r) => r.score_rscin),
+    rows.map((r) => r.label),
+    runDecisionRule(metrics),
+  );
   return { name: run?.category ?? folder, folder, rows, metrics, evaluation, run, maps, size, images, masks, warnings };
 }

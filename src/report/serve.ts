@@ -118,7 +118,13 @@ export async function resolveRequest(rootReal: string, target: string): Promise<
     return { status: 404, reason: 'not found' };
   }
   if (!inside(rootReal, real)) return { status: 404, reason: 'link out of the folder' };
-  if (real.slice(rootReal.length).split(sep).some((x) => x.startsWith('.'))) return { status: 404, reason: 'link to a hidden file' };
+  if (
+    real
+      .slice(rootReal.length)
+      .split(sep)
+      .some((x) => x.startsWith('.'))
+  )
+    return { status: 404, reason: 'link to a hidden file' };
   const st = await stat(real).catch(() => null);
   if (!st?.isFile()) return { status: 404, reason: st?.isDirectory() ? 'directory' : 'not a file' };
   return { status: 200, file: real, size: st.size };
@@ -126,11 +132,20 @@ export async function resolveRequest(rootReal: string, target: string): Promise<
 
 function send(res: ServerResponse, status: number, text: string, head: boolean): void {
   const type = 'text/plain; charset=utf-8';
-  res.writeHead(status, { ...SECURITY_HEADERS, 'Content-Type': type, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    'Content-Type': type,
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+  });
   res.end(head ? undefined : text);
 }
 
-export function handlerFor(rootReal: string, loopbackOnly: boolean, log?: (line: string) => void): (req: IncomingMessage, res: ServerResponse) => void {
+export function handlerFor(
+  rootReal: string,
+  loopbackOnly: boolean,
+  log?: (line: string) => void,
+): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     const method = req.method ?? '';
     const target = req.url ?? '';

@@ -34,7 +34,13 @@ export function scoreRange(scores: ArrayLike<number>): [number, number] {
 }
 
 /** Histogram of finite scores over [lo, hi] in `bins` equal bins (the last bin includes hi), split by label. */
-export function scoreHistogram(scores: ArrayLike<number>, labels: ArrayLike<number | null>, lo: number, hi: number, bins: number): Histogram {
+export function scoreHistogram(
+  scores: ArrayLike<number>,
+  labels: ArrayLike<number | null>,
+  lo: number,
+  hi: number,
+  bins: number,
+): Histogram {
   const edges: number[] = [];
   for (let b = 0; b <= bins; b++) edges.push(lo + ((hi - lo) * b) / bins);
   const good = new Array<number>(bins).fill(0);

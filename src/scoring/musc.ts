@@ -50,7 +50,12 @@ export interface PatchScores {
  * Scores every variant of a pool plan (src/core/plan.ts) in the compute worker. Stage data on a
  * SharedArrayBuffer (`sharedFeatures`) is shared with the worker; other arrays are copied.
  */
-export function scorePlan(stages: StageFeatures[], plan: ScoringPlan, settings: RuntimeSettings = {}, onProgress?: ProgressListener): Promise<PlanScores> {
+export function scorePlan(
+  stages: StageFeatures[],
+  plan: ScoringPlan,
+  settings: RuntimeSettings = {},
+  onProgress?: ProgressListener,
+): Promise<PlanScores> {
   validateStages(stages);
   return computeWorker().call<PlanScores>(TASKS_MODULE, 'scorePlanTask', [stages, plan, settings], [], onProgress);
 }

@@ -35,7 +35,12 @@ export function kernelFor(device: Device = 'cpu', precision: MsmPrecision = DEFA
 }
 
 /** (worker) Scores a plan; progress and Ctrl-C through the worker context. */
-export async function scorePlanTask(stages: StageFeatures[], plan: ScoringPlan, settings: RuntimeSettings = {}, ctx?: WorkerContext): Promise<PlanScores> {
+export async function scorePlanTask(
+  stages: StageFeatures[],
+  plan: ScoringPlan,
+  settings: RuntimeSettings = {},
+  ctx?: WorkerContext,
+): Promise<PlanScores> {
   const kernel = await kernelFor(settings.device, settings.precision);
   return scorePlan(stages, plan, kernel, settings, { progress: ctx?.progress.bind(ctx), cancelled: ctx?.cancelled.bind(ctx) });
 }
@@ -64,7 +69,8 @@ export interface ScoreResult {
 /** The plan of one batch (zero-shot, or test images + trailing references). */
 export function planOfBatch(n: number, s: ScoreSettings): ScoringPlan {
   const references = s.references ?? 0;
-  if (!Number.isInteger(references) || references < 0 || references > n) throw new Error(`invalid reference image count ${references} for ${n} images`);
+  if (!Number.isInteger(references) || references < 0 || references > n)
+    throw new Error(`invalid reference image count ${references} for ${n} images`);
   if (s.mode === 'musc-plus' && references === 0) throw new Error('MuSc+ needs reference (known-good) images');
   if (n - references < 1) throw new Error('no test images to score');
   return batchPlan(n, s.rList ?? DEFAULT_R_LIST, s.interval ?? DEFAULT_INTERVAL, references, s.mode ?? 'musc');

@@ -28,8 +28,11 @@ export async function writePng(file: string, w: number, h: number, value: number
   const { mkdir } = await import('node:fs/promises');
   await mkdir(dirname(file), { recursive: true });
   const data = new Uint8Array(w * h * channels);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < channels; c++) data[(y * w + x) * channels + c] = Math.min(255, value + ((x + y) % 7));
-  await sharp(data, { raw: { width: w, height: h, channels } }).png().toFile(file);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) for (let c = 0; c < channels; c++) data[(y * w + x) * channels + c] = Math.min(255, value + ((x + y) % 7));
+  await sharp(data, { raw: { width: w, height: h, channels } })
+    .png()
+    .toFile(file);
 }
 
 /** Writes a 0/255 mask PNG with a filled rectangle [x0, x1) x [y0, y1). */
@@ -39,5 +42,7 @@ export async function writeMask(file: string, w: number, h: number, rect: [numbe
   const data = new Uint8Array(w * h);
   const [x0, y0, x1, y1] = rect;
   for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) data[y * w + x] = 255;
-  await sharp(data, { raw: { width: w, height: h, channels: 1 } }).png().toFile(file);
+  await sharp(data, { raw: { width: w, height: h, channels: 1 } })
+    .png()
+    .toFile(file);
 }

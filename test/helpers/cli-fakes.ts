@@ -10,10 +10,22 @@ import type { Scorer, MetricsFn, MetricsInput, MetricsValues } from '../../src/p
 
 /** input [3, S, S] = nearest-resized RGB / 255; one stage: mean colour of each (S/G)^2 block (G x G grid, C = 3); token = mean colour */
 export function fakeBackbone(size = 32, grid = 4): Backbone & { calls: number[] } {
-  const info: BackboneInfo = { name: 'fake', family: 'resnet', description: 'test fake', imageSize: size, stages: [1], weights: { repo: 'none', file: 'none' } };
+  const info: BackboneInfo = {
+    name: 'fake',
+    family: 'resnet',
+    description: 'test fake',
+    imageSize: size,
+    stages: [1],
+    weights: { repo: 'none', file: 'none' },
+  };
   const calls: number[] = [];
   return {
-    info, imageSize: size, stages: [1], weightsPath: '/dev/null', weightsSha256: '0'.repeat(64), calls,
+    info,
+    imageSize: size,
+    stages: [1],
+    weightsPath: '/dev/null',
+    weightsSha256: '0'.repeat(64),
+    calls,
     async preprocess(img: RgbImage): Promise<Float32Array> {
       const out = new Float32Array(3 * size * size);
       for (let y = 0; y < size; y++)
@@ -79,7 +91,8 @@ export function fakeScorer(): Scorer & { subsetSizes: number[] } {
       const out = new Float32Array(ps.n * outH * outW);
       for (let i = 0; i < ps.n; i++)
         for (let y = 0; y < outH; y++)
-          for (let x = 0; x < outW; x++) out[(i * outH + y) * outW + x] = ps.data[(i * ps.h + Math.floor((y * ps.h) / outH)) * ps.w + Math.floor((x * ps.w) / outW)]!;
+          for (let x = 0; x < outW; x++)
+            out[(i * outH + y) * outW + x] = ps.data[(i * ps.h + Math.floor((y * ps.h) / outH)) * ps.w + Math.floor((x * ps.w) / outW)]!;
       return out;
     },
     imageScoresFromMaps(maps: Float32Array | Float64Array, n: number): Float64Array {
@@ -105,18 +118,28 @@ export function fakeMetrics(record: MetricsInput[] = []): MetricsFn {
     let pos = 0;
     let neg = 0;
     let win = 0;
-    for (let i = 0; i < l.length; i++) (l[i] ? pos++ : neg++);
+    for (let i = 0; i < l.length; i++) l[i] ? pos++ : neg++;
     if (!pos || !neg) return null;
-    for (let i = 0; i < l.length; i++) if (l[i]) for (let j = 0; j < l.length; j++) if (!l[j]) win += s[i]! > s[j]! ? 1 : s[i] === s[j] ? 0.5 : 0;
+    for (let i = 0; i < l.length; i++)
+      if (l[i]) for (let j = 0; j < l.length; j++) if (!l[j]) win += s[i]! > s[j]! ? 1 : s[i] === s[j] ? 0.5 : 0;
     return win / (pos * neg);
   };
   return (input: MetricsInput): MetricsValues => {
     record.push(input);
     return {
-      image_auroc: auroc(input.imageScores, input.imageLabels), image_f1max: null, image_ap: null,
-      pixel_auroc: null, pixel_f1max: null, pixel_ap: null, pixel_pro: null, aupro: null,
+      image_auroc: auroc(input.imageScores, input.imageLabels),
+      image_f1max: null,
+      image_ap: null,
+      pixel_auroc: null,
+      pixel_f1max: null,
+      pixel_ap: null,
+      pixel_pro: null,
+      aupro: null,
     };
   };
 }
 
-export const fakeLoader = (bb: Backbone) => async (_name: string, _o: LoadOptions): Promise<Backbone> => bb;
+export const fakeLoader =
+  (bb: Backbone) =>
+  async (_name: string, _o: LoadOptions): Promise<Backbone> =>
+    bb;

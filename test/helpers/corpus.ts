@@ -36,7 +36,9 @@ export function texture(w: number, h: number, seed: number, defect = false): Uin
 }
 
 export async function pngOf(w: number, h: number, seed: number, defect = false): Promise<Buffer> {
-  return sharp(texture(w, h, seed, defect), { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+  return sharp(texture(w, h, seed, defect), { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 const raw = (w: number, h: number, seed: number) => sharp(texture(w, h, seed), { raw: { width: w, height: h, channels: 3 } });
@@ -142,8 +144,16 @@ export async function buildCorpus(root: string): Promise<Corpus> {
     cases.push({ what, rel: `mixed/test/good/${name}`, expect, ...(reason ? { reason } : {}) });
   };
   // ordinary images of mixed sizes
-  const sizes: [number, number][] = [[48, 48], [64, 40], [40, 64], [56, 56], [48, 48], [72, 48]];
-  for (let i = 0; i < sizes.length; i++) await add(`good_${i}.png`, `plain PNG ${sizes[i]![0]}x${sizes[i]![1]}`, await pngOf(sizes[i]![0], sizes[i]![1], i + 1), 'scored');
+  const sizes: [number, number][] = [
+    [48, 48],
+    [64, 40],
+    [40, 64],
+    [56, 56],
+    [48, 48],
+    [72, 48],
+  ];
+  for (let i = 0; i < sizes.length; i++)
+    await add(`good_${i}.png`, `plain PNG ${sizes[i]![0]}x${sizes[i]![1]}`, await pngOf(sizes[i]![0], sizes[i]![1], i + 1), 'scored');
   // readable oddities
   await add('bmp_as_png.png', 'a BMP named .png', bmpOf(48, 48, 11), 'scored');
   await add('tiff_as_png.png', 'a TIFF named .png', await raw(48, 48, 12).tiff().toBuffer(), 'scored');
@@ -151,7 +161,12 @@ export async function buildCorpus(root: string): Promise<Corpus> {
   await add('palette.png', 'palette PNG', await raw(48, 48, 14).png({ palette: true }).toBuffer(), 'scored');
   await add('cmyk.jpg', 'CMYK JPEG', await raw(48, 48, 15).toColourspace('cmyk').jpeg({ quality: 95 }).toBuffer(), 'scored');
   await add('alpha.png', 'RGBA PNG', await raw(48, 48, 16).ensureAlpha(0.5).png().toBuffer(), 'scored');
-  await add('exif_rot.jpg', 'JPEG with EXIF orientation 6', await raw(40, 56, 17).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer(), 'scored');
+  await add(
+    'exif_rot.jpg',
+    'JPEG with EXIF orientation 6',
+    await raw(40, 56, 17).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer(),
+    'scored',
+  );
   await add('one_pixel.png', '1x1 image', await raw(1, 1, 18).png().toBuffer(), 'scored');
   await add('elongated.png', '400x3 image', await raw(400, 3, 19).png().toBuffer(), 'scored');
   const dup = await pngOf(48, 48, 20);
@@ -177,13 +192,24 @@ export async function buildCorpus(root: string): Promise<Corpus> {
   await add('truncated.png', 'truncated PNG', png.subarray(0, png.length >> 1), 'skipped', /corrupt or truncated png/);
   await add('truncated.jpg', 'truncated JPEG', jpg.subarray(0, jpg.length >> 1), 'skipped', /corrupt or truncated jpeg/);
   await add('text.png', 'a text file named .png', 'this is not an image\n', 'skipped', /not an image \(unrecognised file signature\)/);
-  await add('bomb.png', 'PNG declaring 100000x100000 pixels', bombPng(100_000, 100_000), 'skipped', /100000x100000 = 10000000000 pixels, over the limit of 100000000/);
+  await add(
+    'bomb.png',
+    'PNG declaring 100000x100000 pixels',
+    bombPng(100_000, 100_000),
+    'skipped',
+    /100000x100000 = 10000000000 pixels, over the limit of 100000000/,
+  );
   await symlink('loop.png', join(good, 'loop.png'));
   cases.push({ what: 'symlink loop', rel: 'mixed/test/good/loop.png', expect: 'skipped', reason: /symbolic link loop/ });
   await symlink('missing_target.png', join(good, 'dangling.png'));
   cases.push({ what: 'dangling symlink', rel: 'mixed/test/good/dangling.png', expect: 'skipped', reason: /broken symbolic link/ });
   await writeFile(Buffer.concat([Buffer.from(good + '/'), NON_UTF8]), await pngOf(48, 48, 32));
-  cases.push({ what: 'non-UTF-8 file name', rel: `mixed/test/good/${NON_UTF8.toString('utf8')}`, expect: 'skipped', reason: /file name is not valid UTF-8/ });
+  cases.push({
+    what: 'non-UTF-8 file name',
+    rel: `mixed/test/good/${NON_UTF8.toString('utf8')}`,
+    expect: 'skipped',
+    reason: /file name is not valid UTF-8/,
+  });
   // a directory symlink loop: test/loop -> . (must not hang the listing)
   await symlink('.', join(root, 'mixed', 'test', 'loop'));
 
@@ -195,20 +221,41 @@ export async function buildCorpus(root: string): Promise<Corpus> {
     cases.push({ what: 'defective image', rel: `mixed/test/scratch/00${i}.png`, expect: 'scored' });
     const mw = i === 1 ? 96 : 48;
     const m = new Uint8Array(mw * mw);
-    for (let y = 0; y < mw; y++) for (let x = 0; x < mw; x++) if (Math.abs(x - mw / 2) < mw / 8 && Math.abs(y - mw / 2) < mw / 5) m[y * mw + x] = 255;
-    await put(join(gt, `00${i}_mask.png`), await sharp(m, { raw: { width: mw, height: mw, channels: 1 } }).png().toBuffer());
+    for (let y = 0; y < mw; y++)
+      for (let x = 0; x < mw; x++) if (Math.abs(x - mw / 2) < mw / 8 && Math.abs(y - mw / 2) < mw / 5) m[y * mw + x] = 255;
+    await put(
+      join(gt, `00${i}_mask.png`),
+      await sharp(m, { raw: { width: mw, height: mw, channels: 1 } })
+        .png()
+        .toBuffer(),
+    );
   }
-  await put(join(gt, '999_mask.png'), await sharp(new Uint8Array(48 * 48), { raw: { width: 48, height: 48, channels: 1 } }).png().toBuffer());
+  await put(
+    join(gt, '999_mask.png'),
+    await sharp(new Uint8Array(48 * 48), { raw: { width: 48, height: 48, channels: 1 } })
+      .png()
+      .toBuffer(),
+  );
 
   // small categories
   for (let i = 0; i < 3; i++) await put(join(root, 'few', 'test', 'good', `${i}.png`), await pngOf(48, 48, 50 + i));
   await put(join(root, 'few', 'test', 'dent', '0.png'), await pngOf(48, 48, 53, true));
-  await put(join(root, 'few', 'ground_truth', 'dent', '0_mask.png'), await sharp(new Uint8Array(48 * 48).fill(255), { raw: { width: 48, height: 48, channels: 1 } }).png().toBuffer());
+  await put(
+    join(root, 'few', 'ground_truth', 'dent', '0_mask.png'),
+    await sharp(new Uint8Array(48 * 48).fill(255), { raw: { width: 48, height: 48, channels: 1 } })
+      .png()
+      .toBuffer(),
+  );
   await put(join(root, 'single', 'test', 'good', 'a.png'), await pngOf(48, 48, 60));
   await put(join(root, 'empty', 'test', 'good', 'readme.txt'), 'no images here\n');
   for (let i = 0; i < 5; i++) await put(join(root, 'nomask', 'test', 'good', `${i}.png`), await pngOf(48, 48, 70 + i));
   for (let i = 0; i < 2; i++) await put(join(root, 'nomask', 'test', 'hole', `${i}.png`), await pngOf(48, 48, 80 + i, true));
-  await put(join(root, 'nomask', 'ground_truth', 'hole', '0_mask.png'), await sharp(new Uint8Array(48 * 48).fill(255), { raw: { width: 48, height: 48, channels: 1 } }).png().toBuffer());
+  await put(
+    join(root, 'nomask', 'ground_truth', 'hole', '0_mask.png'),
+    await sharp(new Uint8Array(48 * 48).fill(255), { raw: { width: 48, height: 48, channels: 1 } })
+      .png()
+      .toBuffer(),
+  );
   return { root, cases, rootReadsAnything };
 }
 
@@ -226,5 +273,6 @@ export async function buildClean(root: string, corpus: Corpus): Promise<void> {
     await put(join(root, c.rel), data);
   }
   const gt = join(corpus.root, 'mixed', 'ground_truth', 'scratch');
-  for (const m of ['000_mask.png', '001_mask.png', '002_mask.png', '999_mask.png']) await put(join(root, 'mixed', 'ground_truth', 'scratch', m), await readFile(join(gt, m)));
+  for (const m of ['000_mask.png', '001_mask.png', '002_mask.png', '999_mask.png'])
+    await put(join(root, 'mixed', 'ground_truth', 'scratch', m), await readFile(join(gt, m)));
 }

@@ -9,11 +9,19 @@ const range = (a: number, b: number): number[] => Array.from({ length: b - a }, 
 
 /** MSM scores [S, P] of one bank: zero-shot, or the first `scored` images against references. */
 export async function msmScores(
-  z: Float32Array, n: number, p: number, c: number, interval: Interval, kernel: PairKernel,
+  z: Float32Array,
+  n: number,
+  p: number,
+  c: number,
+  interval: Interval,
+  kernel: PairKernel,
   opts: TableOptions & { scored?: number; referencesOnly?: boolean } = {},
 ): Promise<Float64Array> {
   const scored = opts.scored ?? n;
-  const v = scored < n ? referenceVariant(range(0, scored), range(scored, n), opts.referencesOnly ? 'musc-plus' : 'musc', interval) : zeroShotVariant(n, interval);
+  const v =
+    scored < n
+      ? referenceVariant(range(0, scored), range(scored, n), opts.referencesOnly ? 'musc-plus' : 'musc', interval)
+      : zeroShotVariant(n, interval);
   return (await scoreBank(z, n, p, c, [v], kernel, opts))[0]!;
 }
 

@@ -89,7 +89,8 @@ export async function makeFixture(dir: string, cats: FixtureCategory[], size = 9
         const cx = Math.floor(rnd() * S);
         const cy = Math.floor(rnd() * S);
         const amp = 0.5 * rnd();
-        for (let y = Math.max(0, cy - 4); y < Math.min(S, cy + 4); y++) for (let x = Math.max(0, cx - 4); x < Math.min(S, cx + 4); x++) m[y * S + x] = amp;
+        for (let y = Math.max(0, cy - 4); y < Math.min(S, cy + 4); y++)
+          for (let x = Math.max(0, cx - 4); x < Math.min(S, cx + 4); x++) m[y * S + x] = amp;
       }
       const b = blur(m, S, 2);
       for (let i = 0; i < b.length; i++) maps[k * S * S + i] = b[i]! + 0.05 * rnd();
@@ -105,10 +106,31 @@ export async function makeFixture(dir: string, cats: FixtureCategory[], size = 9
     const labels = cat.items.map((it) => it.label);
     const auc = evaluateImages(rscinScores, labels).curves.roc?.auc ?? null;
     const r: CategoryResult = {
-      name: cat.name, kind: 'mvtec', root: cat.root, items: cat.items, skipped: [], size: S, maps, imageScores, rscinScores, masks: null,
-      metrics: { image_auroc: auc, image_f1max: 0.9, image_ap: 0.91, pixel_auroc: 0.95, pixel_f1max: 0.6, pixel_ap: 0.55, pixel_pro: 0.8, aupro: 0.7 },
-      subsets: [cat.items.map((_, i) => i)], divideNum: 1, estimatedBytes: 1e6,
-      timings: { decode: 10, backbone: 200, scoring: 50, lnamd: 10, msm: 35, rscin: 1, metrics: 5, write: 0 }, warnings: [],
+      name: cat.name,
+      kind: 'mvtec',
+      root: cat.root,
+      items: cat.items,
+      skipped: [],
+      size: S,
+      maps,
+      imageScores,
+      rscinScores,
+      masks: null,
+      metrics: {
+        image_auroc: auc,
+        image_f1max: 0.9,
+        image_ap: 0.91,
+        pixel_auroc: 0.95,
+        pixel_f1max: 0.6,
+        pixel_ap: 0.55,
+        pixel_pro: 0.8,
+        aupro: 0.7,
+      },
+      subsets: [cat.items.map((_, i) => i)],
+      divideNum: 1,
+      estimatedBytes: 1e6,
+      timings: { decode: 10, backbone: 200, scoring: 50, lnamd: 10, msm: 35, rscin: 1, metrics: 5, write: 0 },
+      warnings: [],
     };
     const info: WriteOptions['info'] = {
       settings: { category: c.name, backbone: 'fake', r_list: [1, 3, 5], dataset: 'mvtec' },

@@ -278,19 +278,47 @@ export function writeKerasTiny(net: TinyNet, dir: string, S: number): string {
   const layers: KLayer[] = [];
   const weights: { name: string; shape: number[]; data: Float32Array }[] = [];
   const add = (name: string, cls: string, config: Record<string, unknown>, inputs: string[]): string => {
-    layers.push({ name, class_name: cls, config: { name, trainable: true, dtype: 'float32', ...config }, inbound_nodes: inputs.length ? [inputs.map((i) => [i, 0, 0, {}])] : [] });
+    layers.push({
+      name,
+      class_name: cls,
+      config: { name, trainable: true, dtype: 'float32', ...config },
+      inbound_nodes: inputs.length ? [inputs.map((i) => [i, 0, 0, {}])] : [],
+    });
     return name;
   };
   const conv = (name: string, bnName: string, c: TinyConv, stride: number, padding: 'same' | 'valid', input: string): string => {
-    add(name, 'Conv2D', { filters: c.o, kernel_size: [c.k, c.k], strides: [stride, stride], padding, data_format: 'channels_last', dilation_rate: [1, 1], activation: 'linear', use_bias: true }, [input]);
+    add(
+      name,
+      'Conv2D',
+      {
+        filters: c.o,
+        kernel_size: [c.k, c.k],
+        strides: [stride, stride],
+        padding,
+        data_format: 'channels_last',
+        dilation_rate: [1, 1],
+        activation: 'linear',
+        use_bias: true,
+      },
+      [input],
+    );
     // OIHW -> HWIO
     const hwio = new Float32Array(c.w.length);
     for (let o = 0; o < c.o; o++)
       for (let i = 0; i < c.i; i++)
-        for (let y = 0; y < c.k; y++) for (let x = 0; x < c.k; x++) hwio[((y * c.k + x) * c.i + i) * c.o + o] = c.w[((o * c.i + i) * c.k + y) * c.k + x];
-    weights.push({ name: `${name}/kernel`, shape: [c.k, c.k, c.i, c.o], data: hwio }, { name: `${name}/bias`, shape: [c.o], data: c.bias! });
+        for (let y = 0; y < c.k; y++)
+          for (let x = 0; x < c.k; x++) hwio[((y * c.k + x) * c.i + i) * c.o + o] = c.w[((o * c.i + i) * c.k + y) * c.k + x];
+    weights.push(
+      { name: `${name}/kernel`, shape: [c.k, c.k, c.i, c.o], data: hwio },
+      { name: `${name}/bias`, shape: [c.o], data: c.bias! },
+    );
     add(bnName, 'BatchNormalization', { axis: [3], momentum: 0.99, epsilon: 0.001, center: true, scale: true }, [name]);
-    for (const [k, v] of [['gamma', c.bn.gamma], ['beta', c.bn.beta], ['moving_mean', c.bn.mean], ['moving_variance', c.bn.variance]] as const) {
+    for (const [k, v] of [
+      ['gamma', c.bn.gamma],
+      ['beta', c.bn.beta],
+      ['moving_mean', c.bn.mean],
+      ['moving_variance', c.bn.variance],
+    ] as const) {
       weights.push({ name: `${bnName}/${k}`, shape: [c.o], data: v });
     }
     return bnName;
@@ -298,9 +326,31 @@ export function writeKerasTiny(net: TinyNet, dir: string, S: number): string {
   let act = 0;
   const relu = (input: string) => add(`activation_${act++}`, 'Activation', { activation: 'relu' }, [input]);
   let x = add('input_1', 'InputLayer', { batch_input_shape: [null, S, S, 3] }, []);
-  x = add('conv1_pad', 'ZeroPadding2D', { padding: [[3, 3], [3, 3]], data_format: 'channels_last' }, [x]);
+  x = add(
+    'conv1_pad',
+    'ZeroPadding2D',
+    {
+      padding: [
+        [3, 3],
+        [3, 3],
+      ],
+      data_format: 'channels_last',
+    },
+    [x],
+  );
   x = relu(conv('conv1', 'bn_conv1', net.stem, 2, 'valid', x));
-  x = add('pool1_pad', 'ZeroPadding2D', { padding: [[1, 1], [1, 1]], data_format: 'channels_last' }, [x]);
+  x = add(
+    'pool1_pad',
+    'ZeroPadding2D',
+    {
+      padding: [
+        [1, 1],
+        [1, 1],
+      ],
+      data_format: 'channels_last',
+    },
+    [x],
+  );
   x = add('max_pooling2d', 'MaxPooling2D', { pool_size: [3, 3], padding: 'valid', strides: [2, 2], data_format: 'channels_last' }, [x]);
   let addN = 0;
   net.layers.forEach((blocks, li) =>
@@ -341,9 +391,17 @@ export function writeKerasTiny(net: TinyNet, dir: string, S: number): string {
     modelTopology: {
       keras_version: '2.2.4-tf',
       backend: 'tensorflow',
-      model_config: { class_name: 'Model', config: { name: 'resnet50', layers, input_layers: [['input_1', 0, 0]], output_layers: [['fc1000', 0, 0]] } },
+      model_config: {
+        class_name: 'Model',
+        config: { name: 'resnet50', layers, input_layers: [['input_1', 0, 0]], output_layers: [['fc1000', 0, 0]] },
+      },
     },
-    weightsManifest: [{ paths: ['group1-shard1of2.bin', 'group1-shard2of2.bin'], weights: weights.map(({ name, shape }) => ({ name, shape, dtype: 'float32' })) }],
+    weightsManifest: [
+      {
+        paths: ['group1-shard1of2.bin', 'group1-shard2of2.bin'],
+        weights: weights.map(({ name, shape }) => ({ name, shape, dtype: 'float32' })),
+      },
+    ],
   };
   const path = join(dir, 'model.json');
   writeFileSync(path, JSON.stringify(model));
@@ -363,8 +421,7 @@ function zeroPad(x: Hwc, p: number): Hwc {
   const w = x.w + 2 * p;
   const d = new Float32Array(h * w * x.c);
   for (let y = 0; y < x.h; y++)
-    for (let xx = 0; xx < x.w; xx++)
-      for (let c = 0; c < x.c; c++) d[((y + p) * w + xx + p) * x.c + c] = x.d[(y * x.w + xx) * x.c + c];
+    for (let xx = 0; xx < x.w; xx++) for (let c = 0; c < x.c; c++) d[((y + p) * w + xx + p) * x.c + c] = x.d[(y * x.w + xx) * x.c + c];
   return { h, w, c: x.c, d };
 }
 

@@ -13,7 +13,11 @@ export interface CliResult {
 }
 
 export function musc(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): CliResult {
-  const r = spawnSync(process.execPath, [cliMain, ...args], { encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, MUSC_DEBUG: '', ...env } });
+  const r = spawnSync(process.execPath, [cliMain, ...args], {
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    env: { ...process.env, MUSC_DEBUG: '', ...env },
+  });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -45,7 +49,12 @@ export function cacheFiles(dir: string): string[] {
  * Starts the bin, waits until `ready()` is true (polled every 5 ms), then sends `signal`.
  * Resolves with the exit and what `ready` saw at that moment (from `snapshot`).
  */
-export function runAndSignal<T>(args: string[], ready: () => boolean, signal: NodeJS.Signals, snapshot: () => T): Promise<CliResult & { snap: T | null }> {
+export function runAndSignal<T>(
+  args: string[],
+  ready: () => boolean,
+  signal: NodeJS.Signals,
+  snapshot: () => T,
+): Promise<CliResult & { snap: T | null }> {
   return new Promise((resolveP, reject) => {
     const child = spawn(process.execPath, [cliMain, ...args], { env: { ...process.env, MUSC_DEBUG: '' } });
     let stdout = '';

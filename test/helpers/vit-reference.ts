@@ -5,18 +5,32 @@
 import { resizePosEmbed } from '../../src/backbones/posembed.js';
 
 export interface RefBlock {
-  n1w: Float32Array; n1b: Float32Array;
-  qkvW: Float32Array; qkvB: Float32Array; // [3C, C], [3C]
-  projW: Float32Array; projB: Float32Array; // [C, C]
-  n2w: Float32Array; n2b: Float32Array;
-  fc1W: Float32Array; fc1B: Float32Array; // [M, C]
-  fc2W: Float32Array; fc2B: Float32Array; // [C, M]
+  n1w: Float32Array;
+  n1b: Float32Array;
+  qkvW: Float32Array;
+  qkvB: Float32Array; // [3C, C], [3C]
+  projW: Float32Array;
+  projB: Float32Array; // [C, C]
+  n2w: Float32Array;
+  n2b: Float32Array;
+  fc1W: Float32Array;
+  fc1B: Float32Array; // [M, C]
+  fc2W: Float32Array;
+  fc2B: Float32Array; // [C, M]
 }
 export interface RefVit {
-  C: number; H: number; M: number; p: number; eps: number;
-  patchW: Float32Array; patchB: Float32Array; cls: Float32Array; pos: Float32Array; // pos [1+g0², C]
+  C: number;
+  H: number;
+  M: number;
+  p: number;
+  eps: number;
+  patchW: Float32Array;
+  patchB: Float32Array;
+  cls: Float32Array;
+  pos: Float32Array; // pos [1+g0², C]
   blocks: RefBlock[];
-  normW: Float32Array; normB: Float32Array;
+  normW: Float32Array;
+  normB: Float32Array;
 }
 
 function layerNorm(x: Float64Array, w: Float32Array, b: Float32Array, eps: number): Float64Array {
@@ -47,7 +61,8 @@ function erf(x: number): number {
   // Abramowitz-Stegun 7.1.26 is too coarse; use a series / continued fraction good to ~1e-15
   const ax = Math.abs(x);
   if (ax < 3) {
-    let sum = ax, term = ax;
+    let sum = ax,
+      term = ax;
     for (let n = 1; n < 200; n++) {
       term *= (-ax * ax) / n;
       const add = term / (2 * n + 1);
@@ -59,7 +74,7 @@ function erf(x: number): number {
   }
   // erfc continued fraction for large |x|
   let f = 0;
-  for (let n = 60; n >= 1; n--) f = (n / 2) / (ax + f);
+  for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
   const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
   return x < 0 ? erfc - 1 : 1 - erfc;
 }
@@ -82,8 +97,7 @@ export function refForward(m: RefVit, img: Float32Array, S: number, stages: numb
         let s = m.patchB[c];
         for (let ch = 0; ch < 3; ch++)
           for (let ky = 0; ky < p; ky++)
-            for (let kx = 0; kx < p; kx++)
-              s += m.patchW[((c * 3 + ch) * p + ky) * p + kx] * img[(ch * S + gy * p + ky) * S + gx * p + kx];
+            for (let kx = 0; kx < p; kx++) s += m.patchW[((c * 3 + ch) * p + ky) * p + kx] * img[(ch * S + gy * p + ky) * S + gx * p + kx];
         t[c] = s + pos[(1 + gy * G + gx) * C + c];
       }
       x.push(t);
@@ -105,7 +119,7 @@ export function refForward(m: RefVit, img: Float32Array, S: number, stages: numb
           mx = Math.max(mx, sc[j]);
         }
         let z = 0;
-        for (let j = 0; j < T; j++) z += (sc[j] = Math.exp(sc[j] - mx));
+        for (let j = 0; j < T; j++) z += sc[j] = Math.exp(sc[j] - mx);
         for (let j = 0; j < T; j++) for (let d = 0; d < Dh; d++) ctx[i][hd * Dh + d] += (sc[j] / z) * qkv[j][2 * C + hd * Dh + d];
       }
     }
