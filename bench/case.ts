@@ -8,11 +8,11 @@ import { readdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { loadBackbone } from '../src/backbones/registry.js';
-import { decodeRgb } from '../src/image/decode.js';
+import { FeatureStore } from '../src/features/store.js';
+import { stackStages, stackTokens } from '../src/features/stack.js';
 import { scorePatches, upsampleMaps, imageScoresFromMaps, rscin } from '../src/scoring/musc.js';
 import { computeMetrics } from '../src/metrics/index.js';
 import { shutdownCompute, computeWorker, sharedFeatures } from '../src/compute/worker.js';
-import { toFloat16 } from '../src/io/float16.js';
 import { DEFAULT_FEATURE_STORAGE } from '../src/pipeline/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from '../src/core/lnamd.js';
 import { generateSynthetic } from '../src/demo/synthetic.js';
@@ -136,34 +136,15 @@ async function run(spec: CaseSpec): Promise<CaseResult> {
     const S = backbone.imageSize;
     const N = files.length;
     const t = { decode: 0, backbone: 0, lnamd: 0, msm: 0, rscin: 0, metrics: 0 };
-    // features of all images, stage by stage, stored as the pipeline stores them
+    // features of all images through the FeatureStore (the pipeline's one extraction loop, no cache)
     const storage = DEFAULT_FEATURE_STORAGE;
-    let stages: StageFeatures[] = [];
-    let tokens = new Float32Array(0),
-      d = 0;
-    for (let i0 = 0; i0 < N; i0 += spec.batchSize) {
-      const part = files.slice(i0, i0 + spec.batchSize);
-      let t0 = performance.now();
-      const imgs = await Promise.all(part.map((f) => decodeRgb(f)));
-      t.decode += performance.now() - t0;
-      t0 = performance.now();
-      const batch = new Float32Array(part.length * 3 * S * S);
-      for (const [k, img] of imgs.entries()) batch.set(await backbone.preprocess(img), k * 3 * S * S);
-      const f = await backbone.extract(batch, part.length);
-      t.backbone += performance.now() - t0;
-      if (i0 === 0) {
-        stages = f.stages.map((s) => ({ n: N, h: s.h, w: s.w, c: s.c, data: sharedFeatures(storage, N * s.h * s.w * s.c) }));
-        d = f.imageTokens.d;
-        tokens = new Float32Array(N * d);
-      }
-      for (const [l, s] of f.stages.entries()) {
-        const dst = stages[l]!.data,
-          off = i0 * s.h * s.w * s.c;
-        if (dst instanceof Uint16Array) toFloat16(s.data, dst.subarray(off, off + s.data.length));
-        else dst.set(s.data, off);
-      }
-      tokens.set(f.imageTokens.data, i0 * d);
-    }
+    const store = new FeatureStore({ backbone, storage, batchSize: spec.batchSize, badFiles: 'error' });
+    const { images } = await store.extract(files.map((path) => ({ path })));
+    const feats = images.map((im) => im.features);
+    const stages: StageFeatures[] = stackStages(feats, store.dims!, storage, sharedFeatures);
+    const { data: tokens, d } = stackTokens(feats, store.tokenDim);
+    t.decode = store.timings.decode;
+    t.backbone = store.timings.backbone;
     await backbone.dispose();
     const ps = await scorePatches(stages);
     t.lnamd = ps.timings!.lnamdMs;

@@ -99,37 +99,8 @@ test('end to end with a fake backbone and scorer: outputs, order, skip, determin
     let defectPx = 0;
     for (let i = 0; i < rec[0]!.masks!.length; i++) defectPx += rec[0]!.masks![i]!;
     assert.ok(defectPx > 0);
-    const metrics = JSON.parse(await readFile(join(cat, 'metrics.json'), 'utf8')) as Record<string, number | null>;
-    assert.equal(metrics.n_images, 16);
-    assert.equal(metrics.n_skipped, 1);
-    assert.equal(metrics.n_defective, 6);
-    assert.equal(typeof metrics.image_auroc, 'number');
-    const runJson = JSON.parse(await readFile(join(cat, 'run.json'), 'utf8')) as {
-      skipped: { path: string; reason: string }[];
-      timings_ms_per_image: Record<string, number>;
-      peak_rss_mb: number;
-      backbone: { name: string };
-    };
-    assert.equal(runJson.skipped.length, 1);
-    assert.match(runJson.skipped[0]!.path, /099\.png$/);
-    assert.match(runJson.skipped[0]!.reason, /not an image/);
-    for (const k of ['decode', 'backbone', 'scoring', 'rscin', 'metrics', 'write', 'total'])
-      assert.equal(typeof runJson.timings_ms_per_image[k], 'number', k);
-    assert.ok(runJson.peak_rss_mb > 0);
-    assert.equal(runJson.backbone.name, 'fake');
-    // maps: [N, S, S], the score is the max of the map
-    const maps = await readMaps(join(cat, 'maps.safetensors'));
-    assert.equal(maps.n, 16);
-    assert.equal(maps.size, 32);
-    assert.deepEqual(
-      maps.paths,
-      rows.map((r) => r.path),
-    );
-    for (let i = 0; i < maps.n; i++) {
-      let m = -Infinity;
-      for (let k = 0; k < 32 * 32; k++) m = Math.max(m, maps.maps[i * 1024 + k]!);
-      assert.equal(m, rows[i]!.score);
-    }
+    await checkMetricsAndRunJson(cat);
+    await checkMaps(cat, rows);
     // heatmaps for every image
     const hm = await readdir(join(cat, 'heatmaps', 'good'));
     assert.equal(hm.length, 10);
@@ -165,3 +136,42 @@ test('end to end with a fake backbone and scorer: outputs, order, skip, determin
     await cleanup();
   }
 });
+
+/** metrics.json counts and run.json's skipped list, timings and backbone of the e2e run. */
+async function checkMetricsAndRunJson(cat: string): Promise<void> {
+  const metrics = JSON.parse(await readFile(join(cat, 'metrics.json'), 'utf8')) as Record<string, number | null>;
+  assert.equal(metrics.n_images, 16);
+  assert.equal(metrics.n_skipped, 1);
+  assert.equal(metrics.n_defective, 6);
+  assert.equal(typeof metrics.image_auroc, 'number');
+  const runJson = JSON.parse(await readFile(join(cat, 'run.json'), 'utf8')) as {
+    skipped: { path: string; reason: string }[];
+    timings_ms_per_image: Record<string, number>;
+    peak_rss_mb: number;
+    backbone: { name: string };
+  };
+  assert.equal(runJson.skipped.length, 1);
+  assert.match(runJson.skipped[0]!.path, /099\.png$/);
+  assert.match(runJson.skipped[0]!.reason, /not an image/);
+  for (const k of ['decode', 'backbone', 'scoring', 'rscin', 'metrics', 'write', 'total'])
+    assert.equal(typeof runJson.timings_ms_per_image[k], 'number', k);
+  assert.ok(runJson.peak_rss_mb > 0);
+  assert.equal(runJson.backbone.name, 'fake');
+}
+
+/** maps.safetensors: [N, S, S] in scores.csv order, each score the maximum of its map. */
+async function checkMaps(cat: string, rows: ReturnType<typeof parseScoresCsv>): Promise<void> {
+  // maps: [N, S, S], the score is the max of the map
+  const maps = await readMaps(join(cat, 'maps.safetensors'));
+  assert.equal(maps.n, 16);
+  assert.equal(maps.size, 32);
+  assert.deepEqual(
+    maps.paths,
+    rows.map((r) => r.path),
+  );
+  for (let i = 0; i < maps.n; i++) {
+    let m = -Infinity;
+    for (let k = 0; k < 32 * 32; k++) m = Math.max(m, maps.maps[i * 1024 + k]!);
+    assert.equal(m, rows[i]!.score);
+  }
+}

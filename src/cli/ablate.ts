@@ -12,7 +12,7 @@ import { Command, Option } from 'commander';
 import { writeFileAtomic } from '../io/atomic.js';
 import { prepareOutputFolder } from '../outputs/out-dir.js';
 import { openDataset, selectCategories, defaultKList } from '../datasets/index.js';
-import { DATASET_KINDS, DatasetError, type DatasetKind, type DatasetItem } from '../datasets/types.js';
+import { type Category, DATASET_KINDS, DatasetError, type DatasetItem, type DatasetKind } from '../datasets/types.js';
 import { loadMask, MASK_RULES, type MaskRule } from '../datasets/masks.js';
 import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
 import { computeMetrics } from '../metrics/index.js';
@@ -79,108 +79,125 @@ export function ablateCommand(): Command {
     .option('--out <dir>', 'also write ablate.md and ablate.json here')
     .option('-q, --quiet', 'no information lines')
     .addHelpText('after', ABLATE_HELP);
-  cmd.action(async (f: AblateFlags) => {
-    const log = (s: string): void => {
-      if (!f.quiet) process.stderr.write(`${s}\n`);
-    };
-    const name = f.backbone ?? DEFAULT_BACKBONE;
-    checkBackbone(name);
-    const ds = await openDataset(resolve(f.data), f.dataset);
-    if (ds.kind === 'folder') throw new DatasetError(`${ds.root}: ablations need labels (a layout like MVTec AD), not a plain folder`);
-    const cats = selectCategories(ds, f.category);
-    if (cats.length !== 1)
-      throw new DatasetError(`${ds.root} holds ${cats.length} categories: choose one with --category (${cats.join(', ')})`);
-    const cat = await ds.load(cats[0]!);
-    let items: DatasetItem[] = cat.items;
-    if (items.length < 3) throw new DatasetError(`category '${cat.name}': ${items.length} images, an ablation needs at least 3`);
-    if (f.quick) items = evenlySpaced(items, QUICK_IMAGES);
-    const kList = f.kList ?? defaultKList(ds.kind);
-    const rows = studyRows(f.study, kList, f.shots ?? SHOT_COUNTS);
-    let refFiles: string[] = [];
-    if (f.referenceDir && f.study.includes('shots')) {
-      const listed = await listReferenceImages(await referenceFolder(resolve(f.referenceDir), cat.name));
-      refFiles = (await excludeTestImages(listed, items)).files;
-      if (refFiles.length === 0) throw new DatasetError('every reference image is also a test image');
-    }
-    if (f.out) await prepareOutputFolder(f.out, f.data); // before the backbone
-    const bb = await loadBackbone(name, {
-      ...(f.imageSize ? { imageSize: f.imageSize } : {}),
-      ...(f.weights ? { weightsPath: resolve(f.weights) } : {}),
-      device: f.device ?? 'cpu',
-    });
-    const S = bb.imageSize;
-    let t0 = performance.now();
-    let feats: Awaited<ReturnType<typeof extractReferences>>;
-    try {
-      log(
-        `ablate: ${cat.name}, ${items.length} images${refFiles.length ? ` + ${refFiles.length} references` : ''}, ${name} at ${S} px: extracting features once`,
-      );
-      feats = await extractReferences([...items.map((it) => it.path), ...refFiles], bb, { batchSize: f.batchSize ?? 4 });
-    } finally {
-      await bb.dispose();
-    }
-    const tExtract = performance.now() - t0;
-    // masks [N, S, S] when every defective image has one
-    let masks: Uint8Array | null = null;
-    const pixel = !f.quick && !f.imageOnly && items.every((it) => it.label !== null) && items.every((it) => it.label === 0 || it.masks);
-    if (pixel) {
-      masks = new Uint8Array(items.length * S * S);
-      for (const [k, it] of items.entries()) masks.set(await loadMask(it.masks, S, f.maskRule ?? 'reference', ds.kind), k * S * S);
-    }
-    if (items.some((it) => it.label === null))
-      throw new DatasetError(`category '${cat.name}': images without labels; ablations need labels`);
-    t0 = performance.now();
-    const metrics: MetricsFn = (m) => computeMetrics(m);
-    const res = await runAblation({
-      items,
-      stages: feats.stages,
-      tokens: feats.tokens,
-      external: refFiles.length,
-      masks,
-      size: S,
-      rows,
-      metrics,
-      device: f.device ?? 'cpu',
-    });
-    const tRows = performance.now() - t0;
-    for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
-    const refNote = res.references.length
-      ? refFiles.length
-        ? `references from ${f.referenceDir}`
-        : `references: the last ${res.references.length} good test images, held out in the shots rows`
-      : '';
-    const title = `MuSc ablations: ${ds.kind}/${cat.name}, ${name} at ${S} px${f.quick ? ' (quick)' : ''}`;
-    const md = ablationMarkdown(title, res.rows) + (refNote ? `\n${refNote}\n` : '');
-    process.stdout.write(`\n${md}\n`);
-    log(`features ${(tExtract / 1000).toFixed(1)} s (once), MSM tables + ${res.rows.length} rows ${(tRows / 1000).toFixed(1)} s`);
-    if (f.out) {
-      const out = resolve(f.out);
-      await writeFileAtomic(join(out, 'ablate.md'), md);
-      const json = {
-        dataset: ds.kind,
-        category: cat.name,
-        backbone: name,
-        image_size: S,
-        quick: !!f.quick,
-        n_images: items.length,
-        references: res.references.map((i) => (i < items.length ? items[i]!.rel : refFiles[i - items.length]!)),
-        rows: res.rows.map((r) => ({
-          study: r.study,
-          setting: r.setting,
-          r_list: r.rList,
-          reduce: r.reduce,
-          k_list: r.kList,
-          divide: r.divide,
-          shots: r.shots,
-          mode: r.mode,
-          n_test: r.nTest,
-          n_ref: r.nRef,
-          ...r.metrics,
-        })),
-      };
-      await writeFileAtomic(join(out, 'ablate.json'), JSON.stringify(json, null, 2) + '\n');
-      log(`ablate: written to ${out}`);
-    }
-  });
+  cmd.action(runAblateCommand);
   return cmd;
+}
+
+interface AblationCategory {
+  ds: Awaited<ReturnType<typeof openDataset>>;
+  cat: Category;
+  items: DatasetItem[];
+  rows: ReturnType<typeof studyRows>;
+  refFiles: string[];
+}
+
+/** The one labelled category, its (quick) items, the study rows and the reference images. */
+async function ablationCategory(f: AblateFlags): Promise<AblationCategory> {
+  const ds = await openDataset(resolve(f.data), f.dataset);
+  if (ds.kind === 'folder') throw new DatasetError(`${ds.root}: ablations need labels (a layout like MVTec AD), not a plain folder`);
+  const cats = selectCategories(ds, f.category);
+  if (cats.length !== 1)
+    throw new DatasetError(`${ds.root} holds ${cats.length} categories: choose one with --category (${cats.join(', ')})`);
+  const cat = await ds.load(cats[0]!);
+  let items: DatasetItem[] = cat.items;
+  if (items.length < 3) throw new DatasetError(`category '${cat.name}': ${items.length} images, an ablation needs at least 3`);
+  if (f.quick) items = evenlySpaced(items, QUICK_IMAGES);
+  if (items.some((it) => it.label === null)) throw new DatasetError(`category '${cat.name}': images without labels; ablations need labels`);
+  const rows = studyRows(f.study, f.kList ?? defaultKList(ds.kind), f.shots ?? SHOT_COUNTS);
+  let refFiles: string[] = [];
+  if (f.referenceDir && f.study.includes('shots')) {
+    const listed = await listReferenceImages(await referenceFolder(resolve(f.referenceDir), cat.name));
+    refFiles = (await excludeTestImages(listed, items)).files;
+    if (refFiles.length === 0) throw new DatasetError('every reference image is also a test image');
+  }
+  return { ds, cat, items, rows, refFiles };
+}
+
+/** Masks [N, S, S] when pixel metrics are wanted and every defective image has one. */
+async function ablationMasks(f: AblateFlags, a: AblationCategory, S: number): Promise<Uint8Array | null> {
+  const { items } = a;
+  const pixel = !f.quick && !f.imageOnly && items.every((it) => it.label === 0 || it.masks);
+  if (!pixel) return null;
+  const masks = new Uint8Array(items.length * S * S);
+  for (const [k, it] of items.entries()) masks.set(await loadMask(it.masks, S, f.maskRule ?? 'reference', a.ds.kind), k * S * S);
+  return masks;
+}
+
+async function runAblateCommand(f: AblateFlags): Promise<void> {
+  const log = (s: string): void => {
+    if (!f.quiet) process.stderr.write(`${s}\n`);
+  };
+  const name = f.backbone ?? DEFAULT_BACKBONE;
+  checkBackbone(name);
+  const a = await ablationCategory(f);
+  const { cat, items, refFiles } = a;
+  if (f.out) await prepareOutputFolder(f.out, f.data); // before the backbone
+  const bb = await loadBackbone(name, {
+    ...(f.imageSize ? { imageSize: f.imageSize } : {}),
+    ...(f.weights ? { weightsPath: resolve(f.weights) } : {}),
+    device: f.device ?? 'cpu',
+  });
+  const S = bb.imageSize;
+  let t0 = performance.now();
+  let feats: Awaited<ReturnType<typeof extractReferences>>;
+  try {
+    const refs = refFiles.length ? ` + ${refFiles.length} references` : '';
+    log(`ablate: ${cat.name}, ${items.length} images${refs}, ${name} at ${S} px: extracting features once`);
+    feats = await extractReferences([...items.map((it) => it.path), ...refFiles], bb, { batchSize: f.batchSize ?? 4 });
+  } finally {
+    await bb.dispose();
+  }
+  const tExtract = performance.now() - t0;
+  const masks = await ablationMasks(f, a, S);
+  t0 = performance.now();
+  const metrics: MetricsFn = (m) => computeMetrics(m);
+  const input = { items, stages: feats.stages, tokens: feats.tokens, external: refFiles.length, masks, size: S, rows: a.rows, metrics };
+  const res = await runAblation({ ...input, device: f.device ?? 'cpu' });
+  const tRows = performance.now() - t0;
+  for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
+  const held = `references: the last ${res.references.length} good test images, held out in the shots rows`;
+  const refNote = res.references.length ? (refFiles.length ? `references from ${f.referenceDir}` : held) : '';
+  const title = `MuSc ablations: ${a.ds.kind}/${cat.name}, ${name} at ${S} px${f.quick ? ' (quick)' : ''}`;
+  const md = ablationMarkdown(title, res.rows) + (refNote ? `\n${refNote}\n` : '');
+  process.stdout.write(`\n${md}\n`);
+  log(`features ${(tExtract / 1000).toFixed(1)} s (once), MSM tables + ${res.rows.length} rows ${(tRows / 1000).toFixed(1)} s`);
+  if (f.out) {
+    await writeAblationOutputs(resolve(f.out), md, { name, S, quick: !!f.quick }, a, res);
+    log(`ablate: written to ${resolve(f.out)}`);
+  }
+}
+
+/** ablate.md and ablate.json. */
+async function writeAblationOutputs(
+  out: string,
+  md: string,
+  run: { name: string; S: number; quick: boolean },
+  a: AblationCategory,
+  res: Awaited<ReturnType<typeof runAblation>>,
+): Promise<void> {
+  const { items, refFiles } = a;
+  await writeFileAtomic(join(out, 'ablate.md'), md);
+  const json = {
+    dataset: a.ds.kind,
+    category: a.cat.name,
+    backbone: run.name,
+    image_size: run.S,
+    quick: run.quick,
+    n_images: items.length,
+    references: res.references.map((i) => (i < items.length ? items[i]!.rel : refFiles[i - items.length]!)),
+    rows: res.rows.map((r) => ({
+      study: r.study,
+      setting: r.setting,
+      r_list: r.rList,
+      reduce: r.reduce,
+      k_list: r.kList,
+      divide: r.divide,
+      shots: r.shots,
+      mode: r.mode,
+      n_test: r.nTest,
+      n_ref: r.nRef,
+      ...r.metrics,
+    })),
+  };
+  await writeFileAtomic(join(out, 'ablate.json'), JSON.stringify(json, null, 2) + '\n');
 }

