@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { decodeMask } from '../src/image/decode.js';
 import { rocAucScore } from '../src/metrics/roc.js';
-import { parseCsv } from '../src/outputs/csv.js';
+import { parseCsv } from '../src/io/csv.js';
 
 async function maskCounts(out: string, gt: string, rows: Record<string, string>[]): Promise<{ tp: number; fp: number; fn: number }> {
   const c = { tp: 0, fp: 0, fn: 0 };

@@ -29,7 +29,8 @@ import type { FeatureStorage } from './core/types.js';
 import { DIVIDE_SEED } from './datasets/divide.js';
 import { MASK_RULES, type MaskRule } from './datasets/masks.js';
 import { DATASET_KINDS, type DatasetKind } from './datasets/types.js';
-import { DEFAULT_FEATURE_STORAGE } from './pipeline/types.js';
+import { DEFAULT_FEATURE_STORAGE } from './features/types.js';
+import { ConfigError } from './errors.js';
 
 /** Heatmap colour scale: one fixed scale per category, or each image's own min-max. */
 export type VisNorm = 'category' | 'image';
@@ -112,12 +113,7 @@ export const DEFAULT_SETTINGS: Settings = {
 };
 
 /** A usage or configuration error: exit code 2. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 const posInt = { type: 'integer', minimum: 1 } as const;
 const intList = { type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 } as const;

@@ -21,7 +21,7 @@ import { l2NormalizeRows, rscin } from './core/rscin.js';
 import { readFile } from 'node:fs/promises';
 import { SafetensorsFile, encodeSafetensors } from './io/safetensors.js';
 import { writeFileAtomic } from './io/atomic.js';
-import { formatCsv, parseCsv, formatNumber, restoreCell } from './outputs/csv.js';
+import { formatCsv, parseCsv, formatNumber, restoreCell } from './io/csv.js';
 import type { RgbImage } from './image/decode.js';
 import type { ImageTokens } from './core/types.js';
 import type { Backbone } from './backbones/types.js';

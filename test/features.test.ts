@@ -13,7 +13,7 @@ import { generateSynthetic } from '../src/demo/synthetic.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
 import { mergeSettings } from '../src/config.js';
 import { FeatureStore, ImageSkipError, FeatureCache, stackStages, stackTokens, type ImageFeatures } from '../src/features/index.js';
-import { extractReferences } from '../src/pipeline/references.js';
+import { extractReferences } from '../src/features/references.js';
 import { SafetensorsFile, encodeSafetensors } from '../src/io/safetensors.js';
 import { sha256Hex } from '../src/io/sha256.js';
 import { toFloat16 } from '../src/io/float16.js';

@@ -17,7 +17,7 @@ import { runDataset } from '../src/pipeline/run-dataset.js';
 import { mergeSettings, ConfigError, type Settings } from '../src/config.js';
 import { parseScoresCsv } from '../src/outputs/scores.js';
 import { readMaps } from '../src/outputs/maps.js';
-import { referenceFolder, listReferenceImages } from '../src/pipeline/references.js';
+import { referenceFolder, listReferenceImages } from '../src/features/references.js';
 import * as core from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { DatasetError } from '../src/datasets/types.js';

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { formatCsv, parseCsv, csvField } from '../src/outputs/csv.js';
+import { formatCsv, parseCsv, csvField } from '../src/io/csv.js';
 import { formatScoresCsv, parseScoresCsv } from '../src/outputs/scores.js';
 import { formatMetricsJson } from '../src/outputs/metrics-json.js';
 import { writeMaps, readMaps } from '../src/outputs/maps.js';

@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { readThresholdArg } from '../src/bank/calibration.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { f1OptimalThreshold } from '../src/metrics/index.js';
-import { parseCsv } from '../src/outputs/csv.js';
+import { parseCsv } from '../src/io/csv.js';
 import { parseScoresCsv, type ScoreRow } from '../src/outputs/scores.js';
 import { buildReport } from '../src/report/build.js';
 import { makePredictFixture, type PredictFixture } from './helpers/predict-fixture.js';

@@ -13,7 +13,7 @@ import { shutdownCompute } from '../src/compute/worker.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { confusionAt } from '../src/metrics/confusion.js';
 import { evaluateImages } from '../src/metrics/evaluator.js';
-import { parseCsv } from '../src/outputs/csv.js';
+import { parseCsv } from '../src/io/csv.js';
 import { parseScoresCsv } from '../src/outputs/scores.js';
 import { maskOutline } from '../src/report/assets.js';
 import { buildReport } from '../src/report/build.js';

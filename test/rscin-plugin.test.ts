@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { writeTokens, readTokens, rscinByPath, rscinCsv, matchPaths, encodeTokens, normalizeTokens } from '../src/rscin-plugin.js';
 import { rscin } from '../src/core/rscin.js';
 import { rocAucScore } from '../src/metrics/index.js';
-import { parseCsv } from '../src/outputs/csv.js';
+import { parseCsv } from '../src/io/csv.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { tempDir, cliMain } from './helpers/cli-env.js';
 

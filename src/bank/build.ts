@@ -17,7 +17,7 @@ import { RSCIN_K_MVTEC } from '../core/rscin.js';
 import type { Interval } from '../core/types.js';
 import { DatasetError } from '../datasets/types.js';
 import { versions } from '../outputs/versions.js';
-import { listReferenceImages } from '../pipeline/references.js';
+import { listReferenceImages } from '../features/references.js';
 import { median } from '../threshold.js';
 import { type Calibration, checkFalseAlarm, DEFAULT_FALSE_ALARM } from './calibration.js';
 import { type ExtractedImage, extractImages, stackStages } from './extract.js';

@@ -10,7 +10,7 @@
  */
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { formatCsv } from '../outputs/csv.js';
+import { formatCsv } from '../io/csv.js';
 import { writeThresholdFile } from './calibration.js';
 import { renderCompositePng, renderMaskPng } from './render.js';
 import type { Bank, ImageInput, ImagePrediction } from './types.js';

@@ -16,7 +16,7 @@ import { upsampleAlignCorners } from '../core/maps.js';
 import { decodeRgb, type RgbImage } from '../image/decode.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { heatmapPaths } from '../outputs/heatmaps.js';
-import type { CategoryResult } from '../pipeline/types.js';
+import type { CategoryResult } from '../outputs/result.js';
 import { median } from '../threshold.js';
 import { DEFAULT_FALSE_ALARM, falseAlarmThreshold } from './calibration.js';
 import { regionsCsv } from './outputs.js';

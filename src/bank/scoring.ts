@@ -27,7 +27,7 @@ import type { MsmPrecision } from '../core/kernel.js';
 import type { PoolVariant } from '../core/plan.js';
 import { zeroShotVariant } from '../core/plan.js';
 import type { ImageTokens, Interval, StageFeatures } from '../core/types.js';
-import { appendReferences } from '../pipeline/references.js';
+import { appendReferences } from '../features/references.js';
 import { rscin, scorePlan } from '../scoring/musc.js';
 
 export interface BankScoreSettings {

@@ -83,12 +83,9 @@ export interface AnomalyMap {
   data: Float32Array;
 }
 
-/** Raw pixel values lo..hi span the colour bar; the pixel threshold sits in its middle. */
-export interface ColourScale {
-  lo: number;
-  hi: number;
-  threshold: number;
-}
+/** Raw pixel values lo..hi span the colour bar; the pixel threshold sits in its middle (outputs/colour.ts). */
+import type { ColourScale } from '../outputs/colour.js';
+export type { ColourScale };
 
 export interface ImagePrediction {
   name: string;

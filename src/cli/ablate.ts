@@ -16,7 +16,7 @@ import { type Category, DATASET_KINDS, DatasetError, type DatasetItem, type Data
 import { loadMask, MASK_RULES, type MaskRule } from '../datasets/masks.js';
 import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
 import { computeMetrics } from '../metrics/index.js';
-import { extractReferences, listReferenceImages, referenceFolder, excludeTestImages } from '../pipeline/references.js';
+import { extractReferences, listReferenceImages, referenceFolder, excludeTestImages } from '../features/references.js';
 import { ablationMarkdown, runAblation } from '../ablate/run.js';
 import { parseStudies, studyRows, SHOT_COUNTS, type StudyName } from '../ablate/studies.js';
 import type { MetricsFn } from '../pipeline/types.js';

@@ -24,7 +24,7 @@ import { MASK_RULES } from '../datasets/masks.js';
 import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
 import { generateSynthetic } from '../demo/synthetic.js';
 import { computeMetrics } from '../metrics/index.js';
-import { writeReportOrWarn } from '../outputs/report-commit.js';
+import { writeReportOrWarn } from '../report/commit.js';
 import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
 import { versions } from '../outputs/versions.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';

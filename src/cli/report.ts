@@ -13,7 +13,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { buildReportCommitted } from '../outputs/report-commit.js';
+import { buildReportCommitted } from '../report/commit.js';
 import { REPORT_FILE } from '../report/build.js';
 import { ReportError } from '../report/model.js';
 import { type ReportServer, serveReport } from '../report/serve.js';

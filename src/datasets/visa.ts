@@ -10,7 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join, basename, dirname } from 'node:path';
-import { parseCsv } from '../outputs/csv.js';
+import { parseCsv } from '../io/csv.js';
 import { byName } from './fs-utils.js';
 import { DatasetError, type Category, type DatasetItem } from './types.js';
 

@@ -79,6 +79,18 @@ export type MetricsValues = Omit<MetricsResult, 'counts'>;
 /** A metrics function: computeMetrics, or a stand-in in tests. */
 export type MetricsFn = (input: MetricsInput) => MetricsValues | Promise<MetricsValues>;
 
+/** The metric keys in the order metrics.json and the summary list them. */
+export const METRIC_KEYS: readonly (keyof MetricsValues)[] = [
+  'image_auroc',
+  'image_f1max',
+  'image_ap',
+  'pixel_auroc',
+  'pixel_f1max',
+  'pixel_ap',
+  'pixel_pro',
+  'aupro',
+];
+
 const orNull = (v: number): number | null => (Number.isFinite(v) ? v : null);
 
 /** Computes every MuSc metric (see the module comment). One sort for the images, one for the pixels. */

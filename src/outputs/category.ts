@@ -1,15 +1,15 @@
 /**
  * Every output of one category, under <out>/<category>/ (all writes atomic):
  *   scores.csv, metrics.json, maps.safetensors, heatmaps/<defect>/<stem>.png, regions.csv, masks/,
- *   composites/ (src/bank/run-where.ts), run.json (last,
+ *   composites/ (the `where` hook, src/bank/run-where.ts), run.json (last,
  *   so that it can report the time spent writing the others).
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { runPixelScale, writeRunWhere } from '../bank/run-where.js';
 import type { HeatmapMode, VisNorm } from '../config.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import type { CategoryResult } from '../pipeline/types.js';
+import type { CategoryResult } from './result.js';
+import type { ColourScale } from './colour.js';
 import { writeHeatmaps } from './heatmaps.js';
 import { writeMaps } from './maps.js';
 import { formatMetricsJson, type MetricsJson, metricsJson } from './metrics-json.js';
@@ -27,6 +27,10 @@ export interface WriteOptions {
   heatmaps: HeatmapMode;
   visNorm: VisNorm;
   info: Omit<RunInfo, 'peakRssMb'>;
+  /** the category's fixed heatmap scale (ignored with visNorm 'image'); default: each map's own min-max */
+  heatmapScale?: ColourScale;
+  /** writes the defect regions, masks and composites into the category folder */
+  where?: (dir: string, r: CategoryResult) => Promise<unknown>;
 }
 
 export async function writeCategoryOutputs(
@@ -46,8 +50,9 @@ export async function writeCategoryOutputs(
     r.items.map((it) => it.rel),
   );
   // heatmaps on the category's fixed scale: the pixel threshold of the masks (or each map's own min-max)
-  const heatmaps = await writeHeatmaps(dir, r.items, r.maps, r.size, o.heatmaps, o.visNorm === 'image' ? 'image' : runPixelScale(r));
-  await writeRunWhere(dir, r, o.heatmaps !== 'none'); // regions.csv, masks/, composites/ of NG images
+  const scale = o.visNorm === 'image' || !o.heatmapScale ? 'image' : o.heatmapScale;
+  const heatmaps = await writeHeatmaps(dir, r.items, r.maps, r.size, o.heatmaps, scale);
+  await o.where?.(dir, r); // regions.csv, masks/, composites/ of NG images
   r.timings.write += performance.now() - t0;
   await writeFileAtomic(join(dir, 'run.json'), JSON.stringify(runJson(r, { ...o.info, peakRssMb: peakRssMb() }), null, 2) + '\n');
   return { dir, metrics: metricsJson(r), heatmaps };

@@ -5,7 +5,8 @@
  * RsCIN scores, null without both labels) when the result carries it; `decision_method`,
  * `decision_k` (mad), `decision_threshold`, `n_ng` with a label-free decision (--decision).
  */
-import { METRIC_KEYS, type CategoryResult, type MetricsValues } from '../pipeline/types.js';
+import { METRIC_KEYS, type MetricsValues } from '../metrics/index.js';
+import type { CategoryResult } from './result.js';
 
 export interface MetricsJson extends MetricsValues {
   n_images: number;

@@ -10,7 +10,7 @@
  */
 import { realpath, stat } from 'node:fs/promises';
 import { basename, dirname, relative, resolve, sep } from 'node:path';
-import { ConfigError } from '../config.js';
+import { ConfigError } from '../errors.js';
 import { makeDirs } from '../io/dirs.js';
 
 const SYSTEM_ROOTS = ['/proc', '/sys', '/dev'];

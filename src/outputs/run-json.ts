@@ -3,7 +3,7 @@
  * memory), unlike scores.csv and metrics.json.
  */
 import { versions, type Versions } from './versions.js';
-import type { CategoryResult, StageTimings } from '../pipeline/types.js';
+import type { CategoryResult, StageTimings } from './result.js';
 
 export interface RunInfo {
   settings: Record<string, unknown>;

@@ -7,8 +7,8 @@
  * Text cells starting with = + - @ TAB CR get a leading single quote (csv.ts; undone by parseScoresCsv).
  * Deterministic: no timestamps, shortest round-trip number formatting.
  */
-import { formatCsv, parseCsv, restoreCell } from './csv.js';
-import type { CategoryResult } from '../pipeline/types.js';
+import { formatCsv, parseCsv, restoreCell } from '../io/csv.js';
+import type { CategoryResult } from './result.js';
 
 export const SCORES_HEADER = ['path', 'defect', 'label', 'score', 'score_rscin'];
 

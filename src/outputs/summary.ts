@@ -3,7 +3,7 @@
  * and metrics.md (a table like the paper's: percentages with one decimal, a mean row).
  * The mean of a metric skips categories where it is null; null when all are.
  */
-import { METRIC_KEYS } from '../pipeline/types.js';
+import { METRIC_KEYS } from '../metrics/index.js';
 import type { MetricsJson } from './metrics-json.js';
 
 export interface SummaryEntry {

@@ -21,6 +21,7 @@ import { openDataset, selectCategories, defaultKList, type OpenedDataset as Data
 import { DatasetError, type Category } from '../datasets/types.js';
 import { runCategory } from './run-category.js';
 import { categoryFolder, writeCategoryOutputs } from '../outputs/category.js';
+import { runPixelScale, writeRunWhere } from '../bank/run-where.js';
 import { prepareOutputFolder, unwritableOutput } from '../outputs/out-dir.js';
 import { acquireOutputLock } from '../outputs/lock.js';
 import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
@@ -32,7 +33,7 @@ import { checkInterrupted } from './interrupt.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
 import { stageLayerNames, type Backbone, type LoadOptions } from '../backbones/types.js';
 import type { MetricsFn, Scorer, CategoryResult } from './types.js';
-import { excludeTestImages, extractReferences, listReferenceImages, referenceFolder } from './references.js';
+import { excludeTestImages, extractReferences, listReferenceImages, referenceFolder } from '../features/references.js';
 import { parseDecisionRule, type DecisionRule } from '../threshold.js';
 
 export type BackboneLoaderFn = (name: string, opts: LoadOptions) => Promise<Backbone>;
@@ -320,6 +321,8 @@ function writeOutputs(run: DatasetRun, r: CategoryResult, rf: string[] | undefin
     ...(rf ? { reference_images: rf } : {}),
   };
   return writeCategoryOutputs(run.staging, r, {
+    heatmapScale: runPixelScale(r),
+    where: (dir, res) => writeRunWhere(dir, res, s.heatmaps !== 'none'),
     heatmaps: s.heatmaps, visNorm: s.norm,
     info: {
       settings: settingsOut, data_root: ds.root,

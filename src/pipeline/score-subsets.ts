@@ -10,7 +10,7 @@ import { stackStages } from '../features/stack.js';
 import type { ExtractedImage } from '../features/types.js';
 import { checkInterrupted } from './interrupt.js';
 import { estimateSubsetBytes } from './memory.js';
-import { appendReferences } from './references.js';
+import { appendReferences } from '../features/references.js';
 import type { CategoryRun } from './run-category.js';
 
 /** What scoring the subsets gave, per item index of the category. */

@@ -5,17 +5,17 @@
 import type { Device } from '../compute/session.js';
 import type { MsmPrecision } from '../core/kernel.js';
 import type { StageFeatures, ImageTokens, FeatureStorage } from '../core/types.js';
-import type { MetricsFn, MetricsInput, MetricsValues } from '../metrics/index.js';
+import { METRIC_KEYS, type MetricsFn, type MetricsInput, type MetricsValues } from '../metrics/index.js';
 import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
 import type { RgbImage } from '../image/decode.js';
 import type { Backbone } from '../backbones/types.js';
-import type { DatasetItem, DatasetKind } from '../datasets/types.js';
+import type { DatasetKind } from '../datasets/types.js';
 import type { MaskRule } from '../datasets/masks.js';
 import type { FeatureCache } from '../features/cache.js';
 import { DEFAULT_FEATURE_STORAGE } from '../features/types.js';
 import type { SkippedImage } from '../features/types.js';
-import type { ReferenceFeatures } from './references.js';
-import type { DecisionRule, Decisions } from '../threshold.js';
+import type { ReferenceFeatures } from '../features/references.js';
+import type { DecisionRule, } from '../threshold.js';
 
 /** The MuSc core functions the pipeline calls (src/core/musc.ts). */
 export interface Scorer {
@@ -28,16 +28,7 @@ export interface Scorer {
 /** The metrics the pipeline reports (src/metrics/index.ts: computeMetrics's numbers without its counts). */
 export type { MetricsFn, MetricsInput, MetricsValues };
 
-export const METRIC_KEYS: readonly (keyof MetricsValues)[] = [
-  'image_auroc',
-  'image_f1max',
-  'image_ap',
-  'pixel_auroc',
-  'pixel_f1max',
-  'pixel_ap',
-  'pixel_pro',
-  'aupro',
-];
+export { METRIC_KEYS };
 
 export interface PipelineDeps {
   backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>;
@@ -86,51 +77,4 @@ export interface PipelineOptions {
   onProgress?: (stage: 'extract' | 'score', done: number, total: number) => void;
 }
 
-/** Milliseconds spent per stage over the whole category. */
-export interface StageTimings {
-  decode: number;
-  backbone: number;
-  /** LNAMD + MSM + map upsampling */
-  scoring: number;
-  /** the LNAMD part of scoring */
-  lnamd: number;
-  /** the MSM part of scoring */
-  msm: number;
-  rscin: number;
-  metrics: number;
-  write: number;
-}
-
-export interface CategoryResult {
-  name: string;
-  kind: DatasetKind;
-  /** the data root `items[].rel` is relative to */
-  root: string;
-  /** scored images, in dataset order */
-  items: DatasetItem[];
-  skipped: SkippedImage[];
-  /** map side S (the backbone's input size) */
-  size: number;
-  /** [N, S, S] anomaly maps */
-  maps: Float32Array;
-  /** [N] per-image max of the maps */
-  imageScores: Float64Array;
-  /** [N] RsCIN scores (the classification score) */
-  rscinScores: Float64Array;
-  /** [N, S, S] 0/1 masks at size S, when every image has a label */
-  masks: Uint8Array | null;
-  metrics: MetricsValues | null;
-  /** F1-optimal threshold of the RsCIN scores when every image has a label (score >= t is defective) */
-  f1Threshold?: number | null;
-  /** label-free OK/NG decisions, when requested */
-  decisions?: Decisions;
-  /** reference images used (few-shot), absolute paths */
-  referenceFiles?: string[];
-  /** subsets actually scored: indices into `items` */
-  subsets: number[][];
-  divideNum: number;
-  /** bytes estimated for the largest subset */
-  estimatedBytes: number;
-  timings: StageTimings;
-  warnings: string[];
-}
+export type { CategoryResult, StageTimings } from '../outputs/result.js';

@@ -5,7 +5,7 @@
  *   threshold.json   the format src/bank/calibration.ts writeThresholdFile writes and
  *                    `musc predict --threshold FILE` (readThresholdArg) reads back
  */
-import { formatCsv } from '../outputs/csv.js';
+import { formatCsv } from '../io/csv.js';
 import { isNg } from '../threshold.js';
 import type { PredictItem } from './page-data.js';
 

@@ -11,9 +11,9 @@
  * stage are the references (the contract of scorePatches({ references: R })).
  */
 import { readdir, realpath } from 'node:fs/promises';
-import { FeatureStore } from '../features/store.js';
-import { stackStages, stackTokens } from '../features/stack.js';
-import type { FeatureCache } from '../features/cache.js';
+import { FeatureStore } from './store.js';
+import { stackStages, stackTokens } from './stack.js';
+import type { FeatureCache } from './cache.js';
 import { sharedFeatures } from '../compute/worker.js';
 import { join } from 'node:path';
 import type { RgbImage } from '../image/decode.js';

@@ -5,10 +5,10 @@
  */
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { buildReport, REPORT_FILE, type ReportOptions, type ReportResult } from '../report/build.js';
-import { REPORT_ASSET_DIR } from '../report/assets.js';
-import { acquireOutputLock } from './lock.js';
-import { OutputTransaction, recoverOutputs } from './transaction.js';
+import { buildReport, REPORT_FILE, type ReportOptions, type ReportResult } from './build.js';
+import { REPORT_ASSET_DIR } from './assets.js';
+import { acquireOutputLock } from '../outputs/lock.js';
+import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 
 export async function buildReportCommitted(outDir: string, o: Omit<ReportOptions, 'stageDir'> = {}): Promise<ReportResult> {
   const abs = resolve(outDir);
