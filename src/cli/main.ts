@@ -34,6 +34,9 @@ import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
 import { parseDecisionRule } from '../threshold.js';
 import { addPaperCommands } from './paper-commands.js';
+import { addClusterRunOptions, runOnCluster, type ClusterFlags } from './cluster-run.js';
+import { workerCommand } from './worker.js';
+import { cancelCommand, statusCommand } from './status.js';
 
 // ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
 const wrap = <T>(f: (s: string) => T) => (s: string): T => {
@@ -98,6 +101,8 @@ interface RunFlags {
   decision?: string | true;
 }
 
+type RunCommandFlags = RunFlags & ClusterFlags;
+
 function flagsToSettings(f: RunFlags): Partial<Settings> {
   const s: Partial<Settings> = {};
   if (f.dataset !== undefined) s.dataset = f.dataset;
@@ -145,17 +150,17 @@ function checkBackboneName(name: string): void {
   if (known.length > 0 && !known.includes(name)) throw new ConfigError(`unknown backbone '${name}'; available: ${known.join(', ')}`);
 }
 
-async function execute(settings: Settings, data: string, out: string, quiet: boolean): Promise<DatasetRunResult> {
+async function execute(settings: Settings, data: string, out: string, quiet: boolean, cluster?: ClusterFlags): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
   await checkDevice(settings.device); // before any work
   const metrics: MetricsFn = computeMetrics;
-  const res = await runDataset({
+  const o = {
     data, out, settings, loadBackbone, scorer, metrics,
-    log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
-    warn: (l) => process.stderr.write(`warning: ${l}\n`),
+    log: quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`),
+    warn: (l: string) => process.stderr.write(`warning: ${l}\n`),
     progress: createProgress(!quiet),
-  });
-  return res;
+  };
+  return cluster?.redis ? runOnCluster(cluster, o) : runDataset(o);
 }
 
 function addRunOptions(cmd: Command): Command {
@@ -215,17 +220,17 @@ export function buildProgram(): Command {
     .exitOverride()
     .showSuggestionAfterError(true);
 
-  const run = addRunOptions(
+  const run = addClusterRunOptions(addRunOptions(
     program
       .command('run')
       .description('score every image of a dataset by mutual scoring; write scores, maps, heatmaps and metrics')
       .requiredOption('--data <dir>', 'data folder (MVTec AD, BTAD, MPDD, VisA, MVTec LOCO, or a plain folder of images)')
       .requiredOption('--out <dir>', 'output folder'),
-  );
-  run.action(async (f: RunFlags) => {
+  ));
+  run.action(async (f: RunCommandFlags) => {
     const file = f.config ? await loadConfigFile(f.config) : {};
     const settings = mergeSettings(file, flagsToSettings(f));
-    const res = await execute(settings, resolve(f.data!), resolve(f.out!), !!f.quiet);
+    const res = await execute(settings, resolve(f.data!), resolve(f.out!), !!f.quiet, f);
     await writeReport(res.out, f.report !== false, !!f.quiet);
     printResult(res, !!f.quiet);
   });
@@ -251,6 +256,9 @@ export function buildProgram(): Command {
   program.addCommand(modelsCommand());
   program.addCommand(reportCommand());
   program.addCommand(serveCommand());
+  program.addCommand(workerCommand());
+  program.addCommand(statusCommand());
+  program.addCommand(cancelCommand());
   return program;
 }
 

@@ -47,6 +47,18 @@ export interface DatasetRunOptions {
   /** warnings (always shown) */
   warn?: (line: string) => void;
   progress?: ProgressSink;
+  /** runs before each category is scored, with the run's feature cache (the cluster runner extracts the category's features on its workers) */
+  beforeCategory?: (category: Category, cache: FeatureCache | undefined) => Promise<void>;
+}
+
+/** The backbone load options of a run's settings. */
+export function backboneLoadOptions(s: Settings): LoadOptions {
+  return {
+    ...(s.image_size !== undefined ? { imageSize: s.image_size } : {}),
+    ...(s.stages !== undefined ? { stages: s.stages } : {}),
+    ...(s.weights !== undefined ? { weightsPath: s.weights } : {}),
+    device: s.device,
+  };
 }
 
 export interface DatasetRunResult {
@@ -94,12 +106,7 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
 
   let backbone: Backbone;
   try {
-    backbone = await o.loadBackbone(s.backbone, {
-      ...(s.image_size !== undefined ? { imageSize: s.image_size } : {}),
-      ...(s.stages !== undefined ? { stages: s.stages } : {}),
-      ...(s.weights !== undefined ? { weightsPath: s.weights } : {}),
-      device: s.device,
-    });
+    backbone = await o.loadBackbone(s.backbone, backboneLoadOptions(s));
   } catch (e) {
     if (isBackboneConfigError(e)) throw new ConfigError(`cannot load backbone '${s.backbone}': ${(e as Error).message}`);
     throw e;
@@ -122,6 +129,7 @@ export async function runDataset(o: DatasetRunOptions): Promise<DatasetRunResult
       const hits0 = cache?.hits ?? 0;
       const writes0 = cache?.writes ?? 0;
       const rf = refFiles.get(c.name);
+      await o.beforeCategory?.(c, cache);
       const references = rf ? await extractReferences(rf, backbone, { batchSize: s.batch_size, storage: s.feature_storage }) : undefined;
       if (rf) o.log?.(`${c.name}: ${rf.length} reference images (${s.mode ?? 'musc'})`);
       try {

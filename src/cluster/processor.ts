@@ -1,0 +1,28 @@
+/**
+ * (worker child process) The BullMQ sandboxed processor: one child process per concurrency slot,
+ * so ONNX Runtime's blocking session.run never stalls the parent, which keeps renewing the job
+ * locks with Redis. Backbones and kernels stay loaded between jobs.
+ */
+import type { Job } from 'bullmq';
+import { DirStore } from './store.js';
+import { runBlockJob } from './block.js';
+import { runExtractJob } from './features.js';
+import { STORE_ENV, type BlockJobData, type ExtractJobData } from './jobs.js';
+
+// a child whose worker was killed (SIGKILL: no clean shutdown) exits instead of lingering
+process.on('disconnect', () => process.exit(1));
+
+export default async function process_(job: Job): Promise<unknown> {
+  const dir = process.env[STORE_ENV];
+  if (!dir) throw new Error(`${STORE_ENV} is not set`);
+  const store = new DirStore(dir);
+  if (await store.has(job.data.done)) return { skipped: true }; // done already (duplicate delivery)
+  switch (job.name) {
+    case 'block':
+      return runBlockJob(store, job.data as BlockJobData);
+    case 'extract':
+      return runExtractJob(store, job.data as ExtractJobData);
+    default:
+      throw new Error(`unknown job '${job.name}'`);
+  }
+}
