@@ -42,3 +42,19 @@ export function openRedis(url: string): Redis {
   r.on('error', () => undefined); // reported through the failing calls
   return r;
 }
+
+/** Waits until a client is connected (a ClusterError after `ms`). */
+export function clientReady(r: Redis, url: string, ms = 5000): Promise<void> {
+  if (r.status === 'ready') return Promise.resolve();
+  return new Promise((resolveP, reject) => {
+    const t = setTimeout(() => {
+      r.off('ready', ok);
+      reject(new ClusterError(`cannot reach Redis at ${url} (no connection in ${ms} ms)`));
+    }, ms);
+    const ok = (): void => {
+      clearTimeout(t);
+      resolveP();
+    };
+    r.once('ready', ok);
+  });
+}

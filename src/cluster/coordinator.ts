@@ -13,7 +13,7 @@
 import { Queue, type Job } from 'bullmq';
 import { checkInterrupted } from '../pipeline/interrupt.js';
 import type { Redis } from 'ioredis';
-import { CancelledRunError, ClusterError, openRedis, redisOptions } from './connection.js';
+import { CancelledRunError, ClusterError, clientReady, openRedis, redisOptions } from './connection.js';
 import { QUEUE_NAME, jobId, type ClusterJob } from './jobs.js';
 import type { SharedStore } from './store.js';
 
@@ -49,6 +49,15 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, new Promise<T>((_, rej) => (t = setTimeout(() => rej(new Error(`${what}: no answer in ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
 }
 
+/** Closes a queue; when Redis is gone (close would wait for it), drops the connection instead. */
+export async function closeQueue(q: Queue): Promise<void> {
+  try {
+    await withTimeout(q.close(), 2000, 'closing the queue');
+  } catch {
+    await withTimeout(q.disconnect(), 1000, 'disconnecting').catch(() => undefined);
+  }
+}
+
 export class Coordinator {
   private lastOk = Date.now();
   private info: RunInfo;
@@ -64,10 +73,12 @@ export class Coordinator {
     queue.on('error', () => undefined); // reported through the failing calls
     const c = new Coordinator(o, queue, openRedis(o.redis));
     try {
+      await clientReady(c.client, o.redis);
       await withTimeout(queue.waitUntilReady(), 5000, 'connecting');
       await withTimeout(c.client.del(cancelKey(o.run)), 5000, 'connecting');
     } catch (e) {
       await c.close();
+      if (e instanceof ClusterError) throw e;
       throw new ClusterError(`cannot reach Redis at ${o.redis}: ${(e as Error).message}`);
     }
     await c.report({});
@@ -136,6 +147,7 @@ export class Coordinator {
       await sleep(100);
     }
     this.o.log?.(`${what}: ${total}/${total} jobs done`);
+    await this.report({ done: total, total });
   }
 
   private async submit(entries: [string, ClusterJob][]): Promise<void> {
@@ -186,7 +198,7 @@ export class Coordinator {
   }
 
   async close(): Promise<void> {
-    await this.queue.close().catch(() => undefined);
+    await closeQueue(this.queue);
     this.client.disconnect();
   }
 }

@@ -1,9 +1,9 @@
 /** `musc status` and `musc cancel`: what the queue holds, per run; cancelling a run. */
 import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { ClusterError, openRedis, redisOptions } from './connection.js';
+import { ClusterError, clientReady, openRedis, redisOptions } from './connection.js';
 import { QUEUE_NAME } from './jobs.js';
-import { RUNS_KEY, cancelKey, type RunInfo } from './coordinator.js';
+import { RUNS_KEY, cancelKey, closeQueue, type RunInfo } from './coordinator.js';
 
 export interface RunStatus {
   run: string;
@@ -21,12 +21,13 @@ async function withQueue<T>(redis: string, f: (q: Queue, client: Redis) => Promi
   const client = openRedis(redis);
   try {
     await Promise.race([q.waitUntilReady(), new Promise((_, rej) => setTimeout(() => rej(new Error('no answer in 5000 ms')), 5000).unref())]);
+    await clientReady(client, redis);
     return await f(q, client);
   } catch (e) {
     if (e instanceof ClusterError) throw e;
     throw new ClusterError(`Redis at ${redis}: ${(e as Error).message}`);
   } finally {
-    await q.close().catch(() => undefined);
+    await closeQueue(q);
     client.disconnect();
   }
 }
