@@ -39,6 +39,7 @@ export function workerCommand(): Command {
       log?.(`worker ${process.pid}: ${f.concurrency ?? 1} slot(s), Redis ${f.redis}, store ${store}`);
       while (!interruptRequested()) await new Promise((r) => setTimeout(r, 200));
       log?.(`worker ${process.pid}: stopping after the running jobs`);
-      await w.close();
+      // (close waits for the running jobs; without Redis it may wait for ever: at most 10 s)
+      await Promise.race([w.close(), new Promise((r) => setTimeout(r, 10_000).unref())]);
     });
 }

@@ -10,7 +10,9 @@ import { layerNormImages, aggregateStage } from '../core/lnamd.js';
 import { computeBlock, type TableBlock } from '../core/msm.js';
 import type { PairResult } from '../core/kernel.js';
 import type { StageFeatures } from '../core/types.js';
-import { kernelFor } from '../scoring/tasks.js';
+import { OnnxPairKernel } from '../compute/msm-kernel.js';
+import type { Device } from '../compute/session.js';
+import type { MsmPrecision } from '../core/kernel.js';
 import { contentKey, type SharedStore } from './store.js';
 import { readBankRows } from './bank.js';
 import type { BankRef, BlockJobData } from './jobs.js';
@@ -19,6 +21,42 @@ import type { AggregateOptions } from '../core/lnamd.js';
 /** Z [n, P, C'] of some images of a stage, for one r. */
 function aggregate(stage: StageFeatures, r: number, target: AggregateOptions): Float32Array {
   return aggregateStage(stage, layerNormImages(stage), r, target);
+}
+
+/**
+ * Exactness whatever the block shape. ONNX Runtime's CPU GEMM (MLAS sgemm.cpp) sums the C'
+ * products of an entry in chunks of 128 (the rounding of a sum depends on its chunks), except
+ * when the GEMM (or a thread's slice of it) has at most 64 columns: then it widens the chunks.
+ * A block job therefore runs its kernel on one thread (no column slices; the worker runs one
+ * process per concurrency slot instead) and pads the reference side to more than 64 columns
+ * with zero images, whose results are dropped. Every entry is then summed in the standard
+ * chunks, as in a one-process run whose GEMM slices have more than 64 columns (for P x B >= 130
+ * per thread; see docs/scaling.md).
+ */
+export const MIN_GEMM_COLS = 65;
+
+const kernels = new Map<string, Promise<OnnxPairKernel>>();
+
+/** One single-threaded kernel per (device, precision) for the life of the job process. */
+function blockKernel(device: Device, precision: MsmPrecision): Promise<OnnxPairKernel> {
+  const key = `${device}/${precision}`;
+  let k = kernels.get(key);
+  if (!k) {
+    k = OnnxPairKernel.create(true, device, 1, precision);
+    k.catch(() => kernels.delete(key));
+    kernels.set(key, k);
+  }
+  return k;
+}
+
+/** Keeps the first b of bPad reference images of a result: rowd2 [A, P, bPad] -> [A, P, b], cold2 [A, bPad, P] -> [A, b, P]. */
+export function dropPadding(res: PairResult, a: number, p: number, b: number, bPad: number): PairResult {
+  if (b === bPad) return res;
+  const rowd2 = new Float32Array(a * p * b);
+  for (let r = 0; r < a * p; r++) rowd2.set(res.rowd2.subarray(r * bPad, r * bPad + b), r * b);
+  const cold2 = new Float32Array(a * b * p);
+  for (let i = 0; i < a; i++) cold2.set(res.cold2!.subarray(i * bPad * p, (i * bPad + b) * p), i * b * p);
+  return { rowd2, cold2 };
 }
 
 /** The store key of a block's result: a hash of everything it depends on. */
@@ -53,15 +91,16 @@ export async function runBlockJob(store: SharedStore, d: BlockJobData): Promise<
   t = performance.now();
   const zq = aggregate(q, d.r, d.target);
   const zr = aggregate(ref, d.r, d.target);
-  const z = new Float32Array(zq.length + zr.length); // [A + B, P, C']
+  const a = i1 - i0, b = j1 - j0, P = d.target.gridH * d.target.gridW;
+  const bPad = Math.max(b, Math.ceil(MIN_GEMM_COLS / P));
+  const z = new Float32Array(zq.length + (zr.length / b) * bPad); // [A + bPad, P, C'], zero padding last
   z.set(zq, 0);
   z.set(zr, zq.length);
   const lnamdMs = performance.now() - t;
   t = performance.now();
-  const a = i1 - i0, b = j1 - j0, P = d.target.gridH * d.target.gridW;
-  const kernel = await kernelFor(d.device, d.precision);
-  const res = await computeBlock(z, null, { i0: 0, i1: a, j0: a, j1: a + b }, P, d.target.channels, kernel);
+  const kernel = await blockKernel(d.device, d.precision);
+  const res = await computeBlock(z, null, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, d.target.channels, kernel);
   const gemmMs = performance.now() - t;
-  await store.put(d.done, encodePairResult(res));
+  await store.put(d.done, encodePairResult(dropPadding(res, a, P, b, bPad)));
   return { loadMs, lnamdMs, gemmMs };
 }
