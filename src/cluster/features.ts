@@ -6,7 +6,7 @@
  * another feature store changes this file only.
  *
  * A shard holds whole backbone batches of the one-process run (the same images in the same
- * batch), and each image's features are rounded to the run's storage exactly as run-category.ts
+ * batch; a batch is recomputed whole when a killed job stored only part of it), and each image's features are rounded to the run's storage exactly as run-category.ts
  * does, so the cached features are the bytes a one-process run would compute.
  */
 import { existsSync } from 'node:fs';
@@ -58,6 +58,8 @@ export async function runExtractJob(store: DirStore, d: ExtractJobData): Promise
   let computed = 0;
   const unreadable: string[] = [];
   for (const files of d.batches) {
+    // a batch is recomputed whole unless all of it is stored (a retried job gives the same batches)
+    if ((await Promise.all(files.map((f) => hasFeatures(cache, f).catch(() => false)))).every(Boolean)) continue;
     const inputs: { key: string; x: Float32Array; width: number; height: number }[] = [];
     for (const file of files) {
       let key: string;
@@ -65,7 +67,6 @@ export async function runExtractJob(store: DirStore, d: ExtractJobData): Promise
       try {
         const bytes = await readImageBytes(file);
         key = cache.key(bytes);
-        if (existsSync(cache.pathOf(key))) continue;
         img = await decodeRgbBytes(file, bytes, d.maxPixels !== undefined ? { maxPixels: d.maxPixels } : {});
       } catch {
         unreadable.push(file);

@@ -22,6 +22,9 @@ export const QUEUE_NAME = 'musc';
 /** The worker passes its store folder to its job processes in this variable. */
 export const STORE_ENV = 'MUSC_CLUSTER_STORE';
 
+/** Fault-injection tests: a worker's jobs wait this many ms first, so that a kill lands mid-job. */
+export const JOB_DELAY_ENV = 'MUSC_CLUSTER_JOB_DELAY_MS';
+
 /** One stage's features of a scoring batch in the store: [n, h, w, c] row-major, float16 bits or float32. */
 export interface BankRef {
   key: string;

@@ -7,12 +7,14 @@ import type { Job } from 'bullmq';
 import { DirStore } from './store.js';
 import { runBlockJob } from './block.js';
 import { runExtractJob } from './features.js';
-import { STORE_ENV, type BlockJobData, type ExtractJobData } from './jobs.js';
+import { JOB_DELAY_ENV, STORE_ENV, type BlockJobData, type ExtractJobData } from './jobs.js';
 
 // a child whose worker was killed (SIGKILL: no clean shutdown) exits instead of lingering
 process.on('disconnect', () => process.exit(1));
 
 export default async function process_(job: Job): Promise<unknown> {
+  const delay = Number(process.env[JOB_DELAY_ENV] ?? 0);
+  if (delay > 0) await new Promise((r) => setTimeout(r, delay));
   const dir = process.env[STORE_ENV];
   if (!dir) throw new Error(`${STORE_ENV} is not set`);
   const store = new DirStore(dir);

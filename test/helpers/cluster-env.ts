@@ -41,8 +41,8 @@ export interface Proc {
 }
 
 /** Starts the musc bin (not waiting). */
-export function startMusc(args: string[]): Proc {
-  const child = spawn(process.execPath, [cliMain, ...args], { env: { ...process.env, MUSC_DEBUG: '' } });
+export function startMusc(args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [cliMain, ...args], { env: { ...process.env, MUSC_DEBUG: '', ...env } });
   let stdout = '', stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
   child.stderr!.on('data', (d) => (stderr += d));
@@ -52,15 +52,16 @@ export function startMusc(args: string[]): Proc {
   return { child, output: () => stderr, done };
 }
 
-export function startWorker(redis: string, store: string): Proc {
-  return startMusc(['worker', '--redis', redis, '--store', store, '--lock-duration', '2000', '--stalled-interval', '1000']);
+export function startWorker(redis: string, store: string, env: Record<string, string> = {}): Proc {
+  return startMusc(['worker', '--redis', redis, '--store', store, '--lock-duration', '2000', '--stalled-interval', '1000'], env);
 }
 
-/** Polls `ready` every 25 ms until it holds (true) or `p` ends (false). */
-export async function waitFor(ready: () => boolean, p: Proc, timeoutMs = 120_000): Promise<boolean> {
+/** Polls `ready` every 25 ms (after `update`, when given) until it holds (true) or `p` ends (false). */
+export async function waitFor(ready: () => boolean, p: Proc, timeoutMs = 120_000, update?: () => Promise<void>): Promise<boolean> {
   const t0 = Date.now();
   while (Date.now() - t0 < timeoutMs) {
     if (p.child.exitCode !== null || p.child.signalCode !== null) return false;
+    await update?.();
     if (ready()) return true;
     await sleep(25);
   }
