@@ -72,7 +72,7 @@ test('cluster run = one-process run, byte for byte: a worker SIGKILLed mid-run, 
   const mid = await waitFor(() => active > 0, a, 120_000, async () => {
     active = (await clusterStatus(redisUrl).catch(() => [])).reduce((n, r) => n + r.active, 0);
   });
-  assert.ok(mid, `the run ended before a job was taken:\n${(await a.done).stderr}`);
+  if (!mid) assert.fail(`the run ended before a job was taken:\n${(await a.done).stderr}`);
   await stop(workers[0]!.child);
   const atKill = storeCount(store, 'features');
   const held = await clusterStatus(redisUrl);
