@@ -15,6 +15,9 @@
  * backbone_name, img_resize, feature_layers, dataset_name, class_name); command-line flags override
  * the file. Everything is validated with ajv, and errors name the key.
  */
+import { DEFAULT_BACKBONE } from './backbones/registry.js';
+import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
+import { DIVIDE_SEED } from './datasets/divide.js';
 import { DEFAULT_FEATURE_STORAGE } from './pipeline/types.js';
 import type { FeatureStorage } from './core/types.js';
 import { readFile } from 'node:fs/promises';
@@ -27,7 +30,8 @@ import { MASK_RULES, type MaskRule } from './datasets/masks.js';
 
 export type VisNorm = 'single' | 'whole';
 export type HeatmapMode = 'all' | 'anomalous' | 'none';
-export type Device = 'cpu' | 'cuda';
+import type { Device } from './compute/session.js';
+export type { Device };
 
 export interface Settings {
   /** dataset layout; detected from the tree when absent */
@@ -76,10 +80,10 @@ export interface Settings {
 
 export const DEFAULT_SETTINGS: Settings = {
   category: 'all',
-  backbone: 'resnet50',
-  r_list: [1, 3, 5],
+  backbone: DEFAULT_BACKBONE,
+  r_list: [...DEFAULT_R_LIST],
   divide_num: 1,
-  interval: [0, 0.3],
+  interval: [...DEFAULT_INTERVAL],
   batch_size: 4,
   vis_norm: 'single',
   heatmaps: 'anomalous',
@@ -88,7 +92,7 @@ export const DEFAULT_SETTINGS: Settings = {
   msm_precision: DEFAULT_MSM_PRECISION,
   feature_storage: DEFAULT_FEATURE_STORAGE,
   strict: false,
-  seed: 42,
+  seed: DIVIDE_SEED,
   cache: true,
 };
 
@@ -151,9 +155,13 @@ const ALIASES: Record<string, string> = {
   vis_type: 'vis_norm',
 };
 
+/** Keys that would change an object's prototype instead of setting a value. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
 function renameAliases(obj: Record<string, unknown>, source: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(obj)) {
+    if (FORBIDDEN_KEYS.has(k)) throw new ConfigError(`${source}: key '${k}' is not a setting and is not allowed`);
     const key = ALIASES[k] ?? k.replace(/-/g, '_');
     if (key in out) throw new ConfigError(`${source}: '${k}' and '${key}' both given`);
     let val = v;
@@ -182,8 +190,24 @@ export function validateSettings(obj: unknown, source: string): Partial<Settings
     throw new ConfigError(`${source}: ${[...new Set(msgs)].join('; ')}`);
   }
   const s = renamed as Partial<Settings>;
-  if (s.interval && !(s.interval[0] < s.interval[1])) throw new ConfigError(`${source}: 'interval' must be [lo, hi] with lo < hi, got [${s.interval.join(', ')}]`);
+  if (s.interval) checkInterval(s.interval, `${source}: 'interval'`);
+  if (s.r_list) checkRList(s.r_list, `${source}: 'r_list'`);
   return s;
+}
+
+/** MSM interval: fractions of the sorted distances, 0 <= lo < hi <= 1. */
+export function checkInterval(v: readonly number[], what: string): void {
+  if (v.length !== 2 || !(v[0]! >= 0 && v[0]! < v[1]! && v[1]! <= 1)) {
+    throw new ConfigError(`${what} must be lo,hi with 0 <= lo < hi <= 1 (fractions of the sorted distances), got ${v.join(',')}`);
+  }
+}
+
+/** LNAMD degrees: odd integers 1..15 (an r x r neighbourhood centred on the patch). */
+export function checkRList(v: readonly number[], what: string): void {
+  const bad = v.filter((r) => !Number.isInteger(r) || r < 1 || r > 15 || r % 2 === 0);
+  if (bad.length > 0) {
+    throw new ConfigError(`${what} must be odd integers from 1 to 15 (r x r neighbourhoods centred on a patch), got ${bad.join(',')}`);
+  }
 }
 
 /** Reads a YAML (.yaml/.yml) or JSON config file. */

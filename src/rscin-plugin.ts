@@ -15,12 +15,13 @@
  * over the matched rows only, so use one CSV per category (RsCIN's neighbourhood is the category).
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { extractFiles } from './pipeline/extract-files.js';
+import { FeatureStore } from './features/store.js';
+import { stackTokens } from './features/stack.js';
 import { l2NormalizeRows, rscin } from './core/rscin.js';
 import { readFile } from 'node:fs/promises';
 import { SafetensorsFile, encodeSafetensors } from './io/safetensors.js';
 import { writeFileAtomic } from './io/atomic.js';
-import { formatCsv, parseCsv, formatNumber } from './outputs/csv.js';
+import { formatCsv, parseCsv, formatNumber, restoreCell } from './outputs/csv.js';
 import type { RgbImage } from './image/decode.js';
 import type { ImageTokens } from './core/types.js';
 import type { Backbone } from './backbones/types.js';
@@ -40,24 +41,21 @@ export interface TokenSet {
   tokens: ImageTokens;
 }
 
-/** Backbone image tokens [N, D] of image files (decoded, preprocessed and run in batches). */
+/** Backbone image tokens [N, D] of image files (the feature store, tokens only; an unreadable file is an error). */
 export async function computeImageTokens(
   files: string[],
   backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>,
   opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage>; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<ImageTokens> {
-  let d = 0;
-  let data = new Float32Array(0);
-  await extractFiles(files, backbone, opts, (feats, offset, count) => {
-    const t = feats.imageTokens;
-    if (offset === 0) {
-      d = t.d;
-      data = new Float32Array(files.length * d);
-    }
-    data.set(t.data.subarray(0, count * d), offset * d);
-    opts.onProgress?.(offset + count, files.length);
+  const store = new FeatureStore({
+    backbone, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.decode ? { decode: opts.decode } : {}), badFiles: 'error', tokensOnly: true,
   });
-  return { n: files.length, d, data };
+  let done = 0;
+  const { images } = await store.extract(files.map((path) => ({ path })), (count) => {
+    done += count;
+    opts.onProgress?.(done, files.length);
+  });
+  return stackTokens(images.map((im) => im.features), store.tokenDim);
 }
 
 /** Each row of [N, D] scaled to unit L2 norm (zero rows stay zero); a new array. */
@@ -173,8 +171,8 @@ export interface RscinCsvResult {
   rows: string[][];
   scores: Float64Array;
   rscin: Float64Array;
-  /** [N] 0/1 when the CSV has a complete `label` column */
-  labels: Uint8Array | null;
+  /** [N] 0, 1 or null (empty) when the CSV has a `label` column of such values */
+  labels: (0 | 1 | null)[] | null;
 }
 
 /**
@@ -208,7 +206,7 @@ export async function rscinCsv(o: { scoresFile: string; tokensFile: string; kLis
   const tokens = await readTokens(o.tokensFile);
   let idx: Int32Array;
   try {
-    idx = matchPaths(rows.map((r) => r[pc]!), tokens, dirname(resolve(o.scoresFile)), `${o.scoresFile}:`);
+    idx = matchPaths(rows.map((r) => restoreCell(r[pc]!)), tokens, dirname(resolve(o.scoresFile)), `${o.scoresFile}:`);
   } catch (e) {
     throw new DatasetError(`${(e as Error).message} (tokens file ${o.tokensFile})`);
   }
@@ -225,7 +223,8 @@ export async function rscinCsv(o: { scoresFile: string; tokensFile: string; kLis
     return x;
   });
   const lc = header.indexOf('label');
-  const labels = lc >= 0 && rows.every((r) => r[lc] === '0' || r[lc] === '1') ? Uint8Array.from(rows, (r) => Number(r[lc])) : null;
+  const labelled = lc >= 0 && rows.every((r) => r[lc] === '0' || r[lc] === '1' || r[lc] === '');
+  const labels = labelled ? rows.map((r) => (r[lc] === '' ? null : r[lc] === '1' ? 1 : 0)) : null;
   return { header: h2, rows: rows2, scores, rscin: out, labels };
 }
 

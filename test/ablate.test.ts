@@ -16,12 +16,11 @@ import type { StageFeatures } from '../src/core/types.js';
 import type { DatasetItem } from '../src/datasets/types.js';
 import { fakeMetrics } from './helpers/cli-fakes.js';
 import { cliMain } from './helpers/cli-env.js';
+import { lcgSigned } from './helpers/lcg.js';
 
 after(shutdownCompute);
 
-function rng(seed: number): () => number {
-  return () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
-}
+const rng = lcgSigned;
 /** two stages of n images on a 4x4 grid */
 function stages(n: number, seed: number): StageFeatures[] {
   const r = rng(seed);

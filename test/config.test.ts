@@ -56,11 +56,33 @@ test('config errors name the file and the key', async () => {
     await writeFile(f, 'a: [1, 2\n');
     await assert.rejects(loadConfigFile(f), /not valid YAML/);
     await assert.rejects(loadConfigFile(join(dir, 'none.yaml')), /file not found/);
-    assert.throws(() => validateSettings({ interval: [0.5, 0.2] }, 'x'), /'interval' must be \[lo, hi\] with lo < hi/);
+    assert.throws(() => validateSettings({ interval: [0.5, 0.2] }, 'x'), /'interval' must be lo,hi with 0 <= lo < hi <= 1/);
     assert.throws(() => validateSettings({ mask_rule: 'any' }, 'x'), /'mask_rule' must be equal to one of the allowed values \(reference, nonzero\)/);
     assert.throws(() => validateSettings([1], 'x'), /expected a mapping/);
     assert.throws(() => parseIntList('1,a', '--r-list'), /--r-list: expected a list/);
     assert.deepEqual(parseIntList('1, 3 5', '--r-list'), [1, 3, 5]);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('issue 16: every setting checked up front: even r, interval outside [0,1], __proto__ keys', async () => {
+  assert.throws(() => validateSettings({ r_list: [2] }, 'x'), (e: unknown) => e instanceof ConfigError && /'r_list' must be odd integers.*got 2/.test(e.message));
+  assert.throws(() => mergeSettings({}, { r_list: [1, 4] }), /must be odd integers/);
+  assert.throws(() => validateSettings({ interval: [0, 2] }, 'x'), /'interval' must be lo,hi with 0 <= lo < hi <= 1/);
+  assert.deepEqual(validateSettings({ interval: [0, 1], r_list: [1, 3, 5, 7] }, 'x'), { interval: [0, 1], r_list: [1, 3, 5, 7] });
+  const { dir, cleanup } = await tempDir('cfgproto');
+  try {
+    for (const [name, text] of [['p.json', '{"__proto__": {"batch_size": 0}}'], ['p.yaml', '__proto__:\n  batch_size: 0\n'], ['c.json', '{"constructor": 1}']] as const) {
+      const f = join(dir, name);
+      await writeFile(f, text);
+      await assert.rejects(loadConfigFile(f), (e: unknown) => {
+        assert.ok(e instanceof ConfigError);
+        assert.match(e.message, new RegExp(`${name}: key '(__proto__|constructor)' is not a setting`));
+        assert.doesNotMatch(e.message, /object Object/);
+        return true;
+      });
+    }
   } finally {
     await cleanup();
   }

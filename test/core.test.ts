@@ -17,6 +17,7 @@ import { rscin, minMaxNormalise, tokenSimilarity } from '../src/core/rscin.js';
 import { musc, scorePatches } from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import type { StageFeatures } from '../src/core/types.js';
+import { lcgSigned } from './helpers/lcg.js';
 
 const BACKBONES = ['clip_tiny', 'dinov2_tiny'] as const;
 const R_LIST = [1, 3, 5];
@@ -190,7 +191,7 @@ test('interval means: hand-checkable table', () => {
 
 /** rows [m, c] of seeded random unit vectors */
 function unitRows(m: number, c: number, seed: number): Float32Array {
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  const rnd = lcgSigned(seed);
   const z = new Float32Array(m * c).map(rnd);
   for (let k = 0; k < m; k++) {
     let s = 0;

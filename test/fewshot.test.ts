@@ -10,12 +10,11 @@ import { msmScores } from './helpers/msm.js';
 import { OnnxPairKernel as PairKernel } from '../src/compute/msm-kernel.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import type { StageFeatures } from '../src/core/types.js';
+import { lcgSigned } from './helpers/lcg.js';
 
 after(shutdownCompute);
 
-function rng(seed: number): () => number {
-  return () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
-}
+const rng = lcgSigned;
 
 /** One stage of n images on a 2x2 grid with c channels. */
 function stage(n: number, c: number, seed: number): StageFeatures<Float32Array> {

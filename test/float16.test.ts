@@ -13,10 +13,11 @@ import { GraphBuilder } from '../src/onnx/graph.js';
 import { createSession, ort } from '../src/compute/session.js';
 import { scorePatches } from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
-import { FeatureCache } from '../src/pipeline/feature-cache.js';
+import { FeatureCache } from '../src/features/cache.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { estimateSubsetBytes } from '../src/pipeline/memory.js';
 import type { StageFeatures } from '../src/core/types.js';
+import { lcg } from './helpers/lcg.js';
 
 after(shutdownCompute);
 
@@ -82,8 +83,8 @@ test('float16 -> float32 widens every one of the 65536 patterns as ONNX Runtime 
 
 test('scoring float16-stored stages equals scoring their float32 widening exactly, and is close to float32 storage', async () => {
   const n = 9, h = 5, w = 5, c = 24;
-  let s = 99;
-  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 4 - 2;
+  const u = lcg(99);
+  const rnd = () => u() * 4 - 2;
   const wide: StageFeatures<Float32Array>[] = [0, 1].map(() => ({ n, h, w, c, data: Float32Array.from({ length: n * h * w * c }, rnd) }));
   const half: StageFeatures[] = wide.map((st) => ({ ...st, data: toFloat16(st.data) }));
   const widened: StageFeatures[] = half.map((st) => ({ ...st, data: fromFloat16(st.data as Uint16Array) }));

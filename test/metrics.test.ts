@@ -12,6 +12,8 @@ import {
   labelImages, labelRegions, numpyArange, proMusc, proMuscCurve, rocAucScore, rocCurve, type PixelInput,
 } from '../src/metrics/index.js';
 import { argsortAscending } from '../src/metrics/sort.js';
+import { evaluate } from '../src/metrics/evaluator.js';
+import { isNg, madThreshold } from '../src/threshold.js';
 import { goldenPath } from './helpers/paths.js';
 
 const TOL = 1e-9;
@@ -100,6 +102,35 @@ test('metrics_case: image metrics (ties, incl. a normal/anomalous tie)', () => {
 
 const mcResult = computeMetrics({
   imageScores: mc.image_scores, imageLabels: mc.image_labels, maps: mc.maps, masks: mcMasks, height: 64, width: 64,
+});
+
+test('evaluate: the golden metrics through the evaluator; curve, F1-optimal and label-free thresholds, decisions', async () => {
+  const g = golden.metrics_case.musc;
+  const e = await evaluate({ imageScores: mc.image_scores, labels: mc.image_labels, maps: mc.maps, masks: mcMasks, size: 64, decision: { method: 'mad', k: 2 } });
+  const m = e.metrics!;
+  close('metrics_case.image_auroc', m.image_auroc, g.image_auroc);
+  close('metrics_case.image_f1', m.image_f1max, g.image_f1);
+  close('metrics_case.pixel_auroc', m.pixel_auroc, g.pixel_auroc);
+  close('metrics_case.pixel_aupro_musc', m.pixel_pro, g.pixel_aupro);
+  close('metrics_case.aupro_mvtec', m.aupro, golden.metrics_case.aupro_mvtec_official_limit0p3);
+  assert.deepEqual(m, mcResult, 'the same numbers as computeMetrics');
+  close('metrics_case.image_auroc', e.curves.roc!.auc, g.image_auroc);
+  const c = rocCurve(mc.image_scores, mc.image_labels);
+  assert.deepEqual(e.curves.roc!.fpr, Array.from(c.fpr));
+  assert.deepEqual(e.curves.roc!.tpr, Array.from(c.tpr));
+  const f1 = e.thresholds.f1!;
+  assert.equal(f1.threshold, f1OptimalThreshold(mc.image_scores, mc.image_labels).threshold);
+  close('metrics_case.image_f1', f1.f1, g.image_f1);
+  close('metrics_case.image_f1', (2 * f1.precision * f1.recall) / (f1.precision + f1.recall), g.image_f1);
+  const t = madThreshold(mc.image_scores, 2);
+  assert.equal(e.thresholds.labelFree!.threshold, t);
+  assert.deepEqual(e.decisions!.decisions, Array.from(mc.image_scores, (s) => (isNg(s, t) ? 'NG' : 'OK')));
+  // without labels: no metrics, no curve, no F1 threshold; no decisions unless a rule is given
+  const u = await evaluate({ imageScores: mc.image_scores, labels: null, maps: mc.maps, masks: mcMasks, size: 64 });
+  assert.deepEqual([u.metrics, u.curves.roc, u.thresholds.f1, u.decisions], [null, null, null, undefined]);
+  assert.equal(u.thresholds.labelFree!.threshold, madThreshold(mc.image_scores, 3));
+  await assert.rejects(evaluate({ imageScores: mc.image_scores, labels: mc.image_labels, maps: mc.maps, masks: mcMasks }), /size is required/);
+  assert.equal((await evaluate({ imageScores: mc.image_scores, labels: mc.image_labels, metrics: null })).metrics, null);
 });
 
 test('metrics_case: pixel AUROC', () => close('metrics_case.pixel_auroc', mcResult.pixel_auroc, golden.metrics_case.musc.pixel_auroc));
@@ -261,7 +292,10 @@ const rng = mulberry32;
 /** union-find labelling, independent of regions.ts */
 function bruteRegions(masks: ArrayLike<number>, n: number, h: number, w: number, conn: 4 | 8): Int32Array {
   const parent = Int32Array.from({ length: masks.length }, (_, i) => i);
-  const find = (i: number): number => (parent[i] === i ? i : (parent[i] = find(parent[i])));
+  const find = (i: number): number => {
+    if (parent[i] !== i) parent[i] = find(parent[i]);
+    return parent[i];
+  };
   for (let im = 0; im < n; im++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
     const p = im * h * w + y * w + x;
     if (masks[p] === 0) continue;

@@ -103,3 +103,21 @@ test('heatmap selection, paths and colours', () => {
   const over = colourMap(Float32Array.from([0]), 0, 1, Uint8Array.from([100, 100, 100]));
   assert.deepEqual([...over], [50, 50, 114]);
 });
+
+test('CSV formula injection (issue 16): text cells starting with = + - @ TAB CR get a leading quote, numbers do not', () => {
+  for (const bad of ['=HYPERLINK("http://x","y")', '+A1', '-1+2', '-cmd', '@SUM(A1)', '\tx', '\rx']) {
+    const f = csvField(bad);
+    const cell = parseCsv(`${f}\n`)[0]![0]!;
+    assert.equal(cell[0], "'", `${JSON.stringify(bad)} written as ${JSON.stringify(f)}`);
+    assert.equal(cell.slice(1), bad);
+  }
+  assert.equal(csvField(-0.5), '-0.5');
+  assert.equal(csvField(-Infinity), '-inf');
+  assert.equal(csvField('-0.25'), '-0.25'); // a number kept as text (musc rscin re-writes scores)
+  assert.equal(csvField('plain'), 'plain');
+  // scores.csv: a defect folder named like a formula is inert in the file and read back unchanged
+  const items = [item('=HYPERLINK("http://evil")/1.png', '=HYPERLINK("http://evil")', 1), item('@x/2.png', '@x', 0)];
+  const text = formatScoresCsv({ items, imageScores: Float64Array.from([0.5, -0.5]), rscinScores: Float64Array.from([1, 2]) });
+  for (const line of text.split('\n').slice(1, 3)) assert.match(line, /^"?'[=@]/);
+  assert.deepEqual(parseScoresCsv(text).map((r) => [r.path, r.defect]), items.map((it) => [it.rel, it.defect]));
+});

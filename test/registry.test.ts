@@ -76,12 +76,13 @@ test('musc models list prints a table with every backbone and its cache status',
   cmd.exitOverride();
   await cmd.parseAsync(['list', '--cache-dir', cacheDir], { from: 'user' });
   const lines = text.trim().split('\n');
-  assert.match(lines[0], /^NAME\s+FAMILY\s+SIZE\s+STAGES\s+WEIGHTS\s+STATUS$/);
+  assert.match(lines[0], /^NAME\s+FAMILY\s+SIZE\s+STAGES\s+LAYERS\s+WEIGHTS\s+STATUS$/);
   for (const n of NAMES) assert.ok(lines.some((l) => l.startsWith(n + ' ')), `row for ${n}`);
   const row = (n: string) => lines.find((l) => l.startsWith(n + ' '))!.split(/\s{2,}/);
-  assert.deepEqual(row('dinov2-vitb14'), ['dinov2-vitb14', 'dinov2', '518', '2,5,8,11', 'hf:facebook/dinov2-base/model.safetensors', 'cached']);
-  assert.deepEqual(row('clip-vit-l-14-336').slice(1, 6), ['clip', '518', '5,11,17,23', 'hf:openai/clip-vit-large-patch14-336/model.safetensors', 'not downloaded']);
-  assert.equal(row('resnet50')[5], 'bundled');
+  assert.deepEqual(row('dinov2-vitb14'), ['dinov2-vitb14', 'dinov2', '518', '2,5,8,11', 'blocks.2,blocks.5,blocks.8,blocks.11', 'hf:facebook/dinov2-base/model.safetensors', 'cached']);
+  assert.deepEqual(row('clip-vit-l-14-336').slice(1, 7), ['clip', '518', '5,11,17,23', 'blocks.5,blocks.11,blocks.17,blocks.23', 'hf:openai/clip-vit-large-patch14-336/model.safetensors', 'not downloaded']);
+  assert.equal(row('resnet50')[4], 'layer2,layer3');
+  assert.equal(row('resnet50')[6], 'bundled');
   assert.ok(text.includes(`cache: ${cacheDir}`));
 });
 

@@ -180,8 +180,8 @@ test('tiny torchvision and Keras models loaded from files match the naive forwar
 test('clear errors: image size, stages, missing weights, checksum', async () => {
   await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { imageSize: 100 }), /multiple of 32/);
   await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { stages: [5] }), /layer numbers 1\.\.4/);
-  await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { weightsPath: join(dir, 'nope.safetensors') }), /nope\.safetensors does not exist/);
-  await assert.rejects(loadResNetBackbone({ ...tinyInfo('x'), weights: { repo: 'someone/resnet', file: 'model.safetensors' } }, {}), /no weights file given/);
+  await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { weightsPath: join(dir, 'nope.safetensors') }), /nope\.safetensors \(given for backbone 'resnet50'\) does not exist/);
+  await assert.rejects(loadResNetBackbone({ ...tinyInfo('x'), weights: { repo: 'someone/resnet', file: 'model.safetensors' } }, {}), /weights for backbone 'x' are not downloaded: run 'musc models pull x'/);
   await assert.rejects(
     loadResNetBackbone({ ...RESNET50_NPM_INFO, weights: { ...RESNET50_NPM_INFO.weights, sha256: '0'.repeat(64) } }, {}),
     /have sha256 [0-9a-f]{64}, expected 0000/,

@@ -36,11 +36,17 @@ function readCsv(file: string): string[][] {
     for (let i = 0; i < line.length; i++) {
       const ch = line[i]!;
       if (q) {
-        if (ch === '"' && line[i + 1] === '"') (cur += '"'), i++;
+        if (ch === '"' && line[i + 1] === '"') {
+          cur += '"';
+          i++;
+        }
         else if (ch === '"') q = false;
         else cur += ch;
       } else if (ch === '"') q = true;
-      else if (ch === ',') cells.push(cur), (cur = '');
+      else if (ch === ',') {
+        cells.push(cur);
+        cur = '';
+      }
       else cur += ch;
     }
     cells.push(cur);

@@ -91,6 +91,16 @@ test('musc rscin CLI: adds score_rscin atomically, keeps other columns, prints A
     r = musc(['--scores', scoresFile, '--features', tokFile, '--out', join(dir, 'again.csv'), '--quiet']);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(await readFile(join(dir, 'again.csv'), 'utf8'), await readFile(scoresFile, 'utf8'));
+    // unknown labels (empty): the AUROC of the labelled rows only
+    const blank = new Set([idx[0]!, idx[1]!]); // the first two data rows
+    const partial = ['path,label,note,score', ...idx.map((i) => `${paths[i]},${blank.has(i) ? '' : labels[i]},"a, b",${scores[i]}`)].join('\n') + '\n';
+    await writeFile(join(dir, 'partial.csv'), partial);
+    r = musc(['--scores', join(dir, 'partial.csv'), '--features', tokFile, '--out', join(dir, 'partial-out.csv')]);
+    assert.equal(r.status, 0, r.stderr);
+    const kept = idx.filter((i) => !blank.has(i));
+    const a0 = rocAucScore(kept.map((i) => scores[i]!), kept.map((i) => labels[i]!));
+    assert.match(r.stderr, new RegExp(`image AUROC over the 10 labelled rows: ${(100 * a0).toFixed(1).replace('.', '\\.')} \\(score\\) -> `));
+    assert.deepEqual((await rscinCsv({ scoresFile: join(dir, 'partial.csv'), tokensFile: tokFile, kList: [1] })).labels, idx.map((i) => (blank.has(i) ? null : labels[i])));
 
     // errors: unknown path (exit 3, names it), missing column, tokens without paths, bad --k (exit 2)
     await writeFile(join(dir, 'bad.csv'), 'path,score\ngood/0.png,1\nnowhere/z.png,2\n');

@@ -32,12 +32,12 @@ after(async () => {
 });
 
 /** A raw request: the path is sent exactly as given (no client-side normalisation of '..'). */
-function get(path: string, o: { method?: string; host?: string } = {}): Promise<{ status: number; body: string; type: string | undefined }> {
+function get(path: string, o: { method?: string; host?: string } = {}): Promise<{ status: number; body: string; type: string | undefined; headers: Record<string, unknown> }> {
   return new Promise((ok, fail) => {
     const req = request({ host: '127.0.0.1', port: srv.port, path, method: o.method ?? 'GET', headers: { host: o.host ?? `127.0.0.1:${srv.port}` } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => ok({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), type: res.headers['content-type'] }));
+      res.on('end', () => ok({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), type: res.headers['content-type'], headers: res.headers }));
     });
     req.on('error', fail);
     req.end();
@@ -137,4 +137,40 @@ test('startServe builds a missing report.html first; --no-build does not', async
   } finally {
     await t.cleanup();
   }
+});
+
+test('issue 16: security headers on every response (CSP with frame-ancestors, X-Frame-Options, nosniff, referrer)', async () => {
+  for (const path of ['/', '/cat/report/thumb/0001.jpg', '/missing.png', '/%zz']) {
+    const r = await get(path);
+    const csp = String(r.headers['content-security-policy'] ?? '');
+    assert.match(csp, /frame-ancestors 'none'/, `${path}: ${csp}`);
+    assert.match(csp, /default-src 'none'/);
+    assert.equal(r.headers['x-frame-options'], 'DENY', path);
+    assert.equal(r.headers['x-content-type-options'], 'nosniff', path);
+    assert.equal(r.headers['referrer-policy'], 'no-referrer', path);
+  }
+});
+
+test('issue 16: dotfiles and dot-folders are never served (.env, .cache/, .musc-lock), nor links to them', async () => {
+  await writeFile(join(root, '.env'), 'TOKEN=SECRET');
+  await mkdir(join(root, '.cache', 'features'), { recursive: true });
+  await writeFile(join(root, '.cache', 'features', 'x.safetensors'), 'SECRET');
+  await writeFile(join(root, 'cat', '.hidden.png'), 'SECRET');
+  await symlink(join(root, '.env'), join(root, 'env-link.txt'));
+  for (const path of ['/.env', '/.cache/features/x.safetensors', '/cat/.hidden.png', '/%2eenv', '/env-link.txt']) {
+    const r = await get(path);
+    assert.equal(r.status, 404, path);
+    assert.doesNotMatch(r.body, /SECRET/);
+  }
+});
+
+test('issue 16: a non-loopback --host prints a warning; loopback does not', async () => {
+  const warned: string[] = [];
+  const a = await serveReport({ root, host: '0.0.0.0', port: 0, warn: (l) => warned.push(l) });
+  await a.close();
+  assert.equal(warned.length, 1);
+  assert.match(warned[0]!, /0\.0\.0\.0, not a loopback address/);
+  const b = await serveReport({ root, host: '127.0.0.1', port: 0, warn: (l) => warned.push(l) });
+  await b.close();
+  assert.equal(warned.length, 1);
 });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { median, madThreshold, otsuThreshold, decide, parseDecisionRule, MAD_SCALE } from '../src/threshold.js';
+import { median, madThreshold, madStatistics, otsuThreshold, decide, parseDecisionRule, isNg, nextUp, labelFreeThreshold, MAD_SCALE } from '../src/threshold.js';
 import { f1OptimalThreshold } from '../src/metrics/index.js';
 import { generateSynthetic } from '../src/demo/synthetic.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
@@ -44,8 +44,30 @@ test('Otsu split: midpoint between the two clusters; finds the split when most i
   const o = decide(s, { method: 'otsu' });
   assert.deepEqual(o.decisions, ['OK', 'OK', 'NG', 'NG', 'NG', 'NG', 'NG', 'NG']);
   assert.equal(decide(s, { method: 'mad' }).ng < 6, true, 'MAD assumes a good majority');
-  assert.equal(otsuThreshold([2, 2, 2]), 2);
+  assert.equal(otsuThreshold([2, 2, 2]), nextUp(2), 'one value: just above it');
   assert.equal(decide([2, 2, 2], { method: 'otsu' }).ng, 0);
+  // adjacent doubles: the midpoint rounds to one of them; the low one stays OK
+  assert.deepEqual(decide([1, 1, nextUp(1), nextUp(1)], { method: 'otsu' }).decisions, ['OK', 'OK', 'NG', 'NG']);
+});
+
+test('the NG rule: score >= threshold, NaN is NG; thresholds for equal scores lie just above them', () => {
+  assert.equal(isNg(0.5, 0.5), true);
+  assert.equal(isNg(0.4999, 0.5), false);
+  assert.equal(isNg(NaN, 0.5), true);
+  assert.equal(isNg(-Infinity, 0), false);
+  assert.equal(nextUp(1), 1 + Number.EPSILON);
+  assert.equal(nextUp(-1), -1 + Number.EPSILON / 2);
+  assert.equal(nextUp(0), Number.MIN_VALUE);
+  // all equal: sigma 0, t just above the median; nothing NG, any higher score NG
+  const m = madStatistics([5, 5, 5, NaN]);
+  assert.deepEqual(m, { k: 3, threshold: nextUp(5), median: 5, mad: 0, sigma: 0 });
+  assert.equal(decide([5, 5, 5], { method: 'mad', k: 0 }).ng, 0);
+  assert.equal(isNg(5.0001, madThreshold([5, 5, 5])), true);
+  // k = 0 with spread: t = median, the median image is NG
+  assert.equal(decide([1, 2, 3], { method: 'mad', k: 0 }).ng, 2);
+  assert.deepEqual(labelFreeThreshold([1, 2, 3, 4, 100]), { method: 'mad', k: 3, threshold: 3 + 3 * MAD_SCALE, median: 3, mad: 1, sigma: MAD_SCALE });
+  assert.equal(labelFreeThreshold([NaN, Infinity]), null);
+  assert.throws(() => decide([NaN], { method: 'otsu' }), /no finite scores/);
 });
 
 test('--decision values', () => {
@@ -74,15 +96,18 @@ test('pipeline: scores.csv decision column from the RsCIN scores; metrics.json f
     const t = otsuThreshold(s);
     assert.equal(a.metrics.decision_method, 'otsu');
     assert.equal(a.metrics.decision_threshold, t);
-    a.rows.forEach((r) => assert.equal(r.decision, r.score_rscin > t ? 'NG' : 'OK'));
+    a.rows.forEach((r) => assert.equal(r.decision, r.score_rscin >= t ? 'NG' : 'OK'));
     assert.equal(a.metrics.n_ng, a.rows.filter((r) => r.decision === 'NG').length);
     const f1 = f1OptimalThreshold(s, a.rows.map((r) => r.label ?? 0));
     assert.equal(a.metrics.f1_threshold, f1.threshold);
-    // without --decision: no column, no rule keys; f1_threshold still there
+    // without --decision: the default column, F1-optimal with labels (NG iff score >= f1_threshold)
     const b = await run(join(dir, 'b'), {});
-    assert.equal(b.header, 'path,defect,label,score,score_rscin');
-    assert.equal(b.metrics.decision_method, undefined);
+    assert.equal(b.header, 'path,defect,label,score,score_rscin,decision');
+    assert.equal(b.metrics.decision_method, 'f1');
     assert.equal(b.metrics.f1_threshold, f1.threshold);
+    assert.equal(b.metrics.decision_threshold, f1.threshold);
+    b.rows.forEach((r) => assert.equal(r.decision, r.score_rscin >= f1.threshold ? 'NG' : 'OK'));
+    assert.equal(b.metrics.n_ng, b.rows.filter((r) => r.score_rscin >= f1.threshold).length);
     const c = await run(join(dir, 'c'), { decision: 'mad:1' });
     assert.equal(c.metrics.decision_k, 1);
     assert.equal(c.metrics.decision_threshold, madThreshold(c.rows.map((r) => r.score_rscin), 1));

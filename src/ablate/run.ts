@@ -1,12 +1,13 @@
 /**
  * Running ablation rows on features extracted once (see passes.ts for why one set of distance
  * tables serves every row): per row, compose the r subset, upsample to maps, image score = max,
- * RsCIN with the row's windows, metrics on the row's test images.
+ * RsCIN with the row's windows, metrics on the row's test images (src/metrics/evaluator.ts).
  *
  * Reference images for the shots study: the `external` images appended after the test items
  * (from --reference-dir), else the last max(shots) good test images in dataset order, held out
  * of the test set in every shots row (so 0- to 4-shot rows score the same images).
  */
+import type { Device } from '../compute/session.js';
 import type { ProgressListener } from '../compute/worker.js';
 import type { MsmPrecision } from '../core/kernel.js';
 import { composeR } from '../core/score.js';
@@ -17,7 +18,8 @@ import { rscin } from '../core/rscin.js';
 import { divideSubsets } from '../datasets/divide.js';
 import type { StageFeatures, ImageTokens } from '../core/types.js';
 import type { DatasetItem } from '../datasets/types.js';
-import type { MetricsFn, MetricsValues } from '../pipeline/types.js';
+import type { MetricsFn, MetricsValues } from '../metrics/index.js';
+import { evaluate } from '../metrics/evaluator.js';
 import { selectTokens } from '../rscin-plugin.js';
 import type { RowConfig } from './studies.js';
 
@@ -33,9 +35,10 @@ export interface AblationInput {
   masks: Uint8Array | null;
   size: number;
   rows: RowConfig[];
-  metrics: MetricsFn;
+  /** the metrics function (default computeMetrics, through the evaluator) */
+  metrics?: MetricsFn;
   seed?: number;
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   /** MSM precision (default DEFAULT_MSM_PRECISION, as musc run) */
   precision?: MsmPrecision;
   onProgress?: ProgressListener;
@@ -124,12 +127,13 @@ export async function runAblation(inp: AblationInput): Promise<AblationResult> {
     const scores = mapMaxima(maps, n);
     const final = rscin(scores, selectTokens(inp.tokens, v.scored), row.kList);
     const labels = Uint8Array.from(v.scored, (i) => inp.items[i]!.label ?? 0);
-    let masks: Uint8Array | undefined;
+    let masks: Uint8Array | null = null;
     if (inp.masks) {
       masks = new Uint8Array(n * S * S);
       v.scored.forEach((i, s) => masks!.set(inp.masks!.subarray(i * S * S, (i + 1) * S * S), s * S * S));
     }
-    const metrics = await inp.metrics({ imageScores: final, imageLabels: labels, ...(masks ? { maps, masks, height: S, width: S } : {}) });
+    const ev = await evaluate({ imageScores: final, labels, maps, masks, size: S, ...(inp.metrics ? { metrics: inp.metrics } : {}) });
+    const metrics = ev.metrics!; // labels given: always computed
     const nRef = row.study === 'shots' ? row.shots : 0;
     out.push({ ...row, metrics, nTest: n, nRef });
   }

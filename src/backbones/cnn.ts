@@ -92,7 +92,6 @@ const STANDARD_PLANES = [64, 128, 256, 512];
 
 export const RESNET50: ResNetArch = { name: 'resnet50', blocks: [3, 4, 6, 3], stemWidth: 64, planes: STANDARD_PLANES, widthFactor: 1, expansion: 4, strideOn: 'conv2' };
 export const WIDE_RESNET50_2: ResNetArch = { ...RESNET50, name: 'wide_resnet50_2', widthFactor: 2 };
-export const RESNET50_KERAS: ResNetArch = { ...RESNET50, name: 'resnet50 (keras v1)', strideOn: 'conv1' };
 
 export class ResNetWeightsError extends Error {
   constructor(readonly file: string, message: string) {
@@ -347,9 +346,9 @@ export function resnetFromKeras(model: TfjsModel): ResNetNet {
 
   const convBn = (convName: string, bnName: string): ConvBn => {
     const layer = model.layerByName.get(convName);
-    if (!layer || layer.className !== 'Conv2D') throw err(`layer ${convName} is missing or not a Conv2D`);
+    if (layer?.className !== 'Conv2D') throw err(`layer ${convName} is missing or not a Conv2D`);
     const bnLayer = model.layerByName.get(bnName);
-    if (!bnLayer || bnLayer.className !== 'BatchNormalization') throw err(`layer ${bnName} is missing or not a BatchNormalization`);
+    if (bnLayer?.className !== 'BatchNormalization') throw err(`layer ${bnName} is missing or not a BatchNormalization`);
     if (bnLayer.inbound[0] !== convName) throw err(`${bnName} does not follow ${convName}`);
     used.add(convName);
     const cfg = layer.config;
@@ -362,7 +361,7 @@ export function resnetFromKeras(model: TfjsModel): ResNetNet {
     if (sh !== sw) throw err(`${convName}: unequal strides ${sh}x${sw}`);
     // HWIO [kh, kw, in, out] -> OIHW [out, in, kh, kw]
     const k = model.weights.get(`${convName}/kernel`);
-    if (!k || k.shape.length !== 4) throw err(`weight ${convName}/kernel is missing or not 4-D`);
+    if (k?.shape.length !== 4) throw err(`weight ${convName}/kernel is missing or not 4-D`);
     const [kh, kw, ci, co] = k.shape;
     const oihw = new Float32Array(k.data.length);
     for (let y = 0; y < kh; y++)
@@ -431,7 +430,7 @@ export function resnetFromKeras(model: TfjsModel): ResNetNet {
   if (dense.length === 1) {
     const d = dense[0];
     const k = model.weights.get(`${d.name}/kernel`);
-    if (!k || k.shape.length !== 2) throw err(`weight ${d.name}/kernel is missing or not 2-D`);
+    if (k?.shape.length !== 2) throw err(`weight ${d.name}/kernel is missing or not 2-D`);
     const [C, K] = k.shape;
     // Dense kernel [C, K] -> Gemm weight [K, C]
     const w = new Float32Array(C * K);

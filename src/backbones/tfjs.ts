@@ -171,7 +171,7 @@ function decodeWeight(buf: Buffer, off: number, count: number, w: ManifestEntry)
 function parseTopology(path: string, topo: unknown): { layers: TfjsLayer[]; inputLayers: string[]; outputLayers: string[] } {
   const t = topo as { model_config?: { class_name?: string; config?: Record<string, unknown> } } | undefined;
   const mc = t?.model_config;
-  if (!mc || !mc.config) throw new TfjsModelError(path, 'missing modelTopology.model_config');
+  if (!mc?.config) throw new TfjsModelError(path, 'missing modelTopology.model_config');
   if (mc.class_name !== 'Model' && mc.class_name !== 'Functional') {
     throw new TfjsModelError(path, `model class ${String(mc.class_name)} is not a Keras functional model`);
   }

@@ -1,6 +1,7 @@
 /**
  * The backbone contract: what the MuSc pipeline needs from a feature extractor.
  */
+import type { Device } from '../compute/session.js';
 import type { BackboneFeatures } from '../core/types.js';
 import type { RgbImage } from '../image/decode.js';
 
@@ -28,6 +29,15 @@ export interface BackboneInfo {
   };
 }
 
+/**
+ * The layer a stage number names, as each family's standard implementation calls its modules:
+ * ViT stages are transformer block indices, 0-based (timm `blocks.5` is the output of the 6th
+ * block); ResNet stages are torchvision layer numbers, 1-based (`layer2`). Outputs show both.
+ */
+export function stageLayerNames(family: BackboneFamily, stages: readonly number[]): string[] {
+  return stages.map((s) => (family === 'resnet' ? `layer${s}` : `blocks.${s}`));
+}
+
 /** A loaded backbone, ready to extract features. */
 export interface Backbone {
   readonly info: BackboneInfo;
@@ -53,7 +63,7 @@ export interface LoadOptions {
   weightsPath?: string;
   /** where downloaded weights and built graphs are cached (default: MUSC_CACHE or ~/.cache/musc) */
   cacheDir?: string;
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   /** CLIP MLP activation: 'gelu' (erf, what the reference runs at non-native sizes; default) or 'quick_gelu' */
   activation?: 'gelu' | 'quick_gelu';
 }

@@ -100,18 +100,22 @@ export function detectNaming(names: string[]): { naming: VitNaming; prefix: stri
     for (const n of names) if (n === suffix || n.endsWith('.' + suffix)) return n.slice(0, n.length - suffix.length);
     return null;
   };
-  let p: string | null;
-  if ((p = find('visual.conv1.weight')) !== null) return { naming: 'openclip', prefix: p + 'visual.', family: 'clip' };
-  if ((p = find('vision_model.embeddings.patch_embedding.weight')) !== null) return { naming: 'hf-clip', prefix: p, family: 'clip' };
-  if ((p = find('conv1.weight')) !== null && names.some((n) => n.includes('transformer.resblocks.'))) return { naming: 'openclip', prefix: p, family: 'clip' };
-  if ((p = find('embeddings.patch_embeddings.projection.weight')) !== null) {
-    if (names.some((n) => n.startsWith(p + 'encoder.layer.0.layer_scale1.'))) return { naming: 'hf-dinov2', prefix: p, family: 'dinov2' };
-    if (names.some((n) => n.startsWith(p + 'encoder.layer.0.norm1.'))) return { naming: 'hf-dinov2', prefix: p, family: 'dinov2' };
-    return { naming: 'hf-vit', prefix: p, family: 'dino' };
+  const openclip = find('visual.conv1.weight');
+  if (openclip !== null) return { naming: 'openclip', prefix: openclip + 'visual.', family: 'clip' };
+  const hfClip = find('vision_model.embeddings.patch_embedding.weight');
+  if (hfClip !== null) return { naming: 'hf-clip', prefix: hfClip, family: 'clip' };
+  const visual = find('conv1.weight');
+  if (visual !== null && names.some((n) => n.includes('transformer.resblocks.'))) return { naming: 'openclip', prefix: visual, family: 'clip' };
+  const hf = find('embeddings.patch_embeddings.projection.weight');
+  if (hf !== null) {
+    if (names.some((n) => n.startsWith(hf + 'encoder.layer.0.layer_scale1.'))) return { naming: 'hf-dinov2', prefix: hf, family: 'dinov2' };
+    if (names.some((n) => n.startsWith(hf + 'encoder.layer.0.norm1.'))) return { naming: 'hf-dinov2', prefix: hf, family: 'dinov2' };
+    return { naming: 'hf-vit', prefix: hf, family: 'dino' };
   }
-  if ((p = find('patch_embed.proj.weight')) !== null && names.some((n) => n.startsWith(p + 'blocks.0.'))) {
-    const ls = names.some((n) => n.startsWith(p + 'blocks.0.ls1.'));
-    return { naming: 'dinov2', prefix: p, family: ls ? 'dinov2' : 'dino' };
+  const timm = find('patch_embed.proj.weight');
+  if (timm !== null && names.some((n) => n.startsWith(timm + 'blocks.0.'))) {
+    const ls = names.some((n) => n.startsWith(timm + 'blocks.0.ls1.'));
+    return { naming: 'dinov2', prefix: timm, family: ls ? 'dinov2' : 'dino' };
   }
   return null;
 }

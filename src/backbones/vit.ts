@@ -16,7 +16,6 @@
  *   image_token [B, D]     CLIP: normalize(ln_post(x_last[:, 0]) @ proj); DINO: norm(x_last)[:, 0]
  */
 import { BackboneConfigError } from './errors.js';
-import { createHash } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { existsSync } from 'node:fs';
@@ -31,7 +30,8 @@ import type { Backbone, BackboneInfo, LoadOptions } from './types.js';
 import { resizePosEmbed } from './posembed.js';
 import { preprocessFor } from './preprocess.js';
 import { loadVitWeights, inspectVitWeights, type LinearW, type NormW, type VitWeights, type VitFamily, type VitHints } from './vit-weights.js';
-import { defaultCacheDir, fileSha256, sha256OfFile } from './download.js';
+import { defaultCacheDir, fileSha256 } from './download.js';
+import { sha256Hex, sha256OfFile } from '../io/sha256.js';
 
 /** Bumped whenever the graph built for the same settings changes (invalidates cached graphs). */
 export const VIT_GRAPH_VERSION = 1;
@@ -54,11 +54,6 @@ export function vitGrid(family: VitFamily, imageSize: number, patch: number): nu
   const g = Math.floor(imageSize / patch);
   if (g < 1) throw new BackboneConfigError(`image size ${imageSize} is smaller than the patch size ${patch}`);
   return g;
-}
-
-/** Builds the ONNX graph (serialised ModelProto) for the given weights and settings. */
-export function buildVitGraph(w: VitWeights, s: VitGraphSettings): Uint8Array {
-  return vitGraph(w, s).toBytes();
 }
 
 /** The ONNX graph for the given weights and settings, before serialisation. */
@@ -223,7 +218,7 @@ export async function loadVit(info: VitInfo, opts: VitLoadOptions): Promise<Back
   const hints: VitHints = { family: info.family, heads: opts.heads ?? info.heads, config };
   const sha = await fileSha256(weightsPath, { cacheDir });
   const keyText = JSON.stringify({ v: VIT_GRAPH_VERSION, sha, s: settings.imageSize, st: settings.stages, a: settings.activation, h: hints.heads ?? null, cfg: config ?? null });
-  const key = createHash('sha256').update(keyText).digest('hex').slice(0, 32);
+  const key = sha256Hex(keyText).slice(0, 32);
 
   let model: Uint8Array | string | null = opts.noGraphCache ? null : await cachedGraph(cacheDir, key);
   let outDim = 0;

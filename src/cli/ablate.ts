@@ -5,10 +5,12 @@
  * gets its own reduction, maps, RsCIN and metrics. Prints a markdown table; with --out also writes
  * ablate.md and ablate.json there.
  */
+import type { Device } from '../compute/session.js';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 import { writeFileAtomic } from '../io/atomic.js';
+import { prepareOutputFolder } from '../outputs/out-dir.js';
 import { openDataset, selectCategories, defaultKList } from '../datasets/index.js';
 import { DATASET_KINDS, DatasetError, type DatasetKind, type DatasetItem } from '../datasets/types.js';
 import { loadMask, MASK_RULES, type MaskRule } from '../datasets/masks.js';
@@ -39,7 +41,7 @@ interface AblateFlags {
   batchSize?: number;
   maskRule?: MaskRule;
   imageOnly?: boolean;
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   out?: string;
   quiet?: boolean;
 }
@@ -92,12 +94,13 @@ export function ablateCommand(): Command {
       refFiles = (await excludeTestImages(listed, items)).files;
       if (refFiles.length === 0) throw new DatasetError('every reference image is also a test image');
     }
+    if (f.out) await prepareOutputFolder(f.out, f.data); // before the backbone
     const bb = await loadBackbone(name, {
       ...(f.imageSize ? { imageSize: f.imageSize } : {}), ...(f.weights ? { weightsPath: resolve(f.weights) } : {}), device: f.device ?? 'cpu',
     });
     const S = bb.imageSize;
     let t0 = performance.now();
-    let feats;
+    let feats: Awaited<ReturnType<typeof extractReferences>>;
     try {
       log(`ablate: ${cat.name}, ${items.length} images${refFiles.length ? ` + ${refFiles.length} references` : ''}, ${name} at ${S} px: extracting features once`);
       feats = await extractReferences([...items.map((it) => it.path), ...refFiles], bb, { batchSize: f.batchSize ?? 4 });

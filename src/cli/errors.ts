@@ -6,10 +6,11 @@
  *   3  data error (data folder missing, unknown category, no images, unreadable image with --strict)
  *   130 interrupted (Ctrl-C)
  */
+
+import { isBackboneConfigError } from '../backbones/errors.js';
 import { ConfigError } from '../config.js';
 import { DatasetError } from '../datasets/types.js';
 import { ImageSkipError } from '../pipeline/run-category.js';
-import { isBackboneConfigError } from '../backbones/errors.js';
 
 export const EXIT_OK = 0;
 export const EXIT_RUNTIME = 1;
@@ -22,7 +23,7 @@ export function exitCodeFor(e: unknown): number {
   if ((e as Error | undefined)?.name === 'InterruptedError') return EXIT_INTERRUPTED;
   if (e instanceof DatasetError || e instanceof ImageSkipError) return EXIT_DATA;
   const name = (e as Error | undefined)?.name;
-  if (name === 'ImageDecodeError') return EXIT_DATA;
+  if (name === 'ImageDecodeError' || name === 'BankError') return EXIT_DATA;
   return EXIT_RUNTIME;
 }
 

@@ -1,72 +1,48 @@
 #!/usr/bin/env node
+import { existsSync, realpathSync } from 'node:fs';
 /**
  * The `musc` command line:
  *   musc run --data DIR --out DIR [options]   zero-shot anomaly detection on a dataset
  *   musc demo [--out DIR]                     the same on a generated synthetic set
  *   musc models ...                           backbone weights (src/cli/models.ts)
  *   musc report OUT / musc serve OUT          the HTML report (src/cli/report.ts)
+ *   musc bank build|info / musc predict       banks and new images (src/cli/bank.ts, predict.ts)
+ *   musc api --banks DIR                      the inspection service (src/cli/api.ts, src/service/)
  * Exit codes: see errors.ts (0 ok, 1 runtime, 2 usage/config, 3 data).
  */
 import { mkdtemp } from 'node:fs/promises';
-import { existsSync, realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings, parseIntList, parseNumberList, type Settings } from '../config.js';
-import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
-import { MASK_RULES } from '../datasets/masks.js';
-import { runDataset, type DatasetRunResult } from '../pipeline/run-dataset.js';
-import type { MetricsFn, Scorer } from '../pipeline/types.js';
-import { generateSynthetic } from '../demo/synthetic.js';
-import { createProgress } from './progress.js';
-import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from './errors.js';
-import * as core from '../scoring/musc.js';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_BACKBONE, listBackbones, loadBackbone } from '../backbones/registry.js';
+import { checkDevice, type Device } from '../compute/session.js';
 import { shutdownCompute } from '../compute/worker.js';
-import { checkDevice } from '../compute/session.js';
-import { versions } from '../outputs/versions.js';
+import type { Settings } from '../config.js';
+import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings } from '../config.js';
+import { MASK_RULES } from '../datasets/masks.js';
+import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
+import { generateSynthetic } from '../demo/synthetic.js';
 import { computeMetrics } from '../metrics/index.js';
-import { modelsCommand } from './models.js';
-import { reportCommand, serveCommand } from './report.js';
-import { buildReport } from '../report/build.js';
+import { buildReportCommitted } from '../outputs/report-commit.js';
 import { removeOwnTemporariesSync } from '../outputs/temp-files.js';
+import { versions } from '../outputs/versions.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
-import { parseDecisionRule } from '../threshold.js';
+import { type DatasetRunResult, openOutputFolder, PartialRunError, runDataset } from '../pipeline/run-dataset.js';
+import type { MetricsFn, Scorer } from '../pipeline/types.js';
+import * as core from '../scoring/musc.js';
+import { apiCommand } from './api.js';
+import { decisionRuleArg, intervalArg, intListArg, posIntArg, posNumberArg, rListArg } from './args.js';
+import { bankCommand } from './bank.js';
+import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from './errors.js';
+import { modelsCommand } from './models.js';
 import { addPaperCommands } from './paper-commands.js';
 import { addClusterRunOptions, runOnCluster, type ClusterFlags } from './cluster-run.js';
 import { workerCommand } from './worker.js';
 import { cancelCommand, statusCommand } from './status.js';
-
-// ---- flag value parsers (throw InvalidArgumentError -> commander usage error, exit 2) ----
-const wrap = <T>(f: (s: string) => T) => (s: string): T => {
-  try {
-    return f(s);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-};
-const posInt = wrap((s) => {
-  const v = Number(s);
-  if (!/^\s*\d+\s*$/.test(s) || !Number.isInteger(v) || v < 1) throw new Error(`expected a positive integer, got '${s}'`);
-  return v;
-});
-const posNumber = wrap((s) => {
-  const v = Number(s);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`expected a positive number, got '${s}'`);
-  return v;
-});
-const intList = (what: string) => wrap((s) => parseIntList(s, what));
-const interval = wrap((s) => {
-  const v = parseNumberList(s, '--interval');
-  if (v.length !== 2 || !(v[0]! >= 0 && v[0]! < v[1]!)) throw new Error(`expected lo,hi with 0 <= lo < hi, got '${s}'`);
-  return v as [number, number];
-});
-
-const decisionRule = wrap((s) => {
-  parseDecisionRule(s);
-  return s.trim();
-});
+import { predictCommand } from './predict.js';
+import { createProgress } from './progress.js';
+import { reportCommand, serveCommand } from './report.js';
 
 interface RunFlags {
   data?: string;
@@ -87,7 +63,7 @@ interface RunFlags {
   visNorm?: 'single' | 'whole';
   heatmaps?: 'all' | 'anomalous' | 'none';
   maskRule?: 'reference' | 'nonzero';
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   msmPrecision?: 'exact' | 'fast' | 'int8';
   featureStorage?: 'float16' | 'float32';
   strict?: boolean;
@@ -150,17 +126,40 @@ function checkBackboneName(name: string): void {
   if (known.length > 0 && !known.includes(name)) throw new ConfigError(`unknown backbone '${name}'; available: ${known.join(', ')}`);
 }
 
-async function execute(settings: Settings, data: string, out: string, quiet: boolean, cluster?: ClusterFlags): Promise<DatasetRunResult> {
+/**
+ * A run and its report under one lock of the output folder (checked and created first, before
+ * the backbone). A run that ends with exit 3 (some categories not scored) still gets its report.
+ */
+async function execute(settings: Settings, data: string, out: string, quiet: boolean, report: boolean, cluster?: ClusterFlags): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
-  await checkDevice(settings.device); // before any work
-  const metrics: MetricsFn = computeMetrics;
-  const o = {
-    data, out, settings, loadBackbone, scorer, metrics,
-    log: quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`),
-    warn: (l: string) => process.stderr.write(`warning: ${l}\n`),
-    progress: createProgress(!quiet),
-  };
-  return cluster?.redis ? runOnCluster(cluster, o) : runDataset(o);
+  const log = quiet ? undefined : (l: string) => void process.stderr.write(`${l}\n`);
+  await checkDevice(settings.device); // before any work (and before the output folder is created)
+  const folder = await openOutputFolder(out, data, log);
+  try {
+    const metrics: MetricsFn = computeMetrics;
+    let res: DatasetRunResult;
+    try {
+      const o = {
+        data,
+        out: folder.out,
+        settings,
+        loadBackbone,
+        scorer,
+        metrics,
+        ...(log ? { log } : {}),
+        warn: (l: string) => void process.stderr.write(`warning: ${l}\n`),
+        progress: createProgress(!quiet),
+      };
+      res = cluster?.redis ? await runOnCluster(cluster, o) : await runDataset(o);
+    } catch (e) {
+      if (e instanceof PartialRunError) await writeReport(e.result.out, report, quiet);
+      throw e;
+    }
+    await writeReport(res.out, report, quiet);
+    return res;
+  } finally {
+    await folder.release();
+  }
 }
 
 function addRunOptions(cmd: Command): Command {
@@ -169,37 +168,61 @@ function addRunOptions(cmd: Command): Command {
     .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)")
     .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
     .option('--weights <file>', 'weight file for the backbone (default: the registry/cache)')
-    .option('--image-size <px>', "input size (default: the backbone's)", posInt)
-    .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intList('--stages'))
-    .option('--r-list <list>', 'LNAMD aggregation degrees (default: 1,3,5)', intList('--r-list'))
-    .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posInt)
-    .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumber)
-    .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intList('--k-list'))
-    .option('--interval <lo,hi>', 'MSM interval of the sorted scores (default: 0,0.3)', interval)
-    .option('--batch-size <n>', `images per backbone batch (default: ${DEFAULT_SETTINGS.batch_size})`, posInt)
+    .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
+    .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages'))
+    .option('--r-list <list>', 'LNAMD aggregation degrees, odd (default: 1,3,5)', rListArg)
+    .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)
+    .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumberArg)
+    .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intListArg('--k-list'))
+    .option('--interval <lo,hi>', 'MSM interval of the sorted scores (default: 0,0.3)', intervalArg)
+    .option('--batch-size <n>', `images per backbone batch (default: ${DEFAULT_SETTINGS.batch_size})`, posIntArg)
     .option('--config <file>', 'YAML or JSON settings file (flags override it)')
-    .addOption(new Option('--vis-norm <mode>', 'heatmap normalisation: per image or over the category (default: single)').choices(['single', 'whole']))
+    .addOption(
+      new Option('--vis-norm <mode>', 'heatmap normalisation: per image or over the category (default: single)').choices([
+        'single',
+        'whole',
+      ]),
+    )
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
-    .addOption(new Option('--msm-precision <mode>', `MSM nearest-patch distances: exact, fast (float32 2-2a.b, as the reference) or int8 (8-bit products, faster) (default: ${DEFAULT_SETTINGS.msm_precision})`).choices(['exact', 'fast', 'int8']))
-    .addOption(new Option('--feature-storage <type>', `stage features kept until scoring and cached as float16 (half the memory) or float32; computation is float32 (default: ${DEFAULT_SETTINGS.feature_storage})`).choices(['float16', 'float32']))
+    .addOption(
+      new Option(
+        '--msm-precision <mode>',
+        `MSM nearest-patch distances: exact, fast (float32 2-2a.b, as the reference) or int8 (8-bit products, faster) (default: ${DEFAULT_SETTINGS.msm_precision})`,
+      ).choices(['exact', 'fast', 'int8']),
+    )
+    .addOption(
+      new Option(
+        '--feature-storage <type>',
+        `stage features kept until scoring and cached as float16 (half the memory) or float32; computation is float32 (default: ${DEFAULT_SETTINGS.feature_storage})`,
+      ).choices(['float16', 'float32']),
+    )
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
     .option('--no-report', 'do not write report.html')
     .option('--no-cache', 'do not cache backbone features (default: cached, so that a re-run resumes)')
     .option('--cache-dir <dir>', 'feature cache folder (default: <out>/.cache/features)')
-    .option('--max-pixels <n>', 'skip images with more pixels than this (decompression bombs; default 100000000)', posInt)
+    .option('--max-pixels <n>', 'skip images with more pixels than this (decompression bombs; default 100000000)', posIntArg)
     .option('--quiet', 'no progress bars or information lines')
     .option('--reference-dir <dir>', 'few-shot: known-good reference images (DIR/<category>/train/good, DIR/<category> or DIR)')
-    .addOption(new Option('--mode <mode>', 'musc: references join the pool; musc-plus: score by the references alone (default: musc)').choices(['musc', 'musc-plus']))
-    .option('--decision [rule]', "label-free OK/NG column in scores.csv: mad (median + 3 MAD), mad:K or otsu (default rule: mad)", decisionRule);
+    .addOption(
+      new Option('--mode <mode>', 'musc: references join the pool; musc-plus: score by the references alone (default: musc)').choices([
+        'musc',
+        'musc-plus',
+      ]),
+    )
+    .option(
+      '--decision [rule]',
+      'label-free OK/NG column in scores.csv: mad (median + 3 MAD), mad:K or otsu (default rule: mad)',
+      decisionRuleArg,
+    );
 }
 
 /** The HTML report after a run; a failure only warns (the results are already written). */
 async function writeReport(out: string, enabled: boolean, quiet: boolean): Promise<void> {
   if (!enabled) return;
   try {
-    const r = await buildReport(out);
+    const r = await buildReportCommitted(out);
     if (!quiet) process.stderr.write(`report: ${r.file}\n`);
   } catch (e) {
     process.stderr.write(`warning: report not written: ${(e as Error).message}\n`);
@@ -210,7 +233,11 @@ function printResult(res: DatasetRunResult, quiet: boolean): void {
   if (!quiet) process.stdout.write(`\n${res.markdown}\n`);
   const n = res.entries.reduce((a, e) => a + e.metrics.n_images, 0);
   const sk = res.entries.reduce((a, e) => a + e.metrics.n_skipped, 0);
-  process.stdout.write(`musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`);
+  const ng = res.results.reduce((a, r) => a + (r.decisions?.ng ?? 0), 0);
+  const how = [...new Set(res.results.map((r) => r.decisions?.method).filter((m) => m))].join('/');
+  process.stdout.write(
+    `musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored, ${ng} NG (${how} threshold; decision column of scores.csv)${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`,
+  );
 }
 
 export function buildProgram(): Command {
@@ -230,8 +257,7 @@ export function buildProgram(): Command {
   run.action(async (f: RunCommandFlags) => {
     const file = f.config ? await loadConfigFile(f.config) : {};
     const settings = mergeSettings(file, flagsToSettings(f));
-    const res = await execute(settings, resolve(f.data!), resolve(f.out!), !!f.quiet, f);
-    await writeReport(res.out, f.report !== false, !!f.quiet);
+    const res = await execute(settings, resolve(f.data!), f.out!, !!f.quiet, f.report !== false, f);
     printResult(res, !!f.quiet);
   });
 
@@ -243,19 +269,29 @@ export function buildProgram(): Command {
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
     .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
     .option('--quiet', 'no progress bars or information lines');
-  demo.action(async (f: { out?: string; backbone?: string; heatmaps?: 'all' | 'anomalous' | 'none'; device?: 'cpu' | 'cuda'; quiet?: boolean }) => {
+  demo.action(async (f: { out?: string; backbone?: string; heatmaps?: 'all' | 'anomalous' | 'none'; device?: Device; quiet?: boolean }) => {
     const out = f.out ? resolve(f.out) : await mkdtemp(join(tmpdir(), 'musc-demo-'));
     const set = await generateSynthetic(join(out, 'data'));
     if (!f.quiet) process.stderr.write(`demo: ${set.images} synthetic images (${set.defective} defective) in ${set.root}\n`);
-    const settings = mergeSettings({}, { dataset: 'mvtec', ...(f.backbone ? { backbone: f.backbone } : {}), ...(f.heatmaps ? { heatmaps: f.heatmaps } : {}), ...(f.device ? { device: f.device } : {}) });
-    const res = await execute(settings, set.root, join(out, 'results'), !!f.quiet);
-    await writeReport(res.out, true, !!f.quiet);
+    const settings = mergeSettings(
+      {},
+      {
+        dataset: 'mvtec',
+        ...(f.backbone ? { backbone: f.backbone } : {}),
+        ...(f.heatmaps ? { heatmaps: f.heatmaps } : {}),
+        ...(f.device ? { device: f.device } : {}),
+      },
+    );
+    const res = await execute(settings, set.root, join(out, 'results'), !!f.quiet, true);
     process.stdout.write(`\n${res.markdown}\n`);
     printResult(res, true);
   });
   program.addCommand(modelsCommand());
   program.addCommand(reportCommand());
   program.addCommand(serveCommand());
+  program.addCommand(bankCommand());
+  program.addCommand(predictCommand());
+  program.addCommand(apiCommand());
   program.addCommand(workerCommand());
   program.addCommand(statusCommand());
   program.addCommand(cancelCommand());
@@ -322,8 +358,11 @@ if (invokedDirectly()) {
     process.stderr.write(`\nmusc: stopping after the current step (${sig}; again to stop at once)\n`);
     setTimeout(() => exitInterrupted(sig), 20_000).unref();
   };
-  process.on('SIGINT', onSignal('SIGINT'));
-  process.on('SIGTERM', onSignal('SIGTERM'));
+  // (`musc api` drains on its own signal handlers: requests in flight complete)
+  if (process.argv[2] !== 'api') {
+    process.on('SIGINT', onSignal('SIGINT'));
+    process.on('SIGTERM', onSignal('SIGTERM'));
+  }
   main(process.argv).then((code) => {
     process.exitCode = code;
   });

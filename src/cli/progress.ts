@@ -10,7 +10,15 @@ export function createProgress(enabled: boolean): ProgressSink | undefined {
     start(l, total) {
       label = l;
       bar = new cliProgress.SingleBar(
-        { format: '{label} {stage} [{bar}] {value}/{total} {eta_formatted}', stream: process.stderr, hideCursor: true, clearOnComplete: true },
+        {
+          format: '{label} {stage} [{bar}] {value}/{total} ETA {eta_formatted}',
+          stream: process.stderr,
+          hideCursor: true,
+          clearOnComplete: true,
+          // scoring reports fractions (per stage and r, within a batch): one decimal
+          formatValue: (v: number | string, _o: unknown, type: string) =>
+            type === 'value' && typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(1) : String(v),
+        },
         cliProgress.Presets.shades_classic,
       );
       bar.start(total, 0, { label, stage: 'extract' });

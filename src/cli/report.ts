@@ -8,20 +8,14 @@
  * on http://127.0.0.1:PORT/ until interrupted. Exit codes: 0 ok, 2 usage, 3 output-folder
  * problems (like musc run's data problems).
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { intRangeArg } from './args.js';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildReport, REPORT_FILE } from '../report/build.js';
+import { REPORT_FILE } from '../report/build.js';
+import { buildReportCommitted } from '../outputs/report-commit.js';
 import { ReportError } from '../report/model.js';
 import { serveReport, type ReportServer } from '../report/serve.js';
-
-function intArg(name: string, min: number, max: number): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
-    return n;
-  };
-}
 
 interface ReportCliOptions {
   thumbSize?: number;
@@ -33,7 +27,7 @@ interface ReportCliOptions {
 /** Builds the report; prints where it is. Errors from the folder's files exit with code 3. */
 export async function runReport(outDir: string, o: ReportCliOptions, print: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<string> {
   try {
-    const r = await buildReport(outDir, {
+    const r = await buildReportCommitted(outDir, {
       ...(o.thumbSize !== undefined ? { thumbSize: o.thumbSize } : {}),
       ...(o.norm !== undefined ? { norm: o.norm } : {}),
       ...(o.title !== undefined ? { title: o.title } : {}),
@@ -53,7 +47,7 @@ export function reportCommand(): Command {
   return new Command('report')
     .description('write OUT_DIR/report.html from the outputs of musc run (self-contained, opens from file://)')
     .argument('<out_dir>', 'output folder of musc run')
-    .option('--thumb-size <px>', 'gallery thumbnail side in pixels', intArg('--thumb-size', 32, 1024), 160)
+    .option('--thumb-size <px>', 'gallery thumbnail side in pixels', intRangeArg('--thumb-size', 32, 1024), 160)
     .addOption(new Option('--norm <mode>', 'heatmap colour scale: category = one scale for all images, image = per image').choices(['category', 'image']).default('category'))
     .option('--title <text>', 'page title', 'MuSc report')
     .option('-q, --quiet', 'print nothing but errors')
@@ -85,7 +79,7 @@ export function serveCommand(): Command {
   return new Command('serve')
     .description('serve the report of OUT_DIR over HTTP (loopback by default); builds report.html first when missing')
     .argument('<out_dir>', 'output folder of musc run')
-    .option('-p, --port <n>', 'port (0 = any free port)', intArg('--port', 0, 65535), 8765)
+    .option('-p, --port <n>', 'port (0 = any free port)', intRangeArg('--port', 0, 65535), 8765)
     .option('--host <addr>', 'address to listen on (127.0.0.1 = this machine only)', '127.0.0.1')
     .option('--no-build', 'do not build report.html when it is missing')
     .option('-q, --quiet', 'print nothing but errors')

@@ -2,7 +2,9 @@
  * `musc tokens --data DIR --out tokens.safetensors [--backbone NAME]`: the image-level tokens of
  * every image of a dataset or folder (same layouts and paths as `musc run`), for `musc rscin`.
  */
+import type { Device } from '../compute/session.js';
 import { resolve } from 'node:path';
+import { prepareOutputFile } from '../outputs/out-dir.js';
 import { Command, Option } from 'commander';
 import { openDataset, selectCategories } from '../datasets/index.js';
 import { DATASET_KINDS, DatasetError, type DatasetKind, type DatasetItem } from '../datasets/types.js';
@@ -21,7 +23,7 @@ interface TokensFlags {
   weights?: string;
   imageSize?: number;
   batchSize?: number;
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   normalize?: boolean;
   quiet?: boolean;
 }
@@ -58,6 +60,7 @@ export function tokensCommand(): Command {
     const name = f.backbone ?? DEFAULT_BACKBONE;
     checkBackbone(name);
     const { root, items } = await datasetItems(resolve(f.data), f.dataset, f.category);
+    await prepareOutputFile(f.out); // before the backbone
     const bb = await loadBackbone(name, {
       ...(f.imageSize ? { imageSize: f.imageSize } : {}), ...(f.weights ? { weightsPath: resolve(f.weights) } : {}), device: f.device ?? 'cpu',
     });

@@ -12,7 +12,7 @@ import type { Settings } from '../config.js';
 import type { Category } from '../datasets/types.js';
 import { divideSubsets } from '../datasets/divide.js';
 import { readImageBytes } from '../image/decode.js';
-import type { FeatureCache } from '../pipeline/feature-cache.js';
+import type { FeatureCache } from '../features/cache.js';
 import type { Scorer } from '../pipeline/types.js';
 import { backboneLoadOptions } from '../pipeline/run-dataset.js';
 import { Coordinator } from './coordinator.js';

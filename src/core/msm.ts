@@ -19,7 +19,7 @@ export { DEFAULT_INTERVAL } from './defaults.js';
 /** The rank range [kLo, kHi) used for M = N-1 scores (reference semantics + the k >= 1 guard). */
 export function intervalBounds(m: number, interval: Interval): [number, number] {
   if (m < 1) throw new Error(`MSM needs at least 2 images, got ${m + 1}`);
-  let [lo, hi] = interval;
+  const [lo, hi] = interval;
   if (!(lo >= 0) || !(hi >= 0)) throw new Error(`MSM interval must be non-negative, got [${interval}]`);
   let kHi = hi < 1 ? Math.floor(m * hi) : Math.floor(hi);
   let kLo = lo < 1 ? Math.floor(m * lo) : Math.floor(lo);

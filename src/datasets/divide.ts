@@ -28,7 +28,10 @@ export function divideSubsetsAt(paths: readonly string[], divideNum: number, div
   paths.forEach((p, i) => {
     const t = divideTypeOf(p);
     let l = byType.get(t);
-    if (!l) byType.set(t, (l = []));
+    if (!l) {
+      l = [];
+      byType.set(t, l);
+    }
     l.push(i);
   });
   const out: number[] = [];

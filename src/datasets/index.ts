@@ -1,6 +1,7 @@
 /**
  * Opening a dataset: layout (given or detected), its categories, and each category's items.
  */
+import { RSCIN_K_MVTEC, RSCIN_K_VISA } from '../core/rscin.js';
 import { basename, join, resolve } from 'node:path';
 import { isDir } from './fs-utils.js';
 import { detectLayout } from './detect.js';
@@ -24,7 +25,7 @@ export interface OpenedDataset {
 
 /** The RsCIN k_list default per dataset (models/musc.py make_category_data: visa [1,8,9], else [1,2,3]). */
 export function defaultKList(kind: DatasetKind): number[] {
-  return kind === 'visa' ? [1, 8, 9] : [1, 2, 3];
+  return kind === 'visa' ? [...RSCIN_K_VISA] : [...RSCIN_K_MVTEC];
 }
 
 export async function openDataset(dataDir: string, kind?: DatasetKind): Promise<OpenedDataset> {

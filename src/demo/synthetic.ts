@@ -152,7 +152,8 @@ export async function generateSynthetic(dir: string, o: SyntheticOptions = {}): 
   const counters: Record<string, number> = {};
   for (let i = 0; i < nDef; i++) {
     const type = DEFECT_TYPES[i % DEFECT_TYPES.length]!;
-    const k = (counters[type] = (counters[type] ?? -1) + 1);
+    const k = (counters[type] ?? -1) + 1;
+    counters[type] = k;
     const img = surface(size, rnd);
     const mask = injectDefect(img, size, type, rnd);
     const stem = String(k).padStart(3, '0');

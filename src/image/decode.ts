@@ -108,18 +108,50 @@ async function decodePixels(file: string, bytes: Buffer, channels: 1 | 3, opts: 
   }
 }
 
+const BMP_INFO_SIZES = new Set([40, 52, 56, 64, 108, 124]);
+const BMP_BITS = new Set([1, 4, 8, 15, 16, 24, 32]);
+
+/**
+ * The BMP header's dimensions, after checking that it is one (a text file starting with "BM" is
+ * not): DIB header size, planes = 1, a bit depth bmp-js decodes, compression none, RLE or bit fields.
+ */
+export function bmpHeader(file: string, bytes: Uint8Array): { width: number; height: number; bits: number } {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length < 26) throw new ImageDecodeError(file, `not a valid bmp file (starts with 'BM' but is only ${b.length} bytes)`);
+  const dib = b.readUInt32LE(14);
+  if (dib === 12) throw new ImageDecodeError(file, 'unsupported bmp variant (OS/2 1.x core header); convert it to PNG');
+  if (!BMP_INFO_SIZES.has(dib) || b.length < 14 + dib) {
+    throw new ImageDecodeError(file, `not a valid bmp file (starts with 'BM' but its header size field is ${dib}, not a BMP header)`);
+  }
+  const planes = b.readUInt16LE(26);
+  const bits = b.readUInt16LE(28);
+  const compression = b.readUInt32LE(30);
+  const offset = b.readUInt32LE(10);
+  if (planes !== 1) throw new ImageDecodeError(file, `not a valid bmp file (${planes} colour planes; BMP has 1)`);
+  if (!BMP_BITS.has(bits)) {
+    throw new ImageDecodeError(file, `unsupported or invalid bmp bit depth ${bits} (supported: 1, 4, 8, 16, 24, 32)`);
+  }
+  if (compression > 3) {
+    throw new ImageDecodeError(file, `unsupported bmp compression ${compression} (JPEG/PNG inside BMP); convert it to PNG`);
+  }
+  if (offset >= b.length) throw new ImageDecodeError(file, `truncated bmp file (pixel data would start at byte ${offset} of ${b.length})`);
+  const width = b.readInt32LE(18);
+  const height = Math.abs(b.readInt32LE(22));
+  if (width <= 0 || height <= 0) throw new ImageDecodeError(file, `bmp file declares invalid dimensions ${width}x${height}`);
+  return { width, height, bits };
+}
+
 function decodeBmp(file: string, bytes: Buffer, channels: 1 | 3, maxPixels: number): { width: number; height: number; data: Uint8Array } {
-  // BMP header: width at 18 (int32), height at 22 (int32, negative = top-down)
-  if (bytes.length < 26) throw new ImageDecodeError(file, 'truncated bmp file');
-  const w = bytes.readInt32LE(18);
-  const h = Math.abs(bytes.readInt32LE(22));
-  if (w <= 0 || h <= 0) throw new ImageDecodeError(file, `bmp file declares invalid dimensions ${w}x${h}`);
+  const { width: w, height: h } = bmpHeader(file, bytes);
   if (w * h > maxPixels) throw new ImageDecodeError(file, `image is ${w}x${h} = ${w * h} pixels, over the limit of ${maxPixels} (decompression bomb? raise it with --max-pixels)`);
   let dec: { width: number; height: number; data: Buffer };
   try {
     dec = bmp.decode(bytes);
   } catch (e) {
-    throw new ImageDecodeError(file, `corrupt or truncated bmp file (${(e as Error).message})`);
+    const msg = (e as Error).message;
+    // bmp-js's own errors are about its internals ('this[bitn] is not a function', 'out of range')
+    const internal = /is not a function|Cannot read|undefined/.test(msg);
+    throw new ImageDecodeError(file, `corrupt or truncated bmp file${internal ? '' : ` (${msg})`}`);
   }
   if (dec.data.length < dec.width * dec.height * 4) throw new ImageDecodeError(file, 'truncated bmp file');
   // bmp-js gives ABGR bytes per pixel
@@ -152,6 +184,21 @@ function toChannels(src: Uint8Array, width: number, height: number, cin: number,
     }
   }
   return { width, height, data: out };
+}
+
+/** Why an image would not be read (header checks only: readable, known format, dimensions within the limit), or null. */
+export async function probeImage(file: string, maxPixels = DEFAULT_MAX_PIXELS): Promise<string | null> {
+  try {
+    const bytes = await readBytes(file);
+    if (bytes.length === 0) return 'empty file (0 bytes)';
+    const format = sniffFormat(bytes);
+    if (format === 'unknown') return 'not an image (unrecognised file signature)';
+    const { width, height } = format === 'bmp' ? bmpHeader(file, bytes) : await sharp(bytes, { limitInputPixels: false }).metadata();
+    if (!width || !height) return `cannot read the dimensions of this ${format} file`;
+    return width * height > maxPixels ? `image is ${width}x${height} pixels, over the limit of ${maxPixels}` : null;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }
 
 /** Decodes an image file to 8-bit RGB, whatever its extension says. */

@@ -58,7 +58,7 @@ interface Coeffs {
 export function pilCoefficients(inSize: number, outSize: number, filter: PilFilter): Coeffs {
   const fd = FILTERS[filter];
   const scale = inSize / outSize;
-  const fscale = scale < 1 ? 1 : scale;
+  const fscale = Math.max(scale , 1);
   const support = fd.support * fscale;
   const ksize = Math.ceil(support) * 2 + 1;
   const start = new Int32Array(outSize);
@@ -93,7 +93,7 @@ export function pilCoefficients(inSize: number, outSize: number, filter: PilFilt
 function clip8(v: number): number {
   // v is an exact integer (|v| < 2^31); arithmetic shift like C's `in >> PRECISION_BITS`
   const s = Math.floor(v / (1 << PRECISION_BITS));
-  return s < 0 ? 0 : s > 255 ? 255 : s;
+  return s < 0 ? 0 : Math.min(s , 255);
 }
 
 /**

@@ -17,6 +17,9 @@
  *   - pixel metrics when no maps/masks are given, when no mask pixel is a defect (AUROC and
  *     PRO undefined), or when every pixel is a defect (no normal pixel, FPR undefined).
  * All values are fractions in [0,1].
+ *
+ * evaluator.ts puts these metrics together with the image curves and thresholds (one call for
+ * `musc run`, `musc ablate`, `musc rscin` and the report).
  */
 import { AveragePrecisionSink, binaryMetrics, F1Sink, RocAucSink } from './roc.js';
 import { AuproSink, proMuscCurve, regionWeights, stackRegions, type PixelInput } from './pro.js';
@@ -69,6 +72,12 @@ export interface MetricsResult {
   aupro: number | null;
   counts: MetricsCounts;
 }
+
+/** The metrics without their counts (what metrics.json and the ablation tables hold). */
+export type MetricsValues = Omit<MetricsResult, 'counts'>;
+
+/** A metrics function: computeMetrics, or a stand-in in tests. */
+export type MetricsFn = (input: MetricsInput) => MetricsValues | Promise<MetricsValues>;
 
 const orNull = (v: number): number | null => (Number.isFinite(v) ? v : null);
 

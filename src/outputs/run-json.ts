@@ -7,7 +7,7 @@ import type { CategoryResult, StageTimings } from '../pipeline/types.js';
 
 export interface RunInfo {
   settings: Record<string, unknown>;
-  backbone: { name: string; weights_path: string; weights_sha256: string; image_size: number; stages: number[] };
+  backbone: { name: string; weights_path: string; weights_sha256: string; image_size: number; stages: number[]; layers?: string[] };
   data_root: string;
   /** peak resident set size of the process so far, MB */
   peakRssMb: number;

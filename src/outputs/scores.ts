@@ -4,9 +4,10 @@
  * path is relative to the data root; label is 0/1 or empty when unknown; score is the raw image
  * score (max of the map), score_rscin the RsCIN score (the one the image metrics use).
  * With a label-free decision (--decision), a last column `decision` holds OK or NG.
+ * Text cells starting with = + - @ TAB CR get a leading single quote (csv.ts; undone by parseScoresCsv).
  * Deterministic: no timestamps, shortest round-trip number formatting.
  */
-import { formatCsv, parseCsv } from './csv.js';
+import { formatCsv, parseCsv, restoreCell } from './csv.js';
 import type { CategoryResult } from '../pipeline/types.js';
 
 export const SCORES_HEADER = ['path', 'defect', 'label', 'score', 'score_rscin'];
@@ -36,8 +37,8 @@ export function parseScoresCsv(text: string): ScoreRow[] {
   const withDecision = header === [...SCORES_HEADER, 'decision'].join(',');
   if (header !== SCORES_HEADER.join(',') && !withDecision) throw new Error(`scores.csv: unexpected header '${header}'`);
   return rows.slice(1).map((r) => ({
-    path: r[0] ?? '',
-    defect: r[1] ?? '',
+    path: restoreCell(r[0] ?? ''),
+    defect: restoreCell(r[1] ?? ''),
     label: r[2] === '' ? null : r[2] === '1' ? 1 : 0,
     score: num(r[3] ?? ''),
     score_rscin: num(r[4] ?? ''),

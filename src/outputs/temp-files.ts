@@ -7,7 +7,7 @@
  *     temporaries in the folders registered with `registerOutputDir`, synchronously, just before
  *     exiting (a rename that has not happened yet never will).
  */
-import { readdirSync, rmSync } from 'node:fs';
+import { type Dirent, readdirSync, rmSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TEMP_MARKER } from '../io/atomic.js';
@@ -45,7 +45,7 @@ export function temporaryOwner(name: string): number | null {
 /** Deletes temporaries of dead processes below `dir`; returns how many. */
 export async function removeStaleTemporaries(dir: string): Promise<number> {
   let n = 0;
-  let ents;
+  let ents: Dirent[];
   try {
     ents = await readdir(dir, { withFileTypes: true });
   } catch {
@@ -68,7 +68,7 @@ export async function removeStaleTemporaries(dir: string): Promise<number> {
 /** Lists every temporary below `dir` (tests, checks). */
 export function listTemporariesSync(dir: string): string[] {
   const out: string[] = [];
-  let ents;
+  let ents: Dirent[];
   try {
     ents = readdirSync(dir, { withFileTypes: true });
   } catch {

@@ -11,13 +11,13 @@
  * stage are the references (the contract of scorePatches({ references: R })).
  */
 import { readdir, realpath } from 'node:fs/promises';
-import { extractFiles } from './extract-files.js';
-import { DEFAULT_FEATURE_STORAGE } from './types.js';
+import { FeatureStore } from '../features/store.js';
+import { stackStages, stackTokens } from '../features/stack.js';
+import type { FeatureCache } from '../features/cache.js';
 import { sharedFeatures } from '../compute/worker.js';
-import { toFloat16 } from '../io/float16.js';
 import { join } from 'node:path';
 import type { RgbImage } from '../image/decode.js';
-import type { StageFeatures, ImageTokens, FeatureData, FeatureStorage } from '../core/types.js';
+import type { StageFeatures, ImageTokens, FeatureStorage } from '../core/types.js';
 import type { Backbone } from '../backbones/types.js';
 import { byName, isDir, isFile, isImageName } from '../datasets/fs-utils.js';
 import { relPosix } from '../datasets/paths.js';
@@ -76,40 +76,20 @@ export async function excludeTestImages(files: string[], items: DatasetItem[]): 
 }
 
 /**
- * Decodes, preprocesses and runs the backbone on the reference images (in batches). An unreadable
- * reference is an error naming the file (references are few and chosen by hand).
+ * Decodes, preprocesses and runs the backbone on the reference images (in batches, through the
+ * feature store). An unreadable reference is an error naming the file (references are few and
+ * chosen by hand).
  */
 export async function extractReferences(
   files: string[],
   backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>,
-  opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage>; storage?: FeatureStorage } = {},
+  opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage>; storage?: FeatureStorage; cache?: FeatureCache } = {},
 ): Promise<ReferenceFeatures> {
   if (files.length === 0) throw new DatasetError('no reference images');
-  let stages: { h: number; w: number; c: number; parts: Float32Array[] }[] | null = null;
-  const tokParts: Float32Array[] = [];
-  let d = 0;
-  await extractFiles(files, backbone, { ...opts, what: 'reference image' }, (feats, _offset, count) => {
-    if (!stages) stages = feats.stages.map((s) => ({ h: s.h, w: s.w, c: s.c, parts: [] }));
-    feats.stages.forEach((s, l) => stages![l]!.parts.push(s.data.slice(0, count * s.h * s.w * s.c)));
-    d = feats.imageTokens.d;
-    tokParts.push(feats.imageTokens.data.slice(0, count * d));
-  });
-  const R = files.length;
-  const concat = (parts: Float32Array[], len: number): Float32Array => {
-    const out = new Float32Array(len);
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
-  };
-  const store = (x: Float32Array): FeatureData => ((opts.storage ?? DEFAULT_FEATURE_STORAGE) === 'float16' ? toFloat16(x) : x);
-  return {
-    files,
-    stages: stages!.map((s) => ({ n: R, h: s.h, w: s.w, c: s.c, data: store(concat(s.parts, R * s.h * s.w * s.c)) })),
-    tokens: { n: R, d, data: concat(tokParts, R * d) },
-  };
+  const store = new FeatureStore({ backbone, ...opts, badFiles: 'error', what: 'reference image' });
+  const { images } = await store.extract(files.map((path) => ({ path })));
+  const feats = images.map((im) => im.features);
+  return { files, stages: stackStages(feats, store.dims!, store.storage), tokens: stackTokens(feats, store.tokenDim) };
 }
 
 /** Test stages [n, h, w, C] followed by the references [R, h, w, C] -> [n + R, h, w, C] per stage. */

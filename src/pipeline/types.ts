@@ -2,15 +2,18 @@
  * What the end-to-end pipeline depends on, as interfaces, so that tests (and other backbones or
  * scorers) can be injected: the backbone contract, the MuSc core functions, the metrics function.
  */
+import type { Device } from '../compute/session.js';
 import type { MsmPrecision } from '../core/kernel.js';
 import type { StageFeatures, ImageTokens, FeatureStorage } from '../core/types.js';
-import type { MetricsInput, MetricsResult } from '../metrics/index.js';
+import type { MetricsFn, MetricsInput, MetricsValues } from '../metrics/index.js';
 import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
 import type { RgbImage } from '../image/decode.js';
 import type { Backbone } from '../backbones/types.js';
 import type { DatasetItem, DatasetKind } from '../datasets/types.js';
 import type { MaskRule } from '../datasets/masks.js';
-import type { FeatureCache } from './feature-cache.js';
+import type { FeatureCache } from '../features/cache.js';
+import { DEFAULT_FEATURE_STORAGE } from '../features/types.js';
+import type { SkippedImage } from '../features/types.js';
 import type { ReferenceFeatures } from './references.js';
 import type { DecisionRule, Decisions } from '../threshold.js';
 
@@ -22,11 +25,8 @@ export interface Scorer {
   rscin(scores: Float64Array, tokens: ImageTokens, kList: number[]): Float64Array;
 }
 
-/** The metrics the pipeline reports: computeMetrics's numbers without its counts. */
-export type MetricsValues = Omit<MetricsResult, 'counts'>;
-export type { MetricsInput };
-
-export type MetricsFn = (input: MetricsInput) => MetricsValues | Promise<MetricsValues>;
+/** The metrics the pipeline reports (src/metrics/index.ts: computeMetrics's numbers without its counts). */
+export type { MetricsFn, MetricsInput, MetricsValues };
 
 export const METRIC_KEYS: readonly (keyof MetricsValues)[] = ['image_auroc', 'image_f1max', 'image_ap', 'pixel_auroc', 'pixel_f1max', 'pixel_ap', 'pixel_pro', 'aupro'];
 
@@ -41,12 +41,9 @@ export interface PipelineDeps {
   cache?: FeatureCache;
 }
 
-/**
- * Stage features are kept as float16 between the backbone and scoring (and in the feature cache):
- * half the memory and disk; LNAMD and MSM compute in float32. Measured on bottle, glass and
- * magnetic_tile against float32 storage: see README, Performance.
- */
-export const DEFAULT_FEATURE_STORAGE: FeatureStorage = 'float16';
+/** Stage features are kept as float16 by default (features/types.ts). */
+export { DEFAULT_FEATURE_STORAGE };
+export type { SkippedImage };
 
 /** Resolved per-category options. */
 export interface PipelineOptions {
@@ -63,7 +60,7 @@ export interface PipelineOptions {
   /** decoding refuses images with more pixels (default: decode.ts DEFAULT_MAX_PIXELS) */
   maxPixels?: number;
   seed: number;
-  device: 'cpu' | 'cuda';
+  device: Device;
   /** MSM nearest distances: 'exact' or 'fast' (see src/core/msm-kernel.ts) */
   precision?: MsmPrecision;
   /** how stage features are kept until scoring and in the cache (default DEFAULT_FEATURE_STORAGE) */
@@ -93,11 +90,6 @@ export interface StageTimings {
   rscin: number;
   metrics: number;
   write: number;
-}
-
-export interface SkippedImage {
-  path: string;
-  reason: string;
 }
 
 export interface CategoryResult {

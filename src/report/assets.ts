@@ -155,7 +155,7 @@ export async function writeCategoryAssets(outDir: string, cat: CategoryOutputs, 
       a.map = true;
     }
     const mf = cat.masks[i];
-    if (mf && mf.length) {
+    if (mf?.length) {
       try {
         const decoded = await Promise.all(mf.map((f) => decodeMask(f)));
         const mT = await maskAt(decoded, T);

@@ -4,13 +4,17 @@
  */
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { listCategoryFolders, readCategoryOutputs, type CategoryOutputs } from './model.js';
-import { writeCategoryAssets, REPORT_ASSET_DIR, type AssetOptions, type ItemAssets } from './assets.js';
-import { renderReportHtml, type PageCategory, type PageData } from './html.js';
+import { type AssetOptions, type ItemAssets, REPORT_ASSET_DIR, writeCategoryAssets } from './assets.js';
+import { renderReportHtml } from './html.js';
+import { type CategoryOutputs, listCategoryFolders, readCategoryOutputs } from './model.js';
+import type { PageCategory, PageData } from './page-data.js';
+import { isPredictFolder, readPredictOutputs } from './predict-model.js';
 
 export const REPORT_FILE = 'report.html';
 
 export interface ReportOptions extends Omit<AssetOptions, 'onProgress'> {
+  /** write the assets and report.html under this folder instead of outDir (outputs/report-commit.ts switches them in) */
+  stageDir?: string;
   /** page title (default 'MuSc report') */
   title?: string;
   /** progress per category: name, images done, total */
@@ -39,9 +43,16 @@ export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warning
     folder: cat.folder,
     base: assetBase(cat.folder),
     dataset: r?.dataset ?? null,
-    backbone: r?.backbone?.name ? { name: r.backbone.name, ...(r.backbone.image_size ? { image_size: r.backbone.image_size } : {}), ...(r.backbone.stages ? { stages: r.backbone.stages } : {}) } : null,
+    backbone: r?.backbone?.name
+      ? {
+          name: r.backbone.name,
+          ...(r.backbone.image_size ? { image_size: r.backbone.image_size } : {}),
+          ...(r.backbone.stages ? { stages: r.backbone.stages } : {}),
+        }
+      : null,
     mapSize: cat.size,
     metrics: cat.metrics ? (cat.metrics as unknown as Record<string, number | null>) : null,
+    evaluation: cat.evaluation,
     settings: r?.settings ?? null,
     versions: r?.versions ?? null,
     timings: r?.timings_ms ?? null,
@@ -51,7 +62,18 @@ export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warning
     skipped: r?.skipped ?? [],
     items: cat.rows.map((row, i) => {
       const a = assets[i]!;
-      return { i, id: a.id, path: row.path, defect: row.defect, label: row.label, score: finite(row.score_rscin), raw: finite(row.score), o: a.original ? 1 : 0, m: a.map ? 1 : 0, g: a.outline ? 1 : 0 };
+      return {
+        i,
+        id: a.id,
+        path: row.path,
+        defect: row.defect,
+        label: row.label,
+        score: finite(row.score_rscin),
+        raw: finite(row.score),
+        o: a.original ? 1 : 0,
+        m: a.map ? 1 : 0,
+        g: a.outline ? 1 : 0,
+      };
     }),
   };
 }
@@ -65,14 +87,31 @@ function subtitleOf(cats: CategoryOutputs[]): string {
   return parts.join(' · ');
 }
 
+/** The report of a `musc predict` folder: no assets to write (the composites are predict's own files). */
+async function buildPredictReport(outDir: string, o: ReportOptions): Promise<ReportResult> {
+  const predict = await readPredictOutputs(outDir);
+  const ng = predict.items.filter((p) => p.verdict === 'NG').length;
+  const subtitle = [
+    `predict: ${predict.items.length} images, ${ng} NG`,
+    `bank ${predict.bank.path}${predict.bank.backbone ? ` (${predict.bank.backbone})` : ''}`,
+  ].join(' · ');
+  const data: PageData = { title: o.title ?? 'MuSc report', subtitle, categories: [], predict };
+  const file = join(o.stageDir ?? outDir, REPORT_FILE);
+  await writeFileAtomic(file, renderReportHtml(data));
+  const warnings = predict.skipped.map((s) => `skipped ${s.name}: ${s.reason}`);
+  return { file, data, warnings };
+}
+
+/** Builds report.html of a `musc run` folder (categories) or of a `musc predict` folder (predictions.json). */
 export async function buildReport(outDir: string, o: ReportOptions = {}): Promise<ReportResult> {
+  if (await isPredictFolder(outDir)) return buildPredictReport(outDir, o);
   const folders = await listCategoryFolders(outDir);
   const cats: CategoryOutputs[] = [];
   const pages: PageCategory[] = [];
   const warnings: string[] = [];
   for (const folder of folders) {
     const cat = await readCategoryOutputs(outDir, folder);
-    const { assets, warnings: w } = await writeCategoryAssets(outDir, cat, {
+    const { assets, warnings: w } = await writeCategoryAssets(o.stageDir ?? outDir, cat, {
       ...(o.thumbSize !== undefined ? { thumbSize: o.thumbSize } : {}),
       ...(o.maxLargeSize !== undefined ? { maxLargeSize: o.maxLargeSize } : {}),
       ...(o.norm !== undefined ? { norm: o.norm } : {}),
@@ -85,7 +124,7 @@ export async function buildReport(outDir: string, o: ReportOptions = {}): Promis
     pages.push(pageCategory(cat, assets, all));
   }
   const data: PageData = { title: o.title ?? 'MuSc report', subtitle: subtitleOf(cats), categories: pages };
-  const file = join(outDir, REPORT_FILE);
+  const file = join(o.stageDir ?? outDir, REPORT_FILE);
   await writeFileAtomic(file, renderReportHtml(data));
   return { file, data, warnings };
 }

@@ -2,82 +2,65 @@
  * report.html: one self-contained page (inline CSS, inline script, inline JSON data; images are
  * relative files under <cat>/report/). A Content-Security-Policy forbids any network access
  * beyond the page's own folder.
+ *
+ * The script is the bundle of src/report/page/ (TypeScript, type-checked with the DOM lib),
+ * written by `npm run build` to dist/report/page.js and read here once.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { PageData } from './page-data.js';
 import { PAGE_CSS } from './page-style.js';
-import { PAGE_SCRIPT } from './page-script.js';
-import { pageStatsSource } from './stats.js';
+import { PREDICT_BODY } from './predict-html.js';
 
-/** One image as the page sees it. */
-export interface PageItem {
-  /** row in scores.csv */
-  i: number;
-  /** asset id (file stem under <cat>/report/<kind>/) */
-  id: string;
-  path: string;
-  defect: string;
-  label: 0 | 1 | null;
-  /** the ranking score (score_rscin); null when not finite */
-  score: number | null;
-  /** raw image score (map max) */
-  raw: number | null;
-  /** 1 when the original (thumb/, orig/) exists */
-  o: 0 | 1;
-  /** 1 when the map (map/, thumb-overlay/, overlay/) exists */
-  m: 0 | 1;
-  /** 1 when the ground-truth outline exists */
-  g: 0 | 1;
+export type { PageCategory, PageData, PageItem } from './page-data.js';
+
+/** Where the build puts the page bundle, relative to the package root. */
+export const PAGE_BUNDLE = join('dist', 'report', 'page.js');
+
+/** The package root: the nearest folder above this module with a package.json. */
+function packageRoot(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(d, 'package.json')) && dirname(d) !== d) d = dirname(d);
+  return d;
 }
 
-export interface PageCategory {
-  name: string;
-  folder: string;
-  /** URL prefix of the assets relative to report.html, ending in '/' ('<folder>/report/', percent-encoded) */
-  base: string;
-  dataset: string | null;
-  backbone: { name: string; image_size?: number; stages?: number[] } | null;
-  mapSize: number;
-  metrics: Record<string, number | null> | null;
-  settings: Record<string, unknown> | null;
-  versions: Record<string, string> | null;
-  timings: Record<string, number> | null;
-  timingsPerImage: Record<string, number> | null;
-  peakRssMb: number | null;
-  warnings: string[];
-  skipped: { path: string; reason: string }[];
-  items: PageItem[];
+let pageScript: string | null = null;
+
+/** The page script (the esbuild bundle); an error naming the file when it was not built. */
+export function pageScriptSource(): string {
+  if (pageScript !== null) return pageScript;
+  const file = join(packageRoot(), PAGE_BUNDLE);
+  let src: string;
+  try {
+    src = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(
+      `report page script ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found (run npm run build)' : (e as Error).message}`,
+    );
+  }
+  if (/<\/script|<!--/i.test(src)) throw new Error(`report page script ${file} contains </script or <!--`);
+  pageScript = src;
+  return src;
 }
 
-export interface PageData {
-  title: string;
-  subtitle: string;
-  categories: PageCategory[];
-}
-
-const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const escapeHtml = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /** JSON safe inside <script>: no '</script', no '<!--', no U+2028/2029 surprises. */
 export function scriptJson(v: unknown): string {
-  return JSON.stringify(v).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return JSON.stringify(v)
+    .replace(/</g, '\\u003c')
+    .replace(/>/g, '\\u003e')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 }
 
-export const REPORT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
+export const REPORT_CSP =
+  "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
 
-export function renderReportHtml(data: PageData): string {
-  const script = `${pageStatsSource()}\n${PAGE_SCRIPT}`;
-  if (/<\/script/i.test(script)) throw new Error('report page script contains </script');
-  return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="${REPORT_CSP}">
-<meta name="referrer" content="no-referrer">
-<title>${escapeHtml(data.title)}</title>
-<style>${PAGE_CSS}</style>
-</head>
-<body>
-<header><h1>${escapeHtml(data.title)}</h1><span class="sub">${escapeHtml(data.subtitle)}</span></header>
-<main>
+/** The page body of a `musc run` folder: category tabs, charts, threshold panel, gallery, viewer. */
+const RUN_BODY = `<main>
 <div id="cat-tabs" class="tabs"></div>
 <div id="overview" class="panel overview" hidden></div>
 <h2 id="cat-title"></h2>
@@ -93,7 +76,7 @@ export function renderReportHtml(data: PageData): string {
     <div class="slider-wrap"><div id="slider-marks"></div><input id="thr-range" type="range" min="0" max="1000" step="1" value="0" aria-label="threshold"></div>
     <label>score &ge; <input id="thr-value" type="number" step="any" aria-label="threshold value"></label>
     <button id="thr-f1" type="button" title="the threshold with the highest F1 on the labelled images">F1-optimal</button>
-    <button id="thr-free" type="button" title="median + 3 x 1.4826 x MAD of the scores, no labels needed">label-free</button>
+    <button id="thr-free" type="button" title="the label-free threshold of the scores (no labels needed)">label-free</button>
   </div>
   <div class="thr-row" style="margin-top:8px">
     <div class="counts"><span><span class="pill ng">NG</span> <b id="count-ng">0</b></span><span><span class="pill ok">OK</span> <b id="count-ok">0</b></span></div>
@@ -119,7 +102,24 @@ export function renderReportHtml(data: PageData): string {
   <button id="viewer-prev" type="button" title="previous (left arrow)">&larr;</button><button id="viewer-next" type="button" title="next (right arrow)">&rarr;</button><button id="viewer-close" type="button">Close</button></div>
   <div id="viewer-imgs" class="viewer-imgs"></div>
 </dialog>
-<script type="application/json" id="musc-data">${scriptJson(data)}</script>
+`;
+
+/** report.html of a `musc run` folder (data.categories) or of a `musc predict` folder (data.predict). */
+export function renderReportHtml(data: PageData): string {
+  const script = pageScriptSource();
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="${REPORT_CSP}">
+<meta name="referrer" content="no-referrer">
+<title>${escapeHtml(data.title)}</title>
+<style>${PAGE_CSS}</style>
+</head>
+<body>
+<header><h1>${escapeHtml(data.title)}</h1><span class="sub">${escapeHtml(data.subtitle)}</span></header>
+${data.predict ? PREDICT_BODY : RUN_BODY}<script type="application/json" id="musc-data">${scriptJson(data)}</script>
 <script>
 ${script}
 </script>

@@ -8,7 +8,9 @@
  *   <out>/<cat>/maps.safetensors       F32 [N, S, S] maps, row order = scores.csv (optional)
  *
  * The ranking score is score_rscin (the classification score the image metrics use); the raw
- * map maximum is shown beside it. Mask files are not in the outputs: they are found again from
+ * map maximum is shown beside it. Its ROC curve, F1-optimal and label-free thresholds come from
+ * the evaluator (src/metrics/evaluator.ts, the run's --decision rule from metrics.json), as in
+ * `musc run`; the page only shows them. Mask files are not in the outputs: they are found again from
  * the dataset layout (run.json data_root + dataset + category), matched by relative path.
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
@@ -18,6 +20,8 @@ import { readMaps } from '../outputs/maps.js';
 import { openDataset } from '../datasets/index.js';
 import type { DatasetKind } from '../datasets/types.js';
 import type { MetricsJson } from '../outputs/metrics-json.js';
+import { evaluateImages, type ImageEvaluation } from '../metrics/evaluator.js';
+import { DEFAULT_DECISION_RULE, type DecisionRule } from '../threshold.js';
 
 /** A problem with the output folder that prevents a report (names the file). */
 export class ReportError extends Error {
@@ -52,6 +56,8 @@ export interface CategoryOutputs {
   folder: string;
   rows: ScoreRow[];
   metrics: MetricsJson | null;
+  /** curve and thresholds of the ranking scores (score_rscin) */
+  evaluation: ImageEvaluation;
   run: RunInfoForReport | null;
   /** [N, S, S] in scores.csv row order, or null when maps.safetensors is absent */
   maps: Float32Array | null;
@@ -133,7 +139,7 @@ async function locateFiles(run: RunInfoForReport | null, rows: ScoreRow[], warni
     let found = 0;
     rows.forEach((r, i) => {
       const m = byRel.get(r.path);
-      if (m && m.length) {
+      if (m?.length) {
         masks[i] = m;
         found++;
       }
@@ -143,6 +149,14 @@ async function locateFiles(run: RunInfoForReport | null, rows: ScoreRow[], warni
     warnings.push(`masks not shown: cannot list the dataset at ${root}: ${(e as Error).message}`);
   }
   return { images, masks };
+}
+
+/** The label-free rule of the run (metrics.json decision_method, decision_k), else the default (mad, k = 3). */
+export function runDecisionRule(metrics: MetricsJson | null): DecisionRule {
+  if (metrics?.decision_method === 'otsu') return { method: 'otsu' };
+  const k = metrics?.decision_k;
+  if (metrics?.decision_method === 'mad' && typeof k === 'number' && k >= 0) return { method: 'mad', k };
+  return DEFAULT_DECISION_RULE;
 }
 
 /** Reads one category's outputs. */
@@ -174,5 +188,6 @@ export async function readCategoryOutputs(outDir: string, folder: string): Promi
     }
   } else warnings.push('no maps.safetensors: heatmaps are not shown');
   const { images, masks } = await locateFiles(run, rows, warnings);
-  return { name: run?.category ?? folder, folder, rows, metrics, run, maps, size, images, masks, warnings };
+  const evaluation = evaluateImages(rows.map((r) => r.score_rscin), rows.map((r) => r.label), runDecisionRule(metrics));
+  return { name: run?.category ?? folder, folder, rows, metrics, evaluation, run, maps, size, images, masks, warnings };
 }

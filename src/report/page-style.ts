@@ -1,5 +1,5 @@
 /** The report page's stylesheet (inlined into report.html). */
-export const PAGE_CSS = String.raw`
+export const PAGE_CSS = `
 :root { --bg: #f6f7f9; --fg: #1c2330; --muted: #667085; --card: #fff; --line: #d8dde6; --good: #1f9d55; --bad: #d64545; --unk: #8a94a6; --accent: #2f6fde; --f1: #2f6fde; --free: #9a6bd1; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; background: var(--bg); color: var(--fg); }
@@ -79,4 +79,13 @@ dialog::backdrop { background: rgba(10, 14, 22, .75); }
 .big .missing { position: absolute; inset: 0; display: flex; align-items: center; justify-content: center; color: var(--muted); }
 details { margin-top: 8px; }
 pre { white-space: pre-wrap; word-break: break-all; font-size: 12px; background: #f3f5f8; padding: 6px; border-radius: 4px; }
+.plist { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 10px; }
+.pcard { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 8px 10px; }
+.pcard[data-verdict="NG"] { border-color: var(--bad); }
+.phead { display: flex; flex-wrap: wrap; gap: 8px; align-items: baseline; margin-bottom: 6px; }
+.pcard img.composite { display: block; width: 100%; height: auto; background: #000; }
+table.regions { margin-top: 6px; font-size: 12px; }
+table.regions th { color: var(--muted); font-weight: 600; }
+.colour-bar { height: 16px; border-radius: 3px; border: 1px solid var(--line); }
+.colour-labels { display: flex; justify-content: space-between; font-size: 12px; margin-top: 2px; }
 `;

@@ -8,7 +8,13 @@
  *     rebinding from a web page to the local report)
  *   - the path (query and fragment dropped) is percent-decoded exactly once: a malformed
  *     escape is 400; a NUL byte or a backslash after decoding is 400
- *   - any '.' or '..' segment is 404 (also the decoded '%2e%2e' forms)
+ *   - any segment starting with '.' is 404: '.' and '..' (also the decoded '%2e%2e' forms) and
+ *     every dotfile or dot-folder (.cache/, .env, the lock and staging folders), also when a
+ *     link's target is one
+ *   - every response carries security headers (SECURITY_HEADERS): the report's CSP plus
+ *     frame-ancestors 'none' and X-Frame-Options DENY (no framing), nosniff, no referrer
+ *   - listening on a non-loopback address prints a warning (the report is then readable by the
+ *     network, and the Host check is off)
  *   - the file is resolve(root, '.' + path); its realpath must lie inside realpath(root)
  *     (symbolic links out of the folder are 404); directories are 404 (no listings), except
  *     '/' which serves report.html
@@ -19,6 +25,16 @@ import { realpath, stat } from 'node:fs/promises';
 import { extname, resolve, sep } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { REPORT_FILE } from './build.js';
+import { REPORT_CSP } from './html.js';
+
+/** Sent with every response. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'Content-Security-Policy': `${REPORT_CSP}; frame-ancestors 'none'`,
+  'X-Frame-Options': 'DENY',
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -46,6 +62,8 @@ export interface ServeOptions {
   port?: number;
   /** one line per request (method, path, status) */
   log?: (line: string) => void;
+  /** warnings (default: stderr) */
+  warn?: (line: string) => void;
 }
 
 export interface ReportServer {
@@ -67,7 +85,7 @@ export function isLoopbackAddress(host: string): boolean {
 }
 
 /** Host header without the port ('[::1]:8080' -> '[::1]', 'localhost:80' -> 'localhost'). */
-function hostName(h: string): string {
+export function hostName(h: string): string {
   const m = /^(\[[^\]]*\]|[^:]*)(?::\d+)?$/.exec(h.trim().toLowerCase());
   return m ? m[1]! : '';
 }
@@ -89,7 +107,7 @@ export async function resolveRequest(rootReal: string, target: string): Promise<
   if (path.includes('\0')) return { status: 400, reason: 'NUL byte' };
   if (path.includes('\\')) return { status: 400, reason: 'backslash' };
   const segs = path.split('/');
-  if (segs.some((s) => s === '..' || s === '.')) return { status: 404, reason: 'dot segment' };
+  if (segs.some((s) => s.startsWith('.'))) return { status: 404, reason: 'dot segment or hidden file' };
   if (path === '/' || path === '') path = '/' + REPORT_FILE;
   const file = resolve(rootReal, '.' + path);
   if (!inside(rootReal, file)) return { status: 404, reason: 'outside the folder' };
@@ -100,13 +118,15 @@ export async function resolveRequest(rootReal: string, target: string): Promise<
     return { status: 404, reason: 'not found' };
   }
   if (!inside(rootReal, real)) return { status: 404, reason: 'link out of the folder' };
+  if (real.slice(rootReal.length).split(sep).some((x) => x.startsWith('.'))) return { status: 404, reason: 'link to a hidden file' };
   const st = await stat(real).catch(() => null);
-  if (!st || !st.isFile()) return { status: 404, reason: st?.isDirectory() ? 'directory' : 'not a file' };
+  if (!st?.isFile()) return { status: 404, reason: st?.isDirectory() ? 'directory' : 'not a file' };
   return { status: 200, file: real, size: st.size };
 }
 
 function send(res: ServerResponse, status: number, text: string, head: boolean): void {
-  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'X-Content-Type-Options': 'nosniff', 'Cache-Control': 'no-store' });
+  const type = 'text/plain; charset=utf-8';
+  res.writeHead(status, { ...SECURITY_HEADERS, 'Content-Type': type, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(head ? undefined : text);
 }
 
@@ -132,11 +152,10 @@ export function handlerFor(rootReal: string, loopbackOnly: boolean, log?: (line:
           return done(r.status);
         }
         res.writeHead(200, {
+          ...SECURITY_HEADERS,
           'Content-Type': TYPES[extname(r.file).toLowerCase()] ?? 'application/octet-stream',
           'Content-Length': r.size,
-          'X-Content-Type-Options': 'nosniff',
           'Cache-Control': 'no-cache',
-          'Referrer-Policy': 'no-referrer',
         });
         if (head) {
           res.end();
@@ -175,6 +194,12 @@ export async function serveReport(o: ServeOptions): Promise<ReportServer> {
   });
   const port = (server.address() as AddressInfo).port;
   const shown = host.includes(':') ? `[${host}]` : host;
+  if (!isLoopbackAddress(host)) {
+    (o.warn ?? ((l: string) => void process.stderr.write(`${l}\n`)))(
+      `warning: serving ${o.root} on ${host}, not a loopback address: anyone who can reach this machine on port ${port} ` +
+        'can read the report, its images and scores (the Host check is off); use --host 127.0.0.1 to keep it local',
+    );
+  }
   return {
     server,
     host,

@@ -17,12 +17,12 @@
 import { chmod, mkdir, symlink, writeFile, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
+import { lcg } from './lcg.js';
 
 /** Deterministic textured RGB image [h, w, 3]: smooth waves + a seeded speckle. */
 export function texture(w: number, h: number, seed: number, defect = false): Uint8Array {
   const out = new Uint8Array(w * h * 3);
-  let s = (seed * 2654435761) >>> 0;
-  const rnd = (): number => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  const rnd = lcg((seed * 2654435761) >>> 0, 1664525, 1013904223);
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++) {
       const base = 120 + 40 * Math.sin(x * 0.4) * Math.cos(y * 0.3);

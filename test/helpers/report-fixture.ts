@@ -15,7 +15,7 @@ import { loadMask } from '../../src/datasets/masks.js';
 import { writeCategoryOutputs, type WriteOptions } from '../../src/outputs/category.js';
 import { summaryJson, type SummaryEntry } from '../../src/outputs/summary.js';
 import { writeFileAtomic } from '../../src/io/atomic.js';
-import { rocCurve } from '../../src/report/stats.js';
+import { evaluateImages } from '../../src/metrics/evaluator.js';
 import type { CategoryResult } from '../../src/pipeline/types.js';
 
 /** compiled tests live two levels below the repo root (dist/test or .build/NAME/test) */
@@ -103,7 +103,7 @@ export async function makeFixture(dir: string, cats: FixtureCategory[], size = 9
     // a stand-in for RsCIN: a small deterministic change of the raw score
     const rscinScores = Float64Array.from(imageScores, (s, k) => s * (0.95 + 0.001 * k));
     const labels = cat.items.map((it) => it.label);
-    const auc = rocCurve(rscinScores, labels).auc;
+    const auc = evaluateImages(rscinScores, labels).curves.roc?.auc ?? null;
     const r: CategoryResult = {
       name: cat.name, kind: 'mvtec', root: cat.root, items: cat.items, skipped: [], size: S, maps, imageScores, rscinScores, masks: null,
       metrics: { image_auroc: auc, image_f1max: 0.9, image_ap: 0.91, pixel_auroc: 0.95, pixel_f1max: 0.6, pixel_ap: 0.55, pixel_pro: 0.8, aupro: 0.7 },

@@ -1,6 +1,6 @@
 /** Spawning the built `musc` bin for the robustness tests (robust, resume, scale). */
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { type Dirent, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { cliMain } from './cli-env.js';
@@ -22,7 +22,7 @@ export const noStack = (s: string): void => assert.doesNotMatch(s, /\n\s+at .+:\
 /** Every file below `dir` (relative paths), following no links. */
 export function walkFiles(dir: string, base = dir): string[] {
   const out: string[] = [];
-  let ents;
+  let ents: Dirent[];
   try {
     ents = readdirSync(dir, { withFileTypes: true });
   } catch {

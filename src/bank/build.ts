@@ -1,0 +1,157 @@
+/**
+ * buildBank: features of an unlabeled set of images of one product, plus its calibration
+ * (calibration.ts), written as a bank directory (store.ts).
+ *
+ *   extract (extract.ts; unreadable inputs and exact duplicates are skipped with the reason)
+ *   leave-one-out scoring = zero-shot MuSc over the bank (one scorePlan call, scoring.ts)
+ *   S x S maps (bilinear, align_corners) -> image score = max; RsCIN within the bank (raw units)
+ *   calibration.json: the scores, map maxima and map medians; manifest.json: everything else
+ */
+import { readFile } from 'node:fs/promises';
+import { relative, sep } from 'node:path';
+import type { Backbone } from '../backbones/types.js';
+import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
+import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
+import { mapMaxima, upsampleAlignCorners } from '../core/maps.js';
+import { RSCIN_K_MVTEC } from '../core/rscin.js';
+import type { Interval } from '../core/types.js';
+import { DatasetError } from '../datasets/types.js';
+import { versions } from '../outputs/versions.js';
+import { listReferenceImages } from '../pipeline/references.js';
+import { median } from '../threshold.js';
+import { type Calibration, checkFalseAlarm, DEFAULT_FALSE_ALARM } from './calibration.js';
+import { type ExtractedImage, extractImages, stackStages } from './extract.js';
+import { leaveOneOut, rscinRaw } from './scoring.js';
+import { writeBank } from './store.js';
+import { BANK_FORMAT, BANK_FORMAT_VERSION, type BankManifest, type ImageInput } from './types.js';
+
+/** Fewer bank images than this get a warning: each image's pool is small. */
+export const RECOMMENDED_BANK_IMAGES = 8;
+
+export interface BuildBankOptions {
+  /** the bank directory to write (conventionally NAME.bank) */
+  out: string;
+  backbone: Backbone;
+  rList?: number[];
+  interval?: Interval;
+  /** RsCIN windows (default [1, 2, 3]) */
+  kList?: number[];
+  precision?: MsmPrecision;
+  device?: 'cpu' | 'cuda';
+  /** default false-alarm rate stored with the calibration */
+  falseAlarm?: number;
+  batchSize?: number;
+  maxPixels?: number;
+  /** replace an existing bank */
+  force?: boolean;
+  onProgress?: (step: 'extract' | 'score' | 'write', done: number, total: number) => void;
+}
+
+export interface BuildBankResult {
+  path: string;
+  manifest: BankManifest;
+  warnings: string[];
+}
+
+/** Folders holding masks, not product images (MVTec-style trees): left out of banks. */
+const MASK_FOLDERS = new Set(['ground_truth', 'masks']);
+
+/**
+ * Every image below `dir` (recursive, sorted), named by its path relative to `dir`; images in a
+ * `ground_truth` or `masks` folder are left out (listed in `excluded`).
+ */
+export async function imagesOfFolder(dir: string): Promise<{ inputs: ImageInput[]; excluded: { name: string; reason: string }[] }> {
+  const names = (await listReferenceImages(dir)).map((f) => ({ f, name: relative(dir, f).split(sep).join('/') }));
+  const isMask = (name: string): boolean =>
+    name
+      .split('/')
+      .slice(0, -1)
+      .some((d) => MASK_FOLDERS.has(d));
+  const excluded = names
+    .filter((x) => isMask(x.name))
+    .map((x) => ({ name: x.name, reason: 'in a mask folder (ground_truth/ or masks/), not a product image' }));
+  const inputs = await Promise.all(names.filter((x) => !isMask(x.name)).map(async (x) => ({ name: x.name, bytes: await readFile(x.f) })));
+  return { inputs, excluded };
+}
+
+/** Keeps the first of images with identical bytes; the others are skipped with the reason. */
+function dropDuplicates(images: ExtractedImage[], skipped: { name: string; reason: string }[]): ExtractedImage[] {
+  const seen = new Map<string, string>();
+  return images.filter((im) => {
+    const first = seen.get(im.sha256);
+    if (first !== undefined) skipped.push({ name: im.name, reason: `same content as ${first} (a duplicate would match itself)` });
+    else seen.set(im.sha256, im.name);
+    return first === undefined;
+  });
+}
+
+export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Promise<BuildBankResult> {
+  if (inputs.length === 0) throw new DatasetError('no images given for the bank');
+  const falseAlarm = checkFalseAlarm(o.falseAlarm ?? DEFAULT_FALSE_ALARM);
+  const rList = o.rList ?? DEFAULT_R_LIST,
+    interval = o.interval ?? DEFAULT_INTERVAL,
+    kList = o.kList ?? RSCIN_K_MVTEC;
+  const ex = await extractImages(inputs, o.backbone, {
+    batchSize: o.batchSize,
+    maxPixels: o.maxPixels,
+    onProgress: (d, t) => o.onProgress?.('extract', d, t),
+  });
+  const images = dropDuplicates(ex.images, ex.skipped);
+  const n = images.length;
+  if (n < 2 || !ex.dims)
+    throw new DatasetError(
+      `a bank needs at least 2 readable images, got ${n}${
+        ex.skipped.length
+          ? ` (skipped: ${ex.skipped
+              .map((s) => `${s.name}: ${s.reason}`)
+              .slice(0, 3)
+              .join('; ')})`
+          : ''
+      }`,
+    );
+  const warnings = ex.skipped.map((s) => `skipped ${s.name}: ${s.reason}`);
+  if (n < RECOMMENDED_BANK_IMAGES)
+    warnings.push(
+      `the bank holds ${n} images; at least ${RECOMMENDED_BANK_IMAGES} are recommended ` +
+        '(each score is a mean over the nearest 30% of the bank)',
+    );
+  const stages = stackStages(images, ex.dims);
+  const settings = { rList, interval, precision: o.precision ?? DEFAULT_MSM_PRECISION, device: o.device };
+  const loo = await leaveOneOut(stages, settings, (d, t) => o.onProgress?.('score', d, t));
+  const S = o.backbone.imageSize;
+  const maps = upsampleAlignCorners(loo.patch, n, loo.h, loo.w, S, S); // [n, S, S] as musc run
+  const imageScores = mapMaxima(maps, n);
+  const tokens = { n, d: ex.tokenDim, data: new Float32Array(n * ex.tokenDim) };
+  images.forEach((im, i) => tokens.data.set(im.token, i * ex.tokenDim));
+  const calibration: Calibration = {
+    rule: 'median + z(1 - false_alarm) * 1.4826 * MAD',
+    false_alarm: falseAlarm,
+    scores: Array.from(rscinRaw(imageScores, tokens, kList)),
+    image_scores: Array.from(imageScores),
+    map_medians: images.map((_, i) => median(maps.subarray(i * S * S, (i + 1) * S * S))),
+  };
+  const v = versions();
+  o.onProgress?.('write', 0, 1);
+  const manifest = await writeBank(
+    o.out,
+    {
+      manifest: {
+        format: BANK_FORMAT,
+        format_version: BANK_FORMAT_VERSION,
+        created: new Date().toISOString(),
+        software: { musc: v.musc, node: v.node, onnxruntime: v.onnxruntime, sharp: v.sharp },
+        backbone: { name: o.backbone.info.name, weights_sha256: o.backbone.weightsSha256, image_size: S, stages: [...o.backbone.stages] },
+        scoring: { r_list: rList, interval, k_list: kList, msm_precision: settings.precision, feature_storage: 'float16' },
+        features: { stages: ex.dims, token_dim: ex.tokenDim },
+        images: images.map((im) => ({ name: im.name, sha256: im.sha256, width: im.width, height: im.height })),
+        skipped: ex.skipped,
+      },
+      stages,
+      tokens,
+      calibration,
+    },
+    { force: o.force },
+  );
+  o.onProgress?.('write', 1, 1);
+  return { path: o.out, manifest, warnings };
+}

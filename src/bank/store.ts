@@ -1,0 +1,196 @@
+/**
+ * A bank on disk: a directory NAME.bank holding
+ *
+ *   manifest.json          settings, software version, images (name, sha256, size), skipped inputs,
+ *                          the sha256 and size of every other file, and its own checksum
+ *   features.safetensors   stage_<l>: F16 [N, h, w, C] patch features per stage; tokens: F32 [N, D]
+ *   calibration.json       leave-one-out scores (calibration.ts)
+ *
+ * Written into a temporary directory next to the target (`.musc-tmp-NAME.bank.<pid>.<random>`,
+ * every file fsynced) and renamed into place, so a reader never sees half a bank; an existing
+ * bank is replaced only with `force` (renamed away first, deleted after). Leftover temporary
+ * directories of killed builds are removed by the next build of the same name.
+ * openBank verifies the manifest checksum, every file's sha256 and every shape before use.
+ */
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { sharedFeatures } from '../compute/worker.js';
+import type { ImageTokens, StageFeatures } from '../core/types.js';
+import { tempPathFor } from '../io/atomic.js';
+import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../io/safetensors.js';
+import { temporaryOwner } from '../outputs/temp-files.js';
+import type { Calibration } from './calibration.js';
+import { sha256 } from './extract.js';
+import { BANK_FORMAT, BANK_FORMAT_VERSION, type Bank, type BankFile, type BankManifest } from './types.js';
+
+export const MANIFEST = 'manifest.json';
+export const FEATURES = 'features.safetensors';
+export const CALIBRATION = 'calibration.json';
+
+/** A bank that cannot be used (missing, corrupt, other format): names the bank and the problem. */
+export class BankError extends Error {
+  constructor(
+    readonly bank: string,
+    message: string,
+  ) {
+    super(`bank ${bank}: ${message}`);
+    this.name = 'BankError';
+  }
+}
+
+/** sha256 of the manifest's JSON without its checksum field. */
+export function manifestChecksum(m: Omit<BankManifest, 'checksum'> & { checksum?: string }): string {
+  const { checksum: _drop, ...rest } = m;
+  return sha256(Buffer.from(JSON.stringify(rest), 'utf8'));
+}
+
+async function writeSynced(path: string, data: Uint8Array | string): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Removes temporary bank directories of dead processes for this target. */
+async function removeStaleBankTemps(out: string): Promise<void> {
+  const parent = dirname(out),
+    prefix = basename(tempPathFor(out)).replace(/\.\d+\.[0-9a-f]{8}$/, '');
+  const ents = await readdir(parent, { withFileTypes: true }).catch(() => []);
+  for (const e of ents) {
+    if (!e.isDirectory() || !e.name.startsWith(`${prefix}.`)) continue;
+    const pid = temporaryOwner(e.name);
+    if (pid === null || pid === process.pid) continue;
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    if (!alive) await rm(join(parent, e.name), { recursive: true, force: true });
+  }
+}
+
+export interface BankContents {
+  manifest: Omit<BankManifest, 'files' | 'checksum'>;
+  stages: StageFeatures<Uint16Array>[];
+  tokens: ImageTokens;
+  calibration: Calibration;
+}
+
+/** Writes a bank directory atomically (see the module comment); returns the final manifest. */
+export async function writeBank(out: string, c: BankContents, opts: { force?: boolean } = {}): Promise<BankManifest> {
+  if ((await exists(out)) && !opts.force) throw new BankError(out, 'already exists (give --force to replace it)');
+  await mkdir(dirname(out), { recursive: true });
+  await removeStaleBankTemps(out);
+  const tmp = tempPathFor(out);
+  await mkdir(tmp);
+  try {
+    const tensors: Record<string, TensorToWrite> = { tokens: { dtype: 'F32', shape: [c.tokens.n, c.tokens.d], data: c.tokens.data } };
+    c.stages.forEach((s, l) => (tensors[`stage_${l}`] = { dtype: 'F16', shape: [s.n, s.h, s.w, s.c], data: s.data }));
+    const files: BankFile[] = [];
+    for (const [name, data] of [
+      [FEATURES, encodeSafetensors(tensors, { format: BANK_FORMAT })],
+      [CALIBRATION, JSON.stringify(c.calibration, null, 1) + '\n'],
+    ] as const) {
+      const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+      await writeSynced(join(tmp, name), bytes);
+      files.push({ name, sha256: sha256(bytes), bytes: bytes.length });
+    }
+    const body = { ...c.manifest, files };
+    const manifest: BankManifest = { ...body, checksum: manifestChecksum(body) };
+    await writeSynced(join(tmp, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+    if (await exists(out)) {
+      const old = tempPathFor(out);
+      await rename(out, old);
+      await rename(tmp, out);
+      await rm(old, { recursive: true, force: true });
+    } else await rename(tmp, out);
+    return manifest;
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function parseJson<T>(bank: string, file: string, text: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new BankError(bank, `${file} is not valid JSON (corrupt?): ${(e as Error).message}`);
+  }
+}
+
+/** Reads and checks manifest.json (format, version, checksum). */
+export async function readManifest(path: string): Promise<BankManifest> {
+  const st = await stat(path).catch(() => null);
+  if (!st) throw new BankError(path, 'not found');
+  if (!st.isDirectory()) throw new BankError(path, 'is not a bank directory (a bank is a folder NAME.bank made by `musc bank build`)');
+  const text = await readFile(join(path, MANIFEST), 'utf8').catch(() => null);
+  if (text === null) throw new BankError(path, `${MANIFEST} is missing: not a bank, or an incomplete copy`);
+  const m = parseJson<BankManifest>(path, MANIFEST, text);
+  if (m.format !== BANK_FORMAT) throw new BankError(path, `${MANIFEST} is not a musc bank manifest (format '${String(m.format)}')`);
+  if (m.format_version !== BANK_FORMAT_VERSION)
+    throw new BankError(path, `bank format version ${m.format_version}; this musc reads version ${BANK_FORMAT_VERSION}`);
+  if (m.checksum !== manifestChecksum(m))
+    throw new BankError(path, `${MANIFEST} is corrupt or was edited (its checksum does not match its content)`);
+  return m;
+}
+
+/** Opens a bank and verifies everything (checksums, shapes); throws BankError naming the problem. */
+export async function readBank(path: string): Promise<Bank> {
+  const manifest = await readManifest(path);
+  const bytes = new Map<string, Buffer>();
+  for (const f of manifest.files) {
+    const b = await readFile(join(path, f.name)).catch(() => null);
+    if (!b) throw new BankError(path, `${f.name} is missing`);
+    if (b.length !== f.bytes)
+      throw new BankError(path, `${f.name} has ${b.length} bytes, the manifest says ${f.bytes} (truncated or replaced?)`);
+    if (sha256(b) !== f.sha256)
+      throw new BankError(
+        path,
+        `${f.name} is corrupt (sha256 ${sha256(b).slice(0, 12)}..., the manifest says ${f.sha256.slice(0, 12)}...)`,
+      );
+    bytes.set(f.name, b);
+  }
+  if (!bytes.has(FEATURES) || !bytes.has(CALIBRATION))
+    throw new BankError(path, `the manifest does not list ${FEATURES} and ${CALIBRATION}`);
+  const { stages, tokens } = readFeatures(path, manifest);
+  const calibration = parseJson<Bank['calibration']>(path, CALIBRATION, bytes.get(CALIBRATION)!.toString('utf8'));
+  const n = manifest.images.length;
+  for (const k of ['scores', 'image_scores', 'map_medians'] as const) {
+    if (!Array.isArray(calibration[k]) || calibration[k].length !== n)
+      throw new BankError(path, `${CALIBRATION}: '${k}' must hold ${n} values`);
+  }
+  return { path, manifest, stages, tokens, calibration };
+}
+
+function readFeatures(path: string, m: BankManifest): { stages: StageFeatures<Uint16Array>[]; tokens: ImageTokens } {
+  const n = m.images.length;
+  const f = SafetensorsFile.open(join(path, FEATURES));
+  try {
+    const stages = m.features.stages.map((d, l) => {
+      const t = f.float16(`stage_${l}`);
+      const want = [n, d.h, d.w, d.c];
+      if (t.shape.join() !== want.join()) throw new BankError(path, `stage_${l} has shape [${t.shape}], the manifest says [${want}]`);
+      const data = sharedFeatures('float16', t.data.length) as Uint16Array;
+      data.set(t.data);
+      return { n, h: d.h, w: d.w, c: d.c, data };
+    });
+    const tk = f.float32('tokens');
+    if (tk.shape.join() !== [n, m.features.token_dim].join())
+      throw new BankError(path, `tokens have shape [${tk.shape}], expected [${n},${m.features.token_dim}]`);
+    return { stages, tokens: { n, d: m.features.token_dim, data: tk.data } };
+  } finally {
+    f.close();
+  }
+}

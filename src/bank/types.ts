@@ -1,0 +1,166 @@
+/**
+ * The shapes of a bank (a saved, self-calibrated set of reference features of one product) and of
+ * its predictions. See src/bank/index.ts for the public API and docs/architecture.md "Bank".
+ */
+
+import type { Backbone } from '../backbones/types.js';
+import type { MsmPrecision } from '../core/kernel.js';
+import type { ImageTokens, Interval, StageFeatures } from '../core/types.js';
+import type { Calibration } from './calibration.js';
+
+export const BANK_FORMAT = 'musc-bank';
+export const BANK_FORMAT_VERSION = 1;
+
+/** One bank image: its name (relative path at build), content hash and original size. */
+export interface BankImage {
+  name: string;
+  /** sha256 of the file's bytes */
+  sha256: string;
+  width: number;
+  height: number;
+}
+
+/** A file of the bank directory, with its sha256 (verified by openBank). */
+export interface BankFile {
+  name: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** manifest.json of a bank directory. */
+export interface BankManifest {
+  format: typeof BANK_FORMAT;
+  format_version: number;
+  created: string;
+  /** package versions at build (musc = package.json version) */
+  software: { musc: string; node: string; onnxruntime: string; sharp: string };
+  backbone: { name: string; weights_sha256: string; image_size: number; stages: number[] };
+  scoring: { r_list: number[]; interval: Interval; k_list: number[]; msm_precision: MsmPrecision; feature_storage: 'float16' };
+  /** per stage patch grid and channels; image token length */
+  features: { stages: { h: number; w: number; c: number }[]; token_dim: number };
+  images: BankImage[];
+  /** inputs not in the bank, with the reason */
+  skipped: { name: string; reason: string }[];
+  files: BankFile[];
+  /** sha256 of this manifest's JSON without this field (manifestChecksum) */
+  checksum: string;
+}
+
+/** An opened, verified bank held in memory. */
+export interface Bank {
+  /** the bank directory */
+  path: string;
+  manifest: BankManifest;
+  /** per stage [N, h, w, C] float16 bit patterns */
+  stages: StageFeatures<Uint16Array>[];
+  /** [N, D] image tokens (RsCIN) */
+  tokens: ImageTokens;
+  calibration: Calibration;
+  /** the backbone, loaded by the first predict (closeBank disposes it) */
+  backbone?: Backbone;
+}
+
+/** A connected region of the predicted defect mask, in original image pixels. */
+export interface Region {
+  /** 1..count, in raster order of the region's first pixel */
+  id: number;
+  /** bounding box: left, top, width, height (pixels of the original image) */
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  /** pixels in the region */
+  area: number;
+  /** highest and mean anomaly score of its pixels (raw units) */
+  peak: number;
+  mean: number;
+}
+
+/** An anomaly map at the original image size: data [height, width], raw score units. */
+export interface AnomalyMap {
+  width: number;
+  height: number;
+  data: Float32Array;
+}
+
+/** Raw pixel values lo..hi span the colour bar; the pixel threshold sits in its middle. */
+export interface ColourScale {
+  lo: number;
+  hi: number;
+  threshold: number;
+}
+
+export interface ImagePrediction {
+  name: string;
+  /** the classification score: RsCIN of the image score within bank + image (raw units, calibration.ts) */
+  score: number;
+  /** the image score before RsCIN: maximum of the S x S anomaly map (as musc run's `score`) */
+  imageScore: number;
+  /** anomalib convention: 0.5 at the threshold, clipped to [0, 1] (calibration.ts normalizeScore) */
+  normalized: number;
+  verdict: 'OK' | 'NG';
+  /** the image threshold used (NG iff score >= threshold) */
+  threshold: number;
+  /** pixels above it form the mask */
+  pixelThreshold: number;
+  /** the original image size */
+  width: number;
+  height: number;
+  regions: Region[];
+  /** colour scale of heatmaps and composites (fixed by the bank, the same for every image) */
+  colourScale: ColourScale;
+  /** milliseconds: this image's decode, and its share of the batch's backbone and scoring; its own post-processing */
+  timings: { decodeMs: number; backboneMs: number; scoringMs: number; postMs: number };
+  warnings: string[];
+  /** anomaly map at the original size (with opts.maps) */
+  map?: AnomalyMap;
+  /** [height * width] 0/1 defect mask at the original size (with opts.maps) */
+  mask?: Uint8Array;
+  /** patch scores [h * w] (with opts.patches; tests) */
+  patch?: { h: number; w: number; data: Float64Array };
+}
+
+export interface PredictOptions {
+  /** image threshold override (raw score units); default: the bank's calibration */
+  threshold?: number;
+  /** pixel threshold override */
+  pixelThreshold?: number;
+  /** target false-alarm rate of the calibrated thresholds (default DEFAULT_FALSE_ALARM) */
+  falseAlarm?: number;
+  /** settings that must match the bank (an error names both when they differ) */
+  expect?: { backbone?: string; imageSize?: number; stages?: number[] };
+  /** RsCIN windows (default: the bank's k_list); [0] disables */
+  kList?: number[];
+  /** MSM precision (default: the bank's) */
+  precision?: MsmPrecision;
+  device?: 'cpu' | 'cuda';
+  /** images per scoring batch (default 16) */
+  batchSize?: number;
+  /** keep the map and mask at the original size in each prediction */
+  maps?: boolean;
+  /** keep the patch scores (tests) */
+  patches?: boolean;
+  maxPixels?: number;
+  /** progress: step, done, total */
+  onProgress?: (step: 'extract' | 'score' | 'post', done: number, total: number) => void;
+  /** the weight file, when the bank was built with one (--weights) */
+  weightsPath?: string;
+  /** backbone loader (default: the registry's loadBackbone) */
+  loadBackbone?: (
+    name: string,
+    opts: { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string },
+  ) => Promise<Backbone>;
+}
+
+export interface PredictOutput {
+  predictions: ImagePrediction[];
+  /** inputs that could not be read or scored, with the reason */
+  skipped: { name: string; reason: string }[];
+  timings: { totalMs: number };
+}
+
+/** An input image: a name (for messages and outputs) and the file's bytes. */
+export interface ImageInput {
+  name: string;
+  bytes: Buffer;
+}

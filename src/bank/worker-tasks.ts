@@ -1,0 +1,98 @@
+/**
+ * (compute worker) Predict with the bank's LNAMD kept in the worker. LNAMD is per image, so the
+ * bank's aggregated features Z [n, P, C'] per (stage, r) do not depend on the new images: they are
+ * computed on a bank's first predict and kept (BANK_Z_CACHE_BYTES at most, the last
+ * BANK_Z_CACHE_BANKS banks), and each call aggregates only its new images. The passes then run as
+ * scorePlan runs them (same Z rows, same pairs, same stage-major sum), so the scores are those of
+ * the plan in scoring.ts (tested). Without this, a one-image predict spends most of its time
+ * re-aggregating the bank (README, Inspect new images).
+ */
+import { performance } from 'node:perf_hooks';
+import type { WorkerContext } from '../compute/worker.js';
+import { aggregateStage, layerNormImages, lnamdTarget } from '../core/lnamd.js';
+import { neededPairs } from '../core/plan.js';
+import { cancelledError, scoreBank } from '../core/score.js';
+import type { StageFeatures } from '../core/types.js';
+import { kernelFor } from '../scoring/tasks.js';
+import { type BankScoreSettings, type PatchResult, predictVariant } from './scoring.js';
+
+/** Banks whose Z are kept, and the most bytes one bank's Z may take to be kept. */
+export const BANK_Z_CACHE_BANKS = 2;
+export const BANK_Z_CACHE_BYTES = 2 ** 30;
+
+const cache = new Map<string, Float32Array[]>();
+
+/** The bank's Z per pass (index l * R + ri), from the cache or computed (and kept when small enough). */
+function bankZ(key: string, bank: StageFeatures[], rList: number[]): Float32Array[] {
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const target = lnamdTarget(bank);
+  const z: Float32Array[] = [];
+  for (const stage of bank) {
+    const normed = layerNormImages(stage);
+    for (const r of rList) z.push(aggregateStage(stage, normed, r, target));
+  }
+  const bytes = z.reduce((a, x) => a + x.byteLength, 0);
+  if (bytes <= BANK_Z_CACHE_BYTES) {
+    cache.set(key, z);
+    while (cache.size > BANK_Z_CACHE_BANKS) cache.delete(cache.keys().next().value!);
+  }
+  return z;
+}
+
+/** (worker) Forgets a bank's Z (closeBank). */
+export function dropBankZ(key: string): void {
+  for (const k of [...cache.keys()]) if (k.startsWith(`${key}/`)) cache.delete(k);
+}
+
+/** (worker) Patch scores [m, P] of new images against the bank; `key` names the bank's content. */
+export async function predictTask(
+  key: string,
+  fresh: StageFeatures[],
+  bank: StageFeatures[],
+  s: BankScoreSettings,
+  ctx?: WorkerContext,
+): Promise<PatchResult> {
+  const kernel = await kernelFor(s.device, s.precision);
+  let t0 = performance.now();
+  const bz = bankZ(`${key}/${s.rList.join(',')}`, bank, s.rList);
+  let lnamdMs = performance.now() - t0,
+    msmMs = 0;
+  const target = lnamdTarget(bank);
+  const m = fresh[0]!.n,
+    n = bank[0]!.n,
+    P = target.gridH * target.gridW,
+    C = target.channels,
+    L = bank.length,
+    R = s.rList.length;
+  const variant = predictVariant(m, n, s.interval);
+  const need = neededPairs({ n: m + n, rList: s.rList, variants: [variant] });
+  const patch = new Float64Array(m * P);
+  let done = 0;
+  const table = {
+    need,
+    onBlock: (d: number, t: number) => {
+      if (ctx?.cancelled()) throw cancelledError();
+      ctx?.progress(done + d / t, L * R, 'scoring');
+    },
+  };
+  for (let l = 0; l < L; l++) {
+    t0 = performance.now();
+    const normed = layerNormImages(fresh[l]!);
+    lnamdMs += performance.now() - t0;
+    for (let ri = 0; ri < R; ri++) {
+      t0 = performance.now();
+      const z = new Float32Array((m + n) * P * C); // [new..., bank...]
+      z.set(aggregateStage(fresh[l]!, normed, s.rList[ri]!, target), 0);
+      z.set(bz[l * R + ri]!, m * P * C);
+      lnamdMs += performance.now() - t0;
+      t0 = performance.now();
+      const [scores] = await scoreBank(z, m + n, P, C, [variant], kernel, table);
+      msmMs += performance.now() - t0;
+      const wgt = 1 / (L * R);
+      for (let k = 0; k < scores!.length; k++) patch[k] += scores![k]! * wgt;
+      ctx?.progress(++done, L * R, 'scoring');
+    }
+  }
+  return { h: target.gridH, w: target.gridW, patch, timings: { lnamdMs, msmMs } };
+}

@@ -1,0 +1,391 @@
+/**
+ * Banks: leave-one-out predict equals zero-shot MuSc on the bank (1e-6), the bank file format
+ * (atomic, verified: corrupt / edited / mismatched banks are refused with the reason), skipped
+ * inputs, regions at the original size, calibration and pictures.
+ */
+
+import assert from 'node:assert/strict';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import sharp from 'sharp';
+import type { Backbone } from '../src/backbones/types.js';
+import {
+  falseAlarmThreshold,
+  normalizeScore,
+  normalQuantile,
+  readThresholdArg,
+  runVerdicts,
+  writeThresholdFile,
+} from '../src/bank/calibration.js';
+import {
+  buildBank,
+  closeBank,
+  type ImageInput,
+  imagesOfFolder,
+  openBank,
+  predict,
+  renderCompositePng,
+  renderMaskPng,
+} from '../src/bank/index.js';
+import { regionsOf } from '../src/bank/regions.js';
+import { runPixelScale, writeRunWhere } from '../src/bank/run-where.js';
+import { scoreAgainstBank, scoreAgainstBankCached } from '../src/bank/scoring.js';
+import { shutdownCompute } from '../src/compute/worker.js';
+import { l2NormalizeRows } from '../src/core/rscin.js';
+import type { StageFeatures } from '../src/core/types.js';
+import { toFloat16 } from '../src/io/float16.js';
+import { scorePatches } from '../src/scoring/musc.js';
+import { tempDir } from './helpers/cli-env.js';
+import { fakeBackbone } from './helpers/cli-fakes.js';
+import { lcgSigned } from './helpers/lcg.js';
+
+after(shutdownCompute);
+
+/** float16 stage of n images (as banks and musc run keep features) */
+function stage(n: number, h: number, c: number, seed: number): StageFeatures<Uint16Array> {
+  return { n, h, w: h, c, data: toFloat16(new Float32Array(n * h * h * c).map(lcgSigned(seed))) };
+}
+
+function take(s: StageFeatures<Uint16Array>, idx: number[]): StageFeatures<Uint16Array> {
+  const per = s.h * s.w * s.c;
+  const data = new Uint16Array(idx.length * per);
+  idx.forEach((i, k) => data.set(s.data.subarray(i * per, (i + 1) * per), k * per));
+  return { ...s, n: idx.length, data };
+}
+
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+};
+
+test('predicting bank image i against the bank without i gives the zero-shot MuSc patch scores of image i (1e-6)', async () => {
+  const n = 7;
+  const stages = [stage(n, 4, 8, 3), stage(n, 2, 12, 4)];
+  const opts = { rList: [1, 3], interval: [0, 0.3] as [number, number] };
+  const zero = await scorePatches(stages, opts);
+  const P = zero.h * zero.w;
+  for (let i = 0; i < n; i++) {
+    const others = [...Array(n).keys()].filter((j) => j !== i);
+    const res = await scoreAgainstBank(
+      stages.map((s) => take(s, [i])),
+      stages.map((s) => take(s, others)),
+      opts,
+    );
+    assert.equal(res.h * res.w, P);
+    const d = maxDiff(res.patch, zero.data.subarray(i * P, (i + 1) * P));
+    assert.ok(d <= 1e-6, `image ${i}: max difference ${d}`);
+    // predict's path: the bank's LNAMD kept in the worker (twice: computed, then from the cache)
+    for (let k = 0; k < 2; k++) {
+      const cached = await scoreAgainstBankCached(
+        `loo-${i}`,
+        stages.map((s) => take(s, [i])),
+        stages.map((s) => take(s, others)),
+        opts,
+      );
+      const dc = maxDiff(cached.patch, zero.data.subarray(i * P, (i + 1) * P));
+      assert.ok(dc <= 1e-6, `image ${i} (bank LNAMD cached, call ${k + 1}): max difference ${dc}`);
+    }
+  }
+  // and a new image is not scored against the other new images of the same call
+  const both = await scoreAgainstBank(
+    stages.map((s) => take(s, [0, 1])),
+    stages.map((s) => take(s, [2, 3, 4, 5, 6])),
+    opts,
+  );
+  const alone = await scoreAgainstBank(
+    stages.map((s) => take(s, [0])),
+    stages.map((s) => take(s, [2, 3, 4, 5, 6])),
+    opts,
+  );
+  assert.ok(maxDiff(both.patch.subarray(0, P), alone.patch) <= 1e-6);
+});
+
+/** a non-square noise PNG with a bright square at (x, y) when given */
+async function png(w: number, h: number, seed: number, spot?: [number, number]): Promise<Buffer> {
+  const r = lcgSigned(seed);
+  const px = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = 40 + 3 * x + 2 * y + 20 * c + Math.round(8 * r());
+  if (spot) for (let y = spot[1]; y < spot[1] + 8; y++) for (let x = spot[0]; x < spot[0] + 8; x++) px.set([250, 20, 20], (y * w + x) * 3);
+  return sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toBuffer();
+}
+
+/** the fake backbone with unit image tokens (as the real backbones give) */
+const bb = ((): Backbone => {
+  const f = fakeBackbone(32, 4);
+  return {
+    ...f,
+    extract: async (x, b) => {
+      const r = await f.extract(x, b);
+      l2NormalizeRows(r.imageTokens.data, r.imageTokens.n, r.imageTokens.d);
+      return r;
+    },
+  };
+})();
+const loader = async () => bb;
+
+async function inputs(count: number, seed0: number): Promise<ImageInput[]> {
+  return Promise.all(Array.from({ length: count }, async (_, i) => ({ name: `img${i}.png`, bytes: await png(48, 32, seed0 + i) })));
+}
+
+test("end to end: a bank without image 0 scores image 0 as the full bank's leave-one-out; verdicts, regions at original size", async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-');
+  try {
+    const imgs = await inputs(8, 10);
+    const full = await buildBank(imgs, { out: join(dir, 'full.bank'), backbone: bb });
+    const rest = await buildBank(imgs.slice(1), { out: join(dir, 'rest.bank'), backbone: bb });
+    assert.equal(full.manifest.images.length, 8);
+    const fb = await openBank(full.path),
+      rb = await openBank(rest.path);
+    const out = await predict(rb, [imgs[0]!], { loadBackbone: loader, maps: true });
+    const p = out.predictions[0]!;
+    assert.ok(Math.abs(p.imageScore - fb.calibration.image_scores[0]!) <= 1e-6, `${p.imageScore} vs ${fb.calibration.image_scores[0]}`);
+    assert.equal(p.width, 48);
+    assert.equal(p.height, 32);
+    assert.equal(p.map!.data.length, 48 * 32);
+    assert.ok(p.verdict === 'OK' || p.verdict === 'NG');
+    assert.ok(p.normalized >= 0 && p.normalized <= 1);
+    // a defect: NG, with a region around the spot (original pixels)
+    const badBytes = await png(48, 32, 99, [30, 10]);
+    const bad = await predict(fb, [{ name: 'bad.png', bytes: badBytes }], { loadBackbone: loader, maps: true });
+    const q = bad.predictions[0]!;
+    assert.equal(q.verdict, 'NG', `score ${q.score}, threshold ${q.threshold}`);
+    assert.ok(q.normalized > 0.5);
+    assert.ok(q.regions.length >= 1);
+    const r = q.regions.find((g) => g.x <= 34 && g.x + g.width >= 34 && g.y <= 14 && g.y + g.height >= 14);
+    assert.ok(r, `a region covers the spot: ${JSON.stringify(q.regions)}`);
+    const meta = await sharp(await renderMaskPng(q)).metadata();
+    assert.deepEqual([meta.width, meta.height], [48, 32]);
+    const comp = await sharp(await renderCompositePng(badBytes, q)).metadata();
+    assert.equal(comp.height, 32);
+    assert.ok(comp.width! > 3 * 48);
+    // RsCIN off: the score is the image score, the threshold on the bank's image scores
+    const raw = (await predict(fb, [imgs[0]!], { loadBackbone: loader, kList: [0] })).predictions[0]!;
+    assert.equal(raw.score, raw.imageScore);
+    assert.equal(raw.threshold, falseAlarmThreshold(fb.calibration.image_scores));
+    await closeBank(fb);
+    await closeBank(rb);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('bad inputs are skipped with the reason; no images is an error; a duplicate in a bank is dropped', async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-');
+  try {
+    const imgs = await inputs(5, 40);
+    const built = await buildBank(
+      [...imgs, { name: 'copy.png', bytes: imgs[0]!.bytes }, { name: 'notes.png', bytes: Buffer.from('hello') }],
+      { out: join(dir, 'a.bank'), backbone: bb },
+    );
+    assert.deepEqual(built.manifest.skipped.map((s) => s.name).sort(), ['copy.png', 'notes.png']);
+    assert.match(built.manifest.skipped.find((s) => s.name === 'notes.png')!.reason, /not an image/);
+    const bank = await openBank(built.path);
+    const out = await predict(
+      bank,
+      [{ name: 'empty.png', bytes: Buffer.alloc(0) }, { name: 'x.txt', bytes: Buffer.from('text') }, imgs[1]!],
+      { loadBackbone: loader },
+    );
+    assert.deepEqual(
+      out.skipped.map((s) => s.name),
+      ['empty.png', 'x.txt'],
+    );
+    assert.match(out.skipped[0]!.reason, /empty/);
+    assert.equal(out.predictions.length, 1);
+    assert.match(out.predictions[0]!.warnings.join(), /is in the bank/);
+    await assert.rejects(predict(bank, [], { loadBackbone: loader }), /no images/);
+    // other formats are decoded (JPEG, grayscale); another aspect ratio is scored with a warning
+    const jpeg = await sharp(imgs[2]!.bytes).jpeg().toBuffer();
+    const gray = await sharp(imgs[3]!.bytes).grayscale().png().toBuffer();
+    const tall = await sharp(imgs[4]!.bytes).resize(32, 64, { fit: 'fill' }).png().toBuffer();
+    const other = await predict(
+      bank,
+      [
+        { name: 'a.jpg', bytes: jpeg },
+        { name: 'g.png', bytes: gray },
+        { name: 't.png', bytes: tall },
+      ],
+      { loadBackbone: loader, maps: true },
+    );
+    assert.deepEqual(
+      other.predictions.map((p) => [p.name, p.width, p.height]),
+      [
+        ['a.jpg', 48, 32],
+        ['g.png', 48, 32],
+        ['t.png', 32, 64],
+      ],
+    );
+    assert.equal(other.predictions[0]!.warnings.length, 0);
+    assert.match(other.predictions[2]!.warnings.join(), /32x64; no bank image has this aspect ratio/);
+    assert.equal(other.predictions[2]!.mask!.length, 32 * 64);
+    await assert.rejects(buildBank([imgs[0]!], { out: join(dir, 'b.bank'), backbone: bb }), /at least 2 readable images/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a bank folder leaves out mask folders (ground_truth/, masks/)', async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-');
+  try {
+    for (const [i, rel] of ['good/a.png', 'good/b.png', 'ground_truth/x/a_mask.png'].entries()) {
+      await mkdir(join(dir, rel, '..'), { recursive: true });
+      await writeFile(join(dir, rel), await png(16, 16, i));
+    }
+    const { inputs, excluded } = await imagesOfFolder(dir);
+    assert.deepEqual(
+      inputs.map((x) => x.name),
+      ['good/a.png', 'good/b.png'],
+    );
+    assert.deepEqual(
+      excluded.map((x) => x.name),
+      ['ground_truth/x/a_mask.png'],
+    );
+  } finally {
+    await cleanup();
+  }
+});
+
+test('bank files: written atomically, refused when corrupt, edited, or built with other settings', async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-');
+  try {
+    const out = join(dir, 'p.bank');
+    await buildBank(await inputs(5, 60), { out, backbone: bb });
+    assert.deepEqual((await readdir(dir)).sort(), ['p.bank']); // no temporary left
+    assert.deepEqual((await readdir(out)).sort(), ['calibration.json', 'features.safetensors', 'manifest.json']);
+    await assert.rejects(buildBank(await inputs(5, 60), { out, backbone: bb }), /already exists/);
+    await buildBank(await inputs(5, 70), { out, backbone: bb, force: true });
+    assert.deepEqual((await readdir(dir)).sort(), ['p.bank']);
+    const bank = await openBank(out);
+    await assert.rejects(
+      predict(bank, await inputs(1, 1), { loadBackbone: loader, expect: { backbone: 'resnet50' } }),
+      /built with backbone 'fake'; this call asks for 'resnet50'/,
+    );
+    await assert.rejects(
+      predict(bank, await inputs(1, 1), { loadBackbone: loader, expect: { imageSize: 224 } }),
+      /image size 32; this call asks for 224/,
+    );
+    const other = { ...bb, weightsSha256: '1'.repeat(64) };
+    await assert.rejects(predict(await openBank(out), await inputs(1, 1), { loadBackbone: async () => other }), /weights sha256/);
+    // a flipped byte in the features
+    const feat = join(out, 'features.safetensors');
+    const b = await readFile(feat);
+    b[b.length - 5] ^= 0x10;
+    await writeFile(feat, b);
+    await assert.rejects(openBank(out), /features\.safetensors is corrupt/);
+    b[b.length - 5] ^= 0x10;
+    await writeFile(feat, b);
+    await openBank(out);
+    // an edited manifest
+    const man = join(out, 'manifest.json');
+    const text = await readFile(man, 'utf8');
+    await writeFile(man, text.replace('"r_list": [\n      1,', '"r_list": [\n      3,'));
+    await assert.rejects(openBank(out), /checksum/);
+    await writeFile(man, text);
+    await assert.rejects(openBank(join(dir, 'missing.bank')), /not found/);
+    await assert.rejects(openBank(feat), /not a bank directory/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('calibration: robust false-alarm threshold, normalised score, run verdicts, threshold files', async () => {
+  assert.ok(Math.abs(normalQuantile(0.99) - 2.3263478740408408) < 1e-8);
+  assert.ok(Math.abs(normalQuantile(0.5)) < 1e-12);
+  assert.ok(Math.abs(normalQuantile(0.001) + 3.090232306167813) < 1e-8);
+  const good = Array.from({ length: 20 }, (_, i) => 1 + 0.01 * i);
+  const t = falseAlarmThreshold(good, 0.01);
+  const withDefects = falseAlarmThreshold([...good.slice(2), 5, 9], 0.01); // two defects replace two goods
+  assert.ok(Math.abs(withDefects - t) < 0.02 * t, `${t} vs ${withDefects}`);
+  assert.equal(normalizeScore(t, t, 1.1), 0.5);
+  assert.equal(normalizeScore(1.1, t, 1.1), 0);
+  assert.equal(normalizeScore(100, t, 1.1), 1);
+  const lab = runVerdicts([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]);
+  assert.equal(lab.method, 'f1');
+  assert.deepEqual(lab.decisions, ['OK', 'OK', 'NG', 'NG']);
+  const free = runVerdicts([...good, 7], null);
+  assert.equal(free.method, 'calibrated');
+  assert.equal(free.ng, 1);
+  const { dir, cleanup } = await tempDir('musc-thr-');
+  try {
+    await writeThresholdFile(join(dir, 't.json'), { image_threshold: 1.25, pixel_threshold: 2 });
+    assert.deepEqual(await readThresholdArg(join(dir, 't.json')), { image: 1.25, pixel: 2 });
+    assert.deepEqual(await readThresholdArg('0.5'), { image: 0.5 });
+    await assert.rejects(readThresholdArg(join(dir, 'none.json')), /not a number/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('regions: 8-connected components of map > threshold with bbox, area, peak and mean', () => {
+  const W = 6,
+    H = 4;
+  const data = new Float32Array(W * H);
+  data[1 * W + 1] = 2;
+  data[2 * W + 2] = 4; // diagonal: one region
+  data[0 * W + 5] = 3;
+  data[1 * W + 5] = 1; // second region
+  const { mask, regions } = regionsOf({ width: W, height: H, data }, 0.5);
+  assert.equal(
+    mask.reduce((a, b) => a + b, 0),
+    4,
+  );
+  assert.deepEqual(
+    regions.map((r) => [r.x, r.y, r.width, r.height, r.area, r.peak, r.mean]),
+    [
+      [5, 0, 1, 2, 2, 3, 2],
+      [1, 1, 2, 2, 2, 4, 3],
+    ],
+  );
+});
+
+test('musc run where: masks at original size, composites of NG images, regions.csv; pixel threshold from OK images', async () => {
+  const { dir, cleanup } = await tempDir('musc-where-');
+  try {
+    const S = 8,
+      n = 4;
+    const items = await Promise.all(
+      [...Array(n).keys()].map(async (i) => {
+        const path = join(dir, `img${i}.png`);
+        await sharp(await png(30, 20, i + 1)).toFile(path);
+        return { path, rel: `x/img${i}.png`, defect: 'x', label: null, masks: null };
+      }),
+    );
+    const maps = new Float32Array(n * S * S).fill(0.1);
+    for (let i = 0; i < 3; i++) maps[i * S * S + 9] = 0.2 + 0.01 * i; // normal images: a small bump
+    for (let y = 2; y < 5; y++) for (let x = 4; x < 7; x++) maps[3 * S * S + y * S + x] = 1; // image 3: a defect
+    const imageScores = Float64Array.from([0.2, 0.21, 0.22, 1]);
+    const decisions = { method: 'false-alarm' as const, threshold: 0.5, decisions: ['OK', 'OK', 'OK', 'NG'] as ('OK' | 'NG')[], ng: 1 };
+    const r = {
+      name: 'x',
+      items,
+      maps,
+      imageScores,
+      rscinScores: imageScores,
+      decisions,
+      size: S,
+    } as unknown as import('../src/pipeline/types.js').CategoryResult;
+    const scale = runPixelScale(r);
+    assert.ok(Math.abs(scale.threshold - falseAlarmThreshold([0.2, 0.21, 0.22])) < 1e-12);
+    const w = await writeRunWhere(dir, r, true);
+    assert.equal(w.masks, 4);
+    assert.equal(w.composites, 1);
+    const meta = await sharp(join(dir, 'masks', 'x', 'img3.png')).metadata();
+    assert.deepEqual([meta.width, meta.height], [30, 20]);
+    const rows = (await readFile(join(dir, 'regions.csv'), 'utf8')).trim().split('\n');
+    assert.equal(rows[0], 'path,region,x,y,width,height,area,peak,mean');
+    const box = rows
+      .find((l) => l.startsWith('x/img3.png'))!
+      .split(',')
+      .map(Number);
+    // the defect covers grid cells x 4..6, y 2..4 of 8: about x 17..26 of 30, y 5..13 of 20
+    assert.ok(box[2]! >= 12 && box[2]! <= 18 && box[2]! + box[4]! >= 24 && box[3]! >= 3 && box[3]! + box[5]! >= 12, rows.join(' | '));
+    assert.deepEqual(await readdir(join(dir, 'composites', 'x')), ['img3.png']);
+  } finally {
+    await cleanup();
+  }
+});
