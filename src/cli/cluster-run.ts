@@ -19,7 +19,7 @@ export function addClusterRunOptions(cmd: Command): Command {
   return cmd
     .option('--redis <url>', 'run on the cluster of `musc worker`s behind this Redis (e.g. redis://host:6379)')
     .option('--store <dir>', `with --redis: the shared store folder the workers mount (default: $${STORE_DEFAULT_ENV})`)
-    .option('--block-images <n>', 'with --redis: query images per MSM block job (default: about 512 patch rows)', positiveInt)
+    .option('--block-images <n>', 'with --redis: query images per MSM block job (default: about 4096 patch rows)', positiveInt)
     .option('--col-images <n>', 'with --redis: reference images per MSM block job (default: about 4096 patch rows)', positiveInt)
     .option('--redis-timeout <s>', 'with --redis: seconds without Redis before the run fails (default: 15)', positiveInt);
 }

@@ -29,18 +29,27 @@ import type { BlockJobData, ClusterJob } from './jobs.js';
 import type { SharedStore } from './store.js';
 
 export interface BlockSplit {
-  /** query images per block (default: msm.ts, about 512 patch rows) */
+  /** query images per block (default: about CLUSTER_BLOCK_ROWS patch rows) */
   blockImages?: number;
-  /** reference images per block (default: msm.ts, about 4096 patch rows) */
+  /** reference images per block (default: about CLUSTER_BLOCK_ROWS patch rows) */
   colImages?: number;
 }
+
+/**
+ * Default patch rows on each side of a block job: each job redoes LNAMD for its (A + B) images,
+ * which costs about half its GEMM time at 4-8 images a side (P = 784: bench/cluster.json), and
+ * moves (A + B) images of features for A B pairs: square blocks of about 4096 rows (5 x 5 images
+ * at P = 784) keep both small while a job stays a few seconds (docs/scaling.md).
+ */
+export const CLUSTER_BLOCK_ROWS = 4096;
 
 /** Every block job of a plan: [stage][r] -> jobs, one per table block. */
 export async function planBlockJobs(stages: StageFeatures[], plan: ScoringPlan, o: ScoreOptions, split: BlockSplit, store: SharedStore, run: string) {
   const target = lnamdTarget(stages, o.targetChannels);
   const P = target.gridH * target.gridW;
   const need = neededPairs(plan);
-  const blocks = tableBlocks(plan.n, P, need, { ...split, ...(o.maxRows !== undefined ? { maxRows: o.maxRows } : {}) });
+  const side = Math.max(1, Math.round(CLUSTER_BLOCK_ROWS / P));
+  const blocks = tableBlocks(plan.n, P, need, { blockImages: split.blockImages ?? side, colImages: split.colImages ?? side });
   const precision = o.precision ?? DEFAULT_MSM_PRECISION;
   if (precision === 'int8') throw new ClusterError('--msm-precision int8 is not supported with --redis (its quantisation scale spans the whole bank); use fast or exact');
   const jobs: BlockJobData[][][] = [];
