@@ -7,15 +7,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { scorePlan } from '../src/core/score.js';
-import { batchPlan } from '../src/core/plan.js';
-import { kernelFor } from '../src/scoring/tasks.js';
-import { DirStore } from '../src/cluster/store.js';
-import { planBlockJobs, mergeScores } from '../src/cluster/scorer.js';
 import { runBlockJob } from '../src/cluster/block.js';
-import { toFloat16 } from '../src/io/float16.js';
-import { mulberry32 } from '../src/demo/synthetic.js';
+import { mergeScores, planBlockJobs } from '../src/cluster/scorer.js';
+import { DirStore } from '../src/cluster/store.js';
+import { batchPlan } from '../src/core/plan.js';
+import { scorePlan } from '../src/core/score.js';
 import type { StageFeatures } from '../src/core/types.js';
+import { mulberry32 } from '../src/demo/synthetic.js';
+import { toFloat16 } from '../src/io/float16.js';
+import { kernelFor } from '../src/scoring/tasks.js';
 
 export interface SplitResult {
   split: string;
@@ -31,10 +31,21 @@ export interface SplitResult {
   wallMs: number;
 }
 
-export async function compareSplits(n: number, side: number, c: number, rList: number[], splits: [number, number][], log = console.log): Promise<{ oneMs: number; results: SplitResult[] }> {
+export async function compareSplits(
+  n: number,
+  side: number,
+  c: number,
+  rList: number[],
+  splits: [number, number][],
+  log = console.log,
+): Promise<{ oneMs: number; results: SplitResult[] }> {
   const rnd = mulberry32(7);
   const stages: StageFeatures[] = [side, Math.max(1, side >> 1)].map((s, k) => ({
-    n, h: s, w: s, c: c * (k + 1), data: toFloat16(Float32Array.from({ length: n * s * s * c * (k + 1) }, () => rnd() * 2 - 1)),
+    n,
+    h: s,
+    w: s,
+    c: c * (k + 1),
+    data: toFloat16(Float32Array.from({ length: n * s * s * c * (k + 1) }, () => rnd() * 2 - 1)),
   }));
   const plan = batchPlan(n, rList, [0, 0.3]);
   const kernel = await kernelFor('cpu', 'fast');
@@ -50,8 +61,20 @@ export async function compareSplits(n: number, side: number, c: number, rList: n
       const store = new DirStore(join(dir, `${a}x${b}`));
       t0 = performance.now();
       const p = await planBlockJobs(stages, plan, { precision: 'fast' }, { blockImages: a, colImages: b }, store, 'bench');
-      const r: SplitResult = { split: `${a}x${b}`, blocks: p.blocks.length, identical: false, loadMs: [], lnamdMs: [], gemmMs: [], readBytes: 0, writeBytes: 0, wallMs: 0 };
-      let reads = 0, writes = 0, jobs = 0;
+      const r: SplitResult = {
+        split: `${a}x${b}`,
+        blocks: p.blocks.length,
+        identical: false,
+        loadMs: [],
+        lnamdMs: [],
+        gemmMs: [],
+        readBytes: 0,
+        writeBytes: 0,
+        wallMs: 0,
+      };
+      let reads = 0,
+        writes = 0,
+        jobs = 0;
       for (const job of p.jobs.flat(2)) {
         const t = await runBlockJob(store, job);
         r.loadMs.push(t.loadMs);
@@ -68,7 +91,9 @@ export async function compareSplits(n: number, side: number, c: number, rList: n
       r.readBytes = reads / jobs;
       r.writeBytes = writes / jobs;
       results.push(r);
-      log(`split ${r.split}: ${r.blocks} blocks per (stage, r), ${jobs} jobs, ${r.wallMs.toFixed(0)} ms in one process; byte-identical: ${r.identical}`);
+      log(
+        `split ${r.split}: ${r.blocks} blocks per (stage, r), ${jobs} jobs, ${r.wallMs.toFixed(0)} ms in one process; byte-identical: ${r.identical}`,
+      );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

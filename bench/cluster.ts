@@ -8,15 +8,15 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeFileAtomic } from '../src/io/atomic.js';
-import { toFloat16 } from '../src/io/float16.js';
-import { mulberry32 } from '../src/demo/synthetic.js';
-import { DirStore } from '../src/cluster/store.js';
 import { putBank } from '../src/cluster/bank.js';
 import { blockKey, runBlockJob } from '../src/cluster/block.js';
+import { DirStore } from '../src/cluster/store.js';
 import { lnamdTarget } from '../src/core/lnamd.js';
+import { mulberry32 } from '../src/demo/synthetic.js';
+import { writeFileAtomic } from '../src/io/atomic.js';
+import { toFloat16 } from '../src/io/float16.js';
 import { compareSplits } from './cluster-exact.js';
 
 const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
@@ -33,15 +33,30 @@ async function blockTimes(ab: number, reps: number): Promise<Record<string, numb
     const block = { i0: 0, i1: ab, j0: ab, j1: n };
     const t = { loadMs: [] as number[], lnamdMs: [] as number[], gemmMs: [] as number[] };
     for (let k = 0; k < reps; k++) {
-      const r = await runBlockJob(store, { run: 'bench', bank, target, r: 3, block, precision: 'fast', device: 'cpu', done: blockKey(bank, target, 3 + 2 * k, block, 'fast') });
+      const r = await runBlockJob(store, {
+        run: 'bench',
+        bank,
+        target,
+        r: 3,
+        block,
+        precision: 'fast',
+        device: 'cpu',
+        done: blockKey(bank, target, 3 + 2 * k, block, 'fast'),
+      });
       t.loadMs.push(r.loadMs);
       t.lnamdMs.push(r.lnamdMs);
       t.gemmMs.push(r.gemmMs);
     }
-    const P = 784, C = 512;
+    const P = 784,
+      C = 512;
     return {
-      images: ab, loadMs: median(t.loadMs), lnamdMs: median(t.lnamdMs), gemmMs: median(t.gemmMs),
-      gflop: (2 * ab * ab * P * P * C) / 1e9, readMB: (n * 28 * 28 * 512 * 2) / 2 ** 20, writeMB: (8 * ab * ab * P) / 2 ** 20,
+      images: ab,
+      loadMs: median(t.loadMs),
+      lnamdMs: median(t.lnamdMs),
+      gemmMs: median(t.gemmMs),
+      gflop: (2 * ab * ab * P * P * C) / 1e9,
+      readMB: (n * 28 * 28 * 512 * 2) / 2 ** 20,
+      writeMB: (8 * ab * ab * P) / 2 ** 20,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -54,8 +69,10 @@ async function main(): Promise<void> {
   for (const ab of [2, 4, 8]) {
     const b = await blockTimes(ab, 3);
     blocks.push(b);
-    console.log(`block ${ab} x ${ab} images (P 784, C' 512, one thread): load ${b.loadMs!.toFixed(1)} ms, LNAMD ${b.lnamdMs!.toFixed(0)} ms, GEMM+reductions ${b.gemmMs!.toFixed(0)} ms ` +
-      `(${(b.gflop! / (b.gemmMs! / 1000)).toFixed(1)} GFLOPS); reads ${b.readMB!.toFixed(1)} MB, writes ${b.writeMB!.toFixed(2)} MB`);
+    console.log(
+      `block ${ab} x ${ab} images (P 784, C' 512, one thread): load ${b.loadMs!.toFixed(1)} ms, LNAMD ${b.lnamdMs!.toFixed(0)} ms, GEMM+reductions ${b.gemmMs!.toFixed(0)} ms ` +
+        `(${(b.gflop! / (b.gemmMs! / 1000)).toFixed(1)} GFLOPS); reads ${b.readMB!.toFixed(1)} MB, writes ${b.writeMB!.toFixed(2)} MB`,
+    );
   }
   const out = resolve(dirname(fileURLToPath(import.meta.url)), '../../bench/cluster.json');
   await writeFileAtomic(out, JSON.stringify({ date: new Date().toISOString(), exactness: exact, blocks }, null, 2) + '\n');

@@ -6,24 +6,29 @@
  * Status lists runs and failed jobs with their error; a run can be cancelled; a job delivered
  * twice writes the same bytes. Redis and the workers are stopped by pid in `after`.
  */
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliMain, tempDir } from './helpers/cli-env.js';
-import { HAVE_REDIS, freePort, startMusc, startRedis, startWorker, stop, storeCount, waitFor, type Proc } from './helpers/cluster-env.js';
-import { generateSynthetic } from '../src/demo/synthetic.js';
-import { DirStore } from '../src/cluster/store.js';
+import { after, before, test } from 'node:test';
 import { putBank } from '../src/cluster/bank.js';
 import { blockKey, runBlockJob } from '../src/cluster/block.js';
 import { Coordinator } from '../src/cluster/coordinator.js';
+import { type BlockJobData, JOB_DELAY_ENV } from '../src/cluster/jobs.js';
 import { clusterStatus } from '../src/cluster/status.js';
+import { DirStore } from '../src/cluster/store.js';
 import { lnamdTarget } from '../src/core/lnamd.js';
-import { JOB_DELAY_ENV, type BlockJobData } from '../src/cluster/jobs.js';
+import { generateSynthetic } from '../src/demo/synthetic.js';
+import { cliMain, tempDir } from './helpers/cli-env.js';
+import { freePort, HAVE_REDIS, type Proc, startMusc, startRedis, startWorker, stop, storeCount, waitFor } from './helpers/cluster-env.js';
 
 const skip = !HAVE_REDIS && 'redis-server is not installed (.ci/run installs it)';
-let dir = '', data = '', store = '', redisUrl = '', port = 0;
+let dir = '',
+  data = '',
+  store = '',
+  redisUrl = '',
+  port = 0;
 let cleanup: () => Promise<void> = async () => {};
 let redis: ChildProcess | undefined;
 const workers: Proc[] = [];
@@ -32,8 +37,21 @@ const running: Proc[] = [];
 const SETTINGS = ['--image-size', '64', '--r-list', '1,3', '--batch-size', '1', '--heatmaps', 'none', '--no-report', '--quiet'];
 const FILES = ['surface/scores.csv', 'surface/metrics.json', 'surface/maps.safetensors', 'summary.json'];
 const clusterArgs = (out: string, split: [number, number], extra: string[] = []) => [
-  'run', '--data', data, '--out', join(dir, out), ...SETTINGS, '--redis', redisUrl, '--store', store,
-  '--block-images', String(split[0]), '--col-images', String(split[1]), ...extra,
+  'run',
+  '--data',
+  data,
+  '--out',
+  join(dir, out),
+  ...SETTINGS,
+  '--redis',
+  redisUrl,
+  '--store',
+  store,
+  '--block-images',
+  String(split[0]),
+  '--col-images',
+  String(split[1]),
+  ...extra,
 ];
 function run(args: string[]): Proc {
   const p = startMusc(args);
@@ -41,7 +59,8 @@ function run(args: string[]): Proc {
   return p;
 }
 function sameAsOneProcess(out: string): void {
-  for (const f of FILES) assert.deepEqual(readFileSync(join(dir, out, f)), readFileSync(join(dir, 'one', f)), `${out}/${f} differs from the one-process run`);
+  for (const f of FILES)
+    assert.deepEqual(readFileSync(join(dir, out, f)), readFileSync(join(dir, 'one', f)), `${out}/${f} differs from the one-process run`);
 }
 
 before(async () => {
@@ -61,7 +80,10 @@ after(async () => {
 });
 
 test('cluster run = one-process run, byte for byte: a worker SIGKILLed mid-run, another block split', { skip }, async (t) => {
-  const one = spawnSync(process.execPath, [cliMain, 'run', '--data', data, '--out', join(dir, 'one'), ...SETTINGS, '--no-cache'], { encoding: 'utf8', timeout: 120_000 });
+  const one = spawnSync(process.execPath, [cliMain, 'run', '--data', data, '--out', join(dir, 'one'), ...SETTINGS, '--no-cache'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   assert.equal(one.status, 0, one.stderr);
 
   // one worker (each of its jobs waits 3 s first: fault injection) takes the run's first job and
@@ -69,15 +91,24 @@ test('cluster run = one-process run, byte for byte: a worker SIGKILLed mid-run, 
   const a = run(clusterArgs('a', [2, 3]));
   workers.push(startWorker(redisUrl, store, { [JOB_DELAY_ENV]: '3000' }));
   let active = 0;
-  const mid = await waitFor(() => active > 0, a, 120_000, async () => {
-    active = (await clusterStatus(redisUrl).catch(() => [])).reduce((n, r) => n + r.active, 0);
-  });
+  const mid = await waitFor(
+    () => active > 0,
+    a,
+    120_000,
+    async () => {
+      active = (await clusterStatus(redisUrl).catch(() => [])).reduce((n, r) => n + r.active, 0);
+    },
+  );
   if (!mid) assert.fail(`the run ended before a job was taken:\n${(await a.done).stderr}`);
   await stop(workers[0]!.child);
   const atKill = storeCount(store, 'features');
   const held = await clusterStatus(redisUrl);
   t.diagnostic(`killed with ${atKill} of 14 images' features stored: ${JSON.stringify(held)}`);
-  assert.equal(held.reduce((n, r) => n + r.active, 0), 1, 'no job held by the killed worker');
+  assert.equal(
+    held.reduce((n, r) => n + r.active, 0),
+    1,
+    'no job held by the killed worker',
+  );
   // two more workers: after the dead worker's lock expires, its job is taken back and run again
   for (let i = 0; i < 2; i++) workers.push(startWorker(redisUrl, store));
   const ra = await a.done;
@@ -115,7 +146,16 @@ test('status lists runs and failed jobs with their error; a run can be cancelled
   const target = { gridH: 2, gridW: 2, channels: 4 };
   const bank = { key: `bank/${'0'.repeat(64)}`, n: 4, h: 2, w: 2, c: 4, dtype: 'float32' as const };
   const block = { i0: 0, i1: 1, j0: 1, j1: 4 };
-  const bad: BlockJobData = { run: 'badrun', bank, target, r: 1, block, precision: 'fast', device: 'cpu', done: blockKey(bank, target, 1, block, 'fast') };
+  const bad: BlockJobData = {
+    run: 'badrun',
+    bank,
+    target,
+    r: 1,
+    block,
+    precision: 'fast',
+    device: 'cpu',
+    done: blockKey(bank, target, 1, block, 'fast'),
+  };
   const co = await Coordinator.open({ redis: redisUrl, store: dstore, run: 'badrun', label: 'a failing job' });
   try {
     await assert.rejects(co.runJobs([{ name: 'block', data: bad }], 'bad'), /job block-\S+ failed after 3 attempts: .*no such file|ENOENT/);
@@ -128,12 +168,16 @@ test('status lists runs and failed jobs with their error; a run can be cancelled
   assert.match(badRun!.failed[0]!.error, /ENOENT/);
   const text = spawnSync(process.execPath, [cliMain, 'status', '--redis', redisUrl], { encoding: 'utf8' });
   assert.equal(text.status, 0, text.stderr);
-  assert.match(text.stdout, /run badrun \(failed.*\n\s+queued 0, active 0, failed 1\n\s+failed block job block-\S+ after 3 attempts: .*ENOENT/);
+  assert.match(
+    text.stdout,
+    /run badrun \(failed.*\n\s+queued 0, active 0, failed 1\n\s+failed block job block-\S+ after 3 attempts: .*ENOENT/,
+  );
 
   // cancel a running run
   const d = run(clusterArgs('d', [1, 2]).filter((a) => a !== '--quiet'));
-  let id = '';
-  assert.ok(await waitFor(() => (id = /cluster run ([0-9a-f]{12})/.exec(d.output())?.[1] ?? '') !== '' && /scoring 14 images/.test(d.output()), d));
+  const runIdOf = (): string => /cluster run ([0-9a-f]{12})/.exec(d.output())?.[1] ?? '';
+  assert.ok(await waitFor(() => runIdOf() !== '' && /scoring 14 images/.test(d.output()), d));
+  const id = runIdOf();
   const cancel = spawnSync(process.execPath, [cliMain, 'cancel', id, '--redis', redisUrl], { encoding: 'utf8' });
   assert.equal(cancel.status, 0, cancel.stderr);
   assert.match(cancel.stdout, new RegExp(`run ${id} cancelled: \\d+ queued jobs? removed`));
@@ -147,13 +191,25 @@ test('status lists runs and failed jobs with their error; a run can be cancelled
 
 test('a block job delivered twice writes the same bytes under the same key', { skip }, async () => {
   const dstore = new DirStore(join(dir, 'dup-store'));
-  const n = 5, h = 3, w = 3, c = 8;
+  const n = 5,
+    h = 3,
+    w = 3,
+    c = 8;
   const feats = Float32Array.from({ length: n * h * w * c }, (_, i) => Math.sin(i * 0.37) + (i % 5) * 0.1);
   const stage = { n, h, w, c, data: feats };
   const bank = await putBank(dstore, stage);
   const target = lnamdTarget([stage]);
   const block = { i0: 0, i1: 2, j0: 1, j1: 5 };
-  const job: BlockJobData = { run: 'dup', bank, target, r: 3, block, precision: 'exact', device: 'cpu', done: blockKey(bank, target, 3, block, 'exact') };
+  const job: BlockJobData = {
+    run: 'dup',
+    bank,
+    target,
+    r: 3,
+    block,
+    precision: 'exact',
+    device: 'cpu',
+    done: blockKey(bank, target, 3, block, 'exact'),
+  };
   await runBlockJob(dstore, job);
   const first = await dstore.get(job.done);
   await runBlockJob(dstore, job);

@@ -1,11 +1,11 @@
 /** `musc run --redis URL --store DIR`: the run's cluster flags and the run on the cluster (src/cluster/run.ts). */
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { ConfigError } from '../config.js';
-import { runDataset, type DatasetRunOptions, type DatasetRunResult } from '../pipeline/run-dataset.js';
-import { openClusterRun } from '../cluster/run.js';
 import { CancelledRunError } from '../cluster/connection.js';
-import { positiveInt, storeDir, STORE_DEFAULT_ENV } from './worker.js';
+import { openClusterRun } from '../cluster/run.js';
+import { ConfigError } from '../config.js';
+import { type DatasetRunOptions, type DatasetRunResult, runDataset } from '../pipeline/run-dataset.js';
+import { positiveInt, STORE_DEFAULT_ENV, storeDir } from './worker.js';
 
 export interface ClusterFlags {
   redis?: string;
@@ -28,10 +28,17 @@ export function addClusterRunOptions(cmd: Command): Command {
 export async function runOnCluster(f: ClusterFlags, o: DatasetRunOptions): Promise<DatasetRunResult> {
   const store = resolve(storeDir(f.store));
   if (o.settings.cache === false) throw new ConfigError('--redis keeps features in the store: --no-cache cannot be used with it');
-  if (o.settings.msm_precision === 'int8') throw new ConfigError('--msm-precision int8 is not supported with --redis (its quantisation scale spans the whole bank); use fast or exact');
+  if (o.settings.msm_precision === 'int8')
+    throw new ConfigError(
+      '--msm-precision int8 is not supported with --redis (its quantisation scale spans the whole bank); use fast or exact',
+    );
   const settings = { ...o.settings, cache_dir: join(store, 'features') };
   const c = await openClusterRun({
-    redis: f.redis!, store, data: o.data, out: o.out, settings,
+    redis: f.redis!,
+    store,
+    data: o.data,
+    out: o.out,
+    settings,
     ...(f.blockImages !== undefined ? { blockImages: f.blockImages } : {}),
     ...(f.colImages !== undefined ? { colImages: f.colImages } : {}),
     ...(f.redisTimeout !== undefined ? { redisTimeoutMs: f.redisTimeout * 1000 } : {}),

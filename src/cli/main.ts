@@ -130,7 +130,9 @@ function checkBackboneName(name: string): void {
  * A run and its report under one lock of the output folder (checked and created first, before
  * the backbone). A run that ends with exit 3 (some categories not scored) still gets its report.
  */
-async function execute(settings: Settings, data: string, out: string, quiet: boolean, report: boolean, cluster?: ClusterFlags): Promise<DatasetRunResult> {
+async function execute(
+  settings: Settings, data: string, out: string, quiet: boolean, report: boolean, cluster?: ClusterFlags,
+): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
   const log = quiet ? undefined : (l: string) => void process.stderr.write(`${l}\n`);
   await checkDevice(settings.device); // before any work (and before the output folder is created)

@@ -1,7 +1,7 @@
 /** `musc worker --redis URL [--concurrency N] [--store DIR]`: runs cluster jobs until Ctrl-C. */
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError } from '../config.js';
 import { startWorker } from '../cluster/worker.js';
+import { ConfigError } from '../config.js';
 import { interruptRequested } from '../pipeline/interrupt.js';
 
 export const STORE_DEFAULT_ENV = 'MUSC_STORE';
@@ -28,18 +28,30 @@ export function workerCommand(): Command {
     .option('--lock-duration <ms>', "ms before a silent worker's job is taken back (default: 30000)", positiveInt)
     .option('--stalled-interval <ms>', 'ms between checks for jobs of dead workers (default: the lock duration)', positiveInt)
     .option('--quiet', 'no information lines')
-    .action(async (f: { redis: string; store?: string; concurrency?: number; lockDuration?: number; stalledInterval?: number; quiet?: boolean }) => {
-      const log = f.quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`);
-      const store = storeDir(f.store);
-      const w = startWorker({
-        redis: f.redis, store, concurrency: f.concurrency ?? 1, log,
-        ...(f.lockDuration !== undefined ? { lockDuration: f.lockDuration } : {}),
-        ...(f.stalledInterval !== undefined ? { stalledInterval: f.stalledInterval } : {}),
-      });
-      log?.(`worker ${process.pid}: ${f.concurrency ?? 1} slot(s), Redis ${f.redis}, store ${store}`);
-      while (!interruptRequested()) await new Promise((r) => setTimeout(r, 200));
-      log?.(`worker ${process.pid}: stopping after the running jobs`);
-      // (close waits for the running jobs; without Redis it may wait for ever: at most 10 s)
-      await Promise.race([w.close(), new Promise((r) => setTimeout(r, 10_000).unref())]);
-    });
+    .action(
+      async (f: {
+        redis: string;
+        store?: string;
+        concurrency?: number;
+        lockDuration?: number;
+        stalledInterval?: number;
+        quiet?: boolean;
+      }) => {
+        const log = f.quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`);
+        const store = storeDir(f.store);
+        const w = startWorker({
+          redis: f.redis,
+          store,
+          concurrency: f.concurrency ?? 1,
+          log,
+          ...(f.lockDuration !== undefined ? { lockDuration: f.lockDuration } : {}),
+          ...(f.stalledInterval !== undefined ? { stalledInterval: f.stalledInterval } : {}),
+        });
+        log?.(`worker ${process.pid}: ${f.concurrency ?? 1} slot(s), Redis ${f.redis}, store ${store}`);
+        while (!interruptRequested()) await new Promise((r) => setTimeout(r, 200));
+        log?.(`worker ${process.pid}: stopping after the running jobs`);
+        // (close waits for the running jobs; without Redis it may wait for ever: at most 10 s)
+        await Promise.race([w.close(), new Promise((r) => setTimeout(r, 10_000).unref())]);
+      },
+    );
 }

@@ -5,8 +5,8 @@
  * not by the batch.
  */
 import type { FeatureData, StageFeatures } from '../core/types.js';
-import { bytesKey, type SharedStore } from './store.js';
 import type { BankRef } from './jobs.js';
+import { bytesKey, type SharedStore } from './store.js';
 
 function bytesOf(data: FeatureData): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);

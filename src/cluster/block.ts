@@ -6,17 +6,17 @@
  * ONNX pair kernel once (computeBlock) and writes the PairResult to the store under its content
  * key. Memory: (A + B) images of stage features and of Z, plus the kernel's [A P, B P] product.
  */
-import { layerNormImages, aggregateStage } from '../core/lnamd.js';
-import { computeBlock, type TableBlock } from '../core/msm.js';
-import type { PairResult } from '../core/kernel.js';
-import type { StageFeatures } from '../core/types.js';
+
 import { OnnxPairKernel } from '../compute/msm-kernel.js';
 import type { Device } from '../compute/session.js';
-import type { MsmPrecision } from '../core/kernel.js';
-import { contentKey, type SharedStore } from './store.js';
+import type { MsmPrecision, PairResult } from '../core/kernel.js';
+import type { AggregateOptions } from '../core/lnamd.js';
+import { aggregateStage, layerNormImages } from '../core/lnamd.js';
+import { computeBlock, type TableBlock } from '../core/msm.js';
+import type { StageFeatures } from '../core/types.js';
 import { readBankRows } from './bank.js';
 import type { BankRef, BlockJobData } from './jobs.js';
-import type { AggregateOptions } from '../core/lnamd.js';
+import { contentKey, type SharedStore } from './store.js';
 
 /** Z [n, P, C'] of some images of a stage, for one r. */
 function aggregate(stage: StageFeatures, r: number, target: AggregateOptions): Float32Array {
@@ -75,7 +75,8 @@ export function encodePairResult(res: PairResult): Uint8Array {
 
 export function decodePairResult(bytes: Uint8Array, block: TableBlock, p: number, what: string): PairResult {
   const len = (block.i1 - block.i0) * (block.j1 - block.j0) * p;
-  if (bytes.byteLength !== 8 * len) throw new Error(`${what}: ${bytes.byteLength} bytes, expected ${8 * len} for block ${JSON.stringify(block)}`);
+  if (bytes.byteLength !== 8 * len)
+    throw new Error(`${what}: ${bytes.byteLength} bytes, expected ${8 * len} for block ${JSON.stringify(block)}`);
   const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   return { rowd2: all.subarray(0, len), cold2: all.subarray(len) };
 }
@@ -91,7 +92,9 @@ export async function runBlockJob(store: SharedStore, d: BlockJobData): Promise<
   t = performance.now();
   const zq = aggregate(q, d.r, d.target);
   const zr = aggregate(ref, d.r, d.target);
-  const a = i1 - i0, b = j1 - j0, P = d.target.gridH * d.target.gridW;
+  const a = i1 - i0,
+    b = j1 - j0,
+    P = d.target.gridH * d.target.gridW;
   const bPad = Math.max(b, Math.ceil(MIN_GEMM_COLS / P));
   const z = new Float32Array(zq.length + (zr.length / b) * bPad); // [A + bPad, P, C'], zero padding last
   z.set(zq, 0);

@@ -10,11 +10,11 @@
  *   from Redis (a restarted Redis without persistence) are submitted again.
  * - `musc cancel RUN` sets the run's cancel key: the coordinator stops with a ClusterError.
  */
-import { Queue, type Job } from 'bullmq';
-import { checkInterrupted } from '../pipeline/interrupt.js';
+import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { checkInterrupted } from '../pipeline/interrupt.js';
 import { CancelledRunError, ClusterError, clientReady, openRedis, redisOptions } from './connection.js';
-import { QUEUE_NAME, jobId, type ClusterJob } from './jobs.js';
+import { type ClusterJob, jobId, QUEUE_NAME } from './jobs.js';
 import type { SharedStore } from './store.js';
 
 export const RUNS_KEY = 'musc:runs';
@@ -46,7 +46,10 @@ export interface RunInfo {
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, rej) => (t = setTimeout(() => rej(new Error(`${what}: no answer in ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => (t = setTimeout(() => rej(new Error(`${what}: no answer in ${ms} ms`)), ms))),
+  ]).finally(() => clearTimeout(t));
 }
 
 /** Closes a queue; when Redis is gone (close would wait for it), drops the connection instead. */
@@ -62,7 +65,11 @@ export class Coordinator {
   private lastOk = Date.now();
   private info: RunInfo;
 
-  private constructor(readonly o: CoordinatorOptions, readonly queue: Queue, readonly client: Redis) {
+  private constructor(
+    readonly o: CoordinatorOptions,
+    readonly queue: Queue,
+    readonly client: Redis,
+  ) {
     const now = new Date().toISOString();
     this.info = { label: o.label, state: 'running', started: now, updated: now, done: 0, total: 0 };
   }
@@ -97,7 +104,9 @@ export class Coordinator {
       return v;
     } catch (e) {
       if (Date.now() - this.lastOk > this.timeoutMs) {
-        throw new ClusterError(`lost the connection to Redis at ${this.o.redis} (${(e as Error).message}); finished work is kept in the store ${this.o.store.location}: run the same command again to resume`);
+        throw new ClusterError(
+          `lost the connection to Redis at ${this.o.redis} (${(e as Error).message}); finished work is kept in the store ${this.o.store.location}: run the same command again to resume`,
+        );
       }
       return undefined;
     }
@@ -118,7 +127,9 @@ export class Coordinator {
     if (remaining.size === 0) return;
     await this.clearFailed(remaining);
     await this.submit([...remaining.entries()]);
-    let lastLog = 0, lastSync = Date.now(), lastFailed = 0;
+    let lastLog = 0,
+      lastSync = Date.now(),
+      lastFailed = 0;
     for (;;) {
       checkInterrupted();
       for (const [id, j] of remaining) if (await store.has(j.data.done)) remaining.delete(id);
@@ -156,8 +167,12 @@ export class Coordinator {
         name: j.name,
         data: j.data,
         opts: {
-          jobId: id, priority: Math.min(MAX_PRIORITY, k + i + 1), attempts: this.o.attempts ?? 3,
-          backoff: { type: 'fixed', delay: 500 }, removeOnComplete: true, removeOnFail: false,
+          jobId: id,
+          priority: Math.min(MAX_PRIORITY, k + i + 1),
+          attempts: this.o.attempts ?? 3,
+          backoff: { type: 'fixed', delay: 500 },
+          removeOnComplete: true,
+          removeOnFail: false,
         },
       }));
       const ok = await this.redis('submitting jobs', () => this.queue.addBulk(part));
@@ -182,7 +197,9 @@ export class Coordinator {
 
   /** jobs Redis no longer knows (it restarted without persistence) are submitted again */
   private async resubmitLost(remaining: Map<string, ClusterJob>): Promise<void> {
-    const known = await this.redis('job list', () => this.queue.getJobs(['waiting', 'prioritized', 'delayed', 'active', 'failed', 'completed']));
+    const known = await this.redis('job list', () =>
+      this.queue.getJobs(['waiting', 'prioritized', 'delayed', 'active', 'failed', 'completed']),
+    );
     if (!known) return;
     const ids = new Set(known.map((j) => j?.id));
     const lost: [string, ClusterJob][] = [];

@@ -9,17 +9,23 @@
  */
 import { existsSync } from 'node:fs';
 import sharp from 'sharp';
-import { readImageBytes } from '../image/decode.js';
-import { FeatureCache, cacheIdentity } from '../features/cache.js';
-import { FeatureStore } from '../features/store.js';
 import { loadBackbone } from '../backbones/registry.js';
 import type { Backbone } from '../backbones/types.js';
+import { cacheIdentity, FeatureCache } from '../features/cache.js';
+import { FeatureStore } from '../features/store.js';
+import { readImageBytes } from '../image/decode.js';
 import type { ExtractJobData } from './jobs.js';
-import { featureDir, type DirStore } from './store.js';
+import { type DirStore, featureDir } from './store.js';
 
 /** The feature identity of a loaded backbone (as run-dataset.ts builds it for its cache). */
 export function featureIdentity(backbone: Backbone, name: string): string {
-  return cacheIdentity({ backbone: backbone.info?.name ?? name, weightsSha256: backbone.weightsSha256, imageSize: backbone.imageSize, stages: backbone.stages, vips: sharp.versions.vips });
+  return cacheIdentity({
+    backbone: backbone.info?.name ?? name,
+    weightsSha256: backbone.weightsSha256,
+    imageSize: backbone.imageSize,
+    stages: backbone.stages,
+    vips: sharp.versions.vips,
+  });
 }
 
 /** The store's feature area as a feature cache. */
@@ -43,14 +49,24 @@ function backboneFor(d: ExtractJobData): Promise<Backbone> {
 
 /** Cache keys of a batch's files (null: unreadable). */
 async function keysOf(cache: FeatureCache, files: string[]): Promise<(string | null)[]> {
-  return Promise.all(files.map((f) => readImageBytes(f).then((b) => cache.key(b), () => null)));
+  return Promise.all(
+    files.map((f) =>
+      readImageBytes(f).then(
+        (b) => cache.key(b),
+        () => null,
+      ),
+    ),
+  );
 }
 
 /** (worker) Extracts a shard; returns the files that could not be read (the coordinator skips them too). */
 export async function runExtractJob(store: DirStore, d: ExtractJobData): Promise<{ computed: number; unreadable: string[] }> {
   const backbone = await backboneFor(d);
   const identity = featureIdentity(backbone, d.backbone);
-  if (identity !== d.identity) throw new Error(`this worker's backbone features differ from the run's (${identity} vs ${d.identity}): same weights and libvips needed`);
+  if (identity !== d.identity)
+    throw new Error(
+      `this worker's backbone features differ from the run's (${identity} vs ${d.identity}): same weights and libvips needed`,
+    );
   const cache = featureCache(store, identity, d.storage);
   let computed = 0;
   const unreadable: string[] = [];
@@ -58,7 +74,13 @@ export async function runExtractJob(store: DirStore, d: ExtractJobData): Promise
     const keys = await keysOf(cache, files);
     if (keys.every((k) => k !== null && existsSync(cache.pathOf(k)))) continue;
     // the whole batch through the backbone (no cache lookups: the one-process run's batch)
-    const fs = new FeatureStore({ backbone, storage: d.storage, batchSize: files.length, badFiles: 'skip', ...(d.maxPixels !== undefined ? { maxPixels: d.maxPixels } : {}) });
+    const fs = new FeatureStore({
+      backbone,
+      storage: d.storage,
+      batchSize: files.length,
+      badFiles: 'skip',
+      ...(d.maxPixels !== undefined ? { maxPixels: d.maxPixels } : {}),
+    });
     const res = await fs.extract(files.map((path) => ({ path })));
     for (const s of res.skipped) unreadable.push(s.path);
     for (const im of res.images) {

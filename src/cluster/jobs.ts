@@ -10,12 +10,13 @@
  * job that ran twice (a retry after a killed worker, a duplicated delivery) writes the same bytes
  * to the same key, and a resumed run skips every job whose key exists.
  */
-import type { AggregateOptions } from '../core/lnamd.js';
+
+import type { LoadOptions } from '../backbones/types.js';
+import type { Device } from '../compute/session.js';
 import type { MsmPrecision } from '../core/kernel.js';
+import type { AggregateOptions } from '../core/lnamd.js';
 import type { TableBlock } from '../core/msm.js';
 import type { FeatureStorage } from '../core/types.js';
-import type { Device } from '../compute/session.js';
-import type { LoadOptions } from '../backbones/types.js';
 
 export const QUEUE_NAME = 'musc';
 

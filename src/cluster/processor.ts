@@ -4,10 +4,10 @@
  * locks with Redis. Backbones and kernels stay loaded between jobs.
  */
 import type { Job } from 'bullmq';
-import { DirStore } from './store.js';
 import { runBlockJob } from './block.js';
 import { runExtractJob } from './features.js';
-import { JOB_DELAY_ENV, STORE_ENV, type BlockJobData, type ExtractJobData } from './jobs.js';
+import { type BlockJobData, type ExtractJobData, JOB_DELAY_ENV, STORE_ENV } from './jobs.js';
+import { DirStore } from './store.js';
 
 // a child whose worker was killed (SIGKILL: no clean shutdown) exits instead of lingering
 process.on('disconnect', () => process.exit(1));

@@ -9,17 +9,17 @@
  */
 import { createHash } from 'node:crypto';
 import type { Settings } from '../config.js';
-import type { Category } from '../datasets/types.js';
 import { divideSubsets } from '../datasets/divide.js';
-import { readImageBytes } from '../image/decode.js';
+import type { Category } from '../datasets/types.js';
 import type { FeatureCache } from '../features/cache.js';
-import type { Scorer } from '../pipeline/types.js';
+import { readImageBytes } from '../image/decode.js';
 import { backboneLoadOptions } from '../pipeline/run-dataset.js';
-import { Coordinator } from './coordinator.js';
+import type { Scorer } from '../pipeline/types.js';
 import { ClusterError } from './connection.js';
-import { clusterScorer, type BlockSplit } from './scorer.js';
-import { contentKey, DirStore, featureDir } from './store.js';
+import { Coordinator } from './coordinator.js';
 import type { ClusterJob, ExtractJobData } from './jobs.js';
+import { type BlockSplit, clusterScorer } from './scorer.js';
+import { contentKey, DirStore, featureDir } from './store.js';
 
 export interface ClusterRunOptions extends BlockSplit {
   redis: string;
@@ -51,7 +51,14 @@ export async function openClusterRun(o: ClusterRunOptions): Promise<ClusterRun> 
   const store = new DirStore(o.store);
   const s = o.settings;
   const run = runId(o.data, o.out, s);
-  const coordinator = await Coordinator.open({ redis: o.redis, store, run, label: `${o.data} -> ${o.out}`, ...(o.redisTimeoutMs !== undefined ? { redisTimeoutMs: o.redisTimeoutMs } : {}), ...(o.log ? { log: o.log } : {}) });
+  const coordinator = await Coordinator.open({
+    redis: o.redis,
+    store,
+    run,
+    label: `${o.data} -> ${o.out}`,
+    ...(o.redisTimeoutMs !== undefined ? { redisTimeoutMs: o.redisTimeoutMs } : {}),
+    ...(o.log ? { log: o.log } : {}),
+  });
   o.log?.(`cluster run ${run} (musc status --redis ${o.redis}; musc cancel ${run} --redis ${o.redis})`);
   return {
     run,
@@ -71,17 +78,32 @@ export async function openClusterRun(o: ClusterRunOptions): Promise<ClusterRun> 
  * batch_size); the job's key covers its images' feature keys, so changed images run again.
  */
 async function extractJobs(c: Category, cache: FeatureCache, s: Settings, run: string): Promise<ClusterJob[]> {
-  const subsets = divideSubsets(c.items.map((it) => it.path), s.divide_num, s.seed);
+  const subsets = divideSubsets(
+    c.items.map((it) => it.path),
+    s.divide_num,
+    s.seed,
+  );
   const jobs: ClusterJob[] = [];
   for (const subset of subsets) {
     for (let b = 0; b < subset.length; b += s.batch_size) {
       const files = subset.slice(b, b + s.batch_size).map((i) => c.items[i]!.path);
       const keys: string[] = [];
-      for (const f of files) keys.push(await readImageBytes(f).then((bytes) => cache.key(bytes), () => `unreadable:${f}`));
+      for (const f of files)
+        keys.push(
+          await readImageBytes(f).then(
+            (bytes) => cache.key(bytes),
+            () => `unreadable:${f}`,
+          ),
+        );
       const data: ExtractJobData = {
-        run, identity: cache.identity, backbone: s.backbone, load: backboneLoadOptions(s), storage: cache.storage,
+        run,
+        identity: cache.identity,
+        backbone: s.backbone,
+        load: backboneLoadOptions(s),
+        storage: cache.storage,
         ...(s.max_pixels !== undefined ? { maxPixels: s.max_pixels } : {}),
-        batches: [files], done: contentKey('shard', { v: 1, identity: cache.identity, storage: cache.storage, files, keys, maxPixels: s.max_pixels ?? null }),
+        batches: [files],
+        done: contentKey('shard', { v: 1, identity: cache.identity, storage: cache.storage, files, keys, maxPixels: s.max_pixels ?? null }),
       };
       jobs.push({ name: 'extract', data });
     }

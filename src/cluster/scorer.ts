@@ -11,16 +11,17 @@
  * a one-process run, whatever the block split. The merge holds one table [M, P, N] at a time, as
  * a one-process run does; the block jobs hold only their blocks.
  */
-import { lnamdTarget } from '../core/lnamd.js';
-import { mergeBlock, tableBlocks, tableRows, type TableBlock } from '../core/msm.js';
-import { neededPairs, validatePlan, type ScoringPlan } from '../core/plan.js';
-import { reduceTable, validateStages } from '../core/score.js';
+
 import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
+import { lnamdTarget } from '../core/lnamd.js';
+import { mergeBlock, type TableBlock, tableBlocks, tableRows } from '../core/msm.js';
+import { neededPairs, type ScoringPlan, validatePlan } from '../core/plan.js';
+import { reduceTable, validateStages } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
+import type { Scorer } from '../pipeline/types.js';
+import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
 import * as core from '../scoring/musc.js';
 import { planOfBatch } from '../scoring/tasks.js';
-import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
-import type { Scorer } from '../pipeline/types.js';
 import { putBank } from './bank.js';
 import { blockKey, decodePairResult } from './block.js';
 import { ClusterError } from './connection.js';
@@ -44,25 +45,57 @@ export interface BlockSplit {
 export const CLUSTER_BLOCK_ROWS = 4096;
 
 /** Every block job of a plan: [stage][r] -> jobs, one per table block. */
-export async function planBlockJobs(stages: StageFeatures[], plan: ScoringPlan, o: ScoreOptions, split: BlockSplit, store: SharedStore, run: string) {
+export async function planBlockJobs(
+  stages: StageFeatures[],
+  plan: ScoringPlan,
+  o: ScoreOptions,
+  split: BlockSplit,
+  store: SharedStore,
+  run: string,
+) {
   const target = lnamdTarget(stages, o.targetChannels);
   const P = target.gridH * target.gridW;
   const need = neededPairs(plan);
   const side = Math.max(1, Math.round(CLUSTER_BLOCK_ROWS / P));
   const blocks = tableBlocks(plan.n, P, need, { blockImages: split.blockImages ?? side, colImages: split.colImages ?? side });
   const precision = o.precision ?? DEFAULT_MSM_PRECISION;
-  if (precision === 'int8') throw new ClusterError('--msm-precision int8 is not supported with --redis (its quantisation scale spans the whole bank); use fast or exact');
+  if (precision === 'int8')
+    throw new ClusterError(
+      '--msm-precision int8 is not supported with --redis (its quantisation scale spans the whole bank); use fast or exact',
+    );
   const jobs: BlockJobData[][][] = [];
   for (const s of stages) {
     const bank = await putBank(store, s);
-    jobs.push(plan.rList.map((r) => blocks.map((block) => ({ run, bank, target, r, block, precision, device: o.device ?? 'cpu', done: blockKey(bank, target, r, block, precision) }))));
+    jobs.push(
+      plan.rList.map((r) =>
+        blocks.map((block) => ({
+          run,
+          bank,
+          target,
+          r,
+          block,
+          precision,
+          device: o.device ?? 'cpu',
+          done: blockKey(bank, target, r, block, precision),
+        })),
+      ),
+    );
   }
   return { target, P, need, blocks, jobs };
 }
 
 /** Each variant's patch scores [S_v, P], merged from the block results in the store. */
-export async function mergeScores(store: SharedStore, plan: ScoringPlan, P: number, need: Uint8Array, blocks: TableBlock[], jobs: BlockJobData[][][]): Promise<Float64Array[]> {
-  const n = plan.n, L = jobs.length, R = plan.rList.length;
+export async function mergeScores(
+  store: SharedStore,
+  plan: ScoringPlan,
+  P: number,
+  need: Uint8Array,
+  blocks: TableBlock[],
+  jobs: BlockJobData[][][],
+): Promise<Float64Array[]> {
+  const n = plan.n,
+    L = jobs.length,
+    R = plan.rList.length;
   const m = tableRows(n, need);
   const patch = plan.variants.map((v) => new Float64Array(v.scored.length * P));
   const wgt = 1 / (L * R);
@@ -95,9 +128,18 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
       const t0 = performance.now();
       const p = await planBlockJobs(stages, plan, o, split, store, coordinator.o.run);
       const all: ClusterJob[] = p.jobs.flat(2).map((data) => ({ name: 'block', data }));
-      await coordinator.runJobs(all, `scoring ${plan.n} images: ${p.blocks.length} blocks x ${stages.length} stages x ${plan.rList.length} r`);
+      await coordinator.runJobs(
+        all,
+        `scoring ${plan.n} images: ${p.blocks.length} blocks x ${stages.length} stages x ${plan.rList.length} r`,
+      );
       const patch = await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs);
-      return { n: plan.variants[0]!.scored.length, h: p.target.gridH, w: p.target.gridW, data: patch[0]!, timings: { lnamdMs: 0, msmMs: performance.now() - t0 } };
+      return {
+        n: plan.variants[0]!.scored.length,
+        h: p.target.gridH,
+        w: p.target.gridW,
+        data: patch[0]!,
+        timings: { lnamdMs: 0, msmMs: performance.now() - t0 },
+      };
     },
     upsampleMaps: core.upsampleMaps,
     imageScoresFromMaps: core.imageScoresFromMaps,

@@ -1,9 +1,9 @@
 /** `musc status` and `musc cancel`: what the queue holds, per run; cancelling a run. */
-import { Queue, type Job } from 'bullmq';
+import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ClusterError, clientReady, openRedis, redisOptions } from './connection.js';
+import { cancelKey, closeQueue, RUNS_KEY, type RunInfo } from './coordinator.js';
 import { QUEUE_NAME } from './jobs.js';
-import { RUNS_KEY, cancelKey, closeQueue, type RunInfo } from './coordinator.js';
 
 export interface RunStatus {
   run: string;
@@ -20,7 +20,10 @@ async function withQueue<T>(redis: string, f: (q: Queue, client: Redis) => Promi
   q.on('error', () => undefined);
   const client = openRedis(redis);
   try {
-    await Promise.race([q.waitUntilReady(), new Promise((_, rej) => setTimeout(() => rej(new Error('no answer in 5000 ms')), 5000).unref())]);
+    await Promise.race([
+      q.waitUntilReady(),
+      new Promise((_, rej) => setTimeout(() => rej(new Error('no answer in 5000 ms')), 5000).unref()),
+    ]);
     await clientReady(client, redis);
     return await f(q, client);
   } catch (e) {
@@ -39,8 +42,8 @@ export function clusterStatus(redis: string): Promise<RunStatus[]> {
   return withQueue(redis, async (q, client) => {
     const runs = new Map<string, RunStatus>();
     const get = (run: string): RunStatus => {
-      let r = runs.get(run);
-      if (!r) runs.set(run, (r = { run, info: null, queued: 0, active: 0, failed: [] }));
+      const r = runs.get(run) ?? { run, info: null, queued: 0, active: 0, failed: [] };
+      runs.set(run, r);
       return r;
     };
     for (const [run, json] of Object.entries(await client.hgetall(RUNS_KEY))) get(run).info = JSON.parse(json as string) as RunInfo;
@@ -79,7 +82,9 @@ export function formatStatus(runs: RunStatus[]): string {
   const lines: string[] = [];
   for (const r of runs) {
     const i = r.info;
-    lines.push(`run ${r.run}${i ? ` (${i.state}, ${i.done}/${i.total} jobs of the current step done, started ${i.started}): ${i.label}` : ''}`);
+    lines.push(
+      `run ${r.run}${i ? ` (${i.state}, ${i.done}/${i.total} jobs of the current step done, started ${i.started}): ${i.label}` : ''}`,
+    );
     lines.push(`  queued ${r.queued}, active ${r.active}, failed ${r.failed.length}`);
     for (const f of r.failed) lines.push(`  failed ${f.name} job ${f.id} after ${f.attempts} attempts: ${f.error}`);
   }

@@ -28,7 +28,9 @@ export interface SharedStore {
 
 /** Keys are `<kind>/<64 hex>`; a key names its content. */
 export function contentKey(kind: string, what: unknown): string {
-  return `${kind}/${createHash('sha256').update(typeof what === 'string' ? what : JSON.stringify(what)).digest('hex')}`;
+  return `${kind}/${createHash('sha256')
+    .update(typeof what === 'string' ? what : JSON.stringify(what))
+    .digest('hex')}`;
 }
 
 /** The key of raw bytes (their sha256). */
@@ -75,7 +77,8 @@ export class DirStore implements SharedStore {
     try {
       const buf = Buffer.alloc(length);
       const { bytesRead } = await fh.read(buf, 0, length, offset);
-      if (bytesRead !== length) throw new Error(`${path}: expected ${length} bytes at offset ${offset}, read ${bytesRead} (truncated store entry?)`);
+      if (bytesRead !== length)
+        throw new Error(`${path}: expected ${length} bytes at offset ${offset}, read ${bytesRead} (truncated store entry?)`);
       return buf;
     } finally {
       await fh.close();

@@ -4,11 +4,12 @@
  * BullMQ's stalled-job check (any live worker) puts them back in the queue; the job writes its
  * content-addressed result again.
  */
-import { fileURLToPath } from 'node:url';
+
 import { resolve } from 'node:path';
-import { Worker, type Job } from 'bullmq';
-import { QUEUE_NAME, STORE_ENV } from './jobs.js';
+import { fileURLToPath } from 'node:url';
+import { type Job, Worker } from 'bullmq';
 import { redisOptions } from './connection.js';
+import { QUEUE_NAME, STORE_ENV } from './jobs.js';
 
 export interface WorkerOptions {
   redis: string;

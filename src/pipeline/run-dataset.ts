@@ -55,7 +55,7 @@ export interface DatasetRunOptions {
   /** warnings (always shown) */
   warn?: (line: string) => void;
   progress?: ProgressSink;
-  /** runs before each category is scored, with the run's feature cache (the cluster runner extracts the category's features on its workers) */
+  /** runs before each category is scored, with the run's feature cache (the cluster runner extracts its features on the workers) */
   beforeCategory?: (category: Category, cache: FeatureCache | undefined) => Promise<void>;
 }
 

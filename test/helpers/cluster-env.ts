@@ -1,7 +1,7 @@
 /** A real Redis and real `musc worker` processes for the cluster tests (stopped by pid). */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { cliMain } from './cli-env.js';
 
@@ -22,7 +22,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** redis-server on loopback, no persistence; resolves once it accepts connections. */
 export async function startRedis(port: number): Promise<ChildProcess> {
-  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   p.stdout!.on('data', (d) => (out += d));
   for (let i = 0; i < 100; i++) {
@@ -43,7 +45,8 @@ export interface Proc {
 /** Starts the musc bin (not waiting). */
 export function startMusc(args: string[], env: Record<string, string> = {}): Proc {
   const child = spawn(process.execPath, [cliMain, ...args], { env: { ...process.env, MUSC_DEBUG: '', ...env } });
-  let stdout = '', stderr = '';
+  let stdout = '',
+    stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
   child.stderr!.on('data', (d) => (stderr += d));
   const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((r) =>
