@@ -39,6 +39,9 @@ import { DEMO_HELP, nextSteps, REQUIRED, RUN_HELP } from './help.js';
 import { modelsCommand } from './models.js';
 import { normOption, oldVisNormOption } from './norm.js';
 import { addPaperCommands } from './paper-commands.js';
+import { addClusterRunOptions, runOnCluster, type ClusterFlags } from './cluster-run.js';
+import { workerCommand } from './worker.js';
+import { cancelCommand, statusCommand } from './status.js';
 import { predictCommand } from './predict.js';
 import { createProgress } from './progress.js';
 import { reportCommand, serveCommand } from './report.js';
@@ -76,6 +79,8 @@ interface RunFlags {
   mode?: 'musc' | 'musc-plus';
   decision?: string | true;
 }
+
+type RunCommandFlags = RunFlags & ClusterFlags;
 
 function flagsToSettings(f: RunFlags): Partial<Settings> {
   const s: Partial<Settings> = {};
@@ -128,7 +133,9 @@ function checkBackboneName(name: string): void {
  * A run and its report under one lock of the output folder (checked and created first, before
  * the backbone). A run that ends with exit 3 (some categories not scored) still gets its report.
  */
-async function execute(settings: Settings, data: string, out: string, quiet: boolean, report: boolean): Promise<DatasetRunResult> {
+async function execute(
+  settings: Settings, data: string, out: string, quiet: boolean, report: boolean, cluster?: ClusterFlags,
+): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
   const log = quiet ? undefined : (l: string) => void process.stderr.write(`${l}\n`);
   await checkDevice(settings.device); // before any work (and before the output folder is created)
@@ -137,7 +144,7 @@ async function execute(settings: Settings, data: string, out: string, quiet: boo
     const metrics: MetricsFn = computeMetrics;
     let res: DatasetRunResult;
     try {
-      res = await runDataset({
+      const o = {
         data,
         out: folder.out,
         settings,
@@ -145,9 +152,10 @@ async function execute(settings: Settings, data: string, out: string, quiet: boo
         scorer,
         metrics,
         ...(log ? { log } : {}),
-        warn: (l) => process.stderr.write(`warning: ${l}\n`),
+        warn: (l: string) => void process.stderr.write(`warning: ${l}\n`),
         progress: createProgress(!quiet),
-      });
+      };
+      res = cluster?.redis ? await runOnCluster(cluster, o) : await runDataset(o);
     } catch (e) {
       if (e instanceof PartialRunError) await writeReport(e.result.out, report, quiet);
       throw e;
@@ -234,17 +242,17 @@ export function buildProgram(): Command {
     .exitOverride()
     .showSuggestionAfterError(true);
 
-  const run = addRunOptions(
+  const run = addClusterRunOptions(addRunOptions(
     program
       .command('run')
       .description('score every image of a dataset by mutual scoring; write scores, maps, heatmaps and metrics')
       .requiredOption('--data <dir>', `${REQUIRED}data folder (MVTec AD, BTAD, MPDD, VisA, MVTec LOCO, or a plain folder of images)`)
       .requiredOption('--out <dir>', `${REQUIRED}output folder`),
-  ).addHelpText('after', RUN_HELP);
-  run.action(async (f: RunFlags) => {
+  )).addHelpText('after', RUN_HELP);
+  run.action(async (f: RunCommandFlags) => {
     const file = f.config ? await loadConfigFile(f.config) : {};
     const settings = mergeSettings(file, flagsToSettings(f));
-    const res = await execute(settings, resolve(f.data!), f.out!, !!f.quiet, f.report !== false);
+    const res = await execute(settings, resolve(f.data!), f.out!, !!f.quiet, f.report !== false, f);
     printResult(res, !!f.quiet);
   });
 
@@ -281,6 +289,9 @@ export function buildProgram(): Command {
   program.addCommand(bankCommand());
   program.addCommand(predictCommand());
   program.addCommand(apiCommand());
+  program.addCommand(workerCommand());
+  program.addCommand(statusCommand());
+  program.addCommand(cancelCommand());
   return program;
 }
 

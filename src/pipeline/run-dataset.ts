@@ -56,6 +56,18 @@ export interface DatasetRunOptions {
   /** warnings (always shown) */
   warn?: (line: string) => void;
   progress?: ProgressSink;
+  /** runs before each category is scored, with the run's feature cache (the cluster runner extracts its features on the workers) */
+  beforeCategory?: (category: Category, cache: FeatureCache | undefined) => Promise<void>;
+}
+
+/** The backbone load options of a run's settings. */
+export function backboneLoadOptions(s: Settings): LoadOptions {
+  return {
+    ...(s.image_size !== undefined ? { imageSize: s.image_size } : {}),
+    ...(s.stages !== undefined ? { stages: s.stages } : {}),
+    ...(s.weights !== undefined ? { weightsPath: s.weights } : {}),
+    device: s.device,
+  };
 }
 
 export interface DatasetRunResult {
@@ -232,12 +244,7 @@ async function referenceFiles(o: DatasetRunOptions, cats: Category[]): Promise<M
 async function loadRunBackbone(o: DatasetRunOptions): Promise<Backbone> {
   const s = o.settings;
   try {
-    return await o.loadBackbone(s.backbone, {
-      ...(s.image_size !== undefined ? { imageSize: s.image_size } : {}),
-      ...(s.stages !== undefined ? { stages: s.stages } : {}),
-      ...(s.weights !== undefined ? { weightsPath: s.weights } : {}),
-      device: s.device,
-    });
+    return await o.loadBackbone(s.backbone, backboneLoadOptions(s));
   } catch (e) {
     if (isBackboneConfigError(e)) throw new ConfigError(`cannot load backbone '${s.backbone}': ${(e as Error).message}`);
     throw e;
@@ -269,6 +276,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
   let r: CategoryResult;
   const rf = run.refFiles.get(c.name);
   const refOpts = { batchSize: s.batch_size, storage: s.feature_storage, ...(cache ? { cache } : {}) };
+  await o.beforeCategory?.(c, cache);
   const references = rf ? await extractReferences(rf, backbone, refOpts) : undefined;
   if (rf) o.log?.(`${c.name}: ${rf.length} reference images (${s.mode ?? 'musc'})`);
   const hits0 = cache?.hits ?? 0; // the test images' features only

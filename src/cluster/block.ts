@@ -1,0 +1,109 @@
+/**
+ * MSM block jobs: the worker side (compute one block) and the coordinator side (read it back).
+ *
+ * A block job loads the rows of its query images [i0, i1) and reference images [j0, j1) from the
+ * stage bank, runs LNAMD on them (per image, so the same values as over the whole batch), runs the
+ * ONNX pair kernel once (computeBlock) and writes the PairResult to the store under its content
+ * key. Memory: (A + B) images of stage features and of Z, plus the kernel's [A P, B P] product.
+ */
+
+import { OnnxPairKernel } from '../compute/msm-kernel.js';
+import type { Device } from '../compute/session.js';
+import type { MsmPrecision, PairResult } from '../core/kernel.js';
+import type { AggregateOptions } from '../core/lnamd.js';
+import { aggregateStage, layerNormImages } from '../core/lnamd.js';
+import { computeBlock, type TableBlock } from '../core/msm.js';
+import type { StageFeatures } from '../core/types.js';
+import { readBankRows } from './bank.js';
+import type { BankRef, BlockJobData } from './jobs.js';
+import { contentKey, type SharedStore } from './store.js';
+
+/** Z [n, P, C'] of some images of a stage, for one r. */
+function aggregate(stage: StageFeatures, r: number, target: AggregateOptions): Float32Array {
+  return aggregateStage(stage, layerNormImages(stage), r, target);
+}
+
+/**
+ * Exactness whatever the block shape. ONNX Runtime's CPU GEMM (MLAS sgemm.cpp) sums the C'
+ * products of an entry in chunks of 128 (the rounding of a sum depends on its chunks), except
+ * when the GEMM (or a thread's slice of it) has at most 64 columns: then it widens the chunks.
+ * A block job therefore runs its kernel on one thread (no column slices; the worker runs one
+ * process per concurrency slot instead) and pads the reference side to more than 64 columns
+ * with zero images, whose results are dropped. Every entry is then summed in the standard
+ * chunks, as in a one-process run whose GEMM slices have more than 64 columns (for P x B >= 130
+ * per thread; see docs/scaling.md).
+ */
+export const MIN_GEMM_COLS = 65;
+
+const kernels = new Map<string, Promise<OnnxPairKernel>>();
+
+/** One single-threaded kernel per (device, precision) for the life of the job process. */
+function blockKernel(device: Device, precision: MsmPrecision): Promise<OnnxPairKernel> {
+  const key = `${device}/${precision}`;
+  let k = kernels.get(key);
+  if (!k) {
+    k = OnnxPairKernel.create(true, device, 1, precision);
+    k.catch(() => kernels.delete(key));
+    kernels.set(key, k);
+  }
+  return k;
+}
+
+/** Keeps the first b of bPad reference images of a result: rowd2 [A, P, bPad] -> [A, P, b], cold2 [A, bPad, P] -> [A, b, P]. */
+export function dropPadding(res: PairResult, a: number, p: number, b: number, bPad: number): PairResult {
+  if (b === bPad) return res;
+  const rowd2 = new Float32Array(a * p * b);
+  for (let r = 0; r < a * p; r++) rowd2.set(res.rowd2.subarray(r * bPad, r * bPad + b), r * b);
+  const cold2 = new Float32Array(a * b * p);
+  for (let i = 0; i < a; i++) cold2.set(res.cold2!.subarray(i * bPad * p, (i * bPad + b) * p), i * b * p);
+  return { rowd2, cold2 };
+}
+
+/** The store key of a block's result: a hash of everything it depends on. */
+export function blockKey(bank: BankRef, target: AggregateOptions, r: number, block: TableBlock, precision: string): string {
+  return contentKey('block', { v: 1, bank: bank.key, target, r, block, precision });
+}
+
+/** rowd2 [A, P, B] then cold2 [A, B, P] (float32, little-endian) */
+export function encodePairResult(res: PairResult): Uint8Array {
+  if (!res.cold2) throw new Error('a block result needs both directions');
+  const out = new Uint8Array(res.rowd2.byteLength + res.cold2.byteLength);
+  out.set(new Uint8Array(res.rowd2.buffer, res.rowd2.byteOffset, res.rowd2.byteLength), 0);
+  out.set(new Uint8Array(res.cold2.buffer, res.cold2.byteOffset, res.cold2.byteLength), res.rowd2.byteLength);
+  return out;
+}
+
+export function decodePairResult(bytes: Uint8Array, block: TableBlock, p: number, what: string): PairResult {
+  const len = (block.i1 - block.i0) * (block.j1 - block.j0) * p;
+  if (bytes.byteLength !== 8 * len)
+    throw new Error(`${what}: ${bytes.byteLength} bytes, expected ${8 * len} for block ${JSON.stringify(block)}`);
+  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  return { rowd2: all.subarray(0, len), cold2: all.subarray(len) };
+}
+
+/** (worker) Computes one block and writes it to the store; returns milliseconds spent (load, LNAMD, kernel). */
+export async function runBlockJob(store: SharedStore, d: BlockJobData): Promise<{ loadMs: number; lnamdMs: number; gemmMs: number }> {
+  if (d.precision === 'int8') throw new Error('int8 precision is not supported on a cluster (its scale spans the whole bank)');
+  const { i0, i1, j0, j1 } = d.block;
+  let t = performance.now();
+  const q = await readBankRows(store, d.bank, i0, i1);
+  const ref = await readBankRows(store, d.bank, j0, j1);
+  const loadMs = performance.now() - t;
+  t = performance.now();
+  const zq = aggregate(q, d.r, d.target);
+  const zr = aggregate(ref, d.r, d.target);
+  const a = i1 - i0,
+    b = j1 - j0,
+    P = d.target.gridH * d.target.gridW;
+  const bPad = Math.max(b, Math.ceil(MIN_GEMM_COLS / P));
+  const z = new Float32Array(zq.length + (zr.length / b) * bPad); // [A + bPad, P, C'], zero padding last
+  z.set(zq, 0);
+  z.set(zr, zq.length);
+  const lnamdMs = performance.now() - t;
+  t = performance.now();
+  const kernel = await blockKernel(d.device, d.precision);
+  const res = await computeBlock(z, null, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, d.target.channels, kernel);
+  const gemmMs = performance.now() - t;
+  await store.put(d.done, encodePairResult(dropPadding(res, a, P, b, bPad)));
+  return { loadMs, lnamdMs, gemmMs };
+}

@@ -1,0 +1,76 @@
+/**
+ * The jobs of a cluster run (what travels through Redis: small JSON, never feature data).
+ *
+ *   extract  a shard of images -> backbone features in the store (one file per image, keyed by the
+ *            image's content hash and the backbone settings: the feature cache's layout)
+ *   block    one MSM block (stage bank, r, query images [i0, i1), reference images [j0, j1)) ->
+ *            its squared distances (PairResult) in the store
+ *
+ * Every job names the store key it completes (`done`): the key is a hash of the job's inputs, so a
+ * job that ran twice (a retry after a killed worker, a duplicated delivery) writes the same bytes
+ * to the same key, and a resumed run skips every job whose key exists.
+ */
+
+import type { LoadOptions } from '../backbones/types.js';
+import type { Device } from '../compute/session.js';
+import type { MsmPrecision } from '../core/kernel.js';
+import type { AggregateOptions } from '../core/lnamd.js';
+import type { TableBlock } from '../core/msm.js';
+import type { FeatureStorage } from '../core/types.js';
+
+export const QUEUE_NAME = 'musc';
+
+/** The worker passes its store folder to its job processes in this variable. */
+export const STORE_ENV = 'MUSC_CLUSTER_STORE';
+
+/** Fault-injection tests: a worker's jobs wait this many ms first, so that a kill lands mid-job. */
+export const JOB_DELAY_ENV = 'MUSC_CLUSTER_JOB_DELAY_MS';
+
+/** One stage's features of a scoring batch in the store: [n, h, w, c] row-major, float16 bits or float32. */
+export interface BankRef {
+  key: string;
+  n: number;
+  h: number;
+  w: number;
+  c: number;
+  dtype: FeatureStorage;
+}
+
+export interface BlockJobData {
+  run: string;
+  /** the stage's features (every image of the batch) */
+  bank: BankRef;
+  target: AggregateOptions;
+  r: number;
+  block: TableBlock;
+  precision: MsmPrecision;
+  device: Device;
+  /** store key of the result: rowd2 [A, P, B] then cold2 [A, B, P], float32 */
+  done: string;
+}
+
+export interface ExtractJobData {
+  run: string;
+  /** the coordinator's feature identity (backbone, weights, size, stages, libvips): a worker whose own differs refuses */
+  identity: string;
+  backbone: string;
+  load: LoadOptions;
+  storage: FeatureStorage;
+  maxPixels?: number;
+  /** backbone batches of image files (the one-process run's batches) */
+  batches: string[][];
+  done: string;
+}
+
+export type JobName = 'extract' | 'block';
+
+/** A job to run: its name, id (deterministic), data. */
+export interface ClusterJob {
+  name: JobName;
+  data: BlockJobData | ExtractJobData;
+}
+
+/** The BullMQ job id of a job: its done key without the slash (ids are unique per content). */
+export function jobId(job: ClusterJob): string {
+  return `${job.name}-${job.data.done.replace('/', '-')}`;
+}

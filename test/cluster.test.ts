@@ -1,0 +1,218 @@
+/**
+ * The cluster (issue 15): a real redis-server on a free loopback port (no persistence) and three
+ * real `musc worker` processes. The cluster run's scores.csv, metrics.json and maps are byte-
+ * identical to the one-process run: with one worker SIGKILLed mid-run, with another block split,
+ * and after Redis stopped mid-run (the run fails with a clear error; the same command resumes).
+ * Status lists runs and failed jobs with their error; a run can be cancelled; a job delivered
+ * twice writes the same bytes. Redis and the workers are stopped by pid in `after`.
+ */
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { putBank } from '../src/cluster/bank.js';
+import { blockKey, runBlockJob } from '../src/cluster/block.js';
+import { Coordinator } from '../src/cluster/coordinator.js';
+import { type BlockJobData, JOB_DELAY_ENV } from '../src/cluster/jobs.js';
+import { clusterStatus } from '../src/cluster/status.js';
+import { DirStore } from '../src/cluster/store.js';
+import { lnamdTarget } from '../src/core/lnamd.js';
+import { generateSynthetic } from '../src/demo/synthetic.js';
+import { cliMain, tempDir } from './helpers/cli-env.js';
+import { freePort, HAVE_REDIS, type Proc, startMusc, startRedis, startWorker, stop, storeCount, waitFor } from './helpers/cluster-env.js';
+
+const skip = !HAVE_REDIS && 'redis-server is not installed (.ci/run installs it)';
+let dir = '',
+  data = '',
+  store = '',
+  redisUrl = '',
+  port = 0;
+let cleanup: () => Promise<void> = async () => {};
+let redis: ChildProcess | undefined;
+const workers: Proc[] = [];
+const running: Proc[] = [];
+
+const SETTINGS = ['--image-size', '64', '--r-list', '1,3', '--batch-size', '1', '--heatmaps', 'none', '--no-report', '--quiet'];
+const FILES = ['surface/scores.csv', 'surface/metrics.json', 'surface/maps.safetensors', 'summary.json'];
+const clusterArgs = (out: string, split: [number, number], extra: string[] = []) => [
+  'run',
+  '--data',
+  data,
+  '--out',
+  join(dir, out),
+  ...SETTINGS,
+  '--redis',
+  redisUrl,
+  '--store',
+  store,
+  '--block-images',
+  String(split[0]),
+  '--col-images',
+  String(split[1]),
+  ...extra,
+];
+function run(args: string[]): Proc {
+  const p = startMusc(args);
+  running.push(p);
+  return p;
+}
+function sameAsOneProcess(out: string): void {
+  for (const f of FILES)
+    assert.deepEqual(readFileSync(join(dir, out, f)), readFileSync(join(dir, 'one', f)), `${out}/${f} differs from the one-process run`);
+}
+
+before(async () => {
+  if (!HAVE_REDIS) return;
+  ({ dir, cleanup } = await tempDir('cluster'));
+  data = (await generateSynthetic(join(dir, 'data'), { good: 10, defective: 4, size: 96 })).root;
+  store = join(dir, 'store');
+  port = await freePort();
+  redisUrl = `redis://127.0.0.1:${port}`;
+  redis = await startRedis(port);
+});
+
+after(async () => {
+  for (const p of [...running, ...workers]) await stop(p.child);
+  await stop(redis);
+  await cleanup();
+});
+
+test('cluster run = one-process run, byte for byte: a worker SIGKILLed mid-run, another block split', { skip }, async (t) => {
+  const one = spawnSync(process.execPath, [cliMain, 'run', '--data', data, '--out', join(dir, 'one'), ...SETTINGS, '--no-cache'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(one.status, 0, one.stderr);
+
+  // one worker (each of its jobs waits 3 s first: fault injection) takes the run's first job and
+  // is SIGKILLed mid-job; Redis still holds that job as active
+  const a = run(clusterArgs('a', [2, 3]));
+  workers.push(startWorker(redisUrl, store, { [JOB_DELAY_ENV]: '3000' }));
+  let active = 0;
+  const mid = await waitFor(
+    () => active > 0,
+    a,
+    120_000,
+    async () => {
+      active = (await clusterStatus(redisUrl).catch(() => [])).reduce((n, r) => n + r.active, 0);
+    },
+  );
+  if (!mid) assert.fail(`the run ended before a job was taken:\n${(await a.done).stderr}`);
+  await stop(workers[0]!.child);
+  const atKill = storeCount(store, 'features');
+  const held = await clusterStatus(redisUrl);
+  t.diagnostic(`killed with ${atKill} of 14 images' features stored: ${JSON.stringify(held)}`);
+  assert.equal(
+    held.reduce((n, r) => n + r.active, 0),
+    1,
+    'no job held by the killed worker',
+  );
+  // two more workers: after the dead worker's lock expires, its job is taken back and run again
+  for (let i = 0; i < 2; i++) workers.push(startWorker(redisUrl, store));
+  const ra = await a.done;
+  assert.equal(ra.code, 0, ra.stderr);
+  assert.ok(atKill < 14, 'the kill came after the extraction');
+  sameAsOneProcess('a');
+
+  // another split: other blocks, the same tables
+  const rb = await run(clusterArgs('b', [5, 7])).done;
+  assert.equal(rb.code, 0, rb.stderr);
+  sameAsOneProcess('b');
+});
+
+test('Redis stopping mid-run ends the run with a clear error; the same command resumes from the store', { skip }, async () => {
+  const args = clusterArgs('c', [3, 4], ['--redis-timeout', '2']);
+  const before = storeCount(store, 'block');
+  const c = run(args);
+  assert.ok(await waitFor(() => storeCount(store, 'block') >= before + 2, c), 'the run ended before Redis was stopped');
+  await stop(redis);
+  const rc = await c.done;
+  assert.equal(rc.code, 1, rc.stderr);
+  assert.match(rc.stderr, /musc: error: lost the connection to Redis at redis:\/\/127\.0\.0\.1:\d+ .*run the same command again to resume/);
+  assert.doesNotMatch(rc.stderr, /\n\s+at .+:\d+:\d+/);
+
+  redis = await startRedis(port); // empty: no persistence
+  const again = await run(args.filter((a) => a !== '--quiet')).done;
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /scoring 14 images: .*: [1-9]\d* of \d+ jobs done already/);
+  sameAsOneProcess('c');
+});
+
+test('status lists runs and failed jobs with their error; a run can be cancelled', { skip }, async () => {
+  // a job that cannot succeed (its bank is not in the store): it fails on every attempt
+  const dstore = new DirStore(store);
+  const target = { gridH: 2, gridW: 2, channels: 4 };
+  const bank = { key: `bank/${'0'.repeat(64)}`, n: 4, h: 2, w: 2, c: 4, dtype: 'float32' as const };
+  const block = { i0: 0, i1: 1, j0: 1, j1: 4 };
+  const bad: BlockJobData = {
+    run: 'badrun',
+    bank,
+    target,
+    r: 1,
+    block,
+    precision: 'fast',
+    device: 'cpu',
+    done: blockKey(bank, target, 1, block, 'fast'),
+  };
+  const co = await Coordinator.open({ redis: redisUrl, store: dstore, run: 'badrun', label: 'a failing job' });
+  try {
+    await assert.rejects(co.runJobs([{ name: 'block', data: bad }], 'bad'), /job block-\S+ failed after 3 attempts: .*no such file|ENOENT/);
+  } finally {
+    await co.close();
+  }
+  const st = await clusterStatus(redisUrl);
+  const badRun = st.find((r) => r.run === 'badrun');
+  assert.equal(badRun?.failed.length, 1);
+  assert.match(badRun!.failed[0]!.error, /ENOENT/);
+  const text = spawnSync(process.execPath, [cliMain, 'status', '--redis', redisUrl], { encoding: 'utf8' });
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(
+    text.stdout,
+    /run badrun \(failed.*\n\s+queued 0, active 0, failed 1\n\s+failed block job block-\S+ after 3 attempts: .*ENOENT/,
+  );
+
+  // cancel a running run
+  const d = run(clusterArgs('d', [1, 2]).filter((a) => a !== '--quiet'));
+  const runIdOf = (): string => /cluster run ([0-9a-f]{12})/.exec(d.output())?.[1] ?? '';
+  assert.ok(await waitFor(() => runIdOf() !== '' && /scoring 14 images/.test(d.output()), d));
+  const id = runIdOf();
+  const cancel = spawnSync(process.execPath, [cliMain, 'cancel', id, '--redis', redisUrl], { encoding: 'utf8' });
+  assert.equal(cancel.status, 0, cancel.stderr);
+  assert.match(cancel.stdout, new RegExp(`run ${id} cancelled: \\d+ queued jobs? removed`));
+  const rd = await d.done;
+  assert.equal(rd.code, 1, rd.stderr);
+  assert.match(rd.stderr, new RegExp(`musc: error: run ${id} was cancelled`));
+  const after = (await clusterStatus(redisUrl)).find((r) => r.run === id);
+  assert.equal(after?.info?.state, 'cancelled');
+  assert.equal(after?.queued, 0);
+});
+
+test('a block job delivered twice writes the same bytes under the same key', { skip }, async () => {
+  const dstore = new DirStore(join(dir, 'dup-store'));
+  const n = 5,
+    h = 3,
+    w = 3,
+    c = 8;
+  const feats = Float32Array.from({ length: n * h * w * c }, (_, i) => Math.sin(i * 0.37) + (i % 5) * 0.1);
+  const stage = { n, h, w, c, data: feats };
+  const bank = await putBank(dstore, stage);
+  const target = lnamdTarget([stage]);
+  const block = { i0: 0, i1: 2, j0: 1, j1: 5 };
+  const job: BlockJobData = {
+    run: 'dup',
+    bank,
+    target,
+    r: 3,
+    block,
+    precision: 'exact',
+    device: 'cpu',
+    done: blockKey(bank, target, 3, block, 'exact'),
+  };
+  await runBlockJob(dstore, job);
+  const first = await dstore.get(job.done);
+  await runBlockJob(dstore, job);
+  assert.ok(first && first.length === 2 * 2 * 4 * 9 * 4);
+  assert.deepEqual(await dstore.get(job.done), first);
+});
