@@ -134,7 +134,12 @@ function checkBackboneName(name: string): void {
  * the backbone). A run that ends with exit 3 (some categories not scored) still gets its report.
  */
 async function execute(
-  settings: Settings, data: string, out: string, quiet: boolean, report: boolean, cluster?: ClusterFlags,
+  settings: Settings,
+  data: string,
+  out: string,
+  quiet: boolean,
+  report: boolean,
+  cluster?: ClusterFlags,
 ): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
   const log = quiet ? undefined : (l: string) => void process.stderr.write(`${l}\n`);
@@ -242,13 +247,15 @@ export function buildProgram(): Command {
     .exitOverride()
     .showSuggestionAfterError(true);
 
-  const run = addClusterRunOptions(addRunOptions(
-    program
-      .command('run')
-      .description('score every image of a dataset by mutual scoring; write scores, maps, heatmaps and metrics')
-      .requiredOption('--data <dir>', `${REQUIRED}data folder (MVTec AD, BTAD, MPDD, VisA, MVTec LOCO, or a plain folder of images)`)
-      .requiredOption('--out <dir>', `${REQUIRED}output folder`),
-  )).addHelpText('after', RUN_HELP);
+  const run = addClusterRunOptions(
+    addRunOptions(
+      program
+        .command('run')
+        .description('score every image of a dataset by mutual scoring; write scores, maps, heatmaps and metrics')
+        .requiredOption('--data <dir>', `${REQUIRED}data folder (MVTec AD, BTAD, MPDD, VisA, MVTec LOCO, or a plain folder of images)`)
+        .requiredOption('--out <dir>', `${REQUIRED}output folder`),
+    ),
+  ).addHelpText('after', RUN_HELP);
   run.action(async (f: RunCommandFlags) => {
     const file = f.config ? await loadConfigFile(f.config) : {};
     const settings = mergeSettings(file, flagsToSettings(f));

@@ -148,7 +148,16 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   registerOutputDir(tx.dir);
   try {
     const cache = await openFeatureCache(o, backbone);
-    const run: DatasetRun = { o, ds, backbone, kList, staging: tx.dir, refFiles, ...(cache ? { cache } : {}), ...(decision ? { decision } : {}) };
+    const run: DatasetRun = {
+      o,
+      ds,
+      backbone,
+      kList,
+      staging: tx.dir,
+      refFiles,
+      ...(cache ? { cache } : {}),
+      ...(decision ? { decision } : {}),
+    };
     const done = await runCategories(run, cats);
     await dispose();
     checkInterrupted();
@@ -259,8 +268,11 @@ async function openFeatureCache(o: DatasetRunOptions, backbone: Backbone): Promi
   registerOutputDir(dir);
   if (s.cache_dir !== undefined) await removeStaleTemporaries(dir);
   const identity = cacheIdentity({
-    backbone: backbone.info?.name ?? s.backbone, weightsSha256: backbone.weightsSha256, imageSize: backbone.imageSize,
-    stages: backbone.stages, vips: sharp.versions.vips,
+    backbone: backbone.info?.name ?? s.backbone,
+    weightsSha256: backbone.weightsSha256,
+    imageSize: backbone.imageSize,
+    stages: backbone.stages,
+    vips: sharp.versions.vips,
   });
   return new FeatureCache(dir, identity, s.feature_storage);
 }
@@ -282,16 +294,30 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
   const hits0 = cache?.hits ?? 0; // the test images' features only
   const writes0 = cache?.writes ?? 0;
   try {
-    r = await runCategory(c, { backbone, scorer: o.scorer, ...(o.metrics ? { metrics: o.metrics } : {}), ...(cache ? { cache } : {}) }, {
-      kind: ds.kind, rList: s.r_list, interval: s.interval, kList: run.kList, batchSize: s.batch_size, divideNum: s.divide_num,
-      ...(s.max_memory !== undefined ? { maxMemoryMb: s.max_memory } : {}),
-      ...(s.max_pixels !== undefined ? { maxPixels: s.max_pixels } : {}),
-      maskRule: s.mask_rule, strict: s.strict, seed: s.seed, device: s.device, precision: s.msm_precision,
-      featureStorage: s.feature_storage,
-      ...(references ? { references, mode: s.mode ?? 'musc' } : {}), ...(run.decision ? { decision: run.decision } : {}),
-      onProgress: (stage, done, total) => o.progress?.update(done, total, stage),
-      ...(o.log ? { log: o.log } : {}),
-    });
+    r = await runCategory(
+      c,
+      { backbone, scorer: o.scorer, ...(o.metrics ? { metrics: o.metrics } : {}), ...(cache ? { cache } : {}) },
+      {
+        kind: ds.kind,
+        rList: s.r_list,
+        interval: s.interval,
+        kList: run.kList,
+        batchSize: s.batch_size,
+        divideNum: s.divide_num,
+        ...(s.max_memory !== undefined ? { maxMemoryMb: s.max_memory } : {}),
+        ...(s.max_pixels !== undefined ? { maxPixels: s.max_pixels } : {}),
+        maskRule: s.mask_rule,
+        strict: s.strict,
+        seed: s.seed,
+        device: s.device,
+        precision: s.msm_precision,
+        featureStorage: s.feature_storage,
+        ...(references ? { references, mode: s.mode ?? 'musc' } : {}),
+        ...(run.decision ? { decision: run.decision } : {}),
+        onProgress: (stage, done, total) => o.progress?.update(done, total, stage),
+        ...(o.log ? { log: o.log } : {}),
+      },
+    );
   } catch (e) {
     // a category that cannot be scored does not stop the others (several categories only)
     if (!(e instanceof DatasetError) || nCats === 1) throw e;
@@ -325,18 +351,27 @@ function writeOutputs(run: DatasetRun, r: CategoryResult, rf: string[] | undefin
   const { o, ds, backbone } = run;
   const s = o.settings;
   const settingsOut: Record<string, unknown> = {
-    ...s, dataset: ds.kind, image_size: backbone.imageSize, stages: backbone.stages, k_list: run.kList,
+    ...s,
+    dataset: ds.kind,
+    image_size: backbone.imageSize,
+    stages: backbone.stages,
+    k_list: run.kList,
     ...(rf ? { reference_images: rf } : {}),
   };
   return writeCategoryOutputs(run.staging, r, {
     heatmapScale: runPixelScale(r),
     where: (dir, res) => writeRunWhere(dir, res, s.heatmaps !== 'none'),
-    heatmaps: s.heatmaps, visNorm: s.norm,
+    heatmaps: s.heatmaps,
+    visNorm: s.norm,
     info: {
-      settings: settingsOut, data_root: ds.root,
+      settings: settingsOut,
+      data_root: ds.root,
       backbone: {
-        name: backbone.info?.name ?? s.backbone, weights_path: backbone.weightsPath, weights_sha256: backbone.weightsSha256,
-        image_size: backbone.imageSize, stages: backbone.stages,
+        name: backbone.info?.name ?? s.backbone,
+        weights_path: backbone.weightsPath,
+        weights_sha256: backbone.weightsSha256,
+        image_size: backbone.imageSize,
+        stages: backbone.stages,
         ...(backbone.info ? { layers: stageLayerNames(backbone.info.family, backbone.stages) } : {}),
       },
     },

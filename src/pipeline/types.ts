@@ -15,7 +15,7 @@ import type { FeatureCache } from '../features/cache.js';
 import { DEFAULT_FEATURE_STORAGE } from '../features/types.js';
 import type { SkippedImage } from '../features/types.js';
 import type { ReferenceFeatures } from '../features/references.js';
-import type { DecisionRule, } from '../threshold.js';
+import type { DecisionRule } from '../threshold.js';
 
 /** The MuSc core functions the pipeline calls (src/core/musc.ts). */
 export interface Scorer {
