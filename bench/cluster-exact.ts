@@ -92,7 +92,8 @@ export async function compareSplits(
       r.writeBytes = writes / jobs;
       results.push(r);
       log(
-        `split ${r.split}: ${r.blocks} blocks per (stage, r), ${jobs} jobs, ${r.wallMs.toFixed(0)} ms in one process; byte-identical: ${r.identical}`,
+        `split ${r.split}: ${r.blocks} blocks per (stage, r), ${jobs} jobs, ` +
+          `${r.wallMs.toFixed(0)} ms in one process; byte-identical: ${r.identical}`,
       );
     }
   } finally {

@@ -70,7 +70,8 @@ async function main(): Promise<void> {
     const b = await blockTimes(ab, 3);
     blocks.push(b);
     console.log(
-      `block ${ab} x ${ab} images (P 784, C' 512, one thread): load ${b.loadMs!.toFixed(1)} ms, LNAMD ${b.lnamdMs!.toFixed(0)} ms, GEMM+reductions ${b.gemmMs!.toFixed(0)} ms ` +
+      `block ${ab} x ${ab} images (P 784, C' 512, one thread): load ${b.loadMs!.toFixed(1)} ms, ` +
+        `LNAMD ${b.lnamdMs!.toFixed(0)} ms, GEMM+reductions ${b.gemmMs!.toFixed(0)} ms ` +
         `(${(b.gflop! / (b.gemmMs! / 1000)).toFixed(1)} GFLOPS); reads ${b.readMB!.toFixed(1)} MB, writes ${b.writeMB!.toFixed(2)} MB`,
     );
   }

@@ -78,7 +78,8 @@ for (const spec of backboneCases) {
   if ('error' in r) console.log(`  ${spec.name.padEnd(24)} failed: ${r.error}`);
   else
     console.log(
-      `  ${spec.name.padEnd(24)} ${String(r.ms_per_image).padStart(8)} ms/image  (batch ${r.batch_size}, load ${r.load_ms} ms, peak RSS ${r.peak_rss_mb} MB)`,
+      `  ${spec.name.padEnd(24)} ${String(r.ms_per_image).padStart(8)} ms/image  ` +
+        `(batch ${r.batch_size}, load ${r.load_ms} ms, peak RSS ${r.peak_rss_mb} MB)`,
     );
 }
 
@@ -93,22 +94,29 @@ for (const spec of cases) {
   }
   const m = r.ms_per_image;
   console.log(
-    `  grid ${r.grid.join('x')}, C ${r.channels}, N ${r.n}, features stored as ${r.feature_storage}; image AUROC ${r.image_auroc === null ? '-' : f1(100 * r.image_auroc)}`,
+    `  grid ${r.grid.join('x')}, C ${r.channels}, N ${r.n}, features stored as ${r.feature_storage}; ` +
+      `image AUROC ${r.image_auroc === null ? '-' : f1(100 * r.image_auroc)}`,
   );
   console.log(
-    `  ms/image: decode ${m.decode}  backbone ${m.backbone}  lnamd ${m.lnamd}  msm ${m.msm}  rscin ${m.rscin}  metrics ${m.metrics}  total ${m.total}`,
+    `  ms/image: decode ${m.decode}  backbone ${m.backbone}  lnamd ${m.lnamd}  msm ${m.msm}  ` +
+      `rscin ${m.rscin}  metrics ${m.metrics}  total ${m.total}`,
   );
   console.log(`  peak RSS ${r.peak_rss_mb} MB`);
   if (r.msm) {
     const s = r.msm;
     console.log(
-      `  MSM (stage 0, r=1): GEMM peak ${f1(s.gemm_peak_gflops)} GFLOPS for [${s.block[0] * s.p} x ${s.c}] x [${s.c} x ${s.block[1] * s.p}]; MSM ${f1(s.msm_gflops)} GFLOPS = ${f1(100 * s.msm_fraction_of_peak)}% of peak`,
+      `  MSM (stage 0, r=1): GEMM peak ${f1(s.gemm_peak_gflops)} GFLOPS ` +
+        `for [${s.block[0] * s.p} x ${s.c}] x [${s.c} x ${s.block[1] * s.p}]; ` +
+        `MSM ${f1(s.msm_gflops)} GFLOPS = ${f1(100 * s.msm_fraction_of_peak)}% of peak`,
     );
     console.log(
-      `  straightforward ${s.straightforward_s.toFixed(2)} s vs project ${s.project_s.toFixed(2)} s (best of ${spec.reps ?? 3} alternating runs): ${s.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${s.max_abs_diff.toExponential(2)}`,
+      `  straightforward ${s.straightforward_s.toFixed(2)} s vs project ${s.project_s.toFixed(2)} s ` +
+        `(best of ${spec.reps ?? 3} alternating runs): ${s.speedup_vs_straightforward.toFixed(2)}x, ` +
+        `max abs diff ${s.max_abs_diff.toExponential(2)}`,
     );
     console.log(
-      `  optional int8 precision: ${s.int8_s.toFixed(2)} s (${(s.project_s / s.int8_s).toFixed(2)}x the default), max abs score diff to the default ${s.int8_max_abs_diff.toExponential(2)}`,
+      `  optional int8 precision: ${s.int8_s.toFixed(2)} s (${(s.project_s / s.int8_s).toFixed(2)}x the default), ` +
+        `max abs score diff to the default ${s.int8_max_abs_diff.toExponential(2)}`,
     );
   }
 }
@@ -116,7 +124,9 @@ for (const spec of cases) {
 console.log(`\nMSM on random unit features (P = 784, C = 1024, N = ${quick ? 8 : 12}), default precision: project vs straightforward`);
 const exactCmp = await compareMsm(quick ? 8 : 12, 784, 1024, quick ? 1 : 3);
 console.log(
-  `  peak ${f1(exactCmp.gemm_peak_gflops)} GFLOPS, MSM ${f1(exactCmp.msm_gflops)} (${f1(100 * exactCmp.msm_fraction_of_peak)}%), ${exactCmp.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${exactCmp.max_abs_diff.toExponential(2)}; int8 ${(exactCmp.project_s / exactCmp.int8_s).toFixed(2)}x faster again`,
+  `  peak ${f1(exactCmp.gemm_peak_gflops)} GFLOPS, MSM ${f1(exactCmp.msm_gflops)} (${f1(100 * exactCmp.msm_fraction_of_peak)}%), ` +
+    `${exactCmp.speedup_vs_straightforward.toFixed(2)}x, max abs diff ${exactCmp.max_abs_diff.toExponential(2)}; ` +
+    `int8 ${(exactCmp.project_s / exactCmp.int8_s).toFixed(2)}x faster again`,
 );
 
 const ns = quick ? [10, 20, 40] : [25, 50, 100, 200];

@@ -204,9 +204,10 @@ async function main(): Promise<void> {
     console.log('| phase | s | conn | 200 | 429 | 5xx | other | errors | images/s | p50 ms | p99 ms | RSS MB max / after | swaps |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const p of phases) {
+      const rssCell = `${p.rssMaxMB.toFixed(0)} / ${p.rssMB.toFixed(0)}`;
       console.log(
         `| ${[p.phase, p.seconds, p.connections, p.ok, p.rejected429, p.server5xx, p.otherNon2xx, p.errors].join(' | ')} | ` +
-          `${[p.imagesPerSecond.toFixed(2), p.latencyP50ms, p.latencyP99ms, `${p.rssMaxMB.toFixed(0)} / ${p.rssMB.toFixed(0)}`, p.swaps ?? ''].join(' | ')} |`,
+          `${[p.imagesPerSecond.toFixed(2), p.latencyP50ms, p.latencyP99ms, rssCell, p.swaps ?? ''].join(' | ')} |`,
       );
     }
   } finally {

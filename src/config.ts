@@ -15,7 +15,8 @@
  *
  * A config file (YAML or JSON) may set any of these keys (also the reference's own names:
  * backbone_name, img_resize, feature_layers, dataset_name, class_name, vis_type); command-line flags override
- * the file. The old key vis_norm (single | whole) still works, with a one-line deprecation note. Everything is validated with ajv, and errors name the key.
+ * the file. The old key vis_norm (single | whole) still works, with a one-line deprecation note. Everything is validated with ajv,
+ * and errors name the key.
  */
 
 import { readFile } from 'node:fs/promises';

@@ -161,7 +161,9 @@ export function matchPaths(csvPaths: string[], tokens: Pick<TokenSet, 'paths' | 
   if (missing.length) {
     const ex = tokens.paths.slice(0, 3).join(', ');
     throw new DatasetError(
-      `${missing.length} of ${csvPaths.length} ${what} rows have no image token: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''} (token paths look like: ${ex}${tokens.root ? `; relative to ${tokens.root}` : ''})`,
+      `${missing.length} of ${csvPaths.length} ${what} rows have no image token: ` +
+        `${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''} ` +
+        `(token paths look like: ${ex}${tokens.root ? `; relative to ${tokens.root}` : ''})`,
     );
   }
   if (dup.length) throw new DatasetError(`${what}: several rows name the same image: ${dup.slice(0, 5).join('; ')}`);

@@ -65,7 +65,10 @@ export interface LabelFreeThreshold {
 }
 
 export interface Decisions {
-  /** a --decision rule, or musc run's default (src/bank/calibration.ts runDecisions): 'f1' (labels; NG iff score >= threshold) or 'false-alarm' */
+  /**
+   * a --decision rule, or musc run's default (src/bank/calibration.ts runDecisions): 'f1' (labels; NG iff score >= threshold)
+   * or 'false-alarm'
+   */
   method: DecisionMethod | 'f1' | 'false-alarm';
   /** mad only */
   k?: number;

@@ -23,7 +23,8 @@ test('YAML file with the reference key names; flags override the file', async ()
     const f = join(dir, 'musc.yaml');
     await writeFile(
       f,
-      'backbone_name: dinov2-vitb14\nimg_resize: 448\nfeature_layers: [2, 5, 8, 11]\nr_list: [1, 3]\ndivide_num: 2\nvis_type: whole_norm\nclass_name: ALL\ndataset_name: mvtec_ad\nbatch_size: 8\n',
+      'backbone_name: dinov2-vitb14\nimg_resize: 448\nfeature_layers: [2, 5, 8, 11]\nr_list: [1, 3]\n' +
+        'divide_num: 2\nvis_type: whole_norm\nclass_name: ALL\ndataset_name: mvtec_ad\nbatch_size: 8\n',
     );
     const file = await loadConfigFile(f);
     assert.deepEqual(file, {

@@ -225,7 +225,10 @@ for (const [precision, p] of [
   ['fast', 12],
   ['fast', 15],
 ] as const) {
-  test(`both-directions block scoring equals the straightforward per-image scoring (${precision}, P = ${p}: column split ${columnSplit(p)}, uneven blocks)`, async () => {
+  const blockTitle =
+    `both-directions block scoring equals the straightforward per-image scoring ` +
+    `(${precision}, P = ${p}: column split ${columnSplit(p)}, uneven blocks)`;
+  test(blockTitle, async () => {
     const both = await PairKernel.create(true, 'cpu', undefined, precision);
     const rows = await PairKernel.create(false, 'cpu', undefined, precision);
     const n = 11,
@@ -257,7 +260,9 @@ for (const [precision, p] of [
   });
 }
 
-test('int8 precision: the block table is the integer arithmetic on the quantized bank, within the quantization bound of float64', async () => {
+const int8Title =
+  'int8 precision: the block table is the integer arithmetic on the quantized bank, within the quantization bound of float64';
+test(int8Title, async () => {
   const n = 7,
     p = 12,
     c = 20;

@@ -248,7 +248,9 @@ test('issue 16: own connect and idle timeouts with a clear message; the stalled 
   assert.equal(readFileSync(partial).length, 50_000);
 });
 
-test('issue 16: every hub backbone has its required registry record (pin or none + size cap); pull says when no checksum is pinned', async () => {
+const pinTitle =
+  'issue 16: every hub backbone has its required registry record (pin or none + size cap); pull says when no checksum is pinned';
+test(pinTitle, async () => {
   const hub = listBackbones().filter(isHubBackbone);
   assert.ok(hub.length > 0);
   for (const b of hub) {

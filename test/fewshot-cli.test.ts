@@ -74,7 +74,8 @@ test('MuSc+ in the pipeline: a reference copy of a test image scores it 0; refer
   const { dir, cleanup } = await tempDir('fs-plus');
   try {
     const { root, x, refs } = await setup(dir);
-    const { rows, scorer } = await run(root, join(dir, 'o'), { reference_dir: refs, mode: 'musc-plus', msm_precision: 'exact' }); // exact: a copy's distance is 0
+    // exact: a copy's distance is 0
+    const { rows, scorer } = await run(root, join(dir, 'o'), { reference_dir: refs, mode: 'musc-plus', msm_precision: 'exact' });
     assert.equal(rows.length, 9);
     assert.ok(!rows.some((r) => r.path.includes('copy-of')));
     // the scorer got the 9 test images + 1 reference, last

@@ -187,7 +187,10 @@ test('bad weight files fail fast with exit 2 and a message naming the file', asy
   const cases: [string[], RegExp][] = [
     [
       ['--backbone', 'wide-resnet50', '--weights', trunc],
-      /truncated\.safetensors: tensor '.*' extends past the end of the file \(file truncated\?\)|truncated\.safetensors: not a safetensors file/,
+      new RegExp(
+        `${/truncated\.safetensors: tensor '.*' extends past the end of the file \(file truncated\?\)/.source}|` +
+          /truncated\.safetensors: not a safetensors file/.source,
+      ),
     ],
     [
       ['--backbone', 'wide-resnet50', '--weights', wrongDtype],

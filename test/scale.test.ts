@@ -78,6 +78,8 @@ test('500 images within --max-memory: divided automatically, all scored', async 
   const metrics = JSON.parse(readFileSync(join(out, 'big', 'metrics.json'), 'utf8'));
   assert.ok(metrics.image_auroc >= 0.9, `image AUROC ${metrics.image_auroc}`);
   t.diagnostic(
-    `divide ${run.divide_num_used}, subsets ${sizes.join(',')}, estimate ${run.estimated_subset_mb} MB, peak RSS ${run.peak_rss_mb} MB, total ${Math.round(run.timings_ms.total)} ms (backbone ${Math.round(run.timings_ms.backbone)}, scoring ${Math.round(run.timings_ms.scoring)})`,
+    `divide ${run.divide_num_used}, subsets ${sizes.join(',')}, estimate ${run.estimated_subset_mb} MB, peak RSS ${run.peak_rss_mb} MB, ` +
+      `total ${Math.round(run.timings_ms.total)} ms ` +
+      `(backbone ${Math.round(run.timings_ms.backbone)}, scoring ${Math.round(run.timings_ms.scoring)})`,
   );
 });

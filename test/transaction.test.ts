@@ -214,7 +214,9 @@ test('output folder checked before any work: empty, a file, /dev/null, /proc, in
   }
 });
 
-test('ENOSPC on a small tmpfs: the error names the file and the byte count; nothing half-written; a read-only folder is refused', async (t) => {
+const enospcTitle =
+  'ENOSPC on a small tmpfs: the error names the file and the byte count; nothing half-written; a read-only folder is refused';
+test(enospcTitle, async (t) => {
   const mnt = join(dir, 'tmpfs');
   mkdirSync(mnt);
   const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt], { encoding: 'utf8' });

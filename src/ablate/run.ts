@@ -158,7 +158,9 @@ export function ablationMarkdown(title: string, rows: AblationRow[]): string {
   for (const r of rows) {
     const m = r.metrics;
     lines.push(
-      `| ${r.study} | ${r.setting} | ${r.nTest}${r.nRef ? ` + ${r.nRef} ref` : ''} | ${pct(m.image_auroc)} | ${pct(m.image_f1max)} | ${pct(m.image_ap)} | ${pct(m.pixel_auroc)} | ${pct(m.pixel_f1max)} | ${pct(m.pixel_pro)} |`,
+      `| ${r.study} | ${r.setting} | ${r.nTest}${r.nRef ? ` + ${r.nRef} ref` : ''} | ` +
+        `${pct(m.image_auroc)} | ${pct(m.image_f1max)} | ${pct(m.image_ap)} | ` +
+        `${pct(m.pixel_auroc)} | ${pct(m.pixel_f1max)} | ${pct(m.pixel_pro)} |`,
     );
   }
   return lines.join('\n') + '\n';

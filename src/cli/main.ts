@@ -195,13 +195,15 @@ function addRunOptions(cmd: Command): Command {
     .addOption(
       new Option(
         '--msm-precision <mode>',
-        `MSM nearest-patch distances: exact, fast (float32 2-2a.b, as the reference) or int8 (8-bit products, faster) (default: ${DEFAULT_SETTINGS.msm_precision})`,
+        `MSM nearest-patch distances: exact, fast (float32 2-2a.b, as the reference) ` +
+          `or int8 (8-bit products, faster) (default: ${DEFAULT_SETTINGS.msm_precision})`,
       ).choices(['exact', 'fast', 'int8']),
     )
     .addOption(
       new Option(
         '--feature-storage <type>',
-        `stage features kept until scoring and cached as float16 (half the memory) or float32; computation is float32 (default: ${DEFAULT_SETTINGS.feature_storage})`,
+        `stage features kept until scoring and cached as float16 (half the memory) or float32; ` +
+          `computation is float32 (default: ${DEFAULT_SETTINGS.feature_storage})`,
       ).choices(['float16', 'float32']),
     )
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
@@ -236,7 +238,10 @@ function printResult(res: DatasetRunResult, quiet: boolean): void {
   const ng = res.results.reduce((a, r) => a + (r.decisions?.ng ?? 0), 0);
   const how = [...new Set(res.results.map((r) => r.decisions?.method).filter((m) => m))].join('/');
   process.stdout.write(
-    `musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ${n} images scored, ${ng} NG (${how} threshold; decision column of scores.csv)${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`,
+    `musc: ${res.entries.length} ${res.entries.length === 1 ? 'category' : 'categories'}, ` +
+      `${n} images scored, ${ng} NG (${how} threshold; decision column of scores.csv)` +
+      `${sk ? `, ${sk} skipped (unreadable; listed above and in run.json)` : ''}` +
+      `; outputs in ${res.out} (table: ${join(res.out, 'metrics.md')})\n`,
   );
 }
 
@@ -336,7 +341,10 @@ export async function main(argv: string[]): Promise<number> {
 const EXIT_TERMINATED = 143;
 
 function interruptedMessage(removed: number): string {
-  return `musc: interrupted${removed ? ` (removed ${removed} temporary file${removed > 1 ? 's' : ''})` : ''}; completed outputs and cached features are kept: run the same command again to resume\n`;
+  return (
+    `musc: interrupted${removed ? ` (removed ${removed} temporary file${removed > 1 ? 's' : ''})` : ''}` +
+    `; completed outputs and cached features are kept: run the same command again to resume\n`
+  );
 }
 
 /** Immediate exit on a second signal: temporaries removed, exit 130 (143 for SIGTERM). */

@@ -100,7 +100,8 @@ export function modelsCommand(options: ModelsCommandOptions = {}): Command {
           : undefined,
       }).finally(() => (bar as cliProgress.SingleBar | null)?.stop());
       out(
-        `${name}: ${res.cached ? 'already cached' : 'downloaded'} ${weightsCachePath(info, cacheDir)} (${formatBytes(res.bytes)}, sha256 ${res.sha256})\n`,
+        `${name}: ${res.cached ? 'already cached' : 'downloaded'} ${weightsCachePath(info, cacheDir)} ` +
+          `(${formatBytes(res.bytes)}, sha256 ${res.sha256})\n`,
       );
       if (res.pinned) {
         if (!o.quiet) out(`${name}: sha256 and size match the registry's pinned values\n`);

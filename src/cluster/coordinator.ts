@@ -105,7 +105,8 @@ export class Coordinator {
     } catch (e) {
       if (Date.now() - this.lastOk > this.timeoutMs) {
         throw new ClusterError(
-          `lost the connection to Redis at ${this.o.redis} (${(e as Error).message}); finished work is kept in the store ${this.o.store.location}: run the same command again to resume`,
+          `lost the connection to Redis at ${this.o.redis} (${(e as Error).message}); ` +
+            `finished work is kept in the store ${this.o.store.location}: run the same command again to resume`,
         );
       }
       return undefined;

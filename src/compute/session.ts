@@ -43,7 +43,8 @@ export function checkDevice(device: Device): Promise<void> {
       } catch (e) {
         throw new DeviceError(
           `--device cuda is not available here (${(e as Error).message.split('\n')[0]}). It needs the CUDA build of onnxruntime-node: ` +
-            "'npm install onnxruntime-node --onnxruntime-node-install=cuda12' on a machine with an NVIDIA GPU, CUDA 12 and cuDNN 9; or use --device cpu.",
+            "'npm install onnxruntime-node --onnxruntime-node-install=cuda12' on a machine with an NVIDIA GPU, " +
+            'CUDA 12 and cuDNN 9; or use --device cpu.',
         );
       } finally {
         ort.env.logLevel = level;

@@ -60,13 +60,15 @@ export class MaskNotes {
     const n = (a: string[]): string => `${a.length} ground-truth mask${a.length > 1 ? 's are' : ' is'}`;
     if (this.nonBinary.length) {
       out.push(
-        `${n(this.nonBinary)} not 0/255 (blurred, scaled or coloured): binarised with the any-nonzero rule instead of the reference rule: ` +
+        `${n(this.nonBinary)} not 0/255 (blurred, scaled or coloured): ` +
+          `binarised with the any-nonzero rule instead of the reference rule: ` +
           list(this.nonBinary),
       );
     }
     if (this.empty.length) {
       out.push(
-        `${n(this.empty)} empty after binarisation (no defective pixel): pixel metrics count these images as defect-free: ${list(this.empty)}`,
+        `${n(this.empty)} empty after binarisation (no defective pixel): ` +
+          `pixel metrics count these images as defect-free: ${list(this.empty)}`,
       );
     }
     return out;

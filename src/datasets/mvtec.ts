@@ -59,7 +59,8 @@ async function pairMasks(images: string[], maskDir: string, warnings: string[], 
   const extra = masks.filter((m) => !used.has(join(maskDir, m)));
   if (extra.length > 0)
     warnings.push(
-      `${typeLabel}: ${extra.length} mask${extra.length > 1 ? 's' : ''} without an image, ignored: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`,
+      `${typeLabel}: ${extra.length} mask${extra.length > 1 ? 's' : ''} without an image, ignored: ` +
+        `${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`,
     );
   return out;
 }

@@ -103,7 +103,8 @@ export function appendReferences(test: StageFeatures[], refs: ReferenceFeatures)
     const half = s.data instanceof Uint16Array;
     if (r.data instanceof Uint16Array !== half)
       throw new Error(
-        `stage ${l}: reference features are stored as ${r.data instanceof Uint16Array ? 'float16' : 'float32'}, test features as ${half ? 'float16' : 'float32'}`,
+        `stage ${l}: reference features are stored as ${r.data instanceof Uint16Array ? 'float16' : 'float32'}, ` +
+          `test features as ${half ? 'float16' : 'float32'}`,
       );
     const data = sharedFeatures(half ? 'float16' : 'float32', (s.n + r.n) * s.h * s.w * s.c); // shared with the compute worker
     // same storage on both sides (checked above)

@@ -104,7 +104,8 @@ async function decodePixels(
     if (meta.width * meta.height > maxPixels) {
       throw new ImageDecodeError(
         file,
-        `image is ${meta.width}x${meta.height} = ${meta.width * meta.height} pixels, over the limit of ${maxPixels} (decompression bomb? raise it with --max-pixels)`,
+        `image is ${meta.width}x${meta.height} = ${meta.width * meta.height} pixels, ` +
+          `over the limit of ${maxPixels} (decompression bomb? raise it with --max-pixels)`,
       );
     }
     const img = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', sequentialRead: true });

@@ -62,7 +62,8 @@ export function metricsMarkdown(title: string, entries: SummaryEntry[]): string 
   const lines = [`# ${cell(title)}`, '', `| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
   for (const e of entries) {
     lines.push(
-      `| ${cell(e.category)} | ${COLUMNS.map(([k]) => pct(e.metrics[k] as number | null)).join(' | ')} | ${e.metrics.n_images} | ${e.metrics.n_skipped} |`,
+      `| ${cell(e.category)} | ${COLUMNS.map(([k]) => pct(e.metrics[k] as number | null)).join(' | ')} | ` +
+        `${e.metrics.n_images} | ${e.metrics.n_skipped} |`,
     );
   }
   if (entries.length > 0) {
@@ -73,7 +74,8 @@ export function metricsMarkdown(title: string, entries: SummaryEntry[]): string 
   }
   lines.push(
     '',
-    'Metrics in percent. PRO is MuSc\'s cal_pro_score (the paper\'s PRO); AUPRO@0.3 the MVTec AD official definition. "-" = undefined (no labels, or a single class).',
+    "Metrics in percent. PRO is MuSc's cal_pro_score (the paper's PRO); " +
+      'AUPRO@0.3 the MVTec AD official definition. "-" = undefined (no labels, or a single class).',
     '',
   );
   return lines.join('\n');

@@ -171,7 +171,9 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     const res: DatasetRunResult = { out: o.out, dataset: ds.kind, entries: done.entries, results: done.results, markdown };
     if (done.failed.length > 0) {
       const names = done.failed.map((f) => f.category).join(', ');
-      const msg = `${done.failed.length} of ${cats.length} categories could not be scored (${names}); the other categories' results are in ${o.out}`;
+      const msg =
+        `${done.failed.length} of ${cats.length} categories could not be scored (${names}); ` +
+        `the other categories' results are in ${o.out}`;
       throw new PartialRunError(`${msg}. First: ${done.failed[0]!.reason}`, res);
     }
     return res;

@@ -42,5 +42,6 @@ export default async function* summaryReporter(source: AsyncIterable<TestEvent>)
   }
   const n = (k: string): number => counts.get(k) ?? 0;
   const secs = (n('duration_ms') / 1000).toFixed(0);
-  yield `\n${n('tests')} tests in ${secs} s\n${n('pass')} passed, ${n('fail') + n('cancelled')} failed, ${n('skipped') + n('todo')} skipped\n`;
+  yield `\n${n('tests')} tests in ${secs} s\n` +
+    `${n('pass')} passed, ${n('fail') + n('cancelled')} failed, ${n('skipped') + n('todo')} skipped\n`;
 }
