@@ -47,16 +47,8 @@ export interface PageCategory {
 }
 
 /** One region of a predicted defect mask (bounding box in original pixels; raw anomaly scores). */
-export interface PredictRegion {
-  id: number;
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-  area: number;
-  peak: number;
-  mean: number;
-}
+import type { Region as PredictRegion } from '../bank/types.js';
+export type { PredictRegion };
 
 /** One image of a `musc predict` folder, as predictions.json has it. */
 export interface PredictItem {

@@ -6,17 +6,9 @@
 
 export type Verdict = 'OK' | 'NG';
 
-/** One connected defect region, in original image pixels. */
-export interface Region {
-  id: number;
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-  area: number;
-  peak: number;
-  mean: number;
-}
+/** One connected defect region, in original image pixels (the bank's type). */
+import type { Region } from '../bank/types.js';
+export type { Region };
 
 /** The service's view of one prediction (src/bank ImagePrediction without maps). */
 export interface ImagePrediction {
