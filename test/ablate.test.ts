@@ -15,6 +15,8 @@ import { shutdownCompute } from '../src/compute/worker.js';
 import type { StageFeatures } from '../src/core/types.js';
 import type { DatasetItem } from '../src/datasets/types.js';
 import { fakeMetrics } from './helpers/cli-fakes.js';
+import { maxAbsDiff as maxDiff } from './helpers/core-golden.js';
+import { pickImages } from './helpers/msm.js';
 import { cliMain } from './helpers/cli-env.js';
 import { lcgSigned } from './helpers/lcg.js';
 
@@ -30,20 +32,7 @@ function stages(n: number, seed: number): StageFeatures[] {
   ];
 }
 /** the images `idx` of every stage, in that order */
-function pick(st: StageFeatures[], idx: number[]): StageFeatures[] {
-  return st.map((s) => {
-    const per = s.h * s.w * s.c;
-    const data = new Float32Array(idx.length * per);
-    idx.forEach((i, k) => data.set(s.data.subarray(i * per, (i + 1) * per), k * per));
-    return { ...s, n: idx.length, data };
-  });
-}
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-};
+const pick = (st: StageFeatures[], idx: number[]): StageFeatures[] => st.map((s) => pickImages(s, idx));
 const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
 
 test('one table set, many variants: equal to separate scoreStages runs (pools, r subsets, references, MuSc+)', async () => {

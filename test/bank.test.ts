@@ -9,7 +9,6 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import sharp from 'sharp';
-import type { Backbone } from '../src/backbones/types.js';
 import {
   falseAlarmThreshold,
   normalizeScore,
@@ -32,12 +31,13 @@ import { regionsOf } from '../src/bank/regions.js';
 import { runPixelScale, writeRunWhere } from '../src/bank/run-where.js';
 import { scoreAgainstBank, scoreAgainstBankCached } from '../src/bank/scoring.js';
 import { shutdownCompute } from '../src/compute/worker.js';
-import { l2NormalizeRows } from '../src/core/rscin.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { toFloat16 } from '../src/io/float16.js';
 import { scorePatches } from '../src/scoring/musc.js';
 import { tempDir } from './helpers/cli-env.js';
-import { fakeBackbone } from './helpers/cli-fakes.js';
+import { unitTokenBackbone } from './helpers/cli-fakes.js';
+import { maxAbsDiff as maxDiff } from './helpers/core-golden.js';
+import { pickImages as take } from './helpers/msm.js';
 import { lcgSigned } from './helpers/lcg.js';
 
 after(shutdownCompute);
@@ -46,20 +46,6 @@ after(shutdownCompute);
 function stage(n: number, h: number, c: number, seed: number): StageFeatures<Uint16Array> {
   return { n, h, w: h, c, data: toFloat16(new Float32Array(n * h * h * c).map(lcgSigned(seed))) };
 }
-
-function take(s: StageFeatures<Uint16Array>, idx: number[]): StageFeatures<Uint16Array> {
-  const per = s.h * s.w * s.c;
-  const data = new Uint16Array(idx.length * per);
-  idx.forEach((i, k) => data.set(s.data.subarray(i * per, (i + 1) * per), k * per));
-  return { ...s, n: idx.length, data };
-}
-
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-};
 
 test('predicting bank image i against the bank without i gives the zero-shot MuSc patch scores of image i (1e-6)', async () => {
   const n = 7;
@@ -116,17 +102,7 @@ async function png(w: number, h: number, seed: number, spot?: [number, number]):
 }
 
 /** the fake backbone with unit image tokens (as the real backbones give) */
-const bb = ((): Backbone => {
-  const f = fakeBackbone(32, 4);
-  return {
-    ...f,
-    extract: async (x, b) => {
-      const r = await f.extract(x, b);
-      l2NormalizeRows(r.imageTokens.data, r.imageTokens.n, r.imageTokens.d);
-      return r;
-    },
-  };
-})();
+const bb = unitTokenBackbone(32, 4);
 const loader = async () => bb;
 
 async function inputs(count: number, seed0: number): Promise<ImageInput[]> {

@@ -21,6 +21,7 @@ import type { StageFeatures } from '../src/core/types.js';
 import type { MetricsInput, Scorer } from '../src/pipeline/types.js';
 import { tempDir } from './helpers/cli-env.js';
 import { fakeBackbone, fakeLoader, fakeMetrics } from './helpers/cli-fakes.js';
+import { maxAbsDiff as maxDiff } from './helpers/core-golden.js';
 
 after(shutdownCompute);
 
@@ -29,13 +30,6 @@ const scorer: Scorer = {
   upsampleMaps: core.upsampleMaps,
   imageScoresFromMaps: core.imageScoresFromMaps,
   rscin: core.rscin,
-};
-
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
 };
 
 /** one stage [N, G, G, 3] (float16 storage, as musc run and musc ablate keep it) and tokens [N, 3] of the fake backbone */

@@ -3,6 +3,7 @@
  * "scorer" with the same contracts as the real ones (src/backbones/types.ts, src/core/musc.ts).
  */
 import type { RgbImage } from '../../src/image/decode.js';
+import { l2NormalizeRows } from '../../src/core/rscin.js';
 import type { BackboneFeatures, StageFeatures, ImageTokens } from '../../src/core/types.js';
 import type { PatchScores, ScoreOptions } from '../../src/scoring/musc.js';
 import type { Backbone, BackboneInfo, LoadOptions } from '../../src/backbones/types.js';
@@ -143,3 +144,16 @@ export const fakeLoader =
   (bb: Backbone) =>
   async (_name: string, _o: LoadOptions): Promise<Backbone> =>
     bb;
+
+/** The fake backbone with unit image tokens (as the real backbones give them). */
+export function unitTokenBackbone(size = 32, grid = 8): Backbone {
+  const f = fakeBackbone(size, grid);
+  return {
+    ...f,
+    extract: async (x, b) => {
+      const r = await f.extract(x, b);
+      l2NormalizeRows(r.imageTokens.data, r.imageTokens.n, r.imageTokens.d);
+      return r;
+    },
+  };
+}

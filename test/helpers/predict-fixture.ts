@@ -8,14 +8,12 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Backbone } from '../../src/backbones/types.js';
 import { buildBank, closeBank, openBank, predict, thresholdsOf } from '../../src/bank/index.js';
 import { type WrittenPrediction, writePictures, writePredictTables } from '../../src/bank/outputs.js';
 import { calibrationFor } from '../../src/bank/predict.js';
 import type { ImageInput } from '../../src/bank/types.js';
-import { l2NormalizeRows } from '../../src/core/rscin.js';
 import { generateSynthetic } from '../../src/demo/synthetic.js';
-import { fakeBackbone } from './cli-fakes.js';
+import { unitTokenBackbone } from './cli-fakes.js';
 
 export interface PredictFixture {
   /** the predict output folder */
@@ -23,18 +21,6 @@ export interface PredictFixture {
   bank: string;
   predictions: WrittenPrediction[];
   thresholds: { image: number; pixel: number };
-}
-
-function unitTokenBackbone(): Backbone {
-  const f = fakeBackbone(32, 8);
-  return {
-    ...f,
-    extract: async (x, b) => {
-      const r = await f.extract(x, b);
-      l2NormalizeRows(r.imageTokens.data, r.imageTokens.n, r.imageTokens.d);
-      return r;
-    },
-  };
 }
 
 async function imagesUnder(root: string, folder: string): Promise<ImageInput[]> {
