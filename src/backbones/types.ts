@@ -17,6 +17,8 @@ export interface BackboneInfo {
   imageSize: number;
   /** default stages: block indices (0-based, output of block i+1) for ViTs; layer numbers 1..4 for ResNets */
   stages: number[];
+  /** CNNs: default border padding in pixels (LoadOptions.borderPad) */
+  borderPad?: number;
   /** ViT patch size */
   patchSize?: number;
   /** where the weights come from */
@@ -46,11 +48,18 @@ export interface Backbone {
   /** the weight file used and its sha256 (reported in run.json) */
   readonly weightsPath: string;
   readonly weightsSha256: string;
-  /** decoded RGB image -> normalised input tensor [3, S, S] (the family's own preprocessing) */
+  /** pixels of mirrored border the network saw around the S x S image (CNNs; 0 or absent = none) */
+  readonly borderPad?: number;
+  /** decoded RGB image -> normalised input tensor [3, S', S'], S' = inputSide (the family's own preprocessing) */
   preprocess(img: RgbImage): Promise<Float32Array>;
   /** runs a batch [B, 3, S, S] in the compute worker; stage features are channels-last, patches only */
   extract(batch: Float32Array, b: number): Promise<BackboneFeatures>;
   dispose(): Promise<void>;
+}
+
+/** Side of the network's input: the image size plus the border padding on both sides. */
+export function inputSide(b: Pick<Backbone, 'imageSize' | 'borderPad'>): number {
+  return b.imageSize + 2 * (b.borderPad ?? 0);
 }
 
 /** Options when loading a backbone (all optional; the registry entry gives defaults). */
@@ -59,6 +68,8 @@ export interface LoadOptions {
   imageSize?: number;
   /** stages to output (see BackboneInfo.stages) */
   stages?: number[];
+  /** CNNs: mirror the S x S image outwards by this many pixels and crop the stage grids back (resnet.ts) */
+  borderPad?: number;
   /** a user-supplied weight file for a registered architecture */
   weightsPath?: string;
   /** where downloaded weights and built graphs are cached (default: MUSC_CACHE or ~/.cache/musc) */

@@ -12,7 +12,8 @@ import { relative, sep } from 'node:path';
 import type { Backbone } from '../backbones/types.js';
 import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
-import { mapMaxima, upsampleAlignCorners } from '../core/maps.js';
+import { formatImageScoreRule, imageScores as imageScoresOf, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
+import { DEFAULT_IMAGE_SCORE } from '../core/defaults.js';
 import { RSCIN_K_MVTEC } from '../core/rscin.js';
 import type { Interval } from '../core/types.js';
 import { DatasetError } from '../datasets/types.js';
@@ -36,6 +37,8 @@ export interface BuildBankOptions {
   interval?: Interval;
   /** RsCIN windows (default [1, 2, 3]) */
   kList?: number[];
+  /** image score from the map: 'max' or 'top:F' (default DEFAULT_IMAGE_SCORE, as musc run) */
+  imageScore?: string;
   precision?: MsmPrecision;
   device?: 'cpu' | 'cuda';
   /** default false-alarm rate stored with the calibration */
@@ -116,11 +119,12 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
         '(each score is a mean over the nearest 30% of the bank)',
     );
   const stages = stackStages(images, ex.dims);
+  const imageScore = parseImageScoreRule(o.imageScore ?? DEFAULT_IMAGE_SCORE);
   const settings = { rList, interval, precision: o.precision ?? DEFAULT_MSM_PRECISION, device: o.device };
   const loo = await leaveOneOut(stages, settings, (d, t) => o.onProgress?.('score', d, t));
   const S = o.backbone.imageSize;
   const maps = upsampleAlignCorners(loo.patch, n, loo.h, loo.w, S, S); // [n, S, S] as musc run
-  const imageScores = mapMaxima(maps, n);
+  const imageScores = imageScoresOf(maps, n, imageScore);
   const tokens = { n, d: ex.tokenDim, data: new Float32Array(n * ex.tokenDim) };
   images.forEach((im, i) => tokens.data.set(im.token, i * ex.tokenDim));
   const calibration: Calibration = {
@@ -140,8 +144,21 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
         format_version: BANK_FORMAT_VERSION,
         created: new Date().toISOString(),
         software: { musc: v.musc, node: v.node, onnxruntime: v.onnxruntime, sharp: v.sharp },
-        backbone: { name: o.backbone.info.name, weights_sha256: o.backbone.weightsSha256, image_size: S, stages: [...o.backbone.stages] },
-        scoring: { r_list: rList, interval, k_list: kList, msm_precision: settings.precision, feature_storage: 'float16' },
+        backbone: {
+          name: o.backbone.info.name,
+          weights_sha256: o.backbone.weightsSha256,
+          image_size: S,
+          stages: [...o.backbone.stages],
+          border_pad: o.backbone.borderPad ?? 0,
+        },
+        scoring: {
+          r_list: rList,
+          interval,
+          k_list: kList,
+          msm_precision: settings.precision,
+          feature_storage: 'float16',
+          image_score: formatImageScoreRule(imageScore),
+        },
         features: { stages: ex.dims, token_dim: ex.tokenDim },
         images: images.map((im) => ({ name: im.name, sha256: im.sha256, width: im.width, height: im.height })),
         skipped: ex.skipped,

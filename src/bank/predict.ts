@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { loadBackbone } from '../backbones/registry.js';
 import type { Backbone } from '../backbones/types.js';
 import { ConfigError } from '../config.js';
-import { upsampleAlignCorners } from '../core/maps.js';
+import { imageScoreOf, type ImageScoreRule, MAX_IMAGE_SCORE, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
 import { type Calibration, normalizeScore, type Thresholds, thresholdsOf, verdictOf } from './calibration.js';
 import { type ExtractedImage, extractImages, stackStages } from './extract.js';
 import { mapAtSize, regionsOf } from './regions.js';
@@ -37,6 +37,12 @@ export function checkBankSettings(bank: Bank, expect: PredictOptions['expect'] =
     differ('stages', `${expect.stages.join(',')}`, `${b.stages.join(',')}`);
 }
 
+/** The bank's image score rule (banks of older versions: the maximum). */
+export function bankImageScore(bank: Bank): ImageScoreRule {
+  const r = bank.manifest.scoring.image_score;
+  return r ? parseImageScoreRule(r, `bank ${bank.path}: scoring.image_score`) : MAX_IMAGE_SCORE;
+}
+
 /** Backbones being loaded, so that concurrent first predicts load one. */
 const loading = new WeakMap<Bank, Promise<Backbone>>();
 
@@ -57,9 +63,16 @@ async function loadChecked(bank: Bank, opts: PredictOptions): Promise<Backbone> 
   const backbone = await load(b.name, {
     imageSize: b.image_size,
     stages: b.stages,
+    borderPad: b.border_pad ?? 0,
     ...(opts.device ? { device: opts.device } : {}),
     ...(opts.weightsPath ? { weightsPath: opts.weightsPath } : {}),
   });
+  if ((backbone.borderPad ?? 0) !== (b.border_pad ?? 0)) {
+    await backbone.dispose();
+    throw new ConfigError(
+      `bank ${bank.path} was built with border padding ${b.border_pad ?? 0}; the backbone loaded now has ${backbone.borderPad ?? 0}`,
+    );
+  }
   if (backbone.weightsSha256 !== b.weights_sha256) {
     await backbone.dispose();
     throw new ConfigError(
@@ -145,8 +158,7 @@ function postProcess(
   const t0 = performance.now();
   const S = bank.manifest.backbone.image_size;
   const square = upsampleAlignCorners(patch, 1, h, w, S, S);
-  let imageScore = -Infinity;
-  for (const v of square) if (v > imageScore) imageScore = v;
+  const imageScore = imageScoreOf(square, bankImageScore(bank));
   const kList = opts.kList ?? bank.manifest.scoring.k_list;
   const score = predictRscin(imageScore, im.token, bank.calibration.image_scores, bank.tokens, kList);
   const map = mapAtSize(patch, h, w, im.width, im.height);

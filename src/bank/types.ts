@@ -34,8 +34,17 @@ export interface BankManifest {
   created: string;
   /** package versions at build (musc = package.json version) */
   software: { musc: string; node: string; onnxruntime: string; sharp: string };
-  backbone: { name: string; weights_sha256: string; image_size: number; stages: number[] };
-  scoring: { r_list: number[]; interval: Interval; k_list: number[]; msm_precision: MsmPrecision; feature_storage: 'float16' };
+  /** border_pad: pixels of mirrored border (ResNets); absent in banks of older versions = 0 */
+  backbone: { name: string; weights_sha256: string; image_size: number; stages: number[]; border_pad?: number };
+  /** image_score: 'max' or 'top:F' (src/core/maps.ts); absent in banks of older versions = 'max' */
+  scoring: {
+    r_list: number[];
+    interval: Interval;
+    k_list: number[];
+    msm_precision: MsmPrecision;
+    feature_storage: 'float16';
+    image_score?: string;
+  };
   /** per stage patch grid and channels; image token length */
   features: { stages: { h: number; w: number; c: number }[]; token_dim: number };
   images: BankImage[];
@@ -145,7 +154,7 @@ export interface PredictOptions {
   /** backbone loader (default: the registry's loadBackbone) */
   loadBackbone?: (
     name: string,
-    opts: { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string },
+    opts: { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string; borderPad?: number },
   ) => Promise<Backbone>;
 }
 

@@ -21,13 +21,14 @@ import { ablationMarkdown, runAblation } from '../ablate/run.js';
 import { parseStudies, studyRows, SHOT_COUNTS, type StudyName } from '../ablate/studies.js';
 import type { MetricsFn } from '../pipeline/types.js';
 import { checkBackbone } from './tokens.js';
-import { intListArg, posIntArg, wrapArg } from './args.js';
+import { accuracyOptions, accuracySettings, type AccuracyFlags, intListArg, posIntArg, wrapArg } from './args.js';
+import { parseImageScoreRule } from '../core/maps.js';
 import { ABLATE_HELP, REQUIRED } from './help.js';
 
 /** --quick keeps at most this many test images */
 export const QUICK_IMAGES = 32;
 
-interface AblateFlags {
+interface AblateFlags extends AccuracyFlags {
   data: string;
   category?: string;
   dataset?: DatasetKind;
@@ -54,7 +55,7 @@ export function evenlySpaced<T>(items: T[], count: number): T[] {
 }
 
 export function ablateCommand(): Command {
-  const cmd = new Command('ablate')
+  const cmd = accuracyOptions(new Command('ablate'))
     .description("the paper's ablation studies on one category (features extracted once), printed as a table")
     .requiredOption('--data <dir>', REQUIRED + 'data folder (labelled layouts: mvtec, btad, mpdd, visa, loco)')
     .option('--category <name>', 'the category (required when the data holds several)')
@@ -132,8 +133,10 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
   const a = await ablationCategory(f);
   const { cat, items, refFiles } = a;
   if (f.out) await prepareOutputFolder(f.out, f.data); // before the backbone
+  const acc = accuracySettings(f);
   const bb = await loadBackbone(name, {
     ...(f.imageSize ? { imageSize: f.imageSize } : {}),
+    ...(acc.borderPad !== undefined ? { borderPad: acc.borderPad } : {}),
     ...(f.weights ? { weightsPath: resolve(f.weights) } : {}),
     device: f.device ?? 'cpu',
   });
@@ -152,7 +155,7 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
   t0 = performance.now();
   const metrics: MetricsFn = (m) => computeMetrics(m);
   const input = { items, stages: feats.stages, tokens: feats.tokens, external: refFiles.length, masks, size: S, rows: a.rows, metrics };
-  const res = await runAblation({ ...input, device: f.device ?? 'cpu' });
+  const res = await runAblation({ ...input, imageScore: parseImageScoreRule(acc.imageScore), device: f.device ?? 'cpu' });
   const tRows = performance.now() - t0;
   for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
   const held = `references: the last ${res.references.length} good test images, held out in the shots rows`;

@@ -1,6 +1,6 @@
 /** Flag value parsers of every musc command (a bad value is a usage error, exit 2). */
-import { InvalidArgumentError } from 'commander';
-import { checkInterval, checkRList, parseIntList, parseNumberList } from '../config.js';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { checkImageScore, checkInterval, checkRList, DEFAULT_SETTINGS, parseIntList, parseNumberList, PRESETS } from '../config.js';
 import { parseDecisionRule } from '../threshold.js';
 
 /** A parser whose errors become commander usage errors (exit 2). */
@@ -56,3 +56,44 @@ export const decisionRuleArg = wrapArg((s) => {
   parseDecisionRule(s);
   return s.trim();
 });
+
+/** --image-score max | top:F */
+export const imageScoreArg = wrapArg((s) => {
+  checkImageScore(s.trim(), '--image-score');
+  return s.trim();
+});
+
+/** The accuracy options every scoring command shares (run, bank build, ablate): flag values of `accuracyOptions`. */
+export interface AccuracyFlags {
+  borderPad?: number;
+  imageScore?: string;
+  preset?: 'reference' | 'default';
+}
+
+/** --border-pad, --image-score, --preset on `cmd`. */
+export function accuracyOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--border-pad <px>',
+      "ResNet backbones: mirrored border around the image, cropped from the features; 0 = none (default: the backbone's)",
+      intRangeArg('--border-pad', 0, 512),
+    )
+    .option(
+      '--image-score <rule>',
+      `image score from its map: max (the paper) or top:F, the mean of the top fraction F (default: ${DEFAULT_SETTINGS.image_score})`,
+      imageScoreArg,
+    )
+    .addOption(
+      new Option(
+        '--preset <name>',
+        "reference: the MuSc reference's choices (--border-pad 0 --image-score max); flags still override",
+      ).choices(Object.keys(PRESETS)),
+    );
+}
+
+/** The accuracy settings of the flags: preset first, explicit flags over it (absent = the defaults). */
+export function accuracySettings(f: AccuracyFlags): { borderPad?: number; imageScore: string } {
+  const p = f.preset ? PRESETS[f.preset]! : {};
+  const borderPad = f.borderPad ?? p.border_pad;
+  return { ...(borderPad !== undefined ? { borderPad } : {}), imageScore: f.imageScore ?? p.image_score ?? DEFAULT_SETTINGS.image_score };
+}

@@ -17,7 +17,7 @@ import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { DatasetError } from '../datasets/types.js';
 import type { ProgressSink } from '../pipeline/run-dataset.js';
-import { intListArg, posIntArg, wrapArg } from './args.js';
+import { accuracyOptions, accuracySettings, type AccuracyFlags, intListArg, posIntArg, wrapArg } from './args.js';
 import { createProgress } from './progress.js';
 import { checkBackbone } from './tokens.js';
 
@@ -33,7 +33,7 @@ export function stepProgress(bar: ProgressSink | undefined): (step: string, done
   return (step, done, total) => bar?.update(done, total, step);
 }
 
-interface BuildFlags {
+interface BuildFlags extends AccuracyFlags {
   data: string;
   out: string;
   backbone?: string;
@@ -74,7 +74,7 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
 }
 
 function buildCommand(): Command {
-  const cmd = new Command('build')
+  const cmd = accuracyOptions(new Command('build'))
     .description('extract and store the features of an unlabeled folder of images of one product, and calibrate label-free thresholds')
     .requiredOption('--data <dir>', '(required) folder of images (searched recursively; mostly good images of one product)')
     .requiredOption('--out <bank>', '(required) bank directory to write, e.g. bottle.bank')
@@ -103,12 +103,14 @@ function buildCommand(): Command {
     if (excluded.length > 0)
       process.stderr.write(`warning: ${excluded.length} images in mask folders left out of the bank (first: ${excluded[0]!.name})\n`);
     if (inputs.length === 0) throw new DatasetError(`${f.data}: no product images (only masks)`);
+    const acc = accuracySettings(f);
     let backbone: Backbone;
     try {
       backbone = await loadBackbone(name, {
         ...(f.imageSize ? { imageSize: f.imageSize } : {}),
         ...(f.stages ? { stages: f.stages } : {}),
         ...(f.weights ? { weightsPath: resolve(f.weights) } : {}),
+        ...(acc.borderPad !== undefined ? { borderPad: acc.borderPad } : {}),
         device: f.device ?? 'cpu',
       });
     } catch (e) {
@@ -124,6 +126,7 @@ function buildCommand(): Command {
         rList: f.rList,
         interval: f.interval,
         kList: f.kList,
+        imageScore: acc.imageScore,
         precision: f.msmPrecision,
         device: f.device,
         falseAlarm: f.falseAlarm,

@@ -32,7 +32,16 @@ import { type DatasetRunResult, openOutputFolder, PartialRunError, runDataset } 
 import type { MetricsFn, Scorer } from '../pipeline/types.js';
 import * as core from '../scoring/musc.js';
 import { apiCommand } from './api.js';
-import { decisionRuleArg, intervalArg, intListArg, posIntArg, posNumberArg, rListArg } from './args.js';
+import {
+  decisionRuleArg,
+  accuracyOptions,
+  type AccuracyFlags,
+  intervalArg,
+  intListArg,
+  posIntArg,
+  posNumberArg,
+  rListArg,
+} from './args.js';
 import { bankCommand } from './bank.js';
 import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from './errors.js';
 import { DEMO_HELP, nextSteps, REQUIRED, RUN_HELP } from './help.js';
@@ -46,7 +55,7 @@ import { predictCommand } from './predict.js';
 import { createProgress } from './progress.js';
 import { reportCommand, serveCommand } from './report.js';
 
-interface RunFlags {
+interface RunFlags extends AccuracyFlags {
   data?: string;
   out?: string;
   dataset?: DatasetKind;
@@ -91,6 +100,9 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.imageSize !== undefined) s.image_size = f.imageSize;
   if (f.stages !== undefined) s.stages = f.stages;
   if (f.rList !== undefined) s.r_list = f.rList;
+  if (f.borderPad !== undefined) s.border_pad = f.borderPad;
+  if (f.imageScore !== undefined) s.image_score = f.imageScore;
+  if (f.preset !== undefined) s.preset = f.preset;
   if (f.divide !== undefined) s.divide_num = f.divide;
   if (f.maxMemory !== undefined) s.max_memory = f.maxMemory;
   if (f.kList !== undefined) s.k_list = f.kList;
@@ -173,14 +185,16 @@ async function execute(
 }
 
 function addRunOptions(cmd: Command): Command {
-  return cmd
-    .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
-    .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)")
-    .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
-    .option('--weights <file>', 'weight file for the backbone (default: the registry/cache)')
-    .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
-    .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages'))
-    .option('--r-list <list>', 'LNAMD aggregation degrees, odd (default: 1,3,5)', rListArg)
+  return accuracyOptions(
+    cmd
+      .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
+      .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)")
+      .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
+      .option('--weights <file>', 'weight file for the backbone (default: the registry/cache)')
+      .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
+      .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages'))
+      .option('--r-list <list>', 'LNAMD aggregation degrees, odd (default: 1,3,5)', rListArg),
+  )
     .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)
     .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumberArg)
     .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intListArg('--k-list'))

@@ -8,25 +8,16 @@
  * batches, and so the features, are those of a one-process run.
  */
 import { existsSync } from 'node:fs';
-import sharp from 'sharp';
 import { loadBackbone } from '../backbones/registry.js';
 import type { Backbone } from '../backbones/types.js';
-import { cacheIdentity, FeatureCache } from '../features/cache.js';
+import { featureIdentity, FeatureCache } from '../features/cache.js';
 import { FeatureStore } from '../features/store.js';
 import { readImageBytes } from '../image/decode.js';
 import type { ExtractJobData } from './jobs.js';
 import { type DirStore, featureDir } from './store.js';
 
 /** The feature identity of a loaded backbone (as run-dataset.ts builds it for its cache). */
-export function featureIdentity(backbone: Backbone, name: string): string {
-  return cacheIdentity({
-    backbone: backbone.info?.name ?? name,
-    weightsSha256: backbone.weightsSha256,
-    imageSize: backbone.imageSize,
-    stages: backbone.stages,
-    vips: sharp.versions.vips,
-  });
-}
+export { featureIdentity };
 
 /** The store's feature area as a feature cache. */
 export function featureCache(store: DirStore, identity: string, storage: ExtractJobData['storage']): FeatureCache {

@@ -4,5 +4,11 @@ import type { Interval } from './types.js';
 /** LNAMD aggregation degrees r (paper §3.2). Do not mutate. */
 export const DEFAULT_R_LIST: number[] = [1, 3, 5];
 
+/**
+ * How a map becomes its image score (src/core/maps.ts ImageScoreRule): the paper takes the maximum;
+ * the default is the mean of the top 2.5% of the map's pixels (README, the accuracy table).
+ */
+export const DEFAULT_IMAGE_SCORE = 'top:0.025';
+
 /** MSM interval [lo, hi) of the sorted distances to the other images (paper §3.3, eq. 6). Do not mutate. */
 export const DEFAULT_INTERVAL: Interval = [0, 0.3];

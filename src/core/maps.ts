@@ -1,7 +1,8 @@
 /**
  * Anomaly maps: patch scores [N, h, w] upsampled bilinearly with align_corners = true to the input
  * size (the reference's F.interpolate(..., mode='bilinear', align_corners=True)), so
- * src = dst * (in - 1) / (out - 1). The image score is the map's maximum.
+ * src = dst * (in - 1) / (out - 1). The image score is the map's maximum (the paper), or with the
+ * rule `top:F` the mean of the map's highest fraction F of pixels (ImageScoreRule).
  */
 
 /** [N, h, w] -> [N, H, W] (float32 output, float64 arithmetic). */
@@ -47,6 +48,54 @@ export function mapMaxima(maps: Float32Array | Float64Array, n: number): Float64
     out[i] = m;
   }
   return out;
+}
+
+/**
+ * How a map [H, W] becomes its image score: 'max' (the paper's step 4), or the mean of the highest
+ * `fraction` of its pixels. A mean over the top few percent is steadier than one pixel where normal
+ * images have isolated high patches (textures, image borders): on magnetic_tile it gained several
+ * AUROC points (README, the accuracy table).
+ */
+export type ImageScoreRule = { kind: 'max' } | { kind: 'top'; fraction: number };
+
+export const MAX_IMAGE_SCORE: ImageScoreRule = { kind: 'max' };
+
+/** 'max' or 'top:F' (0 < F <= 1) -> the rule; throws with `what` named on anything else. */
+export function parseImageScoreRule(s: string, what = 'image score'): ImageScoreRule {
+  if (s === 'max') return MAX_IMAGE_SCORE;
+  const m = /^top:([0-9.eE+-]+)$/.exec(s);
+  const f = m ? Number(m[1]) : Number.NaN;
+  if (!(f > 0 && f <= 1)) throw new Error(`${what}: expected 'max' or 'top:F' with 0 < F <= 1 (e.g. top:0.025), got '${s}'`);
+  return { kind: 'top', fraction: f };
+}
+
+export function formatImageScoreRule(r: ImageScoreRule): string {
+  return r.kind === 'max' ? 'max' : `top:${r.fraction}`;
+}
+
+/** The image score of one map (any length) by `rule`. */
+export function imageScoreOf(map: ArrayLike<number>, rule: ImageScoreRule): number {
+  const len = map.length;
+  if (rule.kind === 'max') {
+    let m = -Infinity;
+    for (let k = 0; k < len; k++) if (map[k]! > m) m = map[k]!;
+    return m;
+  }
+  const v = Float64Array.from(map).sort(); // NaN sorts last and is left out, as 'max' leaves it out
+  let valid = len;
+  while (valid > 0 && Number.isNaN(v[valid - 1]!)) valid--;
+  if (valid === 0) return -Infinity;
+  const k = Math.max(1, Math.round(valid * rule.fraction));
+  let s = 0;
+  for (let j = valid - k; j < valid; j++) s += v[j]!;
+  return s / k;
+}
+
+/** Image scores of the N maps in [N, ...] by `rule`. */
+export function imageScores(maps: Float32Array | Float64Array, n: number, rule: ImageScoreRule): Float64Array {
+  if (rule.kind === 'max') return mapMaxima(maps, n);
+  const per = maps.length / n;
+  return Float64Array.from({ length: n }, (_, i) => imageScoreOf(maps.subarray(i * per, (i + 1) * per), rule));
 }
 
 /** Optional Gaussian smoothing of each map (sigma in pixels; truncated at 4 sigma). */

@@ -21,6 +21,8 @@
  * to a fresh run with the same storage.
  */
 import { join } from 'node:path';
+import sharp from 'sharp';
+import type { Backbone } from '../backbones/types.js';
 import { SafetensorsFile, encodeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { sha256Hex } from '../io/sha256.js';
@@ -39,9 +41,36 @@ export type CacheRead =
   /** present but not usable: the reason in words (recompute and warn) */
   | { kind: 'corrupt'; reason: string };
 
-/** What the features depend on besides the image bytes. */
-export function cacheIdentity(p: { backbone: string; weightsSha256: string; imageSize: number; stages: number[]; vips?: string }): string {
-  return JSON.stringify({ backbone: p.backbone, weights: p.weightsSha256, size: p.imageSize, stages: p.stages, vips: p.vips ?? '' });
+/** What the features depend on besides the image bytes (border padding only when used, so older entries stay valid). */
+export function cacheIdentity(p: {
+  backbone: string;
+  weightsSha256: string;
+  imageSize: number;
+  stages: number[];
+  borderPad?: number;
+  vips?: string;
+}): string {
+  const pad = p.borderPad ? { pad: p.borderPad } : {};
+  return JSON.stringify({
+    backbone: p.backbone,
+    weights: p.weightsSha256,
+    size: p.imageSize,
+    stages: p.stages,
+    ...pad,
+    vips: p.vips ?? '',
+  });
+}
+
+/** The cache identity of a loaded backbone (runs, cluster extraction jobs). */
+export function featureIdentity(backbone: Backbone, name: string): string {
+  return cacheIdentity({
+    backbone: backbone.info?.name ?? name,
+    weightsSha256: backbone.weightsSha256,
+    imageSize: backbone.imageSize,
+    stages: backbone.stages,
+    borderPad: backbone.borderPad ?? 0,
+    vips: sharp.versions.vips,
+  });
 }
 
 export function contentHash(bytes: Uint8Array): string {

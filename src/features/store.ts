@@ -19,6 +19,7 @@ import { decodeRgb, decodeRgbBytes, readImageBytes, type RgbImage } from '../ima
 import { DatasetError } from '../datasets/types.js';
 import type { FeatureStorage } from '../core/types.js';
 import { sameDims } from './cache.js';
+import { inputSide } from '../backbones/types.js';
 import {
   DEFAULT_FEATURE_STORAGE,
   type ExtractResult,
@@ -162,7 +163,7 @@ export class FeatureStore {
   private async runBatch(loaded: Loaded[]): Promise<void> {
     const inputs = loaded.filter((l): l is ToRun => 'x' in l);
     if (inputs.length === 0) return;
-    const S = this.o.backbone.imageSize,
+    const S = inputSide(this.o.backbone),
       per = 3 * S * S;
     const batch = new Float32Array(inputs.length * per); // [B, 3, S, S]
     inputs.forEach((v, i) => {

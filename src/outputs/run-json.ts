@@ -7,7 +7,15 @@ import type { CategoryResult, StageTimings } from './result.js';
 
 export interface RunInfo {
   settings: Record<string, unknown>;
-  backbone: { name: string; weights_path: string; weights_sha256: string; image_size: number; stages: number[]; layers?: string[] };
+  backbone: {
+    name: string;
+    weights_path: string;
+    weights_sha256: string;
+    image_size: number;
+    stages: number[];
+    border_pad?: number;
+    layers?: string[];
+  };
   data_root: string;
   /** peak resident set size of the process so far, MB */
   peakRssMb: number;

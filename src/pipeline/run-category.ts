@@ -63,7 +63,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
   const { t, S } = run;
   const N = ord.items.length;
   let t0 = performance.now();
-  const imageScores = deps.scorer.imageScoresFromMaps(ord.maps, N);
+  const imageScores = deps.scorer.imageScoresFromMaps(ord.maps, N, opts.imageScore);
   t.scoring += performance.now() - t0;
   t0 = performance.now();
   const rscinScores = deps.scorer.rscin(imageScores, { n: N, d: run.store.tokenDim, data: ord.tokens }, opts.kList);

@@ -15,7 +15,6 @@
  * PartialRunError (a DatasetError: exit 3) that carries the result, so that a report can be built.
  */
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { writeFileAtomic } from '../io/atomic.js';
 import { openDataset, selectCategories, defaultKList, type OpenedDataset as Dataset } from '../datasets/index.js';
 import { DatasetError, type Category } from '../datasets/types.js';
@@ -28,11 +27,12 @@ import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
 import { ConfigError, type Settings } from '../config.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
-import { FeatureCache, cacheIdentity } from '../features/cache.js';
+import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
 import { stageLayerNames, type Backbone, type LoadOptions } from '../backbones/types.js';
 import type { MetricsFn, Scorer, CategoryResult } from './types.js';
+import { parseImageScoreRule } from '../core/maps.js';
 import { excludeTestImages, extractReferences, listReferenceImages, referenceFolder } from '../features/references.js';
 import { parseDecisionRule, type DecisionRule } from '../threshold.js';
 
@@ -66,6 +66,7 @@ export function backboneLoadOptions(s: Settings): LoadOptions {
     ...(s.image_size !== undefined ? { imageSize: s.image_size } : {}),
     ...(s.stages !== undefined ? { stages: s.stages } : {}),
     ...(s.weights !== undefined ? { weightsPath: s.weights } : {}),
+    ...(s.border_pad !== undefined ? { borderPad: s.border_pad } : {}),
     device: s.device,
   };
 }
@@ -269,14 +270,7 @@ async function openFeatureCache(o: DatasetRunOptions, backbone: Backbone): Promi
   const dir = s.cache_dir ?? join(o.out, '.cache', 'features');
   registerOutputDir(dir);
   if (s.cache_dir !== undefined) await removeStaleTemporaries(dir);
-  const identity = cacheIdentity({
-    backbone: backbone.info?.name ?? s.backbone,
-    weightsSha256: backbone.weightsSha256,
-    imageSize: backbone.imageSize,
-    stages: backbone.stages,
-    vips: sharp.versions.vips,
-  });
-  return new FeatureCache(dir, identity, s.feature_storage);
+  return new FeatureCache(dir, featureIdentity(backbone, s.backbone), s.feature_storage);
 }
 
 /**
@@ -302,6 +296,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
       {
         kind: ds.kind,
         rList: s.r_list,
+        imageScore: parseImageScoreRule(s.image_score),
         interval: s.interval,
         kList: run.kList,
         batchSize: s.batch_size,
@@ -374,6 +369,7 @@ function writeOutputs(run: DatasetRun, r: CategoryResult, rf: string[] | undefin
         weights_sha256: backbone.weightsSha256,
         image_size: backbone.imageSize,
         stages: backbone.stages,
+        border_pad: backbone.borderPad ?? 0,
         ...(backbone.info ? { layers: stageLayerNames(backbone.info.family, backbone.stages) } : {}),
       },
     },

@@ -16,12 +16,13 @@ import { DEFAULT_FEATURE_STORAGE } from '../features/types.js';
 import type { SkippedImage } from '../features/types.js';
 import type { ReferenceFeatures } from '../features/references.js';
 import type { DecisionRule } from '../threshold.js';
+import type { ImageScoreRule } from '../core/maps.js';
 
 /** The MuSc core functions the pipeline calls (src/core/musc.ts). */
 export interface Scorer {
   scorePatches(stages: StageFeatures[], opts: ScoreOptions): Promise<PatchScores>;
   upsampleMaps(ps: PatchScores, outH: number, outW: number): Float32Array;
-  imageScoresFromMaps(maps: Float32Array | Float64Array, n: number): Float64Array;
+  imageScoresFromMaps(maps: Float32Array | Float64Array, n: number, rule?: ImageScoreRule): Float64Array;
   rscin(scores: Float64Array, tokens: ImageTokens, kList: number[]): Float64Array;
 }
 
@@ -49,6 +50,8 @@ export type { SkippedImage };
 export interface PipelineOptions {
   kind: DatasetKind;
   rList: number[];
+  /** image score from its map (default: the maximum) */
+  imageScore?: ImageScoreRule;
   interval: [number, number];
   kList: number[];
   batchSize: number;

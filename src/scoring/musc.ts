@@ -11,7 +11,7 @@ import type { StageFeatures, ImageTokens, Interval } from '../core/types.js';
 import type { PlanScores } from '../core/score.js';
 import type { ScoringPlan } from '../core/plan.js';
 import { validateStages } from '../core/score.js';
-import { upsampleAlignCorners, mapMaxima, gaussianSmooth } from '../core/maps.js';
+import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE, type ImageScoreRule } from '../core/maps.js';
 import { rscin as rscinImpl, RSCIN_K_MVTEC } from '../core/rscin.js';
 import { computeWorker, type ProgressListener } from '../compute/worker.js';
 import type { Device } from '../compute/session.js';
@@ -76,9 +76,9 @@ export function upsampleMaps(ps: PatchScores, outH: number, outW: number, smooth
   return smoothSigma > 0 ? gaussianSmooth(maps, ps.n, outH, outW, smoothSigma) : maps;
 }
 
-/** Image score = maximum of each map [N, H, W] -> [N]. */
-export function imageScoresFromMaps(maps: Float32Array | Float64Array, n: number): Float64Array {
-  return mapMaxima(maps, n);
+/** Image score of each map [N, H, W] -> [N]: the maximum (default here, the paper) or the rule's top-fraction mean. */
+export function imageScoresFromMaps(maps: Float32Array | Float64Array, n: number, rule: ImageScoreRule = MAX_IMAGE_SCORE): Float64Array {
+  return imageScores(maps, n, rule);
 }
 
 /** RsCIN re-scoring; kList [] or containing 0 returns the scores unchanged. */
@@ -100,11 +100,11 @@ export interface MuscResult {
  */
 export async function musc(
   features: { stages: StageFeatures[]; imageTokens: ImageTokens },
-  opts: ScoreOptions & { imageSize: number; kList?: number[]; smoothSigma?: number },
+  opts: ScoreOptions & { imageSize: number; kList?: number[]; smoothSigma?: number; imageScore?: ImageScoreRule },
 ): Promise<MuscResult> {
   const patchScores = await scorePatches(features.stages, opts);
   const maps = upsampleMaps(patchScores, opts.imageSize, opts.imageSize, opts.smoothSigma);
-  const imageScores = imageScoresFromMaps(maps, patchScores.n);
+  const imageScores = imageScoresFromMaps(maps, patchScores.n, opts.imageScore); // the paper's maximum by default
   const t = features.imageTokens;
   const testTokens = { n: patchScores.n, d: t.d, data: t.data.subarray(0, patchScores.n * t.d) };
   const rscinScores = rscin(imageScores, testTokens, opts.kList ?? RSCIN_K_MVTEC);

@@ -80,14 +80,14 @@ async function renderAll(p: BankPrediction, bytes: Buffer, kinds: readonly Rende
   return out;
 }
 
-type LoadOpts = { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string };
+type LoadOpts = { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string; borderPad?: number };
 
-/** loads each (name, size, stages, device) once; the banks get views whose dispose() does nothing */
+/** loads each (name, size, stages, device, weights, border) once; the banks get views whose dispose() does nothing */
 function sharedBackbones(): { load: (name: string, opts: LoadOpts) => Promise<Backbone>; disposeAll: () => Promise<void> } {
   const cache = new Map<string, Promise<Backbone>>();
   return {
     load(name, opts) {
-      const key = JSON.stringify([name, opts.imageSize, opts.stages, opts.device ?? 'cpu', opts.weightsPath ?? '']);
+      const key = JSON.stringify([name, opts.imageSize, opts.stages, opts.device ?? 'cpu', opts.weightsPath ?? '', opts.borderPad ?? 0]);
       let p = cache.get(key);
       if (!p) {
         p = loadBackbone(name, opts);
