@@ -23,7 +23,7 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Ajv } from 'ajv';
 import YAML from 'yaml';
-import { DEFAULT_BACKBONE } from './backbones/registry.js';
+import { DEFAULT_BACKBONE, listBackbones } from './backbones/registry.js';
 import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
 import { parseImageScoreRule } from './core/maps.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/kernel.js';
@@ -66,6 +66,12 @@ export interface Settings {
   border_pad?: number;
   /** image score from the map: 'max' (the paper) or 'top:F', the mean of the top fraction F of its pixels */
   image_score: string;
+  /**
+   * RsCIN: 'on' (the paper; windows k_list or the dataset's), 'off', or 'auto' (default): on for ViT
+   * backbones, off for ResNets, whose ImageNet layer4 tokens made RsCIN worse on the dev categories
+   * (README, the accuracy table). An explicit k_list always wins.
+   */
+  rscin: RscinMode;
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
   r_list: number[];
@@ -107,6 +113,7 @@ export const DEFAULT_SETTINGS: Settings = {
   backbone: DEFAULT_BACKBONE,
   r_list: [...DEFAULT_R_LIST],
   image_score: DEFAULT_IMAGE_SCORE,
+  rscin: 'auto',
   divide_num: 1,
   interval: [...DEFAULT_INTERVAL],
   batch_size: 4,
@@ -141,6 +148,7 @@ export const SETTINGS_SCHEMA = {
     border_pad: { type: 'integer', minimum: 0, maximum: 512 },
     image_score: { type: 'string', minLength: 1 },
     preset: { enum: ['reference', 'default'] },
+    rscin: { enum: ['auto', 'on', 'off'] },
     r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
     divide_num: posInt,
     max_memory: { type: 'number', exclusiveMinimum: 0 },
@@ -245,9 +253,31 @@ export function checkImageScore(v: string, what: string): void {
  * choices where musc's default differs (no border padding, image score = map maximum).
  */
 export const PRESETS: Readonly<Record<string, Partial<Settings>>> = {
-  reference: { border_pad: 0, image_score: 'max' },
+  reference: { border_pad: 0, image_score: 'max', rscin: 'on' },
   default: {},
 };
+
+export type RscinMode = 'auto' | 'on' | 'off';
+
+/**
+ * The RsCIN windows of a run: an explicit k_list, else by `rscin` (see Settings.rscin) with the
+ * dataset's windows (`datasetKList`) when on. `backboneFamily` undefined = not a ResNet.
+ */
+export function rscinWindows(
+  s: { k_list?: number[]; rscin?: RscinMode },
+  datasetKList: number[],
+  backboneFamily: string | undefined,
+): number[] {
+  if (s.k_list) return [...s.k_list];
+  const mode = s.rscin ?? 'auto';
+  const on = mode === 'on' || (mode === 'auto' && backboneFamily !== 'resnet');
+  return on ? [...datasetKList] : [0];
+}
+
+/** The registry family of a backbone name (undefined for a weight file or an unknown name). */
+export function familyOf(name: string): string | undefined {
+  return listBackbones().find((b) => b.name === name)?.family;
+}
 
 /** MSM interval: fractions of the sorted distances, 0 <= lo < hi <= 1. */
 export function checkInterval(v: readonly number[], what: string): void {

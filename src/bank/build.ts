@@ -10,10 +10,10 @@
 import { readFile } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
 import type { Backbone } from '../backbones/types.js';
-import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
+import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { formatImageScoreRule, imageScores as imageScoresOf, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
-import { DEFAULT_IMAGE_SCORE } from '../core/defaults.js';
+import { type RscinMode, rscinWindows } from '../config.js';
 import { RSCIN_K_MVTEC } from '../core/rscin.js';
 import type { Interval } from '../core/types.js';
 import { DatasetError } from '../datasets/types.js';
@@ -35,8 +35,10 @@ export interface BuildBankOptions {
   backbone: Backbone;
   rList?: number[];
   interval?: Interval;
-  /** RsCIN windows (default [1, 2, 3]) */
+  /** RsCIN windows (default: by `rscin`, [1, 2, 3] when on) */
   kList?: number[];
+  /** RsCIN on, off or auto (default: on for ViTs, off for ResNets; config.ts Settings.rscin) */
+  rscin?: RscinMode;
   /** image score from the map: 'max' or 'top:F' (default DEFAULT_IMAGE_SCORE, as musc run) */
   imageScore?: string;
   precision?: MsmPrecision;
@@ -93,7 +95,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   const falseAlarm = checkFalseAlarm(o.falseAlarm ?? DEFAULT_FALSE_ALARM);
   const rList = o.rList ?? DEFAULT_R_LIST,
     interval = o.interval ?? DEFAULT_INTERVAL,
-    kList = o.kList ?? RSCIN_K_MVTEC;
+    kList = rscinWindows({ ...(o.kList ? { k_list: o.kList } : {}), rscin: o.rscin ?? 'auto' }, RSCIN_K_MVTEC, o.backbone.info.family);
   const ex = await extractImages(inputs, o.backbone, {
     batchSize: o.batchSize,
     maxPixels: o.maxPixels,

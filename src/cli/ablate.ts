@@ -12,6 +12,7 @@ import { Command, Option } from 'commander';
 import { writeFileAtomic } from '../io/atomic.js';
 import { prepareOutputFolder } from '../outputs/out-dir.js';
 import { openDataset, selectCategories, defaultKList } from '../datasets/index.js';
+import { familyOf, rscinWindows } from '../config.js';
 import { type Category, DATASET_KINDS, DatasetError, type DatasetItem, type DatasetKind } from '../datasets/types.js';
 import { loadMask, MASK_RULES, type MaskRule } from '../datasets/masks.js';
 import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
@@ -104,7 +105,12 @@ async function ablationCategory(f: AblateFlags): Promise<AblationCategory> {
   if (items.length < 3) throw new DatasetError(`category '${cat.name}': ${items.length} images, an ablation needs at least 3`);
   if (f.quick) items = evenlySpaced(items, QUICK_IMAGES);
   if (items.some((it) => it.label === null)) throw new DatasetError(`category '${cat.name}': images without labels; ablations need labels`);
-  const rows = studyRows(f.study, f.kList ?? defaultKList(ds.kind), f.shots ?? SHOT_COUNTS);
+  const kList = rscinWindows(
+    { ...(f.kList ? { k_list: f.kList } : {}), rscin: accuracySettings(f).rscin },
+    defaultKList(ds.kind),
+    familyOf(f.backbone ?? DEFAULT_BACKBONE),
+  );
+  const rows = studyRows(f.study, kList, f.shots ?? SHOT_COUNTS);
   let refFiles: string[] = [];
   if (f.referenceDir && f.study.includes('shots')) {
     const listed = await listReferenceImages(await referenceFolder(resolve(f.referenceDir), cat.name));

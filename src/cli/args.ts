@@ -1,6 +1,15 @@
 /** Flag value parsers of every musc command (a bad value is a usage error, exit 2). */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { checkImageScore, checkInterval, checkRList, DEFAULT_SETTINGS, parseIntList, parseNumberList, PRESETS } from '../config.js';
+import {
+  checkImageScore,
+  checkInterval,
+  checkRList,
+  DEFAULT_SETTINGS,
+  parseIntList,
+  parseNumberList,
+  PRESETS,
+  type RscinMode,
+} from '../config.js';
 import { parseDecisionRule } from '../threshold.js';
 
 /** A parser whose errors become commander usage errors (exit 2). */
@@ -68,6 +77,7 @@ export interface AccuracyFlags {
   borderPad?: number;
   imageScore?: string;
   preset?: 'reference' | 'default';
+  rscin?: RscinMode;
 }
 
 /** --border-pad, --image-score, --preset on `cmd`. */
@@ -84,16 +94,27 @@ export function accuracyOptions(cmd: Command): Command {
       imageScoreArg,
     )
     .addOption(
+      new Option('--rscin <mode>', 'RsCIN re-scoring: on, off, or auto = on for ViT backbones, off for ResNets (default: auto)').choices([
+        'auto',
+        'on',
+        'off',
+      ]),
+    )
+    .addOption(
       new Option(
         '--preset <name>',
-        "reference: the MuSc reference's choices (--border-pad 0 --image-score max); flags still override",
+        "reference: the MuSc reference's choices (--border-pad 0 --image-score max --rscin on); flags override",
       ).choices(Object.keys(PRESETS)),
     );
 }
 
 /** The accuracy settings of the flags: preset first, explicit flags over it (absent = the defaults). */
-export function accuracySettings(f: AccuracyFlags): { borderPad?: number; imageScore: string } {
+export function accuracySettings(f: AccuracyFlags): { borderPad?: number; imageScore: string; rscin: RscinMode } {
   const p = f.preset ? PRESETS[f.preset]! : {};
   const borderPad = f.borderPad ?? p.border_pad;
-  return { ...(borderPad !== undefined ? { borderPad } : {}), imageScore: f.imageScore ?? p.image_score ?? DEFAULT_SETTINGS.image_score };
+  return {
+    ...(borderPad !== undefined ? { borderPad } : {}),
+    imageScore: f.imageScore ?? p.image_score ?? DEFAULT_SETTINGS.image_score,
+    rscin: f.rscin ?? p.rscin ?? DEFAULT_SETTINGS.rscin,
+  };
 }

@@ -126,6 +126,7 @@ function buildCommand(): Command {
         rList: f.rList,
         interval: f.interval,
         kList: f.kList,
+        rscin: acc.rscin,
         imageScore: acc.imageScore,
         precision: f.msmPrecision,
         device: f.device,

@@ -103,6 +103,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.borderPad !== undefined) s.border_pad = f.borderPad;
   if (f.imageScore !== undefined) s.image_score = f.imageScore;
   if (f.preset !== undefined) s.preset = f.preset;
+  if (f.rscin !== undefined) s.rscin = f.rscin;
   if (f.divide !== undefined) s.divide_num = f.divide;
   if (f.maxMemory !== undefined) s.max_memory = f.maxMemory;
   if (f.kList !== undefined) s.k_list = f.kList;

@@ -25,7 +25,7 @@ import { prepareOutputFolder, unwritableOutput } from '../outputs/out-dir.js';
 import { acquireOutputLock } from '../outputs/lock.js';
 import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
-import { ConfigError, type Settings } from '../config.js';
+import { ConfigError, familyOf, rscinWindows, type Settings } from '../config.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
@@ -126,7 +126,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   const s = o.settings;
   const ds = await openDataset(o.data, s.dataset);
   const cats = await loadCategories(o, ds);
-  const kList = s.k_list ?? defaultKList(ds.kind);
+  const kList = rscinWindows(s, defaultKList(ds.kind), familyOf(s.backbone));
   // few-shot references and the decision rule: checked before the backbone is loaded
   if (s.mode === 'musc-plus' && !s.reference_dir) {
     throw new ConfigError('mode musc-plus (MuSc+) needs reference images: give --reference-dir');
