@@ -2,7 +2,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
-import { DEFAULT_SETTINGS, ConfigError, loadConfigFile, mergeSettings, validateSettings, parseIntList } from '../src/config.js';
+import {
+  DEFAULT_SETTINGS,
+  ConfigError,
+  familyOf,
+  loadConfigFile,
+  mergeSettings,
+  rscinWindows,
+  validateSettings,
+  parseIntList,
+} from '../src/config.js';
 import { tempDir } from './helpers/cli-env.js';
 
 test('defaults are the reference settings', () => {
@@ -110,4 +119,31 @@ test('issue 16: every setting checked up front: even r, interval outside [0,1], 
   } finally {
     await cleanup();
   }
+});
+
+test('issue 17: accuracy settings: image score rule, RsCIN auto, --preset reference restores the reference choices', async () => {
+  const d = mergeSettings({}, {});
+  assert.equal(d.image_score, 'top:0.025');
+  assert.equal(d.rscin, 'auto');
+  assert.equal(d.border_pad, undefined); // the backbone's (ResNets: 0)
+  const ref = mergeSettings({}, { preset: 'reference' });
+  assert.deepEqual([ref.image_score, ref.rscin, ref.border_pad], ['max', 'on', 0]);
+  // explicit keys win over the preset, from the file or the flags
+  assert.equal(mergeSettings({ preset: 'reference' }, { image_score: 'top:0.01' }).image_score, 'top:0.01');
+  assert.equal(mergeSettings({ preset: 'reference', border_pad: 32 }, {}).border_pad, 32);
+  assert.throws(
+    () => validateSettings({ image_score: 'top:2' }, 'x.yaml'),
+    (e: unknown) => e instanceof ConfigError && /'image_score'.*top:F/.test((e as Error).message),
+  );
+  assert.throws(() => validateSettings({ image_score: 'mean' }, 'x.yaml'), /x\.yaml: 'image_score'/);
+  assert.throws(() => validateSettings({ preset: 'fast' }, 'x.yaml'), /preset/);
+  // RsCIN windows: explicit k_list wins; auto = off for ResNets, the dataset's windows otherwise
+  assert.deepEqual(rscinWindows({ rscin: 'auto' }, [1, 2, 3], 'resnet'), [0]);
+  assert.deepEqual(rscinWindows({ rscin: 'auto' }, [1, 8, 9], 'clip'), [1, 8, 9]);
+  assert.deepEqual(rscinWindows({ rscin: 'auto' }, [1, 2, 3], undefined), [1, 2, 3]);
+  assert.deepEqual(rscinWindows({ rscin: 'on' }, [1, 2, 3], 'resnet'), [1, 2, 3]);
+  assert.deepEqual(rscinWindows({ rscin: 'off' }, [1, 2, 3], 'clip'), [0]);
+  assert.deepEqual(rscinWindows({ rscin: 'off', k_list: [1, 2] }, [1, 2, 3], 'resnet'), [1, 2]);
+  assert.equal(familyOf('resnet50'), 'resnet');
+  assert.equal(familyOf('dinov2-vitb14'), 'dinov2');
 });

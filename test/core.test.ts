@@ -12,7 +12,7 @@ import { msmScores, intervalMeans } from './helpers/msm.js';
 import { OnnxPairKernel as PairKernel, columnSplit } from '../src/compute/msm-kernel.js';
 import { quantizeBank } from '../src/core/kernel.js';
 import { scoreStages } from '../src/scoring/tasks.js';
-import { upsampleAlignCorners, mapMaxima } from '../src/core/maps.js';
+import { upsampleAlignCorners, mapMaxima, imageScoreOf, imageScores, parseImageScoreRule, formatImageScoreRule } from '../src/core/maps.js';
 import { rscin, minMaxNormalise, tokenSimilarity } from '../src/core/rscin.js';
 import { musc, scorePatches } from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
@@ -375,4 +375,27 @@ test('scoring in the compute worker stops at the next block when cancelled (Ctrl
   await assert.rejects(p, (e: Error) => e.name === 'InterruptedError');
   assert.ok(Date.now() - started < 20_000);
   await w.terminate();
+});
+
+test('image score rules: max = mapMaxima; top:F = mean of the top round(F * pixels) values (brute force); NaN left out', () => {
+  const n = 3,
+    per = 200;
+  const maps = new Float32Array(n * per);
+  let seed = 7;
+  for (let k = 0; k < maps.length; k++) maps[k] = ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 10;
+  assert.deepEqual(Array.from(imageScores(maps, n, parseImageScoreRule('max'))), Array.from(mapMaxima(maps, n)));
+  for (const f of [0.005, 0.025, 0.1, 1]) {
+    const got = imageScores(maps, n, parseImageScoreRule(`top:${f}`));
+    for (let i = 0; i < n; i++) {
+      const v = Array.from(maps.subarray(i * per, (i + 1) * per)).sort((a, b) => b - a);
+      const k = Math.max(1, Math.round(per * f));
+      const want = v.slice(0, k).reduce((a, b) => a + b, 0) / k;
+      assert.ok(Math.abs(got[i]! - want) < 1e-9, `top:${f} image ${i}: ${got[i]} vs ${want}`);
+    }
+  }
+  assert.equal(imageScoreOf([1, Number.NaN, 3, 2], { kind: 'top', fraction: 0.5 }), 2.5); // 3 valid values: top 2
+  assert.equal(imageScoreOf([1, Number.NaN, 3], { kind: 'max' }), 3);
+  assert.equal(formatImageScoreRule(parseImageScoreRule('top:0.025')), 'top:0.025');
+  for (const bad of ['top:0', 'top:1.5', 'top:', 'mean', 'top:x'])
+    assert.throws(() => parseImageScoreRule(bad), /expected 'max' or 'top:F'/);
 });
