@@ -116,8 +116,16 @@ test("end to end: a bank without image 0 scores image 0 as the full bank's leave
     const full = await buildBank(imgs, { out: join(dir, 'full.bank'), backbone: bb });
     const rest = await buildBank(imgs.slice(1), { out: join(dir, 'rest.bank'), backbone: bb });
     assert.equal(full.manifest.images.length, 8);
+    // the run's accuracy defaults are recorded (issue 17): image score rule, border padding; RsCIN by the backbone's family
+    assert.equal(full.manifest.scoring.image_score, 'top:0.025');
+    assert.equal(full.manifest.backbone.border_pad, 0);
+    const maxBank = await buildBank(imgs, { out: join(dir, 'max.bank'), backbone: bb, imageScore: 'max' });
+    assert.equal(maxBank.manifest.scoring.image_score, 'max');
+    const mb = await openBank(maxBank.path);
     const fb = await openBank(full.path),
       rb = await openBank(rest.path);
+    for (let i = 0; i < 8; i++) assert.ok(mb.calibration.image_scores[i]! >= fb.calibration.image_scores[i]! - 1e-12); // max >= top mean
+    await closeBank(mb);
     const out = await predict(rb, [imgs[0]!], { loadBackbone: loader, maps: true });
     const p = out.predictions[0]!;
     assert.ok(Math.abs(p.imageScore - fb.calibration.image_scores[0]!) <= 1e-6, `${p.imageScore} vs ${fb.calibration.image_scores[0]}`);

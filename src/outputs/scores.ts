@@ -2,7 +2,7 @@
  * scores.csv: one row per scored image, in dataset order.
  *   path,defect,label,score,score_rscin
  * path is relative to the data root; label is 0/1 or empty when unknown; score is the raw image
- * score (max of the map), score_rscin the RsCIN score (the one the image metrics use).
+ * score (the image score of the map: --image-score, default the top-2.5% mean), score_rscin the RsCIN score (the one the image metrics use).
  * With a label-free decision (--decision), a last column `decision` holds OK or NG.
  * Text cells starting with = + - @ TAB CR get a leading single quote (csv.ts; undone by parseScoresCsv).
  * Deterministic: no timestamps, shortest round-trip number formatting.
