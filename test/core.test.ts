@@ -382,7 +382,10 @@ test('image score rules: max = mapMaxima; top:F = mean of the top round(F * pixe
     per = 200;
   const maps = new Float32Array(n * per);
   let seed = 7;
-  for (let k = 0; k < maps.length; k++) maps[k] = ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 10;
+  for (let k = 0; k < maps.length; k++) {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    maps[k] = (seed / 2147483648) * 10;
+  }
   assert.deepEqual(Array.from(imageScores(maps, n, parseImageScoreRule('max'))), Array.from(mapMaxima(maps, n)));
   for (const f of [0.005, 0.025, 0.1, 1]) {
     const got = imageScores(maps, n, parseImageScoreRule(`top:${f}`));
