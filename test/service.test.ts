@@ -6,7 +6,9 @@
  * answers 429 with Retry-After (no 5xx); a bank is hot-swapped while requests are in flight;
  * the token rule (binding check as a function; 401/200 on a service with a token); security
  * headers; metrics; the checked-in docs/openapi.json equals the served document; the web page
- * in headless Chromium; SIGTERM to a `musc api` child drains a request in flight.
+ * in headless Chromium, and the page of a `musc api --token-file` child asking for the token;
+ * SIGTERM to a `musc api` child drains a request in flight, and cancels a running build (in its
+ * extraction, in its scoring) and a queued one, leaving no bank or temporary.
  */
 
 import assert from 'node:assert/strict';
@@ -550,23 +552,22 @@ test('`musc api --load all`; SIGTERM drains: the request in flight completes, th
   }
 });
 
-test('SIGTERM during a bank build (--drain-timeout 1): the build is stopped and reported, the process exits 0, no bank or temporary is left', {
-  timeout: 300_000,
-}, async () => {
-  const many = join(dir, 'data', 'many');
-  await mkdir(many);
-  for (let i = 0; i < 48; i++) await writeFile(join(many, `m${i}.png`), await png(100 + i));
+const post = (base: string, path: string, body: unknown): Promise<Res> =>
+  call(base, 'POST', path, JSON.stringify(body), { 'content-type': 'application/json' });
+
+/** `musc api --drain-timeout 1`: SIGTERM once the build of 48 images is in `phase`; a second build waits behind it */
+async function sigtermDuringBuild(phase: 'extract' | 'score'): Promise<void> {
   const api = await startApi(['--banks', banks, '--data-root', join(dir, 'data'), '--drain-timeout', '1']);
   try {
-    const r = await call(api.base, 'POST', '/v1/banks/slow/build', JSON.stringify({ folder: 'many' }), {
-      'content-type': 'application/json',
-    });
+    const r = await post(api.base, '/v1/banks/slow/build', { folder: 'many' });
     assert.equal(r.status, 202, String(r.body));
     const id = r.json().id as string;
+    const queued = await post(api.base, '/v1/banks/later/build', { folder: 'many' });
+    assert.equal(queued.json().state, 'queued');
     for (;;) {
       const j = (await call(api.base, 'GET', `/v1/jobs/${id}`)).json();
-      assert.equal(j.state === 'done' || j.state === 'failed', false, `the build ended before SIGTERM: ${JSON.stringify(j)}`);
-      if (j.state === 'running' && j.progress.done > 0) break;
+      assert.ok(j.state === 'queued' || j.state === 'running', `the build ended before SIGTERM: ${JSON.stringify(j)}`);
+      if (j.progress.label === phase && j.progress.done > 0) break;
       await new Promise((res) => setTimeout(res, 50));
     }
     const t0 = Date.now();
@@ -574,22 +575,20 @@ test('SIGTERM during a bank build (--drain-timeout 1): the build is stopped and 
     assert.equal(await api.exited, 0, api.stderr());
     const took = Date.now() - t0;
     assert.ok(took < 15_000, `exited ${took} ms after SIGTERM`);
-    assert.match(api.stderr(), new RegExp(`build job ${id} \\(bank slow\\) cancelled`));
-    assert.ok(!existsSync(join(banks, 'slow.bank')), 'no bank under the name');
-    assert.deepEqual(
-      (await readdir(banks)).filter((n) => n.startsWith('.musc-tmp')),
-      [],
-      'no temporary left',
+    const log = api.stderr();
+    assert.match(
+      log,
+      new RegExp(`build job ${id} \\(bank slow\\) cancelled: the service is stopping \\(stopped at ${phase} \\d+(\\.\\d{1,2})?/\\d+\\)`),
     );
+    assert.match(log, new RegExp(`build job ${queued.json().id} \\(bank later\\) cancelled: the service is stopping \\(not started\\)`));
+    for (const name of ['slow', 'later']) assert.ok(!existsSync(join(banks, `${name}.bank`)), `no bank ${name}`);
+    const temporaries = async (): Promise<string[]> => (await readdir(banks)).filter((n) => n.startsWith('.musc-tmp'));
+    assert.deepEqual(await temporaries(), [], 'no temporary left');
     const next = await startApi(['--banks', banks]);
     try {
       const names = (await call(next.base, 'GET', '/v1/banks')).json().banks.map((b: { name: string }) => b.name);
       assert.deepEqual(names, ['line', 'up']);
-      assert.deepEqual(
-        (await readdir(banks)).filter((n) => n.startsWith('.musc-tmp')),
-        [],
-        'none after the next start',
-      );
+      assert.deepEqual(await temporaries(), [], 'none after the next start');
       next.child.kill('SIGTERM');
       assert.equal(await next.exited, 0, next.stderr());
     } finally {
@@ -598,4 +597,14 @@ test('SIGTERM during a bank build (--drain-timeout 1): the build is stopped and 
   } finally {
     api.kill();
   }
+}
+
+test('SIGTERM during a bank build (--drain-timeout 1), in extraction and in scoring: the build stops at its next step and is logged as cancelled, a queued one too; the process exits 0; no bank or temporary is left', {
+  timeout: 300_000,
+}, async () => {
+  const many = join(dir, 'data', 'many');
+  await mkdir(many);
+  for (let i = 0; i < 48; i++) await writeFile(join(many, `m${i}.png`), await png(100 + i));
+  await sigtermDuringBuild('extract');
+  await sigtermDuringBuild('score');
 });

@@ -86,12 +86,12 @@ export class JobManager {
   }
 
   private async run(job: JobView, spec: JobSpec): Promise<void> {
-    job.state = 'running';
-    job.progress = { done: 0, total: 0, label: 'starting' };
     const target = this.registry.pathOf(spec.bank);
     const tmp = tempPathFor(target);
     try {
       this.stop.signal.throwIfAborted();
+      job.state = 'running';
+      job.progress = { done: 0, total: 0, label: 'starting' };
       const built = await this.engine.build({
         images: spec.images,
         out: tmp,
@@ -106,8 +106,10 @@ export class JobManager {
       if (spec.load) job.version = (await this.registry.load(spec.bank)).version;
       job.state = 'done';
     } catch (e) {
+      const p = job.progress;
+      const at = job.state === 'running' ? ` (stopped at ${p.label} ${Math.round(p.done * 100) / 100}/${p.total})` : ' (not started)';
+      job.error = this.stop.signal.aborted ? CANCELLED + at : (e as Error).message;
       job.state = 'failed';
-      job.error = this.stop.signal.aborted ? CANCELLED : (e as Error).message;
       await rm(tmp, { recursive: true, force: true });
     } finally {
       if (spec.cleanup) await rm(spec.cleanup, { recursive: true, force: true });
