@@ -85,7 +85,7 @@ export async function compareSplits(
         writes += 8 * (i1 - i0) * (j1 - j0) * p.P;
         jobs++;
       }
-      const patch = (await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs))[0]!;
+      const patch = (await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs, p.rowImages)).patch[0]!;
       r.wallMs = performance.now() - t0;
       r.identical = Buffer.from(patch.buffer).equals(ref);
       r.readBytes = reads / jobs;

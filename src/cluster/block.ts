@@ -73,12 +73,31 @@ export function encodePairResult(res: PairResult): Uint8Array {
   return out;
 }
 
-export function decodePairResult(bytes: Uint8Array, block: TableBlock, p: number, what: string): PairResult {
+/**
+ * (coordinator) The parts of a block result that the merge of one row block needs: rowd2 [A, P, B]
+ * when `rows`, cold2 [A, B, P] when `cols` (the other left empty), read as byte ranges.
+ */
+export async function readPairResult(
+  store: SharedStore,
+  key: string,
+  block: TableBlock,
+  p: number,
+  parts: { rows: boolean; cols: boolean },
+): Promise<PairResult> {
   const len = (block.i1 - block.i0) * (block.j1 - block.j0) * p;
-  if (bytes.byteLength !== 8 * len)
-    throw new Error(`${what}: ${bytes.byteLength} bytes, expected ${8 * len} for block ${JSON.stringify(block)}`);
-  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  return { rowd2: all.subarray(0, len), cold2: all.subarray(len) };
+  const part = async (want: boolean, offset: number): Promise<Float32Array> => {
+    if (!want) return new Float32Array(0);
+    let buf: Buffer;
+    try {
+      buf = await store.getRange(key, offset, 4 * len);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new Error(`block result ${key} is missing from the store ${store.location}`);
+      throw new Error(`block result ${key} (block ${JSON.stringify(block)}): ${(e as Error).message}`);
+    }
+    return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  };
+  return { rowd2: await part(parts.rows, 0), cold2: await part(parts.cols, 4 * len) };
 }
 
 /** (worker) Computes one block and writes it to the store; returns milliseconds spent (load, LNAMD, kernel). */

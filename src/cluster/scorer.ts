@@ -3,27 +3,29 @@
  *
  *   plan (scoring/tasks planOfBatch) -> needed pairs -> tableBlocks(blockImages, colImages)
  *   per stage: its bank in the store; per (stage, r, block): a block job (block.ts)
- *   merge, in scorePlan's order: stage-major, then r: table [M, P, N] <- mergeBlock of each
- *   block's result (any order gives the same table), reduceTable, patch += s / (L R)
+ *   merge, in scorePlan's order: stage-major, then r; per row block of the (stage, r) table (the
+ *   rows of one query block of images): rows [A, P, N] <- mergeBlockRows of each block result that
+ *   touches them (any order gives the same rows), reduceRows; then patch += s / (L R)
  *
  * Same products (the kernel's result for a pair does not depend on the block shape), same merge,
- * same reduction and the same order of the float64 sums: the patch scores are bit-identical to
- * a one-process run, whatever the block split. The merge holds one table [M, P, N] at a time, as
- * a one-process run does; the block jobs hold only their blocks.
+ * same reduction per row and the same order of the float64 sums: the patch scores are bit-
+ * identical to a one-process run, whatever the block split. The coordinator holds one row block
+ * [A, P, N] (not the table [M, P, N] of a one-process run) plus one block result; the block jobs
+ * hold only their blocks.
  */
 
 import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { lnamdTarget } from '../core/lnamd.js';
-import { mergeBlock, type TableBlock, tableBlocks, tableRows } from '../core/msm.js';
+import { blockSize, mergeBlockRows, type TableBlock, tableBlocks, tableRows } from '../core/msm.js';
 import { neededPairs, type ScoringPlan, validatePlan } from '../core/plan.js';
-import { reduceTable, validateStages } from '../core/score.js';
+import { reduceRows, validateStages } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import type { Scorer } from '../pipeline/types.js';
 import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
 import * as core from '../scoring/musc.js';
 import { planOfBatch } from '../scoring/tasks.js';
 import { putBank } from './bank.js';
-import { blockKey, decodePairResult } from './block.js';
+import { blockKey, readPairResult } from './block.js';
 import { ClusterError } from './connection.js';
 import type { Coordinator } from './coordinator.js';
 import type { BlockJobData, ClusterJob } from './jobs.js';
@@ -57,7 +59,10 @@ export async function planBlockJobs(
   const P = target.gridH * target.gridW;
   const need = neededPairs(plan);
   const side = Math.max(1, Math.round(CLUSTER_BLOCK_ROWS / P));
-  const blocks = tableBlocks(plan.n, P, need, { blockImages: split.blockImages ?? side, colImages: split.colImages ?? side });
+  const tiling = { blockImages: split.blockImages ?? side, colImages: split.colImages ?? side };
+  const blocks = tableBlocks(plan.n, P, need, tiling);
+  /** images per merge row block: the query blocks' (each block's rows land in one row block) */
+  const rowImages = blockSize(plan.n, P, tiling);
   const precision = o.precision ?? DEFAULT_MSM_PRECISION;
   if (precision === 'int8')
     throw new ClusterError(
@@ -81,10 +86,63 @@ export async function planBlockJobs(
       ),
     );
   }
-  return { target, P, need, blocks, jobs };
+  return { target, P, need, blocks, jobs, rowImages };
 }
 
-/** Each variant's patch scores [S_v, P], merged from the block results in the store. */
+/** What one merge held and read (the coordinator's memory bound, checked by the tests). */
+export interface MergeStats {
+  /** table rows (of N distances each) held at once: at most rowImages * P */
+  peakTableRows: number;
+  /** rows a whole table [M, P, N] would have held: M * P */
+  fullTableRows: number;
+  /** block-result bytes read from the store */
+  bytesRead: number;
+}
+
+/** Row blocks [a0, a1) of `rowImages` images over the table's rows [0, m). */
+function rowBlocks(m: number, rowImages: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let a0 = 0; a0 < m; a0 += rowImages) out.push([a0, Math.min(m, a0 + rowImages)]);
+  return out;
+}
+
+/** Reduces one (stage, r): per row block, its rows [rows, P, N] <- the block results that touch them, reduceRows. */
+async function reducePass(
+  store: SharedStore,
+  plan: ScoringPlan,
+  P: number,
+  need: Uint8Array,
+  blocks: TableBlock[],
+  jobs: BlockJobData[],
+  rowImages: number,
+  stats: MergeStats,
+): Promise<Float64Array[]> {
+  const n = plan.n;
+  const s = plan.variants.map((v) => new Float64Array(v.scored.length * P));
+  const table = new Float32Array(rowImages * P * n); // one row block's rows, reused
+  for (const [a0, a1] of rowBlocks(tableRows(n, need), rowImages)) {
+    const rows = table.subarray(0, (a1 - a0) * P * n);
+    rows.fill(0);
+    stats.peakTableRows = Math.max(stats.peakTableRows, (a1 - a0) * P);
+    for (const [k, b] of blocks.entries()) {
+      const parts = { rows: b.i0 < a1 && b.i1 > a0, cols: b.j0 < a1 && b.j1 > a0 };
+      if (!parts.rows && !parts.cols) continue;
+      const res = await readPairResult(store, jobs[k]!.done, b, P, parts);
+      stats.bytesRead += res.rowd2.byteLength + res.cold2!.byteLength;
+      mergeBlockRows(rows, a0, a1, n, P, need, b, res);
+    }
+    reduceRows(rows, a0, n, P, plan.variants, s);
+  }
+  return s;
+}
+
+/**
+ * Each variant's patch scores [S_v, P], merged from the block results in the store in scorePlan's
+ * order (stage-major, then r: patch += s / (L R)). Each (stage, r) is reduced in row blocks of
+ * `rowImages` images (rows reduce independently: the same bits as one table), so the coordinator
+ * holds one row block [rowImages, P, N] float32, one block result part and the scores, never the
+ * table [M, P, N].
+ */
 export async function mergeScores(
   store: SharedStore,
   plan: ScoringPlan,
@@ -92,30 +150,24 @@ export async function mergeScores(
   need: Uint8Array,
   blocks: TableBlock[],
   jobs: BlockJobData[][][],
-): Promise<Float64Array[]> {
-  const n = plan.n,
-    L = jobs.length,
+  rowImages: number,
+): Promise<{ patch: Float64Array[]; stats: MergeStats }> {
+  if (!(Number.isInteger(rowImages) && rowImages >= 1)) throw new Error(`merge row block: expected a positive integer, got ${rowImages}`);
+  const L = jobs.length,
     R = plan.rList.length;
-  const m = tableRows(n, need);
   const patch = plan.variants.map((v) => new Float64Array(v.scored.length * P));
+  const stats: MergeStats = { peakTableRows: 0, fullTableRows: tableRows(plan.n, need) * P, bytesRead: 0 };
   const wgt = 1 / (L * R);
-  const table = new Float32Array(m * P * n);
   for (let l = 0; l < L; l++) {
     for (let ri = 0; ri < R; ri++) {
-      table.fill(0);
-      for (const [k, b] of blocks.entries()) {
-        const key = jobs[l]![ri]![k]!.done;
-        const bytes = await store.get(key);
-        if (!bytes) throw new ClusterError(`block result ${key} is missing from the store ${store.location}`);
-        mergeBlock(table, m, n, P, need, b, decodePairResult(bytes, b, P, key));
-      }
-      reduceTable(table, n, P, plan.variants).forEach((s, vi) => {
+      const s = await reducePass(store, plan, P, need, blocks, jobs[l]![ri]!, rowImages, stats);
+      s.forEach((sv, vi) => {
         const v = patch[vi]!;
-        for (let k = 0; k < s.length; k++) v[k] += s[k]! * wgt;
+        for (let k = 0; k < sv.length; k++) v[k] += sv[k]! * wgt;
       });
     }
   }
-  return patch;
+  return { patch, stats };
 }
 
 /** The pipeline's Scorer with scorePatches on the cluster; maps, RsCIN as in one process. */
@@ -132,7 +184,13 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
         all,
         `scoring ${plan.n} images: ${p.blocks.length} blocks x ${stages.length} stages x ${plan.rList.length} r`,
       );
-      const patch = await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs);
+      const { patch, stats } = await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs, p.rowImages);
+      const mb = (rows: number): string => ((rows * plan.n * 4) / 1e6).toFixed(1);
+      coordinator.o.log?.(
+        `merge: row blocks of ${p.rowImages} images, at most ${stats.peakTableRows} table rows held ` +
+          `(${mb(stats.peakTableRows)} MB; the whole table: ${stats.fullTableRows} rows, ${mb(stats.fullTableRows)} MB), ` +
+          `${(stats.bytesRead / 1e6).toFixed(1)} MB of block results read`,
+      );
       return {
         n: plan.variants[0]!.scored.length,
         h: p.target.gridH,

@@ -1,0 +1,89 @@
+/**
+ * The cluster coordinator's merge in row blocks (no Redis: the block jobs run in this process
+ * through a directory store). Reducing a table in row blocks gives the bits of reducing it at
+ * once (core/score.ts reduceRows), and the merge gives the bits of the one-process engine
+ * (scorePlan) while holding one query block's table rows, never the whole table.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { runBlockJob } from '../src/cluster/block.js';
+import { mergeScores, planBlockJobs } from '../src/cluster/scorer.js';
+import { DirStore } from '../src/cluster/store.js';
+import { type ScoringPlan, subsetsVariant, zeroShotVariant } from '../src/core/plan.js';
+import { reduceRows, reduceTable, scorePlan } from '../src/core/score.js';
+import type { StageFeatures } from '../src/core/types.js';
+import { mulberry32 } from '../src/demo/synthetic.js';
+import { toFloat16 } from '../src/io/float16.js';
+import { kernelFor } from '../src/scoring/tasks.js';
+import { tempDir } from './helpers/cli-env.js';
+
+const bytes = (a: Float64Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** zero-shot over all n images, and --divide style subsets (two variants sharing one table) */
+function twoVariantPlan(n: number, rList: number[]): ScoringPlan {
+  const half = Math.floor(n / 2);
+  const a = Array.from({ length: half }, (_, i) => i);
+  const b = Array.from({ length: n - half }, (_, i) => half + i);
+  return { n, rList, variants: [zeroShotVariant(n, [0, 0.3]), subsetsVariant([a, b], [0.1, 0.6])] };
+}
+
+test('reduceRows: a table reduced in row blocks of any size = reduceTable, bit for bit', () => {
+  const n = 11,
+    p = 5;
+  const rnd = mulberry32(3);
+  // ties on purpose: values on a coarse grid, so the tie order (image order) matters
+  const table = Float32Array.from({ length: n * p * n }, () => Math.round(rnd() * 20) / 8);
+  const plan = twoVariantPlan(n, [1]);
+  const whole = reduceTable(table, n, p, plan.variants);
+  for (const k of [1, 2, 3, 4, 11]) {
+    const out = plan.variants.map((v) => new Float64Array(v.scored.length * p));
+    for (let i0 = 0; i0 < n; i0 += k) {
+      const i1 = Math.min(n, i0 + k);
+      reduceRows(table.slice(i0 * p * n, i1 * p * n), i0, n, p, plan.variants, out);
+    }
+    out.forEach((o, v) => assert.ok(bytes(o).equals(bytes(whole[v]!)), `row blocks of ${k}: variant ${v} differs`));
+  }
+  assert.throws(() => reduceRows(new Float32Array(7), 0, n, p, plan.variants, []), /not a multiple of P\*N/);
+});
+
+test('cluster merge in row blocks = the one-process engine, bit for bit, holding one query block of rows', async () => {
+  const { dir, cleanup } = await tempDir('cluster-merge');
+  try {
+    const n = 9,
+      rnd = mulberry32(11);
+    const stages: StageFeatures[] = [4, 2].map((s, k) => ({
+      n,
+      h: s,
+      w: s,
+      c: 16 * (k + 1),
+      data: toFloat16(Float32Array.from({ length: n * s * s * 16 * (k + 1) }, () => rnd() * 2 - 1)),
+    }));
+    const plan = twoVariantPlan(n, [1, 3]);
+    const one = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), {});
+    for (const [a, b] of [
+      [2, 3],
+      [4, 2],
+      [1, 8],
+    ] as const) {
+      const store = new DirStore(join(dir, `${a}x${b}`));
+      const p = await planBlockJobs(stages, plan, { precision: 'fast' }, { blockImages: a, colImages: b }, store, 'merge-test');
+      for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
+      const { patch, stats } = await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs, p.rowImages);
+      patch.forEach((v, vi) =>
+        assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `split ${a}x${b}: variant ${vi} differs from scorePlan`),
+      );
+      // the memory bound: one query block's rows [A, P, N] at a time, not the table [N, P, N]
+      assert.equal(p.rowImages, a);
+      assert.equal(stats.peakTableRows, a * p.P, `split ${a}x${b}`);
+      assert.equal(stats.fullTableRows, n * p.P);
+      assert.ok(stats.peakTableRows < stats.fullTableRows);
+      // every block result is read, its rows once; its columns once per row block they meet
+      const resultBytes = p.blocks.reduce((s, bl) => s + 8 * (bl.i1 - bl.i0) * (bl.j1 - bl.j0) * p.P, 0);
+      const L = stages.length * plan.rList.length;
+      assert.ok(stats.bytesRead >= L * resultBytes && stats.bytesRead <= L * resultBytes * (1 + Math.ceil(b / a)), `${stats.bytesRead}`);
+    }
+  } finally {
+    await cleanup();
+  }
+});
