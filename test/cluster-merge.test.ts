@@ -8,11 +8,13 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { runBlockJob } from '../src/cluster/block.js';
-import { mergeScores, planBlockJobs } from '../src/cluster/scorer.js';
+import { readMaxAbs, runScaleJob, scaleJobs } from '../src/cluster/scale.js';
+import { clusterTiling, mergeScores, planBlockJobs, putBanks } from '../src/cluster/scorer.js';
 import { DirStore } from '../src/cluster/store.js';
 import { type ScoringPlan, subsetsVariant, zeroShotVariant } from '../src/core/plan.js';
 import { reduceRows, reduceTable, scorePlan } from '../src/core/score.js';
 import type { StageFeatures } from '../src/core/types.js';
+import { lnamdTarget } from '../src/core/lnamd.js';
 import { mulberry32 } from '../src/demo/synthetic.js';
 import { toFloat16 } from '../src/io/float16.js';
 import { kernelFor } from '../src/scoring/tasks.js';
@@ -47,18 +49,23 @@ test('reduceRows: a table reduced in row blocks of any size = reduceTable, bit f
   assert.throws(() => reduceRows(new Float32Array(7), 0, n, p, plan.variants, []), /not a multiple of P\*N/);
 });
 
+/** two stages of n random images (float16 storage, as a run keeps them) */
+function randomStages(n: number, seed: number): StageFeatures[] {
+  const rnd = mulberry32(seed);
+  return [4, 2].map((s, k) => ({
+    n,
+    h: s,
+    w: s,
+    c: 16 * (k + 1),
+    data: toFloat16(Float32Array.from({ length: n * s * s * 16 * (k + 1) }, () => rnd() * 2 - 1)),
+  }));
+}
+
 test('cluster merge in row blocks = the one-process engine, bit for bit, holding one query block of rows', async () => {
   const { dir, cleanup } = await tempDir('cluster-merge');
   try {
-    const n = 9,
-      rnd = mulberry32(11);
-    const stages: StageFeatures[] = [4, 2].map((s, k) => ({
-      n,
-      h: s,
-      w: s,
-      c: 16 * (k + 1),
-      data: toFloat16(Float32Array.from({ length: n * s * s * 16 * (k + 1) }, () => rnd() * 2 - 1)),
-    }));
+    const n = 9;
+    const stages = randomStages(n, 11);
     const plan = twoVariantPlan(n, [1, 3]);
     const one = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), {});
     for (const [a, b] of [
@@ -83,6 +90,35 @@ test('cluster merge in row blocks = the one-process engine, bit for bit, holding
       const L = stages.length * plan.rList.length;
       assert.ok(stats.bytesRead >= L * resultBytes && stats.bytesRead <= L * resultBytes * (1 + Math.ceil(b / a)), `${stats.bytesRead}`);
     }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('int8 on the cluster: scale jobs give the bank scale; block jobs = the one-process int8 engine, bit for bit', async () => {
+  const { dir, cleanup } = await tempDir('cluster-int8');
+  try {
+    const n = 10;
+    const stages = randomStages(n, 5);
+    const plan = twoVariantPlan(n, [1, 3]);
+    const one = await scorePlan(stages, plan, await kernelFor('cpu', 'int8'), {});
+    const fast = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), {});
+    assert.ok(!bytes(one.variants[0]!.patch).equals(bytes(fast.variants[0]!.patch)), 'int8 gave the fast scores: not quantised');
+    const store = new DirStore(join(dir, 'store'));
+    const o = { precision: 'int8' as const };
+    await assert.rejects(planBlockJobs(stages, plan, o, {}, store, 'int8-test'), /int8 block jobs need the banks' scales/);
+    const banks = await putBanks(store, stages);
+    const target = lnamdTarget(stages);
+    const split = { blockImages: 3, colImages: 4 };
+    const chunk = clusterTiling(n, target.gridH * target.gridW, split).rowImages;
+    const sj = scaleJobs(banks, target, plan.rList, chunk, 'int8-test');
+    assert.equal(sj[0]!.length, Math.ceil(n / 3));
+    for (const j of sj.flat()) await runScaleJob(store, j);
+    const maxAbs = await readMaxAbs(store, sj);
+    const p = await planBlockJobs(stages, plan, o, split, store, 'int8-test', { banks, maxAbs });
+    for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
+    const { patch } = await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs, p.rowImages);
+    patch.forEach((v, vi) => assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `int8: variant ${vi} differs from scorePlan`));
   } finally {
     await cleanup();
   }

@@ -9,7 +9,7 @@
 
 import { OnnxPairKernel } from '../compute/msm-kernel.js';
 import type { Device } from '../compute/session.js';
-import type { MsmPrecision, PairResult } from '../core/kernel.js';
+import { type MsmPrecision, type PairResult, quantizeBank } from '../core/kernel.js';
 import type { AggregateOptions } from '../core/lnamd.js';
 import { aggregateStage, layerNormImages } from '../core/lnamd.js';
 import { computeBlock, type TableBlock } from '../core/msm.js';
@@ -59,9 +59,16 @@ export function dropPadding(res: PairResult, a: number, p: number, b: number, bP
   return { rowd2, cold2 };
 }
 
-/** The store key of a block's result: a hash of everything it depends on. */
-export function blockKey(bank: BankRef, target: AggregateOptions, r: number, block: TableBlock, precision: string): string {
-  return contentKey('block', { v: 1, bank: bank.key, target, r, block, precision });
+/** The store key of a block's result: a hash of everything it depends on (maxAbs: int8's scale). */
+export function blockKey(
+  bank: BankRef,
+  target: AggregateOptions,
+  r: number,
+  block: TableBlock,
+  precision: string,
+  maxAbs?: number,
+): string {
+  return contentKey('block', { v: 1, bank: bank.key, target, r, block, precision, maxAbs });
 }
 
 /** rowd2 [A, P, B] then cold2 [A, B, P] (float32, little-endian) */
@@ -102,7 +109,7 @@ export async function readPairResult(
 
 /** (worker) Computes one block and writes it to the store; returns milliseconds spent (load, LNAMD, kernel). */
 export async function runBlockJob(store: SharedStore, d: BlockJobData): Promise<{ loadMs: number; lnamdMs: number; gemmMs: number }> {
-  if (d.precision === 'int8') throw new Error('int8 precision is not supported on a cluster (its scale spans the whole bank)');
+  if (d.precision === 'int8' && d.maxAbs === undefined) throw new Error("an int8 block job needs the bank's scale (maxAbs)");
   const { i0, i1, j0, j1 } = d.block;
   let t = performance.now();
   const q = await readBankRows(store, d.bank, i0, i1);
@@ -121,7 +128,9 @@ export async function runBlockJob(store: SharedStore, d: BlockJobData): Promise<
   const lnamdMs = performance.now() - t;
   t = performance.now();
   const kernel = await blockKernel(d.device, d.precision);
-  const res = await computeBlock(z, null, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, d.target.channels, kernel);
+  // int8: the block's images quantised with the whole bank's scale, as a one-process run does
+  const bank8 = d.precision === 'int8' ? quantizeBank(z, a + bPad, P, d.target.channels, d.maxAbs) : null;
+  const res = await computeBlock(z, bank8, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, d.target.channels, kernel);
   const gemmMs = performance.now() - t;
   await store.put(d.done, encodePairResult(dropPadding(res, a, P, b, bPad)));
   return { loadMs, lnamdMs, gemmMs };

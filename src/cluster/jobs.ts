@@ -3,6 +3,8 @@
  *
  *   extract  a shard of images -> backbone features in the store (one file per image, keyed by the
  *            image's content hash and the backbone settings: the feature cache's layout)
+ *   scale    (--msm-precision int8 only) max |Z| of some images of a stage bank, per r: the
+ *            coordinator takes the max over them, the bank's int8 quantisation scale
  *   block    one MSM block (stage bank, r, query images [i0, i1), reference images [j0, j1)) ->
  *            its squared distances (PairResult) in the store
  *
@@ -45,7 +47,21 @@ export interface BlockJobData {
   block: TableBlock;
   precision: MsmPrecision;
   device: Device;
+  /** int8 only: max |Z| over the whole bank for this r (scale jobs), the quantisation scale */
+  maxAbs?: number;
   /** store key of the result: rowd2 [A, P, B] then cold2 [A, B, P], float32 */
+  done: string;
+}
+
+export interface ScaleJobData {
+  run: string;
+  bank: BankRef;
+  target: AggregateOptions;
+  rList: number[];
+  /** images [i0, i1) of the bank */
+  i0: number;
+  i1: number;
+  /** store key of the result: max |Z| of these images per r, float64 [R] */
   done: string;
 }
 
@@ -62,12 +78,12 @@ export interface ExtractJobData {
   done: string;
 }
 
-export type JobName = 'extract' | 'block';
+export type JobName = 'extract' | 'scale' | 'block';
 
 /** A job to run: its name, id (deterministic), data. */
 export interface ClusterJob {
   name: JobName;
-  data: BlockJobData | ExtractJobData;
+  data: BlockJobData | ExtractJobData | ScaleJobData;
 }
 
 /** The BullMQ job id of a job: its done key without the slash (ids are unique per content). */

@@ -26,9 +26,9 @@ import * as core from '../scoring/musc.js';
 import { planOfBatch } from '../scoring/tasks.js';
 import { putBank } from './bank.js';
 import { blockKey, readPairResult } from './block.js';
-import { ClusterError } from './connection.js';
 import type { Coordinator } from './coordinator.js';
-import type { BlockJobData, ClusterJob } from './jobs.js';
+import type { BankRef, BlockJobData, ClusterJob } from './jobs.js';
+import { readMaxAbs, scaleJobs } from './scale.js';
 import type { SharedStore } from './store.js';
 
 export interface BlockSplit {
@@ -46,7 +46,24 @@ export interface BlockSplit {
  */
 export const CLUSTER_BLOCK_ROWS = 4096;
 
-/** Every block job of a plan: [stage][r] -> jobs, one per table block. */
+/** The block tiling of n images of P patches, and the merge's row block (the query blocks' images). */
+export function clusterTiling(n: number, P: number, split: BlockSplit) {
+  const side = Math.max(1, Math.round(CLUSTER_BLOCK_ROWS / P));
+  const tiling = { blockImages: split.blockImages ?? side, colImages: split.colImages ?? side };
+  return { tiling, rowImages: blockSize(n, P, tiling) };
+}
+
+/** The stages' banks in the store (written once; content-addressed). */
+export async function putBanks(store: SharedStore, stages: StageFeatures[]): Promise<BankRef[]> {
+  const banks: BankRef[] = [];
+  for (const s of stages) banks.push(await putBank(store, s));
+  return banks;
+}
+
+/**
+ * Every block job of a plan: [stage][r] -> jobs, one per table block. int8 needs each bank's
+ * max |Z| per [stage][r] (scale jobs, scale.ts); `banks` saves hashing the stages again.
+ */
 export async function planBlockJobs(
   stages: StageFeatures[],
   plan: ScoringPlan,
@@ -54,38 +71,32 @@ export async function planBlockJobs(
   split: BlockSplit,
   store: SharedStore,
   run: string,
+  extra: { banks?: BankRef[]; maxAbs?: number[][] } = {},
 ) {
   const target = lnamdTarget(stages, o.targetChannels);
   const P = target.gridH * target.gridW;
   const need = neededPairs(plan);
-  const side = Math.max(1, Math.round(CLUSTER_BLOCK_ROWS / P));
-  const tiling = { blockImages: split.blockImages ?? side, colImages: split.colImages ?? side };
+  const { tiling, rowImages } = clusterTiling(plan.n, P, split);
   const blocks = tableBlocks(plan.n, P, need, tiling);
-  /** images per merge row block: the query blocks' (each block's rows land in one row block) */
-  const rowImages = blockSize(plan.n, P, tiling);
   const precision = o.precision ?? DEFAULT_MSM_PRECISION;
-  if (precision === 'int8')
-    throw new ClusterError(
-      '--msm-precision int8 is not supported with --redis (its quantisation scale spans the whole bank); use fast or exact',
-    );
-  const jobs: BlockJobData[][][] = [];
-  for (const s of stages) {
-    const bank = await putBank(store, s);
-    jobs.push(
-      plan.rList.map((r) =>
-        blocks.map((block) => ({
-          run,
-          bank,
-          target,
-          r,
-          block,
-          precision,
-          device: o.device ?? 'cpu',
-          done: blockKey(bank, target, r, block, precision),
-        })),
-      ),
-    );
-  }
+  if (precision === 'int8' && !extra.maxAbs) throw new Error("int8 block jobs need the banks' scales (scale jobs first)");
+  const banks = extra.banks ?? (await putBanks(store, stages));
+  const jobs: BlockJobData[][][] = banks.map((bank, l) =>
+    plan.rList.map((r, ri) => {
+      const maxAbs = extra.maxAbs?.[l]?.[ri];
+      return blocks.map((block) => ({
+        run,
+        bank,
+        target,
+        r,
+        block,
+        precision,
+        device: o.device ?? 'cpu',
+        ...(precision === 'int8' ? { maxAbs } : {}),
+        done: blockKey(bank, target, r, block, precision, precision === 'int8' ? maxAbs : undefined),
+      }));
+    }),
+  );
   return { target, P, need, blocks, jobs, rowImages };
 }
 
@@ -170,6 +181,26 @@ export async function mergeScores(
   return { patch, stats };
 }
 
+/** int8: the banks in the store and their max |Z| per [stage][r], from scale jobs on the workers (scale.ts). */
+async function int8Scales(
+  coordinator: Coordinator,
+  store: SharedStore,
+  stages: StageFeatures[],
+  plan: ScoringPlan,
+  o: ScoreOptions,
+  split: BlockSplit,
+) {
+  const target = lnamdTarget(stages, o.targetChannels);
+  const banks = await putBanks(store, stages);
+  const { rowImages } = clusterTiling(plan.n, target.gridH * target.gridW, split);
+  const jobs = scaleJobs(banks, target, plan.rList, rowImages, coordinator.o.run);
+  await coordinator.runJobs(
+    jobs.flat().map((data) => ({ name: 'scale', data })),
+    `int8 scale of ${plan.n} images: ${jobs.flat().length} jobs`,
+  );
+  return { banks, maxAbs: await readMaxAbs(store, jobs) };
+}
+
 /** The pipeline's Scorer with scorePatches on the cluster; maps, RsCIN as in one process. */
 export function clusterScorer(coordinator: Coordinator, store: SharedStore, split: BlockSplit): Scorer {
   return {
@@ -178,7 +209,9 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
       const plan = planOfBatch(stages[0]!.n, o);
       validatePlan(plan);
       const t0 = performance.now();
-      const p = await planBlockJobs(stages, plan, o, split, store, coordinator.o.run);
+      const int8 = (o.precision ?? DEFAULT_MSM_PRECISION) === 'int8';
+      const extra = int8 ? await int8Scales(coordinator, store, stages, plan, o, split) : {};
+      const p = await planBlockJobs(stages, plan, o, split, store, coordinator.o.run, extra);
       const all: ClusterJob[] = p.jobs.flat(2).map((data) => ({ name: 'block', data }));
       await coordinator.runJobs(
         all,
