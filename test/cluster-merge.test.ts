@@ -1,18 +1,21 @@
 /**
  * The cluster coordinator's merge in row blocks (no Redis: the block jobs run in this process
  * through a directory store). Reducing a table in row blocks gives the bits of reducing it at
- * once (core/score.ts reduceRows), and the merge gives the bits of the one-process engine
- * (scorePlan) while holding one query block's table rows, never the whole table.
+ * once (core/score.ts reduceRows), and the merge (in one process, and as merge jobs + the
+ * coordinator's sum) gives the bits of the one-process engine (scorePlan) while holding one query
+ * block's table rows, never the whole table.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { runBlockJob } from '../src/cluster/block.js';
 import { readMaxAbs, runScaleJob, scaleJobs } from '../src/cluster/scale.js';
-import { clusterTiling, mergeScores, planBlockJobs, putBanks } from '../src/cluster/scorer.js';
+import { collectScores, mergeScores, putPlan, reduceJobs, rowBlocks, runReduceJob } from '../src/cluster/reduce.js';
+import { clusterTiling, planBlockJobs, putBanks } from '../src/cluster/scorer.js';
 import { DirStore } from '../src/cluster/store.js';
 import { type ScoringPlan, subsetsVariant, zeroShotVariant } from '../src/core/plan.js';
 import { reduceRows, reduceTable, scorePlan } from '../src/core/score.js';
+import { tableRows } from '../src/core/msm.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { lnamdTarget } from '../src/core/lnamd.js';
 import { mulberry32 } from '../src/demo/synthetic.js';
@@ -28,6 +31,18 @@ function twoVariantPlan(n: number, rList: number[]): ScoringPlan {
   const a = Array.from({ length: half }, (_, i) => i);
   const b = Array.from({ length: n - half }, (_, i) => half + i);
   return { n, rList, variants: [zeroShotVariant(n, [0, 0.3]), subsetsVariant([a, b], [0.1, 0.6])] };
+}
+
+/** The merge as the cluster runs it: merge jobs (one per row block of each (stage, r)), then collectScores. */
+async function mergeAsJobs(store: DirStore, plan: ScoringPlan, p: Awaited<ReturnType<typeof planBlockJobs>>): Promise<Float64Array[]> {
+  const rbs = rowBlocks(tableRows(plan.n, p.need), p.rowImages);
+  const jobs = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs);
+  assert.equal(jobs.flat(2).length, p.jobs.length * plan.rList.length * Math.ceil(plan.n / p.rowImages));
+  for (const j of jobs.flat(2)) {
+    const st = await runReduceJob(store, j);
+    assert.ok(st.peakTableRows <= p.rowImages * p.P && st.peakTableRows > 0);
+  }
+  return collectScores(store, plan, p.P, jobs, rbs);
 }
 
 test('reduceRows: a table reduced in row blocks of any size = reduceTable, bit for bit', () => {
@@ -80,6 +95,9 @@ test('cluster merge in row blocks = the one-process engine, bit for bit, holding
       patch.forEach((v, vi) =>
         assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `split ${a}x${b}: variant ${vi} differs from scorePlan`),
       );
+      (await mergeAsJobs(store, plan, p)).forEach((v, vi) =>
+        assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `split ${a}x${b}, merge jobs: variant ${vi} differs`),
+      );
       // the memory bound: one query block's rows [A, P, N] at a time, not the table [N, P, N]
       assert.equal(p.rowImages, a);
       assert.equal(stats.peakTableRows, a * p.P, `split ${a}x${b}`);
@@ -117,7 +135,7 @@ test('int8 on the cluster: scale jobs give the bank scale; block jobs = the one-
     const maxAbs = await readMaxAbs(store, sj);
     const p = await planBlockJobs(stages, plan, o, split, store, 'int8-test', { banks, maxAbs });
     for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
-    const { patch } = await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs, p.rowImages);
+    const patch = await mergeAsJobs(store, plan, p);
     patch.forEach((v, vi) => assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `int8: variant ${vi} differs from scorePlan`));
   } finally {
     await cleanup();

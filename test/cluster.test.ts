@@ -154,7 +154,9 @@ test('Redis stopping mid-run ends the run with a clear error; the same command r
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stderr, /scoring 14 images: .*: [1-9]\d* of \d+ jobs done already/);
   // the merge held one query block's rows (3 images), not the whole table (14 images)
-  const merge = /merge: row blocks of 3 images, at most (\d+) table rows held .*the whole table: (\d+) rows/.exec(again.stderr);
+  const merge = /merge: \d+ jobs, row blocks of 3 images, at most (\d+) table rows held by each .*the whole table: (\d+) rows/.exec(
+    again.stderr,
+  );
   assert.ok(merge, again.stderr);
   assert.equal(Number(merge[1]) * 14, Number(merge[2]) * 3);
   sameAsOneProcess('c');

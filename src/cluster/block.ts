@@ -71,6 +71,18 @@ export function blockKey(
   return contentKey('block', { v: 1, bank: bank.key, target, r, block, precision, maxAbs });
 }
 
+/** The result keys of one (stage, r)'s blocks (block jobs and merge jobs agree through this). */
+export function passKeys(
+  bank: BankRef,
+  target: AggregateOptions,
+  r: number,
+  blocks: TableBlock[],
+  precision: MsmPrecision,
+  maxAbs: number | undefined,
+): string[] {
+  return blocks.map((b) => blockKey(bank, target, r, b, precision, precision === 'int8' ? maxAbs : undefined));
+}
+
 /** rowd2 [A, P, B] then cold2 [A, B, P] (float32, little-endian) */
 export function encodePairResult(res: PairResult): Uint8Array {
   if (!res.cold2) throw new Error('a block result needs both directions');

@@ -7,6 +7,8 @@
  *            coordinator takes the max over them, the bank's int8 quantisation scale
  *   block    one MSM block (stage bank, r, query images [i0, i1), reference images [j0, j1)) ->
  *            its squared distances (PairResult) in the store
+ *   reduce   the merge of one row block (images [a0, a1)) of one (stage, r) table: the block
+ *            results touching it -> its images' scores (reduce.ts)
  *
  * Every job names the store key it completes (`done`): the key is a hash of the job's inputs, so a
  * job that ran twice (a retry after a killed worker, a duplicated delivery) writes the same bytes
@@ -53,6 +55,25 @@ export interface BlockJobData {
   done: string;
 }
 
+export interface ReduceJobData {
+  run: string;
+  /** store key of the scoring plan (JSON) */
+  plan: string;
+  /** the (stage, r) of the table, as its block jobs have them */
+  bank: BankRef;
+  target: AggregateOptions;
+  r: number;
+  precision: MsmPrecision;
+  maxAbs?: number;
+  /** the block split (the job derives the blocks and their result keys from it) */
+  tiling: { blockImages: number; colImages: number };
+  /** table rows (images) [a0, a1) */
+  a0: number;
+  a1: number;
+  /** store key of the result: the scores of the variants' images in [a0, a1), [k, P] float64 */
+  done: string;
+}
+
 export interface ScaleJobData {
   run: string;
   bank: BankRef;
@@ -78,12 +99,12 @@ export interface ExtractJobData {
   done: string;
 }
 
-export type JobName = 'extract' | 'scale' | 'block';
+export type JobName = 'extract' | 'scale' | 'block' | 'reduce';
 
 /** A job to run: its name, id (deterministic), data. */
 export interface ClusterJob {
   name: JobName;
-  data: BlockJobData | ExtractJobData | ScaleJobData;
+  data: BlockJobData | ExtractJobData | ScaleJobData | ReduceJobData;
 }
 
 /** The BullMQ job id of a job: its done key without the slash (ids are unique per content). */

@@ -16,16 +16,17 @@
 
 import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { lnamdTarget } from '../core/lnamd.js';
-import { blockSize, mergeBlockRows, type TableBlock, tableBlocks, tableRows } from '../core/msm.js';
+import { blockSize, tableBlocks, tableRows } from '../core/msm.js';
 import { neededPairs, type ScoringPlan, validatePlan } from '../core/plan.js';
-import { reduceRows, validateStages } from '../core/score.js';
+import { validateStages } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import type { Scorer } from '../pipeline/types.js';
 import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
 import * as core from '../scoring/musc.js';
 import { planOfBatch } from '../scoring/tasks.js';
 import { putBank } from './bank.js';
-import { blockKey, readPairResult } from './block.js';
+import { passKeys } from './block.js';
+import { collectScores, putPlan, reduceJobs, rowBlocks } from './reduce.js';
 import type { Coordinator } from './coordinator.js';
 import type { BankRef, BlockJobData, ClusterJob } from './jobs.js';
 import { readMaxAbs, scaleJobs } from './scale.js';
@@ -83,102 +84,23 @@ export async function planBlockJobs(
   const banks = extra.banks ?? (await putBanks(store, stages));
   const jobs: BlockJobData[][][] = banks.map((bank, l) =>
     plan.rList.map((r, ri) => {
-      const maxAbs = extra.maxAbs?.[l]?.[ri];
-      return blocks.map((block) => ({
+      const maxAbs = precision === 'int8' ? extra.maxAbs?.[l]?.[ri] : undefined;
+      const keys = passKeys(bank, target, r, blocks, precision, maxAbs);
+      const device = o.device ?? 'cpu';
+      return blocks.map((block, k) => ({
         run,
         bank,
         target,
         r,
         block,
         precision,
-        device: o.device ?? 'cpu',
-        ...(precision === 'int8' ? { maxAbs } : {}),
-        done: blockKey(bank, target, r, block, precision, precision === 'int8' ? maxAbs : undefined),
+        device,
+        ...(maxAbs !== undefined ? { maxAbs } : {}),
+        done: keys[k]!,
       }));
     }),
   );
-  return { target, P, need, blocks, jobs, rowImages };
-}
-
-/** What one merge held and read (the coordinator's memory bound, checked by the tests). */
-export interface MergeStats {
-  /** table rows (of N distances each) held at once: at most rowImages * P */
-  peakTableRows: number;
-  /** rows a whole table [M, P, N] would have held: M * P */
-  fullTableRows: number;
-  /** block-result bytes read from the store */
-  bytesRead: number;
-}
-
-/** Row blocks [a0, a1) of `rowImages` images over the table's rows [0, m). */
-function rowBlocks(m: number, rowImages: number): [number, number][] {
-  const out: [number, number][] = [];
-  for (let a0 = 0; a0 < m; a0 += rowImages) out.push([a0, Math.min(m, a0 + rowImages)]);
-  return out;
-}
-
-/** Reduces one (stage, r): per row block, its rows [rows, P, N] <- the block results that touch them, reduceRows. */
-async function reducePass(
-  store: SharedStore,
-  plan: ScoringPlan,
-  P: number,
-  need: Uint8Array,
-  blocks: TableBlock[],
-  jobs: BlockJobData[],
-  rowImages: number,
-  stats: MergeStats,
-): Promise<Float64Array[]> {
-  const n = plan.n;
-  const s = plan.variants.map((v) => new Float64Array(v.scored.length * P));
-  const table = new Float32Array(rowImages * P * n); // one row block's rows, reused
-  for (const [a0, a1] of rowBlocks(tableRows(n, need), rowImages)) {
-    const rows = table.subarray(0, (a1 - a0) * P * n);
-    rows.fill(0);
-    stats.peakTableRows = Math.max(stats.peakTableRows, (a1 - a0) * P);
-    for (const [k, b] of blocks.entries()) {
-      const parts = { rows: b.i0 < a1 && b.i1 > a0, cols: b.j0 < a1 && b.j1 > a0 };
-      if (!parts.rows && !parts.cols) continue;
-      const res = await readPairResult(store, jobs[k]!.done, b, P, parts);
-      stats.bytesRead += res.rowd2.byteLength + res.cold2!.byteLength;
-      mergeBlockRows(rows, a0, a1, n, P, need, b, res);
-    }
-    reduceRows(rows, a0, n, P, plan.variants, s);
-  }
-  return s;
-}
-
-/**
- * Each variant's patch scores [S_v, P], merged from the block results in the store in scorePlan's
- * order (stage-major, then r: patch += s / (L R)). Each (stage, r) is reduced in row blocks of
- * `rowImages` images (rows reduce independently: the same bits as one table), so the coordinator
- * holds one row block [rowImages, P, N] float32, one block result part and the scores, never the
- * table [M, P, N].
- */
-export async function mergeScores(
-  store: SharedStore,
-  plan: ScoringPlan,
-  P: number,
-  need: Uint8Array,
-  blocks: TableBlock[],
-  jobs: BlockJobData[][][],
-  rowImages: number,
-): Promise<{ patch: Float64Array[]; stats: MergeStats }> {
-  if (!(Number.isInteger(rowImages) && rowImages >= 1)) throw new Error(`merge row block: expected a positive integer, got ${rowImages}`);
-  const L = jobs.length,
-    R = plan.rList.length;
-  const patch = plan.variants.map((v) => new Float64Array(v.scored.length * P));
-  const stats: MergeStats = { peakTableRows: 0, fullTableRows: tableRows(plan.n, need) * P, bytesRead: 0 };
-  const wgt = 1 / (L * R);
-  for (let l = 0; l < L; l++) {
-    for (let ri = 0; ri < R; ri++) {
-      const s = await reducePass(store, plan, P, need, blocks, jobs[l]![ri]!, rowImages, stats);
-      s.forEach((sv, vi) => {
-        const v = patch[vi]!;
-        for (let k = 0; k < sv.length; k++) v[k] += sv[k]! * wgt;
-      });
-    }
-  }
-  return { patch, stats };
+  return { target, P, need, blocks, jobs, rowImages, tiling };
 }
 
 /** int8: the banks in the store and their max |Z| per [stage][r], from scale jobs on the workers (scale.ts). */
@@ -201,6 +123,30 @@ async function int8Scales(
   return { banks, maxAbs: await readMaxAbs(store, jobs) };
 }
 
+/**
+ * The merge as jobs (reduce.ts): one per row block of each (stage, r) table; the coordinator
+ * sums their [k, P] scores and holds no table rows.
+ */
+async function mergeOnWorkers(
+  coordinator: Coordinator,
+  store: SharedStore,
+  plan: ScoringPlan,
+  p: Awaited<ReturnType<typeof planBlockJobs>>,
+) {
+  const m = tableRows(plan.n, p.need);
+  const rbs = rowBlocks(m, p.rowImages);
+  const jobs = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs);
+  const all: ClusterJob[] = jobs.flat(2).map((data) => ({ name: 'reduce', data }));
+  const mb = (rows: number): string => ((rows * plan.n * 4) / 1e6).toFixed(1);
+  const peak = Math.min(p.rowImages, m) * p.P;
+  await coordinator.runJobs(
+    all,
+    `merge: ${all.length} jobs, row blocks of ${p.rowImages} images, at most ${peak} table rows held by each ` +
+      `(${mb(peak)} MB; the whole table: ${m * p.P} rows, ${mb(m * p.P)} MB)`,
+  );
+  return collectScores(store, plan, p.P, jobs, rbs);
+}
+
 /** The pipeline's Scorer with scorePatches on the cluster; maps, RsCIN as in one process. */
 export function clusterScorer(coordinator: Coordinator, store: SharedStore, split: BlockSplit): Scorer {
   return {
@@ -217,13 +163,7 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
         all,
         `scoring ${plan.n} images: ${p.blocks.length} blocks x ${stages.length} stages x ${plan.rList.length} r`,
       );
-      const { patch, stats } = await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs, p.rowImages);
-      const mb = (rows: number): string => ((rows * plan.n * 4) / 1e6).toFixed(1);
-      coordinator.o.log?.(
-        `merge: row blocks of ${p.rowImages} images, at most ${stats.peakTableRows} table rows held ` +
-          `(${mb(stats.peakTableRows)} MB; the whole table: ${stats.fullTableRows} rows, ${mb(stats.fullTableRows)} MB), ` +
-          `${(stats.bytesRead / 1e6).toFixed(1)} MB of block results read`,
-      );
+      const patch = await mergeOnWorkers(coordinator, store, plan, p);
       return {
         n: plan.variants[0]!.scored.length,
         h: p.target.gridH,
