@@ -3,15 +3,17 @@
  *
  *   plan (scoring/tasks planOfBatch) -> needed pairs -> tableBlocks(blockImages, colImages)
  *   per stage: its bank in the store; per (stage, r, block): a block job (block.ts)
- *   merge, in scorePlan's order: stage-major, then r; per row block of the (stage, r) table (the
- *   rows of one query block of images): rows [A, P, N] <- mergeBlockRows of each block result that
- *   touches them (any order gives the same rows), reduceRows; then patch += s / (L R)
+ *   int8 only: scale jobs first (scale.ts): the bank's max |Z| per (stage, r), given to its block jobs
+ *   merge jobs (reduce.ts): per (stage, r), per row block of the table (the rows of one query
+ *   block of images): rows [A, P, N] <- mergeBlockRows of each block result that touches them
+ *   (any order gives the same rows), reduceRows -> the row block's scores
+ *   the coordinator: in scorePlan's order, stage-major, then r: patch += s / (L R)
  *
  * Same products (the kernel's result for a pair does not depend on the block shape), same merge,
  * same reduction per row and the same order of the float64 sums: the patch scores are bit-
- * identical to a one-process run, whatever the block split. The coordinator holds one row block
- * [A, P, N] (not the table [M, P, N] of a one-process run) plus one block result; the block jobs
- * hold only their blocks.
+ * identical to a one-process run, whatever the block split. No process holds a table [M, P, N]:
+ * a merge job holds one row block [A, P, N], the coordinator the scores; the block jobs hold
+ * only their blocks.
  */
 
 import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
