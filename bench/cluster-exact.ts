@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runBlockJob } from '../src/cluster/block.js';
-import { mergeScores, planBlockJobs } from '../src/cluster/scorer.js';
+import { mergeScores } from '../src/cluster/reduce.js';
+import { planBlockJobs } from '../src/cluster/scorer.js';
 import { DirStore } from '../src/cluster/store.js';
 import { batchPlan } from '../src/core/plan.js';
 import { scorePlan } from '../src/core/score.js';
@@ -85,7 +86,7 @@ export async function compareSplits(
         writes += 8 * (i1 - i0) * (j1 - j0) * p.P;
         jobs++;
       }
-      const patch = (await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs))[0]!;
+      const patch = (await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs, p.rowImages)).patch[0]!;
       r.wallMs = performance.now() - t0;
       r.identical = Buffer.from(patch.buffer).equals(ref);
       r.readBytes = reads / jobs;

@@ -9,11 +9,12 @@
  *   overload   16 connections against a queue of --queue-depth: 200s, 429s (Retry-After), 5xx
  *   swap       2 connections while the bank is loaded again (hot swap) every 5 s: failed requests
  * Predict bodies alternate a good and a defective image. RSS of the service (from its /metrics)
- * at the start and after each phase. Writes bench/service-load.json and prints a table.
+ * at the start, every 5 s and after each phase (min / max / samples), and the machine's load
+ * average at the end of each phase. Writes bench/service-load.json and prints a table.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
@@ -90,7 +91,12 @@ interface Phase {
   latencyP99ms: number;
   /** service RSS sampled every 5 s during the phase and after it (MB) */
   rssMB: number;
+  rssMinMB: number;
   rssMaxMB: number;
+  /** the samples, in order (memory over the phase) */
+  rssSamplesMB: number[];
+  /** 1-minute load average of the machine at the end of the phase (other jobs included) */
+  loadAverage: number;
   swaps?: number;
 }
 
@@ -109,11 +115,11 @@ async function phase(
     timeout: 300,
     requests: bodies.map((body) => ({ method: 'POST' as const, body, headers: { 'content-type': 'image/png' } })),
   });
-  let rssMaxMB = 0;
+  const rssSamplesMB: number[] = [];
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      rssMaxMB = Math.max(rssMaxMB, (await metric(base, 'musc_process_resident_memory_bytes')) / 2 ** 20);
+      rssSamplesMB.push(Math.round((await metric(base, 'musc_process_resident_memory_bytes')) / 2 ** 20));
       await new Promise((r) => setTimeout(r, 5000));
     }
   })();
@@ -142,7 +148,10 @@ async function phase(
     latencyP50ms: r.latency.p50,
     latencyP99ms: r.latency.p99,
     rssMB,
-    rssMaxMB: Math.max(rssMaxMB, rssMB),
+    rssMinMB: Math.min(rssMB, ...rssSamplesMB),
+    rssMaxMB: Math.max(rssMB, ...rssSamplesMB),
+    rssSamplesMB,
+    loadAverage: loadavg()[0]!,
     ...(swaps !== undefined ? { swaps } : {}),
   };
 }
@@ -201,10 +210,10 @@ async function main(): Promise<void> {
         .map(([k, v]) => `${k} ${v.toFixed(0)}`)
         .join(', ')}`,
     );
-    console.log('| phase | s | conn | 200 | 429 | 5xx | other | errors | images/s | p50 ms | p99 ms | RSS MB max / after | swaps |');
+    console.log('| phase | s | conn | 200 | 429 | 5xx | other | errors | images/s | p50 ms | p99 ms | RSS MB min-max / after | swaps |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const p of phases) {
-      const rssCell = `${p.rssMaxMB.toFixed(0)} / ${p.rssMB.toFixed(0)}`;
+      const rssCell = `${p.rssMinMB.toFixed(0)}-${p.rssMaxMB.toFixed(0)} / ${p.rssMB.toFixed(0)}`;
       console.log(
         `| ${[p.phase, p.seconds, p.connections, p.ok, p.rejected429, p.server5xx, p.otherNon2xx, p.errors].join(' | ')} | ` +
           `${[p.imagesPerSecond.toFixed(2), p.latencyP50ms, p.latencyP99ms, rssCell, p.swaps ?? ''].join(' | ')} |`,

@@ -58,9 +58,9 @@ function run(args: string[]): Proc {
   running.push(p);
   return p;
 }
-function sameAsOneProcess(out: string): void {
+function sameAsOneProcess(out: string, one = 'one'): void {
   for (const f of FILES)
-    assert.deepEqual(readFileSync(join(dir, out, f)), readFileSync(join(dir, 'one', f)), `${out}/${f} differs from the one-process run`);
+    assert.deepEqual(readFileSync(join(dir, out, f)), readFileSync(join(dir, one, f)), `${out}/${f} differs from the one-process run`);
 }
 
 before(async () => {
@@ -122,6 +122,22 @@ test('cluster run = one-process run, byte for byte: a worker SIGKILLed mid-run, 
   sameAsOneProcess('b');
 });
 
+test('--msm-precision int8 on the cluster (scale jobs, then block jobs) = the one-process int8 run, byte for byte', { skip }, async () => {
+  const int8 = ['--msm-precision', 'int8'];
+  const one = spawnSync(
+    process.execPath,
+    [cliMain, 'run', '--data', data, '--out', join(dir, 'one8'), ...SETTINGS, ...int8, '--no-cache'],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  assert.equal(one.status, 0, one.stderr);
+  assert.notDeepEqual(readFileSync(join(dir, 'one8', FILES[0]!)), readFileSync(join(dir, 'one', FILES[0]!)), 'int8 = fast scores');
+  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+  const r = await run(clusterArgs('e', [3, 5], int8).filter((a) => a !== '--quiet')).done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /int8 scale of 14 images: 10 jobs/); // 2 stages x ceil(14 / 3) chunks
+  sameAsOneProcess('e', 'one8');
+});
+
 test('Redis stopping mid-run ends the run with a clear error; the same command resumes from the store', { skip }, async () => {
   const args = clusterArgs('c', [3, 4], ['--redis-timeout', '2']);
   const before = storeCount(store, 'block');
@@ -137,6 +153,12 @@ test('Redis stopping mid-run ends the run with a clear error; the same command r
   const again = await run(args.filter((a) => a !== '--quiet')).done;
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stderr, /scoring 14 images: .*: [1-9]\d* of \d+ jobs done already/);
+  // the merge held one query block's rows (3 images), not the whole table (14 images)
+  const merge = /merge: \d+ jobs, row blocks of 3 images, at most (\d+) table rows held by each .*the whole table: (\d+) rows/.exec(
+    again.stderr,
+  );
+  assert.ok(merge, again.stderr);
+  assert.equal(Number(merge[1]) * 14, Number(merge[2]) * 3);
   sameAsOneProcess('c');
 });
 

@@ -6,13 +6,14 @@
  * answers 429 with Retry-After (no 5xx); a bank is hot-swapped while requests are in flight;
  * the token rule (binding check as a function; 401/200 on a service with a token); security
  * headers; metrics; the checked-in docs/openapi.json equals the served document; the web page
- * in headless Chromium; SIGTERM to a `musc api` child drains a request in flight.
+ * in headless Chromium, and the page of a `musc api --token-file` child asking for the token;
+ * SIGTERM to a `musc api` child drains a request in flight, and cancels a running build (in its
+ * extraction, in its scoring) and a queued one, leaving no bank or temporary.
  */
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,8 +25,9 @@ import { shutdownCompute } from '../src/compute/worker.js';
 import { createBankEngine } from '../src/service/bank-engine.js';
 import { checkBinding, DEFAULT_SERVICE_CONFIG, loadToken, type ServiceConfig } from '../src/service/config.js';
 import { createService, type Service } from '../src/service/server.js';
-import { cliMain, repoRoot } from './helpers/cli-env.js';
+import { repoRoot } from './helpers/cli-env.js';
 import { artifactsDir } from './helpers/report-fixture.js';
+import { call, noChromium, openBrowser, type Res, startApi, texturePng as png } from './helpers/service-client.js';
 
 const TOKEN = 'service-test-token-0123456789';
 let dir = '';
@@ -33,28 +35,6 @@ let banks = '';
 let svc: Service;
 let url = '';
 const engine = createBankEngine({ backbone: 'resnet50', device: 'cpu' });
-
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    return (seed / 2 ** 32) * 2 - 1;
-  };
-}
-
-/** a 96 x 80 textured PNG; a red 12 px square at `spot` for a defect */
-async function png(seed: number, spot?: [number, number]): Promise<Buffer> {
-  const w = 96,
-    h = 80,
-    r = rng(seed);
-  const px = new Uint8Array(w * h * 3);
-  for (let y = 0; y < h; y++)
-    for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = 40 + x + y + 20 * c + Math.round(8 * r());
-  if (spot)
-    for (let y = spot[1]; y < spot[1] + 12; y++) for (let x = spot[0]; x < spot[0] + 12; x++) px.set([250, 20, 20], (y * w + x) * 3);
-  return sharp(px, { raw: { width: w, height: h, channels: 3 } })
-    .png()
-    .toBuffer();
-}
 
 function config(over: Partial<ServiceConfig> = {}): ServiceConfig {
   return {
@@ -67,34 +47,6 @@ function config(over: Partial<ServiceConfig> = {}): ServiceConfig {
     maxPixels: 1_000_000,
     ...over,
   };
-}
-
-interface Res {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-  // biome-ignore lint/suspicious/noExplicitAny: response bodies are read field by field and every field is asserted
-  json(): any;
-}
-
-/** one HTTP request with node:http (Host and Authorization headers as given) */
-function call(base: string, method: string, path: string, body?: Buffer | string, headers: Record<string, string> = {}): Promise<Res> {
-  return new Promise((ok, fail) => {
-    const req = request(
-      base + path,
-      { method, headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const b = Buffer.concat(chunks);
-          ok({ status: res.statusCode!, headers: res.headers, body: b, json: () => JSON.parse(b.toString('utf8')) });
-        });
-      },
-    );
-    req.on('error', fail);
-    req.end(body);
-  });
 }
 
 const postImage = (path: string, bytes: Buffer, base = url, type = 'image/png'): Promise<Res> =>
@@ -458,38 +410,18 @@ test('docs/openapi.json equals the document the service serves', async () => {
   assert.ok(served.paths['/v1/banks/{name}/predict'].post.requestBody.content['image/*']);
 });
 
-const CHROMIUM = process.env.MUSC_CHROMIUM ?? '/usr/bin/chromium';
-const noChromium = existsSync(CHROMIUM) ? false : `chromium not installed at ${CHROMIUM}: browser test skipped`;
-
 test('the web page in headless Chromium: pick the bank, drop an image, see verdict, heatmap and regions', {
   skip: noChromium,
   timeout: 240_000,
 }, async () => {
-  const { chromium } = await import('playwright-core');
-  const userDir = await mkdtemp(join(tmpdir(), 'musc-chromium-'));
-  const ctx = await chromium.launchPersistentContext(userDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-extensions',
-    ],
-    viewport: { width: 1200, height: 900 },
-  });
+  const browser = await openBrowser(url);
   try {
-    const page = await ctx.newPage();
+    const page = await browser.ctx.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(String(e)));
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(m.text());
     });
-    await page.route('**/*', (route) => (route.request().url().startsWith(url) ? route.continue() : route.abort()));
     await page.goto(url + '/');
     await page.waitForSelector('body[data-state="ready"]');
     assert.equal(await page.locator('#bank').inputValue(), 'line');
@@ -525,25 +457,74 @@ test('the web page in headless Chromium: pick the bank, drop an image, see verdi
     await page.screenshot({ path: join(artifactsDir, 'service-page.png'), fullPage: true });
     assert.deepEqual(errors, [], 'no script errors or CSP violations');
   } finally {
-    await ctx.close();
-    await rm(userDir, { recursive: true, force: true });
+    await browser.close();
+  }
+});
+
+test('the page of a service with a token (--token-file on loopback) asks for it: a wrong one is refused with the reason, the right one lists banks and predicts', {
+  skip: noChromium,
+  timeout: 300_000,
+}, async () => {
+  const tf = join(dir, 'page-token.txt');
+  await writeFile(tf, `${TOKEN}\n`);
+  const api = await startApi(['--banks', banks, '--token-file', tf, '--load', 'line']);
+  const browser = await openBrowser(api.base);
+  try {
+    assert.doesNotMatch(api.stderr(), /warning/, 'a token on loopback: no warning');
+    assert.equal((await call(api.base, 'GET', '/v1/banks')).status, 401, 'the token file is used on loopback too');
+    const page = await browser.ctx.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => {
+      // (Chromium logs each 401 answer as a failed resource load)
+      if (m.type() === 'error' && !/status of 401/.test(m.text())) errors.push(m.text());
+    });
+    await page.goto(api.base + '/');
+    await page.locator('#error', { hasText: 'this service needs a token: enter it above' }).waitFor();
+    assert.ok(await page.locator('#token').isVisible(), 'the token form is shown');
+    assert.equal(await page.locator('#bank option').count(), 0);
+    await page.fill('#token', `${TOKEN}x`);
+    await page.click('#token-use');
+    await page.locator('#error', { hasText: 'the token was refused (401): check it and enter it again' }).waitFor();
+    assert.equal(await page.locator('body').getAttribute('data-state'), 'error');
+    assert.ok(await page.locator('#token').isVisible(), 'asked again');
+    assert.equal(await page.evaluate("sessionStorage.getItem('musc-token')"), null, 'a refused token is forgotten');
+    assert.equal(await page.locator('#bank option').count(), 0);
+    await page.fill('#token', TOKEN);
+    await page.click('#token-use');
+    await page.waitForSelector('body[data-state="ready"]');
+    assert.ok(await page.locator('#error').isHidden(), 'the error is gone');
+    assert.ok(await page.locator('#token-row').isHidden(), 'the token form is gone');
+    assert.deepEqual(await page.locator('#bank option').allTextContents(), ['line (v1)', 'up (not loaded)']);
+    assert.equal(await page.locator('#bank').inputValue(), 'line');
+    const img = await png(57, [30, 40]);
+    await page.setInputFiles('#file', { name: 'guarded.png', mimeType: 'image/png', buffer: img });
+    await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 200_000 });
+    assert.equal(await page.locator('body').getAttribute('data-state'), 'done', (await page.locator('#error').textContent()) ?? '');
+    const bearer = { authorization: `Bearer ${TOKEN}`, 'content-type': 'image/png' };
+    const want = (await call(api.base, 'POST', '/v1/banks/line/predict?name=guarded.png', img, bearer)).json().prediction;
+    assert.equal(await page.locator('#verdict').textContent(), want.verdict);
+    assert.equal(await page.locator('#score').textContent(), want.score.toFixed(4));
+    assert.equal(await page.locator('#image-name').textContent(), 'guarded.png');
+    assert.equal(await page.locator('#regions tbody tr').count(), want.regions.length);
+    const shown = await page.locator('#heatmap').evaluate((e) => (e as unknown as { naturalWidth: number }).naturalWidth);
+    assert.equal(shown, want.width, 'the heatmap is shown');
+    await page.reload();
+    await page.waitForSelector('body[data-state="ready"]');
+    assert.ok(await page.locator('#token-row').isHidden(), 'the token is kept for the session');
+    assert.deepEqual(errors, [], 'no script errors or CSP violations');
+    api.child.kill('SIGTERM');
+    assert.equal(await api.exited, 0, api.stderr());
+  } finally {
+    await browser.close();
+    api.kill();
   }
 });
 
 test('`musc api --load all`; SIGTERM drains: the request in flight completes, then the process exits 0', { timeout: 300_000 }, async () => {
-  const child = spawn(process.execPath, [cliMain, 'api', '--banks', banks, '--port', '0', '--load', 'all'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+  const api = await startApi(['--banks', banks, '--load', 'all']);
   try {
-    const deadline = Date.now() + 60_000;
-    while (!/listening on (http:\/\/\S+?)\/ /.test(err)) {
-      assert.ok(Date.now() < deadline, `no listening line: ${err}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const base = /listening on (http:\/\/\S+?)\/ /.exec(err)![1]!;
+    const base = api.base;
     const listed = (await call(base, 'GET', '/v1/banks')).json().banks;
     assert.deepEqual(
       listed.map((b: { name: string; loaded: boolean }) => [b.name, b.loaded]),
@@ -559,14 +540,71 @@ test('`musc api --load all`; SIGTERM drains: the request in flight completes, th
       if (/musc_queue_running 1/.test(m)) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    child.kill('SIGTERM');
+    api.child.kill('SIGTERM');
     const r = await inflight;
     assert.equal(r.status, 200, String(r.body));
     assert.equal(r.json().bankVersion, 1);
-    assert.equal(await exited, 0, err);
-    assert.match(err, /SIGTERM: draining/);
+    assert.equal(await api.exited, 0, api.stderr());
+    assert.match(api.stderr(), /SIGTERM: draining/);
     await assert.rejects(call(base, 'GET', '/healthz'), /ECONNREFUSED/);
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    api.kill();
   }
+});
+
+const post = (base: string, path: string, body: unknown): Promise<Res> =>
+  call(base, 'POST', path, JSON.stringify(body), { 'content-type': 'application/json' });
+
+/** `musc api --drain-timeout 1`: SIGTERM once the build of 48 images is in `phase`; a second build waits behind it */
+async function sigtermDuringBuild(phase: 'extract' | 'score'): Promise<void> {
+  const api = await startApi(['--banks', banks, '--data-root', join(dir, 'data'), '--drain-timeout', '1']);
+  try {
+    const r = await post(api.base, '/v1/banks/slow/build', { folder: 'many' });
+    assert.equal(r.status, 202, String(r.body));
+    const id = r.json().id as string;
+    const queued = await post(api.base, '/v1/banks/later/build', { folder: 'many' });
+    assert.equal(queued.json().state, 'queued');
+    for (;;) {
+      const j = (await call(api.base, 'GET', `/v1/jobs/${id}`)).json();
+      assert.ok(j.state === 'queued' || j.state === 'running', `the build ended before SIGTERM: ${JSON.stringify(j)}`);
+      if (j.progress.label === phase && j.progress.done > 0) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const t0 = Date.now();
+    api.child.kill('SIGTERM');
+    assert.equal(await api.exited, 0, api.stderr());
+    const took = Date.now() - t0;
+    assert.ok(took < 15_000, `exited ${took} ms after SIGTERM`);
+    const log = api.stderr();
+    assert.match(
+      log,
+      new RegExp(`build job ${id} \\(bank slow\\) cancelled: the service is stopping \\(stopped at ${phase} \\d+(\\.\\d{1,2})?/\\d+\\)`),
+    );
+    assert.match(log, new RegExp(`build job ${queued.json().id} \\(bank later\\) cancelled: the service is stopping \\(not started\\)`));
+    for (const name of ['slow', 'later']) assert.ok(!existsSync(join(banks, `${name}.bank`)), `no bank ${name}`);
+    const temporaries = async (): Promise<string[]> => (await readdir(banks)).filter((n) => n.startsWith('.musc-tmp'));
+    assert.deepEqual(await temporaries(), [], 'no temporary left');
+    const next = await startApi(['--banks', banks]);
+    try {
+      const names = (await call(next.base, 'GET', '/v1/banks')).json().banks.map((b: { name: string }) => b.name);
+      assert.deepEqual(names, ['line', 'up']);
+      assert.deepEqual(await temporaries(), [], 'none after the next start');
+      next.child.kill('SIGTERM');
+      assert.equal(await next.exited, 0, next.stderr());
+    } finally {
+      next.kill();
+    }
+  } finally {
+    api.kill();
+  }
+}
+
+test('SIGTERM during a bank build (--drain-timeout 1), in extraction and in scoring: the build stops at its next step and is logged as cancelled, a queued one too; the process exits 0; no bank or temporary is left', {
+  timeout: 300_000,
+}, async () => {
+  const many = join(dir, 'data', 'many');
+  await mkdir(many);
+  for (let i = 0; i < 48; i++) await writeFile(join(many, `m${i}.png`), await png(100 + i));
+  await sigtermDuringBuild('extract');
+  await sigtermDuringBuild('score');
 });

@@ -50,6 +50,11 @@ export interface BuildBankOptions {
   /** replace an existing bank */
   force?: boolean;
   onProgress?: (step: 'extract' | 'score' | 'write', done: number, total: number) => void;
+  /**
+   * Called between steps (before each backbone batch, before scoring, before writing); throws to
+   * stop the build there. Scoring itself stops when the compute worker is cancelled.
+   */
+  checkCancelled?: () => void;
 }
 
 export interface BuildBankResult {
@@ -100,6 +105,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     batchSize: o.batchSize,
     maxPixels: o.maxPixels,
     onProgress: (d, t) => o.onProgress?.('extract', d, t),
+    beforeBatch: o.checkCancelled,
   });
   const images = dropDuplicates(ex.images, ex.skipped);
   const n = images.length;
@@ -123,6 +129,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   const stages = stackStages(images, ex.dims);
   const imageScore = parseImageScoreRule(o.imageScore ?? DEFAULT_IMAGE_SCORE);
   const settings = { rList, interval, precision: o.precision ?? DEFAULT_MSM_PRECISION, device: o.device };
+  o.checkCancelled?.();
   const loo = await leaveOneOut(stages, settings, (d, t) => o.onProgress?.('score', d, t));
   const S = o.backbone.imageSize;
   const maps = upsampleAlignCorners(loo.patch, n, loo.h, loo.w, S, S); // [n, S, S] as musc run
@@ -137,6 +144,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     map_medians: images.map((_, i) => median(maps.subarray(i * S * S, (i + 1) * S * S))),
   };
   const v = versions();
+  o.checkCancelled?.();
   o.onProgress?.('write', 0, 1);
   const manifest = await writeBank(
     o.out,

@@ -45,7 +45,7 @@ export const sha256 = (bytes: Uint8Array): string => sha256Hex(bytes);
 export async function extractImages(
   inputs: ImageInput[],
   backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>,
-  opts: { batchSize?: number; maxPixels?: number; onProgress?: (done: number, total: number) => void } = {},
+  opts: { batchSize?: number; maxPixels?: number; onProgress?: (done: number, total: number) => void; beforeBatch?: () => void } = {},
 ): Promise<Extraction> {
   const decodeOpts = opts.maxPixels !== undefined ? { maxPixels: opts.maxPixels } : {};
   const store = new FeatureStore({
@@ -53,6 +53,7 @@ export async function extractImages(
     storage: 'float16',
     batchSize: opts.batchSize ?? 4,
     badFiles: 'skip',
+    beforeBatch: opts.beforeBatch,
     decode: (key) => decodeRgbBytes(inputs[Number(key)]!.name, inputs[Number(key)]!.bytes, decodeOpts), // key = input index
   });
   let done = 0;

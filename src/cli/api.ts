@@ -132,7 +132,7 @@ export function apiCommand(): Command {
     )
     .option(
       '--drain-timeout <s>',
-      'on SIGTERM, seconds requests in flight may take before connections are cut',
+      'on SIGTERM, seconds requests in flight may take before connections are cut (a running bank build is then cancelled)',
       intRangeArg('--drain-timeout', 0, 3600),
       d.drainTimeoutMs / 1000,
     )

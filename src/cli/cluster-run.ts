@@ -28,10 +28,6 @@ export function addClusterRunOptions(cmd: Command): Command {
 export async function runOnCluster(f: ClusterFlags, o: DatasetRunOptions): Promise<DatasetRunResult> {
   const store = resolve(storeDir(f.store));
   if (o.settings.cache === false) throw new ConfigError('--redis keeps features in the store: --no-cache cannot be used with it');
-  if (o.settings.msm_precision === 'int8')
-    throw new ConfigError(
-      '--msm-precision int8 is not supported with --redis (its quantisation scale spans the whole bank); use fast or exact',
-    );
   const settings = { ...o.settings, cache_dir: join(store, 'features') };
   const c = await openClusterRun({
     redis: f.redis!,

@@ -9,7 +9,7 @@
 
 import { OnnxPairKernel } from '../compute/msm-kernel.js';
 import type { Device } from '../compute/session.js';
-import type { MsmPrecision, PairResult } from '../core/kernel.js';
+import { type MsmPrecision, type PairResult, quantizeBank } from '../core/kernel.js';
 import type { AggregateOptions } from '../core/lnamd.js';
 import { aggregateStage, layerNormImages } from '../core/lnamd.js';
 import { computeBlock, type TableBlock } from '../core/msm.js';
@@ -59,9 +59,28 @@ export function dropPadding(res: PairResult, a: number, p: number, b: number, bP
   return { rowd2, cold2 };
 }
 
-/** The store key of a block's result: a hash of everything it depends on. */
-export function blockKey(bank: BankRef, target: AggregateOptions, r: number, block: TableBlock, precision: string): string {
-  return contentKey('block', { v: 1, bank: bank.key, target, r, block, precision });
+/** The store key of a block's result: a hash of everything it depends on (maxAbs: int8's scale). */
+export function blockKey(
+  bank: BankRef,
+  target: AggregateOptions,
+  r: number,
+  block: TableBlock,
+  precision: string,
+  maxAbs?: number,
+): string {
+  return contentKey('block', { v: 1, bank: bank.key, target, r, block, precision, maxAbs });
+}
+
+/** The result keys of one (stage, r)'s blocks (block jobs and merge jobs agree through this). */
+export function passKeys(
+  bank: BankRef,
+  target: AggregateOptions,
+  r: number,
+  blocks: TableBlock[],
+  precision: MsmPrecision,
+  maxAbs: number | undefined,
+): string[] {
+  return blocks.map((b) => blockKey(bank, target, r, b, precision, precision === 'int8' ? maxAbs : undefined));
 }
 
 /** rowd2 [A, P, B] then cold2 [A, B, P] (float32, little-endian) */
@@ -73,17 +92,36 @@ export function encodePairResult(res: PairResult): Uint8Array {
   return out;
 }
 
-export function decodePairResult(bytes: Uint8Array, block: TableBlock, p: number, what: string): PairResult {
+/**
+ * (coordinator) The parts of a block result that the merge of one row block needs: rowd2 [A, P, B]
+ * when `rows`, cold2 [A, B, P] when `cols` (the other left empty), read as byte ranges.
+ */
+export async function readPairResult(
+  store: SharedStore,
+  key: string,
+  block: TableBlock,
+  p: number,
+  parts: { rows: boolean; cols: boolean },
+): Promise<PairResult> {
   const len = (block.i1 - block.i0) * (block.j1 - block.j0) * p;
-  if (bytes.byteLength !== 8 * len)
-    throw new Error(`${what}: ${bytes.byteLength} bytes, expected ${8 * len} for block ${JSON.stringify(block)}`);
-  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  return { rowd2: all.subarray(0, len), cold2: all.subarray(len) };
+  const part = async (want: boolean, offset: number): Promise<Float32Array> => {
+    if (!want) return new Float32Array(0);
+    let buf: Buffer;
+    try {
+      buf = await store.getRange(key, offset, 4 * len);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new Error(`block result ${key} is missing from the store ${store.location}`);
+      throw new Error(`block result ${key} (block ${JSON.stringify(block)}): ${(e as Error).message}`);
+    }
+    return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  };
+  return { rowd2: await part(parts.rows, 0), cold2: await part(parts.cols, 4 * len) };
 }
 
 /** (worker) Computes one block and writes it to the store; returns milliseconds spent (load, LNAMD, kernel). */
 export async function runBlockJob(store: SharedStore, d: BlockJobData): Promise<{ loadMs: number; lnamdMs: number; gemmMs: number }> {
-  if (d.precision === 'int8') throw new Error('int8 precision is not supported on a cluster (its scale spans the whole bank)');
+  if (d.precision === 'int8' && d.maxAbs === undefined) throw new Error("an int8 block job needs the bank's scale (maxAbs)");
   const { i0, i1, j0, j1 } = d.block;
   let t = performance.now();
   const q = await readBankRows(store, d.bank, i0, i1);
@@ -102,7 +140,9 @@ export async function runBlockJob(store: SharedStore, d: BlockJobData): Promise<
   const lnamdMs = performance.now() - t;
   t = performance.now();
   const kernel = await blockKernel(d.device, d.precision);
-  const res = await computeBlock(z, null, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, d.target.channels, kernel);
+  // int8: the block's images quantised with the whole bank's scale, as a one-process run does
+  const bank8 = d.precision === 'int8' ? quantizeBank(z, a + bPad, P, d.target.channels, d.maxAbs) : null;
+  const res = await computeBlock(z, bank8, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, d.target.channels, kernel);
   const gemmMs = performance.now() - t;
   await store.put(d.done, encodePairResult(dropPadding(res, a, P, b, bPad)));
   return { loadMs, lnamdMs, gemmMs };

@@ -3,8 +3,12 @@
  *
  *   extract  a shard of images -> backbone features in the store (one file per image, keyed by the
  *            image's content hash and the backbone settings: the feature cache's layout)
+ *   scale    (--msm-precision int8 only) max |Z| of some images of a stage bank, per r: the
+ *            coordinator takes the max over them, the bank's int8 quantisation scale
  *   block    one MSM block (stage bank, r, query images [i0, i1), reference images [j0, j1)) ->
  *            its squared distances (PairResult) in the store
+ *   reduce   the merge of one row block (images [a0, a1)) of one (stage, r) table: the block
+ *            results touching it -> its images' scores (reduce.ts)
  *
  * Every job names the store key it completes (`done`): the key is a hash of the job's inputs, so a
  * job that ran twice (a retry after a killed worker, a duplicated delivery) writes the same bytes
@@ -45,7 +49,40 @@ export interface BlockJobData {
   block: TableBlock;
   precision: MsmPrecision;
   device: Device;
+  /** int8 only: max |Z| over the whole bank for this r (scale jobs), the quantisation scale */
+  maxAbs?: number;
   /** store key of the result: rowd2 [A, P, B] then cold2 [A, B, P], float32 */
+  done: string;
+}
+
+export interface ReduceJobData {
+  run: string;
+  /** store key of the scoring plan (JSON) */
+  plan: string;
+  /** the (stage, r) of the table, as its block jobs have them */
+  bank: BankRef;
+  target: AggregateOptions;
+  r: number;
+  precision: MsmPrecision;
+  maxAbs?: number;
+  /** the block split (the job derives the blocks and their result keys from it) */
+  tiling: { blockImages: number; colImages: number };
+  /** table rows (images) [a0, a1) */
+  a0: number;
+  a1: number;
+  /** store key of the result: the scores of the variants' images in [a0, a1), [k, P] float64 */
+  done: string;
+}
+
+export interface ScaleJobData {
+  run: string;
+  bank: BankRef;
+  target: AggregateOptions;
+  rList: number[];
+  /** images [i0, i1) of the bank */
+  i0: number;
+  i1: number;
+  /** store key of the result: max |Z| of these images per r, float64 [R] */
   done: string;
 }
 
@@ -62,12 +99,12 @@ export interface ExtractJobData {
   done: string;
 }
 
-export type JobName = 'extract' | 'block';
+export type JobName = 'extract' | 'scale' | 'block' | 'reduce';
 
 /** A job to run: its name, id (deterministic), data. */
 export interface ClusterJob {
   name: JobName;
-  data: BlockJobData | ExtractJobData;
+  data: BlockJobData | ExtractJobData | ScaleJobData | ReduceJobData;
 }
 
 /** The BullMQ job id of a job: its done key without the slash (ids are unique per content). */

@@ -6,7 +6,9 @@
 import type { Job } from 'bullmq';
 import { runBlockJob } from './block.js';
 import { runExtractJob } from './features.js';
-import { type BlockJobData, type ExtractJobData, JOB_DELAY_ENV, STORE_ENV } from './jobs.js';
+import { type BlockJobData, type ExtractJobData, JOB_DELAY_ENV, type ReduceJobData, type ScaleJobData, STORE_ENV } from './jobs.js';
+import { runReduceJob } from './reduce.js';
+import { runScaleJob } from './scale.js';
 import { DirStore } from './store.js';
 
 // a child whose worker was killed (SIGKILL: no clean shutdown) exits instead of lingering
@@ -24,6 +26,10 @@ export default async function process_(job: Job): Promise<unknown> {
       return runBlockJob(store, job.data as BlockJobData);
     case 'extract':
       return runExtractJob(store, job.data as ExtractJobData);
+    case 'scale':
+      return runScaleJob(store, job.data as ScaleJobData);
+    case 'reduce':
+      return runReduceJob(store, job.data as ReduceJobData);
     default:
       throw new Error(`unknown job '${job.name}'`);
   }

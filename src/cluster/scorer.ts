@@ -3,30 +3,35 @@
  *
  *   plan (scoring/tasks planOfBatch) -> needed pairs -> tableBlocks(blockImages, colImages)
  *   per stage: its bank in the store; per (stage, r, block): a block job (block.ts)
- *   merge, in scorePlan's order: stage-major, then r: table [M, P, N] <- mergeBlock of each
- *   block's result (any order gives the same table), reduceTable, patch += s / (L R)
+ *   int8 only: scale jobs first (scale.ts): the bank's max |Z| per (stage, r), given to its block jobs
+ *   merge jobs (reduce.ts): per (stage, r), per row block of the table (the rows of one query
+ *   block of images): rows [A, P, N] <- mergeBlockRows of each block result that touches them
+ *   (any order gives the same rows), reduceRows -> the row block's scores
+ *   the coordinator: in scorePlan's order, stage-major, then r: patch += s / (L R)
  *
  * Same products (the kernel's result for a pair does not depend on the block shape), same merge,
- * same reduction and the same order of the float64 sums: the patch scores are bit-identical to
- * a one-process run, whatever the block split. The merge holds one table [M, P, N] at a time, as
- * a one-process run does; the block jobs hold only their blocks.
+ * same reduction per row and the same order of the float64 sums: the patch scores are bit-
+ * identical to a one-process run, whatever the block split. No process holds a table [M, P, N]:
+ * a merge job holds one row block [A, P, N], the coordinator the scores; the block jobs hold
+ * only their blocks.
  */
 
 import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { lnamdTarget } from '../core/lnamd.js';
-import { mergeBlock, type TableBlock, tableBlocks, tableRows } from '../core/msm.js';
+import { blockSize, tableBlocks, tableRows } from '../core/msm.js';
 import { neededPairs, type ScoringPlan, validatePlan } from '../core/plan.js';
-import { reduceTable, validateStages } from '../core/score.js';
+import { validateStages } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import type { Scorer } from '../pipeline/types.js';
 import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
 import * as core from '../scoring/musc.js';
 import { planOfBatch } from '../scoring/tasks.js';
 import { putBank } from './bank.js';
-import { blockKey, decodePairResult } from './block.js';
-import { ClusterError } from './connection.js';
+import { passKeys } from './block.js';
+import { collectScores, putPlan, reduceJobs, rowBlocks } from './reduce.js';
 import type { Coordinator } from './coordinator.js';
-import type { BlockJobData, ClusterJob } from './jobs.js';
+import type { BankRef, BlockJobData, ClusterJob } from './jobs.js';
+import { readMaxAbs, scaleJobs } from './scale.js';
 import type { SharedStore } from './store.js';
 
 export interface BlockSplit {
@@ -44,7 +49,24 @@ export interface BlockSplit {
  */
 export const CLUSTER_BLOCK_ROWS = 4096;
 
-/** Every block job of a plan: [stage][r] -> jobs, one per table block. */
+/** The block tiling of n images of P patches, and the merge's row block (the query blocks' images). */
+export function clusterTiling(n: number, P: number, split: BlockSplit) {
+  const side = Math.max(1, Math.round(CLUSTER_BLOCK_ROWS / P));
+  const tiling = { blockImages: split.blockImages ?? side, colImages: split.colImages ?? side };
+  return { tiling, rowImages: blockSize(n, P, tiling) };
+}
+
+/** The stages' banks in the store (written once; content-addressed). */
+export async function putBanks(store: SharedStore, stages: StageFeatures[]): Promise<BankRef[]> {
+  const banks: BankRef[] = [];
+  for (const s of stages) banks.push(await putBank(store, s));
+  return banks;
+}
+
+/**
+ * Every block job of a plan: [stage][r] -> jobs, one per table block. int8 needs each bank's
+ * max |Z| per [stage][r] (scale jobs, scale.ts); `banks` saves hashing the stages again.
+ */
 export async function planBlockJobs(
   stages: StageFeatures[],
   plan: ScoringPlan,
@@ -52,70 +74,79 @@ export async function planBlockJobs(
   split: BlockSplit,
   store: SharedStore,
   run: string,
+  extra: { banks?: BankRef[]; maxAbs?: number[][] } = {},
 ) {
   const target = lnamdTarget(stages, o.targetChannels);
   const P = target.gridH * target.gridW;
   const need = neededPairs(plan);
-  const side = Math.max(1, Math.round(CLUSTER_BLOCK_ROWS / P));
-  const blocks = tableBlocks(plan.n, P, need, { blockImages: split.blockImages ?? side, colImages: split.colImages ?? side });
+  const { tiling, rowImages } = clusterTiling(plan.n, P, split);
+  const blocks = tableBlocks(plan.n, P, need, tiling);
   const precision = o.precision ?? DEFAULT_MSM_PRECISION;
-  if (precision === 'int8')
-    throw new ClusterError(
-      '--msm-precision int8 is not supported with --redis (its quantisation scale spans the whole bank); use fast or exact',
-    );
-  const jobs: BlockJobData[][][] = [];
-  for (const s of stages) {
-    const bank = await putBank(store, s);
-    jobs.push(
-      plan.rList.map((r) =>
-        blocks.map((block) => ({
-          run,
-          bank,
-          target,
-          r,
-          block,
-          precision,
-          device: o.device ?? 'cpu',
-          done: blockKey(bank, target, r, block, precision),
-        })),
-      ),
-    );
-  }
-  return { target, P, need, blocks, jobs };
+  if (precision === 'int8' && !extra.maxAbs) throw new Error("int8 block jobs need the banks' scales (scale jobs first)");
+  const banks = extra.banks ?? (await putBanks(store, stages));
+  const jobs: BlockJobData[][][] = banks.map((bank, l) =>
+    plan.rList.map((r, ri) => {
+      const maxAbs = precision === 'int8' ? extra.maxAbs?.[l]?.[ri] : undefined;
+      const keys = passKeys(bank, target, r, blocks, precision, maxAbs);
+      const device = o.device ?? 'cpu';
+      return blocks.map((block, k) => ({
+        run,
+        bank,
+        target,
+        r,
+        block,
+        precision,
+        device,
+        ...(maxAbs !== undefined ? { maxAbs } : {}),
+        done: keys[k]!,
+      }));
+    }),
+  );
+  return { target, P, need, blocks, jobs, rowImages, tiling };
 }
 
-/** Each variant's patch scores [S_v, P], merged from the block results in the store. */
-export async function mergeScores(
+/** int8: the banks in the store and their max |Z| per [stage][r], from scale jobs on the workers (scale.ts). */
+async function int8Scales(
+  coordinator: Coordinator,
+  store: SharedStore,
+  stages: StageFeatures[],
+  plan: ScoringPlan,
+  o: ScoreOptions,
+  split: BlockSplit,
+) {
+  const target = lnamdTarget(stages, o.targetChannels);
+  const banks = await putBanks(store, stages);
+  const { rowImages } = clusterTiling(plan.n, target.gridH * target.gridW, split);
+  const jobs = scaleJobs(banks, target, plan.rList, rowImages, coordinator.o.run);
+  await coordinator.runJobs(
+    jobs.flat().map((data) => ({ name: 'scale', data })),
+    `int8 scale of ${plan.n} images: ${jobs.flat().length} jobs`,
+  );
+  return { banks, maxAbs: await readMaxAbs(store, jobs) };
+}
+
+/**
+ * The merge as jobs (reduce.ts): one per row block of each (stage, r) table; the coordinator
+ * sums their [k, P] scores and holds no table rows.
+ */
+async function mergeOnWorkers(
+  coordinator: Coordinator,
   store: SharedStore,
   plan: ScoringPlan,
-  P: number,
-  need: Uint8Array,
-  blocks: TableBlock[],
-  jobs: BlockJobData[][][],
-): Promise<Float64Array[]> {
-  const n = plan.n,
-    L = jobs.length,
-    R = plan.rList.length;
-  const m = tableRows(n, need);
-  const patch = plan.variants.map((v) => new Float64Array(v.scored.length * P));
-  const wgt = 1 / (L * R);
-  const table = new Float32Array(m * P * n);
-  for (let l = 0; l < L; l++) {
-    for (let ri = 0; ri < R; ri++) {
-      table.fill(0);
-      for (const [k, b] of blocks.entries()) {
-        const key = jobs[l]![ri]![k]!.done;
-        const bytes = await store.get(key);
-        if (!bytes) throw new ClusterError(`block result ${key} is missing from the store ${store.location}`);
-        mergeBlock(table, m, n, P, need, b, decodePairResult(bytes, b, P, key));
-      }
-      reduceTable(table, n, P, plan.variants).forEach((s, vi) => {
-        const v = patch[vi]!;
-        for (let k = 0; k < s.length; k++) v[k] += s[k]! * wgt;
-      });
-    }
-  }
-  return patch;
+  p: Awaited<ReturnType<typeof planBlockJobs>>,
+) {
+  const m = tableRows(plan.n, p.need);
+  const rbs = rowBlocks(m, p.rowImages);
+  const jobs = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs);
+  const all: ClusterJob[] = jobs.flat(2).map((data) => ({ name: 'reduce', data }));
+  const mb = (rows: number): string => ((rows * plan.n * 4) / 1e6).toFixed(1);
+  const peak = Math.min(p.rowImages, m) * p.P;
+  await coordinator.runJobs(
+    all,
+    `merge: ${all.length} jobs, row blocks of ${p.rowImages} images, at most ${peak} table rows held by each ` +
+      `(${mb(peak)} MB; the whole table: ${m * p.P} rows, ${mb(m * p.P)} MB)`,
+  );
+  return collectScores(store, plan, p.P, jobs, rbs);
 }
 
 /** The pipeline's Scorer with scorePatches on the cluster; maps, RsCIN as in one process. */
@@ -126,13 +157,15 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
       const plan = planOfBatch(stages[0]!.n, o);
       validatePlan(plan);
       const t0 = performance.now();
-      const p = await planBlockJobs(stages, plan, o, split, store, coordinator.o.run);
+      const int8 = (o.precision ?? DEFAULT_MSM_PRECISION) === 'int8';
+      const extra = int8 ? await int8Scales(coordinator, store, stages, plan, o, split) : {};
+      const p = await planBlockJobs(stages, plan, o, split, store, coordinator.o.run, extra);
       const all: ClusterJob[] = p.jobs.flat(2).map((data) => ({ name: 'block', data }));
       await coordinator.runJobs(
         all,
         `scoring ${plan.n} images: ${p.blocks.length} blocks x ${stages.length} stages x ${plan.rList.length} r`,
       );
-      const patch = await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs);
+      const patch = await mergeOnWorkers(coordinator, store, plan, p);
       return {
         n: plan.variants[0]!.scored.length,
         h: p.target.gridH,

@@ -47,10 +47,18 @@ export interface PairKernel {
   runInt8(bank: Int8Bank, i0: number, i1: number, j0: number, j1: number, p: number, c: number): Promise<PairResult>;
 }
 
-/** Quantizes Z [N, P, C] with one step s = max|Z| / 127 for the whole bank. */
-export function quantizeBank(z: Float32Array, n: number, p: number, c: number): Int8Bank {
+/** max |Z| over a bank (or some of its images: the max over parts is the bank's). */
+export function maxAbs(z: Float32Array): number {
   let m = 0;
   for (let k = 0; k < z.length; k++) m = Math.max(m, Math.abs(z[k]!));
+  return m;
+}
+
+/**
+ * Quantizes Z [N, P, C] with one step s = m / 127 for the whole bank, m = max|Z| (computed here, or
+ * given: the cluster quantizes a block's images with the whole bank's m).
+ */
+export function quantizeBank(z: Float32Array, n: number, p: number, c: number, m = maxAbs(z)): Int8Bank {
   const step = m > 0 ? m / 127 : 1;
   const inv = 1 / step;
   const q8 = new Uint8Array(n * p * c);

@@ -127,17 +127,36 @@ export function computeBlock(
  * comes from exactly one block, so blocks merge in any order into the same table.
  */
 export function mergeBlock(table: Float32Array, m: number, n: number, p: number, need: Uint8Array, b: TableBlock, r: PairResult): void {
+  mergeBlockRows(table, 0, m, n, p, need, b, r);
+}
+
+/**
+ * mergeBlock into the rows of images [r0, r1) only: `rows` [r1 - r0, P, N] holds those rows of the
+ * table. Reads r.rowd2 only when [b.i0, b.i1) meets [r0, r1), r.cold2 only when [b.j0, b.j1) does
+ * (so a caller may load just the part it needs).
+ */
+export function mergeBlockRows(
+  rows: Float32Array,
+  r0: number,
+  r1: number,
+  n: number,
+  p: number,
+  need: Uint8Array,
+  b: TableBlock,
+  r: PairResult,
+): void {
   const a = b.i1 - b.i0,
     nb = b.j1 - b.j0;
+  const held = (i: number): boolean => i >= r0 && i < r1;
   for (let ia = 0; ia < a; ia++) {
     const i = b.i0 + ia;
     for (let jb = Math.max(0, i + 1 - b.j0); jb < nb; jb++) {
       const j = b.j0 + jb; // i < j
-      if (need[i * n + j] && i < m) {
-        for (let pp = 0; pp < p; pp++) table[(i * p + pp) * n + j] = dist(r.rowd2[(ia * p + pp) * nb + jb]!);
+      if (need[i * n + j] && held(i)) {
+        for (let pp = 0; pp < p; pp++) rows[((i - r0) * p + pp) * n + j] = dist(r.rowd2[(ia * p + pp) * nb + jb]!);
       }
-      if (need[j * n + i] && j < m) {
-        for (let pp = 0; pp < p; pp++) table[(j * p + pp) * n + i] = dist(r.cold2![(ia * nb + jb) * p + pp]!);
+      if (need[j * n + i] && held(j)) {
+        for (let pp = 0; pp < p; pp++) rows[((j - r0) * p + pp) * n + i] = dist(r.cold2![(ia * nb + jb) * p + pp]!);
       }
     }
   }

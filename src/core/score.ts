@@ -141,30 +141,42 @@ export async function scoreBank(
 }
 
 /**
- * Each variant's MSM scores [S_v, P] from one table [M, P, N] (eq. 6). Per table row (i, p) the
- * distances to i's pool members are sorted ascending once (keys = float32 bits * 2^b + j, so ties
- * keep image order) and every variant scoring i walks them, counting only its own pool's members.
+ * Each variant's MSM scores [S_v, P] from one table [M, P, N] (eq. 6): reduceRows over all of it.
  */
 export function reduceTable(table: Float32Array, n: number, p: number, variants: PoolVariant[]): Float64Array[] {
-  const m = table.length / (p * n);
   const out = variants.map((v) => new Float64Array(v.scored.length * p));
-  const users = rowUsers(variants, n, m);
+  reduceRows(table, 0, n, p, variants, out);
+  return out;
+}
+
+/**
+ * Reduces the table rows of images [i0, i0 + k): `rows` [k, P, N] holds exactly those rows of the
+ * table [M, P, N]; each variant's scores of the images in that range go to out[v] [S_v, P] (other
+ * entries untouched). Per table row (i, p) the distances to i's pool members are sorted ascending
+ * once (keys = float32 bits * 2^b + j, so ties keep image order) and every variant scoring i walks
+ * them, counting only its own pool's members. A row needs nothing but its own distances, so a
+ * table reduced in row blocks gives the same bits as reduced at once (the cluster's merge).
+ */
+export function reduceRows(rows: Float32Array, i0: number, n: number, p: number, variants: PoolVariant[], out: Float64Array[]): void {
+  const k = rows.length / (p * n);
+  if (!Number.isInteger(k)) throw new Error(`table rows: length ${rows.length} is not a multiple of P*N = ${p * n}`);
+  const users = rowUsers(variants, n, i0, i0 + k);
   let bits = 1;
   while (2 ** bits < n) bits++;
   const mult = 2 ** bits;
   const f32 = new Float32Array(1);
   const u32 = new Uint32Array(f32.buffer);
   const keys = new Float64Array(n);
-  for (let i = 0; i < m; i++) {
-    const us = users[i]!;
+  for (let i = i0; i < i0 + k; i++) {
+    const us = users[i - i0]!;
     if (us.length === 0) continue;
     const any = poolUnion(us, n, i);
     for (let q = 0; q < p; q++) {
-      const row = (i * p + q) * n;
+      const row = ((i - i0) * p + q) * n;
       let cnt = 0;
       for (let j = 0; j < n; j++) {
         if (!any[j]) continue;
-        f32[0] = table[row + j]!;
+        f32[0] = rows[row + j]!;
         keys[cnt++] = u32[0]! * mult + j;
       }
       const sorted = keys.subarray(0, cnt).sort();
@@ -172,17 +184,16 @@ export function reduceTable(table: Float32Array, n: number, p: number, variants:
         let rank = 0,
           sum = 0;
         for (let t = 0; t < cnt && rank < u.kHi; t++) {
-          const k = sorted[t]!;
-          const j = k - Math.floor(k / mult) * mult;
+          const key = sorted[t]!;
+          const j = key - Math.floor(key / mult) * mult;
           if (!u.member[j]) continue;
-          if (rank >= u.kLo) sum += table[row + j]!;
+          if (rank >= u.kLo) sum += rows[row + j]!;
           rank++;
         }
         out[u.variant]![u.pos * p + q] = sum / (u.kHi - u.kLo);
       }
     }
   }
-  return out;
 }
 
 interface RowUser {
@@ -195,16 +206,17 @@ interface RowUser {
   kHi: number;
 }
 
-/** For every table row i: the variants that score image i, with their pool mask and rank range. */
-function rowUsers(variants: PoolVariant[], n: number, m: number): RowUser[][] {
-  const users: RowUser[][] = Array.from({ length: m }, () => []);
+/** For every table row i in [i0, i1): the variants that score image i, with their pool mask and rank range. */
+function rowUsers(variants: PoolVariant[], n: number, i0: number, i1: number): RowUser[][] {
+  const users: RowUser[][] = Array.from({ length: i1 - i0 }, () => []);
   variants.forEach((v, variant) => {
     v.scored.forEach((i, pos) => {
+      if (i < i0 || i >= i1) return;
       const member = new Uint8Array(n);
       for (const j of v.pools[v.poolOf[pos]!]!) if (j !== i) member[j] = 1;
       const size = member.reduce((a, b) => a + b, 0);
       const [kLo, kHi] = reductionBounds(size, v.reduce);
-      users[i]!.push({ variant, pos, member, kLo, kHi });
+      users[i - i0]!.push({ variant, pos, member, kLo, kHi });
     });
   });
   return users;

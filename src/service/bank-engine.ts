@@ -25,7 +25,6 @@ import {
 } from '../bank/index.js';
 import type { Device } from '../compute/session.js';
 import { computeWorker, shutdownCompute } from '../compute/worker.js';
-import { requestInterrupt } from '../pipeline/interrupt.js';
 import type { ImagePrediction, InputImage, OpenedBank, PredictOutcome, RenderKind, ServiceEngine } from './engine.js';
 import { RequestError } from './errors.js';
 
@@ -162,14 +161,14 @@ export function createBankEngine(o: BankEngineOptions): ServiceEngine {
           device: o.device,
           maxPixels: req.maxPixels,
           onProgress: (step, done, total) => req.onProgress?.(done, total, step),
+          checkCancelled: () => req.signal?.throwIfAborted(),
         });
         return { warnings: [...excluded.map((e) => `left out ${e.name}: ${e.reason}`), ...res.warnings] };
       } finally {
         await backbone.dispose();
       }
     },
-    cancelBuilds() {
-      requestInterrupt('SIGTERM');
+    cancelCompute() {
       computeWorker().cancel();
     },
     async close() {

@@ -54,6 +54,8 @@ export interface BuildRequest {
   /** images with more pixels are skipped */
   maxPixels: number;
   onProgress?: (done: number, total: number, label?: string) => void;
+  /** aborted: the build stops at its next step and rejects (nothing is left at `out`) */
+  signal?: AbortSignal;
 }
 
 export interface ServiceEngine {
@@ -65,8 +67,8 @@ export interface ServiceEngine {
   predict(bank: OpenedBank, images: InputImage[], renders: readonly RenderKind[], opts: { maxPixels: number }): Promise<PredictOutcome[]>;
   /** writes a bank built from a folder of images; the warnings (skipped images, small bank) */
   build(req: BuildRequest): Promise<{ warnings: string[] }>;
-  /** asks running builds to stop at their next step */
-  cancelBuilds(): void;
+  /** cancels the computation running in the compute worker (a build's scoring stops at its next check) */
+  cancelCompute(): void;
   /** stops the compute worker (last) */
   close(): Promise<void>;
 }

@@ -3,6 +3,8 @@
  * into a temporary name in the banks folder and renames it into place when complete, so a
  * half-built bank never carries a bank's name; with `load` the new bank is then loaded (a
  * hot swap when the name is already loaded). Finished jobs are kept for GET (the last 100).
+ * cancel() (the service stopping) stops the running build at its next step and fails the jobs
+ * still queued; their error starts with 'cancelled'.
  */
 import { randomUUID } from 'node:crypto';
 import { readdir, rename, rm } from 'node:fs/promises';
@@ -38,18 +40,22 @@ export interface JobSpec {
 }
 
 const KEEP = 100;
+/** the error of a job stopped by cancel() */
+export const CANCELLED = 'cancelled: the service is stopping';
 
 export class JobManager {
   private readonly jobs = new Map<string, JobView>();
   private tail: Promise<unknown> = Promise.resolve();
   private pending = 0;
+  /** set by cancel(): aborts the running build; queued jobs fail without starting */
+  private readonly stop = new AbortController();
 
   constructor(
     private readonly engine: ServiceEngine,
     private readonly registry: BankRegistry,
     private readonly maxPending: number,
     private readonly maxPixels: number,
-    private readonly onEnd?: (state: JobState) => void,
+    private readonly onEnd?: (job: Readonly<JobView>) => void,
   ) {}
 
   get(id: string): JobView | undefined {
@@ -80,11 +86,12 @@ export class JobManager {
   }
 
   private async run(job: JobView, spec: JobSpec): Promise<void> {
-    job.state = 'running';
-    job.progress = { done: 0, total: 0, label: 'starting' };
     const target = this.registry.pathOf(spec.bank);
     const tmp = tempPathFor(target);
     try {
+      this.stop.signal.throwIfAborted();
+      job.state = 'running';
+      job.progress = { done: 0, total: 0, label: 'starting' };
       const built = await this.engine.build({
         images: spec.images,
         out: tmp,
@@ -92,21 +99,30 @@ export class JobManager {
         onProgress: (done, total, label) => {
           job.progress = { done, total, label: label ?? '' };
         },
+        signal: this.stop.signal,
       });
       job.warnings = built.warnings;
       await replace(tmp, target);
       if (spec.load) job.version = (await this.registry.load(spec.bank)).version;
       job.state = 'done';
     } catch (e) {
+      const p = job.progress;
+      const at = job.state === 'running' ? ` (stopped at ${p.label} ${Math.round(p.done * 100) / 100}/${p.total})` : ' (not started)';
+      job.error = this.stop.signal.aborted ? CANCELLED + at : (e as Error).message;
       job.state = 'failed';
-      job.error = (e as Error).message;
       await rm(tmp, { recursive: true, force: true });
     } finally {
       if (spec.cleanup) await rm(spec.cleanup, { recursive: true, force: true });
       job.finishedAt = new Date().toISOString();
       this.pending--;
-      this.onEnd?.(job.state);
+      this.onEnd?.(job);
     }
+  }
+
+  /** Stops the running build at its next step (its scoring at the next check) and fails the queued jobs. */
+  cancel(): void {
+    this.stop.abort(new Error(CANCELLED));
+    this.engine.cancelCompute();
   }
 
   /** resolves when every submitted job has ended */

@@ -2,7 +2,8 @@
  * The web page at '/': pick a bank, drop an image, see the verdict, the heatmap and the regions.
  * Three static strings served as '/', '/ui.js' and '/ui.css' (the CSP allows scripts and styles
  * from the service itself only). The page calls the API like any client; when the service needs
- * a token, the page asks for it and keeps it in sessionStorage.
+ * a token (any route answers 401), the page shows a token form and keeps the token in
+ * sessionStorage; a refused token is forgotten and the form asks again with the reason.
  */
 export const PAGE_HTML = `<!doctype html>
 <html lang="en">
@@ -19,8 +20,11 @@ export const PAGE_HTML = `<!doctype html>
 <section id="controls">
   <label>Bank <select id="bank"></select></label>
   <button id="load" type="button">Load</button>
-  <label id="token-row" hidden>Token <input id="token" type="password" autocomplete="off"></label>
 </section>
+<form id="token-row" hidden>
+  <label>This service needs its access token: <input id="token" type="password" autocomplete="off" required></label>
+  <button id="token-use" type="submit">Use token</button>
+</form>
 <section id="drop" tabindex="0">
   <p>Drop an image here, or <label class="pick">choose a file<input id="file" type="file" accept="image/*"></label></p>
 </section>
@@ -46,7 +50,8 @@ body { font: 15px/1.4 system-ui, sans-serif; margin: 0; color: #222; background:
 header { display: flex; align-items: baseline; gap: 1em; padding: 0.6em 1.2em; background: #233; color: #fff; }
 header h1 { font-size: 1.2em; margin: 0; }
 main { padding: 1em 1.2em; max-width: 1100px; }
-#controls { display: flex; gap: 1em; align-items: center; margin-bottom: 1em; }
+#controls, #token-row { display: flex; gap: 1em; align-items: center; margin-bottom: 1em; }
+#token-row[hidden] { display: none; }
 #drop { border: 2px dashed #889; border-radius: 8px; padding: 2.5em; text-align: center; background: #fff; }
 #drop.over { border-color: #26a; background: #eef4ff; }
 .pick { color: #26a; text-decoration: underline; cursor: pointer; }
@@ -70,12 +75,23 @@ async function api(path, init) {
   const headers = Object.assign({}, init.headers || {});
   if (token()) headers.Authorization = 'Bearer ' + token();
   const r = await fetch(path, Object.assign({}, init, { headers }));
-  if (r.status === 401) { $('token-row').hidden = false; throw new Error('this service needs a token: enter it above'); }
+  if (r.status === 401) return askToken();
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.message || ('HTTP ' + r.status));
   return body;
 }
+// 401: show the token form; a token that was sent is forgotten (it was refused)
+function askToken() {
+  const sent = token() !== '';
+  sessionStorage.removeItem('musc-token');
+  $('token-row').hidden = false;
+  $('token').value = '';
+  $('token').focus();
+  $('bank').replaceChildren();
+  throw new Error(sent ? 'the token was refused (401): check it and enter it again' : 'this service needs a token: enter it above');
+}
 function showError(e) { $('error').textContent = e.message || String(e); $('error').hidden = false; state('error'); }
+function ready() { $('error').hidden = true; $('token-row').hidden = true; state('ready'); }
 function selected() { return $('bank').value; }
 async function refreshBanks(keep) {
   const { banks } = await api('/v1/banks');
@@ -139,14 +155,19 @@ async function predictFile(file) {
 }
 function onFiles(files) { if (files && files[0]) predictFile(files[0]).catch(showError); }
 function init() {
-  $('token').addEventListener('change', () => { sessionStorage.setItem('musc-token', $('token').value); refreshBanks().catch(showError); });
+  $('token-row').addEventListener('submit', (e) => {
+    e.preventDefault();
+    sessionStorage.setItem('musc-token', $('token').value.trim());
+    state('busy');
+    refreshBanks().then(ready, showError);
+  });
   $('load').addEventListener('click', () => loadBank().catch(showError));
   $('file').addEventListener('change', () => onFiles($('file').files));
   const drop = $('drop');
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
   drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); onFiles(e.dataTransfer.files); });
-  refreshBanks().then(() => state('ready'), showError);
+  refreshBanks().then(ready, showError);
 }
 init();
 `;

@@ -3,8 +3,9 @@
  * loopback (no DNS rebinding), the bearer token, then a queue slot for prediction routes (429
  * before the body is read when none is free). Security headers come from @fastify/helmet.
  * close() drains: readiness goes 503, the listener stops, requests in flight complete (or are
- * cut after drainTimeoutMs), a running build job gets drainTimeoutMs to finish (then it is asked to
- * stop); the caller then stops the compute worker (engine.close()).
+ * cut after drainTimeoutMs), a running build job gets drainTimeoutMs to finish (then it is
+ * cancelled: it stops at its next step, its temporary removed, and is logged as cancelled); the
+ * caller then stops the compute worker (engine.close()).
  */
 
 import type { AddressInfo } from 'node:net';
@@ -41,6 +42,9 @@ declare module 'fastify' {
     arrivedAt: number;
   }
 }
+
+/** how long a cancelled build may take to reach its next step */
+const STOP_WAIT_MS = 60_000;
 
 export interface Service {
   app: FastifyInstance;
@@ -87,6 +91,26 @@ function addHooks(app: FastifyInstance, cfg: ServiceConfig, queue: WorkQueue, me
   });
 }
 
+/**
+ * Stops listening, lets requests in flight complete (connections cut after drainMs), gives a
+ * running build drainMs to finish, then cancels it: it stops between two steps (never inside an
+ * ONNX Runtime call, which the compute worker's end would abort).
+ */
+async function drain(app: FastifyInstance, jobs: JobManager, drainMs: number, log: (line: string) => void): Promise<void> {
+  const cut = setTimeout(() => app.server.closeAllConnections(), drainMs);
+  const ended = (ms: number): Promise<boolean> =>
+    Promise.race([jobs.idle().then(() => true), new Promise<boolean>((ok) => setTimeout(() => ok(false), ms).unref())]);
+  try {
+    await app.close();
+    if (jobs.active > 0 && !(await ended(drainMs))) {
+      jobs.cancel();
+      if (!(await ended(STOP_WAIT_MS))) log(`musc api: a build job did not stop within ${STOP_WAIT_MS / 1000} s`);
+    }
+  } finally {
+    clearTimeout(cut);
+  }
+}
+
 export async function createService(
   cfg: ServiceConfig,
   engine: ServiceEngine,
@@ -108,7 +132,11 @@ export async function createService(
     () => queue.busy,
     () => registry.size,
   );
-  const jobs = new JobManager(engine, registry, cfg.maxPendingJobs, cfg.maxPixels, (state) => metrics.jobs.inc({ state }));
+  const jobs = new JobManager(engine, registry, cfg.maxPendingJobs, cfg.maxPixels, (job) => {
+    metrics.jobs.inc({ state: job.state });
+    if (job.state === 'failed')
+      log(`musc api: build job ${job.id} (bank ${job.bank}) ${job.error?.startsWith('cancelled') ? '' : 'failed: '}${job.error}`);
+  });
   const life: Lifecycle = { ready: false, draining: false };
 
   for (const s of SHARED_SCHEMAS) app.addSchema(s);
@@ -168,22 +196,10 @@ export async function createService(
       return svc.url;
     },
     close() {
-      closing ??= (async () => {
+      if (!closing) {
         life.draining = true;
-        const cut = setTimeout(() => app.server.closeAllConnections(), cfg.drainTimeoutMs);
-        const wait = (ms: number): Promise<boolean> => new Promise((ok) => setTimeout(() => ok(false), ms).unref());
-        try {
-          await app.close();
-          // a running build gets the drain time to finish, then is asked to stop
-          if (jobs.active > 0 && !(await Promise.race([jobs.idle().then(() => true), wait(cfg.drainTimeoutMs)]))) {
-            engine.cancelBuilds();
-            await Promise.race([jobs.idle(), wait(5000)]);
-          }
-          registry.clear();
-        } finally {
-          clearTimeout(cut);
-        }
-      })();
+        closing = drain(app, jobs, cfg.drainTimeoutMs, log).then(() => registry.clear());
+      }
       return closing;
     },
   };

@@ -1,0 +1,206 @@
+/**
+ * The merge of a cluster run: block results -> patch scores, in row blocks.
+ *
+ * A (stage, r) table [M, P, N] is never built. Its rows reduce independently (core/score.ts
+ * reduceRows), so it is cut into row blocks of one query block of images [a0, a1): a merge job
+ * (worker) reads the parts of the block results that touch those rows (byte ranges), merges them
+ * into [a1 - a0, P, N] (core/msm.ts mergeBlockRows), reduces them and writes the row block's
+ * scores [k, P] float64 (k = the variants' scored images in [a0, a1)). The coordinator reads
+ * those small results and sums them in scorePlan's order (stage-major, then r:
+ * patch += s / (L R)): the bits of a one-process run. `mergeScores` does the same in one process
+ * (tests, bench).
+ */
+import { mergeBlockRows, type TableBlock, tableBlocks, tableRows } from '../core/msm.js';
+import { neededPairs, type ScoringPlan } from '../core/plan.js';
+import { reduceRows } from '../core/score.js';
+import { passKeys, readPairResult } from './block.js';
+import type { BlockJobData, ReduceJobData } from './jobs.js';
+import { bytesKey, contentKey, type SharedStore } from './store.js';
+
+/** What a row block's merge held and read (the memory bound, checked by the tests). */
+export interface MergeStats {
+  /** table rows (of N distances each) held at once: at most rowImages * P */
+  peakTableRows: number;
+  /** rows a whole table [M, P, N] would have held: M * P */
+  fullTableRows: number;
+  /** block-result bytes read from the store */
+  bytesRead: number;
+}
+
+export const newStats = (fullTableRows: number): MergeStats => ({ peakTableRows: 0, fullTableRows, bytesRead: 0 });
+
+/** Row blocks [a0, a1) of `rowImages` images over the table's rows [0, m). */
+export function rowBlocks(m: number, rowImages: number): [number, number][] {
+  if (!(Number.isInteger(rowImages) && rowImages >= 1)) throw new Error(`merge row block: expected a positive integer, got ${rowImages}`);
+  const out: [number, number][] = [];
+  for (let a0 = 0; a0 < m; a0 += rowImages) out.push([a0, Math.min(m, a0 + rowImages)]);
+  return out;
+}
+
+/** Per variant, the positions (in its scored list) of its images in [a0, a1): the layout of a row block's scores. */
+function positions(plan: ScoringPlan, a0: number, a1: number): number[][] {
+  return plan.variants.map((v) => v.scored.flatMap((i, pos) => (i >= a0 && i < a1 ? [pos] : [])));
+}
+
+/**
+ * One row block of one (stage, r): rows [a1 - a0, P, N] <- the block results (`keys[k]` of
+ * `blocks[k]`) that touch them, reduceRows; returns the scores of its images, variant by
+ * variant in scored order, [k, P] float64.
+ */
+export async function reduceRowBlock(
+  store: SharedStore,
+  plan: ScoringPlan,
+  P: number,
+  need: Uint8Array,
+  blocks: TableBlock[],
+  keys: string[],
+  rb: [number, number],
+  stats: MergeStats,
+): Promise<Float64Array> {
+  const [a0, a1] = rb,
+    n = plan.n;
+  const rows = new Float32Array((a1 - a0) * P * n);
+  stats.peakTableRows = Math.max(stats.peakTableRows, (a1 - a0) * P);
+  for (const [k, b] of blocks.entries()) {
+    const parts = { rows: b.i0 < a1 && b.i1 > a0, cols: b.j0 < a1 && b.j1 > a0 };
+    if (!parts.rows && !parts.cols) continue;
+    const res = await readPairResult(store, keys[k]!, b, P, parts);
+    stats.bytesRead += res.rowd2.byteLength + res.cold2!.byteLength;
+    mergeBlockRows(rows, a0, a1, n, P, need, b, res);
+  }
+  const full = plan.variants.map((v) => new Float64Array(v.scored.length * P));
+  reduceRows(rows, a0, n, P, plan.variants, full);
+  const pos = positions(plan, a0, a1);
+  const out = new Float64Array(pos.reduce((s, p) => s + p.length, 0) * P);
+  let o = 0;
+  pos.forEach((ps, vi) => {
+    for (const q of ps) {
+      out.set(full[vi]!.subarray(q * P, (q + 1) * P), o * P);
+      o++;
+    }
+  });
+  return out;
+}
+
+/** Puts a row block's scores (reduceRowBlock's layout) into the (stage, r) scores s[v] [S_v, P]. */
+function scatter(plan: ScoringPlan, rb: [number, number], P: number, scores: Float64Array, s: Float64Array[], what: string): void {
+  const pos = positions(plan, rb[0], rb[1]);
+  const k = pos.reduce((t, p) => t + p.length, 0);
+  if (scores.length !== k * P) throw new Error(`${what}: ${scores.length} scores, expected ${k} x ${P}`);
+  let o = 0;
+  pos.forEach((ps, vi) => {
+    for (const q of ps) {
+      s[vi]!.set(scores.subarray(o * P, (o + 1) * P), q * P);
+      o++;
+    }
+  });
+}
+
+/** patch[v] += s[v] * wgt, element by element (scorePlan's sum). */
+function accumulate(patch: Float64Array[], s: Float64Array[], wgt: number): void {
+  s.forEach((sv, vi) => {
+    const v = patch[vi]!;
+    for (let k = 0; k < sv.length; k++) v[k] += sv[k]! * wgt;
+  });
+}
+
+/**
+ * Each variant's patch scores [S_v, P] from row-block scores: `rowScores(l, ri, rb)` gives those of
+ * stage l, r index ri, row block rb. Holds the scores of one (stage, r) and the sum.
+ */
+export async function sumRowBlocks(
+  plan: ScoringPlan,
+  P: number,
+  L: number,
+  rbs: [number, number][],
+  rowScores: (l: number, ri: number, rb: number) => Promise<Float64Array>,
+): Promise<Float64Array[]> {
+  const R = plan.rList.length;
+  const patch = plan.variants.map((v) => new Float64Array(v.scored.length * P));
+  for (let l = 0; l < L; l++) {
+    for (let ri = 0; ri < R; ri++) {
+      const s = plan.variants.map((v) => new Float64Array(v.scored.length * P));
+      for (const [k, rb] of rbs.entries()) scatter(plan, rb, P, await rowScores(l, ri, k), s, `row block [${rb}]`);
+      accumulate(patch, s, 1 / (L * R));
+    }
+  }
+  return patch;
+}
+
+/** In one process (tests, bench): the merge of block results already in the store. */
+export async function mergeScores(
+  store: SharedStore,
+  plan: ScoringPlan,
+  P: number,
+  need: Uint8Array,
+  blocks: TableBlock[],
+  jobs: BlockJobData[][][],
+  rowImages: number,
+): Promise<{ patch: Float64Array[]; stats: MergeStats }> {
+  const stats = newStats(tableRows(plan.n, need) * P);
+  const rbs = rowBlocks(tableRows(plan.n, need), rowImages);
+  const patch = await sumRowBlocks(plan, P, jobs.length, rbs, (l, ri, k) =>
+    reduceRowBlock(
+      store,
+      plan,
+      P,
+      need,
+      blocks,
+      jobs[l]![ri]!.map((j) => j.done),
+      rbs[k]!,
+      stats,
+    ),
+  );
+  return { patch, stats };
+}
+
+/** The plan in the store (merge jobs read it; JSON, content-addressed). */
+export async function putPlan(store: SharedStore, plan: ScoringPlan): Promise<string> {
+  const bytes = new TextEncoder().encode(JSON.stringify(plan));
+  const key = bytesKey('plan', bytes);
+  if (!(await store.has(key))) await store.put(key, bytes);
+  return key;
+}
+
+/** The merge jobs [stage][r][row block] of a plan's block jobs (one per row block of each (stage, r)). */
+export function reduceJobs(
+  planKey: string,
+  tiling: { blockImages: number; colImages: number },
+  jobs: BlockJobData[][][],
+  rbs: [number, number][],
+): ReduceJobData[][][] {
+  return jobs.map((stage) =>
+    stage.map((pass) => {
+      const { run, bank, target, r, precision, maxAbs } = pass[0]!;
+      return rbs.map(([a0, a1]) => {
+        const what = { v: 1, plan: planKey, bank: bank.key, target, r, precision, maxAbs, tiling, a0, a1 };
+        return { run, plan: planKey, bank, target, r, precision, maxAbs, tiling, a0, a1, done: contentKey('reduce', what) };
+      });
+    }),
+  );
+}
+
+/** (worker) One merge job: its row block's scores, float64, to the store. */
+export async function runReduceJob(store: SharedStore, d: ReduceJobData): Promise<{ peakTableRows: number; bytesRead: number }> {
+  const bytes = await store.get(d.plan);
+  if (!bytes) throw new Error(`plan ${d.plan} is missing from the store ${store.location}`);
+  const plan = JSON.parse(new TextDecoder().decode(bytes)) as ScoringPlan;
+  const need = neededPairs(plan);
+  const P = d.target.gridH * d.target.gridW;
+  const blocks = tableBlocks(plan.n, P, need, d.tiling);
+  const keys = passKeys(d.bank, d.target, d.r, blocks, d.precision, d.maxAbs);
+  const stats = newStats(tableRows(plan.n, need) * P);
+  const out = await reduceRowBlock(store, plan, P, need, blocks, keys, [d.a0, d.a1], stats);
+  await store.put(d.done, new Uint8Array(out.buffer));
+  return { peakTableRows: stats.peakTableRows, bytesRead: stats.bytesRead };
+}
+
+/** (coordinator) The patch scores from the merge jobs' results. */
+export function collectScores(store: SharedStore, plan: ScoringPlan, P: number, jobs: ReduceJobData[][][], rbs: [number, number][]) {
+  return sumRowBlocks(plan, P, jobs.length, rbs, async (l, ri, k) => {
+    const key = jobs[l]![ri]![k]!.done;
+    const b = await store.get(key);
+    if (!b) throw new Error(`merge result ${key} is missing from the store ${store.location}`);
+    return new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  });
+}

@@ -1,0 +1,143 @@
+/**
+ * The cluster coordinator's merge in row blocks (no Redis: the block jobs run in this process
+ * through a directory store). Reducing a table in row blocks gives the bits of reducing it at
+ * once (core/score.ts reduceRows), and the merge (in one process, and as merge jobs + the
+ * coordinator's sum) gives the bits of the one-process engine (scorePlan) while holding one query
+ * block's table rows, never the whole table.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { runBlockJob } from '../src/cluster/block.js';
+import { readMaxAbs, runScaleJob, scaleJobs } from '../src/cluster/scale.js';
+import { collectScores, mergeScores, putPlan, reduceJobs, rowBlocks, runReduceJob } from '../src/cluster/reduce.js';
+import { clusterTiling, planBlockJobs, putBanks } from '../src/cluster/scorer.js';
+import { DirStore } from '../src/cluster/store.js';
+import { type ScoringPlan, subsetsVariant, zeroShotVariant } from '../src/core/plan.js';
+import { reduceRows, reduceTable, scorePlan } from '../src/core/score.js';
+import { tableRows } from '../src/core/msm.js';
+import type { StageFeatures } from '../src/core/types.js';
+import { lnamdTarget } from '../src/core/lnamd.js';
+import { mulberry32 } from '../src/demo/synthetic.js';
+import { toFloat16 } from '../src/io/float16.js';
+import { kernelFor } from '../src/scoring/tasks.js';
+import { tempDir } from './helpers/cli-env.js';
+
+const bytes = (a: Float64Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** zero-shot over all n images, and --divide style subsets (two variants sharing one table) */
+function twoVariantPlan(n: number, rList: number[]): ScoringPlan {
+  const half = Math.floor(n / 2);
+  const a = Array.from({ length: half }, (_, i) => i);
+  const b = Array.from({ length: n - half }, (_, i) => half + i);
+  return { n, rList, variants: [zeroShotVariant(n, [0, 0.3]), subsetsVariant([a, b], [0.1, 0.6])] };
+}
+
+/** The merge as the cluster runs it: merge jobs (one per row block of each (stage, r)), then collectScores. */
+async function mergeAsJobs(store: DirStore, plan: ScoringPlan, p: Awaited<ReturnType<typeof planBlockJobs>>): Promise<Float64Array[]> {
+  const rbs = rowBlocks(tableRows(plan.n, p.need), p.rowImages);
+  const jobs = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs);
+  assert.equal(jobs.flat(2).length, p.jobs.length * plan.rList.length * Math.ceil(plan.n / p.rowImages));
+  for (const j of jobs.flat(2)) {
+    const st = await runReduceJob(store, j);
+    assert.ok(st.peakTableRows <= p.rowImages * p.P && st.peakTableRows > 0);
+  }
+  return collectScores(store, plan, p.P, jobs, rbs);
+}
+
+test('reduceRows: a table reduced in row blocks of any size = reduceTable, bit for bit', () => {
+  const n = 11,
+    p = 5;
+  const rnd = mulberry32(3);
+  // ties on purpose: values on a coarse grid, so the tie order (image order) matters
+  const table = Float32Array.from({ length: n * p * n }, () => Math.round(rnd() * 20) / 8);
+  const plan = twoVariantPlan(n, [1]);
+  const whole = reduceTable(table, n, p, plan.variants);
+  for (const k of [1, 2, 3, 4, 11]) {
+    const out = plan.variants.map((v) => new Float64Array(v.scored.length * p));
+    for (let i0 = 0; i0 < n; i0 += k) {
+      const i1 = Math.min(n, i0 + k);
+      reduceRows(table.slice(i0 * p * n, i1 * p * n), i0, n, p, plan.variants, out);
+    }
+    out.forEach((o, v) => assert.ok(bytes(o).equals(bytes(whole[v]!)), `row blocks of ${k}: variant ${v} differs`));
+  }
+  assert.throws(() => reduceRows(new Float32Array(7), 0, n, p, plan.variants, []), /not a multiple of P\*N/);
+});
+
+/** two stages of n random images (float16 storage, as a run keeps them) */
+function randomStages(n: number, seed: number): StageFeatures[] {
+  const rnd = mulberry32(seed);
+  return [4, 2].map((s, k) => ({
+    n,
+    h: s,
+    w: s,
+    c: 16 * (k + 1),
+    data: toFloat16(Float32Array.from({ length: n * s * s * 16 * (k + 1) }, () => rnd() * 2 - 1)),
+  }));
+}
+
+test('cluster merge in row blocks = the one-process engine, bit for bit, holding one query block of rows', async () => {
+  const { dir, cleanup } = await tempDir('cluster-merge');
+  try {
+    const n = 9;
+    const stages = randomStages(n, 11);
+    const plan = twoVariantPlan(n, [1, 3]);
+    const one = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), {});
+    for (const [a, b] of [
+      [2, 3],
+      [4, 2],
+      [1, 8],
+    ] as const) {
+      const store = new DirStore(join(dir, `${a}x${b}`));
+      const p = await planBlockJobs(stages, plan, { precision: 'fast' }, { blockImages: a, colImages: b }, store, 'merge-test');
+      for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
+      const { patch, stats } = await mergeScores(store, plan, p.P, p.need, p.blocks, p.jobs, p.rowImages);
+      patch.forEach((v, vi) =>
+        assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `split ${a}x${b}: variant ${vi} differs from scorePlan`),
+      );
+      (await mergeAsJobs(store, plan, p)).forEach((v, vi) =>
+        assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `split ${a}x${b}, merge jobs: variant ${vi} differs`),
+      );
+      // the memory bound: one query block's rows [A, P, N] at a time, not the table [N, P, N]
+      assert.equal(p.rowImages, a);
+      assert.equal(stats.peakTableRows, a * p.P, `split ${a}x${b}`);
+      assert.equal(stats.fullTableRows, n * p.P);
+      assert.ok(stats.peakTableRows < stats.fullTableRows);
+      // every block result is read, its rows once; its columns once per row block they meet
+      const resultBytes = p.blocks.reduce((s, bl) => s + 8 * (bl.i1 - bl.i0) * (bl.j1 - bl.j0) * p.P, 0);
+      const L = stages.length * plan.rList.length;
+      assert.ok(stats.bytesRead >= L * resultBytes && stats.bytesRead <= L * resultBytes * (1 + Math.ceil(b / a)), `${stats.bytesRead}`);
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('int8 on the cluster: scale jobs give the bank scale; block jobs = the one-process int8 engine, bit for bit', async () => {
+  const { dir, cleanup } = await tempDir('cluster-int8');
+  try {
+    const n = 10;
+    const stages = randomStages(n, 5);
+    const plan = twoVariantPlan(n, [1, 3]);
+    const one = await scorePlan(stages, plan, await kernelFor('cpu', 'int8'), {});
+    const fast = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), {});
+    assert.ok(!bytes(one.variants[0]!.patch).equals(bytes(fast.variants[0]!.patch)), 'int8 gave the fast scores: not quantised');
+    const store = new DirStore(join(dir, 'store'));
+    const o = { precision: 'int8' as const };
+    await assert.rejects(planBlockJobs(stages, plan, o, {}, store, 'int8-test'), /int8 block jobs need the banks' scales/);
+    const banks = await putBanks(store, stages);
+    const target = lnamdTarget(stages);
+    const split = { blockImages: 3, colImages: 4 };
+    const chunk = clusterTiling(n, target.gridH * target.gridW, split).rowImages;
+    const sj = scaleJobs(banks, target, plan.rList, chunk, 'int8-test');
+    assert.equal(sj[0]!.length, Math.ceil(n / 3));
+    for (const j of sj.flat()) await runScaleJob(store, j);
+    const maxAbs = await readMaxAbs(store, sj);
+    const p = await planBlockJobs(stages, plan, o, split, store, 'int8-test', { banks, maxAbs });
+    for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
+    const patch = await mergeAsJobs(store, plan, p);
+    patch.forEach((v, vi) => assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `int8: variant ${vi} differs from scorePlan`));
+  } finally {
+    await cleanup();
+  }
+});
