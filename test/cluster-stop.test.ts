@@ -23,6 +23,7 @@ const MARGIN_MS = 3000;
 let store = '';
 let cleanup: () => Promise<void> = async () => {};
 const procs: ChildProcess[] = [];
+const queues: Queue[] = [];
 
 before(async () => {
   if (!HAVE_REDIS) return;
@@ -32,6 +33,8 @@ before(async () => {
 });
 
 after(async () => {
+  // (queues first, while their Redis still runs: a client left retrying would keep this file's process alive)
+  for (const q of queues) await q.close();
   for (const p of procs) await stop(p);
   await cleanup();
 });
@@ -50,6 +53,7 @@ async function setup(env: Record<string, string> = {}): Promise<Setup> {
   procs.push(redis);
   const queue = new Queue(QUEUE_NAME, { connection: redisOptions(url, { blocking: false }) });
   queue.on('error', () => undefined); // (Redis is killed under it)
+  queues.push(queue);
   const worker = startWorker(url, store, env);
   procs.push(worker.child);
   let seen = 0;
@@ -69,21 +73,21 @@ async function setup(env: Record<string, string> = {}): Promise<Setup> {
 async function runningJob(s: Setup): Promise<{ id: string; pid: number }> {
   const job = await s.queue.add('probe', { done: contentKey('probe', 'x') });
   let state = '';
-  assert.ok(
-    await waitFor(
-      () => state === 'active',
-      s.worker,
-      30_000,
-      async () => {
-        state = await job.getState();
-      },
-    ),
-    `the job did not start:\n${s.worker.output()}`,
+  let pids: string[] = [];
+  // (Redis holds the job as active a moment before the worker forks its job process)
+  const started = await waitFor(
+    () => state === 'active' && pids.length > 0,
+    s.worker,
+    30_000,
+    async () => {
+      state = await job.getState();
+      pids = spawnSync('pgrep', ['-P', String(s.worker.child.pid)], { encoding: 'utf8' })
+        .stdout.trim()
+        .split(/\s+/)
+        .filter(Boolean);
+    },
   );
-  const pids = spawnSync('pgrep', ['-P', String(s.worker.child.pid)], { encoding: 'utf8' })
-    .stdout.trim()
-    .split(/\s+/)
-    .filter(Boolean);
+  assert.ok(started, `the job did not start (${state}, job processes '${pids.join(' ')}'):\n${s.worker.output()}`);
   assert.equal(pids.length, 1, `one job process under the worker, got '${pids.join(' ')}'`);
   return { id: job.id!, pid: Number(pids[0]) };
 }
@@ -117,7 +121,7 @@ async function ended(pid: number, ms: number): Promise<boolean> {
   return !alive(pid);
 }
 
-test('SIGTERM ends an idle worker at once, Redis up or gone', { skip }, async (t) => {
+test('SIGTERM ends an idle worker at once, Redis up or gone', { skip, timeout: 120_000 }, async (t) => {
   for (const gone of [false, true]) {
     const s = await setup();
     if (gone) await killRedis(s);
@@ -131,8 +135,11 @@ test('SIGTERM ends an idle worker at once, Redis up or gone', { skip }, async (t
   }
 });
 
-test('SIGTERM lets a running job finish (Redis up): the job is reported, then the worker exits 0', { skip }, async (t) => {
-  const s = await setup({ [JOB_DELAY_ENV]: '2500' });
+test('SIGTERM lets a running job finish (Redis up): the job is reported, then the worker exits 0', {
+  skip,
+  timeout: 120_000,
+}, async (t) => {
+  const s = await setup({ [JOB_DELAY_ENV]: '4000' });
   const job = await runningJob(s);
   const r = await sigterm(s.worker);
   t.diagnostic(`exit ${r.code} after ${r.ms} ms`);
@@ -149,6 +156,7 @@ test('SIGTERM lets a running job finish (Redis up): the job is reported, then th
 
 test('SIGTERM with a job running past the grace: the worker exits 0 within the bound and its job process ends (Redis gone, Redis up)', {
   skip,
+  timeout: 120_000,
 }, async (t) => {
   for (const gone of [true, false]) {
     const s = await setup({ [JOB_DELAY_ENV]: '120000' });
