@@ -1,78 +1,143 @@
 /**
- * Label-free verdicts of `musc predict` against the truth of an MVTec-style test folder.
+ * The evaluator of `musc predict` outputs against the truth (used by bank-study.ts and
+ * bank-latency.ts; the metric functions are src/metrics/'s):
  *
- *   node dist/bench/bank-eval.js OUT/predictions.csv [GROUND_TRUTH_DIR]
- *
- * Labels come from the predicted names: predict was given a folder whose sub-folders are the
- * defect types ('good' = normal), so a name is '<defect>/<file>'. Prints recall of defective
- * images, false-alarm rate of good ones, image AUROC (score and image_score), and with a
- * ground-truth folder (<defect>/<stem>_mask.png) the pixel precision, recall and IoU of the
- * predicted masks (all pixels of all images pooled).
+ *   image: recall of defective images and false-alarm rate of good ones at the predict threshold
+ *          (the verdicts: confusionAt with the one NG rule), image AUROC of `score` (and of
+ *          `image_score`, the map maximum before RsCIN)
+ *   pixel: with maps/ (`musc predict --save-maps`): pixel AUROC and AP of the maps at the original
+ *          size against the ground-truth masks (any non-zero mask pixel = defect; good images all
+ *          zero), all pixels of all images pooled; mask precision, recall and IoU at the pixel
+ *          threshold (the masks predict writes: map >= pixel threshold)
  */
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { readMapFile } from '../src/bank/outputs.js';
 import { decodeMask } from '../src/image/decode.js';
-import { rocAucScore } from '../src/metrics/roc.js';
-import { parseCsv } from '../src/io/csv.js';
+import { confusionAt } from '../src/metrics/confusion.js';
+import { binaryMetrics } from '../src/metrics/roc.js';
 
-async function maskCounts(out: string, gt: string, rows: Record<string, string>[]): Promise<{ tp: number; fp: number; fn: number }> {
-  const c = { tp: 0, fp: 0, fn: 0 };
-  for (const r of rows) {
-    if (!r.mask) continue;
-    const [defect, file] = r.name!.split('/') as [string, string];
-    const pred = await decodeMask(join(out, r.mask));
-    const truth = defect === 'good' ? null : await decodeMask(join(gt, defect, file.replace(/\.[^.]+$/, '_mask.png')));
-    for (let k = 0; k < pred.data.length; k++) {
-      const p = pred.data[k]! > 127,
-        t = truth ? truth.data[k]! > 127 : false;
-      if (p && t) c.tp++;
-      else if (p) c.fp++;
-      else if (t) c.fn++;
-    }
-  }
-  return c;
+/** The truth of one predicted image: 0 good / 1 defective, and its mask files (null: all zero). */
+export interface Truth {
+  label: 0 | 1;
+  masks: string[] | null;
 }
 
-async function main(): Promise<void> {
-  const [csv, gt] = process.argv.slice(2);
-  if (!csv) throw new Error('usage: bank-eval OUT/predictions.csv [GROUND_TRUTH_DIR]');
-  const [header, ...body] = parseCsv(await readFile(csv, 'utf8'));
-  const rows = body.map((r) => Object.fromEntries(header!.map((h, i) => [h, r[i] ?? ''])));
-  const labels = Uint8Array.from(rows, (r) => (r.name!.split('/')[0] === 'good' ? 0 : 1));
-  const ng = rows.map((r) => r.verdict === 'NG');
-  const nDef = labels.reduce((a, b) => a + b, 0),
-    nGood = rows.length - nDef;
-  const recall = ng.filter((v, i) => v && labels[i]).length / nDef;
-  const fa = ng.filter((v, i) => v && !labels[i]).length / nGood;
-  const auc = rocAucScore(
-    rows.map((r) => Number(r.score)),
-    labels,
-  );
-  const aucRaw = rocAucScore(
-    rows.map((r) => Number(r.image_score)),
-    labels,
-  );
-  const res: Record<string, number> = {
-    images: rows.length,
-    defective: nDef,
-    good: nGood,
-    recall,
-    false_alarm: fa,
-    image_auroc: auc,
-    image_auroc_image_score: aucRaw,
+/** One row of predictions.json (the fields used here). */
+interface PredictionRow {
+  name: string;
+  score: number;
+  imageScore: number;
+  threshold: number;
+  pixelThreshold: number;
+  width: number;
+  height: number;
+  map_file?: string;
+}
+
+export interface PixelEvaluation {
+  pixels: number;
+  defect_pixels: number;
+  pixel_auroc: number;
+  pixel_ap: number;
+  mask_precision: number | null;
+  mask_recall: number | null;
+  mask_iou: number;
+}
+
+export interface PredictEvaluation {
+  images: number;
+  defective: number;
+  good: number;
+  /** defective images judged NG / defective images */
+  recall: number;
+  /** good images judged NG / good images */
+  false_alarm: number;
+  found: number;
+  flagged: number;
+  image_auroc: number;
+  image_auroc_image_score: number;
+  image_threshold: number;
+  pixel_threshold: number;
+  /** null without maps/ */
+  pixel: PixelEvaluation | null;
+}
+
+async function readPredictions(dir: string): Promise<PredictionRow[]> {
+  const json = JSON.parse(await readFile(join(dir, 'predictions.json'), 'utf8')) as { predictions: PredictionRow[] };
+  if (!json.predictions?.length) throw new Error(`${dir}/predictions.json: no predictions`);
+  return json.predictions;
+}
+
+/** The truth mask of an image as 0/1 [height * width] (union of its mask files; any non-zero pixel is a defect). */
+async function truthMask(t: Truth, p: PredictionRow): Promise<Uint8Array> {
+  const out = new Uint8Array(p.width * p.height);
+  for (const f of t.masks ?? []) {
+    const m = await decodeMask(f);
+    if (m.width !== p.width || m.height !== p.height)
+      throw new Error(`${f}: mask is ${m.width}x${m.height}, image ${p.name} is ${p.width}x${p.height}`);
+    for (let k = 0; k < out.length; k++) if (m.data[k] !== 0) out[k] = 1;
+  }
+  return out;
+}
+
+async function evaluatePixels(dir: string, rows: PredictionRow[], truths: Truth[]): Promise<PixelEvaluation> {
+  const total = rows.reduce((a, p) => a + p.width * p.height, 0);
+  const maps = new Float32Array(total); // all pixels of all images, image after image
+  const masks = new Uint8Array(total);
+  let at = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const p = rows[i]!;
+    const map = await readMapFile(join(dir, p.map_file!));
+    if (map.width !== p.width || map.height !== p.height)
+      throw new Error(`${p.map_file}: map is ${map.width}x${map.height}, the image ${p.width}x${p.height}`);
+    maps.set(map.data, at);
+    masks.set(await truthMask(truths[i]!, p), at);
+    at += map.data.length;
+  }
+  const m = binaryMetrics(maps, masks);
+  const c = confusionAt(maps, masks, rows[0]!.pixelThreshold);
+  return {
+    pixels: total,
+    defect_pixels: m.positives,
+    pixel_auroc: m.auroc,
+    pixel_ap: m.ap,
+    mask_precision: c.precision,
+    mask_recall: c.recall,
+    mask_iou: c.tp / (c.tp + c.fp + c.fn),
   };
-  if (gt) {
-    const c = await maskCounts(dirname(csv), gt, rows);
-    Object.assign(res, {
-      pixel_precision: c.tp / (c.tp + c.fp),
-      pixel_recall: c.tp / (c.tp + c.fn),
-      pixel_iou: c.tp / (c.tp + c.fp + c.fn),
-    });
-  }
-  process.stdout.write(JSON.stringify(res, null, 2) + '\n');
 }
 
-main().catch((e: Error) => {
-  process.stderr.write(`${e.message}\n`);
-  process.exitCode = 1;
-});
+/** Evaluates the predict output folder `dir`; `truthOf(name)` gives each predicted image's truth. */
+export async function evaluatePredictions(dir: string, truthOf: (name: string) => Truth | undefined): Promise<PredictEvaluation> {
+  const rows = await readPredictions(dir);
+  const truths = rows.map((p) => {
+    const t = truthOf(p.name);
+    if (!t) throw new Error(`${dir}/predictions.json: no truth for '${p.name}'`);
+    return t;
+  });
+  for (const p of rows)
+    if (p.threshold !== rows[0]!.threshold || p.pixelThreshold !== rows[0]!.pixelThreshold)
+      throw new Error(`${dir}: thresholds differ between images (${p.name})`);
+  const labels = Uint8Array.from(truths, (t) => t.label);
+  const scores = Float64Array.from(rows, (p) => p.score);
+  const c = confusionAt(scores, labels, rows[0]!.threshold);
+  const withMaps = rows.every((p) => p.map_file);
+  return {
+    images: rows.length,
+    defective: c.tp + c.fn,
+    good: c.fp + c.tn,
+    recall: c.tp / (c.tp + c.fn),
+    false_alarm: c.fp / (c.fp + c.tn),
+    found: c.tp,
+    flagged: c.fp,
+    image_auroc: binaryMetrics(scores, labels).auroc,
+    image_auroc_image_score: binaryMetrics(
+      Float64Array.from(rows, (p) => p.imageScore),
+      labels,
+    ).auroc,
+    image_threshold: rows[0]!.threshold,
+    pixel_threshold: rows[0]!.pixelThreshold,
+    pixel: withMaps ? await evaluatePixels(dir, rows, truths) : null,
+  };
+}

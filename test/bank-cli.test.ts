@@ -10,6 +10,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import sharp from 'sharp';
+import { readMapFile } from '../src/bank/outputs.js';
+import { decodeMask } from '../src/image/decode.js';
+import { isNg } from '../src/threshold.js';
 import { cliMain, tempDir } from './helpers/cli-env.js';
 import { lcg } from './helpers/lcg.js';
 
@@ -27,6 +30,43 @@ async function png(file: string, seed: number, spot = false): Promise<void> {
   await sharp(px, { raw: { width: w, height: h, channels: 3 } })
     .png()
     .toFile(file);
+}
+
+/** regions.csv has a box of bad.png around the yellow spot (x 50-63, y 16-29). */
+async function assertRegionCoversSpot(out: string): Promise<void> {
+  const regions = (await readFile(join(out, 'regions.csv'), 'utf8')).trim().split('\n');
+  const box = regions
+    .find((l) => l.startsWith('bad.png'))!
+    .split(',')
+    .map(Number);
+  assert.ok(
+    box[2]! <= 57 && box[2]! + box[4]! >= 57 && box[3]! <= 23 && box[3]! + box[5]! >= 23,
+    `a region covers the spot: ${regions.join(' | ')}`,
+  );
+}
+
+/**
+ * --save-maps: maps/bad.safetensors is the map at the original size (80 x 48); thresholded at the
+ * pixel threshold it is the mask PNG of the first predict; its maximum over the first region is
+ * that region's peak; no masks/ with --no-pictures.
+ */
+async function assertSavedMap(first: string, out: string): Promise<void> {
+  const json = JSON.parse(await readFile(join(out, 'predictions.json'), 'utf8'));
+  const p = json.predictions.find((x: { name: string }) => x.name === 'bad.png');
+  assert.equal(p.map_file, 'maps/bad.safetensors');
+  const map = await readMapFile(join(out, p.map_file));
+  assert.deepEqual([map.width, map.height], [80, 48]);
+  const mask = await decodeMask(join(first, 'masks', 'bad.png'));
+  assert.equal(mask.data.length, map.data.length);
+  let differ = 0;
+  for (let k = 0; k < map.data.length; k++) if (isNg(map.data[k]!, p.pixelThreshold) !== mask.data[k]! > 127) differ++;
+  assert.equal(differ, 0, 'map >= pixel threshold is the mask');
+  const reg = p.regions[0];
+  let peak = -Infinity;
+  for (let y = reg.y; y < reg.y + reg.height; y++)
+    for (let x = reg.x; x < reg.x + reg.width; x++) if (mask.data[y * 80 + x]! > 127) peak = Math.max(peak, map.data[y * 80 + x]!);
+  assert.ok(Math.abs(peak - reg.peak) <= 1e-6 * Math.abs(reg.peak), `region peak ${reg.peak}, map ${peak}`);
+  await assert.rejects(readFile(join(out, 'masks', 'bad.png')), /ENOENT/);
 }
 
 test('musc bank build / info / predict: verdicts, regions, masks at the original size; refusals and exit codes', async () => {
@@ -59,15 +99,7 @@ test('musc bank build / info / predict: verdicts, regions, masks at the original
     assert.deepEqual([meta.width, meta.height], [80, 48]);
     const comp = await sharp(join(out, 'composites', 'bad.png')).metadata();
     assert.equal(comp.height, 48);
-    const regions = (await readFile(join(out, 'regions.csv'), 'utf8')).trim().split('\n');
-    const box = regions
-      .find((l) => l.startsWith('bad.png'))!
-      .split(',')
-      .map(Number);
-    assert.ok(
-      box[2]! <= 57 && box[2]! + box[4]! >= 57 && box[3]! <= 23 && box[3]! + box[5]! >= 23,
-      `a region covers the spot: ${regions.join(' | ')}`,
-    );
+    await assertRegionCoversSpot(out);
     const json = JSON.parse(await readFile(join(out, 'predictions.json'), 'utf8'));
     assert.equal(json.counts.skipped, 1);
     // the threshold file read back gives the same verdicts
@@ -82,8 +114,10 @@ test('musc bank build / info / predict: verdicts, regions, masks at the original
       '--threshold',
       join(out, 'threshold.json'),
       '--no-pictures',
+      '--save-maps',
     ]);
     assert.equal(r.status, 0, r.stderr);
+    await assertSavedMap(out, join(dir, 'out2'));
     const rows2 = (await readFile(join(dir, 'out2', 'predictions.csv'), 'utf8'))
       .trim()
       .split('\n')

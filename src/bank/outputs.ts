@@ -7,16 +7,24 @@
  *   threshold.json    the thresholds used (what `--threshold FILE` reads back)
  *   masks/<name>.png       defect mask at the original size (255 = defect)
  *   composites/<name>.png  image | heatmap overlay | mask outline, colour bar
+ *   maps/<name>.safetensors  (--save-maps) the anomaly map, tensor 'map' F32 [height, width] at the
+ *                            original size, raw score units (mask = map >= pixel threshold)
  */
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { formatCsv } from '../io/csv.js';
+import { encodeSafetensors, SafetensorsFile } from '../io/safetensors.js';
 import { writeThresholdFile } from './calibration.js';
 import { renderCompositePng, renderMaskPng } from './render.js';
-import type { Bank, ImageInput, ImagePrediction } from './types.js';
+import type { AnomalyMap, Bank, ImageInput, ImagePrediction } from './types.js';
 
 /** A prediction as written (no map or mask), with the files written for it. */
-export type WrittenPrediction = Omit<ImagePrediction, 'map' | 'mask' | 'patch'> & { mask_png?: string; composite_png?: string };
+export type WrittenPrediction = Omit<ImagePrediction, 'map' | 'mask' | 'patch'> & {
+  mask_png?: string;
+  composite_png?: string;
+  /** maps/<name>.safetensors (--save-maps) */
+  map_file?: string;
+};
 
 /** outputs/<name without extension>.png, keeping sub-folders but never leaving the folder. */
 export function pictureName(name: string): string {
@@ -33,6 +41,28 @@ export async function writePictures(out: string, input: ImageInput, p: ImagePred
   await writeFileAtomic(join(out, 'masks', rel), await renderMaskPng(p));
   await writeFileAtomic(join(out, 'composites', rel), await renderCompositePng(input.bytes, p));
   return { ...rest, mask_png: `masks/${rel}`, composite_png: `composites/${rel}` };
+}
+
+/** Writes maps/<name>.safetensors (tensor 'map' F32 [height, width]); returns its path relative to `out`. */
+export async function writeMapFile(out: string, p: ImagePrediction): Promise<string> {
+  if (!p.map) throw new Error(`${p.name}: no map to save (predict without opts.maps)`);
+  const rel = `maps/${pictureName(p.name).replace(/\.png$/, '.safetensors')}`;
+  const { width, height, data } = p.map;
+  const meta = { name: p.name, image_score: String(p.imageScore), pixel_threshold: String(p.pixelThreshold) };
+  await writeFileAtomic(join(out, rel), encodeSafetensors({ map: { dtype: 'F32', shape: [height, width], data } }, meta));
+  return rel;
+}
+
+/** Reads a map written by writeMapFile. */
+export async function readMapFile(file: string): Promise<AnomalyMap> {
+  const f = await SafetensorsFile.open(file);
+  try {
+    const t = f.float32('map');
+    if (t.shape.length !== 2) throw new Error(`${file}: tensor 'map' has shape [${t.shape}], expected [height, width]`);
+    return { height: t.shape[0]!, width: t.shape[1]!, data: t.data };
+  } finally {
+    f.close();
+  }
 }
 
 export function predictionsCsv(ps: WrittenPrediction[]): string {

@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { readThresholdArg, thresholdsOf } from '../bank/calibration.js';
-import { type WrittenPrediction, writePictures, writePredictTables } from '../bank/outputs.js';
+import { type WrittenPrediction, writeMapFile, writePictures, writePredictTables } from '../bank/outputs.js';
 import { calibrationFor, closeBank, DEFAULT_PREDICT_BATCH, predict } from '../bank/predict.js';
 import { readBank } from '../bank/store.js';
 import type { ImageInput, PredictOptions } from '../bank/types.js';
@@ -38,6 +38,7 @@ interface PredictFlags {
   batchSize?: number;
   maxPixels?: number;
   pictures?: boolean;
+  saveMaps?: boolean;
   report?: boolean;
   quiet?: boolean;
 }
@@ -80,7 +81,7 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
   if (files.length === 0) throw new DatasetError(`no images found in ${images.join(', ')}`);
   const thr = f.threshold !== undefined ? await readThresholdArg(f.threshold) : undefined;
   const opts: PredictOptions = {
-    maps: f.pictures !== false,
+    maps: f.pictures !== false || f.saveMaps === true,
     falseAlarm: f.falseAlarm,
     threshold: thr?.image,
     pixelThreshold: thr?.pixel,
@@ -108,7 +109,8 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
       const res = await predict(bank, inputs, { ...opts, onProgress: (step, d) => bar?.update(b + d, files.length, step) });
       skipped.push(...res.skipped);
       for (const p of res.predictions) {
-        written.push(await writePictures(out, inputs.find((i) => i.name === p.name)!, p, opts.maps!));
+        const w = await writePictures(out, inputs.find((i) => i.name === p.name)!, p, f.pictures !== false);
+        written.push(f.saveMaps ? { ...w, map_file: await writeMapFile(out, p) } : w);
         bar?.update(written.length + skipped.length, files.length, 'write');
       }
     }
@@ -131,7 +133,8 @@ async function run(images: string[], f: PredictFlags): Promise<void> {
   process.stdout.write(
     `musc predict: ${written.length} images: ${ng} NG, ${written.length - ng} OK${skipped.length ? `, ${skipped.length} skipped` : ''} ` +
       `(image threshold ${th.image.toPrecision(6)}, ${source}); ` +
-      `outputs in ${out} (predictions.csv, regions.csv${opts.maps ? ', masks/, composites/' : ''}` +
+      `outputs in ${out} (predictions.csv, regions.csv${f.pictures !== false ? ', masks/, composites/' : ''}` +
+      `${f.saveMaps ? ', maps/' : ''}` +
       `${f.report !== false ? ', report.html' : ''})\n`,
   );
   if (f.report !== false) await writeReportOrWarn(out, log);
@@ -158,6 +161,7 @@ export function predictCommand(): Command {
     .option('--batch-size <n>', `images scored per batch (default: ${DEFAULT_PREDICT_BATCH})`, posIntArg)
     .option('--max-pixels <n>', 'skip images with more pixels than this (default 100000000)', posIntArg)
     .option('--no-pictures', 'no masks/ and composites/ (tables only)')
+    .option('--save-maps', "also write maps/<name>.safetensors: the anomaly map at the original size (F32 'map' [height, width])")
     .option('--no-report', 'do not write report.html (musc report OUT writes it later)')
     .option('-q, --quiet', 'no progress bar or information lines')
     .addHelpText(

@@ -1,6 +1,9 @@
-/** `musc worker --redis URL [--concurrency N] [--store DIR]`: runs cluster jobs until Ctrl-C. */
+/**
+ * `musc worker --redis URL [--concurrency N] [--store DIR]`: runs cluster jobs until Ctrl-C or
+ * SIGTERM; then it takes no new jobs, gives the running ones STOP_GRACE_MS to finish, and exits 0.
+ */
 import { Command, InvalidArgumentError } from 'commander';
-import { startWorker } from '../cluster/worker.js';
+import { STOP_GRACE_MS, startWorker } from '../cluster/worker.js';
 import { ConfigError } from '../config.js';
 import { interruptRequested } from '../pipeline/interrupt.js';
 
@@ -39,7 +42,7 @@ export function workerCommand(): Command {
       }) => {
         const log = f.quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`);
         const store = storeDir(f.store);
-        const w = startWorker({
+        const cw = startWorker({
           redis: f.redis,
           store,
           concurrency: f.concurrency ?? 1,
@@ -49,9 +52,13 @@ export function workerCommand(): Command {
         });
         log?.(`worker ${process.pid}: ${f.concurrency ?? 1} slot(s), Redis ${f.redis}, store ${store}`);
         while (!interruptRequested()) await new Promise((r) => setTimeout(r, 200));
-        log?.(`worker ${process.pid}: stopping after the running jobs`);
-        // (close waits for the running jobs; without Redis it may wait for ever: at most 10 s)
-        await Promise.race([w.close(), new Promise((r) => setTimeout(r, 10_000).unref())]);
+        log?.(`worker ${process.pid}: stopping after the running jobs (at most ${STOP_GRACE_MS / 1000} s)`);
+        if (await cw.stop(STOP_GRACE_MS)) return;
+        // (BullMQ's connections keep retrying and its job processes stay attached: end here; the
+        // job processes exit with this one, and BullMQ takes their jobs back after the lock expires)
+        const n = cw.running();
+        log?.(`worker ${process.pid}: stopped ${n ? `with ${n} job(s) unfinished: they go back to the queue` : '(Redis unreachable)'}`);
+        process.exit(0);
       },
     );
 }
