@@ -64,7 +64,7 @@ test('end to end with a fake backbone and scorer: outputs, order, skip, determin
       const bb = fakeBackbone(32, 4);
       const scorer = fakeScorer();
       const rec: MetricsInput[] = [];
-      const settings = mergeSettings({}, { heatmaps: 'all', batch_size: 3, ...extra });
+      const settings = mergeSettings({}, { heatmaps: 'all', batch_size: 3, rscin: 'on', ...extra }); // RsCIN on: the fake doubles the score
       const res = await runDataset({ data: set.root, out, settings, loadBackbone: fakeLoader(bb), scorer, metrics: fakeMetrics(rec) });
       return { res, bb, scorer, rec };
     };
