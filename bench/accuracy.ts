@@ -14,11 +14,11 @@ import { tmpdir } from 'node:os';
 import { runDataset } from '../src/pipeline/run-dataset.js';
 import { DEFAULT_SETTINGS, type Settings } from '../src/config.js';
 import { loadBackbone } from '../src/backbones/registry.js';
-import * as core from '../src/scoring/musc.js';
 import { computeMetrics } from '../src/metrics/index.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import type { Scorer } from '../src/pipeline/types.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
+import { localScorer } from '../src/pipeline/local-scorer.js';
 
 const STUDIES = {
   precision: { key: 'msm_precision', exact: 'exact', other: 'fast' },
@@ -37,12 +37,7 @@ const data = join(process.env.MUSC_SHARED ?? resolve(root, '../shared'), 'data')
 const cats = process.argv.slice(3).length ? process.argv.slice(3) : ['bottle', 'glass', 'magnetic_tile'];
 const KEYS = ['image_auroc', 'image_f1max', 'image_ap', 'pixel_auroc', 'pixel_f1max', 'pixel_ap', 'pixel_pro', 'aupro'] as const;
 
-const scorer: Scorer = {
-  scorePatches: core.scorePatches,
-  upsampleMaps: core.upsampleMaps,
-  imageScoresFromMaps: core.imageScoresFromMaps,
-  rscin: core.rscin,
-};
+const scorer: Scorer = localScorer;
 
 const rows: Record<string, unknown>[] = [];
 for (const cat of cats) {

@@ -19,10 +19,10 @@ import { openDataset } from '../src/datasets/index.js';
 import { loadMask } from '../src/datasets/masks.js';
 import { decodeRgb, type RgbImage } from '../src/image/decode.js';
 import { loadBackbone } from '../src/backbones/registry.js';
-import type { Backbone } from '../src/backbones/types.js';
+import { type Backbone, inputSide } from '../src/backbones/types.js';
 import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { scorePatches, rscin } from '../src/scoring/musc.js';
-import { upsampleAlignCorners, gaussianSmooth, mapMaxima } from '../src/core/maps.js';
+import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
 import { computeMetrics } from '../src/metrics/index.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { readMaps } from '../src/outputs/maps.js';
@@ -70,22 +70,13 @@ interface Box {
   h: number;
 }
 
+/** Border padding of a 'mirrorP' geometry (the backbone's borderPad), else 0. */
+const padOf = (row: Row): number => (row.geometry.startsWith('mirror') ? Number(row.geometry.slice(6)) : 0);
+
 /** image -> S x S RGB and the content box inside it. */
 async function geometryOf(img: RgbImage, S: number, g: Geometry): Promise<{ img: RgbImage; box: Box }> {
   if (g === 'squash') return { img, box: { x: 0, y: 0, w: S, h: S } };
-  if (g.startsWith('mirror')) {
-    const pad = Number(g.slice(6));
-    const src0 = Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength);
-    const sq = await sharp(src0, { raw: { width: img.width, height: img.height, channels: 3 } })
-      .resize(S, S, { fit: 'fill', kernel: 'cubic' })
-      .raw()
-      .toBuffer();
-    const px = await sharp(sq, { raw: { width: S, height: S, channels: 3 } })
-      .extend({ left: pad, right: pad, top: pad, bottom: pad, extendWith: 'mirror' })
-      .raw()
-      .toBuffer();
-    return { img: { width: S + 2 * pad, height: S + 2 * pad, data: new Uint8Array(px) }, box: { x: 0, y: 0, w: S, h: S } };
-  }
+  if (g.startsWith('mirror')) return { img, box: { x: 0, y: 0, w: S, h: S } }; // the backbone pads (borderPad)
   const s = S / Math.max(img.width, img.height);
   const w = Math.max(1, Math.round(img.width * s)),
     h = Math.max(1, Math.round(img.height * s));
@@ -117,7 +108,7 @@ async function extract(bb: Backbone, paths: string[], g: Geometry, S: number): P
       boxes.push(gi.box);
       inputs.push(await bb.preprocess(gi.img));
     }
-    const SS = bb.imageSize;
+    const SS = inputSide(bb);
     const batch = new Float32Array(inputs.length * 3 * SS * SS);
     inputs.forEach((x, k) => batch.set(x, k * 3 * SS * SS));
     const f = await bb.extract(batch, inputs.length);
@@ -141,35 +132,6 @@ async function extract(bb: Backbone, paths: string[], g: Geometry, S: number): P
     off += b.tok.length;
   }
   return { stages, tokens: { n: paths.length, d, data: tok }, boxes };
-}
-
-/** mean of the top fraction of each map's values [N, H, W] -> [N] */
-function topMean(maps: Float32Array, n: number, frac: number): Float64Array {
-  const per = maps.length / n;
-  const k = Math.max(1, Math.round(per * frac));
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const v = maps.slice(i * per, (i + 1) * per).sort();
-    let s = 0;
-    for (let j = per - k; j < per; j++) s += v[j]!;
-    out[i] = s / k;
-  }
-  return out;
-}
-
-/** [N, h, w, C] -> [N, h - 2m, w - 2m, C] (m cells cut from every side). */
-function cropStage(st: StageFeatures<Float32Array>, m: number): StageFeatures<Float32Array> {
-  if (!Number.isInteger(m)) throw new Error(`crop ${m} is not whole cells`);
-  const { n, h, w, c } = st;
-  const H = h - 2 * m,
-    W = w - 2 * m;
-  const out = new Float32Array(n * H * W * c);
-  for (let i = 0; i < n; i++)
-    for (let y = 0; y < H; y++) {
-      const s0 = ((i * h + y + m) * w + m) * c;
-      out.set(st.data.subarray(s0, s0 + W * c), (i * H + y) * W * c);
-    }
-  return { n, h: H, w: W, c, data: out };
 }
 
 /** maps [N, S, S] -> each image's content box resized back to S x S (bilinear), as the squashed masks. */
@@ -227,7 +189,6 @@ async function components(
       row.geometry,
       row.size,
     );
-    if (pad) f.stages = f.stages.map((st) => cropStage(st, (pad * st.h) / (row.size + 2 * pad)));
     const tok = Buffer.from(f.tokens.data.buffer, f.tokens.data.byteOffset, f.tokens.data.byteLength);
     writeFileSync(join(CACHE, `${key}-tokens.f32`), tok);
     writeFileSync(
@@ -278,8 +239,7 @@ async function stageTokens(cat: string, items: { path: string }[], row: Row): Pr
   const key = `${cat}|${row.size}|${row.token}|${row.geometry}`;
   if (!stageTok.has(key)) {
     const layer = Number(row.token.slice(1));
-    const pad = row.geometry.startsWith('mirror') ? Number(row.geometry.slice(6)) : 0;
-    const bb = await loadBackbone('resnet50', { imageSize: row.size + 2 * pad, stages: [layer], borderPad: 0 });
+    const bb = await loadBackbone('resnet50', { imageSize: row.size, stages: [layer], borderPad: padOf(row) });
     const f = await extract(
       bb,
       items.map((it) => it.path),
@@ -336,7 +296,7 @@ async function main(): Promise<void> {
     let maps = c.maps ?? upsampleAlignCorners(patch, c.n, c.h, c.w, S, S);
     if (row.geometry !== 'squash') maps = uncrop(maps, c.n, S, c.boxes);
     if (row.sigma > 0) maps = gaussianSmooth(maps, c.n, S, S, row.sigma);
-    const img = row.top > 0 ? topMean(maps, c.n, row.top) : mapMaxima(maps, c.n);
+    const img = imageScores(maps, c.n, row.top > 0 ? { kind: 'top', fraction: row.top } : MAX_IMAGE_SCORE);
     const rs = rscin(img, row.token === 'l4' ? c.tokens : await stageTokens(cat, items, row), row.kList);
     const m = computeMetrics({ imageScores: rs, imageLabels: labels, maps, masks: masksBySize.get(S)!, height: S, width: S });
     const out = {

@@ -17,15 +17,11 @@ import { parseScoresCsv } from '../src/outputs/scores.js';
 import type { Scorer } from '../src/pipeline/types.js';
 import { tempDir } from './helpers/cli-env.js';
 import { fakeBackbone, fakeLoader } from './helpers/cli-fakes.js';
+import { localScorer } from '../src/pipeline/local-scorer.js';
 
 after(shutdownCompute);
 
-const scorer: Scorer = {
-  scorePatches: core.scorePatches,
-  upsampleMaps: core.upsampleMaps,
-  imageScoresFromMaps: core.imageScoresFromMaps,
-  rscin: core.rscin,
-};
+const scorer: Scorer = localScorer;
 
 /** mean of the top round(0.025 * pixels) values of each map, by sorting */
 function topMean(maps: Float32Array, n: number, frac: number): number[] {

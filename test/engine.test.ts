@@ -14,7 +14,6 @@ import { decodeRgb } from '../src/image/decode.js';
 import { toFloat16 } from '../src/io/float16.js';
 import { runAblation } from '../src/ablate/run.js';
 import { studyRows } from '../src/ablate/studies.js';
-import * as core from '../src/scoring/musc.js';
 import { ComputeWorker, shutdownCompute } from '../src/compute/worker.js';
 import { TASKS_MODULE } from '../src/scoring/tasks.js';
 import type { StageFeatures } from '../src/core/types.js';
@@ -22,15 +21,11 @@ import type { MetricsInput, Scorer } from '../src/pipeline/types.js';
 import { tempDir } from './helpers/cli-env.js';
 import { fakeBackbone, fakeLoader, fakeMetrics } from './helpers/cli-fakes.js';
 import { maxAbsDiff as maxDiff } from './helpers/core-golden.js';
+import { localScorer } from '../src/pipeline/local-scorer.js';
 
 after(shutdownCompute);
 
-const scorer: Scorer = {
-  scorePatches: core.scorePatches,
-  upsampleMaps: core.upsampleMaps,
-  imageScoresFromMaps: core.imageScoresFromMaps,
-  rscin: core.rscin,
-};
+const scorer: Scorer = localScorer;
 
 /** one stage [N, G, G, 3] (float16 storage, as musc run and musc ablate keep it) and tokens [N, 3] of the fake backbone */
 async function features(paths: string[], size: number, grid: number) {

@@ -25,6 +25,7 @@ import type { Scorer } from '../src/pipeline/types.js';
 import type { ScoreOptions } from '../src/scoring/musc.js';
 import { tempDir, cliMain, writePng } from './helpers/cli-env.js';
 import { fakeBackbone, fakeLoader, fakeMetrics } from './helpers/cli-fakes.js';
+import { localScorer } from '../src/pipeline/local-scorer.js';
 
 after(shutdownCompute);
 
@@ -37,9 +38,9 @@ function recordingScorer(): Scorer & { calls: { n: number; opts: ScoreOptions }[
       calls.push({ n: stages[0]!.n, opts });
       return core.scorePatches(stages, opts);
     },
-    upsampleMaps: core.upsampleMaps,
-    imageScoresFromMaps: core.imageScoresFromMaps,
-    rscin: core.rscin,
+    upsampleMaps: localScorer.upsampleMaps,
+    imageScoresFromMaps: localScorer.imageScoresFromMaps,
+    rscin: localScorer.rscin,
   };
 }
 

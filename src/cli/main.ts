@@ -30,7 +30,6 @@ import { versions } from '../outputs/versions.js';
 import { InterruptedError, interruptRequested, requestInterrupt } from '../pipeline/interrupt.js';
 import { type DatasetRunResult, openOutputFolder, PartialRunError, runDataset } from '../pipeline/run-dataset.js';
 import type { MetricsFn, Scorer } from '../pipeline/types.js';
-import * as core from '../scoring/musc.js';
 import { apiCommand } from './api.js';
 import {
   decisionRuleArg,
@@ -54,6 +53,7 @@ import { cancelCommand, statusCommand } from './status.js';
 import { predictCommand } from './predict.js';
 import { createProgress } from './progress.js';
 import { reportCommand, serveCommand } from './report.js';
+import { localScorer } from '../pipeline/local-scorer.js';
 
 interface RunFlags extends AccuracyFlags {
   data?: string;
@@ -125,12 +125,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   return s;
 }
 
-const scorer: Scorer = {
-  scorePatches: core.scorePatches,
-  upsampleMaps: core.upsampleMaps,
-  imageScoresFromMaps: core.imageScoresFromMaps,
-  rscin: core.rscin,
-};
+const scorer: Scorer = localScorer;
 
 function checkBackboneName(name: string): void {
   const known = listBackbones().map((b) => b.name);

@@ -24,7 +24,6 @@ import { validateStages } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import type { Scorer } from '../pipeline/types.js';
 import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
-import * as core from '../scoring/musc.js';
 import { planOfBatch } from '../scoring/tasks.js';
 import { putBank } from './bank.js';
 import { passKeys } from './block.js';
@@ -33,6 +32,7 @@ import type { Coordinator } from './coordinator.js';
 import type { BankRef, BlockJobData, ClusterJob } from './jobs.js';
 import { readMaxAbs, scaleJobs } from './scale.js';
 import type { SharedStore } from './store.js';
+import { localScorer } from '../pipeline/local-scorer.js';
 
 export interface BlockSplit {
   /** query images per block (default: about CLUSTER_BLOCK_ROWS patch rows) */
@@ -174,8 +174,8 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
         timings: { lnamdMs: 0, msmMs: performance.now() - t0 },
       };
     },
-    upsampleMaps: core.upsampleMaps,
-    imageScoresFromMaps: core.imageScoresFromMaps,
-    rscin: core.rscin,
+    upsampleMaps: localScorer.upsampleMaps,
+    imageScoresFromMaps: localScorer.imageScoresFromMaps,
+    rscin: localScorer.rscin,
   };
 }
