@@ -155,7 +155,7 @@ test('runAblation: every row scored, shots rows on the held-out test set, table 
     res.rows.filter((r) => r.study === 'shots').map((r) => r.nRef),
     [0, 2, 2],
   );
-  // the r={1,3,5} row of the r study = the full pipeline: image scores are map maxima, then RsCIN
+  // the r={1,3,5} row of the r study = the full pipeline: image scores by the default rule, then RsCIN
   assert.equal(rec.length, 9);
   const md = ablationMarkdown('t', res.rows);
   assert.match(md, /\| shots \| 2-shot MuSc\+ \| 8 \+ 2 ref \|/);

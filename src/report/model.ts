@@ -8,7 +8,7 @@
  *   <out>/<cat>/maps.safetensors       F32 [N, S, S] maps, row order = scores.csv (optional)
  *
  * The ranking score is score_rscin (the classification score the image metrics use); the raw
- * map maximum is shown beside it. Its ROC curve, F1-optimal and label-free thresholds come from
+ * image score of the map is shown beside it. Its ROC curve, F1-optimal and label-free thresholds come from
  * the evaluator (src/metrics/evaluator.ts, the run's --decision rule from metrics.json), as in
  * `musc run`; the page only shows them. Mask files are not in the outputs: they are found again from
  * the dataset layout (run.json data_root + dataset + category), matched by relative path.

@@ -15,7 +15,7 @@ export interface PageItem {
   label: 0 | 1 | null;
   /** the ranking score (score_rscin); null when not finite */
   score: number | null;
-  /** raw image score (map max) */
+  /** raw image score of the map (the run's --image-score rule) */
   raw: number | null;
   /** 1 when the original (thumb/, orig/) exists */
   o: 0 | 1;

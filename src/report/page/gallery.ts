@@ -62,7 +62,7 @@ function card(s: CatState, idx: number, r: number, open: (idx: number) => void):
       'div',
       { class: 'meta' },
       el('span', { class: 'rank', text: '#' + (r + 1) }),
-      el('span', { class: 'score', title: 'score (RsCIN); map max ' + fmt(it.raw, 6), text: fmt(s.scores[idx]) }),
+      el('span', { class: 'score', title: 'score (RsCIN); image score of the map ' + fmt(it.raw, 6), text: fmt(s.scores[idx]) }),
       el('span', { class: 'lab ' + (it.label === 1 ? 'l1' : it.label === 0 ? 'l0' : 'lu'), text: labelText(it.label, it.defect) }),
       pred,
     ),

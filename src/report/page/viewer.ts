@@ -29,7 +29,7 @@ export function openViewer(idx: number): void {
     (s.rank.indexOf(idx) + 1) +
     ' · score ' +
     fmt(sc, 6) +
-    ' (map max ' +
+    ' (image score of the map ' +
     fmt(it.raw, 6) +
     ') · ' +
     labelText(it.label, it.defect) +
