@@ -15,6 +15,7 @@ import {
   normalQuantile,
   readThresholdArg,
   runVerdicts,
+  thresholdsOf,
   writeThresholdFile,
 } from '../src/bank/calibration.js';
 import {
@@ -125,6 +126,10 @@ test("end to end: a bank without image 0 scores image 0 as the full bank's leave
     const fb = await openBank(full.path),
       rb = await openBank(rest.path);
     for (let i = 0; i < 8; i++) assert.ok(mb.calibration.image_scores[i]! >= fb.calibration.image_scores[i]! - 1e-12); // max >= top mean
+    // the pixel threshold stays on the map maxima whatever the image score rule (a good image's whole map under it)
+    assert.deepEqual(fb.calibration.map_maxima, mb.calibration.image_scores);
+    assert.equal(thresholdsOf(fb.calibration, 0.01).pixel, falseAlarmThreshold(mb.calibration.image_scores, 0.01));
+    assert.equal(thresholdsOf(fb.calibration, 0.01).pixel, thresholdsOf(mb.calibration, 0.01).pixel);
     await closeBank(mb);
     const out = await predict(rb, [imgs[0]!], { loadBackbone: loader, maps: true });
     const p = out.predictions[0]!;
@@ -342,7 +347,7 @@ test('musc run where: masks at original size, composites of NG images, regions.c
     const maps = new Float32Array(n * S * S).fill(0.1);
     for (let i = 0; i < 3; i++) maps[i * S * S + 9] = 0.2 + 0.01 * i; // normal images: a small bump
     for (let y = 2; y < 5; y++) for (let x = 4; x < 7; x++) maps[3 * S * S + y * S + x] = 1; // image 3: a defect
-    const imageScores = Float64Array.from([0.2, 0.21, 0.22, 1]);
+    const imageScores = Float64Array.from([0.12, 0.13, 0.14, 0.9]); // a top-fraction mean: below the maxima
     const decisions = { method: 'false-alarm' as const, threshold: 0.5, decisions: ['OK', 'OK', 'OK', 'NG'] as ('OK' | 'NG')[], ng: 1 };
     const r = {
       name: 'x',
@@ -354,7 +359,7 @@ test('musc run where: masks at original size, composites of NG images, regions.c
       size: S,
     } as unknown as import('../src/pipeline/types.js').CategoryResult;
     const scale = runPixelScale(r);
-    assert.ok(Math.abs(scale.threshold - falseAlarmThreshold([0.2, 0.21, 0.22])) < 1e-12);
+    assert.ok(Math.abs(scale.threshold - falseAlarmThreshold([0.2, 0.21, 0.22].map(Math.fround))) < 1e-12); // the OK images' map maxima
     const w = await writeRunWhere(dir, r, true);
     assert.equal(w.masks, 4);
     assert.equal(w.composites, 1);

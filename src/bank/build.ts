@@ -12,7 +12,7 @@ import { relative, sep } from 'node:path';
 import type { Backbone } from '../backbones/types.js';
 import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
-import { formatImageScoreRule, imageScores as imageScoresOf, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
+import { formatImageScoreRule, imageScores as imageScoresOf, mapMaxima, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
 import { type RscinMode, rscinWindows } from '../config.js';
 import { RSCIN_K_MVTEC } from '../core/rscin.js';
 import type { Interval } from '../core/types.js';
@@ -141,6 +141,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     false_alarm: falseAlarm,
     scores: Array.from(rscinRaw(imageScores, tokens, kList)),
     image_scores: Array.from(imageScores),
+    map_maxima: Array.from(mapMaxima(maps, n)),
     map_medians: images.map((_, i) => median(maps.subarray(i * S * S, (i + 1) * S * S))),
   };
   const v = versions();

@@ -16,7 +16,8 @@
  * 99th percentile of 16 scores IS the largest score, i.e. the defect when there is one). The
  * normal shape is an assumption; a is a target, not a guarantee (measured: README).
  *
- * Pixel threshold: the same rule over the normal images' map maxima (their image scores), so a
+ * Pixel threshold: the same rule over the normal images' map maxima (not their image scores, which
+ * may be a top-fraction mean: `--image-score`), so a
  * normal image's whole map stays under it with probability about 1 - a: masks of good images
  * are empty, while the pixels of a defect that makes its image stand out are marked.
  *
@@ -46,8 +47,10 @@ export interface Calibration {
   false_alarm: number;
   /** [N] classification score of each bank image (RsCIN within the bank, raw units) */
   scores: number[];
-  /** [N] maximum of each bank image's S x S map */
+  /** [N] image score of each bank image's S x S map (the bank's image score rule) */
   image_scores: number[];
+  /** [N] maximum of each bank image's map (the pixel threshold's basis); absent in older banks, whose image scores were the maxima */
+  map_maxima?: number[];
   /** [N] median pixel of each bank image's map */
   map_medians: number[];
 }
@@ -103,7 +106,7 @@ export function thresholdsOf(
   override: { image?: number; pixel?: number } = {},
 ): Thresholds {
   const image = override.image ?? falseAlarmThreshold(cal.scores, falseAlarm);
-  const pixel = override.pixel ?? falseAlarmThreshold(cal.image_scores, falseAlarm);
+  const pixel = override.pixel ?? falseAlarmThreshold(cal.map_maxima ?? cal.image_scores, falseAlarm);
   const lo = Math.min(median(cal.map_medians), pixel);
   const hi = pixel + (pixel - lo);
   return { falseAlarm, image, pixel, imageMedian: median(cal.scores), colour: { lo, hi: hi > lo ? hi : lo + 1e-12, threshold: pixel } };

@@ -12,7 +12,7 @@
  * map at the original size is the S x S map resized (bilinear, align corners, as the maps are).
  */
 import { join } from 'node:path';
-import { upsampleAlignCorners } from '../core/maps.js';
+import { mapMaxima, upsampleAlignCorners } from '../core/maps.js';
 import { decodeRgb, type RgbImage } from '../image/decode.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { heatmapPaths } from '../outputs/heatmaps.js';
@@ -40,8 +40,9 @@ export function runPixelScale(
     plane = r.size * r.size;
   const ok = [...Array(n).keys()].filter((i) => r.decisions?.decisions[i] === 'OK');
   const base = ok.length >= 2 ? ok : [...Array(n).keys()];
+  const maxima = mapMaxima(r.maps, n); // not the image scores: those may be a top-fraction mean (--image-score)
   const pixel = falseAlarmThreshold(
-    base.map((i) => r.imageScores[i]!),
+    base.map((i) => maxima[i]!),
     falseAlarm,
   );
   const lo = Math.min(pixel, median(base.map((i) => median(r.maps.subarray(i * plane, (i + 1) * plane)))));

@@ -171,6 +171,9 @@ export async function readBank(path: string): Promise<Bank> {
     if (!Array.isArray(calibration[k]) || calibration[k].length !== n)
       throw new BankError(path, `${CALIBRATION}: '${k}' must hold ${n} values`);
   }
+  const mx = calibration.map_maxima;
+  if (mx !== undefined && (!Array.isArray(mx) || mx.length !== n))
+    throw new BankError(path, `${CALIBRATION}: 'map_maxima' must hold ${n} values`);
   return { path, manifest, stages, tokens, calibration };
 }
 
