@@ -5,6 +5,7 @@ import {
   checkInterval,
   checkRList,
   DEFAULT_SETTINGS,
+  mergeSettings,
   parseIntList,
   parseNumberList,
   PRESETS,
@@ -108,13 +109,16 @@ export function accuracyOptions(cmd: Command): Command {
     );
 }
 
-/** The accuracy settings of the flags: preset first, explicit flags over it (absent = the defaults). */
+/** The accuracy settings of the flags, merged as `musc run` merges them (config.ts mergeSettings: preset, then flags). */
 export function accuracySettings(f: AccuracyFlags): { borderPad?: number; imageScore: string; rscin: RscinMode } {
-  const p = f.preset ? PRESETS[f.preset]! : {};
-  const borderPad = f.borderPad ?? p.border_pad;
-  return {
-    ...(borderPad !== undefined ? { borderPad } : {}),
-    imageScore: f.imageScore ?? p.image_score ?? DEFAULT_SETTINGS.image_score,
-    rscin: f.rscin ?? p.rscin ?? DEFAULT_SETTINGS.rscin,
-  };
+  const s = mergeSettings(
+    {},
+    {
+      ...(f.preset !== undefined ? { preset: f.preset } : {}),
+      ...(f.borderPad !== undefined ? { border_pad: f.borderPad } : {}),
+      ...(f.imageScore !== undefined ? { image_score: f.imageScore } : {}),
+      ...(f.rscin !== undefined ? { rscin: f.rscin } : {}),
+    },
+  );
+  return { ...(s.border_pad !== undefined ? { borderPad: s.border_pad } : {}), imageScore: s.image_score, rscin: s.rscin };
 }
