@@ -10,15 +10,14 @@ import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { putBank } from '../src/cluster/bank.js';
-import { blockKey } from '../src/cluster/block.js';
 import { Coordinator } from '../src/cluster/coordinator.js';
-import { type BlockJobData, type ClusterJob, JOB_DELAY_ENV } from '../src/cluster/jobs.js';
+import { type ClusterJob, JOB_DELAY_ENV } from '../src/cluster/jobs.js';
 import { DirStore } from '../src/cluster/store.js';
 import { lnamdTarget } from '../src/core/lnamd.js';
 import { allPairs, tableBlocks } from '../src/core/msm.js';
 import { mulberry32 } from '../src/demo/synthetic.js';
 import { tempDir } from './helpers/cli-env.js';
-import { freePort, HAVE_REDIS, type Proc, startRedis, startWorker, stop } from './helpers/cluster-env.js';
+import { blockJobData, freePort, HAVE_REDIS, type Proc, startRedis, startWorker, stop } from './helpers/cluster-env.js';
 
 const skip = !HAVE_REDIS && 'redis-server is not installed (.ci/run installs it)';
 let dir = '',
@@ -48,17 +47,7 @@ async function blockJobs(store: DirStore, run: string, n: number, seed: number):
   const bank = await putBank(store, stage);
   const target = lnamdTarget([stage]);
   return tableBlocks(n, 4, allPairs(n), { blockImages: 1, colImages: 1 }).map((block) => {
-    const data: BlockJobData = {
-      run,
-      bank,
-      target,
-      r: 1,
-      block,
-      precision: 'fast',
-      device: 'cpu',
-      done: blockKey(bank, target, 1, block, 'fast'),
-    };
-    return { name: 'block', data };
+    return { name: 'block', data: blockJobData(run, bank, target, 1, block, 'fast') };
   });
 }
 

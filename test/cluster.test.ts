@@ -13,15 +13,26 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { putBank } from '../src/cluster/bank.js';
-import { blockKey, runBlockJob } from '../src/cluster/block.js';
+import { runBlockJob } from '../src/cluster/block.js';
 import { Coordinator } from '../src/cluster/coordinator.js';
-import { type BlockJobData, JOB_DELAY_ENV } from '../src/cluster/jobs.js';
+import { JOB_DELAY_ENV } from '../src/cluster/jobs.js';
 import { clusterStatus } from '../src/cluster/status.js';
 import { DirStore } from '../src/cluster/store.js';
 import { lnamdTarget } from '../src/core/lnamd.js';
 import { generateSynthetic } from '../src/demo/synthetic.js';
 import { cliMain, tempDir } from './helpers/cli-env.js';
-import { freePort, HAVE_REDIS, type Proc, startMusc, startRedis, startWorker, stop, storeCount, waitFor } from './helpers/cluster-env.js';
+import {
+  blockJobData,
+  freePort,
+  HAVE_REDIS,
+  type Proc,
+  startMusc,
+  startRedis,
+  startWorker,
+  stop,
+  storeCount,
+  waitFor,
+} from './helpers/cluster-env.js';
 
 const skip = !HAVE_REDIS && 'redis-server is not installed (.ci/run installs it)';
 let dir = '',
@@ -168,16 +179,7 @@ test('status lists runs and failed jobs with their error; a run can be cancelled
   const target = { gridH: 2, gridW: 2, channels: 4 };
   const bank = { key: `bank/${'0'.repeat(64)}`, n: 4, h: 2, w: 2, c: 4, dtype: 'float32' as const };
   const block = { i0: 0, i1: 1, j0: 1, j1: 4 };
-  const bad: BlockJobData = {
-    run: 'badrun',
-    bank,
-    target,
-    r: 1,
-    block,
-    precision: 'fast',
-    device: 'cpu',
-    done: blockKey(bank, target, 1, block, 'fast'),
-  };
+  const bad = blockJobData('badrun', bank, target, 1, block, 'fast');
   const co = await Coordinator.open({ redis: redisUrl, store: dstore, run: 'badrun', label: 'a failing job' });
   try {
     await assert.rejects(co.runJobs([{ name: 'block', data: bad }], 'bad'), /job block-\S+ failed after 3 attempts: .*no such file|ENOENT/);
@@ -222,16 +224,7 @@ test('a block job delivered twice writes the same bytes under the same key', { s
   const bank = await putBank(dstore, stage);
   const target = lnamdTarget([stage]);
   const block = { i0: 0, i1: 2, j0: 1, j1: 5 };
-  const job: BlockJobData = {
-    run: 'dup',
-    bank,
-    target,
-    r: 3,
-    block,
-    precision: 'exact',
-    device: 'cpu',
-    done: blockKey(bank, target, 3, block, 'exact'),
-  };
+  const job = blockJobData('dup', bank, target, 3, block, 'exact');
   await runBlockJob(dstore, job);
   const first = await dstore.get(job.done);
   await runBlockJob(dstore, job);

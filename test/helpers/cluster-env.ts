@@ -4,6 +4,8 @@ import { readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { cliMain } from './cli-env.js';
+import { blockKey } from '../../src/cluster/block.js';
+import type { BlockJobData } from '../../src/cluster/jobs.js';
 
 export const HAVE_REDIS = spawnSync('redis-server', ['--version']).status === 0;
 
@@ -90,4 +92,16 @@ export async function stop(p: ChildProcess | undefined): Promise<void> {
   const ended = new Promise((r) => p.once('exit', r));
   p.kill('SIGKILL');
   await ended;
+}
+
+/** A block job's data on the CPU, its result key from the block's inputs (src/cluster/block.ts blockKey). */
+export function blockJobData(
+  run: string,
+  bank: BlockJobData['bank'],
+  target: BlockJobData['target'],
+  r: number,
+  block: BlockJobData['block'],
+  precision: BlockJobData['precision'],
+): BlockJobData {
+  return { run, bank, target, r, block, precision, device: 'cpu', done: blockKey(bank, target, r, block, precision) };
 }
