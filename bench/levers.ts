@@ -1,68 +1,107 @@
 /**
- * The accuracy levers of issue 17 on one category: features extracted once per input geometry,
- * patch scores cached per r (MUSC_LEVERS_CACHE, default <tmpdir>/musc-levers), then every row's
- * post-processing (r list, map smoothing, image score rule, RsCIN windows and tokens) evaluated
- * on them. Rows are specs 'key=value/...' (or 'base' = today's reference defaults):
- *   g=squash|letterbox|mirror16|mirror32   input geometry (mirrorP = the backbone's border padding P)
- *   s=224  st=2.3  r=1.3.5  c=1024 (LNAMD channels)  sig=4 (Gaussian map smoothing)
- *   top=0.025 (image score = mean of the top fraction; 0 = max)  k=1.2.3 (RsCIN; 0 = off)  tok=l4|l3|l2
+ * The accuracy levers of issue 17 on one category. Features are extracted once per input geometry;
+ * the full MSM nearest-distance table [N, P, N] of every (aggregation, stage, r) is cached on disk
+ * (MUSC_LEVERS_CACHE, default <tmpdir>/musc-levers-tables), so every reduction and post-processing
+ * row (interval, r list, stages, map smoothing, image score, RsCIN / RsCon) is evaluated without
+ * scoring again. Rows are specs 'key=value/...' ('base' = the reference's choices: max, RsCIN 1,2,3):
+ *   g=squash|letterbox|mirrorP|tileA  input geometry: squashed to S x S; aspect kept with mirrored
+ *        margins; the backbone's border padding P px; images longer than A:1 cut into ceil(ratio / A)
+ *        tiles along the long side, each squashed (tiles never score tiles of their own image)
+ *   s=224  st=2.3 (stages)  c=1024 (LNAMD channels)  r=1.3.5  l=0.1 (stage indices kept)
+ *   agg=box|sw:T|md|mdsw:T  LNAMD box mean (ours); similarity-weighted r x r mean with weights
+ *        exp(-|u_q - u_p| / T) on unit vectors (MuSc-V2's SWPooling); md = one feature per stage, the
+ *        mean of the (L2-normalised) r = 1,3,5 features (MuSc-V2's multi-degree: one MSM pass, not 3)
+ *   q=0.3 (MSM interval [0, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
+ *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
+ *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
  *   node dist/bench/levers.js CATEGORY ROW[,ROW...]      (data: $MUSC_SHARED/data or ../shared/data)
- * Prints one JSON line per row (metrics in %, pixel metrics with any non-zero mask pixel = defect).
+ * Prints one JSON line per row: metrics in % (pixel metrics with any non-zero mask pixel = defect),
+ * extract_s and score_s (the MSM time of the tables the row uses, as measured when cached).
+ * MUSC_LEVERS_MAPS = a musc run's maps.safetensors: post-processing rows on that run's maps.
  */
 import { dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
-import { openDataset } from '../src/datasets/index.js';
+import { openDataset, type DatasetItem } from '../src/datasets/index.js';
 import { loadMask } from '../src/datasets/masks.js';
 import { decodeRgb, type RgbImage } from '../src/image/decode.js';
 import { loadBackbone } from '../src/backbones/registry.js';
-import { type Backbone, inputSide } from '../src/backbones/types.js';
+import { inputSide } from '../src/backbones/types.js';
 import type { StageFeatures, ImageTokens } from '../src/core/types.js';
-import { scorePatches, rscin } from '../src/scoring/musc.js';
+import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
+import { nearestDistanceTable } from '../src/core/msm.js';
+import { reduceTable } from '../src/core/score.js';
+import { zeroShotVariant } from '../src/core/plan.js';
+import { rscin } from '../src/core/rscin.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
 import { computeMetrics } from '../src/metrics/index.js';
-import { shutdownCompute } from '../src/compute/worker.js';
+import { computeWorker, shutdownCompute } from '../src/compute/worker.js';
+import { kernelFor } from '../src/scoring/tasks.js';
 import { readMaps } from '../src/outputs/maps.js';
 
-type Geometry = 'squash' | 'letterbox' | 'mirror16' | 'mirror32';
 interface Row {
-  geometry: Geometry;
+  geometry: string;
   size: number;
   stages: number[];
-  rList: number[];
   channels?: number;
+  agg: string;
+  rList: number[];
+  layers?: number[];
+  q: number;
   sigma: number;
-  kList: number[];
-  /** image score: 0 = map max, else mean of the top fraction of map pixels */
   top: number;
-  /** RsCIN token: 'l4' (backbone's), or 'l2'/'l3' = L2-normalised mean of that stage */
+  kList: number[];
   token: string;
 }
-const BASE: Row = { geometry: 'squash', size: 224, stages: [2, 3], rList: [1, 3, 5], sigma: 0, kList: [1, 2, 3], top: 0, token: 'l4' };
-/** 'base' or 'g=letterbox/s=320/st=3/r=1.3.5/c=1024/sig=4/k=1.2.3' */
+const BASE: Row = {
+  geometry: 'squash',
+  size: 224,
+  stages: [2, 3],
+  agg: 'box',
+  rList: [1, 3, 5],
+  q: 0.3,
+  sigma: 0,
+  top: 0,
+  kList: [1, 2, 3],
+  token: 'l4',
+};
+
 function parseRow(spec: string): Row {
   const row: Row = { ...BASE };
   if (spec === 'base') return row;
   for (const kv of spec.split('/')) {
     const [k, v] = kv.split('=') as [string, string];
     const nums = () => v.split('.').map(Number);
-    if (k === 'g') row.geometry = v as Geometry;
+    if (k === 'g') row.geometry = v;
     else if (k === 's') row.size = Number(v);
     else if (k === 'st') row.stages = nums();
-    else if (k === 'r') row.rList = nums();
     else if (k === 'c') row.channels = Number(v);
+    else if (k === 'agg') row.agg = v;
+    else if (k === 'r') row.rList = nums();
+    else if (k === 'l') row.layers = nums();
+    else if (k === 'q') row.q = Number(v);
     else if (k === 'sig') row.sigma = Number(v);
-    else if (k === 'k') row.kList = nums();
     else if (k === 'top') row.top = Number(v);
+    else if (k === 'k') row.kList = nums();
     else if (k === 'tok') row.token = v;
     else throw new Error(`bad row key ${k}`);
   }
+  if (!/^(squash|letterbox|mirror\d+|tile[\d.]+)$/.test(row.geometry)) throw new Error(`bad geometry ${row.geometry}`);
   return row;
 }
 
+/** One backbone input: an image or one tile of it; `box` = where its content sits in the S x S input. */
+interface Piece {
+  item: number;
+  k: number;
+  K: number;
+  axis: 'x' | 'y';
+  box: Box;
+}
 interface Box {
   x: number;
   y: number;
@@ -70,20 +109,47 @@ interface Box {
   h: number;
 }
 
-/** Border padding of a 'mirrorP' geometry (the backbone's borderPad), else 0. */
-const padOf = (row: Row): number => (row.geometry.startsWith('mirror') ? Number(row.geometry.slice(6)) : 0);
+/** The pieces of every image under a geometry (one per image unless tiled). */
+async function piecesOf(paths: string[], g: string, S: number): Promise<Piece[]> {
+  const full = { x: 0, y: 0, w: S, h: S };
+  const out: Piece[] = [];
+  for (const [item, p] of paths.entries()) {
+    if (!g.startsWith('tile')) {
+      out.push({ item, k: 0, K: 1, axis: 'x', box: full });
+      continue;
+    }
+    const img = await decodeRgb(p); // sharp alone does not read every format (BMP)
+    const aspect = img.width / img.height;
+    const long = Math.max(aspect, 1 / aspect);
+    const A = Number(g.slice(4));
+    const K = long > A ? Math.ceil(long / A) : 1;
+    for (let k = 0; k < K; k++) out.push({ item, k, K, axis: aspect >= 1 ? 'x' : 'y', box: full });
+  }
+  return out;
+}
 
-/** image -> S x S RGB and the content box inside it. */
-async function geometryOf(img: RgbImage, S: number, g: Geometry): Promise<{ img: RgbImage; box: Box }> {
-  if (g === 'squash') return { img, box: { x: 0, y: 0, w: S, h: S } };
-  if (g.startsWith('mirror')) return { img, box: { x: 0, y: 0, w: S, h: S } }; // the backbone pads (borderPad)
+/** A piece's RGB input at S x S (the backbone squashes it) and its content box. */
+async function pieceImage(img: RgbImage, piece: Piece, S: number, g: string): Promise<{ img: RgbImage; box: Box }> {
+  const raw = (im: RgbImage) =>
+    sharp(Buffer.from(im.data.buffer, im.data.byteOffset, im.data.byteLength), {
+      raw: { width: im.width, height: im.height, channels: 3 },
+    });
+  if (g.startsWith('tile') && piece.K > 1) {
+    const [len, at] = piece.axis === 'x' ? [img.width, 'left'] : [img.height, 'top'];
+    const a0 = Math.round((piece.k * len) / piece.K),
+      a1 = Math.round(((piece.k + 1) * len) / piece.K);
+    const region =
+      at === 'left' ? { left: a0, top: 0, width: a1 - a0, height: img.height } : { left: 0, top: a0, width: img.width, height: a1 - a0 };
+    const px = await raw(img).extract(region).raw().toBuffer();
+    return { img: { width: region.width, height: region.height, data: new Uint8Array(px) }, box: piece.box };
+  }
+  if (g !== 'letterbox') return { img, box: piece.box };
   const s = S / Math.max(img.width, img.height);
   const w = Math.max(1, Math.round(img.width * s)),
     h = Math.max(1, Math.round(img.height * s));
   const x = (S - w) >> 1,
     y = (S - h) >> 1;
-  const src = Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength);
-  const px = await sharp(src, { raw: { width: img.width, height: img.height, channels: 3 } })
+  const px = await raw(img)
     .resize(w, h, { fit: 'fill', kernel: 'cubic' })
     .extend({ left: x, right: S - w - x, top: y, bottom: S - h - y, extendWith: 'mirror' })
     .raw()
@@ -94,179 +160,342 @@ async function geometryOf(img: RgbImage, S: number, g: Geometry): Promise<{ img:
 interface Extracted {
   stages: StageFeatures<Float32Array>[];
   tokens: ImageTokens;
-  boxes: Box[];
 }
 
-async function extract(bb: Backbone, paths: string[], g: Geometry, S: number): Promise<Extracted> {
-  const per: { st: StageFeatures<Float32Array>[]; tok: Float32Array; d: number }[] = [];
-  const boxes: Box[] = [];
-  for (let i = 0; i < paths.length; i += 4) {
-    const chunk = paths.slice(i, i + 4);
-    const inputs: Float32Array[] = [];
-    for (const p of chunk) {
-      const gi = await geometryOf(await decodeRgb(p), S, g);
-      boxes.push(gi.box);
-      inputs.push(await bb.preprocess(gi.img));
+/** Stage features [M, h, w, C] and tokens [M, D] of every piece (boxes filled in). */
+async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extracted> {
+  const pad = row.geometry.startsWith('mirror') ? Number(row.geometry.slice(6)) : 0;
+  const bb = await loadBackbone('resnet50', { imageSize: row.size, stages: row.stages, borderPad: pad });
+  const SS = inputSide(bb);
+  const per: Extracted[] = [];
+  for (let i = 0; i < pieces.length; i += 4) {
+    const chunk = pieces.slice(i, i + 4);
+    const batch = new Float32Array(chunk.length * 3 * SS * SS);
+    for (const [k, pc] of chunk.entries()) {
+      const pi = await pieceImage(await decodeRgb(paths[pc.item]!), pc, row.size, row.geometry);
+      pc.box = pi.box;
+      batch.set(await bb.preprocess(pi.img), k * 3 * SS * SS);
     }
-    const SS = inputSide(bb);
-    const batch = new Float32Array(inputs.length * 3 * SS * SS);
-    inputs.forEach((x, k) => batch.set(x, k * 3 * SS * SS));
-    const f = await bb.extract(batch, inputs.length);
-    per.push({ st: f.stages, tok: f.imageTokens.data, d: f.imageTokens.d });
+    const f = await bb.extract(batch, chunk.length);
+    per.push({ stages: f.stages as StageFeatures<Float32Array>[], tokens: f.imageTokens });
   }
-  const stages = per[0]!.st.map((s0, si) => {
-    const { h, w, c } = s0;
-    const data = new Float32Array(paths.length * h * w * c);
+  const cat = (parts: Float32Array[]): Float32Array => {
+    const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
     let off = 0;
-    for (const b of per) {
-      data.set(b.st[si]!.data, off);
-      off += b.st[si]!.data.length;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
     }
-    return { n: paths.length, h, w, c, data };
-  });
-  const d = per[0]!.d;
-  const tok = new Float32Array(paths.length * d);
-  let off = 0;
-  for (const b of per) {
-    tok.set(b.tok, off);
-    off += b.tok.length;
-  }
-  return { stages, tokens: { n: paths.length, d, data: tok }, boxes };
+    return out;
+  };
+  const M = pieces.length;
+  const stages = per[0]!.stages.map((s0, si) => ({ n: M, h: s0.h, w: s0.w, c: s0.c, data: cat(per.map((b) => b.stages[si]!.data)) }));
+  return { stages, tokens: { n: M, d: per[0]!.tokens.d, data: cat(per.map((b) => b.tokens.data as Float32Array)) } };
 }
 
-/** maps [N, S, S] -> each image's content box resized back to S x S (bilinear), as the squashed masks. */
-function uncrop(maps: Float32Array, n: number, S: number, boxes: Box[]): Float32Array {
-  const out = new Float32Array(maps.length);
+/**
+ * MuSc-V2-like aggregations of one layer-normed stage [N, h, w, C] (screening only, not in musc):
+ * 'sw:T' similarity-weighted r x r mean (weights exp(-|u_q - u_p| / T), u = unit vectors, no padding);
+ * 'md' / 'mdsw:T' the mean of the L2-normalised r = 1,3,5 box / weighted means: one feature.
+ * Resized to the target grid and L2-normalised as LNAMD. Returns Z [N, H*W, C].
+ */
+function aggregateExperimental(
+  spec: string,
+  stage: StageFeatures,
+  normed: Float32Array,
+  r: number,
+  target: AggregateOptions,
+): Float32Array {
+  const [kind, tStr] = spec.split(':') as [string, string | undefined];
+  const T = Number(tStr ?? 1);
+  const { n, h, w, c } = stage;
+  const P = target.gridH * target.gridW,
+    per = h * w * c;
+  const weighted = kind.endsWith('sw');
+  const degrees = kind.startsWith('md') ? [1, 3, 5] : [r];
+  const out = new Float32Array(n * P * c);
+  const unit = new Float32Array(per);
+  const acc = new Float64Array(per);
+  const g = new Float64Array(c);
+  const l2 = (v: ArrayLike<number>, o: number) => {
+    let ss = 0;
+    for (let k = 0; k < c; k++) ss += v[o + k]! ** 2;
+    return ss > 0 ? 1 / Math.sqrt(ss) : 0;
+  };
   for (let i = 0; i < n; i++) {
-    const b = boxes[i]!;
-    if (b.w === S && b.h === S) {
-      out.set(maps.subarray(i * S * S, (i + 1) * S * S), i * S * S);
-      continue;
+    const x = normed.subarray(i * per, (i + 1) * per);
+    for (let p = 0; p < h * w; p++) {
+      const inv = l2(x, p * c);
+      for (let k = 0; k < c; k++) unit[p * c + k] = x[p * c + k]! * inv;
     }
-    for (let y = 0; y < S; y++) {
-      const sy = Math.min(b.h - 1, Math.max(0, ((y + 0.5) * b.h) / S - 0.5));
-      const y0 = Math.floor(sy),
-        y1 = Math.min(b.h - 1, y0 + 1),
-        fy = sy - y0;
-      for (let x = 0; x < S; x++) {
-        const sx = Math.min(b.w - 1, Math.max(0, ((x + 0.5) * b.w) / S - 0.5));
-        const x0 = Math.floor(sx),
-          x1 = Math.min(b.w - 1, x0 + 1),
-          fx = sx - x0;
-        const at = (yy: number, xx: number) => maps[i * S * S + (b.y + yy) * S + b.x + xx]!;
-        out[i * S * S + y * S + x] = (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1));
+    acc.fill(0);
+    for (const rr of degrees) {
+      const rad = (rr - 1) >> 1;
+      for (let y = 0; y < h; y++) {
+        for (let xx = 0; xx < w; xx++) {
+          const p = y * w + xx;
+          g.fill(0);
+          for (let dy = -rad; dy <= rad; dy++) {
+            for (let dx = -rad; dx <= rad; dx++) {
+              const yy = y + dy,
+                x2 = xx + dx;
+              if (yy < 0 || yy >= h || x2 < 0 || x2 >= w) continue; // box: zero padding (scale only)
+              const q = yy * w + x2;
+              let wt = 1;
+              if (weighted) {
+                let d2 = 0;
+                for (let k = 0; k < c; k++) d2 += (unit[q * c + k]! - unit[p * c + k]!) ** 2;
+                wt = Math.exp(-Math.sqrt(d2) / T);
+              }
+              for (let k = 0; k < c; k++) g[k] += wt * x[q * c + k]!;
+            }
+          }
+          const inv = l2(g, 0);
+          for (let k = 0; k < c; k++) acc[p * c + k] += g[k]! * inv;
+        }
       }
+    }
+    const grid = h === target.gridH && w === target.gridW ? acc : resizeBilinearHWC(acc, h, w, c, target.gridH, target.gridW);
+    for (let p = 0; p < P; p++) {
+      const inv = l2(grid, p * c);
+      for (let k = 0; k < c; k++) out[(i * P + p) * c + k] = grid[p * c + k]! * inv;
     }
   }
   return out;
 }
 
-const CACHE = process.env.MUSC_LEVERS_CACHE ?? join(tmpdir(), 'musc-levers');
+/** Runs in the compute worker: the nearest-distance table of a bank (pairs in `need`). */
+export async function tableTask(z: Float32Array, n: number, p: number, c: number, need: Uint8Array): Promise<Float32Array> {
+  return nearestDistanceTable(z, n, p, c, await kernelFor('cpu', 'fast'), { need });
+}
+
+const CACHE = process.env.MUSC_LEVERS_CACHE ?? join(tmpdir(), 'musc-levers-tables');
 const DATA = join(process.env.MUSC_SHARED ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared'), 'data');
+const f32 = (file: string): Float32Array => {
+  const b = readFileSync(file);
+  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4).slice();
+};
+const save = (file: string, a: Float32Array): void => writeFileSync(file, Buffer.from(a.buffer, a.byteOffset, a.byteLength));
 
-/** Patch scores per r for one feature config, cached on disk: { n, h, w, per r: Float64Array [N, h, w] }. */
-async function components(
-  cat: string,
-  items: { path: string }[],
-  row: Row,
-): Promise<{ n: number; h: number; w: number; perR: Map<number, Float64Array>; tokens: ImageTokens; boxes: Box[]; maps?: Float32Array }> {
-  const key = `${cat}-${row.geometry}-${row.size}-${row.stages.join('_')}-${row.channels ?? 'first'}`;
-  mkdirSync(CACHE, { recursive: true });
-  const metaFile = join(CACHE, `${key}.json`);
-  const meta = existsSync(metaFile) ? JSON.parse(readFileSync(metaFile, 'utf8')) : null;
-  let f: Extracted | null = null;
-  const perR = new Map<number, Float64Array>();
-  let h = meta?.h ?? 0,
-    w = meta?.w ?? 0;
-  const extractOnce = async (): Promise<Extracted> => {
-    if (f) return f;
+interface Meta {
+  pieces: Piece[];
+  h: number;
+  w: number;
+  c0: number;
+  d: number;
+  extract_s: number;
+  score_s: Record<string, number>;
+}
+
+/** The cached state of one feature config: pieces, tables per (agg, l, r), tokens; extracts on demand. */
+class FeatureConfig {
+  private feats: Extracted | null = null;
+  readonly key: string;
+  meta: Meta | null;
+  constructor(
+    cat: string,
+    private readonly paths: string[],
+    private readonly row: Row,
+  ) {
+    this.key = `${cat}-${row.geometry}-${row.size}-${row.stages.join('_')}-${row.channels ?? 'first'}`;
+    mkdirSync(CACHE, { recursive: true });
+    const mf = join(CACHE, `${this.key}.json`);
+    this.meta = existsSync(mf) ? (JSON.parse(readFileSync(mf, 'utf8')) as Meta) : null;
+  }
+  private writeMeta(): void {
+    writeFileSync(join(CACHE, `${this.key}.json`), JSON.stringify(this.meta));
+  }
+  async features(): Promise<Extracted> {
+    if (this.feats) return this.feats;
     const t0 = performance.now();
-    const pad = row.geometry.startsWith('mirror') ? Number(row.geometry.slice(6)) : 0;
-    const bb = await loadBackbone('resnet50', { imageSize: row.size + 2 * pad, stages: row.stages, borderPad: 0 });
-    f = await extract(
-      bb,
-      items.map((it) => it.path),
-      row.geometry,
-      row.size,
-    );
-    const tok = Buffer.from(f.tokens.data.buffer, f.tokens.data.byteOffset, f.tokens.data.byteLength);
-    writeFileSync(join(CACHE, `${key}-tokens.f32`), tok);
-    writeFileSync(
-      metaFile,
-      JSON.stringify({
-        boxes: f.boxes,
-        d: f.tokens.d,
-        n: items.length,
-        h: 0,
-        w: 0,
-        extract_s: (performance.now() - t0) / 1000,
-        score_s: {},
-      }),
-    );
+    const pieces = await piecesOf(this.paths, this.row.geometry, this.row.size);
+    const f = await extract(this.paths, pieces, this.row);
+    const target = lnamdTarget(f.stages, this.row.channels);
+    save(join(CACHE, `${this.key}-tokens.f32`), f.tokens.data as Float32Array);
+    const extract_s = (performance.now() - t0) / 1000;
+    this.meta = {
+      pieces,
+      h: target.gridH,
+      w: target.gridW,
+      c0: target.channels,
+      d: f.tokens.d,
+      extract_s,
+      score_s: this.meta?.score_s ?? {},
+    };
+    this.writeMeta();
+    this.feats = f;
     return f;
-  };
-  for (const r of row.rList) {
-    const file = join(CACHE, `${key}-r${r}.f64`);
-    if (existsSync(file)) {
-      const b = readFileSync(file);
-      perR.set(r, new Float64Array(b.buffer, b.byteOffset, b.byteLength / 8).slice());
-      continue;
-    }
-    const feats = await extractOnce();
-    const t1 = performance.now();
-    const ps = await scorePatches(feats.stages, { rList: [r], ...(row.channels ? { targetChannels: row.channels } : {}) });
-    const sec = (performance.now() - t1) / 1000;
-    h = ps.h;
-    w = ps.w;
-    writeFileSync(file, Buffer.from(ps.data.buffer, ps.data.byteOffset, ps.data.byteLength));
-    const m = JSON.parse(readFileSync(metaFile, 'utf8'));
-    m.h = h;
-    m.w = w;
-    m.score_s[r] = sec;
-    writeFileSync(metaFile, JSON.stringify(m));
-    perR.set(r, ps.data);
   }
-  if (!existsSync(join(CACHE, `${key}-tokens.f32`))) await extractOnce();
-  const m = JSON.parse(readFileSync(metaFile, 'utf8'));
-  const tb = readFileSync(join(CACHE, `${key}-tokens.f32`));
-  const tokens = { n: m.n, d: m.d, data: new Float32Array(tb.buffer, tb.byteOffset, tb.byteLength / 4).slice() };
-  return { n: m.n, h: m.h, w: m.w, perR, tokens, boxes: m.boxes };
-}
-
-const stageTok = new Map<string, ImageTokens>();
-/** tokens = L2-normalised spatial mean of stage l2 or l3 (squash geometry, pad 0) */
-async function stageTokens(cat: string, items: { path: string }[], row: Row): Promise<ImageTokens> {
-  const key = `${cat}|${row.size}|${row.token}|${row.geometry}`;
-  if (!stageTok.has(key)) {
-    const layer = Number(row.token.slice(1));
-    const bb = await loadBackbone('resnet50', { imageSize: row.size, stages: [layer], borderPad: padOf(row) });
-    const f = await extract(
-      bb,
-      items.map((it) => it.path),
-      row.geometry,
-      row.size,
-    );
+  async ensureMeta(): Promise<Meta> {
+    if (!this.meta || !existsSync(join(CACHE, `${this.key}-tokens.f32`))) await this.features();
+    return this.meta!;
+  }
+  /** Table [M, P, M] of (agg, stage l, r); r = 0: a multi-degree aggregation. */
+  async table(agg: string, l: number, r: number): Promise<Float32Array> {
+    const name = `${agg}-l${l}-r${r}`;
+    const file = join(CACHE, `${this.key}-${name}.f32`);
+    if (existsSync(file)) return f32(file);
+    const f = await this.features();
+    const meta = this.meta!;
+    const st = f.stages[l]!;
+    const target = lnamdTarget(f.stages, this.row.channels);
+    const normed = layerNormImages(st);
+    const z = agg === 'box' ? aggregateStage(st, normed, r, target) : aggregateExperimental(agg, st, normed, r, target);
+    const M = meta.pieces.length,
+      P = meta.h * meta.w;
+    const need = new Uint8Array(M * M);
+    for (let a = 0; a < M; a++) for (let b = 0; b < M; b++) need[a * M + b] = meta.pieces[a]!.item !== meta.pieces[b]!.item ? 1 : 0;
+    const t0 = performance.now();
+    const table = await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, M, P, target.channels, need]);
+    meta.score_s[name] = (performance.now() - t0) / 1000;
+    save(file, table);
+    this.writeMeta();
+    return table;
+  }
+  tokens(): ImageTokens {
+    const data = f32(join(CACHE, `${this.key}-tokens.f32`));
+    return { n: this.meta!.pieces.length, d: this.meta!.d, data };
+  }
+  /** Unit r = 3 box features of stage 0 [M, P, C] (RsCon tokens). */
+  async stage0r3(): Promise<Float32Array> {
+    const f = await this.features();
     const st = f.stages[0]!;
-    const P = st.h * st.w;
-    const data = new Float32Array(st.n * st.c);
-    for (let i = 0; i < st.n; i++) {
-      for (let p = 0; p < P; p++) for (let ch = 0; ch < st.c; ch++) data[i * st.c + ch] += st.data[(i * P + p) * st.c + ch]! / P;
-      let ss = 0;
-      for (let ch = 0; ch < st.c; ch++) ss += data[i * st.c + ch]! ** 2;
-      for (let ch = 0; ch < st.c; ch++) data[i * st.c + ch] /= Math.sqrt(ss) || 1;
-    }
-    stageTok.set(key, { n: st.n, d: st.c, data });
+    return aggregateStage(st, layerNormImages(st), 3, lnamdTarget(f.stages, this.row.channels));
   }
-  return stageTok.get(key)!;
 }
 
-/** Maps [N, S, S] of a musc run (dataset order checked) and the tokens of the squash geometry. */
-async function runMaps(file: string, cat: string, items: { path: string; rel: string }[], row: Row) {
-  const r = await readMaps(file);
-  if (r.n !== items.length || r.size !== row.size || r.paths.some((p, i) => !items[i]!.path.endsWith(p)))
-    throw new Error(`${file}: not the maps of ${cat} at ${row.size} px in dataset order`);
-  const c = await components(cat, items, { ...row, rList: [] });
-  return { ...c, n: r.n, h: 0, w: 0, perR: new Map<number, Float64Array>(), maps: r.maps };
+/** MSM patch scores [M, P] from a table: interval [0, q) over the other images (a tiled image's nearest = over its tiles). */
+function reduceRow(table: Float32Array, pieces: Piece[], nImages: number, P: number, q: number): Float64Array {
+  const M = pieces.length;
+  if (M === nImages) return reduceTable(table, M, P, [zeroShotVariant(M, [0, q])])[0]!;
+  const out = new Float64Array(M * P);
+  const best = new Float32Array(nImages);
+  for (let i = 0; i < M; i++) {
+    for (let p = 0; p < P; p++) {
+      best.fill(Infinity);
+      const row = (i * P + p) * M;
+      for (let j = 0; j < M; j++) {
+        const it = pieces[j]!.item;
+        if (it !== pieces[i]!.item && table[row + j]! < best[it]!) best[it] = table[row + j]!;
+      }
+      const d = Array.from(best).filter((_, it) => it !== pieces[i]!.item);
+      d.sort((a, b) => a - b);
+      const k = Math.max(1, Math.floor(d.length * q));
+      let s = 0;
+      for (let t = 0; t < k; t++) s += d[t]!;
+      out[i * P + p] = s / k;
+    }
+  }
+  return out;
+}
+
+/** Piece maps [M, S, S] -> image maps [N, S, S] in squashed-image coordinates (letterbox: content box; tiles: side by side). */
+function toImageMaps(maps: Float32Array, pieces: Piece[], nImages: number, S: number): Float32Array {
+  const SS = S * S;
+  if (pieces.length === nImages && pieces.every((p) => p.box.w === S && p.box.h === S)) return maps;
+  const out = new Float32Array(nImages * SS);
+  const lerp = (v: number, len: number) => Math.min(len - 1, Math.max(0, ((v + 0.5) * len) / S - 0.5));
+  pieces.forEach((pc, m) => {
+    const b = pc.box;
+    const a0 = Math.round((S * pc.k) / pc.K),
+      a1 = Math.round((S * (pc.k + 1)) / pc.K);
+    for (let y = 0; y < S; y++) {
+      for (let x = 0; x < S; x++) {
+        const along = pc.axis === 'x' ? x : y;
+        if (along < a0 || along >= a1) continue;
+        // position in the piece's own S x S map: tile stretch, then content box
+        let px = x,
+          py = y;
+        if (pc.K > 1) {
+          const s = ((along - a0 + 0.5) * S) / (a1 - a0) - 0.5;
+          if (pc.axis === 'x') px = s;
+          else py = s;
+        }
+        const sx = b.x + lerp(px, b.w),
+          sy = b.y + lerp(py, b.h);
+        const x0 = Math.floor(sx),
+          y0 = Math.floor(sy),
+          x1 = Math.min(S - 1, x0 + 1),
+          y1 = Math.min(S - 1, y0 + 1),
+          fx = sx - x0,
+          fy = sy - y0;
+        const at = (yy: number, xx: number) => maps[m * SS + yy * S + xx]!;
+        out[pc.item * SS + y * S + x] =
+          (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1));
+      }
+    }
+  });
+  return out;
+}
+
+/** Image tokens of the RsCon row: each image's highest-scoring patch's unit r = 3 stage-0 feature. */
+function topPatchTokens(z: Float32Array, patch: Float64Array, n: number, P: number): ImageTokens {
+  const c = z.length / (n * P);
+  const data = new Float32Array(n * c);
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let p = 1; p < P; p++) if (patch[i * P + p]! > patch[i * P + best]!) best = p;
+    data.set(z.subarray((i * P + best) * c, (i * P + best + 1) * c), i * c);
+  }
+  return { n, d: c, data };
+}
+
+async function evaluateRow(name: string, cat: string, items: DatasetItem[], masks: Uint8Array) {
+  const row = parseRow(name);
+  const paths = items.map((it) => it.path);
+  const n = items.length,
+    S = row.size;
+  const fc = new FeatureConfig(cat, paths, row);
+  const meta = await fc.ensureMeta();
+  const P = meta.h * meta.w,
+    M = meta.pieces.length;
+  let maps: Float32Array;
+  let patch = new Float64Array(0);
+  let score_s = 0;
+  const fromRun = process.env.MUSC_LEVERS_MAPS;
+  if (fromRun) {
+    const r = await readMaps(fromRun);
+    if (r.n !== n || r.size !== S || r.paths.some((p, i) => !paths[i]!.endsWith(p)))
+      throw new Error(`${fromRun}: not the maps of ${cat} at ${S} px in dataset order`);
+    maps = r.maps;
+  } else {
+    const layers = row.layers ?? row.stages.map((_, l) => l);
+    const rs = row.agg.startsWith('md') ? [0] : row.rList;
+    patch = new Float64Array(M * P);
+    for (const l of layers) {
+      for (const r of rs) {
+        const agg = r === 1 ? 'box' : row.agg; // r = 1 is the same under every aggregation
+        const s = reduceRow(await fc.table(agg, l, r), meta.pieces, n, P, row.q);
+        score_s += fc.meta!.score_s[`${agg}-l${l}-r${r}`] ?? NaN;
+        for (let k = 0; k < s.length; k++) patch[k] += s[k]! / (layers.length * rs.length);
+      }
+    }
+    maps = toImageMaps(upsampleAlignCorners(patch, M, meta.h, meta.w, S, S), meta.pieces, n, S);
+  }
+  if (row.sigma > 0) maps = gaussianSmooth(maps, n, S, S, row.sigma);
+  const img = imageScores(maps, n, row.top > 0 ? { kind: 'top', fraction: row.top } : MAX_IMAGE_SCORE);
+  if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
+  let rs = img;
+  if (!row.kList.includes(0)) {
+    if (M !== n) throw new Error('RsCIN tokens need one piece per image (not with tiles)');
+    rs = rscin(img, row.token === 'top' ? topPatchTokens(await fc.stage0r3(), patch, n, P) : fc.tokens(), row.kList);
+  }
+  const labels = Uint8Array.from(items, (it) => it.label ?? 0);
+  const m = computeMetrics({ imageScores: rs, imageLabels: labels, maps, masks, height: S, width: S });
+  const pct = (v: number | null | undefined) => +((v ?? NaN) * 100).toFixed(2);
+  const out = {
+    cat,
+    row: name,
+    image_auroc: pct(m.image_auroc),
+    pixel_auroc: pct(m.pixel_auroc),
+    pro: pct(m.pixel_pro),
+    image_auroc_raw: pct(computeMetrics({ imageScores: img, imageLabels: labels }).image_auroc),
+    extract_s: +meta.extract_s.toFixed(1),
+    score_s: +score_s.toFixed(1),
+    pieces: M,
+  };
+  console.log(JSON.stringify(out));
+  if (process.env.MUSC_LEVERS_LOG) appendFileSync(process.env.MUSC_LEVERS_LOG, `${JSON.stringify(out)}\n`);
 }
 
 async function main(): Promise<void> {
@@ -275,46 +504,21 @@ async function main(): Promise<void> {
   const ds = await openDataset(DATA);
   const category = await ds.load(cat);
   const items = category.items;
-  const labels = Uint8Array.from(items, (it) => it.label ?? 0);
   const masksBySize = new Map<number, Uint8Array>();
   for (const name of rowArg.split(',')) {
-    const row = parseRow(name);
-    const fromRun = process.env.MUSC_LEVERS_MAPS; // a musc run's maps.safetensors: post-processing rows at its settings
-    const c = fromRun ? await runMaps(fromRun, cat, items, row) : await components(cat, items, row);
-    const S = row.size;
+    const S = parseRow(name).size;
     if (!masksBySize.has(S)) {
       const m = new Uint8Array(items.length * S * S);
       for (let i = 0; i < items.length; i++) m.set(await loadMask(items[i]!.masks, S, 'nonzero', category.kind), i * S * S);
       masksBySize.set(S, m);
     }
-    const P = c.n * c.h * c.w;
-    const patch = new Float64Array(P);
-    for (const r of row.rList) {
-      const a = c.perR.get(r)!;
-      for (let k = 0; k < P; k++) patch[k] += a[k]! / row.rList.length;
-    }
-    let maps = c.maps ?? upsampleAlignCorners(patch, c.n, c.h, c.w, S, S);
-    if (row.geometry !== 'squash') maps = uncrop(maps, c.n, S, c.boxes);
-    if (row.sigma > 0) maps = gaussianSmooth(maps, c.n, S, S, row.sigma);
-    const img = imageScores(maps, c.n, row.top > 0 ? { kind: 'top', fraction: row.top } : MAX_IMAGE_SCORE);
-    const rs = rscin(img, row.token === 'l4' ? c.tokens : await stageTokens(cat, items, row), row.kList);
-    const m = computeMetrics({ imageScores: rs, imageLabels: labels, maps, masks: masksBySize.get(S)!, height: S, width: S });
-    const out = {
-      cat,
-      row: name,
-      image_auroc: +(m.image_auroc! * 100).toFixed(2),
-      pixel_auroc: +(m.pixel_auroc! * 100).toFixed(2),
-      pro: +(m.pixel_pro! * 100).toFixed(2),
-      image_auroc_raw: +(computeMetrics({ imageScores: img, imageLabels: labels }).image_auroc! * 100).toFixed(2),
-      ...row,
-    };
-    console.log(JSON.stringify(out));
-    if (process.env.MUSC_LEVERS_LOG) appendFileSync(process.env.MUSC_LEVERS_LOG, `${JSON.stringify(out)}\n`);
+    await evaluateRow(name, cat, items, masksBySize.get(S)!);
   }
   await shutdownCompute();
 }
 
-main().catch((e: unknown) => {
-  console.error(e);
-  process.exit(1);
-});
+if (isMainThread)
+  main().catch((e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  });
