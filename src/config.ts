@@ -23,7 +23,7 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Ajv } from 'ajv';
 import YAML from 'yaml';
-import { DEFAULT_BACKBONE, listBackbones } from './backbones/registry.js';
+import { DEFAULT_BACKBONE } from './backbones/registry.js';
 import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
 import { parseImageScoreRule } from './core/maps.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/kernel.js';
@@ -272,11 +272,6 @@ export function rscinWindows(
   const mode = s.rscin ?? 'auto';
   const on = mode === 'on' || (mode === 'auto' && backboneFamily !== 'resnet');
   return on ? [...datasetKList] : [0];
-}
-
-/** The registry family of a backbone name (undefined for a weight file or an unknown name). */
-export function familyOf(name: string): string | undefined {
-  return listBackbones().find((b) => b.name === name)?.family;
 }
 
 /** MSM interval: fractions of the sorted distances, 0 <= lo < hi <= 1. */

@@ -5,7 +5,6 @@ import { writeFile } from 'node:fs/promises';
 import {
   DEFAULT_SETTINGS,
   ConfigError,
-  familyOf,
   loadConfigFile,
   mergeSettings,
   rscinWindows,
@@ -144,6 +143,4 @@ test('issue 17: accuracy settings: image score rule, RsCIN auto, --preset refere
   assert.deepEqual(rscinWindows({ rscin: 'on' }, [1, 2, 3], 'resnet'), [1, 2, 3]);
   assert.deepEqual(rscinWindows({ rscin: 'off' }, [1, 2, 3], 'clip'), [0]);
   assert.deepEqual(rscinWindows({ rscin: 'off', k_list: [1, 2] }, [1, 2, 3], 'resnet'), [1, 2]);
-  assert.equal(familyOf('resnet50'), 'resnet');
-  assert.equal(familyOf('dinov2-vitb14'), 'dinov2');
 });

@@ -12,7 +12,7 @@ import { Command, Option } from 'commander';
 import { writeFileAtomic } from '../io/atomic.js';
 import { prepareOutputFolder } from '../outputs/out-dir.js';
 import { openDataset, selectCategories, defaultKList } from '../datasets/index.js';
-import { familyOf, rscinWindows } from '../config.js';
+import { rscinWindows } from '../config.js';
 import { type Category, DATASET_KINDS, DatasetError, type DatasetItem, type DatasetKind } from '../datasets/types.js';
 import { loadMask, MASK_RULES, type MaskRule } from '../datasets/masks.js';
 import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
@@ -89,7 +89,6 @@ interface AblationCategory {
   ds: Awaited<ReturnType<typeof openDataset>>;
   cat: Category;
   items: DatasetItem[];
-  rows: ReturnType<typeof studyRows>;
   refFiles: string[];
 }
 
@@ -105,19 +104,13 @@ async function ablationCategory(f: AblateFlags): Promise<AblationCategory> {
   if (items.length < 3) throw new DatasetError(`category '${cat.name}': ${items.length} images, an ablation needs at least 3`);
   if (f.quick) items = evenlySpaced(items, QUICK_IMAGES);
   if (items.some((it) => it.label === null)) throw new DatasetError(`category '${cat.name}': images without labels; ablations need labels`);
-  const kList = rscinWindows(
-    { ...(f.kList ? { k_list: f.kList } : {}), rscin: accuracySettings(f).rscin },
-    defaultKList(ds.kind),
-    familyOf(f.backbone ?? DEFAULT_BACKBONE),
-  );
-  const rows = studyRows(f.study, kList, f.shots ?? SHOT_COUNTS);
   let refFiles: string[] = [];
   if (f.referenceDir && f.study.includes('shots')) {
     const listed = await listReferenceImages(await referenceFolder(resolve(f.referenceDir), cat.name));
     refFiles = (await excludeTestImages(listed, items)).files;
     if (refFiles.length === 0) throw new DatasetError('every reference image is also a test image');
   }
-  return { ds, cat, items, rows, refFiles };
+  return { ds, cat, items, refFiles };
 }
 
 /** Masks [N, S, S] when pixel metrics are wanted and every defective image has one. */
@@ -147,6 +140,9 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
     device: f.device ?? 'cpu',
   });
   const S = bb.imageSize;
+  // RsCIN auto: by the loaded backbone's family (as runs and banks)
+  const kList = rscinWindows({ ...(f.kList ? { k_list: f.kList } : {}), rscin: acc.rscin }, defaultKList(a.ds.kind), bb.info.family);
+  const rows = studyRows(f.study, kList, f.shots ?? SHOT_COUNTS);
   let t0 = performance.now();
   let feats: Awaited<ReturnType<typeof extractReferences>>;
   try {
@@ -160,7 +156,7 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
   const masks = await ablationMasks(f, a, S);
   t0 = performance.now();
   const metrics: MetricsFn = (m) => computeMetrics(m);
-  const input = { items, stages: feats.stages, tokens: feats.tokens, external: refFiles.length, masks, size: S, rows: a.rows, metrics };
+  const input = { items, stages: feats.stages, tokens: feats.tokens, external: refFiles.length, masks, size: S, rows, metrics };
   const res = await runAblation({ ...input, imageScore: parseImageScoreRule(acc.imageScore), device: f.device ?? 'cpu' });
   const tRows = performance.now() - t0;
   for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);

@@ -25,7 +25,7 @@ import { prepareOutputFolder, unwritableOutput } from '../outputs/out-dir.js';
 import { acquireOutputLock } from '../outputs/lock.js';
 import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
-import { ConfigError, familyOf, rscinWindows, type Settings } from '../config.js';
+import { ConfigError, rscinWindows, type Settings } from '../config.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
@@ -126,7 +126,6 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   const s = o.settings;
   const ds = await openDataset(o.data, s.dataset);
   const cats = await loadCategories(o, ds);
-  const kList = rscinWindows(s, defaultKList(ds.kind), familyOf(s.backbone));
   // few-shot references and the decision rule: checked before the backbone is loaded
   if (s.mode === 'musc-plus' && !s.reference_dir) {
     throw new ConfigError('mode musc-plus (MuSc+) needs reference images: give --reference-dir');
@@ -138,6 +137,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   const removed = await removeStaleTemporaries(o.out);
   if (removed > 0) o.log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} left by an interrupted run in ${o.out}`);
   const backbone = await loadRunBackbone(o);
+  const kList = rscinWindows(s, defaultKList(ds.kind), backbone.info?.family); // RsCIN auto: by the loaded backbone's family
   let disposed = false;
   const dispose = async (): Promise<void> => {
     if (!disposed) {
