@@ -4,6 +4,7 @@
  * (timed, with its peak RSS from /usr/bin/time when present), the truth of predicted names.
  */
 import { spawnSync } from 'node:child_process';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, symlink } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
@@ -16,6 +17,40 @@ import type { Truth } from './bank-eval.js';
 
 const cliMain = resolve(dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 const TIME = '/usr/bin/time';
+
+/** The options every bank study takes; `flags` = what follows `--` (passed to musc run / bank build). */
+export interface StudyOptions {
+  data: string;
+  category: string;
+  out: string;
+  json?: string;
+  flags: string[];
+}
+
+/**
+ * Parses --data (default ../shared/data), --category, --out, --json and the study's own options
+ * (`own`, returned raw in `values`); a missing --category or --out throws `usage`.
+ */
+export function studyOptions(
+  usage: string,
+  own: NonNullable<ParseArgsConfig['options']>,
+): { common: StudyOptions; values: Record<string, string | boolean | undefined> } {
+  const { values, positionals } = parseArgs({
+    options: {
+      data: { type: 'string', default: '../shared/data' },
+      category: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'string' },
+      ...own,
+    },
+    allowPositionals: true,
+  });
+  const v = values as Record<string, string | boolean | undefined>;
+  if (typeof v.category !== 'string' || typeof v.out !== 'string') throw new Error(`usage: ${usage}`);
+  const common: StudyOptions = { data: resolve(String(v.data)), category: v.category, out: resolve(v.out), flags: positionals };
+  if (typeof v.json === 'string') common.json = resolve(v.json);
+  return { common, values: v };
+}
 
 /** A category's test images, good and defective, each sorted by path. */
 export interface Split {

@@ -22,52 +22,44 @@
  * and the predict process's peak RSS (/usr/bin/time). Writes OUT/latency-<category>.json.
  */
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { join } from 'node:path';
 import type { BankManifest } from '../src/bank/types.js';
 import type { DatasetItem } from '../src/datasets/types.js';
-import { categoryImages, linkFolder, machine, musc, predictFlags, type Split, truthOfItems } from './bank-bench.js';
+import {
+  categoryImages,
+  linkFolder,
+  machine,
+  musc,
+  predictFlags,
+  type Split,
+  type StudyOptions,
+  studyOptions,
+  truthOfItems,
+} from './bank-bench.js';
 import { evaluatePredictions } from './bank-eval.js';
 
-interface Options {
-  data: string;
-  category: string;
-  out: string;
+interface Options extends StudyOptions {
   sizes: number[];
   precisions: string[];
   minPredictedGood: number;
   latencyImages: number;
-  json?: string;
-  flags: string[];
 }
 
 const intList = (s: string): number[] => s.split(',').map((x) => Number.parseInt(x, 10));
 
 function options(): Options {
-  const { values: v, positionals } = parseArgs({
-    options: {
-      data: { type: 'string', default: '../shared/data' },
-      category: { type: 'string' },
-      out: { type: 'string' },
-      sizes: { type: 'string', default: '8,16,32,64' },
-      precisions: { type: 'string', default: 'fast,int8' },
-      'min-predicted-good': { type: 'string', default: '20' },
-      'latency-images': { type: 'string', default: '6' },
-      json: { type: 'string' },
-    },
-    allowPositionals: true,
+  const { common, values: v } = studyOptions('bank-latency --data DIR --category NAME --out DIR [--sizes ...] [-- FLAGS]', {
+    sizes: { type: 'string', default: '8,16,32,64' },
+    precisions: { type: 'string', default: 'fast,int8' },
+    'min-predicted-good': { type: 'string', default: '20' },
+    'latency-images': { type: 'string', default: '6' },
   });
-  if (!v.category || !v.out) throw new Error('usage: bank-latency --data DIR --category NAME --out DIR [--sizes ...] [-- FLAGS]');
   return {
-    data: resolve(v.data!),
-    category: v.category,
-    out: resolve(v.out),
-    sizes: intList(v.sizes!),
-    precisions: v.precisions!.split(','),
+    ...common,
+    sizes: intList(String(v.sizes)),
+    precisions: String(v.precisions).split(','),
     minPredictedGood: Number(v['min-predicted-good']),
     latencyImages: Number(v['latency-images']),
-    json: v.json ? resolve(v.json) : undefined,
-    flags: positionals,
   };
 }
 

@@ -20,51 +20,38 @@
  * markdown rows.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { join } from 'node:path';
 import type { DatasetItem } from '../src/datasets/types.js';
 import { confusionAt } from '../src/metrics/confusion.js';
 import { categoryFolder } from '../src/outputs/category.js';
 import { parseScoresCsv } from '../src/outputs/scores.js';
-import { categoryImages, type CliRun, linkFolder, machine, musc, predictFlags, spread, truthOfItems } from './bank-bench.js';
+import {
+  categoryImages,
+  type CliRun,
+  linkFolder,
+  machine,
+  musc,
+  predictFlags,
+  spread,
+  type StudyOptions,
+  studyOptions,
+  truthOfItems,
+} from './bank-bench.js';
 import { evaluatePredictions, type PredictEvaluation } from './bank-eval.js';
 
-interface Options {
-  data: string;
-  category: string;
-  out: string;
+interface Options extends StudyOptions {
   contamination: number;
   skipRun: boolean;
-  json?: string;
-  flags: string[];
 }
 
 function options(): Options {
-  const { values: v, positionals } = parseArgs({
-    options: {
-      data: { type: 'string', default: '../shared/data' },
-      category: { type: 'string' },
-      out: { type: 'string' },
-      contamination: { type: 'string', default: '0.1' },
-      'skip-run': { type: 'boolean', default: false },
-      json: { type: 'string' },
-    },
-    allowPositionals: true,
-  });
-  if (!v.category || !v.out)
-    throw new Error('usage: bank-study --data DIR --category NAME --out DIR [--contamination 0.1] [--skip-run] [--json FILE] [-- FLAGS]');
+  const { common, values: v } = studyOptions(
+    'bank-study --data DIR --category NAME --out DIR [--contamination 0.1] [--skip-run] [--json FILE] [-- FLAGS]',
+    { contamination: { type: 'string', default: '0.1' }, 'skip-run': { type: 'boolean', default: false } },
+  );
   const contamination = Number(v.contamination);
   if (!(contamination >= 0 && contamination < 1)) throw new Error(`--contamination ${v.contamination}: a fraction in [0, 1)`);
-  const json = v.json ? resolve(v.json) : undefined;
-  return {
-    data: resolve(v.data!),
-    category: v.category,
-    out: resolve(v.out),
-    contamination,
-    skipRun: v['skip-run']!,
-    json,
-    flags: positionals,
-  };
+  return { ...common, contamination, skipRun: v['skip-run'] === true };
 }
 
 interface BankRow {

@@ -7,6 +7,7 @@
  *   g=squash|letterbox|mirrorP|tileA  input geometry: squashed to S x S; aspect kept with mirrored
  *        margins; the backbone's border padding P px; images longer than A:1 cut into ceil(ratio / A)
  *        tiles along the long side, each squashed (tiles never score tiles of their own image)
+ *   pre=normalise|clahe  per-image contrast: 1-99 % luminance stretch, or CLAHE (8 x 8 tiles)
  *   s=224  st=2.3 (stages)  c=1024 (LNAMD channels)  r=1.3.5  l=0.1 (stage indices kept)
  *   agg=box|sw:T|md|mdsw:T  LNAMD box mean (ours); similarity-weighted r x r mean with weights
  *        exp(-|u_q - u_p| / T) on unit vectors (MuSc-V2's SWPooling); md = one feature per stage, the
@@ -45,6 +46,8 @@ import { readMaps } from '../src/outputs/maps.js';
 
 interface Row {
   geometry: string;
+  /** photometric preprocessing before the backbone: '' | 'normalise' (1-99% stretch) | 'clahe' */
+  pre: string;
   size: number;
   stages: number[];
   channels?: number;
@@ -59,6 +62,7 @@ interface Row {
 }
 const BASE: Row = {
   geometry: 'squash',
+  pre: '',
   size: 224,
   stages: [2, 3],
   agg: 'box',
@@ -77,6 +81,7 @@ function parseRow(spec: string): Row {
     const [k, v] = kv.split('=') as [string, string];
     const nums = () => v.split('.').map(Number);
     if (k === 'g') row.geometry = v;
+    else if (k === 'pre') row.pre = v;
     else if (k === 's') row.size = Number(v);
     else if (k === 'st') row.stages = nums();
     else if (k === 'c') row.channels = Number(v);
@@ -157,6 +162,19 @@ async function pieceImage(img: RgbImage, piece: Piece, S: number, g: string): Pr
   return { img: { width: S, height: S, data: new Uint8Array(px) }, box: { x, y, w, h } };
 }
 
+/** Per-image contrast normalisation (sharp): evens out exposure differences between images. */
+async function photometric(img: RgbImage, pre: string): Promise<RgbImage> {
+  if (!pre) return img;
+  let sh = sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), {
+    raw: { width: img.width, height: img.height, channels: 3 },
+  });
+  if (pre === 'normalise') sh = sh.normalise();
+  else if (pre === 'clahe') sh = sh.clahe({ width: Math.max(1, img.width >> 3), height: Math.max(1, img.height >> 3) });
+  else throw new Error(`bad pre ${pre}`);
+  const px = await sh.raw().toBuffer();
+  return { width: img.width, height: img.height, data: new Uint8Array(px) };
+}
+
 interface Extracted {
   stages: StageFeatures<Float32Array>[];
   tokens: ImageTokens;
@@ -172,7 +190,7 @@ async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extr
     const chunk = pieces.slice(i, i + 4);
     const batch = new Float32Array(chunk.length * 3 * SS * SS);
     for (const [k, pc] of chunk.entries()) {
-      const pi = await pieceImage(await decodeRgb(paths[pc.item]!), pc, row.size, row.geometry);
+      const pi = await pieceImage(await photometric(await decodeRgb(paths[pc.item]!), row.pre), pc, row.size, row.geometry);
       pc.box = pi.box;
       batch.set(await bb.preprocess(pi.img), k * 3 * SS * SS);
     }
@@ -297,7 +315,7 @@ class FeatureConfig {
     private readonly paths: string[],
     private readonly row: Row,
   ) {
-    this.key = `${cat}-${row.geometry}-${row.size}-${row.stages.join('_')}-${row.channels ?? 'first'}`;
+    this.key = `${cat}-${row.geometry}${row.pre ? `-${row.pre}` : ''}-${row.size}-${row.stages.join('_')}-${row.channels ?? 'first'}`;
     mkdirSync(CACHE, { recursive: true });
     const mf = join(CACHE, `${this.key}.json`);
     this.meta = existsSync(mf) ? (JSON.parse(readFileSync(mf, 'utf8')) as Meta) : null;
