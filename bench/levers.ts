@@ -24,7 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { openDataset, type DatasetItem } from '../src/datasets/index.js';
@@ -293,7 +293,11 @@ const f32 = (file: string): Float32Array => {
   const b = readFileSync(file);
   return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4).slice();
 };
-const save = (file: string, a: Float32Array): void => writeFileSync(file, Buffer.from(a.buffer, a.byteOffset, a.byteLength));
+/** Written whole or not at all (a killed run leaves no truncated table). */
+const save = (file: string, a: Float32Array): void => {
+  writeFileSync(`${file}.tmp`, Buffer.from(a.buffer, a.byteOffset, a.byteLength));
+  renameSync(`${file}.tmp`, file);
+};
 
 interface Meta {
   pieces: Piece[];
@@ -352,7 +356,13 @@ class FeatureConfig {
   async table(agg: string, l: number, r: number): Promise<Float32Array> {
     const name = `${agg}-l${l}-r${r}`;
     const file = join(CACHE, `${this.key}-${name}.f32`);
-    if (existsSync(file)) return f32(file);
+    if (existsSync(file)) {
+      const t = f32(file);
+      const m = this.meta!;
+      const want = m.pieces.length ** 2 * m.h * m.w;
+      if (t.length !== want) throw new Error(`${file}: ${t.length} values, a table [M, P, M] has ${want}: delete it to recompute`);
+      return t;
+    }
     const f = await this.features();
     const meta = this.meta!;
     const st = f.stages[l]!;
