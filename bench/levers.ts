@@ -398,24 +398,30 @@ function reduceRow(table: Float32Array, pieces: Piece[], nImages: number, P: num
   if (M === nImages) return reduceTable(table, M, P, [zeroShotVariant(M, [0, q])])[0]!;
   const out = new Float64Array(M * P);
   const best = new Float32Array(nImages);
+  const others = new Float32Array(nImages - 1); // nearest distance to every other image, sorted
+  const k = Math.max(1, Math.floor((nImages - 1) * q));
   for (let i = 0; i < M; i++) {
+    const own = pieces[i]!.item;
     for (let p = 0; p < P; p++) {
       best.fill(Infinity);
       const row = (i * P + p) * M;
       for (let j = 0; j < M; j++) {
         const it = pieces[j]!.item;
-        if (it !== pieces[i]!.item && table[row + j]! < best[it]!) best[it] = table[row + j]!;
+        if (it !== own && table[row + j]! < best[it]!) best[it] = table[row + j]!;
       }
-      const d = Array.from(best).filter((_, it) => it !== pieces[i]!.item);
-      d.sort((a, b) => a - b);
-      const k = Math.max(1, Math.floor(d.length * q));
+      let c = 0;
+      for (let it = 0; it < nImages; it++) if (it !== own) others[c++] = best[it]!;
+      others.sort();
       let s = 0;
-      for (let t = 0; t < k; t++) s += d[t]!;
+      for (let t = 0; t < k; t++) s += others[t]!;
       out[i * P + p] = s / k;
     }
   }
   return out;
 }
+
+/** MSM scores [M, P] already reduced in this process, by (feature config, table, q): rows sharing tables read and sort them once. */
+const reduced = new Map<string, Float64Array>();
 
 /** Piece maps [M, S, S] -> image maps [N, S, S] in squashed-image coordinates (letterbox: content box; tiles: side by side). */
 function toImageMaps(maps: Float32Array, pieces: Piece[], nImages: number, S: number): Float32Array {
@@ -493,7 +499,9 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     for (const l of layers) {
       for (const r of rs) {
         const agg = r === 1 ? 'box' : row.agg; // r = 1 is the same under every aggregation
-        const s = reduceRow(await fc.table(agg, l, r), meta.pieces, n, P, row.q);
+        const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.q}`;
+        if (!reduced.has(key)) reduced.set(key, reduceRow(await fc.table(agg, l, r), meta.pieces, n, P, row.q));
+        const s = reduced.get(key)!;
         score_s += fc.meta!.score_s[`${agg}-l${l}-r${r}`] ?? NaN;
         for (let k = 0; k < s.length; k++) patch[k] += s[k]! / (layers.length * rs.length);
       }
