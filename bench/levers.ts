@@ -9,15 +9,18 @@
  *        tiles along the long side, each squashed (tiles never score tiles of their own image)
  *   pre=normalise|clahe  per-image contrast: 1-99 % luminance stretch, or CLAHE (8 x 8 tiles)
  *   s=224  st=2.3 (stages)  c=1024 (LNAMD channels)  r=1.3.5  l=0.1 (stage indices kept)
- *   agg=box|sw:T|md|mdsw:T  LNAMD box mean (ours); similarity-weighted r x r mean with weights
+ *   agg=box|ctr|sw:T|md|mdsw:T  LNAMD box mean (ours); ctr = the box features centred on the batch's mean feature; similarity-weighted r x r mean with weights
  *        exp(-|u_q - u_p| / T) on unit vectors (MuSc-V2's SWPooling); md = one feature per stage, the
  *        mean of the (L2-normalised) r = 1,3,5 features (MuSc-V2's multi-degree: one MSM pass, not 3)
- *   q=0.3 (MSM interval [0, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
+ *   rep=FPR repw=0.02 repmax=0.5 repmap=0  repeated-anomaly filter (src/core/repeats.ts; links from the stage-0
+ *        r = 3 table): image scores from the filtered scores; repmap=1: the maps too
+ *   q=0.3 qa=0 (MSM interval [qa, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
  *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
  *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
  *   node dist/bench/levers.js CATEGORY ROW[,ROW...]      (data: $MUSC_SHARED/data or ../shared/data)
  * Prints one JSON line per row: metrics in % (pixel metrics with any non-zero mask pixel = defect),
  * extract_s and score_s (the MSM time of the tables the row uses, as measured when cached).
+ * MUSC_LEVERS_BY_TYPE=1 adds each defect type's image AUROC against the good images.
  * MUSC_LEVERS_MAPS = a musc run's maps.safetensors: post-processing rows on that run's maps.
  */
 import { dirname, join, resolve } from 'node:path';
@@ -36,6 +39,7 @@ import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
 import { nearestDistanceTable } from '../src/core/msm.js';
 import { reduceTable } from '../src/core/score.js';
+import { addBurnoutLinks, burnoutCount, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant } from '../src/core/repeats.js';
 import { zeroShotVariant } from '../src/core/plan.js';
 import { rscin } from '../src/core/rscin.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
@@ -55,6 +59,15 @@ interface Row {
   rList: number[];
   layers?: number[];
   q: number;
+  /** MSM interval start: scores average the nearest distances of ranks [qa, q) of the other images */
+  qa: number;
+  /** repeated-anomaly filter (src/core/repeats.ts): the burnout test's false-positive rate; 0 = off */
+  rep: number;
+  /** the filter's link shares: at least repw, at most repmax of a pair's patches */
+  repw: number;
+  repmax: number;
+  /** 1: the maps (pixel metrics) from the filtered scores too; 0: only the image scores */
+  repmap: number;
   sigma: number;
   top: number;
   kList: number[];
@@ -68,6 +81,11 @@ const BASE: Row = {
   agg: 'box',
   rList: [1, 3, 5],
   q: 0.3,
+  qa: 0,
+  rep: 0,
+  repw: DEFAULT_REPEAT_FILTER.minShare,
+  repmax: DEFAULT_REPEAT_FILTER.maxShare,
+  repmap: 0,
   sigma: 0,
   top: 0,
   kList: [1, 2, 3],
@@ -89,6 +107,11 @@ function parseRow(spec: string): Row {
     else if (k === 'r') row.rList = nums();
     else if (k === 'l') row.layers = nums();
     else if (k === 'q') row.q = Number(v);
+    else if (k === 'qa') row.qa = Number(v);
+    else if (k === 'rep') row.rep = Number(v);
+    else if (k === 'repw') row.repw = Number(v);
+    else if (k === 'repmax') row.repmax = Number(v);
+    else if (k === 'repmap') row.repmap = Number(v);
     else if (k === 'sig') row.sigma = Number(v);
     else if (k === 'top') row.top = Number(v);
     else if (k === 'k') row.kList = nums();
@@ -282,6 +305,20 @@ function aggregateExperimental(
   return out;
 }
 
+/** Batch centring: the mean unit feature of all patches of all images subtracted, L2-normalised again. z [N*P, C] in place. */
+function centred(z: Float32Array, c: number): Float32Array {
+  const rows = z.length / c;
+  const mean = new Float64Array(c);
+  for (let t = 0; t < rows; t++) for (let k = 0; k < c; k++) mean[k] += z[t * c + k]! / rows;
+  for (let t = 0; t < rows; t++) {
+    let ss = 0;
+    for (let k = 0; k < c; k++) ss += (z[t * c + k]! - mean[k]!) ** 2;
+    const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+    for (let k = 0; k < c; k++) z[t * c + k] = (z[t * c + k]! - mean[k]!) * inv;
+  }
+  return z;
+}
+
 /** Runs in the compute worker: the nearest-distance table of a bank (pairs in `need`). */
 export async function tableTask(z: Float32Array, n: number, p: number, c: number, need: Uint8Array): Promise<Float32Array> {
   return nearestDistanceTable(z, n, p, c, await kernelFor('cpu', 'fast'), { need });
@@ -368,7 +405,12 @@ class FeatureConfig {
     const st = f.stages[l]!;
     const target = lnamdTarget(f.stages, this.row.channels);
     const normed = layerNormImages(st);
-    const z = agg === 'box' ? aggregateStage(st, normed, r, target) : aggregateExperimental(agg, st, normed, r, target);
+    const z =
+      agg === 'box'
+        ? aggregateStage(st, normed, r, target)
+        : agg === 'ctr'
+          ? centred(aggregateStage(st, normed, r, target), target.channels)
+          : aggregateExperimental(agg, st, normed, r, target);
     const M = meta.pieces.length,
       P = meta.h * meta.w;
     const need = new Uint8Array(M * M);
@@ -393,9 +435,10 @@ class FeatureConfig {
 }
 
 /** MSM patch scores [M, P] from a table: interval [0, q) over the other images (a tiled image's nearest = over its tiles). */
-function reduceRow(table: Float32Array, pieces: Piece[], nImages: number, P: number, q: number): Float64Array {
+function reduceRow(table: Float32Array, pieces: Piece[], nImages: number, P: number, qa: number, q: number): Float64Array {
   const M = pieces.length;
-  if (M === nImages) return reduceTable(table, M, P, [zeroShotVariant(M, [0, q])])[0]!;
+  if (M === nImages) return reduceTable(table, M, P, [zeroShotVariant(M, [qa, q])])[0]!;
+  if (qa > 0) throw new Error('an interval start needs one piece per image (not with tiles)');
   const out = new Float64Array(M * P);
   const best = new Float32Array(nImages);
   const others = new Float32Array(nImages - 1); // nearest distance to every other image, sorted
@@ -418,6 +461,34 @@ function reduceRow(table: Float32Array, pieces: Piece[], nImages: number, P: num
     }
   }
   return out;
+}
+
+/**
+ * The repeated-anomaly filter of a row (src/core/repeats.ts): burnout links from the stage-0 r = 3
+ * table, each image's filtered pool. `info` counts the excluded pairs by kind (labels used only here,
+ * to see what the label-free filter did): same defect type, good with good, other.
+ */
+async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M: number, P: number) {
+  if (M !== items.length) throw new Error('the repeated-anomaly filter needs one piece per image (not with tiles)');
+  const K = burnoutCount(M - 1, [row.qa, row.q]);
+  if (K === null) throw new Error('too few images for the burnout test');
+  const links = new Float64Array(M * M);
+  addBurnoutLinks(await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', 0, 3), 0, M, P, K, row.rep, links);
+  const pools = filteredPools(links, M, P, { fpr: row.rep, minShare: row.repw, maxShare: row.repmax });
+  const info = { images: 0, excluded: 0, same_type: 0, good_good: 0, other: 0 };
+  pools.forEach((pool, a) => {
+    const kept = new Set(pool);
+    if (pool.length < M - 1) info.images++;
+    for (let b = 0; b < M; b++) {
+      if (b === a || kept.has(b)) continue;
+      const [x, y] = [items[a]!, items[b]!];
+      info.excluded++;
+      if (x.label === 0 && y.label === 0) info.good_good++;
+      else if (x.label === 1 && x.defect === y.defect) info.same_type++;
+      else info.other++;
+    }
+  });
+  return { variant: filteredVariant(pools, K), info };
 }
 
 /** MSM scores [M, P] already reduced in this process, by (feature config, table, q): rows sharing tables read and sort them once. */
@@ -474,6 +545,20 @@ function topPatchTokens(z: Float32Array, patch: Float64Array, n: number, P: numb
   return { n, d: c, data };
 }
 
+/** Image AUROC of each defect type against the good images (MUSC_LEVERS_BY_TYPE=1). */
+function imageAurocByType(items: DatasetItem[], scores: Float64Array): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const t of new Set(items.filter((it) => it.label === 1).map((it) => it.defect))) {
+    const keep = items.flatMap((it, i) => (it.label === 0 || it.defect === t ? [i] : []));
+    const m = computeMetrics({
+      imageScores: Float64Array.from(keep, (i) => scores[i]!),
+      imageLabels: Uint8Array.from(keep, (i) => items[i]!.label!),
+    });
+    out[t] = +((m.image_auroc ?? NaN) * 100).toFixed(1);
+  }
+  return out;
+}
+
 async function evaluateRow(name: string, cat: string, items: DatasetItem[], masks: Uint8Array) {
   const row = parseRow(name);
   const paths = items.map((it) => it.path);
@@ -485,6 +570,8 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     M = meta.pieces.length;
   let maps: Float32Array;
   let patch = new Float64Array(0);
+  let filtered: Float64Array | null = null;
+  let repInfo: Record<string, number> | undefined;
   let score_s = 0;
   const fromRun = process.env.MUSC_LEVERS_MAPS;
   if (fromRun) {
@@ -496,20 +583,37 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     const layers = row.layers ?? row.stages.map((_, l) => l);
     const rs = row.agg.startsWith('md') ? [0] : row.rList;
     patch = new Float64Array(M * P);
+    const filter = row.rep > 0 ? await repeatFilter(fc, row, items, M, P) : null;
+    if (filter) repInfo = filter.info;
+    filtered = filter ? new Float64Array(M * P) : null;
     for (const l of layers) {
       for (const r of rs) {
-        const agg = r === 1 ? 'box' : row.agg; // r = 1 is the same under every aggregation
-        const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.q}`;
-        if (!reduced.has(key)) reduced.set(key, reduceRow(await fc.table(agg, l, r), meta.pieces, n, P, row.q));
-        const s = reduced.get(key)!;
+        const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
+        const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}`;
+        const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}`;
+        if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
+          const table = await fc.table(agg, l, r);
+          if (!reduced.has(key)) reduced.set(key, reduceRow(table, meta.pieces, n, P, row.qa, row.q));
+          if (filter) reduced.set(fkey, reduceTable(table, M, P, [filter.variant])[0]!);
+        }
         score_s += fc.meta!.score_s[`${agg}-l${l}-r${r}`] ?? NaN;
-        for (let k = 0; k < s.length; k++) patch[k] += s[k]! / (layers.length * rs.length);
+        const wgt = 1 / (layers.length * rs.length);
+        const s = reduced.get(key)!;
+        for (let k = 0; k < s.length; k++) patch[k] += s[k]! * wgt;
+        if (filter) {
+          const f = reduced.get(fkey)!;
+          for (let k = 0; k < f.length; k++) filtered![k] += f[k]! * wgt;
+        }
       }
     }
     maps = toImageMaps(upsampleAlignCorners(patch, M, meta.h, meta.w, S, S), meta.pieces, n, S);
   }
+  // the repeated-anomaly filter's scores give the image scores (and the maps with repmap=1)
+  let scoreMaps = filtered ? upsampleAlignCorners(filtered, M, meta.h, meta.w, S, S) : maps;
+  if (row.repmap) maps = scoreMaps;
   if (row.sigma > 0) maps = gaussianSmooth(maps, n, S, S, row.sigma);
-  const img = imageScores(maps, n, row.top > 0 ? { kind: 'top', fraction: row.top } : MAX_IMAGE_SCORE);
+  if (row.sigma > 0) scoreMaps = filtered ? gaussianSmooth(scoreMaps, n, S, S, row.sigma) : maps;
+  const img = imageScores(scoreMaps, n, row.top > 0 ? { kind: 'top', fraction: row.top } : MAX_IMAGE_SCORE);
   if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
   let rs = img;
   if (!row.kList.includes(0)) {
@@ -529,6 +633,8 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     extract_s: +meta.extract_s.toFixed(1),
     score_s: +score_s.toFixed(1),
     pieces: M,
+    ...(repInfo ? { repeat_filter: repInfo } : {}),
+    ...(process.env.MUSC_LEVERS_BY_TYPE ? { by_type: imageAurocByType(items, rs) } : {}),
   };
   console.log(JSON.stringify(out));
   if (process.env.MUSC_LEVERS_LOG) appendFileSync(process.env.MUSC_LEVERS_LOG, `${JSON.stringify(out)}\n`);

@@ -72,6 +72,11 @@ export interface Settings {
    * (README, the accuracy table). An explicit k_list always wins.
    */
   rscin: RscinMode;
+  /**
+   * The repeated-anomaly filter (src/core/repeats.ts): 'on' (default) = image scores from each
+   * image's scores without the images it shares a repeated defect with; maps are unchanged. Zero-shot only.
+   */
+  repeat_filter: 'on' | 'off';
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
   r_list: number[];
@@ -114,6 +119,7 @@ export const DEFAULT_SETTINGS: Settings = {
   r_list: [...DEFAULT_R_LIST],
   image_score: DEFAULT_IMAGE_SCORE,
   rscin: 'auto',
+  repeat_filter: 'on',
   divide_num: 1,
   interval: [...DEFAULT_INTERVAL],
   batch_size: 4,
@@ -149,6 +155,7 @@ export const SETTINGS_SCHEMA = {
     image_score: { type: 'string', minLength: 1 },
     preset: { enum: ['reference', 'default'] },
     rscin: { enum: ['auto', 'on', 'off'] },
+    repeat_filter: { enum: ['on', 'off'] },
     r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
     divide_num: posInt,
     max_memory: { type: 'number', exclusiveMinimum: 0 },
@@ -250,10 +257,11 @@ export function checkImageScore(v: string, what: string): void {
 
 /**
  * Named setting groups (`--preset`, config key `preset`): 'reference' = the MuSc reference's own
- * choices where musc's default differs (no border padding, image score = map maximum).
+ * choices where musc's default differs (no border padding, image score = map maximum, RsCIN on,
+ * no repeated-anomaly filter).
  */
 export const PRESETS: Readonly<Record<string, Partial<Settings>>> = {
-  reference: { border_pad: 0, image_score: 'max', rscin: 'on' },
+  reference: { border_pad: 0, image_score: 'max', rscin: 'on', repeat_filter: 'off' },
   default: {},
 };
 

@@ -104,7 +104,7 @@ export function accuracyOptions(cmd: Command): Command {
     .addOption(
       new Option(
         '--preset <name>',
-        "reference: the MuSc reference's choices (--border-pad 0 --image-score max --rscin on); flags override",
+        "reference: the MuSc reference's choices (--border-pad 0 --image-score max --rscin on; musc run: --repeat-filter off); flags override",
       ).choices(Object.keys(PRESETS)),
     );
 }

@@ -87,6 +87,7 @@ interface RunFlags extends AccuracyFlags {
   referenceDir?: string;
   mode?: 'musc' | 'musc-plus';
   decision?: string | true;
+  repeatFilter?: 'on' | 'off';
 }
 
 type RunCommandFlags = RunFlags & ClusterFlags;
@@ -104,6 +105,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.imageScore !== undefined) s.image_score = f.imageScore;
   if (f.preset !== undefined) s.preset = f.preset;
   if (f.rscin !== undefined) s.rscin = f.rscin;
+  if (f.repeatFilter !== undefined) s.repeat_filter = f.repeatFilter;
   if (f.divide !== undefined) s.divide_num = f.divide;
   if (f.maxMemory !== undefined) s.max_memory = f.maxMemory;
   if (f.kList !== undefined) s.k_list = f.kList;
@@ -195,6 +197,12 @@ function addRunOptions(cmd: Command): Command {
     .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumberArg)
     .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intListArg('--k-list'))
     .option('--interval <lo,hi>', 'MSM interval of the sorted scores (default: 0,0.3)', intervalArg)
+    .addOption(
+      new Option(
+        '--repeat-filter <mode>',
+        'image scores without the images that share a repeated defect (CoDeGraph-like; zero-shot only; default: on)',
+      ).choices(['on', 'off']),
+    )
     .option('--batch-size <n>', `images per backbone batch (default: ${DEFAULT_SETTINGS.batch_size})`, posIntArg)
     .option('--config <file>', 'YAML or JSON settings file (flags override it)')
     .addOption(normOption())

@@ -9,6 +9,8 @@
  *            its squared distances (PairResult) in the store
  *   reduce   the merge of one row block (images [a0, a1)) of one (stage, r) table: the block
  *            results touching it -> its images' scores (reduce.ts)
+ *   links    the repeated-anomaly filter: one row block of the link table merged the same way ->
+ *            its images' burnout links (reduce.ts, core/repeats.ts)
  *
  * Every job names the store key it completes (`done`): the key is a hash of the job's inputs, so a
  * job that ran twice (a retry after a killed worker, a duplicated delivery) writes the same bytes
@@ -74,6 +76,13 @@ export interface ReduceJobData {
   done: string;
 }
 
+/** The repeated-anomaly filter's burnout links of one row block of the link table (stage 0; core/repeats.ts). */
+export interface LinksJobData extends ReduceJobData {
+  /** the MSM interval's count (the burnout test's ranks) and the test's false-positive rate */
+  K: number;
+  fpr: number;
+}
+
 export interface ScaleJobData {
   run: string;
   bank: BankRef;
@@ -99,12 +108,12 @@ export interface ExtractJobData {
   done: string;
 }
 
-export type JobName = 'extract' | 'scale' | 'block' | 'reduce';
+export type JobName = 'extract' | 'scale' | 'block' | 'reduce' | 'links';
 
 /** A job to run: its name, id (deterministic), data. */
 export interface ClusterJob {
   name: JobName;
-  data: BlockJobData | ExtractJobData | ScaleJobData | ReduceJobData;
+  data: BlockJobData | ExtractJobData | ScaleJobData | ReduceJobData | LinksJobData;
 }
 
 /** The BullMQ job id of a job: its done key without the slash (ids are unique per content). */

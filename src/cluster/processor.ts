@@ -6,8 +6,16 @@
 import type { Job } from 'bullmq';
 import { runBlockJob } from './block.js';
 import { runExtractJob } from './features.js';
-import { type BlockJobData, type ExtractJobData, JOB_DELAY_ENV, type ReduceJobData, type ScaleJobData, STORE_ENV } from './jobs.js';
-import { runReduceJob } from './reduce.js';
+import {
+  type BlockJobData,
+  type ExtractJobData,
+  JOB_DELAY_ENV,
+  type LinksJobData,
+  type ReduceJobData,
+  type ScaleJobData,
+  STORE_ENV,
+} from './jobs.js';
+import { runLinksJob, runReduceJob } from './reduce.js';
 import { runScaleJob } from './scale.js';
 import { DirStore } from './store.js';
 
@@ -30,6 +38,8 @@ export default async function process_(job: Job): Promise<unknown> {
       return runScaleJob(store, job.data as ScaleJobData);
     case 'reduce':
       return runReduceJob(store, job.data as ReduceJobData);
+    case 'links':
+      return runLinksJob(store, job.data as LinksJobData);
     default:
       throw new Error(`unknown job '${job.name}'`);
   }

@@ -13,8 +13,9 @@
 import { mergeBlockRows, type TableBlock, tableBlocks, tableRows } from '../core/msm.js';
 import { neededPairs, type ScoringPlan } from '../core/plan.js';
 import { reduceRows } from '../core/score.js';
+import { addBurnoutLinks } from '../core/repeats.js';
 import { passKeys, readPairResult } from './block.js';
-import type { BlockJobData, ReduceJobData } from './jobs.js';
+import type { BlockJobData, LinksJobData, ReduceJobData } from './jobs.js';
 import { bytesKey, contentKey, type SharedStore } from './store.js';
 
 /** What a row block's merge held and read (the memory bound, checked by the tests). */
@@ -59,15 +60,7 @@ export async function reduceRowBlock(
 ): Promise<Float64Array> {
   const [a0, a1] = rb,
     n = plan.n;
-  const rows = new Float32Array((a1 - a0) * P * n);
-  stats.peakTableRows = Math.max(stats.peakTableRows, (a1 - a0) * P);
-  for (const [k, b] of blocks.entries()) {
-    const parts = { rows: b.i0 < a1 && b.i1 > a0, cols: b.j0 < a1 && b.j1 > a0 };
-    if (!parts.rows && !parts.cols) continue;
-    const res = await readPairResult(store, keys[k]!, b, P, parts);
-    stats.bytesRead += res.rowd2.byteLength + res.cold2!.byteLength;
-    mergeBlockRows(rows, a0, a1, n, P, need, b, res);
-  }
+  const rows = await mergeRowBlock(store, n, P, need, blocks, keys, rb, stats);
   const full = plan.variants.map((v) => new Float64Array(v.scored.length * P));
   reduceRows(rows, a0, n, P, plan.variants, full);
   const pos = positions(plan, a0, a1);
@@ -80,6 +73,29 @@ export async function reduceRowBlock(
     }
   });
   return out;
+}
+
+/** Rows [a1 - a0, P, N] of a table from the block results (`keys[k]` of `blocks[k]`) that touch them. */
+async function mergeRowBlock(
+  store: SharedStore,
+  n: number,
+  P: number,
+  need: Uint8Array,
+  blocks: TableBlock[],
+  keys: string[],
+  [a0, a1]: [number, number],
+  stats: MergeStats,
+): Promise<Float32Array> {
+  const rows = new Float32Array((a1 - a0) * P * n);
+  stats.peakTableRows = Math.max(stats.peakTableRows, (a1 - a0) * P);
+  for (const [k, b] of blocks.entries()) {
+    const parts = { rows: b.i0 < a1 && b.i1 > a0, cols: b.j0 < a1 && b.j1 > a0 };
+    if (!parts.rows && !parts.cols) continue;
+    const res = await readPairResult(store, keys[k]!, b, P, parts);
+    stats.bytesRead += res.rowd2.byteLength + res.cold2!.byteLength;
+    mergeBlockRows(rows, a0, a1, n, P, need, b, res);
+  }
+  return rows;
 }
 
 /** Puts a row block's scores (reduceRowBlock's layout) into the (stage, r) scores s[v] [S_v, P]. */
@@ -180,8 +196,8 @@ export function reduceJobs(
   );
 }
 
-/** (worker) One merge job: its row block's scores, float64, to the store. */
-export async function runReduceJob(store: SharedStore, d: ReduceJobData): Promise<{ peakTableRows: number; bytesRead: number }> {
+/** A merge or links job's plan, blocks and their result keys (from the store and the job). */
+async function jobTable(store: SharedStore, d: ReduceJobData) {
   const bytes = await store.get(d.plan);
   if (!bytes) throw new Error(`plan ${d.plan} is missing from the store ${store.location}`);
   const plan = JSON.parse(new TextDecoder().decode(bytes)) as ScoringPlan;
@@ -190,9 +206,42 @@ export async function runReduceJob(store: SharedStore, d: ReduceJobData): Promis
   const blocks = tableBlocks(plan.n, P, need, d.tiling);
   const keys = passKeys(d.bank, d.target, d.r, blocks, d.precision, d.maxAbs);
   const stats = newStats(tableRows(plan.n, need) * P);
+  return { plan, need, P, blocks, keys, stats };
+}
+
+/** (worker) One merge job: its row block's scores, float64, to the store. */
+export async function runReduceJob(store: SharedStore, d: ReduceJobData): Promise<{ peakTableRows: number; bytesRead: number }> {
+  const { plan, need, P, blocks, keys, stats } = await jobTable(store, d);
   const out = await reduceRowBlock(store, plan, P, need, blocks, keys, [d.a0, d.a1], stats);
   await store.put(d.done, new Uint8Array(out.buffer));
   return { peakTableRows: stats.peakTableRows, bytesRead: stats.bytesRead };
+}
+
+/** The links jobs of the repeated-anomaly filter: one per row block of the link table (merge jobs of that pass, renamed). */
+export function linksJobs(pass: ReduceJobData[], K: number, fpr: number): LinksJobData[] {
+  return pass.map((d) => ({ ...d, K, fpr, done: contentKey('links', { v: 1, of: d.done, K, fpr }) }));
+}
+
+/** (worker) One links job: the burnout links of its row block's images [a1 - a0, N], float64, to the store. */
+export async function runLinksJob(store: SharedStore, d: LinksJobData): Promise<{ peakTableRows: number; bytesRead: number }> {
+  const { plan, need, P, blocks, keys, stats } = await jobTable(store, d);
+  const rows = await mergeRowBlock(store, plan.n, P, need, blocks, keys, [d.a0, d.a1], stats);
+  const links = new Float64Array(plan.n * plan.n);
+  addBurnoutLinks(rows, d.a0, plan.n, P, d.K, d.fpr, links);
+  await store.put(d.done, new Uint8Array(links.slice(d.a0 * plan.n, d.a1 * plan.n).buffer));
+  return { peakTableRows: stats.peakTableRows, bytesRead: stats.bytesRead };
+}
+
+/** (coordinator) The links [N, N] from the links jobs' results (row blocks in order). */
+export async function collectLinks(store: SharedStore, n: number, jobs: LinksJobData[]): Promise<Float64Array> {
+  const links = new Float64Array(n * n);
+  for (const j of jobs) {
+    const b = await store.get(j.done);
+    if (!b || b.byteLength !== (j.a1 - j.a0) * n * 8)
+      throw new Error(`links result ${j.done} is missing or damaged in the store ${store.location}`);
+    links.set(new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)), j.a0 * n);
+  }
+  return links;
 }
 
 /** (coordinator) The patch scores from the merge jobs' results. */

@@ -27,7 +27,8 @@ import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
 import { planOfBatch } from '../scoring/tasks.js';
 import { putBank } from './bank.js';
 import { passKeys } from './block.js';
-import { collectScores, putPlan, reduceJobs, rowBlocks } from './reduce.js';
+import { collectLinks, collectScores, linksJobs, putPlan, reduceJobs, rowBlocks } from './reduce.js';
+import { burnoutCount, filteredPools, filteredVariant, linkRIndex, poolSummary } from '../core/repeats.js';
 import type { Coordinator } from './coordinator.js';
 import type { BankRef, BlockJobData, ClusterJob } from './jobs.js';
 import { readMaxAbs, scaleJobs } from './scale.js';
@@ -149,6 +150,31 @@ async function mergeOnWorkers(
   return collectScores(store, plan, p.P, jobs, rbs);
 }
 
+/**
+ * The repeated-anomaly filter as jobs (core/repeats.ts; the one-process engine's repeatPass): links
+ * jobs over the row blocks of the link table (stage 0, linkRIndex), the links summed here, each
+ * image's filtered pool. The merge then reduces the filtered variant with the others: the same bits.
+ */
+async function repeatFilterOnWorkers(
+  coordinator: Coordinator,
+  store: SharedStore,
+  plan: ScoringPlan,
+  p: Awaited<ReturnType<typeof planBlockJobs>>,
+) {
+  const v0 = plan.variants[0]!;
+  const K = v0.reduce.kind === 'interval' ? burnoutCount(plan.n - 1, v0.reduce.interval) : null;
+  if (K === null) return null;
+  const rbs = rowBlocks(tableRows(plan.n, p.need), p.rowImages);
+  const pass = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs)[0]![linkRIndex(plan.rList)]!;
+  const jobs = linksJobs(pass, K, plan.repeatFilter!.fpr);
+  await coordinator.runJobs(
+    jobs.map((data) => ({ name: 'links', data })),
+    `repeated-anomaly filter: ${jobs.length} jobs`,
+  );
+  const pools = filteredPools(await collectLinks(store, plan.n, jobs), plan.n, p.P, plan.repeatFilter!);
+  return { variant: filteredVariant(pools, K), ...poolSummary(pools) };
+}
+
 /** The pipeline's Scorer with scorePatches on the cluster; maps, RsCIN as in one process. */
 export function clusterScorer(coordinator: Coordinator, store: SharedStore, split: BlockSplit): Scorer {
   return {
@@ -165,12 +191,17 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
         all,
         `scoring ${plan.n} images: ${p.blocks.length} blocks x ${stages.length} stages x ${plan.rList.length} r`,
       );
-      const patch = await mergeOnWorkers(coordinator, store, plan, p);
+      const filter = plan.repeatFilter ? await repeatFilterOnWorkers(coordinator, store, plan, p) : null;
+      const merged = filter ? { n: plan.n, rList: plan.rList, variants: [...plan.variants, filter.variant] } : plan;
+      const patch = await mergeOnWorkers(coordinator, store, merged, p);
       return {
         n: plan.variants[0]!.scored.length,
         h: p.target.gridH,
         w: p.target.gridW,
         data: patch[0]!,
+        ...(filter
+          ? { filtered: { data: patch[merged.variants.length - 1]!, images: filter.images, excludedPairs: filter.excludedPairs } }
+          : {}),
         timings: { lnamdMs: 0, msmMs: performance.now() - t0 },
       };
     },

@@ -14,6 +14,7 @@
  */
 import type { Interval } from './types.js';
 import { intervalBounds } from './msm.js';
+import type { RepeatFilterOptions } from './repeats.js';
 
 /** How a pool's sorted distances a(i, p, j) become a patch score. */
 export type Reduction = { kind: 'interval'; interval: Interval } | { kind: 'min' } | { kind: 'max' } | { kind: 'mean' };
@@ -36,6 +37,11 @@ export interface ScoringPlan {
   /** LNAMD aggregation degrees */
   rList: number[];
   variants: PoolVariant[];
+  /**
+   * The repeated-anomaly filter (repeats.ts) on variant 0, which must be zero-shot over the whole
+   * batch: the engine adds the filtered variant (PlanScores.filtered).
+   */
+  repeatFilter?: RepeatFilterOptions;
 }
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
@@ -114,6 +120,15 @@ export function validatePlan(plan: ScoringPlan): void {
       if (!pool) throw new Error(`variant ${vi}: image ${i} has no pool ${v.poolOf[s]}`);
       if (pool.filter((j) => j !== i).length < 1) throw new Error(`variant ${vi}: image ${i} has an empty pool`);
     });
+  }
+  if (plan.repeatFilter) {
+    const v = plan.variants[0]!;
+    const zeroShot = v.scored.length === n && v.pools.length === 1 && v.pools[0]!.length === n && v.reduce.kind === 'interval';
+    if (!zeroShot) throw new Error('the repeated-anomaly filter needs zero-shot scoring of the whole batch (variant 0)');
+    const { fpr, minShare, maxShare } = plan.repeatFilter;
+    if (!(fpr > 0 && fpr < 1)) throw new Error(`repeated-anomaly filter: fpr must be in (0, 1), got ${fpr}`);
+    if (!(minShare >= 0 && maxShare <= 1 && minShare < maxShare))
+      throw new Error(`repeated-anomaly filter: need 0 <= minShare < maxShare <= 1, got ${minShare}, ${maxShare}`);
   }
 }
 

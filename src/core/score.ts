@@ -15,6 +15,7 @@ import type { PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
 import { neededPairs, reductionBounds, validatePlan, type PoolVariant, type ScoringPlan } from './plan.js';
+import { addBurnoutLinks, burnoutCount, filteredPools, filteredVariant, linkRIndex, poolSummary } from './repeats.js';
 
 export interface EngineOptions {
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
@@ -46,8 +47,16 @@ export interface PlanScores {
   L: number;
   R: number;
   variants: VariantScores[];
+  /** the repeated-anomaly filter's variant (plan.repeatFilter; absent when the batch is too small for it) */
+  filtered?: FilteredScores;
   /** wall time of the LNAMD aggregation and of the MSM passes */
   timings: { lnamdMs: number; msmMs: number };
+}
+
+export interface FilteredScores extends VariantScores {
+  /** images with at least one image left out of their pool, and the (ordered) pairs left out */
+  images: number;
+  excludedPairs: number;
 }
 
 /** What a cancelled run rejects with (the CLI maps the name to exit 130). */
@@ -85,10 +94,6 @@ export async function scorePlan(
     L = stages.length,
     R = plan.rList.length;
   const need = neededPairs(plan);
-  const variants = plan.variants.map((v) => ({
-    patch: new Float64Array(v.scored.length * P),
-    passes: opts.keepPasses ? new Float64Array(R * L * v.scored.length * P) : undefined,
-  }));
   const total = L * R;
   let done = 0,
     lnamdMs = 0,
@@ -102,18 +107,31 @@ export async function scorePlan(
       hooks.progress?.(done + d / t, total, 'scoring');
     },
   };
+  // the repeated-anomaly filter first: its link table's reductions are kept for the loop
+  const t0 = performance.now();
+  const pre = plan.repeatFilter ? await repeatPass(stages, plan, target, kernel, table) : null;
+  msmMs += performance.now() - t0;
+  const all = pre ? [...plan.variants, pre.variant] : plan.variants;
+  const variants = all.map((v) => ({
+    patch: new Float64Array(v.scored.length * P),
+    passes: opts.keepPasses ? new Float64Array(R * L * v.scored.length * P) : undefined,
+  }));
   // stage-major: each stage is layer-normalised once and reused for every r
   for (let l = 0; l < L; l++) {
     let t0 = performance.now();
     const normed = layerNormImages(stages[l]!);
     lnamdMs += performance.now() - t0;
     for (let ri = 0; ri < R; ri++) {
-      t0 = performance.now();
-      const z = aggregateStage(stages[l]!, normed, plan.rList[ri]!, target);
-      lnamdMs += performance.now() - t0;
-      t0 = performance.now();
-      const scores = await scoreBank(z, n, P, target.channels, plan.variants, kernel, table);
-      msmMs += performance.now() - t0;
+      let scores: Float64Array[];
+      if (pre && l === 0 && ri === pre.ri) scores = pre.scores;
+      else {
+        t0 = performance.now();
+        const z = aggregateStage(stages[l]!, normed, plan.rList[ri]!, target);
+        lnamdMs += performance.now() - t0;
+        t0 = performance.now();
+        scores = await scoreBank(z, n, P, target.channels, all, kernel, table);
+        msmMs += performance.now() - t0;
+      }
       const wgt = 1 / (L * R);
       scores.forEach((s, vi) => {
         const v = variants[vi]!;
@@ -123,7 +141,35 @@ export async function scorePlan(
       hooks.progress?.(++done, total, 'scoring');
     }
   }
-  return { h: target.gridH, w: target.gridW, L, R, variants, timings: { lnamdMs, msmMs } };
+  const filtered = pre ? { ...variants.pop()!, images: pre.images, excludedPairs: pre.excludedPairs } : undefined;
+  return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), timings: { lnamdMs, msmMs } };
+}
+
+/**
+ * The repeated-anomaly filter's pass (repeats.ts): the link table (stage 0 at linkRIndex's r), the
+ * burnout links of all its rows, each image's filtered pool; that table reduced for every variant
+ * and the filtered one, so that the loop does not compute it again. null: too few images for the test.
+ */
+async function repeatPass(
+  stages: StageFeatures[],
+  plan: ScoringPlan,
+  target: ReturnType<typeof lnamdTarget>,
+  kernel: PairKernel,
+  table: TableOptions & { need: Uint8Array },
+) {
+  const { n } = plan;
+  const v0 = plan.variants[0]!;
+  const K = v0.reduce.kind === 'interval' ? burnoutCount(n - 1, v0.reduce.interval) : null;
+  if (K === null) return null;
+  const P = target.gridH * target.gridW;
+  const ri = linkRIndex(plan.rList);
+  const z = aggregateStage(stages[0]!, layerNormImages(stages[0]!), plan.rList[ri]!, target);
+  const t = await nearestDistanceTable(z, n, P, target.channels, kernel, table);
+  const links = new Float64Array(n * n);
+  addBurnoutLinks(t, 0, n, P, K, plan.repeatFilter!.fpr, links);
+  const pools = filteredPools(links, n, P, plan.repeatFilter!);
+  const variant = filteredVariant(pools, K);
+  return { ri, variant, scores: reduceTable(t, n, P, [...plan.variants, variant]), ...poolSummary(pools) };
 }
 
 /** MSM scores [S_v, P] of every variant for one bank Z [N, P, C] (one stage, one r). */

@@ -51,6 +51,8 @@ interface Ordered {
   sizes: ([number, number] | undefined)[];
   maps: Float32Array;
   tokens: Float32Array;
+  /** image scores of the repeated-anomaly filter (undefined: the image's subset had none) */
+  filteredScores: (number | undefined)[];
   /** subsets actually scored: indices into `items` */
   subsets: number[][];
 }
@@ -64,6 +66,9 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
   const N = ord.items.length;
   let t0 = performance.now();
   const imageScores = deps.scorer.imageScoresFromMaps(ord.maps, N, opts.imageScore);
+  ord.filteredScores.forEach((v, k) => {
+    if (v !== undefined) imageScores[k] = v; // the repeated-anomaly filter's image score
+  });
   t.scoring += performance.now() - t0;
   t0 = performance.now();
   const rscinScores = deps.scorer.rscin(imageScores, { n: N, d: run.store.tokenDim, data: ord.tokens }, opts.kList);
@@ -167,6 +172,7 @@ function inDatasetOrder(run: CategoryRun, scored: ScoredSubsets): Ordered {
     sizes: keptIdx.map((i) => scored.sizeOf.get(i)),
     maps,
     tokens,
+    filteredScores: keptIdx.map((i) => scored.filteredScoreOf.get(i)),
     subsets: scored.subsets.map((s) => s.map((i) => pos.get(i)!)),
   };
 }

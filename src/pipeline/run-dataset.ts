@@ -297,6 +297,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
         kind: ds.kind,
         rList: s.r_list,
         imageScore: parseImageScoreRule(s.image_score),
+        repeatFilter: s.repeat_filter === 'on',
         interval: s.interval,
         kList: run.kList,
         batchSize: s.batch_size,

@@ -19,6 +19,8 @@ export interface ScoredSubsets {
   mapOf: Map<number, Float32Array>;
   /** item -> [D] */
   tokenOf: Map<number, Float32Array>;
+  /** item -> image score from the repeated-anomaly filter's scores (subsets that had the filter) */
+  filteredScoreOf: Map<number, number>;
   /** item -> decoded [width, height] */
   sizeOf: Map<number, [number, number]>;
   /** subsets actually scored (item indices) */
@@ -30,7 +32,14 @@ export interface ScoredSubsets {
 export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promise<ScoredSubsets> {
   const { category, opts } = run;
   const all = category.items;
-  const out: ScoredSubsets = { mapOf: new Map(), tokenOf: new Map(), sizeOf: new Map(), subsets: [], estimatedBytes: 0 };
+  const out: ScoredSubsets = {
+    mapOf: new Map(),
+    tokenOf: new Map(),
+    filteredScoreOf: new Map(),
+    sizeOf: new Map(),
+    subsets: [],
+    estimatedBytes: 0,
+  };
   let extracted = 0;
   for (let si = 0; si < subsets.length; si++) {
     const subset = subsets[si]!;
@@ -45,11 +54,12 @@ export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promi
     if (ex.images.length === 0) continue;
     const items = ex.images.map((im) => subset[im.index]!);
     checkSubset(run, items, si, subsets);
-    const maps = await scoreOne(run, ex.images, (d, tot) => opts.onProgress?.('score', si + d / tot, subsets.length));
+    const { maps, filteredScores } = await scoreOne(run, ex.images, (d, tot) => opts.onProgress?.('score', si + d / tot, subsets.length));
     const S = run.S;
     ex.images.forEach((im, i) => {
       const item = items[i]!;
       out.mapOf.set(item, maps.subarray(i * S * S, (i + 1) * S * S));
+      if (filteredScores) out.filteredScoreOf.set(item, filteredScores[i]!);
       out.tokenOf.set(item, im.features.token);
       out.sizeOf.set(item, [im.features.width, im.features.height]);
     });
@@ -89,12 +99,15 @@ function checkSubset(run: CategoryRun, items: number[], si: number, subsets: num
   }
 }
 
-/** Mutual scoring of one subset's images (references last in the pool) -> maps [n, S, S]. */
+/**
+ * Mutual scoring of one subset's images (references last in the pool) -> maps [n, S, S], and with
+ * the repeated-anomaly filter the image scores [n] of the filtered scores' maps.
+ */
 async function scoreOne(
   run: CategoryRun,
   images: ExtractedImage[],
   onProgress: (done: number, total: number) => void,
-): Promise<Float32Array> {
+): Promise<{ maps: Float32Array; filteredScores: Float64Array | null }> {
   const { deps, opts, t, S } = run;
   // StageFeatures [n, H, W, C] per stage, shared with the compute worker (not copied)
   const stages: StageFeatures[] = stackStages(
@@ -113,11 +126,21 @@ async function scoreOne(
     device: opts.device,
     precision: opts.precision,
     ...(opts.references ? { references: nRef, mode: opts.mode ?? 'musc' } : {}),
+    ...(opts.repeatFilter ? { repeatFilter: true } : {}),
     onProgress, // per stage and r, within the subset
   });
   t.lnamd += ps.timings?.lnamdMs ?? 0;
   t.msm += ps.timings?.msmMs ?? 0;
   const maps = deps.scorer.upsampleMaps(ps, S, S); // [n, S, S]
+  let filteredScores: Float64Array | null = null;
+  if (ps.filtered) {
+    const f = ps.filtered;
+    filteredScores = deps.scorer.imageScoresFromMaps(deps.scorer.upsampleMaps({ ...ps, data: f.data }, S, S), ps.n, opts.imageScore);
+    opts.log?.(
+      `${run.category.name}: repeated-anomaly filter: ${f.images} of ${ps.n} images scored without the images ` +
+        `they share a repeated defect with (${f.excludedPairs} pairs)`,
+    );
+  }
   t.scoring += performance.now() - t0;
-  return maps;
+  return { maps, filteredScores };
 }

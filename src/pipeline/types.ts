@@ -52,6 +52,8 @@ export interface PipelineOptions {
   rList: number[];
   /** image score from its map (default: the maximum) */
   imageScore?: ImageScoreRule;
+  /** the repeated-anomaly filter: image scores from the filtered scores (zero-shot subsets; default off here) */
+  repeatFilter?: boolean;
   interval: [number, number];
   kList: number[];
   batchSize: number;

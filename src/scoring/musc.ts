@@ -10,6 +10,7 @@ import type { MsmPrecision } from '../core/kernel.js';
 import type { StageFeatures, ImageTokens, Interval } from '../core/types.js';
 import type { PlanScores } from '../core/score.js';
 import type { ScoringPlan } from '../core/plan.js';
+import type { RepeatFilterOptions } from '../core/repeats.js';
 import { validateStages } from '../core/score.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE, type ImageScoreRule } from '../core/maps.js';
 import { rscin as rscinImpl, RSCIN_K_MVTEC } from '../core/rscin.js';
@@ -33,6 +34,11 @@ export interface ScoreOptions {
   mode?: 'musc' | 'musc-plus';
   /** MSM distances: 'exact', 'fast' (float32 2 - 2 a.b, as the reference) or 'int8'; default DEFAULT_MSM_PRECISION */
   precision?: MsmPrecision;
+  /**
+   * The repeated-anomaly filter (core/repeats.ts; true = DEFAULT_REPEAT_FILTER; default off here,
+   * on in `musc run`): PatchScores.filtered, the scores image scores come from. Zero-shot only.
+   */
+  repeatFilter?: RepeatFilterOptions | boolean;
   onProgress?: ProgressListener;
 }
 
@@ -42,6 +48,8 @@ export interface PatchScores {
   h: number;
   w: number;
   data: Float64Array;
+  /** the repeated-anomaly filter's patch scores [N, H, W], from which image scores come (maps stay `data`) */
+  filtered?: { data: Float64Array; images: number; excludedPairs: number };
   /** wall time spent in LNAMD and in MSM (when computed by scorePatches) */
   timings?: { lnamdMs: number; msmMs: number };
 }
@@ -67,7 +75,30 @@ export async function scorePatches(stages: StageFeatures[], opts: ScoreOptions =
   const settings: ScoreSettings = rest;
   planOfBatch(stages[0]!.n, settings); // settings errors before the worker starts
   const r = await computeWorker().call<ScoreResult>(TASKS_MODULE, 'scoreStages', [stages, settings], [], onProgress);
-  return { n: r.n, h: r.h, w: r.w, data: r.patch, timings: r.timings };
+  const f = r.filtered;
+  return {
+    n: r.n,
+    h: r.h,
+    w: r.w,
+    data: r.patch,
+    ...(f ? { filtered: { data: f.patch, images: f.images, excludedPairs: f.excludedPairs } } : {}),
+    timings: r.timings,
+  };
+}
+
+/**
+ * Image scores [N] of patch scores: the rule on the maps upsampled to outH x outW, from the
+ * repeated-anomaly filter's scores where the scoring had the filter, else from the maps' own.
+ */
+export function imageScoresOf(
+  ps: PatchScores,
+  outH: number,
+  outW: number,
+  rule: ImageScoreRule = MAX_IMAGE_SCORE,
+  smoothSigma = 0,
+): Float64Array {
+  const src = ps.filtered ? { ...ps, data: ps.filtered.data } : ps;
+  return imageScores(upsampleMaps(src, outH, outW, smoothSigma), ps.n, rule);
 }
 
 /** Bilinear (align_corners=true) upsampling of patch scores to [N, outH, outW]. */
@@ -104,7 +135,10 @@ export async function musc(
 ): Promise<MuscResult> {
   const patchScores = await scorePatches(features.stages, opts);
   const maps = upsampleMaps(patchScores, opts.imageSize, opts.imageSize, opts.smoothSigma);
-  const imageScores = imageScoresFromMaps(maps, patchScores.n, opts.imageScore); // the paper's maximum by default
+  // the paper's maximum by default; from the filtered scores with repeatFilter
+  const imageScores = patchScores.filtered
+    ? imageScoresOf(patchScores, opts.imageSize, opts.imageSize, opts.imageScore, opts.smoothSigma)
+    : imageScoresFromMaps(maps, patchScores.n, opts.imageScore);
   const t = features.imageTokens;
   const testTokens = { n: patchScores.n, d: t.d, data: t.data.subarray(0, patchScores.n * t.d) };
   const rscinScores = rscin(imageScores, testTokens, opts.kList ?? RSCIN_K_MVTEC);

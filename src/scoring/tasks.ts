@@ -9,6 +9,7 @@ import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import type { Interval, StageFeatures } from '../core/types.js';
 import type { ScoringPlan } from '../core/plan.js';
+import { DEFAULT_REPEAT_FILTER, type RepeatFilterOptions } from '../core/repeats.js';
 import { OnnxPairKernel } from '../compute/msm-kernel.js';
 import type { Device } from '../compute/session.js';
 import type { WorkerContext } from '../compute/worker.js';
@@ -52,6 +53,8 @@ export interface ScoreSettings extends RuntimeSettings {
   references?: number;
   /** 'musc-plus': score test patches by the reference images alone (A.6.2) */
   mode?: 'musc' | 'musc-plus';
+  /** the repeated-anomaly filter (core/repeats.ts; true = its defaults): zero-shot batches only, ignored with references */
+  repeatFilter?: RepeatFilterOptions | boolean;
 }
 
 export interface ScoreResult {
@@ -63,7 +66,16 @@ export interface ScoreResult {
   patch: Float64Array;
   /** [R, L, N, P] when keepPasses */
   passes?: Float64Array;
+  /** the repeated-anomaly filter's scores [N, H*W] (what image scores come from) */
+  filtered?: FilteredPatches;
   timings: { lnamdMs: number; msmMs: number };
+}
+
+export interface FilteredPatches {
+  patch: Float64Array;
+  /** images with images left out of their pool, and the pairs left out */
+  images: number;
+  excludedPairs: number;
 }
 
 /** The plan of one batch (zero-shot, or test images + trailing references). */
@@ -73,7 +85,9 @@ export function planOfBatch(n: number, s: ScoreSettings): ScoringPlan {
     throw new Error(`invalid reference image count ${references} for ${n} images`);
   if (s.mode === 'musc-plus' && references === 0) throw new Error('MuSc+ needs reference (known-good) images');
   if (n - references < 1) throw new Error('no test images to score');
-  return batchPlan(n, s.rList ?? DEFAULT_R_LIST, s.interval ?? DEFAULT_INTERVAL, references, s.mode ?? 'musc');
+  const plan = batchPlan(n, s.rList ?? DEFAULT_R_LIST, s.interval ?? DEFAULT_INTERVAL, references, s.mode ?? 'musc');
+  const filter = s.repeatFilter === true ? DEFAULT_REPEAT_FILTER : s.repeatFilter || undefined;
+  return filter && references === 0 ? { ...plan, repeatFilter: filter } : plan;
 }
 
 /** (worker) LNAMD + MSM for one batch of images, the scored ones first. */
@@ -81,5 +95,14 @@ export async function scoreStages(stages: StageFeatures[], settings: ScoreSettin
   const plan = planOfBatch(stages[0]?.n ?? 0, settings);
   const res = await scorePlanTask(stages, plan, settings, ctx);
   const v = res.variants[0]!;
-  return { n: plan.variants[0]!.scored.length, h: res.h, w: res.w, patch: v.patch, passes: v.passes, timings: res.timings };
+  const f = res.filtered;
+  return {
+    n: plan.variants[0]!.scored.length,
+    h: res.h,
+    w: res.w,
+    patch: v.patch,
+    passes: v.passes,
+    ...(f ? { filtered: { patch: f.patch, images: f.images, excludedPairs: f.excludedPairs } } : {}),
+    timings: res.timings,
+  };
 }
