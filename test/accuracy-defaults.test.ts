@@ -1,11 +1,13 @@
 /**
  * Issue 17: `musc run`'s accuracy defaults reach its outputs: the image score is the mean of the
  * top 2.5% of each map and RsCIN is off for a ResNet backbone; `--preset reference` gives the map
- * maximum and RsCIN with the dataset's windows.
+ * maximum and RsCIN with the dataset's windows. The repeated-anomaly filter (on by default) changes
+ * image scores only: the maps are those of the run without it, the scores never lower.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import sharp from 'sharp';
 import { join } from 'node:path';
 import { generateSynthetic } from '../src/demo/synthetic.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
@@ -33,9 +35,33 @@ function topMean(maps: Float32Array, n: number, frac: number): number[] {
   });
 }
 
-async function runWith(root: string, out: string, flags: Partial<Settings>) {
+/** Moves good images `stems` to test/stain with a 12 px green square painted at (12, 12), and their masks. */
+async function repeatDefect(cat: string, stems: string[]): Promise<void> {
+  await mkdir(join(cat, 'test', 'stain'), { recursive: true });
+  await mkdir(join(cat, 'ground_truth', 'stain'), { recursive: true });
+  const green = await sharp(Buffer.from(Array.from({ length: 12 * 12 }, () => [20, 220, 40]).flat()), {
+    raw: { width: 12, height: 12, channels: 3 },
+  })
+    .png()
+    .toBuffer();
+  const m = Buffer.alloc(48 * 48);
+  for (let y = 12; y < 24; y++) m.fill(255, y * 48 + 12, y * 48 + 24);
+  const mask = await sharp(m, { raw: { width: 48, height: 48, channels: 1 } })
+    .png()
+    .toBuffer();
+  for (const s of stems) {
+    const src = join(cat, 'test', 'good', `${s}.png`);
+    await sharp(src)
+      .composite([{ input: green, left: 12, top: 12 }])
+      .toFile(join(cat, 'test', 'stain', `${s}.png`));
+    await rm(src);
+    await writeFile(join(cat, 'ground_truth', 'stain', `${s}_mask.png`), mask);
+  }
+}
+
+async function runWith(root: string, out: string, flags: Partial<Settings>, log?: (line: string) => void) {
   const settings = mergeSettings({}, { heatmaps: 'none', ...flags });
-  await runDataset({ data: root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 4)), scorer });
+  await runDataset({ data: root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 4)), scorer, ...(log ? { log } : {}) });
   const m = await readMaps(join(out, 'surface', 'maps.safetensors'));
   const rows = parseScoresCsv(await readFile(join(out, 'surface', 'scores.csv'), 'utf8'));
   const run = JSON.parse(await readFile(join(out, 'surface', 'run.json'), 'utf8')) as { settings: Record<string, unknown> };
@@ -67,6 +93,38 @@ test('musc run defaults: image score = top 2.5% mean of the map, RsCIN off for r
     assert.deepEqual(r.run.settings.k_list, [1, 2, 3]);
     // same features and patch scores: the maps of both runs are identical
     assert.deepEqual(Array.from(r.m.maps), Array.from(d.m.maps));
+  } finally {
+    await cleanup();
+  }
+});
+
+test("musc run: the repeated-anomaly filter (default on) raises image scores of images sharing a defect; maps unchanged; off = the maps' scores", async () => {
+  const { dir, cleanup } = await tempDir('repeat-filter');
+  try {
+    // 24 images; 4 of them share one defect: the same green square at the same place
+    const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 20, defective: 4 });
+    await repeatDefect(join(set.root, set.category), ['000', '001', '002', '003']);
+    const lines: string[] = [];
+    const on = await runWith(set.root, join(dir, 'on'), {}, (l) => lines.push(l));
+    const off = await runWith(set.root, join(dir, 'off'), { repeat_filter: 'off' });
+    assert.equal(on.run.settings.repeat_filter, 'on');
+    assert.equal(off.run.settings.repeat_filter, 'off');
+    assert.deepEqual(Array.from(on.m.maps), Array.from(off.m.maps), 'the filter changed the maps');
+    const n = on.m.n;
+    const top = topMean(off.m.maps, n, 0.025);
+    for (let i = 0; i < n; i++) assert.ok(Math.abs(off.rows[i]!.score - top[i]!) < 1e-6, `off, image ${i}: not the map's score`);
+    for (let i = 0; i < n; i++) assert.ok(on.rows[i]!.score >= off.rows[i]!.score - 1e-9, `image ${i}: lower with the filter`);
+    const line = lines.find((l) => l.includes('repeated-anomaly filter'));
+    assert.ok(line, `no filter line in the log:\n${lines.join('\n')}`);
+    const [, images, pairs] = /filter: (\d+) of \d+ images .*\((\d+) pairs\)/.exec(line)!;
+    const raised = on.rows.filter((r, i) => r.score > off.rows[i]!.score + 1e-9).length;
+    assert.ok(Number(pairs) > 0 && raised > 0, `${line}; ${raised} images raised`);
+    assert.ok(raised <= Number(images), `${raised} images raised, ${images} had images left out`);
+    const stain = on.rows.flatMap((r, i) => (r.defect === 'stain' ? [i] : []));
+    assert.equal(stain.length, 4);
+    for (const i of stain) assert.ok(on.rows[i]!.score > off.rows[i]!.score * 1.01, `${on.rows[i]!.path}: the repeated defect not raised`);
+    const ref = await runWith(set.root, join(dir, 'reference'), { preset: 'reference' });
+    assert.equal(ref.run.settings.repeat_filter, 'off');
   } finally {
     await cleanup();
   }

@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { runBlockJob } from '../src/cluster/block.js';
 import { readMaxAbs, runScaleJob, scaleJobs } from '../src/cluster/scale.js';
-import { collectScores, mergeScores, putPlan, reduceJobs, rowBlocks, runReduceJob } from '../src/cluster/reduce.js';
-import { clusterTiling, planBlockJobs, putBanks } from '../src/cluster/scorer.js';
+import { collectScores, mergeScores, putPlan, reduceJobs, rowBlocks, runLinksJob, runReduceJob } from '../src/cluster/reduce.js';
+import { clusterTiling, planBlockJobs, putBanks, repeatFilterOnWorkers } from '../src/cluster/scorer.js';
+import type { LinksJobData } from '../src/cluster/jobs.js';
+import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
 import { DirStore } from '../src/cluster/store.js';
 import { type ScoringPlan, subsetsVariant, zeroShotVariant } from '../src/core/plan.js';
 import { reduceRows, reduceTable, scorePlan } from '../src/core/score.js';
@@ -19,7 +21,7 @@ import { tableRows } from '../src/core/msm.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { lnamdTarget } from '../src/core/lnamd.js';
 import { mulberry32 } from '../src/demo/synthetic.js';
-import { toFloat16 } from '../src/io/float16.js';
+import { fromFloat16, toFloat16 } from '../src/io/float16.js';
 import { kernelFor } from '../src/scoring/tasks.js';
 import { tempDir } from './helpers/cli-env.js';
 
@@ -137,6 +139,50 @@ test('int8 on the cluster: scale jobs give the bank scale; block jobs = the one-
     for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
     const patch = await mergeAsJobs(store, plan, p);
     patch.forEach((v, vi) => assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `int8: variant ${vi} differs from scorePlan`));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('repeated-anomaly filter on the cluster: links jobs per row block, then the merge = the one-process filtered variant, bit for bit', async () => {
+  const { dir, cleanup } = await tempDir('cluster-repeats');
+  try {
+    const n = 20;
+    const stages = randomStages(n, 13);
+    // images 0..3 share a defect vector at stage 0's top-left patch (a repeated anomaly)
+    const rnd = mulberry32(99);
+    const defect = Array.from({ length: 16 }, () => 8 * (rnd() * 2 - 1));
+    const s0 = fromFloat16(stages[0]!.data as Uint16Array);
+    for (let i = 0; i < 4; i++) for (let c = 0; c < 16; c++) s0[i * 16 * 16 + c] = defect[c]! + 0.01 * rnd();
+    stages[0] = { ...stages[0]!, data: toFloat16(s0) };
+    const plan: ScoringPlan = { n, rList: [1, 3], variants: [zeroShotVariant(n, [0, 0.3])], repeatFilter: DEFAULT_REPEAT_FILTER };
+    const one = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), {});
+    assert.ok(one.filtered && one.filtered.excludedPairs > 0, 'the one-process run found no repeated anomaly');
+    const store = new DirStore(join(dir, 'store'));
+    const p = await planBlockJobs(stages, plan, { precision: 'fast' }, { blockImages: 3, colImages: 7 }, store, 'repeats-test');
+    for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
+    let linksRun = 0;
+    const filter = await repeatFilterOnWorkers(
+      async (jobs) => {
+        for (const j of jobs) {
+          assert.equal(j.name, 'links');
+          await runLinksJob(store, j.data as LinksJobData);
+          linksRun++;
+        }
+      },
+      store,
+      plan,
+      p,
+    );
+    assert.equal(linksRun, Math.ceil(n / p.rowImages));
+    assert.deepEqual(
+      { images: filter!.images, excludedPairs: filter!.excludedPairs },
+      { images: one.filtered.images, excludedPairs: one.filtered.excludedPairs },
+    );
+    const merged: ScoringPlan = { n, rList: plan.rList, variants: [...plan.variants, filter!.variant] };
+    const patch = await mergeAsJobs(store, merged, p);
+    assert.ok(bytes(patch[0]!).equals(bytes(one.variants[0]!.patch)), 'variant 0 differs');
+    assert.ok(bytes(patch[1]!).equals(bytes(one.filtered.patch)), 'the filtered variant differs');
   } finally {
     await cleanup();
   }

@@ -155,8 +155,8 @@ async function mergeOnWorkers(
  * jobs over the row blocks of the link table (stage 0, linkRIndex), the links summed here, each
  * image's filtered pool. The merge then reduces the filtered variant with the others: the same bits.
  */
-async function repeatFilterOnWorkers(
-  coordinator: Coordinator,
+export async function repeatFilterOnWorkers(
+  runJobs: (jobs: ClusterJob[], what: string) => Promise<void>,
   store: SharedStore,
   plan: ScoringPlan,
   p: Awaited<ReturnType<typeof planBlockJobs>>,
@@ -167,7 +167,7 @@ async function repeatFilterOnWorkers(
   const rbs = rowBlocks(tableRows(plan.n, p.need), p.rowImages);
   const pass = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs)[0]![linkRIndex(plan.rList)]!;
   const jobs = linksJobs(pass, K, plan.repeatFilter!.fpr);
-  await coordinator.runJobs(
+  await runJobs(
     jobs.map((data) => ({ name: 'links', data })),
     `repeated-anomaly filter: ${jobs.length} jobs`,
   );
@@ -191,7 +191,7 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
         all,
         `scoring ${plan.n} images: ${p.blocks.length} blocks x ${stages.length} stages x ${plan.rList.length} r`,
       );
-      const filter = plan.repeatFilter ? await repeatFilterOnWorkers(coordinator, store, plan, p) : null;
+      const filter = plan.repeatFilter ? await repeatFilterOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p) : null;
       const merged = filter ? { n: plan.n, rList: plan.rList, variants: [...plan.variants, filter.variant] } : plan;
       const patch = await mergeOnWorkers(coordinator, store, merged, p);
       return {
