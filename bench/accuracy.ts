@@ -3,6 +3,7 @@
  *   node dist/bench/accuracy.js precision [categories...]   MSM precision: exact vs fast
  *   node dist/bench/accuracy.js storage [categories...]     feature storage: float32 vs float16
  *   node dist/bench/accuracy.js int8 [categories...]        MSM precision: fast vs int8
+ *   node dist/bench/accuracy.js repeats [categories...]     repeated-anomaly filter: off vs on (its cost: scoring time)
  * (default categories: bottle glass magnetic_tile of ../shared/data). Runs the whole pipeline
  * (default settings, resnet50, no feature cache) once per value and category, and prints the
  * metrics of both, their difference in points and the scoring times; writes bench/<study>.json.
@@ -24,6 +25,7 @@ const STUDIES = {
   precision: { key: 'msm_precision', exact: 'exact', other: 'fast' },
   storage: { key: 'feature_storage', exact: 'float32', other: 'float16' },
   int8: { key: 'msm_precision', exact: 'fast', other: 'int8' },
+  repeats: { key: 'repeat_filter', exact: 'off', other: 'on' },
 } as const;
 
 const study = process.argv[2] as keyof typeof STUDIES;

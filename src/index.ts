@@ -19,6 +19,8 @@ export { DEFAULT_MSM_PRECISION } from './core/kernel.js';
 export { intervalBounds } from './core/msm.js';
 export type { PoolVariant, Reduction, ScoringPlan } from './core/plan.js';
 export { batchPlan, referenceVariant, subsetsVariant, zeroShotVariant } from './core/plan.js';
+export type { RepeatFilterOptions } from './core/repeats.js';
+export { addBurnoutLinks, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant } from './core/repeats.js';
 export { RSCIN_K_MVTEC, RSCIN_K_VISA } from './core/rscin.js';
 export type { PlanScores } from './core/score.js';
 export type { BackboneFeatures, FeatureData, FeatureStorage, ImageTokens, Interval, StageFeatures } from './core/types.js';
@@ -50,5 +52,5 @@ export { runCategory } from './pipeline/run-category.js';
 // the whole pipeline
 export { runDataset } from './pipeline/run-dataset.js';
 export type { MuscResult, PatchScores, ScoreOptions } from './scoring/musc.js';
-export { imageScoresFromMaps, musc, rscin, scorePatches, scorePlan, upsampleMaps } from './scoring/musc.js';
+export { imageScoresFromMaps, imageScoresOf, musc, rscin, scorePatches, scorePlan, upsampleMaps } from './scoring/musc.js';
 export { decide, isNg, labelFreeThreshold } from './threshold.js';

@@ -22,6 +22,7 @@ import { nearestDistanceTable } from '../src/core/msm.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { mulberry32 } from '../src/demo/synthetic.js';
 import { kernelFor } from '../src/scoring/tasks.js';
+import { musc } from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 
 after(shutdownCompute);
@@ -168,4 +169,18 @@ test('engine: too few images for the burnout test: no filtered variant; the filt
       validatePlan({ n: 12, rList: [1], variants: [zeroShotVariant(12, [0, 0.3])], repeatFilter: { ...DEFAULT_REPEAT_FILTER, fpr: 0 } }),
     /fpr must be in \(0, 1\)/,
   );
+});
+
+test('library: musc() with repeatFilter takes image scores from the filtered scores; maps as without it', async () => {
+  const n = 20;
+  const stages = repeatedDefectStages(n, 7);
+  const imageTokens = { n, d: 4, data: Float32Array.from({ length: n * 4 }, (_, k) => Math.sin(k)) };
+  const o = { imageSize: 16, rList: [1, 3], kList: [0] };
+  const plain = await musc({ stages, imageTokens }, o);
+  const filtered = await musc({ stages, imageTokens }, { ...o, repeatFilter: true });
+  assert.deepEqual(Array.from(filtered.maps), Array.from(plain.maps));
+  assert.ok(filtered.patchScores.filtered && filtered.patchScores.filtered.excludedPairs > 0);
+  for (let i = 0; i < n; i++) assert.ok(filtered.imageScores[i]! >= plain.imageScores[i]! - 1e-12, `image ${i} lower`);
+  for (const i of [0, 1, 2, 3]) assert.ok(filtered.imageScores[i]! > plain.imageScores[i]!, `image ${i}: the repeated defect not raised`);
+  assert.equal(plain.patchScores.filtered, undefined);
 });
