@@ -21,6 +21,8 @@
  * Prints one JSON line per row: metrics in % (pixel metrics with any non-zero mask pixel = defect),
  * extract_s and score_s (the MSM time of the tables the row uses, as measured when cached).
  * MUSC_LEVERS_BY_TYPE=1 adds each defect type's image AUROC against the good images.
+ * MUSC_LEVERS_REPEATS=1 adds, per defect type, the share of each defect patch's 3 nearest images
+ * (stage-0 r = 3 table) that have the same defect type, and that share by chance (repeated anomalies).
  * MUSC_LEVERS_MAPS = a musc run's maps.safetensors: post-processing rows on that run's maps.
  */
 import { dirname, join, resolve } from 'node:path';
@@ -559,6 +561,42 @@ function imageAurocByType(items: DatasetItem[], scores: Float64Array): Record<st
   return out;
 }
 
+/**
+ * Per defect type: of each defect patch (any mask pixel in its cell), the share of its 3 nearest
+ * images in the stage-0 r = 3 table with the same defect type, and that share by chance.
+ */
+async function sameTypeShare(fc: FeatureConfig, items: DatasetItem[], masks: Uint8Array, S: number, P: number, W: number) {
+  const M = items.length;
+  const table = await fc.table('box', 0, 3);
+  const cell = S / W;
+  const out: Record<string, { nearest3: number; chance: number }> = {};
+  for (const t of new Set(items.filter((it) => it.label === 1).map((it) => it.defect))) {
+    let hits = 0,
+      patches = 0;
+    items.forEach((it, i) => {
+      if (it.defect !== t) return;
+      for (let p = 0; p < P; p++) {
+        const [y0, x0] = [Math.floor(p / W) * cell, (p % W) * cell];
+        let defect = false;
+        for (let y = y0; y < y0 + cell && !defect; y++)
+          for (let x = x0; x < x0 + cell && !defect; x++) defect = masks[(i * S + y) * S + x]! > 0;
+        if (!defect) continue;
+        const o = (i * P + p) * M;
+        const near = items
+          .map((_, j) => j)
+          .filter((j) => j !== i)
+          .sort((a, b) => table[o + a]! - table[o + b]!)
+          .slice(0, 3);
+        hits += near.filter((j) => items[j]!.defect === t).length / 3;
+        patches++;
+      }
+    });
+    const same = items.filter((it) => it.defect === t).length - 1;
+    out[t] = { nearest3: +(hits / Math.max(1, patches)).toFixed(3), chance: +(same / (M - 1)).toFixed(3) };
+  }
+  return out;
+}
+
 async function evaluateRow(name: string, cat: string, items: DatasetItem[], masks: Uint8Array) {
   const row = parseRow(name);
   const paths = items.map((it) => it.path);
@@ -635,6 +673,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     pieces: M,
     ...(repInfo ? { repeat_filter: repInfo } : {}),
     ...(process.env.MUSC_LEVERS_BY_TYPE ? { by_type: imageAurocByType(items, rs) } : {}),
+    ...(process.env.MUSC_LEVERS_REPEATS && M === n ? { same_type_nearest3: await sameTypeShare(fc, items, masks, S, P, meta.w) } : {}),
   };
   console.log(JSON.stringify(out));
   if (process.env.MUSC_LEVERS_LOG) appendFileSync(process.env.MUSC_LEVERS_LOG, `${JSON.stringify(out)}\n`);
