@@ -5,7 +5,9 @@
  * Per (stage, r): one aggregated bank Z [N, P, C'] (lnamd.ts), one nearest-distance table holding
  * every pair some variant needs (msm.ts; each pair's product computed once), then each variant's
  * pool reduction (eq. 6). Streams one (stage, r) bank at a time: each stage is layer-normalised
- * once, peak memory is one bank plus one table [M, P, N].
+ * once, peak memory is one bank plus one table [M, P, N]. With the plan's repeatFilter, the
+ * stage-0 link table comes first (repeatPass): its burnout links give the filtered variant, which
+ * every table then reduces with the others (PlanScores.filtered).
  *
  * Pure: the kernel (GEMM + reductions) is passed in; progress and cancellation are hooks. The
  * runtime (src/scoring/) runs this in the compute worker with an ONNX Runtime kernel.
@@ -111,6 +113,7 @@ export async function scorePlan(
   const t0 = performance.now();
   const pre = plan.repeatFilter ? await repeatPass(stages, plan, target, kernel, table) : null;
   msmMs += performance.now() - t0;
+  if (pre) hooks.progress?.(++done, total, 'scoring'); // its pass is done: the loop skips it
   const all = pre ? [...plan.variants, pre.variant] : plan.variants;
   const variants = all.map((v) => ({
     patch: new Float64Array(v.scored.length * P),
@@ -123,7 +126,8 @@ export async function scorePlan(
     lnamdMs += performance.now() - t0;
     for (let ri = 0; ri < R; ri++) {
       let scores: Float64Array[];
-      if (pre && l === 0 && ri === pre.ri) scores = pre.scores;
+      const early = pre !== null && l === 0 && ri === pre.ri;
+      if (early) scores = pre.scores;
       else {
         t0 = performance.now();
         const z = aggregateStage(stages[l]!, normed, plan.rList[ri]!, target);
@@ -138,7 +142,7 @@ export async function scorePlan(
         for (let k = 0; k < s.length; k++) v.patch[k] += s[k]! * wgt;
         v.passes?.set(s, (ri * L + l) * s.length);
       });
-      hooks.progress?.(++done, total, 'scoring');
+      if (!early) hooks.progress?.(++done, total, 'scoring');
     }
   }
   const filtered = pre ? { ...variants.pop()!, images: pre.images, excludedPairs: pre.excludedPairs } : undefined;
