@@ -4,7 +4,8 @@
  * identical to the one-process run: with one worker SIGKILLed mid-run, with another block split,
  * and after Redis stopped mid-run (the run fails with a clear error; the same command resumes).
  * Status lists runs and failed jobs with their error; a run can be cancelled; a job delivered
- * twice writes the same bytes. Redis and the workers are stopped by pid in `after`.
+ * twice writes the same bytes. The runs have the repeated-anomaly filter (its links jobs). Redis
+ * and the workers are stopped by pid in `after`.
  */
 
 import assert from 'node:assert/strict';
@@ -45,7 +46,21 @@ let redis: ChildProcess | undefined;
 const workers: Proc[] = [];
 const running: Proc[] = [];
 
-const SETTINGS = ['--image-size', '64', '--r-list', '1,3', '--batch-size', '1', '--heatmaps', 'none', '--no-report', '--quiet'];
+// interval 0,0.5: with 14 images the repeated-anomaly filter runs (K = 6 nearest), so its links jobs are part of every run
+const SETTINGS = [
+  '--image-size',
+  '64',
+  '--r-list',
+  '1,3',
+  '--interval',
+  '0,0.5',
+  '--batch-size',
+  '1',
+  '--heatmaps',
+  'none',
+  '--no-report',
+  '--quiet',
+];
 const FILES = ['surface/scores.csv', 'surface/metrics.json', 'surface/maps.safetensors', 'summary.json'];
 const clusterArgs = (out: string, split: [number, number], extra: string[] = []) => [
   'run',
@@ -126,6 +141,7 @@ test('cluster run = one-process run, byte for byte: a worker SIGKILLed mid-run, 
   assert.equal(ra.code, 0, ra.stderr);
   assert.ok(atKill < 14, 'the kill came after the extraction');
   sameAsOneProcess('a');
+  assert.ok(storeCount(store, 'links') > 0, 'no links job of the repeated-anomaly filter ran');
 
   // another split: other blocks, the same tables
   const rb = await run(clusterArgs('b', [5, 7])).done;
