@@ -41,7 +41,7 @@ import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
 import { nearestDistanceTable } from '../src/core/msm.js';
 import { reduceTable } from '../src/core/score.js';
-import { addBurnoutLinks, burnoutCount, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant } from '../src/core/repeats.js';
+import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant } from '../src/core/repeats.js';
 import { zeroShotVariant } from '../src/core/plan.js';
 import { rscin } from '../src/core/rscin.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
@@ -472,10 +472,10 @@ function reduceRow(table: Float32Array, pieces: Piece[], nImages: number, P: num
  */
 async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M: number, P: number) {
   if (M !== items.length) throw new Error('the repeated-anomaly filter needs one piece per image (not with tiles)');
-  const K = burnoutCount(M - 1, [row.qa, row.q]);
-  if (K === null) throw new Error('too few images for the burnout test');
+  const bounds = burnoutBounds(M - 1, [row.qa, row.q]);
+  if (bounds === null) throw new Error('too few images for the burnout test');
   const links = new Float64Array(M * M);
-  addBurnoutLinks(await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', 0, 3), 0, M, P, K, row.rep, links);
+  addBurnoutLinks(await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', 0, 3), 0, M, P, bounds[1], row.rep, links);
   const pools = filteredPools(links, M, P, { fpr: row.rep, minShare: row.repw, maxShare: row.repmax });
   const info = { images: 0, excluded: 0, same_type: 0, good_good: 0, other: 0 };
   pools.forEach((pool, a) => {
@@ -490,7 +490,7 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
       else info.other++;
     }
   });
-  return { variant: filteredVariant(pools, K), info };
+  return { variant: filteredVariant(pools, bounds), info };
 }
 
 /** MSM scores [M, P] already reduced in this process, by (feature config, table, q): rows sharing tables read and sort them once. */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import {
   addBurnoutLinks,
-  burnoutCount,
+  burnoutBounds,
   DEFAULT_REPEAT_FILTER,
   filteredPools,
   filteredVariant,
@@ -42,8 +42,8 @@ function burnoutTable(n: number, p: number, seed: number): Float32Array {
 test('burnout links: a patch whose defect repeats in 3 images links its image to exactly those; normal rows link nothing', () => {
   const n = 20,
     p = 6;
-  const K = burnoutCount(n - 1, [0, 0.3])!;
-  assert.equal(K, 5);
+  const [kLo, K] = burnoutBounds(n - 1, [0, 0.3])!;
+  assert.deepEqual([kLo, K], [0, 5]);
   const links = new Float64Array(n * n);
   addBurnoutLinks(burnoutTable(n, p, 1), 0, n, p, K, DEFAULT_REPEAT_FILTER.fpr, links);
   const linked = [...links.keys()].filter((k) => links[k]! > 0).map((k) => [Math.floor(k / n), k % n]);
@@ -58,7 +58,8 @@ test('burnout links: a patch whose defect repeats in 3 images links its image to
   for (let a0 = 0; a0 < n; a0 += 7) addBurnoutLinks(t.slice(a0 * p * n, Math.min(n, a0 + 7) * p * n), a0, n, p, K, 1e-5, byBlocks);
   assert.deepEqual(Array.from(byBlocks), Array.from(links));
   // too few images for the test: no count
-  assert.equal(burnoutCount(13, [0, 0.3]), null);
+  assert.equal(burnoutBounds(13, [0, 0.3]), null);
+  assert.deepEqual(burnoutBounds(19, [0.1, 0.4]), [1, 7]);
   assert.equal(linkRIndex([1, 3, 5]), 1);
   assert.equal(linkRIndex([1, 5]), 0);
 });
@@ -85,8 +86,8 @@ test('filtered pools: links within the shares leave images out, at most half of 
   const many = new Float64Array(n * n);
   for (let b = 1; b < n; b++) many[b] = 2 + b;
   assert.deepEqual(filteredPools(many, n, p, o)[0], [1, 2, 3]);
-  const v = filteredVariant(pools, 5);
-  assert.deepEqual(v.reduce, { kind: 'interval', interval: [0, 5] });
+  const v = filteredVariant(pools, [1, 5]);
+  assert.deepEqual(v.reduce, { kind: 'interval', interval: [1, 5] });
   assert.deepEqual(v.poolOf, [0, 1, 2, 3, 4, 5, 6]);
 });
 
@@ -136,7 +137,7 @@ test('engine: the filtered variant = the plain reduction over the filtered pools
   assert.deepEqual(poolSummary(pools), { images: f.images, excludedPairs: f.excludedPairs });
   for (const i of [0, 1, 2, 3]) assert.ok(pools[i]!.length < n - 1, `defect image ${i} kept every image`);
   // its pass at (stage 0, r = 3) = reduceTable over the filtered pools
-  const pass = reduceTable(link, n, P, [filteredVariant(pools, 5)])[0]!;
+  const pass = reduceTable(link, n, P, [filteredVariant(pools, [0, 5])])[0]!;
   const R = 2,
     L = 2,
     ri = 1;

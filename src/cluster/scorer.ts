@@ -28,7 +28,7 @@ import { planOfBatch } from '../scoring/tasks.js';
 import { putBank } from './bank.js';
 import { passKeys } from './block.js';
 import { collectLinks, collectScores, linksJobs, putPlan, reduceJobs, rowBlocks } from './reduce.js';
-import { burnoutCount, filteredPools, filteredVariant, linkRIndex, poolSummary } from '../core/repeats.js';
+import { filteredPools, filteredVariant, linkRIndex, planBurnoutBounds, poolSummary } from '../core/repeats.js';
 import type { Coordinator } from './coordinator.js';
 import type { BankRef, BlockJobData, ClusterJob } from './jobs.js';
 import { readMaxAbs, scaleJobs } from './scale.js';
@@ -161,18 +161,17 @@ export async function repeatFilterOnWorkers(
   plan: ScoringPlan,
   p: Awaited<ReturnType<typeof planBlockJobs>>,
 ) {
-  const v0 = plan.variants[0]!;
-  const K = v0.reduce.kind === 'interval' ? burnoutCount(plan.n - 1, v0.reduce.interval) : null;
-  if (K === null) return null;
+  const bounds = planBurnoutBounds(plan);
+  if (bounds === null) return null;
   const rbs = rowBlocks(tableRows(plan.n, p.need), p.rowImages);
   const pass = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs)[0]![linkRIndex(plan.rList)]!;
-  const jobs = linksJobs(pass, K, plan.repeatFilter!.fpr);
+  const jobs = linksJobs(pass, bounds[1], plan.repeatFilter!.fpr);
   await runJobs(
     jobs.map((data) => ({ name: 'links', data })),
     `repeated-anomaly filter: ${jobs.length} jobs`,
   );
   const pools = filteredPools(await collectLinks(store, plan.n, jobs), plan.n, p.P, plan.repeatFilter!);
-  return { variant: filteredVariant(pools, K), ...poolSummary(pools) };
+  return { variant: filteredVariant(pools, bounds), ...poolSummary(pools) };
 }
 
 /** The pipeline's Scorer with scorePatches on the cluster; maps, RsCIN as in one process. */

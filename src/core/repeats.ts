@@ -20,7 +20,7 @@
  * near-duplicates, whose images are each other's rightful references).
  */
 import { intervalBounds } from './msm.js';
-import type { PoolVariant } from './plan.js';
+import type { PoolVariant, ScoringPlan } from './plan.js';
 import type { Interval } from './types.js';
 
 export interface RepeatFilterOptions {
@@ -43,10 +43,19 @@ export function linkRIndex(rList: number[]): number {
   return Math.max(i, 0);
 }
 
-/** The interval's count K for an image scored against `others` images; null when too few for the test. */
-export function burnoutCount(others: number, interval: Interval): number | null {
-  const [, k] = intervalBounds(others, interval);
-  return k - 1 >= MIN_BURNOUT_GAPS ? k : null;
+/**
+ * The rank range [kLo, kHi) of the MSM interval for an image scored against `others` images; null
+ * when too few ranks for the burnout test (kHi - 1 < MIN_BURNOUT_GAPS). The test looks at ranks up to kHi.
+ */
+export function burnoutBounds(others: number, interval: Interval): [number, number] | null {
+  const b = intervalBounds(others, interval);
+  return b[1] - 1 >= MIN_BURNOUT_GAPS ? b : null;
+}
+
+/** The filter's rank range for a plan (its variant 0, zero-shot over the batch), or null. */
+export function planBurnoutBounds(plan: ScoringPlan): [number, number] | null {
+  const r = plan.variants[0]!.reduce;
+  return r.kind === 'interval' ? burnoutBounds(plan.n - 1, r.interval) : null;
 }
 
 /**
@@ -111,11 +120,11 @@ export function filteredPools(links: Float64Array, n: number, p: number, o: Repe
 
 /**
  * The filtered variant of zero-shot scoring: every image against its filtered pool, averaging the
- * same count K of nearest images as the whole pool (a smaller pool keeps the score's scale).
+ * same ranks [kLo, kHi) as the whole pool (counts, not fractions: a smaller pool keeps the score's scale).
  */
-export function filteredVariant(pools: number[][], K: number): PoolVariant {
+export function filteredVariant(pools: number[][], [kLo, kHi]: [number, number]): PoolVariant {
   const all = pools.map((_, i) => i);
-  return { scored: all, pools, poolOf: all, reduce: { kind: 'interval', interval: [0, K] } };
+  return { scored: all, pools, poolOf: all, reduce: { kind: 'interval', interval: [kLo, kHi] } };
 }
 
 /** Images with images left out of their pool, and the (ordered) pairs left out. */

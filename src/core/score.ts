@@ -17,7 +17,7 @@ import type { PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
 import { neededPairs, reductionBounds, validatePlan, type PoolVariant, type ScoringPlan } from './plan.js';
-import { addBurnoutLinks, burnoutCount, filteredPools, filteredVariant, linkRIndex, poolSummary } from './repeats.js';
+import { addBurnoutLinks, filteredPools, filteredVariant, linkRIndex, planBurnoutBounds, poolSummary } from './repeats.js';
 
 export interface EngineOptions {
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
@@ -162,17 +162,16 @@ async function repeatPass(
   table: TableOptions & { need: Uint8Array },
 ) {
   const { n } = plan;
-  const v0 = plan.variants[0]!;
-  const K = v0.reduce.kind === 'interval' ? burnoutCount(n - 1, v0.reduce.interval) : null;
-  if (K === null) return null;
+  const bounds = planBurnoutBounds(plan);
+  if (bounds === null) return null;
   const P = target.gridH * target.gridW;
   const ri = linkRIndex(plan.rList);
   const z = aggregateStage(stages[0]!, layerNormImages(stages[0]!), plan.rList[ri]!, target);
   const t = await nearestDistanceTable(z, n, P, target.channels, kernel, table);
   const links = new Float64Array(n * n);
-  addBurnoutLinks(t, 0, n, P, K, plan.repeatFilter!.fpr, links);
+  addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links);
   const pools = filteredPools(links, n, P, plan.repeatFilter!);
-  const variant = filteredVariant(pools, K);
+  const variant = filteredVariant(pools, bounds);
   return { ri, variant, scores: reduceTable(t, n, P, [...plan.variants, variant]), ...poolSummary(pools) };
 }
 
