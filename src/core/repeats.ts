@@ -67,22 +67,19 @@ export function planBurnoutBounds(plan: ScoringPlan): [number, number] | null {
  */
 export function addBurnoutLinks(rows: Float32Array, a0: number, n: number, p: number, K: number, fpr: number, links: Float64Array): void {
   const A = rows.length / (p * n);
-  const idx = new Int32Array(n - 1);
-  const sorted = new Int32Array(p * K); // each patch's K nearest images
-  const gaps = new Float64Array(p * (K - 1));
+  const nearest = nearestImages(n, K);
+  const sorted = new Int32Array(p * K); // [P, K] each patch's K nearest images
+  const gaps = new Float64Array(p * (K - 1)); // [P, K - 1] g_t
   const jump = new Float64Array(p),
     at = new Int32Array(p);
   for (let i = 0; i < A; i++) {
     const a = a0 + i;
     for (let q = 0; q < p; q++) {
       const o = (i * p + q) * n;
-      let c = 0;
-      for (let j = 0; j < n; j++) if (j !== a) idx[c++] = j;
-      idx.sort((x, y) => rows[o + x]! - rows[o + y]! || x - y);
-      sorted.set(idx.subarray(0, K), q * K);
+      const ids = nearest(rows, o, a, sorted.subarray(q * K, (q + 1) * K));
       jump[q] = 0;
       for (let t = 1; t < K; t++) {
-        const g = t * Math.log(Math.max(rows[o + idx[t]!]!, 1e-6) / Math.max(rows[o + idx[t - 1]!]!, 1e-6));
+        const g = t * Math.log(Math.max(rows[o + ids[t]!]!, 1e-6) / Math.max(rows[o + ids[t - 1]!]!, 1e-6));
         gaps[q * (K - 1) + t - 1] = g;
         if (g > jump[q]!) {
           jump[q] = g;
@@ -97,6 +94,30 @@ export function addBurnoutLinks(rows: Float32Array, a0: number, n: number, p: nu
       for (let t = 0; t < at[q]!; t++) links[a * n + sorted[q * K + t]!]! += 1;
     }
   }
+}
+
+/**
+ * (row, offset o, own image a, out [K]) -> out = the K images nearest in the row, ascending. Sort
+ * keys as reduceRows (score.ts): float32 bits * 2^b + j (distances >= 0), ties in image order.
+ */
+function nearestImages(n: number, K: number) {
+  let bits = 1;
+  while (2 ** bits < n) bits++;
+  const mult = 2 ** bits;
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const keys = new Float64Array(n - 1);
+  return (rows: Float32Array, o: number, a: number, out: Int32Array): Int32Array => {
+    let c = 0;
+    for (let j = 0; j < n; j++) {
+      if (j === a) continue;
+      f32[0] = rows[o + j]!;
+      keys[c++] = u32[0]! * mult + j;
+    }
+    keys.sort();
+    for (let t = 0; t < K; t++) out[t] = keys[t]! - Math.floor(keys[t]! / mult) * mult;
+    return out;
+  };
 }
 
 /**
