@@ -9,11 +9,12 @@
  *        tiles along the long side, each squashed (tiles never score tiles of their own image)
  *   pre=normalise|clahe  per-image contrast: 1-99 % luminance stretch, or CLAHE (8 x 8 tiles)
  *   s=224  st=2.3 (stages)  c=1024 (LNAMD channels)  r=1.3.5  l=0.1 (stage indices kept)
- *   agg=box|ctr|sw:T|md|mdsw:T  LNAMD box mean (ours); ctr = the box features centred on the batch's mean feature; similarity-weighted r x r mean with weights
- *        exp(-|u_q - u_p| / T) on unit vectors (MuSc-V2's SWPooling); md = one feature per stage, the
- *        mean of the (L2-normalised) r = 1,3,5 features (MuSc-V2's multi-degree: one MSM pass, not 3)
- *   rep=FPR repw=0.02 repmax=0.5 repmap=0  repeated-anomaly filter (src/core/repeats.ts; links from the stage-0
- *        r = 3 table): image scores from the filtered scores; repmap=1: the maps too
+ *   agg=box|ctr|sw:T|md|mdsw:T  LNAMD box mean (ours); ctr = the box features centred on the
+ *        batch's mean feature; sw = similarity-weighted r x r mean with weights exp(-|u_q - u_p| / T)
+ *        on unit vectors (MuSc-V2's SWPooling); md = one feature per stage, the mean of the
+ *        (L2-normalised) r = 1,3,5 features (MuSc-V2's multi-degree: one MSM pass, not 3)
+ *   rep=FPR repw=0.02 repmax=0.5 repmap=0  repeated-anomaly filter (src/core/repeats.ts; links from
+ *        the stage-0 r = 3 table): image scores from the filtered scores; repmap=1: the maps too
  *   q=0.3 qa=0 (MSM interval [qa, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
  *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
  *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
