@@ -13,8 +13,9 @@
  *        batch's mean feature; sw = similarity-weighted r x r mean with weights exp(-|u_q - u_p| / T)
  *        on unit vectors (MuSc-V2's SWPooling); md = one feature per stage, the mean of the
  *        (L2-normalised) r = 1,3,5 features (MuSc-V2's multi-degree: one MSM pass, not 3)
- *   rep=FPR repw=0.02 repmax=0.5 repmap=0  repeated-anomaly filter (src/core/repeats.ts; links from
- *        the stage-0 r = 3 table): image scores from the filtered scores; repmap=1: the maps too
+ *   rep=FPR repw=0.02 repmax=0.5 repmap=0 repl=0  repeated-anomaly filter (src/core/repeats.ts; links
+ *        from the r = 3 tables of stages repl, summed; the engine's: stage 0): image scores from the
+ *        filtered scores; repmap=1: the maps too
  *   q=0.3 qa=0 (MSM interval [qa, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
  *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
  *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
@@ -71,6 +72,8 @@ interface Row {
   repmax: number;
   /** 1: the maps (pixel metrics) from the filtered scores too; 0: only the image scores */
   repmap: number;
+  /** the stages whose r = 3 tables give the links (summed); the engine's: [0] */
+  repl: number[];
   sigma: number;
   top: number;
   kList: number[];
@@ -89,6 +92,7 @@ const BASE: Row = {
   repw: DEFAULT_REPEAT_FILTER.minShare,
   repmax: DEFAULT_REPEAT_FILTER.maxShare,
   repmap: 0,
+  repl: [0],
   sigma: 0,
   top: 0,
   kList: [1, 2, 3],
@@ -115,6 +119,7 @@ function parseRow(spec: string): Row {
     else if (k === 'repw') row.repw = Number(v);
     else if (k === 'repmax') row.repmax = Number(v);
     else if (k === 'repmap') row.repmap = Number(v);
+    else if (k === 'repl') row.repl = nums();
     else if (k === 'sig') row.sigma = Number(v);
     else if (k === 'top') row.top = Number(v);
     else if (k === 'k') row.kList = nums();
@@ -476,7 +481,7 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   const bounds = burnoutBounds(M - 1, [row.qa, row.q]);
   if (bounds === null) throw new Error('too few images for the burnout test');
   const links = new Float64Array(M * M);
-  addBurnoutLinks(await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', 0, 3), 0, M, P, bounds[1], row.rep, links);
+  for (const l of row.repl) addBurnoutLinks(await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', l, 3), 0, M, P, bounds[1], row.rep, links);
   const pools = filteredPools(links, M, P, { fpr: row.rep, minShare: row.repw, maxShare: row.repmax });
   const info = { images: 0, excluded: 0, same_type: 0, good_good: 0, other: 0 };
   pools.forEach((pool, a) => {
@@ -629,7 +634,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
       for (const r of rs) {
         const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
         const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}`;
-        const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}`;
+        const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}`;
         if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
           const table = await fc.table(agg, l, r);
           if (!reduced.has(key)) reduced.set(key, reduceRow(table, meta.pieces, n, P, row.qa, row.q));
