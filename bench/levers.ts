@@ -16,6 +16,7 @@
  *   rep=FPR repw=0.02 repmax=0.5 repmap=0 repl=0  repeated-anomaly filter (src/core/repeats.ts; links
  *        from the r = 3 tables of stages repl, summed; the engine's: stage 0): image scores from the
  *        filtered scores; repmap=1: the maps too
+ *   fuse=288.320  several sizes fused: the row's maps at these input sizes too, averaged (squash)
  *   q=0.3 qa=0 (MSM interval [qa, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
  *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
  *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
@@ -74,6 +75,8 @@ interface Row {
   repmap: number;
   /** the stages whose r = 3 tables give the links (summed); the engine's: [0] */
   repl: number[];
+  /** several sizes fused: the maps of the same row at these input sizes averaged with its own (squash only) */
+  fuse: number[];
   sigma: number;
   top: number;
   kList: number[];
@@ -93,6 +96,7 @@ const BASE: Row = {
   repmax: DEFAULT_REPEAT_FILTER.maxShare,
   repmap: 0,
   repl: [0],
+  fuse: [],
   sigma: 0,
   top: 0,
   kList: [1, 2, 3],
@@ -120,6 +124,7 @@ function parseRow(spec: string): Row {
     else if (k === 'repmax') row.repmax = Number(v);
     else if (k === 'repmap') row.repmap = Number(v);
     else if (k === 'repl') row.repl = nums();
+    else if (k === 'fuse') row.fuse = nums();
     else if (k === 'sig') row.sigma = Number(v);
     else if (k === 'top') row.top = Number(v);
     else if (k === 'k') row.kList = nums();
@@ -603,6 +608,40 @@ async function sameTypeShare(fc: FeatureConfig, items: DatasetItem[], masks: Uin
   return out;
 }
 
+/** A row's MSM patch scores [M, P] from the tables of its feature config (and the filter's, with rep). */
+async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[], meta: Meta) {
+  const n = items.length,
+    M = meta.pieces.length,
+    P = meta.h * meta.w;
+  const layers = row.layers ?? row.stages.map((_, l) => l);
+  const rs = row.agg.startsWith('md') ? [0] : row.rList;
+  const patch = new Float64Array(M * P);
+  const filter = row.rep > 0 ? await repeatFilter(fc, row, items, M, P) : null;
+  const filtered = filter ? new Float64Array(M * P) : null;
+  let score_s = 0;
+  for (const l of layers) {
+    for (const r of rs) {
+      const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
+      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}`;
+      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}`;
+      if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
+        const table = await fc.table(agg, l, r);
+        if (!reduced.has(key)) reduced.set(key, reduceRow(table, meta.pieces, n, P, row.qa, row.q));
+        if (filter) reduced.set(fkey, reduceTable(table, M, P, [filter.variant])[0]!);
+      }
+      score_s += fc.meta!.score_s[`${agg}-l${l}-r${r}`] ?? NaN;
+      const wgt = 1 / (layers.length * rs.length);
+      const s = reduced.get(key)!;
+      for (let k = 0; k < s.length; k++) patch[k] += s[k]! * wgt;
+      if (filter) {
+        const f = reduced.get(fkey)!;
+        for (let k = 0; k < f.length; k++) filtered![k] += f[k]! * wgt;
+      }
+    }
+  }
+  return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, score_s };
+}
+
 async function evaluateRow(name: string, cat: string, items: DatasetItem[], masks: Uint8Array) {
   const row = parseRow(name);
   const paths = items.map((it) => it.path);
@@ -615,6 +654,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   let maps: Float32Array;
   let patch = new Float64Array(0);
   let filtered: Float64Array | null = null;
+  let fusedFiltered: Float32Array | null = null;
   let repInfo: Record<string, number> | undefined;
   let score_s = 0;
   const fromRun = process.env.MUSC_LEVERS_MAPS;
@@ -624,36 +664,35 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
       throw new Error(`${fromRun}: not the maps of ${cat} at ${S} px in dataset order`);
     maps = r.maps;
   } else {
-    const layers = row.layers ?? row.stages.map((_, l) => l);
-    const rs = row.agg.startsWith('md') ? [0] : row.rList;
-    patch = new Float64Array(M * P);
-    const filter = row.rep > 0 ? await repeatFilter(fc, row, items, M, P) : null;
-    if (filter) repInfo = filter.info;
-    filtered = filter ? new Float64Array(M * P) : null;
-    for (const l of layers) {
-      for (const r of rs) {
-        const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
-        const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}`;
-        const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}`;
-        if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
-          const table = await fc.table(agg, l, r);
-          if (!reduced.has(key)) reduced.set(key, reduceRow(table, meta.pieces, n, P, row.qa, row.q));
-          if (filter) reduced.set(fkey, reduceTable(table, M, P, [filter.variant])[0]!);
-        }
-        score_s += fc.meta!.score_s[`${agg}-l${l}-r${r}`] ?? NaN;
-        const wgt = 1 / (layers.length * rs.length);
-        const s = reduced.get(key)!;
-        for (let k = 0; k < s.length; k++) patch[k] += s[k]! * wgt;
-        if (filter) {
-          const f = reduced.get(fkey)!;
-          for (let k = 0; k < f.length; k++) filtered![k] += f[k]! * wgt;
-        }
-      }
-    }
+    const sc = await rowPatchScores(fc, row, items, meta);
+    ({ patch, filtered, repInfo, score_s } = sc);
     maps = toImageMaps(upsampleAlignCorners(patch, M, meta.h, meta.w, S, S), meta.pieces, n, S);
+    if (row.fuse.length) {
+      if (row.geometry !== 'squash') throw new Error('fuse: squashed inputs only');
+      const all = [patch],
+        allF = [filtered];
+      const grids: [number, number][] = [[meta.h, meta.w]];
+      for (const F of row.fuse) {
+        const r2 = { ...row, size: F, fuse: [] };
+        const fc2 = new FeatureConfig(cat, paths, r2);
+        const m2 = await fc2.ensureMeta();
+        const s2 = await rowPatchScores(fc2, r2, items, m2);
+        score_s += s2.score_s;
+        all.push(s2.patch);
+        allF.push(s2.filtered);
+        grids.push([m2.h, m2.w]);
+      }
+      // maps of every size at S x S, averaged
+      const fuseMaps = (ps: Float64Array[]) => {
+        const up = ps.map((x, k) => upsampleAlignCorners(x, n, grids[k]![0], grids[k]![1], S, S));
+        return up[0]!.map((_, k) => up.reduce((a, u) => a + u[k]!, 0) / up.length);
+      };
+      maps = fuseMaps(all);
+      if (filtered) fusedFiltered = fuseMaps(allF as Float64Array[]);
+    }
   }
   // the repeated-anomaly filter's scores give the image scores (and the maps with repmap=1)
-  let scoreMaps = filtered ? upsampleAlignCorners(filtered, M, meta.h, meta.w, S, S) : maps;
+  let scoreMaps = fusedFiltered ?? (filtered ? upsampleAlignCorners(filtered, M, meta.h, meta.w, S, S) : maps);
   if (row.repmap) maps = scoreMaps;
   if (row.sigma > 0) maps = gaussianSmooth(maps, n, S, S, row.sigma);
   if (row.sigma > 0) scoreMaps = filtered ? gaussianSmooth(scoreMaps, n, S, S, row.sigma) : maps;
