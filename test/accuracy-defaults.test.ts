@@ -64,7 +64,10 @@ async function runWith(root: string, out: string, flags: Partial<Settings>, log?
   await runDataset({ data: root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 4)), scorer, ...(log ? { log } : {}) });
   const m = await readMaps(join(out, 'surface', 'maps.safetensors'));
   const rows = parseScoresCsv(await readFile(join(out, 'surface', 'scores.csv'), 'utf8'));
-  const run = JSON.parse(await readFile(join(out, 'surface', 'run.json'), 'utf8')) as { settings: Record<string, unknown> };
+  const run = JSON.parse(await readFile(join(out, 'surface', 'run.json'), 'utf8')) as {
+    settings: Record<string, unknown>;
+    repeat_filter: ({ images: number; excluded_pairs: number } | null)[];
+  };
   return { m, rows, run };
 }
 
@@ -120,6 +123,9 @@ test("musc run: the repeated-anomaly filter (default on) raises image scores of 
     const raised = on.rows.filter((r, i) => r.score > off.rows[i]!.score + 1e-9).length;
     assert.ok(Number(pairs) > 0 && raised > 0, `${line}; ${raised} images raised`);
     assert.ok(raised <= Number(images), `${raised} images raised, ${images} had images left out`);
+    // run.json records what the filter left out, per subset (the log line's numbers); off: null
+    assert.deepEqual(on.run.repeat_filter, [{ images: Number(images), excluded_pairs: Number(pairs) }]);
+    assert.deepEqual(off.run.repeat_filter, [null]);
     const stain = on.rows.flatMap((r, i) => (r.defect === 'stain' ? [i] : []));
     assert.equal(stain.length, 4);
     for (const i of stain) assert.ok(on.rows[i]!.score > off.rows[i]!.score * 1.01, `${on.rows[i]!.path}: the repeated defect not raised`);

@@ -49,6 +49,8 @@ export interface CategoryResult {
   referenceFiles?: string[];
   /** subsets actually scored: indices into `items` */
   subsets: number[][];
+  /** per scored subset: images the repeated-anomaly filter scored without others, and the pairs left out (null: no filter) */
+  repeatFilter?: ({ images: number; excludedPairs: number } | null)[];
   divideNum: number;
   /** bytes estimated for the largest subset */
   estimatedBytes: number;

@@ -30,6 +30,8 @@ export interface RunJson {
   backbone: RunInfo['backbone'];
   divide_num_used: number;
   subset_sizes: number[];
+  /** per subset, the repeated-anomaly filter: images scored without others, pairs left out (null: it did not run) */
+  repeat_filter: ({ images: number; excluded_pairs: number } | null)[];
   estimated_subset_mb: number;
   n_images: number;
   timings_ms: StageTimings & { total: number };
@@ -65,6 +67,10 @@ export function runJson(r: CategoryResult, info: RunInfo): RunJson {
     backbone: info.backbone,
     divide_num_used: r.divideNum,
     subset_sizes: r.subsets.map((s) => s.length),
+    repeat_filter: r.subsets.map((_, k) => {
+      const f = r.repeatFilter?.[k];
+      return f ? { images: f.images, excluded_pairs: f.excludedPairs } : null;
+    }),
     estimated_subset_mb: round(r.estimatedBytes / 2 ** 20),
     n_images: r.items.length,
     timings_ms: each,

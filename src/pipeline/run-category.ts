@@ -92,6 +92,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     masks: ev.masks,
     metrics: ev.metrics,
     subsets: ord.subsets,
+    repeatFilter: scored.repeatFilter,
     divideNum,
     estimatedBytes: scored.estimatedBytes,
     timings: t,

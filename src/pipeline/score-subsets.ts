@@ -25,6 +25,8 @@ export interface ScoredSubsets {
   sizeOf: Map<number, [number, number]>;
   /** subsets actually scored (item indices) */
   subsets: number[][];
+  /** per scored subset: what the repeated-anomaly filter left out (null: it did not run) */
+  repeatFilter: ({ images: number; excludedPairs: number } | null)[];
   /** bytes estimated for the largest subset scored */
   estimatedBytes: number;
 }
@@ -38,6 +40,7 @@ export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promi
     filteredScoreOf: new Map(),
     sizeOf: new Map(),
     subsets: [],
+    repeatFilter: [],
     estimatedBytes: 0,
   };
   let extracted = 0;
@@ -54,7 +57,9 @@ export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promi
     if (ex.images.length === 0) continue;
     const items = ex.images.map((im) => subset[im.index]!);
     checkSubset(run, items, si, subsets);
-    const { maps, filteredScores } = await scoreOne(run, ex.images, (d, tot) => opts.onProgress?.('score', si + d / tot, subsets.length));
+    const { maps, filteredScores, filter } = await scoreOne(run, ex.images, (d, tot) =>
+      opts.onProgress?.('score', si + d / tot, subsets.length),
+    );
     const S = run.S;
     ex.images.forEach((im, i) => {
       const item = items[i]!;
@@ -66,6 +71,7 @@ export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promi
     const nRef = opts.references?.files.length ?? 0;
     out.estimatedBytes = Math.max(out.estimatedBytes, estimateSubsetBytes(items.length + nRef, run.store.dims!, S, run.store.storage));
     out.subsets.push(items);
+    out.repeatFilter.push(filter);
     opts.onProgress?.('score', si + 1, subsets.length);
   }
   return out;
@@ -107,7 +113,7 @@ async function scoreOne(
   run: CategoryRun,
   images: ExtractedImage[],
   onProgress: (done: number, total: number) => void,
-): Promise<{ maps: Float32Array; filteredScores: Float64Array | null }> {
+): Promise<{ maps: Float32Array; filteredScores: Float64Array | null; filter: { images: number; excludedPairs: number } | null }> {
   const { deps, opts, t, S } = run;
   // StageFeatures [n, H, W, C] per stage, shared with the compute worker (not copied)
   const stages: StageFeatures[] = stackStages(
@@ -142,5 +148,6 @@ async function scoreOne(
     );
   }
   t.scoring += performance.now() - t0;
-  return { maps, filteredScores };
+  const f = ps.filtered;
+  return { maps, filteredScores, filter: f ? { images: f.images, excludedPairs: f.excludedPairs } : null };
 }
