@@ -28,7 +28,7 @@ import { planOfBatch } from '../scoring/tasks.js';
 import { putBank } from './bank.js';
 import { passKeys } from './block.js';
 import { collectLinks, collectScores, linksJobs, putPlan, reduceJobs, rowBlocks } from './reduce.js';
-import { filteredPools, filteredVariant, linkRIndex, planBurnoutBounds, poolSummary } from '../core/repeats.js';
+import { linkRIndex, planBurnoutBounds, repeatVariant } from '../core/repeats.js';
 import type { Coordinator } from './coordinator.js';
 import type { BankRef, BlockJobData, ClusterJob } from './jobs.js';
 import { readMaxAbs, scaleJobs } from './scale.js';
@@ -170,8 +170,7 @@ export async function repeatFilterOnWorkers(
     jobs.map((data) => ({ name: 'links', data })),
     `repeated-anomaly filter: ${jobs.length} jobs`,
   );
-  const pools = filteredPools(await collectLinks(store, plan.n, jobs), plan.n, p.P, plan.repeatFilter!);
-  return { variant: filteredVariant(pools, bounds), ...poolSummary(pools) };
+  return repeatVariant(plan, await collectLinks(store, plan.n, jobs), p.P, bounds);
 }
 
 /** The pipeline's Scorer with scorePatches on the cluster; maps, RsCIN as in one process. */

@@ -153,3 +153,9 @@ export function poolSummary(pools: number[][]): { images: number; excludedPairs:
   const excluded = pools.map((pool) => pools.length - 1 - pool.length);
   return { images: excluded.filter((e) => e > 0).length, excludedPairs: excluded.reduce((a, b) => a + b, 0) };
 }
+
+/** The plan's filtered variant from the links of its link table [N, N], with what it left out. */
+export function repeatVariant(plan: ScoringPlan, links: Float64Array, p: number, bounds: [number, number]) {
+  const pools = filteredPools(links, plan.n, p, plan.repeatFilter!);
+  return { variant: filteredVariant(pools, bounds), ...poolSummary(pools) };
+}

@@ -17,7 +17,7 @@ import type { PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
 import { neededPairs, reductionBounds, validatePlan, type PoolVariant, type ScoringPlan } from './plan.js';
-import { addBurnoutLinks, filteredPools, filteredVariant, linkRIndex, planBurnoutBounds, poolSummary } from './repeats.js';
+import { addBurnoutLinks, linkRIndex, planBurnoutBounds, repeatVariant } from './repeats.js';
 
 export interface EngineOptions {
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
@@ -170,9 +170,8 @@ async function repeatPass(
   const t = await nearestDistanceTable(z, n, P, target.channels, kernel, table);
   const links = new Float64Array(n * n);
   addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links);
-  const pools = filteredPools(links, n, P, plan.repeatFilter!);
-  const variant = filteredVariant(pools, bounds);
-  return { ri, variant, scores: reduceTable(t, n, P, [...plan.variants, variant]), ...poolSummary(pools) };
+  const f = repeatVariant(plan, links, P, bounds);
+  return { ri, ...f, scores: reduceTable(t, n, P, [...plan.variants, f.variant]) };
 }
 
 /** MSM scores [S_v, P] of every variant for one bank Z [N, P, C] (one stage, one r). */
