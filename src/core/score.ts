@@ -109,9 +109,12 @@ export async function scorePlan(
       hooks.progress?.(done + d / t, total, 'scoring');
     },
   };
-  // the repeated-anomaly filter first: its link table's reductions are kept for the loop
-  const t0 = performance.now();
-  const pre = plan.repeatFilter ? await repeatPass(stages, plan, target, kernel, table) : null;
+  // the repeated-anomaly filter first: its link table's reductions (and stage 0's layer norm) are kept for the loop
+  let t0 = performance.now();
+  const normed0 = plan.repeatFilter ? layerNormImages(stages[0]!) : null;
+  lnamdMs += performance.now() - t0;
+  t0 = performance.now();
+  const pre = normed0 ? await repeatPass(stages[0]!, normed0, plan, target, kernel, table) : null;
   msmMs += performance.now() - t0;
   if (pre) hooks.progress?.(++done, total, 'scoring'); // its pass is done: the loop skips it
   const all = pre ? [...plan.variants, pre.variant] : plan.variants;
@@ -121,8 +124,8 @@ export async function scorePlan(
   }));
   // stage-major: each stage is layer-normalised once and reused for every r
   for (let l = 0; l < L; l++) {
-    let t0 = performance.now();
-    const normed = layerNormImages(stages[l]!);
+    t0 = performance.now();
+    const normed = l === 0 && normed0 ? normed0 : layerNormImages(stages[l]!);
     lnamdMs += performance.now() - t0;
     for (let ri = 0; ri < R; ri++) {
       let scores: Float64Array[];
@@ -155,7 +158,8 @@ export async function scorePlan(
  * and the filtered one, so that the loop does not compute it again. null: too few images for the test.
  */
 async function repeatPass(
-  stages: StageFeatures[],
+  stage0: StageFeatures,
+  normed0: Float32Array,
   plan: ScoringPlan,
   target: ReturnType<typeof lnamdTarget>,
   kernel: PairKernel,
@@ -166,7 +170,7 @@ async function repeatPass(
   if (bounds === null) return null;
   const P = target.gridH * target.gridW;
   const ri = linkRIndex(plan.rList);
-  const z = aggregateStage(stages[0]!, layerNormImages(stages[0]!), plan.rList[ri]!, target);
+  const z = aggregateStage(stage0, normed0, plan.rList[ri]!, target);
   const t = await nearestDistanceTable(z, n, P, target.channels, kernel, table);
   const links = new Float64Array(n * n);
   addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links);
