@@ -6,7 +6,9 @@
  *     features: the feature store (decode + preprocess + backbone in batches, or the cache)
  *     scorePatches (LNAMD + MSM over stages and r) -> patch scores [n_s, h, w]
  *     bilinear (align_corners) upsampling to the input size -> maps [n_s, S, S]
- *   back to dataset order; image score = max of each map (ac_score)
+ *     image score of each map by the rule (ac_score = the max; default the top 2.5% mean), from
+ *     the repeated-anomaly filter's scores where it ran
+ *   back to dataset order
  *   RsCIN over the whole category with the image tokens (k_list)
  *   evaluation (evaluate.ts, when labels exist): RsCIN scores vs labels, maps vs masks at S x S
  *
@@ -51,8 +53,8 @@ interface Ordered {
   sizes: ([number, number] | undefined)[];
   maps: Float32Array;
   tokens: Float32Array;
-  /** image scores of the repeated-anomaly filter (undefined: the image's subset had none) */
-  filteredScores: (number | undefined)[];
+  /** [N] image scores (scoreSubsets: by the rule, from the filtered scores where the filter ran) */
+  imageScores: Float64Array;
   /** subsets actually scored: indices into `items` */
   subsets: number[][];
 }
@@ -64,13 +66,8 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
   const ord = inDatasetOrder(run, scored);
   const { t, S } = run;
   const N = ord.items.length;
-  let t0 = performance.now();
-  const imageScores = deps.scorer.imageScoresFromMaps(ord.maps, N, opts.imageScore);
-  ord.filteredScores.forEach((v, k) => {
-    if (v !== undefined) imageScores[k] = v; // the repeated-anomaly filter's image score
-  });
-  t.scoring += performance.now() - t0;
-  t0 = performance.now();
+  const imageScores = ord.imageScores;
+  const t0 = performance.now();
   const rscinScores = deps.scorer.rscin(imageScores, { n: N, d: run.store.tokenDim, data: ord.tokens }, opts.kList);
   t.rscin += performance.now() - t0;
   const evalInput = { items: ord.items, sizes: ord.sizes, maps: ord.maps, size: S, rscinScores };
@@ -173,7 +170,7 @@ function inDatasetOrder(run: CategoryRun, scored: ScoredSubsets): Ordered {
     sizes: keptIdx.map((i) => scored.sizeOf.get(i)),
     maps,
     tokens,
-    filteredScores: keptIdx.map((i) => scored.filteredScoreOf.get(i)),
+    imageScores: Float64Array.from(keptIdx, (i) => scored.imageScoreOf.get(i)!),
     subsets: scored.subsets.map((s) => s.map((i) => pos.get(i)!)),
   };
 }

@@ -19,8 +19,8 @@ export interface ScoredSubsets {
   mapOf: Map<number, Float32Array>;
   /** item -> [D] */
   tokenOf: Map<number, Float32Array>;
-  /** item -> image score from the repeated-anomaly filter's scores (subsets that had the filter) */
-  filteredScoreOf: Map<number, number>;
+  /** item -> image score (from the repeated-anomaly filter's scores where its subset had the filter) */
+  imageScoreOf: Map<number, number>;
   /** item -> decoded [width, height] */
   sizeOf: Map<number, [number, number]>;
   /** subsets actually scored (item indices) */
@@ -37,7 +37,7 @@ export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promi
   const out: ScoredSubsets = {
     mapOf: new Map(),
     tokenOf: new Map(),
-    filteredScoreOf: new Map(),
+    imageScoreOf: new Map(),
     sizeOf: new Map(),
     subsets: [],
     repeatFilter: [],
@@ -57,14 +57,14 @@ export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promi
     if (ex.images.length === 0) continue;
     const items = ex.images.map((im) => subset[im.index]!);
     checkSubset(run, items, si, subsets);
-    const { maps, filteredScores, filter } = await scoreOne(run, ex.images, (d, tot) =>
+    const { maps, imageScores, filter } = await scoreOne(run, ex.images, (d, tot) =>
       opts.onProgress?.('score', si + d / tot, subsets.length),
     );
     const S = run.S;
     ex.images.forEach((im, i) => {
       const item = items[i]!;
       out.mapOf.set(item, maps.subarray(i * S * S, (i + 1) * S * S));
-      if (filteredScores) out.filteredScoreOf.set(item, filteredScores[i]!);
+      out.imageScoreOf.set(item, imageScores[i]!);
       out.tokenOf.set(item, im.features.token);
       out.sizeOf.set(item, [im.features.width, im.features.height]);
     });
@@ -106,14 +106,14 @@ function checkSubset(run: CategoryRun, items: number[], si: number, subsets: num
 }
 
 /**
- * Mutual scoring of one subset's images (references last in the pool) -> maps [n, S, S], and with
- * the repeated-anomaly filter the image scores [n] of the filtered scores' maps.
+ * Mutual scoring of one subset's images (references last in the pool) -> maps [n, S, S] and image
+ * scores [n] (by the image score rule, of the filtered scores' maps where the repeated-anomaly filter ran).
  */
 async function scoreOne(
   run: CategoryRun,
   images: ExtractedImage[],
   onProgress: (done: number, total: number) => void,
-): Promise<{ maps: Float32Array; filteredScores: Float64Array | null; filter: { images: number; excludedPairs: number } | null }> {
+): Promise<{ maps: Float32Array; imageScores: Float64Array; filter: { images: number; excludedPairs: number } | null }> {
   const { deps, opts, t, S } = run;
   // StageFeatures [n, H, W, C] per stage, shared with the compute worker (not copied)
   const stages: StageFeatures[] = stackStages(
@@ -138,16 +138,14 @@ async function scoreOne(
   t.lnamd += ps.timings?.lnamdMs ?? 0;
   t.msm += ps.timings?.msmMs ?? 0;
   const maps = deps.scorer.upsampleMaps(ps, S, S); // [n, S, S]
-  let filteredScores: Float64Array | null = null;
-  if (ps.filtered) {
-    const f = ps.filtered;
-    filteredScores = deps.scorer.imageScoresFromMaps(deps.scorer.upsampleMaps({ ...ps, data: f.data }, S, S), ps.n, opts.imageScore);
+  const f = ps.filtered;
+  const scoreMaps = f ? deps.scorer.upsampleMaps({ ...ps, data: f.data }, S, S) : maps;
+  const imageScores = deps.scorer.imageScoresFromMaps(scoreMaps, ps.n, opts.imageScore);
+  if (f)
     opts.log?.(
       `${run.category.name}: repeated-anomaly filter: ${f.images} of ${ps.n} images scored without the images ` +
         `they share a repeated defect with (${f.excludedPairs} pairs)`,
     );
-  }
   t.scoring += performance.now() - t0;
-  const f = ps.filtered;
-  return { maps, filteredScores, filter: f ? { images: f.images, excludedPairs: f.excludedPairs } : null };
+  return { maps, imageScores, filter: f ? { images: f.images, excludedPairs: f.excludedPairs } : null };
 }
