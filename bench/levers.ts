@@ -4,9 +4,13 @@
  * (MUSC_LEVERS_CACHE, default <tmpdir>/musc-levers-tables), so every reduction and post-processing
  * row (interval, r list, stages, map smoothing, image score, RsCIN / RsCon) is evaluated without
  * scoring again. Rows are specs 'key=value/...' ('base' = the reference's choices: max, RsCIN 1,2,3):
- *   g=squash|letterbox|mirrorP|tileA  input geometry: squashed to S x S; aspect kept with mirrored
+ *   g=squash|letterbox|mirrorP|tileA|native  input geometry: squashed to S x S; aspect kept with mirrored
  *        margins; the backbone's border padding P px; images longer than A:1 cut into ceil(ratio / A)
- *        tiles along the long side, each squashed (tiles never score tiles of their own image)
+ *        tiles along the long side, each squashed (tiles never score tiles of their own image);
+ *        native: one scale for the batch (median sqrt(w h) -> S), aspect kept, each image its own
+ *        grid (sides rounded to 16 px), maps squashed to S x S for the metrics; nativeagg: the same
+ *        inputs, each image's LNAMD features (on its own grid) resized to the S / 8 grid; nativegrid:
+ *        the same inputs, each image's stage features resized to the squashed input's grids
  *   pre=normalise|clahe  per-image contrast: 1-99 % luminance stretch, or CLAHE (8 x 8 tiles)
  *   s=224  st=2.3 (stages)  c=1024 (LNAMD channels)  r=1.3.5  l=0.1 (stage indices kept)
  *   agg=box|ctr|sw:T|md|mdsw:T  LNAMD box mean (ours); ctr = the box features centred on the
@@ -23,7 +27,8 @@
  *   node dist/bench/levers.js CATEGORY ROW[,ROW...]      (data: $MUSC_SHARED/data or ../shared/data)
  * Prints one JSON line per row: metrics in % (pixel metrics with any non-zero mask pixel = defect),
  * extract_s and score_s (the MSM time of the tables the row uses, as measured when cached).
- * MUSC_LEVERS_BY_TYPE=1 adds each defect type's image AUROC against the good images.
+ * MUSC_LEVERS_BY_TYPE=1 adds each defect type's image AUROC against the good images, and its pixel
+ * AUROC / PRO over its images and the good ones with the category's pixel AUROC were it perfect.
  * MUSC_LEVERS_REPEATS=1 adds, per defect type, the share of each defect patch's 3 nearest images
  * (stage-0 r = 3 table) that have the same defect type, and that share by chance (repeated anomalies).
  * MUSC_LEVERS_MAPS = a musc run's maps.safetensors: post-processing rows on that run's maps.
@@ -38,7 +43,10 @@ import sharp from 'sharp';
 import { openDataset, type DatasetItem } from '../src/datasets/index.js';
 import { loadMask } from '../src/datasets/masks.js';
 import { decodeRgb, type RgbImage } from '../src/image/decode.js';
-import { loadBackbone } from '../src/backbones/registry.js';
+import { backboneInfo, loadBackbone, resolveWeightsPath } from '../src/backbones/registry.js';
+import { preprocessResNet, readResNet } from '../src/backbones/resnet.js';
+import { buildResNetGraph } from '../src/backbones/cnn.js';
+import { RemoteModel } from '../src/compute/models.js';
 import { inputSide } from '../src/backbones/types.js';
 import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
@@ -131,7 +139,8 @@ function parseRow(spec: string): Row {
     else if (k === 'tok') row.token = v;
     else throw new Error(`bad row key ${k}`);
   }
-  if (!/^(squash|letterbox|mirror\d+|tile[\d.]+)$/.test(row.geometry)) throw new Error(`bad geometry ${row.geometry}`);
+  if (!/^(squash|letterbox|mirror\d+|tile[\d.]+|native|nativeagg|nativegrid)$/.test(row.geometry))
+    throw new Error(`bad geometry ${row.geometry}`);
   return row;
 }
 
@@ -214,6 +223,55 @@ async function photometric(img: RgbImage, pre: string): Promise<RgbImage> {
 interface Extracted {
   stages: StageFeatures<Float32Array>[];
   tokens: ImageTokens;
+  /** native geometry: each image's own stage features [1, h_i, w_i, C] (then `stages` is empty) */
+  native?: StageFeatures<Float32Array>[][];
+}
+
+/** The native geometry's input sides [H, W] per image: one scale (median sqrt(w h) -> S), sides rounded to 16 px (>= 64). */
+async function nativeSides(paths: string[], S: number): Promise<[number, number][]> {
+  const dims: [number, number][] = [];
+  for (const p of paths) {
+    const img = await decodeRgb(p);
+    dims.push([img.height, img.width]);
+  }
+  const roots = dims.map(([h, w]) => Math.sqrt(h * w)).sort((a, b) => a - b);
+  const f = S / roots[roots.length >> 1]!;
+  const side = (v: number) => Math.max(64, Math.round((v * f) / 16) * 16);
+  return dims.map(([h, w]) => [side(h), side(w)]);
+}
+
+/** Native geometry: every image through a ResNet graph of its own input size (one graph per distinct size). */
+async function extractNative(paths: string[], row: Row): Promise<Extracted> {
+  const info = backboneInfo('resnet50');
+  const { net, convention } = await readResNet(resolveWeightsPath(info, {}), info);
+  const sides = await nativeSides(paths, row.size);
+  const native: StageFeatures<Float32Array>[][] = new Array(paths.length);
+  const tokens: Float32Array[] = new Array(paths.length);
+  let d = 0;
+  const bySize = new Map<string, number[]>();
+  sides.forEach(([h, w], i) => bySize.set(`${h}x${w}`, [...(bySize.get(`${h}x${w}`) ?? []), i]));
+  for (const [key, idx] of bySize) {
+    const [H, W] = sides[idx[0]!]!;
+    const graph = buildResNetGraph(net, { imageSize: H, imageWidth: W, stages: row.stages, name: 'resnet50' });
+    const model = await RemoteModel.load(`levers-native-${key}`, graph.bytes);
+    for (const i of idx) {
+      const x = await preprocessResNet(await photometric(await decodeRgb(paths[i]!), row.pre), [H, W], convention);
+      const out = await model.run({ pixels: { type: 'float32', dims: [1, 3, H, W], data: x } }, [
+        ...graph.stageShapes.map((g) => g.name),
+        'tokens',
+      ]);
+      native[i] = graph.stageShapes.map((g) => ({ n: 1, h: g.h, w: g.w, c: g.c, data: out[g.name]!.data as Float32Array }));
+      const t = out.tokens!.data as Float32Array;
+      let ss = 0;
+      for (const v of t) ss += v * v;
+      tokens[i] = t.map((v) => v / Math.sqrt(ss || 1)); // unit, as the backbone's tokens
+      d = t.length;
+    }
+    await model.dispose();
+  }
+  const data = new Float32Array(paths.length * d);
+  tokens.forEach((t, i) => data.set(t, i * d));
+  return { stages: [], tokens: { n: paths.length, d, data }, native };
 }
 
 /** Stage features [M, h, w, C] and tokens [M, D] of every piece (boxes filled in). */
@@ -357,6 +415,52 @@ interface Meta {
   d: number;
   extract_s: number;
   score_s: Record<string, number>;
+  /** native geometry: each image's stage-0 grid [h, w]; tables then hold P = max h w rows per image (h = 1, w = P) */
+  grids?: [number, number][];
+}
+
+/**
+ * Native geometry: LNAMD of stage l at r on each image's own grid, Z [N, P, C] with P = the largest
+ * grid; an image with fewer patches repeats its first patch (a repeated patch never changes a
+ * nearest distance; its query rows are ignored).
+ */
+function nativeFeatures(native: StageFeatures<Float32Array>[][], l: number, r: number, meta: Meta, agg: string): Float32Array {
+  if (agg !== 'box') throw new Error('native geometry: box aggregation only');
+  const P = meta.h * meta.w,
+    c = meta.c0;
+  const z = new Float32Array(native.length * P * c);
+  native.forEach((stages, i) => {
+    const [h, w] = meta.grids?.[i] ?? [meta.h, meta.w]; // nativeagg: every image to the common grid
+    const st = stages[l]!;
+    const zi = aggregateStage(st, layerNormImages(st), r, { gridH: h, gridW: w, channels: c });
+    z.set(zi, i * P * c);
+    for (let p = h * w; p < P; p++) z.set(zi.subarray(0, c), (i * P + p) * c);
+  });
+  return z;
+}
+
+/** nativegrid: each image's stage features [1, h_i, w_i, C] resized to the grids of an S x S input -> [N, h, w, C] per stage. */
+function squashedGrids(native: StageFeatures<Float32Array>[][], S: number, layers: number[]): StageFeatures<Float32Array>[] {
+  return native[0]!.map((s0, l) => {
+    const side = S / 2 ** (layers[l]! + 1), // layer k has stride 2^(k+1)
+      per = side * side * s0.c;
+    const data = new Float32Array(native.length * per);
+    native.forEach((stages, i) => {
+      const st = stages[l]!;
+      data.set(resizeBilinearHWC(Float64Array.from(st.data), st.h, st.w, st.c, side, side), i * per);
+    });
+    return { n: native.length, h: side, w: side, c: s0.c, data };
+  });
+}
+
+/** Patch scores [M, P] -> maps [M, S, S] (native: each image from its own grid, squashed to S x S). */
+function patchMaps(patch: Float64Array, meta: Meta, S: number): Float32Array {
+  const M = meta.pieces.length;
+  if (!meta.grids) return upsampleAlignCorners(patch, M, meta.h, meta.w, S, S);
+  const P = meta.w,
+    out = new Float32Array(M * S * S);
+  meta.grids.forEach(([h, w], i) => out.set(upsampleAlignCorners(patch.subarray(i * P, i * P + h * w), 1, h, w, S, S), i * S * S));
+  return out;
 }
 
 /** The cached state of one feature config: pieces, tables per (agg, l, r), tokens; extracts on demand. */
@@ -381,8 +485,16 @@ class FeatureConfig {
     if (this.feats) return this.feats;
     const t0 = performance.now();
     const pieces = await piecesOf(this.paths, this.row.geometry, this.row.size);
-    const f = await extract(this.paths, pieces, this.row);
-    const target = lnamdTarget(f.stages, this.row.channels);
+    const g = this.row.geometry;
+    let f = g.startsWith('native') ? await extractNative(this.paths, this.row) : await extract(this.paths, pieces, this.row);
+    if (g === 'nativegrid') f = { stages: squashedGrids(f.native!, this.row.size, this.row.stages), tokens: f.tokens };
+    const grids = g === 'native' ? f.native!.map((st) => [st[0]!.h, st[0]!.w] as [number, number]) : undefined;
+    const side = this.row.size / 2 ** (this.row.stages[0]! + 1); // the squashed input's stage-0 grid
+    const target = f.native
+      ? grids
+        ? { gridH: 1, gridW: Math.max(...grids.map(([h, w]) => h * w)), channels: f.native[0]![0]!.c }
+        : { gridH: side, gridW: side, channels: f.native[0]![0]!.c }
+      : lnamdTarget(f.stages, this.row.channels);
     save(join(CACHE, `${this.key}-tokens.f32`), f.tokens.data as Float32Array);
     const extract_s = (performance.now() - t0) / 1000;
     this.meta = {
@@ -393,6 +505,7 @@ class FeatureConfig {
       d: f.tokens.d,
       extract_s,
       score_s: this.meta?.score_s ?? {},
+      ...(grids ? { grids } : {}),
     };
     this.writeMeta();
     this.feats = f;
@@ -416,20 +529,21 @@ class FeatureConfig {
     const f = await this.features();
     const meta = this.meta!;
     const st = f.stages[l]!;
-    const target = lnamdTarget(f.stages, this.row.channels);
-    const normed = layerNormImages(st);
-    const z =
-      agg === 'box'
-        ? aggregateStage(st, normed, r, target)
+    const target = f.native ? null : lnamdTarget(f.stages, this.row.channels);
+    const normed = f.native ? new Float32Array(0) : layerNormImages(st);
+    const z = f.native
+      ? nativeFeatures(f.native, l, r, meta, agg)
+      : agg === 'box'
+        ? aggregateStage(st, normed, r, target!)
         : agg === 'ctr'
-          ? centred(aggregateStage(st, normed, r, target), target.channels)
-          : aggregateExperimental(agg, st, normed, r, target);
+          ? centred(aggregateStage(st, normed, r, target!), target!.channels)
+          : aggregateExperimental(agg, st, normed, r, target!);
     const M = meta.pieces.length,
       P = meta.h * meta.w;
     const need = new Uint8Array(M * M);
     for (let a = 0; a < M; a++) for (let b = 0; b < M; b++) need[a * M + b] = meta.pieces[a]!.item !== meta.pieces[b]!.item ? 1 : 0;
     const t0 = performance.now();
-    const table = await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, M, P, target.channels, need]);
+    const table = await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, M, P, meta.c0, need]);
     meta.score_s[name] = (performance.now() - t0) / 1000;
     save(file, table);
     this.writeMeta();
@@ -486,8 +600,16 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   const bounds = burnoutBounds(M - 1, [row.qa, row.q]);
   if (bounds === null) throw new Error('too few images for the burnout test');
   const links = new Float64Array(M * M);
-  for (const l of row.repl) addBurnoutLinks(await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', l, 3), 0, M, P, bounds[1], row.rep, links);
-  const pools = filteredPools(links, M, P, { fpr: row.rep, minShare: row.repw, maxShare: row.repmax });
+  const grids = fc.meta!.grids;
+  for (const l of row.repl) {
+    const table = await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', l, 3);
+    if (!grids) addBurnoutLinks(table, 0, M, P, bounds[1], row.rep, links);
+    else
+      grids.forEach(([h, w], i) => addBurnoutLinks(table.subarray(i * P * M, (i * P + h * w) * M), i, M, h * w, bounds[1], row.rep, links));
+  }
+  // native: link shares of the mean grid
+  const Pshare = grids ? Math.round(grids.reduce((a, [h, w]) => a + h * w, 0) / M) : P;
+  const pools = filteredPools(links, M, Pshare, { fpr: row.rep, minShare: row.repw, maxShare: row.repmax });
   const info = { images: 0, excluded: 0, same_type: 0, good_good: 0, other: 0 };
   pools.forEach((pool, a) => {
     const kept = new Set(pool);
@@ -568,6 +690,51 @@ function imageAurocByType(items: DatasetItem[], scores: Float64Array): Record<st
       imageLabels: Uint8Array.from(keep, (i) => items[i]!.label!),
     });
     out[t] = +((m.image_auroc ?? NaN) * 100).toFixed(1);
+  }
+  return out;
+}
+
+/**
+ * Per defect type (MUSC_LEVERS_BY_TYPE=1): pixel AUROC / PRO over its images and the good ones, and
+ * the whole category's pixel AUROC if that type's defect pixels alone were scored perfectly (above
+ * every other pixel): how much of the category's pixel metric the type holds.
+ */
+function pixelByType(items: DatasetItem[], maps: Float32Array, masks: Uint8Array, S: number): Record<string, [number, number, number]> {
+  const out: Record<string, [number, number, number]> = {};
+  const SS = S * S;
+  const labels = Uint8Array.from(items, (it) => it.label ?? 0);
+  let top = -Infinity;
+  for (const v of maps) top = Math.max(top, v);
+  for (const t of new Set(items.filter((it) => it.label === 1).map((it) => it.defect))) {
+    const oracle = maps.slice();
+    items.forEach((it, i) => {
+      if (it.defect === t) for (let k = i * SS; k < (i + 1) * SS; k++) if (masks[k]) oracle[k] = top + 1;
+    });
+    const ifPerfect = computeMetrics({
+      imageScores: new Float64Array(items.length),
+      imageLabels: labels,
+      maps: oracle,
+      masks,
+      height: S,
+      width: S,
+    });
+    const keep = items.flatMap((it, i) => (it.label === 0 || it.defect === t ? [i] : []));
+    const sub = new Float32Array(keep.length * SS),
+      subMasks = new Uint8Array(keep.length * SS);
+    keep.forEach((i, k) => {
+      sub.set(maps.subarray(i * SS, (i + 1) * SS), k * SS);
+      subMasks.set(masks.subarray(i * SS, (i + 1) * SS), k * SS);
+    });
+    const m = computeMetrics({
+      imageScores: new Float64Array(keep.length),
+      imageLabels: Uint8Array.from(keep, (i) => items[i]!.label!),
+      maps: sub,
+      masks: subMasks,
+      height: S,
+      width: S,
+    });
+    const pct = (v: number | null | undefined) => +((v ?? NaN) * 100).toFixed(1);
+    out[t] = [pct(m.pixel_auroc), pct(m.pixel_pro), pct(ifPerfect.pixel_auroc)];
   }
   return out;
 }
@@ -666,7 +833,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   } else {
     const sc = await rowPatchScores(fc, row, items, meta);
     ({ patch, filtered, repInfo, score_s } = sc);
-    maps = toImageMaps(upsampleAlignCorners(patch, M, meta.h, meta.w, S, S), meta.pieces, n, S);
+    maps = toImageMaps(patchMaps(patch, meta, S), meta.pieces, n, S);
     if (row.fuse.length) {
       if (row.geometry !== 'squash') throw new Error('fuse: squashed inputs only');
       const all = [patch],
@@ -692,7 +859,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     }
   }
   // the repeated-anomaly filter's scores give the image scores (and the maps with repmap=1)
-  let scoreMaps = fusedFiltered ?? (filtered ? upsampleAlignCorners(filtered, M, meta.h, meta.w, S, S) : maps);
+  let scoreMaps = fusedFiltered ?? (filtered ? patchMaps(filtered, meta, S) : maps);
   if (row.repmap) maps = scoreMaps;
   if (row.sigma > 0) maps = gaussianSmooth(maps, n, S, S, row.sigma);
   if (row.sigma > 0) scoreMaps = filtered ? gaussianSmooth(scoreMaps, n, S, S, row.sigma) : maps;
@@ -717,7 +884,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     score_s: +score_s.toFixed(1),
     pieces: M,
     ...(repInfo ? { repeat_filter: repInfo } : {}),
-    ...(process.env.MUSC_LEVERS_BY_TYPE ? { by_type: imageAurocByType(items, rs) } : {}),
+    ...(process.env.MUSC_LEVERS_BY_TYPE ? { by_type: imageAurocByType(items, rs), pixel_by_type: pixelByType(items, maps, masks, S) } : {}),
     ...(process.env.MUSC_LEVERS_REPEATS && M === n ? { same_type_nearest3: await sameTypeShare(fc, items, masks, S, P, meta.w) } : {}),
   };
   console.log(JSON.stringify(out));

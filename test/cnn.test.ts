@@ -53,27 +53,28 @@ function torchNet(tiny: TinyNet, name: string, prefix = ''): ResNetNet {
   }
 }
 
-function randomBatch(b: number, S: number, seed: number): Float32Array {
+function randomBatch(b: number, h: number, w: number, seed: number): Float32Array {
   const r = new Rng(seed);
-  return r.array(b * 3 * S * S, () => r.normal());
+  return r.array(b * 3 * h * w, () => r.normal());
 }
 
-/** Runs the built graph for `batch` [B, 3, S, S] and compares every output with the naive forward. */
+/** Runs the built graph for `batch` [B, 3, S, W] (W = S unless given) and compares every output with the naive forward. */
 async function checkAgainstNaive(
   net: ResNetNet,
   tiny: TinyNet,
-  forward: (n: TinyNet, img: Float32Array, S: number) => NaiveOut,
+  forward: (n: TinyNet, img: Float32Array, S: number, W?: number) => NaiveOut,
   S: number,
   B = 2,
+  W = S,
 ): Promise<number> {
-  const g = buildResNetGraph(net, { imageSize: S, stages: [1, 2, 3, 4], head: true });
+  const g = buildResNetGraph(net, { imageSize: S, ...(W !== S ? { imageWidth: W } : {}), stages: [1, 2, 3, 4], head: true });
   const session = await createSession(g.bytes, { threads: 1 });
-  const batch = randomBatch(B, S, 1000 + S);
-  const out = await session.run({ pixels: new ort.Tensor('float32', batch, [B, 3, S, S]) });
+  const batch = randomBatch(B, S, W, 1000 + S + (W === S ? 0 : W));
+  const out = await session.run({ pixels: new ort.Tensor('float32', batch, [B, 3, S, W]) });
   await session.release();
   let worst = 0;
   for (let b = 0; b < B; b++) {
-    const ref = forward(tiny, batch.subarray(b * 3 * S * S, (b + 1) * 3 * S * S), S);
+    const ref = forward(tiny, batch.subarray(b * 3 * S * W, (b + 1) * 3 * S * W), S, W);
     for (const [k, s] of g.stageShapes.entries()) {
       const r = ref.layers[k];
       assert.deepEqual([s.h, s.w, s.c], [r.h, r.w, r.c], `layer${k + 1} shape`);
@@ -92,7 +93,7 @@ async function checkAgainstNaive(
   return worst;
 }
 
-test('torchvision layout: graph matches the naive NCHW forward (S = 64 and odd sizes at S = 40)', async () => {
+test('torchvision layout: graph matches the naive NCHW forward (S = 64, odd sizes at S = 40, non-square 48 x 80)', async () => {
   const tiny = randomTinyNet(TINY, 11, false);
   const net = torchNet(tiny, 'tv');
   const arch = describeResNet(net);
@@ -102,10 +103,13 @@ test('torchvision layout: graph matches the naive NCHW forward (S = 64 and odd s
   assert.equal(arch.strideOn, 'conv2');
   const e64 = await checkAgainstNaive(net, tiny, torchForward, 64);
   const e40 = await checkAgainstNaive(net, tiny, torchForward, 40, 1);
-  console.log(`torchvision tiny: max rel error ${e64.toExponential(2)} (64 px), ${e40.toExponential(2)} (40 px)`);
+  const eRect = await checkAgainstNaive(net, tiny, torchForward, 48, 1, 80);
+  console.log(
+    `torchvision tiny: max rel error ${e64.toExponential(2)} (64 px), ${e40.toExponential(2)} (40 px), ${eRect.toExponential(2)} (48 x 80)`,
+  );
 });
 
-test('Keras v1 layout (tfjs model, 2 shards): graph matches the naive NHWC forward', async () => {
+test('Keras v1 layout (tfjs model, 2 shards): graph matches the naive NHWC forward (square and 80 x 48)', async () => {
   const tiny = randomTinyNet(TINY, 12, true);
   const path = writeKerasTiny(tiny, join(dir, 'keras'), 64);
   const net = resnetFromKeras(await readTfjsModel(path));
@@ -119,14 +123,17 @@ test('Keras v1 layout (tfjs model, 2 shards): graph matches the naive NHWC forwa
   assert.deepEqual(net.pool.pads, [1, 1, 1, 1]);
   const e64 = await checkAgainstNaive(net, tiny, kerasForward, 64);
   const e40 = await checkAgainstNaive(net, tiny, kerasForward, 40, 1);
-  console.log(`keras tiny: max rel error ${e64.toExponential(2)} (64 px), ${e40.toExponential(2)} (40 px)`);
+  const eRect = await checkAgainstNaive(net, tiny, kerasForward, 80, 1, 48);
+  console.log(
+    `keras tiny: max rel error ${e64.toExponential(2)} (64 px), ${e40.toExponential(2)} (40 px), ${eRect.toExponential(2)} (80 x 48)`,
+  );
 });
 
 test('the two layouts differ only where the stride sits: same weights give different layer2+ outputs', async () => {
   // guards against a builder that ignores the stride position
   const tiny = randomTinyNet(TINY, 13, false);
   const S = 64;
-  const img = randomBatch(1, S, 5);
+  const img = randomBatch(1, S, S, 5);
   const a = torchForward(tiny, img, S);
   const net = torchNet(tiny, 'tv-stride');
   const moved: ResNetNet = {
@@ -222,5 +229,15 @@ test('stage shapes follow the ResNet50 strides: 224 -> 56, 28, 14, 7', () => {
   assert.deepEqual(
     resnetStageShapes(net, 320).map(([h]) => h),
     [80, 40, 20, 10],
+  );
+  // non-square input (height 192, width 320)
+  assert.deepEqual(
+    resnetStageShapes(net, 192, 320).map(([h, w]) => [h, w]),
+    [
+      [48, 80],
+      [24, 40],
+      [12, 20],
+      [6, 10],
+    ],
   );
 });

@@ -199,7 +199,7 @@ test('border padding 16 px: input 256 px, the centre is the 224 px image, stage 
   }
 });
 
-test('preprocess: Keras BGR minus mean; torchvision RGB/255 then ImageNet mean/std; resize to S x S', async () => {
+test('preprocess: Keras BGR minus mean; torchvision RGB/255 then ImageNet mean/std; resize to S x S or H x W', async () => {
   const img = { width: 5, height: 3, data: new Uint8Array(5 * 3 * 3) };
   for (let i = 0; i < 15; i++) img.data.set([200, 100, 50], i * 3);
   const k = await preprocessResNet(img, 32, 'keras');
@@ -218,6 +218,10 @@ test('preprocess: Keras BGR minus mean; torchvision RGB/255 then ImageNet mean/s
   for (let y = 0; y < 64; y++) for (let x = 32; x < 64; x++) split.data.set([255, 255, 255], (y * 64 + x) * 3);
   const s = await preprocessResNet(split, 32, 'torchvision');
   assert.ok(s[5 * 32 + 2] < -1.5 && s[5 * 32 + 29] > 1.5);
+  // non-square target [H, W] = [16, 48]: [3, 16, 48], the split at x = 24
+  const r = await preprocessResNet(split, [16, 48], 'torchvision');
+  assert.equal(r.length, 3 * 16 * 48);
+  assert.ok(r[5 * 48 + 2] < -1.5 && r[5 * 48 + 45] > 1.5 && r[2 * 16 * 48 + 15 * 48 + 45] > 1.5);
 });
 
 function tinyInfo(name: string): BackboneInfo {

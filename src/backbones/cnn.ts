@@ -19,7 +19,7 @@
  * Bottleneck block (both conventions): y = relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))))
  * + shortcut(x)), shortcut = bn(conv1x1(x)) in the first block of a layer, identity otherwise.
  *
- * Graph: input `pixels` [B, 3, S, S] float32 NCHW (already normalised); outputs `layer{k}` for the
+ * Graph: input `pixels` [B, 3, S, S] (or [B, 3, H, W]) float32 NCHW (already normalised); outputs `layer{k}` for the
  * requested layers as channels-last [B, H, W, C], `tokens` = global average pool of layer4 [B, C],
  * and with a classifier `logits` [B, K] and `probs` = softmax(logits) [B, K].
  */
@@ -125,9 +125,9 @@ function outSize(c: ConvBn, h: number, w: number): [number, number] {
   return [convOutSize(h, c.shape[2], c.stride, t, b), convOutSize(w, c.shape[3], c.stride, l, r)];
 }
 
-/** Per-layer output shapes [H, W, C] (layers 1..4 at index 0..3) for an S x S input. */
-export function resnetStageShapes(net: ResNetNet, imageSize: number): [number, number, number][] {
-  let [h, w] = outSize(net.stem, imageSize, imageSize);
+/** Per-layer output shapes [H, W, C] (layers 1..4 at index 0..3) for an S x S (or H x W) input. */
+export function resnetStageShapes(net: ResNetNet, imageSize: number, imageWidth = imageSize): [number, number, number][] {
+  let [h, w] = outSize(net.stem, imageSize, imageWidth);
   const p = net.pool;
   h = convOutSize(h, p.kernel, p.stride, p.pads[0], p.pads[2]);
   w = convOutSize(w, p.kernel, p.stride, p.pads[1], p.pads[3]);
@@ -195,7 +195,9 @@ export function describeResNet(net: ResNetNet, name = 'resnet'): ResNetArch {
 // the graph
 
 export interface ResNetGraphOptions {
+  /** input height (and width, unless imageWidth is given) */
   imageSize: number;
+  imageWidth?: number;
   /** layers (1..4) whose outputs are returned as `layer{k}` [B, H, W, C] */
   stages: number[];
   /** add `logits` and `probs` (needs net.fc) */
@@ -250,15 +252,16 @@ function addConv(g: GraphBuilder, x: string, c: ConvBn, relu: boolean): string {
 /** Builds the ONNX graph of a net (see the file comment for inputs and outputs). */
 export function buildResNetGraph(net: ResNetNet, opts: ResNetGraphOptions): ResNetGraph {
   const S = opts.imageSize;
+  const SW = opts.imageWidth ?? S;
   for (const k of opts.stages)
     if (!Number.isInteger(k) || k < 1 || k > 4) throw new BackboneConfigError(`ResNet stages are layer numbers 1..4, got ${k}`);
   if (opts.head && !net.fc) throw new Error('this ResNet has no classifier (fc) weights');
   describeResNet(net); // validates the channel chain
-  const shapes = resnetStageShapes(net, S);
-  if (shapes.some(([h, w]) => h < 1 || w < 1)) throw new BackboneConfigError(`image size ${S} is too small for this ResNet`);
+  const shapes = resnetStageShapes(net, S, SW);
+  if (shapes.some(([h, w]) => h < 1 || w < 1)) throw new BackboneConfigError(`image size ${S} x ${SW} is too small for this ResNet`);
   const g = new GraphBuilder(opts.name ?? 'resnet');
   const B = 'batch';
-  let x = g.input('pixels', 'float32', [B, 3, S, S]);
+  let x = g.input('pixels', 'float32', [B, 3, S, SW]);
   x = addConv(g, x, net.stem, true);
   const p = net.pool;
   if (p.padValue === 'zero' && p.pads.some((v) => v > 0)) {

@@ -89,25 +89,31 @@ export async function imagenetClassNames(): Promise<string[]> {
 }
 
 /**
- * Resizes to S x S (sharp cubic, fit 'fill'), mirrors `pad` pixels outwards, and normalises:
- * [3, S + 2 pad, S + 2 pad] float32 (see the file comment).
+ * Resizes to S x S (or H x W with `size` = [H, W]; sharp cubic, fit 'fill'), mirrors `pad` pixels
+ * outwards, and normalises: [3, S + 2 pad, S + 2 pad] float32 (see the file comment).
  */
-export async function preprocessResNet(img: RgbImage, size: number, convention: ResNetConvention, pad = 0): Promise<Float32Array> {
+export async function preprocessResNet(
+  img: RgbImage,
+  size: number | [number, number],
+  convention: ResNetConvention,
+  pad = 0,
+): Promise<Float32Array> {
+  const [H, W] = typeof size === 'number' ? [size, size] : size;
   if (img.data.length !== img.width * img.height * 3)
     throw new Error(`image data has ${img.data.length} bytes for ${img.width}x${img.height}x3`);
   const src = Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength);
   let px: Buffer = await sharp(src, { raw: { width: img.width, height: img.height, channels: 3 } })
-    .resize(size, size, { fit: 'fill', kernel: 'cubic' })
+    .resize(W, H, { fit: 'fill', kernel: 'cubic' })
     .raw()
     .toBuffer();
   if (pad > 0) {
-    px = await sharp(px, { raw: { width: size, height: size, channels: 3 } })
+    px = await sharp(px, { raw: { width: W, height: H, channels: 3 } })
       .extend({ left: pad, right: pad, top: pad, bottom: pad, extendWith: 'mirror' })
       .raw()
       .toBuffer();
   }
-  const hw = (size + 2 * pad) * (size + 2 * pad);
-  const out = new Float32Array(3 * hw); // [3, S, S]
+  const hw = (H + 2 * pad) * (W + 2 * pad);
+  const out = new Float32Array(3 * hw); // [3, H, W]
   if (convention === 'keras') {
     // channel c of the output = BGR channel c = RGB channel 2 - c
     for (let c = 0; c < 3; c++) {
@@ -161,7 +167,11 @@ const TORCH_ARCHS: Record<string, ResNetArch> = {
   wideresnet50: WIDE_RESNET50_2,
 };
 
-async function prepare(path: string, info: BackboneInfo, imageSize: number, stages: number[]): Promise<Prepared> {
+/** Reads a ResNet's weights (tfjs model.json or torchvision .safetensors) as a net. */
+export async function readResNet(
+  path: string,
+  info: BackboneInfo,
+): Promise<{ net: ResNetNet; sha256: string; convention: ResNetConvention }> {
   let net: ResNetNet;
   let sha256: string;
   let convention: ResNetConvention;
@@ -182,6 +192,11 @@ async function prepare(path: string, info: BackboneInfo, imageSize: number, stag
   } else {
     throw new BackboneConfigError(`${path}: ResNet weights must be a tfjs model.json (Keras) or a .safetensors file (torchvision/timm)`);
   }
+  return { net, sha256, convention };
+}
+
+async function prepare(path: string, info: BackboneInfo, imageSize: number, stages: number[]): Promise<Prepared> {
+  const { net, sha256, convention } = await readResNet(path, info);
   const arch = describeResNet(net, info.name);
   const graph = buildResNetGraph(net, { imageSize, stages, head: !!net.fc, name: info.name });
   return { graph, sha256, convention, arch };

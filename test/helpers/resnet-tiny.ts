@@ -220,10 +220,10 @@ function head(net: TinyNet, token: Float32Array): Float32Array {
   });
 }
 
-/** torchvision Bottleneck ResNet forward of one image [3, S, S]. */
-export function torchForward(net: TinyNet, img: Float32Array, S: number): NaiveOut {
+/** torchvision Bottleneck ResNet forward of one image [3, S, S] (or [3, S, W]). */
+export function torchForward(net: TinyNet, img: Float32Array, S: number, W = S): NaiveOut {
   const eps = 1e-5;
-  let x: Chw = convChw({ c: 3, h: S, w: S, d: img }, net.stem, 2, 3, eps, true);
+  let x: Chw = convChw({ c: 3, h: S, w: W, d: img }, net.stem, 2, 3, eps, true);
   // MaxPool2d(3, stride 2, padding 1): padded cells are -inf
   const ho = Math.floor((x.h + 2 - 3) / 2) + 1;
   const wo = Math.floor((x.w + 2 - 3) / 2) + 1;
@@ -469,11 +469,11 @@ function convHwc(x: Hwc, cv: TinyConv, stride: number, padding: 'same' | 'valid'
   return { h: ho, w: wo, c: cv.o, d };
 }
 
-/** Keras v1 ResNet forward of one image given as NCHW [3, S, S] (transposed to NHWC here). */
-export function kerasForward(net: TinyNet, img: Float32Array, S: number): NaiveOut {
-  const inp = new Float32Array(S * S * 3);
-  for (let c = 0; c < 3; c++) for (let p = 0; p < S * S; p++) inp[p * 3 + c] = img[c * S * S + p];
-  let x: Hwc = convHwc(zeroPad({ h: S, w: S, c: 3, d: inp }, 3), net.stem, 2, 'valid', true);
+/** Keras v1 ResNet forward of one image given as NCHW [3, S, S] (or [3, S, W]; transposed to NHWC here). */
+export function kerasForward(net: TinyNet, img: Float32Array, S: number, W = S): NaiveOut {
+  const inp = new Float32Array(S * W * 3);
+  for (let c = 0; c < 3; c++) for (let p = 0; p < S * W; p++) inp[p * 3 + c] = img[c * S * W + p];
+  let x: Hwc = convHwc(zeroPad({ h: S, w: W, c: 3, d: inp }, 3), net.stem, 2, 'valid', true);
   // ZeroPadding2D(1) then MaxPooling2D(3, 2, 'valid')
   const z = zeroPad(x, 1);
   const ho = Math.floor((z.h - 3) / 2) + 1;
