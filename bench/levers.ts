@@ -28,7 +28,7 @@
  * Prints one JSON line per row: metrics in % (pixel metrics with any non-zero mask pixel = defect),
  * extract_s and score_s (the MSM time of the tables the row uses, as measured when cached).
  * MUSC_LEVERS_BY_TYPE=1 adds each defect type's image AUROC against the good images, and its pixel
- * AUROC / PRO over its images and the good ones with the category's pixel AUROC were it perfect.
+ * AUROC / PRO over its images and the good ones, and the category's pixel AUROC / PRO were it perfect.
  * MUSC_LEVERS_REPEATS=1 adds, per defect type, the share of each defect patch's 3 nearest images
  * (stage-0 r = 3 table) that have the same defect type, and that share by chance (repeated anomalies).
  * MUSC_LEVERS_MAPS = a musc run's maps.safetensors: post-processing rows on that run's maps.
@@ -696,19 +696,28 @@ function imageAurocByType(items: DatasetItem[], scores: Float64Array): Record<st
 
 /**
  * Per defect type (MUSC_LEVERS_BY_TYPE=1): pixel AUROC / PRO over its images and the good ones, and
- * the whole category's pixel AUROC if that type's defect pixels alone were scored perfectly (above
- * every other pixel): how much of the category's pixel metric the type holds.
+ * the whole category's pixel AUROC and PRO if that type's defect pixels alone were scored perfectly
+ * (above every other pixel), and its share of the category's defect pixels: how much of the
+ * category's pixel metrics the type holds. [pixel AUROC, PRO, pixel AUROC if perfect, PRO if perfect, share].
  */
-function pixelByType(items: DatasetItem[], maps: Float32Array, masks: Uint8Array, S: number): Record<string, [number, number, number]> {
-  const out: Record<string, [number, number, number]> = {};
+function pixelByType(items: DatasetItem[], maps: Float32Array, masks: Uint8Array, S: number): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
   const SS = S * S;
   const labels = Uint8Array.from(items, (it) => it.label ?? 0);
-  let top = -Infinity;
+  let top = -Infinity,
+    allPx = 0;
   for (const v of maps) top = Math.max(top, v);
+  for (const v of masks) if (v) allPx++;
   for (const t of new Set(items.filter((it) => it.label === 1).map((it) => it.defect))) {
     const oracle = maps.slice();
+    let typePx = 0;
     items.forEach((it, i) => {
-      if (it.defect === t) for (let k = i * SS; k < (i + 1) * SS; k++) if (masks[k]) oracle[k] = top + 1;
+      if (it.defect !== t) return;
+      for (let k = i * SS; k < (i + 1) * SS; k++) {
+        if (!masks[k]) continue;
+        oracle[k] = top + 1;
+        typePx++;
+      }
     });
     const ifPerfect = computeMetrics({
       imageScores: new Float64Array(items.length),
@@ -734,7 +743,7 @@ function pixelByType(items: DatasetItem[], maps: Float32Array, masks: Uint8Array
       width: S,
     });
     const pct = (v: number | null | undefined) => +((v ?? NaN) * 100).toFixed(1);
-    out[t] = [pct(m.pixel_auroc), pct(m.pixel_pro), pct(ifPerfect.pixel_auroc)];
+    out[t] = [pct(m.pixel_auroc), pct(m.pixel_pro), pct(ifPerfect.pixel_auroc), pct(ifPerfect.pixel_pro), pct(typePx / allPx)];
   }
   return out;
 }
