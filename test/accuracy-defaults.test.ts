@@ -66,7 +66,7 @@ async function runWith(root: string, out: string, flags: Partial<Settings>, log?
   const rows = parseScoresCsv(await readFile(join(out, 'surface', 'scores.csv'), 'utf8'));
   const run = JSON.parse(await readFile(join(out, 'surface', 'run.json'), 'utf8')) as {
     settings: Record<string, unknown>;
-    repeat_filter: ({ images: number; excluded_pairs: number } | null)[];
+    repeat_filter: ({ images: number; excluded_pairs: number; left_out: Record<string, string[]> } | null)[];
   };
   return { m, rows, run };
 }
@@ -124,10 +124,25 @@ test("musc run: the repeated-anomaly filter (default on) raises image scores of 
     assert.ok(Number(pairs) > 0 && raised > 0, `${line}; ${raised} images raised`);
     assert.ok(raised <= Number(images), `${raised} images raised, ${images} had images left out`);
     // run.json records what the filter left out, per subset (the log line's numbers); off: null
-    assert.deepEqual(on.run.repeat_filter, [{ images: Number(images), excluded_pairs: Number(pairs) }]);
+    const rf = on.run.repeat_filter[0]!;
+    assert.deepEqual({ images: rf.images, excluded_pairs: rf.excluded_pairs }, { images: Number(images), excluded_pairs: Number(pairs) });
     assert.deepEqual(off.run.repeat_filter, [null]);
+    // ... and which images: left_out names every image with images left out, by its scores.csv path
+    const paths = new Set(on.rows.map((r) => r.path));
+    assert.equal(Object.keys(rf.left_out).length, rf.images);
+    assert.equal(Object.values(rf.left_out).flat().length, rf.excluded_pairs);
+    for (const [p, out] of Object.entries(rf.left_out)) for (const q of [p, ...out]) assert.ok(paths.has(q), `left_out names ${q}`);
     const stain = on.rows.flatMap((r, i) => (r.defect === 'stain' ? [i] : []));
     assert.equal(stain.length, 4);
+    // each image with the repeated defect was scored without at least one other image that has it
+    const stainPaths = new Set(stain.map((i) => on.rows[i]!.path));
+    for (const i of stain) {
+      const p = on.rows[i]!.path;
+      assert.ok(
+        (rf.left_out[p] ?? []).some((q) => q !== p && stainPaths.has(q)),
+        `${p}: left out ${JSON.stringify(rf.left_out[p])}, none with the same defect`,
+      );
+    }
     for (const i of stain) assert.ok(on.rows[i]!.score > off.rows[i]!.score * 1.01, `${on.rows[i]!.path}: the repeated defect not raised`);
     const ref = await runWith(set.root, join(dir, 'reference'), { preset: 'reference' });
     assert.equal(ref.run.settings.repeat_filter, 'off');

@@ -81,7 +81,7 @@ test('filtered pools: links within the shares leave images out, at most half of 
   assert.deepEqual(pools[2], [1, 3, 4, 5, 6]);
   assert.deepEqual(pools[5], [0, 1, 2, 3, 4]);
   assert.deepEqual(pools[1], [0, 2, 3, 4, 5, 6]);
-  assert.deepEqual(poolSummary(pools), { images: 5, excludedPairs: 6 });
+  assert.deepEqual(poolSummary(pools), { images: 5, excludedPairs: 6, leftOut: [[2, 3], [], [0], [0], [], [6], [5]] });
   // at most half of the others: image 0 linked to all six keeps three, the three least linked
   const many = new Float64Array(n * n);
   for (let b = 1; b < n; b++) many[b] = 2 + b;
@@ -125,7 +125,7 @@ test('engine: the filtered variant = the plain reduction over the filtered pools
   assert.equal(a.filtered, undefined);
   assert.ok(bytes(b.variants[0]!.patch).equals(bytes(a.variants[0]!.patch)), 'variant 0 changed with the filter');
   const f = b.filtered!;
-  assert.ok(f.excludedPairs > 0, 'the repeated defect was not found');
+  assert.ok(f.summary.excludedPairs > 0, 'the repeated defect was not found');
   // the same pools by hand: links from stage 0 at r = 3
   const target = lnamdTarget(stages);
   const P = target.gridH * target.gridW;
@@ -134,7 +134,7 @@ test('engine: the filtered variant = the plain reduction over the filtered pools
   const links = new Float64Array(n * n);
   addBurnoutLinks(link, 0, n, P, 5, DEFAULT_REPEAT_FILTER.fpr, links);
   const pools = filteredPools(links, n, P, DEFAULT_REPEAT_FILTER);
-  assert.deepEqual(poolSummary(pools), { images: f.images, excludedPairs: f.excludedPairs });
+  assert.deepEqual(poolSummary(pools), f.summary);
   for (const i of [0, 1, 2, 3]) assert.ok(pools[i]!.length < n - 1, `defect image ${i} kept every image`);
   // its pass at (stage 0, r = 3) = reduceTable over the filtered pools
   const pass = reduceTable(link, n, P, [filteredVariant(pools, [0, 5])])[0]!;
@@ -180,7 +180,7 @@ test('library: musc() with repeatFilter takes image scores from the filtered sco
   const plain = await musc({ stages, imageTokens }, o);
   const filtered = await musc({ stages, imageTokens }, { ...o, repeatFilter: true });
   assert.deepEqual(Array.from(filtered.maps), Array.from(plain.maps));
-  assert.ok(filtered.patchScores.filtered && filtered.patchScores.filtered.excludedPairs > 0);
+  assert.ok(filtered.patchScores.filtered && filtered.patchScores.filtered.summary.excludedPairs > 0);
   for (let i = 0; i < n; i++) assert.ok(filtered.imageScores[i]! >= plain.imageScores[i]! - 1e-12, `image ${i} lower`);
   for (const i of [0, 1, 2, 3]) assert.ok(filtered.imageScores[i]! > plain.imageScores[i]!, `image ${i}: the repeated defect not raised`);
   assert.equal(plain.patchScores.filtered, undefined);

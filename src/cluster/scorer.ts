@@ -197,9 +197,7 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
         h: p.target.gridH,
         w: p.target.gridW,
         data: patch[0]!,
-        ...(filter
-          ? { filtered: { data: patch[merged.variants.length - 1]!, images: filter.images, excludedPairs: filter.excludedPairs } }
-          : {}),
+        ...(filter ? { filtered: { data: patch[merged.variants.length - 1]!, summary: filter.summary } } : {}),
         timings: { lnamdMs: 0, msmMs: performance.now() - t0 },
       };
     },

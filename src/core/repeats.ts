@@ -148,14 +148,30 @@ export function filteredVariant(pools: number[][], [kLo, kHi]: [number, number])
   return { scored: all, pools, poolOf: all, reduce: { kind: 'interval', interval: [kLo, kHi] } };
 }
 
-/** Images with images left out of their pool, and the (ordered) pairs left out. */
-export function poolSummary(pools: number[][]): { images: number; excludedPairs: number } {
-  const excluded = pools.map((pool) => pools.length - 1 - pool.length);
-  return { images: excluded.filter((e) => e > 0).length, excludedPairs: excluded.reduce((a, b) => a + b, 0) };
+/** What the filter left out of a batch's pools. */
+export interface RepeatSummary {
+  /** images with at least one image left out of their pool */
+  images: number;
+  /** (ordered) pairs left out: the sum of leftOut's lengths */
+  excludedPairs: number;
+  /** [N] per image, the images (batch indices, ascending) left out of its pool */
+  leftOut: number[][];
+}
+
+export function poolSummary(pools: number[][]): RepeatSummary {
+  const leftOut = pools.map((pool, i) => {
+    const kept = new Set(pool);
+    return pools.flatMap((_, j) => (j !== i && !kept.has(j) ? [j] : []));
+  });
+  return {
+    images: leftOut.filter((l) => l.length > 0).length,
+    excludedPairs: leftOut.reduce((a, l) => a + l.length, 0),
+    leftOut,
+  };
 }
 
 /** The plan's filtered variant from the links of its link table [N, N], with what it left out. */
 export function repeatVariant(plan: ScoringPlan, links: Float64Array, p: number, bounds: [number, number]) {
   const pools = filteredPools(links, plan.n, p, plan.repeatFilter!);
-  return { variant: filteredVariant(pools, bounds), ...poolSummary(pools) };
+  return { variant: filteredVariant(pools, bounds), summary: poolSummary(pools) };
 }

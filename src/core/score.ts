@@ -17,7 +17,7 @@ import type { PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
 import { neededPairs, reductionBounds, validatePlan, type PoolVariant, type ScoringPlan } from './plan.js';
-import { addBurnoutLinks, linkRIndex, planBurnoutBounds, repeatVariant } from './repeats.js';
+import { addBurnoutLinks, linkRIndex, planBurnoutBounds, repeatVariant, type RepeatSummary } from './repeats.js';
 
 export interface EngineOptions {
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
@@ -56,9 +56,8 @@ export interface PlanScores {
 }
 
 export interface FilteredScores extends VariantScores {
-  /** images with at least one image left out of their pool, and the (ordered) pairs left out */
-  images: number;
-  excludedPairs: number;
+  /** what the filter left out */
+  summary: RepeatSummary;
 }
 
 /** What a cancelled run rejects with (the CLI maps the name to exit 130). */
@@ -148,7 +147,7 @@ export async function scorePlan(
       if (!early) hooks.progress?.(++done, total, 'scoring');
     }
   }
-  const filtered = pre ? { ...variants.pop()!, images: pre.images, excludedPairs: pre.excludedPairs } : undefined;
+  const filtered = pre ? { ...variants.pop()!, summary: pre.summary } : undefined;
   return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), timings: { lnamdMs, msmMs } };
 }
 

@@ -2,6 +2,7 @@
  * What one category's run produced, as the output writers (and the report, the cluster merge and
  * the bank's "where" pictures) read it: scores, maps, metrics, decisions, timings.
  */
+import type { RepeatSummary } from '../core/repeats.js';
 import type { DatasetItem, DatasetKind } from '../datasets/types.js';
 import type { SkippedImage } from '../features/types.js';
 import type { MetricsValues } from '../metrics/index.js';
@@ -49,8 +50,8 @@ export interface CategoryResult {
   referenceFiles?: string[];
   /** subsets actually scored: indices into `items` */
   subsets: number[][];
-  /** per scored subset: images the repeated-anomaly filter scored without others, and the pairs left out (null: no filter) */
-  repeatFilter?: ({ images: number; excludedPairs: number } | null)[];
+  /** per scored subset: what the repeated-anomaly filter left out, leftOut in `items` indices and `subsets[k]` order (null: no filter) */
+  repeatFilter?: (RepeatSummary | null)[];
   divideNum: number;
   /** bytes estimated for the largest subset */
   estimatedBytes: number;

@@ -30,8 +30,12 @@ export interface RunJson {
   backbone: RunInfo['backbone'];
   divide_num_used: number;
   subset_sizes: number[];
-  /** per subset, the repeated-anomaly filter: images scored without others, pairs left out (null: it did not run) */
-  repeat_filter: ({ images: number; excluded_pairs: number } | null)[];
+  /**
+   * per subset, the repeated-anomaly filter (null: it did not run): images scored without others,
+   * pairs left out, and per such image (path relative to the data root) the images left out of its
+   * pool, the ones it shares a repeated defect with
+   */
+  repeat_filter: ({ images: number; excluded_pairs: number; left_out: Record<string, string[]> } | null)[];
   estimated_subset_mb: number;
   n_images: number;
   timings_ms: StageTimings & { total: number };
@@ -67,9 +71,12 @@ export function runJson(r: CategoryResult, info: RunInfo): RunJson {
     backbone: info.backbone,
     divide_num_used: r.divideNum,
     subset_sizes: r.subsets.map((s) => s.length),
-    repeat_filter: r.subsets.map((_, k) => {
+    repeat_filter: r.subsets.map((subset, k) => {
       const f = r.repeatFilter?.[k];
-      return f ? { images: f.images, excluded_pairs: f.excludedPairs } : null;
+      if (!f) return null;
+      const rel = (item: number) => r.items[item]!.rel;
+      const leftOut = subset.flatMap((item, i) => (f.leftOut[i]!.length ? [[rel(item), f.leftOut[i]!.map(rel)] as const] : []));
+      return { images: f.images, excluded_pairs: f.excludedPairs, left_out: Object.fromEntries(leftOut) };
     }),
     estimated_subset_mb: round(r.estimatedBytes / 2 ** 20),
     n_images: r.items.length,

@@ -57,6 +57,8 @@ interface Ordered {
   imageScores: Float64Array;
   /** subsets actually scored: indices into `items` */
   subsets: number[][];
+  /** per subset, what the repeated-anomaly filter left out (leftOut: indices into `items`) */
+  repeatFilter: ScoredSubsets['repeatFilter'];
 }
 
 export async function runCategory(category: Category, deps: PipelineDeps, opts: PipelineOptions): Promise<CategoryResult> {
@@ -89,7 +91,7 @@ export async function runCategory(category: Category, deps: PipelineDeps, opts: 
     masks: ev.masks,
     metrics: ev.metrics,
     subsets: ord.subsets,
-    repeatFilter: scored.repeatFilter,
+    repeatFilter: ord.repeatFilter,
     divideNum,
     estimatedBytes: scored.estimatedBytes,
     timings: t,
@@ -172,5 +174,6 @@ function inDatasetOrder(run: CategoryRun, scored: ScoredSubsets): Ordered {
     tokens,
     imageScores: Float64Array.from(keptIdx, (i) => scored.imageScoreOf.get(i)!),
     subsets: scored.subsets.map((s) => s.map((i) => pos.get(i)!)),
+    repeatFilter: scored.repeatFilter.map((f) => f && { ...f, leftOut: f.leftOut.map((js) => js.map((i) => pos.get(i)!)) }),
   };
 }

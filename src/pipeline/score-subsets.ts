@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { sharedFeatures } from '../compute/worker.js';
 import type { StageFeatures } from '../core/types.js';
+import type { RepeatSummary } from '../core/repeats.js';
 import { DatasetError } from '../datasets/types.js';
 import { stackStages } from '../features/stack.js';
 import type { ExtractedImage } from '../features/types.js';
@@ -25,8 +26,8 @@ export interface ScoredSubsets {
   sizeOf: Map<number, [number, number]>;
   /** subsets actually scored (item indices) */
   subsets: number[][];
-  /** per scored subset: what the repeated-anomaly filter left out (null: it did not run) */
-  repeatFilter: ({ images: number; excludedPairs: number } | null)[];
+  /** per scored subset: what the repeated-anomaly filter left out, leftOut in item indices and in `subsets[k]` order (null: it did not run) */
+  repeatFilter: (RepeatSummary | null)[];
   /** bytes estimated for the largest subset scored */
   estimatedBytes: number;
 }
@@ -71,7 +72,7 @@ export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promi
     const nRef = opts.references?.files.length ?? 0;
     out.estimatedBytes = Math.max(out.estimatedBytes, estimateSubsetBytes(items.length + nRef, run.store.dims!, S, run.store.storage));
     out.subsets.push(items);
-    out.repeatFilter.push(filter);
+    out.repeatFilter.push(filter && { ...filter, leftOut: filter.leftOut.map((js) => js.map((j) => items[j]!)) });
     opts.onProgress?.('score', si + 1, subsets.length);
   }
   return out;
@@ -113,7 +114,7 @@ async function scoreOne(
   run: CategoryRun,
   images: ExtractedImage[],
   onProgress: (done: number, total: number) => void,
-): Promise<{ maps: Float32Array; imageScores: Float64Array; filter: { images: number; excludedPairs: number } | null }> {
+): Promise<{ maps: Float32Array; imageScores: Float64Array; filter: RepeatSummary | null }> {
   const { deps, opts, t, S } = run;
   // StageFeatures [n, H, W, C] per stage, shared with the compute worker (not copied)
   const stages: StageFeatures[] = stackStages(
@@ -143,9 +144,9 @@ async function scoreOne(
   const imageScores = deps.scorer.imageScoresFromMaps(scoreMaps, ps.n, opts.imageScore);
   if (f)
     opts.log?.(
-      `${run.category.name}: repeated-anomaly filter: ${f.images} of ${ps.n} images scored without the images ` +
-        `they share a repeated defect with (${f.excludedPairs} pairs)`,
+      `${run.category.name}: repeated-anomaly filter: ${f.summary.images} of ${ps.n} images scored without the images ` +
+        `they share a repeated defect with (${f.summary.excludedPairs} pairs)`,
     );
   t.scoring += performance.now() - t0;
-  return { maps, imageScores, filter: f ? { images: f.images, excludedPairs: f.excludedPairs } : null };
+  return { maps, imageScores, filter: f?.summary ?? null };
 }

@@ -10,7 +10,7 @@ import type { MsmPrecision } from '../core/kernel.js';
 import type { StageFeatures, ImageTokens, Interval } from '../core/types.js';
 import type { PlanScores } from '../core/score.js';
 import type { ScoringPlan } from '../core/plan.js';
-import type { RepeatFilterOptions } from '../core/repeats.js';
+import type { RepeatFilterOptions, RepeatSummary } from '../core/repeats.js';
 import { validateStages } from '../core/score.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE, type ImageScoreRule } from '../core/maps.js';
 import { rscin as rscinImpl, RSCIN_K_MVTEC } from '../core/rscin.js';
@@ -49,7 +49,7 @@ export interface PatchScores {
   w: number;
   data: Float64Array;
   /** the repeated-anomaly filter's patch scores [N, H, W], from which image scores come (maps stay `data`) */
-  filtered?: { data: Float64Array; images: number; excludedPairs: number };
+  filtered?: { data: Float64Array; summary: RepeatSummary };
   /** wall time spent in LNAMD and in MSM (when computed by scorePatches) */
   timings?: { lnamdMs: number; msmMs: number };
 }
@@ -81,7 +81,7 @@ export async function scorePatches(stages: StageFeatures[], opts: ScoreOptions =
     h: r.h,
     w: r.w,
     data: r.patch,
-    ...(f ? { filtered: { data: f.patch, images: f.images, excludedPairs: f.excludedPairs } } : {}),
+    ...(f ? { filtered: { data: f.patch, summary: f.summary } } : {}),
     timings: r.timings,
   };
 }

@@ -9,7 +9,7 @@ import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import type { Interval, StageFeatures } from '../core/types.js';
 import type { ScoringPlan } from '../core/plan.js';
-import { DEFAULT_REPEAT_FILTER, type RepeatFilterOptions } from '../core/repeats.js';
+import { DEFAULT_REPEAT_FILTER, type RepeatFilterOptions, type RepeatSummary } from '../core/repeats.js';
 import { OnnxPairKernel } from '../compute/msm-kernel.js';
 import type { Device } from '../compute/session.js';
 import type { WorkerContext } from '../compute/worker.js';
@@ -73,9 +73,8 @@ export interface ScoreResult {
 
 export interface FilteredPatches {
   patch: Float64Array;
-  /** images with images left out of their pool, and the pairs left out */
-  images: number;
-  excludedPairs: number;
+  /** what the filter left out */
+  summary: RepeatSummary;
 }
 
 /** The plan of one batch (zero-shot, or test images + trailing references). */
@@ -102,7 +101,7 @@ export async function scoreStages(stages: StageFeatures[], settings: ScoreSettin
     w: res.w,
     patch: v.patch,
     passes: v.passes,
-    ...(f ? { filtered: { patch: f.patch, images: f.images, excludedPairs: f.excludedPairs } } : {}),
+    ...(f ? { filtered: { patch: f.patch, summary: f.summary } } : {}),
     timings: res.timings,
   };
 }
