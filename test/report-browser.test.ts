@@ -22,7 +22,7 @@ import { parseCsv } from '../src/io/csv.js';
 import { parseScoresCsv, type ScoreRow } from '../src/outputs/scores.js';
 import { buildReport } from '../src/report/build.js';
 import { makePredictFixture, type PredictFixture } from './helpers/predict-fixture.js';
-import { artifactsDir, type Fixture, makeFixture, tempDir } from './helpers/report-fixture.js';
+import { artifactsDir, type Fixture, makeFixture, repeatPair, tempDir } from './helpers/report-fixture.js';
 
 const CHROMIUM = process.env.MUSC_CHROMIUM ?? '/usr/bin/chromium';
 const ARGS = [
@@ -211,6 +211,26 @@ async function checkViewer(page: Page, expected: string[]): Promise<void> {
   await page.locator('#viewer').screenshot({ path: join(artifactsDir, 'report-viewer.png') });
   await page.keyboard.press('ArrowRight');
   assert.equal(await page.locator('#viewer-title').textContent(), expected[1]);
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('#viewer:not([open])', { state: 'attached' });
+
+  // the repeated-anomaly filter's pair: each image's view names the other, a link to its view
+  const [a, b] = repeatPair(rows).map((i) => rows[i]!.path) as [string, string];
+  await page.locator(`#gallery .card[data-path="${a}"]`).click();
+  await page.waitForSelector('#viewer[open]');
+  assert.equal(await page.locator('#viewer-title').textContent(), a);
+  assert.ok(await page.locator('#viewer-repeats').isVisible(), 'the left-out images are shown');
+  assert.match((await page.locator('#viewer-repeats').textContent())!, /Scored without 1 image it shares a repeated defect with/);
+  await page.locator('#viewer-repeats a.repeat-link').click();
+  assert.equal(await page.locator('#viewer-title').textContent(), b);
+  assert.equal(await page.locator('#viewer-repeats a.repeat-link').textContent(), a);
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('#viewer:not([open])', { state: 'attached' });
+  // an image the filter did not touch shows no such line
+  const plain = rows.find((_, i) => !repeatPair(rows).includes(i))!.path;
+  await page.locator(`#gallery .card[data-path="${plain}"]`).click();
+  await page.waitForSelector('#viewer[open]');
+  assert.ok(!(await page.locator('#viewer-repeats').isVisible()), `${plain}: no left-out line`);
   await page.keyboard.press('Escape');
   await page.waitForSelector('#viewer:not([open])', { state: 'attached' });
 }

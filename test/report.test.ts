@@ -24,7 +24,7 @@ import { rankByScore, scoreHistogram } from '../src/report/stats.js';
 import { labelFreeThreshold } from '../src/threshold.js';
 import { cliMain } from './helpers/cli-env.js';
 import { makePredictFixture, type PredictFixture } from './helpers/predict-fixture.js';
-import { type Fixture, makeFixture, tempDir } from './helpers/report-fixture.js';
+import { type Fixture, makeFixture, repeatPair, tempDir } from './helpers/report-fixture.js';
 
 /** deterministic pseudo-random scores with ties and labels */
 function sample(n: number, seed: number): { scores: number[]; labels: (0 | 1 | null)[] } {
@@ -211,6 +211,10 @@ test('buildReport: data model from the outputs, every referenced image written',
       assert.equal(it.o, 1, `${it.path}: original found through run.json data_root`);
       assert.equal(it.m, 1);
       assert.equal(it.g, it.label === 1 ? 1 : 0, `${it.path}: outline exactly for the masked images`);
+      // run.json's repeat_filter.left_out as rows: the fixture's pair, each without the other
+      const pair = repeatPair(rows);
+      const other = k === pair[0] ? pair[1] : k === pair[1] ? pair[0] : null;
+      assert.deepEqual(it.w, other === null ? undefined : [other], `${it.path}: images left out`);
       const files = [
         'thumb/ID.jpg',
         'thumb-overlay/ID.jpg',

@@ -35,9 +35,26 @@ export function assetBase(folder: string): string {
   return `${encodeURIComponent(folder)}/${REPORT_ASSET_DIR}/`;
 }
 
+/** Per image path, the rows the repeated-anomaly filter scored it without (run.json repeat_filter.left_out; paths not in scores.csv are dropped). */
+function leftOutRows(cat: CategoryOutputs): Map<string, number[]> {
+  const row = new Map(cat.rows.map((r, i) => [r.path, i]));
+  const out = new Map<string, number[]>();
+  for (const f of cat.run?.repeat_filter ?? []) {
+    for (const [path, others] of Object.entries(f?.left_out ?? {})) {
+      if (!row.has(path) || !Array.isArray(others)) continue;
+      out.set(
+        path,
+        others.flatMap((p) => (row.has(p) ? [row.get(p)!] : [])),
+      );
+    }
+  }
+  return out;
+}
+
 /** The page's view of one category. */
 export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warnings: string[]): PageCategory {
   const r = cat.run;
+  const without = leftOutRows(cat);
   return {
     name: cat.name,
     folder: cat.folder,
@@ -62,6 +79,7 @@ export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warning
     skipped: r?.skipped ?? [],
     items: cat.rows.map((row, i) => {
       const a = assets[i]!;
+      const w = without.get(row.path);
       return {
         i,
         id: a.id,
@@ -73,6 +91,7 @@ export function pageCategory(cat: CategoryOutputs, assets: ItemAssets[], warning
         o: a.original ? 1 : 0,
         m: a.map ? 1 : 0,
         g: a.outline ? 1 : 0,
+        ...(w?.length ? { w } : {}),
       };
     }),
   };

@@ -101,6 +101,7 @@ const RUN_BODY = `<main>
   <div class="viewer-head"><span id="viewer-title" class="title"></span><span id="viewer-info" class="note grow"></span>
   <button id="viewer-prev" type="button" title="previous (left arrow)">&larr;</button><button id="viewer-next" type="button" title="next (right arrow)">&rarr;</button><button id="viewer-close" type="button">Close</button></div>
   <div id="viewer-imgs" class="viewer-imgs"></div>
+  <p id="viewer-repeats" class="note" hidden></p>
 </dialog>
 `;
 

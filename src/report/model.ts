@@ -46,6 +46,8 @@ export interface RunInfoForReport {
   peak_rss_mb?: number;
   skipped?: { path: string; reason: string }[];
   warnings?: string[];
+  /** per subset: the repeated-anomaly filter's left_out (image path -> the image paths left out of its pool) */
+  repeat_filter?: ({ left_out?: Record<string, string[]> } | null)[];
 }
 
 /** One category's outputs as read from disk. */

@@ -23,6 +23,8 @@ export interface PageItem {
   m: 0 | 1;
   /** 1 when the ground-truth outline exists */
   g: 0 | 1;
+  /** rows the repeated-anomaly filter scored this image without (they share a repeated defect); absent: none */
+  w?: number[];
 }
 
 export interface PageCategory {

@@ -65,6 +65,12 @@ function blur(a: Float32Array, S: number, r: number): Float32Array {
   return out;
 }
 
+/** The fixture's repeated-anomaly pair: the first two defective items (indices in item = scores.csv order). */
+export function repeatPair(items: { label: 0 | 1 | null }[]): [number, number] {
+  const bad = items.flatMap((it, i) => (it.label === 1 ? [i] : []));
+  return [bad[0]!, bad[1]!];
+}
+
 /** Generates data under <dir>/data and outputs under <dir>/out. */
 export async function makeFixture(dir: string, cats: FixtureCategory[], size = 96): Promise<Fixture> {
   const data = join(dir, 'data');
@@ -104,6 +110,7 @@ export async function makeFixture(dir: string, cats: FixtureCategory[], size = 9
     // a stand-in for RsCIN: a small deterministic change of the raw score
     const rscinScores = Float64Array.from(imageScores, (s, k) => s * (0.95 + 0.001 * k));
     const labels = cat.items.map((it) => it.label);
+    const bad = repeatPair(cat.items);
     const auc = evaluateImages(rscinScores, labels).curves.roc?.auc ?? null;
     const r: CategoryResult = {
       name: cat.name,
@@ -127,6 +134,10 @@ export async function makeFixture(dir: string, cats: FixtureCategory[], size = 9
         aupro: 0.7,
       },
       subsets: [cat.items.map((_, i) => i)],
+      // the repeated-anomaly filter scored the first two defective images without each other
+      repeatFilter: [
+        { images: 2, excludedPairs: 2, leftOut: cat.items.map((_, i) => (i === bad[0] ? [bad[1]!] : i === bad[1] ? [bad[0]!] : [])) },
+      ],
       divideNum: 1,
       estimatedBytes: 1e6,
       timings: { decode: 10, backbone: 200, scoring: 50, lnamd: 10, msm: 35, rscin: 1, metrics: 5, write: 0 },

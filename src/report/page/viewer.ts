@@ -47,9 +47,31 @@ export function openViewer(idx: number): void {
     el('figure', {}, bigBox(c, it, 'map', 'png', !!it.m, false), el('figcaption', { text: 'anomaly map' })),
     el('figure', {}, bigBox(c, it, 'overlay', 'jpg', !!(it.m && it.o), true), el('figcaption', { text: 'overlay' })),
   );
+  showLeftOut(c, it);
   const v = $<HTMLDialogElement>('viewer');
   v.dataset.idx = String(idx);
   if (!v.open) v.showModal();
+}
+
+/** The images the repeated-anomaly filter scored this one without (they share a repeated defect), each a link to its large view. */
+function showLeftOut(c: PageCategory, it: PageItem): void {
+  const p = $('viewer-repeats');
+  p.textContent = '';
+  p.hidden = !it.w?.length;
+  if (!it.w?.length) return;
+  p.append(
+    `Scored without ${it.w.length} image${it.w.length === 1 ? '' : 's'} it shares a repeated defect with (repeated-anomaly filter): `,
+  );
+  it.w.forEach((row, k) => {
+    if (k > 0) p.append(', ');
+    p.append(
+      el(
+        'a',
+        { href: '#', class: 'repeat-link', 'data-row': String(row), onclick: (e: Event) => (e.preventDefault(), openViewer(row)) },
+        c.items[row]!.path,
+      ),
+    );
+  });
 }
 
 export function step(d: number): void {
