@@ -67,7 +67,15 @@ function showLeftOut(c: PageCategory, it: PageItem): void {
     p.append(
       el(
         'a',
-        { href: '#', class: 'repeat-link', 'data-row': String(row), onclick: (e: Event) => (e.preventDefault(), openViewer(row)) },
+        {
+          href: '#',
+          class: 'repeat-link',
+          'data-row': String(row),
+          onclick: (e: Event) => {
+            e.preventDefault();
+            openViewer(row);
+          },
+        },
         c.items[row]!.path,
       ),
     );
