@@ -96,9 +96,8 @@ export async function scorePlan(
     R = plan.rList.length;
   const need = neededPairs(plan);
   const total = L * R;
-  let done = 0,
-    lnamdMs = 0,
-    msmMs = 0;
+  let done = 0;
+  const timings = { lnamdMs: 0, msmMs: 0 };
   const table: TableOptions & { need: Uint8Array } = {
     need,
     maxRows: opts.maxRows,
@@ -109,12 +108,8 @@ export async function scorePlan(
     },
   };
   // the repeated-anomaly filter first: its link table's reductions (and stage 0's layer norm) are kept for the loop
-  let t0 = performance.now();
-  const normed0 = plan.repeatFilter ? layerNormImages(stages[0]!) : null;
-  lnamdMs += performance.now() - t0;
-  t0 = performance.now();
-  const pre = normed0 ? await repeatPass(stages[0]!, normed0, plan, target, kernel, table) : null;
-  msmMs += performance.now() - t0;
+  const normed0 = plan.repeatFilter ? await timed(timings, 'lnamdMs', () => layerNormImages(stages[0]!)) : null;
+  const pre = normed0 ? await timed(timings, 'msmMs', () => repeatPass(stages[0]!, normed0, plan, target, kernel, table)) : null;
   if (pre) hooks.progress?.(++done, total, 'scoring'); // its pass is done: the loop skips it
   const all = pre ? [...plan.variants, pre.variant] : plan.variants;
   const variants = all.map((v) => ({
@@ -123,32 +118,39 @@ export async function scorePlan(
   }));
   // stage-major: each stage is layer-normalised once and reused for every r
   for (let l = 0; l < L; l++) {
-    t0 = performance.now();
-    const normed = l === 0 && normed0 ? normed0 : layerNormImages(stages[l]!);
-    lnamdMs += performance.now() - t0;
+    const normed = l === 0 && normed0 ? normed0 : await timed(timings, 'lnamdMs', () => layerNormImages(stages[l]!));
     for (let ri = 0; ri < R; ri++) {
-      let scores: Float64Array[];
-      const early = pre !== null && l === 0 && ri === pre.ri;
-      if (early) scores = pre.scores;
-      else {
-        t0 = performance.now();
-        const z = aggregateStage(stages[l]!, normed, plan.rList[ri]!, target);
-        lnamdMs += performance.now() - t0;
-        t0 = performance.now();
-        scores = await scoreBank(z, n, P, target.channels, all, kernel, table);
-        msmMs += performance.now() - t0;
+      if (pre !== null && l === 0 && ri === pre.ri) {
+        accumulate(variants, pre.scores, l, ri, L, R);
+        continue;
       }
-      const wgt = 1 / (L * R);
-      scores.forEach((s, vi) => {
-        const v = variants[vi]!;
-        for (let k = 0; k < s.length; k++) v.patch[k] += s[k]! * wgt;
-        v.passes?.set(s, (ri * L + l) * s.length);
-      });
-      if (!early) hooks.progress?.(++done, total, 'scoring');
+      const z = await timed(timings, 'lnamdMs', () => aggregateStage(stages[l]!, normed, plan.rList[ri]!, target));
+      accumulate(variants, await timed(timings, 'msmMs', () => scoreBank(z, n, P, target.channels, all, kernel, table)), l, ri, L, R);
+      hooks.progress?.(++done, total, 'scoring');
     }
   }
   const filtered = pre ? { ...variants.pop()!, summary: pre.summary } : undefined;
-  return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), timings: { lnamdMs, msmMs } };
+  return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), timings };
+}
+
+/** f's result; its wall time added to clock[key]. */
+async function timed<T>(clock: { lnamdMs: number; msmMs: number }, key: 'lnamdMs' | 'msmMs', f: () => T | Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await f();
+  } finally {
+    clock[key] += performance.now() - t0;
+  }
+}
+
+/** Adds one pass's scores (stage l, r index ri) to every variant's mean over stages and r, and to its passes [R, L, S_v, P]. */
+function accumulate(variants: VariantScores[], scores: Float64Array[], l: number, ri: number, L: number, R: number): void {
+  const wgt = 1 / (L * R);
+  scores.forEach((s, vi) => {
+    const v = variants[vi]!;
+    for (let k = 0; k < s.length; k++) v.patch[k] += s[k]! * wgt;
+    v.passes?.set(s, (ri * L + l) * s.length);
+  });
 }
 
 /**
