@@ -39,7 +39,7 @@ function recordingScorer(): Scorer & { calls: { n: number; opts: ScoreOptions }[
       return core.scorePatches(stages, opts);
     },
     upsampleMaps: localScorer.upsampleMaps,
-    imageScoresFromMaps: localScorer.imageScoresFromMaps,
+    imageScoresOf: localScorer.imageScoresOf,
     rscin: localScorer.rscin,
   };
 }

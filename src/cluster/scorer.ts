@@ -202,7 +202,7 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
       };
     },
     upsampleMaps: localScorer.upsampleMaps,
-    imageScoresFromMaps: localScorer.imageScoresFromMaps,
+    imageScoresOf: localScorer.imageScoresOf,
     rscin: localScorer.rscin,
   };
 }

@@ -8,6 +8,6 @@ import type { Scorer } from './types.js';
 export const localScorer: Scorer = {
   scorePatches: core.scorePatches,
   upsampleMaps: core.upsampleMaps,
-  imageScoresFromMaps: core.imageScoresFromMaps,
+  imageScoresOf: core.imageScoresOf,
   rscin: core.rscin,
 };

@@ -140,8 +140,7 @@ async function scoreOne(
   t.msm += ps.timings?.msmMs ?? 0;
   const maps = deps.scorer.upsampleMaps(ps, S, S); // [n, S, S]
   const f = ps.filtered;
-  const scoreMaps = f ? deps.scorer.upsampleMaps({ ...ps, data: f.data }, S, S) : maps;
-  const imageScores = deps.scorer.imageScoresFromMaps(scoreMaps, ps.n, opts.imageScore);
+  const imageScores = deps.scorer.imageScoresOf(ps, S, S, opts.imageScore, 0, maps);
   if (f)
     opts.log?.(
       `${run.category.name}: repeated-anomaly filter: ${f.summary.images} of ${ps.n} images scored without the images ` +

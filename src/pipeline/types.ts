@@ -22,7 +22,15 @@ import type { ImageScoreRule } from '../core/maps.js';
 export interface Scorer {
   scorePatches(stages: StageFeatures[], opts: ScoreOptions): Promise<PatchScores>;
   upsampleMaps(ps: PatchScores, outH: number, outW: number): Float32Array;
-  imageScoresFromMaps(maps: Float32Array | Float64Array, n: number, rule?: ImageScoreRule): Float64Array;
+  /** image scores [N] by the rule (scoring/musc.ts imageScoresOf): of the filtered scores' maps where the filter ran, else of `maps` */
+  imageScoresOf(
+    ps: PatchScores,
+    outH: number,
+    outW: number,
+    rule: ImageScoreRule | undefined,
+    smoothSigma: number,
+    maps: Float32Array,
+  ): Float64Array;
   rscin(scores: Float64Array, tokens: ImageTokens, kList: number[]): Float64Array;
 }
 

@@ -88,7 +88,8 @@ export async function scorePatches(stages: StageFeatures[], opts: ScoreOptions =
 
 /**
  * Image scores [N] of patch scores: the rule on the maps upsampled to outH x outW, from the
- * repeated-anomaly filter's scores where the scoring had the filter, else from the maps' own.
+ * repeated-anomaly filter's scores where the scoring had the filter, else from the plain scores'
+ * maps (`maps`, when the caller has them already: upsampleMaps(ps, outH, outW, smoothSigma)).
  */
 export function imageScoresOf(
   ps: PatchScores,
@@ -96,9 +97,12 @@ export function imageScoresOf(
   outW: number,
   rule: ImageScoreRule = MAX_IMAGE_SCORE,
   smoothSigma = 0,
+  maps?: Float32Array,
 ): Float64Array {
-  const src = ps.filtered ? { ...ps, data: ps.filtered.data } : ps;
-  return imageScores(upsampleMaps(src, outH, outW, smoothSigma), ps.n, rule);
+  const scoreMaps = ps.filtered
+    ? upsampleMaps({ ...ps, data: ps.filtered.data }, outH, outW, smoothSigma)
+    : (maps ?? upsampleMaps(ps, outH, outW, smoothSigma));
+  return imageScores(scoreMaps, ps.n, rule);
 }
 
 /** Bilinear (align_corners=true) upsampling of patch scores to [N, outH, outW]. */
@@ -136,9 +140,7 @@ export async function musc(
   const patchScores = await scorePatches(features.stages, opts);
   const maps = upsampleMaps(patchScores, opts.imageSize, opts.imageSize, opts.smoothSigma);
   // the paper's maximum by default; from the filtered scores with repeatFilter
-  const imageScores = patchScores.filtered
-    ? imageScoresOf(patchScores, opts.imageSize, opts.imageSize, opts.imageScore, opts.smoothSigma)
-    : imageScoresFromMaps(maps, patchScores.n, opts.imageScore);
+  const imageScores = imageScoresOf(patchScores, opts.imageSize, opts.imageSize, opts.imageScore, opts.smoothSigma, maps);
   const t = features.imageTokens;
   const testTokens = { n: patchScores.n, d: t.d, data: t.data.subarray(0, patchScores.n * t.d) };
   const rscinScores = rscin(imageScores, testTokens, opts.kList ?? RSCIN_K_MVTEC);

@@ -96,7 +96,9 @@ export function fakeScorer(): Scorer & { subsetSizes: number[] } {
             out[(i * outH + y) * outW + x] = ps.data[(i * ps.h + Math.floor((y * ps.h) / outH)) * ps.w + Math.floor((x * ps.w) / outW)]!;
       return out;
     },
-    imageScoresFromMaps(maps: Float32Array | Float64Array, n: number): Float64Array {
+    imageScoresOf(ps: PatchScores, outH: number, outW: number, _rule: unknown, _sigma: number, plain: Float32Array): Float64Array {
+      const maps = ps.filtered ? this.upsampleMaps({ ...ps, data: ps.filtered.data }, outH, outW) : plain;
+      const n = ps.n;
       const per = maps.length / n;
       const out = new Float64Array(n);
       for (let i = 0; i < n; i++) {
