@@ -221,6 +221,7 @@ async function checkViewer(page: Page, expected: string[]): Promise<void> {
   assert.equal(await page.locator('#viewer-title').textContent(), a);
   assert.ok(await page.locator('#viewer-repeats').isVisible(), 'the left-out images are shown');
   assert.match((await page.locator('#viewer-repeats').textContent())!, /Scored without 1 image it shares a repeated defect with/);
+  await page.locator('#viewer').screenshot({ path: join(artifactsDir, 'report-viewer-repeats.png') });
   await page.locator('#viewer-repeats a.repeat-link').click();
   assert.equal(await page.locator('#viewer-title').textContent(), b);
   assert.equal(await page.locator('#viewer-repeats a.repeat-link').textContent(), a);
