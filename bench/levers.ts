@@ -13,6 +13,7 @@
  *        the same inputs, each image's stage features resized to the squashed input's grids
  *   pre=normalise|clahe  per-image contrast: 1-99 % luminance stretch, or CLAHE (8 x 8 tiles)
  *   s=224  st=2.3 (stages)  c=1024 (LNAMD channels)  r=1.3.5  l=0.1 (stage indices kept)
+ *   grid=28  LNAMD's target grid G x G (default the first stage's): features at s px, scored on G x G
  *   agg=box|ctr|sw:T|md|mdsw:T  LNAMD box mean (ours); ctr = the box features centred on the
  *        batch's mean feature; sw = similarity-weighted r x r mean with weights exp(-|u_q - u_p| / T)
  *        on unit vectors (MuSc-V2's SWPooling); md = one feature per stage, the mean of the
@@ -85,6 +86,8 @@ interface Row {
   repl: number[];
   /** several sizes fused: the maps of the same row at these input sizes averaged with its own (squash only) */
   fuse: number[];
+  /** LNAMD target grid G x G (0: the first stage's grid) */
+  grid: number;
   sigma: number;
   top: number;
   kList: number[];
@@ -105,6 +108,7 @@ const BASE: Row = {
   repmap: 0,
   repl: [0],
   fuse: [],
+  grid: 0,
   sigma: 0,
   top: 0,
   kList: [1, 2, 3],
@@ -133,6 +137,7 @@ function parseRow(spec: string): Row {
     else if (k === 'repmap') row.repmap = Number(v);
     else if (k === 'repl') row.repl = nums();
     else if (k === 'fuse') row.fuse = nums();
+    else if (k === 'grid') row.grid = Number(v);
     else if (k === 'sig') row.sigma = Number(v);
     else if (k === 'top') row.top = Number(v);
     else if (k === 'k') row.kList = nums();
@@ -473,7 +478,7 @@ class FeatureConfig {
     private readonly paths: string[],
     private readonly row: Row,
   ) {
-    this.key = `${cat}-${row.geometry}${row.pre ? `-${row.pre}` : ''}-${row.size}-${row.stages.join('_')}-${row.channels ?? 'first'}`;
+    this.key = `${cat}-${row.geometry}${row.pre ? `-${row.pre}` : ''}-${row.size}-${row.stages.join('_')}-${row.channels ?? 'first'}${row.grid ? `-grid${row.grid}` : ''}`;
     mkdirSync(CACHE, { recursive: true });
     const mf = join(CACHE, `${this.key}.json`);
     this.meta = existsSync(mf) ? (JSON.parse(readFileSync(mf, 'utf8')) as Meta) : null;
@@ -494,7 +499,7 @@ class FeatureConfig {
       ? grids
         ? { gridH: 1, gridW: Math.max(...grids.map(([h, w]) => h * w)), channels: f.native[0]![0]!.c }
         : { gridH: side, gridW: side, channels: f.native[0]![0]!.c }
-      : lnamdTarget(f.stages, this.row.channels);
+      : this.target(f.stages);
     save(join(CACHE, `${this.key}-tokens.f32`), f.tokens.data as Float32Array);
     const extract_s = (performance.now() - t0) / 1000;
     this.meta = {
@@ -529,7 +534,7 @@ class FeatureConfig {
     const f = await this.features();
     const meta = this.meta!;
     const st = f.stages[l]!;
-    const target = f.native ? null : lnamdTarget(f.stages, this.row.channels);
+    const target = f.native ? null : this.target(f.stages);
     const normed = f.native ? new Float32Array(0) : layerNormImages(st);
     const z = f.native
       ? nativeFeatures(f.native, l, r, meta, agg)
@@ -549,6 +554,11 @@ class FeatureConfig {
     this.writeMeta();
     return table;
   }
+  /** LNAMD's target: the first stage's grid, or the row's `grid` (features at S px scored on a G x G grid) */
+  private target(stages: StageFeatures[]): AggregateOptions {
+    const t = lnamdTarget(stages, this.row.channels);
+    return this.row.grid ? { ...t, gridH: this.row.grid, gridW: this.row.grid } : t;
+  }
   tokens(): ImageTokens {
     const data = f32(join(CACHE, `${this.key}-tokens.f32`));
     return { n: this.meta!.pieces.length, d: this.meta!.d, data };
@@ -557,7 +567,7 @@ class FeatureConfig {
   async stage0r3(): Promise<Float32Array> {
     const f = await this.features();
     const st = f.stages[0]!;
-    return aggregateStage(st, layerNormImages(st), 3, lnamdTarget(f.stages, this.row.channels));
+    return aggregateStage(st, layerNormImages(st), 3, this.target(f.stages));
   }
 }
 

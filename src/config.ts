@@ -77,6 +77,8 @@ export interface Settings {
    * image's scores without the images it shares a repeated defect with; maps are unchanged. Zero-shot only.
    */
   repeat_filter: 'on' | 'off';
+  /** LNAMD's target grid G x G (patch scores on it); the first stage's grid when absent */
+  score_grid?: number;
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
   r_list: number[];
@@ -156,6 +158,7 @@ export const SETTINGS_SCHEMA = {
     preset: { enum: ['reference', 'default'] },
     rscin: { enum: ['auto', 'on', 'off'] },
     repeat_filter: { enum: ['on', 'off'] },
+    score_grid: { type: 'integer', minimum: 1, maximum: 512 },
     r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
     divide_num: posInt,
     max_memory: { type: 'number', exclusiveMinimum: 0 },

@@ -37,6 +37,7 @@ import {
   type AccuracyFlags,
   intervalArg,
   intListArg,
+  intRangeArg,
   posIntArg,
   posNumberArg,
   rListArg,
@@ -88,6 +89,7 @@ interface RunFlags extends AccuracyFlags {
   mode?: 'musc' | 'musc-plus';
   decision?: string | true;
   repeatFilter?: 'on' | 'off';
+  scoreGrid?: number;
 }
 
 type RunCommandFlags = RunFlags & ClusterFlags;
@@ -106,6 +108,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.preset !== undefined) s.preset = f.preset;
   if (f.rscin !== undefined) s.rscin = f.rscin;
   if (f.repeatFilter !== undefined) s.repeat_filter = f.repeatFilter;
+  if (f.scoreGrid !== undefined) s.score_grid = f.scoreGrid;
   if (f.divide !== undefined) s.divide_num = f.divide;
   if (f.maxMemory !== undefined) s.max_memory = f.maxMemory;
   if (f.kList !== undefined) s.k_list = f.kList;
@@ -202,6 +205,11 @@ function addRunOptions(cmd: Command): Command {
         '--repeat-filter <mode>',
         'image scores without the images that share a repeated defect (CoDeGraph-like; zero-shot only; default: on)',
       ).choices(['on', 'off']),
+    )
+    .option(
+      '--score-grid <G>',
+      "patch scores on a G x G grid (LNAMD's target; default: the first stage's grid); with a larger --image-size, its features at the default's scoring cost",
+      intRangeArg('--score-grid', 1, 512),
     )
     .option('--batch-size <n>', `images per backbone batch (default: ${DEFAULT_SETTINGS.batch_size})`, posIntArg)
     .option('--config <file>', 'YAML or JSON settings file (flags override it)')

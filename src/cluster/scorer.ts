@@ -77,7 +77,7 @@ export async function planBlockJobs(
   run: string,
   extra: { banks?: BankRef[]; maxAbs?: number[][] } = {},
 ) {
-  const target = lnamdTarget(stages, o.targetChannels);
+  const target = lnamdTarget(stages, o.targetChannels, o.targetGrid);
   const P = target.gridH * target.gridW;
   const need = neededPairs(plan);
   const { tiling, rowImages } = clusterTiling(plan.n, P, split);
@@ -115,7 +115,7 @@ async function int8Scales(
   o: ScoreOptions,
   split: BlockSplit,
 ) {
-  const target = lnamdTarget(stages, o.targetChannels);
+  const target = lnamdTarget(stages, o.targetChannels, o.targetGrid);
   const banks = await putBanks(store, stages);
   const { rowImages } = clusterTiling(plan.n, target.gridH * target.gridW, split);
   const jobs = scaleJobs(banks, target, plan.rList, rowImages, coordinator.o.run);

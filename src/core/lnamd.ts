@@ -202,8 +202,13 @@ export function aggregateStage(stage: StageFeatures, normed: Float32Array, r: nu
   return out;
 }
 
-/** The target grid and channel count for a set of stages: the first stage's. */
-export function lnamdTarget(stages: StageFeatures[], channels?: number): AggregateOptions {
+/**
+ * The target grid and channel count for a set of stages: the first stage's, or a G x G grid
+ * (`grid`: features of a larger input scored on a smaller grid, README "Accuracy of the offline default").
+ */
+export function lnamdTarget(stages: StageFeatures[], channels?: number, grid?: number): AggregateOptions {
   if (stages.length === 0) throw new Error('LNAMD: no stages');
-  return { gridH: stages[0].h, gridW: stages[0].w, channels: channels ?? stages[0].c };
+  if (grid !== undefined && !(Number.isInteger(grid) && grid >= 1))
+    throw new Error(`LNAMD: the score grid must be a positive integer, got ${grid}`);
+  return { gridH: grid ?? stages[0].h, gridW: grid ?? stages[0].w, channels: channels ?? stages[0].c };
 }

@@ -22,6 +22,8 @@ import { addBurnoutLinks, linkRIndex, planBurnoutBounds, repeatVariant, type Rep
 export interface EngineOptions {
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
   targetChannels?: number;
+  /** LNAMD target grid G x G (default: the first stage's grid) */
+  targetGrid?: number;
   /** rows per block product (see msm.ts) */
   maxRows?: number;
   /** images per column chunk (see msm.ts) */
@@ -89,7 +91,7 @@ export async function scorePlan(
   validateStages(stages);
   if (plan.n !== stages[0]!.n) throw new Error(`the plan is for ${plan.n} images, the features hold ${stages[0]!.n}`);
   validatePlan(plan);
-  const target = lnamdTarget(stages, opts.targetChannels);
+  const target = lnamdTarget(stages, opts.targetChannels, opts.targetGrid);
   const n = plan.n,
     P = target.gridH * target.gridW,
     L = stages.length,

@@ -298,6 +298,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
         rList: s.r_list,
         imageScore: parseImageScoreRule(s.image_score),
         repeatFilter: s.repeat_filter === 'on',
+        ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),
         interval: s.interval,
         kList: run.kList,
         batchSize: s.batch_size,

@@ -134,6 +134,7 @@ async function scoreOne(
     precision: opts.precision,
     ...(opts.references ? { references: nRef, mode: opts.mode ?? 'musc' } : {}),
     ...(opts.repeatFilter ? { repeatFilter: true } : {}),
+    ...(opts.scoreGrid !== undefined ? { targetGrid: opts.scoreGrid } : {}),
     onProgress, // per stage and r, within the subset
   });
   t.lnamd += ps.timings?.lnamdMs ?? 0;

@@ -62,6 +62,8 @@ export interface PipelineOptions {
   imageScore?: ImageScoreRule;
   /** the repeated-anomaly filter: image scores from the filtered scores (zero-shot subsets; default off here) */
   repeatFilter?: boolean;
+  /** LNAMD's target grid G x G (default: the first stage's grid) */
+  scoreGrid?: number;
   interval: [number, number];
   kList: number[];
   batchSize: number;

@@ -25,6 +25,8 @@ export interface ScoreOptions {
   interval?: Interval;
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
   targetChannels?: number;
+  /** LNAMD target grid G x G: patch scores on it (default: the first stage's grid; `musc run --score-grid`) */
+  targetGrid?: number;
   device?: Device;
   /** patch rows per row block of the MSM products (default 512) */
   maxRows?: number;
