@@ -55,7 +55,7 @@ import { nearestDistanceTable } from '../src/core/msm.js';
 import { reduceTable } from '../src/core/score.js';
 import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant } from '../src/core/repeats.js';
 import { zeroShotVariant } from '../src/core/plan.js';
-import { rscin } from '../src/core/rscin.js';
+import { l2NormalizeRows, rscin } from '../src/core/rscin.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
 import { computeMetrics } from '../src/metrics/index.js';
 import { computeWorker, shutdownCompute } from '../src/compute/worker.js';
@@ -232,13 +232,8 @@ interface Extracted {
   native?: StageFeatures<Float32Array>[][];
 }
 
-/** The native geometry's input sides [H, W] per image: one scale (median sqrt(w h) -> S), sides rounded to 16 px (>= 64). */
-async function nativeSides(paths: string[], S: number): Promise<[number, number][]> {
-  const dims: [number, number][] = [];
-  for (const p of paths) {
-    const img = await decodeRgb(p);
-    dims.push([img.height, img.width]);
-  }
+/** The native geometry's input sides [H, W] per image of sizes [h, w]: one scale (median sqrt(w h) -> S), sides rounded to 16 px (>= 64). */
+function nativeSides(dims: [number, number][], S: number): [number, number][] {
   const roots = dims.map(([h, w]) => Math.sqrt(h * w)).sort((a, b) => a - b);
   const f = S / roots[roots.length >> 1]!;
   const side = (v: number) => Math.max(64, Math.round((v * f) / 16) * 16);
@@ -249,7 +244,12 @@ async function nativeSides(paths: string[], S: number): Promise<[number, number]
 async function extractNative(paths: string[], row: Row): Promise<Extracted> {
   const info = backboneInfo('resnet50');
   const { net, convention } = await readResNet(resolveWeightsPath(info, {}), info);
-  const sides = await nativeSides(paths, row.size);
+  const images: RgbImage[] = []; // each image decoded once (its size sets the input side)
+  for (const p of paths) images.push(await photometric(await decodeRgb(p), row.pre));
+  const sides = nativeSides(
+    images.map((im) => [im.height, im.width]),
+    row.size,
+  );
   const native: StageFeatures<Float32Array>[][] = new Array(paths.length);
   const tokens: Float32Array[] = new Array(paths.length);
   let d = 0;
@@ -260,17 +260,14 @@ async function extractNative(paths: string[], row: Row): Promise<Extracted> {
     const graph = buildResNetGraph(net, { imageSize: H, imageWidth: W, stages: row.stages, name: 'resnet50' });
     const model = await RemoteModel.load(`levers-native-${key}`, graph.bytes);
     for (const i of idx) {
-      const x = await preprocessResNet(await photometric(await decodeRgb(paths[i]!), row.pre), [H, W], convention);
+      const x = await preprocessResNet(images[i]!, [H, W], convention);
       const out = await model.run({ pixels: { type: 'float32', dims: [1, 3, H, W], data: x } }, [
         ...graph.stageShapes.map((g) => g.name),
         'tokens',
       ]);
       native[i] = graph.stageShapes.map((g) => ({ n: 1, h: g.h, w: g.w, c: g.c, data: out[g.name]!.data as Float32Array }));
-      const t = out.tokens!.data as Float32Array;
-      let ss = 0;
-      for (const v of t) ss += v * v;
-      tokens[i] = t.map((v) => v / Math.sqrt(ss || 1)); // unit, as the backbone's tokens
-      d = t.length;
+      d = out.tokens!.data.length;
+      tokens[i] = l2NormalizeRows(out.tokens!.data as Float32Array, 1, d); // unit, as the backbone's tokens
     }
     await model.dispose();
   }
