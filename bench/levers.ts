@@ -530,16 +530,7 @@ class FeatureConfig {
     }
     const f = await this.features();
     const meta = this.meta!;
-    const st = f.stages[l]!;
-    const target = f.native ? null : this.target(f.stages);
-    const normed = f.native ? new Float32Array(0) : layerNormImages(st);
-    const z = f.native
-      ? nativeFeatures(f.native, l, r, meta, agg)
-      : agg === 'box'
-        ? aggregateStage(st, normed, r, target!)
-        : agg === 'ctr'
-          ? centred(aggregateStage(st, normed, r, target!), target!.channels)
-          : aggregateExperimental(agg, st, normed, r, target!);
+    const z = this.bank(f, agg, l, r);
     const M = meta.pieces.length,
       P = meta.h * meta.w;
     const need = new Uint8Array(M * M);
@@ -550,6 +541,16 @@ class FeatureConfig {
     save(file, table);
     this.writeMeta();
     return table;
+  }
+  /** The unit features Z [M, P, C] of (agg, stage l, r) that a table scores. */
+  private bank(f: Extracted, agg: string, l: number, r: number): Float32Array {
+    if (f.native) return nativeFeatures(f.native, l, r, this.meta!, agg);
+    const st = f.stages[l]!;
+    const target = this.target(f.stages);
+    const normed = layerNormImages(st);
+    if (agg === 'box') return aggregateStage(st, normed, r, target);
+    if (agg === 'ctr') return centred(aggregateStage(st, normed, r, target), target.channels);
+    return aggregateExperimental(agg, st, normed, r, target);
   }
   /** LNAMD's target: the first stage's grid, or the row's `grid` (features at S px scored on a G x G grid) */
   private target(stages: StageFeatures[]): AggregateOptions {
