@@ -184,3 +184,23 @@ test('repeated-anomaly filter on the cluster: links jobs per row block, then the
     await cleanup();
   }
 });
+
+test('score grid on the cluster: block jobs carry the G x G target; the merge = the one-process engine with targetGrid, bit for bit', async () => {
+  const { dir, cleanup } = await tempDir('cluster-grid');
+  try {
+    const n = 8;
+    const stages = randomStages(n, 17);
+    const plan = twoVariantPlan(n, [1, 3]);
+    const one = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), { targetGrid: 3 });
+    assert.deepEqual([one.h, one.w], [3, 3]);
+    const store = new DirStore(join(dir, 'store'));
+    const p = await planBlockJobs(stages, plan, { precision: 'fast', targetGrid: 3 }, { blockImages: 3, colImages: 5 }, store, 'grid-test');
+    assert.equal(p.P, 9);
+    for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
+    (await mergeAsJobs(store, plan, p)).forEach((v, vi) =>
+      assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `variant ${vi} differs from scorePlan with targetGrid 3`),
+    );
+  } finally {
+    await cleanup();
+  }
+});

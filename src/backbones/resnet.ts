@@ -90,7 +90,7 @@ export async function imagenetClassNames(): Promise<string[]> {
 
 /**
  * Resizes to S x S (or H x W with `size` = [H, W]; sharp cubic, fit 'fill'), mirrors `pad` pixels
- * outwards, and normalises: [3, S + 2 pad, S + 2 pad] float32 (see the file comment).
+ * outwards, and normalises: [3, H + 2 pad, W + 2 pad] float32 (see the file comment).
  */
 export async function preprocessResNet(
   img: RgbImage,
