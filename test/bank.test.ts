@@ -31,6 +31,8 @@ import {
 import { regionsOf } from '../src/bank/regions.js';
 import { runPixelScale, writeRunWhere } from '../src/bank/run-where.js';
 import { scoreAgainstBank, scoreAgainstBankCached } from '../src/bank/scoring.js';
+import { manifestChecksum } from '../src/bank/store.js';
+import { describeBank } from '../src/cli/bank.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { toFloat16 } from '../src/io/float16.js';
@@ -88,6 +90,54 @@ test('predicting bank image i against the bank without i gives the zero-shot MuS
     opts,
   );
   assert.ok(maxDiff(both.patch.subarray(0, P), alone.patch) <= 1e-6);
+});
+
+test('a bank on a score grid (--score-grid): predict = leave-one-out on the same grid; the grid is recorded, shown and checked', async () => {
+  // engine level: stage grids 4 and 2 scored on 3 x 3, both predict paths against zero-shot MuSc
+  const n = 6;
+  const stages = [stage(n, 4, 8, 13), stage(n, 2, 12, 14)];
+  const interval: [number, number] = [0, 0.3];
+  const zero = await scorePatches(stages, { rList: [1, 3], interval, targetGrid: 3 });
+  assert.deepEqual([zero.h, zero.w], [3, 3]);
+  const others = [1, 2, 3, 4, 5];
+  const one = stages.map((s) => take(s, [0])),
+    rest = stages.map((s) => take(s, others));
+  const plain = await scoreAgainstBank(one, rest, { rList: [1, 3], interval, scoreGrid: 3 });
+  const cached = await scoreAgainstBankCached('grid-bank', one, rest, { rList: [1, 3], interval, scoreGrid: 3 });
+  for (const r of [plain, cached]) {
+    assert.deepEqual([r.h, r.w], [3, 3]);
+    assert.ok(maxDiff(r.patch, zero.data.subarray(0, 9)) <= 1e-6);
+  }
+  // the worker's cache of the bank's LNAMD is per grid: the same bank without the grid is on 4 x 4
+  const native = await scoreAgainstBankCached('grid-bank', one, rest, { rList: [1, 3], interval });
+  assert.deepEqual([native.h, native.w], [4, 4]);
+  // end to end: the fake backbone's 4 x 4 grid scored on 2 x 2
+  const { dir, cleanup } = await tempDir('musc-bank-');
+  try {
+    const imgs = await inputs(7, 40);
+    const full = await buildBank(imgs, { out: join(dir, 'full.bank'), backbone: bb, scoreGrid: 2 });
+    const restBank = await buildBank(imgs.slice(1), { out: join(dir, 'rest.bank'), backbone: bb, scoreGrid: 2 });
+    const plainBank = await buildBank(imgs, { out: join(dir, 'plain.bank'), backbone: bb });
+    assert.equal(full.manifest.scoring.score_grid, 2);
+    assert.equal(plainBank.manifest.scoring.score_grid, undefined);
+    const fb = await openBank(full.path),
+      rb = await openBank(restBank.path),
+      pb = await openBank(plainBank.path);
+    assert.match(describeBank(fb).join('\n'), /r 1,3,5 on a 2 x 2 grid/);
+    const p = (await predict(rb, [imgs[0]!], { loadBackbone: loader })).predictions[0]!;
+    assert.ok(Math.abs(p.imageScore - fb.calibration.image_scores[0]!) <= 1e-6, `${p.imageScore} vs ${fb.calibration.image_scores[0]}`);
+    assert.ok(Math.abs(fb.calibration.image_scores[0]! - pb.calibration.image_scores[0]!) > 1e-9, 'the grid changes the scores');
+    for (const b of [fb, rb, pb]) await closeBank(b);
+    // a manifest whose grid is not an integer 1..512 (with a valid checksum) is refused, naming the field
+    const man = join(full.path, 'manifest.json');
+    const m = JSON.parse(await readFile(man, 'utf8'));
+    m.scoring.score_grid = 0;
+    m.checksum = manifestChecksum(m);
+    await writeFile(man, JSON.stringify(m));
+    await assert.rejects(openBank(full.path), /scoring\.score_grid must be an integer 1\.\.512, got 0/);
+  } finally {
+    await cleanup();
+  }
 });
 
 /** a non-square noise PNG with a bright square at (x, y) when given */

@@ -41,6 +41,8 @@ export interface BuildBankOptions {
   rscin?: RscinMode;
   /** image score from the map: 'max' or 'top:F' (default DEFAULT_IMAGE_SCORE, as musc run) */
   imageScore?: string;
+  /** patch scores on a G x G grid, LNAMD's target (default: the first stage's grid; as musc run --score-grid) */
+  scoreGrid?: number;
   precision?: MsmPrecision;
   device?: 'cpu' | 'cuda';
   /** default false-alarm rate stored with the calibration */
@@ -95,6 +97,19 @@ function dropDuplicates(images: ExtractedImage[], skipped: { name: string; reaso
   });
 }
 
+/** The label-free calibration of the bank's leave-one-out maps [n, S, S] and image scores (before and after RsCIN). */
+function calibrationOf(maps: Float32Array, S: number, imageScores: Float64Array, scores: Float64Array, falseAlarm: number): Calibration {
+  const n = imageScores.length;
+  return {
+    rule: 'median + z(1 - false_alarm) * 1.4826 * MAD',
+    false_alarm: falseAlarm,
+    scores: Array.from(scores),
+    image_scores: Array.from(imageScores),
+    map_maxima: Array.from(mapMaxima(maps, n)),
+    map_medians: Array.from({ length: n }, (_, i) => median(maps.subarray(i * S * S, (i + 1) * S * S))),
+  };
+}
+
 export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Promise<BuildBankResult> {
   if (inputs.length === 0) throw new DatasetError('no images given for the bank');
   const falseAlarm = checkFalseAlarm(o.falseAlarm ?? DEFAULT_FALSE_ALARM);
@@ -128,7 +143,13 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     );
   const stages = stackStages(images, ex.dims);
   const imageScore = parseImageScoreRule(o.imageScore ?? DEFAULT_IMAGE_SCORE);
-  const settings = { rList, interval, precision: o.precision ?? DEFAULT_MSM_PRECISION, device: o.device };
+  const settings = {
+    rList,
+    interval,
+    precision: o.precision ?? DEFAULT_MSM_PRECISION,
+    device: o.device,
+    ...(o.scoreGrid !== undefined ? { scoreGrid: o.scoreGrid } : {}),
+  };
   o.checkCancelled?.();
   const loo = await leaveOneOut(stages, settings, (d, t) => o.onProgress?.('score', d, t));
   const S = o.backbone.imageSize;
@@ -136,14 +157,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   const imageScores = imageScoresOf(maps, n, imageScore);
   const tokens = { n, d: ex.tokenDim, data: new Float32Array(n * ex.tokenDim) };
   images.forEach((im, i) => tokens.data.set(im.token, i * ex.tokenDim));
-  const calibration: Calibration = {
-    rule: 'median + z(1 - false_alarm) * 1.4826 * MAD',
-    false_alarm: falseAlarm,
-    scores: Array.from(rscinRaw(imageScores, tokens, kList)),
-    image_scores: Array.from(imageScores),
-    map_maxima: Array.from(mapMaxima(maps, n)),
-    map_medians: images.map((_, i) => median(maps.subarray(i * S * S, (i + 1) * S * S))),
-  };
+  const calibration = calibrationOf(maps, S, imageScores, rscinRaw(imageScores, tokens, kList), falseAlarm);
   const v = versions();
   o.checkCancelled?.();
   o.onProgress?.('write', 0, 1);
@@ -169,6 +183,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
           msm_precision: settings.precision,
           feature_storage: 'float16',
           image_score: formatImageScoreRule(imageScore),
+          ...(o.scoreGrid !== undefined ? { score_grid: o.scoreGrid } : {}),
         },
         features: { stages: ex.dims, token_dim: ex.tokenDim },
         images: images.map((im) => ({ name: im.name, sha256: im.sha256, width: im.width, height: im.height })),

@@ -142,7 +142,13 @@ export async function predict(bank: Bank, images: ImageInput[], opts: PredictOpt
 
 function scoreSettings(bank: Bank, opts: PredictOptions) {
   const s = bank.manifest.scoring;
-  return { rList: s.r_list, interval: s.interval, precision: opts.precision ?? s.msm_precision, device: opts.device };
+  return {
+    rList: s.r_list,
+    interval: s.interval,
+    precision: opts.precision ?? s.msm_precision,
+    device: opts.device,
+    ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),
+  };
 }
 
 function postProcess(

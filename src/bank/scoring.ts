@@ -33,6 +33,8 @@ import { rscin, scorePlan } from '../scoring/musc.js';
 export interface BankScoreSettings {
   rList: number[];
   interval: Interval;
+  /** LNAMD's target grid G x G (default: the first stage's grid) */
+  scoreGrid?: number;
   precision?: MsmPrecision;
   device?: 'cpu' | 'cuda';
 }
@@ -65,8 +67,13 @@ export async function scoreAgainstBank(
   const empty: ImageTokens = { n: 0, d: 0, data: new Float32Array(0) };
   const batch = appendReferences(fresh, { files: [], stages: bank, tokens: empty });
   const plan = { n: m + n, rList: s.rList, variants: [predictVariant(m, n, s.interval)] };
-  const res = await scorePlan(batch, plan, { precision: s.precision, device: s.device }, onProgress);
+  const res = await scorePlan(batch, plan, engineOptions(s), onProgress);
   return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings };
+}
+
+/** The scoring engine's options of bank settings. */
+function engineOptions(s: BankScoreSettings) {
+  return { precision: s.precision, device: s.device, ...(s.scoreGrid !== undefined ? { targetGrid: s.scoreGrid } : {}) };
 }
 
 /** The worker module holding banks' aggregated features (worker-tasks.ts). */
@@ -84,7 +91,8 @@ export function scoreAgainstBankCached(
   onProgress?: ProgressListener,
 ): Promise<PatchResult> {
   if (fresh.length !== bank.length) throw new Error(`new images have ${fresh.length} stages, the bank ${bank.length}`);
-  const settings = { rList: s.rList, interval: s.interval, precision: s.precision, device: s.device };
+  const settings: BankScoreSettings = { rList: s.rList, interval: s.interval, precision: s.precision, device: s.device };
+  if (s.scoreGrid !== undefined) settings.scoreGrid = s.scoreGrid;
   return computeWorker().call<PatchResult>(BANK_TASKS_MODULE, 'predictTask', [key, fresh, bank, settings], [], onProgress);
 }
 
@@ -97,7 +105,7 @@ export async function dropCachedBank(key: string): Promise<void> {
 export async function leaveOneOut(bank: StageFeatures[], s: BankScoreSettings, onProgress?: ProgressListener): Promise<PatchResult> {
   const n = bank[0]!.n;
   const plan = { n, rList: s.rList, variants: [zeroShotVariant(n, s.interval)] };
-  const res = await scorePlan(bank, plan, { precision: s.precision, device: s.device }, onProgress);
+  const res = await scorePlan(bank, plan, engineOptions(s), onProgress);
   return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings };
 }
 

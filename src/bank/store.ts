@@ -164,6 +164,9 @@ export async function readBank(path: string): Promise<Bank> {
   }
   if (!bytes.has(FEATURES) || !bytes.has(CALIBRATION))
     throw new BankError(path, `the manifest does not list ${FEATURES} and ${CALIBRATION}`);
+  const grid = manifest.scoring.score_grid;
+  if (grid !== undefined && !(Number.isInteger(grid) && grid >= 1 && grid <= 512))
+    throw new BankError(path, `${MANIFEST}: scoring.score_grid must be an integer 1..512, got ${JSON.stringify(grid)}`);
   const { stages, tokens } = readFeatures(path, manifest);
   const calibration = parseJson<Bank['calibration']>(path, CALIBRATION, bytes.get(CALIBRATION)!.toString('utf8'));
   const n = manifest.images.length;

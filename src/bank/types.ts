@@ -36,7 +36,10 @@ export interface BankManifest {
   software: { musc: string; node: string; onnxruntime: string; sharp: string };
   /** border_pad: pixels of mirrored border (ResNets); absent in banks of older versions = 0 */
   backbone: { name: string; weights_sha256: string; image_size: number; stages: number[]; border_pad?: number };
-  /** image_score: 'max' or 'top:F' (src/core/maps.ts); absent in banks of older versions = 'max' */
+  /**
+   * image_score: 'max' or 'top:F' (src/core/maps.ts); absent in banks of older versions = 'max'.
+   * score_grid: the patch-score grid (`--score-grid`); absent = the first stage's grid.
+   */
   scoring: {
     r_list: number[];
     interval: Interval;
@@ -44,6 +47,8 @@ export interface BankManifest {
     msm_precision: MsmPrecision;
     feature_storage: 'float16';
     image_score?: string;
+    /** LNAMD's target grid G x G (`--score-grid`); absent = the first stage's grid */
+    score_grid?: number;
   };
   /** per stage patch grid and channels; image token length */
   features: { stages: { h: number; w: number; c: number }[]; token_dim: number };

@@ -23,10 +23,10 @@ export const BANK_Z_CACHE_BYTES = 2 ** 30;
 const cache = new Map<string, Float32Array[]>();
 
 /** The bank's Z per pass (index l * R + ri), from the cache or computed (and kept when small enough). */
-function bankZ(key: string, bank: StageFeatures[], rList: number[]): Float32Array[] {
+function bankZ(key: string, bank: StageFeatures[], rList: number[], grid: number | undefined): Float32Array[] {
   const hit = cache.get(key);
   if (hit) return hit;
-  const target = lnamdTarget(bank);
+  const target = lnamdTarget(bank, undefined, grid);
   const z: Float32Array[] = [];
   for (const stage of bank) {
     const normed = layerNormImages(stage);
@@ -55,10 +55,10 @@ export async function predictTask(
 ): Promise<PatchResult> {
   const kernel = await kernelFor(s.device, s.precision);
   let t0 = performance.now();
-  const bz = bankZ(`${key}/${s.rList.join(',')}`, bank, s.rList);
+  const bz = bankZ(`${key}/${s.rList.join(',')}/${s.scoreGrid ?? ''}`, bank, s.rList, s.scoreGrid);
   let lnamdMs = performance.now() - t0,
     msmMs = 0;
-  const target = lnamdTarget(bank);
+  const target = lnamdTarget(bank, undefined, s.scoreGrid);
   const m = fresh[0]!.n,
     n = bank[0]!.n,
     P = target.gridH * target.gridW,

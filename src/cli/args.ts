@@ -109,6 +109,15 @@ export function accuracyOptions(cmd: Command): Command {
     );
 }
 
+/** --score-grid on `cmd` (musc run, musc bank build): LNAMD's target grid. */
+export function scoreGridOption(cmd: Command): Command {
+  return cmd.option(
+    '--score-grid <G>',
+    "patch scores on a G x G grid (LNAMD's target; default: the first stage's grid); with a larger --image-size, its features at the default's scoring cost",
+    intRangeArg('--score-grid', 1, 512),
+  );
+}
+
 /** The accuracy settings of the flags, merged as `musc run` merges them (config.ts mergeSettings: preset, then flags). */
 export function accuracySettings(f: AccuracyFlags): { borderPad?: number; imageScore: string; rscin: RscinMode } {
   const s = mergeSettings(

@@ -17,7 +17,7 @@ import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { DatasetError } from '../datasets/types.js';
 import type { ProgressSink } from '../pipeline/run-dataset.js';
-import { accuracyOptions, accuracySettings, type AccuracyFlags, intListArg, posIntArg, wrapArg } from './args.js';
+import { accuracyOptions, accuracySettings, type AccuracyFlags, intListArg, posIntArg, scoreGridOption, wrapArg } from './args.js';
 import { createProgress } from './progress.js';
 import { checkBackbone } from './tokens.js';
 
@@ -34,6 +34,7 @@ export function stepProgress(bar: ProgressSink | undefined): (step: string, done
 }
 
 interface BuildFlags extends AccuracyFlags {
+  scoreGrid?: number;
   data: string;
   out: string;
   backbone?: string;
@@ -66,7 +67,7 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
     `bank ${bank.path}: ${m.images.length} images${m.skipped.length ? ` (${m.skipped.length} inputs skipped)` : ''}, ` +
       `${mb(bytes).toFixed(1)} MB (${mb(bytes / m.images.length).toFixed(2)} MB per image)`,
     `  backbone ${b.name} at ${b.image_size} px, stages ${b.stages.join(',')}, weights sha256 ${b.weights_sha256.slice(0, 12)}...`,
-    `  scoring: r ${sc.r_list.join(',')}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
+    `  scoring: r ${sc.r_list.join(',')}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
       `features ${sc.feature_storage}; musc ${m.software.musc}, built ${m.created}`,
     `  calibration (leave-one-out, false-alarm ${pct(th.falseAlarm)}): ` +
       `image threshold ${th.image.toPrecision(6)}, pixel threshold ${th.pixel.toPrecision(6)}`,
@@ -74,7 +75,7 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
 }
 
 function buildCommand(): Command {
-  const cmd = accuracyOptions(new Command('build'))
+  const cmd = scoreGridOption(accuracyOptions(new Command('build')))
     .description('extract and store the features of an unlabeled folder of images of one product, and calibrate label-free thresholds')
     .requiredOption('--data <dir>', '(required) folder of images (searched recursively; mostly good images of one product)')
     .requiredOption('--out <bank>', '(required) bank directory to write, e.g. bottle.bank')
@@ -128,6 +129,7 @@ function buildCommand(): Command {
         kList: f.kList,
         rscin: acc.rscin,
         imageScore: acc.imageScore,
+        scoreGrid: f.scoreGrid,
         precision: f.msmPrecision,
         device: f.device,
         falseAlarm: f.falseAlarm,

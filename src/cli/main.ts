@@ -37,10 +37,10 @@ import {
   type AccuracyFlags,
   intervalArg,
   intListArg,
-  intRangeArg,
   posIntArg,
   posNumberArg,
   rListArg,
+  scoreGridOption,
 } from './args.js';
 import { bankCommand } from './bank.js';
 import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, formatError } from './errors.js';
@@ -186,15 +186,17 @@ async function execute(
 }
 
 function addRunOptions(cmd: Command): Command {
-  return accuracyOptions(
-    cmd
-      .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
-      .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)")
-      .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
-      .option('--weights <file>', 'weight file for the backbone (default: the registry/cache)')
-      .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
-      .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages'))
-      .option('--r-list <list>', 'LNAMD aggregation degrees, odd (default: 1,3,5)', rListArg),
+  return scoreGridOption(
+    accuracyOptions(
+      cmd
+        .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
+        .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)")
+        .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
+        .option('--weights <file>', 'weight file for the backbone (default: the registry/cache)')
+        .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
+        .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages'))
+        .option('--r-list <list>', 'LNAMD aggregation degrees, odd (default: 1,3,5)', rListArg),
+    ),
   )
     .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)
     .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumberArg)
@@ -205,11 +207,6 @@ function addRunOptions(cmd: Command): Command {
         '--repeat-filter <mode>',
         'image scores without the images that share a repeated defect (CoDeGraph-like; zero-shot only; default: on)',
       ).choices(['on', 'off']),
-    )
-    .option(
-      '--score-grid <G>',
-      "patch scores on a G x G grid (LNAMD's target; default: the first stage's grid); with a larger --image-size, its features at the default's scoring cost",
-      intRangeArg('--score-grid', 1, 512),
     )
     .option('--batch-size <n>', `images per backbone batch (default: ${DEFAULT_SETTINGS.batch_size})`, posIntArg)
     .option('--config <file>', 'YAML or JSON settings file (flags override it)')
