@@ -92,6 +92,14 @@ interface Row {
   top: number;
   kList: number[];
   token: string;
+  /** position normalisation of the patch scores over the batch (1: minus the median at each patch; 2: also / the MAD) */
+  pos: number;
+  /** 1: the pixel maps position-normalised too */
+  posmap: number;
+  /** image score from the map without its outer bm pixels */
+  bm: number;
+  /** 2: each image also leaves out the images linked to those it is linked to (two hops), at most half */
+  rephop: number;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -113,6 +121,10 @@ const BASE: Row = {
   top: 0,
   kList: [1, 2, 3],
   token: 'l4',
+  pos: 0,
+  posmap: 0,
+  bm: 0,
+  rephop: 1,
 };
 
 function parseRow(spec: string): Row {
@@ -142,6 +154,10 @@ function parseRow(spec: string): Row {
     else if (k === 'top') row.top = Number(v);
     else if (k === 'k') row.kList = nums();
     else if (k === 'tok') row.token = v;
+    else if (k === 'pos') row.pos = Number(v);
+    else if (k === 'posmap') row.posmap = Number(v);
+    else if (k === 'bm') row.bm = Number(v);
+    else if (k === 'rephop') row.rephop = Number(v);
     else throw new Error(`bad row key ${k}`);
   }
   if (!/^(squash|letterbox|mirror\d+|tile[\d.]+|native|nativeagg|nativegrid)$/.test(row.geometry))
@@ -465,6 +481,36 @@ function patchMaps(patch: Float64Array, meta: Meta, S: number): Float32Array {
   return out;
 }
 
+/** Maps [n, S, S] -> [n, S - 2b, S - 2b]: the outer b pixels cut away. */
+function cropMaps(maps: Float32Array, n: number, S: number, b: number): Float32Array {
+  const T = S - 2 * b,
+    out = new Float32Array(n * T * T);
+  for (let i = 0; i < n; i++)
+    for (let y = 0; y < T; y++) out.set(maps.subarray((i * S + y + b) * S + b, (i * S + y + b) * S + b + T), (i * T + y) * T);
+  return out;
+}
+
+/** Patch scores [M, P] normalised per patch position over the batch: minus the median (and / the MAD with mode 2). */
+function positionNormalised(s: Float64Array, M: number, P: number, mode: number): Float64Array {
+  const out = new Float64Array(M * P);
+  const col = new Float64Array(M);
+  const median = (a: Float64Array) => {
+    const b = a.slice().sort();
+    return M % 2 ? b[(M - 1) / 2]! : (b[M / 2 - 1]! + b[M / 2]!) / 2;
+  };
+  for (let p = 0; p < P; p++) {
+    for (let i = 0; i < M; i++) col[i] = s[i * P + p]!;
+    const med = median(col);
+    let scale = 1;
+    if (mode === 2) {
+      for (let i = 0; i < M; i++) col[i] = Math.abs(s[i * P + p]! - med);
+      scale = median(col) + 1e-6;
+    }
+    for (let i = 0; i < M; i++) out[i * P + p] = (s[i * P + p]! - med) / scale;
+  }
+  return out;
+}
+
 /** The cached state of one feature config: pieces, tables per (agg, l, r), tokens; extracts on demand. */
 class FeatureConfig {
   private feats: Extracted | null = null;
@@ -617,7 +663,8 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   }
   // native: link shares of the mean grid
   const Pshare = grids ? Math.round(grids.reduce((a, [h, w]) => a + h * w, 0) / M) : P;
-  const pools = filteredPools(links, M, Pshare, { fpr: row.rep, minShare: row.repw, maxShare: row.repmax });
+  let pools = filteredPools(links, M, Pshare, { fpr: row.rep, minShare: row.repw, maxShare: row.repmax });
+  if (row.rephop === 2) pools = twoHopPools(pools, M);
   const info = { images: 0, excluded: 0, same_type: 0, good_good: 0, other: 0 };
   pools.forEach((pool, a) => {
     const kept = new Set(pool);
@@ -632,6 +679,19 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
     }
   });
   return { variant: filteredVariant(pools, bounds), info };
+}
+
+/** Pools with two hops: a leaves out what it left out and what those left out (not itself), at most half of the others. */
+function twoHopPools(pools: number[][], M: number): number[][] {
+  const out = pools.map((pool, a) => {
+    const kept = new Set(pool);
+    return Array.from({ length: M }, (_, b) => b).filter((b) => b !== a && !kept.has(b));
+  });
+  return out.map((direct, a) => {
+    const gone = new Set(direct);
+    for (const b of direct) for (const c of out[b]!) if (c !== a && gone.size < Math.floor((M - 1) / 2)) gone.add(c);
+    return Array.from({ length: M }, (_, b) => b).filter((b) => b !== a && !gone.has(b));
+  });
 }
 
 /** MSM scores [M, P] already reduced in this process, by (feature config, table, q): rows sharing tables read and sort them once. */
@@ -807,7 +867,7 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const r of rs) {
       const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
       const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}`;
-      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}`;
+      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
         const table = await fc.table(agg, l, r);
         if (!reduced.has(key)) reduced.set(key, reduceRow(table, meta.pieces, n, P, row.qa, row.q));
@@ -836,7 +896,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   const P = meta.h * meta.w,
     M = meta.pieces.length;
   let maps: Float32Array;
-  let patch = new Float64Array(0);
+  let patch: Float64Array = new Float64Array(0);
   let filtered: Float64Array | null = null;
   let fusedFiltered: Float32Array | null = null;
   let repInfo: Record<string, number> | undefined;
@@ -850,6 +910,12 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   } else {
     const sc = await rowPatchScores(fc, row, items, meta);
     ({ patch, filtered, repInfo, score_s } = sc);
+    if (row.pos) {
+      if (meta.grids || M !== n) throw new Error('pos: one squashed piece per image');
+      const normal = positionNormalised(patch, M, P, row.pos);
+      if (row.posmap) patch = normal;
+      filtered = filtered ? positionNormalised(filtered, M, P, row.pos) : normal;
+    }
     maps = toImageMaps(patchMaps(patch, meta, S), meta.pieces, n, S);
     if (row.fuse.length) {
       if (row.geometry !== 'squash') throw new Error('fuse: squashed inputs only');
@@ -880,6 +946,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   if (row.repmap) maps = scoreMaps;
   if (row.sigma > 0) maps = gaussianSmooth(maps, n, S, S, row.sigma);
   if (row.sigma > 0) scoreMaps = filtered ? gaussianSmooth(scoreMaps, n, S, S, row.sigma) : maps;
+  if (row.bm > 0) scoreMaps = cropMaps(scoreMaps, n, S, row.bm);
   const img = imageScores(scoreMaps, n, row.top > 0 ? { kind: 'top', fraction: row.top } : MAX_IMAGE_SCORE);
   if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
   let rs = img;
