@@ -100,6 +100,10 @@ interface Row {
   bm: number;
   /** 2: each image also leaves out the images linked to those it is linked to (two hops), at most half */
   rephop: number;
+  /** each (stage, r) table's scores scaled before the mean: 1 = / their batch median, 2 = (s - median) / MAD */
+  sn: number;
+  /** the r of the link tables (the engine's: 3) */
+  repr: number;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -125,6 +129,8 @@ const BASE: Row = {
   posmap: 0,
   bm: 0,
   rephop: 1,
+  sn: 0,
+  repr: 3,
 };
 
 function parseRow(spec: string): Row {
@@ -158,6 +164,8 @@ function parseRow(spec: string): Row {
     else if (k === 'posmap') row.posmap = Number(v);
     else if (k === 'bm') row.bm = Number(v);
     else if (k === 'rephop') row.rephop = Number(v);
+    else if (k === 'sn') row.sn = Number(v);
+    else if (k === 'repr') row.repr = Number(v);
     else throw new Error(`bad row key ${k}`);
   }
   if (!/^(squash|letterbox|mirror\d+|tile[\d.]+|native|nativeagg|nativegrid)$/.test(row.geometry))
@@ -656,7 +664,7 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   const links = new Float64Array(M * M);
   const grids = fc.meta!.grids;
   for (const l of row.repl) {
-    const table = await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', l, 3);
+    const table = await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', l, row.repr);
     if (!grids) addBurnoutLinks(table, 0, M, P, bounds[1], row.rep, links);
     else
       grids.forEach(([h, w], i) => addBurnoutLinks(table.subarray(i * P * M, (i * P + h * w) * M), i, M, h * w, bounds[1], row.rep, links));
@@ -692,6 +700,16 @@ function twoHopPools(pools: number[][], M: number): number[][] {
     for (const b of direct) for (const c of out[b]!) if (c !== a && gone.size < Math.floor((M - 1) / 2)) gone.add(c);
     return Array.from({ length: M }, (_, b) => b).filter((b) => b !== a && !gone.has(b));
   });
+}
+
+/** A table's scores' offset and scale for row.sn (0: none; 1: / median; 2: (s - median) / MAD). */
+function tableScale(s: Float64Array, sn: number): [number, number] {
+  if (!sn) return [0, 1];
+  const sorted = s.slice().sort();
+  const med = sorted[sorted.length >> 1]!;
+  if (sn === 1) return [0, med];
+  const dev = Float64Array.from(s, (v) => Math.abs(v - med)).sort();
+  return [med, dev[dev.length >> 1]!];
 }
 
 /** MSM scores [M, P] already reduced in this process, by (feature config, table, q): rows sharing tables read and sort them once. */
@@ -867,7 +885,7 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const r of rs) {
       const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
       const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}`;
-      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}`;
+      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${row.repr}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
         const table = await fc.table(agg, l, r);
         if (!reduced.has(key)) reduced.set(key, reduceRow(table, meta.pieces, n, P, row.qa, row.q));
@@ -876,10 +894,11 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
       score_s += fc.meta!.score_s[`${agg}-l${l}-r${r}`] ?? NaN;
       const wgt = 1 / (layers.length * rs.length);
       const s = reduced.get(key)!;
-      for (let k = 0; k < s.length; k++) patch[k] += s[k]! * wgt;
+      const [c0, c1] = tableScale(s, row.sn); // the unfiltered table's scale for both
+      for (let k = 0; k < s.length; k++) patch[k] += ((s[k]! - c0) / c1) * wgt;
       if (filter) {
         const f = reduced.get(fkey)!;
-        for (let k = 0; k < f.length; k++) filtered![k] += f[k]! * wgt;
+        for (let k = 0; k < f.length; k++) filtered![k] += ((f[k]! - c0) / c1) * wgt;
       }
     }
   }
@@ -972,6 +991,11 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     ...(process.env.MUSC_LEVERS_REPEATS && M === n ? { same_type_nearest3: await sameTypeShare(fc, items, masks, S, P, meta.w) } : {}),
   };
   console.log(JSON.stringify(out));
+  if (process.env.MUSC_LEVERS_DUMP)
+    appendFileSync(
+      process.env.MUSC_LEVERS_DUMP,
+      `${JSON.stringify({ cat, row: name, images: items.map((it, i) => ({ path: it.path, defect: it.defect, score: rs[i] })) })}\n`,
+    );
   if (process.env.MUSC_LEVERS_LOG) appendFileSync(process.env.MUSC_LEVERS_LOG, `${JSON.stringify(out)}\n`);
 }
 

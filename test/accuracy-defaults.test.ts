@@ -59,9 +59,10 @@ async function repeatDefect(cat: string, stems: string[]): Promise<void> {
   }
 }
 
-async function runWith(root: string, out: string, flags: Partial<Settings>, log?: (line: string) => void) {
+/** A run with the fake backbone (RGB cell means on a grid x grid patch grid). */
+async function runWith(root: string, out: string, flags: Partial<Settings>, log?: (line: string) => void, grid = 4) {
   const settings = mergeSettings({}, { heatmaps: 'none', ...flags });
-  await runDataset({ data: root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 4)), scorer, ...(log ? { log } : {}) });
+  await runDataset({ data: root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, grid)), scorer, ...(log ? { log } : {}) });
   const m = await readMaps(join(out, 'surface', 'maps.safetensors'));
   const rows = parseScoresCsv(await readFile(join(out, 'surface', 'scores.csv'), 'utf8'));
   const run = JSON.parse(await readFile(join(out, 'surface', 'run.json'), 'utf8')) as {
@@ -104,12 +105,14 @@ test('musc run defaults: image score = top 2.5% mean of the map, RsCIN off for r
 test("musc run: the repeated-anomaly filter (default on) raises image scores of images sharing a defect; maps unchanged; off = the maps' scores", async () => {
   const { dir, cleanup } = await tempDir('repeat-filter');
   try {
-    // 24 images; 4 of them share one defect: the same green square at the same place
+    // 24 images; 4 of them share one defect: the same green square at the same place, 2 x 2 patches
+    // of the 8 x 8 grid (the links come from r = 1: on a 4 x 4 grid of 3-channel features one patch
+    // of 16 is too few for the burnout test's statistics)
     const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 20, defective: 4 });
     await repeatDefect(join(set.root, set.category), ['000', '001', '002', '003']);
     const lines: string[] = [];
-    const on = await runWith(set.root, join(dir, 'on'), {}, (l) => lines.push(l));
-    const off = await runWith(set.root, join(dir, 'off'), { repeat_filter: 'off' });
+    const on = await runWith(set.root, join(dir, 'on'), {}, (l) => lines.push(l), 8);
+    const off = await runWith(set.root, join(dir, 'off'), { repeat_filter: 'off' }, undefined, 8);
     assert.equal(on.run.settings.repeat_filter, 'on');
     assert.equal(off.run.settings.repeat_filter, 'off');
     assert.deepEqual(Array.from(on.m.maps), Array.from(off.m.maps), 'the filter changed the maps');

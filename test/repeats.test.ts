@@ -60,8 +60,9 @@ test('burnout links: a patch whose defect repeats in 3 images links its image to
   // too few images for the test: no count
   assert.equal(burnoutBounds(13, [0, 0.3]), null);
   assert.deepEqual(burnoutBounds(19, [0.1, 0.4]), [1, 7]);
-  assert.equal(linkRIndex([1, 3, 5]), 1);
-  assert.equal(linkRIndex([1, 5]), 0);
+  assert.equal(linkRIndex([1, 3, 5]), 0);
+  assert.equal(linkRIndex([3, 5]), 0);
+  assert.equal(linkRIndex([5, 1, 3]), 1);
 });
 
 test('filtered pools: links within the shares leave images out, at most half of the others, most linked first', () => {
@@ -126,21 +127,22 @@ test('engine: the filtered variant = the plain reduction over the filtered pools
   assert.ok(bytes(b.variants[0]!.patch).equals(bytes(a.variants[0]!.patch)), 'variant 0 changed with the filter');
   const f = b.filtered!;
   assert.ok(f.summary.excludedPairs > 0, 'the repeated defect was not found');
-  // the same pools by hand: links from stage 0 at r = 3
+  // the same pools by hand: links from stage 0 at the smallest r (1)
+  const ri = linkRIndex(plain.rList);
+  assert.equal(plain.rList[ri], 1);
   const target = lnamdTarget(stages);
   const P = target.gridH * target.gridW;
   const z0 = (r: number) => aggregateStage(stages[0]!, layerNormImages(stages[0]!), r, target);
-  const link = await nearestDistanceTable(z0(3), n, P, target.channels, kernel);
+  const link = await nearestDistanceTable(z0(plain.rList[ri]!), n, P, target.channels, kernel);
   const links = new Float64Array(n * n);
   addBurnoutLinks(link, 0, n, P, 5, DEFAULT_REPEAT_FILTER.fpr, links);
   const pools = filteredPools(links, n, P, DEFAULT_REPEAT_FILTER);
   assert.deepEqual(poolSummary(pools), f.summary);
   for (const i of [0, 1, 2, 3]) assert.ok(pools[i]!.length < n - 1, `defect image ${i} kept every image`);
-  // its pass at (stage 0, r = 3) = reduceTable over the filtered pools
+  // its pass at (stage 0, r = 1) = reduceTable over the filtered pools
   const pass = reduceTable(link, n, P, [filteredVariant(pools, [0, 5])])[0]!;
   const R = 2,
-    L = 2,
-    ri = 1;
+    L = 2;
   const kept = f.passes!.subarray((ri * L + 0) * n * P, (ri * L + 1) * n * P);
   assert.ok(bytes(new Float64Array(kept)).equals(bytes(pass)));
   assert.equal(f.passes!.length, R * L * n * P);

@@ -37,10 +37,15 @@ export const DEFAULT_REPEAT_FILTER: RepeatFilterOptions = { fpr: 1e-5, minShare:
 /** Fewest gaps the burnout test is run on (the MSM interval's count minus one). */
 export const MIN_BURNOUT_GAPS = 4;
 
-/** The rList index of the link table (with stage 0): r = 3, the middle degree, where the plan has it; else the first r. */
+/**
+ * The rList index of the link table (with stage 0): the smallest r, 1 in the default plan. The test
+ * looks for a patch that repeats; at r = 1 each patch is itself, while a larger r averages a small
+ * defect with its normal neighbours and blurs its jump (README, "Accuracy of the offline default").
+ */
 export function linkRIndex(rList: number[]): number {
-  const i = rList.indexOf(3);
-  return Math.max(i, 0);
+  let i = 0;
+  for (let k = 1; k < rList.length; k++) if (rList[k]! < rList[i]!) i = k;
+  return i;
 }
 
 /**
