@@ -990,12 +990,16 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     ...(process.env.MUSC_LEVERS_BY_TYPE ? { by_type: imageAurocByType(items, rs), pixel_by_type: pixelByType(items, maps, masks, S) } : {}),
     ...(process.env.MUSC_LEVERS_REPEATS && M === n ? { same_type_nearest3: await sameTypeShare(fc, items, masks, S, P, meta.w) } : {}),
   };
+  printRow(out, items, rs);
+}
+
+/** A row's line on stdout (and $MUSC_LEVERS_LOG); $MUSC_LEVERS_DUMP gets every image's score. */
+function printRow(out: { cat: string; row: string }, items: DatasetItem[], scores: Float64Array): void {
   console.log(JSON.stringify(out));
-  if (process.env.MUSC_LEVERS_DUMP)
-    appendFileSync(
-      process.env.MUSC_LEVERS_DUMP,
-      `${JSON.stringify({ cat, row: name, images: items.map((it, i) => ({ path: it.path, defect: it.defect, score: rs[i] })) })}\n`,
-    );
+  if (process.env.MUSC_LEVERS_DUMP) {
+    const images = items.map((it, i) => ({ path: it.path, defect: it.defect, score: scores[i] }));
+    appendFileSync(process.env.MUSC_LEVERS_DUMP, `${JSON.stringify({ cat: out.cat, row: out.row, images })}\n`);
+  }
   if (process.env.MUSC_LEVERS_LOG) appendFileSync(process.env.MUSC_LEVERS_LOG, `${JSON.stringify(out)}\n`);
 }
 
