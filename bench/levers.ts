@@ -53,7 +53,7 @@ import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
 import { nearestDistanceTable } from '../src/core/msm.js';
 import { reduceTable } from '../src/core/score.js';
-import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant } from '../src/core/repeats.js';
+import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant, linkRIndex } from '../src/core/repeats.js';
 import { zeroShotVariant } from '../src/core/plan.js';
 import { l2NormalizeRows, rscin } from '../src/core/rscin.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
@@ -102,7 +102,7 @@ interface Row {
   rephop: number;
   /** each (stage, r) table's scores scaled before the mean: 1 = / their batch median, 2 = (s - median) / MAD */
   sn: number;
-  /** the r of the link tables (the engine's: 3) */
+  /** the r of the link tables (0: the engine's, linkRIndex: the row's smallest r; the third and fourth rounds: 3) */
   repr: number;
 }
 const BASE: Row = {
@@ -130,7 +130,7 @@ const BASE: Row = {
   bm: 0,
   rephop: 1,
   sn: 0,
-  repr: 3,
+  repr: 0,
 };
 
 function parseRow(spec: string): Row {
@@ -664,7 +664,7 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   const links = new Float64Array(M * M);
   const grids = fc.meta!.grids;
   for (const l of row.repl) {
-    const table = await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', l, row.repr);
+    const table = await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', l, row.repr || row.rList[linkRIndex(row.rList)]!);
     if (!grids) addBurnoutLinks(table, 0, M, P, bounds[1], row.rep, links);
     else
       grids.forEach(([h, w], i) => addBurnoutLinks(table.subarray(i * P * M, (i * P + h * w) * M), i, M, h * w, bounds[1], row.rep, links));
