@@ -133,39 +133,45 @@ const BASE: Row = {
   repr: 0,
 };
 
+/** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
+type Fields<T> = { [K in keyof Row]-?: Row[K] extends T ? K : never }[keyof Row];
+const TEXT_KEYS: Record<string, Fields<string>> = { g: 'geometry', pre: 'pre', agg: 'agg', tok: 'token' };
+const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
+  s: 'size',
+  c: 'channels',
+  q: 'q',
+  qa: 'qa',
+  rep: 'rep',
+  repw: 'repw',
+  repmax: 'repmax',
+  repmap: 'repmap',
+  repr: 'repr',
+  rephop: 'rephop',
+  grid: 'grid',
+  sig: 'sigma',
+  top: 'top',
+  pos: 'pos',
+  posmap: 'posmap',
+  bm: 'bm',
+  sn: 'sn',
+};
+const LIST_KEYS: Record<string, Fields<number[] | undefined>> = {
+  st: 'stages',
+  r: 'rList',
+  l: 'layers',
+  repl: 'repl',
+  fuse: 'fuse',
+  k: 'kList',
+};
+
 function parseRow(spec: string): Row {
   const row: Row = { ...BASE };
   if (spec === 'base') return row;
   for (const kv of spec.split('/')) {
     const [k, v] = kv.split('=') as [string, string];
-    const nums = () => v.split('.').map(Number);
-    if (k === 'g') row.geometry = v;
-    else if (k === 'pre') row.pre = v;
-    else if (k === 's') row.size = Number(v);
-    else if (k === 'st') row.stages = nums();
-    else if (k === 'c') row.channels = Number(v);
-    else if (k === 'agg') row.agg = v;
-    else if (k === 'r') row.rList = nums();
-    else if (k === 'l') row.layers = nums();
-    else if (k === 'q') row.q = Number(v);
-    else if (k === 'qa') row.qa = Number(v);
-    else if (k === 'rep') row.rep = Number(v);
-    else if (k === 'repw') row.repw = Number(v);
-    else if (k === 'repmax') row.repmax = Number(v);
-    else if (k === 'repmap') row.repmap = Number(v);
-    else if (k === 'repl') row.repl = nums();
-    else if (k === 'fuse') row.fuse = nums();
-    else if (k === 'grid') row.grid = Number(v);
-    else if (k === 'sig') row.sigma = Number(v);
-    else if (k === 'top') row.top = Number(v);
-    else if (k === 'k') row.kList = nums();
-    else if (k === 'tok') row.token = v;
-    else if (k === 'pos') row.pos = Number(v);
-    else if (k === 'posmap') row.posmap = Number(v);
-    else if (k === 'bm') row.bm = Number(v);
-    else if (k === 'rephop') row.rephop = Number(v);
-    else if (k === 'sn') row.sn = Number(v);
-    else if (k === 'repr') row.repr = Number(v);
+    if (TEXT_KEYS[k]) row[TEXT_KEYS[k]] = v;
+    else if (NUMBER_KEYS[k]) row[NUMBER_KEYS[k]] = Number(v);
+    else if (LIST_KEYS[k]) row[LIST_KEYS[k]] = v.split('.').map(Number);
     else throw new Error(`bad row key ${k}`);
   }
   if (!/^(squash|letterbox|mirror\d+|tile[\d.]+|native|nativeagg|nativegrid)$/.test(row.geometry))
