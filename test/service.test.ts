@@ -133,6 +133,9 @@ test('build a bank from a server-side folder as a job (202, progress, loaded); p
     [['line', true]],
   );
   assert.equal(list.banks[0].info.images, 8);
+  // the settings recorded in the bank: the run's image score rule, no score grid
+  assert.equal(list.banks[0].info.imageScore, 'top:0.025');
+  assert.equal(list.banks[0].info.scoreGrid, null);
 });
 
 test('build from uploaded images (multipart): unreadable files skipped with the reason, load=false leaves it unloaded', {

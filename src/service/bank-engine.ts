@@ -48,6 +48,9 @@ function infoOf(bank: Bank): Record<string, unknown> {
     stages: m.backbone.stages,
     rList: m.scoring.r_list,
     precision: m.scoring.msm_precision,
+    imageScore: m.scoring.image_score ?? 'max',
+    /** `--score-grid` at build; null: the first stage's grid */
+    scoreGrid: m.scoring.score_grid ?? null,
     imageThreshold: t.image,
     pixelThreshold: t.pixel,
     falseAlarm: bank.calibration.false_alarm,
