@@ -12,6 +12,11 @@
  *        inputs, each image's LNAMD features (on its own grid) resized to the S / 8 grid; nativegrid:
  *        the same inputs, each image's stage features resized to the squashed input's grids
  *   pre=normalise|clahe  per-image contrast: 1-99 % luminance stretch, or CLAHE (8 x 8 tiles)
+ *   tta=flip  each piece's stage features and token averaged with those of its horizontal mirror
+ *        (the mirror's features mirrored back): extraction 2x, the MSM unchanged
+ *   msf=320.288  several sizes fused at the feature level (squash): each stage's raw features at these
+ *        input sizes too, resized bilinearly to the row's stage grids and averaged before LNAMD (the MSM unchanged)
+ *   replink=plain  the filter's links from the row's features without tta / msf (one more r = 1 table)
  *   s=224  st=2.3 (stages)  c=1024 (LNAMD channels)  r=1.3.5  l=0.1 (stage indices kept)
  *   grid=28  LNAMD's target grid G x G (default the first stage's): features at s px, scored on G x G
  *   agg=box|ctr|sw:T|md|mdsw:T  LNAMD box mean (ours); ctr = the box features centred on the
@@ -45,6 +50,7 @@ import { openDataset, type DatasetItem } from '../src/datasets/index.js';
 import { loadMask } from '../src/datasets/masks.js';
 import { decodeRgb, type RgbImage } from '../src/image/decode.js';
 import { backboneInfo, loadBackbone, resolveWeightsPath } from '../src/backbones/registry.js';
+import type { Backbone } from '../src/backbones/types.js';
 import { preprocessResNet, readResNet } from '../src/backbones/resnet.js';
 import { buildResNetGraph } from '../src/backbones/cnn.js';
 import { RemoteModel } from '../src/compute/models.js';
@@ -66,6 +72,12 @@ interface Row {
   geometry: string;
   /** photometric preprocessing before the backbone: '' | 'normalise' (1-99% stretch) | 'clahe' */
   pre: string;
+  /** test-time augmentation of the features: '' | 'flip' (the mean of the image's and its mirror's, mirrored back) */
+  tta: string;
+  /** several input sizes fused at the feature level: each stage's features at these sizes too, resized to the row's grids and averaged */
+  msf: number[];
+  /** 'plain': the filter's links from the features without tta / msf (the row's own otherwise) */
+  replink: string;
   size: number;
   stages: number[];
   channels?: number;
@@ -108,6 +120,9 @@ interface Row {
 const BASE: Row = {
   geometry: 'squash',
   pre: '',
+  tta: '',
+  msf: [],
+  replink: '',
   size: 224,
   stages: [2, 3],
   agg: 'box',
@@ -135,7 +150,7 @@ const BASE: Row = {
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
 type Fields<T> = { [K in keyof Row]-?: Row[K] extends T ? K : never }[keyof Row];
-const TEXT_KEYS: Record<string, Fields<string>> = { g: 'geometry', pre: 'pre', agg: 'agg', tok: 'token' };
+const TEXT_KEYS: Record<string, Fields<string>> = { g: 'geometry', pre: 'pre', tta: 'tta', replink: 'replink', agg: 'agg', tok: 'token' };
 const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   s: 'size',
   c: 'channels',
@@ -161,6 +176,7 @@ const LIST_KEYS: Record<string, Fields<number[] | undefined>> = {
   l: 'layers',
   repl: 'repl',
   fuse: 'fuse',
+  msf: 'msf',
   k: 'kList',
 };
 
@@ -306,11 +322,57 @@ async function extractNative(paths: string[], row: Row): Promise<Extracted> {
   return { stages: [], tokens: { n: paths.length, d, data }, native };
 }
 
+/** x [rows, w, c] (channels-last; c = 1 for a CHW plane stack) mirrored along w; a new array. */
+function mirrorW(x: Float32Array, rows: number, w: number, c: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < w; j++) out.set(x.subarray((r * w + j) * c, (r * w + j + 1) * c), (r * w + (w - 1 - j)) * c);
+  return out;
+}
+
+/**
+ * Feature-level fusion of one more input size: each stage's features [B, h2, w2, C] of `ob` resized to
+ * the row's [B, h, w, C] and added with weight 1 / count (the row's own already scaled by 1 / count).
+ */
+async function fuseSize(
+  stages: StageFeatures<Float32Array>[],
+  ob: Backbone,
+  chunk: Piece[],
+  paths: string[],
+  count: number,
+): Promise<void> {
+  const S2 = inputSide(ob);
+  const batch = new Float32Array(chunk.length * 3 * S2 * S2);
+  for (const [k, pc] of chunk.entries()) batch.set(await ob.preprocess(await decodeRgb(paths[pc.item]!)), k * 3 * S2 * S2);
+  const f2 = await ob.extract(batch, chunk.length);
+  stages.forEach((st, si) => {
+    const o = f2.stages[si]!;
+    const per = st.h * st.w * st.c;
+    for (let b = 0; b < chunk.length; b++) {
+      const src = Float64Array.from(o.data.subarray(b * o.h * o.w * o.c, (b + 1) * o.h * o.w * o.c) as Float32Array);
+      const g = resizeBilinearHWC(src, o.h, o.w, o.c, st.h, st.w);
+      for (let t = 0; t < per; t++) st.data[b * per + t] = st.data[b * per + t]! + g[t]! / count;
+    }
+  });
+}
+
+/** a *= k in place. */
+function scaleInPlace(a: Float32Array, k: number): void {
+  for (let i = 0; i < a.length; i++) a[i] = a[i]! * k;
+}
+
+/** a = (a + b) / 2 in place. */
+function averageInto(a: Float32Array, b: Float32Array): void {
+  for (let i = 0; i < a.length; i++) a[i] = (a[i]! + b[i]!) / 2;
+}
+
 /** Stage features [M, h, w, C] and tokens [M, D] of every piece (boxes filled in). */
 async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extracted> {
   const pad = row.geometry.startsWith('mirror') ? Number(row.geometry.slice(6)) : 0;
   const bb = await loadBackbone('resnet50', { imageSize: row.size, stages: row.stages, borderPad: pad });
   const SS = inputSide(bb);
+  if (row.msf.length && (row.geometry !== 'squash' || row.pre || row.tta)) throw new Error('msf needs g=squash, no pre, no tta');
+  const others = await Promise.all(row.msf.map((s) => loadBackbone('resnet50', { imageSize: s, stages: row.stages })));
   const per: Extracted[] = [];
   for (let i = 0; i < pieces.length; i += 4) {
     const chunk = pieces.slice(i, i + 4);
@@ -321,6 +383,15 @@ async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extr
       batch.set(await bb.preprocess(pi.img), k * 3 * SS * SS);
     }
     const f = await bb.extract(batch, chunk.length);
+    if (row.tta === 'flip') {
+      const m = await bb.extract(mirrorW(batch, chunk.length * 3 * SS, SS, 1), chunk.length);
+      f.stages.forEach((st, si) =>
+        averageInto(st.data as Float32Array, mirrorW(m.stages[si]!.data as Float32Array, st.n * st.h, st.w, st.c)),
+      );
+      averageInto(f.imageTokens.data as Float32Array, m.imageTokens.data as Float32Array);
+    } else if (row.tta) throw new Error(`bad tta ${row.tta}`);
+    if (others.length) for (const st of f.stages) scaleInPlace(st.data as Float32Array, 1 / (1 + others.length));
+    for (const ob of others) await fuseSize(f.stages as StageFeatures<Float32Array>[], ob, chunk, paths, 1 + others.length);
     per.push({ stages: f.stages as StageFeatures<Float32Array>[], tokens: f.imageTokens });
   }
   const cat = (parts: Float32Array[]): Float32Array => {
@@ -531,14 +602,20 @@ class FeatureConfig {
   readonly key: string;
   meta: Meta | null;
   constructor(
-    cat: string,
+    private readonly cat: string,
     private readonly paths: string[],
     private readonly row: Row,
   ) {
-    this.key = `${cat}-${row.geometry}${row.pre ? `-${row.pre}` : ''}-${row.size}-${row.stages.join('_')}-${row.channels ?? 'first'}${row.grid ? `-grid${row.grid}` : ''}`;
+    this.key = `${cat}-${row.geometry}${row.pre ? `-${row.pre}` : ''}${row.tta ? `-${row.tta}` : ''}${row.msf.length ? `-msf${row.msf.join('_')}` : ''}-${row.size}-${row.stages.join('_')}-${row.channels ?? 'first'}${row.grid ? `-grid${row.grid}` : ''}`;
     mkdirSync(CACHE, { recursive: true });
     const mf = join(CACHE, `${this.key}.json`);
     this.meta = existsSync(mf) ? (JSON.parse(readFileSync(mf, 'utf8')) as Meta) : null;
+  }
+  /** The same row's features without test-time augmentation or fused sizes (replink=plain). */
+  async plain(): Promise<FeatureConfig> {
+    const fc = new FeatureConfig(this.cat, this.paths, { ...this.row, tta: '', msf: [] });
+    await fc.ensureMeta();
+    return fc;
   }
   private writeMeta(): void {
     writeFileSync(join(CACHE, `${this.key}.json`), JSON.stringify(this.meta));
@@ -669,8 +746,10 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   if (bounds === null) throw new Error('too few images for the burnout test');
   const links = new Float64Array(M * M);
   const grids = fc.meta!.grids;
+  const src = row.replink === 'plain' ? await fc.plain() : fc;
+  if (row.replink && row.replink !== 'plain') throw new Error(`bad replink ${row.replink}`);
   for (const l of row.repl) {
-    const table = await fc.table(row.agg === 'ctr' ? 'ctr' : 'box', l, row.repr || row.rList[linkRIndex(row.rList)]!);
+    const table = await src.table(row.agg === 'ctr' ? 'ctr' : 'box', l, row.repr || row.rList[linkRIndex(row.rList)]!);
     if (!grids) addBurnoutLinks(table, 0, M, P, bounds[1], row.rep, links);
     else
       grids.forEach(([h, w], i) => addBurnoutLinks(table.subarray(i * P * M, (i * P + h * w) * M), i, M, h * w, bounds[1], row.rep, links));
@@ -891,7 +970,7 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const r of rs) {
       const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
       const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}`;
-      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${row.repr}`;
+      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${row.repr}:${row.replink}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
         const table = await fc.table(agg, l, r);
         if (!reduced.has(key)) reduced.set(key, reduceRow(table, meta.pieces, n, P, row.qa, row.q));
