@@ -369,10 +369,10 @@ function averageInto(a: Float32Array, b: Float32Array): void {
 /** Stage features [M, h, w, C] and tokens [M, D] of every piece (boxes filled in). */
 async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extracted> {
   const pad = row.geometry.startsWith('mirror') ? Number(row.geometry.slice(6)) : 0;
-  const bb = await loadBackbone('resnet50', { imageSize: row.size, stages: row.stages, borderPad: pad });
+  const bb = await loadBackbone('resnet50', { imageSize: row.size, stages: row.stages, borderPad: pad, fuseSizes: [] }); // msf: below
   const SS = inputSide(bb);
   if (row.msf.length && (row.geometry !== 'squash' || row.pre || row.tta)) throw new Error('msf needs g=squash, no pre, no tta');
-  const others = await Promise.all(row.msf.map((s) => loadBackbone('resnet50', { imageSize: s, stages: row.stages })));
+  const others = await Promise.all(row.msf.map((s) => loadBackbone('resnet50', { imageSize: s, stages: row.stages, fuseSizes: [] })));
   const per: Extracted[] = [];
   for (let i = 0; i < pieces.length; i += 4) {
     const chunk = pieces.slice(i, i + 4);

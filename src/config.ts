@@ -64,6 +64,8 @@ export interface Settings {
   stages?: number[];
   /** CNNs: pixels of mirrored border around the image, cropped from the features; the backbone's default when absent */
   border_pad?: number;
+  /** ResNets: more input sizes whose features are averaged with the image size's (resnet.ts); [] = none; the backbone's default when absent */
+  fuse_sizes?: number[];
   /** image score from the map: 'max' (the paper) or 'top:F', the mean of the top fraction F of its pixels */
   image_score: string;
   /**
@@ -154,6 +156,7 @@ export const SETTINGS_SCHEMA = {
     image_size: { type: 'integer', minimum: 8, maximum: 4096 },
     stages: intList,
     border_pad: { type: 'integer', minimum: 0, maximum: 512 },
+    fuse_sizes: { type: 'array', items: { type: 'integer', minimum: 32, maximum: 4096, multipleOf: 32 } },
     image_score: { type: 'string', minLength: 1 },
     preset: { enum: ['reference', 'default'] },
     rscin: { enum: ['auto', 'on', 'off'] },
@@ -260,11 +263,11 @@ export function checkImageScore(v: string, what: string): void {
 
 /**
  * Named setting groups (`--preset`, config key `preset`): 'reference' = the MuSc reference's own
- * choices where musc's default differs (no border padding, image score = map maximum, RsCIN on,
- * no repeated-anomaly filter).
+ * choices where musc's default differs (no border padding, one input size, image score = map
+ * maximum, RsCIN on, no repeated-anomaly filter).
  */
 export const PRESETS: Readonly<Record<string, Partial<Settings>>> = {
-  reference: { border_pad: 0, image_score: 'max', rscin: 'on', repeat_filter: 'off' },
+  reference: { border_pad: 0, fuse_sizes: [], image_score: 'max', rscin: 'on', repeat_filter: 'off' },
   default: {},
 };
 

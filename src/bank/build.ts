@@ -175,6 +175,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
           image_size: S,
           stages: [...o.backbone.stages],
           border_pad: o.backbone.borderPad ?? 0,
+          fuse_sizes: [...(o.backbone.fuseSizes ?? [])],
         },
         scoring: {
           r_list: rList,

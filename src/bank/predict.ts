@@ -60,10 +60,16 @@ export async function bankBackbone(bank: Bank, opts: PredictOptions = {}): Promi
 async function loadChecked(bank: Bank, opts: PredictOptions): Promise<Backbone> {
   const b = bank.manifest.backbone;
   const load = opts.loadBackbone ?? ((name, o) => loadBackbone(name, o));
+  const fuse = b.fuse_sizes ?? [];
+  if (!Array.isArray(fuse) || !fuse.every((f) => Number.isInteger(f)))
+    throw new ConfigError(
+      `bank ${bank.path}: manifest backbone.fuse_sizes must be a list of integers, got ${JSON.stringify(b.fuse_sizes)}`,
+    );
   const backbone = await load(b.name, {
     imageSize: b.image_size,
     stages: b.stages,
     borderPad: b.border_pad ?? 0,
+    fuseSizes: fuse,
     ...(opts.device ? { device: opts.device } : {}),
     ...(opts.weightsPath ? { weightsPath: opts.weightsPath } : {}),
   });
@@ -71,6 +77,12 @@ async function loadChecked(bank: Bank, opts: PredictOptions): Promise<Backbone> 
     await backbone.dispose();
     throw new ConfigError(
       `bank ${bank.path} was built with border padding ${b.border_pad ?? 0}; the backbone loaded now has ${backbone.borderPad ?? 0}`,
+    );
+  }
+  if ((backbone.fuseSizes ?? []).join() !== fuse.join()) {
+    await backbone.dispose();
+    throw new ConfigError(
+      `bank ${bank.path} was built with fused sizes [${fuse.join(', ')}]; the backbone loaded now has [${(backbone.fuseSizes ?? []).join(', ')}]`,
     );
   }
   if (backbone.weightsSha256 !== b.weights_sha256) {

@@ -27,6 +27,16 @@ export interface BankFile {
   bytes: number;
 }
 
+/** How predict loads a bank's backbone: the manifest's settings (predict.ts loadChecked). */
+export interface BankBackboneLoad {
+  imageSize: number;
+  stages: number[];
+  device?: 'cpu' | 'cuda';
+  weightsPath?: string;
+  borderPad?: number;
+  fuseSizes?: number[];
+}
+
 /** manifest.json of a bank directory. */
 export interface BankManifest {
   format: typeof BANK_FORMAT;
@@ -34,8 +44,11 @@ export interface BankManifest {
   created: string;
   /** package versions at build (musc = package.json version) */
   software: { musc: string; node: string; onnxruntime: string; sharp: string };
-  /** border_pad: pixels of mirrored border (ResNets); absent in banks of older versions = 0 */
-  backbone: { name: string; weights_sha256: string; image_size: number; stages: number[]; border_pad?: number };
+  /**
+   * border_pad: pixels of mirrored border (ResNets); absent in banks of older versions = 0.
+   * fuse_sizes: input sizes fused with image_size (ResNets); absent in banks of older versions = [].
+   */
+  backbone: { name: string; weights_sha256: string; image_size: number; stages: number[]; border_pad?: number; fuse_sizes?: number[] };
   /**
    * image_score: 'max' or 'top:F' (src/core/maps.ts); absent in banks of older versions = 'max'.
    * score_grid: the patch-score grid (`--score-grid`); absent = the first stage's grid.
@@ -157,10 +170,7 @@ export interface PredictOptions {
   /** the weight file, when the bank was built with one (--weights) */
   weightsPath?: string;
   /** backbone loader (default: the registry's loadBackbone) */
-  loadBackbone?: (
-    name: string,
-    opts: { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string; borderPad?: number },
-  ) => Promise<Backbone>;
+  loadBackbone?: (name: string, opts: BankBackboneLoad) => Promise<Backbone>;
 }
 
 export interface PredictOutput {

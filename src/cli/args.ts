@@ -67,6 +67,14 @@ export const decisionRuleArg = wrapArg((s) => {
   return s.trim();
 });
 
+/** --fuse-sizes 320[,384] | none: input sizes, multiples of 32 */
+export const fuseSizesArg = wrapArg((s) => {
+  if (s.trim() === 'none') return [];
+  const v = parseIntList(s, '--fuse-sizes');
+  if (v.some((f) => f < 32 || f % 32 !== 0)) throw new Error(`--fuse-sizes: sizes are multiples of 32 (or none), got '${s}'`);
+  return v;
+});
+
 /** --image-score max | top:F */
 export const imageScoreArg = wrapArg((s) => {
   checkImageScore(s.trim(), '--image-score');
@@ -76,18 +84,24 @@ export const imageScoreArg = wrapArg((s) => {
 /** The accuracy options every scoring command shares (run, bank build, ablate): flag values of `accuracyOptions`. */
 export interface AccuracyFlags {
   borderPad?: number;
+  fuseSizes?: number[];
   imageScore?: string;
   preset?: 'reference' | 'default';
   rscin?: RscinMode;
 }
 
-/** --border-pad, --image-score, --preset on `cmd`. */
+/** --border-pad, --fuse-sizes, --image-score, --rscin, --preset on `cmd`. */
 export function accuracyOptions(cmd: Command): Command {
   return cmd
     .option(
       '--border-pad <px>',
       "ResNet backbones: mirrored border around the image, cropped from the features; 0 = none (default: the backbone's)",
       intRangeArg('--border-pad', 0, 512),
+    )
+    .option(
+      '--fuse-sizes <list>',
+      "ResNet backbones: more input sizes (multiples of 32) whose features are averaged with the image size's, or none (default: the backbone's; resnet50: 10/7 of the image size, 224 -> 320)",
+      fuseSizesArg,
     )
     .option(
       '--image-score <rule>',
@@ -104,7 +118,7 @@ export function accuracyOptions(cmd: Command): Command {
     .addOption(
       new Option(
         '--preset <name>',
-        "reference: the MuSc reference's choices (--border-pad 0 --image-score max --rscin on; musc run: --repeat-filter off); flags override",
+        "reference: the MuSc reference's choices (--border-pad 0 --fuse-sizes none --image-score max --rscin on; musc run: --repeat-filter off); flags override",
       ).choices(Object.keys(PRESETS)),
     );
 }
@@ -119,15 +133,21 @@ export function scoreGridOption(cmd: Command): Command {
 }
 
 /** The accuracy settings of the flags, merged as `musc run` merges them (config.ts mergeSettings: preset, then flags). */
-export function accuracySettings(f: AccuracyFlags): { borderPad?: number; imageScore: string; rscin: RscinMode } {
+export function accuracySettings(f: AccuracyFlags): { borderPad?: number; fuseSizes?: number[]; imageScore: string; rscin: RscinMode } {
   const s = mergeSettings(
     {},
     {
       ...(f.preset !== undefined ? { preset: f.preset } : {}),
       ...(f.borderPad !== undefined ? { border_pad: f.borderPad } : {}),
+      ...(f.fuseSizes !== undefined ? { fuse_sizes: f.fuseSizes } : {}),
       ...(f.imageScore !== undefined ? { image_score: f.imageScore } : {}),
       ...(f.rscin !== undefined ? { rscin: f.rscin } : {}),
     },
   );
-  return { ...(s.border_pad !== undefined ? { borderPad: s.border_pad } : {}), imageScore: s.image_score, rscin: s.rscin };
+  return {
+    ...(s.border_pad !== undefined ? { borderPad: s.border_pad } : {}),
+    ...(s.fuse_sizes !== undefined ? { fuseSizes: s.fuse_sizes } : {}),
+    imageScore: s.image_score,
+    rscin: s.rscin,
+  };
 }

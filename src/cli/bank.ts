@@ -112,6 +112,7 @@ function buildCommand(): Command {
         ...(f.stages ? { stages: f.stages } : {}),
         ...(f.weights ? { weightsPath: resolve(f.weights) } : {}),
         ...(acc.borderPad !== undefined ? { borderPad: acc.borderPad } : {}),
+        ...(acc.fuseSizes !== undefined ? { fuseSizes: acc.fuseSizes } : {}),
         device: f.device ?? 'cpu',
       });
     } catch (e) {

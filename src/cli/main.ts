@@ -104,6 +104,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.stages !== undefined) s.stages = f.stages;
   if (f.rList !== undefined) s.r_list = f.rList;
   if (f.borderPad !== undefined) s.border_pad = f.borderPad;
+  if (f.fuseSizes !== undefined) s.fuse_sizes = f.fuseSizes;
   if (f.imageScore !== undefined) s.image_score = f.imageScore;
   if (f.preset !== undefined) s.preset = f.preset;
   if (f.rscin !== undefined) s.rscin = f.rscin;

@@ -41,22 +41,25 @@ export type CacheRead =
   /** present but not usable: the reason in words (recompute and warn) */
   | { kind: 'corrupt'; reason: string };
 
-/** What the features depend on besides the image bytes (border padding only when used, so older entries stay valid). */
+/** What the features depend on besides the image bytes (border padding and fused sizes only when used, so older entries stay valid). */
 export function cacheIdentity(p: {
   backbone: string;
   weightsSha256: string;
   imageSize: number;
   stages: number[];
   borderPad?: number;
+  fuseSizes?: readonly number[];
   vips?: string;
 }): string {
   const pad = p.borderPad ? { pad: p.borderPad } : {};
+  const fuse = p.fuseSizes?.length ? { fuse: [...p.fuseSizes] } : {};
   return JSON.stringify({
     backbone: p.backbone,
     weights: p.weightsSha256,
     size: p.imageSize,
     stages: p.stages,
     ...pad,
+    ...fuse,
     vips: p.vips ?? '',
   });
 }
@@ -69,6 +72,7 @@ export function featureIdentity(backbone: Backbone, name: string): string {
     imageSize: backbone.imageSize,
     stages: backbone.stages,
     borderPad: backbone.borderPad ?? 0,
+    fuseSizes: backbone.fuseSizes ?? [],
     vips: sharp.versions.vips,
   });
 }

@@ -19,7 +19,7 @@ import { decodeRgb, decodeRgbBytes, readImageBytes, type RgbImage } from '../ima
 import { DatasetError } from '../datasets/types.js';
 import type { FeatureStorage } from '../core/types.js';
 import { sameDims } from './cache.js';
-import { inputSide } from '../backbones/types.js';
+import { inputLength } from '../backbones/types.js';
 import {
   DEFAULT_FEATURE_STORAGE,
   type ExtractResult,
@@ -163,11 +163,10 @@ export class FeatureStore {
   private async runBatch(loaded: Loaded[]): Promise<void> {
     const inputs = loaded.filter((l): l is ToRun => 'x' in l);
     if (inputs.length === 0) return;
-    const S = inputSide(this.o.backbone),
-      per = 3 * S * S;
-    const batch = new Float32Array(inputs.length * per); // [B, 3, S, S]
+    const per = inputLength(this.o.backbone);
+    const batch = new Float32Array(inputs.length * per); // [B, 3, S, S] (and [3, F, F] per fused size after each image's)
     inputs.forEach((v, i) => {
-      if (v.x.length !== per) throw new Error(`backbone preprocess returned ${v.x.length} values, expected 3x${S}x${S}`);
+      if (v.x.length !== per) throw new Error(`backbone preprocess returned ${v.x.length} values, expected ${per}`);
       batch.set(v.x, i * per);
     });
     const t0 = performance.now();

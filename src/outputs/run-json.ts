@@ -14,6 +14,8 @@ export interface RunInfo {
     image_size: number;
     stages: number[];
     border_pad?: number;
+    /** input sizes fused with image_size (ResNets; [] = none) */
+    fuse_sizes?: number[];
     layers?: string[];
   };
   data_root: string;

@@ -67,6 +67,7 @@ export function backboneLoadOptions(s: Settings): LoadOptions {
     ...(s.stages !== undefined ? { stages: s.stages } : {}),
     ...(s.weights !== undefined ? { weightsPath: s.weights } : {}),
     ...(s.border_pad !== undefined ? { borderPad: s.border_pad } : {}),
+    ...(s.fuse_sizes !== undefined ? { fuseSizes: s.fuse_sizes } : {}),
     device: s.device,
   };
 }
@@ -372,6 +373,7 @@ function writeOutputs(run: DatasetRun, r: CategoryResult, rf: string[] | undefin
         image_size: backbone.imageSize,
         stages: backbone.stages,
         border_pad: backbone.borderPad ?? 0,
+        fuse_sizes: [...(backbone.fuseSizes ?? [])],
         ...(backbone.info ? { layers: stageLayerNames(backbone.info.family, backbone.stages) } : {}),
       },
     },

@@ -11,6 +11,7 @@
 import { loadBackbone } from '../backbones/registry.js';
 import type { Backbone } from '../backbones/types.js';
 import type { ImagePrediction as BankPrediction } from '../bank/index.js';
+import type { BankBackboneLoad } from '../bank/types.js';
 import {
   type Bank,
   buildBank,
@@ -82,14 +83,22 @@ async function renderAll(p: BankPrediction, bytes: Buffer, kinds: readonly Rende
   return out;
 }
 
-type LoadOpts = { imageSize: number; stages: number[]; device?: 'cpu' | 'cuda'; weightsPath?: string; borderPad?: number };
+type LoadOpts = BankBackboneLoad;
 
-/** loads each (name, size, stages, device, weights, border) once; the banks get views whose dispose() does nothing */
+/** loads each (name, size, stages, device, weights, border, fused sizes) once; the banks get views whose dispose() does nothing */
 function sharedBackbones(): { load: (name: string, opts: LoadOpts) => Promise<Backbone>; disposeAll: () => Promise<void> } {
   const cache = new Map<string, Promise<Backbone>>();
   return {
     load(name, opts) {
-      const key = JSON.stringify([name, opts.imageSize, opts.stages, opts.device ?? 'cpu', opts.weightsPath ?? '', opts.borderPad ?? 0]);
+      const key = JSON.stringify([
+        name,
+        opts.imageSize,
+        opts.stages,
+        opts.device ?? 'cpu',
+        opts.weightsPath ?? '',
+        opts.borderPad ?? 0,
+        opts.fuseSizes ?? null,
+      ]);
       let p = cache.get(key);
       if (!p) {
         p = loadBackbone(name, opts);
