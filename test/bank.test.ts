@@ -170,6 +170,7 @@ test("end to end: a bank without image 0 scores image 0 as the full bank's leave
     // the run's accuracy defaults are recorded (issue 17): image score rule, border padding; RsCIN by the backbone's family
     assert.equal(full.manifest.scoring.image_score, 'top:0.025');
     assert.equal(full.manifest.backbone.border_pad, 0);
+    assert.deepEqual(full.manifest.backbone.fuse_sizes, []);
     const maxBank = await buildBank(imgs, { out: join(dir, 'max.bank'), backbone: bb, imageScore: 'max' });
     assert.equal(maxBank.manifest.scoring.image_score, 'max');
     const mb = await openBank(maxBank.path);
@@ -209,6 +210,44 @@ test("end to end: a bank without image 0 scores image 0 as the full bank's leave
     assert.equal(raw.threshold, falseAlarmThreshold(fb.calibration.image_scores));
     await closeBank(fb);
     await closeBank(rb);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('issue 17: predict loads the fused sizes a bank records ([] in older banks) and refuses a backbone that fuses others', async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-fuse-');
+  try {
+    const built = await buildBank(await inputs(6, 40), { out: join(dir, 'f.bank'), backbone: bb });
+    const man = join(built.path, 'manifest.json');
+    const edit = async (f: (m: { backbone: Record<string, unknown> }) => void): Promise<void> => {
+      const m = JSON.parse(await readFile(man, 'utf8'));
+      f(m);
+      m.checksum = manifestChecksum(m);
+      await writeFile(man, JSON.stringify(m));
+    };
+    const asked: unknown[] = [];
+    const recording = async (_name: string, o: { fuseSizes?: number[] }) => {
+      asked.push(o.fuseSizes);
+      return bb; // the fake fuses nothing
+    };
+    const probe = await inputs(1, 90);
+    await edit((m) => delete m.backbone.fuse_sizes); // a bank of an older version
+    let bank = await openBank(built.path);
+    assert.equal((await predict(bank, probe, { loadBackbone: recording })).predictions.length, 1);
+    await closeBank(bank);
+    await edit((m) => (m.backbone.fuse_sizes = [320]));
+    bank = await openBank(built.path);
+    await assert.rejects(
+      predict(bank, probe, { loadBackbone: recording }),
+      /built with fused sizes \[320\]; the backbone loaded now has \[\]/,
+    );
+    await closeBank(bank);
+    assert.deepEqual(asked, [[], [320]]);
+    await edit((m) => (m.backbone.fuse_sizes = 'x'));
+    bank = await openBank(built.path);
+    await assert.rejects(predict(bank, probe, { loadBackbone: recording }), /backbone\.fuse_sizes must be a list of integers, got "x"/);
+    await closeBank(bank);
   } finally {
     await cleanup();
   }

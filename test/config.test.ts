@@ -12,6 +12,7 @@ import {
   parseIntList,
 } from '../src/config.js';
 import { tempDir } from './helpers/cli-env.js';
+import { backboneLoadOptions } from '../src/pipeline/run-dataset.js';
 
 test('defaults are the reference settings', () => {
   const s = mergeSettings({}, {});
@@ -125,8 +126,13 @@ test('issue 17: accuracy settings: image score rule, RsCIN auto, --preset refere
   assert.equal(d.image_score, 'top:0.025');
   assert.equal(d.rscin, 'auto');
   assert.equal(d.border_pad, undefined); // the backbone's (ResNets: 0)
+  assert.equal(d.fuse_sizes, undefined); // runs: the ResNet entry's (resnet50: 320 with 224)
+  assert.equal(backboneLoadOptions(d).fuseSizes, 'auto');
+  assert.deepEqual(backboneLoadOptions({ ...d, fuse_sizes: [384] }).fuseSizes, [384]);
   const ref = mergeSettings({}, { preset: 'reference' });
-  assert.deepEqual([ref.image_score, ref.rscin, ref.border_pad], ['max', 'on', 0]);
+  assert.deepEqual([ref.image_score, ref.rscin, ref.border_pad, ref.fuse_sizes], ['max', 'on', 0, []]);
+  assert.deepEqual(backboneLoadOptions(ref).fuseSizes, []);
+  assert.throws(() => validateSettings({ fuse_sizes: [300] }, 'x.yaml'), /x\.yaml: 'fuse_sizes/);
   // explicit keys win over the preset, from the file or the flags
   assert.equal(mergeSettings({ preset: 'reference' }, { image_score: 'top:0.01' }).image_score, 'top:0.01');
   assert.equal(mergeSettings({ preset: 'reference', border_pad: 32 }, {}).border_pad, 32);

@@ -16,6 +16,7 @@ import { FeatureStore, ImageSkipError, FeatureCache, stackStages, stackTokens, t
 import { extractReferences } from '../src/features/references.js';
 import { SafetensorsFile, encodeSafetensors } from '../src/io/safetensors.js';
 import { sha256Hex } from '../src/io/sha256.js';
+import { cacheIdentity } from '../src/features/cache.js';
 import { toFloat16 } from '../src/io/float16.js';
 import { DatasetError } from '../src/datasets/types.js';
 import { computeImageTokens } from '../src/rscin-plugin.js';
@@ -29,6 +30,15 @@ const cacheFilesIn = async (dir: string): Promise<string[]> => {
   }
   return out.sort();
 };
+
+test('cache identity: border padding and fused sizes are part of it only when used (older entries stay valid)', () => {
+  const base = { backbone: 'resnet50', weightsSha256: 'ab', imageSize: 224, stages: [2, 3], vips: '8' };
+  const plain = cacheIdentity(base);
+  assert.equal(cacheIdentity({ ...base, borderPad: 0, fuseSizes: [] }), plain);
+  assert.notEqual(cacheIdentity({ ...base, fuseSizes: [320] }), plain);
+  assert.notEqual(cacheIdentity({ ...base, fuseSizes: [320] }), cacheIdentity({ ...base, fuseSizes: [288] }));
+  assert.notEqual(cacheIdentity({ ...base, borderPad: 16 }), plain);
+});
 
 test('sha256Hex hashes its parts as one stream', () => {
   assert.equal(sha256Hex(''), 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');

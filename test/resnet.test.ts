@@ -201,14 +201,16 @@ test('border padding 16 px: input 256 px, the centre is the 224 px image, stage 
   }
 });
 
-test('fused sizes: the default adds 320 px to 224 px; stage features = the mean of both, 320 px resized to the 224 px grids', async () => {
-  assert.deepEqual(fuseSizesFor('r', 224, undefined, RESNET50_NPM_INFO.fuseScales), [320]); // 10/7 of the image size
-  assert.deepEqual(fuseSizesFor('r', 256, undefined, RESNET50_NPM_INFO.fuseScales), [352]);
+test("fused sizes: auto (musc run's default) adds 320 px to 224 px; stage features = the mean of both, 320 px resized to the 224 px grids", async () => {
+  assert.deepEqual(fuseSizesFor('r', 224, 'auto', RESNET50_NPM_INFO.fuseScales), [320]); // 10/7 of the image size
+  assert.deepEqual(fuseSizesFor('r', 256, 'auto', RESNET50_NPM_INFO.fuseScales), [352]);
+  assert.deepEqual(fuseSizesFor('r', 32, 'auto', RESNET50_NPM_INFO.fuseScales), []); // 45.7 rounds to the image size: none
+  assert.deepEqual(fuseSizesFor('r', 224, undefined, RESNET50_NPM_INFO.fuseScales), []); // the library's default: the network alone
   assert.deepEqual(fuseSizesFor('r', 224, [384, 320, 320]), [320, 384]);
   assert.throws(() => fuseSizesFor('r', 224, [224]), /multiples of 32 other than the image size 224, got 224/);
   assert.throws(() => fuseSizesFor('r', 224, [300]), /got 300/);
-  const fused = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0 });
-  const small = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0, fuseSizes: [] });
+  const fused = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0, fuseSizes: 'auto' });
+  const small = await loadResNetBackbone(RESNET50_NPM_INFO, { borderPad: 0 });
   const large = await loadResNetBackbone(RESNET50_NPM_INFO, { imageSize: 320, borderPad: 0, fuseSizes: [] });
   try {
     assert.deepEqual(fused.fuseSizes, [320]);

@@ -208,7 +208,7 @@ export async function loadBackbone(name: string, opts: LoadOptions & VitLoadOpti
   const known = ENTRIES.find((x) => x.name === name);
   if (opts.borderPad && known?.family !== 'resnet')
     throw new BackboneConfigError(`backbone ${name}: border padding is for the ResNet backbones (use 0 or leave it out)`);
-  if (opts.fuseSizes?.length && known?.family !== 'resnet')
+  if (Array.isArray(opts.fuseSizes) && opts.fuseSizes.length && known?.family !== 'resnet')
     throw new BackboneConfigError(`backbone ${name}: fused sizes are for the ResNet backbones (use none or leave them out)`);
   if (!ENTRIES.some((x) => x.name === name) && name.endsWith('.safetensors')) {
     if (!existsSync(name)) throw new BackboneConfigError(`weight file ${name} does not exist`);

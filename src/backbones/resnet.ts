@@ -72,9 +72,10 @@ export const DEFAULT_RESNET_STAGES = [2, 3];
 export const DEFAULT_RESNET_BORDER_PAD = 0;
 
 /**
- * Fused input sizes by default, as factors of the image size: one more, 10/7 of it (224 -> 320 px).
- * The 224 + 320 px features averaged raised the dev mean of every metric with no category worse
- * (README, sixth round), for extraction about 3x (the MSM, most of a run, unchanged).
+ * Fused input sizes of `fuseSizes: 'auto'` (musc run's default), as factors of the image size: one
+ * more, 10/7 of it (224 -> 320 px). The 224 + 320 px features averaged raised the dev mean of
+ * every metric with no category worse (README, sixth round), for extraction about 3x (the MSM,
+ * most of a run, unchanged). The library's loadBackbone fuses nothing unless asked.
  */
 export const DEFAULT_RESNET_FUSE_SCALES = [10 / 7];
 
@@ -248,9 +249,17 @@ function cropStage(st: StageFeatures<Float32Array>, m: number): StageFeatures<Fl
   return { n, h: H, w: W, c, data: out };
 }
 
-/** The fused sizes of a load: explicit (checked), else the entry's scales of the image size rounded to multiples of 32. */
-export function fuseSizesFor(name: string, imageSize: number, explicit: number[] | undefined, scales: readonly number[] = []): number[] {
-  const sizes = explicit ?? scales.map((f) => Math.round((imageSize * f) / 32) * 32);
+/** The fused sizes of a load: a list (checked), 'auto' = the entry's scales of the image size rounded to multiples of 32, absent = none. */
+export function fuseSizesFor(
+  name: string,
+  imageSize: number,
+  want: number[] | 'auto' | undefined,
+  scales: readonly number[] = [],
+): number[] {
+  const sizes =
+    want === 'auto'
+      ? scales.map((f) => Math.round((imageSize * f) / 32) * 32).filter((f) => f !== imageSize) // small images: may round to themselves
+      : (want ?? []);
   for (const f of sizes) {
     if (!Number.isInteger(f) || f < 32 || f % 32 !== 0 || f === imageSize)
       throw new BackboneConfigError(

@@ -19,7 +19,7 @@ export interface BackboneInfo {
   stages: number[];
   /** CNNs: default border padding in pixels (LoadOptions.borderPad) */
   borderPad?: number;
-  /** CNNs: the default fused input sizes as factors of the image size (LoadOptions.fuseSizes; resnet.ts fuseSizesFor) */
+  /** CNNs: the fused input sizes of LoadOptions.fuseSizes 'auto', as factors of the image size (resnet.ts fuseSizesFor) */
   fuseScales?: number[];
   /** ViT patch size */
   patchSize?: number;
@@ -85,9 +85,10 @@ export interface LoadOptions {
   borderPad?: number;
   /**
    * CNNs: more input sizes (multiples of 32) whose stage features are resized to the image size's
-   * grids and averaged with its own (resnet.ts); [] = none; absent = the backbone's default
+   * grids and averaged with its own (resnet.ts); 'auto' = the entry's `fuseScales` of the image
+   * size (what `musc run` uses by default; none for other families); absent or [] = none (the network alone)
    */
-  fuseSizes?: number[];
+  fuseSizes?: number[] | 'auto';
   /** a user-supplied weight file for a registered architecture */
   weightsPath?: string;
   /** where downloaded weights and built graphs are cached (default: MUSC_CACHE or ~/.cache/musc) */

@@ -136,7 +136,7 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
   const bb = await loadBackbone(name, {
     ...(f.imageSize ? { imageSize: f.imageSize } : {}),
     ...(acc.borderPad !== undefined ? { borderPad: acc.borderPad } : {}),
-    ...(acc.fuseSizes !== undefined ? { fuseSizes: acc.fuseSizes } : {}),
+    fuseSizes: acc.fuseSizes ?? 'auto', // as musc run
     ...(f.weights ? { weightsPath: resolve(f.weights) } : {}),
     device: f.device ?? 'cpu',
   });

@@ -71,7 +71,6 @@ export function tokensCommand(): Command {
     const bb = await loadBackbone(name, {
       ...(f.imageSize ? { imageSize: f.imageSize } : {}),
       ...(f.weights ? { weightsPath: resolve(f.weights) } : {}),
-      fuseSizes: [], // image tokens come from the image size alone (resnet.ts)
       device: f.device ?? 'cpu',
     });
     const progress = createProgress(!f.quiet);

@@ -67,7 +67,7 @@ export function backboneLoadOptions(s: Settings): LoadOptions {
     ...(s.stages !== undefined ? { stages: s.stages } : {}),
     ...(s.weights !== undefined ? { weightsPath: s.weights } : {}),
     ...(s.border_pad !== undefined ? { borderPad: s.border_pad } : {}),
-    ...(s.fuse_sizes !== undefined ? { fuseSizes: s.fuse_sizes } : {}),
+    fuseSizes: s.fuse_sizes ?? 'auto', // the ResNet entry's default sizes (resnet.ts); the library's loadBackbone: none
     device: s.device,
   };
 }
