@@ -14,8 +14,8 @@
  *   pre=normalise|clahe  per-image contrast: 1-99 % luminance stretch, or CLAHE (8 x 8 tiles)
  *   tta=flip  each piece's stage features and token averaged with those of its horizontal mirror
  *        (the mirror's features mirrored back): extraction 2x, the MSM unchanged
- *   msf=320.288  several sizes fused at the feature level (squash): each stage's raw features at these
- *        input sizes too, resized bilinearly to the row's stage grids and averaged before LNAMD (the MSM unchanged)
+ *   msf=320.288  several sizes fused at the feature level (squash; the backbone's fuseSizes, `--fuse-sizes`):
+ *        each stage's features at these input sizes too, resized to the row's stage grids and averaged before LNAMD
  *   replink=plain  the filter's links from the row's features without tta / msf (one more r = 1 table)
  *   s=224  st=2.3 (stages)  c=1024 (LNAMD channels)  r=1.3.5  l=0.1 (stage indices kept)
  *   grid=28  LNAMD's target grid G x G (default the first stage's): features at s px, scored on G x G
@@ -50,11 +50,10 @@ import { openDataset, type DatasetItem } from '../src/datasets/index.js';
 import { loadMask } from '../src/datasets/masks.js';
 import { decodeRgb, type RgbImage } from '../src/image/decode.js';
 import { backboneInfo, loadBackbone, resolveWeightsPath } from '../src/backbones/registry.js';
-import type { Backbone } from '../src/backbones/types.js';
 import { preprocessResNet, readResNet } from '../src/backbones/resnet.js';
 import { buildResNetGraph } from '../src/backbones/cnn.js';
 import { RemoteModel } from '../src/compute/models.js';
-import { inputSide } from '../src/backbones/types.js';
+import { inputLength, inputSide } from '../src/backbones/types.js';
 import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
 import { nearestDistanceTable } from '../src/core/msm.js';
@@ -74,7 +73,7 @@ interface Row {
   pre: string;
   /** test-time augmentation of the features: '' | 'flip' (the mean of the image's and its mirror's, mirrored back) */
   tta: string;
-  /** several input sizes fused at the feature level: each stage's features at these sizes too, resized to the row's grids and averaged */
+  /** several input sizes fused at the feature level (the backbone's fuseSizes): each stage's features at these sizes too, resized to the row's grids and averaged */
   msf: number[];
   /** 'plain': the filter's links from the features without tta / msf (the row's own otherwise) */
   replink: string;
@@ -330,37 +329,6 @@ function mirrorW(x: Float32Array, rows: number, w: number, c: number): Float32Ar
   return out;
 }
 
-/**
- * Feature-level fusion of one more input size: each stage's features [B, h2, w2, C] of `ob` resized to
- * the row's [B, h, w, C] and added with weight 1 / count (the row's own already scaled by 1 / count).
- */
-async function fuseSize(
-  stages: StageFeatures<Float32Array>[],
-  ob: Backbone,
-  chunk: Piece[],
-  paths: string[],
-  count: number,
-): Promise<void> {
-  const S2 = inputSide(ob);
-  const batch = new Float32Array(chunk.length * 3 * S2 * S2);
-  for (const [k, pc] of chunk.entries()) batch.set(await ob.preprocess(await decodeRgb(paths[pc.item]!)), k * 3 * S2 * S2);
-  const f2 = await ob.extract(batch, chunk.length);
-  stages.forEach((st, si) => {
-    const o = f2.stages[si]!;
-    const per = st.h * st.w * st.c;
-    for (let b = 0; b < chunk.length; b++) {
-      const src = Float64Array.from(o.data.subarray(b * o.h * o.w * o.c, (b + 1) * o.h * o.w * o.c) as Float32Array);
-      const g = resizeBilinearHWC(src, o.h, o.w, o.c, st.h, st.w);
-      for (let t = 0; t < per; t++) st.data[b * per + t] = st.data[b * per + t]! + g[t]! / count;
-    }
-  });
-}
-
-/** a *= k in place. */
-function scaleInPlace(a: Float32Array, k: number): void {
-  for (let i = 0; i < a.length; i++) a[i] = a[i]! * k;
-}
-
 /** a = (a + b) / 2 in place. */
 function averageInto(a: Float32Array, b: Float32Array): void {
   for (let i = 0; i < a.length; i++) a[i] = (a[i]! + b[i]!) / 2;
@@ -369,18 +337,19 @@ function averageInto(a: Float32Array, b: Float32Array): void {
 /** Stage features [M, h, w, C] and tokens [M, D] of every piece (boxes filled in). */
 async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extracted> {
   const pad = row.geometry.startsWith('mirror') ? Number(row.geometry.slice(6)) : 0;
-  const bb = await loadBackbone('resnet50', { imageSize: row.size, stages: row.stages, borderPad: pad, fuseSizes: [] }); // msf: below
-  const SS = inputSide(bb);
-  if (row.msf.length && (row.geometry !== 'squash' || row.pre || row.tta)) throw new Error('msf needs g=squash, no pre, no tta');
-  const others = await Promise.all(row.msf.map((s) => loadBackbone('resnet50', { imageSize: s, stages: row.stages, fuseSizes: [] })));
+  if (row.msf.length && (row.geometry !== 'squash' || row.tta)) throw new Error('msf needs g=squash and no tta');
+  // msf: the backbone's own fused sizes (resnet.ts), as `musc run --fuse-sizes`
+  const bb = await loadBackbone('resnet50', { imageSize: row.size, stages: row.stages, borderPad: pad, fuseSizes: row.msf });
+  const SS = inputSide(bb),
+    L = inputLength(bb);
   const per: Extracted[] = [];
   for (let i = 0; i < pieces.length; i += 4) {
     const chunk = pieces.slice(i, i + 4);
-    const batch = new Float32Array(chunk.length * 3 * SS * SS);
+    const batch = new Float32Array(chunk.length * L);
     for (const [k, pc] of chunk.entries()) {
       const pi = await pieceImage(await photometric(await decodeRgb(paths[pc.item]!), row.pre), pc, row.size, row.geometry);
       pc.box = pi.box;
-      batch.set(await bb.preprocess(pi.img), k * 3 * SS * SS);
+      batch.set(await bb.preprocess(pi.img), k * L);
     }
     const f = await bb.extract(batch, chunk.length);
     if (row.tta === 'flip') {
@@ -390,8 +359,6 @@ async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extr
       );
       averageInto(f.imageTokens.data as Float32Array, m.imageTokens.data as Float32Array);
     } else if (row.tta) throw new Error(`bad tta ${row.tta}`);
-    if (others.length) for (const st of f.stages) scaleInPlace(st.data as Float32Array, 1 / (1 + others.length));
-    for (const ob of others) await fuseSize(f.stages as StageFeatures<Float32Array>[], ob, chunk, paths, 1 + others.length);
     per.push({ stages: f.stages as StageFeatures<Float32Array>[], tokens: f.imageTokens });
   }
   const cat = (parts: Float32Array[]): Float32Array => {
