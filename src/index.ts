@@ -8,6 +8,7 @@ export { defaultCacheDir, downloadHubFile } from './backbones/download.js';
 // backbones
 export { backboneInfo, DEFAULT_BACKBONE, listBackbones, loadBackbone } from './backbones/registry.js';
 export type { Backbone, BackboneInfo, LoadOptions } from './backbones/types.js';
+export { inputLength, inputSide } from './backbones/types.js';
 export type { Bank, BankManifest, ImageInput, ImagePrediction, PredictOptions, PredictOutput, Region } from './bank/index.js';
 // banks: saved reference sets of one product, predict with label-free verdicts and regions
 export { BankError, buildBank, closeBank, openBank, predict, renderCompositePng, renderHeatmapPng, renderMaskPng } from './bank/index.js';

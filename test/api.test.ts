@@ -28,6 +28,7 @@ test('README flow: resnet50 + musc separates injected defects from good surfaces
     const backbone = await api.loadBackbone('resnet50');
     const S = backbone.imageSize;
     assert.equal(S, 224);
+    assert.equal(api.inputLength(backbone), 3 * S * S); // the library fuses no sizes unless asked (fuseSizes)
     const images = await Promise.all(files.map((f) => api.decodeRgb(f)));
     const batch = new Float32Array(images.length * 3 * S * S);
     for (const [i, img] of images.entries()) batch.set(await backbone.preprocess(img), i * 3 * S * S);
