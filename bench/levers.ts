@@ -54,6 +54,7 @@ import { preprocessResNet, readResNet } from '../src/backbones/resnet.js';
 import { buildResNetGraph } from '../src/backbones/cnn.js';
 import { RemoteModel } from '../src/compute/models.js';
 import { inputLength, inputSide } from '../src/backbones/types.js';
+import { concatFloat32 } from '../src/core/arrays.js';
 import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
 import { nearestDistanceTable } from '../src/core/msm.js';
@@ -361,15 +362,7 @@ async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extr
     } else if (row.tta) throw new Error(`bad tta ${row.tta}`);
     per.push({ stages: f.stages as StageFeatures<Float32Array>[], tokens: f.imageTokens });
   }
-  const cat = (parts: Float32Array[]): Float32Array => {
-    const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-    let off = 0;
-    for (const p of parts) {
-      out.set(p, off);
-      off += p.length;
-    }
-    return out;
-  };
+  const cat = concatFloat32;
   const M = pieces.length;
   const stages = per[0]!.stages.map((s0, si) => ({ n: M, h: s0.h, w: s0.w, c: s0.c, data: cat(per.map((b) => b.stages[si]!.data)) }));
   return { stages, tokens: { n: M, d: per[0]!.tokens.d, data: cat(per.map((b) => b.tokens.data as Float32Array)) } };

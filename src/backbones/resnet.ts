@@ -39,6 +39,7 @@ import { RemoteModel } from '../compute/models.js';
 import type { BackboneFeatures, StageFeatures } from '../core/types.js';
 import type { RgbImage } from '../image/decode.js';
 import { resizeBilinearHWC } from '../core/lnamd.js';
+import { concatFloat32 } from '../core/arrays.js';
 import type { Backbone, BackboneInfo, BackboneLoader, LoadOptions } from './types.js';
 import {
   buildResNetGraph,
@@ -388,14 +389,7 @@ export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions =
     async preprocess(img: RgbImage): Promise<Float32Array> {
       const own = await preprocessResNet(img, imageSize, convention, pad);
       if (!fuseSizes.length) return own;
-      const parts = [own, ...(await Promise.all(fuseSizes.map((f) => preprocessResNet(img, f, convention, pad))))];
-      const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-      let off = 0;
-      for (const p of parts) {
-        out.set(p, off);
-        off += p.length;
-      }
-      return out;
+      return concatFloat32([own, ...(await Promise.all(fuseSizes.map((f) => preprocessResNet(img, f, convention, pad))))]);
     },
     async extract(batch: Float32Array, b: number): Promise<BackboneFeatures> {
       checkBatch(
