@@ -84,6 +84,8 @@ test('usage errors: bad flag values, unknown options, missing --out, bad config 
       [['run', '--data', dir, '--out', dir, '--interval', '0.5,0.1'], /--interval.*lo < hi <= 1/],
       [['run', '--data', dir, '--out', dir, '--r-list', '2'], /--r-list must be odd integers/],
       [['run', '--data', dir, '--out', dir, '--interval', '0,2'], /--interval must be lo,hi with 0 <= lo < hi <= 1/],
+      [['run', '--data', dir, '--out', dir, '--fuse-sizes', '300'], /--fuse-sizes: sizes are multiples of 32 \(or none\), got '300'/],
+      [['bank', 'build', '--data', dir, '--out', join(dir, 'b'), '--fuse-sizes', 'x'], /--fuse-sizes: expected a list/],
       [['run', '--data', dir, '--out', dir, '--vis-norm', 'both'], /--vis-norm.*Allowed choices are single, whole/],
       [['run', '--data', dir, '--out', dir, '--dataset', 'coco'], /--dataset/],
       [['run', '--data', dir, '--out', dir, '--bogus'], /unknown option '--bogus'/],

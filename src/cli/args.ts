@@ -100,7 +100,7 @@ export function accuracyOptions(cmd: Command): Command {
     )
     .option(
       '--fuse-sizes <list>',
-      "ResNet backbones: more input sizes (multiples of 32) whose features are averaged with the image size's, or none (default: the backbone's; resnet50: 10/7 of the image size, 224 -> 320)",
+      "ResNet backbones: more input sizes (multiples of 32) whose features are averaged with the image size's, or none (default: run and ablate: the backbone's, resnet50: 10/7 of the image size, 224 -> 320; bank build: none)",
       fuseSizesArg,
     )
     .option(

@@ -334,7 +334,12 @@ export function buildProgram(): Command {
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   addPaperCommands(program);
-  for (const c of program.commands) c.exitOverride();
+  // every level (musc bank build too): a usage error throws, so that it exits EXIT_USAGE
+  const override = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(override);
+  };
+  program.commands.forEach(override);
   try {
     if (argv.length <= 2) {
       program.outputHelp();
