@@ -22,11 +22,25 @@ export function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** redis-servers started here and not yet ended: killed by pid when this test process ends, even by a signal */
+const running = new Set<ChildProcess>();
+const killRunning = (): void => {
+  for (const p of running) p.kill('SIGKILL');
+};
+process.on('exit', killRunning);
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.once(sig, () => {
+    killRunning();
+    process.exit(128 + (sig === 'SIGINT' ? 2 : 15));
+  });
+
 /** redis-server on loopback, no persistence; resolves once it accepts connections. */
 export async function startRedis(port: number): Promise<ChildProcess> {
   const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(p);
+  p.once('exit', () => running.delete(p));
   let out = '';
   p.stdout!.on('data', (d) => (out += d));
   for (let i = 0; i < 100; i++) {
