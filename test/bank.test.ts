@@ -238,6 +238,7 @@ test('issue 17: predict loads the fused sizes a bank records ([] in older banks)
     await closeBank(bank);
     await edit((m) => (m.backbone.fuse_sizes = [320]));
     bank = await openBank(built.path);
+    assert.match(describeBank(bank).join('\n'), /backbone \S+ at \d+ px fused with 320 px, stages/); // musc bank info
     await assert.rejects(
       predict(bank, probe, { loadBackbone: recording }),
       /built with fused sizes \[320\]; the backbone loaded now has \[\]/,

@@ -136,6 +136,7 @@ test('build a bank from a server-side folder as a job (202, progress, loaded); p
   // the settings recorded in the bank: the run's image score rule, no score grid
   assert.equal(list.banks[0].info.imageScore, 'top:0.025');
   assert.equal(list.banks[0].info.scoreGrid, null);
+  assert.deepEqual(list.banks[0].info.fuseSizes, []); // service builds use one input size, as musc bank build
 });
 
 test('build from uploaded images (multipart): unreadable files skipped with the reason, load=false leaves it unloaded', {

@@ -66,7 +66,7 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
   return [
     `bank ${bank.path}: ${m.images.length} images${m.skipped.length ? ` (${m.skipped.length} inputs skipped)` : ''}, ` +
       `${mb(bytes).toFixed(1)} MB (${mb(bytes / m.images.length).toFixed(2)} MB per image)`,
-    `  backbone ${b.name} at ${b.image_size} px, stages ${b.stages.join(',')}, weights sha256 ${b.weights_sha256.slice(0, 12)}...`,
+    `  backbone ${b.name} at ${b.image_size} px${b.fuse_sizes?.length ? ` fused with ${b.fuse_sizes.join(', ')} px` : ''}, stages ${b.stages.join(',')}, weights sha256 ${b.weights_sha256.slice(0, 12)}...`,
     `  scoring: r ${sc.r_list.join(',')}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
       `features ${sc.feature_storage}; musc ${m.software.musc}, built ${m.created}`,
     `  calibration (leave-one-out, false-alarm ${pct(th.falseAlarm)}): ` +

@@ -47,6 +47,8 @@ function infoOf(bank: Bank): Record<string, unknown> {
     backbone: m.backbone.name,
     imageSize: m.backbone.image_size,
     stages: m.backbone.stages,
+    /** input sizes fused with imageSize (`--fuse-sizes` at build); [] = one size */
+    fuseSizes: m.backbone.fuse_sizes ?? [],
     rList: m.scoring.r_list,
     precision: m.scoring.msm_precision,
     imageScore: m.scoring.image_score ?? 'max',
@@ -83,10 +85,8 @@ async function renderAll(p: BankPrediction, bytes: Buffer, kinds: readonly Rende
   return out;
 }
 
-type LoadOpts = BankBackboneLoad;
-
 /** loads each (name, size, stages, device, weights, border, fused sizes) once; the banks get views whose dispose() does nothing */
-function sharedBackbones(): { load: (name: string, opts: LoadOpts) => Promise<Backbone>; disposeAll: () => Promise<void> } {
+function sharedBackbones(): { load: (name: string, opts: BankBackboneLoad) => Promise<Backbone>; disposeAll: () => Promise<void> } {
   const cache = new Map<string, Promise<Backbone>>();
   return {
     load(name, opts) {
