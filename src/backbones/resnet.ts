@@ -212,8 +212,11 @@ export async function readResNet(
   return { net, sha256, convention };
 }
 
-async function prepare(path: string, info: BackboneInfo, imageSize: number, stages: number[]): Promise<Prepared> {
-  const { net, sha256, convention } = await readResNet(path, info);
+type ReadNet = () => ReturnType<typeof readResNet>;
+
+/** `read`: the weights, read once per load however many input sizes need a graph built */
+async function prepare(read: ReadNet, info: BackboneInfo, imageSize: number, stages: number[]): Promise<Prepared> {
+  const { net, sha256, convention } = await read();
   const arch = describeResNet(net, info.name);
   const graph = buildResNetGraph(net, { imageSize, stages, head: !!net.fc, name: info.name });
   return { graph, sha256, convention, arch };
@@ -281,6 +284,7 @@ interface SizedModel {
 async function loadSized(
   info: BackboneInfo,
   path: string,
+  read: ReadNet,
   side: number,
   stages: number[],
   opts: LoadOptions,
@@ -294,7 +298,7 @@ async function loadSized(
   const key = `${path}|${st.size}|${st.mtimeMs}|${info.name}|${side}|${stages.join(',')}`;
   let pending = graphCache.get(key);
   if (!pending) {
-    pending = prepare(path, info, side, stages);
+    pending = prepare(read, info, side, stages);
     graphCache.set(key, pending);
     pending.catch(() => graphCache.delete(key));
   }
@@ -348,9 +352,11 @@ export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions =
   const pad = checkBorderPad(info.name, opts.borderPad ?? info.borderPad ?? 0, stages);
   const fuseSizes = fuseSizesFor(info.name, imageSize, opts.fuseSizes, info.fuseScales);
   const path = resolveWeightsPath(info, opts);
-  const main = await loadSized(info, path, imageSize + 2 * pad, stages, opts);
+  let net: ReturnType<typeof readResNet> | undefined;
+  const read: ReadNet = () => (net ??= readResNet(path, info)); // only on a graph cache miss, once for all sizes
+  const main = await loadSized(info, path, read, imageSize + 2 * pad, stages, opts);
   const fused: SizedModel[] = [];
-  for (const f of fuseSizes) fused.push(await loadSized(info, path, f + 2 * pad, stages, opts));
+  for (const f of fuseSizes) fused.push(await loadSized(info, path, read, f + 2 * pad, stages, opts));
   const { graph, convention } = main.prep;
   const S = main.side; // the network's input side; the maps stay imageSize
   const per = [main, ...fused].map((m) => 3 * m.side * m.side); // one image's values per input size
