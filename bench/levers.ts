@@ -709,7 +709,7 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   const src = row.replink === 'plain' ? await fc.plain() : fc;
   if (row.replink && row.replink !== 'plain') throw new Error(`bad replink ${row.replink}`);
   for (const l of row.repl) {
-    const table = await src.table(row.agg === 'ctr' ? 'ctr' : 'box', l, row.repr || row.rList[linkRIndex(row.rList)]!);
+    const table = await src.table(row.agg === 'ctr' ? 'ctr' : 'box', l, linkR(row));
     if (!grids) addBurnoutLinks(table, 0, M, P, bounds[1], row.rep, links);
     else
       grids.forEach(([h, w], i) => addBurnoutLinks(table.subarray(i * P * M, (i * P + h * w) * M), i, M, h * w, bounds[1], row.rep, links));
@@ -732,6 +732,11 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
     }
   });
   return { variant: filteredVariant(pools, bounds), info };
+}
+
+/** The r of a row's link tables: its repr, else the engine's choice from its r list. */
+function linkR(row: Row): number {
+  return row.repr || row.rList[linkRIndex(row.rList)]!;
 }
 
 /** Pools with two hops: a leaves out what it left out and what those left out (not itself), at most half of the others. */
@@ -930,7 +935,8 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const r of rs) {
       const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
       const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}`;
-      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${row.repr}:${row.replink}`;
+      // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
+      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
         const table = await fc.table(agg, l, r);
         if (!reduced.has(key)) reduced.set(key, reduceRow(table, meta.pieces, n, P, row.qa, row.q));

@@ -4,7 +4,8 @@
  *   backbone     'resnet50' (DEFAULT_BACKBONE)   reference: models.backbone_name
  *   image_size   the backbone's default           reference: datasets.img_resize (518)
  *   stages       the backbone's default           reference: models.feature_layers
- *   r_list       [1, 3, 5]                        LNAMD aggregation degrees
+ *   r_list       [1, 3, 5]; [1, 5] when the       LNAMD aggregation degrees (rListFor)
+ *                backbone fuses input sizes
  *   divide_num   1                                subsets (datasets/*.py sub_datasets)
  *   k_list       dataset default: visa [1,8,9], otherwise [1,2,3] (RsCIN windows)
  *   interval     [0, 0.3]                         MSM topmin_min, topmin_max
@@ -24,7 +25,7 @@ import { extname } from 'node:path';
 import { Ajv } from 'ajv';
 import YAML from 'yaml';
 import { DEFAULT_BACKBONE } from './backbones/registry.js';
-import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
+import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST, FUSED_R_LIST } from './core/defaults.js';
 import { parseImageScoreRule } from './core/maps.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/kernel.js';
 import type { FeatureStorage } from './core/types.js';
@@ -83,7 +84,8 @@ export interface Settings {
   score_grid?: number;
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
-  r_list: number[];
+  /** LNAMD aggregation degrees; by the backbone when absent (rListFor) */
+  r_list?: number[];
   divide_num: number;
   /** automatic division when a subset's estimated memory would exceed this many MB */
   max_memory?: number;
@@ -120,7 +122,6 @@ export interface Settings {
 export const DEFAULT_SETTINGS: Settings = {
   category: 'all',
   backbone: DEFAULT_BACKBONE,
-  r_list: [...DEFAULT_R_LIST],
   image_score: DEFAULT_IMAGE_SCORE,
   rscin: 'auto',
   repeat_filter: 'on',
@@ -267,7 +268,7 @@ export function checkImageScore(v: string, what: string): void {
  * maximum, RsCIN on, no repeated-anomaly filter).
  */
 export const PRESETS: Readonly<Record<string, Partial<Settings>>> = {
-  reference: { border_pad: 0, fuse_sizes: [], image_score: 'max', rscin: 'on', repeat_filter: 'off' },
+  reference: { border_pad: 0, fuse_sizes: [], r_list: [...DEFAULT_R_LIST], image_score: 'max', rscin: 'on', repeat_filter: 'off' },
   default: {},
 };
 
@@ -286,6 +287,15 @@ export function rscinWindows(
   const mode = s.rscin ?? 'auto';
   const on = mode === 'on' || (mode === 'auto' && backboneFamily !== 'resnet');
   return on ? [...datasetKList] : [0];
+}
+
+/**
+ * The LNAMD degrees of a run: an explicit r_list, else FUSED_R_LIST when the loaded backbone fuses
+ * several input sizes (`fuseSizes`), else the paper's DEFAULT_R_LIST.
+ */
+export function rListFor(s: { r_list?: number[] }, fuseSizes: readonly number[] | undefined): number[] {
+  if (s.r_list) return [...s.r_list];
+  return [...((fuseSizes ?? []).length > 0 ? FUSED_R_LIST : DEFAULT_R_LIST)];
 }
 
 /** MSM interval: fractions of the sorted distances, 0 <= lo < hi <= 1. */

@@ -7,6 +7,7 @@ import {
   ConfigError,
   loadConfigFile,
   mergeSettings,
+  rListFor,
   rscinWindows,
   validateSettings,
   parseIntList,
@@ -16,7 +17,7 @@ import { backboneLoadOptions } from '../src/pipeline/run-dataset.js';
 
 test('defaults are the reference settings', () => {
   const s = mergeSettings({}, {});
-  assert.deepEqual(s.r_list, [1, 3, 5]);
+  assert.equal(s.r_list, undefined); // by the backbone (rListFor)
   assert.deepEqual(s.interval, [0, 0.3]);
   assert.equal(s.divide_num, 1);
   assert.equal(s.backbone, 'resnet50');
@@ -130,7 +131,13 @@ test('issue 17: accuracy settings: image score rule, RsCIN auto, --preset refere
   assert.equal(backboneLoadOptions(d).fuseSizes, 'auto');
   assert.deepEqual(backboneLoadOptions({ ...d, fuse_sizes: [384] }).fuseSizes, [384]);
   const ref = mergeSettings({}, { preset: 'reference' });
-  assert.deepEqual([ref.image_score, ref.rscin, ref.border_pad, ref.fuse_sizes], ['max', 'on', 0, []]);
+  assert.deepEqual([ref.image_score, ref.rscin, ref.border_pad, ref.fuse_sizes, ref.r_list], ['max', 'on', 0, [], [1, 3, 5]]);
+  // LNAMD degrees: explicit r_list wins; else r = 1,5 when input sizes are fused, the paper's 1,3,5 otherwise
+  assert.deepEqual(rListFor(d, [320]), [1, 5]);
+  assert.deepEqual(rListFor(d, []), [1, 3, 5]);
+  assert.deepEqual(rListFor(d, undefined), [1, 3, 5]); // backbones without fusion (ViTs)
+  assert.deepEqual(rListFor(ref, [320]), [1, 3, 5]);
+  assert.deepEqual(rListFor({ r_list: [3] }, [320]), [3]);
   assert.deepEqual(backboneLoadOptions(ref).fuseSizes, []);
   assert.throws(() => validateSettings({ fuse_sizes: [300] }, 'x.yaml'), /x\.yaml: 'fuse_sizes/);
   // explicit keys win over the preset, from the file or the flags

@@ -137,6 +137,34 @@ test('end to end with a fake backbone and scorer: outputs, order, skip, determin
   }
 });
 
+test("LNAMD degrees of a run: 1,5 when the backbone fuses input sizes, the paper's 1,3,5 otherwise, an explicit list always", async () => {
+  const { dir, cleanup } = await tempDir('rlist');
+  try {
+    const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 6, defective: 2 });
+    const run = async (name: string, fuseSizes: number[], extra: Record<string, unknown> = {}) => {
+      const bb = fakeBackbone(32, 4, fuseSizes);
+      const scorer = fakeScorer();
+      const settings = mergeSettings({}, { heatmaps: 'none', ...extra });
+      const out = join(dir, name);
+      await runDataset({ data: set.root, out, settings, loadBackbone: fakeLoader(bb), scorer, metrics: fakeMetrics([]) });
+      const rj = JSON.parse(await readFile(join(out, 'surface', 'run.json'), 'utf8')) as { settings: { r_list: number[] } };
+      return { used: scorer.rLists, recorded: rj.settings.r_list, title: (await readFile(join(out, 'metrics.md'), 'utf8')).split('\n')[0] };
+    };
+    const plain = await run('plain', []);
+    assert.deepEqual(plain.used, [[1, 3, 5]]);
+    assert.deepEqual(plain.recorded, [1, 3, 5]);
+    assert.match(plain.title!, /with resnet50 at 32 px, r 1,3,5$/);
+    const fused = await run('fused', [64]);
+    assert.deepEqual(fused.used, [[1, 5]]);
+    assert.deepEqual(fused.recorded, [1, 5]);
+    assert.match(fused.title!, /at 32 px \(\+ 64 px fused\), r 1,5$/);
+    assert.deepEqual((await run('explicit', [64], { r_list: [1, 3, 5] })).used, [[1, 3, 5]]);
+    assert.deepEqual((await run('reference', [64], { preset: 'reference' })).used, [[1, 3, 5]]);
+  } finally {
+    await cleanup();
+  }
+});
+
 /** metrics.json counts and run.json's skipped list, timings and backbone of the e2e run. */
 async function checkMetricsAndRunJson(cat: string): Promise<void> {
   const metrics = JSON.parse(await readFile(join(cat, 'metrics.json'), 'utf8')) as Record<string, number | null>;

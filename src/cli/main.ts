@@ -20,6 +20,7 @@ import { checkDevice, type Device } from '../compute/session.js';
 import { shutdownCompute } from '../compute/worker.js';
 import type { Settings, VisNorm } from '../config.js';
 import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings } from '../config.js';
+import { DEFAULT_R_LIST, FUSED_R_LIST } from '../core/defaults.js';
 import { MASK_RULES } from '../datasets/masks.js';
 import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
 import { generateSynthetic } from '../demo/synthetic.js';
@@ -196,7 +197,11 @@ function addRunOptions(cmd: Command): Command {
         .option('--weights <file>', 'weight file for the backbone (default: the registry/cache)')
         .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
         .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages'))
-        .option('--r-list <list>', 'LNAMD aggregation degrees, odd (default: 1,3,5)', rListArg),
+        .option(
+          '--r-list <list>',
+          `LNAMD aggregation degrees, odd (default: ${FUSED_R_LIST.join(',')} when input sizes are fused, else ${DEFAULT_R_LIST.join(',')})`,
+          rListArg,
+        ),
     ),
   )
     .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)

@@ -25,7 +25,7 @@ import { prepareOutputFolder, unwritableOutput } from '../outputs/out-dir.js';
 import { acquireOutputLock } from '../outputs/lock.js';
 import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
-import { ConfigError, rscinWindows, type Settings } from '../config.js';
+import { ConfigError, rListFor, rscinWindows, type Settings } from '../config.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
@@ -139,6 +139,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   if (removed > 0) o.log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} left by an interrupted run in ${o.out}`);
   const backbone = await loadRunBackbone(o);
   const kList = rscinWindows(s, defaultKList(ds.kind), backbone.info?.family); // RsCIN auto: by the loaded backbone's family
+  const rList = rListFor(s, backbone.fuseSizes); // LNAMD degrees: by the loaded backbone's fused sizes
   let disposed = false;
   const dispose = async (): Promise<void> => {
     if (!disposed) {
@@ -155,6 +156,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
       ds,
       backbone,
       kList,
+      rList,
       staging: tx.dir,
       refFiles,
       ...(cache ? { cache } : {}),
@@ -164,7 +166,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     await dispose();
     checkInterrupted();
     const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, done.entries);
-    const markdown = metricsMarkdown(`MuSc: ${ds.kind} with ${s.backbone} at ${backbone.imageSize} px`, done.entries);
+    const markdown = metricsMarkdown(runTitle(ds.kind, s.backbone, backbone, rList), done.entries);
     await writeFileAtomic(join(tx.dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
     await writeFileAtomic(join(tx.dir, 'metrics.md'), markdown);
     // the previous report shows the replaced categories' images: it goes with them (rebuilt after)
@@ -183,6 +185,12 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     await dispose();
     await tx.abort();
   }
+}
+
+/** metrics.md's title: the backbone, its input sizes and the LNAMD degrees the numbers come from. */
+function runTitle(kind: string, name: string, b: Backbone, rList: number[]): string {
+  const fused = (b.fuseSizes ?? []).length > 0 ? ` (+ ${b.fuseSizes!.join(', ')} px fused)` : '';
+  return `MuSc: ${kind} with ${name} at ${b.imageSize} px${fused}, r ${rList.join(',')}`;
 }
 
 /** Every category in turn (written into the staging folder). */
@@ -212,6 +220,7 @@ interface DatasetRun {
   ds: Dataset;
   backbone: Backbone;
   kList: number[];
+  rList: number[];
   /** the transaction's staging folder: every output file is written here, then switched in */
   staging: string;
   cache?: FeatureCache;
@@ -296,7 +305,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
       { backbone, scorer: o.scorer, ...(o.metrics ? { metrics: o.metrics } : {}), ...(cache ? { cache } : {}) },
       {
         kind: ds.kind,
-        rList: s.r_list,
+        rList: run.rList,
         imageScore: parseImageScoreRule(s.image_score),
         repeatFilter: s.repeat_filter === 'on',
         ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),
@@ -355,6 +364,7 @@ function writeOutputs(run: DatasetRun, r: CategoryResult, rf: string[] | undefin
     dataset: ds.kind,
     image_size: backbone.imageSize,
     stages: backbone.stages,
+    r_list: run.rList,
     k_list: run.kList,
     ...(rf ? { reference_images: rf } : {}),
   };

@@ -10,7 +10,9 @@ import type { Backbone, BackboneInfo, LoadOptions } from '../../src/backbones/ty
 import type { Scorer, MetricsFn, MetricsInput, MetricsValues } from '../../src/pipeline/types.js';
 
 /** input [3, S, S] = nearest-resized RGB / 255; one stage: mean colour of each (S/G)^2 block (G x G grid, C = 3); token = mean colour */
-export function fakeBackbone(size = 32, grid = 4): Backbone & { calls: number[] } {
+export function fakeBackbone(size = 32, grid = 4, fuseSizes: number[] = []): Backbone & { calls: number[] } {
+  // fused sizes: each image's tensor is followed by [3, F, F] per size (types.ts inputLength), zeros here, unused
+  const per = [size, ...fuseSizes].reduce((a, f) => a + 3 * f * f, 0);
   const info: BackboneInfo = {
     name: 'fake',
     family: 'resnet',
@@ -27,8 +29,9 @@ export function fakeBackbone(size = 32, grid = 4): Backbone & { calls: number[] 
     weightsPath: '/dev/null',
     weightsSha256: '0'.repeat(64),
     calls,
+    ...(fuseSizes.length ? { fuseSizes } : {}),
     async preprocess(img: RgbImage): Promise<Float32Array> {
-      const out = new Float32Array(3 * size * size);
+      const out = new Float32Array(per);
       for (let y = 0; y < size; y++)
         for (let x = 0; x < size; x++) {
           const sy = Math.min(img.height - 1, Math.floor(((y + 0.5) * img.height) / size));
@@ -44,7 +47,7 @@ export function fakeBackbone(size = 32, grid = 4): Backbone & { calls: number[] 
       const tok = new Float32Array(b * 3);
       for (let i = 0; i < b; i++)
         for (let c = 0; c < 3; c++) {
-          const plane = batch.subarray((i * 3 + c) * size * size, (i * 3 + c + 1) * size * size);
+          const plane = batch.subarray(i * per + c * size * size, i * per + (c + 1) * size * size);
           let tot = 0;
           for (let gy = 0; gy < grid; gy++)
             for (let gx = 0; gx < grid; gx++) {
@@ -64,13 +67,16 @@ export function fakeBackbone(size = 32, grid = 4): Backbone & { calls: number[] 
 }
 
 /** score(i, p) = distance from patch p of image i to its nearest patch in any other image (one stage) */
-export function fakeScorer(): Scorer & { subsetSizes: number[] } {
+export function fakeScorer(): Scorer & { subsetSizes: number[]; rLists: (number[] | undefined)[] } {
   const subsetSizes: number[] = [];
+  const rLists: (number[] | undefined)[] = [];
   return {
     subsetSizes,
-    async scorePatches(stages: StageFeatures[], _opts: ScoreOptions): Promise<PatchScores> {
+    rLists,
+    async scorePatches(stages: StageFeatures[], opts: ScoreOptions): Promise<PatchScores> {
       const s = stages[0]!;
       subsetSizes.push(s.n);
+      rLists.push(opts.rList);
       const L = s.h * s.w;
       const out = new Float64Array(s.n * L);
       for (let i = 0; i < s.n; i++)
