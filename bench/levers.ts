@@ -27,6 +27,9 @@
  *        from the r = 3 tables of stages repl, summed; the engine's: stage 0): image scores from the
  *        filtered scores; repmap=1: the maps too
  *   fuse=288.320  several sizes fused: the row's maps at these input sizes too, averaged (squash)
+ *   pn=0.5 pnmap=0  pseudo-normal references: each image scored again against only the fraction pn of
+ *        the batch whose image scores (the row's, before RsCIN) are lowest, less the images the filter
+ *        left out of its pool; the image scores from those (pnmap=1: the maps too; 2: only the maps)
  *   q=0.3 qa=0 (MSM interval [qa, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
  *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
  *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
@@ -57,7 +60,7 @@ import { inputLength, inputSide } from '../src/backbones/types.js';
 import { concatFloat32 } from '../src/core/arrays.js';
 import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
-import { nearestDistanceTable } from '../src/core/msm.js';
+import { intervalBounds, nearestDistanceTable } from '../src/core/msm.js';
 import { reduceTable } from '../src/core/score.js';
 import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant, linkRIndex } from '../src/core/repeats.js';
 import { zeroShotVariant } from '../src/core/plan.js';
@@ -116,6 +119,10 @@ interface Row {
   sn: number;
   /** the r of the link tables (0: the engine's, linkRIndex: the row's smallest r; the third and fourth rounds: 3) */
   repr: number;
+  /** pseudo-normal references: image scores again against only the fraction pn of the batch with the lowest image scores (0: off) */
+  pn: number;
+  /** 1: the maps from the pseudo-normal scores too; 2: only the maps (image scores the row's own) */
+  pnmap: number;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -146,6 +153,8 @@ const BASE: Row = {
   rephop: 1,
   sn: 0,
   repr: 0,
+  pn: 0,
+  pnmap: 0,
 };
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
@@ -162,6 +171,8 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   repmap: 'repmap',
   repr: 'repr',
   rephop: 'rephop',
+  pn: 'pn',
+  pnmap: 'pnmap',
   grid: 'grid',
   sig: 'sigma',
   top: 'top',
@@ -731,7 +742,7 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
       else info.other++;
     }
   });
-  return { variant: filteredVariant(pools, bounds), info };
+  return { variant: filteredVariant(pools, bounds), pools, info };
 }
 
 /** The r of a row's link tables: its repr, else the engine's choice from its r list. */
@@ -953,7 +964,33 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
       }
     }
   }
-  return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, score_s };
+  return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, pools: filter?.pools, score_s };
+}
+
+/**
+ * Patch scores [M, P] against pseudo-normal references: the fraction pn of the batch with the lowest
+ * image scores `img` (each image less itself and the images in `leftOut`), averaged over the row's
+ * tables, each reduced over the same count of nearest images (the interval of the smallest pool).
+ */
+async function pseudoNormalScores(fc: FeatureConfig, row: Row, meta: Meta, img: Float64Array, pools: number[][] | undefined) {
+  const M = meta.pieces.length,
+    P = meta.h * meta.w;
+  if (meta.grids || M !== img.length) throw new Error('pn: one squashed piece per image');
+  const order = Array.from(img, (_, i) => i).sort((a, b) => img[a]! - img[b]!);
+  const refs = new Set(order.slice(0, Math.max(2, Math.ceil(row.pn * M))));
+  const poolOf = (a: number) => (pools ? pools[a]! : order).filter((b) => b !== a && refs.has(b)).sort((x, y) => x - y);
+  const pnPools = Array.from({ length: M }, (_, a) => poolOf(a));
+  const smallest = Math.min(...pnPools.map((p) => p.length));
+  const variant = filteredVariant(pnPools, intervalBounds(smallest, [row.qa, row.q]));
+  const layers = row.layers ?? row.stages.map((_, l) => l);
+  const out = new Float64Array(M * P);
+  const wgt = 1 / (layers.length * row.rList.length);
+  for (const l of layers)
+    for (const r of row.rList) {
+      const s = reduceTable(await fc.table(r === 1 && row.agg !== 'ctr' ? 'box' : row.agg, l, r), M, P, [variant])[0]!;
+      for (let k = 0; k < s.length; k++) out[k] += s[k]! * wgt;
+    }
+  return { scores: out, refs: refs.size, smallest };
 }
 
 async function evaluateRow(name: string, cat: string, items: DatasetItem[], masks: Uint8Array) {
@@ -970,6 +1007,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   let filtered: Float64Array | null = null;
   let fusedFiltered: Float32Array | null = null;
   let repInfo: Record<string, number> | undefined;
+  let pools: number[][] | undefined;
   let score_s = 0;
   const fromRun = process.env.MUSC_LEVERS_MAPS;
   if (fromRun) {
@@ -979,7 +1017,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     maps = r.maps;
   } else {
     const sc = await rowPatchScores(fc, row, items, meta);
-    ({ patch, filtered, repInfo, score_s } = sc);
+    ({ patch, filtered, repInfo, pools, score_s } = sc);
     if (row.pos) {
       if (meta.grids || M !== n) throw new Error('pos: one squashed piece per image');
       const normal = positionNormalised(patch, M, P, row.pos);
@@ -1017,7 +1055,17 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   if (row.sigma > 0) maps = gaussianSmooth(maps, n, S, S, row.sigma);
   if (row.sigma > 0) scoreMaps = filtered ? gaussianSmooth(scoreMaps, n, S, S, row.sigma) : maps;
   if (row.bm > 0) scoreMaps = cropMaps(scoreMaps, n, S, row.bm);
-  const img = imageScores(scoreMaps, n, row.top > 0 ? { kind: 'top', fraction: row.top } : MAX_IMAGE_SCORE);
+  const rule = row.top > 0 ? ({ kind: 'top', fraction: row.top } as const) : MAX_IMAGE_SCORE;
+  let img = imageScores(scoreMaps, n, rule);
+  let pnInfo: { refs: number; smallest: number } | undefined;
+  if (row.pn > 0) {
+    if (fromRun || row.fuse.length || row.pos || row.bm || row.sigma) throw new Error('pn: not with maps from a run, fuse, pos, bm or sig');
+    const pn = await pseudoNormalScores(fc, row, meta, img, pools);
+    const pnMaps = patchMaps(pn.scores, meta, S);
+    if (row.pnmap !== 2) img = imageScores(pnMaps, n, rule);
+    if (row.pnmap) maps = pnMaps;
+    pnInfo = { refs: pn.refs, smallest: pn.smallest };
+  }
   if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
   let rs = img;
   if (!row.kList.includes(0)) {
@@ -1038,6 +1086,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     score_s: +score_s.toFixed(1),
     pieces: M,
     ...(repInfo ? { repeat_filter: repInfo } : {}),
+    ...(pnInfo ? { pseudo_normal: pnInfo } : {}),
     ...(process.env.MUSC_LEVERS_BY_TYPE ? { by_type: imageAurocByType(items, rs), pixel_by_type: pixelByType(items, maps, masks, S) } : {}),
     ...(process.env.MUSC_LEVERS_REPEATS && M === n ? { same_type_nearest3: await sameTypeShare(fc, items, masks, S, P, meta.w) } : {}),
   };

@@ -25,7 +25,7 @@ import { extname } from 'node:path';
 import { Ajv } from 'ajv';
 import YAML from 'yaml';
 import { DEFAULT_BACKBONE } from './backbones/registry.js';
-import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST, FUSED_R_LIST } from './core/defaults.js';
+import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST, defaultRList } from './core/defaults.js';
 import { parseImageScoreRule } from './core/maps.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/kernel.js';
 import type { FeatureStorage } from './core/types.js';
@@ -294,8 +294,7 @@ export function rscinWindows(
  * several input sizes (`fuseSizes`), else the paper's DEFAULT_R_LIST.
  */
 export function rListFor(s: { r_list?: number[] }, fuseSizes: readonly number[] | undefined): number[] {
-  if (s.r_list) return [...s.r_list];
-  return [...((fuseSizes ?? []).length > 0 ? FUSED_R_LIST : DEFAULT_R_LIST)];
+  return s.r_list ? [...s.r_list] : defaultRList(fuseSizes);
 }
 
 /** MSM interval: fractions of the sorted distances, 0 <= lo < hi <= 1. */

@@ -171,6 +171,7 @@ test("end to end: a bank without image 0 scores image 0 as the full bank's leave
     assert.equal(full.manifest.scoring.image_score, 'top:0.025');
     assert.equal(full.manifest.backbone.border_pad, 0);
     assert.deepEqual(full.manifest.backbone.fuse_sizes, []);
+    assert.deepEqual(full.manifest.scoring.r_list, [1, 3, 5]); // one input size: the paper's degrees
     const maxBank = await buildBank(imgs, { out: join(dir, 'max.bank'), backbone: bb, imageScore: 'max' });
     assert.equal(maxBank.manifest.scoring.image_score, 'max');
     const mb = await openBank(maxBank.path);
@@ -210,6 +211,21 @@ test("end to end: a bank without image 0 scores image 0 as the full bank's leave
     assert.equal(raw.threshold, falseAlarmThreshold(fb.calibration.image_scores));
     await closeBank(fb);
     await closeBank(rb);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('issue 17: a bank of a backbone that fuses input sizes scores at r = 1,5 (as runs do), an explicit --r-list wins', async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-r-');
+  try {
+    const fused = unitTokenBackbone(32, 4, [64]);
+    const imgs = await inputs(5, 60);
+    const built = await buildBank(imgs, { out: join(dir, 'f.bank'), backbone: fused });
+    assert.deepEqual(built.manifest.backbone.fuse_sizes, [64]);
+    assert.deepEqual(built.manifest.scoring.r_list, [1, 5]);
+    const asked = await buildBank(imgs, { out: join(dir, 'g.bank'), backbone: fused, rList: [1, 3, 5] });
+    assert.deepEqual(asked.manifest.scoring.r_list, [1, 3, 5]);
   } finally {
     await cleanup();
   }

@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
 import type { Backbone } from '../backbones/types.js';
-import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
+import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, defaultRList } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { formatImageScoreRule, imageScores as imageScoresOf, mapMaxima, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
 import { type RscinMode, rscinWindows } from '../config.js';
@@ -113,7 +113,7 @@ function calibrationOf(maps: Float32Array, S: number, imageScores: Float64Array,
 export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Promise<BuildBankResult> {
   if (inputs.length === 0) throw new DatasetError('no images given for the bank');
   const falseAlarm = checkFalseAlarm(o.falseAlarm ?? DEFAULT_FALSE_ALARM);
-  const rList = o.rList ?? DEFAULT_R_LIST,
+  const rList = o.rList ?? defaultRList(o.backbone.fuseSizes), // 1,5 when the backbone fuses input sizes
     interval = o.interval ?? DEFAULT_INTERVAL,
     kList = rscinWindows({ ...(o.kList ? { k_list: o.kList } : {}), rscin: o.rscin ?? 'auto' }, RSCIN_K_MVTEC, o.backbone.info.family);
   const ex = await extractImages(inputs, o.backbone, {

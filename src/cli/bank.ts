@@ -13,7 +13,7 @@ import { checkFalseAlarm, DEFAULT_FALSE_ALARM, thresholdsOf } from '../bank/cali
 import { readBank } from '../bank/store.js';
 import type { Bank } from '../bank/types.js';
 import { ConfigError, parseNumberList } from '../config.js';
-import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
+import { DEFAULT_INTERVAL, DEFAULT_R_LIST, FUSED_R_LIST } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { DatasetError } from '../datasets/types.js';
 import type { ProgressSink } from '../pipeline/run-dataset.js';
@@ -83,7 +83,11 @@ function buildCommand(): Command {
     .option('--weights <file>', 'weight file for the backbone')
     .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
     .option('--stages <list>', "backbone stages (default: the backbone's)", intListArg('--stages'))
-    .option('--r-list <list>', `LNAMD aggregation degrees (default: ${DEFAULT_R_LIST.join(',')})`, intListArg('--r-list'))
+    .option(
+      '--r-list <list>',
+      `LNAMD aggregation degrees (default: ${FUSED_R_LIST.join(',')} with --fuse-sizes, else ${DEFAULT_R_LIST.join(',')})`,
+      intListArg('--r-list'),
+    )
     .option('--interval <lo,hi>', `MSM interval (default: ${DEFAULT_INTERVAL.join(',')})`, intervalArg)
     .option('--k-list <list>', 'RsCIN window sizes (default: 1,2,3); 0 disables', intListArg('--k-list'))
     .addOption(new Option('--msm-precision <mode>', `MSM distances (default: ${DEFAULT_MSM_PRECISION})`).choices(['exact', 'fast', 'int8']))

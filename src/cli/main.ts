@@ -199,7 +199,7 @@ function addRunOptions(cmd: Command): Command {
         .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages'))
         .option(
           '--r-list <list>',
-          `LNAMD aggregation degrees, odd (default: ${FUSED_R_LIST.join(',')} when input sizes are fused, else ${DEFAULT_R_LIST.join(',')})`,
+          `LNAMD aggregation degrees, odd (default: ${FUSED_R_LIST.join(',')} when input sizes are fused, as by default, else ${DEFAULT_R_LIST.join(',')})`,
           rListArg,
         ),
     ),

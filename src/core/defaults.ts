@@ -11,6 +11,11 @@ export const DEFAULT_R_LIST: number[] = [1, 3, 5];
  */
 export const FUSED_R_LIST: number[] = [1, 5];
 
+/** The LNAMD degrees of a backbone: FUSED_R_LIST when it fuses input sizes, else DEFAULT_R_LIST (a copy). */
+export function defaultRList(fuseSizes: readonly number[] | undefined): number[] {
+  return [...((fuseSizes ?? []).length > 0 ? FUSED_R_LIST : DEFAULT_R_LIST)];
+}
+
 /**
  * How a map becomes its image score (src/core/maps.ts ImageScoreRule): the paper takes the maximum;
  * the default is the mean of the top 2.5% of the map's pixels (README, the accuracy table).

@@ -154,8 +154,8 @@ export const fakeLoader =
     bb;
 
 /** The fake backbone with unit image tokens (as the real backbones give them). */
-export function unitTokenBackbone(size = 32, grid = 8): Backbone {
-  const f = fakeBackbone(size, grid);
+export function unitTokenBackbone(size = 32, grid = 8, fuseSizes: number[] = []): Backbone {
+  const f = fakeBackbone(size, grid, fuseSizes);
   return {
     ...f,
     extract: async (x, b) => {
