@@ -993,6 +993,27 @@ async function pseudoNormalScores(fc: FeatureConfig, row: Row, meta: Meta, img: 
   return { scores: out, refs: refs.size, smallest };
 }
 
+/** A row's image scores (pnmap 0, 1) and maps (pnmap 1, 2) from pseudo-normal references. */
+async function pseudoNormalRow(
+  fc: FeatureConfig,
+  row: Row,
+  meta: Meta,
+  img: Float64Array,
+  maps: Float32Array,
+  pools: number[][] | undefined,
+  fromRun: boolean,
+) {
+  if (fromRun || row.fuse.length || row.pos || row.bm || row.sigma) throw new Error('pn: not with maps from a run, fuse, pos, bm or sig');
+  const pn = await pseudoNormalScores(fc, row, meta, img, pools);
+  const pnMaps = patchMaps(pn.scores, meta, row.size);
+  const rule = row.top > 0 ? ({ kind: 'top', fraction: row.top } as const) : MAX_IMAGE_SCORE;
+  return {
+    img: row.pnmap !== 2 ? imageScores(pnMaps, img.length, rule) : img,
+    maps: row.pnmap ? pnMaps : maps,
+    info: { refs: pn.refs, smallest: pn.smallest },
+  };
+}
+
 async function evaluateRow(name: string, cat: string, items: DatasetItem[], masks: Uint8Array) {
   const row = parseRow(name);
   const paths = items.map((it) => it.path);
@@ -1058,14 +1079,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   const rule = row.top > 0 ? ({ kind: 'top', fraction: row.top } as const) : MAX_IMAGE_SCORE;
   let img = imageScores(scoreMaps, n, rule);
   let pnInfo: { refs: number; smallest: number } | undefined;
-  if (row.pn > 0) {
-    if (fromRun || row.fuse.length || row.pos || row.bm || row.sigma) throw new Error('pn: not with maps from a run, fuse, pos, bm or sig');
-    const pn = await pseudoNormalScores(fc, row, meta, img, pools);
-    const pnMaps = patchMaps(pn.scores, meta, S);
-    if (row.pnmap !== 2) img = imageScores(pnMaps, n, rule);
-    if (row.pnmap) maps = pnMaps;
-    pnInfo = { refs: pn.refs, smallest: pn.smallest };
-  }
+  if (row.pn > 0) ({ img, maps, info: pnInfo } = await pseudoNormalRow(fc, row, meta, img, maps, pools, !!fromRun));
   if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
   let rs = img;
   if (!row.kList.includes(0)) {
