@@ -30,6 +30,7 @@
  *   pn=0.5 pnmap=0  pseudo-normal references: each image scored again against only the fraction pn of
  *        the batch whose image scores (the row's, before RsCIN) are lowest, less the images the filter
  *        left out of its pool; the image scores from those (pnmap=1: the maps too; 2: only the maps)
+ *   imc=1  image score minus imc x the median of the image's map (negative: plus)
  *   q=0.3 qa=0 (MSM interval [qa, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
  *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
  *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
@@ -123,6 +124,8 @@ interface Row {
   pn: number;
   /** 1: the maps from the pseudo-normal scores too; 2: only the maps (image scores the row's own) */
   pnmap: number;
+  /** image score minus imc x the median of the image's own map (local peaks over a global level) */
+  imc: number;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -155,6 +158,7 @@ const BASE: Row = {
   repr: 0,
   pn: 0,
   pnmap: 0,
+  imc: 0,
 };
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
@@ -173,6 +177,7 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   rephop: 'rephop',
   pn: 'pn',
   pnmap: 'pnmap',
+  imc: 'imc',
   grid: 'grid',
   sig: 'sigma',
   top: 'top',
@@ -544,6 +549,20 @@ function cropMaps(maps: Float32Array, n: number, S: number, b: number): Float32A
   for (let i = 0; i < n; i++)
     for (let y = 0; y < T; y++) out.set(maps.subarray((i * S + y + b) * S + b, (i * S + y + b) * S + b + T), (i * T + y) * T);
   return out;
+}
+
+/** A row's image score rule: the mean of its top fraction, or the maximum (top=0). */
+function imageRule(row: Row) {
+  return row.top > 0 ? ({ kind: 'top', fraction: row.top } as const) : MAX_IMAGE_SCORE;
+}
+
+/** Image scores minus f x the median of each image's map [n, T, T]. */
+function minusMapMedians(img: Float64Array, maps: Float32Array, f: number): Float64Array {
+  const T2 = maps.length / img.length;
+  return img.map((v, i) => {
+    const m = maps.slice(i * T2, (i + 1) * T2).sort();
+    return v - f * m[T2 >> 1]!;
+  });
 }
 
 /** Patch scores [M, P] normalised per patch position over the batch: minus the median (and / the MAD with mode 2). */
@@ -1006,9 +1025,8 @@ async function pseudoNormalRow(
   if (fromRun || row.fuse.length || row.pos || row.bm || row.sigma) throw new Error('pn: not with maps from a run, fuse, pos, bm or sig');
   const pn = await pseudoNormalScores(fc, row, meta, img, pools);
   const pnMaps = patchMaps(pn.scores, meta, row.size);
-  const rule = row.top > 0 ? ({ kind: 'top', fraction: row.top } as const) : MAX_IMAGE_SCORE;
   return {
-    img: row.pnmap !== 2 ? imageScores(pnMaps, img.length, rule) : img,
+    img: row.pnmap !== 2 ? imageScores(pnMaps, img.length, imageRule(row)) : img,
     maps: row.pnmap ? pnMaps : maps,
     info: { refs: pn.refs, smallest: pn.smallest },
   };
@@ -1076,10 +1094,10 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   if (row.sigma > 0) maps = gaussianSmooth(maps, n, S, S, row.sigma);
   if (row.sigma > 0) scoreMaps = filtered ? gaussianSmooth(scoreMaps, n, S, S, row.sigma) : maps;
   if (row.bm > 0) scoreMaps = cropMaps(scoreMaps, n, S, row.bm);
-  const rule = row.top > 0 ? ({ kind: 'top', fraction: row.top } as const) : MAX_IMAGE_SCORE;
-  let img = imageScores(scoreMaps, n, rule);
+  let img = imageScores(scoreMaps, n, imageRule(row));
   let pnInfo: { refs: number; smallest: number } | undefined;
   if (row.pn > 0) ({ img, maps, info: pnInfo } = await pseudoNormalRow(fc, row, meta, img, maps, pools, !!fromRun));
+  if (row.imc) img = minusMapMedians(img, scoreMaps, row.imc);
   if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
   let rs = img;
   if (!row.kList.includes(0)) {
