@@ -144,7 +144,8 @@ test('runAblation: every row scored, shots rows on the held-out test set, table 
   const rows = studyRows(['r', 'shots'], [1, 2, 3], [0, 2]);
   const rec: import('../src/pipeline/types.js').MetricsInput[] = [];
   const res = await runAblation({ items, stages: st, tokens, external: 0, masks: null, size: 8, rows, metrics: fakeMetrics(rec) });
-  assert.equal(res.rows.length, 6 + 3);
+  assert.equal(res.rows.length, R_COMBOS.length + 3);
+  assert.ok(res.rows.some((r) => r.setting === 'r={1,5}')); // musc run's default with fused sizes
   assert.deepEqual(res.references, [8, 9]);
   for (const r of res.rows) {
     if (r.study === 'shots') assert.equal(r.nTest, 8);
@@ -156,7 +157,7 @@ test('runAblation: every row scored, shots rows on the held-out test set, table 
     [0, 2, 2],
   );
   // the r={1,3,5} row of the r study = the full pipeline: image scores by the default rule, then RsCIN
-  assert.equal(rec.length, 9);
+  assert.equal(rec.length, R_COMBOS.length + 3);
   const md = ablationMarkdown('t', res.rows);
   assert.match(md, /\| shots \| 2-shot MuSc\+ \| 8 \+ 2 ref \|/);
 });

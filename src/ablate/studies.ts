@@ -1,7 +1,8 @@
 /**
  * The paper's ablation studies as rows (MuSc, ICLR 2024, §4.3 and appendix A.6):
  *
- *   r       LNAMD aggregation degrees: {1}, {3}, {5}, {1,3}, {3,5}, {1,3,5}
+ *   r       LNAMD aggregation degrees: {1}, {3}, {5}, {1,3}, {3,5}, {1,3,5}, and {1,5} (not the paper's:
+ *           `musc run`'s default with fused input sizes, core/defaults.ts FUSED_R_LIST)
  *   msm     MSM reduction of the sorted scores: min, max, mean over all, and interval averages
  *           [0,0.1], [0,0.3], [0,0.5], [0.1,0.3]
  *   rscin   RsCIN off, each single window k > 1 of the dataset's list, the multi-window list
@@ -12,12 +13,12 @@
  * 1 subset, zero-shot) in its study's setting only.
  */
 import type { Reduction } from '../core/plan.js';
-import { DEFAULT_INTERVAL, DEFAULT_R_LIST } from '../core/defaults.js';
+import { DEFAULT_INTERVAL, DEFAULT_R_LIST, FUSED_R_LIST } from '../core/defaults.js';
 
 export type StudyName = 'r' | 'msm' | 'rscin' | 'divide' | 'shots';
 export const STUDIES: readonly StudyName[] = ['r', 'msm', 'rscin', 'divide', 'shots'];
 
-export const R_COMBOS: number[][] = [[1], [3], [5], [1, 3], [3, 5], [1, 3, 5]];
+export const R_COMBOS: number[][] = [[1], [3], [5], [1, 3], [3, 5], [1, 3, 5], FUSED_R_LIST];
 export const MSM_VARIANTS: { label: string; reduce: Reduction }[] = [
   { label: 'min', reduce: { kind: 'min' } },
   { label: 'max', reduce: { kind: 'max' } },
