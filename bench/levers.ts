@@ -31,6 +31,10 @@
  *        the batch whose image scores (the row's, before RsCIN) are lowest, less the images the filter
  *        left out of its pool; the image scores from those (pnmap=1: the maps too; 2: only the maps)
  *   imc=1  image score minus imc x the median of the image's map (negative: plus)
+ *   geo=0.5  geometry-matched pools: each image scored against the fraction geo of the other images
+ *        nearest in original size (|ln w_a - ln w_b| + |ln h_a - ln h_b|: how differently squashing
+ *        scaled their textures; ties at the cut all kept, so a batch of one size is unchanged),
+ *        intersected with the filter's pools
  *   q=0.3 qa=0 (MSM interval [qa, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
  *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
  *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
@@ -126,6 +130,8 @@ interface Row {
   pnmap: number;
   /** image score minus imc x the median of the image's own map (local peaks over a global level) */
   imc: number;
+  /** geometry-matched pools: each image scored against the fraction geo of the others nearest in original width and height (log scale) */
+  geo: number;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -159,6 +165,7 @@ const BASE: Row = {
   pn: 0,
   pnmap: 0,
   imc: 0,
+  geo: 0,
 };
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
@@ -178,6 +185,7 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   pn: 'pn',
   pnmap: 'pnmap',
   imc: 'imc',
+  geo: 'geo',
   grid: 'grid',
   sig: 'sigma',
   top: 'top',
@@ -960,17 +968,25 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
   const patch = new Float64Array(M * P);
   const filter = row.rep > 0 ? await repeatFilter(fc, row, items, M, P) : null;
   const filtered = filter ? new Float64Array(M * P) : null;
+  const geo = row.geo > 0 ? await geometryPools(items, row.geo) : null;
+  if (geo && M !== n) throw new Error('geo: one piece per image');
+  const plainVariant = geo ? poolVariant(geo, row) : null;
+  const filterVariant = geo && filter ? poolVariant(intersectPools(filter.pools, geo), row) : filter?.variant;
   let score_s = 0;
   for (const l of layers) {
     for (const r of rs) {
       const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
-      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}`;
+      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
       const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
         const table = await fc.table(agg, l, r);
-        if (!reduced.has(key)) reduced.set(key, reduceRow(table, meta.pieces, n, P, row.qa, row.q));
-        if (filter) reduced.set(fkey, reduceTable(table, M, P, [filter.variant])[0]!);
+        if (!reduced.has(key))
+          reduced.set(
+            key,
+            plainVariant ? reduceTable(table, M, P, [plainVariant])[0]! : reduceRow(table, meta.pieces, n, P, row.qa, row.q),
+          );
+        if (filterVariant) reduced.set(fkey, reduceTable(table, M, P, [filterVariant])[0]!);
       }
       score_s += fc.meta!.score_s[`${agg}-l${l}-r${r}`] ?? NaN;
       const wgt = 1 / (layers.length * rs.length);
@@ -984,6 +1000,42 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     }
   }
   return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, pools: filter?.pools, score_s };
+}
+
+/** Original image sizes [w, h] by path (decoded once per process). */
+const sizeOf = new Map<string, [number, number]>();
+
+/** Each image's pool: the fraction f of the others nearest in original size, ties at the cut kept. */
+async function geometryPools(items: DatasetItem[], f: number): Promise<number[][]> {
+  for (const it of items)
+    if (!sizeOf.has(it.path)) {
+      const im = await decodeRgb(it.path);
+      sizeOf.set(it.path, [im.width, im.height]);
+    }
+  const lw = items.map((it) => Math.log(sizeOf.get(it.path)![0])),
+    lh = items.map((it) => Math.log(sizeOf.get(it.path)![1]));
+  const N = items.length,
+    keep = Math.ceil(f * (N - 1));
+  return items.map((_, a) => {
+    const d = (b: number) => Math.abs(lw[a]! - lw[b]!) + Math.abs(lh[a]! - lh[b]!);
+    const others = items.map((_, b) => b).filter((b) => b !== a);
+    const cut = others.map(d).sort((x, y) => x - y)[keep - 1]!;
+    return others.filter((b) => d(b) <= cut);
+  });
+}
+
+/** Pools a ∩ b per image, ascending. */
+function intersectPools(a: number[][], b: number[][]): number[][] {
+  return a.map((pool, i) => {
+    const other = new Set(b[i]);
+    return pool.filter((x) => other.has(x)).sort((x, y) => x - y);
+  });
+}
+
+/** A variant over given pools, each reduced over the row's interval of the smallest pool. */
+function poolVariant(pools: number[][], row: Row) {
+  const smallest = Math.min(...pools.map((p) => p.length));
+  return filteredVariant(pools, intervalBounds(smallest, [row.qa, row.q]));
 }
 
 /**
