@@ -31,6 +31,7 @@
  *        the batch whose image scores (the row's, before RsCIN) are lowest, less the images the filter
  *        left out of its pool; the image scores from those (pnmap=1: the maps too; 2: only the maps)
  *   imc=1  image score minus imc x the median of the image's map (negative: plus)
+ *   rc=max  a stage's r tables combined by their maximum instead of their mean (sn=1: each scaled by its batch median first)
  *   geo=0.5  geometry-matched pools: each image scored against the fraction geo of the other images
  *        nearest in original size (|ln w_a - ln w_b| + |ln h_a - ln h_b|: how differently squashing
  *        scaled their textures; ties at the cut all kept, so a batch of one size is unchanged),
@@ -132,6 +133,8 @@ interface Row {
   imc: number;
   /** geometry-matched pools: each image scored against the fraction geo of the others nearest in original width and height (log scale) */
   geo: number;
+  /** how a stage's r tables combine: 'mean' (MuSc) or 'max' (a patch anomalous at any degree; with sn=1 for comparable scales) */
+  rc: string;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -166,11 +169,20 @@ const BASE: Row = {
   pnmap: 0,
   imc: 0,
   geo: 0,
+  rc: 'mean',
 };
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
 type Fields<T> = { [K in keyof Row]-?: Row[K] extends T ? K : never }[keyof Row];
-const TEXT_KEYS: Record<string, Fields<string>> = { g: 'geometry', pre: 'pre', tta: 'tta', replink: 'replink', agg: 'agg', tok: 'token' };
+const TEXT_KEYS: Record<string, Fields<string>> = {
+  g: 'geometry',
+  pre: 'pre',
+  tta: 'tta',
+  replink: 'replink',
+  agg: 'agg',
+  tok: 'token',
+  rc: 'rc',
+};
 const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   s: 'size',
   c: 'channels',
@@ -973,7 +985,10 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
   const plainVariant = geo ? poolVariant(geo, row) : null;
   const filterVariant = geo && filter ? poolVariant(intersectPools(filter.pools, geo), row) : filter?.variant;
   let score_s = 0;
+  if (row.rc !== 'mean' && row.rc !== 'max') throw new Error(`bad rc ${row.rc}`);
   for (const l of layers) {
+    const most =
+      row.rc === 'max' ? { patch: new Float64Array(M * P).fill(-Infinity), filtered: new Float64Array(M * P).fill(-Infinity) } : null;
     for (const r of rs) {
       const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
       const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}`;
@@ -992,14 +1007,20 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
       const wgt = 1 / (layers.length * rs.length);
       const s = reduced.get(key)!;
       const [c0, c1] = tableScale(s, row.sn); // the unfiltered table's scale for both
-      for (let k = 0; k < s.length; k++) patch[k] += ((s[k]! - c0) / c1) * wgt;
-      if (filter) {
-        const f = reduced.get(fkey)!;
-        for (let k = 0; k < f.length; k++) filtered![k] += ((f[k]! - c0) / c1) * wgt;
-      }
+      addScaled(most?.patch ?? patch, s, c0, c1, most ? 0 : wgt);
+      if (filter) addScaled(most?.filtered ?? filtered!, reduced.get(fkey)!, c0, c1, most ? 0 : wgt);
+    }
+    if (most) {
+      addScaled(patch, most.patch, 0, 1, 1 / layers.length);
+      if (filtered) addScaled(filtered, most.filtered, 0, 1, 1 / layers.length);
     }
   }
   return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, pools: filter?.pools, score_s };
+}
+
+/** out += w (s - c0) / c1, or out = max(out, (s - c0) / c1) with w = 0. */
+function addScaled(out: Float64Array, s: Float64Array, c0: number, c1: number, w: number): void {
+  for (let k = 0; k < s.length; k++) out[k] = w > 0 ? out[k]! + ((s[k]! - c0) / c1) * w : Math.max(out[k]!, (s[k]! - c0) / c1);
 }
 
 /** Original image sizes [w, h] by path (decoded once per process). */
