@@ -4,7 +4,7 @@
  *   backbone     'resnet50' (DEFAULT_BACKBONE)   reference: models.backbone_name
  *   image_size   the backbone's default           reference: datasets.img_resize (518)
  *   stages       the backbone's default           reference: models.feature_layers
- *   r_list       [1, 3, 5]; [1, 5] when the       LNAMD aggregation degrees (rListFor)
+ *   r_list       [1, 3, 5]; [1, 5] when the       LNAMD aggregation degrees (core/defaults.ts defaultRList)
  *                backbone fuses input sizes
  *   divide_num   1                                subsets (datasets/*.py sub_datasets)
  *   k_list       dataset default: visa [1,8,9], otherwise [1,2,3] (RsCIN windows)
@@ -25,7 +25,7 @@ import { extname } from 'node:path';
 import { Ajv } from 'ajv';
 import YAML from 'yaml';
 import { DEFAULT_BACKBONE } from './backbones/registry.js';
-import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST, defaultRList } from './core/defaults.js';
+import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
 import { parseImageScoreRule } from './core/maps.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/kernel.js';
 import type { FeatureStorage } from './core/types.js';
@@ -84,7 +84,7 @@ export interface Settings {
   score_grid?: number;
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
-  /** LNAMD aggregation degrees; by the backbone when absent (rListFor) */
+  /** LNAMD aggregation degrees; by the loaded backbone when absent (core/defaults.ts defaultRList) */
   r_list?: number[];
   divide_num: number;
   /** automatic division when a subset's estimated memory would exceed this many MB */
@@ -287,14 +287,6 @@ export function rscinWindows(
   const mode = s.rscin ?? 'auto';
   const on = mode === 'on' || (mode === 'auto' && backboneFamily !== 'resnet');
   return on ? [...datasetKList] : [0];
-}
-
-/**
- * The LNAMD degrees of a run: an explicit r_list, else FUSED_R_LIST when the loaded backbone fuses
- * several input sizes (`fuseSizes`), else the paper's DEFAULT_R_LIST.
- */
-export function rListFor(s: { r_list?: number[] }, fuseSizes: readonly number[] | undefined): number[] {
-  return s.r_list ? [...s.r_list] : defaultRList(fuseSizes);
 }
 
 /** MSM interval: fractions of the sorted distances, 0 <= lo < hi <= 1. */

@@ -7,17 +7,17 @@ import {
   ConfigError,
   loadConfigFile,
   mergeSettings,
-  rListFor,
   rscinWindows,
   validateSettings,
   parseIntList,
 } from '../src/config.js';
 import { tempDir } from './helpers/cli-env.js';
 import { backboneLoadOptions } from '../src/pipeline/run-dataset.js';
+import { defaultRList } from '../src/core/defaults.js';
 
 test('defaults are the reference settings', () => {
   const s = mergeSettings({}, {});
-  assert.equal(s.r_list, undefined); // by the backbone (rListFor)
+  assert.equal(s.r_list, undefined); // by the loaded backbone (defaultRList)
   assert.deepEqual(s.interval, [0, 0.3]);
   assert.equal(s.divide_num, 1);
   assert.equal(s.backbone, 'resnet50');
@@ -133,11 +133,11 @@ test('issue 17: accuracy settings: image score rule, RsCIN auto, --preset refere
   const ref = mergeSettings({}, { preset: 'reference' });
   assert.deepEqual([ref.image_score, ref.rscin, ref.border_pad, ref.fuse_sizes, ref.r_list], ['max', 'on', 0, [], [1, 3, 5]]);
   // LNAMD degrees: explicit r_list wins; else r = 1,5 when input sizes are fused, the paper's 1,3,5 otherwise
-  assert.deepEqual(rListFor(d, [320]), [1, 5]);
-  assert.deepEqual(rListFor(d, []), [1, 3, 5]);
-  assert.deepEqual(rListFor(d, undefined), [1, 3, 5]); // backbones without fusion (ViTs)
-  assert.deepEqual(rListFor(ref, [320]), [1, 3, 5]);
-  assert.deepEqual(rListFor({ r_list: [3] }, [320]), [3]);
+  assert.deepEqual(d.r_list ?? defaultRList([320]), [1, 5]);
+  assert.deepEqual(d.r_list ?? defaultRList([]), [1, 3, 5]);
+  assert.deepEqual(d.r_list ?? defaultRList(undefined), [1, 3, 5]); // backbones without fusion (ViTs)
+  assert.deepEqual(ref.r_list ?? defaultRList([320]), [1, 3, 5]);
+  assert.deepEqual(mergeSettings({}, { r_list: [3] }).r_list ?? defaultRList([320]), [3]);
   assert.deepEqual(backboneLoadOptions(ref).fuseSizes, []);
   assert.throws(() => validateSettings({ fuse_sizes: [300] }, 'x.yaml'), /x\.yaml: 'fuse_sizes/);
   // explicit keys win over the preset, from the file or the flags

@@ -25,7 +25,8 @@ import { prepareOutputFolder, unwritableOutput } from '../outputs/out-dir.js';
 import { acquireOutputLock } from '../outputs/lock.js';
 import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
-import { ConfigError, rListFor, rscinWindows, type Settings } from '../config.js';
+import { ConfigError, rscinWindows, type Settings } from '../config.js';
+import { defaultRList } from '../core/defaults.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
@@ -139,7 +140,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   if (removed > 0) o.log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} left by an interrupted run in ${o.out}`);
   const backbone = await loadRunBackbone(o);
   const kList = rscinWindows(s, defaultKList(ds.kind), backbone.info?.family); // RsCIN auto: by the loaded backbone's family
-  const rList = rListFor(s, backbone.fuseSizes); // LNAMD degrees: by the loaded backbone's fused sizes
+  const rList = s.r_list ?? defaultRList(backbone.fuseSizes); // LNAMD degrees: by the loaded backbone's fused sizes
   let disposed = false;
   const dispose = async (): Promise<void> => {
     if (!disposed) {
