@@ -14,6 +14,9 @@
  *   pre=normalise|clahe  per-image contrast: 1-99 % luminance stretch, or CLAHE (8 x 8 tiles)
  *   tta=flip  each piece's stage features and token averaged with those of its horizontal mirror
  *        (the mirror's features mirrored back): extraction 2x, the MSM unchanged
+ *   tta=flipref:h|hv  mirrored references: each image scored against the others and their mirrors
+ *        (h: left-right; hv: left-right, top-bottom and both), a patch's nearest distance to an image
+ *        over its copies; extraction and MSM (1 + K)x
  *   msf=320.288  several sizes fused at the feature level (squash; the backbone's fuseSizes, `--fuse-sizes`):
  *        each stage's features at these input sizes too, resized to the row's stage grids and averaged before LNAMD
  *   replink=plain  the filter's links from the row's features without tta / msf (one more r = 1 table)
@@ -30,6 +33,8 @@
  *   pn=0.5 pnmap=0  pseudo-normal references: each image scored again against only the fraction pn of
  *        the batch whose image scores (the row's, before RsCIN) are lowest, less the images the filter
  *        left out of its pool; the image scores from those (pnmap=1: the maps too; 2: only the maps)
+ *   mix=5.0  image score = the mean of robust z-scores (over the batch: (s - median) / MAD) of the top
+ *        fraction's score and of these top fractions' in thousandths (5 = 0.5%; 0 = the maximum): small and large peaks both count
  *   imc=1  image score minus imc x the median of the image's map (negative: plus)
  *   rc=max  a stage's r tables combined by their maximum instead of their mean (sn=1: each scaled by its batch median first)
  *   geo=0.5  geometry-matched pools: each image scored against the fraction geo of the other images
@@ -131,6 +136,8 @@ interface Row {
   pnmap: number;
   /** image score minus imc x the median of the image's own map (local peaks over a global level) */
   imc: number;
+  /** image score mixed over peak sizes: the mean of robust z-scores (over the batch) of the top fraction and of these, in thousandths (0 = max) */
+  mix?: number[];
   /** geometry-matched pools: each image scored against the fraction geo of the others nearest in original width and height (log scale) */
   geo: number;
   /** how a stage's r tables combine: 'mean' (MuSc) or 'max' (a patch anomalous at any degree; with sn=1 for comparable scales) */
@@ -213,6 +220,7 @@ const LIST_KEYS: Record<string, Fields<number[] | undefined>> = {
   repl: 'repl',
   fuse: 'fuse',
   msf: 'msf',
+  mix: 'mix',
   k: 'kList',
 };
 
@@ -366,6 +374,27 @@ function mirrorW(x: Float32Array, rows: number, w: number, c: number): Float32Ar
   return out;
 }
 
+/** tta=flipref:h|hv -> the mirrors added as references: 'h' (left-right), 'v' (top-bottom), 'hv' (both, = 180 degrees). */
+function mirrorKinds(tta: string): string[] {
+  if (!tta.startsWith('flipref')) return [];
+  const spec = tta.split(':')[1] ?? 'h';
+  if (spec === 'h') return ['h'];
+  if (spec === 'hv') return ['h', 'v', 'hv'];
+  throw new Error(`bad tta ${tta}: flipref:h or flipref:hv`);
+}
+
+/** A CHW batch [planes, S, S] mirrored left-right ('h'), top-bottom ('v') or both ('hv'); a new array. */
+function mirrorBatch(x: Float32Array, planes: number, S: number, kind: string): Float32Array {
+  let out = kind.includes('h') ? mirrorW(x, planes * S, S, 1) : x.slice();
+  if (kind.includes('v')) {
+    const src = out;
+    out = new Float32Array(src.length);
+    for (let p = 0; p < planes; p++)
+      for (let y = 0; y < S; y++) out.set(src.subarray((p * S + y) * S, (p * S + y + 1) * S), (p * S + (S - 1 - y)) * S);
+  }
+  return out;
+}
+
 /** a = (a + b) / 2 in place. */
 function averageInto(a: Float32Array, b: Float32Array): void {
   for (let i = 0; i < a.length; i++) a[i] = (a[i]! + b[i]!) / 2;
@@ -374,12 +403,14 @@ function averageInto(a: Float32Array, b: Float32Array): void {
 /** Stage features [M, h, w, C] and tokens [M, D] of every piece (boxes filled in). */
 async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extracted> {
   const pad = row.geometry.startsWith('mirror') ? Number(row.geometry.slice(6)) : 0;
-  if (row.msf.length && (row.geometry !== 'squash' || row.tta)) throw new Error('msf needs g=squash and no tta');
+  if (row.msf.length && (row.geometry !== 'squash' || row.tta === 'flip')) throw new Error('msf needs g=squash and no tta=flip');
+  const mirrors = mirrorKinds(row.tta);
   // msf: the backbone's own fused sizes (resnet.ts), as `musc run --fuse-sizes`
   const bb = await loadBackbone('resnet50', { imageSize: row.size, stages: row.stages, borderPad: pad, fuseSizes: row.msf });
   const SS = inputSide(bb),
     L = inputLength(bb);
   const per: Extracted[] = [];
+  const mirrored: Float32Array[][][] = mirrors.map(() => []); // [kind][chunk][stage]
   for (let i = 0; i < pieces.length; i += 4) {
     const chunk = pieces.slice(i, i + 4);
     const batch = new Float32Array(chunk.length * L);
@@ -395,12 +426,23 @@ async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extr
         averageInto(st.data as Float32Array, mirrorW(m.stages[si]!.data as Float32Array, st.n * st.h, st.w, st.c)),
       );
       averageInto(f.imageTokens.data as Float32Array, m.imageTokens.data as Float32Array);
-    } else if (row.tta) throw new Error(`bad tta ${row.tta}`);
+    } else if (row.tta && !mirrors.length) throw new Error(`bad tta ${row.tta}`);
+    for (const [k, kind] of mirrors.entries()) {
+      const m = await bb.extract(mirrorBatch(batch, chunk.length * 3, SS, kind), chunk.length);
+      mirrored[k]!.push(m.stages.map((st) => st.data as Float32Array));
+    }
     per.push({ stages: f.stages as StageFeatures<Float32Array>[], tokens: f.imageTokens });
   }
   const cat = concatFloat32;
   const M = pieces.length;
-  const stages = per[0]!.stages.map((s0, si) => ({ n: M, h: s0.h, w: s0.w, c: s0.c, data: cat(per.map((b) => b.stages[si]!.data)) }));
+  // flipref: the mirrors' features follow the pieces' own, kind by kind ([(1 + K) M, h, w, C]; tokens: the pieces' only)
+  const stages = per[0]!.stages.map((s0, si) => ({
+    n: M * (1 + mirrors.length),
+    h: s0.h,
+    w: s0.w,
+    c: s0.c,
+    data: cat([...per.map((b) => b.stages[si]!.data), ...mirrored.flatMap((chunks) => chunks.map((c) => c[si]!))]),
+  }));
   return { stages, tokens: { n: M, d: per[0]!.tokens.d, data: cat(per.map((b) => b.tokens.data as Float32Array)) } };
 }
 
@@ -576,6 +618,27 @@ function imageRule(row: Row) {
   return row.top > 0 ? ({ kind: 'top', fraction: row.top } as const) : MAX_IMAGE_SCORE;
 }
 
+/** A row's image-score post-processing from its maps: imc, then mix. */
+function peakPost(img: Float64Array, maps: Float32Array, row: Row): Float64Array {
+  const c = row.imc ? minusMapMedians(img, maps, row.imc) : img;
+  return row.mix ? mixedPeaks(c, maps, row.mix) : c;
+}
+
+/** Robust z-scores over the batch: (s - median) / MAD. */
+function robustZ(s: Float64Array): Float64Array {
+  const med = s.slice().sort()[s.length >> 1]!;
+  const mad = Float64Array.from(s, (v) => Math.abs(v - med)).sort()[s.length >> 1]! || 1;
+  return s.map((v) => (v - med) / mad);
+}
+
+/** mix: the mean of robust z-scores of the row's image scores and of the maps' top fractions `fs` in thousandths (0 = max). */
+function mixedPeaks(img: Float64Array, maps: Float32Array, fs: number[]): Float64Array {
+  const n = img.length;
+  const rule = (f: number) => (f > 0 ? ({ kind: 'top', fraction: f / 1000 } as const) : MAX_IMAGE_SCORE);
+  const all = [img, ...fs.map((f) => imageScores(maps, n, rule(f)))].map(robustZ);
+  return img.map((_, i) => all.reduce((a, z) => a + z[i]!, 0) / all.length);
+}
+
 /** Image scores minus f x the median of each image's map [n, T, T]. */
 function minusMapMedians(img: Float64Array, maps: Float32Array, f: number): Float64Array {
   const T2 = maps.length / img.length;
@@ -680,10 +743,14 @@ class FeatureConfig {
     const z = this.bank(f, agg, l, r);
     const M = meta.pieces.length,
       P = meta.h * meta.w;
-    const need = new Uint8Array(M * M);
-    for (let a = 0; a < M; a++) for (let b = 0; b < M; b++) need[a * M + b] = meta.pieces[a]!.item !== meta.pieces[b]!.item ? 1 : 0;
+    // flipref: Z holds (1 + K) M banks, the pieces' and their mirrors'; only the pieces are queries,
+    // and a piece's nearest distance to image b is over b and b's mirrors
+    const Mt = z.length / (P * meta.c0);
+    const need = new Uint8Array(Mt * Mt);
+    for (let a = 0; a < M; a++) for (let b = 0; b < Mt; b++) need[a * Mt + b] = meta.pieces[a]!.item !== meta.pieces[b % M]!.item ? 1 : 0;
     const t0 = performance.now();
-    const table = await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, M, P, meta.c0, need]);
+    const full = await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, Mt, P, meta.c0, need]);
+    const table = Mt === M ? full : minOverMirrors(full, M * P, M, Mt);
     meta.score_s[name] = (performance.now() - t0) / 1000;
     save(file, table);
     this.writeMeta();
@@ -714,6 +781,17 @@ class FeatureConfig {
     const st = f.stages[0]!;
     return aggregateStage(st, layerNormImages(st), 3, this.target(f.stages));
   }
+}
+
+/** A table [rows, Mt] (Mt = (1 + K) M: each image then its mirrors) -> [rows, M], the minimum over each image's copies. */
+function minOverMirrors(full: Float32Array, rows: number, M: number, Mt: number): Float32Array {
+  const out = new Float32Array(rows * M).fill(Infinity);
+  for (let q = 0; q < rows; q++)
+    for (let b = 0; b < Mt; b++) {
+      const v = full[q * Mt + b]!;
+      if (v < out[q * M + (b % M)]!) out[q * M + (b % M)] = v;
+    }
+  return out;
 }
 
 /** MSM patch scores [M, P] from a table: interval [0, q) over the other images (a tiled image's nearest = over its tiles). */
@@ -1170,7 +1248,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   let img = imageScores(scoreMaps, n, imageRule(row));
   let pnInfo: { refs: number; smallest: number } | undefined;
   if (row.pn > 0) ({ img, maps, info: pnInfo } = await pseudoNormalRow(fc, row, meta, img, maps, pools, !!fromRun));
-  if (row.imc) img = minusMapMedians(img, scoreMaps, row.imc);
+  img = peakPost(img, scoreMaps, row);
   if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
   let rs = img;
   if (!row.kList.includes(0)) {

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { scoreStages, scorePlanTask } from '../src/scoring/tasks.js';
 import { composeR } from '../src/core/score.js';
 import { reductionBounds, type PoolVariant } from '../src/core/plan.js';
-import { studyRows, parseStudies, R_COMBOS, MSM_VARIANTS } from '../src/ablate/studies.js';
+import { studyRows, parseStudies, R_COMBOS, MSM_VARIANTS, SHOT_COUNTS } from '../src/ablate/studies.js';
 import { runAblation, shotSplit, ablationMarkdown } from '../src/ablate/run.js';
 import { evenlySpaced } from '../src/cli/ablate.js';
 import { shutdownCompute } from '../src/compute/worker.js';
@@ -122,6 +122,21 @@ test('rows of the studies; --study parsing; held-out references; evenly spaced -
   assert.deepEqual(
     rows.filter((r) => r.study === 'rscin').map((r) => r.setting),
     ['off', 'k={2}', 'k={3}', 'k={1,2,3}'],
+  );
+  // a baseline with RsCIN off (--rscin auto with a ResNet) still measures the dataset's windows
+  const offBase = studyRows(['rscin'], [0], SHOT_COUNTS, [1, 2, 3]);
+  assert.deepEqual(
+    offBase.map((r) => [r.setting, r.kList]),
+    [
+      ['off', []],
+      ['k={2}', [2]],
+      ['k={3}', [3]],
+      ['k={1,2,3}', [1, 2, 3]],
+    ],
+  );
+  assert.deepEqual(
+    studyRows(['rscin'], [0]).map((r) => r.setting),
+    ['off'],
   );
   assert.equal(count('divide'), 3);
   assert.deepEqual(

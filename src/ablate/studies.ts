@@ -5,7 +5,8 @@
  *           `musc run`'s default with fused input sizes, core/defaults.ts FUSED_R_LIST)
  *   msm     MSM reduction of the sorted scores: min, max, mean over all, and interval averages
  *           [0,0.1], [0,0.3], [0,0.5], [0.1,0.3]
- *   rscin   RsCIN off, each single window k > 1 of the dataset's list, the multi-window list
+ *   rscin   RsCIN off, each single window k > 1 of the dataset's list, the multi-window list (also
+ *           when the baseline has RsCIN off, as `--rscin auto` does for ResNets)
  *   divide  the images split into 1, 2, 3 subsets scored separately (--divide)
  *   shots   0, 1, 2, 4 reference images: MuSc with references in the pool, and MuSc+ (k > 0)
  *
@@ -48,22 +49,26 @@ export interface RowConfig {
   mode: 'musc' | 'musc-plus';
 }
 
-/** The RsCIN rows: off, each single window k > 1, the whole list. */
+/** The RsCIN rows: off, each single window k > 1, the whole list (windows 0 = off: no more rows). */
 export function rscinWindows(kList: number[]): { label: string; k: number[] }[] {
   const rows = [{ label: 'off', k: [] as number[] }];
-  for (const k of kList) if (k > 1) rows.push({ label: `k={${k}}`, k: [k] });
-  rows.push({ label: `k={${kList.join(',')}}`, k: kList });
+  const on = kList.filter((k) => k > 0);
+  for (const k of on) if (k > 1) rows.push({ label: `k={${k}}`, k: [k] });
+  if (on.length) rows.push({ label: `k={${on.join(',')}}`, k: on });
   return rows;
 }
 
-/** Rows of the chosen studies (baseline settings elsewhere). */
-export function studyRows(studies: StudyName[], kList: number[], shotCounts = SHOT_COUNTS): RowConfig[] {
+/**
+ * Rows of the chosen studies (baseline settings elsewhere). kList: the baseline's RsCIN windows
+ * ([0] = off); rscinStudy: the windows the rscin study measures (default kList).
+ */
+export function studyRows(studies: StudyName[], kList: number[], shotCounts = SHOT_COUNTS, rscinStudy = kList): RowConfig[] {
   const base = { rList: BASE_R, reduce: BASE_REDUCE, kList, divide: 1, shots: 0, mode: 'musc' as const };
   const rows: RowConfig[] = [];
   for (const st of studies) {
     if (st === 'r') for (const r of R_COMBOS) rows.push({ ...base, study: st, setting: `r={${r.join(',')}}`, rList: r });
     if (st === 'msm') for (const m of MSM_VARIANTS) rows.push({ ...base, study: st, setting: m.label, reduce: m.reduce });
-    if (st === 'rscin') for (const w of rscinWindows(kList)) rows.push({ ...base, study: st, setting: w.label, kList: w.k });
+    if (st === 'rscin') for (const w of rscinWindows(rscinStudy)) rows.push({ ...base, study: st, setting: w.label, kList: w.k });
     if (st === 'divide')
       for (const d of DIVIDE_COUNTS) rows.push({ ...base, study: st, setting: `${d} subset${d > 1 ? 's' : ''}`, divide: d });
     if (st === 'shots') {

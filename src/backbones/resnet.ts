@@ -23,7 +23,7 @@
  * (its own graph, the same border padding in pixels); every stage's grid [F / stride]^2 is resized
  * bilinearly to the image size's [S / stride]^2 and the grids are averaged. A texture seen at two
  * scales: on the dev categories 224 + 320 px raised every metric's mean at the same MSM cost
- * (README, sixth round). The input tensor is then [3, S', S'] followed by [3, F', F'] per size.
+ * (docs/accuracy.md, sixth round). The input tensor is then [3, S', S'] followed by [3, F', F'] per size.
  *
  * `extract` returns the requested layers (1..4; default [2, 3] like PatchCore) as channels-last
  * [B, H, W, C] and the global-average-pooled layer4 output (at the image size) as the image token [B, 2048].
@@ -75,7 +75,7 @@ export const DEFAULT_RESNET_BORDER_PAD = 0;
 /**
  * Fused input sizes of `fuseSizes: 'auto'` (musc run's default), as factors of the image size: one
  * more, 10/7 of it (224 -> 320 px). The 224 + 320 px features averaged raised the dev mean of
- * every metric with no category worse (README, sixth round), for extraction about 3x (the MSM,
+ * every metric with no category worse (docs/accuracy.md, sixth round), for extraction about 3x (the MSM,
  * most of a run, unchanged). The library's loadBackbone fuses nothing unless asked.
  */
 export const DEFAULT_RESNET_FUSE_SCALES = [10 / 7];

@@ -69,6 +69,12 @@ export function inputSide(b: Pick<Backbone, 'imageSize' | 'borderPad'>): number 
   return b.imageSize + 2 * (b.borderPad ?? 0);
 }
 
+/** The input sizes as titles print them: '224 px', or '224 px (+ 320 px fused)'. */
+export function inputSizesLabel(b: Pick<Backbone, 'imageSize' | 'fuseSizes'>): string {
+  const fused = b.fuseSizes ?? [];
+  return `${b.imageSize} px${fused.length ? ` (+ ${fused.join(', ')} px fused)` : ''}`;
+}
+
 /** Values of one image's input tensor: [3, S', S'] and, per fused size F, [3, F + 2 pad, F + 2 pad]. */
 export function inputLength(b: Pick<Backbone, 'imageSize' | 'borderPad' | 'fuseSizes'>): number {
   const pad = 2 * (b.borderPad ?? 0);

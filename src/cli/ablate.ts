@@ -16,6 +16,7 @@ import { rscinWindows } from '../config.js';
 import { type Category, DATASET_KINDS, DatasetError, type DatasetItem, type DatasetKind } from '../datasets/types.js';
 import { loadMask, MASK_RULES, type MaskRule } from '../datasets/masks.js';
 import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
+import { inputSizesLabel } from '../backbones/types.js';
 import { computeMetrics } from '../metrics/index.js';
 import { extractReferences, listReferenceImages, referenceFolder, excludeTestImages } from '../features/references.js';
 import { ablationMarkdown, runAblation } from '../ablate/run.js';
@@ -143,12 +144,13 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
   const S = bb.imageSize;
   // RsCIN auto: by the loaded backbone's family (as runs and banks)
   const kList = rscinWindows({ ...(f.kList ? { k_list: f.kList } : {}), rscin: acc.rscin }, defaultKList(a.ds.kind), bb.info.family);
-  const rows = studyRows(f.study, kList, f.shots ?? SHOT_COUNTS);
+  // the rscin study measures the dataset's windows (or --k-list) even when the baseline has RsCIN off
+  const rows = studyRows(f.study, kList, f.shots ?? SHOT_COUNTS, f.kList ?? defaultKList(a.ds.kind));
   let t0 = performance.now();
   let feats: Awaited<ReturnType<typeof extractReferences>>;
   try {
     const refs = refFiles.length ? ` + ${refFiles.length} references` : '';
-    log(`ablate: ${cat.name}, ${items.length} images${refs}, ${name} at ${S} px: extracting features once`);
+    log(`ablate: ${cat.name}, ${items.length} images${refs}, ${name} at ${inputSizesLabel(bb)}: extracting features once`);
     feats = await extractReferences([...items.map((it) => it.path), ...refFiles], bb, { batchSize: f.batchSize ?? 4 });
   } finally {
     await bb.dispose();
@@ -163,7 +165,7 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
   for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
   const held = `references: the last ${res.references.length} good test images, held out in the shots rows`;
   const refNote = res.references.length ? (refFiles.length ? `references from ${f.referenceDir}` : held) : '';
-  const title = `MuSc ablations: ${a.ds.kind}/${cat.name}, ${name} at ${S} px${f.quick ? ' (quick)' : ''}`;
+  const title = `MuSc ablations: ${a.ds.kind}/${cat.name}, ${name} at ${inputSizesLabel(bb)}${f.quick ? ' (quick)' : ''}`;
   const md = ablationMarkdown(title, res.rows) + (refNote ? `\n${refNote}\n` : '');
   process.stdout.write(`\n${md}\n`);
   log(`features ${(tExtract / 1000).toFixed(1)} s (once), MSM tables + ${res.rows.length} rows ${(tRows / 1000).toFixed(1)} s`);

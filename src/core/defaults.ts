@@ -8,7 +8,7 @@ export const DEFAULT_R_LIST: number[] = [1, 3, 5];
  * The degrees when a backbone fuses several input sizes (resnet.ts fuseSizes; `musc run`'s ResNet
  * default, banks built with --fuse-sizes): the fused features already describe each patch at two
  * scales, and r = 3 then added nothing on any dev category and metric while costing a third of the
- * MSM (README, the seventh round). Do not mutate.
+ * MSM (docs/accuracy.md, the seventh round). Do not mutate.
  */
 export const FUSED_R_LIST: number[] = [1, 5];
 

@@ -204,7 +204,7 @@ export function aggregateStage(stage: StageFeatures, normed: Float32Array, r: nu
 
 /**
  * The target grid and channel count for a set of stages: the first stage's, or a G x G grid
- * (`grid`: features of a larger input scored on a smaller grid, README "Accuracy of the offline default").
+ * (`grid`: features of a larger input scored on a smaller grid, docs/accuracy.md, fourth round).
  */
 export function lnamdTarget(stages: StageFeatures[], channels?: number, grid?: number): AggregateOptions {
   if (stages.length === 0) throw new Error('LNAMD: no stages');

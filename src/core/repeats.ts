@@ -40,7 +40,7 @@ export const MIN_BURNOUT_GAPS = 4;
 /**
  * The rList index of the link table (with stage 0): the smallest r, 1 in the default plan. The test
  * looks for a patch that repeats; at r = 1 each patch is itself, while a larger r averages a small
- * defect with its normal neighbours and blurs its jump (README, "Accuracy of the offline default").
+ * defect with its normal neighbours and blurs its jump (docs/accuracy.md, fifth round).
  */
 export function linkRIndex(rList: number[]): number {
   let i = 0;

@@ -31,7 +31,7 @@ import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
-import { stageLayerNames, type Backbone, type LoadOptions } from '../backbones/types.js';
+import { inputSizesLabel, stageLayerNames, type Backbone, type LoadOptions } from '../backbones/types.js';
 import type { MetricsFn, Scorer, CategoryResult } from './types.js';
 import { parseImageScoreRule } from '../core/maps.js';
 import { excludeTestImages, extractReferences, listReferenceImages, referenceFolder } from '../features/references.js';
@@ -190,8 +190,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
 
 /** metrics.md's title: the backbone, its input sizes and the LNAMD degrees the numbers come from. */
 function runTitle(kind: string, name: string, b: Backbone, rList: number[]): string {
-  const fused = (b.fuseSizes ?? []).length > 0 ? ` (+ ${b.fuseSizes!.join(', ')} px fused)` : '';
-  return `MuSc: ${kind} with ${name} at ${b.imageSize} px${fused}, r ${rList.join(',')}`;
+  return `MuSc: ${kind} with ${name} at ${inputSizesLabel(b)}, r ${rList.join(',')}`;
 }
 
 /** Every category in turn (written into the staging folder). */
