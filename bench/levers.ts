@@ -1,5 +1,6 @@
 /**
- * The accuracy levers of issue 17 on one category. Features are extracted once per input geometry;
+ * The accuracy levers of issue 17 on one category. Features are extracted once per input geometry,
+ * through the FeatureStore (musc's extraction loop; the native geometry runs its own H x W graphs);
  * the full MSM nearest-distance table [N, P, N] of every (aggregation, stage, r) is cached on disk
  * (MUSC_LEVERS_CACHE, default <tmpdir>/musc-levers-tables), so every reduction and post-processing
  * row (interval, r list, stages, map smoothing, image score, RsCIN / RsCon) is evaluated without
@@ -63,12 +64,12 @@ import sharp from 'sharp';
 import { openDataset, type DatasetItem } from '../src/datasets/index.js';
 import { loadMask } from '../src/datasets/masks.js';
 import { decodeRgb, type RgbImage } from '../src/image/decode.js';
+import { FeatureStore } from '../src/features/store.js';
+import { stackStages, stackTokens } from '../src/features/stack.js';
 import { backboneInfo, loadBackbone, resolveWeightsPath } from '../src/backbones/registry.js';
 import { preprocessResNet, readResNet } from '../src/backbones/resnet.js';
 import { buildResNetGraph } from '../src/backbones/cnn.js';
 import { RemoteModel } from '../src/compute/models.js';
-import { inputLength, inputSide } from '../src/backbones/types.js';
-import { concatFloat32 } from '../src/core/arrays.js';
 import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
 import { intervalBounds, nearestDistanceTable } from '../src/core/msm.js';
@@ -400,50 +401,68 @@ function averageInto(a: Float32Array, b: Float32Array): void {
   for (let i = 0; i < a.length; i++) a[i] = (a[i]! + b[i]!) / 2;
 }
 
-/** Stage features [M, h, w, C] and tokens [M, D] of every piece (boxes filled in). */
+/**
+ * Stage features and tokens [M, D] of every piece (boxes filled in), through the FeatureStore
+ * (src/features/store.ts, musc's one extraction loop; no cache, float32). Each piece is decoded by
+ * the row's photometric step and geometry; tta=flip averages each piece's features with its
+ * mirror's (mirrored back); tta=flipref appends the mirrors' features as references, kind by kind:
+ * stages [(1 + K) M, h, w, C].
+ */
 async function extract(paths: string[], pieces: Piece[], row: Row): Promise<Extracted> {
   const pad = row.geometry.startsWith('mirror') ? Number(row.geometry.slice(6)) : 0;
-  if (row.msf.length && (row.geometry !== 'squash' || row.tta === 'flip')) throw new Error('msf needs g=squash and no tta=flip');
+  if (row.msf.length && row.geometry !== 'squash') throw new Error('msf needs g=squash');
+  if (row.tta && row.tta !== 'flip' && !row.tta.startsWith('flipref')) throw new Error(`bad tta ${row.tta}`);
   const mirrors = mirrorKinds(row.tta);
   // msf: the backbone's own fused sizes (resnet.ts), as `musc run --fuse-sizes`
   const bb = await loadBackbone('resnet50', { imageSize: row.size, stages: row.stages, borderPad: pad, fuseSizes: row.msf });
-  const SS = inputSide(bb),
-    L = inputLength(bb);
-  const per: Extracted[] = [];
-  const mirrored: Float32Array[][][] = mirrors.map(() => []); // [kind][chunk][stage]
-  for (let i = 0; i < pieces.length; i += 4) {
-    const chunk = pieces.slice(i, i + 4);
-    const batch = new Float32Array(chunk.length * L);
-    for (const [k, pc] of chunk.entries()) {
+  const views = ['', ...(row.tta === 'flip' ? ['h'] : []), ...mirrors];
+  const viewOf = new WeakMap<RgbImage, string>();
+  const sides = [row.size, ...(bb.fuseSizes ?? [])].map((s) => s + 2 * pad); // the input's [3, s, s] blocks
+  const store = new FeatureStore({
+    backbone: {
+      imageSize: bb.imageSize,
+      borderPad: bb.borderPad,
+      fuseSizes: bb.fuseSizes,
+      extract: (x, n) => bb.extract(x, n),
+      preprocess: async (img) => mirrorInput(await bb.preprocess(img), sides, viewOf.get(img) ?? ''),
+    },
+    storage: 'float32',
+    badFiles: 'error',
+    decode: async (key) => {
+      const [m, view] = key.split('#') as [string, string];
+      const pc = pieces[Number(m)]!;
       const pi = await pieceImage(await photometric(await decodeRgb(paths[pc.item]!), row.pre), pc, row.size, row.geometry);
       pc.box = pi.box;
-      batch.set(await bb.preprocess(pi.img), k * L);
-    }
-    const f = await bb.extract(batch, chunk.length);
-    if (row.tta === 'flip') {
-      const m = await bb.extract(mirrorW(batch, chunk.length * 3 * SS, SS, 1), chunk.length);
-      f.stages.forEach((st, si) =>
-        averageInto(st.data as Float32Array, mirrorW(m.stages[si]!.data as Float32Array, st.n * st.h, st.w, st.c)),
-      );
-      averageInto(f.imageTokens.data as Float32Array, m.imageTokens.data as Float32Array);
-    } else if (row.tta && !mirrors.length) throw new Error(`bad tta ${row.tta}`);
-    for (const [k, kind] of mirrors.entries()) {
-      const m = await bb.extract(mirrorBatch(batch, chunk.length * 3, SS, kind), chunk.length);
-      mirrored[k]!.push(m.stages.map((st) => st.data as Float32Array));
-    }
-    per.push({ stages: f.stages as StageFeatures<Float32Array>[], tokens: f.imageTokens });
-  }
-  const cat = concatFloat32;
+      viewOf.set(pi.img, view);
+      return pi.img;
+    },
+  });
+  const { images } = await store.extract(views.flatMap((v) => pieces.map((_, m) => ({ path: `${m}#${v}` }))));
+  await bb.dispose();
   const M = pieces.length;
-  // flipref: the mirrors' features follow the pieces' own, kind by kind ([(1 + K) M, h, w, C]; tokens: the pieces' only)
-  const stages = per[0]!.stages.map((s0, si) => ({
-    n: M * (1 + mirrors.length),
-    h: s0.h,
-    w: s0.w,
-    c: s0.c,
-    data: cat([...per.map((b) => b.stages[si]!.data), ...mirrored.flatMap((chunks) => chunks.map((c) => c[si]!))]),
-  }));
-  return { stages, tokens: { n: M, d: per[0]!.tokens.d, data: cat(per.map((b) => b.tokens.data as Float32Array)) } };
+  const feats = images.map((im) => im.features);
+  const stages = stackStages(feats, store.dims!, 'float32') as StageFeatures<Float32Array>[];
+  const tokens = stackTokens(feats.slice(0, M), store.tokenDim);
+  if (row.tta !== 'flip') return { stages, tokens };
+  // flip: the mirror's features mirrored back and averaged with the piece's own
+  const own = stages.map((st) => ({ ...st, n: M, data: st.data.slice(0, M * st.h * st.w * st.c) }));
+  own.forEach((st, si) => averageInto(st.data, mirrorW(stages[si]!.data.subarray(st.data.length), M * st.h, st.w, st.c)));
+  averageInto(tokens.data as Float32Array, stackTokens(feats.slice(M), store.tokenDim).data as Float32Array);
+  return { stages: own, tokens };
+}
+
+/** One preprocessed input ([3, s, s] per side in `sides`, one after another) mirrored: '' (as is), 'h', 'v' or 'hv'. */
+function mirrorInput(x: Float32Array, sides: number[], kind: string): Float32Array {
+  if (!kind) return x;
+  const out = new Float32Array(x.length);
+  let at = 0;
+  for (const s of sides) {
+    const block = x.subarray(at, at + 3 * s * s);
+    out.set(mirrorBatch(block, 3, s, kind), at);
+    at += 3 * s * s;
+  }
+  if (at !== x.length) throw new Error(`input of ${x.length} values, sides ${sides.join(', ')} give ${at}`);
+  return out;
 }
 
 /**

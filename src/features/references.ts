@@ -82,7 +82,7 @@ export async function excludeTestImages(files: string[], items: DatasetItem[]): 
  */
 export async function extractReferences(
   files: string[],
-  backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>,
+  backbone: Pick<Backbone, 'imageSize' | 'borderPad' | 'fuseSizes' | 'preprocess' | 'extract'>,
   opts: { batchSize?: number; decode?: (file: string) => Promise<RgbImage>; storage?: FeatureStorage; cache?: FeatureCache } = {},
 ): Promise<ReferenceFeatures> {
   if (files.length === 0) throw new DatasetError('no reference images');

@@ -53,7 +53,7 @@ export interface SkippedImage {
 export type BadFilePolicy = 'skip' | 'strict' | 'error';
 
 export interface FeatureStoreOptions {
-  backbone: Pick<Backbone, 'imageSize' | 'preprocess' | 'extract'>;
+  backbone: Pick<Backbone, 'imageSize' | 'borderPad' | 'fuseSizes' | 'preprocess' | 'extract'>; // the input length checked is inputLength's
   /** how stage features are kept (default DEFAULT_FEATURE_STORAGE); must match the cache's */
   storage?: FeatureStorage;
   /** images per backbone call (default 4) */
