@@ -36,6 +36,7 @@
  *        left out of its pool; the image scores from those (pnmap=1: the maps too; 2: only the maps)
  *   mix=5.0  image score = the mean of robust z-scores (over the batch: (s - median) / MAD) of the top
  *        fraction's score and of these top fractions' in thousandths (5 = 0.5%; 0 = the maximum): small and large peaks both count
+ *   rl=1.5_1.3  per-stage LNAMD degrees (stage index order; the filter's links still from rList's smallest r)
  *   imc=1  image score minus imc x the median of the image's map (negative: plus)
  *   rc=max  a stage's r tables combined by their maximum instead of their mean (sn=1: each scaled by its batch median first)
  *   geo=0.5  geometry-matched pools: each image scored against the fraction geo of the other images
@@ -139,6 +140,8 @@ interface Row {
   imc: number;
   /** image score mixed over peak sizes: the mean of robust z-scores (over the batch) of the top fraction and of these, in thousandths (0 = max) */
   mix?: number[];
+  /** per-stage LNAMD degrees: r lists by stage index joined by '_' ('1.5_1.3'); '' = rList for every stage */
+  rl: string;
   /** geometry-matched pools: each image scored against the fraction geo of the others nearest in original width and height (log scale) */
   geo: number;
   /** how a stage's r tables combine: 'mean' (MuSc) or 'max' (a patch anomalous at any degree; with sn=1 for comparable scales) */
@@ -178,6 +181,7 @@ const BASE: Row = {
   imc: 0,
   geo: 0,
   rc: 'mean',
+  rl: '',
 };
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
@@ -190,6 +194,7 @@ const TEXT_KEYS: Record<string, Fields<string>> = {
   agg: 'agg',
   tok: 'token',
   rc: 'rc',
+  rl: 'rl',
 };
 const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   s: 'size',
@@ -1073,7 +1078,6 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     M = meta.pieces.length,
     P = meta.h * meta.w;
   const layers = row.layers ?? row.stages.map((_, l) => l);
-  const rs = row.agg.startsWith('md') ? [0] : row.rList;
   const patch = new Float64Array(M * P);
   const filter = row.rep > 0 ? await repeatFilter(fc, row, items, M, P) : null;
   const filtered = filter ? new Float64Array(M * P) : null;
@@ -1086,6 +1090,7 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
   for (const l of layers) {
     const most =
       row.rc === 'max' ? { patch: new Float64Array(M * P).fill(-Infinity), filtered: new Float64Array(M * P).fill(-Infinity) } : null;
+    const rs = row.agg.startsWith('md') ? [0] : stageRList(row, l);
     for (const r of rs) {
       const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
       const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}`;
@@ -1113,6 +1118,14 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     }
   }
   return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, pools: filter?.pools, score_s };
+}
+
+/** The r list of stage l: the row's `rl` entry for it (per-stage degrees), else its r list. */
+function stageRList(row: Row, l: number): number[] {
+  if (!row.rl) return row.rList;
+  const per = row.rl.split('_').map((x) => x.split('.').map(Number));
+  if (!per[l]?.length || per[l]!.some((r) => !(r >= 1 && r % 2 === 1))) throw new Error(`bad rl ${row.rl} for stage ${l}`);
+  return per[l]!;
 }
 
 /** out += w (s - c0) / c1, or out = max(out, (s - c0) / c1) with w = 0. */
