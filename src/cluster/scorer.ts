@@ -77,6 +77,8 @@ export async function planBlockJobs(
   run: string,
   extra: { banks?: BankRef[]; maxAbs?: number[][] } = {},
 ) {
+  // every (stage, r) is a job here and the merge weights them 1 / (L R): per-stage lists are the local engine's only
+  if (plan.stageRList) throw new Error('per-stage r lists (ScoringPlan.stageRList) are not supported on the cluster');
   const target = lnamdTarget(stages, o.targetChannels, o.targetGrid);
   const P = target.gridH * target.gridW;
   const need = neededPairs(plan);

@@ -36,6 +36,12 @@ export interface ScoringPlan {
   n: number;
   /** LNAMD aggregation degrees */
   rList: number[];
+  /**
+   * Per-stage degrees: stage l is aggregated at stageRList[l] only (each a subset of rList), and a
+   * patch's score is the mean over stages of each stage's mean over its degrees. Absent: every
+   * stage at every r of rList (the paper's). Engine only so far: no setting, cluster or bank uses it.
+   */
+  stageRList?: number[][];
   variants: PoolVariant[];
   /**
    * The repeated-anomaly filter (repeats.ts) on variant 0, which must be zero-shot over the whole
@@ -85,6 +91,34 @@ export function batchPlan(
   const variant =
     references > 0 ? referenceVariant(range(0, n - references), range(n - references, n), mode, interval) : zeroShotVariant(n, interval);
   return { n, rList, variants: [variant] };
+}
+
+/** One MSM pass of a plan: stage l at rList[ri], weighted in the patch score's mean. */
+export interface PlanPass {
+  l: number;
+  ri: number;
+  w: number;
+}
+
+/**
+ * The passes of a plan over L stages, stage-major: every (stage, r) it scores, with the weight that
+ * makes the patch score the mean over stages of each stage's mean over its degrees (1 / (L R) when
+ * every stage has the whole rList).
+ */
+export function planPasses(plan: Pick<ScoringPlan, 'rList' | 'stageRList'>, L: number): PlanPass[] {
+  const lists = plan.stageRList ?? Array.from({ length: L }, () => plan.rList);
+  if (lists.length !== L) throw new Error(`per-stage r lists for ${lists.length} stages, the features have ${L}`);
+  return lists
+    .flatMap((list, l) => {
+      if (list.length === 0 || new Set(list).size !== list.length)
+        throw new Error(`stage ${l}: its r list must be non-empty, without repeats`);
+      return list.map((r) => {
+        const ri = plan.rList.indexOf(r);
+        if (ri < 0) throw new Error(`stage ${l}: r = ${r} is not in the plan's r list ${plan.rList.join(',')}`);
+        return { l, ri, w: 1 / (L * list.length) };
+      });
+    })
+    .sort((a, b) => a.l - b.l || a.ri - b.ri);
 }
 
 /** The rank range [kLo, kHi) of a reduction over M values. */

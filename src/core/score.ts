@@ -16,7 +16,7 @@ import type { StageFeatures } from './types.js';
 import type { PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
-import { neededPairs, reductionBounds, validatePlan, type PoolVariant, type ScoringPlan } from './plan.js';
+import { neededPairs, planPasses, reductionBounds, validatePlan, type PoolVariant, type ScoringPlan } from './plan.js';
 import { addBurnoutLinks, linkRIndex, planBurnoutBounds, repeatVariant, type RepeatSummary } from './repeats.js';
 
 export interface EngineOptions {
@@ -97,7 +97,8 @@ export async function scorePlan(
     L = stages.length,
     R = plan.rList.length;
   const need = neededPairs(plan);
-  const total = L * R;
+  const passes = planPasses(plan, L);
+  const total = passes.length;
   let done = 0;
   const timings = { lnamdMs: 0, msmMs: 0 };
   const table: TableOptions & { need: Uint8Array } = {
@@ -118,16 +119,17 @@ export async function scorePlan(
     patch: new Float64Array(v.scored.length * P),
     passes: opts.keepPasses ? new Float64Array(R * L * v.scored.length * P) : undefined,
   }));
-  // stage-major: each stage is layer-normalised once and reused for every r
+  // stage-major: each stage is layer-normalised once and reused for its every r
   for (let l = 0; l < L; l++) {
+    const mine = passes.filter((p) => p.l === l);
     const normed = l === 0 && normed0 ? normed0 : await timed(timings, 'lnamdMs', () => layerNormImages(stages[l]!));
-    for (let ri = 0; ri < R; ri++) {
+    for (const { ri, w } of mine) {
       if (pre !== null && l === 0 && ri === pre.ri) {
-        accumulate(variants, pre.scores, l, ri, L, R);
+        accumulate(variants, pre.scores, l, ri, L, w);
         continue;
       }
       const z = await timed(timings, 'lnamdMs', () => aggregateStage(stages[l]!, normed, plan.rList[ri]!, target));
-      accumulate(variants, await timed(timings, 'msmMs', () => scoreBank(z, n, P, target.channels, all, kernel, table)), l, ri, L, R);
+      accumulate(variants, await timed(timings, 'msmMs', () => scoreBank(z, n, P, target.channels, all, kernel, table)), l, ri, L, w);
       hooks.progress?.(++done, total, 'scoring');
     }
   }
@@ -145,9 +147,8 @@ async function timed<T>(clock: { lnamdMs: number; msmMs: number }, key: 'lnamdMs
   }
 }
 
-/** Adds one pass's scores (stage l, r index ri) to every variant's mean over stages and r, and to its passes [R, L, S_v, P]. */
-function accumulate(variants: VariantScores[], scores: Float64Array[], l: number, ri: number, L: number, R: number): void {
-  const wgt = 1 / (L * R);
+/** Adds one pass's scores (stage l, r index ri) with its weight (planPasses) to every variant's patch scores, and to its passes [R, L, S_v, P]. */
+function accumulate(variants: VariantScores[], scores: Float64Array[], l: number, ri: number, L: number, wgt: number): void {
   scores.forEach((s, vi) => {
     const v = variants[vi]!;
     for (let k = 0; k < s.length; k++) v.patch[k] += s[k]! * wgt;
@@ -172,7 +173,8 @@ async function repeatPass(
   const bounds = planBurnoutBounds(plan);
   if (bounds === null) return null;
   const P = target.gridH * target.gridW;
-  const ri = linkRIndex(plan.rList);
+  const list0 = plan.stageRList?.[0] ?? plan.rList; // the link table: stage 0 at its smallest r
+  const ri = plan.rList.indexOf(list0[linkRIndex(list0)]!);
   const z = aggregateStage(stage0, normed0, plan.rList[ri]!, target);
   const t = await nearestDistanceTable(z, n, P, target.channels, kernel, table);
   const links = new Float64Array(n * n);

@@ -1,0 +1,151 @@
+/**
+ * Per-stage LNAMD degrees in the engine (ScoringPlan.stageRList, issue 17's eighth round): the
+ * passes and their weights, and scorePlan's patch scores = the mean over stages of each stage's
+ * mean over its degrees, composed from the passes of the full plan; the repeated-anomaly filter
+ * links at stage 0's smallest r. Without stageRList the engine is unchanged (bit for bit).
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { planPasses, zeroShotVariant, type ScoringPlan } from '../src/core/plan.js';
+import { scorePlan } from '../src/core/score.js';
+import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
+import type { StageFeatures } from '../src/core/types.js';
+import { mulberry32 } from '../src/demo/synthetic.js';
+import { kernelFor } from '../src/scoring/tasks.js';
+import { shutdownCompute } from '../src/compute/worker.js';
+import { planBlockJobs } from '../src/cluster/scorer.js';
+
+after(shutdownCompute);
+
+const bytes = (a: Float64Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** Two random stages [n, 4, 4, 8]; with `repeated`, images 0..3 share one defect vector at stage 0's patch (0, 0). */
+function stagesOf(n: number, seed: number, repeated = false): StageFeatures[] {
+  const rnd = mulberry32(seed);
+  const stages = [0, 1].map(() => ({ n, h: 4, w: 4, c: 8, data: Float32Array.from({ length: n * 4 * 4 * 8 }, () => rnd() * 2 - 1) }));
+  if (repeated) {
+    const defect = Float32Array.from({ length: 8 }, () => 8 * (rnd() * 2 - 1));
+    for (let i = 0; i < 4; i++) for (let c = 0; c < 8; c++) stages[0]!.data[i * 16 * 8 + c] = defect[c]! + 0.01 * rnd();
+  }
+  return stages;
+}
+
+test('planPasses: stage-major passes and weights; errors name the stage', () => {
+  const all = planPasses({ rList: [1, 3, 5] }, 2);
+  assert.deepEqual(
+    all.map((p) => [p.l, p.ri]),
+    [
+      [0, 0],
+      [0, 1],
+      [0, 2],
+      [1, 0],
+      [1, 1],
+      [1, 2],
+    ],
+  );
+  assert.ok(all.every((p) => p.w === 1 / 6));
+  const per = planPasses(
+    {
+      rList: [1, 3, 5, 7],
+      stageRList: [
+        [3, 1],
+        [1, 5, 7],
+      ],
+    },
+    2,
+  );
+  assert.deepEqual(
+    per.map((p) => [p.l, p.ri, p.w]),
+    [
+      [0, 0, 1 / 4],
+      [0, 1, 1 / 4],
+      [1, 0, 1 / 6],
+      [1, 2, 1 / 6],
+      [1, 3, 1 / 6],
+    ],
+  );
+  assert.throws(() => planPasses({ rList: [1, 3], stageRList: [[1]] }, 2), /for 1 stages, the features have 2/);
+  assert.throws(() => planPasses({ rList: [1, 3], stageRList: [[1], [5]] }, 2), /stage 1: r = 5 is not in the plan's r list 1,3/);
+  assert.throws(() => planPasses({ rList: [1, 3], stageRList: [[1], []] }, 2), /stage 1: its r list must be non-empty/);
+  assert.throws(() => planPasses({ rList: [1, 3], stageRList: [[1, 1], [3]] }, 2), /stage 0: .* without repeats/);
+});
+
+test('scorePlan with per-stage degrees = each stage mean over its r, then the mean over stages', async () => {
+  const n = 8;
+  const stages = stagesOf(n, 3);
+  const kernel = await kernelFor('cpu', 'exact');
+  const full: ScoringPlan = { n, rList: [1, 3, 5], variants: [zeroShotVariant(n, [0, 0.3])] };
+  const res = await scorePlan(stages, full, kernel, { keepPasses: true });
+  const passes = res.variants[0]!.passes!;
+  const sp = passes.length / (res.R * res.L);
+  const pass = (l: number, ri: number, k: number): number => passes[(ri * res.L + l) * sp + k]!;
+  const per = await scorePlan(
+    stages,
+    {
+      ...full,
+      stageRList: [
+        [1, 3],
+        [1, 5],
+      ],
+    },
+    kernel,
+  );
+  const got = per.variants[0]!.patch;
+  for (let k = 0; k < sp; k++) {
+    const want = ((pass(0, 0, k) + pass(0, 1, k)) / 2 + (pass(1, 0, k) + pass(1, 2, k)) / 2) / 2;
+    assert.ok(Math.abs(got[k]! - want) < 1e-12, `patch ${k}: ${got[k]} against ${want}`);
+  }
+  // every stage at the whole list = no stageRList, bit for bit
+  const same = await scorePlan(
+    stages,
+    {
+      ...full,
+      stageRList: [
+        [1, 3, 5],
+        [1, 3, 5],
+      ],
+    },
+    kernel,
+  );
+  assert.ok(bytes(same.variants[0]!.patch).equals(bytes(res.variants[0]!.patch)));
+});
+
+test('the repeated-anomaly filter links at stage 0 smallest r of its own list', async () => {
+  const n = 20;
+  const stages = stagesOf(n, 5, true);
+  const kernel = await kernelFor('cpu', 'exact');
+  const variants = [zeroShotVariant(n, [0, 0.3] as [number, number])];
+  const plan = (rList: number[], stageRList?: number[][]): ScoringPlan => ({
+    n,
+    rList,
+    ...(stageRList ? { stageRList } : {}),
+    variants,
+    repeatFilter: DEFAULT_REPEAT_FILTER,
+  });
+  // stage lists without r = 1 over an r list with it: the same as a plan of r = 3 alone
+  const per = await scorePlan(stages, plan([1, 3], [[3], [3]]), kernel);
+  const only3 = await scorePlan(stages, plan([3]), kernel);
+  const only1 = await scorePlan(stages, plan([1]), kernel);
+  assert.ok(per.filtered && only3.filtered && only1.filtered);
+  assert.ok(bytes(per.variants[0]!.patch).equals(bytes(only3.variants[0]!.patch)));
+  assert.ok(bytes(per.filtered.patch).equals(bytes(only3.filtered.patch)));
+  assert.deepEqual(per.filtered.summary, only3.filtered.summary);
+  // the planted defect: r = 1 links images 0..3 with each other, r = 3 otherwise (so the link r matters here)
+  assert.deepEqual(only1.filtered.summary.leftOut.slice(0, 4), [
+    [1, 2, 3],
+    [0, 2, 3],
+    [0, 1, 3],
+    [0, 1, 2],
+  ]);
+  assert.notDeepEqual(only3.filtered.summary.leftOut, only1.filtered.summary.leftOut);
+});
+
+test('the cluster refuses per-stage r lists (its jobs and merges weight every stage and r alike)', async () => {
+  const n = 4;
+  const plan: ScoringPlan = { n, rList: [1, 3], stageRList: [[1], [3]], variants: [zeroShotVariant(n, [0, 0.3])] };
+  const store = {} as Parameters<typeof planBlockJobs>[4]; // never reached
+  await assert.rejects(
+    planBlockJobs(stagesOf(n, 1), plan, {}, { rowImages: 2, colImages: 2 } as Parameters<typeof planBlockJobs>[3], store, 'run'),
+    /per-stage r lists .* are not supported on the cluster/,
+  );
+});
