@@ -86,6 +86,11 @@ export interface Settings {
   preset?: 'reference' | 'default';
   /** LNAMD aggregation degrees; by the loaded backbone when absent (core/defaults.ts defaultRList) */
   r_list?: number[];
+  /**
+   * LNAMD degrees per backbone stage (one list per stage, e.g. [[1, 3], [1, 5, 7]]); when given, it
+   * wins over r_list (whose value is then their union). Local runs only (not --redis, not banks).
+   */
+  stage_r_list?: number[][];
   divide_num: number;
   /** automatic division when a subset's estimated memory would exceed this many MB */
   max_memory?: number;
@@ -164,6 +169,11 @@ export const SETTINGS_SCHEMA = {
     repeat_filter: { enum: ['on', 'off'] },
     score_grid: { type: 'integer', minimum: 1, maximum: 512 },
     r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
+    stage_r_list: {
+      type: 'array',
+      items: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
+      minItems: 1,
+    },
     divide_num: posInt,
     max_memory: { type: 'number', exclusiveMinimum: 0 },
     k_list: { type: 'array', items: { type: 'integer', minimum: 0 } },
@@ -249,6 +259,7 @@ export function validateSettings(obj: unknown, source: string): Partial<Settings
   const s = renamed as Partial<Settings>;
   if (s.interval) checkInterval(s.interval, `${source}: 'interval'`);
   if (s.r_list) checkRList(s.r_list, `${source}: 'r_list'`);
+  if (s.stage_r_list) checkStageRList(s.stage_r_list, `${source}: 'stage_r_list'`);
   if (s.image_score !== undefined) checkImageScore(s.image_score, `${source}: 'image_score'`);
   return s;
 }
@@ -302,6 +313,14 @@ export function checkRList(v: readonly number[], what: string): void {
   if (bad.length > 0) {
     throw new ConfigError(`${what} must be odd integers from 1 to 15 (r x r neighbourhoods centred on a patch), got ${bad.join(',')}`);
   }
+}
+
+/** Per-stage LNAMD degrees: each list odd degrees (checkRList), none repeated. */
+export function checkStageRList(v: readonly (readonly number[])[], what: string): void {
+  v.forEach((l, k) => {
+    checkRList(l, `${what} (stage ${k + 1})`);
+    if (new Set(l).size !== l.length) throw new ConfigError(`${what} (stage ${k + 1}) repeats a degree: ${l.join(',')}`);
+  });
 }
 
 /** Reads a YAML (.yaml/.yml) or JSON config file. */

@@ -14,6 +14,17 @@ import { mulberry32 } from '../src/demo/synthetic.js';
 import { kernelFor } from '../src/scoring/tasks.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { planBlockJobs } from '../src/cluster/scorer.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generateSynthetic } from '../src/demo/synthetic.js';
+import { runDataset } from '../src/pipeline/run-dataset.js';
+import { ConfigError, mergeSettings, validateSettings } from '../src/config.js';
+import { stageRListArg } from '../src/cli/args.js';
+import { runOnCluster } from '../src/cli/cluster-run.js';
+import { localScorer } from '../src/pipeline/local-scorer.js';
+import type { Scorer } from '../src/pipeline/types.js';
+import { tempDir } from './helpers/cli-env.js';
+import { fakeBackbone, fakeLoader, fakeMetrics } from './helpers/cli-fakes.js';
 
 after(shutdownCompute);
 
@@ -148,4 +159,54 @@ test('the cluster refuses per-stage r lists (its jobs and merges weight every st
     planBlockJobs(stagesOf(n, 1), plan, {}, { rowImages: 2, colImages: 2 } as Parameters<typeof planBlockJobs>[3], store, 'run'),
     /per-stage r lists .* are not supported on the cluster/,
   );
+});
+
+test('--stage-r-list and stage_r_list: parsed and checked; a run passes them to the scorer, records them, refuses a wrong stage count', async () => {
+  assert.deepEqual(stageRListArg('1,3/1,5,7'), [
+    [1, 3],
+    [1, 5, 7],
+  ]);
+  assert.throws(() => stageRListArg('1,2/3'), /--stage-r-list \(stage 1\) must be odd integers/);
+  assert.throws(() => stageRListArg('1,1/3'), /--stage-r-list \(stage 1\) repeats a degree: 1,1/);
+  assert.deepEqual(validateSettings({ stage_r_list: [[1, 3], [5]] }, 'c.yaml').stage_r_list, [[1, 3], [5]]);
+  assert.throws(() => validateSettings({ stage_r_list: [[1, 4]] }, 'c.yaml'), /c.yaml: 'stage_r_list' \(stage 1\) must be odd/);
+  const { dir, cleanup } = await tempDir('stage-r');
+  try {
+    const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 5, defective: 3 });
+    const seen: (number[][] | undefined)[] = [];
+    const spy: Scorer = {
+      ...localScorer,
+      scorePatches: (stages, o) => {
+        seen.push(o.stageRList);
+        return localScorer.scorePatches(stages, o);
+      },
+    };
+    const run = (out: string, stage_r_list: number[][]) =>
+      runDataset({
+        data: set.root,
+        out: join(dir, out),
+        settings: mergeSettings({}, { heatmaps: 'none', stage_r_list }),
+        loadBackbone: fakeLoader(fakeBackbone(32, 4)), // one stage
+        scorer: spy,
+        metrics: fakeMetrics([]),
+      });
+    await run('o1', [[3, 1]]);
+    assert.deepEqual(seen, [[[3, 1]]]);
+    const meta = JSON.parse(await readFile(join(dir, 'o1', 'surface', 'run.json'), 'utf8'));
+    assert.deepEqual(meta.settings.stage_r_list, [[3, 1]]);
+    assert.deepEqual(meta.settings.r_list, [1, 3]); // their union
+    assert.match(await readFile(join(dir, 'o1', 'metrics.md'), 'utf8'), /, r 3,1\n/);
+    await assert.rejects(
+      run('o2', [[1], [3]]),
+      (e: Error) => e instanceof ConfigError && /2 lists, the backbone has 1 stages/.test(e.message),
+    );
+    // the cluster: refused before any connection
+    const o = { data: set.root, out: join(dir, 'o3'), settings: mergeSettings({}, { stage_r_list: [[1]] }) };
+    await assert.rejects(
+      runOnCluster({ redis: 'redis://127.0.0.1:9' }, o as Parameters<typeof runOnCluster>[1]),
+      (e: Error) => e instanceof ConfigError && /--stage-r-list .* is not supported with --redis/.test(e.message),
+    );
+  } finally {
+    await cleanup();
+  }
 });

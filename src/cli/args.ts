@@ -4,6 +4,7 @@ import {
   checkImageScore,
   checkInterval,
   checkRList,
+  checkStageRList,
   DEFAULT_SETTINGS,
   mergeSettings,
   parseIntList,
@@ -58,6 +59,13 @@ export const intervalArg = wrapArg((s) => {
 export const rListArg = wrapArg((s) => {
   const v = parseIntList(s, '--r-list');
   checkRList(v, '--r-list');
+  return v;
+});
+
+/** --stage-r-list 1,3/1,5,7: odd LNAMD degrees per backbone stage, stages separated by '/' */
+export const stageRListArg = wrapArg((s) => {
+  const v = s.split('/').map((part, k) => parseIntList(part, `--stage-r-list (stage ${k + 1})`));
+  checkStageRList(v, '--stage-r-list');
   return v;
 });
 

@@ -41,6 +41,7 @@ import {
   posIntArg,
   posNumberArg,
   rListArg,
+  stageRListArg,
   scoreGridOption,
 } from './args.js';
 import { bankCommand } from './bank.js';
@@ -67,6 +68,7 @@ interface RunFlags extends AccuracyFlags {
   imageSize?: number;
   stages?: number[];
   rList?: number[];
+  stageRList?: number[][];
   divide?: number;
   maxMemory?: number;
   kList?: number[];
@@ -104,6 +106,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.imageSize !== undefined) s.image_size = f.imageSize;
   if (f.stages !== undefined) s.stages = f.stages;
   if (f.rList !== undefined) s.r_list = f.rList;
+  if (f.stageRList !== undefined) s.stage_r_list = f.stageRList;
   if (f.borderPad !== undefined) s.border_pad = f.borderPad;
   if (f.fuseSizes !== undefined) s.fuse_sizes = f.fuseSizes;
   if (f.imageScore !== undefined) s.image_score = f.imageScore;
@@ -201,6 +204,11 @@ function addRunOptions(cmd: Command): Command {
           '--r-list <list>',
           `LNAMD aggregation degrees, odd (default: ${FUSED_R_LIST.join(',')} when input sizes are fused, as by default, else ${DEFAULT_R_LIST.join(',')})`,
           rListArg,
+        )
+        .option(
+          '--stage-r-list <lists>',
+          'LNAMD degrees per backbone stage, stages separated by /, e.g. 1,3/1,5,7 (wins over --r-list; local runs only)',
+          stageRListArg,
         ),
     ),
   )

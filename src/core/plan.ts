@@ -93,6 +93,11 @@ export function batchPlan(
   return { n, rList, variants: [variant] };
 }
 
+/** The plan's r list for per-stage degrees: every degree of any stage, ascending. */
+export function unionRList(stageRList: number[][]): number[] {
+  return [...new Set(stageRList.flat())].sort((a, b) => a - b);
+}
+
 /** One MSM pass of a plan: stage l at rList[ri], weighted in the patch score's mean. */
 export interface PlanPass {
   l: number;

@@ -27,6 +27,7 @@ import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
 import { ConfigError, rscinWindows, type Settings } from '../config.js';
 import { defaultRList } from '../core/defaults.js';
+import { unionRList } from '../core/plan.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
@@ -140,7 +141,9 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   if (removed > 0) o.log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} left by an interrupted run in ${o.out}`);
   const backbone = await loadRunBackbone(o);
   const kList = rscinWindows(s, defaultKList(ds.kind), backbone.info?.family); // RsCIN auto: by the loaded backbone's family
-  const rList = s.r_list ?? defaultRList(backbone.fuseSizes); // LNAMD degrees: by the loaded backbone's fused sizes
+  const stageRList = checkedStageRList(s.stage_r_list, backbone);
+  // LNAMD degrees: per stage when given (their union), else by the loaded backbone's fused sizes
+  const rList = stageRList ? unionRList(stageRList) : (s.r_list ?? defaultRList(backbone.fuseSizes));
   let disposed = false;
   const dispose = async (): Promise<void> => {
     if (!disposed) {
@@ -158,6 +161,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
       backbone,
       kList,
       rList,
+      ...(stageRList ? { stageRList } : {}),
       staging: tx.dir,
       refFiles,
       ...(cache ? { cache } : {}),
@@ -167,7 +171,10 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     await dispose();
     checkInterrupted();
     const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, done.entries);
-    const markdown = metricsMarkdown(runTitle(ds.kind, s.backbone, backbone, rList), done.entries);
+    const markdown = metricsMarkdown(
+      runTitle(ds.kind, s.backbone, backbone, stageRList ? stageRList.map((l) => l.join(',')).join(' / ') : rList.join(',')),
+      done.entries,
+    );
     await writeFileAtomic(join(tx.dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
     await writeFileAtomic(join(tx.dir, 'metrics.md'), markdown);
     // the previous report shows the replaced categories' images: it goes with them (rebuilt after)
@@ -189,8 +196,18 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
 }
 
 /** metrics.md's title: the backbone, its input sizes and the LNAMD degrees the numbers come from. */
-function runTitle(kind: string, name: string, b: Backbone, rList: number[]): string {
-  return `MuSc: ${kind} with ${name} at ${inputSizesLabel(b)}, r ${rList.join(',')}`;
+function runTitle(kind: string, name: string, b: Backbone, r: string): string {
+  return `MuSc: ${kind} with ${name} at ${inputSizesLabel(b)}, r ${r}`;
+}
+
+/** Settings.stage_r_list checked against the loaded backbone's stages (one list per stage). */
+function checkedStageRList(lists: number[][] | undefined, backbone: Backbone): number[][] | undefined {
+  if (!lists) return undefined;
+  if (lists.length !== backbone.stages.length)
+    throw new ConfigError(
+      `'stage_r_list' has ${lists.length} lists, the backbone has ${backbone.stages.length} stages (${backbone.stages.join(',')}): one list per stage`,
+    );
+  return lists;
 }
 
 /** Every category in turn (written into the staging folder). */
@@ -221,6 +238,7 @@ interface DatasetRun {
   backbone: Backbone;
   kList: number[];
   rList: number[];
+  stageRList?: number[][];
   /** the transaction's staging folder: every output file is written here, then switched in */
   staging: string;
   cache?: FeatureCache;
@@ -306,6 +324,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
       {
         kind: ds.kind,
         rList: run.rList,
+        ...(run.stageRList ? { stageRList: run.stageRList } : {}),
         imageScore: parseImageScoreRule(s.image_score),
         repeatFilter: s.repeat_filter === 'on',
         ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),

@@ -129,6 +129,7 @@ async function scoreOne(
   const pool = opts.references ? appendReferences(stages, opts.references) : stages; // references last
   const ps = await deps.scorer.scorePatches(pool, {
     rList: opts.rList,
+    ...(opts.stageRList ? { stageRList: opts.stageRList } : {}),
     interval: opts.interval,
     device: opts.device,
     precision: opts.precision,

@@ -58,6 +58,8 @@ export type { SkippedImage };
 export interface PipelineOptions {
   kind: DatasetKind;
   rList: number[];
+  /** per-stage degrees (Settings.stage_r_list); rList is then their union */
+  stageRList?: number[][];
   /** image score from its map (default: the maximum) */
   imageScore?: ImageScoreRule;
   /** the repeated-anomaly filter: image scores from the filtered scores (zero-shot subsets; default off here) */

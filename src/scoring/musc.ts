@@ -21,6 +21,8 @@ import { TASKS_MODULE, planOfBatch, type RuntimeSettings, type ScoreResult, type
 export interface ScoreOptions {
   /** LNAMD aggregation degrees (default DEFAULT_R_LIST, [1, 3, 5]) */
   rList?: number[];
+  /** per-stage degrees (each a subset of rList): stage l at stageRList[l] only (core/plan.ts planPasses) */
+  stageRList?: number[][];
   /** MSM interval [lo, hi) of the sorted per-image scores (default DEFAULT_INTERVAL, [0, 0.3]) */
   interval?: Interval;
   /** LNAMD common channel count when stages differ (default: the first stage's C) */

@@ -48,6 +48,8 @@ export async function scorePlanTask(
 
 export interface ScoreSettings extends RuntimeSettings {
   rList?: number[];
+  /** per-stage degrees, each a subset of rList (ScoringPlan.stageRList) */
+  stageRList?: number[][];
   interval?: Interval;
   /** the last `references` images of every stage are known-good references (few-shot, A.6.1) */
   references?: number;
@@ -84,7 +86,8 @@ export function planOfBatch(n: number, s: ScoreSettings): ScoringPlan {
     throw new Error(`invalid reference image count ${references} for ${n} images`);
   if (s.mode === 'musc-plus' && references === 0) throw new Error('MuSc+ needs reference (known-good) images');
   if (n - references < 1) throw new Error('no test images to score');
-  const plan = batchPlan(n, s.rList ?? DEFAULT_R_LIST, s.interval ?? DEFAULT_INTERVAL, references, s.mode ?? 'musc');
+  const base = batchPlan(n, s.rList ?? DEFAULT_R_LIST, s.interval ?? DEFAULT_INTERVAL, references, s.mode ?? 'musc');
+  const plan = s.stageRList ? { ...base, stageRList: s.stageRList } : base;
   const filter = s.repeatFilter === true ? DEFAULT_REPEAT_FILTER : s.repeatFilter || undefined;
   return filter && references === 0 ? { ...plan, repeatFilter: filter } : plan;
 }
