@@ -141,7 +141,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   if (removed > 0) o.log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} left by an interrupted run in ${o.out}`);
   const backbone = await loadRunBackbone(o);
   const kList = rscinWindows(s, defaultKList(ds.kind), backbone.info?.family); // RsCIN auto: by the loaded backbone's family
-  const stageRList = checkedStageRList(s.stage_r_list, backbone);
+  const stageRList = await checkedStageRList(s.stage_r_list, backbone);
   // LNAMD degrees: per stage when given (their union), else by the loaded backbone's fused sizes
   const rList = stageRList ? unionRList(stageRList) : (s.r_list ?? defaultRList(backbone.fuseSizes));
   let disposed = false;
@@ -200,14 +200,12 @@ function runTitle(kind: string, name: string, b: Backbone, r: string): string {
   return `MuSc: ${kind} with ${name} at ${inputSizesLabel(b)}, r ${r}`;
 }
 
-/** Settings.stage_r_list checked against the loaded backbone's stages (one list per stage). */
-function checkedStageRList(lists: number[][] | undefined, backbone: Backbone): number[][] | undefined {
-  if (!lists) return undefined;
-  if (lists.length !== backbone.stages.length)
-    throw new ConfigError(
-      `'stage_r_list' has ${lists.length} lists, the backbone has ${backbone.stages.length} stages (${backbone.stages.join(',')}): one list per stage`,
-    );
-  return lists;
+/** Settings.stage_r_list checked against the loaded backbone's stages (one list per stage); the backbone is released on error. */
+async function checkedStageRList(lists: number[][] | undefined, backbone: Backbone): Promise<number[][] | undefined> {
+  if (!lists || lists.length === backbone.stages.length) return lists;
+  await backbone.dispose();
+  const stages = `${backbone.stages.length} stages (${backbone.stages.join(',')})`;
+  throw new ConfigError(`'stage_r_list' (--stage-r-list) has ${lists.length} lists, the backbone has ${stages}: one list per stage`);
 }
 
 /** Every category in turn (written into the staging folder). */
