@@ -1178,6 +1178,8 @@ async function pseudoNormalScores(fc: FeatureConfig, row: Row, meta: Meta, img: 
   const M = meta.pieces.length,
     P = meta.h * meta.w;
   if (meta.grids || M !== img.length) throw new Error('pn: one squashed piece per image');
+  // its own mean over the row's stages and r list: not the per-stage lists, rc or sn of rowPatchScores
+  if (row.rl || row.rc !== 'mean' || row.sn) throw new Error('pn: one r list for every stage, rc=mean, no sn');
   const order = Array.from(img, (_, i) => i).sort((a, b) => img[a]! - img[b]!);
   const refs = new Set(order.slice(0, Math.max(2, Math.ceil(row.pn * M))));
   const poolOf = (a: number) => (pools ? pools[a]! : order).filter((b) => b !== a && refs.has(b)).sort((x, y) => x - y);
