@@ -32,6 +32,7 @@ import { regionsOf } from '../src/bank/regions.js';
 import { runPixelScale, writeRunWhere } from '../src/bank/run-where.js';
 import { scoreAgainstBank, scoreAgainstBankCached } from '../src/bank/scoring.js';
 import { manifestChecksum } from '../src/bank/store.js';
+import type { BankManifest } from '../src/bank/types.js';
 import { describeBank } from '../src/cli/bank.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import type { StageFeatures } from '../src/core/types.js';
@@ -265,6 +266,68 @@ test('issue 17: predict loads the fused sizes a bank records ([] in older banks)
     bank = await openBank(built.path);
     await assert.rejects(predict(bank, probe, { loadBackbone: recording }), /backbone\.fuse_sizes must be a list of integers, got "x"/);
     await closeBank(bank);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('issue 17: per-stage degrees in banks: predict (plain and cached) = leave-one-out; recorded as format 2, shown, checked', async () => {
+  // engine level: two stages, stage 0 at r = 3 and stage 1 at r = 1,3
+  const n = 6;
+  const stages = [stage(n, 4, 8, 23), stage(n, 2, 12, 24)];
+  const interval: [number, number] = [0, 0.3];
+  const per = { rList: [1, 3], stageRList: [[3], [1, 3]], interval };
+  const zero = await scorePatches(stages, per);
+  const whole = await scorePatches(stages, { rList: [1, 3], interval });
+  const P = zero.h * zero.w;
+  const one = stages.map((s) => take(s, [0])),
+    rest = stages.map((s) => take(s, [1, 2, 3, 4, 5]));
+  const plain = await scoreAgainstBank(one, rest, per);
+  // the worker's cache of the bank's LNAMD is per list: the same key without stage lists first
+  const cachedWhole = await scoreAgainstBankCached('stage-r-bank', one, rest, { rList: [1, 3], interval });
+  const cached = await scoreAgainstBankCached('stage-r-bank', one, rest, per);
+  assert.ok(maxDiff(cachedWhole.patch, whole.data.subarray(0, P)) <= 1e-6);
+  for (const r of [plain, cached])
+    assert.ok(maxDiff(r.patch, zero.data.subarray(0, P)) <= 1e-6, `${maxDiff(r.patch, zero.data.subarray(0, P))}`);
+  assert.ok(maxDiff(zero.data.subarray(0, P), whole.data.subarray(0, P)) > 1e-3, 'the stage lists change nothing');
+  // end to end (the fake backbone has one stage): r = 3 for it alone
+  const { dir, cleanup } = await tempDir('musc-bank-sr-');
+  try {
+    const imgs = await inputs(7, 80);
+    const full = await buildBank(imgs, { out: join(dir, 'full.bank'), backbone: bb, stageRList: [[3]] });
+    const restBank = await buildBank(imgs.slice(1), { out: join(dir, 'rest.bank'), backbone: bb, stageRList: [[3]] });
+    assert.equal(full.manifest.format_version, 2);
+    assert.deepEqual(full.manifest.scoring.stage_r_list, [[3]]);
+    assert.deepEqual(full.manifest.scoring.r_list, [3]);
+    const plainBank = await buildBank(imgs, { out: join(dir, 'plain.bank'), backbone: bb });
+    assert.equal(plainBank.manifest.format_version, 1);
+    assert.equal(plainBank.manifest.scoring.stage_r_list, undefined);
+    const fb = await openBank(full.path),
+      rb = await openBank(restBank.path);
+    assert.match(describeBank(fb).join('\n'), /scoring: r 3 \(per stage\)/);
+    const p = (await predict(rb, [imgs[0]!], { loadBackbone: loader })).predictions[0]!;
+    assert.ok(Math.abs(p.imageScore - fb.calibration.image_scores[0]!) <= 1e-6, `${p.imageScore} vs ${fb.calibration.image_scores[0]}`);
+    for (const b of [fb, rb]) await closeBank(b);
+    await assert.rejects(
+      buildBank(imgs, { out: join(dir, 'x.bank'), backbone: bb, stageRList: [[1], [3]] }),
+      /--stage-r-list has 2 lists, the backbone has 1 stages/,
+    );
+    // edited manifests (valid checksums): a degree outside r_list, a list per stage missing, stage lists in a version-1 bank
+    const man = join(full.path, 'manifest.json');
+    const m0 = await readFile(man, 'utf8');
+    const edits: [(m: BankManifest) => void, RegExp][] = [
+      [(m) => (m.scoring.stage_r_list = [[5]]), /scoring\.stage_r_list stage 0: r = 5 is not in the plan's r list 3/],
+      [(m) => (m.scoring.stage_r_list = []), /scoring\.stage_r_list per-stage r lists for 0 stages, the features have 1/],
+      [(m) => (m.format_version = 1), /stage_r_list is only in \(and is required by\) bank format version 2/],
+      [(m) => delete m.scoring.stage_r_list, /stage_r_list is only in \(and is required by\) bank format version 2/],
+    ];
+    for (const [edit, want] of edits) {
+      const m = JSON.parse(m0) as BankManifest;
+      edit(m);
+      m.checksum = manifestChecksum(m);
+      await writeFile(man, JSON.stringify(m));
+      await assert.rejects(openBank(full.path), want);
+    }
   } finally {
     await cleanup();
   }

@@ -39,7 +39,7 @@ function twoVariantPlan(n: number, rList: number[]): ScoringPlan {
 async function mergeAsJobs(store: DirStore, plan: ScoringPlan, p: Awaited<ReturnType<typeof planBlockJobs>>): Promise<Float64Array[]> {
   const rbs = rowBlocks(tableRows(plan.n, p.need), p.rowImages);
   const jobs = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs);
-  assert.equal(jobs.flat(2).length, p.jobs.length * plan.rList.length * Math.ceil(plan.n / p.rowImages));
+  assert.equal(jobs.flat(2).length, p.passes.flat().length * Math.ceil(plan.n / p.rowImages));
   for (const j of jobs.flat(2)) {
     const st = await runReduceJob(store, j);
     assert.ok(st.peakTableRows <= p.rowImages * p.P && st.peakTableRows > 0);
@@ -131,7 +131,7 @@ test('int8 on the cluster: scale jobs give the bank scale; block jobs = the one-
     const target = lnamdTarget(stages);
     const split = { blockImages: 3, colImages: 4 };
     const chunk = clusterTiling(n, target.gridH * target.gridW, split).rowImages;
-    const sj = scaleJobs(banks, target, plan.rList, chunk, 'int8-test');
+    const sj = scaleJobs(banks, target, [plan.rList, plan.rList], chunk, 'int8-test');
     assert.equal(sj[0]!.length, Math.ceil(n / 3));
     for (const j of sj.flat()) await runScaleJob(store, j);
     const maxAbs = await readMaxAbs(store, sj);
@@ -200,6 +200,75 @@ test('score grid on the cluster: block jobs carry the G x G target; the merge = 
     (await mergeAsJobs(store, plan, p)).forEach((v, vi) =>
       assert.ok(bytes(v).equals(bytes(one.variants[vi]!.patch)), `variant ${vi} differs from scorePlan with targetGrid 3`),
     );
+  } finally {
+    await cleanup();
+  }
+});
+
+test("per-stage r lists on the cluster (fast and int8, with the filter): jobs for each stage's own r list, the merge = scorePlan, bit for bit", async () => {
+  const { dir, cleanup } = await tempDir('cluster-stage-r');
+  try {
+    const n = 20;
+    const stages = randomStages(n, 13);
+    // a repeated defect at stage 0 (as above): the filter's link table is stage 0 at its own smallest r
+    const rnd = mulberry32(99);
+    const defect = Array.from({ length: 16 }, () => 8 * (rnd() * 2 - 1));
+    const s0 = fromFloat16(stages[0]!.data as Uint16Array);
+    for (let i = 0; i < 4; i++) for (let c = 0; c < 16; c++) s0[i * 16 * 16 + c] = defect[c]! + 0.01 * rnd();
+    stages[0] = { ...stages[0]!, data: toFloat16(s0) };
+    const lists = [
+      [[3], [1, 3]],
+      [[1, 3], [3]],
+    ];
+    for (const [li, stageRList] of lists.entries())
+      for (const precision of ['fast', 'int8'] as const) {
+        const what = `stage lists ${JSON.stringify(stageRList)}, ${precision}`;
+        const plan: ScoringPlan = {
+          n,
+          rList: [1, 3],
+          stageRList,
+          variants: [zeroShotVariant(n, [0, 0.3])],
+          repeatFilter: DEFAULT_REPEAT_FILTER,
+        };
+        const one = await scorePlan(stages, plan, await kernelFor('cpu', precision), {});
+        assert.ok(one.filtered, what);
+        const store = new DirStore(join(dir, `${li}-${precision}`));
+        const split = { blockImages: 3, colImages: 7 };
+        const o = { precision };
+        let extra = {};
+        if (precision === 'int8') {
+          const banks = await putBanks(store, stages);
+          const target = lnamdTarget(stages);
+          const sj = scaleJobs(banks, target, stageRList, clusterTiling(n, target.gridH * target.gridW, split).rowImages, 'stage-r');
+          assert.deepEqual(
+            sj.map((s) => s[0]!.rList),
+            stageRList,
+          );
+          for (const j of sj.flat()) await runScaleJob(store, j);
+          extra = { banks, maxAbs: await readMaxAbs(store, sj) };
+        }
+        const p = await planBlockJobs(stages, plan, o, split, store, 'stage-r', extra);
+        // one pass per (stage, r) of the stage's own list: 3 passes, not 4
+        assert.deepEqual(
+          p.jobs.map((st) => st.map((pass) => pass[0]!.r)),
+          stageRList,
+          what,
+        );
+        for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
+        const filter = await repeatFilterOnWorkers(
+          async (jobs) => {
+            for (const j of jobs) await runLinksJob(store, j.data as LinksJobData);
+          },
+          store,
+          plan,
+          p,
+        );
+        assert.deepEqual(filter!.summary, one.filtered.summary, what);
+        const merged: ScoringPlan = { n, rList: plan.rList, stageRList, variants: [...plan.variants, filter!.variant] };
+        const patch = await mergeAsJobs(store, merged, p);
+        assert.ok(bytes(patch[0]!).equals(bytes(one.variants[0]!.patch)), `${what}: variant 0 differs`);
+        assert.ok(bytes(patch[1]!).equals(bytes(one.filtered.patch)), `${what}: the filtered variant differs`);
+      }
   } finally {
     await cleanup();
   }

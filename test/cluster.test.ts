@@ -165,6 +165,25 @@ test('--msm-precision int8 on the cluster (scale jobs, then block jobs) = the on
   sameAsOneProcess('e', 'one8');
 });
 
+test('--stage-r-list on the cluster (block jobs of each stage own r list) = the one-process run, byte for byte', { skip }, async () => {
+  const per = ['--stage-r-list', '3/1,3'];
+  const one = spawnSync(
+    process.execPath,
+    [cliMain, 'run', '--data', data, '--out', join(dir, 'one-sr'), ...SETTINGS, ...per, '--no-cache'],
+    {
+      encoding: 'utf8',
+      timeout: 120_000,
+    },
+  );
+  assert.equal(one.status, 0, one.stderr);
+  assert.notDeepEqual(readFileSync(join(dir, 'one-sr', FILES[0]!)), readFileSync(join(dir, 'one', FILES[0]!)), 'per-stage lists = r 1,3');
+  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+  const r = await run(clusterArgs('sr', [3, 5], per).filter((a) => a !== '--quiet')).done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /x 3 \(stage, r\) passes/); // stage 0 at r = 3, stage 1 at r = 1, 3
+  sameAsOneProcess('sr', 'one-sr');
+});
+
 test('Redis stopping mid-run ends the run with a clear error; the same command resumes from the store', { skip }, async () => {
   const args = clusterArgs('c', [3, 4], ['--redis-timeout', '2']);
   const before = storeCount(store, 'block');

@@ -13,14 +13,12 @@ import type { StageFeatures } from '../src/core/types.js';
 import { mulberry32 } from '../src/demo/synthetic.js';
 import { kernelFor } from '../src/scoring/tasks.js';
 import { shutdownCompute } from '../src/compute/worker.js';
-import { planBlockJobs } from '../src/cluster/scorer.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateSynthetic } from '../src/demo/synthetic.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
 import { ConfigError, mergeSettings, validateSettings } from '../src/config.js';
 import { stageRListArg } from '../src/cli/args.js';
-import { runOnCluster } from '../src/cli/cluster-run.js';
 import { localScorer } from '../src/pipeline/local-scorer.js';
 import type { Scorer } from '../src/pipeline/types.js';
 import { tempDir } from './helpers/cli-env.js';
@@ -151,16 +149,6 @@ test('the repeated-anomaly filter links at stage 0 smallest r of its own list', 
   assert.notDeepEqual(only3.filtered.summary.leftOut, only1.filtered.summary.leftOut);
 });
 
-test('the cluster refuses per-stage r lists (its jobs and merges weight every stage and r alike)', async () => {
-  const n = 4;
-  const plan: ScoringPlan = { n, rList: [1, 3], stageRList: [[1], [3]], variants: [zeroShotVariant(n, [0, 0.3])] };
-  const store = {} as Parameters<typeof planBlockJobs>[4]; // never reached
-  await assert.rejects(
-    planBlockJobs(stagesOf(n, 1), plan, {}, { rowImages: 2, colImages: 2 } as Parameters<typeof planBlockJobs>[3], store, 'run'),
-    /per-stage r lists .* are not supported on the cluster/,
-  );
-});
-
 test('--stage-r-list and stage_r_list: parsed and checked; a run passes them to the scorer, records them, refuses a wrong stage count', async () => {
   assert.deepEqual(stageRListArg('1,3/1,5,7'), [
     [1, 3],
@@ -199,12 +187,6 @@ test('--stage-r-list and stage_r_list: parsed and checked; a run passes them to 
     await assert.rejects(
       run('o2', [[1], [3]]),
       (e: Error) => e instanceof ConfigError && /2 lists, the backbone has 1 stages/.test(e.message),
-    );
-    // the cluster: refused before any connection
-    const o = { data: set.root, out: join(dir, 'o3'), settings: mergeSettings({}, { stage_r_list: [[1]] }) };
-    await assert.rejects(
-      runOnCluster({ redis: 'redis://127.0.0.1:9' }, o as Parameters<typeof runOnCluster>[1]),
-      (e: Error) => e instanceof ConfigError && /--stage-r-list .* is not supported with --redis/.test(e.message),
     );
   } finally {
     await cleanup();

@@ -13,7 +13,8 @@ import type { Backbone } from '../backbones/types.js';
 import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, defaultRList } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { formatImageScoreRule, imageScores as imageScoresOf, mapMaxima, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
-import { type RscinMode, rscinWindows } from '../config.js';
+import { checkStageRList, ConfigError, type RscinMode, rscinWindows } from '../config.js';
+import { unionRList } from '../core/plan.js';
 import { RSCIN_K_MVTEC } from '../core/rscin.js';
 import type { Interval } from '../core/types.js';
 import { DatasetError } from '../datasets/types.js';
@@ -24,7 +25,7 @@ import { type Calibration, checkFalseAlarm, DEFAULT_FALSE_ALARM } from './calibr
 import { type ExtractedImage, extractImages, stackStages } from './extract.js';
 import { leaveOneOut, rscinRaw } from './scoring.js';
 import { writeBank } from './store.js';
-import { BANK_FORMAT, BANK_FORMAT_VERSION, type BankManifest, type ImageInput } from './types.js';
+import { BANK_FORMAT, BANK_FORMAT_VERSION, BANK_FORMAT_VERSION_STAGE_R, type BankManifest, type ImageInput } from './types.js';
 
 /** Fewer bank images than this get a warning: each image's pool is small. */
 export const RECOMMENDED_BANK_IMAGES = 8;
@@ -34,6 +35,8 @@ export interface BuildBankOptions {
   out: string;
   backbone: Backbone;
   rList?: number[];
+  /** per-stage LNAMD degrees, one list per backbone stage (`--stage-r-list`); the bank's r_list is then their union */
+  stageRList?: number[][];
   interval?: Interval;
   /** RsCIN windows (default: by `rscin`, [1, 2, 3] when on) */
   kList?: number[];
@@ -110,10 +113,31 @@ function calibrationOf(maps: Float32Array, S: number, imageScores: Float64Array,
   };
 }
 
+/** Per-stage degrees checked against the backbone's stages (one list per stage), before any extraction. */
+function checkedStageRList(lists: number[][] | undefined, stages: readonly number[]): number[][] | undefined {
+  if (!lists) return undefined;
+  checkStageRList(lists, '--stage-r-list');
+  if (lists.length !== stages.length)
+    throw new ConfigError(
+      `--stage-r-list has ${lists.length} lists, the backbone has ${stages.length} stages (${stages.join(',')}): one list per stage`,
+    );
+  return lists;
+}
+
+/** The error of a bank with fewer than 2 readable images, naming the first skipped inputs. */
+function tooFewImages(n: number, skipped: { name: string; reason: string }[]): DatasetError {
+  const first = skipped
+    .map((s) => `${s.name}: ${s.reason}`)
+    .slice(0, 3)
+    .join('; ');
+  return new DatasetError(`a bank needs at least 2 readable images, got ${n}${skipped.length ? ` (skipped: ${first})` : ''}`);
+}
+
 export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Promise<BuildBankResult> {
   if (inputs.length === 0) throw new DatasetError('no images given for the bank');
   const falseAlarm = checkFalseAlarm(o.falseAlarm ?? DEFAULT_FALSE_ALARM);
-  const rList = o.rList ?? defaultRList(o.backbone.fuseSizes), // 1,5 when the backbone fuses input sizes
+  const stageRList = checkedStageRList(o.stageRList, o.backbone.stages);
+  const rList = stageRList ? unionRList(stageRList) : (o.rList ?? defaultRList(o.backbone.fuseSizes)), // 1,5 when the backbone fuses input sizes
     interval = o.interval ?? DEFAULT_INTERVAL,
     kList = rscinWindows({ ...(o.kList ? { k_list: o.kList } : {}), rscin: o.rscin ?? 'auto' }, RSCIN_K_MVTEC, o.backbone.info.family);
   const ex = await extractImages(inputs, o.backbone, {
@@ -123,18 +147,8 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     beforeBatch: o.checkCancelled,
   });
   const images = dropDuplicates(ex.images, ex.skipped);
+  if (images.length < 2 || !ex.dims) throw tooFewImages(images.length, ex.skipped);
   const n = images.length;
-  if (n < 2 || !ex.dims)
-    throw new DatasetError(
-      `a bank needs at least 2 readable images, got ${n}${
-        ex.skipped.length
-          ? ` (skipped: ${ex.skipped
-              .map((s) => `${s.name}: ${s.reason}`)
-              .slice(0, 3)
-              .join('; ')})`
-          : ''
-      }`,
-    );
   const warnings = ex.skipped.map((s) => `skipped ${s.name}: ${s.reason}`);
   if (n < RECOMMENDED_BANK_IMAGES)
     warnings.push(
@@ -145,6 +159,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   const imageScore = parseImageScoreRule(o.imageScore ?? DEFAULT_IMAGE_SCORE);
   const settings = {
     rList,
+    ...(stageRList ? { stageRList } : {}),
     interval,
     precision: o.precision ?? DEFAULT_MSM_PRECISION,
     device: o.device,
@@ -166,7 +181,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     {
       manifest: {
         format: BANK_FORMAT,
-        format_version: BANK_FORMAT_VERSION,
+        format_version: stageRList ? BANK_FORMAT_VERSION_STAGE_R : BANK_FORMAT_VERSION,
         created: new Date().toISOString(),
         software: { musc: v.musc, node: v.node, onnxruntime: v.onnxruntime, sharp: v.sharp },
         backbone: {
@@ -179,6 +194,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
         },
         scoring: {
           r_list: rList,
+          ...(stageRList ? { stage_r_list: stageRList } : {}),
           interval,
           k_list: kList,
           msm_precision: settings.precision,

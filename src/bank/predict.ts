@@ -156,6 +156,7 @@ function scoreSettings(bank: Bank, opts: PredictOptions) {
   const s = bank.manifest.scoring;
   return {
     rList: s.r_list,
+    ...(s.stage_r_list ? { stageRList: s.stage_r_list } : {}),
     interval: s.interval,
     precision: opts.precision ?? s.msm_precision,
     device: opts.device,

@@ -24,7 +24,7 @@
 
 import { computeWorker, type ProgressListener } from '../compute/worker.js';
 import type { MsmPrecision } from '../core/kernel.js';
-import type { PoolVariant } from '../core/plan.js';
+import type { PoolVariant, ScoringPlan } from '../core/plan.js';
 import { zeroShotVariant } from '../core/plan.js';
 import type { ImageTokens, Interval, StageFeatures } from '../core/types.js';
 import { appendReferences } from '../features/references.js';
@@ -32,6 +32,8 @@ import { rscin, scorePlan } from '../scoring/musc.js';
 
 export interface BankScoreSettings {
   rList: number[];
+  /** per-stage degrees, each a subset of rList (core/plan.ts ScoringPlan.stageRList) */
+  stageRList?: number[][];
   interval: Interval;
   /** LNAMD's target grid G x G (default: the first stage's grid) */
   scoreGrid?: number;
@@ -66,9 +68,14 @@ export async function scoreAgainstBank(
     n = bank[0]!.n;
   const empty: ImageTokens = { n: 0, d: 0, data: new Float32Array(0) };
   const batch = appendReferences(fresh, { files: [], stages: bank, tokens: empty });
-  const plan = { n: m + n, rList: s.rList, variants: [predictVariant(m, n, s.interval)] };
+  const plan = { ...degrees(s), n: m + n, variants: [predictVariant(m, n, s.interval)] };
   const res = await scorePlan(batch, plan, engineOptions(s), onProgress);
   return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings };
+}
+
+/** A plan's LNAMD degrees of bank settings (rList, and stageRList when given). */
+export function degrees(s: BankScoreSettings): Pick<ScoringPlan, 'rList' | 'stageRList'> {
+  return { rList: s.rList, ...(s.stageRList ? { stageRList: s.stageRList } : {}) };
 }
 
 /** The scoring engine's options of bank settings. */
@@ -91,7 +98,7 @@ export function scoreAgainstBankCached(
   onProgress?: ProgressListener,
 ): Promise<PatchResult> {
   if (fresh.length !== bank.length) throw new Error(`new images have ${fresh.length} stages, the bank ${bank.length}`);
-  const settings: BankScoreSettings = { rList: s.rList, interval: s.interval, precision: s.precision, device: s.device };
+  const settings: BankScoreSettings = { ...degrees(s), interval: s.interval, precision: s.precision, device: s.device };
   if (s.scoreGrid !== undefined) settings.scoreGrid = s.scoreGrid;
   return computeWorker().call<PatchResult>(BANK_TASKS_MODULE, 'predictTask', [key, fresh, bank, settings], [], onProgress);
 }
@@ -104,7 +111,7 @@ export async function dropCachedBank(key: string): Promise<void> {
 /** Leave-one-out patch scores [n, P] of the bank: zero-shot MuSc over the bank. */
 export async function leaveOneOut(bank: StageFeatures[], s: BankScoreSettings, onProgress?: ProgressListener): Promise<PatchResult> {
   const n = bank[0]!.n;
-  const plan = { n, rList: s.rList, variants: [zeroShotVariant(n, s.interval)] };
+  const plan = { ...degrees(s), n, variants: [zeroShotVariant(n, s.interval)] };
   const res = await scorePlan(bank, plan, engineOptions(s), onProgress);
   return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings };
 }

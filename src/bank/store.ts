@@ -15,13 +15,14 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { sharedFeatures } from '../compute/worker.js';
+import { planPasses } from '../core/plan.js';
 import type { ImageTokens, StageFeatures } from '../core/types.js';
 import { tempPathFor } from '../io/atomic.js';
 import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../io/safetensors.js';
 import { temporaryOwner } from '../outputs/temp-files.js';
 import type { Calibration } from './calibration.js';
 import { sha256 } from './extract.js';
-import { BANK_FORMAT, BANK_FORMAT_VERSION, type Bank, type BankFile, type BankManifest } from './types.js';
+import { BANK_FORMAT, BANK_FORMAT_VERSION_STAGE_R, BANK_FORMAT_VERSIONS, type Bank, type BankFile, type BankManifest } from './types.js';
 
 export const MANIFEST = 'manifest.json';
 export const FEATURES = 'features.safetensors';
@@ -139,8 +140,8 @@ export async function readManifest(path: string): Promise<BankManifest> {
   if (text === null) throw new BankError(path, `${MANIFEST} is missing: not a bank, or an incomplete copy`);
   const m = parseJson<BankManifest>(path, MANIFEST, text);
   if (m.format !== BANK_FORMAT) throw new BankError(path, `${MANIFEST} is not a musc bank manifest (format '${String(m.format)}')`);
-  if (m.format_version !== BANK_FORMAT_VERSION)
-    throw new BankError(path, `bank format version ${m.format_version}; this musc reads version ${BANK_FORMAT_VERSION}`);
+  if (!BANK_FORMAT_VERSIONS.includes(m.format_version))
+    throw new BankError(path, `bank format version ${m.format_version}; this musc reads versions ${BANK_FORMAT_VERSIONS.join(', ')}`);
   if (m.checksum !== manifestChecksum(m))
     throw new BankError(path, `${MANIFEST} is corrupt or was edited (its checksum does not match its content)`);
   return m;
@@ -167,6 +168,7 @@ export async function readBank(path: string): Promise<Bank> {
   const grid = manifest.scoring.score_grid;
   if (grid !== undefined && !(Number.isInteger(grid) && grid >= 1 && grid <= 512))
     throw new BankError(path, `${MANIFEST}: scoring.score_grid must be an integer 1..512, got ${JSON.stringify(grid)}`);
+  checkDegrees(path, manifest);
   const { stages, tokens } = readFeatures(path, manifest);
   const calibration = parseJson<Bank['calibration']>(path, CALIBRATION, bytes.get(CALIBRATION)!.toString('utf8'));
   const n = manifest.images.length;
@@ -178,6 +180,24 @@ export async function readBank(path: string): Promise<Bank> {
   if (mx !== undefined && (!Array.isArray(mx) || mx.length !== n))
     throw new BankError(path, `${CALIBRATION}: 'map_maxima' must hold ${n} values`);
   return { path, manifest, stages, tokens, calibration };
+}
+
+/** The manifest's LNAMD degrees: stage_r_list (when present) one list per stage, each within r_list. */
+function checkDegrees(path: string, m: BankManifest): void {
+  const { r_list, stage_r_list } = m.scoring;
+  if (!Array.isArray(r_list) || r_list.length === 0) throw new BankError(path, `${MANIFEST}: scoring.r_list must be a non-empty list`);
+  if ((stage_r_list !== undefined) !== (m.format_version === BANK_FORMAT_VERSION_STAGE_R))
+    throw new BankError(
+      path,
+      `${MANIFEST}: scoring.stage_r_list is only in (and is required by) bank format version ${BANK_FORMAT_VERSION_STAGE_R}`,
+    );
+  if (stage_r_list === undefined) return;
+  try {
+    if (!Array.isArray(stage_r_list) || !stage_r_list.every(Array.isArray)) throw new Error('must be a list of lists');
+    planPasses({ rList: r_list, stageRList: stage_r_list }, m.features.stages.length);
+  } catch (e) {
+    throw new BankError(path, `${MANIFEST}: scoring.stage_r_list ${(e as Error).message}`);
+  }
 }
 
 function readFeatures(path: string, m: BankManifest): { stages: StageFeatures<Uint16Array>[]; tokens: ImageTokens } {

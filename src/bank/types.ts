@@ -10,6 +10,13 @@ import type { Calibration } from './calibration.js';
 
 export const BANK_FORMAT = 'musc-bank';
 export const BANK_FORMAT_VERSION = 1;
+/**
+ * The version of banks with per-stage degrees (scoring.stage_r_list): a musc that reads only
+ * version 1 refuses them instead of scoring every stage at r_list. Banks without them stay version 1.
+ */
+export const BANK_FORMAT_VERSION_STAGE_R = 2;
+/** The versions this musc reads. */
+export const BANK_FORMAT_VERSIONS: readonly number[] = [BANK_FORMAT_VERSION, BANK_FORMAT_VERSION_STAGE_R];
 
 /** One bank image: its name (relative path at build), content hash and original size. */
 export interface BankImage {
@@ -55,6 +62,8 @@ export interface BankManifest {
    */
   scoring: {
     r_list: number[];
+    /** per-stage LNAMD degrees (`--stage-r-list`; core/plan.ts ScoringPlan.stageRList), each a subset of r_list; absent = every stage at r_list */
+    stage_r_list?: number[][];
     interval: Interval;
     k_list: number[];
     msm_precision: MsmPrecision;

@@ -10,11 +10,11 @@
 import { performance } from 'node:perf_hooks';
 import type { WorkerContext } from '../compute/worker.js';
 import { aggregateStage, layerNormImages, lnamdTarget } from '../core/lnamd.js';
-import { neededPairs } from '../core/plan.js';
+import { neededPairs, stagePasses } from '../core/plan.js';
 import { cancelledError, scoreBank } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import { kernelFor } from '../scoring/tasks.js';
-import { type BankScoreSettings, type PatchResult, predictVariant } from './scoring.js';
+import { type BankScoreSettings, degrees, type PatchResult, predictVariant } from './scoring.js';
 
 /** Banks whose Z are kept, and the most bytes one bank's Z may take to be kept. */
 export const BANK_Z_CACHE_BANKS = 2;
@@ -22,15 +22,15 @@ export const BANK_Z_CACHE_BYTES = 2 ** 30;
 
 const cache = new Map<string, Float32Array[]>();
 
-/** The bank's Z per pass (index l * R + ri), from the cache or computed (and kept when small enough). */
-function bankZ(key: string, bank: StageFeatures[], rList: number[], grid: number | undefined): Float32Array[] {
+/** The bank's Z per pass (planPasses' order), from the cache or computed (and kept when small enough). */
+function bankZ(key: string, bank: StageFeatures[], s: BankScoreSettings): Float32Array[] {
   const hit = cache.get(key);
   if (hit) return hit;
-  const target = lnamdTarget(bank, undefined, grid);
+  const target = lnamdTarget(bank, undefined, s.scoreGrid);
   const z: Float32Array[] = [];
-  for (const stage of bank) {
-    const normed = layerNormImages(stage);
-    for (const r of rList) z.push(aggregateStage(stage, normed, r, target));
+  for (const [l, passes] of stagePasses(degrees(s), bank.length).entries()) {
+    const normed = layerNormImages(bank[l]!);
+    for (const { ri } of passes) z.push(aggregateStage(bank[l]!, normed, s.rList[ri]!, target));
   }
   const bytes = z.reduce((a, x) => a + x.byteLength, 0);
   if (bytes <= BANK_Z_CACHE_BYTES) {
@@ -55,16 +55,17 @@ export async function predictTask(
 ): Promise<PatchResult> {
   const kernel = await kernelFor(s.device, s.precision);
   let t0 = performance.now();
-  const bz = bankZ(`${key}/${s.rList.join(',')}/${s.scoreGrid ?? ''}`, bank, s.rList, s.scoreGrid);
+  const lists = s.stageRList ? s.stageRList.map((l) => l.join(',')).join('/') : s.rList.join(',');
+  const bz = bankZ(`${key}/${lists}/${s.scoreGrid ?? ''}`, bank, s);
   let lnamdMs = performance.now() - t0,
     msmMs = 0;
   const target = lnamdTarget(bank, undefined, s.scoreGrid);
   const m = fresh[0]!.n,
     n = bank[0]!.n,
     P = target.gridH * target.gridW,
-    C = target.channels,
-    L = bank.length,
-    R = s.rList.length;
+    C = target.channels;
+  const passes = stagePasses(degrees(s), bank.length);
+  const total = passes.flat().length;
   const variant = predictVariant(m, n, s.interval);
   const need = neededPairs({ n: m + n, rList: s.rList, variants: [variant] });
   const patch = new Float64Array(m * P);
@@ -73,25 +74,25 @@ export async function predictTask(
     need,
     onBlock: (d: number, t: number) => {
       if (ctx?.cancelled()) throw cancelledError();
-      ctx?.progress(done + d / t, L * R, 'scoring');
+      ctx?.progress(done + d / t, total, 'scoring');
     },
   };
-  for (let l = 0; l < L; l++) {
+  // scorePlan's order and weights (planPasses): stage-major, each stage's fresh images normalised once
+  for (const [l, mine] of passes.entries()) {
     t0 = performance.now();
     const normed = layerNormImages(fresh[l]!);
     lnamdMs += performance.now() - t0;
-    for (let ri = 0; ri < R; ri++) {
+    for (const { ri, w } of mine) {
       t0 = performance.now();
       const z = new Float32Array((m + n) * P * C); // [new..., bank...]
       z.set(aggregateStage(fresh[l]!, normed, s.rList[ri]!, target), 0);
-      z.set(bz[l * R + ri]!, m * P * C);
+      z.set(bz[done]!, m * P * C);
       lnamdMs += performance.now() - t0;
       t0 = performance.now();
       const [scores] = await scoreBank(z, m + n, P, C, [variant], kernel, table);
       msmMs += performance.now() - t0;
-      const wgt = 1 / (L * R);
-      for (let k = 0; k < scores!.length; k++) patch[k] += scores![k]! * wgt;
-      ctx?.progress(++done, L * R, 'scoring');
+      for (let k = 0; k < scores!.length; k++) patch[k] += scores![k]! * w;
+      ctx?.progress(++done, total, 'scoring');
     }
   }
   return { h: target.gridH, w: target.gridW, patch, timings: { lnamdMs, msmMs } };

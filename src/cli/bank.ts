@@ -17,7 +17,16 @@ import { DEFAULT_INTERVAL, DEFAULT_R_LIST, FUSED_R_LIST } from '../core/defaults
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { DatasetError } from '../datasets/types.js';
 import type { ProgressSink } from '../pipeline/run-dataset.js';
-import { accuracyOptions, accuracySettings, type AccuracyFlags, intListArg, posIntArg, scoreGridOption, wrapArg } from './args.js';
+import {
+  accuracyOptions,
+  accuracySettings,
+  type AccuracyFlags,
+  intListArg,
+  posIntArg,
+  scoreGridOption,
+  stageRListArg,
+  wrapArg,
+} from './args.js';
 import { createProgress } from './progress.js';
 import { checkBackbone } from './tokens.js';
 
@@ -42,6 +51,7 @@ interface BuildFlags extends AccuracyFlags {
   imageSize?: number;
   stages?: number[];
   rList?: number[];
+  stageRList?: number[][];
   interval?: [number, number];
   kList?: number[];
   msmPrecision?: MsmPrecision;
@@ -67,7 +77,7 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
     `bank ${bank.path}: ${m.images.length} images${m.skipped.length ? ` (${m.skipped.length} inputs skipped)` : ''}, ` +
       `${mb(bytes).toFixed(1)} MB (${mb(bytes / m.images.length).toFixed(2)} MB per image)`,
     `  backbone ${b.name} at ${b.image_size} px${b.fuse_sizes?.length ? ` fused with ${b.fuse_sizes.join(', ')} px` : ''}, stages ${b.stages.join(',')}, weights sha256 ${b.weights_sha256.slice(0, 12)}...`,
-    `  scoring: r ${sc.r_list.join(',')}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
+    `  scoring: r ${sc.stage_r_list ? `${sc.stage_r_list.map((l) => l.join(',')).join(' / ')} (per stage)` : sc.r_list.join(',')}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
       `features ${sc.feature_storage}; musc ${m.software.musc}, built ${m.created}`,
     `  calibration (leave-one-out, false-alarm ${pct(th.falseAlarm)}): ` +
       `image threshold ${th.image.toPrecision(6)}, pixel threshold ${th.pixel.toPrecision(6)}`,
@@ -87,6 +97,11 @@ function buildCommand(): Command {
       '--r-list <list>',
       `LNAMD aggregation degrees (default: ${FUSED_R_LIST.join(',')} with --fuse-sizes, else ${DEFAULT_R_LIST.join(',')})`,
       intListArg('--r-list'),
+    )
+    .option(
+      '--stage-r-list <lists>',
+      'LNAMD degrees per backbone stage, stages separated by / (e.g. 1,3/1,5,7); replaces --r-list',
+      stageRListArg,
     )
     .option('--interval <lo,hi>', `MSM interval (default: ${DEFAULT_INTERVAL.join(',')})`, intervalArg)
     .option('--k-list <list>', 'RsCIN window sizes (default: 1,2,3); 0 disables', intListArg('--k-list'))
@@ -130,6 +145,7 @@ function buildCommand(): Command {
         out: resolve(f.out),
         backbone,
         rList: f.rList,
+        ...(f.stageRList ? { stageRList: f.stageRList } : {}),
         interval: f.interval,
         kList: f.kList,
         rscin: acc.rscin,

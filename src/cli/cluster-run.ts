@@ -26,8 +26,6 @@ export function addClusterRunOptions(cmd: Command): Command {
 
 /** runDataset with features extracted and MSM blocks scored by the workers; the outputs are the same. */
 export async function runOnCluster(f: ClusterFlags, o: DatasetRunOptions): Promise<DatasetRunResult> {
-  if (o.settings.stage_r_list)
-    throw new ConfigError('--stage-r-list (stage_r_list) is not supported with --redis: the cluster scores one r list for every stage');
   const store = resolve(storeDir(f.store));
   if (o.settings.cache === false) throw new ConfigError('--redis keeps features in the store: --no-cache cannot be used with it');
   const settings = { ...o.settings, cache_dir: join(store, 'features') };

@@ -6,12 +6,12 @@
  * (worker) reads the parts of the block results that touch those rows (byte ranges), merges them
  * into [a1 - a0, P, N] (core/msm.ts mergeBlockRows), reduces them and writes the row block's
  * scores [k, P] float64 (k = the variants' scored images in [a0, a1)). The coordinator reads
- * those small results and sums them in scorePlan's order (stage-major, then r:
- * patch += s / (L R)): the bits of a one-process run. `mergeScores` does the same in one process
+ * those small results and sums them in scorePlan's order and weights (stage-major, then r:
+ * patch += s w, core/plan.ts planPasses): the bits of a one-process run. `mergeScores` does the same in one process
  * (tests, bench).
  */
 import { mergeBlockRows, type TableBlock, tableBlocks, tableRows } from '../core/msm.js';
-import { neededPairs, type ScoringPlan } from '../core/plan.js';
+import { neededPairs, type ScoringPlan, stagePasses } from '../core/plan.js';
 import { reduceRows } from '../core/score.js';
 import { addBurnoutLinks } from '../core/repeats.js';
 import { passKeys, readPairResult } from './block.js';
@@ -121,23 +121,24 @@ function accumulate(patch: Float64Array[], s: Float64Array[], wgt: number): void
 }
 
 /**
- * Each variant's patch scores [S_v, P] from row-block scores: `rowScores(l, ri, rb)` gives those of
- * stage l, r index ri, row block rb. Holds the scores of one (stage, r) and the sum.
+ * Each variant's patch scores [S_v, P] from row-block scores: `rowScores(l, k, rb)` gives those of
+ * stage l's k-th pass (core/plan.ts stagePasses), row block rb. Summed in scorePlan's order with its
+ * weights (planPasses: 1 / (L R), or 1 / (L |r_l|) with per-stage lists). Holds the scores of one
+ * (stage, r) and the sum.
  */
 export async function sumRowBlocks(
   plan: ScoringPlan,
   P: number,
   L: number,
   rbs: [number, number][],
-  rowScores: (l: number, ri: number, rb: number) => Promise<Float64Array>,
+  rowScores: (l: number, k: number, rb: number) => Promise<Float64Array>,
 ): Promise<Float64Array[]> {
-  const R = plan.rList.length;
   const patch = plan.variants.map((v) => new Float64Array(v.scored.length * P));
-  for (let l = 0; l < L; l++) {
-    for (let ri = 0; ri < R; ri++) {
+  for (const [l, passes] of stagePasses(plan, L).entries()) {
+    for (const [k, { w }] of passes.entries()) {
       const s = plan.variants.map((v) => new Float64Array(v.scored.length * P));
-      for (const [k, rb] of rbs.entries()) scatter(plan, rb, P, await rowScores(l, ri, k), s, `row block [${rb}]`);
-      accumulate(patch, s, 1 / (L * R));
+      for (const [b, rb] of rbs.entries()) scatter(plan, rb, P, await rowScores(l, k, b), s, `row block [${rb}]`);
+      accumulate(patch, s, w);
     }
   }
   return patch;
@@ -155,15 +156,15 @@ export async function mergeScores(
 ): Promise<{ patch: Float64Array[]; stats: MergeStats }> {
   const stats = newStats(tableRows(plan.n, need) * P);
   const rbs = rowBlocks(tableRows(plan.n, need), rowImages);
-  const patch = await sumRowBlocks(plan, P, jobs.length, rbs, (l, ri, k) =>
+  const patch = await sumRowBlocks(plan, P, jobs.length, rbs, (l, k, b) =>
     reduceRowBlock(
       store,
       plan,
       P,
       need,
       blocks,
-      jobs[l]![ri]!.map((j) => j.done),
-      rbs[k]!,
+      jobs[l]![k]!.map((j) => j.done),
+      rbs[b]!,
       stats,
     ),
   );
@@ -178,7 +179,7 @@ export async function putPlan(store: SharedStore, plan: ScoringPlan): Promise<st
   return key;
 }
 
-/** The merge jobs [stage][r][row block] of a plan's block jobs (one per row block of each (stage, r)). */
+/** The merge jobs [stage][k][row block] of a plan's block jobs [stage][k] (one per row block of each (stage, r) pass). */
 export function reduceJobs(
   planKey: string,
   tiling: { blockImages: number; colImages: number },
@@ -246,8 +247,8 @@ export async function collectLinks(store: SharedStore, n: number, jobs: LinksJob
 
 /** (coordinator) The patch scores from the merge jobs' results. */
 export function collectScores(store: SharedStore, plan: ScoringPlan, P: number, jobs: ReduceJobData[][][], rbs: [number, number][]) {
-  return sumRowBlocks(plan, P, jobs.length, rbs, async (l, ri, k) => {
-    const key = jobs[l]![ri]![k]!.done;
+  return sumRowBlocks(plan, P, jobs.length, rbs, async (l, k, rb) => {
+    const key = jobs[l]![k]![rb]!.done;
     const b = await store.get(key);
     if (!b) throw new Error(`merge result ${key} is missing from the store ${store.location}`);
     return new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));

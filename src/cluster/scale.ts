@@ -13,9 +13,14 @@ import { readBankRows } from './bank.js';
 import type { BankRef, ScaleJobData } from './jobs.js';
 import { contentKey, type SharedStore } from './store.js';
 
-/** Scale jobs [stage][chunk]: images of each bank in chunks of `chunk`. */
-export function scaleJobs(banks: BankRef[], target: AggregateOptions, rList: number[], chunk: number, run: string): ScaleJobData[][] {
-  return banks.map((bank) => {
+/**
+ * Scale jobs [stage][chunk]: images of each bank in chunks of `chunk`, at the stage's r list
+ * (rLists[l]: the plan's rList, or the stage's own list; scorer.ts stageRLists).
+ */
+export function scaleJobs(banks: BankRef[], target: AggregateOptions, rLists: number[][], chunk: number, run: string): ScaleJobData[][] {
+  if (rLists.length !== banks.length) throw new Error(`scale jobs: ${rLists.length} r lists for ${banks.length} stages`);
+  return banks.map((bank, l) => {
+    const rList = rLists[l]!;
     const jobs: ScaleJobData[] = [];
     for (let i0 = 0; i0 < bank.n; i0 += chunk) {
       const i1 = Math.min(bank.n, i0 + chunk);
@@ -34,7 +39,7 @@ export async function runScaleJob(store: SharedStore, d: ScaleJobData): Promise<
   return [...out];
 }
 
-/** (coordinator) The bank's max |Z| per [stage][r]: the max over its scale jobs' results. */
+/** (coordinator) The bank's max |Z| per [stage][k] (the stage's k-th r): the max over its scale jobs' results. */
 export async function readMaxAbs(store: SharedStore, jobs: ScaleJobData[][]): Promise<number[][]> {
   const out: number[][] = [];
   for (const stageJobs of jobs) {

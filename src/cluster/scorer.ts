@@ -2,12 +2,13 @@
  * Scoring on the cluster: the one-process engine (core/score.ts scorePlan) cut into block jobs.
  *
  *   plan (scoring/tasks planOfBatch) -> needed pairs -> tableBlocks(blockImages, colImages)
- *   per stage: its bank in the store; per (stage, r, block): a block job (block.ts)
+ *   per stage: its bank in the store; per (stage, r, block): a block job (block.ts), for every
+ *   (stage, r) pass of the plan (core/plan.ts stagePasses: each stage's own r list with stageRList)
  *   int8 only: scale jobs first (scale.ts): the bank's max |Z| per (stage, r), given to its block jobs
  *   merge jobs (reduce.ts): per (stage, r), per row block of the table (the rows of one query
  *   block of images): rows [A, P, N] <- mergeBlockRows of each block result that touches them
  *   (any order gives the same rows), reduceRows -> the row block's scores
- *   the coordinator: in scorePlan's order, stage-major, then r: patch += s / (L R)
+ *   the coordinator: in scorePlan's order, stage-major, then r: patch += s w (planPasses' weights)
  *
  * Same products (the kernel's result for a pair does not depend on the block shape), same merge,
  * same reduction per row and the same order of the float64 sums: the patch scores are bit-
@@ -19,7 +20,7 @@
 import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { lnamdTarget } from '../core/lnamd.js';
 import { blockSize, tableBlocks, tableRows } from '../core/msm.js';
-import { neededPairs, type ScoringPlan, validatePlan } from '../core/plan.js';
+import { linkTableRIndex, neededPairs, type ScoringPlan, stagePasses, validatePlan } from '../core/plan.js';
 import { validateStages } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import type { Scorer } from '../pipeline/types.js';
@@ -28,7 +29,7 @@ import { planOfBatch } from '../scoring/tasks.js';
 import { putBank } from './bank.js';
 import { passKeys } from './block.js';
 import { collectLinks, collectScores, linksJobs, putPlan, reduceJobs, rowBlocks } from './reduce.js';
-import { linkRIndex, planBurnoutBounds, repeatVariant } from '../core/repeats.js';
+import { planBurnoutBounds, repeatVariant } from '../core/repeats.js';
 import type { Coordinator } from './coordinator.js';
 import type { BankRef, BlockJobData, ClusterJob } from './jobs.js';
 import { readMaxAbs, scaleJobs } from './scale.js';
@@ -65,8 +66,9 @@ export async function putBanks(store: SharedStore, stages: StageFeatures[]): Pro
 }
 
 /**
- * Every block job of a plan: [stage][r] -> jobs, one per table block. int8 needs each bank's
- * max |Z| per [stage][r] (scale jobs, scale.ts); `banks` saves hashing the stages again.
+ * Every block job of a plan: [stage][k] -> jobs, one per table block, for stage l's k-th pass
+ * (core/plan.ts stagePasses: every r of rList, or the stage's own list with stageRList). int8
+ * needs each bank's max |Z| per [stage][k] (scale jobs, scale.ts); `banks` saves hashing the stages again.
  */
 export async function planBlockJobs(
   stages: StageFeatures[],
@@ -77,22 +79,22 @@ export async function planBlockJobs(
   run: string,
   extra: { banks?: BankRef[]; maxAbs?: number[][] } = {},
 ) {
-  // every (stage, r) is a job here and the merge weights them 1 / (L R): per-stage lists are the local engine's only
-  if (plan.stageRList) throw new Error('per-stage r lists (ScoringPlan.stageRList) are not supported on the cluster');
   const target = lnamdTarget(stages, o.targetChannels, o.targetGrid);
   const P = target.gridH * target.gridW;
   const need = neededPairs(plan);
+  const passes = stagePasses(plan, stages.length);
   const { tiling, rowImages } = clusterTiling(plan.n, P, split);
   const blocks = tableBlocks(plan.n, P, need, tiling);
   const precision = o.precision ?? DEFAULT_MSM_PRECISION;
   if (precision === 'int8' && !extra.maxAbs) throw new Error("int8 block jobs need the banks' scales (scale jobs first)");
   const banks = extra.banks ?? (await putBanks(store, stages));
+  const device = o.device ?? 'cpu';
   const jobs: BlockJobData[][][] = banks.map((bank, l) =>
-    plan.rList.map((r, ri) => {
-      const maxAbs = precision === 'int8' ? extra.maxAbs?.[l]?.[ri] : undefined;
+    passes[l]!.map(({ ri }, k) => {
+      const r = plan.rList[ri]!;
+      const maxAbs = precision === 'int8' ? extra.maxAbs?.[l]?.[k] : undefined;
       const keys = passKeys(bank, target, r, blocks, precision, maxAbs);
-      const device = o.device ?? 'cpu';
-      return blocks.map((block, k) => ({
+      return blocks.map((block, b) => ({
         run,
         bank,
         target,
@@ -101,12 +103,15 @@ export async function planBlockJobs(
         precision,
         device,
         ...(maxAbs !== undefined ? { maxAbs } : {}),
-        done: keys[k]!,
+        done: keys[b]!,
       }));
     }),
   );
-  return { target, P, need, blocks, jobs, rowImages, tiling };
+  return { target, P, need, blocks, passes, jobs, rowImages, tiling };
 }
+
+/** Each stage's r list of a plan (stagePasses), as the scale jobs take them. */
+export const stageRLists = (plan: ScoringPlan, L: number): number[][] => stagePasses(plan, L).map((ps) => ps.map((p) => plan.rList[p.ri]!));
 
 /** int8: the banks in the store and their max |Z| per [stage][r], from scale jobs on the workers (scale.ts). */
 async function int8Scales(
@@ -120,7 +125,7 @@ async function int8Scales(
   const target = lnamdTarget(stages, o.targetChannels, o.targetGrid);
   const banks = await putBanks(store, stages);
   const { rowImages } = clusterTiling(plan.n, target.gridH * target.gridW, split);
-  const jobs = scaleJobs(banks, target, plan.rList, rowImages, coordinator.o.run);
+  const jobs = scaleJobs(banks, target, stageRLists(plan, stages.length), rowImages, coordinator.o.run);
   await coordinator.runJobs(
     jobs.flat().map((data) => ({ name: 'scale', data })),
     `int8 scale of ${plan.n} images: ${jobs.flat().length} jobs`,
@@ -166,13 +171,20 @@ export async function repeatFilterOnWorkers(
   const bounds = planBurnoutBounds(plan);
   if (bounds === null) return null;
   const rbs = rowBlocks(tableRows(plan.n, p.need), p.rowImages);
-  const pass = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs)[0]![linkRIndex(plan.rList)]!;
+  const link = p.passes[0]!.findIndex((q) => q.ri === linkTableRIndex(plan)); // stage 0's pass at the link r
+  const pass = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs)[0]![link]!;
   const jobs = linksJobs(pass, bounds[1], plan.repeatFilter!.fpr);
   await runJobs(
     jobs.map((data) => ({ name: 'links', data })),
     `repeated-anomaly filter: ${jobs.length} jobs`,
   );
   return repeatVariant(plan, await collectLinks(store, plan.n, jobs), p.P, bounds);
+}
+
+/** The plan without its repeated-anomaly filter (the merge of the filtered variant runs as another variant). */
+function withoutFilter(plan: ScoringPlan): ScoringPlan {
+  const { repeatFilter: _, ...rest } = plan;
+  return rest;
 }
 
 /** The pipeline's Scorer with scorePatches on the cluster; maps, RsCIN as in one process. */
@@ -187,12 +199,9 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
       const extra = int8 ? await int8Scales(coordinator, store, stages, plan, o, split) : {};
       const p = await planBlockJobs(stages, plan, o, split, store, coordinator.o.run, extra);
       const all: ClusterJob[] = p.jobs.flat(2).map((data) => ({ name: 'block', data }));
-      await coordinator.runJobs(
-        all,
-        `scoring ${plan.n} images: ${p.blocks.length} blocks x ${stages.length} stages x ${plan.rList.length} r`,
-      );
+      await coordinator.runJobs(all, `scoring ${plan.n} images: ${p.blocks.length} blocks x ${p.passes.flat().length} (stage, r) passes`);
       const filter = plan.repeatFilter ? await repeatFilterOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p) : null;
-      const merged = filter ? { n: plan.n, rList: plan.rList, variants: [...plan.variants, filter.variant] } : plan;
+      const merged = filter ? { ...withoutFilter(plan), variants: [...plan.variants, filter.variant] } : plan;
       const patch = await mergeOnWorkers(coordinator, store, merged, p);
       return {
         n: plan.variants[0]!.scored.length,

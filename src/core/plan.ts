@@ -14,7 +14,7 @@
  */
 import type { Interval } from './types.js';
 import { intervalBounds } from './msm.js';
-import type { RepeatFilterOptions } from './repeats.js';
+import { linkRIndex, type RepeatFilterOptions } from './repeats.js';
 
 /** How a pool's sorted distances a(i, p, j) become a patch score. */
 export type Reduction = { kind: 'interval'; interval: Interval } | { kind: 'min' } | { kind: 'max' } | { kind: 'mean' };
@@ -39,7 +39,8 @@ export interface ScoringPlan {
   /**
    * Per-stage degrees: stage l is aggregated at stageRList[l] only (each a subset of rList), and a
    * patch's score is the mean over stages of each stage's mean over its degrees. Absent: every
-   * stage at every r of rList (the paper's). Engine only so far: no setting, cluster or bank uses it.
+   * stage at every r of rList (the paper's). The one-process engine, the cluster's jobs and banks
+   * all run it through planPasses / stagePasses.
    */
   stageRList?: number[][];
   variants: PoolVariant[];
@@ -124,6 +125,21 @@ export function planPasses(plan: Pick<ScoringPlan, 'rList' | 'stageRList'>, L: n
       });
     })
     .sort((a, b) => a.l - b.l || a.ri - b.ri);
+}
+
+/** planPasses grouped by stage: [L][k], stage l's k-th pass (ascending r index); the cluster's jobs are laid out so. */
+export function stagePasses(plan: Pick<ScoringPlan, 'rList' | 'stageRList'>, L: number): PlanPass[][] {
+  const passes = planPasses(plan, L);
+  return Array.from({ length: L }, (_, l) => passes.filter((p) => p.l === l));
+}
+
+/**
+ * The rList index of the repeated-anomaly filter's link table (with stage 0): stage 0's smallest r
+ * (repeats.ts linkRIndex), so one-process and cluster runs link at the same table.
+ */
+export function linkTableRIndex(plan: Pick<ScoringPlan, 'rList' | 'stageRList'>): number {
+  const list0 = plan.stageRList?.[0] ?? plan.rList;
+  return plan.rList.indexOf(list0[linkRIndex(list0)]!);
 }
 
 /** The rank range [kLo, kHi) of a reduction over M values. */

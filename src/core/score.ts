@@ -16,8 +16,8 @@ import type { StageFeatures } from './types.js';
 import type { PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
-import { neededPairs, planPasses, reductionBounds, validatePlan, type PoolVariant, type ScoringPlan } from './plan.js';
-import { addBurnoutLinks, linkRIndex, planBurnoutBounds, repeatVariant, type RepeatSummary } from './repeats.js';
+import { linkTableRIndex, neededPairs, planPasses, reductionBounds, validatePlan, type PoolVariant, type ScoringPlan } from './plan.js';
+import { addBurnoutLinks, planBurnoutBounds, repeatVariant, type RepeatSummary } from './repeats.js';
 
 export interface EngineOptions {
   /** LNAMD common channel count when stages differ (default: the first stage's C) */
@@ -173,8 +173,7 @@ async function repeatPass(
   const bounds = planBurnoutBounds(plan);
   if (bounds === null) return null;
   const P = target.gridH * target.gridW;
-  const list0 = plan.stageRList?.[0] ?? plan.rList; // the link table: stage 0 at its smallest r
-  const ri = plan.rList.indexOf(list0[linkRIndex(list0)]!);
+  const ri = linkTableRIndex(plan); // the link table: stage 0 at its smallest r
   const z = aggregateStage(stage0, normed0, plan.rList[ri]!, target);
   const t = await nearestDistanceTable(z, n, P, target.channels, kernel, table);
   const links = new Float64Array(n * n);

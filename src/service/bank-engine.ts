@@ -50,6 +50,8 @@ function infoOf(bank: Bank): Record<string, unknown> {
     /** input sizes fused with imageSize (`--fuse-sizes` at build); [] = one size */
     fuseSizes: m.backbone.fuse_sizes ?? [],
     rList: m.scoring.r_list,
+    /** per-stage degrees (`--stage-r-list` at build); null: every stage at rList */
+    stageRList: m.scoring.stage_r_list ?? null,
     precision: m.scoring.msm_precision,
     imageScore: m.scoring.image_score ?? 'max',
     /** `--score-grid` at build; null: the first stage's grid */
