@@ -4,8 +4,10 @@
  *   backbone     'resnet50' (DEFAULT_BACKBONE)   reference: models.backbone_name
  *   image_size   the backbone's default           reference: datasets.img_resize (518)
  *   stages       the backbone's default           reference: models.feature_layers
- *   r_list       [1, 3, 5]; [1, 5] when the       LNAMD aggregation degrees (core/defaults.ts defaultRList)
+ *   r_list       [1, 3, 5]; [1, 5] when the       LNAMD aggregation degrees (core/defaults.ts defaultDegrees)
  *                backbone fuses input sizes
+ *   stage_r_list [[1, 3], [1, 5, 7]] for a ResNet's LNAMD degrees per stage (wins over r_list)
+ *                layers 2,3 with fused sizes
  *   divide_num   1                                subsets (datasets/*.py sub_datasets)
  *   k_list       dataset default: visa [1,8,9], otherwise [1,2,3] (RsCIN windows)
  *   interval     [0, 0.3]                         MSM topmin_min, topmin_max
@@ -84,11 +86,12 @@ export interface Settings {
   score_grid?: number;
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
-  /** LNAMD aggregation degrees; by the loaded backbone when absent (core/defaults.ts defaultRList) */
+  /** LNAMD aggregation degrees for every stage; by the loaded backbone when absent (core/defaults.ts defaultDegrees) */
   r_list?: number[];
   /**
    * LNAMD degrees per backbone stage (one list per stage, e.g. [[1, 3], [1, 5, 7]]); when given, it
-   * wins over r_list (whose value is then their union). Local runs only (not --redis, not banks).
+   * wins over r_list (whose value is then their union). Absent with r_list absent: the loaded
+   * backbone's (core/defaults.ts defaultDegrees; a ResNet's layers 2,3 with fused sizes: [[1, 3], [1, 5, 7]]).
    */
   stage_r_list?: number[][];
   divide_num: number;

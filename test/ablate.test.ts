@@ -6,8 +6,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { scoreStages, scorePlanTask } from '../src/scoring/tasks.js';
-import { composeR } from '../src/core/score.js';
-import { reductionBounds, type PoolVariant } from '../src/core/plan.js';
+import { composePasses, composeR } from '../src/core/score.js';
+import { planPasses, reductionBounds, type PoolVariant } from '../src/core/plan.js';
 import { studyRows, parseStudies, R_COMBOS, MSM_VARIANTS, SHOT_COUNTS } from '../src/ablate/studies.js';
 import { runAblation, shotSplit, ablationMarkdown } from '../src/ablate/run.js';
 import { evenlySpaced } from '../src/cli/ablate.js';
@@ -83,6 +83,12 @@ test('one table set, many variants: equal to separate scoreStages runs (pools, r
   assert.ok(maxDiff(composeR(res, 2, [0, 1, 2]), withRefs.patch) < 1e-6);
   const plus = await scoreStages(st, { rList: [1, 3, 5], references: 2, mode: 'musc-plus' });
   assert.ok(maxDiff(composeR(res, 3, [0, 1, 2]), plus.patch) < 1e-6);
+  // per-stage degrees from the same passes (the r study's row of a backbone's per-stage default)
+  const stageRList = [[1, 3], [5]];
+  const direct = await scoreStages(st, { rList: [1, 3, 5], stageRList, interval: [0, 0.3] });
+  const composed = composePasses(res, 0, planPasses({ rList: [1, 3, 5], stageRList }, 2));
+  assert.ok(maxDiff(composed, direct.patch) < 1e-6, `stage lists: ${maxDiff(composed, direct.patch)}`);
+  assert.ok(maxDiff(composed, composeR(res, 0, [0, 1, 2])) > 1e-3, 'stage lists = every stage at 1,3,5');
 });
 
 test('min / max / mean reductions: brute force over the per-pass scores', async () => {
@@ -156,11 +162,19 @@ test('runAblation: every row scored, shots rows on the held-out test set, table 
   const items = range(0, N).map((i) => item(i, i < 4 ? 1 : 0));
   const st = stages(N, 21);
   const tokens = { n: N, d: 3, data: new Float32Array(N * 3).map(rng(4)) };
-  const rows = studyRows(['r', 'shots'], [1, 2, 3], [0, 2]);
+  const rows = studyRows(['r', 'shots'], [1, 2, 3], [0, 2], [1, 2, 3], [[[1, 3], [5]]]);
   const rec: import('../src/pipeline/types.js').MetricsInput[] = [];
   const res = await runAblation({ items, stages: st, tokens, external: 0, masks: null, size: 8, rows, metrics: fakeMetrics(rec) });
-  assert.equal(res.rows.length, R_COMBOS.length + 3);
-  assert.ok(res.rows.some((r) => r.setting === 'r={1,5}')); // musc run's default with fused sizes
+  assert.equal(res.rows.length, R_COMBOS.length + 1 + 3);
+  assert.ok(res.rows.some((r) => r.setting === 'r={1,5}')); // musc run's default with fused sizes at other stages
+  const perStage = res.rows.find((r) => r.setting === 'r={1,3 / 5}')!; // a backbone's per-stage default
+  assert.deepEqual(
+    [perStage.rList, perStage.stageRList],
+    [
+      [1, 3, 5],
+      [[1, 3], [5]],
+    ],
+  );
   assert.deepEqual(res.references, [8, 9]);
   for (const r of res.rows) {
     if (r.study === 'shots') assert.equal(r.nTest, 8);
@@ -172,7 +186,7 @@ test('runAblation: every row scored, shots rows on the held-out test set, table 
     [0, 2, 2],
   );
   // the r={1,3,5} row of the r study = the full pipeline: image scores by the default rule, then RsCIN
-  assert.equal(rec.length, R_COMBOS.length + 3);
+  assert.equal(rec.length, R_COMBOS.length + 1 + 3);
   const md = ablationMarkdown('t', res.rows);
   assert.match(md, /\| shots \| 2-shot MuSc\+ \| 8 \+ 2 ref \|/);
 });

@@ -13,7 +13,7 @@ import {
 } from '../src/config.js';
 import { tempDir } from './helpers/cli-env.js';
 import { backboneLoadOptions } from '../src/pipeline/run-dataset.js';
-import { defaultRList } from '../src/core/defaults.js';
+import { defaultDegrees, defaultRList, FUSED_STAGE_R_LIST, resolveDegrees, stageLabel } from '../src/core/defaults.js';
 
 test('defaults are the reference settings', () => {
   const s = mergeSettings({}, {});
@@ -138,6 +138,27 @@ test('issue 17: accuracy settings: image score rule, RsCIN auto, --preset refere
   assert.deepEqual(d.r_list ?? defaultRList(undefined), [1, 3, 5]); // backbones without fusion (ViTs)
   assert.deepEqual(ref.r_list ?? defaultRList([320]), [1, 3, 5]);
   assert.deepEqual(mergeSettings({}, { r_list: [3] }).r_list ?? defaultRList([320]), [3]);
+  // the degrees of a run or bank: a fused ResNet at layers 2,3 has per-stage lists; explicit lists win, r_list next
+  const resnet = { fuseSizes: [320], stages: [2, 3] };
+  assert.deepEqual(defaultDegrees(resnet), {
+    rList: [1, 3, 5, 7],
+    stageRList: [
+      [1, 3],
+      [1, 5, 7],
+    ],
+  });
+  assert.deepEqual(defaultDegrees({ fuseSizes: [320], stages: [1, 2, 3] }), { rList: [1, 5] });
+  assert.deepEqual(defaultDegrees({ fuseSizes: [], stages: [2, 3] }), { rList: [1, 3, 5] });
+  assert.deepEqual(defaultDegrees({ stages: [3, 6, 9, 12] }), { rList: [1, 3, 5] }); // ViTs
+  assert.deepEqual(resolveDegrees(resnet, ref.r_list, ref.stage_r_list), { rList: [1, 3, 5] }); // --preset reference
+  assert.deepEqual(resolveDegrees(resnet, [1, 5], undefined), { rList: [1, 5] });
+  assert.deepEqual(resolveDegrees(resnet, [1, 5], [[3], [1, 3]]), { rList: [1, 3], stageRList: [[3], [1, 3]] });
+  defaultDegrees(resnet).stageRList![0]!.push(9); // a copy: the default is unchanged
+  assert.deepEqual(FUSED_STAGE_R_LIST, [
+    [1, 3],
+    [1, 5, 7],
+  ]);
+  assert.equal(stageLabel(FUSED_STAGE_R_LIST), '1,3/1,5,7');
   assert.deepEqual(backboneLoadOptions(ref).fuseSizes, []);
   assert.throws(() => validateSettings({ fuse_sizes: [300] }, 'x.yaml'), /x\.yaml: 'fuse_sizes/);
   // explicit keys win over the preset, from the file or the flags

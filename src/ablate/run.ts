@@ -10,8 +10,8 @@
 import type { Device } from '../compute/session.js';
 import type { ProgressListener } from '../compute/worker.js';
 import type { MsmPrecision } from '../core/kernel.js';
-import { composeR } from '../core/score.js';
-import type { PoolVariant, Reduction } from '../core/plan.js';
+import { composePasses } from '../core/score.js';
+import { planPasses, type PoolVariant, type Reduction } from '../core/plan.js';
 import { scorePlan } from '../scoring/musc.js';
 import { upsampleAlignCorners, imageScores, parseImageScoreRule, type ImageScoreRule } from '../core/maps.js';
 import { DEFAULT_IMAGE_SCORE } from '../core/defaults.js';
@@ -130,11 +130,9 @@ export async function runAblation(inp: AblationInput): Promise<AblationResult> {
   for (const [ri, row] of rows.entries()) {
     const v = variants[rowVariant[ri]!]!;
     const n = v.scored.length;
-    const patch = composeR(
-      res,
-      rowVariant[ri]!,
-      row.rList.map((r) => rUnion.indexOf(r)),
-    );
+    // the row's (stage, r) passes out of the union's, with its own weights (scorePlan's sum)
+    const passes = planPasses({ rList: rUnion, stageRList: row.stageRList ?? inp.stages.map(() => row.rList) }, inp.stages.length);
+    const patch = composePasses(res, rowVariant[ri]!, passes);
     const maps = upsampleAlignCorners(patch, n, res.h, res.w, S, S); // [n, S, S]
     const scores = imageScores(maps, n, inp.imageScore ?? parseImageScoreRule(DEFAULT_IMAGE_SCORE));
     const final = rscin(scores, selectTokens(inp.tokens, v.scored), row.kList);

@@ -2,7 +2,8 @@
  * The paper's ablation studies as rows (MuSc, ICLR 2024, §4.3 and appendix A.6):
  *
  *   r       LNAMD aggregation degrees: {1}, {3}, {5}, {1,3}, {3,5}, {1,3,5}, and {1,5} (not the paper's:
- *           `musc run`'s default with fused input sizes, core/defaults.ts FUSED_R_LIST)
+ *           `musc run`'s with fused input sizes at other stages, core/defaults.ts FUSED_R_LIST); with a
+ *           backbone whose default is per-stage degrees, those too ({1,3 / 1,5,7}: FUSED_STAGE_R_LIST)
  *   msm     MSM reduction of the sorted scores: min, max, mean over all, and interval averages
  *           [0,0.1], [0,0.3], [0,0.5], [0.1,0.3]
  *   rscin   RsCIN off, each single window k > 1 of the dataset's list, the multi-window list (also
@@ -13,8 +14,8 @@
  * Every row differs from the baseline (r {1,3,5}, interval [0,0.3], the dataset's RsCIN windows,
  * 1 subset, zero-shot) in its study's setting only.
  */
-import type { Reduction } from '../core/plan.js';
-import { DEFAULT_INTERVAL, DEFAULT_R_LIST, FUSED_R_LIST } from '../core/defaults.js';
+import { type Reduction, unionRList } from '../core/plan.js';
+import { DEFAULT_INTERVAL, DEFAULT_R_LIST, FUSED_R_LIST, stageLabel } from '../core/defaults.js';
 
 export type StudyName = 'r' | 'msm' | 'rscin' | 'divide' | 'shots';
 export const STUDIES: readonly StudyName[] = ['r', 'msm', 'rscin', 'divide', 'shots'];
@@ -40,7 +41,10 @@ export interface RowConfig {
   study: StudyName;
   /** what the row varies, as printed */
   setting: string;
+  /** LNAMD degrees (every stage; with stageRList, their union) */
   rList: number[];
+  /** per-stage degrees (core/plan.ts ScoringPlan.stageRList) */
+  stageRList?: number[][];
   reduce: Reduction;
   /** RsCIN windows ([] = off) */
   kList: number[];
@@ -60,13 +64,30 @@ export function rscinWindows(kList: number[]): { label: string; k: number[] }[] 
 
 /**
  * Rows of the chosen studies (baseline settings elsewhere). kList: the baseline's RsCIN windows
- * ([0] = off); rscinStudy: the windows the rscin study measures (default kList).
+ * ([0] = off); rscinStudy: the windows the rscin study measures (default kList); stageLists: more
+ * r rows with per-stage degrees (`musc ablate` adds the loaded backbone's default, core/defaults.ts).
  */
-export function studyRows(studies: StudyName[], kList: number[], shotCounts = SHOT_COUNTS, rscinStudy = kList): RowConfig[] {
+export function studyRows(
+  studies: StudyName[],
+  kList: number[],
+  shotCounts = SHOT_COUNTS,
+  rscinStudy = kList,
+  stageLists: number[][][] = [],
+): RowConfig[] {
   const base = { rList: BASE_R, reduce: BASE_REDUCE, kList, divide: 1, shots: 0, mode: 'musc' as const };
   const rows: RowConfig[] = [];
   for (const st of studies) {
-    if (st === 'r') for (const r of R_COMBOS) rows.push({ ...base, study: st, setting: `r={${r.join(',')}}`, rList: r });
+    if (st === 'r') {
+      for (const r of R_COMBOS) rows.push({ ...base, study: st, setting: `r={${r.join(',')}}`, rList: r });
+      for (const lists of stageLists)
+        rows.push({
+          ...base,
+          study: st,
+          setting: `r={${stageLabel(lists, ' / ')}}`,
+          rList: unionRList(lists),
+          stageRList: lists,
+        });
+    }
     if (st === 'msm') for (const m of MSM_VARIANTS) rows.push({ ...base, study: st, setting: m.label, reduce: m.reduce });
     if (st === 'rscin') for (const w of rscinWindows(rscinStudy)) rows.push({ ...base, study: st, setting: w.label, kList: w.k });
     if (st === 'divide')

@@ -10,11 +10,10 @@
 import { readFile } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
 import type { Backbone } from '../backbones/types.js';
-import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, defaultRList } from '../core/defaults.js';
+import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, resolveDegrees } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { formatImageScoreRule, imageScores as imageScoresOf, mapMaxima, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
 import { checkStageRList, ConfigError, type RscinMode, rscinWindows } from '../config.js';
-import { unionRList } from '../core/plan.js';
 import { RSCIN_K_MVTEC } from '../core/rscin.js';
 import type { Interval } from '../core/types.js';
 import { DatasetError } from '../datasets/types.js';
@@ -136,9 +135,9 @@ function tooFewImages(n: number, skipped: { name: string; reason: string }[]): D
 export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Promise<BuildBankResult> {
   if (inputs.length === 0) throw new DatasetError('no images given for the bank');
   const falseAlarm = checkFalseAlarm(o.falseAlarm ?? DEFAULT_FALSE_ALARM);
-  const stageRList = checkedStageRList(o.stageRList, o.backbone.stages);
-  const rList = stageRList ? unionRList(stageRList) : (o.rList ?? defaultRList(o.backbone.fuseSizes)), // 1,5 when the backbone fuses input sizes
-    interval = o.interval ?? DEFAULT_INTERVAL,
+  // per stage when given, else rList, else by the backbone (core/defaults.ts: a fused ResNet's per-stage lists)
+  const { rList, stageRList } = resolveDegrees(o.backbone, o.rList, checkedStageRList(o.stageRList, o.backbone.stages));
+  const interval = o.interval ?? DEFAULT_INTERVAL,
     kList = rscinWindows({ ...(o.kList ? { k_list: o.kList } : {}), rscin: o.rscin ?? 'auto' }, RSCIN_K_MVTEC, o.backbone.info.family);
   const ex = await extractImages(inputs, o.backbone, {
     batchSize: o.batchSize,

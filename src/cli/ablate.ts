@@ -16,6 +16,7 @@ import { rscinWindows } from '../config.js';
 import { type Category, DATASET_KINDS, DatasetError, type DatasetItem, type DatasetKind } from '../datasets/types.js';
 import { loadMask, MASK_RULES, type MaskRule } from '../datasets/masks.js';
 import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
+import { defaultDegrees } from '../core/defaults.js';
 import { inputSizesLabel } from '../backbones/types.js';
 import { computeMetrics } from '../metrics/index.js';
 import { extractReferences, listReferenceImages, referenceFolder, excludeTestImages } from '../features/references.js';
@@ -145,7 +146,9 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
   // RsCIN auto: by the loaded backbone's family (as runs and banks)
   const kList = rscinWindows({ ...(f.kList ? { k_list: f.kList } : {}), rscin: acc.rscin }, defaultKList(a.ds.kind), bb.info.family);
   // the rscin study measures the dataset's windows (or --k-list) even when the baseline has RsCIN off
-  const rows = studyRows(f.study, kList, f.shots ?? SHOT_COUNTS, f.kList ?? defaultKList(a.ds.kind));
+  // the r study also measures the backbone's per-stage default degrees (core/defaults.ts), when it has them
+  const stageDefault = defaultDegrees(bb).stageRList;
+  const rows = studyRows(f.study, kList, f.shots ?? SHOT_COUNTS, f.kList ?? defaultKList(a.ds.kind), stageDefault ? [stageDefault] : []);
   let t0 = performance.now();
   let feats: Awaited<ReturnType<typeof extractReferences>>;
   try {
@@ -197,6 +200,7 @@ async function writeAblationOutputs(
       study: r.study,
       setting: r.setting,
       r_list: r.rList,
+      ...(r.stageRList ? { stage_r_list: r.stageRList } : {}),
       reduce: r.reduce,
       k_list: r.kList,
       divide: r.divide,

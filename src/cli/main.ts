@@ -20,7 +20,7 @@ import { checkDevice, type Device } from '../compute/session.js';
 import { shutdownCompute } from '../compute/worker.js';
 import type { Settings, VisNorm } from '../config.js';
 import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings } from '../config.js';
-import { DEFAULT_R_LIST, FUSED_R_LIST } from '../core/defaults.js';
+import { DEFAULT_R_LIST, FUSED_R_LIST, FUSED_STAGE_R_LIST, stageLabel } from '../core/defaults.js';
 import { MASK_RULES } from '../datasets/masks.js';
 import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
 import { generateSynthetic } from '../demo/synthetic.js';
@@ -202,12 +202,12 @@ function addRunOptions(cmd: Command): Command {
         .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages'))
         .option(
           '--r-list <list>',
-          `LNAMD aggregation degrees, odd (default: ${FUSED_R_LIST.join(',')} when input sizes are fused, as by default, else ${DEFAULT_R_LIST.join(',')})`,
+          `LNAMD aggregation degrees for every stage, odd (default: per stage, ${stageLabel(FUSED_STAGE_R_LIST)}, for a ResNet's layers 2,3 with fused input sizes, as by default; ${FUSED_R_LIST.join(',')} for other stages with fused sizes; else ${DEFAULT_R_LIST.join(',')})`,
           rListArg,
         )
         .option(
           '--stage-r-list <lists>',
-          'LNAMD degrees per backbone stage, stages separated by /, e.g. 1,3/1,5,7 (wins over --r-list; local runs only)',
+          `LNAMD degrees per backbone stage, stages separated by /, e.g. ${stageLabel(FUSED_STAGE_R_LIST)} (wins over --r-list)`,
           stageRListArg,
         ),
     ),

@@ -16,7 +16,16 @@ import type { StageFeatures } from './types.js';
 import type { PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
-import { linkTableRIndex, neededPairs, planPasses, reductionBounds, validatePlan, type PoolVariant, type ScoringPlan } from './plan.js';
+import {
+  linkTableRIndex,
+  neededPairs,
+  type PlanPass,
+  planPasses,
+  reductionBounds,
+  validatePlan,
+  type PoolVariant,
+  type ScoringPlan,
+} from './plan.js';
 import { addBurnoutLinks, planBurnoutBounds, repeatVariant, type RepeatSummary } from './repeats.js';
 
 export interface EngineOptions {
@@ -291,16 +300,24 @@ function poolUnion(us: RowUser[], n: number, i: number): Uint8Array {
  * scorePlan does: stage-major, patch += s(l, r) / (L * |subset|). Needs keepPasses.
  */
 export function composeR(res: PlanScores, variant: number, rIdx: number[]): Float64Array {
+  const passes = Array.from({ length: res.L }, (_, l) =>
+    [...rIdx].sort((a, b) => a - b).map((ri) => ({ l, ri, w: 1 / (res.L * rIdx.length) })),
+  );
+  return composePasses(res, variant, passes.flat());
+}
+
+/**
+ * Patch scores [S, P] of a variant from some of its kept passes (core/plan.ts planPasses of a
+ * sub-plan: per-stage lists too), summed as scorePlan sums them: patch += s(l, r) w. Needs keepPasses.
+ */
+export function composePasses(res: PlanScores, variant: number, use: PlanPass[]): Float64Array {
   const passes = res.variants[variant]?.passes;
-  if (!passes) throw new Error('composeR needs the passes (keepPasses)');
+  if (!passes) throw new Error('composePasses needs the passes (keepPasses)');
   const sp = passes.length / (res.R * res.L);
   const patch = new Float64Array(sp);
-  const wgt = 1 / (res.L * rIdx.length);
-  for (let l = 0; l < res.L; l++) {
-    for (const ri of rIdx) {
-      const o = (ri * res.L + l) * sp;
-      for (let k = 0; k < sp; k++) patch[k] += passes[o + k]! * wgt;
-    }
+  for (const { l, ri, w } of use) {
+    const o = (ri * res.L + l) * sp;
+    for (let k = 0; k < sp; k++) patch[k] += passes[o + k]! * w;
   }
   return patch;
 }

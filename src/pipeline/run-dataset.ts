@@ -26,8 +26,7 @@ import { acquireOutputLock } from '../outputs/lock.js';
 import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
 import { ConfigError, rscinWindows, type Settings } from '../config.js';
-import { defaultRList } from '../core/defaults.js';
-import { unionRList } from '../core/plan.js';
+import { resolveDegrees, stageLabel } from '../core/defaults.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
@@ -141,9 +140,8 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   if (removed > 0) o.log?.(`removed ${removed} temporary file${removed > 1 ? 's' : ''} left by an interrupted run in ${o.out}`);
   const backbone = await loadRunBackbone(o);
   const kList = rscinWindows(s, defaultKList(ds.kind), backbone.info?.family); // RsCIN auto: by the loaded backbone's family
-  const stageRList = await checkedStageRList(s.stage_r_list, backbone);
-  // LNAMD degrees: per stage when given (their union), else by the loaded backbone's fused sizes
-  const rList = stageRList ? unionRList(stageRList) : (s.r_list ?? defaultRList(backbone.fuseSizes));
+  // LNAMD degrees: per stage when given (their union), else r_list, else by the loaded backbone (core/defaults.ts)
+  const { rList, stageRList } = resolveDegrees(backbone, s.r_list, await checkedStageRList(s.stage_r_list, backbone));
   let disposed = false;
   const dispose = async (): Promise<void> => {
     if (!disposed) {
@@ -172,7 +170,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     checkInterrupted();
     const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, done.entries);
     const markdown = metricsMarkdown(
-      runTitle(ds.kind, s.backbone, backbone, stageRList ? stageRList.map((l) => l.join(',')).join(' / ') : rList.join(',')),
+      runTitle(ds.kind, s.backbone, backbone, stageRList ? stageLabel(stageRList, ' / ') : rList.join(',')),
       done.entries,
     );
     await writeFileAtomic(join(tx.dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
@@ -382,6 +380,7 @@ function writeOutputs(run: DatasetRun, r: CategoryResult, rf: string[] | undefin
     image_size: backbone.imageSize,
     stages: backbone.stages,
     r_list: run.rList,
+    ...(run.stageRList ? { stage_r_list: run.stageRList } : {}),
     k_list: run.kList,
     ...(rf ? { reference_images: rf } : {}),
   };
