@@ -69,6 +69,23 @@ async function assertSavedMap(first: string, out: string): Promise<void> {
   await assert.rejects(readFile(join(out, 'masks', 'bad.png')), /ENOENT/);
 }
 
+/** Banks' LNAMD degrees: fused sizes give the per-stage default of runs (issue 17), or the lists asked for; a wrong list count is a usage error. */
+function assertStageDegrees(dir: string): void {
+  const fused = join(dir, 'f.bank');
+  let r = musc(['bank', 'build', '--data', join(dir, 'good'), '--out', fused, '--image-size', '64', '--fuse-sizes', '96']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /scoring: r 1,3 \/ 1,5,7 \(per stage\)/);
+  r = musc(['bank', 'build', '--data', join(dir, 'good'), '--out', fused, '--image-size', '64', '--stage-r-list', '1/1,3', '--force']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /scoring: r 1 \/ 1,3 \(per stage\)/);
+  r = musc(['predict', '--bank', fused, join(dir, 'new', 'bad.png'), '--out', join(dir, 'of'), '--no-pictures']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /1 images: 1 NG, 0 OK/);
+  r = musc(['bank', 'build', '--data', join(dir, 'good'), '--out', join(dir, 'x.bank'), '--image-size', '64', '--stage-r-list', '1/3/5']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--stage-r-list has 3 lists, the backbone has 2 stages \(2,3\)/);
+}
+
 test('musc bank build / info / predict: verdicts, regions, masks at the original size; refusals and exit codes', async () => {
   const { dir, cleanup } = await tempDir('bank-cli');
   try {
@@ -87,6 +104,8 @@ test('musc bank build / info / predict: verdicts, regions, masks at the original
     r = musc(['bank', 'info', bank]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /verified/);
+    assert.match(r.stdout, /scoring: r 1,3,5,/); // one input size: the paper's r for every stage
+    assertStageDegrees(dir);
     r = musc(['predict', '--bank', bank, join(dir, 'new'), '--out', out]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /2 images: \d NG, \d OK, 1 skipped/);

@@ -144,17 +144,22 @@ test('int8 on the cluster: scale jobs give the bank scale; block jobs = the one-
   }
 });
 
+/** randomStages with images 0..3 sharing a defect vector at stage 0's top-left patch (a repeated anomaly) */
+function repeatedDefectStages(n: number): StageFeatures[] {
+  const stages = randomStages(n, 13);
+  const rnd = mulberry32(99);
+  const defect = Array.from({ length: 16 }, () => 8 * (rnd() * 2 - 1));
+  const s0 = fromFloat16(stages[0]!.data as Uint16Array);
+  for (let i = 0; i < 4; i++) for (let c = 0; c < 16; c++) s0[i * 16 * 16 + c] = defect[c]! + 0.01 * rnd();
+  stages[0] = { ...stages[0]!, data: toFloat16(s0) };
+  return stages;
+}
+
 test('repeated-anomaly filter on the cluster: links jobs per row block, then the merge = the one-process filtered variant, bit for bit', async () => {
   const { dir, cleanup } = await tempDir('cluster-repeats');
   try {
     const n = 20;
-    const stages = randomStages(n, 13);
-    // images 0..3 share a defect vector at stage 0's top-left patch (a repeated anomaly)
-    const rnd = mulberry32(99);
-    const defect = Array.from({ length: 16 }, () => 8 * (rnd() * 2 - 1));
-    const s0 = fromFloat16(stages[0]!.data as Uint16Array);
-    for (let i = 0; i < 4; i++) for (let c = 0; c < 16; c++) s0[i * 16 * 16 + c] = defect[c]! + 0.01 * rnd();
-    stages[0] = { ...stages[0]!, data: toFloat16(s0) };
+    const stages = repeatedDefectStages(n);
     const plan: ScoringPlan = { n, rList: [1, 3], variants: [zeroShotVariant(n, [0, 0.3])], repeatFilter: DEFAULT_REPEAT_FILTER };
     const one = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), {});
     assert.ok(one.filtered && one.filtered.summary.excludedPairs > 0, 'the one-process run found no repeated anomaly');
@@ -209,13 +214,7 @@ test("per-stage r lists on the cluster (fast and int8, with the filter): jobs fo
   const { dir, cleanup } = await tempDir('cluster-stage-r');
   try {
     const n = 20;
-    const stages = randomStages(n, 13);
-    // a repeated defect at stage 0 (as above): the filter's link table is stage 0 at its own smallest r
-    const rnd = mulberry32(99);
-    const defect = Array.from({ length: 16 }, () => 8 * (rnd() * 2 - 1));
-    const s0 = fromFloat16(stages[0]!.data as Uint16Array);
-    for (let i = 0; i < 4; i++) for (let c = 0; c < 16; c++) s0[i * 16 * 16 + c] = defect[c]! + 0.01 * rnd();
-    stages[0] = { ...stages[0]!, data: toFloat16(s0) };
+    const stages = repeatedDefectStages(n); // the filter's link table is stage 0 at its own smallest r
     const lists = [
       [[3], [1, 3]],
       [[1, 3], [3]],
