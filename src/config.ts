@@ -326,6 +326,14 @@ export function checkStageRList(v: readonly (readonly number[])[], what: string)
   });
 }
 
+/** Per-stage LNAMD degrees against a loaded backbone's stages: one list per stage. */
+export function checkStageCount(v: readonly (readonly number[])[], stages: readonly number[], what: string): void {
+  if (v.length !== stages.length)
+    throw new ConfigError(
+      `${what} has ${v.length} lists, the backbone has ${stages.length} stages (${stages.join(',')}): one list per stage`,
+    );
+}
+
 /** Reads a YAML (.yaml/.yml) or JSON config file. */
 export async function loadConfigFile(path: string): Promise<Partial<Settings>> {
   let text: string;

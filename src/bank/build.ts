@@ -13,7 +13,7 @@ import type { Backbone } from '../backbones/types.js';
 import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, resolveDegrees } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { formatImageScoreRule, imageScores as imageScoresOf, mapMaxima, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
-import { checkStageRList, ConfigError, type RscinMode, rscinWindows } from '../config.js';
+import { checkStageCount, checkStageRList, type RscinMode, rscinWindows } from '../config.js';
 import { RSCIN_K_MVTEC } from '../core/rscin.js';
 import type { Interval } from '../core/types.js';
 import { DatasetError } from '../datasets/types.js';
@@ -116,10 +116,7 @@ function calibrationOf(maps: Float32Array, S: number, imageScores: Float64Array,
 function checkedStageRList(lists: number[][] | undefined, stages: readonly number[]): number[][] | undefined {
   if (!lists) return undefined;
   checkStageRList(lists, '--stage-r-list');
-  if (lists.length !== stages.length)
-    throw new ConfigError(
-      `--stage-r-list has ${lists.length} lists, the backbone has ${stages.length} stages (${stages.join(',')}): one list per stage`,
-    );
+  checkStageCount(lists, stages, '--stage-r-list');
   return lists;
 }
 

@@ -25,7 +25,7 @@ import { prepareOutputFolder, unwritableOutput } from '../outputs/out-dir.js';
 import { acquireOutputLock } from '../outputs/lock.js';
 import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
-import { ConfigError, rscinWindows, type Settings } from '../config.js';
+import { checkStageCount, ConfigError, rscinWindows, type Settings } from '../config.js';
 import { resolveDegrees, stageLabel } from '../core/defaults.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
@@ -200,10 +200,13 @@ function runTitle(kind: string, name: string, b: Backbone, r: string): string {
 
 /** Settings.stage_r_list checked against the loaded backbone's stages (one list per stage); the backbone is released on error. */
 async function checkedStageRList(lists: number[][] | undefined, backbone: Backbone): Promise<number[][] | undefined> {
-  if (!lists || lists.length === backbone.stages.length) return lists;
-  await backbone.dispose();
-  const stages = `${backbone.stages.length} stages (${backbone.stages.join(',')})`;
-  throw new ConfigError(`'stage_r_list' (--stage-r-list) has ${lists.length} lists, the backbone has ${stages}: one list per stage`);
+  try {
+    if (lists) checkStageCount(lists, backbone.stages, "'stage_r_list' (--stage-r-list)");
+    return lists;
+  } catch (e) {
+    await backbone.dispose();
+    throw e;
+  }
 }
 
 /** Every category in turn (written into the staging folder). */
