@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { WorkerContext } from '../compute/worker.js';
-import { stageLabel } from '../core/defaults.js';
+import { degreesLabel } from '../core/defaults.js';
 import { aggregateStage, layerNormImages, lnamdTarget } from '../core/lnamd.js';
 import { neededPairs, stagePasses } from '../core/plan.js';
 import { cancelledError, scoreBank } from '../core/score.js';
@@ -56,8 +56,7 @@ export async function predictTask(
 ): Promise<PatchResult> {
   const kernel = await kernelFor(s.device, s.precision);
   let t0 = performance.now();
-  const lists = s.stageRList ? stageLabel(s.stageRList) : s.rList.join(',');
-  const bz = bankZ(`${key}/${lists}/${s.scoreGrid ?? ''}`, bank, s);
+  const bz = bankZ(`${key}/${degreesLabel(s, '/')}/${s.scoreGrid ?? ''}`, bank, s);
   let lnamdMs = performance.now() - t0,
     msmMs = 0;
   const target = lnamdTarget(bank, undefined, s.scoreGrid);

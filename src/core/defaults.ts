@@ -43,6 +43,11 @@ export interface Degrees {
   stageRList?: number[][];
 }
 
+/** Degrees as titles, logs and cache keys show them: '1,3 / 1,5,7' per stage (`sep` between stages), else '1,5'. */
+export function degreesLabel(d: Degrees, sep = ' / '): string {
+  return d.stageRList ? stageLabel(d.stageRList, sep) : d.rList.join(',');
+}
+
 /**
  * The LNAMD degrees of a backbone when none are asked for: FUSED_STAGE_R_LIST (rList their union)
  * when it fuses input sizes at layer2 + layer3, else defaultRList. Copies.

@@ -21,6 +21,7 @@ import {
   neededPairs,
   type PlanPass,
   planPasses,
+  stagePasses,
   reductionBounds,
   validatePlan,
   type PoolVariant,
@@ -106,8 +107,8 @@ export async function scorePlan(
     L = stages.length,
     R = plan.rList.length;
   const need = neededPairs(plan);
-  const passes = planPasses(plan, L);
-  const total = passes.length;
+  const passes = stagePasses(plan, L); // [L][k]: stage l's (r, weight) passes
+  const total = passes.flat().length;
   let done = 0;
   const timings = { lnamdMs: 0, msmMs: 0 };
   const table: TableOptions & { need: Uint8Array } = {
@@ -130,9 +131,8 @@ export async function scorePlan(
   }));
   // stage-major: each stage is layer-normalised once and reused for its every r
   for (let l = 0; l < L; l++) {
-    const mine = passes.filter((p) => p.l === l);
     const normed = l === 0 && normed0 ? normed0 : await timed(timings, 'lnamdMs', () => layerNormImages(stages[l]!));
-    for (const { ri, w } of mine) {
+    for (const { ri, w } of passes[l]!) {
       if (pre !== null && l === 0 && ri === pre.ri) {
         accumulate(variants, pre.scores, l, ri, L, w);
         continue;
@@ -300,10 +300,9 @@ function poolUnion(us: RowUser[], n: number, i: number): Uint8Array {
  * scorePlan does: stage-major, patch += s(l, r) / (L * |subset|). Needs keepPasses.
  */
 export function composeR(res: PlanScores, variant: number, rIdx: number[]): Float64Array {
-  const passes = Array.from({ length: res.L }, (_, l) =>
-    [...rIdx].sort((a, b) => a - b).map((ri) => ({ l, ri, w: 1 / (res.L * rIdx.length) })),
-  );
-  return composePasses(res, variant, passes.flat());
+  // planPasses over the kept passes' r indices: every stage at the subset, its weights
+  const indices = Array.from({ length: res.R }, (_, ri) => ri);
+  return composePasses(res, variant, planPasses({ rList: indices, stageRList: Array.from({ length: res.L }, () => rIdx) }, res.L));
 }
 
 /**

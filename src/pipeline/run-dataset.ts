@@ -26,7 +26,7 @@ import { acquireOutputLock } from '../outputs/lock.js';
 import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
 import { checkStageCount, ConfigError, rscinWindows, type Settings } from '../config.js';
-import { resolveDegrees, stageLabel } from '../core/defaults.js';
+import { degreesLabel, resolveDegrees } from '../core/defaults.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
@@ -169,10 +169,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     await dispose();
     checkInterrupted();
     const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, done.entries);
-    const markdown = metricsMarkdown(
-      runTitle(ds.kind, s.backbone, backbone, stageRList ? stageLabel(stageRList, ' / ') : rList.join(',')),
-      done.entries,
-    );
+    const markdown = metricsMarkdown(runTitle(ds.kind, s.backbone, backbone, degreesLabel({ rList, stageRList })), done.entries);
     await writeFileAtomic(join(tx.dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
     await writeFileAtomic(join(tx.dir, 'metrics.md'), markdown);
     // the previous report shows the replaced categories' images: it goes with them (rebuilt after)
