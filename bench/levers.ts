@@ -76,7 +76,7 @@ import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type A
 import { intervalBounds, nearestDistanceTable } from '../src/core/msm.js';
 import { reduceTable } from '../src/core/score.js';
 import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant, linkRIndex } from '../src/core/repeats.js';
-import { zeroShotVariant } from '../src/core/plan.js';
+import { stagePasses, unionRList, zeroShotVariant } from '../src/core/plan.js';
 import { l2NormalizeRows, rscin } from '../src/core/rscin.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
 import { computeMetrics } from '../src/metrics/index.js';
@@ -146,6 +146,12 @@ interface Row {
   geo: number;
   /** how a stage's r tables combine: 'mean' (MuSc) or 'max' (a patch anomalous at any degree; with sn=1 for comparable scales) */
   rc: string;
+  /** image-level mutual scoring: image score = z(patch-level score) + gm x z(the mean of the lowest q of its token distances to the other images) */
+  gm: number;
+  /** image-pair scoring: D(i, j) = the mean of the top fraction `pair` of i's patches' weighted nearest distances to j; image score = the MSM interval mean of D(i, .) over i's pool (0: off) */
+  pair: number;
+  /** with pair: image score = z(the row's image score) + pairmix x z(the pair score) (0: the pair score alone) */
+  pairmix: number;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -182,6 +188,9 @@ const BASE: Row = {
   geo: 0,
   rc: 'mean',
   rl: '',
+  gm: 0,
+  pair: 0,
+  pairmix: 0,
 };
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
@@ -218,6 +227,9 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   posmap: 'posmap',
   bm: 'bm',
   sn: 'sn',
+  gm: 'gm',
+  pair: 'pair',
+  pairmix: 'pairmix',
 };
 const LIST_KEYS: Record<string, Fields<number[] | undefined>> = {
   st: 'stages',
@@ -648,6 +660,16 @@ function peakPost(img: Float64Array, maps: Float32Array, row: Row): Float64Array
   return row.mix ? mixedPeaks(c, maps, row.mix) : c;
 }
 
+/** The image-level levers after peakPost: gm (token MSM mixed in), then pair (alone, or mixed in with pairmix). */
+function imageLevel(img: Float64Array, row: Row, fc: FeatureConfig, pairImg: Float64Array | undefined): Float64Array {
+  const g = row.gm ? withGlobalMutual(img, fc.tokens(), row) : img;
+  if (!pairImg) return g;
+  if (!row.pairmix) return pairImg;
+  const zi = robustZ(g),
+    zp = robustZ(pairImg);
+  return zi.map((v, i) => v + row.pairmix * zp[i]!);
+}
+
 /** Robust z-scores over the batch: (s - median) / MAD. */
 function robustZ(s: Float64Array): Float64Array {
   const med = s.slice().sort()[s.length >> 1]!;
@@ -661,6 +683,28 @@ function mixedPeaks(img: Float64Array, maps: Float32Array, fs: number[]): Float6
   const rule = (f: number) => (f > 0 ? ({ kind: 'top', fraction: f / 1000 } as const) : MAX_IMAGE_SCORE);
   const all = [img, ...fs.map((f) => imageScores(maps, n, rule(f)))].map(robustZ);
   return img.map((_, i) => all.reduce((a, z) => a + z[i]!, 0) / all.length);
+}
+
+/** gm: robust z of the image scores plus gm x robust z of an image-level MSM over the unit tokens [n, d]. */
+function withGlobalMutual(img: Float64Array, tokens: ImageTokens, row: Row): Float64Array {
+  const { n, d } = tokens;
+  const t = tokens.data as Float32Array;
+  const g = new Float64Array(n);
+  const K = Math.max(1, Math.round(row.q * (n - 1)));
+  for (let i = 0; i < n; i++) {
+    const dist: number[] = [];
+    for (let j = 0; j < n; j++) {
+      if (j === i) continue;
+      let dot = 0;
+      for (let c = 0; c < d; c++) dot += t[i * d + c]! * t[j * d + c]!;
+      dist.push(Math.sqrt(Math.max(0, 2 - 2 * dot)));
+    }
+    dist.sort((a, b) => a - b);
+    g[i] = dist.slice(0, K).reduce((a, v) => a + v, 0) / K;
+  }
+  const zi = robustZ(img),
+    zg = robustZ(g);
+  return zi.map((v, i) => v + row.gm * zg[i]!);
 }
 
 /** Image scores minus f x the median of each image's map [n, T, T]. */
@@ -1077,7 +1121,7 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
   const n = items.length,
     M = meta.pieces.length,
     P = meta.h * meta.w;
-  const layers = row.layers ?? row.stages.map((_, l) => l);
+  const passes = rowPasses(row);
   const patch = new Float64Array(M * P);
   const filter = row.rep > 0 ? await repeatFilter(fc, row, items, M, P) : null;
   const filtered = filter ? new Float64Array(M * P) : null;
@@ -1086,12 +1130,12 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
   const plainVariant = geo ? poolVariant(geo, row) : null;
   const filterVariant = geo && filter ? poolVariant(intersectPools(filter.pools, geo), row) : filter?.variant;
   let score_s = 0;
+  const pairTable = row.pair > 0 ? new Float64Array(M * P * M) : null;
   if (row.rc !== 'mean' && row.rc !== 'max') throw new Error(`bad rc ${row.rc}`);
-  for (const l of layers) {
+  for (const stage of passes) {
     const most =
       row.rc === 'max' ? { patch: new Float64Array(M * P).fill(-Infinity), filtered: new Float64Array(M * P).fill(-Infinity) } : null;
-    const rs = row.agg.startsWith('md') ? [0] : stageRList(row, l);
-    for (const r of rs) {
+    for (const { l, r, w: wgt } of stage) {
       const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
       const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
@@ -1106,26 +1150,61 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
         if (filterVariant) reduced.set(fkey, reduceTable(table, M, P, [filterVariant])[0]!);
       }
       score_s += fc.meta!.score_s[`${agg}-l${l}-r${r}`] ?? NaN;
-      const wgt = 1 / (layers.length * rs.length);
+      if (pairTable) {
+        const table = await fc.table(agg, l, r);
+        for (let k = 0; k < pairTable.length; k++) pairTable[k]! += wgt * table[k]!;
+      }
       const s = reduced.get(key)!;
       const [c0, c1] = tableScale(s, row.sn); // the unfiltered table's scale for both
       addScaled(most?.patch ?? patch, s, c0, c1, most ? 0 : wgt);
       if (filter) addScaled(most?.filtered ?? filtered!, reduced.get(fkey)!, c0, c1, most ? 0 : wgt);
     }
     if (most) {
-      addScaled(patch, most.patch, 0, 1, 1 / layers.length);
-      if (filtered) addScaled(filtered, most.filtered, 0, 1, 1 / layers.length);
+      addScaled(patch, most.patch, 0, 1, 1 / passes.length);
+      if (filtered) addScaled(filtered, most.filtered, 0, 1, 1 / passes.length);
     }
   }
-  return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, pools: filter?.pools, score_s };
+  const pairImg = pairTable ? pairScores(pairTable, M, P, row, filter?.pools) : undefined;
+  return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, pools: filter?.pools, score_s, pairImg };
 }
 
-/** The r list of stage l: the row's `rl` entry for it (per-stage degrees), else its r list. */
-function stageRList(row: Row, l: number): number[] {
-  if (!row.rl) return row.rList;
-  const per = row.rl.split('_').map((x) => x.split('.').map(Number));
-  if (!per[l]?.length || per[l]!.some((r) => !(r >= 1 && r % 2 === 1))) throw new Error(`bad rl ${row.rl} for stage ${l}`);
-  return per[l]!;
+/** pair: image scores from image-pair distances D(i, j) (top fraction of i's patch distances to j), the interval mean over i's pool. */
+function pairScores(table: Float64Array, M: number, P: number, row: Row, pools: number[][] | undefined): Float64Array {
+  const top = Math.max(1, Math.round(row.pair * P));
+  const col = new Float64Array(P);
+  return Float64Array.from({ length: M }, (_, i) => {
+    const pool = pools?.[i] ?? Array.from({ length: M }, (_, j) => j).filter((j) => j !== i);
+    const D = pool.map((j) => {
+      for (let p = 0; p < P; p++) col[p] = table[(i * P + p) * M + j]!;
+      const sorted = col.slice().sort();
+      let s = 0;
+      for (let t = P - top; t < P; t++) s += sorted[t]!;
+      return s / top;
+    });
+    D.sort((a, b) => a - b);
+    const [lo, hi] = intervalBounds(D.length, [row.qa, row.q]);
+    return D.slice(lo, hi).reduce((a, v) => a + v, 0) / (hi - lo);
+  });
+}
+
+/**
+ * A row's MSM passes grouped by kept stage: each (l, r) with its weight in the patch score's mean,
+ * from musc's planPasses (src/core/plan.ts) over the kept stages' r lists (`rl` per stage, else
+ * rList; md: one pass per stage, r = 0).
+ */
+function rowPasses(row: Row): { l: number; r: number; w: number }[][] {
+  const layers = row.layers ?? row.stages.map((_, l) => l);
+  const per = row.rl ? row.rl.split('_').map((x) => x.split('.').map(Number)) : null;
+  const lists = layers.map((l) => {
+    if (row.agg.startsWith('md')) return [0];
+    if (!per) return row.rList;
+    if (!per[l]?.length || per[l]!.some((r) => !(r >= 1 && r % 2 === 1))) throw new Error(`bad rl ${row.rl} for stage ${l}`);
+    return per[l]!;
+  });
+  const rList = unionRList(lists);
+  return stagePasses({ rList, stageRList: lists }, layers.length).map((ps) =>
+    ps.map((p) => ({ l: layers[p.l]!, r: rList[p.ri]!, w: p.w })),
+  );
 }
 
 /** out += w (s - c0) / c1, or out = max(out, (s - c0) / c1) with w = 0. */
@@ -1178,22 +1257,19 @@ async function pseudoNormalScores(fc: FeatureConfig, row: Row, meta: Meta, img: 
   const M = meta.pieces.length,
     P = meta.h * meta.w;
   if (meta.grids || M !== img.length) throw new Error('pn: one squashed piece per image');
-  // its own mean over the row's stages and r list: not the per-stage lists, rc or sn of rowPatchScores
-  if (row.rl || row.rc !== 'mean' || row.sn) throw new Error('pn: one r list for every stage, rc=mean, no sn');
+  // the row's passes and weights (rowPasses); not the rc or sn of rowPatchScores
+  if (row.rc !== 'mean' || row.sn) throw new Error('pn: rc=mean, no sn');
   const order = Array.from(img, (_, i) => i).sort((a, b) => img[a]! - img[b]!);
   const refs = new Set(order.slice(0, Math.max(2, Math.ceil(row.pn * M))));
   const poolOf = (a: number) => (pools ? pools[a]! : order).filter((b) => b !== a && refs.has(b)).sort((x, y) => x - y);
   const pnPools = Array.from({ length: M }, (_, a) => poolOf(a));
   const smallest = Math.min(...pnPools.map((p) => p.length));
   const variant = filteredVariant(pnPools, intervalBounds(smallest, [row.qa, row.q]));
-  const layers = row.layers ?? row.stages.map((_, l) => l);
   const out = new Float64Array(M * P);
-  const wgt = 1 / (layers.length * row.rList.length);
-  for (const l of layers)
-    for (const r of row.rList) {
-      const s = reduceTable(await fc.table(r === 1 && row.agg !== 'ctr' ? 'box' : row.agg, l, r), M, P, [variant])[0]!;
-      for (let k = 0; k < s.length; k++) out[k] += s[k]! * wgt;
-    }
+  for (const { l, r, w } of rowPasses(row).flat()) {
+    const s = reduceTable(await fc.table(r === 1 && row.agg !== 'ctr' ? 'box' : row.agg, l, r), M, P, [variant])[0]!;
+    for (let k = 0; k < s.length; k++) out[k] += s[k]! * w;
+  }
   return { scores: out, refs: refs.size, smallest };
 }
 
@@ -1217,6 +1293,40 @@ async function pseudoNormalRow(
   };
 }
 
+/** fuse: the row's maps at its own and at the `fuse` input sizes, averaged at S x S (and so the filtered scores' maps). */
+async function fusedSizeMaps(
+  cat: string,
+  paths: string[],
+  row: Row,
+  items: DatasetItem[],
+  meta: Meta,
+  patch: Float64Array,
+  filtered: Float64Array | null,
+): Promise<{ maps: Float32Array; fusedFiltered: Float32Array | null; score_s: number }> {
+  if (row.geometry !== 'squash') throw new Error('fuse: squashed inputs only');
+  const n = items.length,
+    S = row.size;
+  const all = [patch],
+    allF = [filtered];
+  const grids: [number, number][] = [[meta.h, meta.w]];
+  let score_s = 0;
+  for (const F of row.fuse) {
+    const r2 = { ...row, size: F, fuse: [] };
+    const fc2 = new FeatureConfig(cat, paths, r2);
+    const m2 = await fc2.ensureMeta();
+    const s2 = await rowPatchScores(fc2, r2, items, m2);
+    score_s += s2.score_s;
+    all.push(s2.patch);
+    allF.push(s2.filtered);
+    grids.push([m2.h, m2.w]);
+  }
+  const fuseMaps = (ps: Float64Array[]) => {
+    const up = ps.map((x, k) => upsampleAlignCorners(x, n, grids[k]![0], grids[k]![1], S, S));
+    return up[0]!.map((_, k) => up.reduce((a, u) => a + u[k]!, 0) / up.length);
+  };
+  return { maps: fuseMaps(all), fusedFiltered: filtered ? fuseMaps(allF as Float64Array[]) : null, score_s };
+}
+
 async function evaluateRow(name: string, cat: string, items: DatasetItem[], masks: Uint8Array) {
   const row = parseRow(name);
   const paths = items.map((it) => it.path);
@@ -1232,6 +1342,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   let fusedFiltered: Float32Array | null = null;
   let repInfo: Record<string, number> | undefined;
   let pools: number[][] | undefined;
+  let pairImg: Float64Array | undefined;
   let score_s = 0;
   const fromRun = process.env.MUSC_LEVERS_MAPS;
   if (fromRun) {
@@ -1241,7 +1352,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     maps = r.maps;
   } else {
     const sc = await rowPatchScores(fc, row, items, meta);
-    ({ patch, filtered, repInfo, pools, score_s } = sc);
+    ({ patch, filtered, repInfo, pools, score_s, pairImg } = sc);
     if (row.pos) {
       if (meta.grids || M !== n) throw new Error('pos: one squashed piece per image');
       const normal = positionNormalised(patch, M, P, row.pos);
@@ -1250,27 +1361,9 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     }
     maps = toImageMaps(patchMaps(patch, meta, S), meta.pieces, n, S);
     if (row.fuse.length) {
-      if (row.geometry !== 'squash') throw new Error('fuse: squashed inputs only');
-      const all = [patch],
-        allF = [filtered];
-      const grids: [number, number][] = [[meta.h, meta.w]];
-      for (const F of row.fuse) {
-        const r2 = { ...row, size: F, fuse: [] };
-        const fc2 = new FeatureConfig(cat, paths, r2);
-        const m2 = await fc2.ensureMeta();
-        const s2 = await rowPatchScores(fc2, r2, items, m2);
-        score_s += s2.score_s;
-        all.push(s2.patch);
-        allF.push(s2.filtered);
-        grids.push([m2.h, m2.w]);
-      }
-      // maps of every size at S x S, averaged
-      const fuseMaps = (ps: Float64Array[]) => {
-        const up = ps.map((x, k) => upsampleAlignCorners(x, n, grids[k]![0], grids[k]![1], S, S));
-        return up[0]!.map((_, k) => up.reduce((a, u) => a + u[k]!, 0) / up.length);
-      };
-      maps = fuseMaps(all);
-      if (filtered) fusedFiltered = fuseMaps(allF as Float64Array[]);
+      const f = await fusedSizeMaps(cat, paths, row, items, meta, patch, filtered);
+      ({ maps, fusedFiltered } = f);
+      score_s += f.score_s;
     }
   }
   // the repeated-anomaly filter's scores give the image scores (and the maps with repmap=1)
@@ -1282,7 +1375,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   let img = imageScores(scoreMaps, n, imageRule(row));
   let pnInfo: { refs: number; smallest: number } | undefined;
   if (row.pn > 0) ({ img, maps, info: pnInfo } = await pseudoNormalRow(fc, row, meta, img, maps, pools, !!fromRun));
-  img = peakPost(img, scoreMaps, row);
+  img = imageLevel(peakPost(img, scoreMaps, row), row, fc, pairImg);
   if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
   let rs = img;
   if (!row.kList.includes(0)) {
