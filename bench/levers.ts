@@ -152,6 +152,10 @@ interface Row {
   pair: number;
   /** with pair: image score = z(the row's image score) + pairmix x z(the pair score) (0: the pair score alone) */
   pairmix: number;
+  /** joint stages (PatchCore-like): passes of one table each over layer2 at r = a and layer3 at r = b concatenated, 'a:b.a:b' (replaces the stage passes) */
+  joint: string;
+  /** 1: the joint passes added as one more group beside the stages' own passes (each group 1 / (L + 1) of the mean) */
+  jadd: number;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -191,6 +195,8 @@ const BASE: Row = {
   gm: 0,
   pair: 0,
   pairmix: 0,
+  joint: '',
+  jadd: 0,
 };
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
@@ -204,6 +210,7 @@ const TEXT_KEYS: Record<string, Fields<string>> = {
   tok: 'token',
   rc: 'rc',
   rl: 'rl',
+  joint: 'joint',
 };
 const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   s: 'size',
@@ -228,6 +235,7 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   bm: 'bm',
   sn: 'sn',
   gm: 'gm',
+  jadd: 'jadd',
   pair: 'pair',
   pairmix: 'pairmix',
 };
@@ -813,11 +821,12 @@ class FeatureConfig {
       P = meta.h * meta.w;
     // flipref: Z holds (1 + K) M banks, the pieces' and their mirrors'; only the pieces are queries,
     // and a piece's nearest distance to image b is over b and b's mirrors
-    const Mt = z.length / (P * meta.c0);
+    const C = agg.startsWith('joint') ? 2 * meta.c0 : meta.c0;
+    const Mt = z.length / (P * C);
     const need = new Uint8Array(Mt * Mt);
     for (let a = 0; a < M; a++) for (let b = 0; b < Mt; b++) need[a * Mt + b] = meta.pieces[a]!.item !== meta.pieces[b % M]!.item ? 1 : 0;
     const t0 = performance.now();
-    const full = await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, Mt, P, meta.c0, need]);
+    const full = await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, Mt, P, C, need]);
     const table = Mt === M ? full : minOverMirrors(full, M * P, M, Mt);
     meta.score_s[name] = (performance.now() - t0) / 1000;
     save(file, table);
@@ -832,6 +841,7 @@ class FeatureConfig {
     const normed = layerNormImages(st);
     if (agg === 'box') return aggregateStage(st, normed, r, target);
     if (agg === 'ctr') return centred(aggregateStage(st, normed, r, target), target.channels);
+    if (agg.startsWith('joint')) return jointBank(aggregateStage(st, normed, r, target), f.stages[1]!, Number(agg.slice(5)), target);
     return aggregateExperimental(agg, st, normed, r, target);
   }
   /** LNAMD's target: the first stage's grid, or the row's `grid` (features at S px scored on a G x G grid) */
@@ -849,6 +859,20 @@ class FeatureConfig {
     const st = f.stages[0]!;
     return aggregateStage(st, layerNormImages(st), 3, this.target(f.stages));
   }
+}
+
+/** joint: unit [M, P, 2C] = (layer2's unit patch feature, layer3's at r = b on the same grid) / sqrt 2. */
+function jointBank(z0: Float32Array, st1: StageFeatures<Float32Array>, b: number, target: AggregateOptions): Float32Array {
+  const z1 = aggregateStage(st1, layerNormImages(st1), b, target);
+  const C = target.channels,
+    rows = z0.length / C;
+  const out = new Float32Array(rows * 2 * C);
+  for (let k = 0; k < rows; k++)
+    for (let c = 0; c < C; c++) {
+      out[k * 2 * C + c] = z0[k * C + c]! * Math.SQRT1_2;
+      out[k * 2 * C + C + c] = z1[k * C + c]! * Math.SQRT1_2;
+    }
+  return out;
 }
 
 /** A table [rows, Mt] (Mt = (1 + K) M: each image then its mirrors) -> [rows, M], the minimum over each image's copies. */
@@ -1135,8 +1159,9 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
   for (const stage of passes) {
     const most =
       row.rc === 'max' ? { patch: new Float64Array(M * P).fill(-Infinity), filtered: new Float64Array(M * P).fill(-Infinity) } : null;
-    for (const { l, r, w: wgt } of stage) {
-      const agg = r === 1 && row.agg !== 'ctr' ? 'box' : row.agg; // r = 1 is the same under every neighbourhood aggregation
+    for (const { l, r, w: wgt, j } of stage) {
+      // r = 1 is the same under every neighbourhood aggregation; joint: layer3 at r = j concatenated
+      const agg = j ? `joint${j}` : r === 1 && row.agg !== 'ctr' ? 'box' : row.agg;
       const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
       const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}`;
@@ -1192,7 +1217,15 @@ function pairScores(table: Float64Array, M: number, P: number, row: Row, pools: 
  * from musc's planPasses (src/core/plan.ts) over the kept stages' r lists (`rl` per stage, else
  * rList; md: one pass per stage, r = 0).
  */
-function rowPasses(row: Row): { l: number; r: number; w: number }[][] {
+function rowPasses(row: Row): { l: number; r: number; w: number; j?: number }[][] {
+  if (row.joint) {
+    const pairs = row.joint.split('.').map((x) => x.split(':').map(Number) as [number, number]);
+    const joint = pairs.map(([r, j]) => ({ l: 0, r, w: 1 / pairs.length, j }));
+    if (!row.jadd) return [joint];
+    const own = rowPasses({ ...row, joint: '' });
+    const G = own.length + 1;
+    return [...own.map((ps) => ps.map((p) => ({ ...p, w: (p.w * own.length) / G }))), joint.map((p) => ({ ...p, w: p.w / G }))];
+  }
   const layers = row.layers ?? row.stages.map((_, l) => l);
   const per = row.rl ? row.rl.split('_').map((x) => x.split('.').map(Number)) : null;
   const lists = layers.map((l) => {
