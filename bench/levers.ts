@@ -26,7 +26,14 @@
  *   agg=box|ctr|sw:T|md|mdsw:T  LNAMD box mean (ours); ctr = the box features centred on the
  *        batch's mean feature; sw = similarity-weighted r x r mean with weights exp(-|u_q - u_p| / T)
  *        on unit vectors (MuSc-V2's SWPooling); md = one feature per stage, the mean of the
- *        (L2-normalised) r = 1,3,5 features (MuSc-V2's multi-degree: one MSM pass, not 3)
+ *        (L2-normalised) r = 1,3,5 features (MuSc-V2's multi-degree: one MSM pass, not 3);
+ *        pca:K = the box features projected on K directions of the batch (`musc run --project K`,
+ *        src/core/project.ts; the filter's links from the projected r = 1 table, as in musc)
+ *   gm=W  image score = z(the row's) + W z(each image's token scored against the others' tokens by MSM)
+ *   pair=F pairmix=0  image-pair scoring: D(i, j) = the mean of the top fraction F of i's weighted patch
+ *        distances to j, image score = the interval mean of D(i, .) over i's pool (pairmix=W: mixed in as z-scores)
+ *   joint=a:b.a:b jadd=0  joint stages: one table per pair over layer2 at r = a and layer3 at r = b
+ *        concatenated (PatchCore's form); jadd=1: beside the stages' own passes, as one more group
  *   rep=FPR repw=0.02 repmax=0.5 repmap=0 repl=0  repeated-anomaly filter (src/core/repeats.ts; links
  *        from the r = 3 tables of stages repl, summed; the engine's: stage 0): image scores from the
  *        filtered scores; repmap=1: the maps too
@@ -77,6 +84,7 @@ import { intervalBounds, nearestDistanceTable } from '../src/core/msm.js';
 import { reduceTable } from '../src/core/score.js';
 import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant, linkRIndex } from '../src/core/repeats.js';
 import { stagePasses, unionRList, zeroShotVariant } from '../src/core/plan.js';
+import { projectBank } from '../src/core/project.js';
 import { l2NormalizeRows, rscin } from '../src/core/rscin.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
 import { computeMetrics } from '../src/metrics/index.js';
@@ -821,7 +829,7 @@ class FeatureConfig {
       P = meta.h * meta.w;
     // flipref: Z holds (1 + K) M banks, the pieces' and their mirrors'; only the pieces are queries,
     // and a piece's nearest distance to image b is over b and b's mirrors
-    const C = agg.startsWith('joint') ? 2 * meta.c0 : meta.c0;
+    const C = agg.startsWith('joint') ? 2 * meta.c0 : agg.startsWith('pca:') ? Number(agg.slice(4)) : meta.c0;
     const Mt = z.length / (P * C);
     const need = new Uint8Array(Mt * Mt);
     for (let a = 0; a < M; a++) for (let b = 0; b < Mt; b++) need[a * Mt + b] = meta.pieces[a]!.item !== meta.pieces[b % M]!.item ? 1 : 0;
@@ -841,6 +849,7 @@ class FeatureConfig {
     const normed = layerNormImages(st);
     if (agg === 'box') return aggregateStage(st, normed, r, target);
     if (agg === 'ctr') return centred(aggregateStage(st, normed, r, target), target.channels);
+    if (agg.startsWith('pca:')) return projectBank(aggregateStage(st, normed, r, target), target.channels, Number(agg.slice(4)));
     if (agg.startsWith('joint')) return jointBank(aggregateStage(st, normed, r, target), f.stages[1]!, Number(agg.slice(5)), target);
     return aggregateExperimental(agg, st, normed, r, target);
   }
@@ -859,6 +868,11 @@ class FeatureConfig {
     const st = f.stages[0]!;
     return aggregateStage(st, layerNormImages(st), 3, this.target(f.stages));
   }
+}
+
+/** Aggregations whose r = 1 table is not the plain box table (centred; pca:K = musc's `--project K`, src/core/project.ts). */
+function ownAtR1(agg: string): boolean {
+  return agg === 'ctr' || agg.startsWith('pca:');
 }
 
 /** joint: unit [M, P, 2C] = (layer2's unit patch feature, layer3's at r = b on the same grid) / sqrt 2. */
@@ -929,7 +943,7 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   const src = row.replink === 'plain' ? await fc.plain() : fc;
   if (row.replink && row.replink !== 'plain') throw new Error(`bad replink ${row.replink}`);
   for (const l of row.repl) {
-    const table = await src.table(row.agg === 'ctr' ? 'ctr' : 'box', l, linkR(row));
+    const table = await src.table(ownAtR1(row.agg) ? row.agg : 'box', l, linkR(row));
     if (!grids) addBurnoutLinks(table, 0, M, P, bounds[1], row.rep, links);
     else
       grids.forEach(([h, w], i) => addBurnoutLinks(table.subarray(i * P * M, (i * P + h * w) * M), i, M, h * w, bounds[1], row.rep, links));
@@ -1161,7 +1175,7 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
       row.rc === 'max' ? { patch: new Float64Array(M * P).fill(-Infinity), filtered: new Float64Array(M * P).fill(-Infinity) } : null;
     for (const { l, r, w: wgt, j } of stage) {
       // r = 1 is the same under every neighbourhood aggregation; joint: layer3 at r = j concatenated
-      const agg = j ? `joint${j}` : r === 1 && row.agg !== 'ctr' ? 'box' : row.agg;
+      const agg = j ? `joint${j}` : r === 1 && !ownAtR1(row.agg) ? 'box' : row.agg;
       const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
       const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}`;
@@ -1300,7 +1314,7 @@ async function pseudoNormalScores(fc: FeatureConfig, row: Row, meta: Meta, img: 
   const variant = filteredVariant(pnPools, intervalBounds(smallest, [row.qa, row.q]));
   const out = new Float64Array(M * P);
   for (const { l, r, w } of rowPasses(row).flat()) {
-    const s = reduceTable(await fc.table(r === 1 && row.agg !== 'ctr' ? 'box' : row.agg, l, r), M, P, [variant])[0]!;
+    const s = reduceTable(await fc.table(r === 1 && !ownAtR1(row.agg) ? 'box' : row.agg, l, r), M, P, [variant])[0]!;
     for (let k = 0; k < s.length; k++) out[k] += s[k]! * w;
   }
   return { scores: out, refs: refs.size, smallest };

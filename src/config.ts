@@ -84,6 +84,12 @@ export interface Settings {
   repeat_filter: 'on' | 'off';
   /** LNAMD's target grid G x G (patch scores on it); the first stage's grid when absent */
   score_grid?: number;
+  /**
+   * Project every (stage, r) bank of LNAMD features on this many directions of the batch before MSM
+   * (core/project.ts: the mean direction and the top principal ones): MSM costs project / C of the
+   * full channels. Absent: all channels (the default). One process only (not with --redis), not in banks.
+   */
+  project?: number;
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
   /** LNAMD aggregation degrees for every stage; by the loaded backbone when absent (core/defaults.ts defaultDegrees) */
@@ -171,6 +177,7 @@ export const SETTINGS_SCHEMA = {
     rscin: { enum: ['auto', 'on', 'off'] },
     repeat_filter: { enum: ['on', 'off'] },
     score_grid: { type: 'integer', minimum: 1, maximum: 512 },
+    project: { type: 'integer', minimum: 2, maximum: 4096 },
     r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
     stage_r_list: {
       type: 'array',

@@ -38,6 +38,7 @@ import {
   type AccuracyFlags,
   intervalArg,
   intListArg,
+  intRangeArg,
   posIntArg,
   posNumberArg,
   rListArg,
@@ -93,6 +94,7 @@ interface RunFlags extends AccuracyFlags {
   decision?: string | true;
   repeatFilter?: 'on' | 'off';
   scoreGrid?: number;
+  project?: number;
 }
 
 type RunCommandFlags = RunFlags & ClusterFlags;
@@ -114,6 +116,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.rscin !== undefined) s.rscin = f.rscin;
   if (f.repeatFilter !== undefined) s.repeat_filter = f.repeatFilter;
   if (f.scoreGrid !== undefined) s.score_grid = f.scoreGrid;
+  if (f.project !== undefined) s.project = f.project;
   if (f.divide !== undefined) s.divide_num = f.divide;
   if (f.maxMemory !== undefined) s.max_memory = f.maxMemory;
   if (f.kList !== undefined) s.k_list = f.kList;
@@ -160,6 +163,10 @@ async function execute(
   cluster?: ClusterFlags,
 ): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
+  if (cluster?.redis && settings.project !== undefined)
+    throw new ConfigError(
+      "'project' (--project) is not available on the cluster (--redis): its block jobs aggregate images in blocks, a projection needs the whole batch",
+    );
   const log = quiet ? undefined : (l: string) => void process.stderr.write(`${l}\n`);
   await checkDevice(settings.device); // before any work (and before the output folder is created)
   const folder = await openOutputFolder(out, data, log);
@@ -204,6 +211,11 @@ function addRunOptions(cmd: Command): Command {
           '--r-list <list>',
           `LNAMD aggregation degrees for every stage, odd (default: per stage, ${stageLabel(FUSED_STAGE_R_LIST)}, for a ResNet's layers 2,3 with fused input sizes, as by default; ${FUSED_R_LIST.join(',')} for other stages with fused sizes; else ${DEFAULT_R_LIST.join(',')})`,
           rListArg,
+        )
+        .option(
+          '--project <K>',
+          'MSM on each (stage, r) bank projected on K directions of the batch (its mean and top principal ones): about K / C of the MSM time, e.g. 128 of 512 (default: all channels; not with --redis)',
+          intRangeArg('--project', 2, 4096),
         )
         .option(
           '--stage-r-list <lists>',

@@ -192,6 +192,7 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
   return {
     async scorePatches(stages: StageFeatures[], o: ScoreOptions): Promise<PatchScores> {
       validateStages(stages);
+      if (o.projectChannels !== undefined) throw new Error('projected features (--project) are not scored on the cluster');
       const plan = planOfBatch(stages[0]!.n, o);
       validatePlan(plan);
       const t0 = performance.now();

@@ -16,6 +16,7 @@ import type { StageFeatures } from './types.js';
 import type { PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
+import { projectBank } from './project.js';
 import {
   linkTableRIndex,
   neededPairs,
@@ -40,6 +41,8 @@ export interface EngineOptions {
   colImages?: number;
   /** also return every pass's MSM scores [R, L, S, P] per variant (ablations, tests) */
   keepPasses?: boolean;
+  /** project every (stage, r) bank on this many directions of the batch before MSM (project.ts; `--project`) */
+  projectChannels?: number;
 }
 
 export interface EngineHooks {
@@ -106,6 +109,7 @@ export async function scorePlan(
     P = target.gridH * target.gridW,
     L = stages.length,
     R = plan.rList.length;
+  const bankOf = bankBuilder(target, opts.projectChannels);
   const need = neededPairs(plan);
   const passes = stagePasses(plan, L); // [L][k]: stage l's (r, weight) passes
   const total = passes.flat().length;
@@ -122,7 +126,7 @@ export async function scorePlan(
   };
   // the repeated-anomaly filter first: its link table's reductions (and stage 0's layer norm) are kept for the loop
   const normed0 = plan.repeatFilter ? await timed(timings, 'lnamdMs', () => layerNormImages(stages[0]!)) : null;
-  const pre = normed0 ? await timed(timings, 'msmMs', () => repeatPass(stages[0]!, normed0, plan, target, kernel, table)) : null;
+  const pre = normed0 ? await timed(timings, 'msmMs', () => repeatPass(stages[0]!, normed0, plan, bankOf, kernel, table)) : null;
   if (pre) hooks.progress?.(++done, total, 'scoring'); // its pass is done: the loop skips it
   const all = pre ? [...plan.variants, pre.variant] : plan.variants;
   const variants = all.map((v) => ({
@@ -137,13 +141,24 @@ export async function scorePlan(
         accumulate(variants, pre.scores, l, ri, L, w);
         continue;
       }
-      const z = await timed(timings, 'lnamdMs', () => aggregateStage(stages[l]!, normed, plan.rList[ri]!, target));
-      accumulate(variants, await timed(timings, 'msmMs', () => scoreBank(z, n, P, target.channels, all, kernel, table)), l, ri, L, w);
+      const z = await timed(timings, 'lnamdMs', () => bankOf(stages[l]!, normed, plan.rList[ri]!));
+      accumulate(variants, await timed(timings, 'msmMs', () => scoreBank(z, n, P, bankOf.channels, all, kernel, table)), l, ri, L, w);
       hooks.progress?.(++done, total, 'scoring');
     }
   }
   const filtered = pre ? { ...variants.pop()!, summary: pre.summary } : undefined;
   return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), timings };
+}
+
+/** The (stage, r) bank that MSM scores: LNAMD's unit features [N, P, C'], projected to `project` channels when given. */
+function bankBuilder(target: ReturnType<typeof lnamdTarget>, project: number | undefined) {
+  if (project !== undefined && !(Number.isInteger(project) && project >= 2 && project <= target.channels))
+    throw new Error(`project: ${project} directions for features of ${target.channels} LNAMD channels (give 2..${target.channels})`);
+  const build = (stage: StageFeatures, normed: Float32Array, r: number): Float32Array => {
+    const z = aggregateStage(stage, normed, r, target);
+    return project ? projectBank(z, target.channels, project) : z;
+  };
+  return Object.assign(build, { channels: project ?? target.channels, P: target.gridH * target.gridW });
 }
 
 /** f's result; its wall time added to clock[key]. */
@@ -174,17 +189,17 @@ async function repeatPass(
   stage0: StageFeatures,
   normed0: Float32Array,
   plan: ScoringPlan,
-  target: ReturnType<typeof lnamdTarget>,
+  bankOf: ReturnType<typeof bankBuilder>,
   kernel: PairKernel,
   table: TableOptions & { need: Uint8Array },
 ) {
   const { n } = plan;
   const bounds = planBurnoutBounds(plan);
   if (bounds === null) return null;
-  const P = target.gridH * target.gridW;
+  const P = bankOf.P;
   const ri = linkTableRIndex(plan); // the link table: stage 0 at its smallest r
-  const z = aggregateStage(stage0, normed0, plan.rList[ri]!, target);
-  const t = await nearestDistanceTable(z, n, P, target.channels, kernel, table);
+  const z = bankOf(stage0, normed0, plan.rList[ri]!);
+  const t = await nearestDistanceTable(z, n, P, bankOf.channels, kernel, table);
   const links = new Float64Array(n * n);
   addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links);
   const f = repeatVariant(plan, links, P, bounds);

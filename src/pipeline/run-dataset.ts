@@ -169,7 +169,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     await dispose();
     checkInterrupted();
     const summary = summaryJson(ds.kind, s.backbone, backbone.imageSize, done.entries);
-    const markdown = metricsMarkdown(runTitle(ds.kind, s.backbone, backbone, degreesLabel({ rList, stageRList })), done.entries);
+    const markdown = metricsMarkdown(runTitle(ds.kind, s.backbone, backbone, degreesLabel({ rList, stageRList }), s.project), done.entries);
     await writeFileAtomic(join(tx.dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
     await writeFileAtomic(join(tx.dir, 'metrics.md'), markdown);
     // the previous report shows the replaced categories' images: it goes with them (rebuilt after)
@@ -191,8 +191,8 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
 }
 
 /** metrics.md's title: the backbone, its input sizes and the LNAMD degrees the numbers come from. */
-function runTitle(kind: string, name: string, b: Backbone, r: string): string {
-  return `MuSc: ${kind} with ${name} at ${inputSizesLabel(b)}, r ${r}`;
+function runTitle(kind: string, name: string, b: Backbone, r: string, project: number | undefined): string {
+  return `MuSc: ${kind} with ${name} at ${inputSizesLabel(b)}, r ${r}${project ? `, features projected to ${project} channels` : ''}`;
 }
 
 /** Settings.stage_r_list checked against the loaded backbone's stages (one list per stage); the backbone is released on error. */
@@ -324,6 +324,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
         imageScore: parseImageScoreRule(s.image_score),
         repeatFilter: s.repeat_filter === 'on',
         ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),
+        ...(s.project !== undefined ? { project: s.project } : {}),
         interval: s.interval,
         kList: run.kList,
         batchSize: s.batch_size,

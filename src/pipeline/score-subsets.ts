@@ -136,6 +136,7 @@ async function scoreOne(
     ...(opts.references ? { references: nRef, mode: opts.mode ?? 'musc' } : {}),
     ...(opts.repeatFilter ? { repeatFilter: true } : {}),
     ...(opts.scoreGrid !== undefined ? { targetGrid: opts.scoreGrid } : {}),
+    ...(opts.project !== undefined ? { projectChannels: opts.project } : {}),
     onProgress, // per stage and r, within the subset
   });
   t.lnamd += ps.timings?.lnamdMs ?? 0;

@@ -66,6 +66,8 @@ export interface PipelineOptions {
   repeatFilter?: boolean;
   /** LNAMD's target grid G x G (default: the first stage's grid) */
   scoreGrid?: number;
+  /** MSM on each bank projected to this many channels (Settings.project; core/project.ts) */
+  project?: number;
   interval: [number, number];
   kList: number[];
   batchSize: number;

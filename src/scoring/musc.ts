@@ -29,6 +29,8 @@ export interface ScoreOptions {
   targetChannels?: number;
   /** LNAMD target grid G x G: patch scores on it (default: the first stage's grid; `musc run --score-grid`) */
   targetGrid?: number;
+  /** MSM on each (stage, r) bank projected to this many channels (core/project.ts; `musc run --project`) */
+  projectChannels?: number;
   device?: Device;
   /** patch rows per row block of the MSM products (default 512) */
   maxRows?: number;

@@ -1,0 +1,178 @@
+/**
+ * Issue 17's faster setting: features projected on K directions of the batch before MSM
+ * (`musc run --project K`, core/project.ts, EngineOptions.projectChannels).
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { projectBank, projectionBasis, projectUnit } from '../src/core/project.js';
+import { zeroShotVariant, type ScoringPlan } from '../src/core/plan.js';
+import { scorePlan } from '../src/core/score.js';
+import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
+import type { StageFeatures } from '../src/core/types.js';
+import { generateSynthetic, mulberry32 } from '../src/demo/synthetic.js';
+import { kernelFor } from '../src/scoring/tasks.js';
+import { shutdownCompute } from '../src/compute/worker.js';
+import { mergeSettings, validateSettings } from '../src/config.js';
+import { runDataset } from '../src/pipeline/run-dataset.js';
+import { localScorer } from '../src/pipeline/local-scorer.js';
+import type { Scorer } from '../src/pipeline/types.js';
+import type { ScoreOptions } from '../src/scoring/musc.js';
+import { cliMain, tempDir } from './helpers/cli-env.js';
+import { fakeBackbone, fakeLoader } from './helpers/cli-fakes.js';
+
+after(shutdownCompute);
+
+/** K orthonormal vectors [K, C] (Gram-Schmidt of random ones). */
+function orthonormal(K: number, C: number, seed: number): Float64Array[] {
+  const rnd = mulberry32(seed);
+  const out: Float64Array[] = [];
+  while (out.length < K) {
+    const v = Float64Array.from({ length: C }, () => rnd() * 2 - 1);
+    for (const u of out) {
+      const a = v.reduce((s, x, c) => s + x * u[c]!, 0);
+      for (let c = 0; c < C; c++) v[c]! -= a * u[c]!;
+    }
+    const n = Math.hypot(...v);
+    out.push(v.map((x) => x / n));
+  }
+  return out;
+}
+
+/** rows unit vectors [rows, C]: normalise(sum_k coef_k dirs_k), coefficient 0 in [1, 2) (a common direction), the others from `spread`. */
+function unitRows(rows: number, dirs: Float64Array[], spread: number[], seed: number): Float32Array {
+  const rnd = mulberry32(seed);
+  const C = dirs[0]!.length;
+  const z = new Float32Array(rows * C);
+  for (let i = 0; i < rows; i++) {
+    const v = new Float64Array(C);
+    dirs.forEach((d, k) => {
+      const a = k === 0 ? 1 + rnd() : (rnd() * 2 - 1) * spread[k]!;
+      for (let c = 0; c < C; c++) v[c]! += a * d[c]!;
+    });
+    const n = Math.hypot(...v);
+    for (let c = 0; c < C; c++) z[i * C + c] = v[c]! / n;
+  }
+  return z;
+}
+
+const dist = (z: Float32Array, C: number, a: number, b: number) => {
+  let s = 0;
+  for (let c = 0; c < C; c++) s += (z[a * C + c]! - z[b * C + c]!) ** 2;
+  return Math.sqrt(s);
+};
+
+test('projectionBasis: orthonormal rows, the first the mean direction; bad K refused', () => {
+  const C = 12,
+    K = 5;
+  const z = unitRows(200, orthonormal(C, C, 1), Array(C).fill(0.5), 2);
+  const B = projectionBasis(z, C, K);
+  for (let a = 0; a < K; a++)
+    for (let b = 0; b < K; b++) {
+      let d = 0;
+      for (let c = 0; c < C; c++) d += B[a * C + c]! * B[b * C + c]!;
+      assert.ok(Math.abs(d - (a === b ? 1 : 0)) < 1e-6, `basis rows ${a}, ${b}: dot ${d}`);
+    }
+  const mean = new Float64Array(C);
+  for (let i = 0; i < 200; i++) for (let c = 0; c < C; c++) mean[c]! += z[i * C + c]!;
+  const norm = Math.hypot(...mean);
+  for (let c = 0; c < C; c++) assert.ok(Math.abs(B[c]! - mean[c]! / norm) < 1e-6, 'row 0 is the mean direction');
+  assert.throws(() => projectionBasis(z, C, 1), /K must be an integer 2\.\.12/);
+  assert.throws(() => projectionBasis(z, C, 13), /K must be an integer 2\.\.12/);
+  assert.throws(() => projectionBasis(z.subarray(0, 7), C, 3), /not rows of 12 channels/);
+});
+
+test('projection: features in a K-dimensional subspace keep every distance; the largest variance directions are the ones kept', () => {
+  const C = 16,
+    K = 4,
+    rows = 150;
+  // data spanning 4 directions: projected to 4, every pairwise distance is the same
+  const dirs = orthonormal(K, C, 3);
+  const z = unitRows(rows, dirs, [0, 0.8, 0.5, 0.3], 4);
+  const y = projectBank(z, C, K);
+  let worst = 0;
+  for (let a = 0; a < rows; a += 7)
+    for (let b = 0; b < rows; b += 5) worst = Math.max(worst, Math.abs(dist(z, C, a, b) - dist(y, K, a, b)));
+  assert.ok(worst < 1e-5, `distance changed by ${worst}`);
+  // two strong directions among weak ones: K = 3 keeps the mean and those two
+  const all = orthonormal(C, C, 5);
+  const spread = all.map((_, k) => (k === 1 || k === 2 ? 1 : 0.02));
+  const w = unitRows(400, all, spread, 6);
+  const B = projectionBasis(w, C, 3);
+  for (const k of [1, 2]) {
+    let captured = 0;
+    for (let r = 0; r < 3; r++) {
+      let d = 0;
+      for (let c = 0; c < C; c++) d += B[r * C + c]! * all[k]![c]!;
+      captured += d * d;
+    }
+    assert.ok(captured > 0.99, `direction ${k}: ${captured} of it in the basis`);
+  }
+  // projected rows are unit
+  const u = projectUnit(w, C, B);
+  for (let i = 0; i < 400; i++) assert.ok(Math.abs(Math.hypot(...u.subarray(i * 3, i * 3 + 3)) - 1) < 1e-5);
+});
+
+/** n random images: stage 0 [5 x 5 x 8], stage 1 [3 x 3 x 8]. */
+function stagesOf(n: number, seed: number): StageFeatures[] {
+  const rnd = mulberry32(seed);
+  return [5, 3].map((s) => ({ n, h: s, w: s, c: 8, data: Float32Array.from({ length: n * s * s * 8 }, () => rnd() * 2 - 1) }));
+}
+
+test('engine: projectChannels = C is a rotation (the same scores, the filter too); fewer channels change them; more are refused', async () => {
+  const n = 20;
+  const stages = stagesOf(n, 7);
+  const kernel = await kernelFor('cpu', 'fast');
+  const plan: ScoringPlan = {
+    n,
+    rList: [1, 3],
+    stageRList: [[1, 3], [1]],
+    variants: [zeroShotVariant(n, [0, 0.3])],
+    repeatFilter: DEFAULT_REPEAT_FILTER,
+  };
+  const plain = await scorePlan(stages, plan, kernel);
+  const rotated = await scorePlan(stages, plan, kernel, { projectChannels: 8 });
+  const maxDiff = (a: Float64Array, b: Float64Array) => a.reduce((m, v, k) => Math.max(m, Math.abs(v - b[k]!)), 0);
+  assert.ok(maxDiff(plain.variants[0]!.patch, rotated.variants[0]!.patch) < 1e-5);
+  assert.ok(plain.filtered && rotated.filtered, 'the filter ran (20 images)');
+  assert.ok(maxDiff(plain.filtered.patch, rotated.filtered.patch) < 1e-5);
+  const fewer = await scorePlan(stages, plan, kernel, { projectChannels: 3 });
+  assert.deepEqual([fewer.h, fewer.w], [plain.h, plain.w]);
+  assert.ok(maxDiff(plain.variants[0]!.patch, fewer.variants[0]!.patch) > 1e-3, '3 of 8 channels gave the same scores');
+  await assert.rejects(
+    scorePlan(stages, plan, kernel, { projectChannels: 9 }),
+    /project: 9 directions for features of 8 LNAMD channels \(give 2\.\.8\)/,
+  );
+});
+
+test('musc run with project: the scorer gets it, run.json and metrics.md record it; the schema bounds it', async () => {
+  const { dir, cleanup } = await tempDir('project');
+  try {
+    const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 8, defective: 3 });
+    const seen: ScoreOptions[] = [];
+    const spy: Scorer = { ...localScorer, scorePatches: (stages, o) => (seen.push(o), localScorer.scorePatches(stages, o)) };
+    const out = join(dir, 'out');
+    const settings = mergeSettings({}, { heatmaps: 'none', project: 2 });
+    await runDataset({ data: set.root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 8)), scorer: spy });
+    assert.equal(seen[0]!.projectChannels, 2);
+    const json = JSON.parse(await readFile(join(out, 'surface', 'run.json'), 'utf8')) as { settings: Record<string, unknown> };
+    assert.equal(json.settings.project, 2);
+    assert.match(await readFile(join(out, 'metrics.md'), 'utf8'), /features projected to 2 channels/);
+    assert.throws(() => validateSettings({ project: 1 }, 'test config'), /project/);
+    assert.deepEqual(validateSettings({ project: 128 }, 'test config'), { project: 128 });
+  } finally {
+    await cleanup();
+  }
+});
+
+test('musc run --project: refused with --redis before any connection; bounds of the flag', () => {
+  const run = (args: string[]) => spawnSync(process.execPath, [cliMain, 'run', ...args], { encoding: 'utf8', timeout: 60_000 });
+  const r = run(['--data', '/nonexistent-data', '--out', '/tmp/musc-project-none', '--project', '64', '--redis', 'redis://127.0.0.1:9']);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /'project' \(--project\) is not available on the cluster \(--redis\)/);
+  const bad = run(['--data', '/nonexistent-data', '--out', '/tmp/musc-project-none', '--project', '1']);
+  assert.equal(bad.status, 2, bad.stderr);
+  assert.match(bad.stderr, /--project/);
+});
