@@ -824,7 +824,7 @@ class FeatureConfig {
     }
     const f = await this.features();
     const meta = this.meta!;
-    const z = this.bank(f, agg, l, r);
+    const z = await this.bank(f, agg, l, r);
     const M = meta.pieces.length,
       P = meta.h * meta.w;
     // flipref: Z holds (1 + K) M banks, the pieces' and their mirrors'; only the pieces are queries,
@@ -842,14 +842,21 @@ class FeatureConfig {
     return table;
   }
   /** The unit features Z [M, P, C] of (agg, stage l, r) that a table scores. */
-  private bank(f: Extracted, agg: string, l: number, r: number): Float32Array {
+  private async bank(f: Extracted, agg: string, l: number, r: number): Promise<Float32Array> {
     if (f.native) return nativeFeatures(f.native, l, r, this.meta!, agg);
     const st = f.stages[l]!;
     const target = this.target(f.stages);
     const normed = layerNormImages(st);
     if (agg === 'box') return aggregateStage(st, normed, r, target);
     if (agg === 'ctr') return centred(aggregateStage(st, normed, r, target), target.channels);
-    if (agg.startsWith('pca:')) return projectBank(aggregateStage(st, normed, r, target), target.channels, Number(agg.slice(4)));
+    if (agg.startsWith('pca:'))
+      // musc's projection with its kernel's product (run here on the main thread)
+      return projectBank(
+        aggregateStage(st, normed, r, target),
+        target.channels,
+        Number(agg.slice(4)),
+        (await kernelFor('cpu', 'fast')).matMul,
+      );
     if (agg.startsWith('joint')) return jointBank(aggregateStage(st, normed, r, target), f.stages[1]!, Number(agg.slice(5)), target);
     return aggregateExperimental(agg, st, normed, r, target);
   }

@@ -7,7 +7,7 @@ import { after, test } from 'node:test';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
-import { projectBank, projectionBasis, projectUnit } from '../src/core/project.js';
+import { jsMatMul, projectBank, projectionBasis, projectUnit } from '../src/core/project.js';
 import { zeroShotVariant, type ScoringPlan } from '../src/core/plan.js';
 import { scorePlan } from '../src/core/score.js';
 import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
@@ -64,11 +64,11 @@ const dist = (z: Float32Array, C: number, a: number, b: number) => {
   return Math.sqrt(s);
 };
 
-test('projectionBasis: orthonormal rows, the first the mean direction; bad K refused', () => {
+test('projectionBasis: orthonormal rows, the first the mean direction; bad K refused', async () => {
   const C = 12,
     K = 5;
   const z = unitRows(200, orthonormal(C, C, 1), Array(C).fill(0.5), 2);
-  const B = projectionBasis(z, C, K);
+  const B = await projectionBasis(z, C, K);
   for (let a = 0; a < K; a++)
     for (let b = 0; b < K; b++) {
       let d = 0;
@@ -79,19 +79,19 @@ test('projectionBasis: orthonormal rows, the first the mean direction; bad K ref
   for (let i = 0; i < 200; i++) for (let c = 0; c < C; c++) mean[c]! += z[i * C + c]!;
   const norm = Math.hypot(...mean);
   for (let c = 0; c < C; c++) assert.ok(Math.abs(B[c]! - mean[c]! / norm) < 1e-6, 'row 0 is the mean direction');
-  assert.throws(() => projectionBasis(z, C, 1), /K must be an integer 2\.\.12/);
-  assert.throws(() => projectionBasis(z, C, 13), /K must be an integer 2\.\.12/);
-  assert.throws(() => projectionBasis(z.subarray(0, 7), C, 3), /not rows of 12 channels/);
+  await assert.rejects(projectionBasis(z, C, 1), /K must be an integer 2\.\.12/);
+  await assert.rejects(projectionBasis(z, C, 13), /K must be an integer 2\.\.12/);
+  await assert.rejects(projectionBasis(z.subarray(0, 7), C, 3), /not rows of 12 channels/);
 });
 
-test('projection: features in a K-dimensional subspace keep every distance; the largest variance directions are the ones kept', () => {
+test('projection: features in a K-dimensional subspace keep every distance; the largest variance directions are the ones kept', async () => {
   const C = 16,
     K = 4,
     rows = 150;
   // data spanning 4 directions: projected to 4, every pairwise distance is the same
   const dirs = orthonormal(K, C, 3);
   const z = unitRows(rows, dirs, [0, 0.8, 0.5, 0.3], 4);
-  const y = projectBank(z, C, K);
+  const y = await projectBank(z, C, K);
   let worst = 0;
   for (let a = 0; a < rows; a += 7)
     for (let b = 0; b < rows; b += 5) worst = Math.max(worst, Math.abs(dist(z, C, a, b) - dist(y, K, a, b)));
@@ -100,7 +100,7 @@ test('projection: features in a K-dimensional subspace keep every distance; the 
   const all = orthonormal(C, C, 5);
   const spread = all.map((_, k) => (k === 1 || k === 2 ? 1 : 0.02));
   const w = unitRows(400, all, spread, 6);
-  const B = projectionBasis(w, C, 3);
+  const B = await projectionBasis(w, C, 3);
   for (const k of [1, 2]) {
     let captured = 0;
     for (let r = 0; r < 3; r++) {
@@ -111,8 +111,35 @@ test('projection: features in a K-dimensional subspace keep every distance; the 
     assert.ok(captured > 0.99, `direction ${k}: ${captured} of it in the basis`);
   }
   // projected rows are unit
-  const u = projectUnit(w, C, B);
+  const u = await projectUnit(w, C, B);
   for (let i = 0; i < 400; i++) assert.ok(Math.abs(Math.hypot(...u.subarray(i * 3, i * 3 + 3)) - 1) < 1e-5);
+});
+
+test("the kernel's product (ONNX Runtime Gemm) = jsMatMul, with and without transA; the projection through either agrees", async () => {
+  const kernel = await kernelFor('cpu', 'fast');
+  const rnd = mulberry32(11);
+  const [m, k, n] = [37, 19, 23];
+  const a = Float32Array.from({ length: m * k }, () => rnd() - 0.5);
+  const b = Float32Array.from({ length: k * n }, () => rnd() - 0.5);
+  const at = Float32Array.from({ length: k * m }, (_, x) => a[(x % m) * k + Math.floor(x / m)]!); // a^T [k, m]
+  const want = await jsMatMul(a, b, m, k, n, false);
+  for (const got of [
+    await kernel.matMul(a, b, m, k, n, false),
+    await kernel.matMul(at, b, m, k, n, true),
+    await jsMatMul(at, b, m, k, n, true),
+  ]) {
+    assert.equal(got.length, m * n);
+    assert.ok(got.every((v, x) => Math.abs(v - want[x]!) < 1e-5));
+  }
+  const C = 24;
+  const z = unitRows(300, orthonormal(C, C, 12), Array(C).fill(0.4), 13);
+  const viaOrt = await projectBank(z, C, 6, kernel.matMul);
+  const viaJs = await projectBank(z, C, 6);
+  // the same subspace (its own sign per direction): every distance agrees
+  let worst = 0;
+  for (let x = 0; x < 300; x += 11)
+    for (let y = 0; y < 300; y += 13) worst = Math.max(worst, Math.abs(dist(viaOrt, 6, x, y) - dist(viaJs, 6, x, y)));
+  assert.ok(worst < 1e-3, `distances differ by ${worst}`);
 });
 
 /** n random images: stage 0 [5 x 5 x 8], stage 1 [3 x 3 x 8]. */

@@ -27,7 +27,7 @@
 import type { InferenceSession } from 'onnxruntime-node';
 import { GraphBuilder } from '../onnx/graph.js';
 import { createSession, ort, type Device } from './session.js';
-import { DEFAULT_MSM_PRECISION, type Int8Bank, type MsmPrecision, type PairKernel, type PairResult } from '../core/kernel.js';
+import { DEFAULT_MSM_PRECISION, type Int8Bank, type MatMul, type MsmPrecision, type PairKernel, type PairResult } from '../core/kernel.js';
 
 /**
  * Inputs: q [A*P, C], r [B*P, C], dims int64 [4] = [A, P, B, P],
@@ -139,12 +139,39 @@ function buildInt8Graph(g: GraphBuilder, bothDirections: boolean): Uint8Array {
 }
 
 /** The MSM kernel on ONNX Runtime (runs in the compute worker). */
+/** Y = op(A) B (Gemm; transA or not): the plain product of projected features (core/project.ts). */
+export function buildMatMulGraph(transA: boolean): Uint8Array {
+  const g = new GraphBuilder(transA ? 'matmul_ta' : 'matmul');
+  const a = g.input('a', 'float32', transA ? ['K', 'M'] : ['M', 'K']);
+  const b = g.input('b', 'float32', ['K', 'N']);
+  g.output(g.op('Gemm', [a, b], { transA: transA ? 1 : 0 }, 'y'), 'float32', ['M', 'N'], 'y');
+  return g.toBytes();
+}
+
 export class OnnxPairKernel implements PairKernel {
+  /** the Gemm sessions of matMul, by transA; built on first use */
+  private readonly products = new Map<boolean, Promise<InferenceSession>>();
+
   private constructor(
     private readonly session: InferenceSession,
     readonly bothDirections: boolean,
     readonly precision: MsmPrecision,
+    private readonly device: Device,
+    private readonly threads: number | undefined,
   ) {}
+
+  readonly matMul: MatMul = async (a, b, m, k, n, transA) => {
+    let s = this.products.get(transA);
+    if (!s) {
+      s = createSession(buildMatMulGraph(transA), { device: this.device, threads: this.threads });
+      this.products.set(transA, s);
+    }
+    const out = await (await s).run({
+      a: new ort.Tensor('float32', a, transA ? [k, m] : [m, k]),
+      b: new ort.Tensor('float32', b, [k, n]),
+    });
+    return out.y.data as Float32Array;
+  };
 
   static async create(
     bothDirections = true,
@@ -156,6 +183,8 @@ export class OnnxPairKernel implements PairKernel {
       await createSession(buildPairGraph(bothDirections, precision), { device, threads }),
       bothDirections,
       precision,
+      device,
+      threads,
     );
   }
 
@@ -214,7 +243,8 @@ export class OnnxPairKernel implements PairKernel {
     return { rowd2: out.rowd2.data as Float32Array, cold2: this.bothDirections ? (out.cold2.data as Float32Array) : undefined };
   }
 
-  release(): Promise<void> {
-    return this.session.release();
+  async release(): Promise<void> {
+    for (const s of this.products.values()) await (await s).release();
+    await this.session.release();
   }
 }

@@ -45,7 +45,15 @@ export interface PairKernel {
   run(q: Float32Array, a: number, r: Float32Array, b: number, p: number, c: number): Promise<PairResult>;
   /** 'int8': query images [i0, i1) against reference images [j0, j1) of a quantized bank */
   runInt8(bank: Int8Bank, i0: number, i1: number, j0: number, j1: number, p: number, c: number): Promise<PairResult>;
+  /** a plain float32 product (projected features, project.ts); absent: project.ts multiplies in JS */
+  readonly matMul?: MatMul;
 }
+
+/**
+ * op(A) [m, k] times B [k, n] -> [m, n], row-major float32; op(A) = A [m, k], or A^T with A [k, m]
+ * when transA.
+ */
+export type MatMul = (a: Float32Array, b: Float32Array, m: number, k: number, n: number, transA: boolean) => Promise<Float32Array>;
 
 /** max |Z| over a bank (or some of its images: the max over parts is the bank's). */
 export function maxAbs(z: Float32Array): number {

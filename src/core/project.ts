@@ -11,8 +11,11 @@
  * 128 lost up to 0.9 (docs/accuracy.md, tenth round). Label-free and per batch, like MSM itself.
  *
  * Deterministic: the covariance from every `stride`-th row (at most COVARIANCE_ROWS rows), a
- * seeded start and a fixed count of subspace-iteration steps.
+ * seeded start and a fixed count of subspace-iteration steps. The three products (covariance,
+ * subspace steps, projection) go through a MatMul: the kernel's (ONNX Runtime's Gemm in the
+ * worker; the rest here is O(rows C)) or, without one, jsMatMul.
  */
+import type { MatMul } from './kernel.js';
 
 /** Rows that the covariance is estimated from, at most (every stride-th row of the bank). */
 export const COVARIANCE_ROWS = 16384;
@@ -20,7 +23,7 @@ export const COVARIANCE_ROWS = 16384;
 const STEPS = 20;
 
 /** Projection basis [K, C] (orthonormal rows; row 0 the mean direction) of unit features z [rows, C]. */
-export function projectionBasis(z: Float32Array, C: number, K: number): Float32Array {
+export async function projectionBasis(z: Float32Array, C: number, K: number, mm: MatMul = jsMatMul): Promise<Float32Array> {
   const rows = z.length / C;
   if (!Number.isInteger(rows) || rows < 1) throw new Error(`projection: ${z.length} values are not rows of ${C} channels`);
   if (!Number.isInteger(K) || K < 2 || K > C) throw new Error(`projection: K must be an integer 2..${C} (the channels), got ${K}`);
@@ -28,30 +31,23 @@ export function projectionBasis(z: Float32Array, C: number, K: number): Float32A
   for (let i = 0; i < rows; i++) for (let c = 0; c < C; c++) mean[c]! += z[i * C + c]!;
   const u0 = unit(mean) ?? unit(Float64Array.from({ length: C }, (_, c) => (c === 0 ? 1 : 0)))!;
   for (let c = 0; c < C; c++) mean[c]! /= rows;
-  const cov = deflatedCovariance(z, C, mean, u0);
-  const basis = [u0, ...subspace(cov, C, K - 1, u0)];
+  const x = deflatedRows(z, C, mean, u0);
+  const cov = await mm(x, x, C, x.length / C, C, true); // x^T x [C, C]
+  const q = await subspace(cov, C, K - 1, u0, mm); // [C, K - 1], orthonormal columns
   const out = new Float32Array(K * C);
-  basis.forEach((b, k) => {
-    for (let c = 0; c < C; c++) out[k * C + c] = b[c]!;
-  });
+  for (let c = 0; c < C; c++) out[c] = u0[c]!;
+  for (let k = 1; k < K; k++) for (let c = 0; c < C; c++) out[k * C + c] = q[c * (K - 1) + k - 1]!;
   return out;
 }
 
 /** Unit features z [rows, C] -> unit y [rows, K] = normalise(basis z) with basis [K, C]. */
-export function projectUnit(z: Float32Array, C: number, basis: Float32Array): Float32Array {
+export async function projectUnit(z: Float32Array, C: number, basis: Float32Array, mm: MatMul = jsMatMul): Promise<Float32Array> {
   const rows = z.length / C,
     K = basis.length / C;
-  const out = new Float32Array(rows * K);
+  const out = await mm(z, transpose(basis, K, C), rows, C, K, false); // z basis^T: [rows, K]
   for (let i = 0; i < rows; i++) {
-    const zo = i * C;
     let ss = 0;
-    for (let k = 0; k < K; k++) {
-      const bo = k * C;
-      let v = 0;
-      for (let c = 0; c < C; c++) v += basis[bo + c]! * z[zo + c]!;
-      out[i * K + k] = v;
-      ss += v * v;
-    }
+    for (let k = 0; k < K; k++) ss += out[i * K + k]! ** 2;
     const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
     for (let k = 0; k < K; k++) out[i * K + k]! *= inv;
   }
@@ -59,78 +55,87 @@ export function projectUnit(z: Float32Array, C: number, basis: Float32Array): Fl
 }
 
 /** Both steps: z [rows, C] projected on its own batch's K directions, unit [rows, K]. */
-export function projectBank(z: Float32Array, C: number, K: number): Float32Array {
-  return projectUnit(z, C, projectionBasis(z, C, K));
+export async function projectBank(z: Float32Array, C: number, K: number, mm: MatMul = jsMatMul): Promise<Float32Array> {
+  return projectUnit(z, C, await projectionBasis(z, C, K, mm), mm);
 }
 
-/** Covariance [C, C] of the centred rows (every stride-th) with their u0 component removed. */
-function deflatedCovariance(z: Float32Array, C: number, mean: Float64Array, u0: Float64Array): Float64Array {
+/** op(A) B in plain JS (float64 sums): the MatMul of kernels without one, and of tests. */
+export const jsMatMul: MatMul = async (a, b, m, k, n, transA) => {
+  const out = new Float32Array(m * n);
+  const row = new Float64Array(n);
+  for (let i = 0; i < m; i++) {
+    row.fill(0);
+    for (let t = 0; t < k; t++) {
+      const v = transA ? a[t * m + i]! : a[i * k + t]!;
+      if (v === 0) continue;
+      const o = t * n;
+      for (let j = 0; j < n; j++) row[j]! += v * b[o + j]!;
+    }
+    out.set(row, i * n);
+  }
+  return out;
+};
+
+/** The centred rows (every stride-th, at most COVARIANCE_ROWS) with their u0 component removed, [R', C]. */
+function deflatedRows(z: Float32Array, C: number, mean: Float64Array, u0: Float64Array): Float32Array {
   const rows = z.length / C;
   const stride = Math.max(1, Math.ceil(rows / COVARIANCE_ROWS));
-  const cov = new Float64Array(C * C);
+  const used = Math.ceil(rows / stride);
+  const out = new Float32Array(used * C);
   const x = new Float64Array(C);
-  for (let i = 0; i < rows; i += stride) {
+  for (let i = 0, r = 0; i < rows; i += stride, r++) {
     for (let c = 0; c < C; c++) x[c] = z[i * C + c]! - mean[c]!;
     const a = dot(x, u0);
-    for (let c = 0; c < C; c++) x[c]! -= a * u0[c]!;
-    for (let r = 0; r < C; r++) {
-      const v = x[r]!;
-      if (v === 0) continue;
-      const o = r * C;
-      for (let c = r; c < C; c++) cov[o + c]! += v * x[c]!;
-    }
+    for (let c = 0; c < C; c++) out[r * C + c] = x[c]! - a * u0[c]!;
   }
-  for (let r = 0; r < C; r++) for (let c = 0; c < r; c++) cov[r * C + c] = cov[c * C + r]!;
-  return cov;
+  return out;
 }
 
-/** An orthonormal basis (k vectors, orthogonal to u0) of the top-k eigenspace of the symmetric m [C, C]. */
-function subspace(m: Float64Array, C: number, k: number, u0: Float64Array): Float64Array[] {
+/** Orthonormal columns [C, k] (orthogonal to u0) spanning the top-k eigenspace of the symmetric m [C, C]. */
+async function subspace(m: Float32Array, C: number, k: number, u0: Float64Array, mm: MatMul): Promise<Float32Array> {
   let seed = 12345;
   const rand = () => {
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed / 2147483648 - 0.5;
   };
-  let q: Float64Array[] = Array.from({ length: k }, () => Float64Array.from({ length: C }, rand));
-  orthonormalise(q, u0);
+  let q: Float32Array = Float32Array.from({ length: C * k }, rand);
+  orthonormaliseColumns(q, C, k, u0);
   for (let step = 0; step < STEPS; step++) {
-    q = q.map((v) => times(m, C, v));
-    orthonormalise(q, u0);
+    q = await mm(m, q, C, C, k, false);
+    orthonormaliseColumns(q, C, k, u0);
   }
   return q;
 }
 
-/** m [C, C] times v [C]. */
-function times(m: Float64Array, C: number, v: Float64Array): Float64Array {
-  const y = new Float64Array(C);
-  for (let r = 0; r < C; r++) {
-    let s = 0;
-    const o = r * C;
-    for (let c = 0; c < C; c++) s += m[o + c]! * v[c]!;
-    y[r] = s;
-  }
-  return y;
-}
-
-/** Modified Gram-Schmidt in place against u0 and the vectors before; a vector that vanishes gets a fresh axis. */
-function orthonormalise(q: Float64Array[], u0: Float64Array): void {
-  const C = u0.length;
-  for (let j = 0; j < q.length; j++) {
-    const against = [u0, ...q.slice(0, j)];
+/** Modified Gram-Schmidt of the k columns of q [C, k] in place, against u0 and the columns before; a vanished column gets an axis. */
+function orthonormaliseColumns(q: Float32Array, C: number, k: number, u0: Float64Array): void {
+  const cols = Array.from({ length: k }, (_, j) => Float64Array.from({ length: C }, (_, c) => q[c * k + j]!));
+  for (let j = 0; j < k; j++) {
+    const against = [u0, ...cols.slice(0, j)];
     for (let attempt = 0; attempt <= C; attempt++) {
-      const v = q[j]!;
+      const v = cols[j]!;
       for (const u of against) {
         const a = dot(v, u);
         for (let c = 0; c < C; c++) v[c]! -= a * u[c]!;
       }
       const n = Math.sqrt(dot(v, v));
-      if (n > 1e-9) {
+      if (n > 1e-6) {
         for (let c = 0; c < C; c++) v[c]! /= n;
         break;
       }
-      q[j] = Float64Array.from({ length: C }, (_, c) => (c === (j + attempt) % C ? 1 : 0)); // rank-deficient: try an axis
+      cols[j] = Float64Array.from({ length: C }, (_, c) => (c === (j + attempt) % C ? 1 : 0)); // rank-deficient: try an axis
     }
   }
+  cols.forEach((v, j) => {
+    for (let c = 0; c < C; c++) q[c * k + j] = v[c]!;
+  });
+}
+
+/** a [m, n] -> a^T [n, m]. */
+function transpose(a: Float32Array, m: number, n: number): Float32Array {
+  const out = new Float32Array(m * n);
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[j * m + i] = a[i * n + j]!;
+  return out;
 }
 
 function dot(a: Float64Array, b: Float64Array): number {

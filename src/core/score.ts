@@ -13,7 +13,7 @@
  * runtime (src/scoring/) runs this in the compute worker with an ONNX Runtime kernel.
  */
 import type { StageFeatures } from './types.js';
-import type { PairKernel } from './kernel.js';
+import type { MatMul, PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
 import { projectBank } from './project.js';
@@ -109,7 +109,7 @@ export async function scorePlan(
     P = target.gridH * target.gridW,
     L = stages.length,
     R = plan.rList.length;
-  const bankOf = bankBuilder(target, opts.projectChannels);
+  const bankOf = bankBuilder(target, opts.projectChannels, kernel.matMul);
   const need = neededPairs(plan);
   const passes = stagePasses(plan, L); // [L][k]: stage l's (r, weight) passes
   const total = passes.flat().length;
@@ -151,12 +151,12 @@ export async function scorePlan(
 }
 
 /** The (stage, r) bank that MSM scores: LNAMD's unit features [N, P, C'], projected to `project` channels when given. */
-function bankBuilder(target: ReturnType<typeof lnamdTarget>, project: number | undefined) {
+function bankBuilder(target: ReturnType<typeof lnamdTarget>, project: number | undefined, mm: MatMul | undefined) {
   if (project !== undefined && !(Number.isInteger(project) && project >= 2 && project <= target.channels))
     throw new Error(`project: ${project} directions for features of ${target.channels} LNAMD channels (give 2..${target.channels})`);
-  const build = (stage: StageFeatures, normed: Float32Array, r: number): Float32Array => {
+  const build = (stage: StageFeatures, normed: Float32Array, r: number): Promise<Float32Array> | Float32Array => {
     const z = aggregateStage(stage, normed, r, target);
-    return project ? projectBank(z, target.channels, project) : z;
+    return project ? projectBank(z, target.channels, project, mm) : z;
   };
   return Object.assign(build, { channels: project ?? target.channels, P: target.gridH * target.gridW });
 }
@@ -198,7 +198,7 @@ async function repeatPass(
   if (bounds === null) return null;
   const P = bankOf.P;
   const ri = linkTableRIndex(plan); // the link table: stage 0 at its smallest r
-  const z = bankOf(stage0, normed0, plan.rList[ri]!);
+  const z = await bankOf(stage0, normed0, plan.rList[ri]!);
   const t = await nearestDistanceTable(z, n, P, bankOf.channels, kernel, table);
   const links = new Float64Array(n * n);
   addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links);
