@@ -138,7 +138,6 @@ function buildInt8Graph(g: GraphBuilder, bothDirections: boolean): Uint8Array {
   return g.toBytes();
 }
 
-/** The MSM kernel on ONNX Runtime (runs in the compute worker). */
 /** Y = op(A) B (Gemm; transA or not): the plain product of projected features (core/project.ts). */
 export function buildMatMulGraph(transA: boolean): Uint8Array {
   const g = new GraphBuilder(transA ? 'matmul_ta' : 'matmul');
@@ -148,6 +147,7 @@ export function buildMatMulGraph(transA: boolean): Uint8Array {
   return g.toBytes();
 }
 
+/** The MSM kernel on ONNX Runtime (runs in the compute worker), and its plain product (matMul). */
 export class OnnxPairKernel implements PairKernel {
   /** the Gemm sessions of matMul, by transA; built on first use */
   private readonly products = new Map<boolean, Promise<InferenceSession>>();
