@@ -141,7 +141,7 @@ export async function scorePlan(
         accumulate(variants, pre.scores, l, ri, L, w);
         continue;
       }
-      const z = await timed(timings, 'lnamdMs', () => bankOf(stages[l]!, normed, plan.rList[ri]!));
+      const z = await timed(timings, 'lnamdMs', () => bankOf.of(stages[l]!, normed, plan.rList[ri]!));
       accumulate(variants, await timed(timings, 'msmMs', () => scoreBank(z, n, P, bankOf.channels, all, kernel, table)), l, ri, L, w);
       hooks.progress?.(++done, total, 'scoring');
     }
@@ -154,11 +154,15 @@ export async function scorePlan(
 function bankBuilder(target: ReturnType<typeof lnamdTarget>, project: number | undefined, mm: MatMul | undefined) {
   if (project !== undefined && !(Number.isInteger(project) && project >= 2 && project <= target.channels))
     throw new Error(`project: ${project} directions for features of ${target.channels} LNAMD channels (give 2..${target.channels})`);
-  const build = (stage: StageFeatures, normed: Float32Array, r: number): Promise<Float32Array> | Float32Array => {
-    const z = aggregateStage(stage, normed, r, target);
-    return project ? projectBank(z, target.channels, project, mm) : z;
+  return {
+    /** channels of the banks `of` builds, and patches per image */
+    channels: project ?? target.channels,
+    P: target.gridH * target.gridW,
+    of(stage: StageFeatures, normed: Float32Array, r: number): Promise<Float32Array> | Float32Array {
+      const z = aggregateStage(stage, normed, r, target);
+      return project ? projectBank(z, target.channels, project, mm) : z;
+    },
   };
-  return Object.assign(build, { channels: project ?? target.channels, P: target.gridH * target.gridW });
 }
 
 /** f's result; its wall time added to clock[key]. */
@@ -198,7 +202,7 @@ async function repeatPass(
   if (bounds === null) return null;
   const P = bankOf.P;
   const ri = linkTableRIndex(plan); // the link table: stage 0 at its smallest r
-  const z = await bankOf(stage0, normed0, plan.rList[ri]!);
+  const z = await bankOf.of(stage0, normed0, plan.rList[ri]!);
   const t = await nearestDistanceTable(z, n, P, bankOf.channels, kernel, table);
   const links = new Float64Array(n * n);
   addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links);
