@@ -341,6 +341,16 @@ export function checkStageCount(v: readonly (readonly number[])[], stages: reado
     );
 }
 
+/**
+ * `project` K against the channels LNAMD keeps (the first stage's), when the loaded backbone knows
+ * them (Backbone.stageChannels): a usage error before any image is read, not after extraction.
+ */
+export function checkProjectChannels(k: number | undefined, stageChannels: readonly number[] | undefined, what: string): void {
+  const c = stageChannels?.[0];
+  if (k !== undefined && c !== undefined && k > c)
+    throw new ConfigError(`${what} ${k} is more than the ${c} channels of the backbone's first stage (which LNAMD keeps): give 2..${c}`);
+}
+
 /** Reads a YAML (.yaml/.yml) or JSON config file. */
 export async function loadConfigFile(path: string): Promise<Partial<Settings>> {
   let text: string;

@@ -15,7 +15,7 @@ import type { StageFeatures } from '../src/core/types.js';
 import { generateSynthetic, mulberry32 } from '../src/demo/synthetic.js';
 import { kernelFor } from '../src/scoring/tasks.js';
 import { shutdownCompute } from '../src/compute/worker.js';
-import { mergeSettings, validateSettings } from '../src/config.js';
+import { ConfigError, mergeSettings, validateSettings } from '../src/config.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
 import { localScorer } from '../src/pipeline/local-scorer.js';
 import type { Scorer } from '../src/pipeline/types.js';
@@ -189,6 +189,35 @@ test('musc run with project: the scorer gets it, run.json and metrics.md record 
     assert.match(await readFile(join(out, 'metrics.md'), 'utf8'), /features projected to 2 channels/);
     assert.throws(() => validateSettings({ project: 1 }, 'test config'), /project/);
     assert.deepEqual(validateSettings({ project: 128 }, 'test config'), { project: 128 });
+  } finally {
+    await cleanup();
+  }
+});
+
+test('musc run with project above the first stage channels: a usage error after the backbone loads, before any image is extracted', async () => {
+  const { dir, cleanup } = await tempDir('project-bound');
+  try {
+    const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 4, defective: 1 });
+    const bb = { ...fakeBackbone(32, 8), stageChannels: [3] };
+    let disposed = 0;
+    const backbone = { ...bb, dispose: async () => void disposed++ };
+    const run = (project: number) =>
+      runDataset({
+        data: set.root,
+        out: join(dir, `out${project}`),
+        settings: mergeSettings({}, { heatmaps: 'none', project }),
+        loadBackbone: fakeLoader(backbone),
+        scorer: localScorer,
+      });
+    await assert.rejects(run(4), (e: Error) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(e.message, /'project' \(--project\) 4 is more than the 3 channels of the backbone's first stage/);
+      return true;
+    });
+    assert.deepEqual(bb.calls, [], 'images were extracted before the check');
+    assert.equal(disposed, 1, 'the backbone was not released');
+    await run(3); // = the channels: allowed
+    assert.ok(bb.calls.length > 0);
   } finally {
     await cleanup();
   }

@@ -163,6 +163,7 @@ test('border padding 16 px: input 256 px, the centre is the 224 px image, stage 
         [14, 14, 1024],
       ],
     );
+    assert.deepEqual(padded.stageChannels, [512, 1024]); // known before any extraction (--project's check)
     const img = await decodeRgb(join(photos, 'dog.jpg'));
     const x = await padded.preprocess(img); // [3, 256, 256]
     const x0 = await plain.preprocess(img); // [3, 224, 224]

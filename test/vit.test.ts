@@ -136,6 +136,7 @@ test('graph cache: reused when intact, rebuilt when corrupt', async () => {
   const a = await loadVit(tinyInfo('dinov2'), opts);
   const x = inputs.dino_input.data.subarray(0, 2 * 3 * 84 * 84);
   const fa = await a.extract(x, 2);
+  assert.deepEqual(a.stageChannels, [fa.stages[0]!.c, fa.stages[1]!.c]); // the width, known before extraction
   await a.dispose();
   const onnx = readdirSync(join(dir, 'graphs')).filter((n) => n.endsWith('.onnx'));
   assert.equal(onnx.length, 1);

@@ -388,6 +388,7 @@ export async function loadResNetBackbone(info: BackboneInfo, opts: LoadOptions =
     arch: main.prep.arch,
     borderPad: pad,
     fuseSizes,
+    stageChannels: graph.stageShapes.map((sh) => sh.c),
     stageShapes: graph.stageShapes.map(({ layer, h, w, c }) => {
       const m = cropCells(pad, S, h);
       return { layer, h: h - 2 * m, w: w - 2 * m, c };

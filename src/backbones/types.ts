@@ -55,6 +55,11 @@ export interface Backbone {
   /** CNNs: the input sizes whose features are fused with the image size's (resized to its grids, averaged); absent = none */
   readonly fuseSizes?: readonly number[];
   /**
+   * channels of each stage's features, in stage order, known once loaded (before any extraction):
+   * usage checks that depend on them (`--project K`) run before the images are read; absent = unknown
+   */
+  readonly stageChannels?: readonly number[];
+  /**
    * decoded RGB image -> normalised input tensor [3, S', S'], S' = inputSide (the family's own
    * preprocessing); with fused sizes F, the tensors [3, F', F'] follow, in order (inputLength values in all)
    */

@@ -362,6 +362,10 @@ class VitBackbone implements Backbone {
   get stages(): number[] {
     return [...this.settings.stages];
   }
+  /** every block's output has the model's width */
+  get stageChannels(): number[] {
+    return this.settings.stages.map(() => this.dim);
+  }
 
   async preprocess(img: RgbImage): Promise<Float32Array> {
     return preprocessFor(this.info.family, img, this.settings.imageSize);

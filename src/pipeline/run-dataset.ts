@@ -25,7 +25,7 @@ import { prepareOutputFolder, unwritableOutput } from '../outputs/out-dir.js';
 import { acquireOutputLock } from '../outputs/lock.js';
 import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
-import { checkStageCount, ConfigError, rscinWindows, type Settings } from '../config.js';
+import { checkProjectChannels, checkStageCount, ConfigError, rscinWindows, type Settings } from '../config.js';
 import { degreesLabel, resolveDegrees } from '../core/defaults.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
@@ -141,7 +141,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   const backbone = await loadRunBackbone(o);
   const kList = rscinWindows(s, defaultKList(ds.kind), backbone.info?.family); // RsCIN auto: by the loaded backbone's family
   // LNAMD degrees: per stage when given (their union), else r_list, else by the loaded backbone (core/defaults.ts)
-  const { rList, stageRList } = resolveDegrees(backbone, s.r_list, await checkedStageRList(s.stage_r_list, backbone));
+  const { rList, stageRList } = resolveDegrees(backbone, s.r_list, await checkedBackboneUse(s, backbone));
   let disposed = false;
   const dispose = async (): Promise<void> => {
     if (!disposed) {
@@ -195,11 +195,16 @@ function runTitle(kind: string, name: string, b: Backbone, r: string, project: n
   return `MuSc: ${kind} with ${name} at ${inputSizesLabel(b)}, r ${r}${project ? `, features projected to ${project} channels` : ''}`;
 }
 
-/** Settings.stage_r_list checked against the loaded backbone's stages (one list per stage); the backbone is released on error. */
-async function checkedStageRList(lists: number[][] | undefined, backbone: Backbone): Promise<number[][] | undefined> {
+/**
+ * The settings that depend on the loaded backbone, checked before any image is read: stage_r_list
+ * (one list per stage) and project (at most the channels LNAMD keeps). Returns stage_r_list; the
+ * backbone is released on error.
+ */
+async function checkedBackboneUse(s: Settings, backbone: Backbone): Promise<number[][] | undefined> {
   try {
-    if (lists) checkStageCount(lists, backbone.stages, "'stage_r_list' (--stage-r-list)");
-    return lists;
+    if (s.stage_r_list) checkStageCount(s.stage_r_list, backbone.stages, "'stage_r_list' (--stage-r-list)");
+    checkProjectChannels(s.project, backbone.stageChannels, "'project' (--project)");
+    return s.stage_r_list;
   } catch (e) {
     await backbone.dispose();
     throw e;
