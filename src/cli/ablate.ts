@@ -24,7 +24,16 @@ import { ablationMarkdown, runAblation } from '../ablate/run.js';
 import { parseStudies, studyRows, SHOT_COUNTS, type StudyName } from '../ablate/studies.js';
 import type { MetricsFn } from '../pipeline/types.js';
 import { checkBackbone } from './tokens.js';
-import { accuracyOptions, accuracySettings, type AccuracyFlags, intListArg, posIntArg, wrapArg } from './args.js';
+import {
+  accuracyOptions,
+  accuracySettings,
+  type AccuracyFlags,
+  backboneOptions,
+  deviceOption,
+  intListArg,
+  posIntArg,
+  wrapArg,
+} from './args.js';
 import { parseImageScoreRule } from '../core/maps.js';
 import { ABLATE_HELP, REQUIRED } from './help.js';
 
@@ -58,11 +67,12 @@ export function evenlySpaced<T>(items: T[], count: number): T[] {
 }
 
 export function ablateCommand(): Command {
-  const cmd = accuracyOptions(new Command('ablate'))
+  const located = new Command('ablate')
     .description("the paper's ablation studies on one category (features extracted once), printed as a table")
     .requiredOption('--data <dir>', REQUIRED + 'data folder (labelled layouts: mvtec, btad, mpdd, visa, loco)')
     .option('--category <name>', 'the category (required when the data holds several)')
-    .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
+    .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]));
+  const cmd = accuracyOptions(backboneOptions(located, false))
     .option(
       '--study <names>',
       'r, msm, rscin, divide, shots, all, or a comma list (default: all)',
@@ -73,13 +83,10 @@ export function ablateCommand(): Command {
     .option('--reference-dir <dir>', 'shots study: reference images (default: the last good test images, held out)')
     .option('--shots <list>', `shots study: reference counts (default: ${SHOT_COUNTS.join(',')})`, intListArg('--shots'))
     .option('--k-list <list>', 'RsCIN windows of the baseline (default: visa 1,8,9, others 1,2,3)', intListArg('--k-list'))
-    .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
-    .option('--weights <file>', 'weight file for the backbone')
-    .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
     .option('--batch-size <n>', 'images per backbone batch (default: 4)', posIntArg)
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
     .option('--image-only', 'image metrics only (no pixel metrics)')
-    .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
+    .addOption(deviceOption())
     .option('--out <dir>', 'also write ablate.md and ablate.json here')
     .option('-q, --quiet', 'no information lines')
     .addHelpText('after', ABLATE_HELP);

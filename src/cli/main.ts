@@ -20,7 +20,6 @@ import { checkDevice, type Device } from '../compute/session.js';
 import { shutdownCompute } from '../compute/worker.js';
 import type { Settings, VisNorm } from '../config.js';
 import { ConfigError, DEFAULT_SETTINGS, loadConfigFile, mergeSettings } from '../config.js';
-import { DEFAULT_R_LIST, FUSED_R_LIST, FUSED_STAGE_R_LIST, stageLabel } from '../core/defaults.js';
 import { MASK_RULES } from '../datasets/masks.js';
 import { DATASET_KINDS, type DatasetKind } from '../datasets/types.js';
 import { generateSynthetic } from '../demo/synthetic.js';
@@ -33,7 +32,12 @@ import { type DatasetRunResult, openOutputFolder, PartialRunError, runDataset } 
 import type { MetricsFn, Scorer } from '../pipeline/types.js';
 import { apiCommand } from './api.js';
 import {
+  backboneOptions,
   decisionRuleArg,
+  degreeOptions,
+  deviceOption,
+  maxPixelsOption,
+  msmPrecisionOption,
   accuracyOptions,
   type AccuracyFlags,
   intervalArg,
@@ -41,8 +45,6 @@ import {
   intRangeArg,
   posIntArg,
   posNumberArg,
-  rListArg,
-  stageRListArg,
   scoreGridOption,
 } from './args.js';
 import { bankCommand } from './bank.js';
@@ -198,30 +200,16 @@ async function execute(
 }
 
 function addRunOptions(cmd: Command): Command {
+  const located = cmd
+    .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
+    .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)");
   return scoreGridOption(
     accuracyOptions(
-      cmd
-        .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
-        .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)")
-        .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
-        .option('--weights <file>', 'weight file for the backbone (default: the registry/cache)')
-        .option('--image-size <px>', "input size (default: the backbone's)", posIntArg)
-        .option('--stages <list>', "backbone stages, e.g. 1,2,3,4 (default: the backbone's)", intListArg('--stages'))
-        .option(
-          '--r-list <list>',
-          `LNAMD aggregation degrees for every stage, odd (default: per stage, ${stageLabel(FUSED_STAGE_R_LIST)}, for a ResNet's layers 2,3 with fused input sizes, as by default; ${FUSED_R_LIST.join(',')} for other stages with fused sizes; else ${DEFAULT_R_LIST.join(',')})`,
-          rListArg,
-        )
-        .option(
-          '--project <K>',
-          'MSM on each (stage, r) bank projected on K directions of the batch (its mean and top principal ones): about K / C of the MSM time, e.g. 128 of 512 (default: all channels; not with --redis)',
-          intRangeArg('--project', 2, 4096),
-        )
-        .option(
-          '--stage-r-list <lists>',
-          `LNAMD degrees per backbone stage, stages separated by /, e.g. ${stageLabel(FUSED_STAGE_R_LIST)} (wins over --r-list)`,
-          stageRListArg,
-        ),
+      degreeOptions(backboneOptions(located)).option(
+        '--project <K>',
+        'MSM on each (stage, r) bank projected on K directions of the batch (its mean and top principal ones): about K / C of the MSM time, e.g. 128 of 512 (default: all channels; not with --redis)',
+        intRangeArg('--project', 2, 4096),
+      ),
     ),
   )
     .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)
@@ -240,14 +228,8 @@ function addRunOptions(cmd: Command): Command {
     .addOption(oldVisNormOption())
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
     .addOption(new Option('--mask-rule <rule>', 'mask binarisation (default: reference)').choices([...MASK_RULES]))
-    .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
-    .addOption(
-      new Option(
-        '--msm-precision <mode>',
-        `MSM nearest-patch distances: exact, fast (float32 2-2a.b, as the reference) ` +
-          `or int8 (8-bit products, faster) (default: ${DEFAULT_SETTINGS.msm_precision})`,
-      ).choices(['exact', 'fast', 'int8']),
-    )
+    .addOption(deviceOption())
+    .addOption(msmPrecisionOption())
     .addOption(
       new Option(
         '--feature-storage <type>',
@@ -259,7 +241,7 @@ function addRunOptions(cmd: Command): Command {
     .option('--no-report', 'do not write report.html')
     .option('--no-cache', 'do not cache backbone features (default: cached, so that a re-run resumes)')
     .option('--cache-dir <dir>', 'feature cache folder (default: <out>/.cache/features)')
-    .option('--max-pixels <n>', 'skip images with more pixels than this (decompression bombs; default 100000000)', posIntArg)
+    .addOption(maxPixelsOption())
     .option('-q, --quiet', 'no progress bars or information lines')
     .option('--reference-dir <dir>', 'few-shot: known-good reference images (DIR/<category>/train/good, DIR/<category> or DIR)')
     .addOption(
@@ -323,7 +305,7 @@ export function buildProgram(): Command {
     .option('--out <dir>', 'output folder (default: a new temporary folder); data goes to <out>/data, results to <out>/results')
     .option('--backbone <name>', `feature extractor (default: ${DEFAULT_BACKBONE})`)
     .addOption(new Option('--heatmaps <which>', 'heatmap PNGs to write (default: anomalous)').choices(['all', 'anomalous', 'none']))
-    .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
+    .addOption(deviceOption())
     .option('-q, --quiet', 'no progress bars or information lines')
     .addHelpText('after', DEMO_HELP);
   demo.action(async (f: { out?: string; backbone?: string; heatmaps?: 'all' | 'anomalous' | 'none'; device?: Device; quiet?: boolean }) => {

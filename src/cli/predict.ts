@@ -6,7 +6,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { readThresholdArg, thresholdsOf } from '../bank/calibration.js';
 import { type WrittenPrediction, writeMapFile, writePictures, writePredictTables } from '../bank/outputs.js';
 import { calibrationFor, closeBank, DEFAULT_PREDICT_BATCH, predict } from '../bank/predict.js';
@@ -19,7 +19,7 @@ import { writeReportOrWarn } from '../report/commit.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
 import { checkInterrupted } from '../pipeline/interrupt.js';
 import { listReferenceImages } from '../features/references.js';
-import { intListArg, posIntArg } from './args.js';
+import { deviceOption, intListArg, maxPixelsOption, msmPrecisionOption, posIntArg } from './args.js';
 import { describeBank, falseAlarmArg } from './bank.js';
 import { createProgress } from './progress.js';
 
@@ -156,10 +156,10 @@ export function predictCommand(): Command {
     .option('--stages <list>', "must be the bank's (checked)", intListArg('--stages'))
     .option('--weights <file>', "the weight file the bank was built with, if not the registry's")
     .option('--k-list <list>', "RsCIN window sizes (default: the bank's); 0 disables", intListArg('--k-list'))
-    .addOption(new Option('--msm-precision <mode>', "MSM distances (default: the bank's)").choices(['exact', 'fast', 'int8']))
-    .addOption(new Option('--device <device>', 'compute device (default: cpu)').choices(['cpu', 'cuda']))
+    .addOption(msmPrecisionOption("the bank's"))
+    .addOption(deviceOption())
     .option('--batch-size <n>', `images scored per batch (default: ${DEFAULT_PREDICT_BATCH})`, posIntArg)
-    .option('--max-pixels <n>', 'skip images with more pixels than this (default 100000000)', posIntArg)
+    .addOption(maxPixelsOption())
     .option('--no-pictures', 'no masks/ and composites/ (tables only)')
     .option('--save-maps', "also write maps/<name>.safetensors: the anomaly map at the original size (F32 'map' [height, width])")
     .option('--no-report', 'do not write report.html (musc report OUT writes it later)')
