@@ -3,7 +3,7 @@
  * where the category has enough good images, and the memory of a bank per image:
  *
  *   node dist/bench/bank-latency.js --data ../shared/data --category magnetic_tile --out /tmp/lat \
- *     [--sizes 8,16,32,64] [--precisions fast,int8] [--min-predicted-good 20] [--latency-images 6] [-- BANK FLAGS]
+ *     [--sizes 8,16,32,64] [--precisions fast,int8] [--projects none,128] [--min-predicted-good 20] [--latency-images 6] [-- BANK FLAGS]
  *
  *   accuracy sizes (size <= good - min-predicted-good): bank = the first `size` good test images
  *     (sorted by path); predicted = one fixed set for every such size: the good images after the
@@ -16,7 +16,9 @@
  * calibration, made at the bank's precision, also for int8 rows) one image per call (`--batch-size 1`)
  * in one process: latency = median over the images after the first of decode + backbone +
  * scoring + post-processing (predictions.json timings; the first call also aggregates the bank).
- * Sizes and precisions alternate in one run, so their ratios are measured under the same load.
+ * With --projects, each size gets one bank per value (`--project K` at build; none = all channels),
+ * each predicted with each precision: columns `fast`, `fast p128`, ...
+ * Sizes, banks and precisions alternate in one run, so their ratios are measured under the same load.
  * Memory: the bank directory's bytes per image; in RAM, the bank's float16 features and float32
  * tokens plus the float32 LNAMD features predict keeps per (stage, r) (computed from the shapes);
  * and the predict process's peak RSS (/usr/bin/time). Writes OUT/latency-<category>.json.
@@ -41,6 +43,8 @@ import { evaluatePredictions } from './bank-eval.js';
 interface Options extends StudyOptions {
   sizes: number[];
   precisions: string[];
+  /** 'none' or K of `--project K` */
+  projects: string[];
   minPredictedGood: number;
   latencyImages: number;
 }
@@ -51,6 +55,7 @@ function options(): Options {
   const { common, values: v } = studyOptions('bank-latency --data DIR --category NAME --out DIR [--sizes ...] [-- FLAGS]', {
     sizes: { type: 'string', default: '8,16,32,64' },
     precisions: { type: 'string', default: 'fast,int8' },
+    projects: { type: 'string', default: 'none' },
     'min-predicted-good': { type: 'string', default: '20' },
     'latency-images': { type: 'string', default: '6' },
   });
@@ -58,6 +63,7 @@ function options(): Options {
     ...common,
     sizes: intList(String(v.sizes)),
     precisions: String(v.precisions).split(','),
+    projects: String(v.projects).split(','),
     minPredictedGood: Number(v['min-predicted-good']),
     latencyImages: Number(v['latency-images']),
   };
@@ -122,40 +128,54 @@ async function bankMemory(bank: string): Promise<Record<string, number>> {
   return { images: n, disk_bytes: disk, disk_bytes_per_image: disk / n, ram_features_per_image: features, ram_lnamd_per_image: lnamd };
 }
 
+/** The column of a precision with a bank's projection: 'fast', 'fast p128'. */
+const column = (prec: string, project: string): string => (project === 'none' ? prec : `${prec} p${project}`);
+const columns = (o: Options): string[] => o.projects.flatMap((pj) => o.precisions.map((prec) => column(prec, pj)));
+
 async function measure(o: Options, p: Plan): Promise<Record<string, unknown>> {
   const links = join(o.out, 'links', `bank-${p.size}`);
   await linkFolder(join(links, 'bank'), p.bank);
   await linkFolder(join(links, 'predict'), p.predicted);
-  const bank = join(o.out, `bank-${p.size}.bank`);
-  const b = musc(['bank', 'build', '--data', join(links, 'bank'), '--out', bank, '--force', '-q', ...o.flags]);
   const row: Record<string, unknown> = {
     size: p.size,
     accuracy_measured: p.accuracy,
     bank_defective: p.bank.filter((it) => it.label === 1).length,
-    build_s: b.seconds,
-    memory: await bankMemory(bank),
   };
-  for (const prec of o.precisions) {
-    const out = join(o.out, `predict-${p.size}-${prec}`);
-    const args = ['predict', '--bank', bank, join(links, 'predict'), '--out', out, '--batch-size', '1', '--msm-precision', prec];
-    const r = musc([...args, '--no-pictures', '--no-report', '-q', ...predictFlags(o.flags)]);
-    const e = p.accuracy ? await evaluatePredictions(out, truthOfItems(p.predicted)) : null;
-    row[prec] = {
-      predict_s: r.seconds,
-      predict_max_rss_mb: r.maxRssMb,
-      latency: await latency(out),
-      ...(e ? { image_auroc: e.image_auroc, recall: e.recall, false_alarm: e.false_alarm, found: e.found, flagged: e.flagged } : {}),
-      ...(e ? { predicted_good: e.good, predicted_defective: e.defective } : {}),
-    };
+  for (const pj of o.projects) {
+    const bank = join(o.out, `bank-${p.size}${pj === 'none' ? '' : `-p${pj}`}.bank`);
+    const project = pj === 'none' ? [] : ['--project', pj];
+    const b = musc(['bank', 'build', '--data', join(links, 'bank'), '--out', bank, '--force', '-q', ...project, ...o.flags]);
+    // build time and memory per bank: `banks[K or none]`; the first bank's also as the row's build_s and memory
+    row.banks ??= {};
+    const banks = row.banks as Record<string, unknown>;
+    banks[pj] = { build_s: b.seconds, memory: await bankMemory(bank) };
+    if (!('build_s' in row)) Object.assign(row, banks[pj]);
+    for (const prec of o.precisions) row[column(prec, pj)] = await predictRow(o, p, links, bank, prec, column(prec, pj));
   }
   return row;
 }
 
+/** One bank predicted at one precision, one image per call: latency, memory and (where measured) accuracy. */
+async function predictRow(o: Options, p: Plan, links: string, bank: string, prec: string, label: string): Promise<Record<string, unknown>> {
+  const out = join(o.out, `predict-${p.size}-${label.replace(' ', '-')}`);
+  const args = ['predict', '--bank', bank, join(links, 'predict'), '--out', out, '--batch-size', '1', '--msm-precision', prec];
+  const r = musc([...args, '--no-pictures', '--no-report', '-q', ...predictFlags(o.flags)]);
+  const e = p.accuracy ? await evaluatePredictions(out, truthOfItems(p.predicted)) : null;
+  return {
+    predict_s: r.seconds,
+    predict_max_rss_mb: r.maxRssMb,
+    latency: await latency(out),
+    ...(e ? { image_auroc: e.image_auroc, recall: e.recall, false_alarm: e.false_alarm, found: e.found, flagged: e.flagged } : {}),
+    ...(e ? { predicted_good: e.good, predicted_defective: e.defective } : {}),
+  };
+}
+
 function markdown(o: Options, rows: Record<string, unknown>[]): string {
   const f = (x: unknown, d = 3): string => (typeof x === 'number' ? x.toFixed(d) : '-');
-  const head = `| bank images | build | ${o.precisions.map((p) => `${p}: ms per image (scoring) | ${p}: AUROC, recall, false alarms`).join(' | ')} |`;
+  const cols = columns(o);
+  const head = `| bank images | build | ${cols.map((p) => `${p}: ms per image (scoring) | ${p}: AUROC, recall, false alarms`).join(' | ')} |`;
   const lines = rows.map((r) => {
-    const cells = o.precisions.map((p) => {
+    const cells = cols.map((p) => {
       const x = r[p] as {
         latency: Record<string, number>;
         image_auroc?: number;
@@ -172,7 +192,7 @@ function markdown(o: Options, rows: Record<string, unknown>[]): string {
     });
     return `| ${r.size} | ${f(r.build_s, 1)} s | ${cells.join(' | ')} |`;
   });
-  return [head, `|${'---|'.repeat(2 + 2 * o.precisions.length)}`, ...lines].join('\n');
+  return [head, `|${'---|'.repeat(2 + 2 * cols.length)}`, ...lines].join('\n');
 }
 
 async function main(): Promise<void> {

@@ -30,7 +30,9 @@ import {
 } from '../src/bank/index.js';
 import { regionsOf } from '../src/bank/regions.js';
 import { runPixelScale, writeRunWhere } from '../src/bank/run-where.js';
-import { scoreAgainstBank, scoreAgainstBankCached } from '../src/bank/scoring.js';
+import { leaveOneOut, scoreAgainstBank, scoreAgainstBankCached } from '../src/bank/scoring.js';
+import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../src/io/safetensors.js';
+import { createHash } from 'node:crypto';
 import { manifestChecksum } from '../src/bank/store.js';
 import type { BankManifest } from '../src/bank/types.js';
 import { describeBank } from '../src/cli/bank.js';
@@ -318,8 +320,11 @@ test('issue 17: per-stage degrees in banks: predict (plain and cached) = leave-o
     const edits: [(m: BankManifest) => void, RegExp][] = [
       [(m) => (m.scoring.stage_r_list = [[5]]), /scoring\.stage_r_list stage 0: r = 5 is not in the plan's r list 3/],
       [(m) => (m.scoring.stage_r_list = []), /scoring\.stage_r_list per-stage r lists for 0 stages, the features have 1/],
-      [(m) => (m.format_version = 1), /stage_r_list is only in \(and is required by\) bank format version 2/],
-      [(m) => delete m.scoring.stage_r_list, /stage_r_list is only in \(and is required by\) bank format version 2/],
+      [(m) => (m.format_version = 1), /\(stage_r_list present, project absent\) are those of bank format version 2, the manifest says 1/],
+      [
+        (m) => delete m.scoring.stage_r_list,
+        /\(stage_r_list absent, project absent\) are those of bank format version 1, the manifest says 2/,
+      ],
     ];
     for (const [edit, want] of edits) {
       const m = JSON.parse(m0) as BankManifest;
@@ -328,6 +333,97 @@ test('issue 17: per-stage degrees in banks: predict (plain and cached) = leave-o
       await writeFile(man, JSON.stringify(m));
       await assert.rejects(openBank(full.path), want);
     }
+  } finally {
+    await cleanup();
+  }
+});
+
+test("issue 17: projected banks (--project): leave-one-out on the bank's own bases; predict (plain and cached) projects new images on them", async () => {
+  // engine level: two stages of 8 and 12 channels (LNAMD keeps 8), r = 1,3
+  const n = 6;
+  const stages = [stage(n, 4, 8, 31), stage(n, 2, 12, 32)];
+  const interval: [number, number] = [0, 0.3];
+  const bankStages = stages.map((s) => take(s, [1, 2, 3, 4, 5])),
+    fresh = stages.map((s) => take(s, [0, 1])); // image 1 is also in the bank: a new image that matches itself
+  const loo = await leaveOneOut(bankStages, { rList: [1, 3], interval, project: 4 });
+  assert.deepEqual(Object.keys(loo.bases!).sort(), ['stage_0_r1', 'stage_0_r3', 'stage_1_r1', 'stage_1_r3']);
+  for (const b of Object.values(loo.bases!)) assert.equal(b.length, 4 * 8);
+  const s = { rList: [1, 3], interval, project: 4, projectBases: loo.bases! };
+  const plain = await scoreAgainstBank(fresh, bankStages, s);
+  const cached = await scoreAgainstBankCached('projected-bank', fresh, bankStages, s);
+  const P = plain.h * plain.w;
+  assert.ok(maxDiff(plain.patch, cached.patch) <= 1e-6, `plain vs cached ${maxDiff(plain.patch, cached.patch)}`);
+  // the bank's bases, not the call's batch: an image scores the same alone as with another
+  const alone = await scoreAgainstBankCached(
+    'projected-bank',
+    fresh.map((st) => take(st, [0])),
+    bankStages,
+    s,
+  );
+  assert.ok(
+    maxDiff(alone.patch, plain.patch.subarray(0, P)) <= 1e-6,
+    `alone vs in a pair ${maxDiff(alone.patch, plain.patch.subarray(0, P))}`,
+  );
+  const full = await scoreAgainstBank(fresh, bankStages, { rList: [1, 3], interval });
+  assert.ok(maxDiff(full.patch, plain.patch) > 1e-3, '4 of 8 channels changed nothing');
+  // K = C: each basis is a rotation, so the scores are the unprojected ones (exact distances: image 1 is
+  // at distance 0 from itself, where the fast 2 - 2a.b form has float32 noise of ~sqrt(eps))
+  const rot = await leaveOneOut(bankStages, { rList: [1, 3], interval, project: 8 });
+  const exact = await scoreAgainstBank(fresh, bankStages, { rList: [1, 3], interval, precision: 'exact' });
+  const rs = { rList: [1, 3], interval, precision: 'exact' as const, project: 8, projectBases: rot.bases! };
+  for (const r of [await scoreAgainstBank(fresh, bankStages, rs), await scoreAgainstBankCached('rotated-bank', fresh, bankStages, rs)])
+    assert.ok(maxDiff(r.patch, exact.patch) <= 1e-5, `rotation ${maxDiff(r.patch, exact.patch)}`);
+  await assert.rejects(scoreAgainstBankCached('no-bases', fresh, bankStages, { rList: [1, 3], interval, project: 4 }), /needs its bases/);
+  // end to end (the fake backbone's one stage has 3 channels): saved, verified, shown, used by predict
+  const { dir, cleanup } = await tempDir('musc-bank-project-');
+  try {
+    const imgs = await inputs(7, 90);
+    const built = await buildBank(imgs.slice(1), { out: join(dir, 'p.bank'), backbone: bb, project: 2 });
+    assert.equal(built.manifest.format_version, 3);
+    assert.equal(built.manifest.scoring.project, 2);
+    const bank = await openBank(built.path);
+    assert.deepEqual(Object.keys(bank.bases!).sort(), bank.manifest.scoring.r_list.map((r) => `stage_0_r${r}`).sort());
+    assert.match(describeBank(bank).join('\n'), /features projected to 2 channels/);
+    const one = (await predict(bank, [imgs[0]!], { loadBackbone: loader })).predictions[0]!;
+    const two = (await predict(bank, [imgs[0]!, imgs[1]!], { loadBackbone: loader })).predictions[0]!;
+    assert.ok(Number.isFinite(one.imageScore));
+    assert.ok(Math.abs(one.imageScore - two.imageScore) <= 1e-6, `${one.imageScore} vs ${two.imageScore}`);
+    await closeBank(bank);
+    await assert.rejects(
+      buildBank(imgs, { out: join(dir, 'x.bank'), backbone: { ...bb, stageChannels: [3] }, project: 4 }),
+      /--project 4 is more than the 3 channels of the backbone's first stage/,
+    );
+    // edited manifests (valid checksums), and a features file without one basis (its sha256 in the manifest)
+    const man = join(built.path, 'manifest.json');
+    const m0 = await readFile(man, 'utf8');
+    const edits: [(m: BankManifest) => void, RegExp][] = [
+      [(m) => (m.scoring.project = 5), /scoring\.project must be an integer 2\.\.3 \(the first stage's channels\), got 5/],
+      [(m) => (m.format_version = 2), /\(stage_r_list absent, project present\) are those of bank format version 3, the manifest says 2/],
+      [(m) => delete m.scoring.project, /\(stage_r_list absent, project absent\) are those of bank format version 1, the manifest says 3/],
+    ];
+    for (const [edit, want] of edits) {
+      const m = JSON.parse(m0) as BankManifest;
+      edit(m);
+      m.checksum = manifestChecksum(m);
+      await writeFile(man, JSON.stringify(m));
+      await assert.rejects(openBank(built.path), want);
+    }
+    const feat = join(built.path, 'features.safetensors');
+    const f = SafetensorsFile.open(feat);
+    const tensors: Record<string, TensorToWrite> = {};
+    for (const name of f.names().filter((x) => x !== 'basis_stage_0_r1')) {
+      const t = name.startsWith('stage_') ? f.float16(name) : f.float32(name);
+      tensors[name] = { dtype: name.startsWith('stage_') ? 'F16' : 'F32', shape: t.shape, data: t.data };
+    }
+    f.close();
+    const bytes = encodeSafetensors(tensors, { format: 'musc-bank' });
+    await writeFile(feat, bytes);
+    const m = JSON.parse(m0) as BankManifest;
+    const entry = m.files.find((x) => x.name === 'features.safetensors')!;
+    Object.assign(entry, { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length });
+    m.checksum = manifestChecksum(m);
+    await writeFile(man, JSON.stringify(m));
+    await assert.rejects(openBank(built.path), /features\.safetensors has no basis_stage_0_r1/);
   } finally {
     await cleanup();
   }

@@ -13,7 +13,7 @@ import type { Backbone } from '../backbones/types.js';
 import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, resolveDegrees } from '../core/defaults.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { formatImageScoreRule, imageScores as imageScoresOf, mapMaxima, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
-import { checkStageCount, checkStageRList, type RscinMode, rscinWindows } from '../config.js';
+import { checkProjectChannels, checkStageCount, checkStageRList, type RscinMode, rscinWindows } from '../config.js';
 import { RSCIN_K_MVTEC } from '../core/rscin.js';
 import type { Interval } from '../core/types.js';
 import { DatasetError } from '../datasets/types.js';
@@ -24,7 +24,7 @@ import { type Calibration, checkFalseAlarm, DEFAULT_FALSE_ALARM } from './calibr
 import { type ExtractedImage, extractImages, stackStages } from './extract.js';
 import { leaveOneOut, rscinRaw } from './scoring.js';
 import { writeBank } from './store.js';
-import { BANK_FORMAT, BANK_FORMAT_VERSION, BANK_FORMAT_VERSION_STAGE_R, type BankManifest, type ImageInput } from './types.js';
+import { BANK_FORMAT, type BankManifest, bankFormatVersion, type ImageInput } from './types.js';
 
 /** Fewer bank images than this get a warning: each image's pool is small. */
 export const RECOMMENDED_BANK_IMAGES = 8;
@@ -45,6 +45,11 @@ export interface BuildBankOptions {
   imageScore?: string;
   /** patch scores on a G x G grid, LNAMD's target (default: the first stage's grid; as musc run --score-grid) */
   scoreGrid?: number;
+  /**
+   * MSM on every (stage, r) bank projected on K directions of the bank (as musc run --project): the
+   * bases are saved in the bank and new images are projected on them; about K / C of predict's MSM
+   */
+  project?: number;
   precision?: MsmPrecision;
   device?: 'cpu' | 'cuda';
   /** default false-alarm rate stored with the calibration */
@@ -134,6 +139,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   const falseAlarm = checkFalseAlarm(o.falseAlarm ?? DEFAULT_FALSE_ALARM);
   // per stage when given, else rList, else by the backbone (core/defaults.ts: a fused ResNet's per-stage lists)
   const { rList, stageRList } = resolveDegrees(o.backbone, o.rList, checkedStageRList(o.stageRList, o.backbone.stages));
+  checkProjectChannels(o.project, o.backbone.stageChannels, '--project');
   const interval = o.interval ?? DEFAULT_INTERVAL,
     kList = rscinWindows({ ...(o.kList ? { k_list: o.kList } : {}), rscin: o.rscin ?? 'auto' }, RSCIN_K_MVTEC, o.backbone.info.family);
   const ex = await extractImages(inputs, o.backbone, {
@@ -160,6 +166,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     precision: o.precision ?? DEFAULT_MSM_PRECISION,
     device: o.device,
     ...(o.scoreGrid !== undefined ? { scoreGrid: o.scoreGrid } : {}),
+    ...(o.project !== undefined ? { project: o.project } : {}),
   };
   o.checkCancelled?.();
   const loo = await leaveOneOut(stages, settings, (d, t) => o.onProgress?.('score', d, t));
@@ -170,6 +177,17 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   images.forEach((im, i) => tokens.data.set(im.token, i * ex.tokenDim));
   const calibration = calibrationOf(maps, S, imageScores, rscinRaw(imageScores, tokens, kList), falseAlarm);
   const v = versions();
+  const scoring = {
+    r_list: rList,
+    ...(stageRList ? { stage_r_list: stageRList } : {}),
+    interval,
+    k_list: kList,
+    msm_precision: settings.precision,
+    feature_storage: 'float16' as const,
+    image_score: formatImageScoreRule(imageScore),
+    ...(o.scoreGrid !== undefined ? { score_grid: o.scoreGrid } : {}),
+    ...(o.project !== undefined ? { project: o.project } : {}),
+  };
   o.checkCancelled?.();
   o.onProgress?.('write', 0, 1);
   const manifest = await writeBank(
@@ -177,7 +195,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     {
       manifest: {
         format: BANK_FORMAT,
-        format_version: stageRList ? BANK_FORMAT_VERSION_STAGE_R : BANK_FORMAT_VERSION,
+        format_version: bankFormatVersion(scoring),
         created: new Date().toISOString(),
         software: { musc: v.musc, node: v.node, onnxruntime: v.onnxruntime, sharp: v.sharp },
         backbone: {
@@ -188,22 +206,14 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
           border_pad: o.backbone.borderPad ?? 0,
           fuse_sizes: [...(o.backbone.fuseSizes ?? [])],
         },
-        scoring: {
-          r_list: rList,
-          ...(stageRList ? { stage_r_list: stageRList } : {}),
-          interval,
-          k_list: kList,
-          msm_precision: settings.precision,
-          feature_storage: 'float16',
-          image_score: formatImageScoreRule(imageScore),
-          ...(o.scoreGrid !== undefined ? { score_grid: o.scoreGrid } : {}),
-        },
+        scoring,
         features: { stages: ex.dims, token_dim: ex.tokenDim },
         images: images.map((im) => ({ name: im.name, sha256: im.sha256, width: im.width, height: im.height })),
         skipped: ex.skipped,
       },
       stages,
       tokens,
+      ...(loo.bases ? { bases: loo.bases } : {}),
       calibration,
     },
     { force: o.force },

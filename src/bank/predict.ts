@@ -161,6 +161,7 @@ function scoreSettings(bank: Bank, opts: PredictOptions) {
     precision: opts.precision ?? s.msm_precision,
     device: opts.device,
     ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),
+    ...(s.project !== undefined ? { project: s.project, projectBases: bank.bases! } : {}),
   };
 }
 

@@ -39,6 +39,10 @@ export interface BankScoreSettings {
   scoreGrid?: number;
   precision?: MsmPrecision;
   device?: 'cpu' | 'cuda';
+  /** MSM on every (stage, r) bank projected to this many channels (`--project`; core/project.ts) */
+  project?: number;
+  /** with project: the bank's bases by projectKey(stage, r) (predict); absent = the batch's own (leave-one-out at build) */
+  projectBases?: Record<string, Float32Array>;
 }
 
 export interface PatchResult {
@@ -47,6 +51,8 @@ export interface PatchResult {
   /** [S, h * w] */
   patch: Float64Array;
   timings: { lnamdMs: number; msmMs: number };
+  /** with project: the bases used, by projectKey(stage, r) (what a bank saves) */
+  bases?: Record<string, Float32Array>;
 }
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
@@ -80,7 +86,13 @@ export function degrees(s: BankScoreSettings): Pick<ScoringPlan, 'rList' | 'stag
 
 /** The scoring engine's options of bank settings. */
 function engineOptions(s: BankScoreSettings) {
-  return { precision: s.precision, device: s.device, ...(s.scoreGrid !== undefined ? { targetGrid: s.scoreGrid } : {}) };
+  return {
+    precision: s.precision,
+    device: s.device,
+    ...(s.scoreGrid !== undefined ? { targetGrid: s.scoreGrid } : {}),
+    ...(s.project !== undefined ? { projectChannels: s.project } : {}),
+    ...(s.projectBases ? { projectBases: s.projectBases } : {}),
+  };
 }
 
 /** The worker module holding banks' aggregated features (worker-tasks.ts). */
@@ -100,6 +112,7 @@ export function scoreAgainstBankCached(
   if (fresh.length !== bank.length) throw new Error(`new images have ${fresh.length} stages, the bank ${bank.length}`);
   const settings: BankScoreSettings = { ...degrees(s), interval: s.interval, precision: s.precision, device: s.device };
   if (s.scoreGrid !== undefined) settings.scoreGrid = s.scoreGrid;
+  if (s.project !== undefined) Object.assign(settings, { project: s.project, projectBases: s.projectBases });
   return computeWorker().call<PatchResult>(BANK_TASKS_MODULE, 'predictTask', [key, fresh, bank, settings], [], onProgress);
 }
 
@@ -113,7 +126,7 @@ export async function leaveOneOut(bank: StageFeatures[], s: BankScoreSettings, o
   const n = bank[0]!.n;
   const plan = { ...degrees(s), n, variants: [zeroShotVariant(n, s.interval)] };
   const res = await scorePlan(bank, plan, engineOptions(s), onProgress);
-  return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings };
+  return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings, ...(res.bases ? { bases: res.bases } : {}) };
 }
 
 /** RsCIN in raw score units (see the module comment): min + span * rscin(scores). */

@@ -22,7 +22,8 @@ import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../io/sa
 import { temporaryOwner } from '../outputs/temp-files.js';
 import type { Calibration } from './calibration.js';
 import { sha256 } from './extract.js';
-import { BANK_FORMAT, BANK_FORMAT_VERSION_STAGE_R, BANK_FORMAT_VERSIONS, type Bank, type BankFile, type BankManifest } from './types.js';
+import { BANK_FORMAT, BANK_FORMAT_VERSIONS, type Bank, type BankFile, type BankManifest, bankFormatVersion } from './types.js';
+import { projectKey } from '../core/score.js';
 
 export const MANIFEST = 'manifest.json';
 export const FEATURES = 'features.safetensors';
@@ -85,8 +86,13 @@ export interface BankContents {
   manifest: Omit<BankManifest, 'files' | 'checksum'>;
   stages: StageFeatures<Uint16Array>[];
   tokens: ImageTokens;
+  /** with scoring.project: every pass's basis [K, C] by projectKey */
+  bases?: Record<string, Float32Array>;
   calibration: Calibration;
 }
+
+/** The tensor name of a projection basis in features.safetensors. */
+const basisTensor = (key: string): string => `basis_${key}`;
 
 /** Writes a bank directory atomically (see the module comment); returns the final manifest. */
 export async function writeBank(out: string, c: BankContents, opts: { force?: boolean } = {}): Promise<BankManifest> {
@@ -98,6 +104,8 @@ export async function writeBank(out: string, c: BankContents, opts: { force?: bo
   try {
     const tensors: Record<string, TensorToWrite> = { tokens: { dtype: 'F32', shape: [c.tokens.n, c.tokens.d], data: c.tokens.data } };
     c.stages.forEach((s, l) => (tensors[`stage_${l}`] = { dtype: 'F16', shape: [s.n, s.h, s.w, s.c], data: s.data }));
+    const K = c.manifest.scoring.project;
+    for (const [key, b] of Object.entries(c.bases ?? {})) tensors[basisTensor(key)] = { dtype: 'F32', shape: [K!, b.length / K!], data: b };
     const files: BankFile[] = [];
     for (const [name, data] of [
       [FEATURES, encodeSafetensors(tensors, { format: BANK_FORMAT })],
@@ -169,7 +177,7 @@ export async function readBank(path: string): Promise<Bank> {
   if (grid !== undefined && !(Number.isInteger(grid) && grid >= 1 && grid <= 512))
     throw new BankError(path, `${MANIFEST}: scoring.score_grid must be an integer 1..512, got ${JSON.stringify(grid)}`);
   checkDegrees(path, manifest);
-  const { stages, tokens } = readFeatures(path, manifest);
+  const { stages, tokens, bases } = readFeatures(path, manifest);
   const calibration = parseJson<Bank['calibration']>(path, CALIBRATION, bytes.get(CALIBRATION)!.toString('utf8'));
   const n = manifest.images.length;
   for (const k of ['scores', 'image_scores', 'map_medians'] as const) {
@@ -179,17 +187,27 @@ export async function readBank(path: string): Promise<Bank> {
   const mx = calibration.map_maxima;
   if (mx !== undefined && (!Array.isArray(mx) || mx.length !== n))
     throw new BankError(path, `${CALIBRATION}: 'map_maxima' must hold ${n} values`);
-  return { path, manifest, stages, tokens, calibration };
+  return { path, manifest, stages, tokens, ...(bases ? { bases } : {}), calibration };
 }
 
-/** The manifest's LNAMD degrees: stage_r_list (when present) one list per stage, each within r_list. */
+/**
+ * The manifest's scoring settings: the format version they need, stage_r_list (when present) one
+ * list per stage, each within r_list; project (when present) 2..the first stage's channels.
+ */
 function checkDegrees(path: string, m: BankManifest): void {
-  const { r_list, stage_r_list } = m.scoring;
+  const { r_list, stage_r_list, project } = m.scoring;
   if (!Array.isArray(r_list) || r_list.length === 0) throw new BankError(path, `${MANIFEST}: scoring.r_list must be a non-empty list`);
-  if ((stage_r_list !== undefined) !== (m.format_version === BANK_FORMAT_VERSION_STAGE_R))
+  const need = bankFormatVersion(m.scoring);
+  if (m.format_version !== need)
     throw new BankError(
       path,
-      `${MANIFEST}: scoring.stage_r_list is only in (and is required by) bank format version ${BANK_FORMAT_VERSION_STAGE_R}`,
+      `${MANIFEST}: its scoring settings (stage_r_list ${stage_r_list ? 'present' : 'absent'}, project ${project !== undefined ? 'present' : 'absent'}) are those of bank format version ${need}, the manifest says ${m.format_version}`,
+    );
+  const C = m.features.stages[0]?.c ?? 0;
+  if (project !== undefined && !(Number.isInteger(project) && project >= 2 && project <= C))
+    throw new BankError(
+      path,
+      `${MANIFEST}: scoring.project must be an integer 2..${C} (the first stage's channels), got ${JSON.stringify(project)}`,
     );
   if (stage_r_list === undefined) return;
   try {
@@ -200,7 +218,30 @@ function checkDegrees(path: string, m: BankManifest): void {
   }
 }
 
-function readFeatures(path: string, m: BankManifest): { stages: StageFeatures<Uint16Array>[]; tokens: ImageTokens } {
+/** The projection basis [K, C] of every (stage, r) pass of a bank with scoring.project, shapes checked. */
+function readBases(path: string, m: BankManifest, f: SafetensorsFile): Record<string, Float32Array> {
+  const K = m.scoring.project!,
+    C = m.features.stages[0]!.c;
+  const passes = planPasses(
+    { rList: m.scoring.r_list, ...(m.scoring.stage_r_list ? { stageRList: m.scoring.stage_r_list } : {}) },
+    m.features.stages.length,
+  );
+  const bases: Record<string, Float32Array> = {};
+  for (const { l, ri } of passes) {
+    const key = projectKey(l, m.scoring.r_list[ri]!);
+    const name = basisTensor(key);
+    if (!f.has(name)) throw new BankError(path, `${FEATURES} has no ${name} (a projected bank holds one basis per stage and r)`);
+    const t = f.float32(name);
+    if (t.shape.join() !== [K, C].join()) throw new BankError(path, `${name} has shape [${t.shape}], expected [${K},${C}]`);
+    bases[key] = t.data;
+  }
+  return bases;
+}
+
+function readFeatures(
+  path: string,
+  m: BankManifest,
+): { stages: StageFeatures<Uint16Array>[]; tokens: ImageTokens; bases?: Record<string, Float32Array> } {
   const n = m.images.length;
   const f = SafetensorsFile.open(join(path, FEATURES));
   try {
@@ -215,7 +256,8 @@ function readFeatures(path: string, m: BankManifest): { stages: StageFeatures<Ui
     const tk = f.float32('tokens');
     if (tk.shape.join() !== [n, m.features.token_dim].join())
       throw new BankError(path, `tokens have shape [${tk.shape}], expected [${n},${m.features.token_dim}]`);
-    return { stages, tokens: { n, d: m.features.token_dim, data: tk.data } };
+    const bases = m.scoring.project !== undefined ? readBases(path, m, f) : undefined;
+    return { stages, tokens: { n, d: m.features.token_dim, data: tk.data }, ...(bases ? { bases } : {}) };
   } finally {
     f.close();
   }

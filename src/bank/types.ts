@@ -15,8 +15,20 @@ export const BANK_FORMAT_VERSION = 1;
  * version 1 refuses them instead of scoring every stage at r_list. Banks without them stay version 1.
  */
 export const BANK_FORMAT_VERSION_STAGE_R = 2;
+/**
+ * The version of banks with projected features (scoring.project, and the bases in features.safetensors):
+ * a musc that reads only versions 1 and 2 refuses them instead of scoring unprojected features
+ * against thresholds calibrated on projected ones. Such banks may have per-stage degrees too.
+ */
+export const BANK_FORMAT_VERSION_PROJECT = 3;
 /** The versions this musc reads. */
-export const BANK_FORMAT_VERSIONS: readonly number[] = [BANK_FORMAT_VERSION, BANK_FORMAT_VERSION_STAGE_R];
+export const BANK_FORMAT_VERSIONS: readonly number[] = [BANK_FORMAT_VERSION, BANK_FORMAT_VERSION_STAGE_R, BANK_FORMAT_VERSION_PROJECT];
+
+/** The format version a bank's scoring settings need: the lowest that holds them. */
+export function bankFormatVersion(scoring: Pick<BankManifest['scoring'], 'stage_r_list' | 'project'>): number {
+  if (scoring.project !== undefined) return BANK_FORMAT_VERSION_PROJECT;
+  return scoring.stage_r_list ? BANK_FORMAT_VERSION_STAGE_R : BANK_FORMAT_VERSION;
+}
 
 /** One bank image: its name (relative path at build), content hash and original size. */
 export interface BankImage {
@@ -71,6 +83,12 @@ export interface BankManifest {
     image_score?: string;
     /** LNAMD's target grid G x G (`--score-grid`); absent = the first stage's grid */
     score_grid?: number;
+    /**
+     * MSM on every (stage, r) bank projected on this many directions (`--project`; core/project.ts):
+     * the bank's own, saved as F32 [K, C] tensors `basis_<projectKey>` in features.safetensors,
+     * which new images are projected on too; absent = all channels (format version 3 only)
+     */
+    project?: number;
   };
   /** per stage patch grid and channels; image token length */
   features: { stages: { h: number; w: number; c: number }[]; token_dim: number };
@@ -91,6 +109,8 @@ export interface Bank {
   stages: StageFeatures<Uint16Array>[];
   /** [N, D] image tokens (RsCIN) */
   tokens: ImageTokens;
+  /** with scoring.project: the projection basis [K, C] of every (stage, r) pass, by core/score.ts projectKey */
+  bases?: Record<string, Float32Array>;
   calibration: Calibration;
   /** the backbone, loaded by the first predict (closeBank disposes it) */
   backbone?: Backbone;

@@ -4,15 +4,16 @@
  * computed on a bank's first predict and kept (BANK_Z_CACHE_BYTES at most, the last
  * BANK_Z_CACHE_BANKS banks), and each call aggregates only its new images. The passes then run as
  * scorePlan runs them (same Z rows, same pairs, same stage-major sum), so the scores are those of
- * the plan in scoring.ts (tested). Without this, a one-image predict spends most of its time
+ * the plan in scoring.ts (tested). A projected bank (`--project`) projects both the bank and the new
+ * images on the bank's saved bases. Without this, a one-image predict spends most of its time
  * re-aggregating the bank (README, Inspect new images).
  */
 import { performance } from 'node:perf_hooks';
 import type { WorkerContext } from '../compute/worker.js';
 import { degreesLabel } from '../core/defaults.js';
-import { aggregateStage, layerNormImages, lnamdTarget } from '../core/lnamd.js';
+import { layerNormImages, lnamdTarget } from '../core/lnamd.js';
 import { neededPairs, stagePasses } from '../core/plan.js';
-import { cancelledError, scoreBank } from '../core/score.js';
+import { bankBuilder, cancelledError, scoreBank } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import { kernelFor } from '../scoring/tasks.js';
 import { type BankScoreSettings, degrees, type PatchResult, predictVariant } from './scoring.js';
@@ -23,15 +24,16 @@ export const BANK_Z_CACHE_BYTES = 2 ** 30;
 
 const cache = new Map<string, Float32Array[]>();
 
-/** The bank's Z per pass (planPasses' order), from the cache or computed (and kept when small enough). */
-function bankZ(key: string, bank: StageFeatures[], s: BankScoreSettings): Float32Array[] {
+type BankOf = ReturnType<typeof bankBuilder>;
+
+/** The bank's Z per pass (planPasses' order; projected on the bank's bases with `project`), from the cache or computed (and kept when small enough). */
+async function bankZ(key: string, bank: StageFeatures[], s: BankScoreSettings, bankOf: BankOf): Promise<Float32Array[]> {
   const hit = cache.get(key);
   if (hit) return hit;
-  const target = lnamdTarget(bank, undefined, s.scoreGrid);
   const z: Float32Array[] = [];
   for (const [l, passes] of stagePasses(degrees(s), bank.length).entries()) {
     const normed = layerNormImages(bank[l]!);
-    for (const { ri } of passes) z.push(aggregateStage(bank[l]!, normed, s.rList[ri]!, target));
+    for (const { ri } of passes) z.push(await bankOf.of(bank[l]!, normed, l, s.rList[ri]!));
   }
   const bytes = z.reduce((a, x) => a + x.byteLength, 0);
   if (bytes <= BANK_Z_CACHE_BYTES) {
@@ -55,15 +57,18 @@ export async function predictTask(
   ctx?: WorkerContext,
 ): Promise<PatchResult> {
   const kernel = await kernelFor(s.device, s.precision);
+  const target = lnamdTarget(bank, undefined, s.scoreGrid);
+  if (s.project !== undefined && !s.projectBases) throw new Error('predict: a projected bank needs its bases');
+  // the bank's bases, never the batch's: a prediction does not depend on what else is in the call
+  const bankOf = bankBuilder(target, s.project, kernel.matMul, s.projectBases);
   let t0 = performance.now();
-  const bz = bankZ(`${key}/${degreesLabel(s, '/')}/${s.scoreGrid ?? ''}`, bank, s);
+  const bz = await bankZ(`${key}/${degreesLabel(s, '/')}/${s.scoreGrid ?? ''}/${s.project ?? ''}`, bank, s, bankOf);
   let lnamdMs = performance.now() - t0,
     msmMs = 0;
-  const target = lnamdTarget(bank, undefined, s.scoreGrid);
   const m = fresh[0]!.n,
     n = bank[0]!.n,
-    P = target.gridH * target.gridW,
-    C = target.channels;
+    P = bankOf.P,
+    C = bankOf.channels;
   const passes = stagePasses(degrees(s), bank.length);
   const total = passes.flat().length;
   const variant = predictVariant(m, n, s.interval);
@@ -85,7 +90,7 @@ export async function predictTask(
     for (const { ri, w } of mine) {
       t0 = performance.now();
       const z = new Float32Array((m + n) * P * C); // [new..., bank...]
-      z.set(aggregateStage(fresh[l]!, normed, s.rList[ri]!, target), 0);
+      z.set(await bankOf.of(fresh[l]!, normed, l, s.rList[ri]!), 0);
       z.set(bz[done]!, m * P * C);
       lnamdMs += performance.now() - t0;
       t0 = performance.now();

@@ -211,3 +211,11 @@ export function maxPixelsOption(): Option {
     `skip images with more pixels than this (decompression bombs; default ${DEFAULT_MAX_PIXELS})`,
   ).argParser(posIntArg);
 }
+
+/** --project K (musc run, bank build): MSM on features projected on K directions (core/project.ts). */
+export function projectOption(where: string): Option {
+  return new Option(
+    '--project <K>',
+    `MSM on each (stage, r) bank projected on K directions of ${where} (its mean and top principal ones): about K / C of the MSM time, e.g. 128 of 512 (default: all channels)`,
+  ).argParser(intRangeArg('--project', 2, 4096));
+}

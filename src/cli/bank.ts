@@ -28,6 +28,7 @@ import {
   intListArg,
   maxPixelsOption,
   msmPrecisionOption,
+  projectOption,
   posIntArg,
   scoreGridOption,
   wrapArg,
@@ -44,6 +45,7 @@ export function stepProgress(bar: ProgressSink | undefined): (step: string, done
 
 interface BuildFlags extends AccuracyFlags {
   scoreGrid?: number;
+  project?: number;
   data: string;
   out: string;
   backbone?: string;
@@ -77,7 +79,7 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
     `bank ${bank.path}: ${m.images.length} images${m.skipped.length ? ` (${m.skipped.length} inputs skipped)` : ''}, ` +
       `${mb(bytes).toFixed(1)} MB (${mb(bytes / m.images.length).toFixed(2)} MB per image)`,
     `  backbone ${b.name} at ${b.image_size} px${b.fuse_sizes?.length ? ` fused with ${b.fuse_sizes.join(', ')} px` : ''}, stages ${b.stages.join(',')}, weights sha256 ${b.weights_sha256.slice(0, 12)}...`,
-    `  scoring: r ${degreesLabel({ rList: sc.r_list, ...(sc.stage_r_list ? { stageRList: sc.stage_r_list } : {}) })}${sc.stage_r_list ? ' (per stage)' : ''}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
+    `  scoring: r ${degreesLabel({ rList: sc.r_list, ...(sc.stage_r_list ? { stageRList: sc.stage_r_list } : {}) })}${sc.stage_r_list ? ' (per stage)' : ''}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}${sc.project !== undefined ? `, features projected to ${sc.project} channels` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
       `features ${sc.feature_storage}; musc ${m.software.musc}, built ${m.created}`,
     `  calibration (leave-one-out, false-alarm ${pct(th.falseAlarm)}): ` +
       `image threshold ${th.image.toPrecision(6)}, pixel threshold ${th.pixel.toPrecision(6)}`,
@@ -89,7 +91,9 @@ function buildCommand(): Command {
     .description('extract and store the features of an unlabeled folder of images of one product, and calibrate label-free thresholds')
     .requiredOption('--data <dir>', '(required) folder of images (searched recursively; mostly good images of one product)')
     .requiredOption('--out <bank>', '(required) bank directory to write, e.g. bottle.bank');
-  const cmd = scoreGridOption(accuracyOptions(degreeOptions(backboneOptions(located))))
+  const cmd = scoreGridOption(
+    accuracyOptions(degreeOptions(backboneOptions(located)).addOption(projectOption('the bank, saved in it for new images'))),
+  )
     .option('--interval <lo,hi>', `MSM interval (default: ${DEFAULT_INTERVAL.join(',')})`, intervalArg)
     .option('--k-list <list>', 'RsCIN window sizes (default: 1,2,3); 0 disables', intListArg('--k-list'))
     .addOption(msmPrecisionOption())
@@ -138,6 +142,7 @@ function buildCommand(): Command {
         rscin: acc.rscin,
         imageScore: acc.imageScore,
         scoreGrid: f.scoreGrid,
+        ...(f.project !== undefined ? { project: f.project } : {}),
         precision: f.msmPrecision,
         device: f.device,
         falseAlarm: f.falseAlarm,

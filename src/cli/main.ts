@@ -37,12 +37,12 @@ import {
   degreeOptions,
   deviceOption,
   maxPixelsOption,
+  projectOption,
   msmPrecisionOption,
   accuracyOptions,
   type AccuracyFlags,
   intervalArg,
   intListArg,
-  intRangeArg,
   posIntArg,
   posNumberArg,
   scoreGridOption,
@@ -203,15 +203,7 @@ function addRunOptions(cmd: Command): Command {
   const located = cmd
     .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
     .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)");
-  return scoreGridOption(
-    accuracyOptions(
-      degreeOptions(backboneOptions(located)).option(
-        '--project <K>',
-        'MSM on each (stage, r) bank projected on K directions of the batch (its mean and top principal ones): about K / C of the MSM time, e.g. 128 of 512 (default: all channels; not with --redis)',
-        intRangeArg('--project', 2, 4096),
-      ),
-    ),
-  )
+  return scoreGridOption(accuracyOptions(degreeOptions(backboneOptions(located)).addOption(projectOption('the batch; not with --redis'))))
     .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)
     .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumberArg)
     .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intListArg('--k-list'))

@@ -16,7 +16,7 @@ import type { StageFeatures } from './types.js';
 import type { MatMul, PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
-import { projectBank } from './project.js';
+import { projectionBasis, projectUnit } from './project.js';
 import {
   linkTableRIndex,
   neededPairs,
@@ -43,6 +43,11 @@ export interface EngineOptions {
   keepPasses?: boolean;
   /** project every (stage, r) bank on this many directions of the batch before MSM (project.ts; `--project`) */
   projectChannels?: number;
+  /**
+   * with projectChannels: the bases [K, C] to project on, by projectKey(stage, r), instead of the
+   * batch's own (a bank's saved bases, so that new images and the bank share them); each needed one must be given
+   */
+  projectBases?: Record<string, Float32Array>;
 }
 
 export interface EngineHooks {
@@ -68,6 +73,8 @@ export interface PlanScores {
   filtered?: FilteredScores;
   /** wall time of the LNAMD aggregation and of the MSM passes */
   timings: { lnamdMs: number; msmMs: number };
+  /** with projectChannels: the basis [K, C] of every (stage, r) bank scored, by projectKey(stage, r) */
+  bases?: Record<string, Float32Array>;
 }
 
 export interface FilteredScores extends VariantScores {
@@ -109,7 +116,7 @@ export async function scorePlan(
     P = target.gridH * target.gridW,
     L = stages.length,
     R = plan.rList.length;
-  const bankOf = bankBuilder(target, opts.projectChannels, kernel.matMul);
+  const bankOf = bankBuilder(target, opts.projectChannels, kernel.matMul, opts.projectBases);
   const need = neededPairs(plan);
   const passes = stagePasses(plan, L); // [L][k]: stage l's (r, weight) passes
   const total = passes.flat().length;
@@ -141,26 +148,50 @@ export async function scorePlan(
         accumulate(variants, pre.scores, l, ri, L, w);
         continue;
       }
-      const z = await timed(timings, 'lnamdMs', () => bankOf.of(stages[l]!, normed, plan.rList[ri]!));
+      const z = await timed(timings, 'lnamdMs', () => bankOf.of(stages[l]!, normed, l, plan.rList[ri]!));
       accumulate(variants, await timed(timings, 'msmMs', () => scoreBank(z, n, P, bankOf.channels, all, kernel, table)), l, ri, L, w);
       hooks.progress?.(++done, total, 'scoring');
     }
   }
   const filtered = pre ? { ...variants.pop()!, summary: pre.summary } : undefined;
-  return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), timings };
+  const bases = opts.projectChannels !== undefined ? { bases: bankOf.bases } : {};
+  return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), timings, ...bases };
 }
 
-/** The (stage, r) bank that MSM scores: LNAMD's unit features [N, P, C'], projected to `project` channels when given. */
-function bankBuilder(target: ReturnType<typeof lnamdTarget>, project: number | undefined, mm: MatMul | undefined) {
-  if (project !== undefined && !(Number.isInteger(project) && project >= 2 && project <= target.channels))
-    throw new Error(`project: ${project} directions for features of ${target.channels} LNAMD channels (give 2..${target.channels})`);
+/** The key of stage l's basis at degree r in EngineOptions.projectBases and PlanScores.bases. */
+export const projectKey = (l: number, r: number): string => `stage_${l}_r${r}`;
+
+/**
+ * The (stage, r) bank that MSM scores: LNAMD's unit features [N, P, C'], projected to `project`
+ * channels when given, on the given basis of that (stage, r) or else on the batch's own (kept in `bases`).
+ */
+export function bankBuilder(
+  target: ReturnType<typeof lnamdTarget>,
+  project: number | undefined,
+  mm: MatMul | undefined,
+  given?: Record<string, Float32Array>,
+) {
+  const C = target.channels;
+  if (project !== undefined && !(Number.isInteger(project) && project >= 2 && project <= C))
+    throw new Error(`project: ${project} directions for features of ${C} LNAMD channels (give 2..${C})`);
+  const bases: Record<string, Float32Array> = {};
+  const basisOf = async (z: Float32Array, K: number, key: string): Promise<Float32Array> => {
+    if (!given) return projectionBasis(z, C, K, mm);
+    const b = given[key];
+    if (b?.length !== K * C) throw new Error(`project: no basis [${K}, ${C}] given for ${key}${b ? ` (got ${b.length} values)` : ''}`);
+    return b;
+  };
   return {
     /** channels of the banks `of` builds, and patches per image */
-    channels: project ?? target.channels,
+    channels: project ?? C,
     P: target.gridH * target.gridW,
-    of(stage: StageFeatures, normed: Float32Array, r: number): Promise<Float32Array> | Float32Array {
+    bases,
+    async of(stage: StageFeatures, normed: Float32Array, l: number, r: number): Promise<Float32Array> {
       const z = aggregateStage(stage, normed, r, target);
-      return project ? projectBank(z, target.channels, project, mm) : z;
+      if (!project) return z;
+      const key = projectKey(l, r);
+      bases[key] ??= await basisOf(z, project, key);
+      return projectUnit(z, C, bases[key], mm);
     },
   };
 }
@@ -202,7 +233,7 @@ async function repeatPass(
   if (bounds === null) return null;
   const P = bankOf.P;
   const ri = linkTableRIndex(plan); // the link table: stage 0 at its smallest r
-  const z = await bankOf.of(stage0, normed0, plan.rList[ri]!);
+  const z = await bankOf.of(stage0, normed0, 0, plan.rList[ri]!);
   const t = await nearestDistanceTable(z, n, P, bankOf.channels, kernel, table);
   const links = new Float64Array(n * n);
   addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links);

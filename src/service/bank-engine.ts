@@ -56,6 +56,8 @@ function infoOf(bank: Bank): Record<string, unknown> {
     imageScore: m.scoring.image_score ?? 'max',
     /** `--score-grid` at build; null: the first stage's grid */
     scoreGrid: m.scoring.score_grid ?? null,
+    /** `--project` at build: MSM on features projected to this many channels; null: all channels */
+    project: m.scoring.project ?? null,
     imageThreshold: t.image,
     pixelThreshold: t.pixel,
     falseAlarm: bank.calibration.false_alarm,
