@@ -11,12 +11,15 @@ import { test } from 'node:test';
 import { runBlockJob } from '../src/cluster/block.js';
 import { readMaxAbs, runScaleJob, scaleJobs } from '../src/cluster/scale.js';
 import { collectScores, mergeScores, putPlan, reduceJobs, rowBlocks, runLinksJob, runReduceJob } from '../src/cluster/reduce.js';
-import { clusterTiling, planBlockJobs, putBanks, repeatFilterOnWorkers } from '../src/cluster/scorer.js';
-import type { LinksJobData } from '../src/cluster/jobs.js';
+import { clusterTiling, planBlockJobs, prePasses, putBanks, repeatFilterOnWorkers } from '../src/cluster/scorer.js';
+import type { BasisJobData, ClusterJob, LinksJobData, ScaleJobData } from '../src/cluster/jobs.js';
+import { readBasis, runBasisJob } from '../src/cluster/basis.js';
+import type { Coordinator } from '../src/cluster/coordinator.js';
+import { maxAbsDiff as maxDiff } from './helpers/core-golden.js';
 import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
 import { DirStore } from '../src/cluster/store.js';
 import { type ScoringPlan, subsetsVariant, zeroShotVariant } from '../src/core/plan.js';
-import { reduceRows, reduceTable, scorePlan } from '../src/core/score.js';
+import { projectKey, reduceRows, reduceTable, scorePlan } from '../src/core/score.js';
 import { tableRows } from '../src/core/msm.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { lnamdTarget } from '../src/core/lnamd.js';
@@ -268,6 +271,65 @@ test("per-stage r lists on the cluster (fast and int8, with the filter): jobs fo
         assert.ok(bytes(patch[0]!).equals(bytes(one.variants[0]!.patch)), `${what}: variant 0 differs`);
         assert.ok(bytes(patch[1]!).equals(bytes(one.filtered.patch)), `${what}: the filtered variant differs`);
       }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('--project on the cluster (fast and int8, with the filter): basis jobs give the batch bases; block jobs project on them; the merge = scorePlan to float rounding', async () => {
+  const { dir, cleanup } = await tempDir('cluster-project');
+  try {
+    const n = 20,
+      K = 6;
+    const stages = repeatedDefectStages(n); // LNAMD keeps stage 0's 16 channels
+    for (const precision of ['fast', 'int8'] as const) {
+      const plan: ScoringPlan = { n, rList: [1, 3], variants: [zeroShotVariant(n, [0, 0.3])], repeatFilter: DEFAULT_REPEAT_FILTER };
+      const one = await scorePlan(stages, plan, await kernelFor('cpu', precision), { projectChannels: K });
+      const plain = await scorePlan(stages, plan, await kernelFor('cpu', precision), {});
+      assert.ok(maxDiff(one.variants[0]!.patch, plain.variants[0]!.patch) > 1e-3, `${precision}: ${K} of 16 channels changed nothing`);
+      const store = new DirStore(join(dir, precision));
+      const ran: string[] = [];
+      const coordinator = {
+        o: { run: 'project-test' },
+        async runJobs(jobs: ClusterJob[]) {
+          for (const j of jobs) {
+            ran.push(j.name);
+            if (j.name === 'basis') await runBasisJob(store, j.data as BasisJobData);
+            else await runScaleJob(store, j.data as ScaleJobData);
+          }
+        },
+      } as unknown as Coordinator;
+      const split = { blockImages: 3, colImages: 7 };
+      const o = { precision, projectChannels: K };
+      await assert.rejects(planBlockJobs(stages, plan, o, split, store, 'project-test', {}), /need the (bases|banks' scales)/);
+      const extra = await prePasses(coordinator, store, stages, plan, o, split);
+      assert.deepEqual([...new Set(ran)], precision === 'int8' ? ['basis', 'scale'] : ['basis']);
+      assert.equal(ran.filter((r) => r === 'basis').length, 4); // one per (stage, r)
+      for (const [l, st] of extra.bases!.entries())
+        for (const [k, b] of st.entries()) {
+          const mine = await readBasis(store, b.key, K, 16);
+          const theirs = one.bases![projectKey(l, plan.rList[k]!)]!;
+          assert.ok(maxDiff(mine, theirs) <= 1e-5, `${precision}: basis of stage ${l} r ${plan.rList[k]}: ${maxDiff(mine, theirs)}`);
+        }
+      const p = await planBlockJobs(stages, plan, o, split, store, 'project-test', extra);
+      for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
+      const filter = await repeatFilterOnWorkers(
+        async (jobs) => {
+          for (const j of jobs) await runLinksJob(store, j.data as LinksJobData);
+        },
+        store,
+        plan,
+        p,
+      );
+      const merged: ScoringPlan = { n, rList: plan.rList, variants: [...plan.variants, filter!.variant] };
+      const patch = await mergeAsJobs(store, merged, p);
+      const d0 = maxDiff(patch[0]!, one.variants[0]!.patch),
+        d1 = maxDiff(patch[1]!, one.filtered!.patch);
+      console.log(
+        `--project ${K} on the cluster, ${precision}: max |cluster - one process| = ${d0.toExponential(2)} (filtered ${d1.toExponential(2)})`,
+      );
+      assert.ok(d0 <= 1e-4 && d1 <= 1e-4, `${precision}: ${d0}, ${d1}`);
+    }
   } finally {
     await cleanup();
   }

@@ -184,6 +184,51 @@ test('--stage-r-list on the cluster (block jobs of each stage own r list) = the 
   sameAsOneProcess('sr', 'one-sr');
 });
 
+/** Two CSV files with the same cells, numbers within `tol`: the count of numbers that differ at all. */
+function sameCsv(a: string, b: string, tol: number): number {
+  const rows = (f: string) =>
+    readFileSync(f, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(','));
+  const ra = rows(a),
+    rb = rows(b);
+  assert.equal(ra.length, rb.length);
+  let differ = 0;
+  ra.forEach((row, i) =>
+    row.forEach((cell, j) => {
+      const other = rb[i]![j]!;
+      const x = Number(cell),
+        y = Number(other);
+      if (cell === '' || Number.isNaN(x)) return assert.equal(cell, other, `${a}: row ${i} column ${j}`);
+      assert.ok(Math.abs(x - y) <= tol, `${a}: row ${i} column ${j}: ${cell} vs ${other}`);
+      if (x !== y) differ++;
+    }),
+  );
+  return differ;
+}
+
+test('--project on the cluster (basis jobs, then block jobs) = the one-process --project run, scores within 1e-5', { skip }, async () => {
+  const project = ['--project', '48'];
+  const one = spawnSync(
+    process.execPath,
+    [cliMain, 'run', '--data', data, '--out', join(dir, 'one-p'), ...SETTINGS, ...project, '--no-cache'],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  assert.equal(one.status, 0, one.stderr);
+  assert.notDeepEqual(readFileSync(join(dir, 'one-p', FILES[0]!)), readFileSync(join(dir, 'one', FILES[0]!)), '--project = all channels');
+  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+  const r = await run(clusterArgs('p', [3, 5], project).filter((a) => a !== '--quiet')).done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /projection bases \(K = 48\) of 14 images: 4 jobs/); // 2 stages x r 1,3
+  const differ = sameCsv(join(dir, 'p', FILES[0]!), join(dir, 'one-p', FILES[0]!), 1e-5);
+  console.log(`--project on the cluster: ${differ} numbers of scores.csv differ from the one-process run (all within 1e-5)`);
+  const settings = (f: string) =>
+    (JSON.parse(readFileSync(join(dir, f, 'surface/run.json'), 'utf8')) as { settings: { project?: number } }).settings;
+  assert.equal(settings('p').project, 48);
+  assert.equal(settings('one-p').project, 48);
+});
+
 test('Redis stopping mid-run ends the run with a clear error; the same command resumes from the store', { skip }, async () => {
   const args = clusterArgs('c', [3, 4], ['--redis-timeout', '2']);
   const before = storeCount(store, 'block');

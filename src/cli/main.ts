@@ -165,10 +165,6 @@ async function execute(
   cluster?: ClusterFlags,
 ): Promise<DatasetRunResult> {
   checkBackboneName(settings.backbone);
-  if (cluster?.redis && settings.project !== undefined)
-    throw new ConfigError(
-      "'project' (--project) is not available on the cluster (--redis): its block jobs aggregate images in blocks, a projection needs the whole batch",
-    );
   const log = quiet ? undefined : (l: string) => void process.stderr.write(`${l}\n`);
   await checkDevice(settings.device); // before any work (and before the output folder is created)
   const folder = await openOutputFolder(out, data, log);
@@ -203,7 +199,7 @@ function addRunOptions(cmd: Command): Command {
   const located = cmd
     .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
     .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)");
-  return scoreGridOption(accuracyOptions(degreeOptions(backboneOptions(located)).addOption(projectOption('the batch; not with --redis'))))
+  return scoreGridOption(accuracyOptions(degreeOptions(backboneOptions(located)).addOption(projectOption('the batch'))))
     .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)
     .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumberArg)
     .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intListArg('--k-list'))

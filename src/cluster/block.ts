@@ -15,7 +15,8 @@ import { aggregateStage, layerNormImages } from '../core/lnamd.js';
 import { computeBlock, type TableBlock } from '../core/msm.js';
 import type { StageFeatures } from '../core/types.js';
 import { readBankRows } from './bank.js';
-import type { BankRef, BlockJobData } from './jobs.js';
+import { projectorOf } from './basis.js';
+import type { BankRef, BlockJobData, ProjectRef } from './jobs.js';
 import { contentKey, type SharedStore } from './store.js';
 
 /** Z [n, P, C'] of some images of a stage, for one r. */
@@ -38,7 +39,7 @@ export const MIN_GEMM_COLS = 65;
 const kernels = new Map<string, Promise<OnnxPairKernel>>();
 
 /** One single-threaded kernel per (device, precision) for the life of the job process. */
-function blockKernel(device: Device, precision: MsmPrecision): Promise<OnnxPairKernel> {
+export function blockKernel(device: Device, precision: MsmPrecision): Promise<OnnxPairKernel> {
   const key = `${device}/${precision}`;
   let k = kernels.get(key);
   if (!k) {
@@ -59,7 +60,7 @@ export function dropPadding(res: PairResult, a: number, p: number, b: number, bP
   return { rowd2, cold2 };
 }
 
-/** The store key of a block's result: a hash of everything it depends on (maxAbs: int8's scale). */
+/** The store key of a block's result: a hash of everything it depends on (maxAbs: int8's scale; basis: --project's). */
 export function blockKey(
   bank: BankRef,
   target: AggregateOptions,
@@ -67,8 +68,9 @@ export function blockKey(
   block: TableBlock,
   precision: string,
   maxAbs?: number,
+  basis?: ProjectRef,
 ): string {
-  return contentKey('block', { v: 1, bank: bank.key, target, r, block, precision, maxAbs });
+  return contentKey('block', { v: 1, bank: bank.key, target, r, block, precision, maxAbs, basis });
 }
 
 /** The result keys of one (stage, r)'s blocks (block jobs and merge jobs agree through this). */
@@ -79,8 +81,9 @@ export function passKeys(
   blocks: TableBlock[],
   precision: MsmPrecision,
   maxAbs: number | undefined,
+  basis?: ProjectRef,
 ): string[] {
-  return blocks.map((b) => blockKey(bank, target, r, b, precision, precision === 'int8' ? maxAbs : undefined));
+  return blocks.map((b) => blockKey(bank, target, r, b, precision, precision === 'int8' ? maxAbs : undefined, basis));
 }
 
 /** rowd2 [A, P, B] then cold2 [A, B, P] (float32, little-endian) */
@@ -128,21 +131,23 @@ export async function runBlockJob(store: SharedStore, d: BlockJobData): Promise<
   const ref = await readBankRows(store, d.bank, j0, j1);
   const loadMs = performance.now() - t;
   t = performance.now();
-  const zq = aggregate(q, d.r, d.target);
-  const zr = aggregate(ref, d.r, d.target);
+  const kernel = await blockKernel(d.device, d.precision);
+  const project = await projectorOf(store, d.target, d.basis, kernel.matMul); // --project: on the batch's basis
+  const zq = await project(aggregate(q, d.r, d.target));
+  const zr = await project(aggregate(ref, d.r, d.target));
   const a = i1 - i0,
     b = j1 - j0,
-    P = d.target.gridH * d.target.gridW;
+    P = d.target.gridH * d.target.gridW,
+    C = d.basis?.K ?? d.target.channels;
   const bPad = Math.max(b, Math.ceil(MIN_GEMM_COLS / P));
   const z = new Float32Array(zq.length + (zr.length / b) * bPad); // [A + bPad, P, C'], zero padding last
   z.set(zq, 0);
   z.set(zr, zq.length);
   const lnamdMs = performance.now() - t;
   t = performance.now();
-  const kernel = await blockKernel(d.device, d.precision);
   // int8: the block's images quantised with the whole bank's scale, as a one-process run does
-  const bank8 = d.precision === 'int8' ? quantizeBank(z, a + bPad, P, d.target.channels, d.maxAbs) : null;
-  const res = await computeBlock(z, bank8, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, d.target.channels, kernel);
+  const bank8 = d.precision === 'int8' ? quantizeBank(z, a + bPad, P, C, d.maxAbs) : null;
+  const res = await computeBlock(z, bank8, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, C, kernel);
   const gemmMs = performance.now() - t;
   await store.put(d.done, encodePairResult(dropPadding(res, a, P, b, bPad)));
   return { loadMs, lnamdMs, gemmMs };

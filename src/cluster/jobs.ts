@@ -5,6 +5,8 @@
  *            image's content hash and the backbone settings: the feature cache's layout)
  *   scale    (--msm-precision int8 only) max |Z| of some images of a stage bank, per r: the
  *            coordinator takes the max over them, the bank's int8 quantisation scale
+ *   basis    (--project only) the projection basis [K, C] of one (stage, r) bank of the whole
+ *            batch (basis.ts): block and scale jobs project their images on it
  *   block    one MSM block (stage bank, r, query images [i0, i1), reference images [j0, j1)) ->
  *            its squared distances (PairResult) in the store
  *   reduce   the merge of one row block (images [a0, a1)) of one (stage, r) table: the block
@@ -42,6 +44,25 @@ export interface BankRef {
   dtype: FeatureStorage;
 }
 
+/** A (stage, r) pass's projection (`--project K`): the store key of its basis [K, C] float32 (basis jobs). */
+export interface ProjectRef {
+  key: string;
+  K: number;
+}
+
+export interface BasisJobData {
+  run: string;
+  bank: BankRef;
+  target: AggregateOptions;
+  r: number;
+  K: number;
+  /** images read and aggregated at a time */
+  chunk: number;
+  device: Device;
+  /** store key of the result: the basis [K, C] float32 */
+  done: string;
+}
+
 export interface BlockJobData {
   run: string;
   /** the stage's features (every image of the batch) */
@@ -53,6 +74,8 @@ export interface BlockJobData {
   device: Device;
   /** int8 only: max |Z| over the whole bank for this r (scale jobs), the quantisation scale */
   maxAbs?: number;
+  /** --project: Z projected on this basis before the products */
+  basis?: ProjectRef;
   /** store key of the result: rowd2 [A, P, B] then cold2 [A, B, P], float32 */
   done: string;
 }
@@ -67,6 +90,7 @@ export interface ReduceJobData {
   r: number;
   precision: MsmPrecision;
   maxAbs?: number;
+  basis?: ProjectRef;
   /** the block split (the job derives the blocks and their result keys from it) */
   tiling: { blockImages: number; colImages: number };
   /** table rows (images) [a0, a1) */
@@ -88,6 +112,8 @@ export interface ScaleJobData {
   bank: BankRef;
   target: AggregateOptions;
   rList: number[];
+  /** --project: each r's basis (Z projected on it before max |Z|) */
+  bases?: ProjectRef[];
   /** images [i0, i1) of the bank */
   i0: number;
   i1: number;
@@ -108,12 +134,12 @@ export interface ExtractJobData {
   done: string;
 }
 
-export type JobName = 'extract' | 'scale' | 'block' | 'reduce' | 'links';
+export type JobName = 'extract' | 'basis' | 'scale' | 'block' | 'reduce' | 'links';
 
 /** A job to run: its name, id (deterministic), data. */
 export interface ClusterJob {
   name: JobName;
-  data: BlockJobData | ExtractJobData | ScaleJobData | ReduceJobData | LinksJobData;
+  data: BlockJobData | ExtractJobData | BasisJobData | ScaleJobData | ReduceJobData | LinksJobData;
 }
 
 /** The BullMQ job id of a job: its done key without the slash (ids are unique per content). */

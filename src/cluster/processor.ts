@@ -4,9 +4,11 @@
  * locks with Redis. Backbones and kernels stay loaded between jobs.
  */
 import type { Job } from 'bullmq';
+import { runBasisJob } from './basis.js';
 import { runBlockJob } from './block.js';
 import { runExtractJob } from './features.js';
 import {
+  type BasisJobData,
   type BlockJobData,
   type ExtractJobData,
   JOB_DELAY_ENV,
@@ -34,6 +36,8 @@ export default async function process_(job: Job): Promise<unknown> {
       return runBlockJob(store, job.data as BlockJobData);
     case 'extract':
       return runExtractJob(store, job.data as ExtractJobData);
+    case 'basis':
+      return runBasisJob(store, job.data as BasisJobData);
     case 'scale':
       return runScaleJob(store, job.data as ScaleJobData);
     case 'reduce':

@@ -188,10 +188,23 @@ export function reduceJobs(
 ): ReduceJobData[][][] {
   return jobs.map((stage) =>
     stage.map((pass) => {
-      const { run, bank, target, r, precision, maxAbs } = pass[0]!;
+      const { run, bank, target, r, precision, maxAbs, basis } = pass[0]!;
       return rbs.map(([a0, a1]) => {
-        const what = { v: 1, plan: planKey, bank: bank.key, target, r, precision, maxAbs, tiling, a0, a1 };
-        return { run, plan: planKey, bank, target, r, precision, maxAbs, tiling, a0, a1, done: contentKey('reduce', what) };
+        const what = { v: 1, plan: planKey, bank: bank.key, target, r, precision, maxAbs, basis, tiling, a0, a1 };
+        return {
+          run,
+          plan: planKey,
+          bank,
+          target,
+          r,
+          precision,
+          maxAbs,
+          ...(basis ? { basis } : {}),
+          tiling,
+          a0,
+          a1,
+          done: contentKey('reduce', what),
+        };
       });
     }),
   );
@@ -205,7 +218,7 @@ async function jobTable(store: SharedStore, d: ReduceJobData) {
   const need = neededPairs(plan);
   const P = d.target.gridH * d.target.gridW;
   const blocks = tableBlocks(plan.n, P, need, d.tiling);
-  const keys = passKeys(d.bank, d.target, d.r, blocks, d.precision, d.maxAbs);
+  const keys = passKeys(d.bank, d.target, d.r, blocks, d.precision, d.maxAbs, d.basis);
   const stats = newStats(tableRows(plan.n, need) * P);
   return { plan, need, P, blocks, keys, stats };
 }

@@ -10,31 +10,47 @@ import { maxAbs } from '../core/kernel.js';
 import { aggregateStage, layerNormImages } from '../core/lnamd.js';
 import type { AggregateOptions } from '../core/lnamd.js';
 import { readBankRows } from './bank.js';
-import type { BankRef, ScaleJobData } from './jobs.js';
+import { projectorOf } from './basis.js';
+import { blockKernel } from './block.js';
+import type { BankRef, ProjectRef, ScaleJobData } from './jobs.js';
 import { contentKey, type SharedStore } from './store.js';
 
 /**
  * Scale jobs [stage][chunk]: images of each bank in chunks of `chunk`, at the stage's r list
  * (rLists[l]: the plan's rList, or the stage's own list; scorer.ts stageRLists).
  */
-export function scaleJobs(banks: BankRef[], target: AggregateOptions, rLists: number[][], chunk: number, run: string): ScaleJobData[][] {
+export function scaleJobs(
+  banks: BankRef[],
+  target: AggregateOptions,
+  rLists: number[][],
+  chunk: number,
+  run: string,
+  bases?: ProjectRef[][],
+): ScaleJobData[][] {
   if (rLists.length !== banks.length) throw new Error(`scale jobs: ${rLists.length} r lists for ${banks.length} stages`);
   return banks.map((bank, l) => {
     const rList = rLists[l]!;
+    const b = bases?.[l];
     const jobs: ScaleJobData[] = [];
     for (let i0 = 0; i0 < bank.n; i0 += chunk) {
       const i1 = Math.min(bank.n, i0 + chunk);
-      jobs.push({ run, bank, target, rList, i0, i1, done: contentKey('scale', { v: 1, bank: bank.key, target, rList, i0, i1 }) });
+      const done = contentKey('scale', { v: 1, bank: bank.key, target, rList, i0, i1, bases: b });
+      jobs.push({ run, bank, target, rList, ...(b ? { bases: b } : {}), i0, i1, done });
     }
     return jobs;
   });
 }
 
-/** (worker) max |Z| of images [i0, i1) per r, written as float64 [R]. */
+/** (worker) max |Z| of images [i0, i1) per r (of Z projected on its basis with --project), written as float64 [R]. */
 export async function runScaleJob(store: SharedStore, d: ScaleJobData): Promise<number[]> {
   const stage = await readBankRows(store, d.bank, d.i0, d.i1);
   const normed = layerNormImages(stage);
-  const out = Float64Array.from(d.rList, (r) => maxAbs(aggregateStage(stage, normed, r, d.target)));
+  const mm = (await blockKernel('cpu', 'int8')).matMul;
+  const out = new Float64Array(d.rList.length);
+  for (const [k, r] of d.rList.entries()) {
+    const project = await projectorOf(store, d.target, d.bases?.[k], mm);
+    out[k] = maxAbs(await project(aggregateStage(stage, normed, r, d.target)));
+  }
   await store.put(d.done, new Uint8Array(out.buffer));
   return [...out];
 }

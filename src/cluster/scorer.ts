@@ -4,6 +4,8 @@
  *   plan (scoring/tasks planOfBatch) -> needed pairs -> tableBlocks(blockImages, colImages)
  *   per stage: its bank in the store; per (stage, r, block): a block job (block.ts), for every
  *   (stage, r) pass of the plan (core/plan.ts stagePasses: each stage's own r list with stageRList)
+ *   --project only: basis jobs first (basis.ts): the batch's basis per (stage, r), given to its
+ *   block (and scale) jobs, which project their images on it
  *   int8 only: scale jobs first (scale.ts): the bank's max |Z| per (stage, r), given to its block jobs
  *   merge jobs (reduce.ts): per (stage, r), per row block of the table (the rows of one query
  *   block of images): rows [A, P, N] <- mergeBlockRows of each block result that touches them
@@ -12,7 +14,8 @@
  *
  * Same products (the kernel's result for a pair does not depend on the block shape), same merge,
  * same reduction per row and the same order of the float64 sums: the patch scores are bit-
- * identical to a one-process run, whatever the block split. No process holds a table [M, P, N]:
+ * identical to a one-process run, whatever the block split (with --project: to float rounding,
+ * basis.ts). No process holds a table [M, P, N]:
  * a merge job holds one row block [A, P, N], the coordinator the scores; the block jobs hold
  * only their blocks.
  */
@@ -31,7 +34,8 @@ import { passKeys } from './block.js';
 import { collectLinks, collectScores, linksJobs, putPlan, reduceJobs, rowBlocks } from './reduce.js';
 import { planBurnoutBounds, repeatVariant } from '../core/repeats.js';
 import type { Coordinator } from './coordinator.js';
-import type { BankRef, BlockJobData, ClusterJob } from './jobs.js';
+import { basisJobs } from './basis.js';
+import type { BankRef, BlockJobData, ClusterJob, ProjectRef } from './jobs.js';
 import { readMaxAbs, scaleJobs } from './scale.js';
 import type { SharedStore } from './store.js';
 import { localScorer } from '../pipeline/local-scorer.js';
@@ -77,7 +81,7 @@ export async function planBlockJobs(
   split: BlockSplit,
   store: SharedStore,
   run: string,
-  extra: { banks?: BankRef[]; maxAbs?: number[][] } = {},
+  extra: { banks?: BankRef[]; maxAbs?: number[][]; bases?: ProjectRef[][] } = {},
 ) {
   const target = lnamdTarget(stages, o.targetChannels, o.targetGrid);
   const P = target.gridH * target.gridW;
@@ -87,13 +91,15 @@ export async function planBlockJobs(
   const blocks = tableBlocks(plan.n, P, need, tiling);
   const precision = o.precision ?? DEFAULT_MSM_PRECISION;
   if (precision === 'int8' && !extra.maxAbs) throw new Error("int8 block jobs need the banks' scales (scale jobs first)");
+  if (o.projectChannels !== undefined && !extra.bases) throw new Error('projected block jobs need the bases (basis jobs first)');
   const banks = extra.banks ?? (await putBanks(store, stages));
   const device = o.device ?? 'cpu';
   const jobs: BlockJobData[][][] = banks.map((bank, l) =>
     passes[l]!.map(({ ri }, k) => {
       const r = plan.rList[ri]!;
       const maxAbs = precision === 'int8' ? extra.maxAbs?.[l]?.[k] : undefined;
-      const keys = passKeys(bank, target, r, blocks, precision, maxAbs);
+      const basis = extra.bases?.[l]?.[k];
+      const keys = passKeys(bank, target, r, blocks, precision, maxAbs, basis);
       return blocks.map((block, b) => ({
         run,
         bank,
@@ -103,6 +109,7 @@ export async function planBlockJobs(
         precision,
         device,
         ...(maxAbs !== undefined ? { maxAbs } : {}),
+        ...(basis ? { basis } : {}),
         done: keys[b]!,
       }));
     }),
@@ -113,24 +120,43 @@ export async function planBlockJobs(
 /** Each stage's r list of a plan (stagePasses), as the scale jobs take them. */
 export const stageRLists = (plan: ScoringPlan, L: number): number[][] => stagePasses(plan, L).map((ps) => ps.map((p) => plan.rList[p.ri]!));
 
-/** int8: the banks in the store and their max |Z| per [stage][r], from scale jobs on the workers (scale.ts). */
-async function int8Scales(
+/**
+ * The jobs before the blocks: the banks in the store; with --project their bases per [stage][k]
+ * (basis jobs, basis.ts); with int8 their max |Z| per [stage][k] (scale jobs, scale.ts, on the projected Z).
+ */
+export async function prePasses(
   coordinator: Coordinator,
   store: SharedStore,
   stages: StageFeatures[],
   plan: ScoringPlan,
   o: ScoreOptions,
   split: BlockSplit,
-) {
+): Promise<{ banks: BankRef[]; bases?: ProjectRef[][]; maxAbs?: number[][] }> {
   const target = lnamdTarget(stages, o.targetChannels, o.targetGrid);
   const banks = await putBanks(store, stages);
   const { rowImages } = clusterTiling(plan.n, target.gridH * target.gridW, split);
-  const jobs = scaleJobs(banks, target, stageRLists(plan, stages.length), rowImages, coordinator.o.run);
-  await coordinator.runJobs(
-    jobs.flat().map((data) => ({ name: 'scale', data })),
-    `int8 scale of ${plan.n} images: ${jobs.flat().length} jobs`,
-  );
-  return { banks, maxAbs: await readMaxAbs(store, jobs) };
+  const rLists = stageRLists(plan, stages.length);
+  const out: { banks: BankRef[]; bases?: ProjectRef[][]; maxAbs?: number[][] } = { banks };
+  const K = o.projectChannels;
+  if (K !== undefined) {
+    if (!(Number.isInteger(K) && K >= 2 && K <= target.channels))
+      throw new Error(`project: ${K} directions for features of ${target.channels} LNAMD channels (give 2..${target.channels})`);
+    const jobs = basisJobs(banks, target, rLists, K, rowImages, coordinator.o.run, o.device ?? 'cpu');
+    await coordinator.runJobs(
+      jobs.flat().map((data) => ({ name: 'basis', data })),
+      `projection bases (K = ${K}) of ${plan.n} images: ${jobs.flat().length} jobs`,
+    );
+    out.bases = jobs.map((stage) => stage.map((j) => ({ key: j.done, K })));
+  }
+  if ((o.precision ?? DEFAULT_MSM_PRECISION) === 'int8') {
+    const jobs = scaleJobs(banks, target, rLists, rowImages, coordinator.o.run, out.bases);
+    await coordinator.runJobs(
+      jobs.flat().map((data) => ({ name: 'scale', data })),
+      `int8 scale of ${plan.n} images: ${jobs.flat().length} jobs`,
+    );
+    out.maxAbs = await readMaxAbs(store, jobs);
+  }
+  return out;
 }
 
 /**
@@ -192,12 +218,10 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
   return {
     async scorePatches(stages: StageFeatures[], o: ScoreOptions): Promise<PatchScores> {
       validateStages(stages);
-      if (o.projectChannels !== undefined) throw new Error('projected features (--project) are not scored on the cluster');
       const plan = planOfBatch(stages[0]!.n, o);
       validatePlan(plan);
       const t0 = performance.now();
-      const int8 = (o.precision ?? DEFAULT_MSM_PRECISION) === 'int8';
-      const extra = int8 ? await int8Scales(coordinator, store, stages, plan, o, split) : {};
+      const extra = await prePasses(coordinator, store, stages, plan, o, split);
       const p = await planBlockJobs(stages, plan, o, split, store, coordinator.o.run, extra);
       const all: ClusterJob[] = p.jobs.flat(2).map((data) => ({ name: 'block', data }));
       await coordinator.runJobs(all, `scoring ${plan.n} images: ${p.blocks.length} blocks x ${p.passes.flat().length} (stage, r) passes`);

@@ -26,18 +26,61 @@ const STEPS = 20;
 export async function projectionBasis(z: Float32Array, C: number, K: number, mm: MatMul = jsMatMul): Promise<Float32Array> {
   const rows = z.length / C;
   if (!Number.isInteger(rows) || rows < 1) throw new Error(`projection: ${z.length} values are not rows of ${C} channels`);
-  if (!Number.isInteger(K) || K < 2 || K > C) throw new Error(`projection: K must be an integer 2..${C} (the channels), got ${K}`);
-  const mean = new Float64Array(C);
-  for (let i = 0; i < rows; i++) for (let c = 0; c < C; c++) mean[c]! += z[i * C + c]!;
-  const u0 = unit(mean) ?? unit(Float64Array.from({ length: C }, (_, c) => (c === 0 ? 1 : 0)))!;
-  for (let c = 0; c < C; c++) mean[c]! /= rows;
-  const x = deflatedRows(z, C, mean, u0);
-  const cov = await mm(x, x, C, x.length / C, C, true); // x^T x [C, C]
-  const q = await subspace(cov, C, K - 1, u0, mm); // [C, K - 1], orthonormal columns
-  const out = new Float32Array(K * C);
-  for (let c = 0; c < C; c++) out[c] = u0[c]!;
-  for (let k = 1; k < K; k++) for (let c = 0; c < C; c++) out[k * C + c] = q[c * (K - 1) + k - 1]!;
-  return out;
+  return new BasisAccumulator(rows, C).add(z).basis(K, mm);
+}
+
+/**
+ * projectionBasis over rows that arrive in chunks (the cluster's basis jobs: a bank's LNAMD
+ * features a few images at a time, never all at once): the same sums in the same order and the
+ * same rows kept, so the same basis as projectionBasis of all the rows at once.
+ */
+export class BasisAccumulator {
+  private readonly sum: Float64Array;
+  /** every stride-th row (global index), raw: centred once the mean is known */
+  private readonly kept: Float32Array;
+  private readonly stride: number;
+  private seen = 0;
+
+  constructor(
+    readonly rows: number,
+    readonly C: number,
+  ) {
+    if (!Number.isInteger(rows) || rows < 1) throw new Error(`projection: ${rows} rows`);
+    this.sum = new Float64Array(C);
+    this.stride = Math.max(1, Math.ceil(rows / COVARIANCE_ROWS));
+    this.kept = new Float32Array(Math.ceil(rows / this.stride) * C);
+  }
+
+  /** The next rows z [r, C], in order. */
+  add(z: Float32Array): this {
+    const C = this.C,
+      r = z.length / C;
+    if (!Number.isInteger(r) || this.seen + r > this.rows)
+      throw new Error(`projection: ${z.length} values after ${this.seen} of ${this.rows} rows of ${C}`);
+    for (let i = 0; i < r; i++) {
+      for (let c = 0; c < C; c++) this.sum[c]! += z[i * C + c]!;
+      const g = this.seen + i;
+      if (g % this.stride === 0) this.kept.set(z.subarray(i * C, (i + 1) * C), (g / this.stride) * C);
+    }
+    this.seen += r;
+    return this;
+  }
+
+  /** The basis [K, C] of every row added (all `rows` of them). */
+  async basis(K: number, mm: MatMul = jsMatMul): Promise<Float32Array> {
+    const C = this.C;
+    if (this.seen !== this.rows) throw new Error(`projection: ${this.seen} of ${this.rows} rows added`);
+    if (!Number.isInteger(K) || K < 2 || K > C) throw new Error(`projection: K must be an integer 2..${C} (the channels), got ${K}`);
+    const u0 = unit(this.sum) ?? unit(Float64Array.from({ length: C }, (_, c) => (c === 0 ? 1 : 0)))!;
+    const mean = this.sum.map((v) => v / this.rows);
+    const x = deflated(this.kept, C, mean, u0);
+    const cov = await mm(x, x, C, x.length / C, C, true); // x^T x [C, C]
+    const q = await subspace(cov, C, K - 1, u0, mm); // [C, K - 1], orthonormal columns
+    const out = new Float32Array(K * C);
+    for (let c = 0; c < C; c++) out[c] = u0[c]!;
+    for (let k = 1; k < K; k++) for (let c = 0; c < C; c++) out[k * C + c] = q[c * (K - 1) + k - 1]!;
+    return out;
+  }
 }
 
 /** Unit features z [rows, C] -> unit y [rows, K] = normalise(basis z) with basis [K, C]. */
@@ -76,15 +119,12 @@ export const jsMatMul: MatMul = async (a, b, m, k, n, transA) => {
   return out;
 };
 
-/** The centred rows (every stride-th, at most COVARIANCE_ROWS) with their u0 component removed, [R', C]. */
-function deflatedRows(z: Float32Array, C: number, mean: Float64Array, u0: Float64Array): Float32Array {
-  const rows = z.length / C;
-  const stride = Math.max(1, Math.ceil(rows / COVARIANCE_ROWS));
-  const used = Math.ceil(rows / stride);
-  const out = new Float32Array(used * C);
+/** Rows [R', C] (the kept ones) centred on the mean, with their u0 component removed. */
+function deflated(kept: Float32Array, C: number, mean: Float64Array, u0: Float64Array): Float32Array {
+  const out = new Float32Array(kept.length);
   const x = new Float64Array(C);
-  for (let i = 0, r = 0; i < rows; i += stride, r++) {
-    for (let c = 0; c < C; c++) x[c] = z[i * C + c]! - mean[c]!;
+  for (let r = 0; r < kept.length / C; r++) {
+    for (let c = 0; c < C; c++) x[c] = kept[r * C + c]! - mean[c]!;
     const a = dot(x, u0);
     for (let c = 0; c < C; c++) out[r * C + c] = x[c]! - a * u0[c]!;
   }
