@@ -29,6 +29,8 @@
  *        (L2-normalised) r = 1,3,5 features (MuSc-V2's multi-degree: one MSM pass, not 3);
  *        pca:K = the box features projected on K directions of the batch (`musc run --project K`,
  *        src/core/project.ts; the filter's links from the projected r = 1 table, as in musc)
+ *        wht:K:A = the same K directions, each principal one scaled by (its variance / the top one's)^(-A/2)
+ *        before the unit normalisation: partial whitening (A = 1: Mahalanobis-like), the mean direction kept at 1
  *   gm=W  image score = z(the row's) + W z(each image's token scored against the others' tokens by MSM)
  *   pair=F pairmix=0  image-pair scoring: D(i, j) = the mean of the top fraction F of i's weighted patch
  *        distances to j, image score = the interval mean of D(i, .) over i's pool (pairmix=W: mixed in as z-scores)
@@ -84,7 +86,8 @@ import { intervalBounds, nearestDistanceTable } from '../src/core/msm.js';
 import { reduceTable } from '../src/core/score.js';
 import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant, linkRIndex } from '../src/core/repeats.js';
 import { stagePasses, unionRList, zeroShotVariant } from '../src/core/plan.js';
-import { projectBank } from '../src/core/project.js';
+import { projectBank, projectionBasis, projectUnit } from '../src/core/project.js';
+import type { MatMul } from '../src/core/kernel.js';
 import { l2NormalizeRows, rscin } from '../src/core/rscin.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
 import { computeMetrics } from '../src/metrics/index.js';
@@ -829,7 +832,11 @@ class FeatureConfig {
       P = meta.h * meta.w;
     // flipref: Z holds (1 + K) M banks, the pieces' and their mirrors'; only the pieces are queries,
     // and a piece's nearest distance to image b is over b and b's mirrors
-    const C = agg.startsWith('joint') ? 2 * meta.c0 : agg.startsWith('pca:') ? Number(agg.slice(4)) : meta.c0;
+    const C = agg.startsWith('joint')
+      ? 2 * meta.c0
+      : agg.startsWith('pca:') || agg.startsWith('wht:')
+        ? Number(agg.split(':')[1])
+        : meta.c0;
     const Mt = z.length / (P * C);
     const need = new Uint8Array(Mt * Mt);
     for (let a = 0; a < M; a++) for (let b = 0; b < Mt; b++) need[a * Mt + b] = meta.pieces[a]!.item !== meta.pieces[b % M]!.item ? 1 : 0;
@@ -857,6 +864,10 @@ class FeatureConfig {
         Number(agg.slice(4)),
         (await kernelFor('cpu', 'fast')).matMul,
       );
+    if (agg.startsWith('wht:')) {
+      const [, K, A] = agg.split(':').map(Number);
+      return whitenedBank(aggregateStage(st, normed, r, target), target.channels, K!, A!, (await kernelFor('cpu', 'fast')).matMul);
+    }
     if (agg.startsWith('joint')) return jointBank(aggregateStage(st, normed, r, target), f.stages[1]!, Number(agg.slice(5)), target);
     return aggregateExperimental(agg, st, normed, r, target);
   }
@@ -879,7 +890,33 @@ class FeatureConfig {
 
 /** Aggregations whose r = 1 table is not the plain box table (centred; pca:K = musc's `--project K`, src/core/project.ts). */
 function ownAtR1(agg: string): boolean {
-  return agg === 'ctr' || agg.startsWith('pca:');
+  return agg === 'ctr' || agg.startsWith('pca:') || agg.startsWith('wht:');
+}
+
+/**
+ * wht:K:A: unit z [rows, C] on musc's K projection directions, direction k >= 1 scaled by
+ * (var_k / var_1)^(-A/2) (var_k: the variance of z . b_k over the rows), then unit again.
+ */
+async function whitenedBank(z: Float32Array, C: number, K: number, A: number, mm: MatMul): Promise<Float32Array> {
+  const basis = await projectionBasis(z, C, K, mm);
+  const rows = z.length / C;
+  const bt = new Float32Array(C * K); // basis^T [C, K]
+  for (let k = 0; k < K; k++) for (let c = 0; c < C; c++) bt[c * K + k] = basis[k * C + c]!;
+  const p = await mm(z, bt, rows, C, K, false); // [rows, K]
+  const sum = new Float64Array(K),
+    sq = new Float64Array(K);
+  for (let i = 0; i < rows; i++)
+    for (let k = 0; k < K; k++) {
+      const v = p[i * K + k]!;
+      sum[k]! += v;
+      sq[k]! += v * v;
+    }
+  const variance = Array.from(sq, (s2, k) => s2 / rows - (sum[k]! / rows) ** 2);
+  for (let k = 1; k < K; k++) {
+    const w = (Math.max(variance[k]!, 1e-12) / variance[1]!) ** (-A / 2);
+    for (let c = 0; c < C; c++) basis[k * C + c]! *= w;
+  }
+  return projectUnit(z, C, basis, mm);
 }
 
 /** joint: unit [M, P, 2C] = (layer2's unit patch feature, layer3's at r = b on the same grid) / sqrt 2. */

@@ -147,6 +147,18 @@ test('int8 on the cluster: scale jobs give the bank scale; block jobs = the one-
   }
 });
 
+/** The repeated-anomaly filter's links jobs, run here in turn. */
+function linksHere(store: DirStore, plan: ScoringPlan, p: Awaited<ReturnType<typeof planBlockJobs>>) {
+  return repeatFilterOnWorkers(
+    async (jobs) => {
+      for (const j of jobs) await runLinksJob(store, j.data as LinksJobData);
+    },
+    store,
+    plan,
+    p,
+  );
+}
+
 /** randomStages with images 0..3 sharing a defect vector at stage 0's top-left patch (a repeated anomaly) */
 function repeatedDefectStages(n: number): StageFeatures[] {
   const stages = randomStages(n, 13);
@@ -257,14 +269,7 @@ test("per-stage r lists on the cluster (fast and int8, with the filter): jobs fo
           what,
         );
         for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
-        const filter = await repeatFilterOnWorkers(
-          async (jobs) => {
-            for (const j of jobs) await runLinksJob(store, j.data as LinksJobData);
-          },
-          store,
-          plan,
-          p,
-        );
+        const filter = await linksHere(store, plan, p);
         assert.deepEqual(filter!.summary, one.filtered.summary, what);
         const merged: ScoringPlan = { n, rList: plan.rList, stageRList, variants: [...plan.variants, filter!.variant] };
         const patch = await mergeAsJobs(store, merged, p);
@@ -313,14 +318,7 @@ test('--project on the cluster (fast and int8, with the filter): basis jobs give
         }
       const p = await planBlockJobs(stages, plan, o, split, store, 'project-test', extra);
       for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
-      const filter = await repeatFilterOnWorkers(
-        async (jobs) => {
-          for (const j of jobs) await runLinksJob(store, j.data as LinksJobData);
-        },
-        store,
-        plan,
-        p,
-      );
+      const filter = await linksHere(store, plan, p);
       const merged: ScoringPlan = { n, rList: plan.rList, variants: [...plan.variants, filter!.variant] };
       const patch = await mergeAsJobs(store, merged, p);
       const d0 = maxDiff(patch[0]!, one.variants[0]!.patch),
