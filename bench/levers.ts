@@ -29,6 +29,8 @@
  *        (L2-normalised) r = 1,3,5 features (MuSc-V2's multi-degree: one MSM pass, not 3);
  *        pca:K = the box features projected on K directions of the batch (`musc run --project K`,
  *        src/core/project.ts; the filter's links from the projected r = 1 table, as in musc)
+ *        pcr:K = K - 1 of those directions plus the residual's norm sqrt(1 - |projection|^2) as channel K:
+ *        unit without renormalising; what the projection drops keeps its size, not its direction
  *        wht:K:A = the same K directions, each principal one scaled by (its variance / the top one's)^(-A/2)
  *        before the unit normalisation: partial whitening (A = 1: Mahalanobis-like), the mean direction kept at 1
  *   gm=W  image score = z(the row's) + W z(each image's token scored against the others' tokens by MSM)
@@ -832,11 +834,7 @@ class FeatureConfig {
       P = meta.h * meta.w;
     // flipref: Z holds (1 + K) M banks, the pieces' and their mirrors'; only the pieces are queries,
     // and a piece's nearest distance to image b is over b and b's mirrors
-    const C = agg.startsWith('joint')
-      ? 2 * meta.c0
-      : agg.startsWith('pca:') || agg.startsWith('wht:')
-        ? Number(agg.split(':')[1])
-        : meta.c0;
+    const C = agg.startsWith('joint') ? 2 * meta.c0 : (projectedChannels(agg) ?? meta.c0);
     const Mt = z.length / (P * C);
     const need = new Uint8Array(Mt * Mt);
     for (let a = 0; a < M; a++) for (let b = 0; b < Mt; b++) need[a * Mt + b] = meta.pieces[a]!.item !== meta.pieces[b % M]!.item ? 1 : 0;
@@ -864,6 +862,10 @@ class FeatureConfig {
         Number(agg.slice(4)),
         (await kernelFor('cpu', 'fast')).matMul,
       );
+    if (agg.startsWith('pcr:')) {
+      const mm = (await kernelFor('cpu', 'fast')).matMul;
+      return residualBank(aggregateStage(st, normed, r, target), target.channels, Number(agg.slice(4)), mm);
+    }
     if (agg.startsWith('wht:')) {
       const [, K, A] = agg.split(':').map(Number);
       return whitenedBank(aggregateStage(st, normed, r, target), target.channels, K!, A!, (await kernelFor('cpu', 'fast')).matMul);
@@ -890,7 +892,33 @@ class FeatureConfig {
 
 /** Aggregations whose r = 1 table is not the plain box table (centred; pca:K = musc's `--project K`, src/core/project.ts). */
 function ownAtR1(agg: string): boolean {
-  return agg === 'ctr' || agg.startsWith('pca:') || agg.startsWith('wht:');
+  return agg === 'ctr' || projectedChannels(agg) !== undefined;
+}
+
+/** K of the projected aggregations (pca:K, pcr:K, wht:K:A): the channels of their tables; undefined for the others. */
+function projectedChannels(agg: string): number | undefined {
+  return /^(pca|pcr|wht):/.test(agg) ? Number(agg.split(':')[1]) : undefined;
+}
+
+/** pcr:K: unit z [rows, C] -> [rows, K]: its coordinates on K - 1 of musc's directions, then the norm of the rest. */
+async function residualBank(z: Float32Array, C: number, K: number, mm: MatMul): Promise<Float32Array> {
+  const basis = await projectionBasis(z, C, K - 1, mm);
+  const rows = z.length / C,
+    k = K - 1;
+  const bt = new Float32Array(C * k);
+  for (let j = 0; j < k; j++) for (let c = 0; c < C; c++) bt[c * k + j] = basis[j * C + c]!;
+  const p = await mm(z, bt, rows, C, k, false); // [rows, K - 1]
+  const out = new Float32Array(rows * K);
+  for (let i = 0; i < rows; i++) {
+    let ss = 0;
+    for (let j = 0; j < k; j++) {
+      const v = p[i * k + j]!;
+      out[i * K + j] = v;
+      ss += v * v;
+    }
+    out[i * K + k] = Math.sqrt(Math.max(0, 1 - ss));
+  }
+  return out;
 }
 
 /**
