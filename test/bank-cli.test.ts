@@ -86,6 +86,20 @@ function assertStageDegrees(dir: string): void {
   assert.match(r.stderr, /--stage-r-list has 3 lists, the backbone has 2 stages \(2,3\)/);
 }
 
+/** A projected bank (`--project K`): recorded and shown, used by predict; K above the first stage's channels is a usage error. */
+function assertProjectedBank(dir: string): void {
+  const bank = join(dir, 'projected.bank');
+  let r = musc(['bank', 'build', '--data', join(dir, 'good'), '--out', bank, '--image-size', '64', '--project', '48']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /features projected to 48 channels/);
+  r = musc(['predict', '--bank', bank, join(dir, 'new', 'bad.png'), '--out', join(dir, 'op'), '--no-pictures']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /1 images: 1 NG, 0 OK/);
+  r = musc(['bank', 'build', '--data', join(dir, 'good'), '--out', join(dir, 'y.bank'), '--image-size', '64', '--project', '600']);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /--project 600 is more than the 512 channels of the backbone's first stage/);
+}
+
 test('musc bank build / info / predict: verdicts, regions, masks at the original size; refusals and exit codes', async () => {
   const { dir, cleanup } = await tempDir('bank-cli');
   try {
@@ -106,6 +120,7 @@ test('musc bank build / info / predict: verdicts, regions, masks at the original
     assert.match(r.stdout, /verified/);
     assert.match(r.stdout, /scoring: r 1,3,5,/); // one input size: the paper's r for every stage
     assertStageDegrees(dir);
+    assertProjectedBank(dir);
     r = musc(['predict', '--bank', bank, join(dir, 'new'), '--out', out]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /2 images: \d NG, \d OK, 1 skipped/);
