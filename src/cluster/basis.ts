@@ -13,7 +13,7 @@
 import { aggregateStage, layerNormImages, type AggregateOptions } from '../core/lnamd.js';
 import { BasisAccumulator, projectUnit } from '../core/project.js';
 import { readBankRows } from './bank.js';
-import { blockKernel } from './block.js';
+import { blockKernel } from './job-kernel.js';
 import type { Device } from '../compute/session.js';
 import type { MatMul } from '../core/kernel.js';
 import type { BankRef, BasisJobData, ProjectRef } from './jobs.js';

@@ -7,7 +7,6 @@
  * key. Memory: (A + B) images of stage features and of Z, plus the kernel's [A P, B P] product.
  */
 
-import { OnnxPairKernel } from '../compute/msm-kernel.js';
 import type { Device } from '../compute/session.js';
 import { type MsmPrecision, type PairResult, quantizeBank } from '../core/kernel.js';
 import type { AggregateOptions } from '../core/lnamd.js';
@@ -16,6 +15,7 @@ import { computeBlock, type TableBlock } from '../core/msm.js';
 import type { StageFeatures } from '../core/types.js';
 import { readBankRows } from './bank.js';
 import { projectorOf } from './basis.js';
+import { blockKernel } from './job-kernel.js';
 import type { BankRef, BlockJobData, ProjectRef } from './jobs.js';
 import { contentKey, type SharedStore } from './store.js';
 
@@ -35,20 +35,6 @@ function aggregate(stage: StageFeatures, r: number, target: AggregateOptions): F
  * per thread; see docs/scaling.md).
  */
 export const MIN_GEMM_COLS = 65;
-
-const kernels = new Map<string, Promise<OnnxPairKernel>>();
-
-/** One single-threaded kernel per (device, precision) for the life of the job process. */
-export function blockKernel(device: Device, precision: MsmPrecision): Promise<OnnxPairKernel> {
-  const key = `${device}/${precision}`;
-  let k = kernels.get(key);
-  if (!k) {
-    k = OnnxPairKernel.create(true, device, 1, precision);
-    k.catch(() => kernels.delete(key));
-    kernels.set(key, k);
-  }
-  return k;
-}
 
 /** Keeps the first b of bPad reference images of a result: rowd2 [A, P, bPad] -> [A, P, b], cold2 [A, bPad, P] -> [A, b, P]. */
 export function dropPadding(res: PairResult, a: number, p: number, b: number, bPad: number): PairResult {

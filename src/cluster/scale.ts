@@ -11,7 +11,7 @@ import { aggregateStage, layerNormImages } from '../core/lnamd.js';
 import type { AggregateOptions } from '../core/lnamd.js';
 import { readBankRows } from './bank.js';
 import { projectorOf } from './basis.js';
-import { blockKernel } from './block.js';
+import { blockKernel } from './job-kernel.js';
 import type { BankRef, ProjectRef, ScaleJobData } from './jobs.js';
 import { contentKey, type SharedStore } from './store.js';
 
