@@ -88,7 +88,7 @@ import { intervalBounds, nearestDistanceTable } from '../src/core/msm.js';
 import { reduceTable } from '../src/core/score.js';
 import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant, linkRIndex } from '../src/core/repeats.js';
 import { stagePasses, unionRList, zeroShotVariant } from '../src/core/plan.js';
-import { projectBank, projectionBasis, projectUnit } from '../src/core/project.js';
+import { projectBank, projectCoordinates, projectionBasis, projectUnit } from '../src/core/project.js';
 import type { MatMul } from '../src/core/kernel.js';
 import { l2NormalizeRows, rscin } from '../src/core/rscin.js';
 import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
@@ -905,9 +905,7 @@ async function residualBank(z: Float32Array, C: number, K: number, mm: MatMul): 
   const basis = await projectionBasis(z, C, K - 1, mm);
   const rows = z.length / C,
     k = K - 1;
-  const bt = new Float32Array(C * k);
-  for (let j = 0; j < k; j++) for (let c = 0; c < C; c++) bt[c * k + j] = basis[j * C + c]!;
-  const p = await mm(z, bt, rows, C, k, false); // [rows, K - 1]
+  const p = await projectCoordinates(z, C, basis, mm); // [rows, K - 1]
   const out = new Float32Array(rows * K);
   for (let i = 0; i < rows; i++) {
     let ss = 0;
@@ -928,9 +926,7 @@ async function residualBank(z: Float32Array, C: number, K: number, mm: MatMul): 
 async function whitenedBank(z: Float32Array, C: number, K: number, A: number, mm: MatMul): Promise<Float32Array> {
   const basis = await projectionBasis(z, C, K, mm);
   const rows = z.length / C;
-  const bt = new Float32Array(C * K); // basis^T [C, K]
-  for (let k = 0; k < K; k++) for (let c = 0; c < C; c++) bt[c * K + k] = basis[k * C + c]!;
-  const p = await mm(z, bt, rows, C, K, false); // [rows, K]
+  const p = await projectCoordinates(z, C, basis, mm); // [rows, K]
   const sum = new Float64Array(K),
     sq = new Float64Array(K);
   for (let i = 0; i < rows; i++)

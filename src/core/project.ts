@@ -83,11 +83,17 @@ export class BasisAccumulator {
   }
 }
 
+/** Coordinates z basis^T [rows, K] of rows z [rows, C] on the basis [K, C] (not normalised). */
+export function projectCoordinates(z: Float32Array, C: number, basis: Float32Array, mm: MatMul = jsMatMul): Promise<Float32Array> {
+  const K = basis.length / C;
+  return mm(z, transpose(basis, K, C), z.length / C, C, K, false);
+}
+
 /** Unit features z [rows, C] -> unit y [rows, K] = normalise(basis z) with basis [K, C]. */
 export async function projectUnit(z: Float32Array, C: number, basis: Float32Array, mm: MatMul = jsMatMul): Promise<Float32Array> {
   const rows = z.length / C,
     K = basis.length / C;
-  const out = await mm(z, transpose(basis, K, C), rows, C, K, false); // z basis^T: [rows, K]
+  const out = await projectCoordinates(z, C, basis, mm); // [rows, K]
   for (let i = 0; i < rows; i++) {
     let ss = 0;
     for (let k = 0; k < K; k++) ss += out[i * K + k]! ** 2;
