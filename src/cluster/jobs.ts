@@ -114,6 +114,8 @@ export interface ScaleJobData {
   rList: number[];
   /** --project: each r's basis (Z projected on it before max |Z|) */
   bases?: ProjectRef[];
+  /** the run's device: with bases, the projection runs on the block jobs' kernel (absent in jobs of older versions: cpu) */
+  device?: Device;
   /** images [i0, i1) of the bank */
   i0: number;
   i1: number;

@@ -6,6 +6,7 @@
  * gives it to the block jobs, which quantise their own images with it: the same int8 values, so
  * the same distances as one process.
  */
+import type { Device } from '../compute/session.js';
 import { maxAbs } from '../core/kernel.js';
 import { aggregateStage, layerNormImages } from '../core/lnamd.js';
 import type { AggregateOptions } from '../core/lnamd.js';
@@ -26,6 +27,7 @@ export function scaleJobs(
   chunk: number,
   run: string,
   bases?: ProjectRef[][],
+  device: Device = 'cpu',
 ): ScaleJobData[][] {
   if (rLists.length !== banks.length) throw new Error(`scale jobs: ${rLists.length} r lists for ${banks.length} stages`);
   return banks.map((bank, l) => {
@@ -35,7 +37,7 @@ export function scaleJobs(
     for (let i0 = 0; i0 < bank.n; i0 += chunk) {
       const i1 = Math.min(bank.n, i0 + chunk);
       const done = contentKey('scale', { v: 1, bank: bank.key, target, rList, i0, i1, bases: b });
-      jobs.push({ run, bank, target, rList, ...(b ? { bases: b } : {}), i0, i1, done });
+      jobs.push({ run, bank, target, rList, ...(b ? { bases: b } : {}), device, i0, i1, done });
     }
     return jobs;
   });
@@ -45,7 +47,7 @@ export function scaleJobs(
 export async function runScaleJob(store: SharedStore, d: ScaleJobData): Promise<number[]> {
   const stage = await readBankRows(store, d.bank, d.i0, d.i1);
   const normed = layerNormImages(stage);
-  const mm = (await blockKernel('cpu', 'int8')).matMul;
+  const mm = (await blockKernel(d.device ?? 'cpu', 'int8')).matMul; // the block jobs' kernel: the same projection
   const out = new Float64Array(d.rList.length);
   for (const [k, r] of d.rList.entries()) {
     const project = await projectorOf(store, d.target, d.bases?.[k], mm);

@@ -149,7 +149,7 @@ export async function prePasses(
     out.bases = jobs.map((stage) => stage.map((j) => ({ key: j.done, K })));
   }
   if ((o.precision ?? DEFAULT_MSM_PRECISION) === 'int8') {
-    const jobs = scaleJobs(banks, target, rLists, rowImages, coordinator.o.run, out.bases);
+    const jobs = scaleJobs(banks, target, rLists, rowImages, coordinator.o.run, out.bases, o.device ?? 'cpu');
     await coordinator.runJobs(
       jobs.flat().map((data) => ({ name: 'scale', data })),
       `int8 scale of ${plan.n} images: ${jobs.flat().length} jobs`,
