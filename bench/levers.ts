@@ -72,6 +72,7 @@ import { fileURLToPath } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import { openDataset, type DatasetItem } from '../src/datasets/index.js';
 import { loadMask } from '../src/datasets/masks.js';
@@ -169,6 +170,20 @@ interface Row {
   joint: string;
   /** 1: the joint passes added as one more group beside the stages' own passes (each group 1 / (L + 1) of the mean) */
   jadd: number;
+  /**
+   * reference cleaning: every table scored again with the suspect patches of the references left out
+   * ('top:F' = the batch's top fraction F of first-pass patch scores, 'z:T' = robust z above T,
+   * 'oracle' = the ground-truth defect patches, to bound the idea; '' = off)
+   */
+  rm: string;
+  /** with rm: the suspect set dilated by rmd patches (Chebyshev) */
+  rmd: number;
+  /** with rm: 1 = the filter's links from the cleaned tables too (0: from the first pass) */
+  rml: number;
+  /** with rep: the control of random pools of the filter's sizes (the seed; 0 = off) */
+  reprand: number;
+  /** per-patch skip: each patch of every table skips its nearest images before a burnout jump (the filter's test at this fpr, per patch; 0 = off) */
+  psk: number;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -210,6 +225,11 @@ const BASE: Row = {
   pairmix: 0,
   joint: '',
   jadd: 0,
+  rm: '',
+  rmd: 0,
+  rml: 0,
+  reprand: 0,
+  psk: 0,
 };
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
@@ -224,6 +244,7 @@ const TEXT_KEYS: Record<string, Fields<string>> = {
   rc: 'rc',
   rl: 'rl',
   joint: 'joint',
+  rm: 'rm',
 };
 const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   s: 'size',
@@ -251,6 +272,10 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   jadd: 'jadd',
   pair: 'pair',
   pairmix: 'pairmix',
+  rmd: 'rmd',
+  rml: 'rml',
+  reprand: 'reprand',
+  psk: 'psk',
 };
 const LIST_KEYS: Record<string, Fields<number[] | undefined>> = {
   st: 'stages',
@@ -593,6 +618,37 @@ export async function tableTask(z: Float32Array, n: number, p: number, c: number
   return nearestDistanceTable(z, n, p, c, await kernelFor('cpu', 'fast'), { need });
 }
 
+/**
+ * Runs in the compute worker: the table of a bank whose references leave out the patches in `mask`
+ * [N, P] (rm): zeroed rows are at distance sqrt 2 under the fast form sqrt(2 - 2 a.b), farther than
+ * any real nearest patch; the masked patches' own rows are then scored with their features.
+ */
+export async function maskedTableTask(z: Float32Array, n: number, p: number, c: number, need: Uint8Array, mask: Uint8Array) {
+  const kernel = await kernelFor('cpu', 'fast');
+  const zr = z.slice();
+  for (let t = 0; t < n * p; t++) if (mask[t]) zr.fill(0, t * c, (t + 1) * c);
+  const table = await nearestDistanceTable(zr, n, p, c, kernel, { need });
+  const rows = Array.from(mask.keys()).filter((t) => mask[t]);
+  const zT = new Float32Array(c * n * p); // [C, N P]
+  for (let t = 0; t < n * p; t++) for (let k = 0; k < c; k++) zT[k * n * p + t] = zr[t * c + k]!;
+  for (let r0 = 0; r0 < rows.length; r0 += 256) {
+    const chunk = rows.slice(r0, r0 + 256);
+    const a = new Float32Array(chunk.length * c);
+    chunk.forEach((t, x) => a.set(z.subarray(t * c, (t + 1) * c), x * c));
+    const dots = await kernel.matMul!(a, zT, chunk.length, c, n * p, false); // [rows, N P]
+    chunk.forEach((t, x) => {
+      const i = Math.floor(t / p);
+      for (let j = 0; j < n; j++) {
+        if (!need[i * n + j]) continue;
+        let best = -Infinity;
+        for (let q = 0; q < p; q++) best = Math.max(best, dots[x * n * p + j * p + q]!);
+        table[t * n + j] = Math.sqrt(Math.max(0, 2 - 2 * best));
+      }
+    });
+  }
+  return table;
+}
+
 const CACHE = process.env.MUSC_LEVERS_CACHE ?? join(tmpdir(), 'musc-levers-tables');
 const DATA = join(process.env.MUSC_SHARED ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared'), 'data');
 const f32 = (file: string): Float32Array => {
@@ -763,15 +819,32 @@ class FeatureConfig {
   private feats: Extracted | null = null;
   readonly key: string;
   meta: Meta | null;
+  /** rm: the features' first-pass config and the references' suspect patches [M, P] (left out as nearest patches) */
+  private parent: FeatureConfig | null = null;
+  private refMask: Uint8Array | null = null;
   constructor(
     private readonly cat: string,
     private readonly paths: string[],
     private readonly row: Row,
+    suffix = '',
   ) {
-    this.key = `${cat}-${row.geometry}${row.pre ? `-${row.pre}` : ''}${row.tta ? `-${row.tta}` : ''}${row.msf.length ? `-msf${row.msf.join('_')}` : ''}-${row.size}-${row.stages.join('_')}-${row.channels ?? 'first'}${row.grid ? `-grid${row.grid}` : ''}`;
+    this.key = `${cat}-${row.geometry}${row.pre ? `-${row.pre}` : ''}${row.tta ? `-${row.tta}` : ''}${row.msf.length ? `-msf${row.msf.join('_')}` : ''}-${row.size}-${row.stages.join('_')}-${row.channels ?? 'first'}${row.grid ? `-grid${row.grid}` : ''}${suffix}`;
     mkdirSync(CACHE, { recursive: true });
     const mf = join(CACHE, `${this.key}.json`);
     this.meta = existsSync(mf) ? (JSON.parse(readFileSync(mf, 'utf8')) as Meta) : null;
+  }
+  /** The same features with reference cleaning: tables whose references leave out the patches in `mask` [M, P] (cached by its hash). */
+  withRefMask(mask: Uint8Array): FeatureConfig {
+    const tag = createHash('sha256').update(mask).digest('hex').slice(0, 12);
+    const fc = new FeatureConfig(this.cat, this.paths, this.row, `-rm${tag}`);
+    fc.parent = this;
+    fc.refMask = mask;
+    fc.meta ??= { ...this.meta!, score_s: {} };
+    return fc;
+  }
+  /** The tables the filter's links come from: the first pass's unless rml = 1. */
+  linkSource(): FeatureConfig {
+    return this.parent && !this.row.rml ? this.parent : this;
   }
   /** The same row's features without test-time augmentation or fused sizes (replink=plain). */
   async plain(): Promise<FeatureConfig> {
@@ -783,6 +856,7 @@ class FeatureConfig {
     writeFileSync(join(CACHE, `${this.key}.json`), JSON.stringify(this.meta));
   }
   async features(): Promise<Extracted> {
+    if (this.parent) return this.parent.features();
     if (this.feats) return this.feats;
     const t0 = performance.now();
     const pieces = await piecesOf(this.paths, this.row.geometry, this.row.size);
@@ -839,7 +913,10 @@ class FeatureConfig {
     const need = new Uint8Array(Mt * Mt);
     for (let a = 0; a < M; a++) for (let b = 0; b < Mt; b++) need[a * Mt + b] = meta.pieces[a]!.item !== meta.pieces[b % M]!.item ? 1 : 0;
     const t0 = performance.now();
-    const full = await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, Mt, P, C, need]);
+    if (this.refMask && Mt !== M) throw new Error('rm: not with flipref');
+    const full = this.refMask
+      ? await computeWorker().call<Float32Array>(import.meta.url, 'maskedTableTask', [z, Mt, P, C, need, this.refMask])
+      : await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, Mt, P, C, need]);
     const table = Mt === M ? full : minOverMirrors(full, M * P, M, Mt);
     meta.score_s[name] = (performance.now() - t0) / 1000;
     save(file, table);
@@ -879,6 +956,7 @@ class FeatureConfig {
     return this.row.grid ? { ...t, gridH: this.row.grid, gridW: this.row.grid } : t;
   }
   tokens(): ImageTokens {
+    if (this.parent) return this.parent.tokens();
     const data = f32(join(CACHE, `${this.key}-tokens.f32`));
     return { n: this.meta!.pieces.length, d: this.meta!.d, data };
   }
@@ -1008,7 +1086,7 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   if (bounds === null) throw new Error('too few images for the burnout test');
   const links = new Float64Array(M * M);
   const grids = fc.meta!.grids;
-  const src = row.replink === 'plain' ? await fc.plain() : fc;
+  const src = row.replink === 'plain' ? await fc.linkSource().plain() : fc.linkSource();
   if (row.replink && row.replink !== 'plain') throw new Error(`bad replink ${row.replink}`);
   for (const l of row.repl) {
     const table = await src.table(ownAtR1(row.agg) ? row.agg : 'box', l, linkR(row));
@@ -1020,6 +1098,7 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   const Pshare = grids ? Math.round(grids.reduce((a, [h, w]) => a + h * w, 0) / M) : P;
   let pools = filteredPools(links, M, Pshare, { fpr: row.rep, minShare: row.repw, maxShare: row.repmax });
   if (row.rephop === 2) pools = twoHopPools(pools, M);
+  if (row.reprand) pools = randomPools(pools, M, row.reprand);
   const info = { images: 0, excluded: 0, same_type: 0, good_good: 0, other: 0 };
   pools.forEach((pool, a) => {
     const kept = new Set(pool);
@@ -1034,6 +1113,25 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
     }
   });
   return { variant: filteredVariant(pools, bounds), pools, info };
+}
+
+/** reprand: each image leaves out as many images as the filter left out, chosen at random (seed s): the pool size's share of the filter's gain. */
+function randomPools(pools: number[][], M: number, seed: number): number[][] {
+  let x = seed >>> 0 || 1;
+  const rand = () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 4294967296;
+  };
+  return pools.map((pool, a) => {
+    const others = Array.from({ length: M }, (_, b) => b).filter((b) => b !== a);
+    for (let k = others.length - 1; k > 0; k--) {
+      const j = Math.floor(rand() * (k + 1));
+      [others[k], others[j]] = [others[j]!, others[k]!];
+    }
+    return others.slice(0, pool.length).sort((u, v) => u - v);
+  });
 }
 
 /** The r of a row's link tables: its repr, else the engine's choice from its r list. */
@@ -1244,15 +1342,19 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const { l, r, w: wgt, j } of stage) {
       // r = 1 is the same under every neighbourhood aggregation; joint: layer3 at r = j concatenated
       const agg = j ? `joint${j}` : r === 1 && !ownAtR1(row.agg) ? 'box' : row.agg;
-      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}`;
+      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
-      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}`;
+      const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}:${row.reprand}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
         const table = await fc.table(agg, l, r);
         if (!reduced.has(key))
           reduced.set(
             key,
-            plainVariant ? reduceTable(table, M, P, [plainVariant])[0]! : reduceRow(table, meta.pieces, n, P, row.qa, row.q),
+            row.psk
+              ? patchSkipReduce(table, M, P, row, n)
+              : plainVariant
+                ? reduceTable(table, M, P, [plainVariant])[0]!
+                : reduceRow(table, meta.pieces, n, P, row.qa, row.q),
           );
         if (filterVariant) reduced.set(fkey, reduceTable(table, M, P, [filterVariant])[0]!);
       }
@@ -1273,6 +1375,45 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
   }
   const pairImg = pairTable ? pairScores(pairTable, M, P, row, filter?.pools) : undefined;
   return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, pools: filter?.pools, score_s, pairImg };
+}
+
+/**
+ * psk: patch scores [M, P] of a table [M, P, M] in which each patch skips its nearest images before
+ * a burnout jump: the filter's test (repeats.ts: scaled log gaps of the K nearest distances, the
+ * level from the image's median gap at the row's psk as fpr) run per patch, and the mean of ranks
+ * [t, t + K) instead of [0, K) where the largest gap after rank t passes it.
+ */
+function patchSkipReduce(table: Float32Array, M: number, P: number, row: Row, n: number): Float64Array {
+  if (M !== n || row.qa) throw new Error('psk: one piece per image, qa = 0');
+  const K = intervalBounds(M - 1, [0, row.q])[1];
+  if (K < 5) throw new Error('psk: too few images');
+  const out = new Float64Array(M * P);
+  const sorted = new Float64Array(P * (M - 1)); // [P, M - 1] one image's rows, ascending
+  const gaps = new Float64Array(P * (K - 1));
+  const jump = new Float64Array(P),
+    at = new Int32Array(P);
+  for (let i = 0; i < M; i++) {
+    for (let p = 0; p < P; p++) {
+      const d = sorted.subarray(p * (M - 1), (p + 1) * (M - 1));
+      for (let j = 0, c = 0; j < M; j++) if (j !== i) d[c++] = table[(i * P + p) * M + j]!;
+      d.sort();
+      jump[p] = 0;
+      at[p] = 0;
+      for (let t = 1; t < K; t++) {
+        const g = t * Math.log(Math.max(d[t]!, 1e-6) / Math.max(d[t - 1]!, 1e-6));
+        gaps[p * (K - 1) + t - 1] = g;
+        if (g > jump[p]!) [jump[p], at[p]] = [g, t];
+      }
+    }
+    const level = (gaps.slice().sort()[gaps.length >> 1]! / Math.LN2) * Math.log((K - 1) / row.psk);
+    for (let p = 0; p < P; p++) {
+      const t0 = jump[p]! > level ? Math.min(at[p]!, M - 1 - K) : 0;
+      let s = 0;
+      for (let t = t0; t < t0 + K; t++) s += sorted[p * (M - 1) + t]!;
+      out[i * P + p] = s / K;
+    }
+  }
+  return out;
 }
 
 /** pair: image scores from image-pair distances D(i, j) (top fraction of i's patch distances to j), the interval mean over i's pool. */
@@ -1442,6 +1583,47 @@ async function fusedSizeMaps(
   return { maps: fuseMaps(all), fusedFiltered: filtered ? fuseMaps(allF as Float64Array[]) : null, score_s };
 }
 
+/**
+ * rm: the suspect patches [M, P] of a first pass `patch` [M, P]: the batch's top fraction F
+ * ('top:F'), robust z-scores (median, 1.4826 MAD over all patches) above T ('z:T'), or the patches
+ * holding a ground-truth defect pixel ('oracle', masks [n, S, S]); then dilated by rmd patches.
+ */
+function suspectPatches(row: Row, patch: Float64Array, meta: Meta, masks: Uint8Array, n: number): Uint8Array {
+  const { h, w } = meta,
+    S = row.size,
+    P = h * w,
+    M = patch.length / P;
+  if (meta.grids || M !== n) throw new Error('rm: one squashed piece per image');
+  const [kind, v] = row.rm.split(':') as [string, string];
+  const mask = new Uint8Array(M * P);
+  if (kind === 'oracle') {
+    for (let i = 0; i < M; i++)
+      for (let y = 0; y < S; y++)
+        for (let x = 0; x < S; x++) if (masks[(i * S + y) * S + x]) mask[i * P + Math.floor((y * h) / S) * w + Math.floor((x * w) / S)] = 1;
+  } else {
+    const sorted = Float64Array.from(patch).sort();
+    const med = sorted[sorted.length >> 1]!;
+    const mad = 1.4826 * Float64Array.from(patch, (x) => Math.abs(x - med)).sort()[sorted.length >> 1]!;
+    const cut = kind === 'top' ? sorted[Math.floor((1 - Number(v)) * sorted.length)]! : kind === 'z' ? med + Number(v) * mad : Number.NaN;
+    if (Number.isNaN(cut)) throw new Error(`bad rm ${row.rm}`);
+    for (let t = 0; t < patch.length; t++) mask[t] = patch[t]! >= cut ? 1 : 0;
+  }
+  return row.rmd ? dilatePatches(mask, M, h, w, row.rmd) : mask;
+}
+
+/** A patch mask [M, h, w] dilated by d patches (Chebyshev). */
+function dilatePatches(mask: Uint8Array, M: number, h: number, w: number, d: number): Uint8Array {
+  const out = new Uint8Array(mask.length);
+  for (let i = 0; i < M; i++)
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) {
+        if (!mask[(i * h + y) * w + x]) continue;
+        for (let yy = Math.max(0, y - d); yy <= Math.min(h - 1, y + d); yy++)
+          for (let xx = Math.max(0, x - d); xx <= Math.min(w - 1, x + d); xx++) out[(i * h + yy) * w + xx] = 1;
+      }
+  return out;
+}
+
 async function evaluateRow(name: string, cat: string, items: DatasetItem[], masks: Uint8Array) {
   const row = parseRow(name);
   const paths = items.map((it) => it.path);
@@ -1458,6 +1640,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   let repInfo: Record<string, number> | undefined;
   let pools: number[][] | undefined;
   let pairImg: Float64Array | undefined;
+  let rmInfo: Record<string, number> | undefined;
   let score_s = 0;
   const fromRun = process.env.MUSC_LEVERS_MAPS;
   if (fromRun) {
@@ -1466,7 +1649,15 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
       throw new Error(`${fromRun}: not the maps of ${cat} at ${S} px in dataset order`);
     maps = r.maps;
   } else {
-    const sc = await rowPatchScores(fc, row, items, meta);
+    let sc = await rowPatchScores(fc, row, items, meta);
+    if (row.rm) {
+      const mask = suspectPatches(row, sc.patch, meta, masks, n);
+      const fc2 = fc.withRefMask(mask);
+      const first_s = sc.score_s;
+      sc = await rowPatchScores(fc2, row, items, fc2.meta!);
+      sc.score_s += first_s;
+      rmInfo = { suspect: mask.reduce((a, v) => a + v, 0), share: +(mask.reduce((a, v) => a + v, 0) / mask.length).toFixed(4) };
+    }
     ({ patch, filtered, repInfo, pools, score_s, pairImg } = sc);
     if (row.pos) {
       if (meta.grids || M !== n) throw new Error('pos: one squashed piece per image');
@@ -1512,6 +1703,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
     pieces: M,
     ...(repInfo ? { repeat_filter: repInfo } : {}),
     ...(pnInfo ? { pseudo_normal: pnInfo } : {}),
+    ...(rmInfo ? { ref_clean: rmInfo } : {}),
     ...(process.env.MUSC_LEVERS_BY_TYPE ? { by_type: imageAurocByType(items, rs), pixel_by_type: pixelByType(items, maps, masks, S) } : {}),
     ...(process.env.MUSC_LEVERS_REPEATS && M === n ? { same_type_nearest3: await sameTypeShare(fc, items, masks, S, P, meta.w) } : {}),
   };

@@ -180,7 +180,13 @@ test('musc run with project: the scorer gets it, run.json and metrics.md record 
   try {
     const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 8, defective: 3 });
     const seen: ScoreOptions[] = [];
-    const spy: Scorer = { ...localScorer, scorePatches: (stages, o) => (seen.push(o), localScorer.scorePatches(stages, o)) };
+    const spy: Scorer = {
+      ...localScorer,
+      scorePatches: (stages, o) => {
+        seen.push(o);
+        return localScorer.scorePatches(stages, o);
+      },
+    };
     const out = join(dir, 'out');
     const settings = mergeSettings({}, { heatmaps: 'none', project: 2 });
     await runDataset({ data: set.root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 8)), scorer: spy });

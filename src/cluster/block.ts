@@ -7,7 +7,6 @@
  * key. Memory: (A + B) images of stage features and of Z, plus the kernel's [A P, B P] product.
  */
 
-import type { Device } from '../compute/session.js';
 import { type MsmPrecision, type PairResult, quantizeBank } from '../core/kernel.js';
 import type { AggregateOptions } from '../core/lnamd.js';
 import { aggregateStage, layerNormImages } from '../core/lnamd.js';
