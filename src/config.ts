@@ -29,6 +29,7 @@ import YAML from 'yaml';
 import { DEFAULT_BACKBONE } from './backbones/registry.js';
 import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, DEFAULT_R_LIST } from './core/defaults.js';
 import { parseImageScoreRule } from './core/maps.js';
+import { checkNormExponent } from './core/lnamd.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from './core/kernel.js';
 import type { FeatureStorage } from './core/types.js';
 import { DIVIDE_SEED } from './datasets/divide.js';
@@ -90,6 +91,14 @@ export interface Settings {
    * full channels. Absent: all channels (the default). One process only (not with --redis), not in banks.
    */
   project?: number;
+  /**
+   * LNAMD's norm exponent B (core/lnamd.ts): each patch feature keeps (|z| / rho)^(1 - B) of its
+   * energy relative to its image (rho: the image's RMS patch norm), MSM distances then Euclidean; 1 =
+   * the paper's unit vectors. Absent: by the loaded backbone (core/defaults.ts defaultNormExponent:
+   * 0.5 for a ResNet that fuses input sizes with the 'fast' precision and no projection, else 1).
+   * Other values than 1 need msm_precision 'fast' and no project.
+   */
+  norm_exponent?: number;
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
   /** LNAMD aggregation degrees for every stage; by the loaded backbone when absent (core/defaults.ts defaultDegrees) */
@@ -178,6 +187,7 @@ export const SETTINGS_SCHEMA = {
     repeat_filter: { enum: ['on', 'off'] },
     score_grid: { type: 'integer', minimum: 1, maximum: 512 },
     project: { type: 'integer', minimum: 2, maximum: 4096 },
+    norm_exponent: { type: 'number', minimum: 0, maximum: 1 },
     r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
     stage_r_list: {
       type: 'array',
@@ -271,6 +281,11 @@ export function validateSettings(obj: unknown, source: string): Partial<Settings
   if (s.r_list) checkRList(s.r_list, `${source}: 'r_list'`);
   if (s.stage_r_list) checkStageRList(s.stage_r_list, `${source}: 'stage_r_list'`);
   if (s.image_score !== undefined) checkImageScore(s.image_score, `${source}: 'image_score'`);
+  try {
+    checkNormExponent(s.norm_exponent, s.msm_precision ?? DEFAULT_MSM_PRECISION, s.project, "'norm_exponent' (--norm-exponent)");
+  } catch (e) {
+    throw new ConfigError(`${source}: ${(e as Error).message}`);
+  }
   return s;
 }
 
@@ -289,7 +304,15 @@ export function checkImageScore(v: string, what: string): void {
  * maximum, RsCIN on, no repeated-anomaly filter).
  */
 export const PRESETS: Readonly<Record<string, Partial<Settings>>> = {
-  reference: { border_pad: 0, fuse_sizes: [], r_list: [...DEFAULT_R_LIST], image_score: 'max', rscin: 'on', repeat_filter: 'off' },
+  reference: {
+    border_pad: 0,
+    fuse_sizes: [],
+    r_list: [...DEFAULT_R_LIST],
+    image_score: 'max',
+    rscin: 'on',
+    repeat_filter: 'off',
+    norm_exponent: 1,
+  },
   default: {},
 };
 

@@ -10,7 +10,9 @@
 import { readFile } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
 import type { Backbone } from '../backbones/types.js';
-import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, resolveDegrees } from '../core/defaults.js';
+import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, resolveDegrees, resolveNormExponent } from '../core/defaults.js';
+import { checkNormExponent } from '../core/lnamd.js';
+import { ConfigError } from '../errors.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
 import { formatImageScoreRule, imageScores as imageScoresOf, mapMaxima, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
 import { checkProjectChannels, checkStageCount, checkStageRList, type RscinMode, rscinWindows } from '../config.js';
@@ -50,6 +52,8 @@ export interface BuildBankOptions {
    * bases are saved in the bank and new images are projected on them; about K / C of predict's MSM
    */
   project?: number;
+  /** LNAMD's norm exponent (as musc run --norm-exponent; default: core/defaults.ts resolveNormExponent, by the backbone) */
+  normExponent?: number;
   precision?: MsmPrecision;
   device?: 'cpu' | 'cuda';
   /** default false-alarm rate stored with the calibration */
@@ -125,6 +129,17 @@ function checkedStageRList(lists: number[][] | undefined, stages: readonly numbe
   return lists;
 }
 
+/** The bank's norm exponent (the explicit one, else by the backbone), refused as a usage error with int8, exact or --project. */
+function checkedNormExponent(o: BuildBankOptions, precision: MsmPrecision): number {
+  const b = resolveNormExponent(o.backbone, o.normExponent, precision, o.project);
+  try {
+    checkNormExponent(b, precision, o.project, '--norm-exponent');
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  return b;
+}
+
 /** The error of a bank with fewer than 2 readable images, naming the first skipped inputs. */
 function tooFewImages(n: number, skipped: { name: string; reason: string }[]): DatasetError {
   const first = skipped
@@ -140,6 +155,8 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   // per stage when given, else rList, else by the backbone (core/defaults.ts: a fused ResNet's per-stage lists)
   const { rList, stageRList } = resolveDegrees(o.backbone, o.rList, checkedStageRList(o.stageRList, o.backbone.stages));
   checkProjectChannels(o.project, o.backbone.stageChannels, '--project');
+  const precision = o.precision ?? DEFAULT_MSM_PRECISION;
+  const normExponent = checkedNormExponent(o, precision);
   const interval = o.interval ?? DEFAULT_INTERVAL,
     kList = rscinWindows({ ...(o.kList ? { k_list: o.kList } : {}), rscin: o.rscin ?? 'auto' }, RSCIN_K_MVTEC, o.backbone.info.family);
   const ex = await extractImages(inputs, o.backbone, {
@@ -163,10 +180,11 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     rList,
     ...(stageRList ? { stageRList } : {}),
     interval,
-    precision: o.precision ?? DEFAULT_MSM_PRECISION,
+    precision,
     device: o.device,
     ...(o.scoreGrid !== undefined ? { scoreGrid: o.scoreGrid } : {}),
     ...(o.project !== undefined ? { project: o.project } : {}),
+    ...(normExponent !== 1 ? { normExponent } : {}),
   };
   o.checkCancelled?.();
   const loo = await leaveOneOut(stages, settings, (d, t) => o.onProgress?.('score', d, t));
@@ -187,6 +205,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     image_score: formatImageScoreRule(imageScore),
     ...(o.scoreGrid !== undefined ? { score_grid: o.scoreGrid } : {}),
     ...(o.project !== undefined ? { project: o.project } : {}),
+    ...(normExponent !== 1 ? { norm_exponent: normExponent } : {}),
   };
   o.checkCancelled?.();
   o.onProgress?.('write', 0, 1);

@@ -162,6 +162,7 @@ function scoreSettings(bank: Bank, opts: PredictOptions) {
     device: opts.device,
     ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),
     ...(s.project !== undefined ? { project: s.project, projectBases: bank.bases! } : {}),
+    ...(s.norm_exponent !== undefined ? { normExponent: s.norm_exponent } : {}),
   };
 }
 

@@ -43,6 +43,8 @@ export interface BankScoreSettings {
   project?: number;
   /** with project: the bank's bases by projectKey(stage, r) (predict); absent = the batch's own (leave-one-out at build) */
   projectBases?: Record<string, Float32Array>;
+  /** LNAMD's norm exponent (core/lnamd.ts; absent = 1, unit rows) */
+  normExponent?: number;
 }
 
 export interface PatchResult {
@@ -92,6 +94,7 @@ function engineOptions(s: BankScoreSettings) {
     ...(s.scoreGrid !== undefined ? { targetGrid: s.scoreGrid } : {}),
     ...(s.project !== undefined ? { projectChannels: s.project } : {}),
     ...(s.projectBases ? { projectBases: s.projectBases } : {}),
+    ...(s.normExponent !== undefined ? { normExponent: s.normExponent } : {}),
   };
 }
 
@@ -113,6 +116,7 @@ export function scoreAgainstBankCached(
   const settings: BankScoreSettings = { ...degrees(s), interval: s.interval, precision: s.precision, device: s.device };
   if (s.scoreGrid !== undefined) settings.scoreGrid = s.scoreGrid;
   if (s.project !== undefined) Object.assign(settings, { project: s.project, projectBases: s.projectBases });
+  if (s.normExponent !== undefined) settings.normExponent = s.normExponent;
   return computeWorker().call<PatchResult>(BANK_TASKS_MODULE, 'predictTask', [key, fresh, bank, settings], [], onProgress);
 }
 

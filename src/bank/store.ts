@@ -16,6 +16,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promis
 import { basename, dirname, join } from 'node:path';
 import { sharedFeatures } from '../compute/worker.js';
 import { planPasses } from '../core/plan.js';
+import { checkNormExponent } from '../core/lnamd.js';
 import type { ImageTokens, StageFeatures } from '../core/types.js';
 import { tempPathFor } from '../io/atomic.js';
 import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../io/safetensors.js';
@@ -195,13 +196,13 @@ export async function readBank(path: string): Promise<Bank> {
  * list per stage, each within r_list; project (when present) 2..the first stage's channels.
  */
 function checkDegrees(path: string, m: BankManifest): void {
-  const { r_list, stage_r_list, project } = m.scoring;
+  const { r_list, stage_r_list, project, norm_exponent } = m.scoring;
   if (!Array.isArray(r_list) || r_list.length === 0) throw new BankError(path, `${MANIFEST}: scoring.r_list must be a non-empty list`);
   const need = bankFormatVersion(m.scoring);
   if (m.format_version !== need)
     throw new BankError(
       path,
-      `${MANIFEST}: its scoring settings (stage_r_list ${stage_r_list ? 'present' : 'absent'}, project ${project !== undefined ? 'present' : 'absent'}) are those of bank format version ${need}, the manifest says ${m.format_version}`,
+      `${MANIFEST}: its scoring settings (stage_r_list ${stage_r_list ? 'present' : 'absent'}, project ${project !== undefined ? 'present' : 'absent'}, norm_exponent ${norm_exponent !== undefined ? 'present' : 'absent'}) are those of bank format version ${need}, the manifest says ${m.format_version}`,
     );
   const C = m.features.stages[0]?.c ?? 0;
   if (project !== undefined && !(Number.isInteger(project) && project >= 2 && project <= C))
@@ -209,6 +210,15 @@ function checkDegrees(path: string, m: BankManifest): void {
       path,
       `${MANIFEST}: scoring.project must be an integer 2..${C} (the first stage's channels), got ${JSON.stringify(project)}`,
     );
+  if (norm_exponent !== undefined) {
+    try {
+      if (typeof norm_exponent !== 'number' || norm_exponent === 1)
+        throw new Error(`must be a number in [0, 1), got ${JSON.stringify(norm_exponent)}`);
+      checkNormExponent(norm_exponent, m.scoring.msm_precision, project, 'scoring.norm_exponent');
+    } catch (e) {
+      throw new BankError(path, `${MANIFEST}: ${(e as Error).message.replace(/^scoring\.norm_exponent: /, '')}`);
+    }
+  }
   if (stage_r_list === undefined) return;
   try {
     if (!Array.isArray(stage_r_list) || !stage_r_list.every(Array.isArray)) throw new Error('must be a list of lists');

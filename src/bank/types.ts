@@ -21,11 +21,23 @@ export const BANK_FORMAT_VERSION_STAGE_R = 2;
  * against thresholds calibrated on projected ones. Such banks may have per-stage degrees too.
  */
 export const BANK_FORMAT_VERSION_PROJECT = 3;
+/**
+ * The version of banks whose LNAMD rows are not unit vectors (scoring.norm_exponent): a musc that
+ * reads only versions 1-3 refuses them instead of scoring unit features against thresholds
+ * calibrated on others. Such banks may have per-stage degrees too (not projection).
+ */
+export const BANK_FORMAT_VERSION_NORM = 4;
 /** The versions this musc reads. */
-export const BANK_FORMAT_VERSIONS: readonly number[] = [BANK_FORMAT_VERSION, BANK_FORMAT_VERSION_STAGE_R, BANK_FORMAT_VERSION_PROJECT];
+export const BANK_FORMAT_VERSIONS: readonly number[] = [
+  BANK_FORMAT_VERSION,
+  BANK_FORMAT_VERSION_STAGE_R,
+  BANK_FORMAT_VERSION_PROJECT,
+  BANK_FORMAT_VERSION_NORM,
+];
 
 /** The format version a bank's scoring settings need: the lowest that holds them. */
-export function bankFormatVersion(scoring: Pick<BankManifest['scoring'], 'stage_r_list' | 'project'>): number {
+export function bankFormatVersion(scoring: Pick<BankManifest['scoring'], 'stage_r_list' | 'project' | 'norm_exponent'>): number {
+  if (scoring.norm_exponent !== undefined) return BANK_FORMAT_VERSION_NORM;
   if (scoring.project !== undefined) return BANK_FORMAT_VERSION_PROJECT;
   return scoring.stage_r_list ? BANK_FORMAT_VERSION_STAGE_R : BANK_FORMAT_VERSION;
 }
@@ -89,6 +101,8 @@ export interface BankManifest {
      * which new images are projected on too; absent = all channels (format version 3 only)
      */
     project?: number;
+    /** LNAMD's norm exponent (`--norm-exponent`; core/lnamd.ts), in [0, 1); absent = 1, unit rows (format version 4 only) */
+    norm_exponent?: number;
   };
   /** per stage patch grid and channels; image token length */
   features: { stages: { h: number; w: number; c: number }[]; token_dim: number };

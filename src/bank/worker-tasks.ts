@@ -11,7 +11,8 @@
 import { performance } from 'node:perf_hooks';
 import type { WorkerContext } from '../compute/worker.js';
 import { degreesLabel } from '../core/defaults.js';
-import { layerNormImages, lnamdTarget } from '../core/lnamd.js';
+import { checkNormExponent, layerNormImages, lnamdTarget } from '../core/lnamd.js';
+import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { neededPairs, stagePasses } from '../core/plan.js';
 import { bankBuilder, cancelledError, scoreBank } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
@@ -56,13 +57,14 @@ export async function predictTask(
   s: BankScoreSettings,
   ctx?: WorkerContext,
 ): Promise<PatchResult> {
+  checkNormExponent(s.normExponent, s.precision ?? DEFAULT_MSM_PRECISION, s.project);
   const kernel = await kernelFor(s.device, s.precision);
-  const target = lnamdTarget(bank, undefined, s.scoreGrid);
+  const target = lnamdTarget(bank, undefined, s.scoreGrid, s.normExponent);
   if (s.project !== undefined && !s.projectBases) throw new Error('predict: a projected bank needs its bases');
   // the bank's bases, never the batch's: a prediction does not depend on what else is in the call
   const bankOf = bankBuilder(target, s.project, kernel.matMul, s.projectBases);
   let t0 = performance.now();
-  const bz = await bankZ(`${key}/${degreesLabel(s, '/')}/${s.scoreGrid ?? ''}/${s.project ?? ''}`, bank, s, bankOf);
+  const bz = await bankZ(`${key}/${degreesLabel(s, '/')}/${s.scoreGrid ?? ''}/${s.project ?? ''}/${s.normExponent ?? 1}`, bank, s, bankOf);
   let lnamdMs = performance.now() - t0,
     msmMs = 0;
   const m = fresh[0]!.n,
@@ -77,6 +79,7 @@ export async function predictTask(
   let done = 0;
   const table = {
     need,
+    euclidean: bankOf.euclidean,
     onBlock: (d: number, t: number) => {
       if (ctx?.cancelled()) throw cancelledError();
       ctx?.progress(done + d / t, total, 'scoring');

@@ -212,6 +212,22 @@ export function maxPixelsOption(): Option {
   ).argParser(posIntArg);
 }
 
+/** A number in [0, 1] (--norm-exponent). */
+export const unitIntervalArg = (name: string) =>
+  wrapArg((v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new Error(`${name} must be a number from 0 to 1, got '${v}'`);
+    return n;
+  });
+
+/** --norm-exponent B (musc run): LNAMD's final normalisation (core/lnamd.ts, core/defaults.ts FUSED_NORM_EXPONENT). */
+export function normExponentOption(): Option {
+  return new Option(
+    '--norm-exponent <B>',
+    "LNAMD's patch normalisation: each patch keeps (|z| / image RMS)^(1 - B) of its feature energy; 1 = unit vectors (the paper's), 0.5 keeps the square root; not 1: 'fast' precision, no --project (default: 0.5 for a ResNet with fused sizes, fast and no --project; else 1)",
+  ).argParser(unitIntervalArg('--norm-exponent'));
+}
+
 /** --project K (musc run, bank build): MSM on features projected on K directions (core/project.ts). */
 export function projectOption(where: string): Option {
   return new Option(

@@ -31,6 +31,7 @@ import {
   projectOption,
   posIntArg,
   scoreGridOption,
+  normExponentOption,
   wrapArg,
 } from './args.js';
 import { createProgress } from './progress.js';
@@ -46,6 +47,7 @@ export function stepProgress(bar: ProgressSink | undefined): (step: string, done
 interface BuildFlags extends AccuracyFlags {
   scoreGrid?: number;
   project?: number;
+  normExponent?: number;
   data: string;
   out: string;
   backbone?: string;
@@ -79,7 +81,7 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
     `bank ${bank.path}: ${m.images.length} images${m.skipped.length ? ` (${m.skipped.length} inputs skipped)` : ''}, ` +
       `${mb(bytes).toFixed(1)} MB (${mb(bytes / m.images.length).toFixed(2)} MB per image)`,
     `  backbone ${b.name} at ${b.image_size} px${b.fuse_sizes?.length ? ` fused with ${b.fuse_sizes.join(', ')} px` : ''}, stages ${b.stages.join(',')}, weights sha256 ${b.weights_sha256.slice(0, 12)}...`,
-    `  scoring: r ${degreesLabel({ rList: sc.r_list, ...(sc.stage_r_list ? { stageRList: sc.stage_r_list } : {}) })}${sc.stage_r_list ? ' (per stage)' : ''}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}${sc.project !== undefined ? `, features projected to ${sc.project} channels` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
+    `  scoring: r ${degreesLabel({ rList: sc.r_list, ...(sc.stage_r_list ? { stageRList: sc.stage_r_list } : {}) })}${sc.stage_r_list ? ' (per stage)' : ''}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}${sc.project !== undefined ? `, features projected to ${sc.project} channels` : ''}${sc.norm_exponent !== undefined ? `, norm exponent ${sc.norm_exponent}` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
       `features ${sc.feature_storage}; musc ${m.software.musc}, built ${m.created}`,
     `  calibration (leave-one-out, false-alarm ${pct(th.falseAlarm)}): ` +
       `image threshold ${th.image.toPrecision(6)}, pixel threshold ${th.pixel.toPrecision(6)}`,
@@ -92,7 +94,11 @@ function buildCommand(): Command {
     .requiredOption('--data <dir>', '(required) folder of images (searched recursively; mostly good images of one product)')
     .requiredOption('--out <bank>', '(required) bank directory to write, e.g. bottle.bank');
   const cmd = scoreGridOption(
-    accuracyOptions(degreeOptions(backboneOptions(located)).addOption(projectOption('the bank, saved in it for new images'))),
+    accuracyOptions(
+      degreeOptions(backboneOptions(located))
+        .addOption(projectOption('the bank, saved in it for new images'))
+        .addOption(normExponentOption()),
+    ),
   )
     .option('--interval <lo,hi>', `MSM interval (default: ${DEFAULT_INTERVAL.join(',')})`, intervalArg)
     .option('--k-list <list>', 'RsCIN window sizes (default: 1,2,3); 0 disables', intListArg('--k-list'))
@@ -143,6 +149,7 @@ function buildCommand(): Command {
         imageScore: acc.imageScore,
         scoreGrid: f.scoreGrid,
         ...(f.project !== undefined ? { project: f.project } : {}),
+        ...(f.normExponent !== undefined ? { normExponent: f.normExponent } : {}),
         precision: f.msmPrecision,
         device: f.device,
         falseAlarm: f.falseAlarm,

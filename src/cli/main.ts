@@ -37,6 +37,7 @@ import {
   degreeOptions,
   deviceOption,
   maxPixelsOption,
+  normExponentOption,
   projectOption,
   msmPrecisionOption,
   accuracyOptions,
@@ -97,6 +98,7 @@ interface RunFlags extends AccuracyFlags {
   repeatFilter?: 'on' | 'off';
   scoreGrid?: number;
   project?: number;
+  normExponent?: number;
 }
 
 type RunCommandFlags = RunFlags & ClusterFlags;
@@ -119,6 +121,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.repeatFilter !== undefined) s.repeat_filter = f.repeatFilter;
   if (f.scoreGrid !== undefined) s.score_grid = f.scoreGrid;
   if (f.project !== undefined) s.project = f.project;
+  if (f.normExponent !== undefined) s.norm_exponent = f.normExponent;
   if (f.divide !== undefined) s.divide_num = f.divide;
   if (f.maxMemory !== undefined) s.max_memory = f.maxMemory;
   if (f.kList !== undefined) s.k_list = f.kList;
@@ -199,7 +202,9 @@ function addRunOptions(cmd: Command): Command {
   const located = cmd
     .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
     .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)");
-  return scoreGridOption(accuracyOptions(degreeOptions(backboneOptions(located)).addOption(projectOption('the batch'))))
+  return scoreGridOption(
+    accuracyOptions(degreeOptions(backboneOptions(located)).addOption(projectOption('the batch')).addOption(normExponentOption())),
+  )
     .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)
     .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumberArg)
     .option('--k-list <list>', 'RsCIN window sizes (default: visa 1,8,9; others 1,2,3); 0 disables', intListArg('--k-list'))

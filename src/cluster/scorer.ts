@@ -21,7 +21,7 @@
  */
 
 import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
-import { lnamdTarget } from '../core/lnamd.js';
+import { checkNormExponent, lnamdTarget } from '../core/lnamd.js';
 import { blockSize, tableBlocks, tableRows } from '../core/msm.js';
 import { linkTableRIndex, neededPairs, type ScoringPlan, stagePasses, validatePlan } from '../core/plan.js';
 import { validateStages } from '../core/score.js';
@@ -83,7 +83,7 @@ export async function planBlockJobs(
   run: string,
   extra: { banks?: BankRef[]; maxAbs?: number[][]; bases?: ProjectRef[][] } = {},
 ) {
-  const target = lnamdTarget(stages, o.targetChannels, o.targetGrid);
+  const target = lnamdTarget(stages, o.targetChannels, o.targetGrid, o.normExponent);
   const P = target.gridH * target.gridW;
   const need = neededPairs(plan);
   const passes = stagePasses(plan, stages.length);
@@ -132,7 +132,8 @@ export async function prePasses(
   o: ScoreOptions,
   split: BlockSplit,
 ): Promise<{ banks: BankRef[]; bases?: ProjectRef[][]; maxAbs?: number[][] }> {
-  const target = lnamdTarget(stages, o.targetChannels, o.targetGrid);
+  checkNormExponent(o.normExponent, o.precision ?? DEFAULT_MSM_PRECISION, o.projectChannels);
+  const target = lnamdTarget(stages, o.targetChannels, o.targetGrid, o.normExponent);
   const banks = await putBanks(store, stages);
   const { rowImages } = clusterTiling(plan.n, target.gridH * target.gridW, split);
   const rLists = stageRLists(plan, stages.length);

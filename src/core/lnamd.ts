@@ -167,6 +167,37 @@ export interface AggregateOptions {
   channels: number;
   /** skip the final L2 normalisation (for parity tests of the pre-norm features) */
   skipL2?: boolean;
+  /**
+   * B of the final normalisation (default 1, the paper's unit vectors): each patch z becomes
+   * z^ (|z| / rho)^(1 - B), rho the image's RMS patch norm of this stage and r, so that a patch keeps
+   * part of its feature energy relative to its image (absent or 1: unit rows; MSM distances of
+   * other values are Euclidean, see unitRows)
+   */
+  normExponent?: number;
+}
+
+/**
+ * Refuses a norm exponent other than 1 with what needs unit rows: the 'exact' precision (it
+ * recomputes 2 - 2 a.b), 'int8' (one quantisation step for features and norms) and projection
+ * (project.ts makes its rows unit again). `where` names the setting for the message.
+ */
+export function checkNormExponent(
+  normExponent: number | undefined,
+  precision: string,
+  project: number | undefined,
+  where = 'normExponent',
+): void {
+  if (normExponent === undefined || normExponent === 1) return;
+  if (!(normExponent >= 0 && normExponent <= 1)) throw new Error(`${where}: must be in [0, 1], got ${normExponent}`);
+  if (precision !== 'fast')
+    throw new Error(`${where} ${normExponent} needs the 'fast' MSM precision, not '${precision}' (or norm exponent 1)`);
+  if (project !== undefined)
+    throw new Error(`${where} ${normExponent} cannot be used with projected features (project ${project}); use norm exponent 1`);
+}
+
+/** Whether a target's rows are unit vectors (normExponent absent or 1): the MSM kernels' 2 - 2 a.b applies. */
+export function unitRows(t: Pick<AggregateOptions, 'normExponent'>): boolean {
+  return (t.normExponent ?? 1) === 1;
 }
 
 /**
@@ -190,25 +221,46 @@ export function aggregateStage(stage: StageFeatures, normed: Float32Array, r: nu
       unfoldPool(normed, i * per, h, w, c, r, cOut, agg);
     }
     const grid = h === H && w === W ? agg : resizeBilinearHWC(agg, h, w, cOut, H, W);
-    const o = i * P * cOut;
-    for (let p = 0; p < P; p++) {
-      const b = p * cOut;
-      let ss = 0;
-      for (let k = 0; k < cOut; k++) ss += grid[b + k] * grid[b + k];
-      const inv = opts.skipL2 || ss === 0 ? 1 : 1 / Math.sqrt(ss); // an all-zero patch stays zero
-      for (let k = 0; k < cOut; k++) out[o + b + k] = grid[b + k] * inv;
-    }
+    normaliseRows(grid, out.subarray(i * P * cOut, (i + 1) * P * cOut), P, cOut, opts);
   }
   return out;
+}
+
+/**
+ * Step 4 for one image: rows [P, C'] of `grid` into `dst`, each divided by its norm (unit rows), or
+ * by |z|^B rho^(1 - B) with normExponent B (rho the image's RMS row norm), or left as they are
+ * (skipL2). An all-zero patch stays zero.
+ */
+function normaliseRows(grid: Float64Array, dst: Float32Array, P: number, c: number, opts: AggregateOptions): void {
+  const norm2 = new Float64Array(P);
+  let sum2 = 0;
+  for (let p = 0; p < P; p++) {
+    let ss = 0;
+    for (let k = 0; k < c; k++) ss += grid[p * c + k] * grid[p * c + k];
+    norm2[p] = ss;
+    sum2 += ss;
+  }
+  const B = opts.normExponent ?? 1;
+  const rho = Math.sqrt(sum2 / P);
+  for (let p = 0; p < P; p++) {
+    const ss = norm2[p];
+    let inv = 1;
+    if (!opts.skipL2 && ss > 0) inv = B === 1 ? 1 / Math.sqrt(ss) : ss ** (-B / 2) * rho ** (B - 1);
+    for (let k = 0; k < c; k++) dst[p * c + k] = grid[p * c + k] * inv;
+  }
 }
 
 /**
  * The target grid and channel count for a set of stages: the first stage's, or a G x G grid
  * (`grid`: features of a larger input scored on a smaller grid, docs/accuracy.md, fourth round).
  */
-export function lnamdTarget(stages: StageFeatures[], channels?: number, grid?: number): AggregateOptions {
+export function lnamdTarget(stages: StageFeatures[], channels?: number, grid?: number, normExponent?: number): AggregateOptions {
   if (stages.length === 0) throw new Error('LNAMD: no stages');
   if (grid !== undefined && !(Number.isInteger(grid) && grid >= 1))
     throw new Error(`LNAMD: the score grid must be a positive integer, got ${grid}`);
-  return { gridH: grid ?? stages[0].h, gridW: grid ?? stages[0].w, channels: channels ?? stages[0].c };
+  if (normExponent !== undefined && !(normExponent >= 0 && normExponent <= 1))
+    throw new Error(`LNAMD: the norm exponent must be in [0, 1], got ${normExponent}`);
+  const t: AggregateOptions = { gridH: grid ?? stages[0].h, gridW: grid ?? stages[0].w, channels: channels ?? stages[0].c };
+  // absent when 1, so that unit targets (and the cluster's content keys of them) are as before
+  return normExponent === undefined || normExponent === 1 ? t : { ...t, normExponent };
 }

@@ -55,6 +55,8 @@ export interface TableOptions {
   colImages?: number;
   maxRows?: number;
   onBlock?: (done: number, total: number) => void;
+  /** the bank's rows are not unit vectors (lnamd.ts unitRows): Euclidean distances (computeBlock) */
+  euclidean?: boolean;
 }
 
 /** Images per block so that a block holds about maxRows patches (at least 1 image). */
@@ -107,7 +109,10 @@ function blockNeeded(b: TableBlock, n: number, need: Uint8Array): boolean {
   return false;
 }
 
-/** The kernel's squared distances for one block of a bank Z [N, P, C] (or its int8 form). */
+/**
+ * The kernel's squared distances for one block of a bank Z [N, P, C] (or its int8 form). `euclidean`:
+ * Z's rows are not unit (lnamd.ts normExponent), see euclideanBlock.
+ */
 export function computeBlock(
   z: Float32Array,
   bank8: Int8Bank | null,
@@ -115,11 +120,52 @@ export function computeBlock(
   p: number,
   c: number,
   kernel: PairKernel,
+  euclidean = false,
 ): Promise<PairResult> {
   if (!kernel.bothDirections) throw new Error('distance tables need a two-direction kernel');
+  if (euclidean) return euclideanBlock(z, bank8, b, p, c, kernel);
   if (bank8) return kernel.runInt8(bank8, b.i0, b.i1, b.j0, b.j1, p, c);
   const rowLen = p * c;
   return kernel.run(z.subarray(b.i0 * rowLen, b.i1 * rowLen), b.i1 - b.i0, z.subarray(b.j0 * rowLen, b.j1 * rowLen), b.j1 - b.j0, p, c);
+}
+
+/**
+ * Nearest Euclidean distances of rows that are not unit, through the kernel's largest dot product:
+ * with q = [a, 1, -|a|^2 / 2] for the query rows and r = [b, -|b|^2 / 2, 1] for the reference rows,
+ * q.r = -|a - b|^2 / 2 in both directions, so the largest product is the nearest patch and the fast
+ * form 2 - 2 q.r is 2 + d^2. Only 'fast' (the exact kernel recomputes |q - r|, int8 quantizes the
+ * norms' columns with the features).
+ */
+async function euclideanBlock(
+  z: Float32Array,
+  bank8: Int8Bank | null,
+  b: TableBlock,
+  p: number,
+  c: number,
+  kernel: PairKernel,
+): Promise<PairResult> {
+  if (bank8 || kernel.precision !== 'fast')
+    throw new Error(`MSM: rows that are not unit vectors need the 'fast' precision, not '${kernel.precision}'`);
+  const rowLen = p * c;
+  const q = augmentedRows(z.subarray(b.i0 * rowLen, b.i1 * rowLen), c, true);
+  const r = augmentedRows(z.subarray(b.j0 * rowLen, b.j1 * rowLen), c, false);
+  const res = await kernel.run(q, b.i1 - b.i0, r, b.j1 - b.j0, p, c + 2);
+  for (const d2 of [res.rowd2, res.cold2]) if (d2) for (let k = 0; k < d2.length; k++) d2[k] = d2[k]! - 2;
+  return res;
+}
+
+/** Rows [T, C] -> [T, C + 2]: [a, 1, -|a|^2 / 2] (query) or [a, -|a|^2 / 2, 1] (reference). */
+function augmentedRows(z: Float32Array, c: number, query: boolean): Float32Array {
+  const T = z.length / c;
+  const out = new Float32Array(T * (c + 2));
+  for (let t = 0; t < T; t++) {
+    let ss = 0;
+    for (let k = 0; k < c; k++) ss += z[t * c + k]! * z[t * c + k]!;
+    out.set(z.subarray(t * c, (t + 1) * c), t * (c + 2));
+    out[t * (c + 2) + c] = query ? 1 : -ss / 2;
+    out[t * (c + 2) + c + 1] = query ? -ss / 2 : 1;
+  }
+  return out;
 }
 
 /**
@@ -187,7 +233,7 @@ export async function nearestDistanceTable(
   const blocks = tableBlocks(n, p, need, opts);
   const bank8 = kernel.precision === 'int8' ? quantizeBank(z, n, p, c) : null;
   for (const [k, b] of blocks.entries()) {
-    mergeBlock(table, m, n, p, need, b, await computeBlock(z, bank8, b, p, c, kernel));
+    mergeBlock(table, m, n, p, need, b, await computeBlock(z, bank8, b, p, c, kernel, opts.euclidean));
     opts.onBlock?.(k + 1, blocks.length);
   }
   return table;

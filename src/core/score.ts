@@ -14,7 +14,7 @@
  */
 import type { StageFeatures } from './types.js';
 import type { MatMul, PairKernel } from './kernel.js';
-import { layerNormImages, aggregateStage, lnamdTarget } from './lnamd.js';
+import { layerNormImages, aggregateStage, checkNormExponent, lnamdTarget, unitRows } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
 import { projectionBasis, projectUnit } from './project.js';
 import {
@@ -41,6 +41,8 @@ export interface EngineOptions {
   colImages?: number;
   /** also return every pass's MSM scores [R, L, S, P] per variant (ablations, tests) */
   keepPasses?: boolean;
+  /** LNAMD's norm exponent B (lnamd.ts AggregateOptions.normExponent; default 1, unit rows; `--norm-exponent`) */
+  normExponent?: number;
   /** project every (stage, r) bank on this many directions of the batch before MSM (project.ts; `--project`) */
   projectChannels?: number;
   /**
@@ -111,7 +113,8 @@ export async function scorePlan(
   validateStages(stages);
   if (plan.n !== stages[0]!.n) throw new Error(`the plan is for ${plan.n} images, the features hold ${stages[0]!.n}`);
   validatePlan(plan);
-  const target = lnamdTarget(stages, opts.targetChannels, opts.targetGrid);
+  checkNormExponent(opts.normExponent, kernel.precision, opts.projectChannels);
+  const target = lnamdTarget(stages, opts.targetChannels, opts.targetGrid, opts.normExponent);
   const n = plan.n,
     P = target.gridH * target.gridW,
     L = stages.length,
@@ -126,6 +129,7 @@ export async function scorePlan(
     need,
     maxRows: opts.maxRows,
     colImages: opts.colImages,
+    euclidean: bankOf.euclidean,
     onBlock: (d, t) => {
       if (hooks.cancelled?.()) throw cancelledError();
       hooks.progress?.(done + d / t, total, 'scoring');
@@ -174,6 +178,8 @@ export function bankBuilder(
   const C = target.channels;
   if (project !== undefined && !(Number.isInteger(project) && project >= 2 && project <= C))
     throw new Error(`project: ${project} directions for features of ${C} LNAMD channels (give 2..${C})`);
+  if (project !== undefined && !unitRows(target))
+    throw new Error(`project: needs unit features (norm exponent 1), got norm exponent ${target.normExponent}`);
   const bases: Record<string, Float32Array> = {};
   const basisOf = async (z: Float32Array, K: number, key: string): Promise<Float32Array> => {
     if (!given) return projectionBasis(z, C, K, mm);
@@ -184,6 +190,8 @@ export function bankBuilder(
   return {
     /** channels of the banks `of` builds, and patches per image */
     channels: project ?? C,
+    /** the banks' rows are not unit vectors: MSM distances are Euclidean (msm.ts TableOptions) */
+    euclidean: !unitRows(target),
     P: target.gridH * target.gridW,
     bases,
     async of(stage: StageFeatures, normed: Float32Array, l: number, r: number): Promise<Float32Array> {

@@ -26,7 +26,7 @@ import { acquireOutputLock } from '../outputs/lock.js';
 import { OutputTransaction, recoverOutputs } from '../outputs/transaction.js';
 import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summary.js';
 import { checkProjectChannels, checkStageCount, ConfigError, rscinWindows, type Settings } from '../config.js';
-import { degreesLabel, resolveDegrees } from '../core/defaults.js';
+import { degreesLabel, resolveDegrees, resolveNormExponent } from '../core/defaults.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
@@ -142,6 +142,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   const kList = rscinWindows(s, defaultKList(ds.kind), backbone.info?.family); // RsCIN auto: by the loaded backbone's family
   // LNAMD degrees: per stage when given (their union), else r_list, else by the loaded backbone (core/defaults.ts)
   const { rList, stageRList } = resolveDegrees(backbone, s.r_list, await checkedBackboneUse(s, backbone));
+  const normExponent = resolveNormExponent(backbone, s.norm_exponent, s.msm_precision, s.project);
   let disposed = false;
   const dispose = async (): Promise<void> => {
     if (!disposed) {
@@ -160,6 +161,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
       kList,
       rList,
       ...(stageRList ? { stageRList } : {}),
+      normExponent,
       staging: tx.dir,
       refFiles,
       ...(cache ? { cache } : {}),
@@ -240,6 +242,8 @@ interface DatasetRun {
   kList: number[];
   rList: number[];
   stageRList?: number[][];
+  /** LNAMD's norm exponent (resolveNormExponent) */
+  normExponent: number;
   /** the transaction's staging folder: every output file is written here, then switched in */
   staging: string;
   cache?: FeatureCache;
@@ -330,6 +334,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
         repeatFilter: s.repeat_filter === 'on',
         ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),
         ...(s.project !== undefined ? { project: s.project } : {}),
+        ...(run.normExponent !== 1 ? { normExponent: run.normExponent } : {}),
         interval: s.interval,
         kList: run.kList,
         batchSize: s.batch_size,
@@ -387,6 +392,7 @@ function writeOutputs(run: DatasetRun, r: CategoryResult, rf: string[] | undefin
     stages: backbone.stages,
     r_list: run.rList,
     ...(run.stageRList ? { stage_r_list: run.stageRList } : {}),
+    norm_exponent: run.normExponent,
     k_list: run.kList,
     ...(rf ? { reference_images: rf } : {}),
   };

@@ -137,6 +137,7 @@ async function scoreOne(
     ...(opts.repeatFilter ? { repeatFilter: true } : {}),
     ...(opts.scoreGrid !== undefined ? { targetGrid: opts.scoreGrid } : {}),
     ...(opts.project !== undefined ? { projectChannels: opts.project } : {}),
+    ...(opts.normExponent !== undefined ? { normExponent: opts.normExponent } : {}),
     onProgress, // per stage and r, within the subset
   });
   t.lnamd += ps.timings?.lnamdMs ?? 0;

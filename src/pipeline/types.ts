@@ -68,6 +68,8 @@ export interface PipelineOptions {
   scoreGrid?: number;
   /** MSM on each bank projected to this many channels (Settings.project; core/project.ts) */
   project?: number;
+  /** LNAMD's norm exponent (Settings.norm_exponent; core/lnamd.ts; default 1) */
+  normExponent?: number;
   interval: [number, number];
   kList: number[];
   batchSize: number;

@@ -31,6 +31,12 @@ export interface ScoreOptions {
   targetGrid?: number;
   /** MSM on each (stage, r) bank projected to this many channels (core/project.ts; `musc run --project`) */
   projectChannels?: number;
+  /**
+   * LNAMD's norm exponent B: each patch keeps (|z| / rho)^(1 - B) of its feature energy relative to its
+   * image (core/lnamd.ts; default 1, the paper's unit vectors; `musc run`'s ResNet default 0.5). Other
+   * values than 1 need the 'fast' precision and no projection.
+   */
+  normExponent?: number;
   device?: Device;
   /** patch rows per row block of the MSM products (default 512) */
   maxRows?: number;

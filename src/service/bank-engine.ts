@@ -58,6 +58,8 @@ function infoOf(bank: Bank): Record<string, unknown> {
     scoreGrid: m.scoring.score_grid ?? null,
     /** `--project` at build: MSM on features projected to this many channels; null: all channels */
     project: m.scoring.project ?? null,
+    /** `--norm-exponent` at build (core/lnamd.ts); 1: unit rows */
+    normExponent: m.scoring.norm_exponent ?? 1,
     imageThreshold: t.image,
     pixelThreshold: t.pixel,
     falseAlarm: bank.calibration.false_alarm,
