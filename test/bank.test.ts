@@ -36,6 +36,7 @@ import { createHash } from 'node:crypto';
 import { manifestChecksum } from '../src/bank/store.js';
 import type { BankManifest } from '../src/bank/types.js';
 import { describeBank } from '../src/cli/bank.js';
+import { ConfigError } from '../src/errors.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { toFloat16 } from '../src/io/float16.js';
@@ -227,6 +228,8 @@ test('issue 17: a bank of a backbone that fuses input sizes scores at r = 1,5 (a
     const built = await buildBank(imgs, { out: join(dir, 'f.bank'), backbone: fused });
     assert.deepEqual(built.manifest.backbone.fuse_sizes, [64]);
     assert.deepEqual(built.manifest.scoring.r_list, [1, 5]);
+    assert.equal(built.manifest.scoring.norm_exponent, 0.5, "a fused ResNet's norm exponent, as runs");
+    assert.equal(built.manifest.format_version, 4);
     const asked = await buildBank(imgs, { out: join(dir, 'g.bank'), backbone: fused, rList: [1, 3, 5] });
     assert.deepEqual(asked.manifest.scoring.r_list, [1, 3, 5]);
   } finally {
@@ -320,10 +323,13 @@ test('issue 17: per-stage degrees in banks: predict (plain and cached) = leave-o
     const edits: [(m: BankManifest) => void, RegExp][] = [
       [(m) => (m.scoring.stage_r_list = [[5]]), /scoring\.stage_r_list stage 0: r = 5 is not in the plan's r list 3/],
       [(m) => (m.scoring.stage_r_list = []), /scoring\.stage_r_list per-stage r lists for 0 stages, the features have 1/],
-      [(m) => (m.format_version = 1), /\(stage_r_list present, project absent\) are those of bank format version 2, the manifest says 1/],
+      [
+        (m) => (m.format_version = 1),
+        /\(stage_r_list present, project absent, norm_exponent absent\) are those of bank format version 2, the manifest says 1/,
+      ],
       [
         (m) => delete m.scoring.stage_r_list,
-        /\(stage_r_list absent, project absent\) are those of bank format version 1, the manifest says 2/,
+        /\(stage_r_list absent, project absent, norm_exponent absent\) are those of bank format version 1, the manifest says 2/,
       ],
     ];
     for (const [edit, want] of edits) {
@@ -398,8 +404,14 @@ test("issue 17: projected banks (--project): leave-one-out on the bank's own bas
     const m0 = await readFile(man, 'utf8');
     const edits: [(m: BankManifest) => void, RegExp][] = [
       [(m) => (m.scoring.project = 5), /scoring\.project must be an integer 2\.\.3 \(the first stage's channels\), got 5/],
-      [(m) => (m.format_version = 2), /\(stage_r_list absent, project present\) are those of bank format version 3, the manifest says 2/],
-      [(m) => delete m.scoring.project, /\(stage_r_list absent, project absent\) are those of bank format version 1, the manifest says 3/],
+      [
+        (m) => (m.format_version = 2),
+        /\(stage_r_list absent, project present, norm_exponent absent\) are those of bank format version 3, the manifest says 2/,
+      ],
+      [
+        (m) => delete m.scoring.project,
+        /\(stage_r_list absent, project absent, norm_exponent absent\) are those of bank format version 1, the manifest says 3/,
+      ],
     ];
     for (const [edit, want] of edits) {
       const m = JSON.parse(m0) as BankManifest;
@@ -424,6 +436,73 @@ test("issue 17: projected banks (--project): leave-one-out on the bank's own bas
     m.checksum = manifestChecksum(m);
     await writeFile(man, JSON.stringify(m));
     await assert.rejects(openBank(built.path), /features\.safetensors has no basis_stage_0_r1/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('issue 17: banks with a norm exponent: predict (plain and cached) alike, alone as in a pair; format 4, shown, checked', async () => {
+  const n = 6;
+  const stages = [stage(n, 4, 8, 41), stage(n, 2, 12, 42)];
+  const interval: [number, number] = [0, 0.3];
+  const bankStages = stages.map((s) => take(s, [1, 2, 3, 4, 5])),
+    fresh = stages.map((s) => take(s, [0, 1]));
+  const s = { rList: [1, 3], interval, normExponent: 0.5 };
+  const plain = await scoreAgainstBank(fresh, bankStages, s);
+  const cached = await scoreAgainstBankCached('norm-bank', fresh, bankStages, s);
+  const P = plain.h * plain.w;
+  assert.ok(maxDiff(plain.patch, cached.patch) <= 1e-6, `plain vs cached ${maxDiff(plain.patch, cached.patch)}`);
+  const alone = await scoreAgainstBankCached(
+    'norm-bank',
+    fresh.map((st) => take(st, [0])),
+    bankStages,
+    s,
+  );
+  assert.ok(maxDiff(alone.patch, plain.patch.subarray(0, P)) <= 1e-6, 'alone vs in a pair');
+  const unit = await scoreAgainstBankCached('unit-bank', fresh, bankStages, { rList: [1, 3], interval });
+  assert.ok(maxDiff(unit.patch, plain.patch) > 1e-3, 'the norm exponent changed nothing');
+  await assert.rejects(
+    scoreAgainstBankCached('norm-bank', fresh, bankStages, { ...s, precision: 'exact' }),
+    /needs the 'fast' MSM precision/,
+  );
+  const { dir, cleanup } = await tempDir('musc-bank-norm-');
+  try {
+    const imgs = await inputs(7, 90);
+    const built = await buildBank(imgs.slice(1), { out: join(dir, 'n.bank'), backbone: bb, normExponent: 0.5 });
+    assert.equal(built.manifest.format_version, 4);
+    assert.equal(built.manifest.scoring.norm_exponent, 0.5);
+    const bank = await openBank(built.path);
+    assert.match(describeBank(bank).join('\n'), /norm exponent 0\.5/);
+    const one = (await predict(bank, [imgs[0]!], { loadBackbone: loader })).predictions[0]!;
+    const two = (await predict(bank, [imgs[0]!, imgs[1]!], { loadBackbone: loader })).predictions[0]!;
+    assert.ok(
+      Number.isFinite(one.imageScore) && Math.abs(one.imageScore - two.imageScore) <= 1e-6,
+      `${one.imageScore} vs ${two.imageScore}`,
+    );
+    await closeBank(bank);
+    const unitBank = await buildBank(imgs.slice(1), { out: join(dir, 'u.bank'), backbone: bb });
+    assert.equal(unitBank.manifest.scoring.norm_exponent, undefined, 'one input size: unit rows, format as before');
+    assert.equal(unitBank.manifest.format_version, 1);
+    await assert.rejects(
+      buildBank(imgs, { out: join(dir, 'x.bank'), backbone: bb, normExponent: 0.5, precision: 'int8' }),
+      (e: unknown) =>
+        e instanceof ConfigError && /--norm-exponent 0\.5 needs the 'fast' MSM precision, not 'int8'/.test((e as Error).message),
+    );
+    const man = join(built.path, 'manifest.json');
+    const m0 = await readFile(man, 'utf8');
+    const edits: [(m: BankManifest) => void, RegExp][] = [
+      [(m) => (m.scoring.msm_precision = 'exact'), /needs the 'fast' MSM precision, not 'exact'/],
+      [(m) => (m.scoring.norm_exponent = 1), /must be a number in \[0, 1\), got 1/],
+      [(m) => delete m.scoring.norm_exponent, /norm_exponent absent\) are those of bank format version 1, the manifest says 4/],
+      [(m) => (m.format_version = 3), /norm_exponent present\) are those of bank format version 4, the manifest says 3/],
+    ];
+    for (const [edit, want] of edits) {
+      const m = JSON.parse(m0) as BankManifest;
+      edit(m);
+      m.checksum = manifestChecksum(m);
+      await writeFile(man, JSON.stringify(m));
+      await assert.rejects(openBank(built.path), want);
+    }
   } finally {
     await cleanup();
   }
