@@ -50,6 +50,17 @@ import { lcgSigned } from './helpers/lcg.js';
 after(shutdownCompute);
 
 /** float16 stage of n images (as banks and musc run keep features) */
+/** Each edit of a bank's manifest text m0 (its checksum made valid again, written to `man`) is refused with its message. */
+async function refusesEdits(man: string, m0: string, bankPath: string, edits: [(m: BankManifest) => void, RegExp][]): Promise<void> {
+  for (const [edit, want] of edits) {
+    const m = JSON.parse(m0) as BankManifest;
+    edit(m);
+    m.checksum = manifestChecksum(m);
+    await writeFile(man, JSON.stringify(m));
+    await assert.rejects(openBank(bankPath), want);
+  }
+}
+
 function stage(n: number, h: number, c: number, seed: number): StageFeatures<Uint16Array> {
   return { n, h, w: h, c, data: toFloat16(new Float32Array(n * h * h * c).map(lcgSigned(seed))) };
 }
@@ -332,13 +343,7 @@ test('issue 17: per-stage degrees in banks: predict (plain and cached) = leave-o
         /\(stage_r_list absent, project absent, norm_exponent absent\) are those of bank format version 1, the manifest says 2/,
       ],
     ];
-    for (const [edit, want] of edits) {
-      const m = JSON.parse(m0) as BankManifest;
-      edit(m);
-      m.checksum = manifestChecksum(m);
-      await writeFile(man, JSON.stringify(m));
-      await assert.rejects(openBank(full.path), want);
-    }
+    await refusesEdits(man, m0, full.path, edits);
   } finally {
     await cleanup();
   }
@@ -413,13 +418,7 @@ test("issue 17: projected banks (--project): leave-one-out on the bank's own bas
         /\(stage_r_list absent, project absent, norm_exponent absent\) are those of bank format version 1, the manifest says 3/,
       ],
     ];
-    for (const [edit, want] of edits) {
-      const m = JSON.parse(m0) as BankManifest;
-      edit(m);
-      m.checksum = manifestChecksum(m);
-      await writeFile(man, JSON.stringify(m));
-      await assert.rejects(openBank(built.path), want);
-    }
+    await refusesEdits(man, m0, built.path, edits);
     const feat = join(built.path, 'features.safetensors');
     const f = SafetensorsFile.open(feat);
     const tensors: Record<string, TensorToWrite> = {};
@@ -496,13 +495,7 @@ test('issue 17: banks with a norm exponent: predict (plain and cached) alike, al
       [(m) => delete m.scoring.norm_exponent, /norm_exponent absent\) are those of bank format version 1, the manifest says 4/],
       [(m) => (m.format_version = 3), /norm_exponent present\) are those of bank format version 4, the manifest says 3/],
     ];
-    for (const [edit, want] of edits) {
-      const m = JSON.parse(m0) as BankManifest;
-      edit(m);
-      m.checksum = manifestChecksum(m);
-      await writeFile(man, JSON.stringify(m));
-      await assert.rejects(openBank(built.path), want);
-    }
+    await refusesEdits(man, m0, built.path, edits);
   } finally {
     await cleanup();
   }
