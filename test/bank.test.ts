@@ -478,6 +478,10 @@ test('issue 17: banks with a norm exponent: predict (plain and cached) alike, al
       Number.isFinite(one.imageScore) && Math.abs(one.imageScore - two.imageScore) <= 1e-6,
       `${one.imageScore} vs ${two.imageScore}`,
     );
+    await assert.rejects(
+      predict(bank, [imgs[0]!], { loadBackbone: loader, precision: 'int8' }),
+      /norm exponent 0\.5 needs the 'fast' precision/,
+    );
     await closeBank(bank);
     const unitBank = await buildBank(imgs.slice(1), { out: join(dir, 'u.bank'), backbone: bb });
     assert.equal(unitBank.manifest.scoring.norm_exponent, undefined, 'one input size: unit rows, format as before');

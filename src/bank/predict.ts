@@ -118,6 +118,9 @@ export async function predict(bank: Bank, images: ImageInput[], opts: PredictOpt
   const t0 = performance.now();
   checkBankSettings(bank, opts.expect);
   if (images.length === 0) throw new ConfigError('no images to predict');
+  const ne = bank.manifest.scoring.norm_exponent;
+  if (ne !== undefined && opts.precision !== undefined && opts.precision !== 'fast')
+    throw new ConfigError(`--msm-precision ${opts.precision}: the bank's norm exponent ${ne} needs the 'fast' precision`);
   const th = thresholdsOf(calibrationFor(bank, opts.kList), opts.falseAlarm, { image: opts.threshold, pixel: opts.pixelThreshold });
   const backbone = await bankBackbone(bank, opts);
   const ex = await extractImages(images, backbone, {
