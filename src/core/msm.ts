@@ -111,7 +111,8 @@ function blockNeeded(b: TableBlock, n: number, need: Uint8Array): boolean {
 
 /**
  * The kernel's squared distances for one block of a bank Z [N, P, C] (or its int8 form). `euclidean`:
- * Z's rows are not unit (lnamd.ts normExponent), see euclideanBlock.
+ * Z's rows are not unit (lnamd.ts normExponent), see euclideanBlock; `halfNorms` [N P], |z|^2 / 2 of
+ * every row of Z (halfSquaredNorms), saves computing them again for every block of a table.
  */
 export function computeBlock(
   z: Float32Array,
@@ -121,9 +122,10 @@ export function computeBlock(
   c: number,
   kernel: PairKernel,
   euclidean = false,
+  halfNorms?: Float32Array,
 ): Promise<PairResult> {
   if (!kernel.bothDirections) throw new Error('distance tables need a two-direction kernel');
-  if (euclidean) return euclideanBlock(z, bank8, b, p, c, kernel);
+  if (euclidean) return euclideanBlock(z, bank8, b, p, c, kernel, halfNorms ?? halfSquaredNorms(z, c));
   if (bank8) return kernel.runInt8(bank8, b.i0, b.i1, b.j0, b.j1, p, c);
   const rowLen = p * c;
   return kernel.run(z.subarray(b.i0 * rowLen, b.i1 * rowLen), b.i1 - b.i0, z.subarray(b.j0 * rowLen, b.j1 * rowLen), b.j1 - b.j0, p, c);
@@ -143,27 +145,36 @@ async function euclideanBlock(
   p: number,
   c: number,
   kernel: PairKernel,
+  halfNorms: Float32Array,
 ): Promise<PairResult> {
   if (bank8 || kernel.precision !== 'fast')
     throw new Error(`MSM: rows that are not unit vectors need the 'fast' precision, not '${kernel.precision}'`);
-  const rowLen = p * c;
-  const q = augmentedRows(z.subarray(b.i0 * rowLen, b.i1 * rowLen), c, true);
-  const r = augmentedRows(z.subarray(b.j0 * rowLen, b.j1 * rowLen), c, false);
+  const q = augmentedRows(z, halfNorms, b.i0 * p, b.i1 * p, c, true);
+  const r = augmentedRows(z, halfNorms, b.j0 * p, b.j1 * p, c, false);
   const res = await kernel.run(q, b.i1 - b.i0, r, b.j1 - b.j0, p, c + 2);
   for (const d2 of [res.rowd2, res.cold2]) if (d2) for (let k = 0; k < d2.length; k++) d2[k] = d2[k]! - 2;
   return res;
 }
 
-/** Rows [T, C] -> [T, C + 2]: [a, 1, -|a|^2 / 2] (query) or [a, -|a|^2 / 2, 1] (reference). */
-function augmentedRows(z: Float32Array, c: number, query: boolean): Float32Array {
-  const T = z.length / c;
-  const out = new Float32Array(T * (c + 2));
-  for (let t = 0; t < T; t++) {
+/** |z|^2 / 2 of every row of Z [T, C] -> [T]. */
+export function halfSquaredNorms(z: Float32Array, c: number): Float32Array {
+  const out = new Float32Array(z.length / c);
+  for (let t = 0; t < out.length; t++) {
     let ss = 0;
     for (let k = 0; k < c; k++) ss += z[t * c + k]! * z[t * c + k]!;
-    out.set(z.subarray(t * c, (t + 1) * c), t * (c + 2));
-    out[t * (c + 2) + c] = query ? 1 : -ss / 2;
-    out[t * (c + 2) + c + 1] = query ? -ss / 2 : 1;
+    out[t] = ss / 2;
+  }
+  return out;
+}
+
+/** Rows [t0, t1) of Z [T, C] -> [t1 - t0, C + 2]: [a, 1, -|a|^2 / 2] (query) or [a, -|a|^2 / 2, 1] (reference). */
+function augmentedRows(z: Float32Array, halfNorms: Float32Array, t0: number, t1: number, c: number, query: boolean): Float32Array {
+  const out = new Float32Array((t1 - t0) * (c + 2));
+  for (let t = t0; t < t1; t++) {
+    const o = (t - t0) * (c + 2);
+    out.set(z.subarray(t * c, (t + 1) * c), o);
+    out[o + c] = query ? 1 : -halfNorms[t]!;
+    out[o + c + 1] = query ? -halfNorms[t]! : 1;
   }
   return out;
 }
@@ -232,8 +243,9 @@ export async function nearestDistanceTable(
   const table = new Float32Array(m * p * n);
   const blocks = tableBlocks(n, p, need, opts);
   const bank8 = kernel.precision === 'int8' ? quantizeBank(z, n, p, c) : null;
+  const halfNorms = opts.euclidean ? halfSquaredNorms(z, c) : undefined;
   for (const [k, b] of blocks.entries()) {
-    mergeBlock(table, m, n, p, need, b, await computeBlock(z, bank8, b, p, c, kernel, opts.euclidean));
+    mergeBlock(table, m, n, p, need, b, await computeBlock(z, bank8, b, p, c, kernel, opts.euclidean, halfNorms));
     opts.onBlock?.(k + 1, blocks.length);
   }
   return table;
