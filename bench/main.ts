@@ -118,6 +118,10 @@ for (const spec of cases) {
       `  optional int8 precision: ${s.int8_s.toFixed(2)} s (${(s.project_s / s.int8_s).toFixed(2)}x the default), ` +
         `max abs score diff to the default ${s.int8_max_abs_diff.toExponential(2)}`,
     );
+    console.log(
+      `  Euclidean form (--norm-exponent, same unit bank): ${s.euclidean_s.toFixed(2)} s (${(s.euclidean_s / s.project_s).toFixed(2)}x the unit form), ` +
+        `max abs score diff ${s.euclidean_max_abs_diff.toExponential(2)}`,
+    );
   }
 }
 
@@ -159,6 +163,8 @@ const json = {
           max_abs_diff: r.msm?.max_abs_diff,
           int8_s: r.msm?.int8_s,
           int8_max_abs_diff: r.msm?.int8_max_abs_diff,
+          euclidean_s: r.msm?.euclidean_s,
+          euclidean_max_abs_diff: r.msm?.euclidean_max_abs_diff,
           ms_per_image: r.ms_per_image,
           peak_rss_mb: r.peak_rss_mb,
           image_auroc: r.image_auroc,

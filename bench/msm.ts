@@ -97,6 +97,12 @@ export interface MsmComparison {
   /** the optional int8 precision on the same bank: best time, and its largest score difference to the project's */
   int8_s: number;
   int8_max_abs_diff: number;
+  /**
+   * the Euclidean form of rows that are not unit (`--norm-exponent`, msm.ts euclideanBlock) on the
+   * same unit bank, where it must give the same distances: best time, largest score difference
+   */
+  euclidean_s: number;
+  euclidean_max_abs_diff: number;
 }
 
 /** One MSM pass both ways on random unit features. */
@@ -119,10 +125,12 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
   // best of `reps` alternating runs of each form: single runs on a shared machine vary by 10-20 %
   let tRef = Infinity,
     tOurs = Infinity,
-    tInt8 = Infinity;
+    tInt8 = Infinity,
+    tEuc = Infinity;
   let ref: Float32Array = new Float32Array(0),
     ours: Float32Array = new Float32Array(0),
-    ours8: Float32Array = new Float32Array(0);
+    ours8: Float32Array = new Float32Array(0),
+    oursE: Float32Array = new Float32Array(0);
   for (let k = 0; k < reps; k++) {
     await peak.sample();
     let t0 = performance.now();
@@ -134,6 +142,9 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
     t0 = performance.now();
     ours8 = await nearestDistanceTable(z, n, p, c, int8);
     tInt8 = Math.min(tInt8, (performance.now() - t0) / 1000);
+    t0 = performance.now();
+    oursE = await nearestDistanceTable(z, n, p, c, both, { euclidean: true });
+    tEuc = Math.min(tEuc, (performance.now() - t0) / 1000);
   }
   const sRef = intervalMeans(ref, n, p, [0, 0.3]);
   const sOurs = intervalMeans(ours, n, p, [0, 0.3]);
@@ -142,6 +153,9 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
   const s8 = intervalMeans(ours8, n, p, [0, 0.3]);
   let diff8 = 0;
   for (let k = 0; k < s8.length; k++) diff8 = Math.max(diff8, Math.abs(s8[k] - sOurs[k]));
+  const sE = intervalMeans(oursE, n, p, [0, 0.3]);
+  let diffE = 0;
+  for (let k = 0; k < sE.length; k++) diffE = Math.max(diffE, Math.abs(sE[k] - sOurs[k]));
   const peakGflops = await peak.sample();
   await peak.release();
   await both.release();
@@ -163,6 +177,8 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
     max_abs_diff: diff,
     int8_s: tInt8,
     int8_max_abs_diff: diff8,
+    euclidean_s: tEuc,
+    euclidean_max_abs_diff: diffE,
   };
 }
 
