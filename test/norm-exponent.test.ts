@@ -22,7 +22,8 @@ import { scorePlan } from '../src/core/score.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { mulberry32 } from '../src/demo/synthetic.js';
 import { kernelFor } from '../src/scoring/tasks.js';
-import { tempDir } from './helpers/cli-env.js';
+import { spawnSync } from 'node:child_process';
+import { cliMain, tempDir } from './helpers/cli-env.js';
 
 after(shutdownCompute);
 
@@ -191,4 +192,15 @@ test('B = 0.5 on the cluster: block jobs carry it in their target; the merge = t
   } finally {
     await cleanup();
   }
+});
+
+test('musc run: --norm-exponent outside [0, 1] or with int8 is a usage error (exit 2) before any image is read', () => {
+  const run = (args: string[]) => spawnSync(process.execPath, [cliMain, 'run', ...args], { encoding: 'utf8', timeout: 60_000 });
+  const base = ['--data', '/nonexistent-data', '--out', '/tmp/musc-norm-none'];
+  const range = run([...base, '--norm-exponent', '2']);
+  assert.equal(range.status, 2, range.stderr);
+  assert.match(range.stderr, /--norm-exponent must be a number from 0 to 1, got '2'/);
+  const int8 = run([...base, '--norm-exponent', '0.5', '--msm-precision', 'int8']);
+  assert.equal(int8.status, 2, int8.stderr);
+  assert.match(int8.stderr, /'norm_exponent' \(--norm-exponent\) 0\.5 needs the 'fast' MSM precision, not 'int8'/);
 });
