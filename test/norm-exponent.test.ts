@@ -38,6 +38,17 @@ function stage(n: number, h: number, w: number, c: number, seed: number): StageF
   return { n, h, w, c, data };
 }
 
+/** Brute force: the Euclidean distance from row t of Z [N, p, c] to its nearest row in image j. */
+function nearest(z: Float32Array, p: number, c: number, t: number, j: number): number {
+  let best = Infinity;
+  for (let s = 0; s < p; s++) {
+    let d2 = 0;
+    for (let k = 0; k < c; k++) d2 += (z[t * c + k]! - z[(j * p + s) * c + k]!) ** 2;
+    best = Math.min(best, d2);
+  }
+  return Math.sqrt(best);
+}
+
 const rowNorm = (z: Float32Array, t: number, c: number): number => Math.hypot(...z.subarray(t * c, (t + 1) * c));
 
 test('norm exponent 1 gives the unit rows of before, bit for bit; B keeps (|z| / rho)^(1 - B) of each patch', () => {
@@ -76,14 +87,7 @@ test('Euclidean tables through the pair kernel = brute-force nearest distances o
   for (let i = 0; i < n; i++)
     for (let q = 0; q < p; q++)
       for (let j = 0; j < n; j++) {
-        if (j === i) continue;
-        let best = Infinity;
-        for (let r = 0; r < p; r++) {
-          let d2 = 0;
-          for (let k = 0; k < c; k++) d2 += (z[(i * p + q) * c + k]! - z[(j * p + r) * c + k]!) ** 2;
-          best = Math.min(best, d2);
-        }
-        worst = Math.max(worst, Math.abs(t[(i * p + q) * n + j]! - Math.sqrt(best)));
+        if (j !== i) worst = Math.max(worst, Math.abs(t[(i * p + q) * n + j]! - nearest(z, p, c, i * p + q, j)));
       }
   assert.ok(worst < 1e-4, `largest difference ${worst}`);
   // the unit form would be wrong here: the test can fail
@@ -141,14 +145,7 @@ test('the engine with B = 0.5 = the brute-force MSM of the B = 0.5 rows (and dif
       for (let q = 0; q < P; q++) {
         const d = [];
         for (let j = 0; j < n; j++) {
-          if (j === i) continue;
-          let best = Infinity;
-          for (let s = 0; s < P; s++) {
-            let d2 = 0;
-            for (let k = 0; k < C; k++) d2 += (z[(i * P + q) * C + k]! - z[(j * P + s) * C + k]!) ** 2;
-            best = Math.min(best, d2);
-          }
-          d.push(Math.sqrt(best));
+          if (j !== i) d.push(nearest(z, P, C, i * P + q, j));
         }
         d.sort((a, b) => a - b);
         const kHi = Math.floor((n - 1) * 0.5); // the interval [0, 0.5) of 5 others: the 2 nearest
