@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { scoreStages, scorePlanTask } from '../src/scoring/tasks.js';
 import { composePasses, composeR } from '../src/core/score.js';
+import { upsampleAlignCorners } from '../src/core/maps.js';
 import { planPasses, reductionBounds, type PoolVariant } from '../src/core/plan.js';
 import { studyRows, parseStudies, R_COMBOS, MSM_VARIANTS, SHOT_COUNTS } from '../src/ablate/studies.js';
 import { runAblation, shotSplit, ablationMarkdown } from '../src/ablate/run.js';
@@ -189,6 +190,22 @@ test('runAblation: every row scored, shots rows on the held-out test set, table 
   assert.equal(rec.length, R_COMBOS.length + 1 + 3);
   const md = ablationMarkdown('t', res.rows);
   assert.match(md, /\| shots \| 2-shot MuSc\+ \| 8 \+ 2 ref \|/);
+});
+
+test('runAblation with a norm exponent: its r = 1,3,5 row = scoreStages with the same exponent, not the unit one', async () => {
+  const N = 8;
+  const items = range(0, N).map((i) => item(i, i < 3 ? 1 : 0));
+  const st = stages(N, 31);
+  const tokens = { n: N, d: 3, data: new Float32Array(N * 3).map(rng(5)) };
+  const rows = studyRows(['r'], [0], [0], [0], []).filter((r) => r.setting === 'r={1,3,5}');
+  const rec: import('../src/pipeline/types.js').MetricsInput[] = [];
+  const masks = new Uint8Array(N * 64).map((_, k) => (k < 3 * 64 && k % 64 < 8 ? 1 : 0)); // a row of defect pixels in images 0-2
+  await runAblation({ items, stages: st, tokens, external: 0, masks, size: 8, rows, metrics: fakeMetrics(rec), normExponent: 0.5 });
+  const one = await scoreStages(st, { rList: [1, 3, 5], normExponent: 0.5 });
+  const unit = await scoreStages(st, { rList: [1, 3, 5] });
+  const want = upsampleAlignCorners(one.patch, N, 4, 4, 8, 8); // the row's maps [N, 8, 8]
+  assert.ok(maxDiff(rec[0]!.maps!, want) < 1e-5, `maps differ by ${maxDiff(rec[0]!.maps!, want)}`);
+  assert.ok(maxDiff(one.patch, unit.patch) > 1e-3, 'the exponent changed nothing');
 });
 
 test('musc ablate CLI: usage errors exit 2, plain folders and several categories exit 3', () => {

@@ -44,6 +44,8 @@ export interface AblationInput {
   device?: Device;
   /** MSM precision (default DEFAULT_MSM_PRECISION, as musc run) */
   precision?: MsmPrecision;
+  /** LNAMD's norm exponent of every row (core/lnamd.ts; default 1; the CLI passes musc run's, resolveNormExponent) */
+  normExponent?: number;
   onProgress?: ProgressListener;
 }
 
@@ -122,7 +124,7 @@ export async function runAblation(inp: AblationInput): Promise<AblationResult> {
   });
   const rUnion = [...new Set(rows.flatMap((r) => r.rList))].sort((a, b) => a - b);
   const plan = { n: inp.stages[0]!.n, rList: rUnion, variants };
-  const settings = { keepPasses: true, device: inp.device, precision: inp.precision };
+  const settings = { keepPasses: true, device: inp.device, precision: inp.precision, normExponent: inp.normExponent };
   const res = await scorePlan(inp.stages, plan, settings, inp.onProgress);
 
   const S = inp.size;

@@ -16,7 +16,8 @@ import { rscinWindows } from '../config.js';
 import { type Category, DATASET_KINDS, DatasetError, type DatasetItem, type DatasetKind } from '../datasets/types.js';
 import { loadMask, MASK_RULES, type MaskRule } from '../datasets/masks.js';
 import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
-import { defaultDegrees } from '../core/defaults.js';
+import { defaultDegrees, resolveNormExponent } from '../core/defaults.js';
+import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { inputSizesLabel } from '../backbones/types.js';
 import { computeMetrics } from '../metrics/index.js';
 import { extractReferences, listReferenceImages, referenceFolder, excludeTestImages } from '../features/references.js';
@@ -170,7 +171,9 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
   t0 = performance.now();
   const metrics: MetricsFn = (m) => computeMetrics(m);
   const input = { items, stages: feats.stages, tokens: feats.tokens, external: refFiles.length, masks, size: S, rows, metrics };
-  const res = await runAblation({ ...input, imageScore: parseImageScoreRule(acc.imageScore), device: f.device ?? 'cpu' });
+  // the features of musc run: its norm exponent for the loaded backbone (core/defaults.ts)
+  const normExponent = resolveNormExponent(bb, undefined, DEFAULT_MSM_PRECISION, undefined);
+  const res = await runAblation({ ...input, imageScore: parseImageScoreRule(acc.imageScore), device: f.device ?? 'cpu', normExponent });
   const tRows = performance.now() - t0;
   for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
   const held = `references: the last ${res.references.length} good test images, held out in the shots rows`;
@@ -180,7 +183,7 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
   process.stdout.write(`\n${md}\n`);
   log(`features ${(tExtract / 1000).toFixed(1)} s (once), MSM tables + ${res.rows.length} rows ${(tRows / 1000).toFixed(1)} s`);
   if (f.out) {
-    await writeAblationOutputs(resolve(f.out), md, { name, S, quick: !!f.quick }, a, res);
+    await writeAblationOutputs(resolve(f.out), md, { name, S, quick: !!f.quick, normExponent }, a, res);
     log(`ablate: written to ${resolve(f.out)}`);
   }
 }
@@ -189,7 +192,7 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
 async function writeAblationOutputs(
   out: string,
   md: string,
-  run: { name: string; S: number; quick: boolean },
+  run: { name: string; S: number; quick: boolean; normExponent: number },
   a: AblationCategory,
   res: Awaited<ReturnType<typeof runAblation>>,
 ): Promise<void> {
@@ -200,6 +203,7 @@ async function writeAblationOutputs(
     category: a.cat.name,
     backbone: run.name,
     image_size: run.S,
+    norm_exponent: run.normExponent,
     quick: run.quick,
     n_images: items.length,
     references: res.references.map((i) => (i < items.length ? items[i]!.rel : refFiles[i - items.length]!)),
