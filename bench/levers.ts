@@ -85,7 +85,7 @@ import { buildResNetGraph } from '../src/backbones/cnn.js';
 import { RemoteModel } from '../src/compute/models.js';
 import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
-import { intervalBounds, mergeBlock, nearestDistanceTable, tableBlocks } from '../src/core/msm.js';
+import { intervalBounds, nearestDistanceTable } from '../src/core/msm.js';
 import { reduceTable } from '../src/core/score.js';
 import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant, linkRIndex } from '../src/core/repeats.js';
 import { stagePasses, unionRList, zeroShotVariant } from '../src/core/plan.js';
@@ -613,9 +613,16 @@ function centred(z: Float32Array, c: number): Float32Array {
   return z;
 }
 
-/** Runs in the compute worker: the nearest-distance table of a bank (pairs in `need`). */
-export async function tableTask(z: Float32Array, n: number, p: number, c: number, need: Uint8Array): Promise<Float32Array> {
-  return nearestDistanceTable(z, n, p, c, await kernelFor('cpu', 'fast'), { need });
+/** Runs in the compute worker: the nearest-distance table of a bank (pairs in `need`; Euclidean for rows that are not unit, raw:E and rel:E). */
+export async function tableTask(
+  z: Float32Array,
+  n: number,
+  p: number,
+  c: number,
+  need: Uint8Array,
+  euclidean = false,
+): Promise<Float32Array> {
+  return nearestDistanceTable(z, n, p, c, await kernelFor('cpu', 'fast'), { need, euclidean });
 }
 
 /**
@@ -646,42 +653,6 @@ export async function maskedTableTask(z: Float32Array, n: number, p: number, c: 
       }
     });
   }
-  return table;
-}
-
-/**
- * Runs in the compute worker: the Euclidean nearest-distance table of a bank of non-unit rows (agg
- * raw:B). The pair kernel maximises q.r; with q = [a, 1, -|a|^2 / 2] and r = [b, -|b|^2 / 2, 1],
- * q.r = -|a - b|^2 / 2 in both directions, so its fast form 2 - 2 max q.r = 2 + d^2 of the nearest
- * patch, from which d.
- */
-export async function euclidTableTask(z: Float32Array, n: number, p: number, c: number, need: Uint8Array): Promise<Float32Array> {
-  const kernel = await kernelFor('cpu', 'fast');
-  const c2 = c + 2;
-  const q = new Float32Array(n * p * c2),
-    r = new Float32Array(n * p * c2);
-  for (let t = 0; t < n * p; t++) {
-    let ss = 0;
-    for (let k = 0; k < c; k++) ss += z[t * c + k]! * z[t * c + k]!;
-    q.set(z.subarray(t * c, (t + 1) * c), t * c2);
-    r.set(z.subarray(t * c, (t + 1) * c), t * c2);
-    [q[t * c2 + c], q[t * c2 + c + 1]] = [1, -ss / 2];
-    [r[t * c2 + c], r[t * c2 + c + 1]] = [-ss / 2, 1];
-  }
-  const table = new Float32Array(n * p * n);
-  const rowLen = p * c2;
-  for (const b of tableBlocks(n, p, need)) {
-    const res = await kernel.run(
-      q.subarray(b.i0 * rowLen, b.i1 * rowLen),
-      b.i1 - b.i0,
-      r.subarray(b.j0 * rowLen, b.j1 * rowLen),
-      b.j1 - b.j0,
-      p,
-      c2,
-    );
-    mergeBlock(table, n, n, p, need, b, res);
-  }
-  for (let k = 0; k < table.length; k++) table[k] = Math.sqrt(Math.max(0, table[k]! * table[k]! - 2));
   return table;
 }
 
@@ -952,11 +923,9 @@ class FeatureConfig {
     if (this.refMask && Mt !== M) throw new Error('rm: not with flipref');
     const euclid = /^(raw|rel):/.test(agg) && Number(agg.slice(4)) !== 1;
     if (euclid && this.refMask) throw new Error('rm: not with raw features');
-    const full = euclid
-      ? await computeWorker().call<Float32Array>(import.meta.url, 'euclidTableTask', [z, Mt, P, C, need])
-      : this.refMask
-        ? await computeWorker().call<Float32Array>(import.meta.url, 'maskedTableTask', [z, Mt, P, C, need, this.refMask])
-        : await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, Mt, P, C, need]);
+    const full = this.refMask
+      ? await computeWorker().call<Float32Array>(import.meta.url, 'maskedTableTask', [z, Mt, P, C, need, this.refMask])
+      : await computeWorker().call<Float32Array>(import.meta.url, 'tableTask', [z, Mt, P, C, need, euclid]);
     const table = Mt === M ? full : minOverMirrors(full, M * P, M, Mt);
     meta.score_s[name] = (performance.now() - t0) / 1000;
     save(file, table);
@@ -970,10 +939,10 @@ class FeatureConfig {
     const target = this.target(f.stages);
     const normed = layerNormImages(st);
     if (agg === 'box') return aggregateStage(st, normed, r, target);
-    if (agg.startsWith('raw:') || agg.startsWith('rel:')) {
-      const z = aggregateStage(st, normed, r, { ...target, skipL2: true });
-      return scaledNorms(z, target.channels, Number(agg.slice(4)), agg.startsWith('rel:') ? target.gridH * target.gridW : 0);
-    }
+    // rel:E = musc's --norm-exponent E (lnamd.ts); raw:E without the image's RMS
+    if (agg.startsWith('rel:')) return aggregateStage(st, normed, r, { ...target, normExponent: Number(agg.slice(4)) });
+    if (agg.startsWith('raw:'))
+      return rawNorms(aggregateStage(st, normed, r, { ...target, skipL2: true }), target.channels, Number(agg.slice(4)));
     if (agg === 'ctr') return centred(aggregateStage(st, normed, r, target), target.channels);
     if (agg.startsWith('pca:'))
       // musc's projection with its kernel's product (run here on the main thread)
@@ -1012,31 +981,13 @@ class FeatureConfig {
   }
 }
 
-/**
- * raw:B: each LNAMD patch row [C] divided by its norm to the power B (1: unit rows, the default's;
- * 0: PatchCore's raw features). rel:B (p = P, the patches per image): also divided by the image's
- * RMS patch norm to the power 1 - B, so that every pass's rows are about unit (u = z^ (|z| / rho)^(1 - B)).
- */
-function scaledNorms(z: Float32Array, c: number, B: number, p = 0): Float32Array {
-  const norm2 = (t: number) => {
+/** raw:E: each LNAMD patch row [C] divided by its norm to the power E (1: unit rows; 0: PatchCore's raw features). */
+function rawNorms(z: Float32Array, c: number, E: number): Float32Array {
+  for (let t = 0; t < z.length / c; t++) {
     let ss = 0;
     for (let k = 0; k < c; k++) ss += z[t * c + k]! * z[t * c + k]!;
-    return ss;
-  };
-  const rows = z.length / c;
-  for (let i0 = 0; i0 < rows; i0 += p || rows) {
-    const i1 = i0 + (p || rows);
-    let rms = 1;
-    if (p) {
-      let s2 = 0;
-      for (let t = i0; t < i1; t++) s2 += norm2(t);
-      rms = Math.sqrt(s2 / p) || 1;
-    }
-    for (let t = i0; t < i1; t++) {
-      const ss = norm2(t);
-      const inv = ss > 0 ? ss ** (-B / 2) * rms ** (B - 1) : 0;
-      for (let k = 0; k < c; k++) z[t * c + k]! *= inv;
-    }
+    const inv = ss > 0 ? ss ** (-E / 2) : 0;
+    for (let k = 0; k < c; k++) z[t * c + k]! *= inv;
   }
   return z;
 }

@@ -94,7 +94,7 @@ export interface Settings {
   /**
    * LNAMD's norm exponent B (core/lnamd.ts): each patch feature keeps (|z| / rho)^(1 - B) of its
    * energy relative to its image (rho: the image's RMS patch norm), MSM distances then Euclidean; 1 =
-   * the paper's unit vectors. Absent: by the loaded backbone (core/defaults.ts defaultNormExponent:
+   * the paper's unit vectors. Absent: by the loaded backbone (core/defaults.ts resolveNormExponent:
    * 0.5 for a ResNet that fuses input sizes with the 'fast' precision and no projection, else 1).
    * Other values than 1 need msm_precision 'fast' and no project.
    */

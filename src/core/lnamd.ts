@@ -177,9 +177,11 @@ export interface AggregateOptions {
 }
 
 /**
- * Refuses a norm exponent other than 1 with what needs unit rows: the 'exact' precision (it
- * recomputes 2 - 2 a.b), 'int8' (one quantisation step for features and norms) and projection
- * (project.ts makes its rows unit again). `where` names the setting for the message.
+ * Refuses a norm exponent other than 1 with what needs unit rows: the 'exact' precision (its
+ * kernel recomputes the distance of the rows it is given, here the augmented ones of
+ * msm.ts euclideanBlock), 'int8' (one quantisation step for features and norms) and projection
+ * (project.ts makes its rows unit again). `where` names the setting for the message. Every entry
+ * point calls it (config, the engine, bank build, open and predict, the cluster's pre-passes).
  */
 export function checkNormExponent(
   normExponent: number | undefined,

@@ -178,8 +178,6 @@ export function bankBuilder(
   const C = target.channels;
   if (project !== undefined && !(Number.isInteger(project) && project >= 2 && project <= C))
     throw new Error(`project: ${project} directions for features of ${C} LNAMD channels (give 2..${C})`);
-  if (project !== undefined && !unitRows(target))
-    throw new Error(`project: needs unit features (norm exponent 1), got norm exponent ${target.normExponent}`);
   const bases: Record<string, Float32Array> = {};
   const basisOf = async (z: Float32Array, K: number, key: string): Promise<Float32Array> => {
     if (!given) return projectionBasis(z, C, K, mm);
