@@ -125,7 +125,11 @@ export function computeBlock(
   halfNorms?: Float32Array,
 ): Promise<PairResult> {
   if (!kernel.bothDirections) throw new Error('distance tables need a two-direction kernel');
-  if (euclidean) return euclideanBlock(z, bank8, b, p, c, kernel, halfNorms ?? halfSquaredNorms(z, c));
+  if (euclidean) {
+    if (bank8 || kernel.precision !== 'fast')
+      throw new Error(`MSM: rows that are not unit vectors need the 'fast' precision, not '${kernel.precision}'`);
+    return euclideanBlock(z, b, p, c, kernel, halfNorms ?? halfSquaredNorms(z, c));
+  }
   if (bank8) return kernel.runInt8(bank8, b.i0, b.i1, b.j0, b.j1, p, c);
   const rowLen = p * c;
   return kernel.run(z.subarray(b.i0 * rowLen, b.i1 * rowLen), b.i1 - b.i0, z.subarray(b.j0 * rowLen, b.j1 * rowLen), b.j1 - b.j0, p, c);
@@ -140,15 +144,12 @@ export function computeBlock(
  */
 async function euclideanBlock(
   z: Float32Array,
-  bank8: Int8Bank | null,
   b: TableBlock,
   p: number,
   c: number,
   kernel: PairKernel,
   halfNorms: Float32Array,
 ): Promise<PairResult> {
-  if (bank8 || kernel.precision !== 'fast')
-    throw new Error(`MSM: rows that are not unit vectors need the 'fast' precision, not '${kernel.precision}'`);
   const q = augmentedRows(z, halfNorms, b.i0 * p, b.i1 * p, c, true);
   const r = augmentedRows(z, halfNorms, b.j0 * p, b.j1 * p, c, false);
   const res = await kernel.run(q, b.i1 - b.i0, r, b.j1 - b.j0, p, c + 2);
