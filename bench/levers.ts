@@ -184,6 +184,17 @@ interface Row {
   reprand: number;
   /** per-patch skip: each patch of every table skips its nearest images before a burnout jump (the filter's test at this fpr, per patch; 0 = off) */
   psk: number;
+  /**
+   * own-image references: each pass's patch scores plus own x the patch's nearest distance to its own
+   * image outside its neighbourhood (ownx: the excluded Chebyshev radius beyond the LNAMD window's,
+   * in the stage's own patches); own = -1: that distance alone; 0: off
+   */
+  own: number;
+  ownx: number;
+  /** own: only the passes of r <= ownr (larger windows overlap most of the grid) */
+  ownr: number;
+  /** own: the mean distance to the nearest fraction ownq of the image's own patches instead of the nearest one (0) */
+  ownq: number;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -230,6 +241,10 @@ const BASE: Row = {
   rml: 0,
   reprand: 0,
   psk: 0,
+  own: 0,
+  ownx: 1,
+  ownr: 1,
+  ownq: 0,
 };
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
@@ -276,6 +291,10 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   rml: 'rml',
   reprand: 'reprand',
   psk: 'psk',
+  own: 'own',
+  ownx: 'ownx',
+  ownr: 'ownr',
+  ownq: 'ownq',
 };
 const LIST_KEYS: Record<string, Fields<number[] | undefined>> = {
   st: 'stages',
@@ -656,6 +675,55 @@ export async function maskedTableTask(z: Float32Array, n: number, p: number, c: 
   return table;
 }
 
+/**
+ * Runs in the compute worker (own): each patch's nearest distance [N, P] to the patches of its own
+ * image farther than `excl` grid cells (Chebyshev) on the w-wide grid; Euclidean for rows that are
+ * not unit. z [N, P, C].
+ */
+export async function ownTableTask(
+  z: Float32Array,
+  n: number,
+  p: number,
+  c: number,
+  w: number,
+  excl: number,
+  euclidean: boolean,
+  frac = 0,
+): Promise<Float32Array> {
+  const mm = (await kernelFor('cpu', 'fast')).matMul!;
+  const out = new Float32Array(n * p);
+  const sq = new Float64Array(p);
+  const d2 = new Float64Array(p);
+  for (let i = 0; i < n; i++) {
+    const zi = z.subarray(i * p * c, (i + 1) * p * c);
+    const ziT = new Float32Array(c * p); // [C, P]
+    for (let a = 0; a < p; a++) for (let k = 0; k < c; k++) ziT[k * p + a] = zi[a * c + k]!;
+    const dots = await mm(zi, ziT, p, c, p, false); // [P, P]
+    for (let a = 0; a < p; a++) sq[a] = euclidean ? dots[a * p + a]! : 1;
+    for (let a = 0; a < p; a++) {
+      const ya = Math.floor(a / w),
+        xa = a % w;
+      let m = 0;
+      for (let b = 0; b < p; b++)
+        if (Math.max(Math.abs(Math.floor(b / w) - ya), Math.abs((b % w) - xa)) > excl)
+          d2[m++] = Math.max(0, sq[a]! + sq[b]! - 2 * dots[a * p + b]!);
+      out[i * p + a] = ownReduce(d2.subarray(0, m), frac);
+    }
+  }
+  return out;
+}
+
+/** own: the nearest of a patch's squared distances to its own image (frac 0), or the mean distance of their lowest fraction frac. */
+function ownReduce(d2: Float64Array, frac: number): number {
+  if (d2.length === 0) return Infinity;
+  if (frac <= 0) return Math.sqrt(d2.reduce((a, v) => Math.min(a, v), Infinity));
+  d2.sort();
+  const k = Math.max(1, Math.ceil(frac * d2.length));
+  let s = 0;
+  for (let t = 0; t < k; t++) s += Math.sqrt(d2[t]!);
+  return s / k;
+}
+
 const CACHE = process.env.MUSC_LEVERS_CACHE ?? join(tmpdir(), 'musc-levers-tables');
 const DATA = join(process.env.MUSC_SHARED ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared'), 'data');
 const f32 = (file: string): Float32Array => {
@@ -931,6 +999,20 @@ class FeatureConfig {
     save(file, table);
     this.writeMeta();
     return table;
+  }
+  /** own: each patch's nearest distance [M, P] to its own image outside the neighbourhood `excl` (ownTableTask). */
+  async ownTable(agg: string, l: number, r: number, excl: number, frac: number): Promise<Float32Array> {
+    const file = join(CACHE, `${this.key}-${agg}-l${l}-r${r}-own${excl}${frac ? `q${frac}` : ''}.f32`);
+    if (existsSync(file)) return f32(file);
+    const meta = this.meta!;
+    if (meta.grids || meta.pieces.length !== this.paths.length) throw new Error('own: one squashed piece per image');
+    const z = await this.bank(await this.features(), agg, l, r);
+    const P = meta.h * meta.w;
+    const euclid = /^(raw|rel):/.test(agg) && Number(agg.slice(4)) !== 1;
+    const args = [z, meta.pieces.length, P, z.length / (meta.pieces.length * P), meta.w, excl, euclid, frac];
+    const t = await computeWorker().call<Float32Array>(import.meta.url, 'ownTableTask', args);
+    save(file, t);
+    return t;
   }
   /** The unit features Z [M, P, C] of (agg, stage l, r) that a table scores. */
   private async bank(f: Extracted, agg: string, l: number, r: number): Promise<Float32Array> {
@@ -1387,10 +1469,14 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
         const table = await fc.table(agg, l, r);
         for (let k = 0; k < pairTable.length; k++) pairTable[k]! += wgt * table[k]!;
       }
-      const s = reduced.get(key)!;
+      let s = reduced.get(key)!;
+      if (row.own && r <= row.ownr) s = await withOwn(fc, row, s, agg, l, r);
       const [c0, c1] = tableScale(s, row.sn); // the unfiltered table's scale for both
       addScaled(most?.patch ?? patch, s, c0, c1, most ? 0 : wgt);
-      if (filter) addScaled(most?.filtered ?? filtered!, reduced.get(fkey)!, c0, c1, most ? 0 : wgt);
+      if (filter) {
+        const f = row.own && r <= row.ownr ? await withOwn(fc, row, reduced.get(fkey)!, agg, l, r) : reduced.get(fkey)!;
+        addScaled(most?.filtered ?? filtered!, f, c0, c1, most ? 0 : wgt);
+      }
     }
     if (most) {
       addScaled(patch, most.patch, 0, 1, 1 / passes.length);
@@ -1399,6 +1485,18 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
   }
   const pairImg = pairTable ? pairScores(pairTable, M, P, row, filter?.pools) : undefined;
   return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, pools: filter?.pools, score_s, pairImg };
+}
+
+/**
+ * own: a pass's patch scores s [M, P] plus own x each patch's nearest distance to its own image
+ * outside the LNAMD window's reach plus ownx patches of the stage (own = -1: that distance alone).
+ */
+async function withOwn(fc: FeatureConfig, row: Row, s: Float64Array, agg: string, l: number, r: number): Promise<Float64Array> {
+  const step = 2 ** (row.stages[l]! - row.stages[0]!); // the stage's patch in target grid cells
+  // ownq: the image's majority (most of it is far from the patch anyway), else beyond the window's reach
+  const d = await fc.ownTable(agg, l, r, step * (row.ownq ? row.ownx : r - 1 + row.ownx), row.ownq);
+  if (d.some((v) => !Number.isFinite(v))) throw new Error(`own: no patch of the image outside the neighbourhood at stage ${l}, r = ${r}`);
+  return Float64Array.from(s, (v, k) => (row.own < 0 ? d[k]! : v + row.own * d[k]!));
 }
 
 /**
