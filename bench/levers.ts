@@ -1339,8 +1339,10 @@ function imageAurocByType(items: DatasetItem[], scores: Float64Array): Record<st
 /**
  * Per defect type (MUSC_LEVERS_BY_TYPE=1): pixel AUROC / PRO over its images and the good ones, and
  * the whole category's pixel AUROC and PRO if that type's defect pixels alone were scored perfectly
- * (above every other pixel), and its share of the category's defect pixels: how much of the
- * category's pixel metrics the type holds. [pixel AUROC, PRO, pixel AUROC if perfect, PRO if perfect, share].
+ * (above every other pixel), its share of the category's defect pixels, and the category's pixel
+ * AUROC and PRO if every other type were perfect (this one as it is): how much of the category's
+ * pixel metrics the type holds, and what they can reach while it stays.
+ * [pixel AUROC, PRO, pixel AUROC if perfect, PRO if perfect, share, pixel AUROC if the others perfect, PRO if the others perfect].
  */
 function pixelByType(items: DatasetItem[], maps: Float32Array, masks: Uint8Array, S: number): Record<string, number[]> {
   const out: Record<string, number[]> = {};
@@ -1350,25 +1352,22 @@ function pixelByType(items: DatasetItem[], maps: Float32Array, masks: Uint8Array
     allPx = 0;
   for (const v of maps) top = Math.max(top, v);
   for (const v of masks) if (v) allPx++;
-  for (const t of new Set(items.filter((it) => it.label === 1).map((it) => it.defect))) {
+  // the category's pixel metrics with the defect pixels of the types `perfect` says scored above every other pixel
+  const withPerfect = (perfect: (type: string | undefined) => boolean) => {
     const oracle = maps.slice();
+    items.forEach((it, i) => {
+      if (it.label !== 1 || !perfect(it.defect)) return;
+      for (let k = i * SS; k < (i + 1) * SS; k++) if (masks[k]) oracle[k] = top + 1;
+    });
+    return computeMetrics({ imageScores: new Float64Array(items.length), imageLabels: labels, maps: oracle, masks, height: S, width: S });
+  };
+  for (const t of new Set(items.filter((it) => it.label === 1).map((it) => it.defect))) {
     let typePx = 0;
     items.forEach((it, i) => {
-      if (it.defect !== t) return;
-      for (let k = i * SS; k < (i + 1) * SS; k++) {
-        if (!masks[k]) continue;
-        oracle[k] = top + 1;
-        typePx++;
-      }
+      if (it.defect === t) for (let k = i * SS; k < (i + 1) * SS; k++) typePx += masks[k] ? 1 : 0;
     });
-    const ifPerfect = computeMetrics({
-      imageScores: new Float64Array(items.length),
-      imageLabels: labels,
-      maps: oracle,
-      masks,
-      height: S,
-      width: S,
-    });
+    const ifPerfect = withPerfect((d) => d === t);
+    const othersPerfect = withPerfect((d) => d !== t);
     const keep = items.flatMap((it, i) => (it.label === 0 || it.defect === t ? [i] : []));
     const sub = new Float32Array(keep.length * SS),
       subMasks = new Uint8Array(keep.length * SS);
@@ -1385,7 +1384,15 @@ function pixelByType(items: DatasetItem[], maps: Float32Array, masks: Uint8Array
       width: S,
     });
     const pct = (v: number | null | undefined) => +((v ?? NaN) * 100).toFixed(1);
-    out[t] = [pct(m.pixel_auroc), pct(m.pixel_pro), pct(ifPerfect.pixel_auroc), pct(ifPerfect.pixel_pro), pct(typePx / allPx)];
+    out[t] = [
+      pct(m.pixel_auroc),
+      pct(m.pixel_pro),
+      pct(ifPerfect.pixel_auroc),
+      pct(ifPerfect.pixel_pro),
+      pct(typePx / allPx),
+      pct(othersPerfect.pixel_auroc),
+      pct(othersPerfect.pixel_pro),
+    ];
   }
   return out;
 }
