@@ -10,7 +10,7 @@
 import { type MsmPrecision, type PairResult, quantizeBank } from '../core/kernel.js';
 import type { AggregateOptions } from '../core/lnamd.js';
 import { aggregateStage, layerNormImages, unitRows } from '../core/lnamd.js';
-import { computeBlock, type TableBlock } from '../core/msm.js';
+import { computeBlock, euclideanBank, type TableBlock } from '../core/msm.js';
 import type { StageFeatures } from '../core/types.js';
 import { readBankRows } from './bank.js';
 import { projectorOf } from './basis.js';
@@ -132,7 +132,8 @@ export async function runBlockJob(store: SharedStore, d: BlockJobData): Promise<
   t = performance.now();
   // int8: the block's images quantised with the whole bank's scale, as a one-process run does
   const bank8 = d.precision === 'int8' ? quantizeBank(z, a + bPad, P, C, d.maxAbs) : null;
-  const res = await computeBlock(z, bank8, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, C, kernel, !unitRows(d.target));
+  const euclidean = unitRows(d.target) ? undefined : euclideanBank(z, C);
+  const res = await computeBlock(z, bank8, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, C, kernel, euclidean);
   const gemmMs = performance.now() - t;
   await store.put(d.done, encodePairResult(dropPadding(res, a, P, b, bPad)));
   return { loadMs, lnamdMs, gemmMs };

@@ -111,8 +111,8 @@ function blockNeeded(b: TableBlock, n: number, need: Uint8Array): boolean {
 
 /**
  * The kernel's squared distances for one block of a bank Z [N, P, C] (or its int8 form). `euclidean`:
- * Z's rows are not unit (lnamd.ts normExponent), see euclideanBlock; `halfNorms` [N P], |z|^2 / 2 of
- * every row of Z (halfSquaredNorms), saves computing them again for every block of a table.
+ * Z's rows are not unit (lnamd.ts normExponent), and this is Z's euclideanBank (see euclideanBlock),
+ * built once per table.
  */
 export function computeBlock(
   z: Float32Array,
@@ -121,18 +121,34 @@ export function computeBlock(
   p: number,
   c: number,
   kernel: PairKernel,
-  euclidean = false,
-  halfNorms?: Float32Array,
+  euclidean?: EuclideanBank,
 ): Promise<PairResult> {
   if (!kernel.bothDirections) throw new Error('distance tables need a two-direction kernel');
   if (euclidean) {
     if (bank8 || kernel.precision !== 'fast')
       throw new Error(`MSM: rows that are not unit vectors need the 'fast' precision, not '${kernel.precision}'`);
-    return euclideanBlock(z, b, p, c, kernel, halfNorms ?? halfSquaredNorms(z, c));
+    return euclideanBlock(z, b, p, c, kernel, euclidean);
   }
   if (bank8) return kernel.runInt8(bank8, b.i0, b.i1, b.j0, b.j1, p, c);
   const rowLen = p * c;
   return kernel.run(z.subarray(b.i0 * rowLen, b.i1 * rowLen), b.i1 - b.i0, z.subarray(b.j0 * rowLen, b.j1 * rowLen), b.j1 - b.j0, p, c);
+}
+
+/**
+ * What the Euclidean form needs of a bank Z [T, C] whose rows are not unit: `halfNorms` [T], |z|^2 / 2
+ * of every row, and `refs` [T, C + 2], every row in the reference layout [b, -|b|^2 / 2, 1]. Built
+ * once per table, so that a block's references are views, not copies (a table's blocks hold about
+ * N / 2 times the bank's rows as references, and once as queries): one more copy of the bank, with
+ * two more channels, while the table is computed.
+ */
+export interface EuclideanBank {
+  halfNorms: Float32Array;
+  refs: Float32Array;
+}
+
+export function euclideanBank(z: Float32Array, c: number): EuclideanBank {
+  const halfNorms = halfSquaredNorms(z, c);
+  return { halfNorms, refs: augmentedRows(z, halfNorms, 0, halfNorms.length, c, false) };
 }
 
 /**
@@ -148,17 +164,17 @@ async function euclideanBlock(
   p: number,
   c: number,
   kernel: PairKernel,
-  halfNorms: Float32Array,
+  e: EuclideanBank,
 ): Promise<PairResult> {
-  const q = augmentedRows(z, halfNorms, b.i0 * p, b.i1 * p, c, true);
-  const r = augmentedRows(z, halfNorms, b.j0 * p, b.j1 * p, c, false);
+  const q = augmentedRows(z, e.halfNorms, b.i0 * p, b.i1 * p, c, true);
+  const r = e.refs.subarray(b.j0 * p * (c + 2), b.j1 * p * (c + 2));
   const res = await kernel.run(q, b.i1 - b.i0, r, b.j1 - b.j0, p, c + 2);
   for (const d2 of [res.rowd2, res.cold2]) if (d2) for (let k = 0; k < d2.length; k++) d2[k] = d2[k]! - 2;
   return res;
 }
 
 /** |z|^2 / 2 of every row of Z [T, C] -> [T]. */
-export function halfSquaredNorms(z: Float32Array, c: number): Float32Array {
+function halfSquaredNorms(z: Float32Array, c: number): Float32Array {
   const out = new Float32Array(z.length / c);
   for (let t = 0; t < out.length; t++) {
     let ss = 0;
@@ -244,9 +260,9 @@ export async function nearestDistanceTable(
   const table = new Float32Array(m * p * n);
   const blocks = tableBlocks(n, p, need, opts);
   const bank8 = kernel.precision === 'int8' ? quantizeBank(z, n, p, c) : null;
-  const halfNorms = opts.euclidean ? halfSquaredNorms(z, c) : undefined;
+  const euclidean = opts.euclidean ? euclideanBank(z, c) : undefined;
   for (const [k, b] of blocks.entries()) {
-    mergeBlock(table, m, n, p, need, b, await computeBlock(z, bank8, b, p, c, kernel, opts.euclidean, halfNorms));
+    mergeBlock(table, m, n, p, need, b, await computeBlock(z, bank8, b, p, c, kernel, euclidean));
     opts.onBlock?.(k + 1, blocks.length);
   }
   return table;

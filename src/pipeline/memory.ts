@@ -6,6 +6,10 @@
  *   aggregated n * sum_s(L C_s) * 4               LNAMD output for one r (L = patches of the grid)
  *   distances  n * (n - 1) * L * 4               MSM: each patch's nearest distance to every other image, one stage
  *   maps       n * S * S * 4                     upsampled maps
+ * With a norm exponent other than 1 (Euclidean MSM) a table also holds its bank's reference rows
+ * with two more channels (core/msm.ts euclideanBank): one more (stage, r) bank of C_0 + 2 channels,
+ * which `aggregated` covers when the stages' channels sum to at least 2 C_0 + 2 (every stage is
+ * pooled to C_0: the default's layer2 + layer3 hold 512 + 1024 against 1026); not counted otherwise.
  */
 import { divideSubsets } from '../datasets/divide.js';
 import { probeImage } from '../image/decode.js';
