@@ -187,7 +187,7 @@ interface Row {
   /**
    * own-image references: each pass's patch scores plus own x the patch's nearest distance to its own
    * image outside its neighbourhood (ownx: the excluded Chebyshev radius beyond the LNAMD window's,
-   * in the stage's own patches); own = -1: that distance alone; 0: off
+   * in the stage's own patches; with ownq, ownx alone); own = -1: that distance alone; 0: off
    */
   own: number;
   ownx: number;
