@@ -15,7 +15,8 @@ import {
 import { parseDecisionRule } from '../threshold.js';
 import { DEFAULT_BACKBONE } from '../backbones/registry.js';
 import { DEFAULT_R_LIST, FUSED_R_LIST, FUSED_STAGE_R_LIST, stageLabel } from '../core/defaults.js';
-import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
+import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
+import type { Device } from '../compute/session.js';
 import { DEFAULT_MAX_PIXELS } from '../image/decode.js';
 
 /** A parser whose errors become commander usage errors (exit 2). */
@@ -100,6 +101,26 @@ export interface AccuracyFlags {
   imageScore?: string;
   preset?: 'reference' | 'default';
   rscin?: RscinMode;
+}
+
+/** The backbone, LNAMD and MSM flags that `musc run` and `musc bank build` share. */
+export interface ScoringFlags extends AccuracyFlags {
+  backbone?: string;
+  weights?: string;
+  imageSize?: number;
+  stages?: number[];
+  rList?: number[];
+  stageRList?: number[][];
+  interval?: [number, number];
+  kList?: number[];
+  scoreGrid?: number;
+  project?: number;
+  normExponent?: number;
+  msmPrecision?: MsmPrecision;
+  device?: Device;
+  batchSize?: number;
+  maxPixels?: number;
+  quiet?: boolean;
 }
 
 /** --border-pad, --fuse-sizes, --image-score, --rscin, --preset on `cmd`. */

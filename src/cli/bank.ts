@@ -20,7 +20,7 @@ import type { ProgressSink } from '../pipeline/run-dataset.js';
 import {
   accuracyOptions,
   accuracySettings,
-  type AccuracyFlags,
+  type ScoringFlags,
   backboneOptions,
   degreeOptions,
   deviceOption,
@@ -44,27 +44,11 @@ export function stepProgress(bar: ProgressSink | undefined): (step: string, done
   return (step, done, total) => bar?.update(done, total, step);
 }
 
-interface BuildFlags extends AccuracyFlags {
-  scoreGrid?: number;
-  project?: number;
-  normExponent?: number;
+interface BuildFlags extends ScoringFlags {
   data: string;
   out: string;
-  backbone?: string;
-  weights?: string;
-  imageSize?: number;
-  stages?: number[];
-  rList?: number[];
-  stageRList?: number[][];
-  interval?: [number, number];
-  kList?: number[];
-  msmPrecision?: MsmPrecision;
-  device?: 'cpu' | 'cuda';
   falseAlarm?: number;
-  batchSize?: number;
-  maxPixels?: number;
   force?: boolean;
-  quiet?: boolean;
 }
 
 const mb = (bytes: number): number => bytes / 2 ** 20;

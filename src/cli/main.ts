@@ -41,7 +41,7 @@ import {
   projectOption,
   msmPrecisionOption,
   accuracyOptions,
-  type AccuracyFlags,
+  type ScoringFlags,
   intervalArg,
   intListArg,
   posIntArg,
@@ -62,43 +62,27 @@ import { createProgress } from './progress.js';
 import { reportCommand, serveCommand } from './report.js';
 import { localScorer } from '../pipeline/local-scorer.js';
 
-interface RunFlags extends AccuracyFlags {
+interface RunFlags extends ScoringFlags {
   data?: string;
   out?: string;
   dataset?: DatasetKind;
   category?: string;
-  backbone?: string;
-  weights?: string;
-  imageSize?: number;
-  stages?: number[];
-  rList?: number[];
-  stageRList?: number[][];
   divide?: number;
   maxMemory?: number;
-  kList?: number[];
-  interval?: [number, number];
-  batchSize?: number;
   config?: string;
   norm?: VisNorm;
   visNorm?: VisNorm;
   heatmaps?: 'all' | 'anomalous' | 'none';
   maskRule?: 'reference' | 'nonzero';
-  device?: Device;
-  msmPrecision?: 'exact' | 'fast' | 'int8';
   featureStorage?: 'float16' | 'float32';
   strict?: boolean;
-  quiet?: boolean;
   report?: boolean;
   cache?: boolean;
   cacheDir?: string;
-  maxPixels?: number;
   referenceDir?: string;
   mode?: 'musc' | 'musc-plus';
   decision?: string | true;
   repeatFilter?: 'on' | 'off';
-  scoreGrid?: number;
-  project?: number;
-  normExponent?: number;
 }
 
 type RunCommandFlags = RunFlags & ClusterFlags;
