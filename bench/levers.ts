@@ -31,6 +31,8 @@
  *        src/core/project.ts; the filter's links from the projected r = 1 table, as in musc)
  *        pcr:K = K - 1 of those directions plus the residual's norm sqrt(1 - |projection|^2) as channel K:
  *        unit without renormalising; what the projection drops keeps its size, not its direction
+ *        relpca:E:K = rel:E's rows projected on K directions of their own batch (as pca:K) and made unit, then
+ *        given back their norm, the patch energy (|z| / rho)^(1 - E); relpcu:E:K: the directions of the unit rows
  *        wht:K:A = the same K directions, each principal one scaled by (its variance / the top one's)^(-A/2)
  *        before the unit normalisation: partial whitening (A = 1: Mahalanobis-like), the mean direction kept at 1
  *   gm=W  image score = z(the row's) + W z(each image's token scored against the others' tokens by MSM)
@@ -989,7 +991,7 @@ class FeatureConfig {
     for (let a = 0; a < M; a++) for (let b = 0; b < Mt; b++) need[a * Mt + b] = meta.pieces[a]!.item !== meta.pieces[b % M]!.item ? 1 : 0;
     const t0 = performance.now();
     if (this.refMask && Mt !== M) throw new Error('rm: not with flipref');
-    const euclid = /^(raw|rel):/.test(agg) && Number(agg.slice(4)) !== 1;
+    const euclid = euclideanAgg(agg);
     if (euclid && this.refMask) throw new Error('rm: not with raw features');
     const full = this.refMask
       ? await computeWorker().call<Float32Array>(import.meta.url, 'maskedTableTask', [z, Mt, P, C, need, this.refMask])
@@ -1008,7 +1010,7 @@ class FeatureConfig {
     if (meta.grids || meta.pieces.length !== this.paths.length) throw new Error('own: one squashed piece per image');
     const z = await this.bank(await this.features(), agg, l, r);
     const P = meta.h * meta.w;
-    const euclid = /^(raw|rel):/.test(agg) && Number(agg.slice(4)) !== 1;
+    const euclid = euclideanAgg(agg);
     const args = [z, meta.pieces.length, P, z.length / (meta.pieces.length * P), meta.w, excl, euclid, frac];
     const t = await computeWorker().call<Float32Array>(import.meta.url, 'ownTableTask', args);
     save(file, t);
@@ -1034,6 +1036,14 @@ class FeatureConfig {
         Number(agg.slice(4)),
         (await kernelFor('cpu', 'fast')).matMul,
       );
+    if (agg.startsWith('relpca:') || agg.startsWith('relpcu:')) {
+      const [, E, K] = agg.split(':').map(Number);
+      const energyRows = aggregateStage(st, normed, r, { ...target, normExponent: E! });
+      const basisRows = agg.startsWith('relpcu:') ? aggregateStage(st, normed, r, target) : energyRows;
+      const mm = (await kernelFor('cpu', 'fast')).matMul;
+      const basis = await projectionBasis(basisRows, target.channels, K!, mm);
+      return withEnergy(await projectUnit(energyRows, target.channels, basis, mm), energyRows, target.channels);
+    }
     if (agg.startsWith('pcr:')) {
       const mm = (await kernelFor('cpu', 'fast')).matMul;
       return residualBank(aggregateStage(st, normed, r, target), target.channels, Number(agg.slice(4)), mm);
@@ -1079,9 +1089,32 @@ function ownAtR1(agg: string): boolean {
   return agg === 'ctr' || /^(raw|rel):/.test(agg) || projectedChannels(agg) !== undefined;
 }
 
-/** K of the projected aggregations (pca:K, pcr:K, wht:K:A): the channels of their tables; undefined for the others. */
+/** K of the projected aggregations (pca:K, pcr:K, wht:K:A, relpca:E:K): the channels of their tables; undefined for the others. */
 function projectedChannels(agg: string): number | undefined {
+  if (/^relpc[au]:/.test(agg)) return Number(agg.split(':')[2]);
   return /^(pca|pcr|wht):/.test(agg) ? Number(agg.split(':')[1]) : undefined;
+}
+
+/** Whether a row's tables are Euclidean (rows not unit: raw:E, rel:E with E != 1, relpca:E:K). */
+function euclideanAgg(agg: string): boolean {
+  if (/^relpc[au]:/.test(agg)) return Number(agg.split(':')[1]) !== 1;
+  return /^(raw|rel):/.test(agg) && Number(agg.slice(4)) !== 1;
+}
+
+/**
+ * relpca:E:K, relpcu:E:K: the projected unit directions y [rows, K] scaled by the patch energy of rel:E, the
+ * norm of each row of `energy` [rows, C] ((|z| / rho)^(1 - E)): the projection keeps the direction, not the energy.
+ */
+function withEnergy(y: Float32Array, energy: Float32Array, C: number): Float32Array {
+  const rows = energy.length / C,
+    K = y.length / rows;
+  for (let i = 0; i < rows; i++) {
+    let ss = 0;
+    for (let c = 0; c < C; c++) ss += energy[i * C + c]! ** 2;
+    const g = Math.sqrt(ss);
+    for (let k = 0; k < K; k++) y[i * K + k]! *= g;
+  }
+  return y;
 }
 
 /** pcr:K: unit z [rows, C] -> [rows, K]: its coordinates on K - 1 of musc's directions, then the norm of the rest. */

@@ -282,7 +282,7 @@ export function validateSettings(obj: unknown, source: string): Partial<Settings
   if (s.stage_r_list) checkStageRList(s.stage_r_list, `${source}: 'stage_r_list'`);
   if (s.image_score !== undefined) checkImageScore(s.image_score, `${source}: 'image_score'`);
   try {
-    checkNormExponent(s.norm_exponent, s.msm_precision ?? DEFAULT_MSM_PRECISION, s.project, "'norm_exponent' (--norm-exponent)");
+    checkNormExponent(s.norm_exponent, s.msm_precision ?? DEFAULT_MSM_PRECISION, "'norm_exponent' (--norm-exponent)");
   } catch (e) {
     throw new ConfigError(`${source}: ${(e as Error).message}`);
   }

@@ -486,6 +486,23 @@ test('issue 17: banks with a norm exponent: predict (plain and cached) alike, al
     const unitBank = await buildBank(imgs.slice(1), { out: join(dir, 'u.bank'), backbone: bb });
     assert.equal(unitBank.manifest.scoring.norm_exponent, undefined, 'one input size: unit rows, format as before');
     assert.equal(unitBank.manifest.format_version, 1);
+    // projected with patch energy: format 5, bases saved, predict alone = in a pair
+    const pn = await buildBank(imgs.slice(1), { out: join(dir, 'pn.bank'), backbone: bb, normExponent: 0.5, project: 2 });
+    assert.equal(pn.manifest.format_version, 5);
+    const pnBank = await openBank(pn.path);
+    assert.match(describeBank(pnBank).join('\n'), /features projected to 2 channels, norm exponent 0\.5/);
+    const pOne = (await predict(pnBank, [imgs[0]!], { loadBackbone: loader })).predictions[0]!;
+    const pTwo = (await predict(pnBank, [imgs[0]!, imgs[1]!], { loadBackbone: loader })).predictions[0]!;
+    assert.ok(Number.isFinite(pOne.imageScore) && Math.abs(pOne.imageScore - pTwo.imageScore) <= 1e-6);
+    assert.ok(Math.abs(pOne.imageScore - one.imageScore) > 1e-6, 'projection changed nothing');
+    await closeBank(pnBank);
+    const pnMan = join(pn.path, 'manifest.json');
+    await refusesEdits(pnMan, await readFile(pnMan, 'utf8'), pn.path, [
+      [
+        (m) => (m.format_version = 4),
+        /\(stage_r_list absent, project present, norm_exponent present\) are those of bank format version 5, the manifest says 4/,
+      ],
+    ]);
     await assert.rejects(
       buildBank(imgs, { out: join(dir, 'x.bank'), backbone: bb, normExponent: 0.5, precision: 'int8' }),
       (e: unknown) =>

@@ -281,18 +281,22 @@ test("per-stage r lists on the cluster (fast and int8, with the filter): jobs fo
   }
 });
 
-test('--project on the cluster (fast and int8, with the filter): basis jobs give the batch bases; block jobs project on them; the merge = scorePlan to float rounding', async () => {
+test('--project on the cluster (fast, int8, and fast with patch energy; with the filter): basis jobs give the batch bases; block jobs project on them; the merge = scorePlan to float rounding', async () => {
   const { dir, cleanup } = await tempDir('cluster-project');
   try {
     const n = 20,
       K = 6;
     const stages = repeatedDefectStages(n); // LNAMD keeps stage 0's 16 channels
-    for (const precision of ['fast', 'int8'] as const) {
+    const cases = [{ precision: 'fast' }, { precision: 'int8' }, { precision: 'fast', normExponent: 0.5 }] as const;
+    for (const c of cases) {
+      const { precision } = c;
+      const energy = 'normExponent' in c ? { normExponent: c.normExponent } : {};
+      const label = `${precision}${'normExponent' in c ? ` B ${c.normExponent}` : ''}`;
       const plan: ScoringPlan = { n, rList: [1, 3], variants: [zeroShotVariant(n, [0, 0.3])], repeatFilter: DEFAULT_REPEAT_FILTER };
-      const one = await scorePlan(stages, plan, await kernelFor('cpu', precision), { projectChannels: K });
-      const plain = await scorePlan(stages, plan, await kernelFor('cpu', precision), {});
-      assert.ok(maxDiff(one.variants[0]!.patch, plain.variants[0]!.patch) > 1e-3, `${precision}: ${K} of 16 channels changed nothing`);
-      const store = new DirStore(join(dir, precision));
+      const one = await scorePlan(stages, plan, await kernelFor('cpu', precision), { projectChannels: K, ...energy });
+      const plain = await scorePlan(stages, plan, await kernelFor('cpu', precision), energy);
+      assert.ok(maxDiff(one.variants[0]!.patch, plain.variants[0]!.patch) > 1e-3, `${label}: ${K} of 16 channels changed nothing`);
+      const store = new DirStore(join(dir, label.replace(/ /g, '-')));
       const ran: string[] = [];
       const coordinator = {
         o: { run: 'project-test' },
@@ -305,7 +309,7 @@ test('--project on the cluster (fast and int8, with the filter): basis jobs give
         },
       } as unknown as Coordinator;
       const split = { blockImages: 3, colImages: 7 };
-      const o = { precision, projectChannels: K };
+      const o = { precision, projectChannels: K, ...energy };
       await assert.rejects(planBlockJobs(stages, plan, o, split, store, 'project-test', {}), /need the (bases|banks' scales)/);
       const extra = await prePasses(coordinator, store, stages, plan, o, split);
       assert.deepEqual([...new Set(ran)], precision === 'int8' ? ['basis', 'scale'] : ['basis']);
@@ -314,7 +318,7 @@ test('--project on the cluster (fast and int8, with the filter): basis jobs give
         for (const [k, b] of st.entries()) {
           const mine = await readBasis(store, b.key, K, 16);
           const theirs = one.bases![projectKey(l, plan.rList[k]!)]!;
-          assert.ok(maxDiff(mine, theirs) <= 1e-5, `${precision}: basis of stage ${l} r ${plan.rList[k]}: ${maxDiff(mine, theirs)}`);
+          assert.ok(maxDiff(mine, theirs) <= 1e-5, `${label}: basis of stage ${l} r ${plan.rList[k]}: ${maxDiff(mine, theirs)}`);
         }
       const p = await planBlockJobs(stages, plan, o, split, store, 'project-test', extra);
       for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
@@ -324,9 +328,9 @@ test('--project on the cluster (fast and int8, with the filter): basis jobs give
       const d0 = maxDiff(patch[0]!, one.variants[0]!.patch),
         d1 = maxDiff(patch[1]!, one.filtered!.patch);
       console.log(
-        `--project ${K} on the cluster, ${precision}: max |cluster - one process| = ${d0.toExponential(2)} (filtered ${d1.toExponential(2)})`,
+        `--project ${K} on the cluster, ${label}: max |cluster - one process| = ${d0.toExponential(2)} (filtered ${d1.toExponential(2)})`,
       );
-      assert.ok(d0 <= 1e-4 && d1 <= 1e-4, `${precision}: ${d0}, ${d1}`);
+      assert.ok(d0 <= 1e-4 && d1 <= 1e-4, `${label}: ${d0}, ${d1}`);
     }
   } finally {
     await cleanup();

@@ -17,6 +17,7 @@ import { ConfigError, mergeSettings } from '../src/config.js';
 import { FUSED_NORM_EXPONENT, resolveNormExponent } from '../src/core/defaults.js';
 import { aggregateStage, checkNormExponent, layerNormImages, lnamdTarget } from '../src/core/lnamd.js';
 import { allPairs, nearestDistanceTable, tableRows } from '../src/core/msm.js';
+import { projectionBasis, projectRows, projectUnit } from '../src/core/project.js';
 import { type ScoringPlan, zeroShotVariant } from '../src/core/plan.js';
 import { scorePlan } from '../src/core/score.js';
 import type { StageFeatures } from '../src/core/types.js';
@@ -98,11 +99,11 @@ test('Euclidean tables through the pair kernel = brute-force nearest distances o
   );
 });
 
-test('what needs unit rows refuses another norm exponent: exact, int8, projection', async () => {
-  assert.throws(() => checkNormExponent(0.5, 'exact', undefined), /needs the 'fast' MSM precision, not 'exact'/);
-  assert.throws(() => checkNormExponent(0.5, 'int8', undefined), /not 'int8'/);
-  assert.throws(() => checkNormExponent(0.5, 'fast', 128), /cannot be used with projected features/);
-  checkNormExponent(1, 'int8', 128);
+test('what needs unit rows refuses another norm exponent: exact, int8 (projection takes it)', async () => {
+  assert.throws(() => checkNormExponent(0.5, 'exact'), /needs the 'fast' MSM precision, not 'exact'/);
+  assert.throws(() => checkNormExponent(0.5, 'int8'), /not 'int8'/);
+  checkNormExponent(0.5, 'fast');
+  checkNormExponent(1, 'int8');
   const st = [stage(4, 3, 3, 4, 2)];
   const plan: ScoringPlan = { n: 4, rList: [1], variants: [zeroShotVariant(4, [0, 0.3])] };
   await assert.rejects(scorePlan(st, plan, await kernelFor('cpu', 'int8'), { normExponent: 0.5 }), /not 'int8'/);
@@ -110,22 +111,21 @@ test('what needs unit rows refuses another norm exponent: exact, int8, projectio
     () => mergeSettings({}, { norm_exponent: 0.5, msm_precision: 'exact' }),
     (e: unknown) => e instanceof ConfigError && /norm_exponent/.test((e as Error).message),
   );
-  assert.throws(() => mergeSettings({}, { norm_exponent: 0.5, project: 64 }), ConfigError);
+  assert.equal(mergeSettings({}, { norm_exponent: 0.5, project: 64 }).project, 64);
   assert.equal(mergeSettings({}, { norm_exponent: 0.5 }).norm_exponent, 0.5);
 });
 
-test('the default norm exponent: 0.5 for a backbone that fuses sizes with fast MSM and no projection, else 1; an explicit one wins', () => {
+test('the default norm exponent: 0.5 for a backbone that fuses sizes with fast MSM (projected or not), else 1; an explicit one wins', () => {
   const fused = { fuseSizes: [320] },
     one = { fuseSizes: [] };
-  assert.equal(resolveNormExponent(fused, undefined, 'fast', undefined), FUSED_NORM_EXPONENT);
+  assert.equal(resolveNormExponent(fused, undefined, 'fast'), FUSED_NORM_EXPONENT);
   assert.equal(FUSED_NORM_EXPONENT, 0.5);
-  assert.equal(resolveNormExponent(one, undefined, 'fast', undefined), 1);
-  assert.equal(resolveNormExponent({}, undefined, 'fast', undefined), 1);
-  assert.equal(resolveNormExponent(fused, undefined, 'int8', undefined), 1);
-  assert.equal(resolveNormExponent(fused, undefined, 'exact', undefined), 1);
-  assert.equal(resolveNormExponent(fused, undefined, 'fast', 128), 1);
-  assert.equal(resolveNormExponent(one, 0.25, 'fast', undefined), 0.25);
-  assert.equal(resolveNormExponent(fused, 1, 'fast', undefined), 1);
+  assert.equal(resolveNormExponent(one, undefined, 'fast'), 1);
+  assert.equal(resolveNormExponent({}, undefined, 'fast'), 1);
+  assert.equal(resolveNormExponent(fused, undefined, 'int8'), 1);
+  assert.equal(resolveNormExponent(fused, undefined, 'exact'), 1);
+  assert.equal(resolveNormExponent(one, 0.25, 'fast'), 0.25);
+  assert.equal(resolveNormExponent(fused, 1, 'fast'), 1);
   assert.equal(mergeSettings({}, { preset: 'reference' }).norm_exponent, 1, 'the reference preset keeps unit vectors');
 });
 
@@ -159,6 +159,45 @@ test('the engine with B = 0.5 = the brute-force MSM of the B = 0.5 rows (and dif
   assert.ok(
     unit.some((v, k) => Math.abs(v - got[k]!) > 1e-3),
     'B = 1 scores differ',
+  );
+});
+
+test('projection with B = 0.5: rows keep their norm; K = C (a rotation) gives the unprojected scores; K < C differs from the unit projection', async () => {
+  const n = 6,
+    C = 8;
+  const st = [stage(n, 4, 4, C, 21)];
+  const t = lnamdTarget(st, undefined, undefined, 0.5);
+  const z = aggregateStage(st[0]!, layerNormImages(st[0]!), 3, t); // [n, 16, C], norms (|z| / rho)^0.5
+  const basis = await projectionBasis(z, C, 3);
+  const y = await projectRows(z, C, basis, undefined, true); // [n, 16, 3]
+  const norms = (a: Float32Array, c: number) =>
+    Array.from({ length: a.length / c }, (_, i) => Math.hypot(...a.subarray(i * c, (i + 1) * c)));
+  const nz = norms(z, C),
+    ny = norms(y, 3);
+  assert.ok(Math.max(...nz) - Math.min(...nz) > 0.1, 'the rows have energies that differ');
+  assert.ok(
+    nz.every((v, i) => Math.abs(v - ny[i]!) <= 1e-5 * v),
+    'every projected row keeps its norm',
+  );
+  assert.ok(
+    norms(await projectUnit(z, C, basis), 3).every((v) => Math.abs(v - 1) <= 1e-5),
+    'projectUnit: unit rows',
+  );
+  const plan: ScoringPlan = { n, rList: [1, 3], variants: [zeroShotVariant(n, [0, 0.3])] };
+  const kernel = await kernelFor('cpu', 'fast');
+  const energy = (await scorePlan(st, plan, kernel, { normExponent: 0.5 })).variants[0]!.patch;
+  const rotated = (await scorePlan(st, plan, kernel, { normExponent: 0.5, projectChannels: C })).variants[0]!.patch;
+  const worst = Math.max(...energy.map((v, k) => Math.abs(v - rotated[k]!)));
+  assert.ok(worst <= 1e-4, `K = C: largest difference ${worst}`);
+  const half = (await scorePlan(st, plan, kernel, { normExponent: 0.5, projectChannels: 4 })).variants[0]!.patch;
+  const unitHalf = (await scorePlan(st, plan, kernel, { projectChannels: 4 })).variants[0]!.patch;
+  assert.ok(
+    half.some((v, k) => Math.abs(v - energy[k]!) > 1e-3),
+    'K = 4 of 8 changes the scores',
+  );
+  assert.ok(
+    half.some((v, k) => Math.abs(v - unitHalf[k]!) > 1e-3),
+    'the energy is kept: not the unit projection',
   );
 });
 

@@ -129,11 +129,11 @@ function checkedStageRList(lists: number[][] | undefined, stages: readonly numbe
   return lists;
 }
 
-/** The bank's norm exponent (the explicit one, else by the backbone), refused as a usage error with int8, exact or --project. */
+/** The bank's norm exponent (the explicit one, else by the backbone), refused as a usage error with int8 or exact. */
 function checkedNormExponent(o: BuildBankOptions, precision: MsmPrecision): number {
-  const b = resolveNormExponent(o.backbone, o.normExponent, precision, o.project);
+  const b = resolveNormExponent(o.backbone, o.normExponent, precision);
   try {
-    checkNormExponent(b, precision, o.project, '--norm-exponent');
+    checkNormExponent(b, precision, '--norm-exponent');
   } catch (e) {
     throw new ConfigError((e as Error).message);
   }

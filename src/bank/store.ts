@@ -214,7 +214,7 @@ function checkDegrees(path: string, m: BankManifest): void {
     try {
       if (typeof norm_exponent !== 'number' || norm_exponent === 1)
         throw new Error(`must be a number in [0, 1), got ${JSON.stringify(norm_exponent)}`);
-      checkNormExponent(norm_exponent, m.scoring.msm_precision, project, 'scoring.norm_exponent');
+      checkNormExponent(norm_exponent, m.scoring.msm_precision, 'scoring.norm_exponent');
     } catch (e) {
       throw new BankError(path, `${MANIFEST}: ${(e as Error).message.replace(/^scoring\.norm_exponent: /, '')}`);
     }

@@ -24,20 +24,28 @@ export const BANK_FORMAT_VERSION_PROJECT = 3;
 /**
  * The version of banks whose LNAMD rows are not unit vectors (scoring.norm_exponent): a musc that
  * reads only versions 1-3 refuses them instead of scoring unit features against thresholds
- * calibrated on others. Such banks may have per-stage degrees too (not projection).
+ * calibrated on others. Such banks may have per-stage degrees too.
  */
 export const BANK_FORMAT_VERSION_NORM = 4;
+/**
+ * The version of banks with both: projected features whose rows keep their patch energy
+ * (scoring.project and scoring.norm_exponent; core/project.ts projectRows). A musc that reads only
+ * versions 1-4 refuses them (version 4's musc could not project such rows).
+ */
+export const BANK_FORMAT_VERSION_PROJECT_NORM = 5;
 /** The versions this musc reads. */
 export const BANK_FORMAT_VERSIONS: readonly number[] = [
   BANK_FORMAT_VERSION,
   BANK_FORMAT_VERSION_STAGE_R,
   BANK_FORMAT_VERSION_PROJECT,
   BANK_FORMAT_VERSION_NORM,
+  BANK_FORMAT_VERSION_PROJECT_NORM,
 ];
 
 /** The format version a bank's scoring settings need: the lowest that holds them. */
 export function bankFormatVersion(scoring: Pick<BankManifest['scoring'], 'stage_r_list' | 'project' | 'norm_exponent'>): number {
-  if (scoring.norm_exponent !== undefined) return BANK_FORMAT_VERSION_NORM;
+  if (scoring.norm_exponent !== undefined)
+    return scoring.project !== undefined ? BANK_FORMAT_VERSION_PROJECT_NORM : BANK_FORMAT_VERSION_NORM;
   if (scoring.project !== undefined) return BANK_FORMAT_VERSION_PROJECT;
   return scoring.stage_r_list ? BANK_FORMAT_VERSION_STAGE_R : BANK_FORMAT_VERSION;
 }

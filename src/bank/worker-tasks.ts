@@ -57,7 +57,7 @@ export async function predictTask(
   s: BankScoreSettings,
   ctx?: WorkerContext,
 ): Promise<PatchResult> {
-  checkNormExponent(s.normExponent, s.precision ?? DEFAULT_MSM_PRECISION, s.project);
+  checkNormExponent(s.normExponent, s.precision ?? DEFAULT_MSM_PRECISION);
   const kernel = await kernelFor(s.device, s.precision);
   const target = lnamdTarget(bank, undefined, s.scoreGrid, s.normExponent);
   if (s.project !== undefined && !s.projectBases) throw new Error('predict: a projected bank needs its bases');

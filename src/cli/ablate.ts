@@ -172,7 +172,7 @@ async function runAblateCommand(f: AblateFlags): Promise<void> {
   const metrics: MetricsFn = (m) => computeMetrics(m);
   const input = { items, stages: feats.stages, tokens: feats.tokens, external: refFiles.length, masks, size: S, rows, metrics };
   // the features of musc run: its norm exponent for the loaded backbone (core/defaults.ts)
-  const normExponent = resolveNormExponent(bb, undefined, DEFAULT_MSM_PRECISION, undefined);
+  const normExponent = resolveNormExponent(bb, undefined, DEFAULT_MSM_PRECISION);
   const res = await runAblation({ ...input, imageScore: parseImageScoreRule(acc.imageScore), device: f.device ?? 'cpu', normExponent });
   const tRows = performance.now() - t0;
   for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);

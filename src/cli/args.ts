@@ -245,7 +245,7 @@ export const unitIntervalArg = (name: string) =>
 export function normExponentOption(): Option {
   return new Option(
     '--norm-exponent <B>',
-    "LNAMD's patch normalisation: each patch keeps (|z| / image RMS)^(1 - B) of its feature energy; 1 = unit vectors (the paper's), 0.5 keeps the square root; not 1: 'fast' precision, no --project (default: 0.5 for a ResNet with fused sizes, fast and no --project; else 1)",
+    "LNAMD's patch normalisation: each patch keeps (|z| / image RMS)^(1 - B) of its feature energy; 1 = unit vectors (the paper's), 0.5 keeps the square root; not 1: 'fast' precision (default: 0.5 for a ResNet with fused sizes and fast MSM; else 1)",
   ).argParser(unitIntervalArg('--norm-exponent'));
 }
 

@@ -10,8 +10,8 @@
  * engine's on its multi-threaded one, which may sum an entry in other chunks: the scores then
  * agree with one process to float rounding, not bit for bit (tested).
  */
-import { aggregateStage, layerNormImages, type AggregateOptions } from '../core/lnamd.js';
-import { BasisAccumulator, projectUnit } from '../core/project.js';
+import { aggregateStage, layerNormImages, unitRows, type AggregateOptions } from '../core/lnamd.js';
+import { BasisAccumulator, projectRows } from '../core/project.js';
 import { readBankRows } from './bank.js';
 import { blockKernel } from './job-kernel.js';
 import type { Device } from '../compute/session.js';
@@ -59,7 +59,7 @@ export async function readBasis(store: SharedStore, key: string, K: number, C: n
   return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
 }
 
-/** A job's projection: Z [n, P, C] of some images -> unit [n, P, K] on its stored basis (the identity without one). */
+/** A job's projection: Z [n, P, C] of some images -> [n, P, K] on its stored basis (projectRows; the identity without one). */
 export async function projectorOf(
   store: SharedStore,
   target: AggregateOptions,
@@ -68,5 +68,5 @@ export async function projectorOf(
 ): Promise<(z: Float32Array) => Promise<Float32Array> | Float32Array> {
   if (!basis) return (z) => z;
   const b = await readBasis(store, basis.key, basis.K, target.channels);
-  return (z) => projectUnit(z, target.channels, b, mm);
+  return (z) => projectRows(z, target.channels, b, mm, !unitRows(target));
 }

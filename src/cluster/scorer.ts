@@ -132,7 +132,7 @@ export async function prePasses(
   o: ScoreOptions,
   split: BlockSplit,
 ): Promise<{ banks: BankRef[]; bases?: ProjectRef[][]; maxAbs?: number[][] }> {
-  checkNormExponent(o.normExponent, o.precision ?? DEFAULT_MSM_PRECISION, o.projectChannels);
+  checkNormExponent(o.normExponent, o.precision ?? DEFAULT_MSM_PRECISION);
   const target = lnamdTarget(stages, o.targetChannels, o.targetGrid, o.normExponent);
   const banks = await putBanks(store, stages);
   const { rowImages } = clusterTiling(plan.n, target.gridH * target.gridW, split);

@@ -79,20 +79,16 @@ export function resolveDegrees(
  * square root of its feature energy relative to its image (core/lnamd.ts), which unit vectors throw
  * away: a surface whose texture is weaker or stronger than the rest of its image (a smoothed or
  * rough region, a faint scratch) then differs in distance, not only in direction. Every dev
- * category and metric up (docs/accuracy.md, the twelfth round). Unit vectors (1) elsewhere: ViT
- * tokens (the paper's), the 'exact' and 'int8' precisions, projected features.
+ * category and metric up (docs/accuracy.md, the twelfth round); with `--project K` too, whose
+ * projection keeps each row's energy (the fourteenth round). Unit vectors (1) elsewhere: ViT tokens
+ * (the paper's), the 'exact' and 'int8' precisions.
  */
 export const FUSED_NORM_EXPONENT = 0.5;
 
-/** The norm exponent of a run: the explicit one, else FUSED_NORM_EXPONENT for a backbone that fuses sizes with 'fast' MSM and no projection, else 1. */
-export function resolveNormExponent(
-  b: { fuseSizes?: readonly number[] },
-  explicit: number | undefined,
-  precision: string,
-  project: number | undefined,
-): number {
+/** The norm exponent of a run: the explicit one, else FUSED_NORM_EXPONENT for a backbone that fuses sizes with 'fast' MSM, else 1. */
+export function resolveNormExponent(b: { fuseSizes?: readonly number[] }, explicit: number | undefined, precision: string): number {
   if (explicit !== undefined) return explicit;
-  return (b.fuseSizes ?? []).length > 0 && precision === 'fast' && project === undefined ? FUSED_NORM_EXPONENT : 1;
+  return (b.fuseSizes ?? []).length > 0 && precision === 'fast' ? FUSED_NORM_EXPONENT : 1;
 }
 
 /**

@@ -179,22 +179,16 @@ export interface AggregateOptions {
 /**
  * Refuses a norm exponent other than 1 with what needs unit rows: the 'exact' precision (its
  * kernel recomputes the distance of the rows it is given, here the augmented ones of
- * msm.ts euclideanBlock), 'int8' (one quantisation step for features and norms) and projection
- * (project.ts makes its rows unit again). `where` names the setting for the message. Every entry
- * point calls it (config, the engine, bank build, open and predict, the cluster's pre-passes).
+ * msm.ts euclideanBlock) and 'int8' (one quantisation step for features and norms). Projection
+ * takes either (project.ts projectRows keeps an energy row's norm). `where` names the setting for
+ * the message. Every entry point calls it (config, the engine, bank build, open and predict, the
+ * cluster's pre-passes).
  */
-export function checkNormExponent(
-  normExponent: number | undefined,
-  precision: string,
-  project: number | undefined,
-  where = 'normExponent',
-): void {
+export function checkNormExponent(normExponent: number | undefined, precision: string, where = 'normExponent'): void {
   if (normExponent === undefined || normExponent === 1) return;
   if (!(normExponent >= 0 && normExponent <= 1)) throw new Error(`${where}: must be in [0, 1], got ${normExponent}`);
   if (precision !== 'fast')
     throw new Error(`${where} ${normExponent} needs the 'fast' MSM precision, not '${precision}' (or norm exponent 1)`);
-  if (project !== undefined)
-    throw new Error(`${where} ${normExponent} cannot be used with projected features (project ${project}); use norm exponent 1`);
 }
 
 /** Whether a target's rows are unit vectors (normExponent absent or 1): the MSM kernels' 2 - 2 a.b applies. */

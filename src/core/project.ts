@@ -10,6 +10,11 @@
  * channels kept the dev mean within 0.3 point at a quarter of the MSM, where pooling channels to
  * 128 lost up to 0.9 (docs/accuracy.md, tenth round). Label-free and per batch, like MSM itself.
  *
+ * Rows with patch energy (`--norm-exponent` below 1, core/lnamd.ts) are projected the same way on
+ * their own batch's directions and then given back their norm: the projection keeps each row's
+ * direction in K channels and its energy as it was (`projectRows`; docs/accuracy.md, fourteenth
+ * round). Unit rows stay unit.
+ *
  * Deterministic: the covariance from every `stride`-th row (at most COVARIANCE_ROWS rows), a
  * seeded start and a fixed count of subspace-iteration steps. The three products (covariance,
  * subspace steps, projection) go through a MatMul: the kernel's (ONNX Runtime's Gemm in the
@@ -90,17 +95,39 @@ export function projectCoordinates(z: Float32Array, C: number, basis: Float32Arr
 }
 
 /** Unit features z [rows, C] -> unit y [rows, K] = normalise(basis z) with basis [K, C]. */
-export async function projectUnit(z: Float32Array, C: number, basis: Float32Array, mm: MatMul = jsMatMul): Promise<Float32Array> {
+export function projectUnit(z: Float32Array, C: number, basis: Float32Array, mm: MatMul = jsMatMul): Promise<Float32Array> {
+  return projectRows(z, C, basis, mm, false);
+}
+
+/**
+ * Rows z [rows, C] -> y [rows, K] = normalise(basis z) (|z| with keepNorm: rows with patch energy keep
+ * their norm, unit rows are made unit again) with basis [K, C].
+ */
+export async function projectRows(
+  z: Float32Array,
+  C: number,
+  basis: Float32Array,
+  mm: MatMul = jsMatMul,
+  keepNorm = false,
+): Promise<Float32Array> {
   const rows = z.length / C,
     K = basis.length / C;
   const out = await projectCoordinates(z, C, basis, mm); // [rows, K]
   for (let i = 0; i < rows; i++) {
     let ss = 0;
     for (let k = 0; k < K; k++) ss += out[i * K + k]! ** 2;
-    const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+    let inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+    if (keepNorm) inv *= rowNorm(z, i, C);
     for (let k = 0; k < K; k++) out[i * K + k]! *= inv;
   }
   return out;
+}
+
+/** |z_i| of row i of z [rows, C]. */
+function rowNorm(z: Float32Array, i: number, C: number): number {
+  let ss = 0;
+  for (let c = 0; c < C; c++) ss += z[i * C + c]! ** 2;
+  return Math.sqrt(ss);
 }
 
 /** Both steps: z [rows, C] projected on its own batch's K directions, unit [rows, K]. */

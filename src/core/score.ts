@@ -16,7 +16,7 @@ import type { StageFeatures } from './types.js';
 import type { MatMul, PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, checkNormExponent, lnamdTarget, unitRows } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
-import { projectionBasis, projectUnit } from './project.js';
+import { projectionBasis, projectRows } from './project.js';
 import {
   linkTableRIndex,
   neededPairs,
@@ -113,7 +113,7 @@ export async function scorePlan(
   validateStages(stages);
   if (plan.n !== stages[0]!.n) throw new Error(`the plan is for ${plan.n} images, the features hold ${stages[0]!.n}`);
   validatePlan(plan);
-  checkNormExponent(opts.normExponent, kernel.precision, opts.projectChannels);
+  checkNormExponent(opts.normExponent, kernel.precision);
   const target = lnamdTarget(stages, opts.targetChannels, opts.targetGrid, opts.normExponent);
   const n = plan.n,
     P = target.gridH * target.gridW,
@@ -166,8 +166,9 @@ export async function scorePlan(
 export const projectKey = (l: number, r: number): string => `stage_${l}_r${r}`;
 
 /**
- * The (stage, r) bank that MSM scores: LNAMD's unit features [N, P, C'], projected to `project`
- * channels when given, on the given basis of that (stage, r) or else on the batch's own (kept in `bases`).
+ * The (stage, r) bank that MSM scores: LNAMD's features [N, P, C'] (unit, or with patch energy), projected
+ * to `project` channels when given (projectRows: unit rows stay unit, energy rows keep their norm), on the
+ * given basis of that (stage, r) or else on the batch's own (kept in `bases`).
  */
 export function bankBuilder(
   target: ReturnType<typeof lnamdTarget>,
@@ -197,7 +198,7 @@ export function bankBuilder(
       if (!project) return z;
       const key = projectKey(l, r);
       bases[key] ??= await basisOf(z, project, key);
-      return projectUnit(z, C, bases[key], mm);
+      return projectRows(z, C, bases[key], mm, !unitRows(target));
     },
   };
 }

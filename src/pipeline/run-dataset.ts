@@ -142,7 +142,7 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
   const kList = rscinWindows(s, defaultKList(ds.kind), backbone.info?.family); // RsCIN auto: by the loaded backbone's family
   // LNAMD degrees: per stage when given (their union), else r_list, else by the loaded backbone (core/defaults.ts)
   const { rList, stageRList } = resolveDegrees(backbone, s.r_list, await checkedBackboneUse(s, backbone));
-  const normExponent = resolveNormExponent(backbone, s.norm_exponent, s.msm_precision, s.project);
+  const normExponent = resolveNormExponent(backbone, s.norm_exponent, s.msm_precision);
   let disposed = false;
   const dispose = async (): Promise<void> => {
     if (!disposed) {
