@@ -16,6 +16,7 @@ import { readMapFile } from '../src/bank/outputs.js';
 import { decodeMask } from '../src/image/decode.js';
 import { confusionAt } from '../src/metrics/confusion.js';
 import { binaryMetrics } from '../src/metrics/roc.js';
+import { madStatistics, median } from '../src/threshold.js';
 
 /** The truth of one predicted image: 0 good / 1 defective, and its mask files (null: all zero). */
 export interface Truth {
@@ -106,6 +107,24 @@ async function evaluatePixels(dir: string, rows: PredictionRow[], truths: Truth[
     mask_recall: c.recall,
     mask_iou: c.tp / (c.tp + c.fp + c.fn),
   };
+}
+
+/**
+ * Where predicted images fall against the bank's calibration: robust z-scores (score - median) /
+ * (1.4826 MAD) of their `score` against the bank's leave-one-out `scores` (calibration.json), the
+ * median over the good and over the defective images. The threshold is median + z(1 - a) sigma, so
+ * a calibration made in the predict condition puts good images near 0.
+ */
+export async function calibrationZ(
+  dir: string,
+  bank: string,
+  truthOf: (name: string) => Truth | undefined,
+): Promise<{ z_good_median: number; z_defective_median: number }> {
+  const cal = JSON.parse(await readFile(join(bank, 'calibration.json'), 'utf8')) as { scores: number[] };
+  const { median: med, sigma } = madStatistics(cal.scores);
+  const rows = await readPredictions(dir);
+  const zOf = (label: 0 | 1) => median(rows.filter((p) => truthOf(p.name)?.label === label).map((p) => (p.score - med) / sigma));
+  return { z_good_median: zOf(0), z_defective_median: zOf(1) };
 }
 
 /** Evaluates the predict output folder `dir`; `truthOf(name)` gives each predicted image's truth. */

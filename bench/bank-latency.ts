@@ -19,6 +19,8 @@
  * With --projects, each size gets one bank per value (`--project K` at build; none = all channels),
  * each predicted with each precision: columns `fast`, `fast p128`, ...
  * Sizes, banks and precisions alternate in one run, so their ratios are measured under the same load.
+ * Where accuracy is measured: z_good_median and z_defective_median (bank-eval.ts calibrationZ),
+ * where the predicted images fall against the bank's calibration.
  * Memory: the bank directory's bytes per image; in RAM, the bank's float16 features and float32
  * tokens plus the float32 LNAMD features predict keeps per (stage, r) (computed from the shapes);
  * and the predict process's peak RSS (/usr/bin/time). Writes OUT/latency-<category>.json.
@@ -38,7 +40,7 @@ import {
   studyOptions,
   truthOfItems,
 } from './bank-bench.js';
-import { evaluatePredictions } from './bank-eval.js';
+import { calibrationZ, evaluatePredictions } from './bank-eval.js';
 
 interface Options extends StudyOptions {
   sizes: number[];
@@ -161,12 +163,14 @@ async function predictRow(o: Options, p: Plan, links: string, bank: string, prec
   const args = ['predict', '--bank', bank, join(links, 'predict'), '--out', out, '--batch-size', '1', '--msm-precision', prec];
   const r = musc([...args, '--no-pictures', '--no-report', '-q', ...predictFlags(o.flags)]);
   const e = p.accuracy ? await evaluatePredictions(out, truthOfItems(p.predicted)) : null;
+  const z = p.accuracy ? await calibrationZ(out, bank, truthOfItems(p.predicted)) : null;
   return {
     predict_s: r.seconds,
     predict_max_rss_mb: r.maxRssMb,
     latency: await latency(out),
     ...(e ? { image_auroc: e.image_auroc, recall: e.recall, false_alarm: e.false_alarm, found: e.found, flagged: e.flagged } : {}),
     ...(e ? { predicted_good: e.good, predicted_defective: e.defective } : {}),
+    ...(z ?? {}),
   };
 }
 

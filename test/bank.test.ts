@@ -21,6 +21,7 @@ import {
 import {
   buildBank,
   closeBank,
+  DEFAULT_PROJECT_FOLDS,
   type ImageInput,
   imagesOfFolder,
   openBank,
@@ -435,6 +436,61 @@ test("issue 17: projected banks (--project): leave-one-out on the bank's own bas
     m.checksum = manifestChecksum(m);
     await writeFile(man, JSON.stringify(m));
     await assert.rejects(openBank(built.path), /features\.safetensors has no basis_stage_0_r1/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('projected banks calibrate on held-out bases: with a fold per image, each calibration score is predict against the bank without that image; folds recorded, shown, checked', async () => {
+  const n = 6;
+  const stages = [stage(n, 4, 8, 51), stage(n, 2, 12, 52)];
+  const interval: [number, number] = [0, 0.3];
+  const s = { rList: [1, 3], stageRList: [[1, 3], [1]], interval, project: 4, normExponent: 0.5 };
+  const folded = await leaveOneOut(stages, { ...s, projectFolds: n });
+  const shaped = await leaveOneOut(stages, s); // every image in the bases (before)
+  const whole = shaped.bases!;
+  for (const [key, b] of Object.entries(folded.bases!)) assert.deepEqual(b, whole[key], `${key}: the saved bases are the whole bank's`);
+  const P = folded.h * folded.w;
+  let moved = 0;
+  for (let i = 0; i < n; i++) {
+    const others = Array.from({ length: n }, (_, j) => j).filter((j) => j !== i);
+    const bank = stages.map((st) => take(st, others));
+    const bases = (await leaveOneOut(bank, s)).bases!;
+    const got = await scoreAgainstBank(
+      stages.map((st) => take(st, [i])),
+      bank,
+      { ...s, projectBases: bases },
+    );
+    const mine = folded.patch.subarray(i * P, (i + 1) * P);
+    assert.ok(maxDiff(got.patch, mine) <= 1e-6, `image ${i}: ${maxDiff(got.patch, mine)}`);
+    moved = Math.max(moved, maxDiff(mine, shaped.patch.subarray(i * P, (i + 1) * P)));
+  }
+  assert.ok(moved > 1e-4, 'the held-out calibration gave the scores of bases every image shaped');
+  // end to end: the folds are the default's (at most the images), recorded in calibration.json and shown
+  const { dir, cleanup } = await tempDir('musc-bank-folds-');
+  try {
+    const imgs = await inputs(6, 95);
+    const built = await buildBank(imgs, { out: join(dir, 'p.bank'), backbone: bb, project: 2 });
+    const bank = await openBank(built.path);
+    assert.equal(bank.calibration.project_folds, Math.min(DEFAULT_PROJECT_FOLDS, imgs.length));
+    assert.match(describeBank(bank).join('\n'), /calibration \(leave-one-out, projection bases held out in 6 folds,/);
+    await closeBank(bank);
+    const three = await openBank((await buildBank(imgs, { out: join(dir, 'q.bank'), backbone: bb, project: 2, projectFolds: 3 })).path);
+    assert.equal(three.calibration.project_folds, 3);
+    assert.notDeepEqual(three.calibration.image_scores, bank.calibration.image_scores);
+    await closeBank(three);
+    const plain = await openBank((await buildBank(imgs, { out: join(dir, 'u.bank'), backbone: bb })).path);
+    assert.equal(plain.calibration.project_folds, undefined);
+    await closeBank(plain);
+    await assert.rejects(buildBank(imgs, { out: join(dir, 'x.bank'), backbone: bb, projectFolds: 3 }), (e: Error) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, /--project-folds: only with --project/);
+      return true;
+    });
+    await assert.rejects(
+      buildBank(imgs, { out: join(dir, 'y.bank'), backbone: bb, project: 2, projectFolds: 1 }),
+      /--project-folds: give an integer of at least 2, got 1/,
+    );
   } finally {
     await cleanup();
   }

@@ -9,8 +9,10 @@ import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
 import { jsMatMul, projectBank, projectionBasis, projectUnit } from '../src/core/project.js';
-import { zeroShotVariant, type ScoringPlan } from '../src/core/plan.js';
-import { scorePlan } from '../src/core/score.js';
+import { stagePasses, zeroShotVariant, type ScoringPlan } from '../src/core/plan.js';
+import { projectKey, scorePlan } from '../src/core/score.js';
+import type { MatMul } from '../src/core/kernel.js';
+import { aggregateStage, layerNormImages, lnamdTarget } from '../src/core/lnamd.js';
 import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { generateSynthetic, mulberry32 } from '../src/demo/synthetic.js';
@@ -172,6 +174,63 @@ test('engine: projectChannels = C is a rotation (the same scores, the filter too
   await assert.rejects(
     scorePlan(stages, plan, kernel, { projectChannels: 9 }),
     /project: 9 directions for features of 8 LNAMD channels \(give 2\.\.8\)/,
+  );
+});
+
+/** Bases [K, C] by projectKey of every (stage, r) pass, from the LNAMD rows of the images outside [i0, i1) (a copy, projectionBasis with the engine's MatMul). */
+function heldOutBases(stages: StageFeatures[], plan: ScoringPlan, K: number, normExponent: number, i0: number, i1: number, mm: MatMul) {
+  const target = lnamdTarget(stages, undefined, undefined, normExponent);
+  const out: Record<string, Float32Array> = {};
+  return (async () => {
+    for (const [l, passes] of stagePasses(plan, stages.length).entries()) {
+      const normed = layerNormImages(stages[l]!);
+      for (const { ri } of passes) {
+        const z = aggregateStage(stages[l]!, normed, plan.rList[ri]!, target);
+        const perImage = z.length / plan.n;
+        const kept = new Float32Array(z.length - (i1 - i0) * perImage);
+        kept.set(z.subarray(0, i0 * perImage));
+        kept.set(z.subarray(i1 * perImage), i0 * perImage);
+        out[projectKey(l, plan.rList[ri]!)] = await projectionBasis(kept, target.channels, K, mm);
+      }
+    }
+    return out;
+  })();
+}
+
+test("engine: projectFolds scores each fold on the bases of the other folds; the bases kept are the whole batch's; refused where it means nothing", async () => {
+  const n = 7,
+    K = 4,
+    B = 0.5;
+  const stages = stagesOf(n, 11);
+  const kernel = await kernelFor('cpu', 'fast');
+  const plan: ScoringPlan = { n, rList: [1, 3], stageRList: [[1, 3], [1]], variants: [zeroShotVariant(n, [0, 0.3])] };
+  const opts = { projectChannels: K, normExponent: B };
+  const whole = await scorePlan(stages, plan, kernel, opts);
+  const folded = await scorePlan(stages, plan, kernel, { ...opts, projectFolds: 3 });
+  assert.deepEqual(Object.keys(folded.bases!).sort(), Object.keys(whole.bases!).sort());
+  for (const [key, b] of Object.entries(whole.bases!)) assert.deepEqual(folded.bases![key], b, key);
+  const P = folded.h * folded.w;
+  let moved = 0;
+  for (const [i0, i1] of [
+    [0, 2],
+    [2, 4],
+    [4, 7],
+  ] as const) {
+    const given = await heldOutBases(stages, plan, K, B, i0, i1, kernel.matMul);
+    const expected = (await scorePlan(stages, plan, kernel, { ...opts, projectBases: given })).variants[0]!.patch;
+    for (let k = i0 * P; k < i1 * P; k++) {
+      const got = folded.variants[0]!.patch[k]!;
+      assert.ok(Math.abs(got - expected[k]!) < 1e-6, `image ${Math.floor(k / P)} patch ${k % P}: ${got} vs ${expected[k]}`);
+      moved = Math.max(moved, Math.abs(got - whole.variants[0]!.patch[k]!));
+    }
+  }
+  assert.ok(moved > 1e-4, "held-out bases gave the whole batch's scores");
+  await assert.rejects(scorePlan(stages, plan, kernel, { ...opts, projectFolds: 1 }), /projectFolds: give an integer of at least 2, got 1/);
+  await assert.rejects(scorePlan(stages, plan, kernel, { normExponent: B, projectFolds: 3 }), /projectFolds: needs projectChannels/);
+  await assert.rejects(scorePlan(stages, plan, kernel, { ...opts, projectBases: whole.bases!, projectFolds: 3 }), /no projectBases/);
+  await assert.rejects(
+    scorePlan(stages, { ...plan, repeatFilter: DEFAULT_REPEAT_FILTER }, kernel, { ...opts, projectFolds: 3 }),
+    /not with the repeated-anomaly filter/,
   );
 });
 

@@ -3,7 +3,9 @@
  * (calibration.ts), written as a bank directory (store.ts).
  *
  *   extract (extract.ts; unreadable inputs and exact duplicates are skipped with the reason)
- *   leave-one-out scoring = zero-shot MuSc over the bank (one scorePlan call, scoring.ts)
+ *   leave-one-out scoring = zero-shot MuSc over the bank (one scorePlan call, scoring.ts); a
+ *     projected bank's in folds, each on bases of the others (DEFAULT_PROJECT_FOLDS), as predict's
+ *     new images are never in the bank's bases
  *   S x S maps (bilinear, align_corners) -> image score = max; RsCIN within the bank (raw units)
  *   calibration.json: the scores, map maxima and map medians; manifest.json: everything else
  */
@@ -14,22 +16,33 @@ import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, resolveDegrees, resolveNormExpon
 import { checkNormExponent } from '../core/lnamd.js';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
-import { formatImageScoreRule, imageScores as imageScoresOf, mapMaxima, parseImageScoreRule, upsampleAlignCorners } from '../core/maps.js';
+import {
+  formatImageScoreRule,
+  type ImageScoreRule,
+  imageScores as imageScoresOf,
+  mapMaxima,
+  parseImageScoreRule,
+  upsampleAlignCorners,
+} from '../core/maps.js';
 import { checkProjectChannels, checkStageCount, checkStageRList, type RscinMode, rscinWindows } from '../config.js';
 import { RSCIN_K_MVTEC } from '../core/rscin.js';
-import type { Interval } from '../core/types.js';
+import type { ImageTokens, Interval, StageFeatures } from '../core/types.js';
+import type { ProgressListener } from '../compute/worker.js';
 import { DatasetError } from '../datasets/types.js';
 import { versions } from '../outputs/versions.js';
 import { listReferenceImages } from '../features/references.js';
 import { median } from '../threshold.js';
 import { type Calibration, checkFalseAlarm, DEFAULT_FALSE_ALARM } from './calibration.js';
 import { type ExtractedImage, extractImages, stackStages } from './extract.js';
-import { leaveOneOut, rscinRaw } from './scoring.js';
+import { type BankScoreSettings, leaveOneOut, rscinRaw } from './scoring.js';
 import { writeBank } from './store.js';
 import { BANK_FORMAT, type BankManifest, bankFormatVersion, type ImageInput } from './types.js';
 
 /** Fewer bank images than this get a warning: each image's pool is small. */
 export const RECOMMENDED_BANK_IMAGES = 8;
+
+/** Folds of a projected bank's held-out calibration (BuildBankOptions.projectFolds; at most the bank's images). */
+export const DEFAULT_PROJECT_FOLDS = 8;
 
 export interface BuildBankOptions {
   /** the bank directory to write (conventionally NAME.bank) */
@@ -52,6 +65,13 @@ export interface BuildBankOptions {
    * bases are saved in the bank and new images are projected on them; about K / C of predict's MSM
    */
   project?: number;
+  /**
+   * with project: the leave-one-out calibration scores each of this many contiguous folds of the
+   * bank on bases of the other folds (core/score.ts EngineOptions.projectFolds), as predict scores a
+   * new image on bases it did not shape (default DEFAULT_PROJECT_FOLDS; the saved bases are the
+   * whole bank's)
+   */
+  projectFolds?: number;
   /** LNAMD's norm exponent (as musc run --norm-exponent; default: core/defaults.ts resolveNormExponent, by the backbone) */
   normExponent?: number;
   precision?: MsmPrecision;
@@ -140,6 +160,38 @@ function checkedNormExponent(o: BuildBankOptions, precision: MsmPrecision): numb
   return b;
 }
 
+/**
+ * The bank's leave-one-out scores (with `project`: each fold on held-out bases, settings.projectFolds)
+ * and their label-free calibration; the bases to save are the whole bank's.
+ */
+async function calibrate(
+  stages: StageFeatures[],
+  tokens: ImageTokens,
+  settings: BankScoreSettings,
+  rules: { S: number; imageScore: ImageScoreRule; kList: number[]; falseAlarm: number },
+  onProgress: ProgressListener,
+): Promise<{ calibration: Calibration; bases?: Record<string, Float32Array> }> {
+  const { n } = tokens,
+    S = rules.S;
+  const loo = await leaveOneOut(stages, settings, onProgress);
+  const maps = upsampleAlignCorners(loo.patch, n, loo.h, loo.w, S, S); // [n, S, S] as musc run
+  const imageScores = imageScoresOf(maps, n, rules.imageScore);
+  const calibration = {
+    ...calibrationOf(maps, S, imageScores, rscinRaw(imageScores, tokens, rules.kList), rules.falseAlarm),
+    ...(settings.projectFolds !== undefined ? { project_folds: settings.projectFolds } : {}),
+  };
+  return { calibration, ...(loo.bases ? { bases: loo.bases } : {}) };
+}
+
+/** The held-out folds of a projected bank's calibration (DEFAULT_PROJECT_FOLDS unless given); a usage error without --project. */
+function checkedProjectFolds(o: BuildBankOptions): number | undefined {
+  if (o.projectFolds === undefined) return o.project !== undefined ? DEFAULT_PROJECT_FOLDS : undefined;
+  if (o.project === undefined) throw new ConfigError('--project-folds: only with --project (the folds of the projection bases)');
+  if (!Number.isInteger(o.projectFolds) || o.projectFolds < 2)
+    throw new ConfigError(`--project-folds: give an integer of at least 2, got ${o.projectFolds}`);
+  return o.projectFolds;
+}
+
 /** The error of a bank with fewer than 2 readable images, naming the first skipped inputs. */
 function tooFewImages(n: number, skipped: { name: string; reason: string }[]): DatasetError {
   const first = skipped
@@ -155,6 +207,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   // per stage when given, else rList, else by the backbone (core/defaults.ts: a fused ResNet's per-stage lists)
   const { rList, stageRList } = resolveDegrees(o.backbone, o.rList, checkedStageRList(o.stageRList, o.backbone.stages));
   checkProjectChannels(o.project, o.backbone.stageChannels, '--project');
+  const projectFolds = checkedProjectFolds(o);
   const precision = o.precision ?? DEFAULT_MSM_PRECISION;
   const normExponent = checkedNormExponent(o, precision);
   const interval = o.interval ?? DEFAULT_INTERVAL,
@@ -175,8 +228,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
         '(each score is a mean over the nearest 30% of the bank)',
     );
   const stages = stackStages(images, ex.dims);
-  const imageScore = parseImageScoreRule(o.imageScore ?? DEFAULT_IMAGE_SCORE);
-  const settings = {
+  const settings: BankScoreSettings = {
     rList,
     ...(stageRList ? { stageRList } : {}),
     interval,
@@ -184,25 +236,25 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     device: o.device,
     ...(o.scoreGrid !== undefined ? { scoreGrid: o.scoreGrid } : {}),
     ...(o.project !== undefined ? { project: o.project } : {}),
+    ...(projectFolds !== undefined ? { projectFolds: Math.min(projectFolds, n) } : {}),
     ...(normExponent !== 1 ? { normExponent } : {}),
   };
-  o.checkCancelled?.();
-  const loo = await leaveOneOut(stages, settings, (d, t) => o.onProgress?.('score', d, t));
-  const S = o.backbone.imageSize;
-  const maps = upsampleAlignCorners(loo.patch, n, loo.h, loo.w, S, S); // [n, S, S] as musc run
-  const imageScores = imageScoresOf(maps, n, imageScore);
   const tokens = { n, d: ex.tokenDim, data: new Float32Array(n * ex.tokenDim) };
   images.forEach((im, i) => tokens.data.set(im.token, i * ex.tokenDim));
-  const calibration = calibrationOf(maps, S, imageScores, rscinRaw(imageScores, tokens, kList), falseAlarm);
+  o.checkCancelled?.();
+  const rules = { S: o.backbone.imageSize, imageScore: parseImageScoreRule(o.imageScore ?? DEFAULT_IMAGE_SCORE), kList, falseAlarm };
+  const { calibration, bases } = await calibrate(stackStages(images, ex.dims), tokens, settings, rules, (d, t) =>
+    o.onProgress?.('score', d, t),
+  );
   const v = versions();
   const scoring = {
     r_list: rList,
     ...(stageRList ? { stage_r_list: stageRList } : {}),
     interval,
     k_list: kList,
-    msm_precision: settings.precision,
+    msm_precision: precision,
     feature_storage: 'float16' as const,
-    image_score: formatImageScoreRule(imageScore),
+    image_score: formatImageScoreRule(rules.imageScore),
     ...(o.scoreGrid !== undefined ? { score_grid: o.scoreGrid } : {}),
     ...(o.project !== undefined ? { project: o.project } : {}),
     ...(normExponent !== 1 ? { norm_exponent: normExponent } : {}),
@@ -220,7 +272,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
         backbone: {
           name: o.backbone.info.name,
           weights_sha256: o.backbone.weightsSha256,
-          image_size: S,
+          image_size: rules.S,
           stages: [...o.backbone.stages],
           border_pad: o.backbone.borderPad ?? 0,
           fuse_sizes: [...(o.backbone.fuseSizes ?? [])],
@@ -232,7 +284,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
       },
       stages,
       tokens,
-      ...(loo.bases ? { bases: loo.bases } : {}),
+      ...(bases ? { bases } : {}),
       calibration,
     },
     { force: o.force },

@@ -53,6 +53,12 @@ export interface Calibration {
   map_maxima?: number[];
   /** [N] median pixel of each bank image's map */
   map_medians: number[];
+  /**
+   * projected banks: the leave-one-out scores came from this many folds, each scored on bases of
+   * the others (core/score.ts EngineOptions.projectFolds); absent in older projected banks, whose
+   * images were scored on bases they shaped
+   */
+  project_folds?: number;
 }
 
 /** Thresholds and scales derived from a calibration at one false-alarm rate. */

@@ -10,7 +10,14 @@
  * buildBank(inputs, { out, backbone }) writes a bank (CLI: musc bank build). See
  * docs/architecture.md "Banks" and README "Inspect new images (bank + predict)".
  */
-export { type BuildBankOptions, type BuildBankResult, buildBank, imagesOfFolder, RECOMMENDED_BANK_IMAGES } from './build.js';
+export {
+  type BuildBankOptions,
+  type BuildBankResult,
+  buildBank,
+  DEFAULT_PROJECT_FOLDS,
+  imagesOfFolder,
+  RECOMMENDED_BANK_IMAGES,
+} from './build.js';
 export {
   type Calibration,
   DEFAULT_FALSE_ALARM,

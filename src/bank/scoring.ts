@@ -9,7 +9,10 @@
  * Leave-one-out (bank build): zero-shot MuSc on the bank, every bank image against the n - 1
  * others. For bank image i, that pool is exactly "the bank without i", so predicting image i
  * against a bank built without it gives the same patch scores (same LNAMD per image, same pairs,
- * same interval over n - 1 values; tested to 1e-6).
+ * same interval over n - 1 values; tested to 1e-6). A projected bank scores its leave-one-out in
+ * folds, each fold's images on bases of the other folds' rows (projectFolds), so that no image is
+ * scored on directions it shaped, as no new image is; the bases saved for predict are the whole
+ * bank's.
  *
  * RsCIN (raw units): musc run's RsCIN min-max normalises the batch's image scores and averages
  * them over each image's k nearest images by image token (k in k_list, the image itself
@@ -43,6 +46,8 @@ export interface BankScoreSettings {
   project?: number;
   /** with project: the bank's bases by projectKey(stage, r) (predict); absent = the batch's own (leave-one-out at build) */
   projectBases?: Record<string, Float32Array>;
+  /** with project and no projectBases: held-out bases in this many folds (leave-one-out at build; core/score.ts EngineOptions.projectFolds) */
+  projectFolds?: number;
   /** LNAMD's norm exponent (core/lnamd.ts; absent = 1, unit rows) */
   normExponent?: number;
 }
@@ -94,6 +99,7 @@ function engineOptions(s: BankScoreSettings) {
     ...(s.scoreGrid !== undefined ? { targetGrid: s.scoreGrid } : {}),
     ...(s.project !== undefined ? { projectChannels: s.project } : {}),
     ...(s.projectBases ? { projectBases: s.projectBases } : {}),
+    ...(s.projectFolds !== undefined ? { projectFolds: s.projectFolds } : {}),
     ...(s.normExponent !== undefined ? { normExponent: s.normExponent } : {}),
   };
 }

@@ -8,13 +8,12 @@ import { Command } from 'commander';
 import { isBackboneConfigError } from '../backbones/errors.js';
 import { DEFAULT_BACKBONE, loadBackbone } from '../backbones/registry.js';
 import type { Backbone } from '../backbones/types.js';
-import { buildBank, imagesOfFolder } from '../bank/build.js';
+import { buildBank, DEFAULT_PROJECT_FOLDS, imagesOfFolder } from '../bank/build.js';
 import { checkFalseAlarm, DEFAULT_FALSE_ALARM, thresholdsOf } from '../bank/calibration.js';
 import { readBank } from '../bank/store.js';
 import type { Bank } from '../bank/types.js';
 import { ConfigError } from '../config.js';
 import { DEFAULT_INTERVAL, degreesLabel } from '../core/defaults.js';
-import type { MsmPrecision } from '../core/kernel.js';
 import { DatasetError } from '../datasets/types.js';
 import type { ProgressSink } from '../pipeline/run-dataset.js';
 import {
@@ -48,6 +47,7 @@ interface BuildFlags extends ScoringFlags {
   data: string;
   out: string;
   falseAlarm?: number;
+  projectFolds?: number;
   force?: boolean;
 }
 
@@ -67,7 +67,7 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
     `  backbone ${b.name} at ${b.image_size} px${b.fuse_sizes?.length ? ` fused with ${b.fuse_sizes.join(', ')} px` : ''}, stages ${b.stages.join(',')}, weights sha256 ${b.weights_sha256.slice(0, 12)}...`,
     `  scoring: r ${degreesLabel({ rList: sc.r_list, ...(sc.stage_r_list ? { stageRList: sc.stage_r_list } : {}) })}${sc.stage_r_list ? ' (per stage)' : ''}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}${sc.project !== undefined ? `, features projected to ${sc.project} channels` : ''}${sc.norm_exponent !== undefined ? `, norm exponent ${sc.norm_exponent}` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
       `features ${sc.feature_storage}; musc ${m.software.musc}, built ${m.created}`,
-    `  calibration (leave-one-out, false-alarm ${pct(th.falseAlarm)}): ` +
+    `  calibration (leave-one-out${bank.calibration.project_folds ? `, projection bases held out in ${bank.calibration.project_folds} folds` : ''}, false-alarm ${pct(th.falseAlarm)}): ` +
       `image threshold ${th.image.toPrecision(6)}, pixel threshold ${th.pixel.toPrecision(6)}`,
   ];
 }
@@ -81,6 +81,11 @@ function buildCommand(): Command {
     accuracyOptions(
       degreeOptions(backboneOptions(located))
         .addOption(projectOption('the bank, saved in it for new images'))
+        .option(
+          '--project-folds <F>',
+          `with --project: the calibration scores the bank in F folds, each on projection bases of the others, as predict scores new images on bases they did not shape (default: ${DEFAULT_PROJECT_FOLDS})`,
+          posIntArg,
+        )
         .addOption(normExponentOption()),
     ),
   )
@@ -133,6 +138,7 @@ function buildCommand(): Command {
         imageScore: acc.imageScore,
         scoreGrid: f.scoreGrid,
         ...(f.project !== undefined ? { project: f.project } : {}),
+        ...(f.projectFolds !== undefined ? { projectFolds: f.projectFolds } : {}),
         ...(f.normExponent !== undefined ? { normExponent: f.normExponent } : {}),
         precision: f.msmPrecision,
         device: f.device,

@@ -16,7 +16,7 @@ import type { StageFeatures } from './types.js';
 import type { MatMul, PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, checkNormExponent, lnamdTarget, unitRows } from './lnamd.js';
 import { nearestDistanceTable, type TableOptions } from './msm.js';
-import { projectionBasis, projectRows } from './project.js';
+import { BasisAccumulator, projectionBasis, projectRows } from './project.js';
 import {
   linkTableRIndex,
   neededPairs,
@@ -50,6 +50,15 @@ export interface EngineOptions {
    * batch's own (a bank's saved bases, so that new images and the bank share them); each needed one must be given
    */
   projectBases?: Record<string, Float32Array>;
+  /**
+   * with projectChannels and no projectBases: held-out bases. The images are split into this many
+   * contiguous folds (at most N), and each fold's images are scored from the batch projected on the
+   * basis of the other folds' rows, so no image is scored on directions its own rows shaped: a
+   * bank's leave-one-out calibration, whose new images are never in the bank's bases. `bases` are
+   * still the whole batch's. Costs up to twice the MSM (a pair across two folds is computed in
+   * both) and a basis and projection per fold. Not with the repeated-anomaly filter.
+   */
+  projectFolds?: number;
 }
 
 export interface EngineHooks {
@@ -114,6 +123,7 @@ export async function scorePlan(
   if (plan.n !== stages[0]!.n) throw new Error(`the plan is for ${plan.n} images, the features hold ${stages[0]!.n}`);
   validatePlan(plan);
   checkNormExponent(opts.normExponent, kernel.precision);
+  const folds = projectFolds(plan, opts);
   const target = lnamdTarget(stages, opts.targetChannels, opts.targetGrid, opts.normExponent);
   const n = plan.n,
     P = target.gridH * target.gridW,
@@ -152,8 +162,14 @@ export async function scorePlan(
         accumulate(variants, pre.scores, l, ri, L, w);
         continue;
       }
-      const z = await timed(timings, 'lnamdMs', () => bankOf.of(stages[l]!, normed, l, plan.rList[ri]!));
-      accumulate(variants, await timed(timings, 'msmMs', () => scoreBank(z, n, P, bankOf.channels, all, kernel, table)), l, ri, L, w);
+      const r = plan.rList[ri]!;
+      let scores: Float64Array[];
+      if (folds) scores = await foldedPass(stages[l]!, normed, l, r, folds, all, bankOf, kernel, table, timings);
+      else {
+        const z = await timed(timings, 'lnamdMs', () => bankOf.of(stages[l]!, normed, l, r));
+        scores = await timed(timings, 'msmMs', () => scoreBank(z, n, P, bankOf.channels, all, kernel, table));
+      }
+      accumulate(variants, scores, l, ri, L, w);
       hooks.progress?.(++done, total, 'scoring');
     }
   }
@@ -200,7 +216,74 @@ export function bankBuilder(
       bases[key] ??= await basisOf(z, project, key);
       return projectRows(z, C, bases[key], mm, !unitRows(target));
     },
+    /**
+     * (EngineOptions.projectFolds) The unprojected bank Z [N, P, C] of (stage l, r), its whole basis
+     * kept in `bases`, and `without(i0, i1)`: Z projected on the basis of the rows of every image
+     * outside [i0, i1).
+     */
+    async heldOut(stage: StageFeatures, normed: Float32Array, l: number, r: number) {
+      if (!project || given) throw new Error('held-out bases: need projected features and no given bases');
+      const z = aggregateStage(stage, normed, r, target);
+      const key = projectKey(l, r);
+      bases[key] ??= await projectionBasis(z, C, project, mm);
+      const rowLen = target.gridH * target.gridW * C;
+      const without = async (i0: number, i1: number): Promise<Float32Array> => {
+        const acc = new BasisAccumulator(z.length / C - ((i1 - i0) * rowLen) / C, C);
+        acc.add(z.subarray(0, i0 * rowLen)).add(z.subarray(i1 * rowLen));
+        return projectRows(z, C, await acc.basis(project, mm), mm, !unitRows(target));
+      };
+      return { without };
+    },
   };
+}
+
+/** The contiguous folds [i0, i1) of EngineOptions.projectFolds (null without it), checked against the plan. */
+function projectFolds(plan: ScoringPlan, opts: EngineOptions): [number, number][] | null {
+  const F = opts.projectFolds;
+  if (F === undefined) return null;
+  if (!Number.isInteger(F) || F < 2) throw new Error(`projectFolds: give an integer of at least 2, got ${F}`);
+  if (opts.projectChannels === undefined || opts.projectBases) throw new Error('projectFolds: needs projectChannels and no projectBases');
+  if (plan.repeatFilter) throw new Error('projectFolds: not with the repeated-anomaly filter');
+  const k = Math.min(F, plan.n);
+  return Array.from({ length: k }, (_, f) => [Math.floor((f * plan.n) / k), Math.floor(((f + 1) * plan.n) / k)]);
+}
+
+/** A variant's scored images within [i0, i1) (same pools), and their positions in v.scored. */
+function variantWithin(v: PoolVariant, i0: number, i1: number): { sub: PoolVariant; at: number[] } {
+  const at = v.scored.flatMap((i, s) => (i >= i0 && i < i1 ? [s] : []));
+  return { sub: { scored: at.map((s) => v.scored[s]!), pools: v.pools, poolOf: at.map((s) => v.poolOf[s]!), reduce: v.reduce }, at };
+}
+
+/**
+ * MSM scores [S_v, P] of every variant for one (stage, r) pass with held-out bases: each fold's
+ * scored images from the bank projected on the basis of the other folds (EngineOptions.projectFolds).
+ */
+async function foldedPass(
+  stage: StageFeatures,
+  normed: Float32Array,
+  l: number,
+  r: number,
+  folds: [number, number][],
+  variants: PoolVariant[],
+  bankOf: ReturnType<typeof bankBuilder>,
+  kernel: PairKernel,
+  table: TableOptions,
+  clock: { lnamdMs: number; msmMs: number },
+): Promise<Float64Array[]> {
+  const { n, P } = { n: stage.n, P: bankOf.P };
+  const out = variants.map((v) => new Float64Array(v.scored.length * P));
+  const z = await timed(clock, 'lnamdMs', () => bankOf.heldOut(stage, normed, l, r));
+  for (const [f, [i0, i1]] of folds.entries()) {
+    const parts = variants.map((v) => variantWithin(v, i0, i1));
+    const subs = parts.map((x) => x.sub);
+    if (subs.every((v) => v.scored.length === 0)) continue;
+    const zf = await timed(clock, 'lnamdMs', () => z.without(i0, i1));
+    const need = neededPairs({ n, rList: [r], variants: subs });
+    const onBlock = (d: number, t: number) => table.onBlock?.(f + d / t, folds.length);
+    const scores = await timed(clock, 'msmMs', () => scoreBank(zf, n, P, bankOf.channels, subs, kernel, { ...table, need, onBlock }));
+    parts.forEach(({ at }, vi) => at.forEach((s, k) => out[vi]!.set(scores[vi]!.subarray(k * P, (k + 1) * P), s * P)));
+  }
+  return out;
 }
 
 /** f's result; its wall time added to clock[key]. */
