@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
-import { jsMatMul, projectBank, projectionBasis, projectUnit } from '../src/core/project.js';
+import { BasisAccumulator, jsMatMul, projectBank, projectionBasis, projectUnit } from '../src/core/project.js';
 import { stagePasses, zeroShotVariant, type ScoringPlan } from '../src/core/plan.js';
 import { projectKey, scorePlan } from '../src/core/score.js';
 import type { MatMul } from '../src/core/kernel.js';
@@ -118,6 +118,40 @@ test('projection: features in a K-dimensional subspace keep every distance; the 
   for (let i = 0; i < 400; i++) assert.ok(Math.abs(Math.hypot(...u.subarray(i * 3, i * 3 + 3)) - 1) < 1e-5);
 });
 
+test('a warm start (the basis of nearly the same rows) finds the same directions in fewer steps; a start of another shape is refused', async () => {
+  const C = 12;
+  const all = orthonormal(C, C, 21);
+  const spread = all.map((_, k) => (k >= 1 && k <= 3 ? 1 - 0.2 * k : 0.01));
+  const z = unitRows(600, all, spread, 22);
+  const cold = await projectionBasis(z, C, 4);
+  // start from the basis of other rows of a rotated product: the strong directions mixed with weak ones
+  const other = await projectionBasis(unitRows(600, orthonormal(C, C, 23), spread, 24), C, 4);
+  const warm = await new BasisAccumulator(600, C).add(z).basis(4, jsMatMul, other);
+  // the same subspace: each row of one basis lies in the span of the other's
+  for (let r = 0; r < 4; r++) {
+    let inSpan = 0;
+    for (let q = 0; q < 4; q++) {
+      let d = 0;
+      for (let c = 0; c < C; c++) d += warm[r * C + c]! * cold[q * C + c]!;
+      inSpan += d * d;
+    }
+    assert.ok(inSpan > 0.999, `warm direction ${r}: ${inSpan} of it in the cold basis`);
+  }
+  // where the directions are not well apart (random rows), where it starts shows: the start is used
+  const rnd = mulberry32(25);
+  const flat = Float32Array.from({ length: 200 * C }, () => rnd() - 0.5);
+  const fromStart = await new BasisAccumulator(200, C).add(flat).basis(4, jsMatMul, other);
+  const fromSeed = await projectionBasis(flat, C, 4);
+  assert.ok(
+    fromStart.some((v, k) => Math.abs(v - fromSeed[k]!) > 1e-3),
+    'the start changed nothing',
+  );
+  await assert.rejects(
+    new BasisAccumulator(600, C).add(z).basis(4, jsMatMul, other.subarray(C)),
+    /a start basis of 36 values, not \[4, 12\]/,
+  );
+});
+
 test("the kernel's product (ONNX Runtime Gemm) = jsMatMul, with and without transA; the projection through either agrees", async () => {
   const kernel = await kernelFor('cpu', 'fast');
   const rnd = mulberry32(11);
@@ -177,8 +211,19 @@ test('engine: projectChannels = C is a rotation (the same scores, the filter too
   );
 });
 
-/** Bases [K, C] by projectKey of every (stage, r) pass, from the LNAMD rows of the images outside [i0, i1) (a copy, projectionBasis with the engine's MatMul). */
-function heldOutBases(stages: StageFeatures[], plan: ScoringPlan, K: number, normExponent: number, i0: number, i1: number, mm: MatMul) {
+/**
+ * Bases [K, C] by projectKey of every (stage, r) pass, from the LNAMD rows of the images outside
+ * [i0, i1) (a copy, with the engine's MatMul), iterated from the whole batch's bases `start`.
+ */
+function heldOutBases(
+  stages: StageFeatures[],
+  plan: ScoringPlan,
+  K: number,
+  normExponent: number,
+  [i0, i1]: readonly [number, number],
+  mm: MatMul,
+  start: Record<string, Float32Array>,
+) {
   const target = lnamdTarget(stages, undefined, undefined, normExponent);
   const out: Record<string, Float32Array> = {};
   return (async () => {
@@ -190,7 +235,8 @@ function heldOutBases(stages: StageFeatures[], plan: ScoringPlan, K: number, nor
         const kept = new Float32Array(z.length - (i1 - i0) * perImage);
         kept.set(z.subarray(0, i0 * perImage));
         kept.set(z.subarray(i1 * perImage), i0 * perImage);
-        out[projectKey(l, plan.rList[ri]!)] = await projectionBasis(kept, target.channels, K, mm);
+        const key = projectKey(l, plan.rList[ri]!);
+        out[key] = await new BasisAccumulator(kept.length / target.channels, target.channels).add(kept).basis(K, mm, start[key]);
       }
     }
     return out;
@@ -216,7 +262,7 @@ test("engine: projectFolds scores each fold on the bases of the other folds; the
     [2, 4],
     [4, 7],
   ] as const) {
-    const given = await heldOutBases(stages, plan, K, B, i0, i1, kernel.matMul);
+    const given = await heldOutBases(stages, plan, K, B, [i0, i1], kernel.matMul, whole.bases!);
     const expected = (await scorePlan(stages, plan, kernel, { ...opts, projectBases: given })).variants[0]!.patch;
     for (let k = i0 * P; k < i1 * P; k++) {
       const got = folded.variants[0]!.patch[k]!;

@@ -26,6 +26,12 @@ import type { MatMul } from './kernel.js';
 export const COVARIANCE_ROWS = 16384;
 /** Subspace-iteration steps: the subspace, not exact eigenvectors, is what the projection needs. */
 const STEPS = 20;
+/**
+ * Steps from a warm start (BasisAccumulator.basis `start`): a basis of nearly the same rows (a
+ * bank's held-out folds start from the whole bank's) is a few steps from theirs; the steps' Gram-
+ * Schmidt in JS is most of a basis's time.
+ */
+const WARM_STEPS = 4;
 
 /** Projection basis [K, C] (orthonormal rows; row 0 the mean direction) of unit features z [rows, C]. */
 export async function projectionBasis(z: Float32Array, C: number, K: number, mm: MatMul = jsMatMul): Promise<Float32Array> {
@@ -71,8 +77,11 @@ export class BasisAccumulator {
     return this;
   }
 
-  /** The basis [K, C] of every row added (all `rows` of them). */
-  async basis(K: number, mm: MatMul = jsMatMul): Promise<Float32Array> {
+  /**
+   * The basis [K, C] of every row added (all `rows` of them). `start`: a basis [K, C] of nearly the
+   * same rows to iterate from (WARM_STEPS steps instead of STEPS from a seeded random start).
+   */
+  async basis(K: number, mm: MatMul = jsMatMul, start?: Float32Array): Promise<Float32Array> {
     const C = this.C;
     if (this.seen !== this.rows) throw new Error(`projection: ${this.seen} of ${this.rows} rows added`);
     if (!Number.isInteger(K) || K < 2 || K > C) throw new Error(`projection: K must be an integer 2..${C} (the channels), got ${K}`);
@@ -80,7 +89,8 @@ export class BasisAccumulator {
     const mean = this.sum.map((v) => v / this.rows);
     const x = deflated(this.kept, C, mean, u0);
     const cov = await mm(x, x, C, x.length / C, C, true); // x^T x [C, C]
-    const q = await subspace(cov, C, K - 1, u0, mm); // [C, K - 1], orthonormal columns
+    if (start && start.length !== K * C) throw new Error(`projection: a start basis of ${start.length} values, not [${K}, ${C}]`);
+    const q = await subspace(cov, C, K - 1, u0, mm, start); // [C, K - 1], orthonormal columns
     const out = new Float32Array(K * C);
     for (let c = 0; c < C; c++) out[c] = u0[c]!;
     for (let k = 1; k < K; k++) for (let c = 0; c < C; c++) out[k * C + c] = q[c * (K - 1) + k - 1]!;
@@ -165,15 +175,18 @@ function deflated(kept: Float32Array, C: number, mean: Float64Array, u0: Float64
 }
 
 /** Orthonormal columns [C, k] (orthogonal to u0) spanning the top-k eigenspace of the symmetric m [C, C]. */
-async function subspace(m: Float32Array, C: number, k: number, u0: Float64Array, mm: MatMul): Promise<Float32Array> {
+async function subspace(m: Float32Array, C: number, k: number, u0: Float64Array, mm: MatMul, start?: Float32Array): Promise<Float32Array> {
   let seed = 12345;
   const rand = () => {
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed / 2147483648 - 0.5;
   };
-  let q: Float32Array = Float32Array.from({ length: C * k }, rand);
+  // q [C, k]: the start basis's rows 1..k as columns, else seeded random
+  let q: Float32Array = start
+    ? Float32Array.from({ length: C * k }, (_, i) => start[(1 + (i % k)) * C + Math.floor(i / k)]!)
+    : Float32Array.from({ length: C * k }, rand);
   orthonormaliseColumns(q, C, k, u0);
-  for (let step = 0; step < STEPS; step++) {
+  for (let step = 0; step < (start ? WARM_STEPS : STEPS); step++) {
     q = await mm(m, q, C, C, k, false);
     orthonormaliseColumns(q, C, k, u0);
   }

@@ -219,7 +219,7 @@ export function bankBuilder(
     /**
      * (EngineOptions.projectFolds) The unprojected bank Z [N, P, C] of (stage l, r), its whole basis
      * kept in `bases`, and `without(i0, i1)`: Z projected on the basis of the rows of every image
-     * outside [i0, i1).
+     * outside [i0, i1) (iterated from the whole basis: project.ts WARM_STEPS).
      */
     async heldOut(stage: StageFeatures, normed: Float32Array, l: number, r: number) {
       if (!project || given) throw new Error('held-out bases: need projected features and no given bases');
@@ -230,7 +230,7 @@ export function bankBuilder(
       const without = async (i0: number, i1: number): Promise<Float32Array> => {
         const acc = new BasisAccumulator(z.length / C - ((i1 - i0) * rowLen) / C, C);
         acc.add(z.subarray(0, i0 * rowLen)).add(z.subarray(i1 * rowLen));
-        return projectRows(z, C, await acc.basis(project, mm), mm, !unitRows(target));
+        return projectRows(z, C, await acc.basis(project, mm, bases[key]), mm, !unitRows(target));
       };
       return { without };
     },
