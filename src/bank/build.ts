@@ -243,9 +243,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   images.forEach((im, i) => tokens.data.set(im.token, i * ex.tokenDim));
   o.checkCancelled?.();
   const rules = { S: o.backbone.imageSize, imageScore: parseImageScoreRule(o.imageScore ?? DEFAULT_IMAGE_SCORE), kList, falseAlarm };
-  const { calibration, bases } = await calibrate(stackStages(images, ex.dims), tokens, settings, rules, (d, t) =>
-    o.onProgress?.('score', d, t),
-  );
+  const { calibration, bases } = await calibrate(stages, tokens, settings, rules, (d, t) => o.onProgress?.('score', d, t));
   const v = versions();
   const scoring = {
     r_list: rList,

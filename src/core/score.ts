@@ -226,9 +226,10 @@ export function bankBuilder(
       const z = aggregateStage(stage, normed, r, target);
       const key = projectKey(l, r);
       bases[key] ??= await projectionBasis(z, C, project, mm);
-      const rowLen = target.gridH * target.gridW * C;
+      const P = target.gridH * target.gridW,
+        rowLen = P * C;
       const without = async (i0: number, i1: number): Promise<Float32Array> => {
-        const acc = new BasisAccumulator(z.length / C - ((i1 - i0) * rowLen) / C, C);
+        const acc = new BasisAccumulator((stage.n - (i1 - i0)) * P, C);
         acc.add(z.subarray(0, i0 * rowLen)).add(z.subarray(i1 * rowLen));
         return projectRows(z, C, await acc.basis(project, mm, bases[key]), mm, !unitRows(target));
       };
@@ -270,7 +271,8 @@ async function foldedPass(
   table: TableOptions,
   clock: { lnamdMs: number; msmMs: number },
 ): Promise<Float64Array[]> {
-  const { n, P } = { n: stage.n, P: bankOf.P };
+  const n = stage.n,
+    P = bankOf.P;
   const out = variants.map((v) => new Float64Array(v.scored.length * P));
   const z = await timed(clock, 'lnamdMs', () => bankOf.heldOut(stage, normed, l, r));
   for (const [f, [i0, i1]] of folds.entries()) {
