@@ -197,6 +197,27 @@ interface Row {
   ownr: number;
   /** own: the mean distance to the nearest fraction ownq of the image's own patches instead of the nearest one (0) */
   ownq: number;
+  /**
+   * local density (LOF-like): each nearest distance d(p, q*) to image j divided by (rho_q / median rho)^lof,
+   * rho_q = the reference patch's own MSM score in the same table (how far normal patches like it lie from
+   * their matches); lofm = 'nn': q* the plain nearest patch; 'min': q* = argmin_q d(p, q) / rho_q^lof (0: off)
+   */
+  lof: number;
+  lofm: string;
+  /**
+   * pair normalisation: each nearest distance d_ij(p) divided by the median over i's patches of d_ij
+   * to the power pnorm (how far image j is from image i as a whole), so that a patch counts by how
+   * much worse image j explains it than the rest of its image (0: off)
+   */
+  pnorm: number;
+  /**
+   * peer normalisation of image scores: s_i - peerw x the median score of i's peers, the fraction peer
+   * of the other images nearest by peerby: 'tok' (layer4 tokens: pose, lighting, scale) or 'geo' (original
+   * width and height); a score's baseline that comes with such nuisances cancels (0: off)
+   */
+  peer: number;
+  peerw: number;
+  peerby: string;
 }
 const BASE: Row = {
   geometry: 'squash',
@@ -247,6 +268,12 @@ const BASE: Row = {
   ownx: 1,
   ownr: 1,
   ownq: 0,
+  lof: 0,
+  lofm: 'nn',
+  pnorm: 0,
+  peer: 0,
+  peerw: 1,
+  peerby: 'tok',
 };
 
 /** Spec keys -> Row fields, by the value's kind: text, a number, a list of numbers (dot-separated). */
@@ -262,6 +289,8 @@ const TEXT_KEYS: Record<string, Fields<string>> = {
   rl: 'rl',
   joint: 'joint',
   rm: 'rm',
+  lofm: 'lofm',
+  peerby: 'peerby',
 };
 const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   s: 'size',
@@ -297,6 +326,10 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   ownx: 'ownx',
   ownr: 'ownr',
   ownq: 'ownq',
+  lof: 'lof',
+  pnorm: 'pnorm',
+  peer: 'peer',
+  peerw: 'peerw',
 };
 const LIST_KEYS: Record<string, Fields<number[] | undefined>> = {
   st: 'stages',
@@ -678,6 +711,60 @@ export async function maskedTableTask(z: Float32Array, n: number, p: number, c: 
 }
 
 /**
+ * Runs in the compute worker (lof): for every query patch of image i and every other image j, either the
+ * index q of its nearest patch in j (weights undefined) or min_q d(p, q) w_q (weights [N P]); Euclidean
+ * for rows that are not unit. z [N, P, C]; out [N, P, N] (indices as floats, exact below 2^24).
+ */
+export async function lofTableTask(
+  z: Float32Array,
+  n: number,
+  p: number,
+  c: number,
+  need: Uint8Array,
+  euclidean: boolean,
+  weights: Float32Array | null,
+): Promise<Float32Array> {
+  const mm = (await kernelFor('cpu', 'fast')).matMul!;
+  const rows = n * p;
+  const sq = new Float32Array(rows);
+  for (let t = 0; t < rows; t++) {
+    let ss = 0;
+    for (let k = 0; k < c; k++) ss += z[t * c + k]! ** 2;
+    sq[t] = euclidean ? ss : 1;
+  }
+  const zT = new Float32Array(c * rows); // [C, N P]
+  for (let t = 0; t < rows; t++) for (let k = 0; k < c; k++) zT[k * rows + t] = z[t * c + k]!;
+  const w2 = weights ? Float32Array.from(weights, (w) => w * w) : null;
+  const out = new Float32Array(rows * n);
+  const CH = 128;
+  for (let t0 = 0; t0 < rows; t0 += CH) {
+    const m = Math.min(CH, rows - t0);
+    const dots = await mm(z.subarray(t0 * c, (t0 + m) * c), zT, m, c, rows, false); // [m, N P]
+    for (let x = 0; x < m; x++) {
+      const t = t0 + x,
+        i = Math.floor(t / p),
+        base = x * rows;
+      for (let j = 0; j < n; j++) {
+        if (!need[i * n + j]) continue;
+        let best = Infinity,
+          arg = 0;
+        for (let q = 0; q < p; q++) {
+          const b = j * p + q;
+          const d2 = Math.max(0, sq[t]! + sq[b]! - 2 * dots[base + b]!);
+          const v = w2 ? d2 * w2[b]! : d2;
+          if (v < best) {
+            best = v;
+            arg = q;
+          }
+        }
+        out[t * n + j] = w2 ? Math.sqrt(best) : arg;
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * Runs in the compute worker (own): each patch's nearest distance [N, P] to the patches of its own
  * image farther than `excl` grid cells (Chebyshev) on the w-wide grid; Euclidean for rows that are
  * not unit. z [N, P, C].
@@ -1001,6 +1088,56 @@ class FeatureConfig {
     save(file, table);
     this.writeMeta();
     return table;
+  }
+  /** lof: the table of (agg, l, r) with each nearest distance scaled by its reference patch's density (Row.lof). */
+  async lofTable(agg: string, l: number, r: number, row: Row, nImages: number): Promise<Float32Array> {
+    const meta = this.meta!;
+    const M = meta.pieces.length,
+      P = meta.h * meta.w;
+    if (M !== nImages) throw new Error('lof: one squashed piece per image');
+    const base = await this.table(agg, l, r);
+    const rho = reduceRow(base, meta.pieces, nImages, P, 0, row.q);
+    const med = Float64Array.from(rho).sort()[rho.length >> 1]!;
+    const w = Float32Array.from(rho, (v) => (Math.max(v, 1e-6) / med) ** -row.lof);
+    const z = () => this.features().then((f) => this.bank(f, agg, l, r));
+    const need = new Uint8Array(M * M).map((_, k) => (Math.floor(k / M) !== k % M ? 1 : 0));
+    const euclid = euclideanAgg(agg);
+    if (row.lofm === 'min') {
+      const file = join(CACHE, `${this.key}-${agg}-l${l}-r${r}-lofmin${row.lof}q${row.q}.f32`);
+      if (existsSync(file)) return f32(file);
+      const bank = await z();
+      const t = await computeWorker().call<Float32Array>(import.meta.url, 'lofTableTask', [
+        bank,
+        M,
+        P,
+        bank.length / (M * P),
+        need,
+        euclid,
+        w,
+      ]);
+      save(file, t);
+      return t;
+    }
+    if (row.lofm !== 'nn') throw new Error(`bad lofm ${row.lofm}`);
+    const file = join(CACHE, `${this.key}-${agg}-l${l}-r${r}-nnidx.f32`);
+    let idx: Float32Array;
+    if (existsSync(file)) idx = f32(file);
+    else {
+      const bank = await z();
+      idx = await computeWorker().call<Float32Array>(import.meta.url, 'lofTableTask', [
+        bank,
+        M,
+        P,
+        bank.length / (M * P),
+        need,
+        euclid,
+        null,
+      ]);
+      save(file, idx);
+    }
+    const out = new Float32Array(base.length);
+    for (let t = 0; t < M * P; t++) for (let j = 0; j < M; j++) out[t * M + j] = base[t * M + j]! * w[j * P + idx[t * M + j]!]!;
+    return out;
   }
   /** own: each patch's nearest distance [M, P] to its own image outside the neighbourhood `excl` (ownTableTask). */
   async ownTable(agg: string, l: number, r: number, excl: number, frac: number): Promise<Float32Array> {
@@ -1488,11 +1625,12 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const { l, r, w: wgt, j } of stage) {
       // r = 1 is the same under every neighbourhood aggregation; joint: layer3 at r = j concatenated
       const agg = j ? `joint${j}` : r === 1 && !ownAtR1(row.agg) ? 'box' : row.agg;
-      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}`;
+      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof ? `-lof${row.lof}${row.lofm}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
       const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}:${row.reprand}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
-        const table = await fc.table(agg, l, r);
+        const raw = row.lof ? await fc.lofTable(agg, l, r, row, n) : await fc.table(agg, l, r);
+        const table = row.pnorm ? pairNormalised(raw, M, P, row.pnorm) : raw;
         if (!reduced.has(key))
           reduced.set(
             key,
@@ -1525,6 +1663,21 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
   }
   const pairImg = pairTable ? pairScores(pairTable, M, P, row, filter?.pools) : undefined;
   return { patch, filtered, repInfo: filter?.info as Record<string, number> | undefined, pools: filter?.pools, score_s, pairImg };
+}
+
+/** pnorm: table [M, P, M] with each (i, j) column divided by its median over i's P patches to the power e. */
+function pairNormalised(table: Float32Array, M: number, P: number, e: number): Float32Array {
+  const out = new Float32Array(table.length);
+  const col = new Float32Array(P);
+  for (let i = 0; i < M; i++)
+    for (let j = 0; j < M; j++) {
+      if (i === j) continue;
+      for (let p = 0; p < P; p++) col[p] = table[(i * P + p) * M + j]!;
+      col.sort();
+      const med = Math.max(col[P >> 1]!, 1e-6) ** e;
+      for (let p = 0; p < P; p++) out[(i * P + p) * M + j] = table[(i * P + p) * M + j]! / med;
+    }
+  return out;
 }
 
 /**
@@ -1649,6 +1802,37 @@ async function geometryPools(items: DatasetItem[], f: number): Promise<number[][
     const others = items.map((_, b) => b).filter((b) => b !== a);
     const cut = others.map(d).sort((x, y) => x - y)[keep - 1]!;
     return others.filter((b) => d(b) <= cut);
+  });
+}
+
+/** peer: each image's peers, the fraction row.peer of the others nearest by tokens or by original size. */
+async function peerPools(row: Row, items: DatasetItem[], fc: FeatureConfig): Promise<number[][]> {
+  if (row.peerby === 'geo') return geometryPools(items, row.peer);
+  if (row.peerby !== 'tok') throw new Error(`bad peerby ${row.peerby}`);
+  const { n, d, data } = fc.tokens();
+  const t = data as Float32Array;
+  if (n !== items.length) throw new Error('peer: one piece per image');
+  const keep = Math.max(1, Math.ceil(row.peer * (n - 1)));
+  const norm = items.map((_, i) => Math.sqrt(t.subarray(i * d, (i + 1) * d).reduce((a, v) => a + v * v, 0)) || 1);
+  return items.map((_, i) => {
+    const dist = items.map((_, j) => {
+      let dot = 0;
+      for (let c = 0; c < d; c++) dot += t[i * d + c]! * t[j * d + c]!;
+      return { j, v: j === i ? Infinity : -dot / (norm[i]! * norm[j]!) };
+    });
+    return dist
+      .sort((a, b) => a.v - b.v)
+      .slice(0, keep)
+      .map((e) => e.j);
+  });
+}
+
+/** s_i - w x the median of s over i's pool. */
+function peerNormalised(s: Float64Array, pools: number[][], w: number): Float64Array {
+  return s.map((v, i) => {
+    const p = pools[i]!.map((j) => s[j]!).sort((a, b) => a - b);
+    const med = p.length % 2 ? p[p.length >> 1]! : (p[p.length / 2 - 1]! + p[p.length / 2]!) / 2;
+    return v - w * med;
   });
 }
 
@@ -1844,6 +2028,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   let pnInfo: { refs: number; smallest: number } | undefined;
   if (row.pn > 0) ({ img, maps, info: pnInfo } = await pseudoNormalRow(fc, row, meta, img, maps, pools, !!fromRun));
   img = imageLevel(peakPost(img, scoreMaps, row), row, fc, pairImg);
+  if (row.peer > 0) img = peerNormalised(img, await peerPools(row, items, fc), row.peerw);
   if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
   let rs = img;
   if (!row.kList.includes(0)) {

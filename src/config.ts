@@ -99,6 +99,13 @@ export interface Settings {
    * Other values than 1 need msm_precision 'fast' and no project.
    */
   norm_exponent?: number;
+  /**
+   * Reference-density normalisation (core/density.ts): each MSM nearest distance divided by (its
+   * reference patch's own MSM score / the table's median)^A, as local outlier factors do. 0 or
+   * absent: off (MuSc's distances). Needs msm_precision 'fast' and zero-shot scoring (no
+   * reference_dir); one process only (not with --redis), not in banks.
+   */
+  density_exponent?: number;
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
   /** LNAMD aggregation degrees for every stage; by the loaded backbone when absent (core/defaults.ts defaultDegrees) */
@@ -188,6 +195,7 @@ export const SETTINGS_SCHEMA = {
     score_grid: { type: 'integer', minimum: 1, maximum: 512 },
     project: { type: 'integer', minimum: 2, maximum: 4096 },
     norm_exponent: { type: 'number', minimum: 0, maximum: 1 },
+    density_exponent: { type: 'number', minimum: 0, maximum: 4 },
     r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
     stage_r_list: {
       type: 'array',

@@ -116,6 +116,7 @@ export interface ScoringFlags extends AccuracyFlags {
   scoreGrid?: number;
   project?: number;
   normExponent?: number;
+  densityExponent?: number;
   msmPrecision?: MsmPrecision;
   device?: Device;
   batchSize?: number;
@@ -247,6 +248,21 @@ export function normExponentOption(): Option {
     '--norm-exponent <B>',
     "LNAMD's patch normalisation: each patch keeps (|z| / image RMS)^(1 - B) of its feature energy; 1 = unit vectors (the paper's), 0.5 keeps the square root; not 1: 'fast' precision (default: 0.5 for a ResNet with fused sizes and fast MSM; else 1)",
   ).argParser(unitIntervalArg('--norm-exponent'));
+}
+
+/** --density-exponent A (musc run): reference-density normalisation of MSM distances (core/density.ts). */
+export function densityExponentOption(): Option {
+  return new Option(
+    '--density-exponent <A>',
+    "divide each MSM nearest distance by (its reference patch's own MSM score / the median)^A, as local outlier factors do; 0 = off (default); 'fast' precision, zero-shot, one process",
+  ).argParser(
+    wrapArg((v) => {
+      const n = Number(v);
+      if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 4)
+        throw new Error(`--density-exponent must be a number from 0 to 4, got '${v}'`);
+      return n;
+    }),
+  );
 }
 
 /** --project K (musc run, bank build): MSM on features projected on K directions (core/project.ts). */

@@ -38,6 +38,7 @@ import {
   deviceOption,
   maxPixelsOption,
   normExponentOption,
+  densityExponentOption,
   projectOption,
   msmPrecisionOption,
   accuracyOptions,
@@ -106,6 +107,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.scoreGrid !== undefined) s.score_grid = f.scoreGrid;
   if (f.project !== undefined) s.project = f.project;
   if (f.normExponent !== undefined) s.norm_exponent = f.normExponent;
+  if (f.densityExponent !== undefined) s.density_exponent = f.densityExponent;
   if (f.divide !== undefined) s.divide_num = f.divide;
   if (f.maxMemory !== undefined) s.max_memory = f.maxMemory;
   if (f.kList !== undefined) s.k_list = f.kList;
@@ -187,7 +189,12 @@ function addRunOptions(cmd: Command): Command {
     .addOption(new Option('--dataset <layout>', 'dataset layout (default: detected)').choices([...DATASET_KINDS]))
     .option('--category <name>', "category name, comma-separated names, or 'all' (default: all)");
   return scoreGridOption(
-    accuracyOptions(degreeOptions(backboneOptions(located)).addOption(projectOption('the batch')).addOption(normExponentOption())),
+    accuracyOptions(
+      degreeOptions(backboneOptions(located))
+        .addOption(projectOption('the batch'))
+        .addOption(normExponentOption())
+        .addOption(densityExponentOption()),
+    ),
   )
     .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)
     .option('--max-memory <MB>', 'divide automatically so one subset fits in about this many MB', posNumberArg)

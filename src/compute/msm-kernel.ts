@@ -27,7 +27,15 @@
 import type { InferenceSession } from 'onnxruntime-node';
 import { GraphBuilder } from '../onnx/graph.js';
 import { createSession, ort, type Device } from './session.js';
-import { DEFAULT_MSM_PRECISION, type Int8Bank, type MatMul, type MsmPrecision, type PairKernel, type PairResult } from '../core/kernel.js';
+import {
+  DEFAULT_MSM_PRECISION,
+  type IndexedPairResult,
+  type Int8Bank,
+  type MatMul,
+  type MsmPrecision,
+  type PairKernel,
+  type PairResult,
+} from '../core/kernel.js';
 
 /**
  * Inputs: q [A*P, C], r [B*P, C], dims int64 [4] = [A, P, B, P],
@@ -99,6 +107,45 @@ export function buildPairGraph(bothDirections: boolean, precision: MsmPrecision 
   return g.toBytes();
 }
 
+/**
+ * The 'fast' graph with the nearest patches' indices too (reference-density normalisation,
+ * core/density.ts): outputs rowd2 [A, P, B] and cold2 [A, B, P] as the fast graph (2 - 2 max, the
+ * maxima gathered at the arg-maxima, so the same floats as ReduceMax), and rowarg [A, P, B] (the
+ * nearest patch of image b, 0..P-1) and colarg [A, B, P] (of image a) as int32. Inputs as the fast
+ * graph's (both directions).
+ */
+export function buildIndexedGraph(): Uint8Array {
+  const g = new GraphBuilder('msm_pair_indexed');
+  const q = g.input('q', 'float32', ['AP', 'C']);
+  const r = g.input('r', 'float32', ['BP', 'C']);
+  const dims = g.input('dims', 'int64', [4]);
+  const cdims = g.input('cdims', 'int64', [4]);
+  const fdims = g.input('fdims', 'int64', [4]);
+  const sim = g.op('Gemm', [q, r], { transB: 1 }, 'sim');
+  const s4 = g.op('Reshape', [sim, dims], {}, 'sim4');
+  const s5 = g.op('Reshape', [sim, cdims], {}, 'sim5');
+  const two = g.scalar(2);
+  const d2 = (m: string) => g.op('Sub', [two, g.op('Mul', [two, m])]);
+  const int32 = (x: string) => g.op('Cast', [x], { to: 6 });
+  const last = g.constI64([3]);
+  const rowArg = g.op('ArgMax', [s4], { axis: 3, keepdims: 1 }); // [A, P, B, 1]
+  const rowMax = g.op('Squeeze', [g.op('GatherElements', [s4, rowArg], { axis: 3 }), last]);
+  g.output(d2(rowMax), 'float32', ['A', 'P', 'B'], 'rowd2');
+  g.output(int32(g.op('Squeeze', [rowArg, last])), 'int32', ['A', 'P', 'B'], 'rowarg');
+  // columns in two stages, as buildPairGraph's exact form: the first group holding the maximum, then its row
+  const axis1 = g.constI64([1]);
+  const groupMax = g.op('Reshape', [g.op('ReduceMax', [s5], { axes: [1], keepdims: 0 }), fdims]); // [A, F, B, P]
+  const group = g.op('ArgMax', [groupMax], { axis: 1, keepdims: 1 }); // [A, 1, B, P]
+  const colMax = g.op('Squeeze', [g.op('GatherElements', [groupMax, group], { axis: 1 }), axis1]); // [A, B, P]
+  const inGroup = g.op('Reshape', [g.op('ArgMax', [s5], { axis: 1, keepdims: 0 }), fdims]); // [A, F, B, P]
+  const within = g.op('GatherElements', [inGroup, group], { axis: 1 }); // [A, 1, B, P]
+  const rowsPerGroup = g.op('Slice', [cdims, g.constI64([1]), g.constI64([2])]);
+  const colArg = g.op('Squeeze', [g.op('Add', [g.op('Mul', [group, rowsPerGroup]), within]), axis1]); // [A, B, P]
+  g.output(d2(colMax), 'float32', ['A', 'B', 'P'], 'cold2');
+  g.output(int32(colArg), 'int32', ['A', 'B', 'P'], 'colarg');
+  return g.toBytes();
+}
+
 /** F for the two-stage column reduction: the divisor of p nearest sqrt(p) (1 when p is prime). */
 export function columnSplit(p: number): number {
   let best = 1;
@@ -151,6 +198,8 @@ export function buildMatMulGraph(transA: boolean): Uint8Array {
 export class OnnxPairKernel implements PairKernel {
   /** the Gemm sessions of matMul, by transA; built on first use */
   private readonly products = new Map<boolean, Promise<InferenceSession>>();
+  /** the indexed graph's session (runIndexed); built on first use */
+  private indexed: Promise<InferenceSession> | null = null;
 
   private constructor(
     private readonly session: InferenceSession,
@@ -222,6 +271,27 @@ export class OnnxPairKernel implements PairKernel {
     };
   }
 
+  /** 'fast' with the nearest patches' indices (buildIndexedGraph); q, r as run's. */
+  async runIndexed(q: Float32Array, a: number, r: Float32Array, b: number, p: number, c: number): Promise<IndexedPairResult> {
+    if (this.precision !== 'fast' || !this.bothDirections) throw new Error(`nearest indices need the two-direction 'fast' kernel`);
+    this.indexed ??= createSession(buildIndexedGraph(), { device: this.device, threads: this.threads });
+    const i64 = (v: number[]) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), [v.length]);
+    const f = columnSplit(p);
+    const out = await (await this.indexed).run({
+      q: new ort.Tensor('float32', q, [a * p, c]),
+      r: new ort.Tensor('float32', r, [b * p, c]),
+      dims: i64([a, p, b, p]),
+      cdims: i64([a * f, p / f, b, p]),
+      fdims: i64([a, f, b, p]),
+    });
+    return {
+      rowd2: out.rowd2.data as Float32Array,
+      cold2: out.cold2.data as Float32Array,
+      rowArg: out.rowarg.data as Int32Array,
+      colArg: out.colarg.data as Int32Array,
+    };
+  }
+
   /** 'int8': query images [i0, i1) against reference images [j0, j1) of a quantized bank. */
   async runInt8(bank: Int8Bank, i0: number, i1: number, j0: number, j1: number, p: number, c: number): Promise<PairResult> {
     if (this.precision !== 'int8') throw new Error(`runInt8 on a ${this.precision} kernel`);
@@ -245,6 +315,7 @@ export class OnnxPairKernel implements PairKernel {
 
   async release(): Promise<void> {
     for (const s of this.products.values()) await (await s).release();
+    if (this.indexed) await (await this.indexed).release();
     await this.session.release();
   }
 }

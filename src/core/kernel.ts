@@ -23,6 +23,15 @@ export interface PairResult {
   cold2?: Float32Array;
 }
 
+/** PairResult with the nearest patches' indices (within their image, 0..P-1): PairKernel.runIndexed. */
+export interface IndexedPairResult extends PairResult {
+  cold2: Float32Array;
+  /** [A, P, B] the nearest patch of reference image b to query patch (a, p) */
+  rowArg: Int32Array;
+  /** [A, B, P] the nearest patch of query image a to reference patch (b, p) */
+  colArg: Int32Array;
+}
+
 /** A feature bank quantized for the 'int8' precision (one step for the whole bank). */
 export interface Int8Bank {
   /** [N, P, C] round(z / s) + 128 */
@@ -45,6 +54,11 @@ export interface PairKernel {
   run(q: Float32Array, a: number, r: Float32Array, b: number, p: number, c: number): Promise<PairResult>;
   /** 'int8': query images [i0, i1) against reference images [j0, j1) of a quantized bank */
   runInt8(bank: Int8Bank, i0: number, i1: number, j0: number, j1: number, p: number, c: number): Promise<PairResult>;
+  /**
+   * 'fast', both directions: run's distances (the same floats) and the nearest patches' indices
+   * (reference-density normalisation, core/density.ts); absent: that normalisation is unavailable
+   */
+  runIndexed?(q: Float32Array, a: number, r: Float32Array, b: number, p: number, c: number): Promise<IndexedPairResult>;
   /** a plain float32 product (projected features, project.ts); absent: project.ts multiplies in JS */
   readonly matMul?: MatMul;
 }

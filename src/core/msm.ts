@@ -12,7 +12,7 @@
  * and makes its output NaN; here the interval always keeps at least one value (documented).
  */
 import type { Interval } from './types.js';
-import { quantizeBank, type Int8Bank, type PairKernel, type PairResult } from './kernel.js';
+import { quantizeBank, type IndexedPairResult, type Int8Bank, type PairKernel, type PairResult } from './kernel.js';
 
 export { DEFAULT_INTERVAL } from './defaults.js';
 
@@ -173,6 +173,28 @@ async function euclideanBlock(
   return res;
 }
 
+/**
+ * computeBlock with the nearest patches' indices (PairKernel.runIndexed: 'fast', both directions);
+ * the distances are computeBlock's.
+ */
+export async function computeIndexedBlock(
+  z: Float32Array,
+  b: TableBlock,
+  p: number,
+  c: number,
+  kernel: PairKernel,
+  euclidean?: EuclideanBank,
+): Promise<IndexedPairResult> {
+  if (!kernel.runIndexed) throw new Error(`nearest-patch indices need the 'fast' MSM precision, not '${kernel.precision}'`);
+  const a = b.i1 - b.i0,
+    nb = b.j1 - b.j0;
+  if (!euclidean) return kernel.runIndexed(z.subarray(b.i0 * p * c, b.i1 * p * c), a, z.subarray(b.j0 * p * c, b.j1 * p * c), nb, p, c);
+  const q = augmentedRows(z, euclidean.halfNorms, b.i0 * p, b.i1 * p, c, true);
+  const res = await kernel.runIndexed(q, a, euclidean.refs.subarray(b.j0 * p * (c + 2), b.j1 * p * (c + 2)), nb, p, c + 2);
+  for (const d2 of [res.rowd2, res.cold2]) for (let k = 0; k < d2.length; k++) d2[k] = d2[k]! - 2;
+  return res;
+}
+
 /** |z|^2 / 2 of every row of Z [T, C] -> [T]. */
 function halfSquaredNorms(z: Float32Array, c: number): Float32Array {
   const out = new Float32Array(z.length / c);
@@ -234,6 +256,55 @@ export function mergeBlockRows(
       }
     }
   }
+}
+
+/** mergeBlock's layout for the nearest patches' indices: index [M, P, N] (Uint16 for P <= 65536) from r.rowArg / r.colArg. */
+export function mergeIndexBlock(
+  index: Uint16Array | Int32Array,
+  m: number,
+  n: number,
+  p: number,
+  need: Uint8Array,
+  b: TableBlock,
+  r: IndexedPairResult,
+): void {
+  const a = b.i1 - b.i0,
+    nb = b.j1 - b.j0;
+  for (let ia = 0; ia < a; ia++) {
+    const i = b.i0 + ia;
+    for (let jb = Math.max(0, i + 1 - b.j0); jb < nb; jb++) {
+      const j = b.j0 + jb;
+      if (need[i * n + j] && i < m) for (let pp = 0; pp < p; pp++) index[(i * p + pp) * n + j] = r.rowArg[(ia * p + pp) * nb + jb]!;
+      if (need[j * n + i] && j < m) for (let pp = 0; pp < p; pp++) index[(j * p + pp) * n + i] = r.colArg[(ia * nb + jb) * p + pp]!;
+    }
+  }
+}
+
+/**
+ * nearestDistanceTable with, for every entry (i, p, j), the index of that nearest patch within image
+ * j: index [M, P, N] (core/density.ts). The distances are nearestDistanceTable's ('fast' only).
+ */
+export async function nearestTableWithIndices(
+  z: Float32Array,
+  n: number,
+  p: number,
+  c: number,
+  kernel: PairKernel,
+  opts: TableOptions & { need?: Uint8Array } = {},
+): Promise<{ table: Float32Array; index: Uint16Array | Int32Array }> {
+  const need = opts.need ?? allPairs(n);
+  const m = tableRows(n, need);
+  const table = new Float32Array(m * p * n);
+  const index = p <= 65536 ? new Uint16Array(m * p * n) : new Int32Array(m * p * n);
+  const blocks = tableBlocks(n, p, need, opts);
+  const euclidean = opts.euclidean ? euclideanBank(z, c) : undefined;
+  for (const [k, b] of blocks.entries()) {
+    const r = await computeIndexedBlock(z, b, p, c, kernel, euclidean);
+    mergeBlock(table, m, n, p, need, b, r);
+    mergeIndexBlock(index, m, n, p, need, b, r);
+    opts.onBlock?.(k + 1, blocks.length);
+  }
+  return { table, index };
 }
 
 /** Rows a table needs: images 0..M-1, M = 1 + the last image with a needed pair. */

@@ -15,7 +15,8 @@
 import type { StageFeatures } from './types.js';
 import type { MatMul, PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, checkNormExponent, lnamdTarget, unitRows } from './lnamd.js';
-import { nearestDistanceTable, type TableOptions } from './msm.js';
+import { allPairs, nearestDistanceTable, nearestTableWithIndices, type TableOptions } from './msm.js';
+import { densityNormalised } from './density.js';
 import { BasisAccumulator, projectionBasis, projectRows } from './project.js';
 import {
   linkTableRIndex,
@@ -59,6 +60,13 @@ export interface EngineOptions {
    * both) and a basis and projection per fold. Not with the repeated-anomaly filter.
    */
   projectFolds?: number;
+  /**
+   * reference-density normalisation (core/density.ts; `--density-exponent`): each nearest distance
+   * divided by (its reference patch's MSM score / the table's median)^A. Needs the 'fast' kernel
+   * (nearest indices), variant 0 zero-shot over the whole batch (it gives the densities) and every
+   * pair needed; not with projectFolds. Absent or 0: MSM.
+   */
+  densityExponent?: number;
 }
 
 export interface EngineHooks {
@@ -124,6 +132,7 @@ export async function scorePlan(
   validatePlan(plan);
   checkNormExponent(opts.normExponent, kernel.precision);
   const folds = projectFolds(plan, opts);
+  const density = densityOf(plan, kernel, opts);
   const target = lnamdTarget(stages, opts.targetChannels, opts.targetGrid, opts.normExponent);
   const n = plan.n,
     P = target.gridH * target.gridW,
@@ -135,8 +144,9 @@ export async function scorePlan(
   const total = passes.flat().length;
   let done = 0;
   const timings = { lnamdMs: 0, msmMs: 0 };
-  const table: TableOptions & { need: Uint8Array } = {
+  const table: TableOptions & { need: Uint8Array; density?: Density } = {
     need,
+    density,
     maxRows: opts.maxRows,
     colImages: opts.colImages,
     euclidean: bankOf.euclidean,
@@ -238,6 +248,26 @@ export function bankBuilder(
   };
 }
 
+/** EngineOptions.densityExponent, checked against the plan and kernel: the exponent and the variant whose scores are the densities. */
+export interface Density {
+  exponent: number;
+  variant: PoolVariant;
+}
+
+function densityOf(plan: ScoringPlan, kernel: PairKernel, opts: EngineOptions): Density | undefined {
+  const A = opts.densityExponent;
+  if (A === undefined || A === 0) return undefined;
+  if (!(Number.isFinite(A) && A > 0)) throw new Error(`densityExponent: give a positive number (0: off), got ${A}`);
+  if (!kernel.runIndexed) throw new Error(`density normalisation needs the 'fast' MSM precision, not '${kernel.precision}'`);
+  if (opts.projectFolds !== undefined) throw new Error('density normalisation: not with projectFolds');
+  const v = plan.variants[0]!;
+  const whole = v.scored.length === plan.n && v.pools.length === 1 && v.pools[0]!.length === plan.n;
+  const need = neededPairs(plan);
+  if (!whole || allPairs(plan.n).some((x, k) => x !== need[k]))
+    throw new Error('density normalisation needs zero-shot scoring of the whole batch (no subsets, references or pools)');
+  return { exponent: A, variant: v };
+}
+
 /** The contiguous folds [i0, i1) of EngineOptions.projectFolds (null without it), checked against the plan. */
 function projectFolds(plan: ScoringPlan, opts: EngineOptions): [number, number][] | null {
   const F = opts.projectFolds;
@@ -318,7 +348,7 @@ async function repeatPass(
   plan: ScoringPlan,
   bankOf: ReturnType<typeof bankBuilder>,
   kernel: PairKernel,
-  table: TableOptions & { need: Uint8Array },
+  table: TableOptions & { need: Uint8Array; density?: Density },
 ) {
   const { n } = plan;
   const bounds = planBurnoutBounds(plan);
@@ -326,11 +356,33 @@ async function repeatPass(
   const P = bankOf.P;
   const ri = linkTableRIndex(plan); // the link table: stage 0 at its smallest r
   const z = await bankOf.of(stage0, normed0, 0, plan.rList[ri]!);
-  const t = await nearestDistanceTable(z, n, P, bankOf.channels, kernel, table);
+  const { table: t, scored } = await distanceTable(z, n, P, bankOf.channels, kernel, table);
   const links = new Float64Array(n * n);
-  addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links);
+  addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links); // the links from MSM's own distances
   const f = repeatVariant(plan, links, P, bounds);
-  return { ri, ...f, scores: reduceTable(t, n, P, [...plan.variants, f.variant]) };
+  return { ri, ...f, scores: reduceTable(scored, n, P, [...plan.variants, f.variant]) };
+}
+
+/**
+ * One (stage, r) table [M, P, N] (msm.ts), and the table the patch scores reduce: the same, or with
+ * `density` its reference-density normalised form (core/density.ts).
+ */
+async function distanceTable(
+  z: Float32Array,
+  n: number,
+  p: number,
+  c: number,
+  kernel: PairKernel,
+  opts: TableOptions & { need: Uint8Array; density?: Density },
+): Promise<{ table: Float32Array; scored: Float32Array }> {
+  const { density, ...rest } = opts;
+  if (!density) {
+    const table = await nearestDistanceTable(z, n, p, c, kernel, rest);
+    return { table, scored: table };
+  }
+  const { table, index } = await nearestTableWithIndices(z, n, p, c, kernel, rest);
+  const rho = reduceTable(table, n, p, [density.variant])[0]!;
+  return { table, scored: densityNormalised(table, index, n, p, density.exponent, rho) };
 }
 
 /** MSM scores [S_v, P] of every variant for one bank Z [N, P, C] (one stage, one r). */
@@ -341,10 +393,10 @@ export async function scoreBank(
   c: number,
   variants: PoolVariant[],
   kernel: PairKernel,
-  opts: TableOptions & { need?: Uint8Array } = {},
+  opts: TableOptions & { need?: Uint8Array; density?: Density } = {},
 ): Promise<Float64Array[]> {
   const need = opts.need ?? neededPairs({ n, rList: [1], variants });
-  return reduceTable(await nearestDistanceTable(z, n, p, c, kernel, { ...opts, need }), n, p, variants);
+  return reduceTable((await distanceTable(z, n, p, c, kernel, { ...opts, need })).scored, n, p, variants);
 }
 
 /**

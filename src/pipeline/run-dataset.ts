@@ -133,6 +133,10 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     throw new ConfigError('mode musc-plus (MuSc+) needs reference images: give --reference-dir');
   }
   const decision = s.decision !== undefined ? parseDecisionRule(s.decision) : undefined;
+  if (s.density_exponent && s.msm_precision !== 'fast')
+    throw new ConfigError(`--density-exponent needs the 'fast' MSM precision (nearest-patch indices), not '${s.msm_precision}'`);
+  if (s.density_exponent && s.reference_dir)
+    throw new ConfigError('--density-exponent scores zero-shot batches: it cannot be used with --reference-dir');
   const refFiles = await referenceFiles(o, cats);
 
   registerOutputDir(o.out);
@@ -335,6 +339,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
         ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),
         ...(s.project !== undefined ? { project: s.project } : {}),
         ...(run.normExponent !== 1 ? { normExponent: run.normExponent } : {}),
+        ...(s.density_exponent ? { densityExponent: s.density_exponent } : {}),
         interval: s.interval,
         kList: run.kList,
         batchSize: s.batch_size,

@@ -138,6 +138,7 @@ async function scoreOne(
     ...(opts.scoreGrid !== undefined ? { targetGrid: opts.scoreGrid } : {}),
     ...(opts.project !== undefined ? { projectChannels: opts.project } : {}),
     ...(opts.normExponent !== undefined ? { normExponent: opts.normExponent } : {}),
+    ...(opts.densityExponent ? { densityExponent: opts.densityExponent } : {}),
     onProgress, // per stage and r, within the subset
   });
   t.lnamd += ps.timings?.lnamdMs ?? 0;

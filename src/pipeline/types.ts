@@ -70,6 +70,8 @@ export interface PipelineOptions {
   project?: number;
   /** LNAMD's norm exponent (Settings.norm_exponent; core/lnamd.ts; default 1) */
   normExponent?: number;
+  /** reference-density normalisation of MSM distances (Settings.density_exponent; core/density.ts; absent: off) */
+  densityExponent?: number;
   interval: [number, number];
   kList: number[];
   batchSize: number;

@@ -37,6 +37,12 @@ export interface ScoreOptions {
    * values than 1 need the 'fast' precision and no projection.
    */
   normExponent?: number;
+  /**
+   * Reference-density normalisation (core/density.ts; `musc run --density-exponent`): each nearest
+   * distance divided by (its reference patch's MSM score / the median)^A. Absent or 0: off. Needs the
+   * 'fast' precision and zero-shot scoring (no references).
+   */
+  densityExponent?: number;
   device?: Device;
   /** patch rows per row block of the MSM products (default 512) */
   maxRows?: number;
