@@ -56,6 +56,11 @@
  *        nearest in original size (|ln w_a - ln w_b| + |ln h_a - ln h_b|: how differently squashing
  *        scaled their textures; ties at the cut all kept, so a batch of one size is unchanged),
  *        intersected with the filter's pools
+ *   lof=A  reference density (`musc run --density-exponent A`, core/density.ts): each nearest distance divided
+ *        by (its reference patch's own MSM score / the table's median)^A (nearest indices cached per table)
+ *   pnorm=E  each (i, j) column of a table divided by its median over i's patches to the power E
+ *   peer=F peerw=1 peerby=tok|geo  image score minus peerw x the median score of the fraction F of the
+ *        other images nearest by layer4 token or by original size
  *   q=0.3 qa=0 (MSM interval [qa, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
  *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
  *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
@@ -87,7 +92,8 @@ import { buildResNetGraph } from '../src/backbones/cnn.js';
 import { RemoteModel } from '../src/compute/models.js';
 import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
-import { intervalBounds, nearestDistanceTable } from '../src/core/msm.js';
+import { allPairs, intervalBounds, nearestDistanceTable, nearestTableWithIndices } from '../src/core/msm.js';
+import { densityNormalised } from '../src/core/density.js';
 import { reduceTable } from '../src/core/score.js';
 import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant, linkRIndex } from '../src/core/repeats.js';
 import { stagePasses, unionRList, zeroShotVariant } from '../src/core/plan.js';
@@ -198,12 +204,11 @@ interface Row {
   /** own: the mean distance to the nearest fraction ownq of the image's own patches instead of the nearest one (0) */
   ownq: number;
   /**
-   * local density (LOF-like): each nearest distance d(p, q*) to image j divided by (rho_q / median rho)^lof,
-   * rho_q = the reference patch's own MSM score in the same table (how far normal patches like it lie from
-   * their matches); lofm = 'nn': q* the plain nearest patch; 'min': q* = argmin_q d(p, q) / rho_q^lof (0: off)
+   * reference density (LOF-like; musc's --density-exponent, core/density.ts): each nearest distance d(p, q*)
+   * to image j divided by (rho_q* / median rho)^lof, rho_q = the reference patch's own MSM score in the same
+   * table (how far normal patches like it lie from their matches) (0: off)
    */
   lof: number;
-  lofm: string;
   /**
    * pair normalisation: each nearest distance d_ij(p) divided by the median over i's patches of d_ij
    * to the power pnorm (how far image j is from image i as a whole), so that a patch counts by how
@@ -269,7 +274,6 @@ const BASE: Row = {
   ownr: 1,
   ownq: 0,
   lof: 0,
-  lofm: 'nn',
   pnorm: 0,
   peer: 0,
   peerw: 1,
@@ -289,7 +293,6 @@ const TEXT_KEYS: Record<string, Fields<string>> = {
   rl: 'rl',
   joint: 'joint',
   rm: 'rm',
-  lofm: 'lofm',
   peerby: 'peerby',
 };
 const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
@@ -710,58 +713,10 @@ export async function maskedTableTask(z: Float32Array, n: number, p: number, c: 
   return table;
 }
 
-/**
- * Runs in the compute worker (lof): for every query patch of image i and every other image j, either the
- * index q of its nearest patch in j (weights undefined) or min_q d(p, q) w_q (weights [N P]); Euclidean
- * for rows that are not unit. z [N, P, C]; out [N, P, N] (indices as floats, exact below 2^24).
- */
-export async function lofTableTask(
-  z: Float32Array,
-  n: number,
-  p: number,
-  c: number,
-  need: Uint8Array,
-  euclidean: boolean,
-  weights: Float32Array | null,
-): Promise<Float32Array> {
-  const mm = (await kernelFor('cpu', 'fast')).matMul!;
-  const rows = n * p;
-  const sq = new Float32Array(rows);
-  for (let t = 0; t < rows; t++) {
-    let ss = 0;
-    for (let k = 0; k < c; k++) ss += z[t * c + k]! ** 2;
-    sq[t] = euclidean ? ss : 1;
-  }
-  const zT = new Float32Array(c * rows); // [C, N P]
-  for (let t = 0; t < rows; t++) for (let k = 0; k < c; k++) zT[k * rows + t] = z[t * c + k]!;
-  const w2 = weights ? Float32Array.from(weights, (w) => w * w) : null;
-  const out = new Float32Array(rows * n);
-  const CH = 128;
-  for (let t0 = 0; t0 < rows; t0 += CH) {
-    const m = Math.min(CH, rows - t0);
-    const dots = await mm(z.subarray(t0 * c, (t0 + m) * c), zT, m, c, rows, false); // [m, N P]
-    for (let x = 0; x < m; x++) {
-      const t = t0 + x,
-        i = Math.floor(t / p),
-        base = x * rows;
-      for (let j = 0; j < n; j++) {
-        if (!need[i * n + j]) continue;
-        let best = Infinity,
-          arg = 0;
-        for (let q = 0; q < p; q++) {
-          const b = j * p + q;
-          const d2 = Math.max(0, sq[t]! + sq[b]! - 2 * dots[base + b]!);
-          const v = w2 ? d2 * w2[b]! : d2;
-          if (v < best) {
-            best = v;
-            arg = q;
-          }
-        }
-        out[t * n + j] = w2 ? Math.sqrt(best) : arg;
-      }
-    }
-  }
-  return out;
+/** Runs in the compute worker (lof): the nearest patches' indices [N, P, N] of a bank (musc's nearestTableWithIndices), as floats. */
+export async function indexTableTask(z: Float32Array, n: number, p: number, c: number, need: Uint8Array, euclidean: boolean) {
+  const { index } = await nearestTableWithIndices(z, n, p, c, await kernelFor('cpu', 'fast'), { need, euclidean });
+  return Float32Array.from(index);
 }
 
 /**
@@ -1089,55 +1044,24 @@ class FeatureConfig {
     this.writeMeta();
     return table;
   }
-  /** lof: the table of (agg, l, r) with each nearest distance scaled by its reference patch's density (Row.lof). */
+  /** lof: the table of (agg, l, r) density-normalised as musc's --density-exponent (core/density.ts; Row.lof). */
   async lofTable(agg: string, l: number, r: number, row: Row, nImages: number): Promise<Float32Array> {
     const meta = this.meta!;
     const M = meta.pieces.length,
       P = meta.h * meta.w;
     if (M !== nImages) throw new Error('lof: one squashed piece per image');
     const base = await this.table(agg, l, r);
-    const rho = reduceRow(base, meta.pieces, nImages, P, 0, row.q);
-    const med = Float64Array.from(rho).sort()[rho.length >> 1]!;
-    const w = Float32Array.from(rho, (v) => (Math.max(v, 1e-6) / med) ** -row.lof);
-    const z = () => this.features().then((f) => this.bank(f, agg, l, r));
-    const need = new Uint8Array(M * M).map((_, k) => (Math.floor(k / M) !== k % M ? 1 : 0));
-    const euclid = euclideanAgg(agg);
-    if (row.lofm === 'min') {
-      const file = join(CACHE, `${this.key}-${agg}-l${l}-r${r}-lofmin${row.lof}q${row.q}.f32`);
-      if (existsSync(file)) return f32(file);
-      const bank = await z();
-      const t = await computeWorker().call<Float32Array>(import.meta.url, 'lofTableTask', [
-        bank,
-        M,
-        P,
-        bank.length / (M * P),
-        need,
-        euclid,
-        w,
-      ]);
-      save(file, t);
-      return t;
-    }
-    if (row.lofm !== 'nn') throw new Error(`bad lofm ${row.lofm}`);
     const file = join(CACHE, `${this.key}-${agg}-l${l}-r${r}-nnidx.f32`);
     let idx: Float32Array;
     if (existsSync(file)) idx = f32(file);
     else {
-      const bank = await z();
-      idx = await computeWorker().call<Float32Array>(import.meta.url, 'lofTableTask', [
-        bank,
-        M,
-        P,
-        bank.length / (M * P),
-        need,
-        euclid,
-        null,
-      ]);
+      const bank = await this.bank(await this.features(), agg, l, r);
+      const args = [bank, M, P, bank.length / (M * P), allPairs(M), euclideanAgg(agg)];
+      idx = await computeWorker().call<Float32Array>(import.meta.url, 'indexTableTask', args);
       save(file, idx);
     }
-    const out = new Float32Array(base.length);
-    for (let t = 0; t < M * P; t++) for (let j = 0; j < M; j++) out[t * M + j] = base[t * M + j]! * w[j * P + idx[t * M + j]!]!;
-    return out;
+    const rho = reduceRow(base, meta.pieces, nImages, P, row.qa, row.q);
+    return densityNormalised(base, Uint16Array.from(idx), M, P, row.lof, rho);
   }
   /** own: each patch's nearest distance [M, P] to its own image outside the neighbourhood `excl` (ownTableTask). */
   async ownTable(agg: string, l: number, r: number, excl: number, frac: number): Promise<Float32Array> {
@@ -1625,7 +1549,7 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const { l, r, w: wgt, j } of stage) {
       // r = 1 is the same under every neighbourhood aggregation; joint: layer3 at r = j concatenated
       const agg = j ? `joint${j}` : r === 1 && !ownAtR1(row.agg) ? 'box' : row.agg;
-      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof ? `-lof${row.lof}${row.lofm}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
+      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof ? `-lof${row.lof}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
       const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}:${row.reprand}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {

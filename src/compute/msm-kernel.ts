@@ -273,7 +273,8 @@ export class OnnxPairKernel implements PairKernel {
 
   /** 'fast' with the nearest patches' indices (buildIndexedGraph); q, r as run's. */
   async runIndexed(q: Float32Array, a: number, r: Float32Array, b: number, p: number, c: number): Promise<IndexedPairResult> {
-    if (this.precision !== 'fast' || !this.bothDirections) throw new Error(`nearest indices need the two-direction 'fast' kernel`);
+    if (this.precision !== 'fast' || !this.bothDirections)
+      throw new Error(`nearest-patch indices need the two-direction 'fast' MSM precision, not '${this.precision}'`);
     this.indexed ??= createSession(buildIndexedGraph(), { device: this.device, threads: this.threads });
     const i64 = (v: number[]) => new ort.Tensor('int64', BigInt64Array.from(v.map(BigInt)), [v.length]);
     const f = columnSplit(p);

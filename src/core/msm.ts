@@ -185,7 +185,8 @@ export async function computeIndexedBlock(
   kernel: PairKernel,
   euclidean?: EuclideanBank,
 ): Promise<IndexedPairResult> {
-  if (!kernel.runIndexed) throw new Error(`nearest-patch indices need the 'fast' MSM precision, not '${kernel.precision}'`);
+  if (!kernel.runIndexed || kernel.precision !== 'fast')
+    throw new Error(`nearest-patch indices need the 'fast' MSM precision, not '${kernel.precision}'`);
   const a = b.i1 - b.i0,
     nb = b.j1 - b.j0;
   if (!euclidean) return kernel.runIndexed(z.subarray(b.i0 * p * c, b.i1 * p * c), a, z.subarray(b.j0 * p * c, b.j1 * p * c), nb, p, c);

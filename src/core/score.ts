@@ -258,7 +258,8 @@ function densityOf(plan: ScoringPlan, kernel: PairKernel, opts: EngineOptions): 
   const A = opts.densityExponent;
   if (A === undefined || A === 0) return undefined;
   if (!(Number.isFinite(A) && A > 0)) throw new Error(`densityExponent: give a positive number (0: off), got ${A}`);
-  if (!kernel.runIndexed) throw new Error(`density normalisation needs the 'fast' MSM precision, not '${kernel.precision}'`);
+  if (!kernel.runIndexed || kernel.precision !== 'fast')
+    throw new Error(`density normalisation needs the 'fast' MSM precision, not '${kernel.precision}'`);
   if (opts.projectFolds !== undefined) throw new Error('density normalisation: not with projectFolds');
   const v = plan.variants[0]!;
   const whole = v.scored.length === plan.n && v.pools.length === 1 && v.pools[0]!.length === plan.n;

@@ -1,0 +1,230 @@
+/**
+ * Issue 17, sixteenth round: reference-density normalisation of MSM distances (core/density.ts,
+ * EngineOptions.densityExponent, `musc run --density-exponent`). The fast kernel's indexed graph
+ * gives each nearest patch's index (compute/msm-kernel.ts buildIndexedGraph); each distance is
+ * divided by (that reference patch's own MSM score / the table's median)^A.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { shutdownCompute } from '../src/compute/worker.js';
+import { mergeSettings, validateSettings } from '../src/config.js';
+import { densityNormalised, densityWeights } from '../src/core/density.js';
+import { aggregateStage, layerNormImages, lnamdTarget } from '../src/core/lnamd.js';
+import { allPairs, nearestDistanceTable, nearestTableWithIndices } from '../src/core/msm.js';
+import { referenceVariant, type ScoringPlan, stagePasses, subsetsVariant, zeroShotVariant } from '../src/core/plan.js';
+import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
+import { reduceTable, scorePlan } from '../src/core/score.js';
+import type { StageFeatures } from '../src/core/types.js';
+import { generateSynthetic, mulberry32 } from '../src/demo/synthetic.js';
+import { localScorer } from '../src/pipeline/local-scorer.js';
+import { runDataset } from '../src/pipeline/run-dataset.js';
+import type { Scorer } from '../src/pipeline/types.js';
+import type { ScoreOptions } from '../src/scoring/musc.js';
+import { kernelFor } from '../src/scoring/tasks.js';
+import { cliMain, tempDir } from './helpers/cli-env.js';
+import { fakeBackbone, fakeLoader } from './helpers/cli-fakes.js';
+
+after(shutdownCompute);
+
+/** Rows [T, C], random; unit when `unit`, else with norms spread over 0.5..2. */
+function rows(T: number, C: number, seed: number, unit: boolean): Float32Array {
+  const rnd = mulberry32(seed);
+  const z = Float32Array.from({ length: T * C }, () => rnd() * 2 - 1);
+  for (let t = 0; t < T; t++) {
+    const s = Math.hypot(...z.subarray(t * C, (t + 1) * C));
+    const scale = (unit ? 1 : 0.5 + 1.5 * rnd()) / s;
+    for (let c = 0; c < C; c++) z[t * C + c]! *= scale;
+  }
+  return z;
+}
+
+const dist = (z: Float32Array, a: number, b: number, C: number): number => {
+  let s = 0;
+  for (let c = 0; c < C; c++) s += (z[a * C + c]! - z[b * C + c]!) ** 2;
+  return Math.sqrt(s);
+};
+
+test("the indexed kernel: the fast kernel's distances to the bit, and each index a nearest patch (both directions, unit and Euclidean rows)", async () => {
+  const kernel = await kernelFor('cpu', 'fast');
+  const n = 7,
+    P = 12,
+    C = 6;
+  for (const unit of [true, false]) {
+    const z = rows(n * P, C, unit ? 3 : 4, unit);
+    const opts = { euclidean: !unit, blockImages: 2, colImages: 3 };
+    const plain = await nearestDistanceTable(z, n, P, C, kernel, opts);
+    const { table, index } = await nearestTableWithIndices(z, n, P, C, kernel, opts);
+    assert.deepEqual(table, plain, 'the same distances as nearestDistanceTable');
+    for (let i = 0; i < n; i++)
+      for (let p = 0; p < P; p++)
+        for (let j = 0; j < n; j++) {
+          if (i === j) continue;
+          const q = index[(i * P + p) * n + j]!;
+          const d = dist(z, i * P + p, j * P + q, C);
+          let best = Infinity;
+          for (let k = 0; k < P; k++) best = Math.min(best, dist(z, i * P + p, j * P + k, C));
+          assert.ok(Math.abs(d - best) <= 1e-5, `(${i}, ${p}, ${j}): index ${q} at ${d}, nearest ${best}`);
+          assert.ok(Math.abs(d - table[(i * P + p) * n + j]!) <= 2e-3, `(${i}, ${p}, ${j}): the table's distance`);
+        }
+  }
+  const exact = await kernelFor('cpu', 'exact');
+  await assert.rejects(nearestTableWithIndices(rows(2 * P, C, 5, true), 2, P, C, exact), /'fast' MSM precision, not 'exact'/);
+});
+
+test('densityNormalised: each distance over (its reference patch rho / the median)^A, computed by hand', () => {
+  // n = 3 images of P = 2 patches; index says which patch of j is nearest
+  const n = 3,
+    P = 2;
+  const table = Float32Array.from({ length: n * P * n }, (_, k) => 1 + (k % 5) / 10);
+  const index = Uint16Array.from({ length: n * P * n }, (_, k) => k % 2);
+  const rho = Float64Array.of(1, 2, 4, 0.5, 2, 8); // [N, P]; median 2
+  const A = 0.5;
+  const out = densityNormalised(table, index, n, P, A, rho);
+  for (let i = 0; i < n; i++)
+    for (let p = 0; p < P; p++)
+      for (let j = 0; j < n; j++) {
+        const k = (i * P + p) * n + j;
+        const want = i === j ? 0 : table[k]! * (rho[j * P + index[k]!]! / 2) ** -A;
+        assert.ok(Math.abs(out[k]! - want) <= 1e-6 * want, `entry ${k}: ${out[k]} against ${want}`);
+      }
+  assert.deepEqual(Array.from(densityWeights(Float64Array.of(0, 0, 0), 1)), [1, 1, 1], 'all rho 0: no normalisation');
+  assert.throws(() => densityNormalised(table, index, n, P, 0, rho), /positive/);
+  assert.throws(() => densityNormalised(table, index, n, P, 1, rho.subarray(1)), /rho \[N, P\]/);
+});
+
+function stagesOf(n: number, seed: number): StageFeatures[] {
+  const rnd = mulberry32(seed);
+  return [5, 3].map((s) => ({ n, h: s, w: s, c: 8, data: Float32Array.from({ length: n * s * s * 8 }, () => rnd() * 2 - 1) }));
+}
+
+/**
+ * The engine's patch scores with densityExponent A, computed independently: each pass's bank by
+ * LNAMD, the table and brute-force nearest indices, rho = the table's zero-shot scores, the
+ * normalised table reduced, summed with the pass weights.
+ */
+async function byHand(stages: StageFeatures[], plan: ScoringPlan, A: number, normExponent?: number): Promise<Float64Array> {
+  const kernel = await kernelFor('cpu', 'fast');
+  const target = lnamdTarget(stages, undefined, undefined, normExponent);
+  const n = plan.n,
+    P = target.gridH * target.gridW,
+    C = target.channels;
+  const out = new Float64Array(n * P);
+  for (const [l, passes] of stagePasses(plan, stages.length).entries())
+    for (const { ri, w } of passes) {
+      const z = aggregateStage(stages[l]!, layerNormImages(stages[l]!), plan.rList[ri]!, target);
+      const table = await nearestDistanceTable(z, n, P, C, kernel, { euclidean: normExponent !== undefined });
+      const index = new Uint16Array(table.length);
+      for (let i = 0; i < n; i++)
+        for (let p = 0; p < P; p++)
+          for (let j = 0; j < n; j++) {
+            if (i === j) continue;
+            let best = Infinity;
+            for (let q = 0; q < P; q++) {
+              const d = dist(z, i * P + p, j * P + q, C);
+              if (d < best) [best, index[(i * P + p) * n + j]] = [d, q];
+            }
+          }
+      const rho = reduceTable(table, n, P, [plan.variants[0]!])[0]!;
+      const s = reduceTable(densityNormalised(table, index, n, P, A, rho), n, P, [plan.variants[0]!])[0]!;
+      for (let k = 0; k < s.length; k++) out[k]! += s[k]! * w;
+    }
+  return out;
+}
+
+test('engine: densityExponent = the normalisation computed by hand (unit rows and patch energy); the filter links on MSM distances', async () => {
+  const n = 12;
+  const stages = stagesOf(n, 11);
+  const kernel = await kernelFor('cpu', 'fast');
+  const plan: ScoringPlan = { n, rList: [1, 3], stageRList: [[1, 3], [1]], variants: [zeroShotVariant(n, [0, 0.3])] };
+  for (const normExponent of [undefined, 0.5]) {
+    const res = await scorePlan(stages, plan, kernel, { densityExponent: 0.5, ...(normExponent ? { normExponent } : {}) });
+    const want = await byHand(stages, plan, 0.5, normExponent);
+    const worst = Math.max(...res.variants[0]!.patch.map((v, k) => Math.abs(v - want[k]!)));
+    assert.ok(worst <= 2e-4, `norm exponent ${normExponent ?? 1}: largest difference ${worst}`);
+    const msm = await scorePlan(stages, plan, kernel, normExponent ? { normExponent } : {});
+    assert.ok(
+      msm.variants[0]!.patch.some((v, k) => Math.abs(v - res.variants[0]!.patch[k]!) > 1e-3),
+      'the normalisation changes the scores',
+    );
+  }
+  // with the repeated-anomaly filter: the same links (the filter's test reads MSM's own distances)
+  const big = 24;
+  const st = stagesOf(big, 5);
+  const fplan: ScoringPlan = { n: big, rList: [1, 3], variants: [zeroShotVariant(big, [0, 0.3])], repeatFilter: DEFAULT_REPEAT_FILTER };
+  const plain = await scorePlan(st, fplan, kernel);
+  const dens = await scorePlan(st, fplan, kernel, { densityExponent: 0.25 });
+  assert.deepEqual(dens.filtered?.summary, plain.filtered?.summary);
+  const want = await byHand(st, { ...fplan, repeatFilter: undefined }, 0.25);
+  const worst = Math.max(...dens.variants[0]!.patch.map((v, k) => Math.abs(v - want[k]!)));
+  assert.ok(worst <= 2e-4, `with the filter: largest difference ${worst}`);
+});
+
+test('engine: densityExponent refused where its densities are not defined (int8 / exact, references, subsets, held-out folds); 0 is MSM', async () => {
+  const n = 8;
+  const stages = stagesOf(n, 3);
+  const fast = await kernelFor('cpu', 'fast');
+  const plan: ScoringPlan = { n, rList: [1], variants: [zeroShotVariant(n, [0, 0.3])] };
+  await assert.rejects(scorePlan(stages, plan, await kernelFor('cpu', 'exact'), { densityExponent: 1 }), /'fast' MSM precision/);
+  await assert.rejects(scorePlan(stages, plan, await kernelFor('cpu', 'int8'), { densityExponent: 1 }), /'fast' MSM precision/);
+  const few: ScoringPlan = { n, rList: [1], variants: [referenceVariant([0, 1, 2, 3, 4, 5], [6, 7], 'musc', [0, 0.3])] };
+  await assert.rejects(scorePlan(stages, few, fast, { densityExponent: 1 }), /zero-shot scoring of the whole batch/);
+  const subsets: ScoringPlan = {
+    n,
+    rList: [1],
+    variants: [
+      subsetsVariant(
+        [
+          [0, 1, 2, 3],
+          [4, 5, 6, 7],
+        ],
+        [0, 0.3],
+      ),
+    ],
+  };
+  await assert.rejects(scorePlan(stages, subsets, fast, { densityExponent: 1 }), /zero-shot scoring of the whole batch/);
+  await assert.rejects(scorePlan(stages, plan, fast, { densityExponent: 1, projectChannels: 4, projectFolds: 2 }), /not with projectFolds/);
+  await assert.rejects(scorePlan(stages, plan, fast, { densityExponent: -1 }), /positive number/);
+  const off = await scorePlan(stages, plan, fast, { densityExponent: 0 });
+  assert.deepEqual(off.variants[0]!.patch, (await scorePlan(stages, plan, fast)).variants[0]!.patch);
+});
+
+test('musc run --density-exponent: the scorer gets it, run.json records it; refused with exact MSM, references and --redis', async () => {
+  const { dir, cleanup } = await tempDir('density');
+  try {
+    const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 8, defective: 3 });
+    const seen: ScoreOptions[] = [];
+    const spy: Scorer = {
+      ...localScorer,
+      scorePatches: (stages, o) => {
+        seen.push(o);
+        return localScorer.scorePatches(stages, o);
+      },
+    };
+    const out = join(dir, 'out');
+    const settings = mergeSettings({}, { heatmaps: 'none', density_exponent: 0.25 });
+    await runDataset({ data: set.root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 8)), scorer: spy });
+    assert.equal(seen[0]!.densityExponent, 0.25);
+    const json = JSON.parse(await readFile(join(out, 'surface', 'run.json'), 'utf8')) as { settings: Record<string, unknown> };
+    assert.equal(json.settings.density_exponent, 0.25);
+    assert.throws(() => validateSettings({ density_exponent: 5 }, 'test config'), /density_exponent/);
+    const cli = (args: string[]) => spawnSync(process.execPath, [cliMain, 'run', ...args], { encoding: 'utf8', timeout: 120_000 });
+    const base = ['--data', set.root, '--out', join(dir, 'bad'), '--density-exponent', '0.5'];
+    const exact = cli([...base, '--msm-precision', 'exact']);
+    assert.equal(exact.status, 2, exact.stderr);
+    assert.match(exact.stderr, /--density-exponent needs the 'fast' MSM precision/);
+    const refs = cli([...base, '--reference-dir', join(set.root, set.category, 'test', 'good')]);
+    assert.equal(refs.status, 2, refs.stderr);
+    assert.match(refs.stderr, /cannot be used with --reference-dir/);
+    const redis = cli([...base, '--redis', 'redis://127.0.0.1:1', '--store', join(dir, 'store')]);
+    assert.equal(redis.status, 2, redis.stderr);
+    assert.match(redis.stderr, /cannot be used with --redis/);
+    const bound = cli(['--data', set.root, '--out', join(dir, 'bad'), '--density-exponent', '-1']);
+    assert.equal(bound.status, 2, bound.stderr);
+    assert.match(bound.stderr, /--density-exponent must be a number from 0 to 4/);
+  } finally {
+    await cleanup();
+  }
+});
