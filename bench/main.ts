@@ -122,6 +122,10 @@ for (const spec of cases) {
       `  Euclidean form (--norm-exponent, same unit bank): ${s.euclidean_s.toFixed(2)} s (${(s.euclidean_s / s.project_s).toFixed(2)}x the unit form), ` +
         `max abs score diff ${s.euclidean_max_abs_diff.toExponential(2)}`,
     );
+    console.log(
+      `  with nearest indices (--density-exponent): ${s.indexed_s.toFixed(2)} s (${(s.indexed_s / s.project_s).toFixed(2)}x the default), ` +
+        `distances ${s.indexed_same_distances ? 'the same bits' : 'DIFFERENT'}`,
+    );
   }
 }
 
@@ -165,6 +169,8 @@ const json = {
           int8_max_abs_diff: r.msm?.int8_max_abs_diff,
           euclidean_s: r.msm?.euclidean_s,
           euclidean_max_abs_diff: r.msm?.euclidean_max_abs_diff,
+          indexed_s: r.msm?.indexed_s,
+          indexed_same_distances: r.msm?.indexed_same_distances,
           ms_per_image: r.ms_per_image,
           peak_rss_mb: r.peak_rss_mb,
           image_auroc: r.image_auroc,

@@ -9,7 +9,13 @@ import { OnnxPairKernel as PairKernel } from '../src/compute/msm-kernel.js';
 import { reduceTable } from '../src/core/score.js';
 import { zeroShotVariant } from '../src/core/plan.js';
 import type { Interval } from '../src/core/types.js';
-import { nearestDistanceTable, nearestDistanceTableStraightforward, blockSize, DEFAULT_CHUNK_ROWS } from '../src/core/msm.js';
+import {
+  nearestDistanceTable,
+  nearestDistanceTableStraightforward,
+  nearestTableWithIndices,
+  blockSize,
+  DEFAULT_CHUNK_ROWS,
+} from '../src/core/msm.js';
 
 /** zero-shot interval means of a full table [N, P, N] */
 const intervalMeans = (t: Float32Array, n: number, p: number, iv: Interval): Float64Array =>
@@ -103,6 +109,12 @@ export interface MsmComparison {
    */
   euclidean_s: number;
   euclidean_max_abs_diff: number;
+  /**
+   * the table with nearest-patch indices (`--density-exponent`, msm.ts nearestTableWithIndices) on
+   * the same bank: best time, and whether its distances are the default table's bit for bit
+   */
+  indexed_s: number;
+  indexed_same_distances: boolean;
 }
 
 /** One MSM pass both ways on random unit features. */
@@ -126,11 +138,13 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
   let tRef = Infinity,
     tOurs = Infinity,
     tInt8 = Infinity,
-    tEuc = Infinity;
+    tEuc = Infinity,
+    tIdx = Infinity;
   let ref: Float32Array = new Float32Array(0),
     ours: Float32Array = new Float32Array(0),
     ours8: Float32Array = new Float32Array(0),
-    oursE: Float32Array = new Float32Array(0);
+    oursE: Float32Array = new Float32Array(0),
+    oursI: Float32Array = new Float32Array(0);
   for (let k = 0; k < reps; k++) {
     await peak.sample();
     let t0 = performance.now();
@@ -145,6 +159,9 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
     t0 = performance.now();
     oursE = await nearestDistanceTable(z, n, p, c, both, { euclidean: true });
     tEuc = Math.min(tEuc, (performance.now() - t0) / 1000);
+    t0 = performance.now();
+    oursI = (await nearestTableWithIndices(z, n, p, c, both)).table;
+    tIdx = Math.min(tIdx, (performance.now() - t0) / 1000);
   }
   const sRef = intervalMeans(ref, n, p, [0, 0.3]);
   const sOurs = intervalMeans(ours, n, p, [0, 0.3]);
@@ -179,6 +196,8 @@ export async function compareOnBank(z: Float32Array, n: number, p: number, c: nu
     int8_max_abs_diff: diff8,
     euclidean_s: tEuc,
     euclidean_max_abs_diff: diffE,
+    indexed_s: tIdx,
+    indexed_same_distances: oursI.length === ours.length && oursI.every((v, k) => v === ours[k]),
   };
 }
 

@@ -103,7 +103,7 @@ export interface Settings {
    * Reference-density normalisation (core/density.ts): each MSM nearest distance divided by (its
    * reference patch's own MSM score / the table's median)^A, as local outlier factors do. 0 or
    * absent: off (MuSc's distances). Needs msm_precision 'fast' and zero-shot scoring (no
-   * reference_dir); one process only (not with --redis), not in banks.
+   * reference_dir); on the cluster too (density jobs, src/cluster/reduce.ts), not in banks.
    */
   density_exponent?: number;
   /** a named group of settings applied before the config file and flags (PRESETS) */

@@ -9,11 +9,16 @@ import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { runBlockJob } from '../src/cluster/block.js';
+import type { ClusterJob, LinksJobData, ReduceJobData } from '../src/cluster/jobs.js';
+import { collectScores, putPlan, reduceJobs, rowBlocks, runDensityJob, runLinksJob, runReduceJob } from '../src/cluster/reduce.js';
+import { densityOnWorkers, planBlockJobs, repeatFilterOnWorkers } from '../src/cluster/scorer.js';
+import { DirStore } from '../src/cluster/store.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { mergeSettings, validateSettings } from '../src/config.js';
 import { densityNormalised, densityWeights } from '../src/core/density.js';
 import { aggregateStage, layerNormImages, lnamdTarget } from '../src/core/lnamd.js';
-import { allPairs, nearestDistanceTable, nearestTableWithIndices } from '../src/core/msm.js';
+import { nearestDistanceTable, nearestTableWithIndices, tableRows } from '../src/core/msm.js';
 import { referenceVariant, type ScoringPlan, stagePasses, subsetsVariant, zeroShotVariant } from '../src/core/plan.js';
 import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
 import { reduceTable, scorePlan } from '../src/core/score.js';
@@ -87,7 +92,7 @@ test('densityNormalised: each distance over (its reference patch rho / the media
     for (let p = 0; p < P; p++)
       for (let j = 0; j < n; j++) {
         const k = (i * P + p) * n + j;
-        const want = i === j ? 0 : table[k]! * (rho[j * P + index[k]!]! / 2) ** -A;
+        const want = i === j ? table[k]! : table[k]! * (rho[j * P + index[k]!]! / 2) ** -A; // the diagonal as it is
         assert.ok(Math.abs(out[k]! - want) <= 1e-6 * want, `entry ${k}: ${out[k]} against ${want}`);
       }
   assert.deepEqual(Array.from(densityWeights(Float64Array.of(0, 0, 0), 1)), [1, 1, 1], 'all rho 0: no normalisation');
@@ -191,7 +196,7 @@ test('engine: densityExponent refused where its densities are not defined (int8 
   assert.deepEqual(off.variants[0]!.patch, (await scorePlan(stages, plan, fast)).variants[0]!.patch);
 });
 
-test('musc run --density-exponent: the scorer gets it, run.json records it; refused with exact MSM, references and --redis', async () => {
+test('musc run --density-exponent: the scorer gets it, run.json records it; refused with exact MSM and references', async () => {
   const { dir, cleanup } = await tempDir('density');
   try {
     const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 8, defective: 3 });
@@ -218,12 +223,56 @@ test('musc run --density-exponent: the scorer gets it, run.json records it; refu
     const refs = cli([...base, '--reference-dir', join(set.root, set.category, 'test', 'good')]);
     assert.equal(refs.status, 2, refs.stderr);
     assert.match(refs.stderr, /cannot be used with --reference-dir/);
-    const redis = cli([...base, '--redis', 'redis://127.0.0.1:1', '--store', join(dir, 'store')]);
-    assert.equal(redis.status, 2, redis.stderr);
-    assert.match(redis.stderr, /cannot be used with --redis/);
     const bound = cli(['--data', set.root, '--out', join(dir, 'bad'), '--density-exponent', '-1']);
     assert.equal(bound.status, 2, bound.stderr);
     assert.match(bound.stderr, /--density-exponent must be a number from 0 to 4/);
+  } finally {
+    await cleanup();
+  }
+});
+
+const bytes = (a: Float64Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+test('the cluster: block jobs with indices, density jobs per row block, merge jobs normalising their rows = the one-process engine, bit for bit (with the filter)', async () => {
+  const { dir, cleanup } = await tempDir('density-cluster');
+  try {
+    const n = 20;
+    const stages = stagesOf(n, 21);
+    const plan: ScoringPlan = {
+      n,
+      rList: [1, 3],
+      stageRList: [[1, 3], [1]],
+      variants: [zeroShotVariant(n, [0, 0.3])],
+      repeatFilter: DEFAULT_REPEAT_FILTER,
+    };
+    const o = { precision: 'fast' as const, densityExponent: 0.25 };
+    const one = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), { densityExponent: 0.25 });
+    for (const [a, b] of [
+      [3, 7],
+      [5, 2],
+    ] as const) {
+      const store = new DirStore(join(dir, `${a}x${b}`));
+      const p = await planBlockJobs(stages, plan, o, { blockImages: a, colImages: b }, store, 'density-test');
+      assert.ok(p.jobs.flat(2).every((j) => j.indexed));
+      for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
+      const run = (kind: string) => async (jobs: ClusterJob[]) => {
+        for (const j of jobs) {
+          assert.equal(j.name, kind);
+          if (kind === 'links') await runLinksJob(store, j.data as LinksJobData);
+          else await runDensityJob(store, j.data as ReduceJobData);
+        }
+      };
+      const filter = await repeatFilterOnWorkers(run('links'), store, plan, p);
+      assert.deepEqual(filter?.summary, one.filtered?.summary, `split ${a}x${b}: the filter's links`);
+      const density = await densityOnWorkers(run('density'), store, plan, p, 0.25);
+      const merged: ScoringPlan = { n, rList: plan.rList, stageRList: plan.stageRList, variants: [...plan.variants, filter!.variant] };
+      const rbs = rowBlocks(tableRows(n, p.need), p.rowImages);
+      const jobs = reduceJobs(await putPlan(store, merged), p.tiling, p.jobs, rbs, density);
+      for (const j of jobs.flat(2)) await runReduceJob(store, j);
+      const patch = await collectScores(store, merged, p.P, jobs, rbs);
+      assert.ok(bytes(patch[0]!).equals(bytes(one.variants[0]!.patch)), `split ${a}x${b}: the plain variant differs`);
+      assert.ok(bytes(patch[1]!).equals(bytes(one.filtered!.patch)), `split ${a}x${b}: the filtered variant differs`);
+    }
   } finally {
     await cleanup();
   }

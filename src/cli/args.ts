@@ -254,7 +254,7 @@ export function normExponentOption(): Option {
 export function densityExponentOption(): Option {
   return new Option(
     '--density-exponent <A>',
-    "divide each MSM nearest distance by (its reference patch's own MSM score / the median)^A, as local outlier factors do; 0 = off (default); 'fast' precision, zero-shot, one process",
+    "divide each MSM nearest distance by (its reference patch's own MSM score / the median)^A, as local outlier factors do; 0 = off (default); 'fast' precision, zero-shot",
   ).argParser(
     wrapArg((v) => {
       const n = Number(v);

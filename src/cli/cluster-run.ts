@@ -28,7 +28,6 @@ export function addClusterRunOptions(cmd: Command): Command {
 export async function runOnCluster(f: ClusterFlags, o: DatasetRunOptions): Promise<DatasetRunResult> {
   const store = resolve(storeDir(f.store));
   if (o.settings.cache === false) throw new ConfigError('--redis keeps features in the store: --no-cache cannot be used with it');
-  if (o.settings.density_exponent) throw new ConfigError('--density-exponent runs in one process: it cannot be used with --redis');
   const settings = { ...o.settings, cache_dir: join(store, 'features') };
   const c = await openClusterRun({
     redis: f.redis!,

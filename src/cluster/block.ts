@@ -7,10 +7,10 @@
  * key. Memory: (A + B) images of stage features and of Z, plus the kernel's [A P, B P] product.
  */
 
-import { type MsmPrecision, type PairResult, quantizeBank } from '../core/kernel.js';
+import { type IndexedPairResult, type MsmPrecision, type PairResult, quantizeBank } from '../core/kernel.js';
 import type { AggregateOptions } from '../core/lnamd.js';
 import { aggregateStage, layerNormImages, unitRows } from '../core/lnamd.js';
-import { computeBlock, euclideanBank, type TableBlock } from '../core/msm.js';
+import { computeBlock, computeIndexedBlock, euclideanBank, type TableBlock } from '../core/msm.js';
 import type { StageFeatures } from '../core/types.js';
 import { readBankRows } from './bank.js';
 import { projectorOf } from './basis.js';
@@ -36,13 +36,21 @@ function aggregate(stage: StageFeatures, r: number, target: AggregateOptions): F
 export const MIN_GEMM_COLS = 65;
 
 /** Keeps the first b of bPad reference images of a result: rowd2 [A, P, bPad] -> [A, P, b], cold2 [A, bPad, P] -> [A, b, P]. */
-export function dropPadding(res: PairResult, a: number, p: number, b: number, bPad: number): PairResult {
+export function dropPadding<R extends PairResult>(res: R, a: number, p: number, b: number, bPad: number): R {
   if (b === bPad) return res;
-  const rowd2 = new Float32Array(a * p * b);
-  for (let r = 0; r < a * p; r++) rowd2.set(res.rowd2.subarray(r * bPad, r * bPad + b), r * b);
-  const cold2 = new Float32Array(a * b * p);
-  for (let i = 0; i < a; i++) cold2.set(res.cold2!.subarray(i * bPad * p, (i * bPad + b) * p), i * b * p);
-  return { rowd2, cold2 };
+  const rows = <T extends Float32Array | Int32Array>(x: T): T => {
+    const out = new (x.constructor as new (n: number) => T)(a * p * b);
+    for (let r = 0; r < a * p; r++) out.set(x.subarray(r * bPad, r * bPad + b), r * b);
+    return out;
+  };
+  const cols = <T extends Float32Array | Int32Array>(x: T): T => {
+    const out = new (x.constructor as new (n: number) => T)(a * b * p);
+    for (let i = 0; i < a; i++) out.set(x.subarray(i * bPad * p, (i * bPad + b) * p), i * b * p);
+    return out;
+  };
+  const out: PairResult = { rowd2: rows(res.rowd2), cold2: cols(res.cold2!) };
+  const idx = res as unknown as Partial<IndexedPairResult>;
+  return (idx.rowArg ? { ...out, rowArg: rows(idx.rowArg), colArg: cols(idx.colArg!) } : out) as R;
 }
 
 /** The store key of a block's result: a hash of everything it depends on (maxAbs: int8's scale; basis: --project's). */
@@ -54,8 +62,9 @@ export function blockKey(
   precision: string,
   maxAbs?: number,
   basis?: ProjectRef,
+  indexed?: boolean,
 ): string {
-  return contentKey('block', { v: 1, bank: bank.key, target, r, block, precision, maxAbs, basis });
+  return contentKey('block', { v: 1, bank: bank.key, target, r, block, precision, maxAbs, basis, ...(indexed ? { indexed } : {}) });
 }
 
 /** The result keys of one (stage, r)'s blocks (block jobs and merge jobs agree through this). */
@@ -67,16 +76,22 @@ export function passKeys(
   precision: MsmPrecision,
   maxAbs: number | undefined,
   basis?: ProjectRef,
+  indexed?: boolean,
 ): string[] {
-  return blocks.map((b) => blockKey(bank, target, r, b, precision, precision === 'int8' ? maxAbs : undefined, basis));
+  return blocks.map((b) => blockKey(bank, target, r, b, precision, precision === 'int8' ? maxAbs : undefined, basis, indexed));
 }
 
-/** rowd2 [A, P, B] then cold2 [A, B, P] (float32, little-endian) */
-export function encodePairResult(res: PairResult): Uint8Array {
+/** rowd2 [A, P, B] then cold2 [A, B, P] (float32, little-endian); with indices then rowarg [A, P, B], colarg [A, B, P] (int32) */
+export function encodePairResult(res: PairResult | IndexedPairResult): Uint8Array {
   if (!res.cold2) throw new Error('a block result needs both directions');
-  const out = new Uint8Array(res.rowd2.byteLength + res.cold2.byteLength);
-  out.set(new Uint8Array(res.rowd2.buffer, res.rowd2.byteOffset, res.rowd2.byteLength), 0);
-  out.set(new Uint8Array(res.cold2.buffer, res.cold2.byteOffset, res.cold2.byteLength), res.rowd2.byteLength);
+  const idx = res as Partial<IndexedPairResult>;
+  const parts = [res.rowd2, res.cold2, ...(idx.rowArg ? [idx.rowArg, idx.colArg!] : [])];
+  const out = new Uint8Array(parts.reduce((s, x) => s + x.byteLength, 0));
+  let o = 0;
+  for (const x of parts) {
+    out.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), o);
+    o += x.byteLength;
+  }
   return out;
 }
 
@@ -94,17 +109,37 @@ export async function readPairResult(
   const len = (block.i1 - block.i0) * (block.j1 - block.j0) * p;
   const part = async (want: boolean, offset: number): Promise<Float32Array> => {
     if (!want) return new Float32Array(0);
-    let buf: Buffer;
-    try {
-      buf = await store.getRange(key, offset, 4 * len);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new Error(`block result ${key} is missing from the store ${store.location}`);
-      throw new Error(`block result ${key} (block ${JSON.stringify(block)}): ${(e as Error).message}`);
-    }
-    return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+    return new Float32Array(await readPart(store, key, block, offset, 4 * len));
   };
   return { rowd2: await part(parts.rows, 0), cold2: await part(parts.cols, 4 * len) };
+}
+
+/** readPairResult's indices of an indexed block result (BlockJobData.indexed): rowArg when `rows`, colArg when `cols`. */
+export async function readPairIndices(
+  store: SharedStore,
+  key: string,
+  block: TableBlock,
+  p: number,
+  parts: { rows: boolean; cols: boolean },
+): Promise<Pick<IndexedPairResult, 'rowArg' | 'colArg'>> {
+  const len = (block.i1 - block.i0) * (block.j1 - block.j0) * p;
+  const part = async (want: boolean, offset: number): Promise<Int32Array> =>
+    want ? new Int32Array(await readPart(store, key, block, offset, 4 * len)) : new Int32Array(0);
+  return { rowArg: await part(parts.rows, 8 * len), colArg: await part(parts.cols, 12 * len) };
+}
+
+/** Bytes [offset, offset + length) of a block result, as an ArrayBuffer of its own. */
+async function readPart(store: SharedStore, key: string, block: TableBlock, offset: number, length: number): Promise<ArrayBuffer> {
+  let buf: Buffer;
+  try {
+    buf = await store.getRange(key, offset, length);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`block result ${key} is missing from the store ${store.location}`);
+    throw new Error(`block result ${key} (block ${JSON.stringify(block)}): ${(e as Error).message}`);
+  }
+  if (buf.byteLength !== length)
+    throw new Error(`block result ${key} (block ${JSON.stringify(block)}): ${buf.byteLength} bytes at ${offset}, expected ${length}`);
+  return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
 }
 
 /** (worker) Computes one block and writes it to the store; returns milliseconds spent (load, LNAMD, kernel). */
@@ -133,7 +168,10 @@ export async function runBlockJob(store: SharedStore, d: BlockJobData): Promise<
   // int8: the block's images quantised with the whole bank's scale, as a one-process run does
   const bank8 = d.precision === 'int8' ? quantizeBank(z, a + bPad, P, C, d.maxAbs) : null;
   const euclidean = unitRows(d.target) ? undefined : euclideanBank(z, C);
-  const res = await computeBlock(z, bank8, { i0: 0, i1: a, j0: a, j1: a + bPad }, P, C, kernel, euclidean);
+  const sub = { i0: 0, i1: a, j0: a, j1: a + bPad };
+  const res = d.indexed
+    ? await computeIndexedBlock(z, sub, P, C, kernel, euclidean)
+    : await computeBlock(z, bank8, sub, P, C, kernel, euclidean);
   const gemmMs = performance.now() - t;
   await store.put(d.done, encodePairResult(dropPadding(res, a, P, b, bPad)));
   return { loadMs, lnamdMs, gemmMs };

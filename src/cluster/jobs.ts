@@ -13,6 +13,9 @@
  *            results touching it -> its images' scores (reduce.ts)
  *   links    the repeated-anomaly filter: one row block of the link table merged the same way ->
  *            its images' burnout links (reduce.ts, core/repeats.ts)
+ *   density  (--density-exponent only) one row block of a (stage, r) table merged the same way ->
+ *            its images' zero-shot scores, the patch densities rho (core/density.ts) that the
+ *            coordinator gathers for the table's merge jobs
  *
  * Every job names the store key it completes (`done`): the key is a hash of the job's inputs, so a
  * job that ran twice (a retry after a killed worker, a duplicated delivery) writes the same bytes
@@ -76,8 +79,16 @@ export interface BlockJobData {
   maxAbs?: number;
   /** --project: Z projected on this basis before the products */
   basis?: ProjectRef;
-  /** store key of the result: rowd2 [A, P, B] then cold2 [A, B, P], float32 */
+  /** --density-exponent: the nearest patches' indices too (core/msm.ts computeIndexedBlock) */
+  indexed?: boolean;
+  /** store key of the result: rowd2 [A, P, B] then cold2 [A, B, P], float32 (indexed: then rowarg [A, P, B], colarg [A, B, P], int32) */
   done: string;
+}
+
+/** A (stage, r) table's reference densities (core/density.ts): the exponent and the store key of rho [N, P] float64. */
+export interface DensityRef {
+  exponent: number;
+  rho: string;
 }
 
 export interface ReduceJobData {
@@ -91,6 +102,10 @@ export interface ReduceJobData {
   precision: MsmPrecision;
   maxAbs?: number;
   basis?: ProjectRef;
+  /** the block results hold the nearest indices (BlockJobData.indexed) */
+  indexed?: boolean;
+  /** --density-exponent: the table's rows normalised with these densities before the reduction */
+  density?: DensityRef;
   /** the block split (the job derives the blocks and their result keys from it) */
   tiling: { blockImages: number; colImages: number };
   /** table rows (images) [a0, a1) */
@@ -136,7 +151,7 @@ export interface ExtractJobData {
   done: string;
 }
 
-export type JobName = 'extract' | 'basis' | 'scale' | 'block' | 'reduce' | 'links';
+export type JobName = 'extract' | 'basis' | 'scale' | 'block' | 'reduce' | 'links' | 'density';
 
 /** A job to run: its name, id (deterministic), data. */
 export interface ClusterJob {

@@ -17,7 +17,7 @@ import {
   type ScaleJobData,
   STORE_ENV,
 } from './jobs.js';
-import { runLinksJob, runReduceJob } from './reduce.js';
+import { runDensityJob, runLinksJob, runReduceJob } from './reduce.js';
 import { runScaleJob } from './scale.js';
 import { DirStore } from './store.js';
 
@@ -44,6 +44,8 @@ export default async function process_(job: Job): Promise<unknown> {
       return runReduceJob(store, job.data as ReduceJobData);
     case 'links':
       return runLinksJob(store, job.data as LinksJobData);
+    case 'density':
+      return runDensityJob(store, job.data as ReduceJobData);
     default:
       throw new Error(`unknown job '${job.name}'`);
   }

@@ -10,12 +10,13 @@
  * patch += s w, core/plan.ts planPasses): the bits of a one-process run. `mergeScores` does the same in one process
  * (tests, bench).
  */
-import { mergeBlockRows, type TableBlock, tableBlocks, tableRows } from '../core/msm.js';
+import { indexRows, mergeBlockRows, mergeIndexBlockRows, type TableBlock, tableBlocks, tableRows } from '../core/msm.js';
+import { densityWeights, normaliseRows } from '../core/density.js';
 import { neededPairs, type ScoringPlan, stagePasses } from '../core/plan.js';
 import { reduceRows } from '../core/score.js';
 import { addBurnoutLinks } from '../core/repeats.js';
-import { passKeys, readPairResult } from './block.js';
-import type { BlockJobData, LinksJobData, ReduceJobData } from './jobs.js';
+import { passKeys, readPairIndices, readPairResult } from './block.js';
+import type { BlockJobData, DensityRef, LinksJobData, ReduceJobData } from './jobs.js';
 import { bytesKey, contentKey, type SharedStore } from './store.js';
 
 /** What a row block's merge held and read (the memory bound, checked by the tests). */
@@ -57,10 +58,15 @@ export async function reduceRowBlock(
   keys: string[],
   rb: [number, number],
   stats: MergeStats,
+  density?: DensityRef,
 ): Promise<Float64Array> {
   const [a0, a1] = rb,
     n = plan.n;
   const rows = await mergeRowBlock(store, n, P, need, blocks, keys, rb, stats);
+  if (density) {
+    const index = await mergeIndexRowBlock(store, n, P, need, blocks, keys, rb);
+    normaliseRows(rows, index, a0, n, P, densityWeights(await readRho(store, density.rho, n * P), density.exponent));
+  }
   const full = plan.variants.map((v) => new Float64Array(v.scored.length * P));
   reduceRows(rows, a0, n, P, plan.variants, full);
   const pos = positions(plan, a0, a1);
@@ -96,6 +102,32 @@ async function mergeRowBlock(
     mergeBlockRows(rows, a0, a1, n, P, need, b, res);
   }
   return rows;
+}
+
+/** Index rows [a1 - a0, P, N] of a table from its indexed block results (readPairIndices), as mergeRowBlock merges the distances. */
+async function mergeIndexRowBlock(
+  store: SharedStore,
+  n: number,
+  P: number,
+  need: Uint8Array,
+  blocks: TableBlock[],
+  keys: string[],
+  [a0, a1]: [number, number],
+): Promise<Uint16Array | Int32Array> {
+  const index = indexRows(a1 - a0, P, n);
+  for (const [k, b] of blocks.entries()) {
+    const parts = { rows: b.i0 < a1 && b.i1 > a0, cols: b.j0 < a1 && b.j1 > a0 };
+    if (!parts.rows && !parts.cols) continue;
+    mergeIndexBlockRows(index, a0, a1, n, P, need, b, await readPairIndices(store, keys[k]!, b, P, parts));
+  }
+  return index;
+}
+
+/** A table's densities rho [N, P] float64 from the store (density jobs, collectRho), checked for their size. */
+async function readRho(store: SharedStore, key: string, len: number): Promise<Float64Array> {
+  const b = await store.get(key);
+  if (!b || b.byteLength !== len * 8) throw new Error(`densities ${key} are missing or damaged in the store ${store.location}`);
+  return new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
 /** Puts a row block's scores (reduceRowBlock's layout) into the (stage, r) scores s[v] [S_v, P]. */
@@ -179,18 +211,23 @@ export async function putPlan(store: SharedStore, plan: ScoringPlan): Promise<st
   return key;
 }
 
-/** The merge jobs [stage][k][row block] of a plan's block jobs [stage][k] (one per row block of each (stage, r) pass). */
+/**
+ * The merge jobs [stage][k][row block] of a plan's block jobs [stage][k] (one per row block of each
+ * (stage, r) pass); `density` [stage][k]: each table's densities (--density-exponent, densityOnWorkers).
+ */
 export function reduceJobs(
   planKey: string,
   tiling: { blockImages: number; colImages: number },
   jobs: BlockJobData[][][],
   rbs: [number, number][],
+  density?: DensityRef[][],
 ): ReduceJobData[][][] {
-  return jobs.map((stage) =>
-    stage.map((pass) => {
-      const { run, bank, target, r, precision, maxAbs, basis } = pass[0]!;
+  return jobs.map((stage, l) =>
+    stage.map((pass, k) => {
+      const { run, bank, target, r, precision, maxAbs, basis, indexed } = pass[0]!;
+      const dens = density?.[l]?.[k];
       return rbs.map(([a0, a1]) => {
-        const what = { v: 1, plan: planKey, bank: bank.key, target, r, precision, maxAbs, basis, tiling, a0, a1 };
+        const what = { v: 1, plan: planKey, bank: bank.key, target, r, precision, maxAbs, basis, tiling, a0, a1, indexed, density: dens };
         return {
           run,
           plan: planKey,
@@ -200,6 +237,8 @@ export function reduceJobs(
           precision,
           maxAbs,
           ...(basis ? { basis } : {}),
+          ...(indexed ? { indexed } : {}),
+          ...(dens ? { density: dens } : {}),
           tiling,
           a0,
           a1,
@@ -218,7 +257,7 @@ async function jobTable(store: SharedStore, d: ReduceJobData) {
   const need = neededPairs(plan);
   const P = d.target.gridH * d.target.gridW;
   const blocks = tableBlocks(plan.n, P, need, d.tiling);
-  const keys = passKeys(d.bank, d.target, d.r, blocks, d.precision, d.maxAbs, d.basis);
+  const keys = passKeys(d.bank, d.target, d.r, blocks, d.precision, d.maxAbs, d.basis, d.indexed);
   const stats = newStats(tableRows(plan.n, need) * P);
   return { plan, need, P, blocks, keys, stats };
 }
@@ -226,9 +265,45 @@ async function jobTable(store: SharedStore, d: ReduceJobData) {
 /** (worker) One merge job: its row block's scores, float64, to the store. */
 export async function runReduceJob(store: SharedStore, d: ReduceJobData): Promise<{ peakTableRows: number; bytesRead: number }> {
   const { plan, need, P, blocks, keys, stats } = await jobTable(store, d);
-  const out = await reduceRowBlock(store, plan, P, need, blocks, keys, [d.a0, d.a1], stats);
+  const out = await reduceRowBlock(store, plan, P, need, blocks, keys, [d.a0, d.a1], stats, d.density);
   await store.put(d.done, new Uint8Array(out.buffer));
   return { peakTableRows: stats.peakTableRows, bytesRead: stats.bytesRead };
+}
+
+/** The density jobs of one (stage, r) pass: its merge jobs (without densities), renamed. */
+export function densityJobs(pass: ReduceJobData[]): ReduceJobData[] {
+  return pass.map(({ density: _, ...d }) => ({ ...d, done: contentKey('density', { v: 1, of: d.done }) }));
+}
+
+/**
+ * (worker) One density job: its row block's rows merged, and their zero-shot MSM scores (the plan's
+ * variant 0, over the whole batch: core/density.ts rho) [a1 - a0, P] float64, to the store.
+ */
+export async function runDensityJob(store: SharedStore, d: ReduceJobData): Promise<{ peakTableRows: number; bytesRead: number }> {
+  const { plan, need, P, blocks, keys, stats } = await jobTable(store, d);
+  const v = plan.variants[0]!;
+  if (v.scored.length !== plan.n || v.scored.some((i, k) => i !== k))
+    throw new Error('density jobs need variant 0 zero-shot over the whole batch');
+  const rows = await mergeRowBlock(store, plan.n, P, need, blocks, keys, [d.a0, d.a1], stats);
+  const rho = [new Float64Array(plan.n * P)];
+  reduceRows(rows, d.a0, plan.n, P, [v], rho);
+  await store.put(d.done, new Uint8Array(rho[0]!.slice(d.a0 * P, d.a1 * P).buffer));
+  return { peakTableRows: stats.peakTableRows, bytesRead: stats.bytesRead };
+}
+
+/** (coordinator) A table's densities rho [N, P] from its density jobs' results (row blocks in order), put in the store: its key. */
+export async function collectRho(store: SharedStore, n: number, P: number, jobs: ReduceJobData[]): Promise<string> {
+  const rho = new Float64Array(n * P);
+  for (const j of jobs) {
+    const b = await store.get(j.done);
+    if (!b || b.byteLength !== (j.a1 - j.a0) * P * 8)
+      throw new Error(`density result ${j.done} is missing or damaged in the store ${store.location}`);
+    rho.set(new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)), j.a0 * P);
+  }
+  const bytes = new Uint8Array(rho.buffer);
+  const key = bytesKey('rho', bytes);
+  if (!(await store.has(key))) await store.put(key, bytes);
+  return key;
 }
 
 /** The links jobs of the repeated-anomaly filter: one per row block of the link table (merge jobs of that pass, renamed). */

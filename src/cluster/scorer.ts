@@ -24,18 +24,18 @@ import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { checkNormExponent, lnamdTarget } from '../core/lnamd.js';
 import { blockSize, tableBlocks, tableRows } from '../core/msm.js';
 import { linkTableRIndex, neededPairs, type ScoringPlan, stagePasses, validatePlan } from '../core/plan.js';
-import { validateStages } from '../core/score.js';
+import { densityOf, validateStages } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import type { Scorer } from '../pipeline/types.js';
 import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
 import { planOfBatch } from '../scoring/tasks.js';
 import { putBank } from './bank.js';
 import { passKeys } from './block.js';
-import { collectLinks, collectScores, linksJobs, putPlan, reduceJobs, rowBlocks } from './reduce.js';
+import { collectLinks, collectRho, collectScores, densityJobs, linksJobs, putPlan, reduceJobs, rowBlocks } from './reduce.js';
 import { planBurnoutBounds, repeatVariant } from '../core/repeats.js';
 import type { Coordinator } from './coordinator.js';
 import { basisJobs } from './basis.js';
-import type { BankRef, BlockJobData, ClusterJob, ProjectRef } from './jobs.js';
+import type { BankRef, BlockJobData, ClusterJob, DensityRef, ProjectRef } from './jobs.js';
 import { readMaxAbs, scaleJobs } from './scale.js';
 import type { SharedStore } from './store.js';
 import { localScorer } from '../pipeline/local-scorer.js';
@@ -94,12 +94,13 @@ export async function planBlockJobs(
   if (o.projectChannels !== undefined && !extra.bases) throw new Error('projected block jobs need the bases (basis jobs first)');
   const banks = extra.banks ?? (await putBanks(store, stages));
   const device = o.device ?? 'cpu';
+  const indexed = densityOf(plan, precision, o) !== undefined; // --density-exponent: block results with the nearest indices
   const jobs: BlockJobData[][][] = banks.map((bank, l) =>
     passes[l]!.map(({ ri }, k) => {
       const r = plan.rList[ri]!;
       const maxAbs = precision === 'int8' ? extra.maxAbs?.[l]?.[k] : undefined;
       const basis = extra.bases?.[l]?.[k];
-      const keys = passKeys(bank, target, r, blocks, precision, maxAbs, basis);
+      const keys = passKeys(bank, target, r, blocks, precision, maxAbs, basis, indexed);
       return blocks.map((block, b) => ({
         run,
         bank,
@@ -110,6 +111,7 @@ export async function planBlockJobs(
         device,
         ...(maxAbs !== undefined ? { maxAbs } : {}),
         ...(basis ? { basis } : {}),
+        ...(indexed ? { indexed } : {}),
         done: keys[b]!,
       }));
     }),
@@ -169,10 +171,11 @@ async function mergeOnWorkers(
   store: SharedStore,
   plan: ScoringPlan,
   p: Awaited<ReturnType<typeof planBlockJobs>>,
+  density?: DensityRef[][],
 ) {
   const m = tableRows(plan.n, p.need);
   const rbs = rowBlocks(m, p.rowImages);
-  const jobs = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs);
+  const jobs = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs, density);
   const all: ClusterJob[] = jobs.flat(2).map((data) => ({ name: 'reduce', data }));
   const mb = (rows: number): string => ((rows * plan.n * 4) / 1e6).toFixed(1);
   const peak = Math.min(p.rowImages, m) * p.P;
@@ -208,6 +211,34 @@ export async function repeatFilterOnWorkers(
   return repeatVariant(plan, await collectLinks(store, plan.n, jobs), p.P, bounds);
 }
 
+/**
+ * Reference-density normalisation as jobs (--density-exponent; core/density.ts): density jobs over
+ * the row blocks of every (stage, r) table (its zero-shot scores, the densities rho), each table's
+ * rho [N, P] gathered and put in the store. Returns [stage][k] the refs its merge jobs normalise with.
+ */
+export async function densityOnWorkers(
+  runJobs: (jobs: ClusterJob[], what: string) => Promise<void>,
+  store: SharedStore,
+  plan: ScoringPlan,
+  p: Awaited<ReturnType<typeof planBlockJobs>>,
+  exponent: number,
+): Promise<DensityRef[][]> {
+  const rbs = rowBlocks(tableRows(plan.n, p.need), p.rowImages);
+  const passes = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs).map((stage) => stage.map(densityJobs));
+  const all = passes.flat(2);
+  await runJobs(
+    all.map((data) => ({ name: 'density', data })),
+    `reference densities: ${all.length} jobs`,
+  );
+  const out: DensityRef[][] = [];
+  for (const stage of passes) {
+    const refs: DensityRef[] = [];
+    for (const jobs of stage) refs.push({ exponent, rho: await collectRho(store, plan.n, p.P, jobs) });
+    out.push(refs);
+  }
+  return out;
+}
+
 /** The plan without its repeated-anomaly filter (the merge of the filtered variant runs as another variant). */
 function withoutFilter(plan: ScoringPlan): ScoringPlan {
   const { repeatFilter: _, ...rest } = plan;
@@ -228,7 +259,9 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
       await coordinator.runJobs(all, `scoring ${plan.n} images: ${p.blocks.length} blocks x ${p.passes.flat().length} (stage, r) passes`);
       const filter = plan.repeatFilter ? await repeatFilterOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p) : null;
       const merged = filter ? { ...withoutFilter(plan), variants: [...plan.variants, filter.variant] } : plan;
-      const patch = await mergeOnWorkers(coordinator, store, merged, p);
+      const dens = densityOf(plan, o.precision ?? DEFAULT_MSM_PRECISION, o);
+      const density = dens ? await densityOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p, dens.exponent) : undefined;
+      const patch = await mergeOnWorkers(coordinator, store, merged, p, density);
       return {
         n: plan.variants[0]!.scored.length,
         h: p.target.gridH,

@@ -29,13 +29,29 @@ export function densityNormalised(
   if (!(exponent > 0)) throw new Error(`density exponent: give a positive number, got ${exponent}`);
   if (table.length !== n * p * n || index.length !== table.length || rho.length !== n * p)
     throw new Error('density: a table and its indices [N, P, N] of every pair, and rho [N, P]');
-  const weight = densityWeights(rho, exponent);
-  const out = new Float32Array(table.length);
-  for (let t = 0; t < n * p; t++) {
-    const i = Math.floor(t / p);
-    for (let j = 0; j < n; j++) if (j !== i) out[t * n + j] = table[t * n + j]! * weight[j * p + index[t * n + j]!]!;
-  }
+  const out = table.slice();
+  normaliseRows(out, index, 0, n, p, densityWeights(rho, exponent));
   return out;
+}
+
+/**
+ * In place: the table rows of images [i0, i0 + k) `rows` [k, P, N] (their indices alike) times the
+ * weight [N, P] of each entry's nearest patch; the diagonal (i, ., i) is left as it is. A table
+ * normalised in row blocks is the table normalised at once (the cluster's merge jobs).
+ */
+export function normaliseRows(
+  rows: Float32Array,
+  index: Uint16Array | Int32Array,
+  i0: number,
+  n: number,
+  p: number,
+  weight: Float32Array,
+): void {
+  const k = rows.length / (p * n);
+  for (let t = 0; t < k * p; t++) {
+    const i = i0 + Math.floor(t / p);
+    for (let j = 0; j < n; j++) if (j !== i) rows[t * n + j]! *= weight[j * p + index[t * n + j]!]!;
+  }
 }
 
 /** (rho / median rho)^(-A) per patch [N, P]; rho below 1e-6 of the median counts as that (a duplicate patch). */

@@ -259,26 +259,38 @@ export function mergeBlockRows(
   }
 }
 
-/** mergeBlock's layout for the nearest patches' indices: index [M, P, N] (Uint16 for P <= 65536) from r.rowArg / r.colArg. */
-export function mergeIndexBlock(
+/**
+ * mergeBlockRows for the nearest patches' indices: the rows of images [r0, r1) of index [M, P, N]
+ * (Uint16 for P <= 65536) from r.rowArg / r.colArg, read as mergeBlockRows reads rowd2 / cold2.
+ */
+export function mergeIndexBlockRows(
   index: Uint16Array | Int32Array,
-  m: number,
+  r0: number,
+  r1: number,
   n: number,
   p: number,
   need: Uint8Array,
   b: TableBlock,
-  r: IndexedPairResult,
+  r: Pick<IndexedPairResult, 'rowArg' | 'colArg'>,
 ): void {
   const a = b.i1 - b.i0,
     nb = b.j1 - b.j0;
+  const held = (i: number): boolean => i >= r0 && i < r1;
   for (let ia = 0; ia < a; ia++) {
     const i = b.i0 + ia;
     for (let jb = Math.max(0, i + 1 - b.j0); jb < nb; jb++) {
       const j = b.j0 + jb;
-      if (need[i * n + j] && i < m) for (let pp = 0; pp < p; pp++) index[(i * p + pp) * n + j] = r.rowArg[(ia * p + pp) * nb + jb]!;
-      if (need[j * n + i] && j < m) for (let pp = 0; pp < p; pp++) index[(j * p + pp) * n + i] = r.colArg[(ia * nb + jb) * p + pp]!;
+      if (need[i * n + j] && held(i))
+        for (let pp = 0; pp < p; pp++) index[((i - r0) * p + pp) * n + j] = r.rowArg[(ia * p + pp) * nb + jb]!;
+      if (need[j * n + i] && held(j))
+        for (let pp = 0; pp < p; pp++) index[((j - r0) * p + pp) * n + i] = r.colArg[(ia * nb + jb) * p + pp]!;
     }
   }
+}
+
+/** An index table [rows, P, N] of the smallest type that holds P patch indices. */
+export function indexRows(rows: number, p: number, n: number): Uint16Array | Int32Array {
+  return p <= 65536 ? new Uint16Array(rows * p * n) : new Int32Array(rows * p * n);
 }
 
 /**
@@ -296,13 +308,13 @@ export async function nearestTableWithIndices(
   const need = opts.need ?? allPairs(n);
   const m = tableRows(n, need);
   const table = new Float32Array(m * p * n);
-  const index = p <= 65536 ? new Uint16Array(m * p * n) : new Int32Array(m * p * n);
+  const index = indexRows(m, p, n);
   const blocks = tableBlocks(n, p, need, opts);
   const euclidean = opts.euclidean ? euclideanBank(z, c) : undefined;
   for (const [k, b] of blocks.entries()) {
     const r = await computeIndexedBlock(z, b, p, c, kernel, euclidean);
     mergeBlock(table, m, n, p, need, b, r);
-    mergeIndexBlock(index, m, n, p, need, b, r);
+    mergeIndexBlockRows(index, 0, m, n, p, need, b, r);
     opts.onBlock?.(k + 1, blocks.length);
   }
   return { table, index };

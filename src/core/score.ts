@@ -132,7 +132,7 @@ export async function scorePlan(
   validatePlan(plan);
   checkNormExponent(opts.normExponent, kernel.precision);
   const folds = projectFolds(plan, opts);
-  const density = densityOf(plan, kernel, opts);
+  const density = densityOf(plan, kernel.runIndexed ? kernel.precision : 'none', opts);
   const target = lnamdTarget(stages, opts.targetChannels, opts.targetGrid, opts.normExponent);
   const n = plan.n,
     P = target.gridH * target.gridW,
@@ -254,12 +254,20 @@ export interface Density {
   variant: PoolVariant;
 }
 
-function densityOf(plan: ScoringPlan, kernel: PairKernel, opts: EngineOptions): Density | undefined {
+/**
+ * The plan's density normalisation (EngineOptions.densityExponent), checked: the one-process engine
+ * and the cluster (src/cluster/scorer.ts) both call this. `precision`: the kernel's ('none' when it
+ * has no indexed graph).
+ */
+export function densityOf(
+  plan: ScoringPlan,
+  precision: string,
+  opts: Pick<EngineOptions, 'densityExponent' | 'projectFolds'>,
+): Density | undefined {
   const A = opts.densityExponent;
   if (A === undefined || A === 0) return undefined;
   if (!(Number.isFinite(A) && A > 0)) throw new Error(`densityExponent: give a positive number (0: off), got ${A}`);
-  if (!kernel.runIndexed || kernel.precision !== 'fast')
-    throw new Error(`density normalisation needs the 'fast' MSM precision, not '${kernel.precision}'`);
+  if (precision !== 'fast') throw new Error(`density normalisation needs the 'fast' MSM precision, not '${precision}'`);
   if (opts.projectFolds !== undefined) throw new Error('density normalisation: not with projectFolds');
   const v = plan.variants[0]!;
   const whole = v.scored.length === plan.n && v.pools.length === 1 && v.pools[0]!.length === plan.n;
