@@ -57,7 +57,8 @@
  *        scaled their textures; ties at the cut all kept, so a batch of one size is unchanged),
  *        intersected with the filter's pools
  *   lof=A  reference density (`musc run --density-exponent A`, core/density.ts): each nearest distance divided
- *        by (its reference patch's own MSM score / the table's median)^A (nearest indices cached per table)
+ *        by (its reference patch's own MSM score / the table's median)^A (nearest indices cached per table);
+ *        lofc=1: weights of at least 1 only, -1: at most 1
  *   pnorm=E  each (i, j) column of a table divided by its median over i's patches to the power E
  *   peer=F peerw=1 peerby=tok|geo  image score minus peerw x the median score of the fraction F of the
  *        other images nearest by layer4 token or by original size
@@ -93,7 +94,7 @@ import { RemoteModel } from '../src/compute/models.js';
 import type { StageFeatures, ImageTokens } from '../src/core/types.js';
 import { layerNormImages, aggregateStage, lnamdTarget, resizeBilinearHWC, type AggregateOptions } from '../src/core/lnamd.js';
 import { allPairs, intervalBounds, nearestDistanceTable, nearestTableWithIndices } from '../src/core/msm.js';
-import { densityNormalised } from '../src/core/density.js';
+import { densityNormalised, densityWeights, normaliseRows } from '../src/core/density.js';
 import { reduceTable } from '../src/core/score.js';
 import { addBurnoutLinks, burnoutBounds, DEFAULT_REPEAT_FILTER, filteredPools, filteredVariant, linkRIndex } from '../src/core/repeats.js';
 import { stagePasses, unionRList, zeroShotVariant } from '../src/core/plan.js';
@@ -209,6 +210,8 @@ interface Row {
    * table (how far normal patches like it lie from their matches) (0: off)
    */
   lof: number;
+  /** with lof: 1 = weights of at least 1 only (dense references raise distances, sparse ones never lower them); -1 = at most 1 */
+  lofc: number;
   /**
    * pair normalisation: each nearest distance d_ij(p) divided by the median over i's patches of d_ij
    * to the power pnorm (how far image j is from image i as a whole), so that a patch counts by how
@@ -274,6 +277,7 @@ const BASE: Row = {
   ownr: 1,
   ownq: 0,
   lof: 0,
+  lofc: 0,
   pnorm: 0,
   peer: 0,
   peerw: 1,
@@ -330,6 +334,7 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   ownr: 'ownr',
   ownq: 'ownq',
   lof: 'lof',
+  lofc: 'lofc',
   pnorm: 'pnorm',
   peer: 'peer',
   peerw: 'peerw',
@@ -1061,7 +1066,11 @@ class FeatureConfig {
       save(file, idx);
     }
     const rho = reduceRow(base, meta.pieces, nImages, P, row.qa, row.q);
-    return densityNormalised(base, Uint16Array.from(idx), M, P, row.lof, rho);
+    if (!row.lofc) return densityNormalised(base, Uint16Array.from(idx), M, P, row.lof, rho);
+    const w = densityWeights(rho, row.lof).map((v) => (row.lofc > 0 ? Math.max(1, v) : Math.min(1, v)));
+    const out = base.slice();
+    normaliseRows(out, Uint16Array.from(idx), 0, M, P, w);
+    return out;
   }
   /** own: each patch's nearest distance [M, P] to its own image outside the neighbourhood `excl` (ownTableTask). */
   async ownTable(agg: string, l: number, r: number, excl: number, frac: number): Promise<Float32Array> {
@@ -1549,7 +1558,7 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const { l, r, w: wgt, j } of stage) {
       // r = 1 is the same under every neighbourhood aggregation; joint: layer3 at r = j concatenated
       const agg = j ? `joint${j}` : r === 1 && !ownAtR1(row.agg) ? 'box' : row.agg;
-      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof ? `-lof${row.lof}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
+      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof ? `-lof${row.lof}c${row.lofc}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
       const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}:${row.reprand}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
