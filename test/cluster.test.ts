@@ -184,6 +184,27 @@ test('--stage-r-list on the cluster (block jobs of each stage own r list) = the 
   sameAsOneProcess('sr', 'one-sr');
 });
 
+test('--density-exponent on the cluster (indexed block jobs, density jobs, merge jobs) = the one-process run, byte for byte', {
+  skip,
+}, async () => {
+  const dens = ['--density-exponent', '0.5'];
+  const one = spawnSync(
+    process.execPath,
+    [cliMain, 'run', '--data', data, '--out', join(dir, 'one-d'), ...SETTINGS, ...dens, '--no-cache'],
+    {
+      encoding: 'utf8',
+      timeout: 120_000,
+    },
+  );
+  assert.equal(one.status, 0, one.stderr);
+  assert.notDeepEqual(readFileSync(join(dir, 'one-d', FILES[0]!)), readFileSync(join(dir, 'one', FILES[0]!)), 'density = MSM scores');
+  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+  const r = await run(clusterArgs('d5', [3, 5], dens).filter((a) => a !== '--quiet')).done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /reference densities: 20 jobs/); // 2 stages x r 1,3 x ceil(14 / 3) row blocks
+  sameAsOneProcess('d5', 'one-d');
+});
+
 /** Two CSV files with the same cells, numbers within `tol`: the count of numbers that differ at all. */
 function sameCsv(a: string, b: string, tol: number): number {
   const rows = (f: string) =>

@@ -25,6 +25,7 @@ import { reduceTable, scorePlan } from '../src/core/score.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { generateSynthetic, mulberry32 } from '../src/demo/synthetic.js';
 import { localScorer } from '../src/pipeline/local-scorer.js';
+import { estimateSubsetBytes } from '../src/pipeline/memory.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
 import type { Scorer } from '../src/pipeline/types.js';
 import type { ScoreOptions } from '../src/scoring/musc.js';
@@ -276,4 +277,13 @@ test('the cluster: block jobs with indices, density jobs per row block, merge jo
   } finally {
     await cleanup();
   }
+});
+
+test('the memory estimate counts the nearest indices of --density-exponent (16-bit, one table)', () => {
+  const stages = [
+    { h: 28, w: 28, c: 512 },
+    { h: 14, w: 14, c: 1024 },
+  ];
+  const plain = estimateSubsetBytes(40, stages, 224);
+  assert.equal(estimateSubsetBytes(40, stages, 224, 'float16', true) - plain, 40 * 39 * 784 * 2);
 });

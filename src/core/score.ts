@@ -7,7 +7,9 @@
  * pool reduction (eq. 6). Streams one (stage, r) bank at a time: each stage is layer-normalised
  * once, peak memory is one bank plus one table [M, P, N]. With the plan's repeatFilter, the
  * stage-0 link table comes first (repeatPass): its burnout links give the filtered variant, which
- * every table then reduces with the others (PlanScores.filtered).
+ * every table then reduces with the others (PlanScores.filtered). With densityExponent each table is
+ * built with its nearest indices and reduced in its reference-density normalised form (density.ts);
+ * the filter's links read the plain distances.
  *
  * Pure: the kernel (GEMM + reductions) is passed in; progress and cancellation are hooks. The
  * runtime (src/scoring/) runs this in the compute worker with an ONNX Runtime kernel.
@@ -16,7 +18,7 @@ import type { StageFeatures } from './types.js';
 import type { MatMul, PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, checkNormExponent, lnamdTarget, unitRows } from './lnamd.js';
 import { allPairs, nearestDistanceTable, nearestTableWithIndices, type TableOptions } from './msm.js';
-import { densityNormalised } from './density.js';
+import { densityWeights, normaliseRows } from './density.js';
 import { BasisAccumulator, projectionBasis, projectRows } from './project.js';
 import {
   linkTableRIndex,
@@ -365,16 +367,18 @@ async function repeatPass(
   const P = bankOf.P;
   const ri = linkTableRIndex(plan); // the link table: stage 0 at its smallest r
   const z = await bankOf.of(stage0, normed0, 0, plan.rList[ri]!);
-  const { table: t, scored } = await distanceTable(z, n, P, bankOf.channels, kernel, table);
   const links = new Float64Array(n * n);
-  addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links); // the links from MSM's own distances
+  const scored = await distanceTable(z, n, P, bankOf.channels, kernel, table, (t) =>
+    addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links),
+  ); // the links from MSM's own distances
   const f = repeatVariant(plan, links, P, bounds);
   return { ri, ...f, scores: reduceTable(scored, n, P, [...plan.variants, f.variant]) };
 }
 
 /**
- * One (stage, r) table [M, P, N] (msm.ts), and the table the patch scores reduce: the same, or with
- * `density` its reference-density normalised form (core/density.ts).
+ * One (stage, r) table [M, P, N] (msm.ts) as the patch scores reduce it: with `density`, normalised
+ * in place (core/density.ts) after `raw` has read MSM's own distances (the filter's links), so the
+ * table is held once, with its nearest indices [M, P, N] (16-bit) beside it.
  */
 async function distanceTable(
   z: Float32Array,
@@ -383,15 +387,19 @@ async function distanceTable(
   c: number,
   kernel: PairKernel,
   opts: TableOptions & { need: Uint8Array; density?: Density },
-): Promise<{ table: Float32Array; scored: Float32Array }> {
+  raw?: (table: Float32Array) => void,
+): Promise<Float32Array> {
   const { density, ...rest } = opts;
   if (!density) {
     const table = await nearestDistanceTable(z, n, p, c, kernel, rest);
-    return { table, scored: table };
+    raw?.(table);
+    return table;
   }
   const { table, index } = await nearestTableWithIndices(z, n, p, c, kernel, rest);
+  raw?.(table);
   const rho = reduceTable(table, n, p, [density.variant])[0]!;
-  return { table, scored: densityNormalised(table, index, n, p, density.exponent, rho) };
+  normaliseRows(table, index, 0, n, p, densityWeights(rho, density.exponent));
+  return table;
 }
 
 /** MSM scores [S_v, P] of every variant for one bank Z [N, P, C] (one stage, one r). */
@@ -405,7 +413,7 @@ export async function scoreBank(
   opts: TableOptions & { need?: Uint8Array; density?: Density } = {},
 ): Promise<Float64Array[]> {
   const need = opts.need ?? neededPairs({ n, rList: [1], variants });
-  return reduceTable((await distanceTable(z, n, p, c, kernel, { ...opts, need })).scored, n, p, variants);
+  return reduceTable(await distanceTable(z, n, p, c, kernel, { ...opts, need }), n, p, variants);
 }
 
 /**

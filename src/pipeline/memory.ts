@@ -10,6 +10,8 @@
  * with two more channels (core/msm.ts euclideanBank): one more (stage, r) bank of C_0 + 2 channels,
  * which `aggregated` covers when the stages' channels sum to at least 2 C_0 + 2 (every stage is
  * pooled to C_0: the default's layer2 + layer3 hold 512 + 1024 against 1026); not counted otherwise.
+ * With `--density-exponent` (indexed) a table also holds its nearest indices:
+ *   indices    n * (n - 1) * L * 2              16-bit (32-bit above 65536 patches; core/msm.ts indexRows)
  */
 import { divideSubsets } from '../datasets/divide.js';
 import { probeImage } from '../image/decode.js';
@@ -23,12 +25,14 @@ export function estimateSubsetBytes(
   stages: readonly StageDims[],
   size: number,
   storage: FeatureStorage = DEFAULT_FEATURE_STORAGE,
+  indexed = false,
 ): number {
   const hwc = stages.reduce((a, s) => a + s.h * s.w * s.c, 0);
   const hwcMax = stages.reduce((a, s) => Math.max(a, s.h * s.w * s.c), 0);
   const l = stages.reduce((a, s) => Math.max(a, s.h * s.w), 0);
   const lc = stages.reduce((a, s) => a + l * s.c, 0);
-  return (storage === 'float16' ? 2 : 4) * n * hwc + 4 * (n * hwcMax + n * lc + n * Math.max(0, n - 1) * l + n * size * size);
+  const indices = indexed ? (l > 65536 ? 4 : 2) * n * Math.max(0, n - 1) * l : 0;
+  return (storage === 'float16' ? 2 : 4) * n * hwc + 4 * (n * hwcMax + n * lc + n * Math.max(0, n - 1) * l + n * size * size) + indices;
 }
 
 /** The paths whose image header reads (format, dimensions within `maxPixels`): what the estimate counts. */
@@ -57,15 +61,16 @@ export function autoDivideNum(
   seed: number,
   storage: FeatureStorage = DEFAULT_FEATURE_STORAGE,
   counted?: ReadonlySet<string>,
+  indexed = false,
 ): { divideNum: number; bytes: number } {
   const n = counted ? paths.filter((p) => counted.has(p)).length : paths.length;
   const maxDivide = Math.max(1, minDivide, Math.floor(n / 5));
   for (let d = Math.max(1, minDivide); d <= maxDivide; d++) {
-    const bytes = estimateSubsetBytes(largestSubset(paths, d, seed, counted), stages, size, storage);
+    const bytes = estimateSubsetBytes(largestSubset(paths, d, seed, counted), stages, size, storage, indexed);
     if (bytes <= maxBytes) return { divideNum: d, bytes };
   }
   const largest = largestSubset(paths, maxDivide, seed, counted);
-  const need = estimateSubsetBytes(largest, stages, size, storage);
+  const need = estimateSubsetBytes(largest, stages, size, storage, indexed);
   throw new RangeError(
     `--max-memory ${Math.round(maxBytes / 2 ** 20)} MB is too small: ${n} readable images in at most ${maxDivide} ` +
       `subset${maxDivide > 1 ? 's' : ''} (each needs at least 5 images) leave a largest subset of ${largest} images, ` +

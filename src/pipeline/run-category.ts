@@ -139,7 +139,8 @@ async function planSubsets(run: CategoryRun): Promise<{ subsets: number[][]; div
       try {
         const readable = await readablePaths(paths, opts.maxPixels); // unreadable images take no memory
         const budget = opts.maxMemoryMb * 2 ** 20;
-        divideNum = autoDivideNum(paths, dims, run.S, budget, opts.divideNum, opts.seed, run.store.storage, readable).divideNum;
+        const indexed = !!opts.densityExponent; // --density-exponent: each table's nearest indices too
+        divideNum = autoDivideNum(paths, dims, run.S, budget, opts.divideNum, opts.seed, run.store.storage, readable, indexed).divideNum;
       } catch (e) {
         throw new DatasetError(`category '${category.name}': ${(e as Error).message}`);
       }

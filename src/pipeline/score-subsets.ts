@@ -70,7 +70,10 @@ export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promi
       out.sizeOf.set(item, [im.features.width, im.features.height]);
     });
     const nRef = opts.references?.files.length ?? 0;
-    out.estimatedBytes = Math.max(out.estimatedBytes, estimateSubsetBytes(items.length + nRef, run.store.dims!, S, run.store.storage));
+    out.estimatedBytes = Math.max(
+      out.estimatedBytes,
+      estimateSubsetBytes(items.length + nRef, run.store.dims!, S, run.store.storage, !!opts.densityExponent),
+    );
     out.subsets.push(items);
     out.repeatFilter.push(filter && { ...filter, leftOut: filter.leftOut.map((js) => js.map((j) => items[j]!)) });
     opts.onProgress?.('score', si + 1, subsets.length);
@@ -93,7 +96,7 @@ function checkSubset(run: CategoryRun, items: number[], si: number, subsets: num
   if (si === 0) {
     // before the expensive part: what scoring will need (the largest subset)
     const largest = subsets.reduce((a, s) => Math.max(a, s.length), 0) + nRef;
-    const mb = Math.ceil(estimateSubsetBytes(largest, run.store.dims!, run.S, run.store.storage) / 2 ** 20);
+    const mb = Math.ceil(estimateSubsetBytes(largest, run.store.dims!, run.S, run.store.storage, !!opts.densityExponent) / 2 ** 20);
     const what = `${category.items.length} images in ${subsets.length} subset${many ? 's' : ''}`;
     opts.log?.(`${category.name}: scoring ${what}; estimated memory for scoring about ${mb} MB (largest subset ${largest} images)`);
   }
