@@ -62,11 +62,8 @@ export async function reduceRowBlock(
 ): Promise<Float64Array> {
   const [a0, a1] = rb,
     n = plan.n;
-  const rows = await mergeRowBlock(store, n, P, need, blocks, keys, rb, stats);
-  if (density) {
-    const index = await mergeIndexRowBlock(store, n, P, need, blocks, keys, rb);
-    normaliseRows(rows, index, a0, n, P, densityWeights(await readRho(store, density.rho, n * P), density.exponent));
-  }
+  const { rows, index } = await mergeRowBlock(store, n, P, need, blocks, keys, rb, stats, !!density);
+  if (density) normaliseRows(rows, index!, a0, n, P, densityWeights(await readRho(store, density.rho, n * P), density.exponent));
   const full = plan.variants.map((v) => new Float64Array(v.scored.length * P));
   reduceRows(rows, a0, n, P, plan.variants, full);
   const pos = positions(plan, a0, a1);
@@ -81,7 +78,10 @@ export async function reduceRowBlock(
   return out;
 }
 
-/** Rows [a1 - a0, P, N] of a table from the block results (`keys[k]` of `blocks[k]`) that touch them. */
+/**
+ * Rows [a1 - a0, P, N] of a table from the block results (`keys[k]` of `blocks[k]`) that touch them;
+ * `indexed`: their nearest indices [a1 - a0, P, N] too, from indexed block results (readPairIndices).
+ */
 async function mergeRowBlock(
   store: SharedStore,
   n: number,
@@ -91,8 +91,10 @@ async function mergeRowBlock(
   keys: string[],
   [a0, a1]: [number, number],
   stats: MergeStats,
-): Promise<Float32Array> {
+  indexed = false,
+): Promise<{ rows: Float32Array; index?: Uint16Array | Int32Array }> {
   const rows = new Float32Array((a1 - a0) * P * n);
+  const index = indexed ? indexRows(a1 - a0, P, n) : undefined;
   stats.peakTableRows = Math.max(stats.peakTableRows, (a1 - a0) * P);
   for (const [k, b] of blocks.entries()) {
     const parts = { rows: b.i0 < a1 && b.i1 > a0, cols: b.j0 < a1 && b.j1 > a0 };
@@ -100,27 +102,9 @@ async function mergeRowBlock(
     const res = await readPairResult(store, keys[k]!, b, P, parts);
     stats.bytesRead += res.rowd2.byteLength + res.cold2!.byteLength;
     mergeBlockRows(rows, a0, a1, n, P, need, b, res);
+    if (index) mergeIndexBlockRows(index, a0, a1, n, P, need, b, await readPairIndices(store, keys[k]!, b, P, parts));
   }
-  return rows;
-}
-
-/** Index rows [a1 - a0, P, N] of a table from its indexed block results (readPairIndices), as mergeRowBlock merges the distances. */
-async function mergeIndexRowBlock(
-  store: SharedStore,
-  n: number,
-  P: number,
-  need: Uint8Array,
-  blocks: TableBlock[],
-  keys: string[],
-  [a0, a1]: [number, number],
-): Promise<Uint16Array | Int32Array> {
-  const index = indexRows(a1 - a0, P, n);
-  for (const [k, b] of blocks.entries()) {
-    const parts = { rows: b.i0 < a1 && b.i1 > a0, cols: b.j0 < a1 && b.j1 > a0 };
-    if (!parts.rows && !parts.cols) continue;
-    mergeIndexBlockRows(index, a0, a1, n, P, need, b, await readPairIndices(store, keys[k]!, b, P, parts));
-  }
-  return index;
+  return index ? { rows, index } : { rows };
 }
 
 /** A table's densities rho [N, P] float64 from the store (density jobs, collectRho), checked for their size. */
@@ -284,7 +268,7 @@ export async function runDensityJob(store: SharedStore, d: ReduceJobData): Promi
   const v = plan.variants[0]!;
   if (v.scored.length !== plan.n || v.scored.some((i, k) => i !== k))
     throw new Error('density jobs need variant 0 zero-shot over the whole batch');
-  const rows = await mergeRowBlock(store, plan.n, P, need, blocks, keys, [d.a0, d.a1], stats);
+  const { rows } = await mergeRowBlock(store, plan.n, P, need, blocks, keys, [d.a0, d.a1], stats);
   const rho = [new Float64Array(plan.n * P)];
   reduceRows(rows, d.a0, plan.n, P, [v], rho);
   await store.put(d.done, new Uint8Array(rho[0]!.slice(d.a0 * P, d.a1 * P).buffer));
@@ -314,7 +298,7 @@ export function linksJobs(pass: ReduceJobData[], K: number, fpr: number): LinksJ
 /** (worker) One links job: the burnout links of its row block's images [a1 - a0, N], float64, to the store. */
 export async function runLinksJob(store: SharedStore, d: LinksJobData): Promise<{ peakTableRows: number; bytesRead: number }> {
   const { plan, need, P, blocks, keys, stats } = await jobTable(store, d);
-  const rows = await mergeRowBlock(store, plan.n, P, need, blocks, keys, [d.a0, d.a1], stats);
+  const { rows } = await mergeRowBlock(store, plan.n, P, need, blocks, keys, [d.a0, d.a1], stats);
   const links = new Float64Array(plan.n * plan.n);
   addBurnoutLinks(rows, d.a0, plan.n, P, d.K, d.fpr, links);
   await store.put(d.done, new Uint8Array(links.slice(d.a0 * plan.n, d.a1 * plan.n).buffer));

@@ -242,21 +242,7 @@ export function mergeBlockRows(
   b: TableBlock,
   r: PairResult,
 ): void {
-  const a = b.i1 - b.i0,
-    nb = b.j1 - b.j0;
-  const held = (i: number): boolean => i >= r0 && i < r1;
-  for (let ia = 0; ia < a; ia++) {
-    const i = b.i0 + ia;
-    for (let jb = Math.max(0, i + 1 - b.j0); jb < nb; jb++) {
-      const j = b.j0 + jb; // i < j
-      if (need[i * n + j] && held(i)) {
-        for (let pp = 0; pp < p; pp++) rows[((i - r0) * p + pp) * n + j] = dist(r.rowd2[(ia * p + pp) * nb + jb]!);
-      }
-      if (need[j * n + i] && held(j)) {
-        for (let pp = 0; pp < p; pp++) rows[((j - r0) * p + pp) * n + i] = dist(r.cold2![(ia * nb + jb) * p + pp]!);
-      }
-    }
-  }
+  scatterBlock(rows, r0, r1, n, p, need, b, r.rowd2, r.cold2!, true);
 }
 
 /**
@@ -273,17 +259,43 @@ export function mergeIndexBlockRows(
   b: TableBlock,
   r: Pick<IndexedPairResult, 'rowArg' | 'colArg'>,
 ): void {
+  scatterBlock(index, r0, r1, n, p, need, b, r.rowArg, r.colArg, false);
+}
+
+/**
+ * A block's needed entries into the rows of images [r0, r1) of dest [r1 - r0, P, N]: from rowSrc
+ * [A, P, B] (query image i's rows) and colSrc [A, B, P] (reference image j's rows); squared
+ * distances become distances when `sqrt`, indices are copied.
+ */
+function scatterBlock(
+  dest: Float32Array | Uint16Array | Int32Array,
+  r0: number,
+  r1: number,
+  n: number,
+  p: number,
+  need: Uint8Array,
+  b: TableBlock,
+  rowSrc: Float32Array | Int32Array,
+  colSrc: Float32Array | Int32Array,
+  sqrt: boolean,
+): void {
   const a = b.i1 - b.i0,
     nb = b.j1 - b.j0;
   const held = (i: number): boolean => i >= r0 && i < r1;
   for (let ia = 0; ia < a; ia++) {
     const i = b.i0 + ia;
     for (let jb = Math.max(0, i + 1 - b.j0); jb < nb; jb++) {
-      const j = b.j0 + jb;
+      const j = b.j0 + jb; // i < j
       if (need[i * n + j] && held(i))
-        for (let pp = 0; pp < p; pp++) index[((i - r0) * p + pp) * n + j] = r.rowArg[(ia * p + pp) * nb + jb]!;
+        for (let pp = 0; pp < p; pp++) {
+          const v = rowSrc[(ia * p + pp) * nb + jb]!;
+          dest[((i - r0) * p + pp) * n + j] = sqrt ? dist(v) : v;
+        }
       if (need[j * n + i] && held(j))
-        for (let pp = 0; pp < p; pp++) index[((j - r0) * p + pp) * n + i] = r.colArg[(ia * nb + jb) * p + pp]!;
+        for (let pp = 0; pp < p; pp++) {
+          const v = colSrc[(ia * nb + jb) * p + pp]!;
+          dest[((j - r0) * p + pp) * n + i] = sqrt ? dist(v) : v;
+        }
     }
   }
 }
