@@ -58,7 +58,7 @@
  *        intersected with the filter's pools
  *   lof=A  reference density (`musc run --density-exponent A`, core/density.ts): each nearest distance divided
  *        by (its reference patch's own MSM score / the table's median)^A (nearest indices cached per table);
- *        lofc=1: weights of at least 1 only, -1: at most 1
+ *        lofc=1: weights of at least 1 only, -1: at most 1; lofl=1: only the passes of stage index 1
  *   pnorm=E  each (i, j) column of a table divided by its median over i's patches to the power E
  *   peer=F peerw=1 peerby=tok|geo  image score minus peerw x the median score of the fraction F of the
  *        other images nearest by layer4 token or by original size
@@ -212,6 +212,8 @@ interface Row {
   lof: number;
   /** with lof: 1 = weights of at least 1 only (dense references raise distances, sparse ones never lower them); -1 = at most 1 */
   lofc: number;
+  /** with lof: only the passes of these stage indices (empty: every stage) */
+  lofl?: number[];
   /**
    * pair normalisation: each nearest distance d_ij(p) divided by the median over i's patches of d_ij
    * to the power pnorm (how far image j is from image i as a whole), so that a patch counts by how
@@ -341,6 +343,7 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
 };
 const LIST_KEYS: Record<string, Fields<number[] | undefined>> = {
   st: 'stages',
+  lofl: 'lofl',
   r: 'rList',
   l: 'layers',
   repl: 'repl',
@@ -1558,11 +1561,12 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const { l, r, w: wgt, j } of stage) {
       // r = 1 is the same under every neighbourhood aggregation; joint: layer3 at r = j concatenated
       const agg = j ? `joint${j}` : r === 1 && !ownAtR1(row.agg) ? 'box' : row.agg;
-      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof ? `-lof${row.lof}c${row.lofc}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
+      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof && (!row.lofl || row.lofl.includes(l)) ? `-lof${row.lof}c${row.lofc}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
       const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}:${row.reprand}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
-        const raw = row.lof ? await fc.lofTable(agg, l, r, row, n) : await fc.table(agg, l, r);
+        const dens = row.lof && (!row.lofl || row.lofl.includes(l));
+        const raw = dens ? await fc.lofTable(agg, l, r, row, n) : await fc.table(agg, l, r);
         const table = row.pnorm ? pairNormalised(raw, M, P, row.pnorm) : raw;
         if (!reduced.has(key))
           reduced.set(

@@ -103,9 +103,10 @@ export interface Settings {
    * Reference-density normalisation (core/density.ts): each MSM nearest distance divided by (its
    * reference patch's own MSM score / the table's median)^A, as local outlier factors do. 0 or
    * absent: off (MuSc's distances). Needs msm_precision 'fast' and zero-shot scoring (no
-   * reference_dir); on the cluster too (density jobs, src/cluster/reduce.ts), not in banks.
+   * reference_dir); on the cluster too (density jobs, src/cluster/reduce.ts), not in banks. One A for
+   * every stage, or a list of one per backbone stage (e.g. [0, 1.5]: layer3's tables only).
    */
-  density_exponent?: number;
+  density_exponent?: number | number[];
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
   /** LNAMD aggregation degrees for every stage; by the loaded backbone when absent (core/defaults.ts defaultDegrees) */
@@ -195,7 +196,12 @@ export const SETTINGS_SCHEMA = {
     score_grid: { type: 'integer', minimum: 1, maximum: 512 },
     project: { type: 'integer', minimum: 2, maximum: 4096 },
     norm_exponent: { type: 'number', minimum: 0, maximum: 1 },
-    density_exponent: { type: 'number', minimum: 0, maximum: 4 },
+    density_exponent: {
+      oneOf: [
+        { type: 'number', minimum: 0, maximum: 4 },
+        { type: 'array', items: { type: 'number', minimum: 0, maximum: 4 }, minItems: 1 },
+      ],
+    },
     r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
     stage_r_list: {
       type: 'array',

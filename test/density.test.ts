@@ -111,7 +111,7 @@ function stagesOf(n: number, seed: number): StageFeatures[] {
  * LNAMD, the table and brute-force nearest indices, rho = the table's zero-shot scores, the
  * normalised table reduced, summed with the pass weights.
  */
-async function byHand(stages: StageFeatures[], plan: ScoringPlan, A: number, normExponent?: number): Promise<Float64Array> {
+async function byHand(stages: StageFeatures[], plan: ScoringPlan, A: number | number[], normExponent?: number): Promise<Float64Array> {
   const kernel = await kernelFor('cpu', 'fast');
   const target = lnamdTarget(stages, undefined, undefined, normExponent);
   const n = plan.n,
@@ -134,7 +134,8 @@ async function byHand(stages: StageFeatures[], plan: ScoringPlan, A: number, nor
             }
           }
       const rho = reduceTable(table, n, P, [plan.variants[0]!])[0]!;
-      const s = reduceTable(densityNormalised(table, index, n, P, A, rho), n, P, [plan.variants[0]!])[0]!;
+      const a = typeof A === 'number' ? A : A[l]!; // 0: that stage's tables as MSM's
+      const s = reduceTable(a > 0 ? densityNormalised(table, index, n, P, a, rho) : table, n, P, [plan.variants[0]!])[0]!;
       for (let k = 0; k < s.length; k++) out[k]! += s[k]! * w;
     }
   return out;
@@ -166,6 +167,17 @@ test('engine: densityExponent = the normalisation computed by hand (unit rows an
   const want = await byHand(st, { ...fplan, repeatFilter: undefined }, 0.25);
   const worst = Math.max(...dens.variants[0]!.patch.map((v, k) => Math.abs(v - want[k]!)));
   assert.ok(worst <= 2e-4, `with the filter: largest difference ${worst}`);
+  // one exponent per stage: layer 0's tables as MSM's, layer 1's normalised
+  const per = await scorePlan(st, fplan, kernel, { densityExponent: [0, 0.5] });
+  assert.deepEqual(per.filtered?.summary, plain.filtered?.summary);
+  const wantPer = await byHand(st, { ...fplan, repeatFilter: undefined }, [0, 0.5]);
+  const worstPer = Math.max(...per.variants[0]!.patch.map((v, k) => Math.abs(v - wantPer[k]!)));
+  assert.ok(worstPer <= 2e-4, `per stage: largest difference ${worstPer}`);
+  assert.deepEqual(
+    (await scorePlan(st, fplan, kernel, { densityExponent: [0, 0] })).variants[0]!.patch,
+    plain.variants[0]!.patch,
+    'every exponent 0: MSM',
+  );
 });
 
 test('engine: densityExponent refused where its densities are not defined (int8 / exact, references, subsets, held-out folds); 0 is MSM', async () => {
@@ -192,7 +204,8 @@ test('engine: densityExponent refused where its densities are not defined (int8 
   };
   await assert.rejects(scorePlan(stages, subsets, fast, { densityExponent: 1 }), /zero-shot scoring of the whole batch/);
   await assert.rejects(scorePlan(stages, plan, fast, { densityExponent: 1, projectChannels: 4, projectFolds: 2 }), /not with projectFolds/);
-  await assert.rejects(scorePlan(stages, plan, fast, { densityExponent: -1 }), /positive number/);
+  await assert.rejects(scorePlan(stages, plan, fast, { densityExponent: -1 }), /numbers of at least 0/);
+  await assert.rejects(scorePlan(stages, plan, fast, { densityExponent: [0.5] }), /1 exponents for 2 stages/);
   const off = await scorePlan(stages, plan, fast, { densityExponent: 0 });
   assert.deepEqual(off.variants[0]!.patch, (await scorePlan(stages, plan, fast)).variants[0]!.patch);
 });
@@ -227,6 +240,20 @@ test('musc run --density-exponent: the scorer gets it, run.json records it; refu
     const bound = cli(['--data', set.root, '--out', join(dir, 'bad'), '--density-exponent', '-1']);
     assert.equal(bound.status, 2, bound.stderr);
     assert.match(bound.stderr, /--density-exponent must be a number from 0 to 4/);
+    const count = cli(['--data', set.root, '--out', join(dir, 'bad'), '--density-exponent', '0/0.5/1']);
+    assert.equal(count.status, 2, count.stderr);
+    assert.match(count.stderr, /has 3 exponents, the backbone has 2 stages/);
+    const perStage = mergeSettings({}, { heatmaps: 'none', density_exponent: [0.5] }); // the fake backbone has one stage
+    seen.length = 0;
+    await runDataset({
+      data: set.root,
+      out: join(dir, 'per'),
+      settings: perStage,
+      loadBackbone: fakeLoader(fakeBackbone(32, 8)),
+      scorer: spy,
+    });
+    assert.deepEqual(seen[0]!.densityExponent, [0.5]);
+    assert.deepEqual(validateSettings({ density_exponent: [0, 1.5] }, 'test config'), { density_exponent: [0, 1.5] });
   } finally {
     await cleanup();
   }
@@ -246,15 +273,20 @@ test('the cluster: block jobs with indices, density jobs per row block, merge jo
       variants: [zeroShotVariant(n, [0, 0.3])],
       repeatFilter: DEFAULT_REPEAT_FILTER,
     };
-    const o = { precision: 'fast' as const, densityExponent: 0.25 };
-    const one = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), { densityExponent: 0.25 });
-    for (const [a, b] of [
-      [3, 7],
-      [5, 2],
+    for (const [a, b, exps] of [
+      [3, 7, [0.25, 0.25]],
+      [5, 2, [0, 0.5]],
     ] as const) {
+      const o = { precision: 'fast' as const, densityExponent: [...exps] };
+      const one = await scorePlan(stages, plan, await kernelFor('cpu', 'fast'), { densityExponent: [...exps] });
       const store = new DirStore(join(dir, `${a}x${b}`));
       const p = await planBlockJobs(stages, plan, o, { blockImages: a, colImages: b }, store, 'density-test');
-      assert.ok(p.jobs.flat(2).every((j) => j.indexed));
+      p.jobs.forEach((stage, l) =>
+        assert.ok(
+          stage.flat().every((j) => !!j.indexed === exps[l]! > 0),
+          `stage ${l}: indexed blocks`,
+        ),
+      );
       for (const job of p.jobs.flat(2)) await runBlockJob(store, job);
       const run = (kind: string) => async (jobs: ClusterJob[]) => {
         for (const j of jobs) {
@@ -265,7 +297,7 @@ test('the cluster: block jobs with indices, density jobs per row block, merge jo
       };
       const filter = await repeatFilterOnWorkers(run('links'), store, plan, p);
       assert.deepEqual(filter?.summary, one.filtered?.summary, `split ${a}x${b}: the filter's links`);
-      const density = await densityOnWorkers(run('density'), store, plan, p, 0.25);
+      const density = await densityOnWorkers(run('density'), store, plan, p, [...exps]);
       const merged: ScoringPlan = { n, rList: plan.rList, stageRList: plan.stageRList, variants: [...plan.variants, filter!.variant] };
       const rbs = rowBlocks(tableRows(n, p.need), p.rowImages);
       const jobs = reduceJobs(await putPlan(store, merged), p.tiling, p.jobs, rbs, density);

@@ -116,7 +116,7 @@ export interface ScoringFlags extends AccuracyFlags {
   scoreGrid?: number;
   project?: number;
   normExponent?: number;
-  densityExponent?: number;
+  densityExponent?: number | number[];
   msmPrecision?: MsmPrecision;
   device?: Device;
   batchSize?: number;
@@ -254,13 +254,16 @@ export function normExponentOption(): Option {
 export function densityExponentOption(): Option {
   return new Option(
     '--density-exponent <A>',
-    "divide each MSM nearest distance by (its reference patch's own MSM score / the median)^A, as local outlier factors do; 0 = off (default); 'fast' precision, zero-shot",
+    "divide each MSM nearest distance by (its reference patch's own MSM score / the median)^A, as local outlier factors do; one A, or one per stage separated by '/' (0/1.5: layer3's tables only); 0 = off (default); 'fast' precision, zero-shot",
   ).argParser(
     wrapArg((v) => {
-      const n = Number(v);
-      if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 4)
-        throw new Error(`--density-exponent must be a number from 0 to 4, got '${v}'`);
-      return n;
+      const a = v.split('/').map((part) => {
+        const n = Number(part);
+        if (part.trim() === '' || !Number.isFinite(n) || n < 0 || n > 4)
+          throw new Error(`--density-exponent must be a number from 0 to 4, or one per stage separated by '/', got '${v}'`);
+        return n;
+      });
+      return a.length === 1 ? a[0]! : a;
     }),
   );
 }

@@ -204,7 +204,7 @@ export function reduceJobs(
   tiling: { blockImages: number; colImages: number },
   jobs: BlockJobData[][][],
   rbs: [number, number][],
-  density?: DensityRef[][],
+  density?: (DensityRef | undefined)[][],
 ): ReduceJobData[][][] {
   return jobs.map((stage, l) =>
     stage.map((pass, k) => {

@@ -94,12 +94,13 @@ export async function planBlockJobs(
   if (o.projectChannels !== undefined && !extra.bases) throw new Error('projected block jobs need the bases (basis jobs first)');
   const banks = extra.banks ?? (await putBanks(store, stages));
   const device = o.device ?? 'cpu';
-  const indexed = densityOf(plan, precision, o) !== undefined; // --density-exponent: block results with the nearest indices
+  const density = densityOf(plan, stages.length, precision, o); // --density-exponent: those stages' block results with the nearest indices
   const jobs: BlockJobData[][][] = banks.map((bank, l) =>
     passes[l]!.map(({ ri }, k) => {
       const r = plan.rList[ri]!;
       const maxAbs = precision === 'int8' ? extra.maxAbs?.[l]?.[k] : undefined;
       const basis = extra.bases?.[l]?.[k];
+      const indexed = density?.[l] !== undefined;
       const keys = passKeys(bank, target, r, blocks, precision, maxAbs, basis, indexed);
       return blocks.map((block, b) => ({
         run,
@@ -171,7 +172,7 @@ async function mergeOnWorkers(
   store: SharedStore,
   plan: ScoringPlan,
   p: Awaited<ReturnType<typeof planBlockJobs>>,
-  density?: DensityRef[][],
+  density?: (DensityRef | undefined)[][],
 ) {
   const m = tableRows(plan.n, p.need);
   const rbs = rowBlocks(m, p.rowImages);
@@ -213,27 +214,30 @@ export async function repeatFilterOnWorkers(
 
 /**
  * Reference-density normalisation as jobs (--density-exponent; core/density.ts): density jobs over
- * the row blocks of every (stage, r) table (its zero-shot scores, the densities rho), each table's
- * rho [N, P] gathered and put in the store. Returns [stage][k] the refs its merge jobs normalise with.
+ * the row blocks of every (stage, r) table of the stages with an exponent (`exponents` [L], 0: none),
+ * their zero-shot scores (the densities rho); each table's rho [N, P] gathered and put in the store.
+ * Returns [stage][k] the refs its merge jobs normalise with (undefined for the other stages).
  */
 export async function densityOnWorkers(
   runJobs: (jobs: ClusterJob[], what: string) => Promise<void>,
   store: SharedStore,
   plan: ScoringPlan,
   p: Awaited<ReturnType<typeof planBlockJobs>>,
-  exponent: number,
-): Promise<DensityRef[][]> {
+  exponents: number[],
+): Promise<(DensityRef | undefined)[][]> {
   const rbs = rowBlocks(tableRows(plan.n, p.need), p.rowImages);
-  const passes = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs).map((stage) => stage.map(densityJobs));
+  const passes = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs).map((stage, l) =>
+    exponents[l]! > 0 ? stage.map(densityJobs) : [],
+  );
   const all = passes.flat(2);
   await runJobs(
     all.map((data) => ({ name: 'density', data })),
     `reference densities: ${all.length} jobs`,
   );
-  const out: DensityRef[][] = [];
-  for (const stage of passes) {
-    const refs: DensityRef[] = [];
-    for (const jobs of stage) refs.push({ exponent, rho: await collectRho(store, plan.n, p.P, jobs) });
+  const out: (DensityRef | undefined)[][] = [];
+  for (const [l, stage] of passes.entries()) {
+    const refs: (DensityRef | undefined)[] = p.jobs[l]!.map(() => undefined);
+    for (const [k, jobs] of stage.entries()) refs[k] = { exponent: exponents[l]!, rho: await collectRho(store, plan.n, p.P, jobs) };
     out.push(refs);
   }
   return out;
@@ -259,8 +263,9 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
       await coordinator.runJobs(all, `scoring ${plan.n} images: ${p.blocks.length} blocks x ${p.passes.flat().length} (stage, r) passes`);
       const filter = plan.repeatFilter ? await repeatFilterOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p) : null;
       const merged = filter ? { ...withoutFilter(plan), variants: [...plan.variants, filter.variant] } : plan;
-      const dens = densityOf(plan, o.precision ?? DEFAULT_MSM_PRECISION, o);
-      const density = dens ? await densityOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p, dens.exponent) : undefined;
+      const dens = densityOf(plan, stages.length, o.precision ?? DEFAULT_MSM_PRECISION, o);
+      const exponents = dens?.map((d) => d?.exponent ?? 0);
+      const density = exponents ? await densityOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p, exponents) : undefined;
       const patch = await mergeOnWorkers(coordinator, store, merged, p, density);
       return {
         n: plan.variants[0]!.scored.length,

@@ -54,6 +54,11 @@ export function normaliseRows(
   }
 }
 
+/** Whether a density exponent (one, or one per stage) normalises any table. */
+export function densityActive(a: number | readonly number[] | undefined): boolean {
+  return typeof a === 'number' ? a > 0 : (a ?? []).some((v) => v > 0);
+}
+
 /** (rho / median rho)^(-A) per patch [N, P]; rho below 1e-6 of the median counts as that (a duplicate patch). */
 export function densityWeights(rho: Float64Array, exponent: number): Float32Array {
   const med = median(rho);

@@ -64,11 +64,12 @@ export interface EngineOptions {
   projectFolds?: number;
   /**
    * reference-density normalisation (core/density.ts; `--density-exponent`): each nearest distance
-   * divided by (its reference patch's MSM score / the table's median)^A. Needs the 'fast' kernel
+   * divided by (its reference patch's MSM score / the table's median)^A; one A for every stage, or
+   * one per stage (0: that stage's tables as MSM's). Needs the 'fast' kernel
    * (nearest indices), variant 0 zero-shot over the whole batch (it gives the densities) and every
    * pair needed; not with projectFolds. Absent or 0: MSM.
    */
-  densityExponent?: number;
+  densityExponent?: number | number[];
 }
 
 export interface EngineHooks {
@@ -134,7 +135,7 @@ export async function scorePlan(
   validatePlan(plan);
   checkNormExponent(opts.normExponent, kernel.precision);
   const folds = projectFolds(plan, opts);
-  const density = densityOf(plan, kernel.runIndexed ? kernel.precision : 'none', opts);
+  const density = densityOf(plan, stages.length, kernel.runIndexed ? kernel.precision : 'none', opts);
   const target = lnamdTarget(stages, opts.targetChannels, opts.targetGrid, opts.normExponent);
   const n = plan.n,
     P = target.gridH * target.gridW,
@@ -146,9 +147,8 @@ export async function scorePlan(
   const total = passes.flat().length;
   let done = 0;
   const timings = { lnamdMs: 0, msmMs: 0 };
-  const table: TableOptions & { need: Uint8Array; density?: Density } = {
+  const table: TableOptions & { need: Uint8Array } = {
     need,
-    density,
     maxRows: opts.maxRows,
     colImages: opts.colImages,
     euclidean: bankOf.euclidean,
@@ -159,7 +159,9 @@ export async function scorePlan(
   };
   // the repeated-anomaly filter first: its link table's reductions (and stage 0's layer norm) are kept for the loop
   const normed0 = plan.repeatFilter ? await timed(timings, 'lnamdMs', () => layerNormImages(stages[0]!)) : null;
-  const pre = normed0 ? await timed(timings, 'msmMs', () => repeatPass(stages[0]!, normed0, plan, bankOf, kernel, table)) : null;
+  const pre = normed0
+    ? await timed(timings, 'msmMs', () => repeatPass(stages[0]!, normed0, plan, bankOf, kernel, { ...table, density: density?.[0] }))
+    : null;
   if (pre) hooks.progress?.(++done, total, 'scoring'); // its pass is done: the loop skips it
   const all = pre ? [...plan.variants, pre.variant] : plan.variants;
   const variants = all.map((v) => ({
@@ -179,7 +181,8 @@ export async function scorePlan(
       if (folds) scores = await foldedPass(stages[l]!, normed, l, r, folds, all, bankOf, kernel, table, timings);
       else {
         const z = await timed(timings, 'lnamdMs', () => bankOf.of(stages[l]!, normed, l, r));
-        scores = await timed(timings, 'msmMs', () => scoreBank(z, n, P, bankOf.channels, all, kernel, table));
+        const pass = { ...table, density: density?.[l] };
+        scores = await timed(timings, 'msmMs', () => scoreBank(z, n, P, bankOf.channels, all, kernel, pass));
       }
       accumulate(variants, scores, l, ri, L, w);
       hooks.progress?.(++done, total, 'scoring');
@@ -250,25 +253,30 @@ export function bankBuilder(
   };
 }
 
-/** EngineOptions.densityExponent, checked against the plan and kernel: the exponent and the variant whose scores are the densities. */
+/** One stage's density normalisation (EngineOptions.densityExponent): its exponent and the variant whose scores are the densities. */
 export interface Density {
   exponent: number;
   variant: PoolVariant;
 }
 
 /**
- * The plan's density normalisation (EngineOptions.densityExponent), checked: the one-process engine
- * and the cluster (src/cluster/scorer.ts) both call this. `precision`: the kernel's ('none' when it
+ * The plan's density normalisation per stage (EngineOptions.densityExponent; undefined where a stage's
+ * exponent is 0, and for all when every one is), checked: the one-process engine and the cluster
+ * (src/cluster/scorer.ts) both call this. L: the stages; `precision`: the kernel's ('none' when it
  * has no indexed graph).
  */
 export function densityOf(
   plan: ScoringPlan,
+  L: number,
   precision: string,
   opts: Pick<EngineOptions, 'densityExponent' | 'projectFolds'>,
-): Density | undefined {
-  const A = opts.densityExponent;
-  if (A === undefined || A === 0) return undefined;
-  if (!(Number.isFinite(A) && A > 0)) throw new Error(`densityExponent: give a positive number (0: off), got ${A}`);
+): (Density | undefined)[] | undefined {
+  const given = opts.densityExponent;
+  if (given === undefined) return undefined;
+  const A = typeof given === 'number' ? Array.from({ length: L }, () => given) : given;
+  if (A.length !== L) throw new Error(`densityExponent: ${A.length} exponents for ${L} stages (give one, or one per stage)`);
+  if (!A.every((a) => Number.isFinite(a) && a >= 0)) throw new Error(`densityExponent: give numbers of at least 0 (0: off), got ${A}`);
+  if (A.every((a) => a === 0)) return undefined;
   if (precision !== 'fast') throw new Error(`density normalisation needs the 'fast' MSM precision, not '${precision}'`);
   if (opts.projectFolds !== undefined) throw new Error('density normalisation: not with projectFolds');
   const v = plan.variants[0]!;
@@ -276,7 +284,7 @@ export function densityOf(
   const need = neededPairs(plan);
   if (!whole || allPairs(plan.n).some((x, k) => x !== need[k]))
     throw new Error('density normalisation needs zero-shot scoring of the whole batch (no subsets, references or pools)');
-  return { exponent: A, variant: v };
+  return A.map((exponent) => (exponent > 0 ? { exponent, variant: v } : undefined));
 }
 
 /** The contiguous folds [i0, i1) of EngineOptions.projectFolds (null without it), checked against the plan. */

@@ -20,6 +20,7 @@ import { divideSubsets } from '../datasets/divide.js';
 import { DatasetError, type Category, type DatasetItem } from '../datasets/types.js';
 import { FeatureStore, ImageSkipError } from '../features/store.js';
 import { autoDivideNum, readablePaths } from './memory.js';
+import { densityActive } from '../core/density.js';
 import { checkInterrupted } from './interrupt.js';
 import { evaluateCategory } from './evaluate.js';
 import { scoreSubsets, type ScoredSubsets } from './score-subsets.js';
@@ -139,7 +140,7 @@ async function planSubsets(run: CategoryRun): Promise<{ subsets: number[][]; div
       try {
         const readable = await readablePaths(paths, opts.maxPixels); // unreadable images take no memory
         const budget = opts.maxMemoryMb * 2 ** 20;
-        const indexed = !!opts.densityExponent; // --density-exponent: each table's nearest indices too
+        const indexed = densityActive(opts.densityExponent); // --density-exponent: a table's nearest indices too
         divideNum = autoDivideNum(paths, dims, run.S, budget, opts.divideNum, opts.seed, run.store.storage, readable, indexed).divideNum;
       } catch (e) {
         throw new DatasetError(`category '${category.name}': ${(e as Error).message}`);

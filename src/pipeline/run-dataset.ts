@@ -28,6 +28,7 @@ import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summ
 import { checkProjectChannels, checkStageCount, ConfigError, rscinWindows, type Settings } from '../config.js';
 import { degreesLabel, resolveDegrees, resolveNormExponent } from '../core/defaults.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
+import { densityActive } from '../core/density.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
@@ -133,9 +134,9 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     throw new ConfigError('mode musc-plus (MuSc+) needs reference images: give --reference-dir');
   }
   const decision = s.decision !== undefined ? parseDecisionRule(s.decision) : undefined;
-  if (s.density_exponent && s.msm_precision !== 'fast')
+  if (densityActive(s.density_exponent) && s.msm_precision !== 'fast')
     throw new ConfigError(`--density-exponent needs the 'fast' MSM precision (nearest-patch indices), not '${s.msm_precision}'`);
-  if (s.density_exponent && s.reference_dir)
+  if (densityActive(s.density_exponent) && s.reference_dir)
     throw new ConfigError('--density-exponent scores zero-shot batches: it cannot be used with --reference-dir');
   const refFiles = await referenceFiles(o, cats);
 
@@ -209,6 +210,10 @@ function runTitle(kind: string, name: string, b: Backbone, r: string, project: n
 async function checkedBackboneUse(s: Settings, backbone: Backbone): Promise<number[][] | undefined> {
   try {
     if (s.stage_r_list) checkStageCount(s.stage_r_list, backbone.stages, "'stage_r_list' (--stage-r-list)");
+    if (Array.isArray(s.density_exponent) && s.density_exponent.length !== backbone.stages.length)
+      throw new ConfigError(
+        `'density_exponent' (--density-exponent) has ${s.density_exponent.length} exponents, the backbone has ${backbone.stages.length} stages (${backbone.stages.join(',')}): give one, or one per stage`,
+      );
     checkProjectChannels(s.project, backbone.stageChannels, "'project' (--project)");
     return s.stage_r_list;
   } catch (e) {
@@ -339,7 +344,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
         ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),
         ...(s.project !== undefined ? { project: s.project } : {}),
         ...(run.normExponent !== 1 ? { normExponent: run.normExponent } : {}),
-        ...(s.density_exponent ? { densityExponent: s.density_exponent } : {}),
+        ...(densityActive(s.density_exponent) ? { densityExponent: s.density_exponent } : {}),
         interval: s.interval,
         kList: run.kList,
         batchSize: s.batch_size,

@@ -11,6 +11,7 @@ import { stackStages } from '../features/stack.js';
 import type { ExtractedImage } from '../features/types.js';
 import { checkInterrupted } from './interrupt.js';
 import { estimateSubsetBytes } from './memory.js';
+import { densityActive } from '../core/density.js';
 import { appendReferences } from '../features/references.js';
 import type { CategoryRun } from './run-category.js';
 
@@ -72,7 +73,7 @@ export async function scoreSubsets(run: CategoryRun, subsets: number[][]): Promi
     const nRef = opts.references?.files.length ?? 0;
     out.estimatedBytes = Math.max(
       out.estimatedBytes,
-      estimateSubsetBytes(items.length + nRef, run.store.dims!, S, run.store.storage, !!opts.densityExponent),
+      estimateSubsetBytes(items.length + nRef, run.store.dims!, S, run.store.storage, densityActive(opts.densityExponent)),
     );
     out.subsets.push(items);
     out.repeatFilter.push(filter && { ...filter, leftOut: filter.leftOut.map((js) => js.map((j) => items[j]!)) });
@@ -96,7 +97,9 @@ function checkSubset(run: CategoryRun, items: number[], si: number, subsets: num
   if (si === 0) {
     // before the expensive part: what scoring will need (the largest subset)
     const largest = subsets.reduce((a, s) => Math.max(a, s.length), 0) + nRef;
-    const mb = Math.ceil(estimateSubsetBytes(largest, run.store.dims!, run.S, run.store.storage, !!opts.densityExponent) / 2 ** 20);
+    const mb = Math.ceil(
+      estimateSubsetBytes(largest, run.store.dims!, run.S, run.store.storage, densityActive(opts.densityExponent)) / 2 ** 20,
+    );
     const what = `${category.items.length} images in ${subsets.length} subset${many ? 's' : ''}`;
     opts.log?.(`${category.name}: scoring ${what}; estimated memory for scoring about ${mb} MB (largest subset ${largest} images)`);
   }
@@ -141,7 +144,7 @@ async function scoreOne(
     ...(opts.scoreGrid !== undefined ? { targetGrid: opts.scoreGrid } : {}),
     ...(opts.project !== undefined ? { projectChannels: opts.project } : {}),
     ...(opts.normExponent !== undefined ? { normExponent: opts.normExponent } : {}),
-    ...(opts.densityExponent ? { densityExponent: opts.densityExponent } : {}),
+    ...(densityActive(opts.densityExponent) ? { densityExponent: opts.densityExponent } : {}),
     onProgress, // per stage and r, within the subset
   });
   t.lnamd += ps.timings?.lnamdMs ?? 0;

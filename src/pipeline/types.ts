@@ -71,7 +71,7 @@ export interface PipelineOptions {
   /** LNAMD's norm exponent (Settings.norm_exponent; core/lnamd.ts; default 1) */
   normExponent?: number;
   /** reference-density normalisation of MSM distances (Settings.density_exponent; core/density.ts; absent: off) */
-  densityExponent?: number;
+  densityExponent?: number | number[];
   interval: [number, number];
   kList: number[];
   batchSize: number;

@@ -39,10 +39,11 @@ export interface ScoreOptions {
   normExponent?: number;
   /**
    * Reference-density normalisation (core/density.ts; `musc run --density-exponent`): each nearest
-   * distance divided by (its reference patch's MSM score / the median)^A. Absent or 0: off. Needs the
+   * distance divided by (its reference patch's MSM score / the median)^A; one A, or one per stage.
+   * Absent or 0: off. Needs the
    * 'fast' precision and zero-shot scoring (no references).
    */
-  densityExponent?: number;
+  densityExponent?: number | number[];
   device?: Device;
   /** patch rows per row block of the MSM products (default 512) */
   maxRows?: number;
