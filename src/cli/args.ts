@@ -254,7 +254,7 @@ export function normExponentOption(): Option {
 export function densityExponentOption(): Option {
   return new Option(
     '--density-exponent <A>',
-    "divide each MSM nearest distance by (its reference patch's own MSM score / the median)^A, as local outlier factors do; one A, or one per stage separated by '/' (0/1.5: layer3's tables only); 0 = off (default); 'fast' precision, zero-shot",
+    "divide each MSM nearest distance by (its reference patch's own MSM score / the median)^A, as local outlier factors do; one A, or one per stage separated by '/' (0/1: layer3's tables only, the texture setting); 0 = off (default); 'fast' precision, zero-shot",
   ).argParser(
     wrapArg((v) => {
       const a = v.split('/').map((part) => {
