@@ -104,7 +104,7 @@ export interface MsmComparison {
   int8_s: number;
   int8_max_abs_diff: number;
   /**
-   * the Euclidean form of rows that are not unit (`--norm-exponent`, msm.ts euclideanBlock) on the
+   * the Euclidean form of rows that are not unit (`--norm-exponent`, msm.ts floatBlock) on the
    * same unit bank, where it must give the same distances: best time, largest score difference
    */
   euclidean_s: number;

@@ -24,14 +24,11 @@ import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
 import { reduceTable, scorePlan } from '../src/core/score.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { generateSynthetic, mulberry32 } from '../src/demo/synthetic.js';
-import { localScorer } from '../src/pipeline/local-scorer.js';
 import { estimateSubsetBytes } from '../src/pipeline/memory.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
-import type { Scorer } from '../src/pipeline/types.js';
-import type { ScoreOptions } from '../src/scoring/musc.js';
 import { kernelFor } from '../src/scoring/tasks.js';
 import { cliMain, tempDir } from './helpers/cli-env.js';
-import { fakeBackbone, fakeLoader } from './helpers/cli-fakes.js';
+import { fakeBackbone, fakeLoader, spyScorer } from './helpers/cli-fakes.js';
 
 after(shutdownCompute);
 
@@ -214,14 +211,7 @@ test('musc run --density-exponent: the scorer gets it, run.json records it; refu
   const { dir, cleanup } = await tempDir('density');
   try {
     const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 8, defective: 3 });
-    const seen: ScoreOptions[] = [];
-    const spy: Scorer = {
-      ...localScorer,
-      scorePatches: (stages, o) => {
-        seen.push(o);
-        return localScorer.scorePatches(stages, o);
-      },
-    };
+    const { scorer: spy, seen } = spyScorer();
     const out = join(dir, 'out');
     const settings = mergeSettings({}, { heatmaps: 'none', density_exponent: 0.25 });
     await runDataset({ data: set.root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 8)), scorer: spy });

@@ -2,7 +2,7 @@
  * Issue 17, twelfth round: LNAMD's norm exponent B (core/lnamd.ts AggregateOptions.normExponent;
  * `--norm-exponent`). Each patch keeps (|z| / rho)^(1 - B) of its energy relative to its image; MSM
  * distances of such rows are Euclidean, computed through the pair kernel's largest dot product on
- * augmented rows (core/msm.ts euclideanBlock). Banks: format 4 (test/bank.test.ts has the rest of
+ * augmented rows (core/msm.ts floatBlock). Banks: format 4 (test/bank.test.ts has the rest of
  * the bank contract); the cluster's block jobs: the same bits as one process.
  */
 import assert from 'node:assert/strict';

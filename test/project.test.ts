@@ -21,10 +21,8 @@ import { shutdownCompute } from '../src/compute/worker.js';
 import { ConfigError, mergeSettings, validateSettings } from '../src/config.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
 import { localScorer } from '../src/pipeline/local-scorer.js';
-import type { Scorer } from '../src/pipeline/types.js';
-import type { ScoreOptions } from '../src/scoring/musc.js';
 import { cliMain, tempDir } from './helpers/cli-env.js';
-import { fakeBackbone, fakeLoader } from './helpers/cli-fakes.js';
+import { fakeBackbone, fakeLoader, spyScorer } from './helpers/cli-fakes.js';
 
 after(shutdownCompute);
 
@@ -284,14 +282,7 @@ test('musc run with project: the scorer gets it, run.json and metrics.md record 
   const { dir, cleanup } = await tempDir('project');
   try {
     const set = await generateSynthetic(join(dir, 'data'), { size: 48, good: 8, defective: 3 });
-    const seen: ScoreOptions[] = [];
-    const spy: Scorer = {
-      ...localScorer,
-      scorePatches: (stages, o) => {
-        seen.push(o);
-        return localScorer.scorePatches(stages, o);
-      },
-    };
+    const { scorer: spy, seen } = spyScorer();
     const out = join(dir, 'out');
     const settings = mergeSettings({}, { heatmaps: 'none', project: 2 });
     await runDataset({ data: set.root, out, settings, loadBackbone: fakeLoader(fakeBackbone(32, 8)), scorer: spy });

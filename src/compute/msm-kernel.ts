@@ -90,14 +90,7 @@ export function buildPairGraph(bothDirections: boolean, precision: MsmPrecision 
 
   if (bothDirections) {
     const qoff = g.input('qoff', 'int64', ['A', 1, 1]);
-    // two-stage arg-max: the first group holding the maximum, then the first row within it,
-    // which is the first maximum overall (ArgMax's tie rule)
-    const groupMax = g.op('Reshape', [g.op('ReduceMax', [s5], { axes: [1], keepdims: 0 }), fdims]); // [A, F, B, P]
-    const group = g.op('ArgMax', [groupMax], { axis: 1, keepdims: 1 }); // [A, 1, B, P]
-    const inGroup = g.op('Reshape', [g.op('ArgMax', [s5], { axis: 1, keepdims: 0 }), fdims]); // [A, F, B, P]
-    const within = g.op('GatherElements', [inGroup, group], { axis: 1 }); // [A, 1, B, P]
-    const rowsPerGroup = g.op('Slice', [cdims, g.constI64([1]), g.constI64([2])]);
-    const colArg = g.op('Add', [g.op('Mul', [group, rowsPerGroup]), within], {}, 'colarg'); // [A, 1, B, P]
+    const { colArg } = columnArgMax(g, s5, cdims, fdims); // [A, 1, B, P]
     const colIdx = g.op('Add', [g.op('Squeeze', [colArg, g.constI64([1])]), qoff]); // [A, B, P]
     const colNb = g.op('Gather', [q, colIdx], { axis: 0 }); // [A, B, P, C]
     const r4 = g.op('Reshape', [r, g.op('Concat', [one, dimB, dimP, c], { axis: 0 })]); // [1, B, P, C]
@@ -105,6 +98,20 @@ export function buildPairGraph(bothDirections: boolean, precision: MsmPrecision 
     g.output(g.op('ReduceSumSquare', [colDiff], { axes: [3], keepdims: 0 }), 'float32', ['A', 'B', 'P'], 'cold2');
   }
   return g.toBytes();
+}
+
+/**
+ * The column arg-max of s5 [A*F, P/F, B, P] in two stages (the column split above): groupMax
+ * [A, F, B, P], the first group holding the maximum (`group` [A, 1, B, P]), then the first row
+ * within it, which is the first maximum overall (ArgMax's tie rule): colArg [A, 1, B, P].
+ */
+function columnArgMax(g: GraphBuilder, s5: string, cdims: string, fdims: string): { groupMax: string; group: string; colArg: string } {
+  const groupMax = g.op('Reshape', [g.op('ReduceMax', [s5], { axes: [1], keepdims: 0 }), fdims]); // [A, F, B, P]
+  const group = g.op('ArgMax', [groupMax], { axis: 1, keepdims: 1 }); // [A, 1, B, P]
+  const inGroup = g.op('Reshape', [g.op('ArgMax', [s5], { axis: 1, keepdims: 0 }), fdims]); // [A, F, B, P]
+  const within = g.op('GatherElements', [inGroup, group], { axis: 1 }); // [A, 1, B, P]
+  const rowsPerGroup = g.op('Slice', [cdims, g.constI64([1]), g.constI64([2])]);
+  return { groupMax, group, colArg: g.op('Add', [g.op('Mul', [group, rowsPerGroup]), within]) };
 }
 
 /**
@@ -132,17 +139,12 @@ export function buildIndexedGraph(): Uint8Array {
   const rowMax = g.op('Squeeze', [g.op('GatherElements', [s4, rowArg], { axis: 3 }), last]);
   g.output(d2(rowMax), 'float32', ['A', 'P', 'B'], 'rowd2');
   g.output(int32(g.op('Squeeze', [rowArg, last])), 'int32', ['A', 'P', 'B'], 'rowarg');
-  // columns in two stages, as buildPairGraph's exact form: the first group holding the maximum, then its row
+  // columns in two stages, as the exact graph's: the maximum gathered at the group holding it
   const axis1 = g.constI64([1]);
-  const groupMax = g.op('Reshape', [g.op('ReduceMax', [s5], { axes: [1], keepdims: 0 }), fdims]); // [A, F, B, P]
-  const group = g.op('ArgMax', [groupMax], { axis: 1, keepdims: 1 }); // [A, 1, B, P]
+  const { groupMax, group, colArg } = columnArgMax(g, s5, cdims, fdims);
   const colMax = g.op('Squeeze', [g.op('GatherElements', [groupMax, group], { axis: 1 }), axis1]); // [A, B, P]
-  const inGroup = g.op('Reshape', [g.op('ArgMax', [s5], { axis: 1, keepdims: 0 }), fdims]); // [A, F, B, P]
-  const within = g.op('GatherElements', [inGroup, group], { axis: 1 }); // [A, 1, B, P]
-  const rowsPerGroup = g.op('Slice', [cdims, g.constI64([1]), g.constI64([2])]);
-  const colArg = g.op('Squeeze', [g.op('Add', [g.op('Mul', [group, rowsPerGroup]), within]), axis1]); // [A, B, P]
   g.output(d2(colMax), 'float32', ['A', 'B', 'P'], 'cold2');
-  g.output(int32(colArg), 'int32', ['A', 'B', 'P'], 'colarg');
+  g.output(int32(g.op('Squeeze', [colArg, axis1])), 'int32', ['A', 'B', 'P'], 'colarg');
   return g.toBytes();
 }
 

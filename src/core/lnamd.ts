@@ -179,7 +179,7 @@ export interface AggregateOptions {
 /**
  * Refuses a norm exponent other than 1 with what needs unit rows: the 'exact' precision (its
  * kernel recomputes the distance of the rows it is given, here the augmented ones of
- * msm.ts euclideanBlock) and 'int8' (one quantisation step for features and norms). Projection
+ * msm.ts floatBlock) and 'int8' (one quantisation step for features and norms). Projection
  * takes either (project.ts projectRows keeps an energy row's norm). `where` names the setting for
  * the message. Every entry point calls it (config, the engine, bank build, open and predict, the
  * cluster's pre-passes).

@@ -111,7 +111,7 @@ function blockNeeded(b: TableBlock, n: number, need: Uint8Array): boolean {
 
 /**
  * The kernel's squared distances for one block of a bank Z [N, P, C] (or its int8 form). `euclidean`:
- * Z's rows are not unit (lnamd.ts normExponent), and this is Z's euclideanBank (see euclideanBlock),
+ * Z's rows are not unit (lnamd.ts normExponent), and this is Z's euclideanBank (see floatBlock),
  * built once per table.
  */
 export function computeBlock(
@@ -124,14 +124,32 @@ export function computeBlock(
   euclidean?: EuclideanBank,
 ): Promise<PairResult> {
   if (!kernel.bothDirections) throw new Error('distance tables need a two-direction kernel');
-  if (euclidean) {
-    if (bank8 || kernel.precision !== 'fast')
-      throw new Error(`MSM: rows that are not unit vectors need the 'fast' precision, not '${kernel.precision}'`);
-    return euclideanBlock(z, b, p, c, kernel, euclidean);
-  }
+  if (euclidean && (bank8 || kernel.precision !== 'fast'))
+    throw new Error(`MSM: rows that are not unit vectors need the 'fast' precision, not '${kernel.precision}'`);
   if (bank8) return kernel.runInt8(bank8, b.i0, b.i1, b.j0, b.j1, p, c);
-  const rowLen = p * c;
-  return kernel.run(z.subarray(b.i0 * rowLen, b.i1 * rowLen), b.i1 - b.i0, z.subarray(b.j0 * rowLen, b.j1 * rowLen), b.j1 - b.j0, p, c);
+  return floatBlock(z, b, p, c, (q, a, r, nb, cc) => kernel.run(q, a, r, nb, p, cc), euclidean);
+}
+
+/**
+ * One block through a float kernel call `run` (PairKernel.run or runIndexed): Z's query and reference
+ * rows as views, or with `euclidean` in the augmented layout (euclideanBank), the fast form's 2 + d^2
+ * then shifted back to d^2.
+ */
+async function floatBlock<R extends PairResult>(
+  z: Float32Array,
+  b: TableBlock,
+  p: number,
+  c: number,
+  run: (q: Float32Array, a: number, r: Float32Array, nb: number, c: number) => Promise<R>,
+  e?: EuclideanBank,
+): Promise<R> {
+  const a = b.i1 - b.i0,
+    nb = b.j1 - b.j0;
+  if (!e) return run(z.subarray(b.i0 * p * c, b.i1 * p * c), a, z.subarray(b.j0 * p * c, b.j1 * p * c), nb, c);
+  const q = augmentedRows(z, e.halfNorms, b.i0 * p, b.i1 * p, c, true);
+  const res = await run(q, a, e.refs.subarray(b.j0 * p * (c + 2), b.j1 * p * (c + 2)), nb, c + 2);
+  for (const d2 of [res.rowd2, res.cold2]) if (d2) for (let k = 0; k < d2.length; k++) d2[k] = d2[k]! - 2;
+  return res;
 }
 
 /**
@@ -146,38 +164,23 @@ export interface EuclideanBank {
   refs: Float32Array;
 }
 
+/**
+ * (floatBlock) Nearest Euclidean distances of rows that are not unit, through the kernel's largest dot product:
+ * with q = [a, 1, -|a|^2 / 2] for the query rows and r = [b, -|b|^2 / 2, 1] for the reference rows,
+ * q.r = -|a - b|^2 / 2 in both directions, so the largest product is the nearest patch and the fast
+ * form 2 - 2 q.r is 2 + d^2. Only 'fast' (the exact kernel recomputes |q - r|, int8 quantizes the
+ * norms' columns with the features).
+ */
 export function euclideanBank(z: Float32Array, c: number): EuclideanBank {
   const halfNorms = halfSquaredNorms(z, c);
   return { halfNorms, refs: augmentedRows(z, halfNorms, 0, halfNorms.length, c, false) };
 }
 
 /**
- * Nearest Euclidean distances of rows that are not unit, through the kernel's largest dot product:
- * with q = [a, 1, -|a|^2 / 2] for the query rows and r = [b, -|b|^2 / 2, 1] for the reference rows,
- * q.r = -|a - b|^2 / 2 in both directions, so the largest product is the nearest patch and the fast
- * form 2 - 2 q.r is 2 + d^2. Only 'fast' (the exact kernel recomputes |q - r|, int8 quantizes the
- * norms' columns with the features).
- */
-async function euclideanBlock(
-  z: Float32Array,
-  b: TableBlock,
-  p: number,
-  c: number,
-  kernel: PairKernel,
-  e: EuclideanBank,
-): Promise<PairResult> {
-  const q = augmentedRows(z, e.halfNorms, b.i0 * p, b.i1 * p, c, true);
-  const r = e.refs.subarray(b.j0 * p * (c + 2), b.j1 * p * (c + 2));
-  const res = await kernel.run(q, b.i1 - b.i0, r, b.j1 - b.j0, p, c + 2);
-  for (const d2 of [res.rowd2, res.cold2]) if (d2) for (let k = 0; k < d2.length; k++) d2[k] = d2[k]! - 2;
-  return res;
-}
-
-/**
  * computeBlock with the nearest patches' indices (PairKernel.runIndexed: 'fast', both directions);
  * the distances are computeBlock's.
  */
-export async function computeIndexedBlock(
+export function computeIndexedBlock(
   z: Float32Array,
   b: TableBlock,
   p: number,
@@ -185,15 +188,10 @@ export async function computeIndexedBlock(
   kernel: PairKernel,
   euclidean?: EuclideanBank,
 ): Promise<IndexedPairResult> {
-  if (!kernel.runIndexed || kernel.precision !== 'fast')
+  const runIndexed = kernel.runIndexed?.bind(kernel);
+  if (!runIndexed || kernel.precision !== 'fast')
     throw new Error(`nearest-patch indices need the 'fast' MSM precision, not '${kernel.precision}'`);
-  const a = b.i1 - b.i0,
-    nb = b.j1 - b.j0;
-  if (!euclidean) return kernel.runIndexed(z.subarray(b.i0 * p * c, b.i1 * p * c), a, z.subarray(b.j0 * p * c, b.j1 * p * c), nb, p, c);
-  const q = augmentedRows(z, euclidean.halfNorms, b.i0 * p, b.i1 * p, c, true);
-  const res = await kernel.runIndexed(q, a, euclidean.refs.subarray(b.j0 * p * (c + 2), b.j1 * p * (c + 2)), nb, p, c + 2);
-  for (const d2 of [res.rowd2, res.cold2]) for (let k = 0; k < d2.length; k++) d2[k] = d2[k]! - 2;
-  return res;
+  return floatBlock(z, b, p, c, (q, a, r, nb, cc) => runIndexed(q, a, r, nb, p, cc), euclidean);
 }
 
 /** |z|^2 / 2 of every row of Z [T, C] -> [T]. */

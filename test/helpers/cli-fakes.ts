@@ -8,6 +8,7 @@ import type { BackboneFeatures, StageFeatures, ImageTokens } from '../../src/cor
 import type { PatchScores, ScoreOptions } from '../../src/scoring/musc.js';
 import type { Backbone, BackboneInfo, LoadOptions } from '../../src/backbones/types.js';
 import type { Scorer, MetricsFn, MetricsInput, MetricsValues } from '../../src/pipeline/types.js';
+import { localScorer } from '../../src/pipeline/local-scorer.js';
 
 /** input [3, S, S] = nearest-resized RGB / 255; one stage: mean colour of each (S/G)^2 block (G x G grid, C = 3); token = mean colour */
 export function fakeBackbone(size = 32, grid = 4, fuseSizes: number[] = []): Backbone & { calls: number[] } {
@@ -164,4 +165,17 @@ export function unitTokenBackbone(size = 32, grid = 8, fuseSizes: number[] = [])
       return r;
     },
   };
+}
+
+/** The real local scorer, recording the options of every scorePatches call in `seen`. */
+export function spyScorer(): { scorer: Scorer; seen: ScoreOptions[] } {
+  const seen: ScoreOptions[] = [];
+  const scorer: Scorer = {
+    ...localScorer,
+    scorePatches: (stages, o) => {
+      seen.push(o);
+      return localScorer.scorePatches(stages, o);
+    },
+  };
+  return { scorer, seen };
 }
