@@ -340,11 +340,11 @@ test('issue 17: per-stage degrees in banks: predict (plain and cached) = leave-o
       [(m) => (m.scoring.stage_r_list = []), /scoring\.stage_r_list per-stage r lists for 0 stages, the features have 1/],
       [
         (m) => (m.format_version = 1),
-        /\(stage_r_list present, project absent, norm_exponent absent\) are those of bank format version 2, the manifest says 1/,
+        /\(stage_r_list present, project absent, norm_exponent absent, density_exponent absent\) are those of bank format version 2, the manifest says 1/,
       ],
       [
         (m) => delete m.scoring.stage_r_list,
-        /\(stage_r_list absent, project absent, norm_exponent absent\) are those of bank format version 1, the manifest says 2/,
+        /\(stage_r_list absent, project absent, norm_exponent absent, density_exponent absent\) are those of bank format version 1, the manifest says 2/,
       ],
     ];
     await refusesEdits(man, m0, full.path, edits);
@@ -415,11 +415,11 @@ test("issue 17: projected banks (--project): leave-one-out on the bank's own bas
       [(m) => (m.scoring.project = 5), /scoring\.project must be an integer 2\.\.3 \(the first stage's channels\), got 5/],
       [
         (m) => (m.format_version = 2),
-        /\(stage_r_list absent, project present, norm_exponent absent\) are those of bank format version 3, the manifest says 2/,
+        /\(stage_r_list absent, project present, norm_exponent absent, density_exponent absent\) are those of bank format version 3, the manifest says 2/,
       ],
       [
         (m) => delete m.scoring.project,
-        /\(stage_r_list absent, project absent, norm_exponent absent\) are those of bank format version 1, the manifest says 3/,
+        /\(stage_r_list absent, project absent, norm_exponent absent, density_exponent absent\) are those of bank format version 1, the manifest says 3/,
       ],
     ];
     await refusesEdits(man, m0, built.path, edits);
@@ -487,6 +487,20 @@ test("projected banks calibrate on held-out bases: the bank's leave-one-out is t
   }
 });
 
+/** Edits of a norm-exponent bank's manifest (format 4) and what each is refused with. */
+const NORM_BANK_EDITS: [(m: BankManifest) => void, RegExp][] = [
+  [(m) => (m.scoring.msm_precision = 'exact'), /needs the 'fast' MSM precision, not 'exact'/],
+  [(m) => (m.scoring.norm_exponent = 1), /must be a number in \[0, 1\), got 1/],
+  [
+    (m) => delete m.scoring.norm_exponent,
+    /norm_exponent absent, density_exponent absent\) are those of bank format version 1, the manifest says 4/,
+  ],
+  [
+    (m) => (m.format_version = 3),
+    /norm_exponent present, density_exponent absent\) are those of bank format version 4, the manifest says 3/,
+  ],
+];
+
 test('issue 17: banks with a norm exponent: predict (plain and cached) alike, alone as in a pair; format 4, shown, checked', async () => {
   const n = 6;
   const stages = [stage(n, 4, 8, 41), stage(n, 2, 12, 42)];
@@ -547,7 +561,7 @@ test('issue 17: banks with a norm exponent: predict (plain and cached) alike, al
     await refusesEdits(pnMan, await readFile(pnMan, 'utf8'), pn.path, [
       [
         (m) => (m.format_version = 4),
-        /\(stage_r_list absent, project present, norm_exponent present\) are those of bank format version 5, the manifest says 4/,
+        /\(stage_r_list absent, project present, norm_exponent present, density_exponent absent\) are those of bank format version 5, the manifest says 4/,
       ],
     ]);
     await assert.rejects(
@@ -556,14 +570,144 @@ test('issue 17: banks with a norm exponent: predict (plain and cached) alike, al
         e instanceof ConfigError && /--norm-exponent 0\.5 needs the 'fast' MSM precision, not 'int8'/.test((e as Error).message),
     );
     const man = join(built.path, 'manifest.json');
-    const m0 = await readFile(man, 'utf8');
-    const edits: [(m: BankManifest) => void, RegExp][] = [
-      [(m) => (m.scoring.msm_precision = 'exact'), /needs the 'fast' MSM precision, not 'exact'/],
-      [(m) => (m.scoring.norm_exponent = 1), /must be a number in \[0, 1\), got 1/],
-      [(m) => delete m.scoring.norm_exponent, /norm_exponent absent\) are those of bank format version 1, the manifest says 4/],
-      [(m) => (m.format_version = 3), /norm_exponent present\) are those of bank format version 4, the manifest says 3/],
+    await refusesEdits(man, await readFile(man, 'utf8'), built.path, NORM_BANK_EDITS);
+  } finally {
+    await cleanup();
+  }
+});
+
+/** features.safetensors of a bank rewritten by `edit` (its tensors by name), the manifest's sha256 and checksum made valid again. */
+async function rewriteFeatures(bankPath: string, edit: (t: Record<string, TensorToWrite>) => void): Promise<void> {
+  const feat = join(bankPath, 'features.safetensors'),
+    man = join(bankPath, 'manifest.json');
+  const f = SafetensorsFile.open(feat);
+  const tensors: Record<string, TensorToWrite> = {};
+  for (const name of f.names()) {
+    if (name.startsWith('stage_')) tensors[name] = { dtype: 'F16', ...f.float16(name) };
+    else if (name.startsWith('density_')) tensors[name] = { dtype: 'F64', ...f.float64(name) };
+    else tensors[name] = { dtype: 'F32', ...f.float32(name) };
+  }
+  f.close();
+  edit(tensors);
+  const bytes = encodeSafetensors(tensors, { format: 'musc-bank' });
+  await writeFile(feat, bytes);
+  const m = JSON.parse(await readFile(man, 'utf8')) as BankManifest;
+  Object.assign(m.files.find((x) => x.name === 'features.safetensors')!, {
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    bytes: bytes.length,
+  });
+  m.checksum = manifestChecksum(m);
+  await writeFile(man, JSON.stringify(m));
+}
+
+test('issue 17: density-normalised banks: leave-one-out on held-out densities = predict (plain and cached) against the bank without the image on its saved densities', async () => {
+  const n = 7;
+  const stages = [stage(n, 4, 8, 51), stage(n, 2, 12, 52)];
+  const interval: [number, number] = [0, 0.5];
+  for (const densityExponent of [1, [0, 0.75]]) {
+    const s = { rList: [1, 3], stageRList: [[1], [1, 3]], interval, normExponent: 0.5, densityExponent };
+    const full = await leaveOneOut(stages, s);
+    const plain = await leaveOneOut(stages, { rList: [1, 3], stageRList: [[1], [1, 3]], interval, normExponent: 0.5 });
+    const P = full.h * full.w;
+    assert.ok(maxDiff(full.patch, plain.patch) > 1e-3, `${densityExponent}: the densities changed nothing`);
+    // the whole bank's densities per normalised pass (what a bank saves)
+    assert.deepEqual(
+      Object.keys(full.densities!).sort(),
+      densityExponent === 1 ? ['stage_0_r1', 'stage_1_r1', 'stage_1_r3'] : ['stage_1_r1', 'stage_1_r3'],
+    );
+    for (const rho of Object.values(full.densities!)) assert.equal(rho.length, n * P);
+    for (let i = 0; i < n; i++) {
+      const others = [...Array(n).keys()].filter((j) => j !== i);
+      const bank = stages.map((st) => take(st, others)),
+        fresh = stages.map((st) => take(st, [i]));
+      const saved = (await leaveOneOut(bank, s)).densities!; // a bank built without image i
+      const want = full.patch.subarray(i * P, (i + 1) * P);
+      const pred = await scoreAgainstBank(fresh, bank, { ...s, densityRho: saved });
+      assert.ok(maxDiff(pred.patch, want) <= 1e-6, `${densityExponent}, image ${i}: ${maxDiff(pred.patch, want)}`);
+      const cached = await scoreAgainstBankCached(`dens-${i}`, fresh, bank, { ...s, densityRho: saved });
+      assert.ok(maxDiff(cached.patch, want) <= 1e-6, `${densityExponent}, image ${i} cached: ${maxDiff(cached.patch, want)}`);
+    }
+  }
+  const s = { rList: [1], interval, densityExponent: 1 };
+  const bank = stages.map((st) => take(st, [1, 2, 3, 4, 5])),
+    fresh = stages.map((st) => take(st, [0, 6]));
+  const saved = (await leaveOneOut(bank, s)).densities!;
+  const pair = await scoreAgainstBankCached('dens-bank', fresh, bank, { ...s, densityRho: saved });
+  const alone = await scoreAgainstBank(
+    stages.map((st) => take(st, [0])),
+    bank,
+    { ...s, densityRho: saved },
+  );
+  assert.ok(maxDiff(pair.patch.subarray(0, alone.patch.length), alone.patch) <= 1e-6, 'alone vs in a pair');
+  await assert.rejects(scoreAgainstBank(fresh, bank, { ...s, densityRho: {} }), /no densities given for stage_0_r1/);
+  await assert.rejects(
+    scoreAgainstBank(fresh, bank, { ...s, densityRho: { ...saved, stage_0_r1: saved.stage_0_r1!.subarray(16) } }),
+    /stage_0_r1 has 64 densities, its 5 references of 16 patches need 80/,
+  );
+  await assert.rejects(scoreAgainstBank(fresh, bank, s), /needs zero-shot scoring of the whole batch/);
+});
+
+test('issue 17: a bank built with --density-exponent: format 6, densities saved and verified, shown; predict alone = in a pair; refusals', async () => {
+  const { dir, cleanup } = await tempDir('musc-bank-density-');
+  try {
+    const imgs = await inputs(8, 130);
+    const full = await buildBank(imgs, { out: join(dir, 'full.bank'), backbone: bb, densityExponent: 1 });
+    const rest = await buildBank(imgs.slice(1), { out: join(dir, 'rest.bank'), backbone: bb, densityExponent: 1 });
+    const plain = await buildBank(imgs, { out: join(dir, 'plain.bank'), backbone: bb });
+    assert.equal(full.manifest.format_version, 6);
+    assert.equal(full.manifest.scoring.density_exponent, 1);
+    const fb = await openBank(full.path),
+      rb = await openBank(rest.path),
+      pb = await openBank(plain.path);
+    assert.deepEqual(Object.keys(fb.densities!).sort(), ['stage_0_r1', 'stage_0_r3', 'stage_0_r5']);
+    assert.match(describeBank(fb).join('\n'), /density exponent 1, interval/);
+    assert.match(describeBank(fb).join('\n'), /calibration \(leave-one-out, densities held out,/);
+    assert.ok(
+      maxDiff(Float64Array.from(fb.calibration.image_scores), Float64Array.from(pb.calibration.image_scores)) > 1e-6,
+      'the densities changed no calibration score',
+    );
+    // a bank without image 0 scores image 0 as the full bank's held-out leave-one-out
+    const p0 = (await predict(rb, [imgs[0]!], { loadBackbone: loader })).predictions[0]!;
+    assert.ok(Math.abs(p0.imageScore - fb.calibration.image_scores[0]!) <= 1e-6, `${p0.imageScore} vs ${fb.calibration.image_scores[0]}`);
+    const pair = (await predict(rb, [imgs[1]!, imgs[0]!], { loadBackbone: loader })).predictions[1]!;
+    assert.ok(Math.abs(pair.imageScore - p0.imageScore) <= 1e-6, 'alone vs in a pair');
+    await assert.rejects(
+      predict(rb, [imgs[0]!], { loadBackbone: loader, precision: 'int8' }),
+      /density exponent 1 needs the 'fast' precision/,
+    );
+    for (const b of [fb, rb, pb]) await closeBank(b);
+    const layer = await buildBank(imgs, { out: join(dir, 'l.bank'), backbone: bb, densityExponent: [0.5] });
+    assert.deepEqual(layer.manifest.scoring.density_exponent, [0.5]);
+    const refused: [Partial<Parameters<typeof buildBank>[1]>, RegExp][] = [
+      [{ precision: 'int8' }, /--density-exponent needs the 'fast' MSM precision/],
+      [{ project: 4 }, /--density-exponent: not with --project in a bank/],
+      [{ densityExponent: [1, 1] }, /--density-exponent has 2 exponents, the backbone has 1 stages/],
     ];
-    await refusesEdits(man, m0, built.path, edits);
+    for (const [o, want] of refused)
+      await assert.rejects(
+        buildBank(imgs, { out: join(dir, 'x.bank'), backbone: bb, densityExponent: 1, ...o }),
+        (e: unknown) => e instanceof ConfigError && want.test((e as Error).message),
+      );
+    assert.equal(
+      (await buildBank(imgs, { out: join(dir, 'z.bank'), backbone: bb, densityExponent: 0 })).manifest.format_version,
+      1,
+      'exponent 0: plain MSM, format as before',
+    );
+    const man = join(full.path, 'manifest.json');
+    const m0 = await readFile(man, 'utf8');
+    await refusesEdits(man, m0, full.path, [
+      [(m) => (m.format_version = 5), /density_exponent present\) are those of bank format version 6, the manifest says 5/],
+      [(m) => (m.scoring.density_exponent = -1), /scoring\.density_exponent must be a number in \(0, 4\] or 1 numbers/],
+      [(m) => (m.scoring.density_exponent = [0]), /scoring\.density_exponent must be/],
+      [(m) => (m.scoring.msm_precision = 'int8'), /scoring\.density_exponent needs msm_precision 'fast' and no project/],
+    ]);
+    await writeFile(man, m0);
+    await rewriteFeatures(full.path, (t) => delete t.density_stage_0_r3);
+    await assert.rejects(openBank(full.path), /features\.safetensors has no density_stage_0_r3/);
+    await rewriteFeatures(rest.path, (t) => ((t.density_stage_0_r1!.data as Float64Array)[5] = Number.NaN));
+    await assert.rejects(openBank(rest.path), /density_stage_0_r1 holds values that are not finite distances/);
+    await rewriteFeatures(layer.path, (t) => (t.density_stage_0_r1!.shape = [4, t.density_stage_0_r1!.data.length / 4]));
+    await assert.rejects(openBank(layer.path), /density_stage_0_r1 has shape \[4,\d+\], expected \[8,\d+\]/);
   } finally {
     await cleanup();
   }

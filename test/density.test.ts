@@ -16,7 +16,7 @@ import { densityOnWorkers, planBlockJobs, repeatFilterOnWorkers } from '../src/c
 import { DirStore } from '../src/cluster/store.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { mergeSettings, validateSettings } from '../src/config.js';
-import { densityNormalised, densityWeights } from '../src/core/density.js';
+import { densityNormalised, densityWeights, normaliseHeldOut } from '../src/core/density.js';
 import { aggregateStage, layerNormImages, lnamdTarget } from '../src/core/lnamd.js';
 import { nearestDistanceTable, nearestTableWithIndices, tableRows } from '../src/core/msm.js';
 import { referenceVariant, type ScoringPlan, stagePasses, subsetsVariant, zeroShotVariant } from '../src/core/plan.js';
@@ -96,6 +96,38 @@ test('densityNormalised: each distance over (its reference patch rho / the media
   assert.deepEqual(Array.from(densityWeights(Float64Array.of(0, 0, 0), 1)), [1, 1, 1], 'all rho 0: no normalisation');
   assert.throws(() => densityNormalised(table, index, n, P, 0, rho), /positive/);
   assert.throws(() => densityNormalised(table, index, n, P, 1, rho.subarray(1)), /rho \[N, P\]/);
+});
+
+test("normaliseHeldOut: each image's rows on the densities of the table without it (reduced again by hand), ties and an interval off the start", () => {
+  const n = 6,
+    P = 5,
+    A = 0.75;
+  const rnd = mulberry32(17);
+  const table = Float32Array.from({ length: n * P * n }, () => 0.5 + Math.round(rnd() * 6) / 4); // few values: ties
+  const index = Uint16Array.from({ length: n * P * n }, () => Math.floor(rnd() * P));
+  for (const interval of [
+    [0, 0.3],
+    [0.25, 0.75],
+  ] as [number, number][]) {
+    const got = table.slice();
+    normaliseHeldOut(got, index, n, P, A, interval);
+    for (let i = 0; i < n; i++) {
+      const keep = [...Array(n).keys()].filter((j) => j !== i);
+      const sub = new Float32Array((n - 1) * P * (n - 1)); // the table of the images other than i
+      keep.forEach((a, x) => {
+        for (let p = 0; p < P; p++) keep.forEach((b, y) => (sub[(x * P + p) * (n - 1) + y] = table[(a * P + p) * n + b]!));
+      });
+      const rho = reduceTable(sub, n - 1, P, [zeroShotVariant(n - 1, interval)])[0]!;
+      const w = densityWeights(rho, A); // [n - 1, P]
+      for (let p = 0; p < P; p++)
+        keep.forEach((j, y) => {
+          const k = (i * P + p) * n + j;
+          const want = table[k]! * w[y * P + index[k]!]!;
+          assert.ok(Math.abs(got[k]! - want) <= 1e-6 * want, `[${interval}] image ${i}, entry ${k}: ${got[k]} against ${want}`);
+        });
+    }
+  }
+  assert.throws(() => normaliseHeldOut(table.slice(0, 2 * P * 2), index, 2, P, A, [0, 0.3]), /at least 3 images/);
 });
 
 function stagesOf(n: number, seed: number): StageFeatures[] {

@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
 import type { Backbone } from '../backbones/types.js';
 import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, resolveDegrees, resolveNormExponent } from '../core/defaults.js';
+import { densityActive } from '../core/density.js';
 import { checkNormExponent } from '../core/lnamd.js';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
@@ -74,6 +75,12 @@ export interface BuildBankOptions {
   projectFolds?: number;
   /** LNAMD's norm exponent (as musc run --norm-exponent; default: core/defaults.ts resolveNormExponent, by the backbone) */
   normExponent?: number;
+  /**
+   * reference-density normalisation (as musc run --density-exponent; one exponent or one per stage):
+   * the calibration normalises each image's distances with the densities of the bank without it,
+   * and the bank saves its own for new images ('fast' precision; not with project)
+   */
+  densityExponent?: number | number[];
   precision?: MsmPrecision;
   device?: 'cpu' | 'cuda';
   /** default false-alarm rate stored with the calibration */
@@ -170,7 +177,7 @@ async function calibrate(
   settings: BankScoreSettings,
   rules: { S: number; imageScore: ImageScoreRule; kList: number[]; falseAlarm: number },
   onProgress: ProgressListener,
-): Promise<{ calibration: Calibration; bases?: Record<string, Float32Array> }> {
+): Promise<{ calibration: Calibration; bases?: Record<string, Float32Array>; densities?: Record<string, Float64Array> }> {
   const { n } = tokens,
     S = rules.S;
   const loo = await leaveOneOut(stages, settings, onProgress);
@@ -180,7 +187,39 @@ async function calibrate(
     ...calibrationOf(maps, S, imageScores, rscinRaw(imageScores, tokens, rules.kList), rules.falseAlarm),
     ...(settings.projectFolds !== undefined ? { project_folds: settings.projectFolds } : {}),
   };
-  return { calibration, ...(loo.bases ? { bases: loo.bases } : {}) };
+  return { calibration, ...(loo.bases ? { bases: loo.bases } : {}), ...(loo.densities ? { densities: loo.densities } : {}) };
+}
+
+/** The manifest's scoring settings of the bank's (BankManifest.scoring). */
+function scoringOf(s: BankScoreSettings, kList: number[], imageScore: string): BankManifest['scoring'] {
+  return {
+    r_list: s.rList,
+    ...(s.stageRList ? { stage_r_list: s.stageRList } : {}),
+    interval: s.interval,
+    k_list: kList,
+    msm_precision: s.precision ?? DEFAULT_MSM_PRECISION,
+    feature_storage: 'float16' as const,
+    image_score: imageScore,
+    ...(s.scoreGrid !== undefined ? { score_grid: s.scoreGrid } : {}),
+    ...(s.project !== undefined ? { project: s.project } : {}),
+    ...(s.normExponent !== undefined ? { norm_exponent: s.normExponent } : {}),
+    ...(s.densityExponent !== undefined ? { density_exponent: s.densityExponent } : {}),
+  };
+}
+
+/** The bank's density exponent checked as a usage error: 'fast' precision, no projection, one per stage when a list; undefined when off. */
+function checkedDensity(o: BuildBankOptions, precision: MsmPrecision): number | number[] | undefined {
+  const A = o.densityExponent;
+  if (A === undefined || !densityActive(A)) return undefined;
+  if (precision !== 'fast')
+    throw new ConfigError(`--density-exponent needs the 'fast' MSM precision (nearest-patch indices), not '${precision}'`);
+  if (o.project !== undefined)
+    throw new ConfigError('--density-exponent: not with --project in a bank (its calibration scores in folds of held-out bases)');
+  if (Array.isArray(A) && A.length !== o.backbone.stages.length)
+    throw new ConfigError(
+      `--density-exponent has ${A.length} exponents, the backbone has ${o.backbone.stages.length} stages (${o.backbone.stages.join(',')}): give one, or one per stage`,
+    );
+  return A;
 }
 
 /** The held-out folds of a projected bank's calibration (DEFAULT_PROJECT_FOLDS unless given); a usage error without --project. */
@@ -210,6 +249,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   const projectFolds = checkedProjectFolds(o);
   const precision = o.precision ?? DEFAULT_MSM_PRECISION;
   const normExponent = checkedNormExponent(o, precision);
+  const densityExponent = checkedDensity(o, precision);
   const interval = o.interval ?? DEFAULT_INTERVAL,
     kList = rscinWindows({ ...(o.kList ? { k_list: o.kList } : {}), rscin: o.rscin ?? 'auto' }, RSCIN_K_MVTEC, o.backbone.info.family);
   const ex = await extractImages(inputs, o.backbone, {
@@ -238,25 +278,15 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     ...(o.project !== undefined ? { project: o.project } : {}),
     ...(projectFolds !== undefined ? { projectFolds: Math.min(projectFolds, n) } : {}),
     ...(normExponent !== 1 ? { normExponent } : {}),
+    ...(densityExponent !== undefined ? { densityExponent } : {}),
   };
   const tokens = { n, d: ex.tokenDim, data: new Float32Array(n * ex.tokenDim) };
   images.forEach((im, i) => tokens.data.set(im.token, i * ex.tokenDim));
   o.checkCancelled?.();
   const rules = { S: o.backbone.imageSize, imageScore: parseImageScoreRule(o.imageScore ?? DEFAULT_IMAGE_SCORE), kList, falseAlarm };
-  const { calibration, bases } = await calibrate(stages, tokens, settings, rules, (d, t) => o.onProgress?.('score', d, t));
+  const { calibration, bases, densities } = await calibrate(stages, tokens, settings, rules, (d, t) => o.onProgress?.('score', d, t));
   const v = versions();
-  const scoring = {
-    r_list: rList,
-    ...(stageRList ? { stage_r_list: stageRList } : {}),
-    interval,
-    k_list: kList,
-    msm_precision: precision,
-    feature_storage: 'float16' as const,
-    image_score: formatImageScoreRule(rules.imageScore),
-    ...(o.scoreGrid !== undefined ? { score_grid: o.scoreGrid } : {}),
-    ...(o.project !== undefined ? { project: o.project } : {}),
-    ...(normExponent !== 1 ? { norm_exponent: normExponent } : {}),
-  };
+  const scoring = scoringOf(settings, kList, formatImageScoreRule(rules.imageScore));
   o.checkCancelled?.();
   o.onProgress?.('write', 0, 1);
   const manifest = await writeBank(
@@ -283,6 +313,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
       stages,
       tokens,
       ...(bases ? { bases } : {}),
+      ...(densities ? { densities } : {}),
       calibration,
     },
     { force: o.force },

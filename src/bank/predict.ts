@@ -121,6 +121,11 @@ export async function predict(bank: Bank, images: ImageInput[], opts: PredictOpt
   const ne = bank.manifest.scoring.norm_exponent;
   if (ne !== undefined && opts.precision !== undefined && opts.precision !== 'fast')
     throw new ConfigError(`--msm-precision ${opts.precision}: the bank's norm exponent ${ne} needs the 'fast' precision`);
+  const de = bank.manifest.scoring.density_exponent;
+  if (de !== undefined && opts.precision !== undefined && opts.precision !== 'fast')
+    throw new ConfigError(
+      `--msm-precision ${opts.precision}: the bank's density exponent ${[de].flat().join('/')} needs the 'fast' precision (nearest-patch indices)`,
+    );
   const th = thresholdsOf(calibrationFor(bank, opts.kList), opts.falseAlarm, { image: opts.threshold, pixel: opts.pixelThreshold });
   const backbone = await bankBackbone(bank, opts);
   const ex = await extractImages(images, backbone, {
@@ -166,6 +171,7 @@ function scoreSettings(bank: Bank, opts: PredictOptions) {
     ...(s.score_grid !== undefined ? { scoreGrid: s.score_grid } : {}),
     ...(s.project !== undefined ? { project: s.project, projectBases: bank.bases! } : {}),
     ...(s.norm_exponent !== undefined ? { normExponent: s.norm_exponent } : {}),
+    ...(s.density_exponent !== undefined ? { densityExponent: s.density_exponent, densityRho: bank.densities! } : {}),
   };
 }
 

@@ -50,6 +50,10 @@ export interface BankScoreSettings {
   projectFolds?: number;
   /** LNAMD's norm exponent (core/lnamd.ts; absent = 1, unit rows) */
   normExponent?: number;
+  /** reference-density normalisation (core/density.ts; `--density-exponent`): one exponent, or one per stage */
+  densityExponent?: number | number[];
+  /** with densityExponent: the bank's densities [n, P] by projectKey(stage, r) (predict); absent = held out within the bank (leave-one-out at build) */
+  densityRho?: Record<string, Float64Array>;
 }
 
 export interface PatchResult {
@@ -60,6 +64,8 @@ export interface PatchResult {
   timings: { lnamdMs: number; msmMs: number };
   /** with project: the bases used, by projectKey(stage, r) (what a bank saves) */
   bases?: Record<string, Float32Array>;
+  /** with densityExponent at build: the whole bank's densities [n, P] by projectKey(stage, r) (what a bank saves) */
+  densities?: Record<string, Float64Array>;
 }
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
@@ -101,6 +107,8 @@ function engineOptions(s: BankScoreSettings) {
     ...(s.projectBases ? { projectBases: s.projectBases } : {}),
     ...(s.projectFolds !== undefined ? { projectFolds: s.projectFolds } : {}),
     ...(s.normExponent !== undefined ? { normExponent: s.normExponent } : {}),
+    ...(s.densityExponent !== undefined ? { densityExponent: s.densityExponent } : {}),
+    ...(s.densityRho ? { densityRho: s.densityRho } : {}),
   };
 }
 
@@ -123,6 +131,7 @@ export function scoreAgainstBankCached(
   if (s.scoreGrid !== undefined) settings.scoreGrid = s.scoreGrid;
   if (s.project !== undefined) Object.assign(settings, { project: s.project, projectBases: s.projectBases });
   if (s.normExponent !== undefined) settings.normExponent = s.normExponent;
+  if (s.densityExponent !== undefined) Object.assign(settings, { densityExponent: s.densityExponent, densityRho: s.densityRho });
   return computeWorker().call<PatchResult>(BANK_TASKS_MODULE, 'predictTask', [key, fresh, bank, settings], [], onProgress);
 }
 
@@ -131,12 +140,18 @@ export async function dropCachedBank(key: string): Promise<void> {
   await computeWorker().call(BANK_TASKS_MODULE, 'dropBankZ', [key]);
 }
 
-/** Leave-one-out patch scores [n, P] of the bank: zero-shot MuSc over the bank. */
+/**
+ * Leave-one-out patch scores [n, P] of the bank: zero-shot MuSc over the bank; with densityExponent
+ * each image's rows on the densities of the bank without it (EngineOptions.densityHeldOut), as
+ * predict against a bank built without it would score them.
+ */
 export async function leaveOneOut(bank: StageFeatures[], s: BankScoreSettings, onProgress?: ProgressListener): Promise<PatchResult> {
   const n = bank[0]!.n;
   const plan = { ...degrees(s), n, variants: [zeroShotVariant(n, s.interval)] };
-  const res = await scorePlan(bank, plan, engineOptions(s), onProgress);
-  return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings, ...(res.bases ? { bases: res.bases } : {}) };
+  if (s.densityRho) throw new Error("leave-one-out: the bank's densities are its own (no densityRho)");
+  const res = await scorePlan(bank, plan, { ...engineOptions(s), densityHeldOut: s.densityExponent !== undefined }, onProgress);
+  const extra = { ...(res.bases ? { bases: res.bases } : {}), ...(res.densities ? { densities: res.densities } : {}) };
+  return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings, ...extra };
 }
 
 /** RsCIN in raw score units (see the module comment): min + span * rscin(scores). */

@@ -89,11 +89,15 @@ export interface BankContents {
   tokens: ImageTokens;
   /** with scoring.project: every pass's basis [K, C] by projectKey */
   bases?: Record<string, Float32Array>;
+  /** with scoring.density_exponent: every normalised pass's densities [n, P] by projectKey */
+  densities?: Record<string, Float64Array>;
   calibration: Calibration;
 }
 
 /** The tensor name of a projection basis in features.safetensors. */
 const basisTensor = (key: string): string => `basis_${key}`;
+/** The tensor name of a pass's densities in features.safetensors. */
+const densityTensor = (key: string): string => `density_${key}`;
 
 /** Writes a bank directory atomically (see the module comment); returns the final manifest. */
 export async function writeBank(out: string, c: BankContents, opts: { force?: boolean } = {}): Promise<BankManifest> {
@@ -107,6 +111,9 @@ export async function writeBank(out: string, c: BankContents, opts: { force?: bo
     c.stages.forEach((s, l) => (tensors[`stage_${l}`] = { dtype: 'F16', shape: [s.n, s.h, s.w, s.c], data: s.data }));
     const K = c.manifest.scoring.project;
     for (const [key, b] of Object.entries(c.bases ?? {})) tensors[basisTensor(key)] = { dtype: 'F32', shape: [K!, b.length / K!], data: b };
+    const n = c.tokens.n;
+    for (const [key, rho] of Object.entries(c.densities ?? {}))
+      tensors[densityTensor(key)] = { dtype: 'F64', shape: [n, rho.length / n], data: rho };
     const files: BankFile[] = [];
     for (const [name, data] of [
       [FEATURES, encodeSafetensors(tensors, { format: BANK_FORMAT })],
@@ -178,7 +185,7 @@ export async function readBank(path: string): Promise<Bank> {
   if (grid !== undefined && !(Number.isInteger(grid) && grid >= 1 && grid <= 512))
     throw new BankError(path, `${MANIFEST}: scoring.score_grid must be an integer 1..512, got ${JSON.stringify(grid)}`);
   checkDegrees(path, manifest);
-  const { stages, tokens, bases } = readFeatures(path, manifest);
+  const { stages, tokens, bases, densities } = readFeatures(path, manifest);
   const calibration = parseJson<Bank['calibration']>(path, CALIBRATION, bytes.get(CALIBRATION)!.toString('utf8'));
   const n = manifest.images.length;
   for (const k of ['scores', 'image_scores', 'map_medians'] as const) {
@@ -188,7 +195,7 @@ export async function readBank(path: string): Promise<Bank> {
   const mx = calibration.map_maxima;
   if (mx !== undefined && (!Array.isArray(mx) || mx.length !== n))
     throw new BankError(path, `${CALIBRATION}: 'map_maxima' must hold ${n} values`);
-  return { path, manifest, stages, tokens, ...(bases ? { bases } : {}), calibration };
+  return { path, manifest, stages, tokens, ...(bases ? { bases } : {}), ...(densities ? { densities } : {}), calibration };
 }
 
 /**
@@ -196,13 +203,13 @@ export async function readBank(path: string): Promise<Bank> {
  * list per stage, each within r_list; project (when present) 2..the first stage's channels.
  */
 function checkDegrees(path: string, m: BankManifest): void {
-  const { r_list, stage_r_list, project, norm_exponent } = m.scoring;
+  const { r_list, stage_r_list, project, norm_exponent, density_exponent } = m.scoring;
   if (!Array.isArray(r_list) || r_list.length === 0) throw new BankError(path, `${MANIFEST}: scoring.r_list must be a non-empty list`);
   const need = bankFormatVersion(m.scoring);
   if (m.format_version !== need)
     throw new BankError(
       path,
-      `${MANIFEST}: its scoring settings (stage_r_list ${stage_r_list ? 'present' : 'absent'}, project ${project !== undefined ? 'present' : 'absent'}, norm_exponent ${norm_exponent !== undefined ? 'present' : 'absent'}) are those of bank format version ${need}, the manifest says ${m.format_version}`,
+      `${MANIFEST}: its scoring settings (stage_r_list ${stage_r_list ? 'present' : 'absent'}, project ${project !== undefined ? 'present' : 'absent'}, norm_exponent ${norm_exponent !== undefined ? 'present' : 'absent'}, density_exponent ${density_exponent !== undefined ? 'present' : 'absent'}) are those of bank format version ${need}, the manifest says ${m.format_version}`,
     );
   const C = m.features.stages[0]?.c ?? 0;
   if (project !== undefined && !(Number.isInteger(project) && project >= 2 && project <= C))
@@ -219,6 +226,7 @@ function checkDegrees(path: string, m: BankManifest): void {
       throw new BankError(path, `${MANIFEST}: ${(e as Error).message.replace(/^scoring\.norm_exponent: /, '')}`);
     }
   }
+  if (density_exponent !== undefined) checkDensity(path, m);
   if (stage_r_list === undefined) return;
   try {
     if (!Array.isArray(stage_r_list) || !stage_r_list.every(Array.isArray)) throw new Error('must be a list of lists');
@@ -226,6 +234,54 @@ function checkDegrees(path: string, m: BankManifest): void {
   } catch (e) {
     throw new BankError(path, `${MANIFEST}: scoring.stage_r_list ${(e as Error).message}`);
   }
+}
+
+/** scoring.density_exponent: one positive exponent, or one per stage (at least 0, one positive); 'fast' MSM; not projected. */
+function checkDensity(path: string, m: BankManifest): void {
+  const A = m.scoring.density_exponent;
+  const L = m.features.stages.length;
+  const ok = (a: unknown): boolean => typeof a === 'number' && Number.isFinite(a) && a >= 0 && a <= 4;
+  const valid = Array.isArray(A) ? A.length === L && A.every(ok) && A.some((a) => a > 0) : ok(A) && (A as number) > 0;
+  if (!valid)
+    throw new BankError(
+      path,
+      `${MANIFEST}: scoring.density_exponent must be a number in (0, 4] or ${L} numbers in [0, 4] (one per stage, one positive), got ${JSON.stringify(A)}`,
+    );
+  if (m.scoring.msm_precision !== 'fast' || m.scoring.project !== undefined)
+    throw new BankError(path, `${MANIFEST}: scoring.density_exponent needs msm_precision 'fast' and no project`);
+}
+
+/** The passes whose tables a bank's density_exponent normalises: their projectKey. */
+export function densityKeys(m: Pick<BankManifest, 'scoring' | 'features'>): string[] {
+  const A = m.scoring.density_exponent;
+  if (A === undefined) return [];
+  const passes = planPasses(
+    { rList: m.scoring.r_list, ...(m.scoring.stage_r_list ? { stageRList: m.scoring.stage_r_list } : {}) },
+    m.features.stages.length,
+  );
+  return passes.filter(({ l }) => (typeof A === 'number' ? A : A[l]!) > 0).map(({ l, ri }) => projectKey(l, m.scoring.r_list[ri]!));
+}
+
+/** The densities [n, P] of every normalised pass of a bank with scoring.density_exponent, shapes and values checked. */
+function readDensities(path: string, m: BankManifest, f: SafetensorsFile): Record<string, Float64Array> {
+  const n = m.images.length,
+    s0 = m.features.stages[0]!;
+  const P = m.scoring.score_grid !== undefined ? m.scoring.score_grid ** 2 : s0.h * s0.w;
+  const out: Record<string, Float64Array> = {};
+  for (const key of densityKeys(m)) {
+    const name = densityTensor(key);
+    if (!f.has(name))
+      throw new BankError(
+        path,
+        `${FEATURES} has no ${name} (a density-normalised bank holds the densities of each normalised stage and r)`,
+      );
+    const t = f.float64(name);
+    if (t.shape.join() !== [n, P].join()) throw new BankError(path, `${name} has shape [${t.shape}], expected [${n},${P}]`);
+    if (!t.data.every((v) => Number.isFinite(v) && v >= 0))
+      throw new BankError(path, `${name} holds values that are not finite distances (NaN, infinite or negative)`);
+    out[key] = t.data;
+  }
+  return out;
 }
 
 /** The projection basis [K, C] of every (stage, r) pass of a bank with scoring.project, shapes checked. */
@@ -251,7 +307,12 @@ function readBases(path: string, m: BankManifest, f: SafetensorsFile): Record<st
 function readFeatures(
   path: string,
   m: BankManifest,
-): { stages: StageFeatures<Uint16Array>[]; tokens: ImageTokens; bases?: Record<string, Float32Array> } {
+): {
+  stages: StageFeatures<Uint16Array>[];
+  tokens: ImageTokens;
+  bases?: Record<string, Float32Array>;
+  densities?: Record<string, Float64Array>;
+} {
   const n = m.images.length;
   const f = SafetensorsFile.open(join(path, FEATURES));
   try {
@@ -267,7 +328,13 @@ function readFeatures(
     if (tk.shape.join() !== [n, m.features.token_dim].join())
       throw new BankError(path, `tokens have shape [${tk.shape}], expected [${n},${m.features.token_dim}]`);
     const bases = m.scoring.project !== undefined ? readBases(path, m, f) : undefined;
-    return { stages, tokens: { n, d: m.features.token_dim, data: tk.data }, ...(bases ? { bases } : {}) };
+    const densities = m.scoring.density_exponent !== undefined ? readDensities(path, m, f) : undefined;
+    return {
+      stages,
+      tokens: { n, d: m.features.token_dim, data: tk.data },
+      ...(bases ? { bases } : {}),
+      ...(densities ? { densities } : {}),
+    };
   } finally {
     f.close();
   }

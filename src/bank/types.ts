@@ -33,6 +33,13 @@ export const BANK_FORMAT_VERSION_NORM = 4;
  * versions 1-4 refuses them (version 4's musc could not project such rows).
  */
 export const BANK_FORMAT_VERSION_PROJECT_NORM = 5;
+/**
+ * The version of banks with reference-density normalisation (scoring.density_exponent, and each
+ * normalised pass's densities in features.safetensors; core/density.ts): a musc that reads only
+ * versions 1-5 refuses them instead of scoring plain MSM distances against thresholds calibrated on
+ * normalised ones. Such banks may have per-stage degrees and a norm exponent too, not projection.
+ */
+export const BANK_FORMAT_VERSION_DENSITY = 6;
 /** The versions this musc reads. */
 export const BANK_FORMAT_VERSIONS: readonly number[] = [
   BANK_FORMAT_VERSION,
@@ -40,10 +47,14 @@ export const BANK_FORMAT_VERSIONS: readonly number[] = [
   BANK_FORMAT_VERSION_PROJECT,
   BANK_FORMAT_VERSION_NORM,
   BANK_FORMAT_VERSION_PROJECT_NORM,
+  BANK_FORMAT_VERSION_DENSITY,
 ];
 
 /** The format version a bank's scoring settings need: the lowest that holds them. */
-export function bankFormatVersion(scoring: Pick<BankManifest['scoring'], 'stage_r_list' | 'project' | 'norm_exponent'>): number {
+export function bankFormatVersion(
+  scoring: Pick<BankManifest['scoring'], 'stage_r_list' | 'project' | 'norm_exponent' | 'density_exponent'>,
+): number {
+  if (scoring.density_exponent !== undefined) return BANK_FORMAT_VERSION_DENSITY;
   if (scoring.norm_exponent !== undefined)
     return scoring.project !== undefined ? BANK_FORMAT_VERSION_PROJECT_NORM : BANK_FORMAT_VERSION_NORM;
   if (scoring.project !== undefined) return BANK_FORMAT_VERSION_PROJECT;
@@ -111,6 +122,13 @@ export interface BankManifest {
     project?: number;
     /** LNAMD's norm exponent (`--norm-exponent`; core/lnamd.ts), in [0, 1); absent = 1, unit rows (format version 4 only) */
     norm_exponent?: number;
+    /**
+     * reference-density normalisation (`--density-exponent`; core/density.ts): one exponent, or one per
+     * stage; each normalised pass's densities [n, P] (F64 tensors `density_<projectKey>` in
+     * features.safetensors) are the bank's own, which new images' distances are normalised with
+     * (format version 6 only)
+     */
+    density_exponent?: number | number[];
   };
   /** per stage patch grid and channels; image token length */
   features: { stages: { h: number; w: number; c: number }[]; token_dim: number };
@@ -133,6 +151,8 @@ export interface Bank {
   tokens: ImageTokens;
   /** with scoring.project: the projection basis [K, C] of every (stage, r) pass, by core/score.ts projectKey */
   bases?: Record<string, Float32Array>;
+  /** with scoring.density_exponent: the densities [n, P] of every normalised (stage, r) pass, by core/score.ts projectKey */
+  densities?: Record<string, Float64Array>;
   calibration: Calibration;
   /** the backbone, loaded by the first predict (closeBank disposes it) */
   backbone?: Backbone;

@@ -14,7 +14,7 @@ import { degreesLabel } from '../core/defaults.js';
 import { checkNormExponent, layerNormImages, lnamdTarget } from '../core/lnamd.js';
 import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { neededPairs, stagePasses } from '../core/plan.js';
-import { bankBuilder, cancelledError, scoreBank } from '../core/score.js';
+import { bankBuilder, cancelledError, densityOf, passDensity, scoreBank } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import { kernelFor } from '../scoring/tasks.js';
 import { type BankScoreSettings, degrees, type PatchResult, predictVariant } from './scoring.js';
@@ -75,6 +75,8 @@ export async function predictTask(
   const total = passes.flat().length;
   const variant = predictVariant(m, n, s.interval);
   const need = neededPairs({ n: m + n, rList: s.rList, variants: [variant] });
+  // the bank's saved densities (a prediction does not depend on what else is in the call)
+  const density = densityOf({ n: m + n, rList: s.rList, variants: [variant] }, bank.length, kernel.precision, s);
   const patch = new Float64Array(m * P);
   let done = 0;
   const table = {
@@ -97,7 +99,8 @@ export async function predictTask(
       z.set(bz[done]!, m * P * C);
       lnamdMs += performance.now() - t0;
       t0 = performance.now();
-      const [scores] = await scoreBank(z, m + n, P, C, [variant], kernel, table);
+      const pass = { ...table, density: passDensity(density?.[l], l, s.rList[ri]!) };
+      const [scores] = await scoreBank(z, m + n, P, C, [variant], kernel, pass);
       msmMs += performance.now() - t0;
       for (let k = 0; k < scores!.length; k++) patch[k] += scores![k]! * w;
       ctx?.progress(++done, total, 'scoring');

@@ -250,11 +250,11 @@ export function normExponentOption(): Option {
   ).argParser(unitIntervalArg('--norm-exponent'));
 }
 
-/** --density-exponent A (musc run): reference-density normalisation of MSM distances (core/density.ts). */
+/** --density-exponent A (musc run, bank build): reference-density normalisation of MSM distances (core/density.ts). */
 export function densityExponentOption(): Option {
   return new Option(
     '--density-exponent <A>',
-    "divide each MSM nearest distance by (its reference patch's own MSM score / the median)^A, as local outlier factors do; one A, or one per stage separated by '/' (0/1: layer3's tables only, the texture setting); 0 = off (default); 'fast' precision, zero-shot",
+    "divide each MSM nearest distance by (its reference patch's own MSM score / the median)^A, as local outlier factors do; one A, or one per stage separated by '/' (0/1: layer3's tables only, the texture setting); 0 = off (default); 'fast' precision; zero-shot runs and banks (not with --reference-dir or a bank's --project)",
   ).argParser(
     wrapArg((v) => {
       const a = v.split('/').map((part) => {

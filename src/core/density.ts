@@ -14,6 +14,9 @@
  * weighs them as before. rho is a batch statistic like MSM itself (every image scored against
  * every other); the patch scores then reduce a' as they reduce a.
  */
+import { intervalBounds } from './msm.js';
+import type { Interval } from './types.js';
+
 /**
  * a' [N, P, N] from a table [N, P, N], its nearest indices [N, P, N] (msm.ts
  * nearestTableWithIndices) and rho [N, P], the table's zero-shot MSM scores (core/score.ts).
@@ -64,6 +67,95 @@ export function densityWeights(rho: Float64Array, exponent: number): Float32Arra
   const med = median(rho);
   if (!(med > 0)) return new Float32Array(rho.length).fill(1); // every patch matched exactly: nothing to normalise
   return Float32Array.from(rho, (v) => Math.max(v / med, 1e-6) ** -exponent);
+}
+
+/**
+ * Weights [N, P] of a batch whose last n_ref images are references with known densities `rhoRef`
+ * [n_ref, P] (a bank's, saved at build): theirs from densityWeights(rhoRef), 1 for the others, whose
+ * patches are never a reference (predict scores new images against the bank only).
+ */
+export function referenceWeights(rhoRef: Float64Array, n: number, p: number, exponent: number): Float32Array {
+  const nRef = rhoRef.length / p;
+  if (!Number.isInteger(nRef) || nRef < 1 || nRef > n)
+    throw new Error(`density: reference densities of ${rhoRef.length} values for ${n} images of ${p} patches`);
+  const w = new Float32Array(n * p).fill(1);
+  w.set(densityWeights(rhoRef, exponent), (n - nRef) * p);
+  return w;
+}
+
+/**
+ * Held-out densities (a bank's leave-one-out, whose scores must be those of predicting each image
+ * against the bank without it): in place, the rows of each image i of `table` [N, P, N] are
+ * normalised with the densities of the batch without i,
+ *   rho_-i(j, q) = MSM score of patch q of image j over the images other than i and j (eq. 6),
+ * weighted by (rho_-i / its median over the images other than i)^(-A): what a bank built without i
+ * would save. Each (j, q) row is sorted once; removing one image shifts ranks by at most one, so
+ * every rho_-i(j, q) is a difference of prefix sums (no table is reduced N times).
+ */
+export function normaliseHeldOut(
+  table: Float32Array,
+  index: Uint16Array | Int32Array,
+  n: number,
+  p: number,
+  exponent: number,
+  interval: Interval,
+): void {
+  if (!(exponent > 0)) throw new Error(`density exponent: give a positive number, got ${exponent}`);
+  if (n < 3) throw new Error(`held-out densities need at least 3 images, got ${n}`);
+  const held = heldOutRho(table, n, p, interval); // [N (i), N (j), P]
+  const rho = new Float64Array((n - 1) * p);
+  for (let i = 0; i < n; i++) {
+    // rho of the images other than i, in image order
+    const all = held.subarray(i * n * p, (i + 1) * n * p);
+    rho.set(all.subarray(0, i * p), 0);
+    rho.set(all.subarray((i + 1) * p), i * p);
+    const wOthers = densityWeights(rho, exponent); // [N - 1, P]: image j's at row j - (j > i)
+    const w = new Float32Array(n * p).fill(1);
+    w.set(wOthers.subarray(0, i * p), 0);
+    w.set(wOthers.subarray(i * p), (i + 1) * p);
+    const rows = table.subarray(i * p * n, (i + 1) * p * n);
+    normaliseRows(rows, index.subarray(i * p * n, (i + 1) * p * n), i, n, p, w);
+  }
+}
+
+/** rho_-i(j, q) [N (i), N (j), P] of normaliseHeldOut (0 where i = j); float32, one table's bytes. */
+function heldOutRho(table: Float32Array, n: number, p: number, interval: Interval): Float32Array {
+  const [lo, hi] = intervalBounds(n - 2, interval);
+  const held = new Float32Array(n * n * p);
+  const m = n - 1;
+  const keys = new Float64Array(m);
+  const prefix = new Float64Array(m + 1);
+  const rank = new Int32Array(n);
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  for (let j = 0; j < n; j++)
+    for (let q = 0; q < p; q++) {
+      const row = (j * p + q) * n;
+      let c = 0;
+      for (let k = 0; k < n; k++) {
+        if (k === j) continue;
+        f32[0] = table[row + k]!;
+        keys[c++] = u32[0]! * n + k; // ties keep image order, as reduceRows
+      }
+      keys.sort();
+      for (let t = 0; t < m; t++) {
+        const k = keys[t]! % n;
+        rank[k] = t;
+        prefix[t + 1] = prefix[t]! + table[row + k]!;
+      }
+      for (let i = 0; i < n; i++) {
+        if (i === j) continue;
+        const t = rank[i]!;
+        const sum =
+          t >= hi
+            ? prefix[hi]! - prefix[lo]!
+            : t < lo
+              ? prefix[hi + 1]! - prefix[lo + 1]!
+              : prefix[hi + 1]! - prefix[lo]! - table[row + i]!;
+        held[(i * n + j) * p + q] = sum / (hi - lo);
+      }
+    }
+  return held;
 }
 
 function median(a: Float64Array): number {

@@ -18,7 +18,7 @@ import type { StageFeatures } from './types.js';
 import type { MatMul, PairKernel } from './kernel.js';
 import { layerNormImages, aggregateStage, checkNormExponent, lnamdTarget, unitRows } from './lnamd.js';
 import { allPairs, nearestDistanceTable, nearestTableWithIndices, type TableOptions } from './msm.js';
-import { densityWeights, normaliseRows } from './density.js';
+import { densityWeights, normaliseHeldOut, normaliseRows, referenceWeights } from './density.js';
 import { BasisAccumulator, projectionBasis, projectRows } from './project.js';
 import {
   linkTableRIndex,
@@ -70,6 +70,19 @@ export interface EngineOptions {
    * pair needed; not with projectFolds. Absent or 0: MSM.
    */
   densityExponent?: number | number[];
+  /**
+   * with densityExponent: each image's rows normalised with the densities of the batch without it
+   * (density.ts normaliseHeldOut): a bank's leave-one-out, equal to predicting each image against
+   * the bank without it. PlanScores.densities are still the whole batch's (what the bank saves).
+   */
+  densityHeldOut?: boolean;
+  /**
+   * with densityExponent: the densities [n_ref, P] of the batch's last n_ref images, by
+   * projectKey(stage, r), instead of the batch's own (predict against a bank: the bank's saved
+   * ones, so that a prediction does not depend on what else is in the call); every variant's pools
+   * must be those images.
+   */
+  densityRho?: Record<string, Float64Array>;
 }
 
 export interface EngineHooks {
@@ -97,6 +110,8 @@ export interface PlanScores {
   timings: { lnamdMs: number; msmMs: number };
   /** with projectChannels: the basis [K, C] of every (stage, r) bank scored, by projectKey(stage, r) */
   bases?: Record<string, Float32Array>;
+  /** with densityExponent (and no densityRho): each normalised (stage, r) table's densities rho [N, P], by projectKey(stage, r) */
+  densities?: Record<string, Float64Array>;
 }
 
 export interface FilteredScores extends VariantScores {
@@ -160,7 +175,7 @@ export async function scorePlan(
   // the repeated-anomaly filter first: its link table's reductions (and stage 0's layer norm) are kept for the loop
   const normed0 = plan.repeatFilter ? await timed(timings, 'lnamdMs', () => layerNormImages(stages[0]!)) : null;
   const pre = normed0
-    ? await timed(timings, 'msmMs', () => repeatPass(stages[0]!, normed0, plan, bankOf, kernel, { ...table, density: density?.[0] }))
+    ? await timed(timings, 'msmMs', () => repeatPass(stages[0]!, normed0, plan, bankOf, kernel, table, density?.[0]))
     : null;
   if (pre) hooks.progress?.(++done, total, 'scoring'); // its pass is done: the loop skips it
   const all = pre ? [...plan.variants, pre.variant] : plan.variants;
@@ -181,7 +196,7 @@ export async function scorePlan(
       if (folds) scores = await foldedPass(stages[l]!, normed, l, r, folds, all, bankOf, kernel, table, timings);
       else {
         const z = await timed(timings, 'lnamdMs', () => bankOf.of(stages[l]!, normed, l, r));
-        const pass = { ...table, density: density?.[l] };
+        const pass = { ...table, density: passDensity(density?.[l], l, r) };
         scores = await timed(timings, 'msmMs', () => scoreBank(z, n, P, bankOf.channels, all, kernel, pass));
       }
       accumulate(variants, scores, l, ri, L, w);
@@ -190,7 +205,8 @@ export async function scorePlan(
   }
   const filtered = pre ? { ...variants.pop()!, summary: pre.summary } : undefined;
   const bases = opts.projectChannels !== undefined ? { bases: bankOf.bases } : {};
-  return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), timings, ...bases };
+  const densities = density?.some((d) => d?.record) ? { densities: density.find((d) => d?.record)!.record! } : {};
+  return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), timings, ...bases, ...densities };
 }
 
 /** The key of stage l's basis at degree r in EngineOptions.projectBases and PlanScores.bases. */
@@ -257,6 +273,17 @@ export function bankBuilder(
 export interface Density {
   exponent: number;
   variant: PoolVariant;
+  /** each image's rows with the densities of the batch without it (EngineOptions.densityHeldOut) */
+  heldOut?: boolean;
+  /** the trailing reference images' densities by projectKey (EngineOptions.densityRho) */
+  given?: Record<string, Float64Array>;
+  /** where each table's own densities go, by projectKey (PlanScores.densities) */
+  record?: Record<string, Float64Array>;
+}
+
+/** A stage's Density for its table at degree r (the key of its densities). */
+export function passDensity(d: Density | undefined, l: number, r: number): (Density & { key: string }) | undefined {
+  return d && { ...d, key: projectKey(l, r) };
 }
 
 /**
@@ -269,7 +296,7 @@ export function densityOf(
   plan: ScoringPlan,
   L: number,
   precision: string,
-  opts: Pick<EngineOptions, 'densityExponent' | 'projectFolds'>,
+  opts: Pick<EngineOptions, 'densityExponent' | 'projectFolds' | 'densityHeldOut' | 'densityRho'>,
 ): (Density | undefined)[] | undefined {
   const given = opts.densityExponent;
   if (given === undefined) return undefined;
@@ -280,11 +307,26 @@ export function densityOf(
   if (precision !== 'fast') throw new Error(`density normalisation needs the 'fast' MSM precision, not '${precision}'`);
   if (opts.projectFolds !== undefined) throw new Error('density normalisation: not with projectFolds');
   const v = plan.variants[0]!;
+  if (opts.densityRho) return givenDensity(plan, A, opts.densityRho, opts.densityHeldOut);
   const whole = v.scored.length === plan.n && v.pools.length === 1 && v.pools[0]!.length === plan.n;
   const need = neededPairs(plan);
   if (!whole || allPairs(plan.n).some((x, k) => x !== need[k]))
     throw new Error('density normalisation needs zero-shot scoring of the whole batch (no subsets, references or pools)');
-  return A.map((exponent) => (exponent > 0 ? { exponent, variant: v } : undefined));
+  if (opts.densityHeldOut && (v.reduce.kind !== 'interval' || plan.repeatFilter || plan.n < 3))
+    throw new Error('held-out densities: an interval reduction of at least 3 images, without the repeated-anomaly filter');
+  const record: Record<string, Float64Array> = {};
+  const heldOut = opts.densityHeldOut ? { heldOut: true } : {};
+  return A.map((exponent) => (exponent > 0 ? { exponent, variant: v, record, ...heldOut } : undefined));
+}
+
+/** densityOf with the references' densities given (predict): every pool is the batch's trailing references. */
+function givenDensity(plan: ScoringPlan, A: number[], given: Record<string, Float64Array>, heldOut?: boolean): (Density | undefined)[] {
+  if (heldOut) throw new Error('density normalisation: given densities or held-out ones, not both');
+  const pool = plan.variants[0]!.pools[0]!;
+  const trailing = pool.every((j, k) => j === plan.n - pool.length + k);
+  if (!trailing || plan.variants.some((v) => v.pools.some((p) => p.length !== pool.length || p.some((j, k) => j !== pool[k]))))
+    throw new Error("given densities: every pool must be the batch's last images (the references whose densities are given)");
+  return A.map((exponent) => (exponent > 0 ? { exponent, variant: plan.variants[0]!, given } : undefined));
 }
 
 /** The contiguous folds [i0, i1) of EngineOptions.projectFolds (null without it), checked against the plan. */
@@ -367,7 +409,8 @@ async function repeatPass(
   plan: ScoringPlan,
   bankOf: ReturnType<typeof bankBuilder>,
   kernel: PairKernel,
-  table: TableOptions & { need: Uint8Array; density?: Density },
+  table: TableOptions & { need: Uint8Array },
+  density: Density | undefined,
 ) {
   const { n } = plan;
   const bounds = planBurnoutBounds(plan);
@@ -376,8 +419,14 @@ async function repeatPass(
   const ri = linkTableRIndex(plan); // the link table: stage 0 at its smallest r
   const z = await bankOf.of(stage0, normed0, 0, plan.rList[ri]!);
   const links = new Float64Array(n * n);
-  const scored = await distanceTable(z, n, P, bankOf.channels, kernel, table, (t) =>
-    addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links),
+  const scored = await distanceTable(
+    z,
+    n,
+    P,
+    bankOf.channels,
+    kernel,
+    { ...table, density: passDensity(density, 0, plan.rList[ri]!) },
+    (t) => addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links),
   ); // the links from MSM's own distances
   const f = repeatVariant(plan, links, P, bounds);
   return { ri, ...f, scores: reduceTable(scored, n, P, [...plan.variants, f.variant]) };
@@ -394,7 +443,7 @@ async function distanceTable(
   p: number,
   c: number,
   kernel: PairKernel,
-  opts: TableOptions & { need: Uint8Array; density?: Density },
+  opts: TableOptions & { need: Uint8Array; density?: Density & { key: string } },
   raw?: (table: Float32Array) => void,
 ): Promise<Float32Array> {
   const { density, ...rest } = opts;
@@ -405,9 +454,27 @@ async function distanceTable(
   }
   const { table, index } = await nearestTableWithIndices(z, n, p, c, kernel, rest);
   raw?.(table);
-  const rho = reduceTable(table, n, p, [density.variant])[0]!;
-  normaliseRows(table, index, 0, n, p, densityWeights(rho, density.exponent));
+  normaliseDensity(table, index, n, p, density);
   return table;
+}
+
+/** In place: a table [N, P, N] with its nearest indices, density-normalised as `d` says (Density). */
+function normaliseDensity(table: Float32Array, index: Uint16Array | Int32Array, n: number, p: number, d: Density & { key: string }): void {
+  if (d.given) {
+    const rho = d.given[d.key];
+    const nRef = d.variant.pools[0]!.length;
+    if (!rho) throw new Error(`density normalisation: no densities given for ${d.key}`);
+    if (rho.length !== nRef * p)
+      throw new Error(
+        `density normalisation: ${d.key} has ${rho.length} densities, its ${nRef} references of ${p} patches need ${nRef * p}`,
+      );
+    normaliseRows(table, index, 0, n, p, referenceWeights(rho, n, p, d.exponent));
+    return;
+  }
+  const rho = reduceTable(table, n, p, [d.variant])[0]!;
+  if (d.record) d.record[d.key] = rho;
+  if (!d.heldOut) normaliseRows(table, index, 0, n, p, densityWeights(rho, d.exponent));
+  else if (d.variant.reduce.kind === 'interval') normaliseHeldOut(table, index, n, p, d.exponent, d.variant.reduce.interval);
 }
 
 /** MSM scores [S_v, P] of every variant for one bank Z [N, P, C] (one stage, one r). */
@@ -418,7 +485,7 @@ export async function scoreBank(
   c: number,
   variants: PoolVariant[],
   kernel: PairKernel,
-  opts: TableOptions & { need?: Uint8Array; density?: Density } = {},
+  opts: TableOptions & { need?: Uint8Array; density?: Density & { key: string } } = {},
 ): Promise<Float64Array[]> {
   const need = opts.need ?? neededPairs({ n, rList: [1], variants });
   return reduceTable(await distanceTable(z, n, p, c, kernel, { ...opts, need }), n, p, variants);
