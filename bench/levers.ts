@@ -58,7 +58,9 @@
  *        intersected with the filter's pools
  *   lof=A  reference density (`musc run --density-exponent A`, core/density.ts): each nearest distance divided
  *        by (its reference patch's own MSM score / the table's median)^A (nearest indices cached per table);
- *        lofc=1: weights of at least 1 only, -1: at most 1; lofl=1: only the passes of stage index 1
+ *        lofc=1: weights of at least 1 only, -1: at most 1; lofl=1: only the passes of stage index 1;
+ *        lofg=R: entries whose nearest patch lies within R grid cells of the query's own position keep
+ *        their distance (aligned object parts compared like for like; textures match anywhere)
  *   pnorm=E  each (i, j) column of a table divided by its median over i's patches to the power E
  *   peer=F peerw=1 peerby=tok|geo  image score minus peerw x the median score of the fraction F of the
  *        other images nearest by layer4 token or by original size
@@ -73,6 +75,9 @@
  * MUSC_LEVERS_REPEATS=1 adds, per defect type, the share of each defect patch's 3 nearest images
  * (stage-0 r = 3 table) that have the same defect type, and that share by chance (repeated anomalies).
  * MUSC_LEVERS_MAPS = a musc run's maps.safetensors: post-processing rows on that run's maps.
+ * MUSC_LEVERS_LOCALITY=1 prints (stderr), for each table a lof row normalises, how local the nearest
+ * patches are: the share within 2 grid cells (Chebyshev) of the query patch's own position, that
+ * share were they uniform over the grid, and the IQR of the densities' logarithm (seventeenth round).
  */
 import { dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -212,6 +217,8 @@ interface Row {
   lof: number;
   /** with lof: 1 = weights of at least 1 only (dense references raise distances, sparse ones never lower them); -1 = at most 1 */
   lofc: number;
+  /** with lof: entries whose nearest patch lies within this many grid cells (Chebyshev) of the query's position are not normalised; -1 = every entry */
+  lofg: number;
   /** with lof: only the passes of these stage indices (empty: every stage) */
   lofl?: number[];
   /**
@@ -280,6 +287,7 @@ const BASE: Row = {
   ownq: 0,
   lof: 0,
   lofc: 0,
+  lofg: -1,
   pnorm: 0,
   peer: 0,
   peerw: 1,
@@ -337,6 +345,7 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   ownq: 'ownq',
   lof: 'lof',
   lofc: 'lofc',
+  lofg: 'lofg',
   pnorm: 'pnorm',
   peer: 'peer',
   peerw: 'peerw',
@@ -721,6 +730,48 @@ export async function maskedTableTask(z: Float32Array, n: number, p: number, c: 
   return table;
 }
 
+/** lofg: the table [M, P, M] with each entry times its nearest patch's weight [M, P], unless that patch lies within `radius` cells of the query's position. */
+function gatedDensity(table: Float32Array, idx: Float32Array, M: number, w: number, weight: Float32Array, radius: number): Float32Array {
+  const P = table.length / (M * M);
+  const out = table.slice();
+  for (let t = 0; t < M * P; t++) {
+    const i = Math.floor(t / P),
+      py = Math.floor((t % P) / w),
+      px = t % w;
+    for (let j = 0; j < M; j++) {
+      const q = idx[t * M + j]!;
+      if (j === i || Math.max(Math.abs(Math.floor(q / w) - py), Math.abs((q % w) - px)) <= radius) continue;
+      out[t * M + j]! *= weight[j * P + q]!;
+    }
+  }
+  return out;
+}
+
+/**
+ * How local a table's nearest patches are (MUSC_LEVERS_LOCALITY): the share of entries (i, p, j), i != j,
+ * whose nearest patch in j lies within 2 cells of p on the h x w grid; that share for uniform matches;
+ * the IQR of ln rho [M, P]. An aligned object matches at its own position, a texture anywhere.
+ */
+function locality(idx: Float32Array, rho: Float64Array, M: number, h: number, w: number) {
+  const P = h * w;
+  let near = 0,
+    uniform = 0;
+  for (let t = 0; t < M * P; t++) {
+    const i = Math.floor(t / P),
+      py = Math.floor((t % P) / w),
+      px = t % w;
+    for (let j = 0; j < M; j++) {
+      const q = idx[t * M + j]!;
+      if (j !== i && Math.max(Math.abs(Math.floor(q / w) - py), Math.abs((q % w) - px)) <= 2) near++;
+    }
+    uniform += ((Math.min(h - 1, py + 2) - Math.max(0, py - 2) + 1) * (Math.min(w - 1, px + 2) - Math.max(0, px - 2) + 1)) / P;
+  }
+  const lg = Array.from(rho, Math.log).sort((a, b) => a - b);
+  const q = (f: number): number => lg[Math.floor(f * (lg.length - 1))]!;
+  const r3 = (v: number): number => Math.round(v * 1000) / 1000;
+  return { within2: r3(near / (M * P * (M - 1))), within2_uniform: r3(uniform / (M * P)), log_rho_iqr: r3(q(0.75) - q(0.25)) };
+}
+
 /** Runs in the compute worker (lof): the nearest patches' indices [N, P, N] of a bank (musc's nearestTableWithIndices), as floats. */
 export async function indexTableTask(z: Float32Array, n: number, p: number, c: number, need: Uint8Array, euclidean: boolean) {
   const { index } = await nearestTableWithIndices(z, n, p, c, await kernelFor('cpu', 'fast'), { need, euclidean });
@@ -1069,6 +1120,9 @@ class FeatureConfig {
       save(file, idx);
     }
     const rho = reduceRow(base, meta.pieces, nImages, P, row.qa, row.q);
+    if (process.env.MUSC_LEVERS_LOCALITY)
+      process.stderr.write(`${JSON.stringify({ cat: this.key, agg, l, r, ...locality(idx, rho, M, meta.h, meta.w) })}\n`);
+    if (row.lofg >= 0) return gatedDensity(base, idx, M, meta.w, densityWeights(rho, row.lof), row.lofg);
     if (!row.lofc) return densityNormalised(base, Uint16Array.from(idx), M, P, row.lof, rho);
     const w = densityWeights(rho, row.lof).map((v) => (row.lofc > 0 ? Math.max(1, v) : Math.min(1, v)));
     const out = base.slice();
@@ -1561,7 +1615,7 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const { l, r, w: wgt, j } of stage) {
       // r = 1 is the same under every neighbourhood aggregation; joint: layer3 at r = j concatenated
       const agg = j ? `joint${j}` : r === 1 && !ownAtR1(row.agg) ? 'box' : row.agg;
-      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof && (!row.lofl || row.lofl.includes(l)) ? `-lof${row.lof}c${row.lofc}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
+      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof && (!row.lofl || row.lofl.includes(l)) ? `-lof${row.lof}c${row.lofc}${row.lofg >= 0 ? `g${row.lofg}` : ''}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
       const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}:${row.reprand}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {

@@ -60,6 +60,8 @@ function infoOf(bank: Bank): Record<string, unknown> {
     project: m.scoring.project ?? null,
     /** `--norm-exponent` at build (core/lnamd.ts); 1: unit rows */
     normExponent: m.scoring.norm_exponent ?? 1,
+    /** `--density-exponent` at build (core/density.ts): one exponent or one per stage; null: MSM's distances */
+    densityExponent: m.scoring.density_exponent ?? null,
     imageThreshold: t.image,
     pixelThreshold: t.pixel,
     falseAlarm: bank.calibration.false_alarm,
