@@ -60,7 +60,8 @@
  *        by (its reference patch's own MSM score / the table's median)^A (nearest indices cached per table);
  *        lofc=1: weights of at least 1 only, -1: at most 1; lofl=1: only the passes of stage index 1;
  *        lofg=R: entries whose nearest patch lies within R grid cells of the query's own position keep
- *        their distance (aligned object parts compared like for like; textures match anywhere)
+ *        their distance (aligned object parts compared like for like; textures match anywhere);
+ *        lofimg=1: only the image scores (the filter's reductions) from the normalised tables, the maps from MSM's
  *   pnorm=E  each (i, j) column of a table divided by its median over i's patches to the power E
  *   peer=F peerw=1 peerby=tok|geo  image score minus peerw x the median score of the fraction F of the
  *        other images nearest by layer4 token or by original size
@@ -219,6 +220,8 @@ interface Row {
   lofc: number;
   /** with lof: entries whose nearest patch lies within this many grid cells (Chebyshev) of the query's position are not normalised; -1 = every entry */
   lofg: number;
+  /** with lof: 1 = only the filtered reductions (the image scores) normalised; the maps from MSM's own tables */
+  lofimg: number;
   /** with lof: only the passes of these stage indices (empty: every stage) */
   lofl?: number[];
   /**
@@ -288,6 +291,7 @@ const BASE: Row = {
   lof: 0,
   lofc: 0,
   lofg: -1,
+  lofimg: 0,
   pnorm: 0,
   peer: 0,
   peerw: 1,
@@ -346,6 +350,7 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   lof: 'lof',
   lofc: 'lofc',
   lofg: 'lofg',
+  lofimg: 'lofimg',
   pnorm: 'pnorm',
   peer: 'peer',
   peerw: 'peerw',
@@ -1615,13 +1620,16 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
     for (const { l, r, w: wgt, j } of stage) {
       // r = 1 is the same under every neighbourhood aggregation; joint: layer3 at r = j concatenated
       const agg = j ? `joint${j}` : r === 1 && !ownAtR1(row.agg) ? 'box' : row.agg;
-      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof && (!row.lofl || row.lofl.includes(l)) ? `-lof${row.lof}c${row.lofc}${row.lofg >= 0 ? `g${row.lofg}` : ''}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
+      const key = `${fc.key}-${agg}-l${l}-r${r}-q${row.qa}:${row.q}${row.geo ? `-geo${row.geo}` : ''}${row.psk ? `-psk${row.psk}` : ''}${row.lof && (!row.lofl || row.lofl.includes(l)) ? `-lof${row.lof}c${row.lofc}${row.lofg >= 0 ? `g${row.lofg}` : ''}${row.lofimg ? 'img' : ''}` : ''}${row.pnorm ? `-pnorm${row.pnorm}` : ''}`;
       // the filtered reduction depends on the links: their r too (a row's smallest r when repr is 0)
       const fkey = `${key}-rep${row.rep}:${row.repw}:${row.repmax}:${row.repl.join('.')}:${row.rephop}:${linkR(row)}:${row.replink}:${row.reprand}`;
       if (!reduced.has(key) || (filter && !reduced.has(fkey))) {
         const dens = row.lof && (!row.lofl || row.lofl.includes(l));
         const raw = dens ? await fc.lofTable(agg, l, r, row, n) : await fc.table(agg, l, r);
         const table = row.pnorm ? pairNormalised(raw, M, P, row.pnorm) : raw;
+        if (dens && row.lofimg && (row.pnorm || row.psk || plainVariant || !filterVariant))
+          throw new Error('lofimg: with the filter, alone');
+        const mapTable = dens && row.lofimg ? await fc.table(agg, l, r) : table;
         if (!reduced.has(key))
           reduced.set(
             key,
@@ -1629,7 +1637,7 @@ async function rowPatchScores(fc: FeatureConfig, row: Row, items: DatasetItem[],
               ? patchSkipReduce(table, M, P, row, n)
               : plainVariant
                 ? reduceTable(table, M, P, [plainVariant])[0]!
-                : reduceRow(table, meta.pieces, n, P, row.qa, row.q),
+                : reduceRow(mapTable, meta.pieces, n, P, row.qa, row.q),
           );
         if (filterVariant) reduced.set(fkey, reduceTable(table, M, P, [filterVariant])[0]!);
       }

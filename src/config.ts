@@ -107,6 +107,12 @@ export interface Settings {
    * every stage, or a list of one per backbone stage (e.g. [0, 1.5]: layer3's tables only).
    */
   density_exponent?: number | number[];
+  /**
+   * with density_exponent: 'all' (default) normalises every table the run reduces; 'image' only those
+   * of the scores image scores come from, so the maps (pixel metrics) keep MSM's distances
+   * (docs/accuracy.md, seventeenth round). One process only (not --redis); banks normalise all.
+   */
+  density_scope?: 'all' | 'image';
   /** a named group of settings applied before the config file and flags (PRESETS) */
   preset?: 'reference' | 'default';
   /** LNAMD aggregation degrees for every stage; by the loaded backbone when absent (core/defaults.ts defaultDegrees) */
@@ -202,6 +208,7 @@ export const SETTINGS_SCHEMA = {
         { type: 'array', items: { type: 'number', minimum: 0, maximum: 4 }, minItems: 1 },
       ],
     },
+    density_scope: { enum: ['all', 'image'] },
     r_list: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 15 }, minItems: 1 },
     stage_r_list: {
       type: 'array',

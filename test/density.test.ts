@@ -209,6 +209,51 @@ test('engine: densityExponent = the normalisation computed by hand (unit rows an
   );
 });
 
+test("engine: densityScope 'image': the plan's variants (the maps) keep MSM's scores, the filter's (or, without it, PlanScores.image) are the normalised ones", async () => {
+  const kernel = await kernelFor('cpu', 'fast');
+  const big = 24;
+  const st = stagesOf(big, 9);
+  const fplan: ScoringPlan = {
+    n: big,
+    rList: [1, 3],
+    stageRList: [[1, 3], [1]],
+    variants: [zeroShotVariant(big, [0, 0.3])],
+    repeatFilter: DEFAULT_REPEAT_FILTER,
+  };
+  for (const densityExponent of [[0, 1], 0.5]) {
+    const plain = await scorePlan(st, fplan, kernel);
+    const all = await scorePlan(st, fplan, kernel, { densityExponent });
+    const image = await scorePlan(st, fplan, kernel, { densityExponent, densityScope: 'image' });
+    assert.deepEqual(image.variants[0]!.patch, plain.variants[0]!.patch, `${densityExponent}: the maps are MSM's`);
+    assert.deepEqual(image.filtered!.patch, all.filtered!.patch, `${densityExponent}: the image scores' are normalised`);
+    assert.deepEqual(image.filtered!.summary, plain.filtered!.summary);
+    assert.ok(
+      image.filtered!.patch.some((v, k) => Math.abs(v - plain.filtered!.patch[k]!) > 1e-3),
+      'normalisation changed nothing',
+    );
+    assert.equal(image.image, undefined, 'with the filter, its scores are the image scores');
+  }
+  // without the filter: variant 0 once more, from the normalised tables
+  const plan: ScoringPlan = { ...fplan, repeatFilter: undefined };
+  const plain = await scorePlan(st, plan, kernel);
+  const all = await scorePlan(st, plan, kernel, { densityExponent: [0, 1] });
+  const image = await scorePlan(st, plan, kernel, { densityExponent: [0, 1], densityScope: 'image' });
+  assert.deepEqual(image.variants[0]!.patch, plain.variants[0]!.patch);
+  assert.deepEqual(image.image!.patch, all.variants[0]!.patch);
+  assert.equal(image.variants.length, 1);
+  assert.equal(
+    (await scorePlan(st, plan, kernel, { densityExponent: 0, densityScope: 'image' })).image,
+    undefined,
+    'exponent 0: nothing to scope',
+  );
+  const bad = { densityExponent: 1, densityScope: 'maps' } as unknown as Parameters<typeof scorePlan>[3];
+  await assert.rejects(scorePlan(st, plan, kernel, bad), /densityScope: 'all' or 'image', got 'maps'/);
+  await assert.rejects(
+    scorePlan(st, plan, kernel, { densityExponent: 1, densityScope: 'image', densityHeldOut: true }),
+    /not with held-out densities/,
+  );
+});
+
 test('engine: densityExponent refused where its densities are not defined (int8 / exact, references, subsets, held-out folds); 0 is MSM', async () => {
   const n = 8;
   const stages = stagesOf(n, 3);
@@ -276,6 +321,26 @@ test('musc run --density-exponent: the scorer gets it, run.json records it; refu
     });
     assert.deepEqual(seen[0]!.densityExponent, [0.5]);
     assert.deepEqual(validateSettings({ density_exponent: [0, 1.5] }, 'test config'), { density_exponent: [0, 1.5] });
+    // --density-scope: passed on and recorded; refused without an exponent and on the cluster
+    seen.length = 0;
+    const scoped = mergeSettings({}, { heatmaps: 'none', density_exponent: 1, density_scope: 'image' });
+    await runDataset({
+      data: set.root,
+      out: join(dir, 'scope'),
+      settings: scoped,
+      loadBackbone: fakeLoader(fakeBackbone(32, 8)),
+      scorer: spy,
+    });
+    assert.equal(seen[0]!.densityScope, 'image');
+    const sj = JSON.parse(await readFile(join(dir, 'scope', 'surface', 'run.json'), 'utf8')) as { settings: Record<string, unknown> };
+    assert.equal(sj.settings.density_scope, 'image');
+    assert.throws(() => validateSettings({ density_scope: 'maps' }, 'test config'), /density_scope/);
+    const alone = cli(['--data', set.root, '--out', join(dir, 'bad'), '--density-scope', 'image']);
+    assert.equal(alone.status, 2, alone.stderr);
+    assert.match(alone.stderr, /--density-scope image: give --density-exponent too/);
+    const redis = cli([...base, '--density-scope', 'image', '--redis', 'redis://127.0.0.1:1', '--store', join(dir, 'store')]);
+    assert.equal(redis.status, 2, redis.stderr);
+    assert.match(redis.stderr, /--density-scope image runs in one process/);
   } finally {
     await cleanup();
   }

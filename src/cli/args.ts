@@ -117,6 +117,7 @@ export interface ScoringFlags extends AccuracyFlags {
   project?: number;
   normExponent?: number;
   densityExponent?: number | number[];
+  densityScope?: 'all' | 'image';
   msmPrecision?: MsmPrecision;
   device?: Device;
   batchSize?: number;
@@ -266,6 +267,14 @@ export function densityExponentOption(): Option {
       return a.length === 1 ? a[0]! : a;
     }),
   );
+}
+
+/** --density-scope all|image (musc run): which scores --density-exponent normalises (core/score.ts EngineOptions.densityScope). */
+export function densityScopeOption(): Option {
+  return new Option(
+    '--density-scope <scope>',
+    "with --density-exponent: 'all' (default) normalises every table; 'image' only the scores image scores come from, so the maps and pixel metrics keep MSM's distances (one process, not --redis)",
+  ).choices(['all', 'image']);
 }
 
 /** --project K (musc run, bank build): MSM on features projected on K directions (core/project.ts). */

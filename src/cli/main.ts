@@ -39,6 +39,7 @@ import {
   maxPixelsOption,
   normExponentOption,
   densityExponentOption,
+  densityScopeOption,
   projectOption,
   msmPrecisionOption,
   accuracyOptions,
@@ -108,6 +109,7 @@ function flagsToSettings(f: RunFlags): Partial<Settings> {
   if (f.project !== undefined) s.project = f.project;
   if (f.normExponent !== undefined) s.norm_exponent = f.normExponent;
   if (f.densityExponent !== undefined) s.density_exponent = f.densityExponent;
+  if (f.densityScope !== undefined) s.density_scope = f.densityScope;
   if (f.divide !== undefined) s.divide_num = f.divide;
   if (f.maxMemory !== undefined) s.max_memory = f.maxMemory;
   if (f.kList !== undefined) s.k_list = f.kList;
@@ -193,7 +195,8 @@ function addRunOptions(cmd: Command): Command {
       degreeOptions(backboneOptions(located))
         .addOption(projectOption('the batch'))
         .addOption(normExponentOption())
-        .addOption(densityExponentOption()),
+        .addOption(densityExponentOption())
+        .addOption(densityScopeOption()),
     ),
   )
     .option('--divide <n>', 'subsets mutual scoring runs within (reference divide_num; default: 1)', posIntArg)

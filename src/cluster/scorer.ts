@@ -254,6 +254,7 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
   return {
     async scorePatches(stages: StageFeatures[], o: ScoreOptions): Promise<PatchScores> {
       validateStages(stages);
+      if (o.densityScope === 'image') throw new Error("densityScope 'image': one process only (the merge jobs normalise every variant)");
       const plan = planOfBatch(stages[0]!.n, o);
       validatePlan(plan);
       const t0 = performance.now();

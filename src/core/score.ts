@@ -83,6 +83,12 @@ export interface EngineOptions {
    * must be those images.
    */
   densityRho?: Record<string, Float64Array>;
+  /**
+   * with densityExponent, zero-shot: 'all' (default) normalises every variant's tables; 'image' only
+   * those of the scores image scores come from (the filter's, else PlanScores.image), the maps
+   * and every plan variant keep MSM's distances (`--density-scope`; docs/accuracy.md, seventeenth round)
+   */
+  densityScope?: 'all' | 'image';
 }
 
 export interface EngineHooks {
@@ -112,6 +118,8 @@ export interface PlanScores {
   bases?: Record<string, Float32Array>;
   /** with densityExponent (and no densityRho): each normalised (stage, r) table's densities rho [N, P], by projectKey(stage, r) */
   densities?: Record<string, Float64Array>;
+  /** with densityScope 'image' and no filter: variant 0 from the density-normalised tables (what image scores come from) */
+  image?: VariantScores;
 }
 
 export interface FilteredScores extends VariantScores {
@@ -178,7 +186,9 @@ export async function scorePlan(
     ? await timed(timings, 'msmMs', () => repeatPass(stages[0]!, normed0, plan, bankOf, kernel, table, density?.[0]))
     : null;
   if (pre) hooks.progress?.(++done, total, 'scoring'); // its pass is done: the loop skips it
-  const all = pre ? [...plan.variants, pre.variant] : plan.variants;
+  // --density-scope image without the filter: variant 0 once more, from the normalised tables
+  const imageCopy = !pre && density?.some((d) => d?.rawVariants !== undefined);
+  const all = pre ? [...plan.variants, pre.variant] : imageCopy ? [...plan.variants, plan.variants[0]!] : plan.variants;
   const variants = all.map((v) => ({
     patch: new Float64Array(v.scored.length * P),
     passes: opts.keepPasses ? new Float64Array(R * L * v.scored.length * P) : undefined,
@@ -204,9 +214,10 @@ export async function scorePlan(
     }
   }
   const filtered = pre ? { ...variants.pop()!, summary: pre.summary } : undefined;
+  const image = imageCopy ? { image: variants.pop()! } : {};
   const bases = opts.projectChannels !== undefined ? { bases: bankOf.bases } : {};
   const densities = density?.some((d) => d?.record) ? { densities: density.find((d) => d?.record)!.record! } : {};
-  return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), timings, ...bases, ...densities };
+  return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), ...image, timings, ...bases, ...densities };
 }
 
 /** The key of stage l's basis at degree r in EngineOptions.projectBases and PlanScores.bases. */
@@ -279,6 +290,8 @@ export interface Density {
   given?: Record<string, Float64Array>;
   /** where each table's own densities go, by projectKey (PlanScores.densities) */
   record?: Record<string, Float64Array>;
+  /** densityScope 'image': the leading variants (the plan's) that reduce MSM's own table; the rest (the image scores') the normalised one */
+  rawVariants?: number;
 }
 
 /** A stage's Density for its table at degree r (the key of its densities). */
@@ -296,7 +309,7 @@ export function densityOf(
   plan: ScoringPlan,
   L: number,
   precision: string,
-  opts: Pick<EngineOptions, 'densityExponent' | 'projectFolds' | 'densityHeldOut' | 'densityRho'>,
+  opts: Pick<EngineOptions, 'densityExponent' | 'projectFolds' | 'densityHeldOut' | 'densityRho' | 'densityScope'>,
 ): (Density | undefined)[] | undefined {
   const given = opts.densityExponent;
   if (given === undefined) return undefined;
@@ -307,6 +320,7 @@ export function densityOf(
   if (precision !== 'fast') throw new Error(`density normalisation needs the 'fast' MSM precision, not '${precision}'`);
   if (opts.projectFolds !== undefined) throw new Error('density normalisation: not with projectFolds');
   const v = plan.variants[0]!;
+  if (opts.densityRho && (opts.densityScope ?? 'all') !== 'all') throw new Error("densityScope 'image': not with given densities (banks)");
   if (opts.densityRho) return givenDensity(plan, A, opts.densityRho, opts.densityHeldOut);
   const whole = v.scored.length === plan.n && v.pools.length === 1 && v.pools[0]!.length === plan.n;
   const need = neededPairs(plan);
@@ -316,7 +330,17 @@ export function densityOf(
     throw new Error('held-out densities: an interval reduction of at least 3 images, without the repeated-anomaly filter');
   const record: Record<string, Float64Array> = {};
   const heldOut = opts.densityHeldOut ? { heldOut: true } : {};
-  return A.map((exponent) => (exponent > 0 ? { exponent, variant: v, record, ...heldOut } : undefined));
+  const scope = densityScope(plan, opts);
+  return A.map((exponent) => (exponent > 0 ? { exponent, variant: v, record, ...heldOut, ...scope } : undefined));
+}
+
+/** EngineOptions.densityScope checked: 'image' keeps the plan's variants on MSM's tables (Density.rawVariants). */
+function densityScope(plan: ScoringPlan, opts: Pick<EngineOptions, 'densityScope' | 'densityHeldOut'>): { rawVariants?: number } {
+  const scope = opts.densityScope ?? 'all';
+  if (scope !== 'all' && scope !== 'image') throw new Error(`densityScope: 'all' or 'image', got '${scope}'`);
+  if (scope === 'all') return {};
+  if (opts.densityHeldOut) throw new Error("densityScope 'image': not with held-out densities (banks)");
+  return { rawVariants: plan.variants.length };
 }
 
 /** densityOf with the references' densities given (predict): every pool is the batch's trailing references. */
@@ -419,17 +443,15 @@ async function repeatPass(
   const ri = linkTableRIndex(plan); // the link table: stage 0 at its smallest r
   const z = await bankOf.of(stage0, normed0, 0, plan.rList[ri]!);
   const links = new Float64Array(n * n);
-  const scored = await distanceTable(
-    z,
-    n,
-    P,
-    bankOf.channels,
-    kernel,
-    { ...table, density: passDensity(density, 0, plan.rList[ri]!) },
-    (t) => addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links),
-  ); // the links from MSM's own distances
+  const d = passDensity(density, 0, plan.rList[ri]!);
+  let head: Float64Array[] = [];
+  const scored = await distanceTable(z, n, P, bankOf.channels, kernel, { ...table, density: d }, (t) => {
+    addBurnoutLinks(t, 0, n, P, bounds[1], plan.repeatFilter!.fpr, links); // the links from MSM's own distances
+    if (d?.rawVariants) head = reduceTable(t, n, P, plan.variants); // --density-scope image: the maps on MSM's own
+  });
   const f = repeatVariant(plan, links, P, bounds);
-  return { ri, ...f, scores: reduceTable(scored, n, P, [...plan.variants, f.variant]) };
+  const tail = head.length ? [f.variant] : [...plan.variants, f.variant];
+  return { ri, ...f, scores: [...head, ...reduceTable(scored, n, P, tail)] };
 }
 
 /**
@@ -488,7 +510,12 @@ export async function scoreBank(
   opts: TableOptions & { need?: Uint8Array; density?: Density & { key: string } } = {},
 ): Promise<Float64Array[]> {
   const need = opts.need ?? neededPairs({ n, rList: [1], variants });
-  return reduceTable(await distanceTable(z, n, p, c, kernel, { ...opts, need }), n, p, variants);
+  const k = opts.density?.rawVariants ?? 0; // --density-scope image: the leading variants on MSM's own table
+  let head: Float64Array[] = [];
+  const table = await distanceTable(z, n, p, c, kernel, { ...opts, need }, (t) => {
+    if (k) head = reduceTable(t, n, p, variants.slice(0, k));
+  });
+  return [...head, ...reduceTable(table, n, p, variants.slice(k))];
 }
 
 /**

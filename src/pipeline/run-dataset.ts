@@ -138,6 +138,8 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     throw new ConfigError(`--density-exponent needs the 'fast' MSM precision (nearest-patch indices), not '${s.msm_precision}'`);
   if (densityActive(s.density_exponent) && s.reference_dir)
     throw new ConfigError('--density-exponent scores zero-shot batches: it cannot be used with --reference-dir');
+  if (s.density_scope === 'image' && !densityActive(s.density_exponent))
+    throw new ConfigError('--density-scope image: give --density-exponent too (the scope of which normalisation)');
   const refFiles = await referenceFiles(o, cats);
 
   registerOutputDir(o.out);
@@ -345,6 +347,7 @@ async function runOneCategory(run: DatasetRun, c: Category, nCats: number): Prom
         ...(s.project !== undefined ? { project: s.project } : {}),
         ...(run.normExponent !== 1 ? { normExponent: run.normExponent } : {}),
         ...(densityActive(s.density_exponent) ? { densityExponent: s.density_exponent } : {}),
+        ...(densityActive(s.density_exponent) && s.density_scope ? { densityScope: s.density_scope } : {}),
         interval: s.interval,
         kList: run.kList,
         batchSize: s.batch_size,

@@ -145,6 +145,7 @@ async function scoreOne(
     ...(opts.project !== undefined ? { projectChannels: opts.project } : {}),
     ...(opts.normExponent !== undefined ? { normExponent: opts.normExponent } : {}),
     ...(densityActive(opts.densityExponent) ? { densityExponent: opts.densityExponent } : {}),
+    ...(densityActive(opts.densityExponent) && opts.densityScope ? { densityScope: opts.densityScope } : {}),
     onProgress, // per stage and r, within the subset
   });
   t.lnamd += ps.timings?.lnamdMs ?? 0;

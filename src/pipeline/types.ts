@@ -72,6 +72,8 @@ export interface PipelineOptions {
   normExponent?: number;
   /** reference-density normalisation of MSM distances (Settings.density_exponent; core/density.ts; absent: off) */
   densityExponent?: number | number[];
+  /** with densityExponent: which scores are normalised (Settings.density_scope; absent: all) */
+  densityScope?: 'all' | 'image';
   interval: [number, number];
   kList: number[];
   batchSize: number;

@@ -44,6 +44,8 @@ export interface ScoreOptions {
    * 'fast' precision and zero-shot scoring (no references).
    */
   densityExponent?: number | number[];
+  /** with densityExponent: 'all' (default) or 'image' (only the scores image scores come from; the maps on MSM's distances) */
+  densityScope?: 'all' | 'image';
   device?: Device;
   /** patch rows per row block of the MSM products (default 512) */
   maxRows?: number;
@@ -69,6 +71,8 @@ export interface PatchScores {
   data: Float64Array;
   /** the repeated-anomaly filter's patch scores [N, H, W], from which image scores come (maps stay `data`) */
   filtered?: { data: Float64Array; summary: RepeatSummary };
+  /** densityScope 'image' where the filter did not run: the density-normalised patch scores [N, H, W] image scores come from */
+  image?: Float64Array;
   /** wall time spent in LNAMD and in MSM (when computed by scorePatches) */
   timings?: { lnamdMs: number; msmMs: number };
 }
@@ -101,14 +105,16 @@ export async function scorePatches(stages: StageFeatures[], opts: ScoreOptions =
     w: r.w,
     data: r.patch,
     ...(f ? { filtered: { data: f.patch, summary: f.summary } } : {}),
+    ...(r.image ? { image: r.image } : {}),
     timings: r.timings,
   };
 }
 
 /**
  * Image scores [N] of patch scores: the rule on the maps upsampled to outH x outW, from the
- * repeated-anomaly filter's scores where the scoring had the filter, else from the plain scores'
- * maps (`maps`, when the caller has them already: upsampleMaps(ps, outH, outW, smoothSigma)).
+ * repeated-anomaly filter's scores where the scoring had the filter, else from `image` (density
+ * scope 'image'), else from the plain scores' maps (`maps`, when the caller has them already:
+ * upsampleMaps(ps, outH, outW, smoothSigma)).
  */
 export function imageScoresOf(
   ps: PatchScores,
@@ -118,9 +124,8 @@ export function imageScoresOf(
   smoothSigma = 0,
   maps?: Float32Array,
 ): Float64Array {
-  const scoreMaps = ps.filtered
-    ? upsampleMaps({ ...ps, data: ps.filtered.data }, outH, outW, smoothSigma)
-    : (maps ?? upsampleMaps(ps, outH, outW, smoothSigma));
+  const own = ps.filtered?.data ?? ps.image;
+  const scoreMaps = own ? upsampleMaps({ ...ps, data: own }, outH, outW, smoothSigma) : (maps ?? upsampleMaps(ps, outH, outW, smoothSigma));
   return imageScores(scoreMaps, ps.n, rule);
 }
 

@@ -70,6 +70,8 @@ export interface ScoreResult {
   passes?: Float64Array;
   /** the repeated-anomaly filter's scores [N, H*W] (what image scores come from) */
   filtered?: FilteredPatches;
+  /** densityScope 'image' without the filter: variant 0 on the density-normalised tables [N, H*W] (what image scores come from) */
+  image?: Float64Array;
   timings: { lnamdMs: number; msmMs: number };
 }
 
@@ -105,6 +107,7 @@ export async function scoreStages(stages: StageFeatures[], settings: ScoreSettin
     patch: v.patch,
     passes: v.passes,
     ...(f ? { filtered: { patch: f.patch, summary: f.summary } } : {}),
+    ...(res.image ? { image: res.image.patch } : {}),
     timings: res.timings,
   };
 }
