@@ -203,6 +203,28 @@ test('--density-exponent on the cluster (indexed block jobs, density jobs, merge
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /reference densities: 20 jobs/); // 2 stages x r 1,3 x ceil(14 / 3) row blocks
   sameAsOneProcess('d5', 'one-d');
+  // --density-scope image (14 images: no filter, so one more variant): the maps are MSM's, the image scores normalised
+  const scoped = [...dens, '--density-scope', 'image'];
+  const oneImg = spawnSync(
+    process.execPath,
+    [cliMain, 'run', '--data', data, '--out', join(dir, 'one-di'), ...SETTINGS, ...scoped, '--no-cache'],
+    {
+      encoding: 'utf8',
+      timeout: 120_000,
+    },
+  );
+  assert.equal(oneImg.status, 0, oneImg.stderr);
+  const maps = 'surface/maps.safetensors';
+  assert.deepEqual(readFileSync(join(dir, 'one-di', maps)), readFileSync(join(dir, 'one', maps)), "scope image: the maps are MSM's");
+  assert.notDeepEqual(
+    readFileSync(join(dir, 'one-di', FILES[0]!)),
+    readFileSync(join(dir, 'one', FILES[0]!)),
+    'scope image: the image scores normalised',
+  );
+  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+  const ri = await run(clusterArgs('di', [3, 5], scoped)).done;
+  assert.equal(ri.code, 0, ri.stderr);
+  sameAsOneProcess('di', 'one-di');
 });
 
 /** Two CSV files with the same cells, numbers within `tol`: the count of numbers that differ at all. */

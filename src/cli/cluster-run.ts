@@ -28,10 +28,6 @@ export function addClusterRunOptions(cmd: Command): Command {
 export async function runOnCluster(f: ClusterFlags, o: DatasetRunOptions): Promise<DatasetRunResult> {
   const store = resolve(storeDir(f.store));
   if (o.settings.cache === false) throw new ConfigError('--redis keeps features in the store: --no-cache cannot be used with it');
-  if (o.settings.density_scope === 'image')
-    throw new ConfigError(
-      "--density-scope image runs in one process: the cluster's merge jobs normalise every variant (--density-scope all)",
-    );
   const settings = { ...o.settings, cache_dir: join(store, 'features') };
   const c = await openClusterRun({
     redis: f.redis!,

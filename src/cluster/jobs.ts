@@ -89,6 +89,8 @@ export interface BlockJobData {
 export interface DensityRef {
   exponent: number;
   rho: string;
+  /** --density-scope image: the plan's first variants (the maps) reduce the rows before they are normalised (core/score.ts Density.rawVariants) */
+  rawVariants?: number;
 }
 
 export interface ReduceJobData {

@@ -63,9 +63,11 @@ export async function reduceRowBlock(
   const [a0, a1] = rb,
     n = plan.n;
   const { rows, index } = await mergeRowBlock(store, n, P, need, blocks, keys, rb, stats, !!density);
-  if (density) normaliseRows(rows, index!, a0, n, P, densityWeights(await readRho(store, density.rho, n * P), density.exponent));
   const full = plan.variants.map((v) => new Float64Array(v.scored.length * P));
-  reduceRows(rows, a0, n, P, plan.variants, full);
+  const k = density?.rawVariants ?? 0; // --density-scope image: these variants on MSM's own rows
+  if (k) reduceRows(rows, a0, n, P, plan.variants.slice(0, k), full.slice(0, k));
+  if (density) normaliseRows(rows, index!, a0, n, P, densityWeights(await readRho(store, density.rho, n * P), density.exponent));
+  reduceRows(rows, a0, n, P, plan.variants.slice(k), full.slice(k));
   const pos = positions(plan, a0, a1);
   const out = new Float64Array(pos.reduce((s, p) => s + p.length, 0) * P);
   let o = 0;

@@ -254,7 +254,6 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
   return {
     async scorePatches(stages: StageFeatures[], o: ScoreOptions): Promise<PatchScores> {
       validateStages(stages);
-      if (o.densityScope === 'image') throw new Error("densityScope 'image': one process only (the merge jobs normalise every variant)");
       const plan = planOfBatch(stages[0]!.n, o);
       validatePlan(plan);
       const t0 = performance.now();
@@ -263,10 +262,15 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
       const all: ClusterJob[] = p.jobs.flat(2).map((data) => ({ name: 'block', data }));
       await coordinator.runJobs(all, `scoring ${plan.n} images: ${p.blocks.length} blocks x ${p.passes.flat().length} (stage, r) passes`);
       const filter = plan.repeatFilter ? await repeatFilterOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p) : null;
-      const merged = filter ? { ...withoutFilter(plan), variants: [...plan.variants, filter.variant] } : plan;
       const dens = densityOf(plan, stages.length, o.precision ?? DEFAULT_MSM_PRECISION, o);
+      // --density-scope image: the filter's variant, else variant 0 once more, from the normalised rows (as scorePlan)
+      const imageCopy = !filter && dens?.some((d) => d?.rawVariants !== undefined);
+      const imageVariants = filter ? [filter.variant] : imageCopy ? [plan.variants[0]!] : [];
+      const merged = imageVariants.length ? { ...withoutFilter(plan), variants: [...plan.variants, ...imageVariants] } : plan;
       const exponents = dens?.map((d) => d?.exponent ?? 0);
-      const density = exponents ? await densityOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p, exponents) : undefined;
+      const refs = exponents ? await densityOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p, exponents) : undefined;
+      const raw = dens?.find((d) => d)?.rawVariants;
+      const density = raw ? refs?.map((st) => st.map((d) => d && { ...d, rawVariants: raw })) : refs;
       const patch = await mergeOnWorkers(coordinator, store, merged, p, density);
       return {
         n: plan.variants[0]!.scored.length,
@@ -274,6 +278,7 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
         w: p.target.gridW,
         data: patch[0]!,
         ...(filter ? { filtered: { data: patch[merged.variants.length - 1]!, summary: filter.summary } } : {}),
+        ...(imageCopy ? { image: patch[merged.variants.length - 1]! } : {}),
         timings: { lnamdMs: 0, msmMs: performance.now() - t0 },
       };
     },
