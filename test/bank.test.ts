@@ -647,6 +647,63 @@ test('issue 17: density-normalised banks: leave-one-out on held-out densities = 
   await assert.rejects(scoreAgainstBank(fresh, bank, s), /needs zero-shot scoring of the whole batch/);
 });
 
+test("issue 17: --density-scope image in banks: the maps and pixel calibration are MSM's, the image scores normalised; predict = leave-one-out; format 7", async () => {
+  const n = 7;
+  const stages = [stage(n, 4, 8, 61), stage(n, 2, 12, 62)];
+  const s = { rList: [1, 3], interval: [0, 0.5] as [number, number], normExponent: 0.5, densityExponent: [0, 1] };
+  const all = await leaveOneOut(stages, s);
+  const image = await leaveOneOut(stages, { ...s, densityScope: 'image' });
+  const plain = await leaveOneOut(stages, { rList: [1, 3], interval: [0, 0.5], normExponent: 0.5 });
+  assert.ok(maxDiff(image.patch, plain.patch) === 0, "the maps are MSM's");
+  assert.ok(maxDiff(image.image!, all.patch) === 0, 'the image scores are the normalised ones');
+  const P = image.h * image.w;
+  for (const i of [0, 4]) {
+    const others = [...Array(n).keys()].filter((j) => j !== i);
+    const bank = stages.map((st) => take(st, others)),
+      fresh = stages.map((st) => take(st, [i]));
+    const saved = (await leaveOneOut(bank, { ...s, densityScope: 'image' })).densities!;
+    for (const pred of [
+      await scoreAgainstBank(fresh, bank, { ...s, densityScope: 'image', densityRho: saved }),
+      await scoreAgainstBankCached(`scope-${i}`, fresh, bank, { ...s, densityScope: 'image', densityRho: saved }),
+    ]) {
+      assert.ok(maxDiff(pred.patch, image.patch.subarray(i * P, (i + 1) * P)) <= 1e-6, `image ${i}: the map`);
+      assert.ok(maxDiff(pred.image!, image.image!.subarray(i * P, (i + 1) * P)) <= 1e-6, `image ${i}: the image scores`);
+    }
+  }
+  const { dir, cleanup } = await tempDir('musc-bank-scope-');
+  try {
+    const imgs = await inputs(8, 150);
+    const built = await buildBank(imgs, { out: join(dir, 's.bank'), backbone: bb, densityExponent: 1, densityScope: 'image' });
+    const flat = await buildBank(imgs, { out: join(dir, 'f.bank'), backbone: bb });
+    const dens = await buildBank(imgs, { out: join(dir, 'd.bank'), backbone: bb, densityExponent: 1 });
+    assert.equal(built.manifest.format_version, 7);
+    assert.equal(built.manifest.scoring.density_scope, 'image');
+    const [sb, fb, db] = [await openBank(built.path), await openBank(flat.path), await openBank(dens.path)];
+    assert.deepEqual(sb.calibration.map_maxima, fb.calibration.map_maxima, "the pixel threshold on MSM's maps");
+    assert.deepEqual(sb.calibration.image_scores, db.calibration.image_scores, 'the image scores normalised');
+    assert.match(describeBank(sb).join('\n'), /density exponent 1 \(image scores only\)/);
+    const [ps, pf, pd] = await Promise.all(
+      [sb, fb, db].map(async (b) => (await predict(b, [imgs[0]!], { loadBackbone: loader, maps: true })).predictions[0]!),
+    );
+    assert.deepEqual(ps!.map!.data, pf!.map!.data, "predict's map is MSM's");
+    assert.ok(Math.abs(ps!.imageScore - pd!.imageScore) <= 1e-9, "predict's image score is the normalised one");
+    assert.ok(Math.abs(ps!.imageScore - pf!.imageScore) > 1e-9, 'the normalisation changed nothing');
+    for (const b of [sb, fb, db]) await closeBank(b);
+    await assert.rejects(
+      buildBank(imgs, { out: join(dir, 'x.bank'), backbone: bb, densityScope: 'image' }),
+      (e: unknown) => e instanceof ConfigError && /--density-scope image: give --density-exponent too/.test((e as Error).message),
+    );
+    const man = join(built.path, 'manifest.json');
+    await refusesEdits(man, await readFile(man, 'utf8'), built.path, [
+      [(m) => (m.format_version = 6), /density_exponent present\) are those of bank format version 7, the manifest says 6/],
+      [(m) => ((m.scoring as Record<string, unknown>).density_scope = 'all'), /scoring\.density_scope must be 'image'/],
+      [(m) => delete m.scoring.density_exponent, /scoring\.density_scope without density_exponent/],
+    ]);
+  } finally {
+    await cleanup();
+  }
+});
+
 test('issue 17: a bank built with --density-exponent: format 6, densities saved and verified, shown; predict alone = in a pair; refusals', async () => {
   const { dir, cleanup } = await tempDir('musc-bank-density-');
   try {

@@ -248,10 +248,11 @@ test("engine: densityScope 'image': the plan's variants (the maps) keep MSM's sc
   );
   const bad = { densityExponent: 1, densityScope: 'maps' } as unknown as Parameters<typeof scorePlan>[3];
   await assert.rejects(scorePlan(st, plan, kernel, bad), /densityScope: 'all' or 'image', got 'maps'/);
-  await assert.rejects(
-    scorePlan(st, plan, kernel, { densityExponent: 1, densityScope: 'image', densityHeldOut: true }),
-    /not with held-out densities/,
-  );
+  // held-out densities (a bank's leave-one-out) scope the same way
+  const held = await scorePlan(st, plan, kernel, { densityExponent: 1, densityHeldOut: true });
+  const heldImage = await scorePlan(st, plan, kernel, { densityExponent: 1, densityHeldOut: true, densityScope: 'image' });
+  assert.deepEqual(heldImage.variants[0]!.patch, plain.variants[0]!.patch);
+  assert.deepEqual(heldImage.image!.patch, held.variants[0]!.patch);
 });
 
 test('engine: densityExponent refused where its densities are not defined (int8 / exact, references, subsets, held-out folds); 0 is MSM', async () => {

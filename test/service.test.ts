@@ -138,6 +138,7 @@ test('build a bank from a server-side folder as a job (202, progress, loaded); p
   assert.equal(list.banks[0].info.scoreGrid, null);
   assert.deepEqual(list.banks[0].info.fuseSizes, []); // service builds use one input size, as musc bank build
   assert.equal(list.banks[0].info.densityExponent, null); // MSM's distances (a bank built with --density-exponent shows it)
+  assert.equal(list.banks[0].info.densityScope, null);
 });
 
 test('build from uploaded images (multipart): unreadable files skipped with the reason, load=false leaves it unloaded', {

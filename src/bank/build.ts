@@ -81,6 +81,8 @@ export interface BuildBankOptions {
    * and the bank saves its own for new images ('fast' precision; not with project)
    */
   densityExponent?: number | number[];
+  /** with densityExponent: 'image' normalises the image scores only, the maps (pixel threshold, masks) keep MSM's (as musc run --density-scope) */
+  densityScope?: 'all' | 'image';
   precision?: MsmPrecision;
   device?: 'cpu' | 'cuda';
   /** default false-alarm rate stored with the calibration */
@@ -182,7 +184,8 @@ async function calibrate(
     S = rules.S;
   const loo = await leaveOneOut(stages, settings, onProgress);
   const maps = upsampleAlignCorners(loo.patch, n, loo.h, loo.w, S, S); // [n, S, S] as musc run
-  const imageScores = imageScoresOf(maps, n, rules.imageScore);
+  // --density-scope image: the image scores from the normalised scores, the map maxima and medians from MSM's
+  const imageScores = imageScoresOf(loo.image ? upsampleAlignCorners(loo.image, n, loo.h, loo.w, S, S) : maps, n, rules.imageScore);
   const calibration = {
     ...calibrationOf(maps, S, imageScores, rscinRaw(imageScores, tokens, rules.kList), rules.falseAlarm),
     ...(settings.projectFolds !== undefined ? { project_folds: settings.projectFolds } : {}),
@@ -204,12 +207,15 @@ function scoringOf(s: BankScoreSettings, kList: number[], imageScore: string): B
     ...(s.project !== undefined ? { project: s.project } : {}),
     ...(s.normExponent !== undefined ? { norm_exponent: s.normExponent } : {}),
     ...(s.densityExponent !== undefined ? { density_exponent: s.densityExponent } : {}),
+    ...(s.densityScope === 'image' ? { density_scope: 'image' as const } : {}),
   };
 }
 
 /** The bank's density exponent checked as a usage error: 'fast' precision, no projection, one per stage when a list; undefined when off. */
 function checkedDensity(o: BuildBankOptions, precision: MsmPrecision): number | number[] | undefined {
   const A = o.densityExponent;
+  if (o.densityScope === 'image' && !densityActive(A))
+    throw new ConfigError('--density-scope image: give --density-exponent too (the scope of which normalisation)');
   if (A === undefined || !densityActive(A)) return undefined;
   if (precision !== 'fast')
     throw new ConfigError(`--density-exponent needs the 'fast' MSM precision (nearest-patch indices), not '${precision}'`);
@@ -279,6 +285,7 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     ...(projectFolds !== undefined ? { projectFolds: Math.min(projectFolds, n) } : {}),
     ...(normExponent !== 1 ? { normExponent } : {}),
     ...(densityExponent !== undefined ? { densityExponent } : {}),
+    ...(densityExponent !== undefined && o.densityScope === 'image' ? { densityScope: 'image' as const } : {}),
   };
   const tokens = { n, d: ex.tokenDim, data: new Float32Array(n * ex.tokenDim) };
   images.forEach((im, i) => tokens.data.set(im.token, i * ex.tokenDim));

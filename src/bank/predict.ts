@@ -151,9 +151,9 @@ export async function predict(bank: Bank, images: ImageInput[], opts: PredictOpt
     );
     const scoringMs = (performance.now() - t1) / chunk.length;
     chunk.forEach((im, i) => {
-      predictions.push(
-        postProcess(bank, im, res.patch.subarray(i * res.h * res.w, (i + 1) * res.h * res.w), res.h, res.w, th, opts, scoringMs),
-      );
+      const P = res.h * res.w;
+      const own = res.image?.subarray(i * P, (i + 1) * P); // --density-scope image: what the image score comes from
+      predictions.push(postProcess(bank, im, res.patch.subarray(i * P, (i + 1) * P), res.h, res.w, th, opts, scoringMs, own));
       opts.onProgress?.('post', predictions.length, ex.images.length);
     });
   }
@@ -172,6 +172,7 @@ function scoreSettings(bank: Bank, opts: PredictOptions) {
     ...(s.project !== undefined ? { project: s.project, projectBases: bank.bases! } : {}),
     ...(s.norm_exponent !== undefined ? { normExponent: s.norm_exponent } : {}),
     ...(s.density_exponent !== undefined ? { densityExponent: s.density_exponent, densityRho: bank.densities! } : {}),
+    ...(s.density_scope !== undefined ? { densityScope: s.density_scope } : {}),
   };
 }
 
@@ -184,10 +185,11 @@ function postProcess(
   th: Thresholds,
   opts: PredictOptions,
   scoringMs: number,
+  imagePatch = patch,
 ): ImagePrediction {
   const t0 = performance.now();
   const S = bank.manifest.backbone.image_size;
-  const square = upsampleAlignCorners(patch, 1, h, w, S, S);
+  const square = upsampleAlignCorners(imagePatch, 1, h, w, S, S);
   const imageScore = imageScoreOf(square, bankImageScore(bank));
   const kList = opts.kList ?? bank.manifest.scoring.k_list;
   const score = predictRscin(imageScore, im.token, bank.calibration.image_scores, bank.tokens, kList);

@@ -54,6 +54,8 @@ export interface BankScoreSettings {
   densityExponent?: number | number[];
   /** with densityExponent: the bank's densities [n, P] by projectKey(stage, r) (predict); absent = held out within the bank (leave-one-out at build) */
   densityRho?: Record<string, Float64Array>;
+  /** with densityExponent: 'image' normalises only the scores image scores come from (PatchResult.image); the maps keep MSM's */
+  densityScope?: 'all' | 'image';
 }
 
 export interface PatchResult {
@@ -66,6 +68,8 @@ export interface PatchResult {
   bases?: Record<string, Float32Array>;
   /** with densityExponent at build: the whole bank's densities [n, P] by projectKey(stage, r) (what a bank saves) */
   densities?: Record<string, Float64Array>;
+  /** with densityScope 'image': the density-normalised patch scores [S, P] image scores come from (`patch` keeps MSM's: the maps) */
+  image?: Float64Array;
 }
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
@@ -89,7 +93,7 @@ export async function scoreAgainstBank(
   const batch = appendReferences(fresh, { files: [], stages: bank, tokens: empty });
   const plan = { ...degrees(s), n: m + n, variants: [predictVariant(m, n, s.interval)] };
   const res = await scorePlan(batch, plan, engineOptions(s), onProgress);
-  return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings };
+  return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings, ...(res.image ? { image: res.image.patch } : {}) };
 }
 
 /** A plan's LNAMD degrees of bank settings (rList, and stageRList when given). */
@@ -109,6 +113,7 @@ function engineOptions(s: BankScoreSettings) {
     ...(s.normExponent !== undefined ? { normExponent: s.normExponent } : {}),
     ...(s.densityExponent !== undefined ? { densityExponent: s.densityExponent } : {}),
     ...(s.densityRho ? { densityRho: s.densityRho } : {}),
+    ...(s.densityScope ? { densityScope: s.densityScope } : {}),
   };
 }
 
@@ -132,6 +137,7 @@ export function scoreAgainstBankCached(
   if (s.project !== undefined) Object.assign(settings, { project: s.project, projectBases: s.projectBases });
   if (s.normExponent !== undefined) settings.normExponent = s.normExponent;
   if (s.densityExponent !== undefined) Object.assign(settings, { densityExponent: s.densityExponent, densityRho: s.densityRho });
+  if (s.densityScope !== undefined) settings.densityScope = s.densityScope;
   return computeWorker().call<PatchResult>(BANK_TASKS_MODULE, 'predictTask', [key, fresh, bank, settings], [], onProgress);
 }
 
@@ -150,7 +156,11 @@ export async function leaveOneOut(bank: StageFeatures[], s: BankScoreSettings, o
   const plan = { ...degrees(s), n, variants: [zeroShotVariant(n, s.interval)] };
   if (s.densityRho) throw new Error("leave-one-out: the bank's densities are its own (no densityRho)");
   const res = await scorePlan(bank, plan, { ...engineOptions(s), densityHeldOut: s.densityExponent !== undefined }, onProgress);
-  const extra = { ...(res.bases ? { bases: res.bases } : {}), ...(res.densities ? { densities: res.densities } : {}) };
+  const extra = {
+    ...(res.bases ? { bases: res.bases } : {}),
+    ...(res.densities ? { densities: res.densities } : {}),
+    ...(res.image ? { image: res.image.patch } : {}),
+  };
   return { h: res.h, w: res.w, patch: res.variants[0]!.patch, timings: res.timings, ...extra };
 }
 

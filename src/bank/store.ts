@@ -227,6 +227,7 @@ function checkDegrees(path: string, m: BankManifest): void {
     }
   }
   if (density_exponent !== undefined) checkDensity(path, m);
+  else if (m.scoring.density_scope !== undefined) throw new BankError(path, `${MANIFEST}: scoring.density_scope without density_exponent`);
   if (stage_r_list === undefined) return;
   try {
     if (!Array.isArray(stage_r_list) || !stage_r_list.every(Array.isArray)) throw new Error('must be a list of lists');
@@ -249,6 +250,9 @@ function checkDensity(path: string, m: BankManifest): void {
     );
   if (m.scoring.msm_precision !== 'fast' || m.scoring.project !== undefined)
     throw new BankError(path, `${MANIFEST}: scoring.density_exponent needs msm_precision 'fast' and no project`);
+  const scope = m.scoring.density_scope;
+  if (scope !== undefined && scope !== 'image')
+    throw new BankError(path, `${MANIFEST}: scoring.density_scope must be 'image' (absent: every score), got ${JSON.stringify(scope)}`);
 }
 
 /** The passes whose tables a bank's density_exponent normalises: their projectKey. */

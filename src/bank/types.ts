@@ -40,6 +40,12 @@ export const BANK_FORMAT_VERSION_PROJECT_NORM = 5;
  * normalised ones. Such banks may have per-stage degrees and a norm exponent too, not projection.
  */
 export const BANK_FORMAT_VERSION_DENSITY = 6;
+/**
+ * The version of density-normalised banks whose normalisation is for the image scores only
+ * (scoring.density_scope 'image'): a musc that reads only versions 1-6 refuses them instead of
+ * normalising the maps too.
+ */
+export const BANK_FORMAT_VERSION_DENSITY_SCOPE = 7;
 /** The versions this musc reads. */
 export const BANK_FORMAT_VERSIONS: readonly number[] = [
   BANK_FORMAT_VERSION,
@@ -48,12 +54,14 @@ export const BANK_FORMAT_VERSIONS: readonly number[] = [
   BANK_FORMAT_VERSION_NORM,
   BANK_FORMAT_VERSION_PROJECT_NORM,
   BANK_FORMAT_VERSION_DENSITY,
+  BANK_FORMAT_VERSION_DENSITY_SCOPE,
 ];
 
 /** The format version a bank's scoring settings need: the lowest that holds them. */
 export function bankFormatVersion(
-  scoring: Pick<BankManifest['scoring'], 'stage_r_list' | 'project' | 'norm_exponent' | 'density_exponent'>,
+  scoring: Pick<BankManifest['scoring'], 'stage_r_list' | 'project' | 'norm_exponent' | 'density_exponent' | 'density_scope'>,
 ): number {
+  if (scoring.density_scope !== undefined) return BANK_FORMAT_VERSION_DENSITY_SCOPE;
   if (scoring.density_exponent !== undefined) return BANK_FORMAT_VERSION_DENSITY;
   if (scoring.norm_exponent !== undefined)
     return scoring.project !== undefined ? BANK_FORMAT_VERSION_PROJECT_NORM : BANK_FORMAT_VERSION_NORM;
@@ -129,6 +137,8 @@ export interface BankManifest {
      * (format version 6 only)
      */
     density_exponent?: number | number[];
+    /** with density_exponent: 'image' = the image scores only, the maps on MSM's distances (`--density-scope image`); absent = every score (format version 7 only) */
+    density_scope?: 'image';
   };
   /** per stage patch grid and channels; image token length */
   features: { stages: { h: number; w: number; c: number }[]; token_dim: number };

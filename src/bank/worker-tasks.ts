@@ -78,6 +78,9 @@ export async function predictTask(
   // the bank's saved densities (a prediction does not depend on what else is in the call)
   const density = densityOf({ n: m + n, rList: s.rList, variants: [variant] }, bank.length, kernel.precision, s);
   const patch = new Float64Array(m * P);
+  // --density-scope image: the variant twice, on MSM's table (the maps) and on the normalised one (the image scores)
+  const imageOnly = density?.some((d) => d?.rawVariants !== undefined) ?? false;
+  const image = imageOnly ? new Float64Array(m * P) : undefined;
   let done = 0;
   const table = {
     need,
@@ -100,11 +103,12 @@ export async function predictTask(
       lnamdMs += performance.now() - t0;
       t0 = performance.now();
       const pass = { ...table, density: passDensity(density?.[l], l, s.rList[ri]!) };
-      const [scores] = await scoreBank(z, m + n, P, C, [variant], kernel, pass);
+      const [scores, normalised] = await scoreBank(z, m + n, P, C, imageOnly ? [variant, variant] : [variant], kernel, pass);
       msmMs += performance.now() - t0;
       for (let k = 0; k < scores!.length; k++) patch[k] += scores![k]! * w;
+      if (image) for (let k = 0; k < image.length; k++) image[k] += (normalised ?? scores!)[k]! * w;
       ctx?.progress(++done, total, 'scoring');
     }
   }
-  return { h: target.gridH, w: target.gridW, patch, timings: { lnamdMs, msmMs } };
+  return { h: target.gridH, w: target.gridW, patch, timings: { lnamdMs, msmMs }, ...(image ? { image } : {}) };
 }

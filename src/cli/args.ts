@@ -273,7 +273,7 @@ export function densityExponentOption(): Option {
 export function densityScopeOption(): Option {
   return new Option(
     '--density-scope <scope>',
-    "with --density-exponent: 'all' (default) normalises every table; 'image' only the scores image scores come from, so the maps and pixel metrics keep MSM's distances (one process and --redis; not banks)",
+    "with --density-exponent: 'all' (default) normalises every table; 'image' only the scores image scores come from, so the maps and pixel metrics keep MSM's distances (one process, --redis and banks)",
   ).choices(['all', 'image']);
 }
 

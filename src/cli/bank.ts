@@ -32,6 +32,7 @@ import {
   scoreGridOption,
   normExponentOption,
   densityExponentOption,
+  densityScopeOption,
   wrapArg,
 } from './args.js';
 import { createProgress } from './progress.js';
@@ -66,11 +67,27 @@ export function describeBank(bank: Bank, sizeBytes?: number): string[] {
     `bank ${bank.path}: ${m.images.length} images${m.skipped.length ? ` (${m.skipped.length} inputs skipped)` : ''}, ` +
       `${mb(bytes).toFixed(1)} MB (${mb(bytes / m.images.length).toFixed(2)} MB per image)`,
     `  backbone ${b.name} at ${b.image_size} px${b.fuse_sizes?.length ? ` fused with ${b.fuse_sizes.join(', ')} px` : ''}, stages ${b.stages.join(',')}, weights sha256 ${b.weights_sha256.slice(0, 12)}...`,
-    `  scoring: r ${degreesLabel({ rList: sc.r_list, ...(sc.stage_r_list ? { stageRList: sc.stage_r_list } : {}) })}${sc.stage_r_list ? ' (per stage)' : ''}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}${sc.project !== undefined ? `, features projected to ${sc.project} channels` : ''}${sc.norm_exponent !== undefined ? `, norm exponent ${sc.norm_exponent}` : ''}${sc.density_exponent !== undefined ? `, density exponent ${[sc.density_exponent].flat().join('/')}` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
+    `  scoring: r ${degreesLabel({ rList: sc.r_list, ...(sc.stage_r_list ? { stageRList: sc.stage_r_list } : {}) })}${sc.stage_r_list ? ' (per stage)' : ''}${sc.score_grid !== undefined ? ` on a ${sc.score_grid} x ${sc.score_grid} grid` : ''}${sc.project !== undefined ? `, features projected to ${sc.project} channels` : ''}${sc.norm_exponent !== undefined ? `, norm exponent ${sc.norm_exponent}` : ''}${sc.density_exponent !== undefined ? `, density exponent ${[sc.density_exponent].flat().join('/')}${sc.density_scope ? ` (${sc.density_scope} scores only)` : ''}` : ''}, interval ${sc.interval.join(',')}, RsCIN k ${sc.k_list.join(',')}, ${sc.msm_precision}, ` +
       `features ${sc.feature_storage}; musc ${m.software.musc}, built ${m.created}`,
     `  calibration (leave-one-out${bank.calibration.project_folds ? `, projection bases held out in ${bank.calibration.project_folds} folds` : ''}${sc.density_exponent !== undefined ? ', densities held out' : ''}, false-alarm ${pct(th.falseAlarm)}): ` +
       `image threshold ${th.image.toPrecision(6)}, pixel threshold ${th.pixel.toPrecision(6)}`,
   ];
+}
+
+/** The scoring flags of `musc bank build` as buildBank's options. */
+function scoringOptions(f: BuildFlags) {
+  return {
+    rList: f.rList,
+    ...(f.stageRList ? { stageRList: f.stageRList } : {}),
+    interval: f.interval,
+    kList: f.kList,
+    scoreGrid: f.scoreGrid,
+    ...(f.project !== undefined ? { project: f.project } : {}),
+    ...(f.projectFolds !== undefined ? { projectFolds: f.projectFolds } : {}),
+    ...(f.normExponent !== undefined ? { normExponent: f.normExponent } : {}),
+    ...(f.densityExponent !== undefined ? { densityExponent: f.densityExponent } : {}),
+    ...(f.densityScope !== undefined ? { densityScope: f.densityScope } : {}),
+  };
 }
 
 function buildCommand(): Command {
@@ -88,7 +105,8 @@ function buildCommand(): Command {
           posIntArg,
         )
         .addOption(normExponentOption())
-        .addOption(densityExponentOption()),
+        .addOption(densityExponentOption())
+        .addOption(densityScopeOption()),
     ),
   )
     .option('--interval <lo,hi>', `MSM interval (default: ${DEFAULT_INTERVAL.join(',')})`, intervalArg)
@@ -132,17 +150,9 @@ function buildCommand(): Command {
       const res = await buildBank(inputs, {
         out: resolve(f.out),
         backbone,
-        rList: f.rList,
-        ...(f.stageRList ? { stageRList: f.stageRList } : {}),
-        interval: f.interval,
-        kList: f.kList,
+        ...scoringOptions(f),
         rscin: acc.rscin,
         imageScore: acc.imageScore,
-        scoreGrid: f.scoreGrid,
-        ...(f.project !== undefined ? { project: f.project } : {}),
-        ...(f.projectFolds !== undefined ? { projectFolds: f.projectFolds } : {}),
-        ...(f.normExponent !== undefined ? { normExponent: f.normExponent } : {}),
-        ...(f.densityExponent !== undefined ? { densityExponent: f.densityExponent } : {}),
         precision: f.msmPrecision,
         device: f.device,
         falseAlarm: f.falseAlarm,

@@ -320,8 +320,7 @@ export function densityOf(
   if (precision !== 'fast') throw new Error(`density normalisation needs the 'fast' MSM precision, not '${precision}'`);
   if (opts.projectFolds !== undefined) throw new Error('density normalisation: not with projectFolds');
   const v = plan.variants[0]!;
-  if (opts.densityRho && (opts.densityScope ?? 'all') !== 'all') throw new Error("densityScope 'image': not with given densities (banks)");
-  if (opts.densityRho) return givenDensity(plan, A, opts.densityRho, opts.densityHeldOut);
+  if (opts.densityRho) return givenDensity(plan, A, opts.densityRho, opts.densityHeldOut, densityScope(plan, opts));
   const whole = v.scored.length === plan.n && v.pools.length === 1 && v.pools[0]!.length === plan.n;
   const need = neededPairs(plan);
   if (!whole || allPairs(plan.n).some((x, k) => x !== need[k]))
@@ -335,22 +334,26 @@ export function densityOf(
 }
 
 /** EngineOptions.densityScope checked: 'image' keeps the plan's variants on MSM's tables (Density.rawVariants). */
-function densityScope(plan: ScoringPlan, opts: Pick<EngineOptions, 'densityScope' | 'densityHeldOut'>): { rawVariants?: number } {
+function densityScope(plan: ScoringPlan, opts: Pick<EngineOptions, 'densityScope'>): { rawVariants?: number } {
   const scope = opts.densityScope ?? 'all';
   if (scope !== 'all' && scope !== 'image') throw new Error(`densityScope: 'all' or 'image', got '${scope}'`);
-  if (scope === 'all') return {};
-  if (opts.densityHeldOut) throw new Error("densityScope 'image': not with held-out densities (banks)");
-  return { rawVariants: plan.variants.length };
+  return scope === 'all' ? {} : { rawVariants: plan.variants.length };
 }
 
 /** densityOf with the references' densities given (predict): every pool is the batch's trailing references. */
-function givenDensity(plan: ScoringPlan, A: number[], given: Record<string, Float64Array>, heldOut?: boolean): (Density | undefined)[] {
+function givenDensity(
+  plan: ScoringPlan,
+  A: number[],
+  given: Record<string, Float64Array>,
+  heldOut: boolean | undefined,
+  scope: { rawVariants?: number },
+): (Density | undefined)[] {
   if (heldOut) throw new Error('density normalisation: given densities or held-out ones, not both');
   const pool = plan.variants[0]!.pools[0]!;
   const trailing = pool.every((j, k) => j === plan.n - pool.length + k);
   if (!trailing || plan.variants.some((v) => v.pools.some((p) => p.length !== pool.length || p.some((j, k) => j !== pool[k]))))
     throw new Error("given densities: every pool must be the batch's last images (the references whose densities are given)");
-  return A.map((exponent) => (exponent > 0 ? { exponent, variant: plan.variants[0]!, given } : undefined));
+  return A.map((exponent) => (exponent > 0 ? { exponent, variant: plan.variants[0]!, given, ...scope } : undefined));
 }
 
 /** The contiguous folds [i0, i1) of EngineOptions.projectFolds (null without it), checked against the plan. */

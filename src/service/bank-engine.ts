@@ -62,6 +62,8 @@ function infoOf(bank: Bank): Record<string, unknown> {
     normExponent: m.scoring.norm_exponent ?? 1,
     /** `--density-exponent` at build (core/density.ts): one exponent or one per stage; null: MSM's distances */
     densityExponent: m.scoring.density_exponent ?? null,
+    /** with densityExponent: 'image' (the image scores only) or 'all' */
+    densityScope: m.scoring.density_exponent === undefined ? null : (m.scoring.density_scope ?? 'all'),
     imageThreshold: t.image,
     pixelThreshold: t.pixel,
     falseAlarm: bank.calibration.false_alarm,
