@@ -103,14 +103,14 @@ export interface Settings {
    * Reference-density normalisation (core/density.ts): each MSM nearest distance divided by (its
    * reference patch's own MSM score / the table's median)^A, as local outlier factors do. 0 or
    * absent: off (MuSc's distances). Needs msm_precision 'fast' and zero-shot scoring (no
-   * reference_dir); on the cluster too (density jobs, src/cluster/reduce.ts), not in banks. One A for
+   * reference_dir); on the cluster too (density jobs, src/cluster/reduce.ts) and in banks (held-out densities, saved densities). One A for
    * every stage, or a list of one per backbone stage (e.g. [0, 1.5]: layer3's tables only).
    */
   density_exponent?: number | number[];
   /**
    * with density_exponent: 'all' (default) normalises every table the run reduces; 'image' only those
    * of the scores image scores come from, so the maps (pixel metrics) keep MSM's distances
-   * (docs/accuracy.md, seventeenth round). One process only (not --redis); banks normalise all.
+   * (docs/accuracy.md, seventeenth round). In one process, on --redis and in banks (musc bank build --density-scope).
    */
   density_scope?: 'all' | 'image';
   /** a named group of settings applied before the config file and flags (PRESETS) */
