@@ -84,7 +84,7 @@ export interface EngineOptions {
    */
   densityRho?: Record<string, Float64Array>;
   /**
-   * with densityExponent, zero-shot: 'all' (default) normalises every variant's tables; 'image' only
+   * with densityExponent: 'all' (default) normalises every variant's tables; 'image' only
    * those of the scores image scores come from (the filter's, else PlanScores.image), the maps
    * and every plan variant keep MSM's distances (`--density-scope`; docs/accuracy.md, seventeenth round)
    */
