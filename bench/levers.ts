@@ -739,17 +739,29 @@ export async function maskedTableTask(z: Float32Array, n: number, p: number, c: 
 function gatedDensity(table: Float32Array, idx: Float32Array, M: number, w: number, weight: Float32Array, radius: number): Float32Array {
   const P = table.length / (M * M);
   const out = table.slice();
+  forEachMatch(idx, M, P, w, (e, j, q, shift) => {
+    if (shift > radius) out[e]! *= weight[j * P + q]!;
+  });
+  return out;
+}
+
+/** Every entry e = (i, p, j), i != j, of a nearest-index table [M, P, M] on a w-wide grid: j, its nearest patch q, and q's Chebyshev distance from p. */
+function forEachMatch(
+  idx: Float32Array,
+  M: number,
+  P: number,
+  w: number,
+  f: (e: number, j: number, q: number, shift: number) => void,
+): void {
   for (let t = 0; t < M * P; t++) {
     const i = Math.floor(t / P),
       py = Math.floor((t % P) / w),
       px = t % w;
     for (let j = 0; j < M; j++) {
       const q = idx[t * M + j]!;
-      if (j === i || Math.max(Math.abs(Math.floor(q / w) - py), Math.abs((q % w) - px)) <= radius) continue;
-      out[t * M + j]! *= weight[j * P + q]!;
+      if (j !== i) f(t * M + j, j, q, Math.max(Math.abs(Math.floor(q / w) - py), Math.abs((q % w) - px)));
     }
   }
-  return out;
 }
 
 /**
@@ -761,15 +773,13 @@ function locality(idx: Float32Array, rho: Float64Array, M: number, h: number, w:
   const P = h * w;
   let near = 0,
     uniform = 0;
-  for (let t = 0; t < M * P; t++) {
-    const i = Math.floor(t / P),
-      py = Math.floor((t % P) / w),
-      px = t % w;
-    for (let j = 0; j < M; j++) {
-      const q = idx[t * M + j]!;
-      if (j !== i && Math.max(Math.abs(Math.floor(q / w) - py), Math.abs((q % w) - px)) <= 2) near++;
-    }
-    uniform += ((Math.min(h - 1, py + 2) - Math.max(0, py - 2) + 1) * (Math.min(w - 1, px + 2) - Math.max(0, px - 2) + 1)) / P;
+  forEachMatch(idx, M, P, w, (_e, _j, _q, shift) => {
+    if (shift <= 2) near++;
+  });
+  for (let p = 0; p < P; p++) {
+    const py = Math.floor(p / w),
+      px = p % w;
+    uniform += (M * (Math.min(h - 1, py + 2) - Math.max(0, py - 2) + 1) * (Math.min(w - 1, px + 2) - Math.max(0, px - 2) + 1)) / P;
   }
   const lg = Array.from(rho, Math.log).sort((a, b) => a - b);
   const q = (f: number): number => lg[Math.floor(f * (lg.length - 1))]!;

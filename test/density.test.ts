@@ -311,27 +311,16 @@ test('musc run --density-exponent: the scorer gets it, run.json records it; refu
     const count = cli(['--data', set.root, '--out', join(dir, 'bad'), '--density-exponent', '0/0.5/1']);
     assert.equal(count.status, 2, count.stderr);
     assert.match(count.stderr, /has 3 exponents, the backbone has 2 stages/);
+    const runSpied = async (settings: ReturnType<typeof mergeSettings>, name: string) => {
+      seen.length = 0;
+      await runDataset({ data: set.root, out: join(dir, name), settings, loadBackbone: fakeLoader(fakeBackbone(32, 8)), scorer: spy });
+    };
     const perStage = mergeSettings({}, { heatmaps: 'none', density_exponent: [0.5] }); // the fake backbone has one stage
-    seen.length = 0;
-    await runDataset({
-      data: set.root,
-      out: join(dir, 'per'),
-      settings: perStage,
-      loadBackbone: fakeLoader(fakeBackbone(32, 8)),
-      scorer: spy,
-    });
+    await runSpied(perStage, 'per');
     assert.deepEqual(seen[0]!.densityExponent, [0.5]);
     assert.deepEqual(validateSettings({ density_exponent: [0, 1.5] }, 'test config'), { density_exponent: [0, 1.5] });
     // --density-scope: passed on and recorded; refused without an exponent and on the cluster
-    seen.length = 0;
-    const scoped = mergeSettings({}, { heatmaps: 'none', density_exponent: 1, density_scope: 'image' });
-    await runDataset({
-      data: set.root,
-      out: join(dir, 'scope'),
-      settings: scoped,
-      loadBackbone: fakeLoader(fakeBackbone(32, 8)),
-      scorer: spy,
-    });
+    await runSpied(mergeSettings({}, { heatmaps: 'none', density_exponent: 1, density_scope: 'image' }), 'scope');
     assert.equal(seen[0]!.densityScope, 'image');
     const sj = JSON.parse(await readFile(join(dir, 'scope', 'surface', 'run.json'), 'utf8')) as { settings: Record<string, unknown> };
     assert.equal(sj.settings.density_scope, 'image');
