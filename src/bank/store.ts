@@ -255,14 +255,19 @@ function checkDensity(path: string, m: BankManifest): void {
     throw new BankError(path, `${MANIFEST}: scoring.density_scope must be 'image' (absent: every score), got ${JSON.stringify(scope)}`);
 }
 
-/** The passes whose tables a bank's density_exponent normalises: their projectKey. */
-export function densityKeys(m: Pick<BankManifest, 'scoring' | 'features'>): string[] {
-  const A = m.scoring.density_exponent;
-  if (A === undefined) return [];
-  const passes = planPasses(
+/** The (stage, r) passes of a bank's scoring settings (core/plan.ts planPasses). */
+function bankPasses(m: Pick<BankManifest, 'scoring' | 'features'>) {
+  return planPasses(
     { rList: m.scoring.r_list, ...(m.scoring.stage_r_list ? { stageRList: m.scoring.stage_r_list } : {}) },
     m.features.stages.length,
   );
+}
+
+/** The passes whose tables a bank's density_exponent normalises: their projectKey. */
+function densityKeys(m: Pick<BankManifest, 'scoring' | 'features'>): string[] {
+  const A = m.scoring.density_exponent;
+  if (A === undefined) return [];
+  const passes = bankPasses(m);
   return passes.filter(({ l }) => (typeof A === 'number' ? A : A[l]!) > 0).map(({ l, ri }) => projectKey(l, m.scoring.r_list[ri]!));
 }
 
@@ -292,10 +297,7 @@ function readDensities(path: string, m: BankManifest, f: SafetensorsFile): Recor
 function readBases(path: string, m: BankManifest, f: SafetensorsFile): Record<string, Float32Array> {
   const K = m.scoring.project!,
     C = m.features.stages[0]!.c;
-  const passes = planPasses(
-    { rList: m.scoring.r_list, ...(m.scoring.stage_r_list ? { stageRList: m.scoring.stage_r_list } : {}) },
-    m.features.stages.length,
-  );
+  const passes = bankPasses(m);
   const bases: Record<string, Float32Array> = {};
   for (const { l, ri } of passes) {
     const key = projectKey(l, m.scoring.r_list[ri]!);

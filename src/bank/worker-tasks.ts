@@ -106,7 +106,7 @@ export async function predictTask(
       const [scores, normalised] = await scoreBank(z, m + n, P, C, imageOnly ? [variant, variant] : [variant], kernel, pass);
       msmMs += performance.now() - t0;
       for (let k = 0; k < scores!.length; k++) patch[k] += scores![k]! * w;
-      if (image) for (let k = 0; k < image.length; k++) image[k] += (normalised ?? scores!)[k]! * w;
+      if (image) for (let k = 0; k < image.length; k++) image[k] += normalised![k]! * w;
       ctx?.progress(++done, total, 'scoring');
     }
   }

@@ -24,7 +24,7 @@ import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { checkNormExponent, lnamdTarget } from '../core/lnamd.js';
 import { blockSize, tableBlocks, tableRows } from '../core/msm.js';
 import { linkTableRIndex, neededPairs, type ScoringPlan, stagePasses, validatePlan } from '../core/plan.js';
-import { densityOf, validateStages } from '../core/score.js';
+import { densityOf, imageScoreVariants, validateStages } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import type { Scorer } from '../pipeline/types.js';
 import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
@@ -263,9 +263,7 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
       await coordinator.runJobs(all, `scoring ${plan.n} images: ${p.blocks.length} blocks x ${p.passes.flat().length} (stage, r) passes`);
       const filter = plan.repeatFilter ? await repeatFilterOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p) : null;
       const dens = densityOf(plan, stages.length, o.precision ?? DEFAULT_MSM_PRECISION, o);
-      // --density-scope image: the filter's variant, else variant 0 once more, from the normalised rows (as scorePlan)
-      const imageCopy = !filter && dens?.some((d) => d?.rawVariants !== undefined);
-      const imageVariants = filter ? [filter.variant] : imageCopy ? [plan.variants[0]!] : [];
+      const { extra: imageVariants, imageCopy } = imageScoreVariants(plan, filter?.variant, dens); // as scorePlan
       const merged = imageVariants.length ? { ...withoutFilter(plan), variants: [...plan.variants, ...imageVariants] } : plan;
       const exponents = dens?.map((d) => d?.exponent ?? 0);
       const refs = exponents ? await densityOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p, exponents) : undefined;

@@ -186,9 +186,8 @@ export async function scorePlan(
     ? await timed(timings, 'msmMs', () => repeatPass(stages[0]!, normed0, plan, bankOf, kernel, table, density?.[0]))
     : null;
   if (pre) hooks.progress?.(++done, total, 'scoring'); // its pass is done: the loop skips it
-  // --density-scope image without the filter: variant 0 once more, from the normalised tables
-  const imageCopy = !pre && density?.some((d) => d?.rawVariants !== undefined);
-  const all = pre ? [...plan.variants, pre.variant] : imageCopy ? [...plan.variants, plan.variants[0]!] : plan.variants;
+  const { extra, imageCopy } = imageScoreVariants(plan, pre?.variant, density);
+  const all = [...plan.variants, ...extra];
   const variants = all.map((v) => ({
     patch: new Float64Array(v.scored.length * P),
     passes: opts.keepPasses ? new Float64Array(R * L * v.scored.length * P) : undefined,
@@ -292,6 +291,21 @@ export interface Density {
   record?: Record<string, Float64Array>;
   /** densityScope 'image': the leading variants (the plan's) that reduce MSM's own table; the rest (the image scores') the normalised one */
   rawVariants?: number;
+}
+
+/**
+ * The variants scored after the plan's: the repeated-anomaly filter's, else with densityScope 'image'
+ * variant 0 once more (`imageCopy`: PlanScores.image, from the normalised tables); the one-process
+ * engine and the cluster's merge alike.
+ */
+export function imageScoreVariants(
+  plan: ScoringPlan,
+  filter: PoolVariant | undefined,
+  density: (Density | undefined)[] | undefined,
+): { extra: PoolVariant[]; imageCopy: boolean } {
+  if (filter) return { extra: [filter], imageCopy: false };
+  const imageCopy = density?.some((d) => d?.rawVariants !== undefined) ?? false;
+  return { extra: imageCopy ? [plan.variants[0]!] : [], imageCopy };
 }
 
 /** A stage's Density for its table at degree r (the key of its densities). */
