@@ -76,6 +76,8 @@
  * MUSC_LEVERS_REPEATS=1 adds, per defect type, the share of each defect patch's 3 nearest images
  * (stage-0 r = 3 table) that have the same defect type, and that share by chance (repeated anomalies).
  * MUSC_LEVERS_MAPS = a musc run's maps.safetensors: post-processing rows on that run's maps.
+ * MUSC_LEVERS_PEAKS=1 prints (stderr), for each table a lof row normalises, the density of each image's
+ * highest normalised patches (peakDensity).
  * MUSC_LEVERS_LOCALITY=1 prints (stderr), for each table a lof row normalises, how local the nearest
  * patches are: the share within 2 grid cells (Chebyshev) of the query patch's own position, that
  * share were they uniform over the grid, and the IQR of the densities' logarithm (seventeenth round).
@@ -787,6 +789,30 @@ function locality(idx: Float32Array, rho: Float64Array, M: number, h: number, w:
   return { within2: r3(near / (M * P * (M - 1))), within2_uniform: r3(uniform / (M * P)), log_rho_iqr: r3(q(0.75) - q(0.25)) };
 }
 
+/**
+ * Where the highest normalised patch scores lie (MUSC_LEVERS_PEAKS): for each image, the own density
+ * rho(i, p) / median rho of its top 2.5% patches by the normalised score `s` [M, P], their median;
+ * then the median of that over the good images and over the defective ones. Below 1: an image's
+ * peaks are in its densest (most uniform) regions, where A > 1 makes normal noise score highest.
+ */
+function peakDensity(s: Float64Array, rho: Float64Array, paths: string[], P: number) {
+  const med = (a: number[]): number => {
+    const b = a.slice().sort((x, y) => x - y);
+    return b[Math.floor((b.length - 1) / 2)]!;
+  };
+  const m = med(Array.from(rho));
+  const k = Math.max(1, Math.round(0.025 * P));
+  const good: number[] = [],
+    bad: number[] = [];
+  for (let i = 0; i < paths.length; i++) {
+    const order = Array.from({ length: P }, (_, p) => p).sort((a, b) => s[i * P + b]! - s[i * P + a]!);
+    const v = med(order.slice(0, k).map((p) => rho[i * P + p]! / m));
+    (/[\\/]good[\\/]/.test(paths[i]!) ? good : bad).push(v);
+  }
+  const r3 = (v: number): number => Math.round(v * 1000) / 1000;
+  return { peak_rho_good: r3(med(good)), peak_rho_defective: r3(med(bad)) };
+}
+
 /** Runs in the compute worker (lof): the nearest patches' indices [N, P, N] of a bank (musc's nearestTableWithIndices), as floats. */
 export async function indexTableTask(z: Float32Array, n: number, p: number, c: number, need: Uint8Array, euclidean: boolean) {
   const { index } = await nearestTableWithIndices(z, n, p, c, await kernelFor('cpu', 'fast'), { need, euclidean });
@@ -1138,10 +1164,17 @@ class FeatureConfig {
     if (process.env.MUSC_LEVERS_LOCALITY)
       process.stderr.write(`${JSON.stringify({ cat: this.key, agg, l, r, ...locality(idx, rho, M, meta.h, meta.w) })}\n`);
     if (row.lofg >= 0) return gatedDensity(base, idx, M, meta.w, densityWeights(rho, row.lof), row.lofg);
-    if (!row.lofc) return densityNormalised(base, Uint16Array.from(idx), M, P, row.lof, rho);
-    const w = densityWeights(rho, row.lof).map((v) => (row.lofc > 0 ? Math.max(1, v) : Math.min(1, v)));
-    const out = base.slice();
-    normaliseRows(out, Uint16Array.from(idx), 0, M, P, w);
+    let out: Float32Array;
+    if (!row.lofc) out = densityNormalised(base, Uint16Array.from(idx), M, P, row.lof, rho);
+    else {
+      const w = densityWeights(rho, row.lof).map((v) => (row.lofc > 0 ? Math.max(1, v) : Math.min(1, v)));
+      out = base.slice();
+      normaliseRows(out, Uint16Array.from(idx), 0, M, P, w);
+    }
+    if (process.env.MUSC_LEVERS_PEAKS) {
+      const peaks = peakDensity(reduceRow(out, meta.pieces, nImages, P, row.qa, row.q), rho, this.paths, P);
+      process.stderr.write(`${JSON.stringify({ cat: this.key, agg, l, r, lof: row.lof, lofc: row.lofc, ...peaks })}\n`);
+    }
     return out;
   }
   /** own: each patch's nearest distance [M, P] to its own image outside the neighbourhood `excl` (ownTableTask). */

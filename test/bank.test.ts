@@ -735,6 +735,9 @@ test('issue 17: a bank built with --density-exponent: format 6, densities saved 
     for (const b of [fb, rb, pb]) await closeBank(b);
     const layer = await buildBank(imgs, { out: join(dir, 'l.bank'), backbone: bb, densityExponent: [0.5] });
     assert.deepEqual(layer.manifest.scoring.density_exponent, [0.5]);
+    assert.ok(!layer.warnings.some((w) => /above 1/.test(w)) && !full.warnings.some((w) => /above 1/.test(w)));
+    const steep = await buildBank(imgs, { out: join(dir, 's.bank'), backbone: bb, densityExponent: 2 });
+    assert.equal(steep.warnings.filter((w) => /--density-exponent 2 is above 1/.test(w)).length, 1, steep.warnings.join('\n'));
     const refused: [Partial<Parameters<typeof buildBank>[1]>, RegExp][] = [
       [{ precision: 'int8' }, /--density-exponent needs the 'fast' MSM precision/],
       [{ project: 4 }, /--density-exponent: not with --project in a bank/],

@@ -69,6 +69,26 @@ test('reduceRows: a table reduced in row blocks of any size = reduceTable, bit f
   assert.throws(() => reduceRows(new Float32Array(7), 0, n, p, plan.variants, []), /not a multiple of P\*N/);
 });
 
+test('reduceRows: a variant equal to an earlier one gets its scores, in row blocks too', () => {
+  const n = 9,
+    p = 4;
+  const rnd = mulberry32(5);
+  const table = Float32Array.from({ length: n * p * n }, () => Math.round(rnd() * 20) / 8);
+  const plan = twoVariantPlan(n, [1]);
+  const whole = reduceTable(table, n, p, plan.variants);
+  // equal copies (as the cluster's merge sees them: no shared objects), the density scope's image copy among them
+  const copies = [...plan.variants, structuredClone(plan.variants[0]!), structuredClone(plan.variants[1]!)];
+  for (const k of [2, 9]) {
+    const out = copies.map((v) => new Float64Array(v.scored.length * p));
+    for (let i0 = 0; i0 < n; i0 += k) reduceRows(table.slice(i0 * p * n, Math.min(n, i0 + k) * p * n), i0, n, p, copies, out);
+    [0, 1, 0, 1].forEach((v, c) => assert.ok(bytes(out[c]!).equals(bytes(whole[v]!)), `row blocks of ${k}: copy ${c} differs`));
+  }
+  // a variant that differs in its reduction alone is reduced on its own
+  const other = { ...plan.variants[0]!, reduce: { kind: 'interval' as const, interval: [0, 0.5] as [number, number] } };
+  const [a, b] = reduceTable(table, n, p, [plan.variants[0]!, other]);
+  assert.ok(!bytes(a!).equals(bytes(b!)));
+});
+
 /** two stages of n random images (float16 storage, as a run keeps them) */
 function randomStages(n: number, seed: number): StageFeatures[] {
   const rnd = mulberry32(seed);

@@ -16,7 +16,7 @@ import { densityOnWorkers, planBlockJobs, repeatFilterOnWorkers } from '../src/c
 import { DirStore } from '../src/cluster/store.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { mergeSettings, validateSettings } from '../src/config.js';
-import { densityNormalised, densityWeights, normaliseHeldOut } from '../src/core/density.js';
+import { densityExponentWarning, densityNormalised, densityWeights, normaliseHeldOut } from '../src/core/density.js';
 import { aggregateStage, layerNormImages, lnamdTarget } from '../src/core/lnamd.js';
 import { nearestDistanceTable, nearestTableWithIndices, tableRows } from '../src/core/msm.js';
 import { referenceVariant, type ScoringPlan, stagePasses, subsetsVariant, zeroShotVariant } from '../src/core/plan.js';
@@ -311,13 +311,21 @@ test('musc run --density-exponent: the scorer gets it, run.json records it; refu
     const count = cli(['--data', set.root, '--out', join(dir, 'bad'), '--density-exponent', '0/0.5/1']);
     assert.equal(count.status, 2, count.stderr);
     assert.match(count.stderr, /has 3 exponents, the backbone has 2 stages/);
+    const warned: string[] = [];
     const runSpied = async (settings: ReturnType<typeof mergeSettings>, name: string) => {
       seen.length = 0;
-      await runDataset({ data: set.root, out: join(dir, name), settings, loadBackbone: fakeLoader(fakeBackbone(32, 8)), scorer: spy });
+      warned.length = 0;
+      const o = { data: set.root, out: join(dir, name), settings, scorer: spy, warn: (l: string) => void warned.push(l) };
+      await runDataset({ ...o, loadBackbone: fakeLoader(fakeBackbone(32, 8)) });
     };
     const perStage = mergeSettings({}, { heatmaps: 'none', density_exponent: [0.5] }); // the fake backbone has one stage
     await runSpied(perStage, 'per');
     assert.deepEqual(seen[0]!.densityExponent, [0.5]);
+    assert.deepEqual(warned, [], 'no warning at A <= 1');
+    // above 1: scored as asked, with the warning (eighteenth round: plain regions of normal images outscore defects)
+    await runSpied(mergeSettings({}, { heatmaps: 'none', density_exponent: [1.5] }), 'above');
+    assert.deepEqual(seen[0]!.densityExponent, [1.5]);
+    assert.equal(warned.filter((l) => /--density-exponent 1\.5 is above 1/.test(l)).length, 1, warned.join('\n'));
     assert.deepEqual(validateSettings({ density_exponent: [0, 1.5] }, 'test config'), { density_exponent: [0, 1.5] });
     // --density-scope: passed on and recorded; refused without an exponent and on the cluster
     await runSpied(mergeSettings({}, { heatmaps: 'none', density_exponent: 1, density_scope: 'image' }), 'scope');
@@ -391,6 +399,12 @@ test('the cluster: block jobs with indices, density jobs per row block, merge jo
   } finally {
     await cleanup();
   }
+});
+
+test('densityExponentWarning: only exponents above 1, each named', () => {
+  for (const a of [undefined, 0, 0.5, 1, [0, 1], [1, 0.25]]) assert.equal(densityExponentWarning(a), undefined, String(a));
+  assert.match(densityExponentWarning(1.01)!, /--density-exponent 1\.01 is above 1/);
+  assert.match(densityExponentWarning([2, 0.5, 3])!, /--density-exponent 2\/3 is above 1/);
 });
 
 test('the memory estimate counts the nearest indices of --density-exponent (16-bit, one table)', () => {

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
 import type { Backbone } from '../backbones/types.js';
 import { DEFAULT_IMAGE_SCORE, DEFAULT_INTERVAL, resolveDegrees, resolveNormExponent } from '../core/defaults.js';
-import { densityActive } from '../core/density.js';
+import { densityActive, densityExponentWarning } from '../core/density.js';
 import { checkNormExponent } from '../core/lnamd.js';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_MSM_PRECISION, type MsmPrecision } from '../core/kernel.js';
@@ -268,6 +268,8 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   if (images.length < 2 || !ex.dims) throw tooFewImages(images.length, ex.skipped);
   const n = images.length;
   const warnings = ex.skipped.map((s) => `skipped ${s.name}: ${s.reason}`);
+  const aboveOne = densityExponentWarning(densityExponent);
+  if (aboveOne) warnings.push(aboveOne);
   if (n < RECOMMENDED_BANK_IMAGES)
     warnings.push(
       `the bank holds ${n} images; at least ${RECOMMENDED_BANK_IMAGES} are recommended ` +

@@ -550,11 +550,52 @@ export function reduceTable(table: Float32Array, n: number, p: number, variants:
  * entries untouched). Per table row (i, p) the distances to i's pool members are sorted ascending
  * once (keys = float32 bits * 2^b + j, so ties keep image order) and every variant scoring i walks
  * them, counting only its own pool's members. A row needs nothing but its own distances, so a
- * table reduced in row blocks gives the same bits as reduced at once (the cluster's merge).
+ * table reduced in row blocks gives the same bits as reduced at once (the cluster's merge). A
+ * variant equal to an earlier one (`--density-scope image`'s copy of variant 0 on a table that is
+ * not normalised) gets that one's scores copied, not reduced again.
  */
 export function reduceRows(rows: Float32Array, i0: number, n: number, p: number, variants: PoolVariant[], out: Float64Array[]): void {
   const k = rows.length / (p * n);
   if (!Number.isInteger(k)) throw new Error(`table rows: length ${rows.length} is not a multiple of P*N = ${p * n}`);
+  const first = firstEqual(variants);
+  const distinct = variants.flatMap((_, v) => (first[v] === v ? [v] : []));
+  reduceDistinct(
+    rows,
+    i0,
+    n,
+    p,
+    k,
+    distinct.map((v) => variants[v]!),
+    distinct.map((v) => out[v]!),
+  );
+  for (const [v, f] of first.entries()) {
+    if (f === v) continue;
+    variants[v]!.scored.forEach((i, pos) => {
+      if (i >= i0 && i < i0 + k) out[v]!.set(out[f]!.subarray(pos * p, (pos + 1) * p), pos * p);
+    });
+  }
+}
+
+/** For each variant, the index of the first variant equal to it (the same images, pools and reduction). */
+function firstEqual(variants: PoolVariant[]): number[] {
+  const seen = new Map<string, number>();
+  return variants.map((v, k) => {
+    const key = JSON.stringify([v.scored, v.pools, v.poolOf, v.reduce]);
+    if (!seen.has(key)) seen.set(key, k);
+    return seen.get(key)!;
+  });
+}
+
+/** reduceRows over variants that differ from each other. */
+function reduceDistinct(
+  rows: Float32Array,
+  i0: number,
+  n: number,
+  p: number,
+  k: number,
+  variants: PoolVariant[],
+  out: Float64Array[],
+): void {
   const users = rowUsers(variants, n, i0, i0 + k);
   let bits = 1;
   while (2 ** bits < n) bits++;

@@ -28,7 +28,7 @@ import { summaryJson, metricsMarkdown, type SummaryEntry } from '../outputs/summ
 import { checkProjectChannels, checkStageCount, ConfigError, rscinWindows, type Settings } from '../config.js';
 import { degreesLabel, resolveDegrees, resolveNormExponent } from '../core/defaults.js';
 import { isBackboneConfigError } from '../backbones/errors.js';
-import { densityActive } from '../core/density.js';
+import { densityActive, densityExponentWarning } from '../core/density.js';
 import { FeatureCache, featureIdentity } from '../features/cache.js';
 import { checkInterrupted } from './interrupt.js';
 import { registerOutputDir, removeStaleTemporaries } from '../outputs/temp-files.js';
@@ -140,6 +140,8 @@ async function runLocked(o: DatasetRunOptions): Promise<DatasetRunResult> {
     throw new ConfigError('--density-exponent scores zero-shot batches: it cannot be used with --reference-dir');
   if (s.density_scope === 'image' && !densityActive(s.density_exponent))
     throw new ConfigError('--density-scope image: give --density-exponent too (the scope of which normalisation)');
+  const aboveOne = densityExponentWarning(s.density_exponent);
+  if (aboveOne) o.warn?.(aboveOne);
   const refFiles = await referenceFiles(o, cats);
 
   registerOutputDir(o.out);
