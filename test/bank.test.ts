@@ -708,10 +708,17 @@ test('issue 17: a bank built with --density-exponent: format 6, densities saved 
   const { dir, cleanup } = await tempDir('musc-bank-density-');
   try {
     const imgs = await inputs(8, 130);
-    const full = await buildBank(imgs, { out: join(dir, 'full.bank'), backbone: bb, densityExponent: 1 });
+    const logged: string[] = [];
+    const full = await buildBank(imgs, { out: join(dir, 'full.bank'), backbone: bb, densityExponent: 1, log: (l) => void logged.push(l) });
     const rest = await buildBank(imgs.slice(1), { out: join(dir, 'rest.bank'), backbone: bb, densityExponent: 1 });
     const plain = await buildBank(imgs, { out: join(dir, 'plain.bank'), backbone: bb });
     assert.equal(full.manifest.format_version, 6);
+    // the memory estimate is logged before scoring and counts the held-out densities [N, N, P] float32 and the indices
+    assert.deepEqual(logged, [
+      `scoring the bank's 8 images; estimated memory for scoring about ${Math.ceil(full.estimatedBytes / 2 ** 20)} MB`,
+    ]);
+    const P = Math.max(...full.manifest.features.stages.map((d) => d.h * d.w));
+    assert.equal(full.estimatedBytes - plain.estimatedBytes, 4 * 8 * 8 * P + 2 * 8 * 7 * P);
     assert.equal(full.manifest.scoring.density_exponent, 1);
     const fb = await openBank(full.path),
       rb = await openBank(rest.path),

@@ -33,6 +33,7 @@ import { DatasetError } from '../datasets/types.js';
 import { versions } from '../outputs/versions.js';
 import { listReferenceImages } from '../features/references.js';
 import { median } from '../threshold.js';
+import { estimateBankBytes } from '../pipeline/memory.js';
 import { type Calibration, checkFalseAlarm, DEFAULT_FALSE_ALARM } from './calibration.js';
 import { type ExtractedImage, extractImages, stackStages } from './extract.js';
 import { type BankScoreSettings, leaveOneOut, rscinRaw } from './scoring.js';
@@ -92,6 +93,8 @@ export interface BuildBankOptions {
   /** replace an existing bank */
   force?: boolean;
   onProgress?: (step: 'extract' | 'score' | 'write', done: number, total: number) => void;
+  /** information lines (the memory estimate before scoring) */
+  log?: (line: string) => void;
   /**
    * Called between steps (before each backbone batch, before scoring, before writing); throws to
    * stop the build there. Scoring itself stops when the compute worker is cancelled.
@@ -103,6 +106,8 @@ export interface BuildBankResult {
   path: string;
   manifest: BankManifest;
   warnings: string[];
+  /** bytes estimated for scoring the bank (pipeline/memory.ts estimateBankBytes) */
+  estimatedBytes: number;
 }
 
 /** Folders holding masks, not product images (MVTec-style trees): left out of banks. */
@@ -293,6 +298,8 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
   images.forEach((im, i) => tokens.data.set(im.token, i * ex.tokenDim));
   o.checkCancelled?.();
   const rules = { S: o.backbone.imageSize, imageScore: parseImageScoreRule(o.imageScore ?? DEFAULT_IMAGE_SCORE), kList, falseAlarm };
+  const estimatedBytes = estimateBankBytes(n, ex.dims, rules.S, densityExponent !== undefined);
+  o.log?.(`scoring the bank's ${n} images; estimated memory for scoring about ${Math.ceil(estimatedBytes / 2 ** 20)} MB`);
   const { calibration, bases, densities } = await calibrate(stages, tokens, settings, rules, (d, t) => o.onProgress?.('score', d, t));
   const v = versions();
   const scoring = scoringOf(settings, kList, formatImageScoreRule(rules.imageScore));
@@ -328,5 +335,5 @@ export async function buildBank(inputs: ImageInput[], o: BuildBankOptions): Prom
     { force: o.force },
   );
   o.onProgress?.('write', 1, 1);
-  return { path: o.out, manifest, warnings };
+  return { path: o.out, manifest, warnings, estimatedBytes };
 }

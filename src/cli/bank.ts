@@ -160,6 +160,7 @@ function buildCommand(): Command {
         maxPixels: f.maxPixels,
         force: f.force,
         onProgress: stepProgress(bar),
+        ...(f.quiet ? {} : { log: (l: string) => void process.stderr.write(`${l}\n`) }),
       });
       bar?.stop();
       for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);

@@ -12,6 +12,9 @@
  * pooled to C_0: the default's layer2 + layer3 hold 512 + 1024 against 1026); not counted otherwise.
  * With `--density-exponent` (indexed) a table also holds its nearest indices:
  *   indices    n * (n - 1) * L * 2              16-bit (32-bit above 65536 patches; core/msm.ts indexRows)
+ * A bank's calibration with `--density-exponent` (estimateBankBytes) also holds each image's
+ * held-out densities (core/density.ts normaliseHeldOut):
+ *   held-out   n * n * L * 4                    rho_-i(j, q) for every (i, j, q), float32
  */
 import { divideSubsets } from '../datasets/divide.js';
 import { probeImage } from '../image/decode.js';
@@ -33,6 +36,12 @@ export function estimateSubsetBytes(
   const lc = stages.reduce((a, s) => a + l * s.c, 0);
   const indices = indexed ? (l > 65536 ? 4 : 2) * n * Math.max(0, n - 1) * l : 0;
   return (storage === 'float16' ? 2 : 4) * n * hwc + 4 * (n * hwcMax + n * lc + n * Math.max(0, n - 1) * l + n * size * size) + indices;
+}
+
+/** estimateSubsetBytes for a bank's calibration (float16 features), with its held-out densities when density-normalised. */
+export function estimateBankBytes(n: number, stages: readonly StageDims[], size: number, density: boolean): number {
+  const l = stages.reduce((a, s) => Math.max(a, s.h * s.w), 0);
+  return estimateSubsetBytes(n, stages, size, 'float16', density) + (density ? 4 * n * n * l : 0);
 }
 
 /** The paths whose image header reads (format, dimensions within `maxPixels`): what the estimate counts. */
