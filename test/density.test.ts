@@ -24,7 +24,7 @@ import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
 import { reduceTable, scorePlan } from '../src/core/score.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { generateSynthetic, mulberry32 } from '../src/demo/synthetic.js';
-import { estimateSubsetBytes } from '../src/pipeline/memory.js';
+import { estimateSubsetBytes } from '../src/scoring/memory.js';
 import { runDataset } from '../src/pipeline/run-dataset.js';
 import { kernelFor } from '../src/scoring/tasks.js';
 import { cliMain, tempDir } from './helpers/cli-env.js';

@@ -15,7 +15,7 @@ import { scorePatches } from '../src/scoring/musc.js';
 import { shutdownCompute } from '../src/compute/worker.js';
 import { FeatureCache } from '../src/features/cache.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
-import { estimateSubsetBytes } from '../src/pipeline/memory.js';
+import { estimateSubsetBytes } from '../src/scoring/memory.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { lcg } from './helpers/lcg.js';
 

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { autoDivideNum, estimateSubsetBytes, readablePaths } from '../src/pipeline/memory.js';
+import { autoDivideNum, readablePaths } from '../src/pipeline/memory.js';
+import { estimateSubsetBytes } from '../src/scoring/memory.js';
 import { tempDir } from './helpers/cli-env.js';
 import { pngOf } from './helpers/corpus.js';
 

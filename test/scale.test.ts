@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { tempDir } from './helpers/cli-env.js';
 import { pngOf } from './helpers/corpus.js';
 import { musc, noStack } from './helpers/robust-cli.js';
-import { estimateSubsetBytes } from '../src/pipeline/memory.js';
+import { estimateSubsetBytes } from '../src/scoring/memory.js';
 import { DEFAULT_FEATURE_STORAGE } from '../src/pipeline/types.js';
 
 let cleanup: () => Promise<void> = async () => {};

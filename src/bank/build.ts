@@ -33,7 +33,7 @@ import { DatasetError } from '../datasets/types.js';
 import { versions } from '../outputs/versions.js';
 import { listReferenceImages } from '../features/references.js';
 import { median } from '../threshold.js';
-import { estimateBankBytes } from '../pipeline/memory.js';
+import { estimateBankBytes } from '../scoring/memory.js';
 import { type Calibration, checkFalseAlarm, DEFAULT_FALSE_ALARM } from './calibration.js';
 import { type ExtractedImage, extractImages, stackStages } from './extract.js';
 import { type BankScoreSettings, leaveOneOut, rscinRaw } from './scoring.js';
@@ -106,7 +106,7 @@ export interface BuildBankResult {
   path: string;
   manifest: BankManifest;
   warnings: string[];
-  /** bytes estimated for scoring the bank (pipeline/memory.ts estimateBankBytes) */
+  /** bytes estimated for scoring the bank (scoring/memory.ts estimateBankBytes) */
   estimatedBytes: number;
 }
 

@@ -10,7 +10,7 @@ import { DatasetError } from '../datasets/types.js';
 import { stackStages } from '../features/stack.js';
 import type { ExtractedImage } from '../features/types.js';
 import { checkInterrupted } from './interrupt.js';
-import { estimateSubsetBytes } from './memory.js';
+import { estimateSubsetBytes } from '../scoring/memory.js';
 import { densityActive } from '../core/density.js';
 import { appendReferences } from '../features/references.js';
 import type { CategoryRun } from './run-category.js';
