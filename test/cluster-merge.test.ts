@@ -50,20 +50,27 @@ async function mergeAsJobs(store: DirStore, plan: ScoringPlan, p: Awaited<Return
   return collectScores(store, plan, p.P, jobs, rbs);
 }
 
+/** A table [n, p, n] with ties on purpose: values on a coarse grid, so the tie order (image order) matters. */
+function tiedTable(n: number, p: number, seed: number): Float32Array {
+  const rnd = mulberry32(seed);
+  return Float32Array.from({ length: n * p * n }, () => Math.round(rnd() * 20) / 8);
+}
+
+/** Each variant's scores from the table reduced in row blocks of k images (reduceRows), as merge jobs reduce it. */
+function inRowBlocks(table: Float32Array, n: number, p: number, k: number, variants: ScoringPlan['variants']): Float64Array[] {
+  const out = variants.map((v) => new Float64Array(v.scored.length * p));
+  for (let i0 = 0; i0 < n; i0 += k) reduceRows(table.slice(i0 * p * n, Math.min(n, i0 + k) * p * n), i0, n, p, variants, out);
+  return out;
+}
+
 test('reduceRows: a table reduced in row blocks of any size = reduceTable, bit for bit', () => {
   const n = 11,
     p = 5;
-  const rnd = mulberry32(3);
-  // ties on purpose: values on a coarse grid, so the tie order (image order) matters
-  const table = Float32Array.from({ length: n * p * n }, () => Math.round(rnd() * 20) / 8);
+  const table = tiedTable(n, p, 3);
   const plan = twoVariantPlan(n, [1]);
   const whole = reduceTable(table, n, p, plan.variants);
   for (const k of [1, 2, 3, 4, 11]) {
-    const out = plan.variants.map((v) => new Float64Array(v.scored.length * p));
-    for (let i0 = 0; i0 < n; i0 += k) {
-      const i1 = Math.min(n, i0 + k);
-      reduceRows(table.slice(i0 * p * n, i1 * p * n), i0, n, p, plan.variants, out);
-    }
+    const out = inRowBlocks(table, n, p, k, plan.variants);
     out.forEach((o, v) => assert.ok(bytes(o).equals(bytes(whole[v]!)), `row blocks of ${k}: variant ${v} differs`));
   }
   assert.throws(() => reduceRows(new Float32Array(7), 0, n, p, plan.variants, []), /not a multiple of P\*N/);
@@ -72,15 +79,13 @@ test('reduceRows: a table reduced in row blocks of any size = reduceTable, bit f
 test('reduceRows: a variant equal to an earlier one gets its scores, in row blocks too', () => {
   const n = 9,
     p = 4;
-  const rnd = mulberry32(5);
-  const table = Float32Array.from({ length: n * p * n }, () => Math.round(rnd() * 20) / 8);
+  const table = tiedTable(n, p, 5);
   const plan = twoVariantPlan(n, [1]);
   const whole = reduceTable(table, n, p, plan.variants);
   // equal copies (as the cluster's merge sees them: no shared objects), the density scope's image copy among them
   const copies = [...plan.variants, structuredClone(plan.variants[0]!), structuredClone(plan.variants[1]!)];
   for (const k of [2, 9]) {
-    const out = copies.map((v) => new Float64Array(v.scored.length * p));
-    for (let i0 = 0; i0 < n; i0 += k) reduceRows(table.slice(i0 * p * n, Math.min(n, i0 + k) * p * n), i0, n, p, copies, out);
+    const out = inRowBlocks(table, n, p, k, copies);
     [0, 1, 0, 1].forEach((v, c) => assert.ok(bytes(out[c]!).equals(bytes(whole[v]!)), `row blocks of ${k}: copy ${c} differs`));
   }
   // a variant that differs in its reduction alone is reduced on its own
