@@ -105,12 +105,22 @@ after(async () => {
   await cleanup();
 });
 
-test('cluster run = one-process run, byte for byte: a worker SIGKILLed mid-run, another block split', { skip }, async (t) => {
-  const one = spawnSync(process.execPath, [cliMain, 'run', '--data', data, '--out', join(dir, 'one'), ...SETTINGS, '--no-cache'], {
+/** The one-process run of the same data and settings (plus `extra`) into dir/`out`; it must succeed. */
+function oneProcess(out: string, extra: string[] = []): void {
+  const one = spawnSync(process.execPath, [cliMain, 'run', '--data', data, '--out', join(dir, out), ...SETTINGS, ...extra, '--no-cache'], {
     encoding: 'utf8',
     timeout: 120_000,
   });
   assert.equal(one.status, 0, one.stderr);
+}
+
+/** A worker to run the next cluster run's jobs, started when none is alive (an earlier test may have stopped them). */
+function workerAlive(): void {
+  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+}
+
+test('cluster run = one-process run, byte for byte: a worker SIGKILLed mid-run, another block split', { skip }, async (t) => {
+  oneProcess('one');
 
   // one worker (each of its jobs waits 3 s first: fault injection) takes the run's first job and
   // is SIGKILLed mid-job; Redis still holds that job as active
@@ -151,14 +161,9 @@ test('cluster run = one-process run, byte for byte: a worker SIGKILLed mid-run, 
 
 test('--msm-precision int8 on the cluster (scale jobs, then block jobs) = the one-process int8 run, byte for byte', { skip }, async () => {
   const int8 = ['--msm-precision', 'int8'];
-  const one = spawnSync(
-    process.execPath,
-    [cliMain, 'run', '--data', data, '--out', join(dir, 'one8'), ...SETTINGS, ...int8, '--no-cache'],
-    { encoding: 'utf8', timeout: 120_000 },
-  );
-  assert.equal(one.status, 0, one.stderr);
+  oneProcess('one8', int8);
   assert.notDeepEqual(readFileSync(join(dir, 'one8', FILES[0]!)), readFileSync(join(dir, 'one', FILES[0]!)), 'int8 = fast scores');
-  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+  workerAlive();
   const r = await run(clusterArgs('e', [3, 5], int8).filter((a) => a !== '--quiet')).done;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /int8 scale of 14 images: 10 jobs/); // 2 stages x ceil(14 / 3) chunks
@@ -167,17 +172,9 @@ test('--msm-precision int8 on the cluster (scale jobs, then block jobs) = the on
 
 test('--stage-r-list on the cluster (block jobs of each stage own r list) = the one-process run, byte for byte', { skip }, async () => {
   const per = ['--stage-r-list', '3/1,3'];
-  const one = spawnSync(
-    process.execPath,
-    [cliMain, 'run', '--data', data, '--out', join(dir, 'one-sr'), ...SETTINGS, ...per, '--no-cache'],
-    {
-      encoding: 'utf8',
-      timeout: 120_000,
-    },
-  );
-  assert.equal(one.status, 0, one.stderr);
+  oneProcess('one-sr', per);
   assert.notDeepEqual(readFileSync(join(dir, 'one-sr', FILES[0]!)), readFileSync(join(dir, 'one', FILES[0]!)), 'per-stage lists = r 1,3');
-  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+  workerAlive();
   const r = await run(clusterArgs('sr', [3, 5], per).filter((a) => a !== '--quiet')).done;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /x 3 \(stage, r\) passes/); // stage 0 at r = 3, stage 1 at r = 1, 3
@@ -188,32 +185,16 @@ test('--density-exponent on the cluster (indexed block jobs, density jobs, merge
   skip,
 }, async () => {
   const dens = ['--density-exponent', '0.5'];
-  const one = spawnSync(
-    process.execPath,
-    [cliMain, 'run', '--data', data, '--out', join(dir, 'one-d'), ...SETTINGS, ...dens, '--no-cache'],
-    {
-      encoding: 'utf8',
-      timeout: 120_000,
-    },
-  );
-  assert.equal(one.status, 0, one.stderr);
+  oneProcess('one-d', dens);
   assert.notDeepEqual(readFileSync(join(dir, 'one-d', FILES[0]!)), readFileSync(join(dir, 'one', FILES[0]!)), 'density = MSM scores');
-  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+  workerAlive();
   const r = await run(clusterArgs('d5', [3, 5], dens).filter((a) => a !== '--quiet')).done;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /reference densities: 20 jobs/); // 2 stages x r 1,3 x ceil(14 / 3) row blocks
   sameAsOneProcess('d5', 'one-d');
   // --density-scope image (14 images: no filter, so one more variant): the maps are MSM's, the image scores normalised
   const scoped = [...dens, '--density-scope', 'image'];
-  const oneImg = spawnSync(
-    process.execPath,
-    [cliMain, 'run', '--data', data, '--out', join(dir, 'one-di'), ...SETTINGS, ...scoped, '--no-cache'],
-    {
-      encoding: 'utf8',
-      timeout: 120_000,
-    },
-  );
-  assert.equal(oneImg.status, 0, oneImg.stderr);
+  oneProcess('one-di', scoped);
   const maps = 'surface/maps.safetensors';
   assert.deepEqual(readFileSync(join(dir, 'one-di', maps)), readFileSync(join(dir, 'one', maps)), "scope image: the maps are MSM's");
   assert.notDeepEqual(
@@ -221,7 +202,7 @@ test('--density-exponent on the cluster (indexed block jobs, density jobs, merge
     readFileSync(join(dir, 'one', FILES[0]!)),
     'scope image: the image scores normalised',
   );
-  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+  workerAlive();
   const ri = await run(clusterArgs('di', [3, 5], scoped)).done;
   assert.equal(ri.code, 0, ri.stderr);
   sameAsOneProcess('di', 'one-di');
@@ -253,14 +234,9 @@ function sameCsv(a: string, b: string, tol: number): number {
 
 test('--project on the cluster (basis jobs, then block jobs) = the one-process --project run, scores within 1e-5', { skip }, async () => {
   const project = ['--project', '48'];
-  const one = spawnSync(
-    process.execPath,
-    [cliMain, 'run', '--data', data, '--out', join(dir, 'one-p'), ...SETTINGS, ...project, '--no-cache'],
-    { encoding: 'utf8', timeout: 120_000 },
-  );
-  assert.equal(one.status, 0, one.stderr);
+  oneProcess('one-p', project);
   assert.notDeepEqual(readFileSync(join(dir, 'one-p', FILES[0]!)), readFileSync(join(dir, 'one', FILES[0]!)), '--project = all channels');
-  if (!workers.some((w) => w.child.exitCode === null)) workers.push(startWorker(redisUrl, store));
+  workerAlive();
   const r = await run(clusterArgs('p', [3, 5], project).filter((a) => a !== '--quiet')).done;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /projection bases \(K = 48\) of 14 images: 4 jobs/); // 2 stages x r 1,3

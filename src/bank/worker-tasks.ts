@@ -14,7 +14,7 @@ import { degreesLabel } from '../core/defaults.js';
 import { checkNormExponent, layerNormImages, lnamdTarget } from '../core/lnamd.js';
 import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { neededPairs, stagePasses } from '../core/plan.js';
-import { bankBuilder, cancelledError, densityOf, passDensity, scoreBank } from '../core/score.js';
+import { bankBuilder, cancelledError, densityOf, imageScoreVariants, passDensity, scoreBank } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import { kernelFor } from '../scoring/tasks.js';
 import { type BankScoreSettings, degrees, type PatchResult, predictVariant } from './scoring.js';
@@ -74,13 +74,14 @@ export async function predictTask(
   const passes = stagePasses(degrees(s), bank.length);
   const total = passes.flat().length;
   const variant = predictVariant(m, n, s.interval);
-  const need = neededPairs({ n: m + n, rList: s.rList, variants: [variant] });
+  const plan = { n: m + n, rList: s.rList, variants: [variant] };
+  const need = neededPairs(plan);
   // the bank's saved densities (a prediction does not depend on what else is in the call)
-  const density = densityOf({ n: m + n, rList: s.rList, variants: [variant] }, bank.length, kernel.precision, s);
+  const density = densityOf(plan, bank.length, kernel.precision, s);
   const patch = new Float64Array(m * P);
-  // --density-scope image: the variant twice, on MSM's table (the maps) and on the normalised one (the image scores)
-  const imageOnly = density?.some((d) => d?.rawVariants !== undefined) ?? false;
-  const image = imageOnly ? new Float64Array(m * P) : undefined;
+  // --density-scope image: the variant twice, on MSM's table (the maps) and on the normalised one (the image scores), as scorePlan
+  const { extra, imageCopy } = imageScoreVariants(plan, undefined, density);
+  const image = imageCopy ? new Float64Array(m * P) : undefined;
   let done = 0;
   const table = {
     need,
@@ -103,7 +104,7 @@ export async function predictTask(
       lnamdMs += performance.now() - t0;
       t0 = performance.now();
       const pass = { ...table, density: passDensity(density?.[l], l, s.rList[ri]!) };
-      const [scores, normalised] = await scoreBank(z, m + n, P, C, imageOnly ? [variant, variant] : [variant], kernel, pass);
+      const [scores, normalised] = await scoreBank(z, m + n, P, C, [variant, ...extra], kernel, pass);
       msmMs += performance.now() - t0;
       for (let k = 0; k < scores!.length; k++) patch[k] += scores![k]! * w;
       if (image) for (let k = 0; k < image.length; k++) image[k] += normalised![k]! * w;
