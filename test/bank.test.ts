@@ -42,7 +42,9 @@ import { shutdownCompute } from '../src/compute/worker.js';
 import type { StageFeatures } from '../src/core/types.js';
 import { toFloat16 } from '../src/io/float16.js';
 import { scorePatches } from '../src/scoring/musc.js';
-import { scorePlan as enginePlan } from '../src/core/score.js';
+import { bankBuilder, projectKey, scorePlan as enginePlan } from '../src/core/score.js';
+import { layerNormImages, lnamdTarget } from '../src/core/lnamd.js';
+import { DEFAULT_REPEAT_FILTER } from '../src/core/repeats.js';
 import { zeroShotVariant } from '../src/core/plan.js';
 import { kernelFor } from '../src/scoring/tasks.js';
 import { tempDir } from './helpers/cli-env.js';
@@ -109,6 +111,33 @@ test('predicting bank image i against the bank without i gives the zero-shot MuS
     opts,
   );
   assert.ok(maxDiff(both.patch.subarray(0, P), alone.patch) <= 1e-6);
+});
+
+test("the engine's tail (predict's kept bank LNAMD): the last images' banks given = the whole batch; checked against the plan", async () => {
+  const n = 5;
+  const stages = [stage(n, 4, 8, 21), stage(n, 2, 12, 22)];
+  const kernel = await kernelFor();
+  const plan = { n, rList: [1, 3], variants: [zeroShotVariant(n, [0, 0.5])] };
+  const whole = await enginePlan(stages, plan, kernel);
+  const target = lnamdTarget(stages);
+  const bankOf = bankBuilder(target, undefined, undefined);
+  const banks: Record<string, Float32Array> = {};
+  for (const [l, s] of stages.entries())
+    for (const r of plan.rList) banks[projectKey(l, r)] = await bankOf.of(take(s, [3, 4]), layerNormImages(take(s, [3, 4])), l, r);
+  const head = stages.map((s) => take(s, [0, 1, 2]));
+  const tail = { n: 2, of: (l: number, r: number) => banks[projectKey(l, r)]! };
+  const split = await enginePlan(head, plan, kernel, { tail });
+  assert.deepEqual(split.variants[0]!.patch, whole.variants[0]!.patch);
+  await assert.rejects(enginePlan(head, plan, kernel, { tail: { n: 1, of: tail.of } }), /the plan is for 5 images, the features hold 4/);
+  await assert.rejects(
+    enginePlan(head, plan, kernel, { tail: { n: 2, of: () => new Float32Array(3) } }),
+    /tail: the bank of stage 0 at r = 1 holds 3 values/,
+  );
+  await assert.rejects(
+    enginePlan(head, { ...plan, repeatFilter: DEFAULT_REPEAT_FILTER }, kernel, { tail }),
+    /tail: not with the repeated-anomaly filter/,
+  );
+  await assert.rejects(enginePlan(head, plan, kernel, { tail, projectChannels: 4 }), /tail: a projection needs the bases/);
 });
 
 test('a bank on a score grid (--score-grid): predict = leave-one-out on the same grid; the grid is recorded, shown and checked', async () => {

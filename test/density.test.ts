@@ -379,7 +379,13 @@ test('the cluster: block jobs with indices, density jobs per row block, merge jo
       };
       const filter = await repeatFilterOnWorkers(run('links'), store, plan, p);
       assert.deepEqual(filter?.summary, one.filtered?.summary, `split ${a}x${b}: the filter's links`);
-      const density = await densityOnWorkers(run('density'), store, plan, p, [...exps]);
+      const density = await densityOnWorkers(
+        run('density'),
+        store,
+        plan,
+        p,
+        exps.map((exponent) => (exponent > 0 ? { exponent } : undefined)),
+      );
       const merged: ScoringPlan = { n, rList: plan.rList, stageRList: plan.stageRList, variants: [...plan.variants, filter!.variant] };
       const rbs = rowBlocks(tableRows(n, p.need), p.rowImages);
       const jobs = reduceJobs(await putPlan(store, merged), p.tiling, p.jobs, rbs, density);

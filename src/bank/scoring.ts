@@ -102,7 +102,7 @@ export function degrees(s: BankScoreSettings): Pick<ScoringPlan, 'rList' | 'stag
 }
 
 /** The scoring engine's options of bank settings. */
-function engineOptions(s: BankScoreSettings) {
+export function engineOptions(s: BankScoreSettings) {
   return {
     precision: s.precision,
     device: s.device,

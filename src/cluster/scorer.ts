@@ -24,7 +24,7 @@ import { DEFAULT_MSM_PRECISION } from '../core/kernel.js';
 import { checkNormExponent, lnamdTarget } from '../core/lnamd.js';
 import { blockSize, tableBlocks, tableRows } from '../core/msm.js';
 import { linkTableRIndex, neededPairs, type ScoringPlan, stagePasses, validatePlan } from '../core/plan.js';
-import { densityOf, imageScoreVariants, validateStages } from '../core/score.js';
+import { type Density, densityOf, imageScoreVariants, validateStages } from '../core/score.js';
 import type { StageFeatures } from '../core/types.js';
 import type { Scorer } from '../pipeline/types.js';
 import type { PatchScores, ScoreOptions } from '../scoring/musc.js';
@@ -214,21 +214,20 @@ export async function repeatFilterOnWorkers(
 
 /**
  * Reference-density normalisation as jobs (--density-exponent; core/density.ts): density jobs over
- * the row blocks of every (stage, r) table of the stages with an exponent (`exponents` [L], 0: none),
- * their zero-shot scores (the densities rho); each table's rho [N, P] gathered and put in the store.
- * Returns [stage][k] the refs its merge jobs normalise with (undefined for the other stages).
+ * the row blocks of every (stage, r) table of the stages with a density (`dens` [L], densityOf's:
+ * undefined where a stage has none), their zero-shot scores (the densities rho); each table's rho
+ * [N, P] gathered and put in the store. Returns [stage][k] the refs its merge jobs normalise with
+ * (undefined for the other stages), with the density's exponent and scope (rawVariants).
  */
 export async function densityOnWorkers(
   runJobs: (jobs: ClusterJob[], what: string) => Promise<void>,
   store: SharedStore,
   plan: ScoringPlan,
   p: Awaited<ReturnType<typeof planBlockJobs>>,
-  exponents: number[],
+  dens: (Pick<Density, 'exponent' | 'rawVariants'> | undefined)[],
 ): Promise<(DensityRef | undefined)[][]> {
   const rbs = rowBlocks(tableRows(plan.n, p.need), p.rowImages);
-  const passes = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs).map((stage, l) =>
-    exponents[l]! > 0 ? stage.map(densityJobs) : [],
-  );
+  const passes = reduceJobs(await putPlan(store, plan), p.tiling, p.jobs, rbs).map((stage, l) => (dens[l] ? stage.map(densityJobs) : []));
   const all = passes.flat(2);
   await runJobs(
     all.map((data) => ({ name: 'density', data })),
@@ -237,7 +236,9 @@ export async function densityOnWorkers(
   const out: (DensityRef | undefined)[][] = [];
   for (const [l, stage] of passes.entries()) {
     const refs: (DensityRef | undefined)[] = p.jobs[l]!.map(() => undefined);
-    for (const [k, jobs] of stage.entries()) refs[k] = { exponent: exponents[l]!, rho: await collectRho(store, plan.n, p.P, jobs) };
+    const d = dens[l];
+    const scope = d?.rawVariants ? { rawVariants: d.rawVariants } : {};
+    for (const [k, jobs] of stage.entries()) refs[k] = { exponent: d!.exponent, rho: await collectRho(store, plan.n, p.P, jobs), ...scope };
     out.push(refs);
   }
   return out;
@@ -265,10 +266,7 @@ export function clusterScorer(coordinator: Coordinator, store: SharedStore, spli
       const dens = densityOf(plan, stages.length, o.precision ?? DEFAULT_MSM_PRECISION, o);
       const { extra: imageVariants, imageCopy } = imageScoreVariants(plan, filter?.variant, dens); // as scorePlan
       const merged = imageVariants.length ? { ...withoutFilter(plan), variants: [...plan.variants, ...imageVariants] } : plan;
-      const exponents = dens?.map((d) => d?.exponent ?? 0);
-      const refs = exponents ? await densityOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p, exponents) : undefined;
-      const raw = dens?.find((d) => d)?.rawVariants;
-      const density = raw ? refs?.map((st) => st.map((d) => d && { ...d, rawVariants: raw })) : refs;
+      const density = dens ? await densityOnWorkers((j, w) => coordinator.runJobs(j, w), store, plan, p, dens) : undefined;
       const patch = await mergeOnWorkers(coordinator, store, merged, p, density);
       return {
         n: plan.variants[0]!.scored.length,

@@ -89,6 +89,14 @@ export interface EngineOptions {
    * and every plan variant keep MSM's distances (`--density-scope`; docs/accuracy.md, seventeenth round)
    */
   densityScope?: 'all' | 'image';
+  /**
+   * the (stage, r) banks [tail.n, P, C'] of the plan's last tail.n images, given rather than
+   * aggregated: `stages` then hold the plan's other images only, and each pass scores [their
+   * banks..., tail.of(l, r)]. Predict keeps a bank's LNAMD banks in the compute worker this way
+   * (bank/worker-tasks.ts), so that a call aggregates its new images only. With projectChannels it
+   * needs projectBases (the bank's); not with projectFolds or the repeated-anomaly filter.
+   */
+  tail?: { n: number; of(l: number, r: number): Float32Array };
 }
 
 export interface EngineHooks {
@@ -134,7 +142,8 @@ export function cancelledError(): Error {
   return e;
 }
 
-export function validateStages(stages: StageFeatures[]): void {
+/** Checks the stages' shapes; `more`: images the plan holds beside them (EngineOptions.tail). */
+export function validateStages(stages: StageFeatures[], more = 0): void {
   if (stages.length === 0) throw new Error('no stages given');
   const n = stages[0]!.n;
   for (const [l, s] of stages.entries()) {
@@ -142,7 +151,7 @@ export function validateStages(stages: StageFeatures[]): void {
     if (s.data.length !== s.n * s.h * s.w * s.c)
       throw new Error(`stage ${l}: data length ${s.data.length} != N*h*w*C = ${s.n}*${s.h}*${s.w}*${s.c}`);
   }
-  if (n < 2) throw new Error(`MuSc needs at least 2 images to score each other, got ${n}`);
+  if (n + more < 2) throw new Error(`MuSc needs at least 2 images to score each other, got ${n + more}`);
 }
 
 /** Scores every variant of the plan (see the module comment). */
@@ -153,8 +162,9 @@ export async function scorePlan(
   opts: EngineOptions = {},
   hooks: EngineHooks = {},
 ): Promise<PlanScores> {
-  validateStages(stages);
-  if (plan.n !== stages[0]!.n) throw new Error(`the plan is for ${plan.n} images, the features hold ${stages[0]!.n}`);
+  const tailN = checkTail(plan, opts);
+  validateStages(stages, tailN);
+  if (plan.n !== stages[0]!.n + tailN) throw new Error(`the plan is for ${plan.n} images, the features hold ${stages[0]!.n + tailN}`);
   validatePlan(plan);
   checkNormExponent(opts.normExponent, kernel.precision);
   const folds = projectFolds(plan, opts);
@@ -204,7 +214,7 @@ export async function scorePlan(
       let scores: Float64Array[];
       if (folds) scores = await foldedPass(stages[l]!, normed, l, r, folds, all, bankOf, kernel, table, timings);
       else {
-        const z = await timed(timings, 'lnamdMs', () => bankOf.of(stages[l]!, normed, l, r));
+        const z = await timed(timings, 'lnamdMs', () => withTail(bankOf.of(stages[l]!, normed, l, r), opts.tail, l, r, n));
         const pass = { ...table, density: passDensity(density?.[l], l, r) };
         scores = await timed(timings, 'msmMs', () => scoreBank(z, n, P, bankOf.channels, all, kernel, pass));
       }
@@ -217,6 +227,30 @@ export async function scorePlan(
   const bases = opts.projectChannels !== undefined ? { bases: bankOf.bases } : {};
   const densities = density?.some((d) => d?.record) ? { densities: density.find((d) => d?.record)!.record! } : {};
   return { h: target.gridH, w: target.gridW, L, R, variants, ...(filtered ? { filtered } : {}), ...image, timings, ...bases, ...densities };
+}
+
+/** EngineOptions.tail checked against the plan: the images it holds (0 without one). */
+function checkTail(plan: ScoringPlan, opts: EngineOptions): number {
+  const t = opts.tail;
+  if (!t) return 0;
+  if (!(Number.isInteger(t.n) && t.n >= 1 && t.n <= plan.n)) throw new Error(`tail: ${t.n} images for a plan of ${plan.n}`);
+  if (plan.repeatFilter || opts.projectFolds !== undefined) throw new Error('tail: not with the repeated-anomaly filter or projectFolds');
+  if (opts.projectChannels !== undefined && !opts.projectBases)
+    throw new Error('tail: a projection needs the bases of the whole batch (projectBases)');
+  return t.n;
+}
+
+/** A pass's bank [n, P, C']: the stages' images' `own`, then EngineOptions.tail's (stage l, degree r) bank when given. */
+async function withTail(own: Promise<Float32Array>, tail: EngineOptions['tail'], l: number, r: number, n: number): Promise<Float32Array> {
+  const z = await own;
+  if (!tail) return z;
+  const t = tail.of(l, r);
+  if (t.length * (n - tail.n) !== z.length * tail.n)
+    throw new Error(`tail: the bank of stage ${l} at r = ${r} holds ${t.length} values, not ${tail.n} images of the others' shape`);
+  const out = new Float32Array(z.length + t.length);
+  out.set(z);
+  out.set(t, z.length);
+  return out;
 }
 
 /** The key of stage l's basis at degree r in EngineOptions.projectBases and PlanScores.bases. */
