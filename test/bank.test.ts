@@ -129,6 +129,7 @@ test("the engine's tail (predict's kept bank LNAMD): the last images' banks give
   const split = await enginePlan(head, plan, kernel, { tail });
   assert.deepEqual(split.variants[0]!.patch, whole.variants[0]!.patch);
   await assert.rejects(enginePlan(head, plan, kernel, { tail: { n: 1, of: tail.of } }), /the plan is for 5 images, the features hold 4/);
+  await assert.rejects(enginePlan(head, plan, kernel, { tail: { n: 5, of: tail.of } }), /tail: 5 images for a plan of 5 \(give 1..4\)/);
   await assert.rejects(
     enginePlan(head, plan, kernel, { tail: { n: 2, of: () => new Float32Array(3) } }),
     /tail: the bank of stage 0 at r = 1 holds 3 values/,

@@ -233,7 +233,8 @@ export async function scorePlan(
 function checkTail(plan: ScoringPlan, opts: EngineOptions): number {
   const t = opts.tail;
   if (!t) return 0;
-  if (!(Number.isInteger(t.n) && t.n >= 1 && t.n <= plan.n)) throw new Error(`tail: ${t.n} images for a plan of ${plan.n}`);
+  if (!(Number.isInteger(t.n) && t.n >= 1 && t.n < plan.n))
+    throw new Error(`tail: ${t.n} images for a plan of ${plan.n} (give 1..${plan.n - 1})`);
   if (plan.repeatFilter || opts.projectFolds !== undefined) throw new Error('tail: not with the repeated-anomaly filter or projectFolds');
   if (opts.projectChannels !== undefined && !opts.projectBases)
     throw new Error('tail: a projection needs the bases of the whole batch (projectBases)');
