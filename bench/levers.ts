@@ -65,6 +65,10 @@
  *   pnorm=E  each (i, j) column of a table divided by its median over i's patches to the power E
  *   peer=F peerw=1 peerby=tok|geo  image score minus peerw x the median score of the fraction F of the
  *        other images nearest by layer4 token or by original size
+ *   topa=E  with top: each image's top fraction scaled by (the batch's median original area / its own)^E,
+ *        so that the statistic covers one physical area on images of mixed native sizes (1: the same area);
+ *        topas=SEED: the areas shuffled among the images (the control); sizep=W: robust z of the image
+ *        scores + W x robust z of log original area (the control: how far size alone ranks them)
  *   q=0.3 qa=0 (MSM interval [qa, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
  *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
  *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
@@ -109,7 +113,7 @@ import { stagePasses, unionRList, zeroShotVariant } from '../src/core/plan.js';
 import { projectBank, projectCoordinates, projectionBasis, projectUnit } from '../src/core/project.js';
 import type { MatMul } from '../src/core/kernel.js';
 import { l2NormalizeRows, rscin } from '../src/core/rscin.js';
-import { upsampleAlignCorners, gaussianSmooth, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
+import { upsampleAlignCorners, gaussianSmooth, imageScoreOf, imageScores, MAX_IMAGE_SCORE } from '../src/core/maps.js';
 import { computeMetrics } from '../src/metrics/index.js';
 import { computeWorker, shutdownCompute } from '../src/compute/worker.js';
 import { kernelFor } from '../src/scoring/tasks.js';
@@ -239,6 +243,12 @@ interface Row {
    */
   peer: number;
   peerw: number;
+  /** with top: each image's top fraction times (median original area / its area)^topa (0: one fraction for all) */
+  topa: number;
+  /** with topa: the areas shuffled among the images (seed; 0: off), the control that keeps the fractions' spread without their reason */
+  topas: number;
+  /** a pure size prior (the control of topa): robust z of the image scores + sizep x robust z of log original area (0: off) */
+  sizep: number;
   peerby: string;
 }
 const BASE: Row = {
@@ -297,6 +307,9 @@ const BASE: Row = {
   pnorm: 0,
   peer: 0,
   peerw: 1,
+  topa: 0,
+  topas: 0,
+  sizep: 0,
   peerby: 'tok',
 };
 
@@ -356,6 +369,9 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   pnorm: 'pnorm',
   peer: 'peer',
   peerw: 'peerw',
+  topa: 'topa',
+  topas: 'topas',
+  sizep: 'sizep',
 };
 const LIST_KEYS: Record<string, Fields<number[] | undefined>> = {
   st: 'stages',
@@ -1429,6 +1445,20 @@ async function repeatFilter(fc: FeatureConfig, row: Row, items: DatasetItem[], M
   return { variant: filteredVariant(pools, bounds), pools, info };
 }
 
+/** A seeded permutation of xs (xorshift32, Fisher-Yates). */
+function shuffled<T>(xs: T[], seed: number): T[] {
+  let x = seed >>> 0 || 1;
+  const out = xs.slice();
+  for (let k = out.length - 1; k > 0; k--) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const j = Math.floor(((x >>> 0) / 4294967296) * (k + 1));
+    [out[k], out[j]] = [out[j]!, out[k]!];
+  }
+  return out;
+}
+
 /** reprand: each image leaves out as many images as the filter left out, chosen at random (seed s): the pool size's share of the filter's gain. */
 function randomPools(pools: number[][], M: number, seed: number): number[][] {
   let x = seed >>> 0 || 1;
@@ -1828,13 +1858,18 @@ function addScaled(out: Float64Array, s: Float64Array, c0: number, c1: number, w
 /** Original image sizes [w, h] by path (decoded once per process). */
 const sizeOf = new Map<string, [number, number]>();
 
-/** Each image's pool: the fraction f of the others nearest in original size, ties at the cut kept. */
-async function geometryPools(items: DatasetItem[], f: number): Promise<number[][]> {
+/** Fills sizeOf with the items' original [width, height] (decoded once per path). */
+async function originalSizes(items: DatasetItem[]): Promise<void> {
   for (const it of items)
     if (!sizeOf.has(it.path)) {
       const im = await decodeRgb(it.path);
       sizeOf.set(it.path, [im.width, im.height]);
     }
+}
+
+/** Each image's pool: the fraction f of the others nearest in original size, ties at the cut kept. */
+async function geometryPools(items: DatasetItem[], f: number): Promise<number[][]> {
+  await originalSizes(items);
   const lw = items.map((it) => Math.log(sizeOf.get(it.path)![0])),
     lh = items.map((it) => Math.log(sizeOf.get(it.path)![1]));
   const N = items.length,
@@ -1844,6 +1879,28 @@ async function geometryPools(items: DatasetItem[], f: number): Promise<number[][
     const others = items.map((_, b) => b).filter((b) => b !== a);
     const cut = others.map(d).sort((x, y) => x - y)[keep - 1]!;
     return others.filter((b) => d(b) <= cut);
+  });
+}
+
+/** sizep: robust z of the image scores + w x robust z of log original area. */
+async function withSizePrior(img: Float64Array, items: DatasetItem[], w: number): Promise<Float64Array> {
+  await originalSizes(items);
+  const z = robustZ(img),
+    za = robustZ(Float64Array.from(items, (it) => Math.log(sizeOf.get(it.path)![0] * sizeOf.get(it.path)![1])));
+  return z.map((v, i) => v + w * za[i]!);
+}
+
+/** topa: each map's mean of its top fraction row.top x (median original area / its own)^row.topa, within [1 pixel, the map]. */
+async function areaScaledTop(maps: Float32Array, items: DatasetItem[], row: Row): Promise<Float64Array> {
+  if (!(row.top > 0)) throw new Error('topa needs top');
+  await originalSizes(items);
+  let area = items.map((it) => sizeOf.get(it.path)![0] * sizeOf.get(it.path)![1]);
+  if (row.topas) area = shuffled(area, row.topas);
+  const median = area.slice().sort((a, b) => a - b)[area.length >> 1]!;
+  const per = maps.length / items.length;
+  return Float64Array.from(items, (_, i) => {
+    const f = Math.min(1, Math.max(1 / per, row.top * (median / area[i]!) ** row.topa));
+    return imageScoreOf(maps.subarray(i * per, (i + 1) * per), { kind: 'top', fraction: f });
   });
 }
 
@@ -2066,11 +2123,12 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   if (row.sigma > 0) maps = gaussianSmooth(maps, n, S, S, row.sigma);
   if (row.sigma > 0) scoreMaps = filtered ? gaussianSmooth(scoreMaps, n, S, S, row.sigma) : maps;
   if (row.bm > 0) scoreMaps = cropMaps(scoreMaps, n, S, row.bm);
-  let img = imageScores(scoreMaps, n, imageRule(row));
+  let img = row.topa ? await areaScaledTop(scoreMaps, items, row) : imageScores(scoreMaps, n, imageRule(row));
   let pnInfo: { refs: number; smallest: number } | undefined;
   if (row.pn > 0) ({ img, maps, info: pnInfo } = await pseudoNormalRow(fc, row, meta, img, maps, pools, !!fromRun));
   img = imageLevel(peakPost(img, scoreMaps, row), row, fc, pairImg);
   if (row.peer > 0) img = peerNormalised(img, await peerPools(row, items, fc), row.peerw);
+  if (row.sizep) img = await withSizePrior(img, items, row.sizep);
   if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
   let rs = img;
   if (!row.kList.includes(0)) {
