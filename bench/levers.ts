@@ -68,7 +68,9 @@
  *   topa=E  with top: each image's top fraction scaled by (the batch's median original area / its own)^E,
  *        so that the statistic covers one physical area on images of mixed native sizes (1: the same area);
  *        topas=SEED: the areas shuffled among the images (the control); sizep=W: robust z of the image
- *        scores + W x robust z of log original area (the control: how far size alone ranks them)
+ *        scores + W x robust z of log original area (the control: how far size alone ranks them);
+ *        sized=1: the batch's Theil-Sen trend of image score over log original area removed (2: the
+ *        good images' slope, an oracle for analysis)
  *   q=0.3 qa=0 (MSM interval [qa, q))  sig=4 (Gaussian map smoothing)  top=0.025 (image score = mean of
  *   the top fraction; 0 = max)  k=1.2.3 (RsCIN windows; 0 = off)  tok=l4 (backbone token) | top
  *   (RsCon-like: the unit r = 3 stage-0 feature of each image's highest-scoring patch)
@@ -249,6 +251,8 @@ interface Row {
   topas: number;
   /** a pure size prior (the control of topa): robust z of the image scores + sizep x robust z of log original area (0: off) */
   sizep: number;
+  /** 1: the batch's trend of image score over log original area removed (Theil-Sen slope, label-free); 2: the slope of the good images only (an oracle, for analysis); 0: off */
+  sized: number;
   peerby: string;
 }
 const BASE: Row = {
@@ -310,6 +314,7 @@ const BASE: Row = {
   topa: 0,
   topas: 0,
   sizep: 0,
+  sized: 0,
   peerby: 'tok',
 };
 
@@ -372,6 +377,7 @@ const NUMBER_KEYS: Record<string, Fields<number | undefined>> = {
   topa: 'topa',
   topas: 'topas',
   sizep: 'sizep',
+  sized: 'sized',
 };
 const LIST_KEYS: Record<string, Fields<number[] | undefined>> = {
   st: 'stages',
@@ -1882,6 +1888,21 @@ async function geometryPools(items: DatasetItem[], f: number): Promise<number[][
   });
 }
 
+/** sized: s_i - b x (log area_i - median log area), b the median of the pairwise slopes (Theil-Sen) over pairs of different areas. */
+async function sizeDetrended(img: Float64Array, items: DatasetItem[], goodOnly: boolean): Promise<Float64Array> {
+  await originalSizes(items);
+  const x = items.map((it) => Math.log(sizeOf.get(it.path)![0] * sizeOf.get(it.path)![1]));
+  const use = items.map((it) => !goodOnly || !it.label);
+  const slopes: number[] = [];
+  for (let i = 0; i < x.length; i++)
+    for (let j = i + 1; j < x.length; j++) if (use[i] && use[j] && x[i] !== x[j]) slopes.push((img[i]! - img[j]!) / (x[i]! - x[j]!));
+  if (slopes.length === 0) return img;
+  const b = slopes.sort((u, v) => u - v)[slopes.length >> 1]!;
+  const mx = x.slice().sort((u, v) => u - v)[x.length >> 1]!;
+  console.error(`sized: slope ${b.toPrecision(4)} per unit log area`);
+  return img.map((v, i) => v - b * (x[i]! - mx));
+}
+
 /** sizep: robust z of the image scores + w x robust z of log original area. */
 async function withSizePrior(img: Float64Array, items: DatasetItem[], w: number): Promise<Float64Array> {
   await originalSizes(items);
@@ -2129,6 +2150,7 @@ async function evaluateRow(name: string, cat: string, items: DatasetItem[], mask
   img = imageLevel(peakPost(img, scoreMaps, row), row, fc, pairImg);
   if (row.peer > 0) img = peerNormalised(img, await peerPools(row, items, fc), row.peerw);
   if (row.sizep) img = await withSizePrior(img, items, row.sizep);
+  if (row.sized) img = await sizeDetrended(img, items, row.sized === 2);
   if (row.token !== 'l4' && row.token !== 'top') throw new Error(`bad token ${row.token}`);
   let rs = img;
   if (!row.kList.includes(0)) {
